@@ -1,0 +1,142 @@
+# SPDX-License-Identifier: MIT
+# braid - plain GNU make, no configure. Objects go to build/$(VARIANT)/, so
+# switching variants never needs a clean. V=1 prints full commands.
+
+CC      ?= gcc
+VARIANT ?= release
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+WERROR  ?= 0
+
+VARIANTS := release debug asan tsan
+ifeq ($(filter $(VARIANT),$(VARIANTS)),)
+$(error VARIANT must be one of: $(VARIANTS))
+endif
+
+B := build/$(VARIANT)
+
+CSTD     := -std=gnu11
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wpointer-arith -Wwrite-strings -Wformat=2 -Wundef \
+            -Wimplicit-fallthrough -Wvla -Wframe-larger-than=8192 \
+            -Wno-unused-parameter \
+            -Werror=implicit-function-declaration -Werror=implicit-int \
+            -Werror=incompatible-pointer-types -Werror=int-conversion \
+            -Werror=return-type -Werror=discarded-qualifiers
+flags_release := -O2 -g -DNDEBUG
+flags_debug   := -O0 -g3
+flags_asan    := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+                 -fno-omit-frame-pointer -fno-optimize-sibling-calls
+flags_tsan    := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+VFLAGS := $(flags_$(VARIANT))
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+override CPPFLAGS += -D_GNU_SOURCE -Iinclude -Iruntime
+override CFLAGS   := $(CSTD) $(WARN) $(VFLAGS) -pthread -MMD -MP $(CFLAGS)
+LIBFLAGS := -fvisibility=hidden -fPIC
+SOFLAGS  := -shared -Wl,-z,defs -Wl,-z,relro,-z,now -Wl,-z,noexecstack
+LDLIBS   := -luring -pthread
+SANLD    := $(filter -fsanitize=%,$(VFLAGS))
+
+LIB_SRC := $(wildcard runtime/*.c)
+LIB_ASM := $(wildcard runtime/ctx_*.S)
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o) $(patsubst %.S,$(B)/%.o,$(filter %x86_64.S,$(LIB_ASM)))
+ifeq ($(shell uname -m),aarch64)
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o) $(patsubst %.S,$(B)/%.o,$(filter %aarch64.S,$(LIB_ASM)))
+endif
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+.PHONY: all lib release debug asan tsan clean test check test-unit test-asan \
+        test-tsan test-valgrind stress bench demo deps install uninstall \
+        format format-check lint examples compare
+
+all: lib
+lib: $(B)/libbraid.a $(B)/libbraid.so
+
+release debug asan tsan:
+	$(Q)$(MAKE) --no-print-directory VARIANT=$@ lib
+
+$(B)/runtime/%.o: runtime/%.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LIBFLAGS) -c -o $@ $<
+
+$(B)/runtime/%.o: runtime/%.S
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  AS      $<")
+	$(Q)$(CC) $(CPPFLAGS) -MMD -MP -c -o $@ $<
+
+$(B)/libbraid.a: $(LIB_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(B)/libbraid.so: $(LIB_OBJ)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) $(SOFLAGS) -Wl,-soname,libbraid.so.$(BR_MAJOR) -o $@ $^ $(LDLIBS)
+
+BR_MAJOR := $(shell sed -n 's/^\#define BR_VERSION_MAJOR \([0-9]*\)/\1/p' include/braid.h)
+BR_MINOR := $(shell sed -n 's/^\#define BR_VERSION_MINOR \([0-9]*\)/\1/p' include/braid.h)
+BR_PATCH := $(shell sed -n 's/^\#define BR_VERSION_PATCH \([0-9]*\)/\1/p' include/braid.h)
+
+# Programs (tests, examples, benches) link the static library so that
+# tests can reach internal br__ symbols.
+$(B)/examples/%: examples/%.c $(B)/libbraid.a
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libbraid.a $(LDLIBS)
+
+EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
+examples: $(EXAMPLES)
+
+-include tests/tests.mk
+-include bench/bench.mk
+
+deps:
+	$(Q)scripts/deps.sh
+
+demo:
+	$(Q)scripts/deps.sh
+	$(Q)$(MAKE) --no-print-directory VARIANT=release lib examples
+	$(Q)build/release/examples/asyncio_tour
+	$(Q)$(MAKE) --no-print-directory bench-summary
+
+install: $(B)/libbraid.a $(B)/libbraid.so
+	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 include/braid.h $(DESTDIR)$(INCDIR)/braid.h
+	install -m 644 $(B)/libbraid.a $(DESTDIR)$(LIBDIR)/libbraid.a
+	install -m 755 $(B)/libbraid.so $(DESTDIR)$(LIBDIR)/libbraid.so.$(BR_MAJOR).$(BR_MINOR).$(BR_PATCH)
+	ln -sf libbraid.so.$(BR_MAJOR).$(BR_MINOR).$(BR_PATCH) $(DESTDIR)$(LIBDIR)/libbraid.so.$(BR_MAJOR)
+	ln -sf libbraid.so.$(BR_MAJOR) $(DESTDIR)$(LIBDIR)/libbraid.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCDIR@|$(INCDIR)|' \
+	    -e 's|@VERSION@|$(BR_MAJOR).$(BR_MINOR).$(BR_PATCH)|' \
+	    braid.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/braid.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INCDIR)/braid.h $(DESTDIR)$(LIBDIR)/libbraid.a \
+	      $(DESTDIR)$(LIBDIR)/libbraid.so $(DESTDIR)$(LIBDIR)/libbraid.so.$(BR_MAJOR) \
+	      $(DESTDIR)$(LIBDIR)/libbraid.so.$(BR_MAJOR).$(BR_MINOR).$(BR_PATCH) \
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/braid.pc
+
+FORMAT_SRC = $(wildcard runtime/*.[ch] include/*.h tests/*.[ch] bench/*.[ch] examples/*.c)
+format:
+	clang-format -i $(FORMAT_SRC)
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_SRC)
+
+lint:
+	cppcheck --quiet --enable=warning,performance --std=c11 -D_GNU_SOURCE \
+	    -Iinclude -Iruntime runtime
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d)

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * error.c - br_strerror, message copies and the assertion failure path.
+ *
+ * Design
+ *   braid's own codes sit in a reserved range far below any errno
+ *   (libuv's trick), so one function names both kinds. The errno names
+ *   come from strerrordesc_np, which, unlike strerror, returns a static
+ *   string and is async-signal-safe.
+ *
+ * Concurrency
+ *   None: no shared state.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "braid.h"
+#include "internal.h"
+
+const char *br_strerror(int code)
+{
+	const char *s;
+
+	switch (code) {
+	case 0:
+		return "success";
+	case BR_ECLOSED:
+		return "the runtime is closed";
+	case BR_ENOTTASK:
+		return "only valid inside a task";
+	case BR_EBADOBJ:
+		return "not a live braid object";
+	case BR_EWORKERDIED:
+		return "the worker process died";
+	case BR_EDEADLK:
+		return "waiting here would block the loop forever";
+	case BR_EDONE:
+		return "the future has already completed";
+	case BR_ETASKFAILED:
+		return "the task failed";
+	}
+	if (code < 0)
+		code = -code;
+	s = code < 4096 ? strerrordesc_np(code) : NULL;
+	return s ? s : "unknown error";
+}
+
+char *br__strdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+void br__assert_fail(const char *expr, const char *file, int line)
+{
+	fprintf(stderr, "braid: assertion failed: %s (%s:%d)\n", expr, file,
+		line);
+	abort();
+}

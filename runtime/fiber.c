@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fiber.c - fibers: create, switch, exit, and the wake word.
+ *
+ * Design
+ *   A fiber is a stack plus a saved stack pointer (ctx.h). Tasks run on
+ *   fibers; a worker's scheduler runs on the worker thread's own stack and
+ *   every switch goes fiber -> scheduler -> fiber, so that the scheduler
+ *   can finish a suspension after the fiber is off its stack (Go's
+ *   gopark/park_m split): a waker may resume the fiber on another worker
+ *   the instant it is marked PARKED, which must not happen while the
+ *   fiber still runs.
+ *
+ *   The wake word decides who resumes a suspended fiber:
+ *
+ *     code on fiber:  seq = arm()           wake = seq|ARMED   (seq_cst)
+ *                     register wakers with seq
+ *                     switch out
+ *     scheduler:      CAS seq|ARMED -> seq|PARKED
+ *                       fails: a waker got there first (NOTIFIED), so
+ *                       the scheduler requeues the fiber itself
+ *     waker:          CAS seq|ARMED or seq|PARKED -> seq|NOTIFIED
+ *                       from PARKED: the waker schedules the fiber
+ *                       from ARMED: the scheduler will (above)
+ *
+ *   Exactly one party requeues the fiber, and only after it has switched
+ *   out. A wake-up presenting another seq fails, so a waker that lost the
+ *   race, or fires late, cannot resume a later suspension.
+ *
+ *   Fiber headers are type-stable (never freed, only recycled; seq keeps
+ *   growing across reuse), so br_cancel() may wake a fiber through a
+ *   pointer it read without any lock: at worst it wakes a later user of
+ *   the same header spuriously, and every suspension point re-checks its
+ *   condition after waking.
+ *
+ *   Sanitizers: every switch carries __sanitizer_start/finish_switch_fiber
+ *   under ASan and __tsan_switch_to_fiber under TSan, and stacks are
+ *   registered with valgrind, so those tools follow the stacks (QEMU's
+ *   coroutine-ucontext.c does the same).
+ *
+ * Invariants
+ *   - A fiber is switched in by at most one worker at a time.
+ *   - wake's seq equals the fiber's seq from arm() until the next arm().
+ *   - A cached fiber has a stack of the runtime's default size.
+ *
+ * Concurrency
+ *   - Switch functions: the worker running the fiber or its scheduler.
+ *   - br__fiber_wake*(): any thread.
+ *   - The header free list: any thread, under hdr_lock.
+ *
+ * Memory ordering
+ *   - arm's seq_cst exchange pairs with br__task_cancel()'s seq_cst store
+ *     of the cancel flag (Dekker: one of them sees the other).
+ *   - The scheduler's ARMED -> PARKED CAS is release: it publishes the
+ *     saved context; a waker's CAS (acq_rel) acquires it before it queues
+ *     the fiber, and the queues carry it on to the resuming worker.
+ *
+ * Lifetime
+ *   Headers come from calloc and live for the process; stacks are
+ *   mmap'd by stack.c and cached per worker (fiber.h).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define BR__VALGRIND 1
+#endif
+#ifdef BR__ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+#ifdef BR__TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+#include "ctx.h"
+#include "fiber.h"
+#include "task.h"
+#include "worker.h"
+
+#if defined(__x86_64__)
+_Static_assert(offsetof(struct br__ctx_frame, mxcsr) == BR_CTX_MXCSR, "");
+_Static_assert(offsetof(struct br__ctx_frame, fpucw) == BR_CTX_FPUCW, "");
+_Static_assert(offsetof(struct br__ctx_frame, r15) == BR_CTX_R15, "");
+_Static_assert(offsetof(struct br__ctx_frame, r14) == BR_CTX_R14, "");
+_Static_assert(offsetof(struct br__ctx_frame, r13) == BR_CTX_R13, "");
+_Static_assert(offsetof(struct br__ctx_frame, r12) == BR_CTX_R12, "");
+_Static_assert(offsetof(struct br__ctx_frame, rbx) == BR_CTX_RBX, "");
+_Static_assert(offsetof(struct br__ctx_frame, rbp) == BR_CTX_RBP, "");
+_Static_assert(offsetof(struct br__ctx_frame, ret) == BR_CTX_RET, "");
+#else
+_Static_assert(offsetof(struct br__ctx_frame, d) == BR_CTX_D8, "");
+_Static_assert(offsetof(struct br__ctx_frame, x19_x28) == BR_CTX_X19, "");
+_Static_assert(offsetof(struct br__ctx_frame, x29) == BR_CTX_X29, "");
+_Static_assert(offsetof(struct br__ctx_frame, x30) == BR_CTX_X30, "");
+_Static_assert(offsetof(struct br__ctx_frame, fpcr) == BR_CTX_FPCR, "");
+#endif
+_Static_assert(sizeof(struct br__ctx_frame) == BR_CTX_FRAME, "");
+
+/* Cached fibers per worker; more are unmapped when they finish. */
+#define CACHE_MAX 64
+
+static pthread_mutex_t hdr_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct br__fiber *hdr_free; /* protected by hdr_lock */
+
+static struct br__fiber *hdr_get(void)
+{
+	struct br__fiber *f;
+
+	pthread_mutex_lock(&hdr_lock);
+	f = hdr_free;
+	if (f)
+		hdr_free = f->next;
+	pthread_mutex_unlock(&hdr_lock);
+	if (!f)
+		f = calloc(1, sizeof(*f));
+	return f;
+}
+
+static void hdr_put(struct br__fiber *f)
+{
+	pthread_mutex_lock(&hdr_lock);
+	f->next = hdr_free;
+	hdr_free = f;
+	pthread_mutex_unlock(&hdr_lock);
+}
+
+struct br__fiber *br__fiber_get(struct br__worker *w, size_t size)
+{
+	struct br__fiber *f;
+
+	if (size == w->rt->stack_size && w->stacks.head) {
+		f = w->stacks.head;
+		w->stacks.head = f->next;
+		w->stacks.n--;
+		return f;
+	}
+	f = hdr_get();
+	if (!f)
+		return NULL;
+	if (br__stack_alloc(f, size) < 0) {
+		hdr_put(f);
+		return NULL;
+	}
+	return f;
+}
+
+static void fiber_release(struct br__fiber *f)
+{
+	br__stack_free(f);
+	hdr_put(f);
+}
+
+void br__fiber_put(struct br__worker *w, struct br__fiber *f)
+{
+#ifdef BR__TSAN
+	__tsan_destroy_fiber(f->tsan);
+#endif
+	f->tsan = NULL;
+	f->root = f->top = NULL;
+	f->reg_w = NULL;
+	if (f->size == w->rt->stack_size && w->stacks.n < CACHE_MAX) {
+		f->next = w->stacks.head;
+		w->stacks.head = f;
+		w->stacks.n++;
+		return;
+	}
+	fiber_release(f);
+}
+
+void br__stack_cache_drain(struct br__worker *w)
+{
+	while (w->stacks.head) {
+		struct br__fiber *f = w->stacks.head;
+
+		w->stacks.head = f->next;
+		fiber_release(f);
+	}
+	w->stacks.n = 0;
+}
+
+void br__fiber_prepare(struct br__fiber *f, void (*fn)(void *), void *arg)
+{
+	f->sp = br__ctx_init(f->lo, f->hi, fn, arg);
+	f->asan_fake = NULL;
+#ifdef BR__TSAN
+	f->tsan = __tsan_create_fiber(0);
+#endif
+}
+
+void br__fiber_switch_in(struct br__worker *w, struct br__fiber *f)
+{
+#ifdef BR__ASAN
+	void *fake = NULL;
+
+	__sanitizer_start_switch_fiber(&fake, f->lo, f->size);
+#endif
+#ifdef BR__TSAN
+	__tsan_switch_to_fiber(f->tsan, 0);
+#endif
+	w->fiber = f;
+	w->current = f->top;
+	br__ctx_switch(&w->sched_sp, f->sp);
+#ifdef BR__ASAN
+	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+	w->fiber = NULL;
+	w->current = NULL;
+}
+
+/* Called first on a new fiber, to complete the switch that started it. */
+void br__fiber_entered(void);
+void br__fiber_entered(void)
+{
+#ifdef BR__ASAN
+	__sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+}
+
+void br__fiber_switch_out(struct br__worker *w, struct br__fiber *f,
+			  int dying)
+{
+	if (br__unlikely(f->guard == BR__GUARD_CANARY))
+		if (*(uint64_t *)f->lo != BR__STACK_CANARY)
+			br__stack_overflowed(f);
+#ifdef BR__ASAN
+	__sanitizer_start_switch_fiber(dying ? NULL : &f->asan_fake,
+				       w->sched_stack_lo, w->sched_stack_size);
+#endif
+#ifdef BR__TSAN
+	__tsan_switch_to_fiber(w->tsan_sched, 0);
+#endif
+	br__ctx_switch(&f->sp, w->sched_sp);
+#ifdef BR__ASAN
+	__sanitizer_finish_switch_fiber(f->asan_fake, NULL, NULL);
+#endif
+	(void)dying;
+}
+
+uint64_t br__fiber_arm(struct br__fiber *f)
+{
+	uint64_t seq = ++f->seq;
+
+	/* seq_cst: pairs with the cancel flag store in br__task_cancel();
+	 * see the header. */
+	atomic_exchange_explicit(&f->wake, (seq << 2) | BR__FW_ARMED,
+				 memory_order_seq_cst);
+	return seq;
+}
+
+void br__fiber_disarm(struct br__fiber *f, uint64_t seq)
+{
+	/* A waker racing us writes the same value; either way nobody will
+	 * queue the fiber for this seq, which is what we want since it is
+	 * still running. Relaxed: nothing is published by it. */
+	atomic_store_explicit(&f->wake, (seq << 2) | BR__FW_NOTIFIED,
+			      memory_order_relaxed);
+}
+
+static int wake(struct br__fiber *f, uint64_t seq, int any)
+{
+	/* Acquire: pairs with the scheduler's release CAS to PARKED. */
+	uint64_t v = atomic_load_explicit(&f->wake, memory_order_acquire);
+
+	for (;;) {
+		if (any)
+			seq = v >> 2;
+		if ((v >> 2) != seq || (v & 3) == BR__FW_NOTIFIED)
+			return 0;
+		/* acq_rel: acquires the parked context, and orders this
+		 * waker's writes (a completed future) before the resumed
+		 * fiber's reads. */
+		if (atomic_compare_exchange_weak_explicit(
+			    &f->wake, &v, (seq << 2) | BR__FW_NOTIFIED,
+			    memory_order_acq_rel, memory_order_acquire))
+			break;
+	}
+	if ((v & 3) == BR__FW_PARKED)
+		br__task_schedule(f->top);
+	return 1;
+}
+
+int br__fiber_wake(struct br__fiber *f, uint64_t seq)
+{
+	return wake(f, seq, 0);
+}
+
+void br__fiber_wake_any(struct br__fiber *f)
+{
+	wake(f, 0, 1);
+}

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fiber.h - fibers: a stack, a saved context, and the wake word that
+ * decides who resumes a suspended fiber. See fiber.c.
+ */
+#ifndef BR_FIBER_H
+#define BR_FIBER_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+struct br__task;
+struct br__worker;
+
+/* Low two bits of br__fiber.wake; the rest is the suspension's seq. */
+enum {
+	BR__FW_ARMED = 0,    /* about to suspend, still on its worker */
+	BR__FW_PARKED = 1,   /* switched out; a waker must schedule it */
+	BR__FW_NOTIFIED = 2, /* woken; owns no more wake-ups for this seq */
+};
+
+enum { BR__GUARD_PAGE, BR__GUARD_CANARY };
+
+/* Written at the lowest word of canary-guarded stacks. */
+#define BR__STACK_CANARY 0x6272636e61727921ull
+
+/*
+ * Fiber headers are type-stable: they are never freed while the process
+ * runs, only recycled, and seq only grows. A stale pointer to a fiber
+ * therefore always reaches some fiber, and a stale (fiber, seq) wake-up
+ * fails its CAS; br_cancel() relies on this (see task.c).
+ */
+struct br__fiber {
+	void *sp;		   /* saved stack pointer while switched out */
+	_Atomic uint64_t wake;	   /* (seq << 2) | BR__FW_*; see fiber.c */
+	uint64_t seq;		   /* written only by code running on it */
+	struct br__task *top;	   /* the task running on top (inline
+				    * children included); written by the
+				    * fiber's own code, read by the waker
+				    * that moved wake PARKED -> NOTIFIED */
+	struct br__task *root;	   /* the task the fiber was started for */
+	struct br__fiber *next;	   /* stack cache or header free list */
+	struct br__fiber *reg_next, *reg_prev; /* live list, under
+						* reg_w->reg_lock */
+	struct br__worker *reg_w;  /* whose live list holds it */
+	void *lo, *hi;		   /* usable stack [lo, hi) */
+	void *map;		   /* mapping, guard page included */
+	size_t map_len;
+	size_t size;		   /* hi - lo */
+	uint8_t guard;		   /* BR__GUARD_* */
+	uint8_t pinned;		   /* root was spawned pinned */
+	unsigned pin;		   /* ... to this worker */
+	void *asan_fake;	   /* ASan fake-stack handle across switches */
+	void *tsan;		   /* TSan fiber */
+	unsigned vg_id;		   /* valgrind stack id */
+};
+
+/* Per-worker cache of fibers with default-size stacks. */
+struct br__stack_cache {
+	struct br__fiber *head;
+	unsigned n;
+};
+
+/*
+ * br__fiber_get - a fiber with a stack of at least size bytes, from w's
+ * cache when the size is the runtime default. NULL if out of memory.
+ * Context: worker w.
+ */
+struct br__fiber *br__fiber_get(struct br__worker *w, size_t size);
+
+/* br__fiber_put - give a finished fiber back (cache or free). Worker w. */
+void br__fiber_put(struct br__worker *w, struct br__fiber *f);
+
+/* br__stack_cache_drain - free every cached fiber of w. */
+void br__stack_cache_drain(struct br__worker *w);
+
+/* Prepare f to run fn(arg) from the top of its stack when switched in. */
+void br__fiber_prepare(struct br__fiber *f, void (*fn)(void *), void *arg);
+
+/*
+ * br__fiber_switch_in - from worker w's scheduler context into f; returns
+ * when f switches out. Context: worker w, on its own stack.
+ */
+void br__fiber_switch_in(struct br__worker *w, struct br__fiber *f);
+
+/*
+ * br__fiber_switch_out - from f back to the scheduler of w (the worker it
+ * runs on now); returns when some worker switches f in again.
+ * dying: f will never be resumed (its sanitizer state is released).
+ */
+void br__fiber_switch_out(struct br__worker *w, struct br__fiber *f,
+			  int dying);
+
+/*
+ * br__fiber_arm - begin a suspension: a new seq, wake = ARMED. Returns
+ * the seq that wake-ups for this suspension must present. seq_cst, so a
+ * cancellation request stored before a waker's wake-up attempt is seen by
+ * the check that follows arming (see task.c). Context: code on f.
+ */
+uint64_t br__fiber_arm(struct br__fiber *f);
+
+/* br__fiber_disarm - the suspension was abandoned before switching out. */
+void br__fiber_disarm(struct br__fiber *f, uint64_t seq);
+
+/*
+ * br__fiber_wake - wake f if it is still suspended for seq. Returns 1 if
+ * this call woke it. Context: any thread.
+ */
+int br__fiber_wake(struct br__fiber *f, uint64_t seq);
+
+/* br__fiber_wake_any - wake f from whatever suspension it is in. */
+void br__fiber_wake_any(struct br__fiber *f);
+
+/* Stack-overflow reporting (stack.c). */
+int br__stack_init_process(void);
+int br__stack_thread_init(struct br__worker *w);
+void br__stack_thread_exit(struct br__worker *w);
+int br__stack_alloc(struct br__fiber *f, size_t size);
+void br__stack_free(struct br__fiber *f);
+__attribute__((noreturn)) void br__stack_overflowed(struct br__fiber *f);
+int br__stack_guard_install_works(void);
+
+#endif /* BR_FIBER_H */

@@ -1,0 +1,405 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * future.c - the state machine every future shares, its waiter lists,
+ * reference counting, and promises.
+ *
+ * Design
+ *   One type for every origin (task, promise, callback, process job), as
+ *   DESIGN 5 asks. The state word holds the br_state and a lock bit. A
+ *   future leaves PENDING exactly once: the completer takes the lock while
+ *   the state is PENDING, writes the result, detaches the waiter list, and
+ *   publishes the final state with the same store that drops the lock.
+ *   A tiny spin lock beats a lock-free waiter stack here because waiters
+ *   must also be removed (wait_any, timeouts, cancellation), which a
+ *   Treiber stack cannot do without an ABA scheme; the lock is held for a
+ *   few instructions and never across a call that can block or suspend.
+ *
+ *   Waiters are fired outside the lock, so a callback may do anything,
+ *   including complete other futures. Each waiter's memory belongs to the
+ *   waiting party; fire()'s last touch is a release store of DONE, and
+ *   br__future_unwait() waits for that store, so the owner can reuse the
+ *   memory as soon as unwait returns (a task's stack frame, for one).
+ *
+ * Invariants
+ *   - st & BR__FST_MASK goes PENDING -> DONE | FAILED | CANCELLED once.
+ *   - error, value, bytes and message are written only by the completer
+ *     under the lock, before the final state is published.
+ *   - The waiter list is non-empty only while PENDING.
+ *   - refs > 0 while anybody may touch the future; the last release frees
+ *     it (tasks through br__task_free()).
+ *
+ * Concurrency
+ *   - Everything here is callable from any thread.
+ *   - head, tail, and the links of linked waiters are protected by the
+ *     lock bit in st.
+ *
+ * Memory ordering
+ *   - lock: CAS with acquire; unlock: store with release. The final-state
+ *     store is such an unlock, and pairs with br__future_state()'s acquire
+ *     load, which is what makes the result visible to readers that never
+ *     take the lock.
+ *   - A waiter's DONE (release in the fire functions) pairs with the
+ *     acquire load in br__future_unwait().
+ *   - refs: increments relaxed (a reference is only copied from one
+ *     already held); the decrement is acq_rel so the freeing thread sees
+ *     every write made under the other references.
+ *
+ * Lifetime
+ *   Promises are malloc'd by br_promise_new() and freed by the last
+ *   release. The completer must hold a reference while it fires waiters.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "future.h"
+#include "task.h"
+
+struct br_future br__future_enomem = {
+	.magic = BR__MAGIC_FUTURE,
+	.kind = BR__F_STATIC,
+	.st = BR_FAILED,
+	.refs = 1,
+	.error = -ENOMEM,
+	.message = (char *)"out of memory",
+};
+
+void br__future_init(struct br_future *f, enum br__fkind kind, uint32_t refs)
+{
+	f->magic = BR__MAGIC_FUTURE;
+	f->kind = (uint8_t)kind;
+	atomic_init(&f->st, BR_PENDING);
+	atomic_init(&f->refs, refs);
+	f->error = 0;
+	f->value = NULL;
+	f->message = NULL;
+	f->bytes = NULL;
+	f->len = 0;
+	f->head = f->tail = NULL;
+}
+
+static uint32_t lock(struct br_future *f)
+{
+	unsigned spins = 0;
+
+	for (;;) {
+		uint32_t v = atomic_load_explicit(&f->st, memory_order_relaxed);
+
+		/* Acquire: pairs with unlock()'s release. */
+		if (!(v & BR__FST_LOCK) &&
+		    atomic_compare_exchange_weak_explicit(
+			    &f->st, &v, v | BR__FST_LOCK,
+			    memory_order_acquire, memory_order_relaxed))
+			return v;
+		/* Holders never block; a preempted holder is the only reason
+		 * to get here often. */
+		if (++spins < 64)
+			br__cpu_relax();
+		else
+			sched_yield();
+	}
+}
+
+static void unlock(struct br_future *f, uint32_t state)
+{
+	/* Release: pairs with lock()'s acquire and br__future_state(). */
+	atomic_store_explicit(&f->st, state, memory_order_release);
+}
+
+int br__future_complete(struct br_future *f, br_state state, void *value,
+			void *bytes, size_t len, int error, const char *msg)
+{
+	struct br__waiter *w, *next;
+	char *copy = NULL;
+	uint32_t v;
+
+	BR_ASSERT(state != BR_PENDING);
+	if (msg && *msg)
+		copy = br__strdup(msg);
+	v = lock(f);
+	if (v != BR_PENDING) {
+		unlock(f, v);
+		free(copy);
+		free(bytes);
+		return BR_EDONE;
+	}
+	f->value = value;
+	f->bytes = bytes;
+	f->len = len;
+	f->error = error;
+	f->message = copy;
+	w = f->head;
+	f->head = f->tail = NULL;
+	for (next = w; next; next = next->next)
+		atomic_store_explicit(&next->st, BR__W_FIRING,
+				      memory_order_relaxed);
+	unlock(f, (uint32_t)state);
+	for (; w; w = next) {
+		next = w->next; /* w may be gone once fired */
+		w->fire(w, f);
+	}
+	return 0;
+}
+
+int br__future_wait_on(struct br_future *f, struct br__waiter *w)
+{
+	uint32_t v = lock(f);
+
+	if (v != BR_PENDING) {
+		unlock(f, v);
+		return 0;
+	}
+	w->next = NULL;
+	w->prev = f->tail;
+	if (f->tail)
+		f->tail->next = w;
+	else
+		f->head = w;
+	f->tail = w;
+	atomic_store_explicit(&w->st, BR__W_LINKED, memory_order_relaxed);
+	unlock(f, v);
+	return 1;
+}
+
+int br__future_unwait(struct br_future *f, struct br__waiter *w)
+{
+	unsigned spins = 0;
+	uint32_t v;
+	int st;
+
+	/* Acquire: pairs with the fire functions' release of DONE. */
+	st = atomic_load_explicit(&w->st, memory_order_acquire);
+	if (st == BR__W_DONE || st == BR__W_IDLE)
+		return 0;
+	v = lock(f);
+	if (atomic_load_explicit(&w->st, memory_order_relaxed) ==
+	    BR__W_LINKED) {
+		if (w->prev)
+			w->prev->next = w->next;
+		else
+			f->head = w->next;
+		if (w->next)
+			w->next->prev = w->prev;
+		else
+			f->tail = w->prev;
+		atomic_store_explicit(&w->st, BR__W_IDLE, memory_order_relaxed);
+		unlock(f, v);
+		return 1;
+	}
+	unlock(f, v);
+	/* Detached by a completion: wait until fire() is done with w. */
+	while (atomic_load_explicit(&w->st, memory_order_acquire) !=
+	       BR__W_DONE) {
+		if (++spins < 128)
+			br__cpu_relax();
+		else
+			sched_yield();
+	}
+	return 0;
+}
+
+int br__future_result(const struct br_future *f, void **value)
+{
+	br_state s = br__future_state(f);
+
+	if (value)
+		*value = s == BR_DONE ? f->value : NULL;
+	switch (s) {
+	case BR_DONE:
+		return 0;
+	case BR_CANCELLED:
+		return -ECANCELED;
+	case BR_FAILED:
+		return f->error;
+	default:
+		return -EAGAIN;
+	}
+}
+
+struct br_future *br__promise_alloc(uint32_t refs)
+{
+	struct br_future *f = malloc(sizeof(*f));
+
+	if (!f)
+		return NULL;
+	br__future_init(f, BR__F_PROMISE, refs);
+	return f;
+}
+
+/* ---- public API ---- */
+
+br_state br_future_state(const br_future *f)
+{
+	if (!br__future_ok(f))
+		return BR_FAILED;
+	return br__future_state(f);
+}
+
+int br_future_error(const br_future *f)
+{
+	if (!br__future_ok(f))
+		return BR_EBADOBJ;
+	switch (br__future_state(f)) {
+	case BR_FAILED:
+		return f->error;
+	case BR_CANCELLED:
+		return -ECANCELED;
+	default:
+		return 0;
+	}
+}
+
+const char *br_future_message(const br_future *f)
+{
+	br_state s;
+
+	if (!br__future_ok(f))
+		return "not a live braid future";
+	s = br__future_state(f);
+	if (s == BR_FAILED || s == BR_CANCELLED)
+		return f->message ? f->message : br_strerror(br_future_error(f));
+	return "";
+}
+
+const void *br_future_bytes(const br_future *f, size_t *len)
+{
+	if (len)
+		*len = 0;
+	if (!br__future_ok(f) || br__future_state(f) != BR_DONE)
+		return NULL;
+	if (len)
+		*len = f->len;
+	return f->bytes;
+}
+
+br_future *br_future_retain(br_future *f)
+{
+	if (!br__future_ok(f) || f->kind == BR__F_STATIC)
+		return f;
+	/* Relaxed: the caller already holds a reference. */
+	atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+	return f;
+}
+
+void br__future_destroy(struct br_future *f)
+{
+	free(f->message);
+	free(f->bytes);
+	f->magic = BR__MAGIC_DEAD;
+}
+
+void br_future_release(br_future *f)
+{
+	if (!br__future_ok(f) || f->kind == BR__F_STATIC)
+		return;
+	/* acq_rel: the freeing thread must see all writes made under the
+	 * other references; pairs with the other releasers' decrements. */
+	if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	BR_ASSERT(f->head == NULL);
+	if (f->kind == BR__F_PROMISE) {
+		br__future_destroy(f);
+		free(f);
+	} else {
+		br__task_free((struct br__task *)f);
+	}
+}
+
+static void fire_callback(struct br__waiter *w, struct br_future *f)
+{
+	w->u.cb.fn(f, w->u.cb.arg);
+	br_future_release(f);
+	free(w);
+}
+
+int br_future_on_done(br_future *f, br_future_fn cb, void *arg)
+{
+	struct br__waiter *w;
+
+	if (!br__future_ok(f))
+		return BR_EBADOBJ;
+	if (!cb)
+		return -EINVAL;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->fire = fire_callback;
+	w->u.cb.fn = cb;
+	w->u.cb.arg = arg;
+	/* The reference keeps f alive until cb has returned, even if every
+	 * other holder releases it meanwhile. */
+	br_future_retain(f);
+	if (!br__future_wait_on(f, w)) {
+		free(w);
+		cb(f, arg);
+		br_future_release(f);
+	}
+	return 0;
+}
+
+br_future *br_promise_new(void)
+{
+	struct br_future *f = br__promise_alloc(1);
+
+	return f ? f : &br__future_enomem;
+}
+
+static int promise_check(br_future *p)
+{
+	if (!br__future_ok(p))
+		return BR_EBADOBJ;
+	if (p->kind != BR__F_PROMISE)
+		return -EINVAL;
+	return 0;
+}
+
+int br_promise_resolve(br_future *p, void *value)
+{
+	int ret = promise_check(p);
+
+	if (ret < 0)
+		return ret;
+	return br__future_complete(p, BR_DONE, value, NULL, 0, 0, NULL);
+}
+
+int br_promise_resolve_bytes(br_future *p, void *buf, size_t len)
+{
+	int ret = promise_check(p);
+
+	if (ret < 0) {
+		free(buf);
+		return ret;
+	}
+	return br__future_complete(p, BR_DONE, NULL, buf, len, 0, NULL);
+}
+
+int br_promise_reject(br_future *p, int error, const char *message)
+{
+	int ret = promise_check(p);
+
+	if (ret < 0)
+		return ret;
+	if (error >= 0)
+		return -EINVAL;
+	return br__future_complete(p, BR_FAILED, NULL, NULL, 0, error,
+				   message ? message : br_strerror(error));
+}
+
+int br_cancel(br_future *f)
+{
+	if (!br__future_ok(f))
+		return BR_EBADOBJ;
+	if (br__future_state(f) != BR_PENDING)
+		return BR_EDONE;
+	switch (f->kind) {
+	case BR__F_TASK:
+	case BR__F_CALLBACK:
+		return br__task_cancel((struct br__task *)f);
+	case BR__F_PROMISE:
+		return br__future_complete(f, BR_CANCELLED, NULL, NULL, 0,
+					   -ECANCELED, "cancelled");
+	default:
+		return BR_EDONE;
+	}
+}

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * internal.h - macros shared by every file of the runtime.
+ *
+ * Design
+ *   Assertions come in two strengths (STYLE 3.8): BR_ASSERT is always on
+ *   and guards scheduler and future state transitions, where a wrong state
+ *   would corrupt memory silently; BR_DEBUG_ASSERT is for expensive checks
+ *   and compiles out with NDEBUG. Both print the expression, the file and
+ *   the line, then abort.
+ *
+ * Concurrency
+ *   None: macros and constants only.
+ */
+#ifndef BR_INTERNAL_H
+#define BR_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define br__likely(x) __builtin_expect(!!(x), 1)
+#define br__unlikely(x) __builtin_expect(!!(x), 0)
+#define BR__COLD __attribute__((cold, noinline))
+#define BR__MUST_CHECK __attribute__((warn_unused_result))
+#define BR__NOINLINE __attribute__((noinline))
+#define BR__CACHE_LINE 64
+#define BR__CACHE_ALIGNED _Alignas(BR__CACHE_LINE)
+
+#define br__container_of(ptr, type, member)                                    \
+	((type *)((char *)(ptr)-offsetof(type, member)))
+
+#define BR__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+BR__COLD __attribute__((noreturn)) void br__assert_fail(const char *expr,
+							const char *file,
+							int line);
+
+#define BR_ASSERT(e)                                                           \
+	(br__likely(e) ? (void)0 : br__assert_fail(#e, __FILE__, __LINE__))
+#ifdef NDEBUG
+#define BR_DEBUG_ASSERT(e) ((void)0)
+#else
+#define BR_DEBUG_ASSERT(e) BR_ASSERT(e)
+#endif
+
+/*
+ * Object magics, checked at every public entry (SQLite's API armor) and
+ * poisoned at free so a use after free fails the check instead of
+ * scribbling.
+ */
+#define BR__MAGIC_RUNTIME 0x62724e54u /* "brNT" */
+#define BR__MAGIC_FUTURE 0x62724655u  /* "brFU" */
+#define BR__MAGIC_ITER 0x62724954u    /* "brIT" */
+#define BR__MAGIC_GROUP 0x62724750u   /* "brGP" */
+#define BR__MAGIC_DEAD 0xdeadbeefu
+
+/* Sanitizer builds, for gcc and clang alike (QEMU's test). */
+#if defined(__SANITIZE_ADDRESS__)
+#define BR__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BR__ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define BR__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define BR__TSAN 1
+#endif
+#endif
+#if defined(BR__ASAN) || defined(BR__TSAN)
+#define BR__SANITIZED 1
+#endif
+
+static inline void br__cpu_relax(void)
+{
+#if defined(__x86_64__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* xorshift32: cheap per-worker randomness for victim choice. */
+static inline uint32_t br__rand(uint32_t *s)
+{
+	uint32_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	*s = x;
+	return x;
+}
+
+/* Message helpers (error.c). */
+char *br__strdup(const char *s);
+
+#endif /* BR_INTERNAL_H */

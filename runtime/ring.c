@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ring.c - each worker's io_uring: set-up, feature probes, parking inside
+ * the ring wait, and wake-ups from other workers and plain threads.
+ *
+ * Design
+ *   Every worker creates its own ring on its own thread with
+ *   SINGLE_ISSUER | DEFER_TASKRUN | COOP_TASKRUN when the kernel has them,
+ *   dropping flags one step at a time when it does not. Parking is the
+ *   ring wait itself (io_uring_submit_and_wait_timeout for one CQE, the
+ *   earliest timer as the deadline): a parked worker sleeps in the same
+ *   call that will later deliver its I/O completions, and needs no other
+ *   blocking primitive.
+ *
+ *   A parked worker is woken by a CQE posted into its ring:
+ *     - from another worker with a ring: IORING_OP_MSG_RING submitted on
+ *       the waker's own ring (CQE_SKIP_SUCCESS, so the waker gets no CQE);
+ *     - from a plain thread: IORING_REGISTER_SEND_MSG_RING (Linux 6.13+,
+ *       a raw io_uring_register(-1, 31, sqe, 1) since liburing 2.3 has no
+ *       wrapper), probed once per ring;
+ *     - failing that, a write to an eventfd the ring always has a read
+ *       pending on.
+ *   A CQE, once posted, stays until reaped, so a wake-up sent before the
+ *   target enters its wait is never lost (idle.c relies on this).
+ *
+ *   Without io_uring (old kernel, seccomp, io_uring_disabled, or
+ *   BR_CONFIG_NO_URING) the worker parks on a futex word instead: wake
+ *   sets it to 1 and wakes; park consumes the 1 before and after waiting.
+ *
+ * Invariants
+ *   - With the eventfd fallback, exactly one read of efd is in flight
+ *     whenever the worker is not reaping.
+ *
+ * Concurrency
+ *   - Everything but br__ring_wake(): the owning worker only (the ring is
+ *     SINGLE_ISSUER).
+ *   - br__ring_wake(): any thread. It reads ring_fd, efd and on, which
+ *     are written before the worker reports itself started.
+ *
+ * Memory ordering
+ *   - The futex word: exchange (acq_rel) on both sides; the kernel's
+ *     futex check orders the sleep against the store.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <linux/futex.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "braid.h"
+#include "ring.h"
+#include "worker.h"
+
+#ifndef IORING_SETUP_SINGLE_ISSUER
+#define IORING_SETUP_SINGLE_ISSUER (1U << 12)
+#endif
+#ifndef IORING_SETUP_DEFER_TASKRUN
+#define IORING_SETUP_DEFER_TASKRUN (1U << 13)
+#endif
+#ifndef IORING_SETUP_COOP_TASKRUN
+#define IORING_SETUP_COOP_TASKRUN (1U << 8)
+#endif
+#define BR__REGISTER_SEND_MSG_RING 31
+
+static void futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t rel_ns)
+{
+	struct timespec ts, *tp = NULL;
+
+	if (rel_ns >= 0) {
+		ts.tv_sec = rel_ns / 1000000000;
+		ts.tv_nsec = rel_ns % 1000000000;
+		tp = &ts;
+	}
+	syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, tp, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *addr)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static int send_msg_ring(int fd)
+{
+	struct io_uring_sqe sqe;
+
+	memset(&sqe, 0, sizeof(sqe));
+	io_uring_prep_msg_ring(&sqe, fd, 0, BR__UD_WAKE, 0);
+	return (int)syscall(__NR_io_uring_register, -1,
+			    BR__REGISTER_SEND_MSG_RING, &sqe, 1);
+}
+
+static void arm_eventfd(struct br__ring *r)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+
+	if (!sqe) {
+		io_uring_submit(&r->ring);
+		sqe = io_uring_get_sqe(&r->ring);
+	}
+	io_uring_prep_read(sqe, r->efd, &r->efd_buf, sizeof(r->efd_buf), 0);
+	io_uring_sqe_set_data64(sqe, BR__UD_EVENTFD);
+}
+
+int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags)
+{
+	static const unsigned tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+			IORING_SETUP_COOP_TASKRUN,
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	struct br__ring *r = &w->ring;
+	struct io_uring_probe *probe;
+	unsigned i;
+	int ret = -ENOSYS;
+
+	r->on = 0;
+	r->efd = -1;
+	r->features = 0;
+	r->inflight = 0;
+	atomic_init(&r->futex, 0);
+	if (flags & BR_CONFIG_NO_URING)
+		return 0;
+	for (i = 0; i < BR__ARRAY_SIZE(tries); i++) {
+		ret = io_uring_queue_init(entries, &r->ring, tries[i]);
+		if (ret == 0)
+			break;
+		if (ret != -EINVAL)
+			return ret; /* ENOSYS, EPERM, ENOMEM: no ring at all */
+	}
+	if (ret < 0)
+		return ret;
+	r->on = 1;
+	r->features = BR_FEAT_URING;
+	if (tries[i] & IORING_SETUP_SINGLE_ISSUER)
+		r->features |= BR_FEAT_SINGLE_ISSUER;
+	if (tries[i] & IORING_SETUP_DEFER_TASKRUN)
+		r->features |= BR_FEAT_DEFER_TASKRUN;
+	if (tries[i] & IORING_SETUP_COOP_TASKRUN)
+		r->features |= BR_FEAT_COOP_TASKRUN;
+	probe = io_uring_get_probe_ring(&r->ring);
+	if (probe) {
+		if (io_uring_opcode_supported(probe, IORING_OP_MSG_RING))
+			r->features |= BR_FEAT_MSG_RING;
+		io_uring_free_probe(probe);
+	}
+	/* Probe the ring-less wake-up on ourselves; the CQE it posts is
+	 * reaped as an ordinary wake-up at the first park. */
+	if (!getenv("BRAID_NO_SEND_MSG_RING") && send_msg_ring(r->ring.ring_fd) >= 0)
+		r->features |= BR_FEAT_SEND_MSG_RING;
+	else {
+		r->efd = eventfd(0, EFD_CLOEXEC);
+		if (r->efd < 0) {
+			ret = -errno;
+			io_uring_queue_exit(&r->ring);
+			r->on = 0;
+			r->features = 0;
+			return ret;
+		}
+		arm_eventfd(r);
+		io_uring_submit(&r->ring);
+	}
+	return 0;
+}
+
+void br__ring_exit(struct br__worker *w)
+{
+	struct br__ring *r = &w->ring;
+
+	if (!r->on)
+		return;
+	io_uring_queue_exit(&r->ring);
+	if (r->efd >= 0)
+		close(r->efd);
+	r->efd = -1;
+	r->on = 0;
+}
+
+/* Dispatch one completion. Wake-ups carry no work: their only job was to
+ * end the wait. */
+static void complete(struct br__ring *r, uint64_t ud, int res)
+{
+	if (ud == BR__UD_EVENTFD) {
+		arm_eventfd(r);
+		return;
+	}
+	(void)res;
+}
+
+void br__ring_reap(struct br__worker *w)
+{
+	struct br__ring *r = &w->ring;
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	if (!r->on)
+		return;
+	io_uring_for_each_cqe(&r->ring, head, cqe)
+	{
+		/* Copy out before the CQE is released (STYLE 4.3). */
+		uint64_t ud = cqe->user_data;
+		int res = cqe->res;
+
+		n++;
+		complete(r, ud, res);
+	}
+	io_uring_cq_advance(&r->ring, n);
+}
+
+void br__ring_park(struct br__worker *w, int64_t deadline_ns)
+{
+	struct br__ring *r = &w->ring;
+	struct __kernel_timespec ts, *tp = NULL;
+	struct io_uring_cqe *cqe;
+	int64_t rel = -1;
+
+	if (deadline_ns >= 0) {
+		rel = deadline_ns - br_now_ns();
+		if (rel <= 0) {
+			br__ring_reap(w);
+			return;
+		}
+		ts.tv_sec = rel / 1000000000;
+		ts.tv_nsec = rel % 1000000000;
+		tp = &ts;
+	}
+	if (!r->on) {
+		/* Acquire: pairs with br__ring_wake()'s exchange. */
+		if (atomic_exchange_explicit(&r->futex, 0,
+					     memory_order_acq_rel))
+			return;
+		futex_wait(&r->futex, 0, rel);
+		atomic_exchange_explicit(&r->futex, 0, memory_order_acq_rel);
+		return;
+	}
+	io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, tp, NULL);
+	br__ring_reap(w);
+}
+
+void br__ring_wake(struct br__worker *w)
+{
+	struct br__ring *r = &w->ring;
+	struct br__worker *me;
+	struct io_uring_sqe *sqe;
+
+	if (!r->on) {
+		if (!atomic_exchange_explicit(&r->futex, 1,
+					      memory_order_acq_rel))
+			futex_wake(&r->futex);
+		return;
+	}
+	me = br__worker_current();
+	if (me && me != w && me->ring.on &&
+	    (me->ring.features & BR_FEAT_MSG_RING)) {
+		sqe = io_uring_get_sqe(&me->ring.ring);
+		if (!sqe) {
+			io_uring_submit(&me->ring.ring);
+			sqe = io_uring_get_sqe(&me->ring.ring);
+		}
+		if (sqe) {
+			io_uring_prep_msg_ring(sqe, r->ring.ring_fd, 0,
+					       BR__UD_WAKE, 0);
+			io_uring_sqe_set_data64(sqe, BR__UD_WAKE);
+			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+			io_uring_submit(&me->ring.ring);
+			return;
+		}
+	}
+	if ((r->features & BR_FEAT_SEND_MSG_RING) &&
+	    send_msg_ring(r->ring.ring_fd) >= 0)
+		return;
+	if (r->efd >= 0)
+		eventfd_write(r->efd, 1);
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ring.h - each worker's io_uring: set-up and probing, parking inside the
+ * ring wait, and waking a parked worker from anywhere. See ring.c.
+ */
+#ifndef BR_RING_H
+#define BR_RING_H
+
+#include <liburing.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct br__worker;
+
+/* CQE user_data of wake-up messages; real operations carry pointers. */
+#define BR__UD_WAKE 1ull
+#define BR__UD_EVENTFD 2ull
+
+struct br__ring {
+	struct io_uring ring;
+	int on;			/* ring set up; else the futex fallback */
+	int efd;		/* eventfd a read is always pending on, for
+				 * wake-ups from plain threads when
+				 * REGISTER_SEND_MSG_RING is missing; -1 */
+	unsigned features;	/* BR_FEAT_* this ring got */
+	unsigned inflight;	/* operations whose CQE is still due */
+	uint64_t efd_buf;	/* the pending eventfd read's buffer */
+	_Atomic uint32_t futex; /* fallback park word: 1 = wake pending */
+};
+
+/*
+ * br__ring_init - set up w's ring on w's own thread (SINGLE_ISSUER wants
+ * the submitter to be the creator). On failure the ring stays off and the
+ * worker parks on its futex; returns the reason (< 0) for the warning.
+ */
+int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags);
+
+/* Tear the ring down. Context: worker w, at exit. */
+void br__ring_exit(struct br__worker *w);
+
+/*
+ * br__ring_park - wait for a wake-up, a completion, or deadline_ns
+ * (absolute CLOCK_MONOTONIC; < 0: none), then reap what arrived.
+ * Context: worker w.
+ */
+void br__ring_park(struct br__worker *w, int64_t deadline_ns);
+
+/* Reap completions without waiting. Context: worker w. */
+void br__ring_reap(struct br__worker *w);
+
+/* Wake w if it is parked or about to park. Context: any thread. */
+void br__ring_wake(struct br__worker *w);
+
+#endif /* BR_RING_H */

@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * runtime.c - br_runtime_new/free: configuration, start-up and the
+ * ordered shutdown; br_run.
+ *
+ * Design
+ *   Configuration is a struct whose zero fields mean "the environment
+ *   variable if set, else the default" (BRAID_WORKERS, BRAID_STACK_SIZE,
+ *   BRAID_NO_URING). br_runtime_new starts the workers and waits until
+ *   each has created its ring on its own thread, so the features it
+ *   reports are the ones in force. A kernel without io_uring is not an
+ *   error: the runtime says so once on stderr and parks on futexes.
+ *
+ *   Shutdown, in order (Tokio's worker.rs shutdown comment):
+ *     1. closing = 1: spawns fail with BR_ECLOSED from now on;
+ *     2. every live fiber's task is cancelled, and tasks not started yet
+ *        are dropped by the worker that picks them up; repeat until no
+ *        task is left (a task may start a new wait after the first
+ *        request; cancellation is sticky, so that wait returns at once);
+ *     3. stop = 1 and every worker is woken; each drops leftover
+ *        callbacks, tears down its ring and exits; join;
+ *     4. free.
+ *
+ * Concurrency
+ *   - br_runtime_new/free: a plain thread. The rest: any thread.
+ *
+ * Memory ordering
+ *   - closing: seq_cst store here, paired with the seq_cst load after the
+ *     live increment in br_spawn_ex().
+ *   - live: acquire load here, paired with the release decrements in
+ *     task.c, so everything a task did is visible once live reaches 0.
+ *   - stop: release store, acquire load in the worker loop.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "task.h"
+#include "worker.h"
+
+#define MAX_WORKERS 1024
+#define DEFAULT_STACK (64 * 1024)
+#define MIN_STACK (16 * 1024)
+#define MAX_STACK ((size_t)1 << 30)
+
+const char *br_version_string(void)
+{
+#define BR__STR2(x) #x
+#define BR__STR(x) BR__STR2(x)
+	return BR__STR(BR_VERSION_MAJOR) "." BR__STR(
+		BR_VERSION_MINOR) "." BR__STR(BR_VERSION_PATCH);
+}
+
+/* "64K", "1M", "65536": a size, or 0 if unset or unparsable. */
+static size_t env_size(const char *name)
+{
+	const char *s = getenv(name);
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s)
+		return 0;
+	v = strtoull(s, &end, 10);
+	if (*end == 'k' || *end == 'K')
+		v <<= 10;
+	else if (*end == 'm' || *end == 'M')
+		v <<= 20;
+	return (size_t)v;
+}
+
+static int configure(struct br_runtime *rt, const br_config *cfg)
+{
+	br_config c = cfg ? *cfg : (br_config){ 0 };
+	long ncpu;
+
+	if (c.flags & ~(BR_CONFIG_NO_URING | BR_CONFIG_QUIET))
+		return -EINVAL;
+	if (!c.workers)
+		c.workers = (unsigned)env_size("BRAID_WORKERS");
+	if (!c.workers) {
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		c.workers = ncpu > 0 ? (unsigned)ncpu : 1;
+	}
+	if (c.workers > MAX_WORKERS)
+		return -EINVAL;
+	if (!c.stack_size)
+		c.stack_size = env_size("BRAID_STACK_SIZE");
+	if (!c.stack_size)
+		c.stack_size = DEFAULT_STACK;
+	if (c.stack_size > MAX_STACK)
+		return -EINVAL;
+	if (c.stack_size < MIN_STACK)
+		c.stack_size = MIN_STACK;
+	c.stack_size = (c.stack_size + 4095) & ~(size_t)4095;
+	if (!c.ring_entries)
+		c.ring_entries = 256;
+	if (c.ring_entries > 32768)
+		return -EINVAL;
+	if (env_size("BRAID_NO_URING"))
+		c.flags |= BR_CONFIG_NO_URING;
+	rt->nworkers = c.workers;
+	rt->stack_size = c.stack_size;
+	rt->ring_entries = c.ring_entries;
+	rt->flags = c.flags;
+	return 0;
+}
+
+static void free_runtime(struct br_runtime *rt, unsigned nworkers)
+{
+	unsigned i;
+
+	for (i = 0; i < nworkers; i++) {
+		struct br__worker *w = &rt->workers[i];
+
+		br__deque_destroy(&w->dq);
+		pthread_mutex_destroy(&w->remote_lock);
+		pthread_mutex_destroy(&w->reg_lock);
+	}
+	free(rt->workers);
+	br__idle_term(&rt->idle);
+	br__inject_term(&rt->inject);
+	pthread_mutex_destroy(&rt->start_lock);
+	pthread_cond_destroy(&rt->start_cond);
+	rt->magic = BR__MAGIC_DEAD;
+	free(rt);
+}
+
+static void stop_workers(struct br_runtime *rt, unsigned n)
+{
+	unsigned i;
+
+	atomic_store_explicit(&rt->stop, 1, memory_order_release);
+	for (i = 0; i < n; i++)
+		br__ring_wake(&rt->workers[i]);
+	for (i = 0; i < n; i++)
+		pthread_join(rt->workers[i].thread, NULL);
+}
+
+int br_runtime_new(br_runtime **out, const br_config *cfg)
+{
+	struct br_runtime *rt;
+	sigset_t all, old;
+	unsigned i, feat;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	rt = calloc(1, sizeof(*rt));
+	if (!rt)
+		return -ENOMEM;
+	ret = configure(rt, cfg);
+	if (ret < 0) {
+		free(rt);
+		return ret;
+	}
+	br__stack_init_process();
+	rt->workers = aligned_alloc(BR__CACHE_LINE,
+				    rt->nworkers * sizeof(*rt->workers));
+	if (!rt->workers) {
+		free(rt);
+		return -ENOMEM;
+	}
+	memset(rt->workers, 0, rt->nworkers * sizeof(*rt->workers));
+	if (br__inject_init(&rt->inject) < 0 ||
+	    br__idle_init(&rt->idle, rt->nworkers) < 0) {
+		free(rt->workers);
+		free(rt);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&rt->start_lock, NULL);
+	pthread_cond_init(&rt->start_cond, NULL);
+	for (i = 0; i < rt->nworkers; i++) {
+		struct br__worker *w = &rt->workers[i];
+
+		w->rt = rt;
+		w->id = i;
+		w->rng = (i + 1) * 2654435761u;
+		pthread_mutex_init(&w->remote_lock, NULL);
+		pthread_mutex_init(&w->reg_lock, NULL);
+		br__timers_init(&w->timers);
+		if (br__deque_init(&w->dq, 8) < 0) {
+			free_runtime(rt, i + 1);
+			return -ENOMEM;
+		}
+	}
+	/* Workers take no asynchronous signals: those belong to the
+	 * application's threads. Faults stay deliverable. */
+	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	sigdelset(&all, SIGABRT);
+	sigdelset(&all, SIGTRAP);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (i = 0; i < rt->nworkers; i++) {
+		ret = pthread_create(&rt->workers[i].thread, NULL,
+				     br__worker_main, &rt->workers[i]);
+		if (ret) {
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+			stop_workers(rt, i);
+			free_runtime(rt, rt->nworkers);
+			return -EAGAIN;
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_mutex_lock(&rt->start_lock);
+	while (rt->started < rt->nworkers)
+		pthread_cond_wait(&rt->start_cond, &rt->start_lock);
+	pthread_mutex_unlock(&rt->start_lock);
+	feat = ~0u;
+	for (i = 0; i < rt->nworkers; i++)
+		feat &= rt->workers[i].ring.features;
+	if (br__stack_guard_install_works())
+		feat |= BR_FEAT_GUARD_INSTALL;
+	rt->features = feat;
+	if (rt->ring_err && !(rt->flags & BR_CONFIG_QUIET))
+		fprintf(stderr,
+			"braid: io_uring unavailable (%s); workers park on "
+			"futexes instead\n",
+			strerror(-rt->ring_err));
+	rt->magic = BR__MAGIC_RUNTIME;
+	*out = rt;
+	return 0;
+}
+
+void br_runtime_free(br_runtime *rt)
+{
+	struct br__worker *me = br__worker_current();
+	struct br__task *t;
+	useconds_t nap = 50;
+	int64_t next_sweep = 0;
+
+	if (!br__runtime_ok(rt))
+		return;
+	if (me && me->rt == rt) {
+		fprintf(stderr, "braid: br_runtime_free called from one of "
+				"its own workers; ignored\n");
+		return;
+	}
+	/* seq_cst: pairs with br_spawn_ex()'s re-check of closing. */
+	atomic_store_explicit(&rt->closing, 1, memory_order_seq_cst);
+	while (atomic_load_explicit(&rt->live, memory_order_acquire) > 0) {
+		int64_t now = br_now_ns();
+
+		if (now >= next_sweep) {
+			br__workers_cancel_all(rt);
+			next_sweep = now + 10 * 1000000;
+		}
+		usleep(nap);
+		if (nap < 5000)
+			nap *= 2;
+	}
+	stop_workers(rt, rt->nworkers);
+	while ((t = br__inject_pop(&rt->inject)))
+		br__task_drop(t);
+	free_runtime(rt, rt->nworkers);
+}
+
+unsigned br_runtime_workers(const br_runtime *rt)
+{
+	return br__runtime_ok(rt) ? rt->nworkers : 0;
+}
+
+unsigned br_runtime_features(const br_runtime *rt)
+{
+	return br__runtime_ok(rt) ? rt->features : 0;
+}
+
+br_runtime *br_current_runtime(void)
+{
+	struct br__worker *w = br__worker_current();
+
+	return w ? w->rt : NULL;
+}
+
+int br_worker_id(void)
+{
+	struct br__worker *w = br__worker_current();
+
+	return w ? (int)w->id : -1;
+}
+
+int br_run(const br_config *cfg, br_task_fn main, void *arg, void **value)
+{
+	br_runtime *rt;
+	br_future *f;
+	int ret;
+
+	if (value)
+		*value = NULL;
+	if (!main)
+		return -EINVAL;
+	ret = br_runtime_new(&rt, cfg);
+	if (ret < 0)
+		return ret;
+	f = br_spawn(rt, main, arg);
+	ret = br_await(f, value);
+	br_future_release(f);
+	br_runtime_free(rt);
+	return ret;
+}

@@ -1,0 +1,540 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * task.c - task records: spawn, schedule, cancel, run, and the suspension
+ * points that belong to no other object (sleep, yield).
+ *
+ * Design
+ *   A task is its own future (the future is the record's first member),
+ *   so spawning is one allocation, from a per-thread cache of records on
+ *   worker threads, and a task is only this small record until a worker
+ *   starts it (worker.c gives it a fiber then). A spawned task holds two
+ *   references: the caller's (the returned future) and the run reference,
+ *   which its worker drops when the task ends; a detached task therefore
+ *   frees itself.
+ *
+ *   Where a runnable task goes (br__task_schedule):
+ *     - pinned (or on a pinned fiber): its worker's LIFO slot when that
+ *       is the calling worker, else that worker's remote queue;
+ *     - the calling worker belongs to the task's runtime: its LIFO slot,
+ *       so a task woken by a message runs next, hot in cache (Go runnext);
+ *     - otherwise the runtime's injection queue, with a notification.
+ *   New tasks spawned from a task of the runtime go to the bottom of the
+ *   spawning worker's deque instead, where br_await() can take a child
+ *   back and run it inline, and thieves can take the oldest.
+ *
+ *   Cancellation is a request: the cancel flag is stored (seq_cst), then
+ *   the task's fiber, if it has one, is woken from whatever suspension it
+ *   is in. Every suspension point arms its fiber (seq_cst) and only then
+ *   checks the flag of the task and of the tasks running it inline, so
+ *   either the suspension sees the flag or the canceller sees the armed
+ *   fiber and wakes it. A task not started yet is dropped by the worker
+ *   that picks it up. Once a suspension has returned -ECANCELED to it, the
+ *   task ends CANCELLED whatever it returns; if it never sees the request,
+ *   it keeps its value.
+ *
+ * Invariants
+ *   - live counts tasks (not callbacks) spawned and not yet completed.
+ *   - A task's fiber pointer is set before its first instruction runs and
+ *     cleared after its future is complete.
+ *
+ * Concurrency
+ *   - spawn, schedule, cancel: any thread.
+ *   - fail_code, fail_msg, cancel_seen, inline_parent: code on the task's
+ *     fiber only.
+ *
+ * Memory ordering
+ *   - cancel: seq_cst store, paired with br__fiber_arm()'s seq_cst
+ *     exchange and br__task_cancel_pending()'s seq_cst load.
+ *   - live: relaxed increments (closing is re-checked with seq_cst after
+ *     the increment, against br_runtime_free's seq_cst store of closing);
+ *     release decrements, paired with br_runtime_free()'s acquire load.
+ *
+ * Lifetime
+ *   Records come from a per-thread cache on worker threads (malloc
+ *   elsewhere, and always in sanitizer builds, so ASan sees every use
+ *   after free); the last br_future_release() returns them.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fiber.h"
+#include "task.h"
+#include "timer.h"
+#include "worker.h"
+
+#define CACHE_MAX 256
+
+static __thread struct {
+	struct br__task *head;
+	unsigned n;
+} tcache;
+
+static struct br__task *task_alloc(void)
+{
+	struct br__task *t;
+
+#ifndef BR__SANITIZED
+	if (tcache.head) {
+		t = tcache.head;
+		tcache.head = t->next;
+		tcache.n--;
+		return t;
+	}
+#endif
+	t = malloc(sizeof(*t));
+	return t;
+}
+
+void br__task_free(struct br__task *t)
+{
+	free(t->fail_msg);
+	br__future_destroy(&t->fut);
+#ifndef BR__SANITIZED
+	if (tcache.n < CACHE_MAX && br__worker_current()) {
+		t->next = tcache.head;
+		tcache.head = t;
+		tcache.n++;
+		return;
+	}
+#endif
+	free(t);
+}
+
+void br__task_cache_drain(void)
+{
+	while (tcache.head) {
+		struct br__task *t = tcache.head;
+
+		tcache.head = t->next;
+		free(t);
+	}
+	tcache.n = 0;
+}
+
+struct br_future *br__future_failed(int code, const char *msg)
+{
+	struct br_future *f = br__promise_alloc(1);
+
+	if (!f)
+		return &br__future_enomem;
+	br__future_complete(f, BR_FAILED, NULL, NULL, 0, code,
+			    msg ? msg : br_strerror(code));
+	return f;
+}
+
+BR__NOINLINE struct br__task *br__task_current(void)
+{
+	struct br__worker *w = br__worker_current();
+
+	return w ? w->current : NULL;
+}
+
+static struct br__task *task_new(struct br_runtime *rt, uint32_t flags)
+{
+	struct br__task *t = task_alloc();
+
+	if (!t)
+		return NULL;
+	/* The caller's reference and the run reference. */
+	br__future_init(&t->fut, (flags & BR__T_CALLBACK) ? BR__F_CALLBACK
+							 : BR__F_TASK,
+			2);
+	t->rt = rt;
+	t->next = NULL;
+	atomic_init(&t->fiber, NULL);
+	t->inline_parent = NULL;
+	atomic_init(&t->cancel, 0);
+	t->flags = flags;
+	t->pin = 0;
+	t->stack_size = 0;
+	t->cancel_seen = 0;
+	t->fail_code = 0;
+	t->fail_msg = NULL;
+	atomic_init(&t->claimed, 0);
+	t->cb = NULL;
+	t->deadline = 0;
+	return t;
+}
+
+void br__task_schedule(struct br__task *t)
+{
+	struct br_runtime *rt = t->rt;
+	struct br__worker *w = br__worker_current();
+	struct br__fiber *f = atomic_load_explicit(&t->fiber,
+						   memory_order_relaxed);
+	unsigned pin = t->pin;
+	int pinned = !!(t->flags & BR__T_PINNED);
+
+	if (f && f->pinned) {
+		pinned = 1;
+		pin = f->pin;
+	}
+	if (pinned) {
+		struct br__worker *target = &rt->workers[pin];
+
+		if (w == target)
+			br__worker_push_lifo(w, t);
+		else
+			br__worker_remote_push(target, t);
+		return;
+	}
+	if (w && w->rt == rt) {
+		br__worker_push_lifo(w, t);
+		return;
+	}
+	br__inject_push(&rt->inject, t);
+	br__idle_notify(rt, 1);
+}
+
+/* Queue a task that has never run. */
+static void schedule_new(struct br__task *t)
+{
+	struct br_runtime *rt = t->rt;
+	struct br__worker *w = br__worker_current();
+
+	if (!(t->flags & BR__T_PINNED) && w && w->rt == rt) {
+		br__worker_push_local(w, t);
+		return;
+	}
+	br__task_schedule(t);
+}
+
+br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
+		       const br_spawn_opts *opts)
+{
+	struct br__task *t;
+	uint32_t flags = 0;
+
+	if (!br__runtime_ok(rt))
+		return br__future_failed(BR_EBADOBJ,
+					 "br_spawn: not a live runtime");
+	if (!fn)
+		return br__future_failed(-EINVAL, "br_spawn: fn is NULL");
+	if (opts) {
+		if (opts->flags & ~BR_SPAWN_PINNED)
+			return br__future_failed(-EINVAL,
+						 "br_spawn: unknown flags");
+		if ((opts->flags & BR_SPAWN_PINNED) &&
+		    opts->worker >= rt->nworkers)
+			return br__future_failed(
+				-EINVAL, "br_spawn: worker index out of range");
+		if (opts->stack_size > ((size_t)1 << 30))
+			return br__future_failed(
+				-EINVAL, "br_spawn: stack size over 1 GiB");
+		if (opts->flags & BR_SPAWN_PINNED)
+			flags |= BR__T_PINNED;
+	}
+	if (atomic_load_explicit(&rt->closing, memory_order_relaxed))
+		return br__future_failed(BR_ECLOSED,
+					 "br_spawn: the runtime is closing");
+	t = task_new(rt, flags);
+	if (!t)
+		return &br__future_enomem;
+	t->fn = fn;
+	t->arg = arg;
+	if (opts) {
+		t->pin = opts->worker;
+		if (opts->stack_size)
+			t->stack_size = opts->stack_size < 16384
+						? 16384
+						: opts->stack_size;
+	}
+	atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
+	/* seq_cst: pairs with br_runtime_free()'s store of closing; one of
+	 * us sees the other (it then waits for this task, or we fail). */
+	if (atomic_load_explicit(&rt->closing, memory_order_seq_cst)) {
+		atomic_fetch_sub_explicit(&rt->live, 1, memory_order_release);
+		br__task_free(t);
+		return br__future_failed(BR_ECLOSED,
+					 "br_spawn: the runtime is closing");
+	}
+	schedule_new(t);
+	return &t->fut;
+}
+
+br_future *br_spawn(br_runtime *rt, br_task_fn fn, void *arg)
+{
+	return br_spawn_ex(rt, fn, arg, NULL);
+}
+
+br_future *br_spawn_on(br_runtime *rt, unsigned worker, br_task_fn fn,
+		       void *arg)
+{
+	br_spawn_opts o = { .worker = worker, .flags = BR_SPAWN_PINNED };
+
+	return br_spawn_ex(rt, fn, arg, &o);
+}
+
+int br__task_cancel(struct br__task *t)
+{
+	struct br__fiber *f;
+	int exp = 0;
+
+	if (t->flags & BR__T_CALLBACK) {
+		if (!atomic_compare_exchange_strong_explicit(
+			    &t->claimed, &exp, 1, memory_order_acq_rel,
+			    memory_order_relaxed))
+			return BR_EDONE;
+		br__future_complete(&t->fut, BR_CANCELLED, NULL, NULL, 0,
+				    -ECANCELED, "cancelled");
+		return 0;
+	}
+	/* seq_cst: pairs with br__fiber_arm(); see the header. */
+	atomic_store_explicit(&t->cancel, 1, memory_order_seq_cst);
+	f = atomic_load_explicit(&t->fiber, memory_order_seq_cst);
+	if (f)
+		br__fiber_wake_any(f);
+	return 0;
+}
+
+int br__task_cancel_pending(struct br__task *t)
+{
+	for (; t; t = t->inline_parent)
+		if (atomic_load_explicit(&t->cancel, memory_order_seq_cst))
+			return 1;
+	return 0;
+}
+
+static void finish(struct br__task *t, void *value)
+{
+	struct br_runtime *rt = t->rt;
+
+	if (t->fail_code)
+		br__future_complete(&t->fut, BR_FAILED, NULL, NULL, 0,
+				    t->fail_code, t->fail_msg);
+	else if (t->cancel_seen)
+		br__future_complete(&t->fut, BR_CANCELLED, NULL, NULL, 0,
+				    -ECANCELED, "cancelled");
+	else
+		br__future_complete(&t->fut, BR_DONE, value, NULL, 0, 0, NULL);
+	/* Release: pairs with br_runtime_free()'s acquire load. */
+	atomic_fetch_sub_explicit(&rt->live, 1, memory_order_release);
+}
+
+void br__task_run_body(struct br__task *t)
+{
+	finish(t, t->fn(t->arg));
+}
+
+void br__task_drop(struct br__task *t)
+{
+	if (t->flags & BR__T_CALLBACK) {
+		br__task_cancel(t);
+	} else {
+		br__future_complete(&t->fut, BR_CANCELLED, NULL, NULL, 0,
+				    -ECANCELED,
+				    atomic_load_explicit(&t->rt->closing,
+							 memory_order_relaxed)
+					    ? "cancelled: the runtime closed"
+					    : "cancelled before it started");
+		atomic_fetch_sub_explicit(&t->rt->live, 1,
+					  memory_order_release);
+	}
+	br_future_release(&t->fut); /* the run reference */
+}
+
+void br__task_run_callback(struct br__task *t)
+{
+	struct br__worker *w = br__worker_current();
+	int exp = 0;
+
+	if (t->deadline > br_now_ns()) {
+		struct br__timer *tm = calloc(1, sizeof(*tm));
+
+		/* Not due yet: park it in this worker's heap, which owns
+		 * the run reference from now on. */
+		if (tm) {
+			tm->deadline = t->deadline;
+			tm->cb = t;
+			if (br__timer_add(w, tm) == 0)
+				return;
+			free(tm);
+		}
+	}
+	if (atomic_compare_exchange_strong_explicit(&t->claimed, &exp, 1,
+						    memory_order_acq_rel,
+						    memory_order_relaxed)) {
+		t->cb(t->arg);
+		br__future_complete(&t->fut, BR_DONE, NULL, NULL, 0, 0, NULL);
+	}
+	br_future_release(&t->fut);
+}
+
+static br_future *call_at(br_runtime *rt, int64_t deadline, br_callback_fn fn,
+			  void *arg)
+{
+	struct br__task *t;
+
+	if (!br__runtime_ok(rt))
+		return br__future_failed(BR_EBADOBJ,
+					 "br_call_soon: not a live runtime");
+	if (!fn)
+		return br__future_failed(-EINVAL, "br_call_soon: fn is NULL");
+	if (atomic_load_explicit(&rt->closing, memory_order_relaxed))
+		return br__future_failed(BR_ECLOSED,
+					 "br_call_soon: the runtime is closing");
+	t = task_new(rt, BR__T_CALLBACK);
+	if (!t)
+		return &br__future_enomem;
+	t->cb = fn;
+	t->arg = arg;
+	t->deadline = deadline;
+	schedule_new(t);
+	return &t->fut;
+}
+
+br_future *br_call_soon(br_runtime *rt, br_callback_fn fn, void *arg)
+{
+	return call_at(rt, 0, fn, arg);
+}
+
+br_future *br_call_later(br_runtime *rt, int64_t delay_ms, br_callback_fn fn,
+			 void *arg)
+{
+	return call_at(rt, delay_ms > 0 ? br_now_ns() + delay_ms * 1000000 : 0,
+		       fn, arg);
+}
+
+void br__task_suspend(void)
+{
+	struct br__worker *w = br__worker_current();
+	struct br__fiber *f = w->fiber;
+
+	w->after = BR__AFTER_PARK;
+	w->after_fiber = f;
+	br__fiber_switch_out(w, f, 0);
+}
+
+/* ---- public task API ---- */
+
+void *br_fail(int code, const char *message)
+{
+	struct br__task *t = br__task_current();
+
+	if (!t)
+		return NULL;
+	t->fail_code = code < 0 ? code : BR_ETASKFAILED;
+	free(t->fail_msg);
+	t->fail_msg = br__strdup(message ? message
+					 : br_strerror(t->fail_code));
+	return NULL;
+}
+
+int br_cancelled(void)
+{
+	struct br__task *t = br__task_current();
+
+	return t ? br__task_cancel_pending(t) : 0;
+}
+
+br_future *br_current(void)
+{
+	struct br__task *t = br__task_current();
+
+	return t ? &t->fut : NULL;
+}
+
+int br_yield(void)
+{
+	struct br__task *t = br__task_current();
+	struct br__worker *w;
+
+	if (!t) {
+		sched_yield();
+		return 0;
+	}
+	if (br__task_cancel_pending(t)) {
+		t->cancel_seen = 1;
+		return -ECANCELED;
+	}
+	w = br__worker_current();
+	w->after = BR__AFTER_YIELD;
+	w->after_fiber = w->fiber;
+	br__fiber_switch_out(w, w->fiber, 0);
+	if (br__task_cancel_pending(t)) {
+		t->cancel_seen = 1;
+		return -ECANCELED;
+	}
+	return 0;
+}
+
+int64_t br_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int br_sleep_until(int64_t deadline)
+{
+	struct br__task *t = br__task_current();
+	struct br__worker *w;
+	struct br__timer *tm;
+	uint64_t seq;
+
+	if (!t) {
+		struct timespec ts;
+
+		if (br__worker_current())
+			return BR_ENOTTASK; /* would stall the loop */
+		if (deadline <= br_now_ns())
+			return 0;
+		ts.tv_sec = deadline / 1000000000;
+		ts.tv_nsec = deadline % 1000000000;
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
+				       NULL) == EINTR)
+			;
+		return 0;
+	}
+	if (deadline <= br_now_ns())
+		return br_yield();
+	for (;;) {
+		w = br__worker_current();
+		tm = malloc(sizeof(*tm));
+		if (!tm)
+			return -ENOMEM;
+		seq = br__fiber_arm(w->fiber);
+		if (br__task_cancel_pending(t)) {
+			br__fiber_disarm(w->fiber, seq);
+			free(tm);
+			t->cancel_seen = 1;
+			return -ECANCELED;
+		}
+		tm->deadline = deadline;
+		tm->fiber = w->fiber;
+		tm->seq = seq;
+		tm->cb = NULL;
+		if (br__timer_add(w, tm) < 0) {
+			br__fiber_disarm(w->fiber, seq);
+			free(tm);
+			return -ENOMEM;
+		}
+		br__task_suspend();
+		br__timer_cancel(br__worker_current(), tm);
+		if (br__task_cancel_pending(t)) {
+			t->cancel_seen = 1;
+			return -ECANCELED;
+		}
+		if (br_now_ns() >= deadline)
+			return 0;
+		/* Woken early but not cancelled: a stale wake-up. */
+	}
+}
+
+int br_sleep_ns(int64_t ns)
+{
+	if (ns <= 0)
+		return br__task_current() ? br_yield() : 0;
+	return br_sleep_until(br_now_ns() + ns);
+}
+
+int br_sleep_ms(int64_t ms)
+{
+	if (ms > INT64_MAX / 1000000)
+		ms = INT64_MAX / 1000000;
+	return br_sleep_ns(ms * 1000000);
+}

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * task.h - the task record and the scheduling entry points tasks use.
+ * See task.c.
+ */
+#ifndef BR_TASK_H
+#define BR_TASK_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "braid.h"
+#include "future.h"
+#include "internal.h"
+
+struct br__fiber;
+struct br__worker;
+
+/* br__task.flags, fixed at spawn. */
+#define BR__T_PINNED 0x1u   /* runs only on worker pin */
+#define BR__T_CALLBACK 0x2u /* br_call_soon/later: no fiber, fn is a
+			     * br_callback_fn */
+
+struct br__task {
+	struct br_future fut;	    /* first: a task is its own future */
+	br_task_fn fn;
+	void *arg;
+	struct br_runtime *rt;
+	struct br__task *next;	    /* link in whichever queue holds it */
+	_Atomic(struct br__fiber *) fiber; /* set when it starts (its own)
+					    * or runs inline (its parent's);
+					    * read by br_cancel */
+	struct br__task *inline_parent; /* the task that runs it inline;
+					 * read only by code on the fiber */
+	_Atomic uint32_t cancel;    /* cancellation requested */
+	uint32_t flags;		    /* BR__T_* */
+	unsigned pin;		    /* worker index when pinned */
+	size_t stack_size;	    /* 0: the runtime's */
+	int cancel_seen;	    /* a suspension returned -ECANCELED */
+	int fail_code;		    /* set by br_fail() */
+	char *fail_msg;
+	_Atomic int claimed;	    /* callbacks: set by the runner or by
+				     * br_cancel, whichever comes first */
+	br_callback_fn cb;	    /* callbacks: the function */
+	int64_t deadline;	    /* callbacks: not before (monotonic ns) */
+};
+
+/* A FAILED future with code and msg (the static ENOMEM one if out of
+ * memory). Returns a new reference. */
+struct br_future *br__future_failed(int code, const char *msg);
+
+/* Drain the calling thread's cache of task records. */
+void br__task_cache_drain(void);
+
+/* Free a task record whose last reference is gone. */
+void br__task_free(struct br__task *t);
+
+/* br_cancel() for tasks and callbacks. */
+int br__task_cancel(struct br__task *t);
+
+/*
+ * br__task_cancel_pending - 1 if t or a task running it inline has been
+ * asked to cancel. Context: code on t's fiber.
+ */
+int br__task_cancel_pending(struct br__task *t);
+
+/*
+ * br__task_schedule - make t (a spawned task, or the top task of a woken
+ * fiber) runnable: the LIFO slot of the calling worker when it belongs to
+ * t's runtime, the pinned worker's queue for pinned tasks, else the
+ * runtime's injection queue. Context: any thread.
+ */
+void br__task_schedule(struct br__task *t);
+
+/*
+ * br__task_suspend - switch the calling task's fiber out after it has
+ * been armed (br__fiber_arm) and its wakers registered. Returns when the
+ * fiber has been woken and resumed, maybe on another worker.
+ * Context: task only.
+ */
+void br__task_suspend(void);
+
+/* Run t's body on the calling fiber and complete its future. */
+void br__task_run_body(struct br__task *t);
+
+/* Complete t as CANCELLED without running it (it never started). */
+void br__task_drop(struct br__task *t);
+
+/* Run a callback task on the scheduler stack. */
+void br__task_run_callback(struct br__task *t);
+
+/* The calling task, or NULL (noinline: never cache across suspension). */
+struct br__task *br__task_current(void);
+
+#endif /* BR_TASK_H */

@@ -1,0 +1,320 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * wait.c - how a caller waits for futures: a task suspends its fiber, a
+ * plain thread sleeps on a futex; br_await, br_wait_any, br_wait_for.
+ *
+ * Design
+ *   One primitive, br__wait_any(), links a waiter into each future,
+ *   suspends (or sleeps), and unlinks every waiter before returning, so no
+ *   waiter ever outlives the wait and a waiter may live on the waiting
+ *   task's stack. A task's waiters and its timeout timer all carry the
+ *   seq of one suspension (fiber.c); the first to fire wakes the fiber,
+ *   the rest fail their CAS. A thread's waiters share one futex word.
+ *
+ *   br_await() first looks for the fork-join case: the awaited future is
+ *   a task of this runtime that no worker has started and that sits at
+ *   the bottom of this worker's deque (it is usually the child the caller
+ *   just spawned). The caller pops it and runs it inline on its own stack,
+ *   as Lace and TBB do: no fiber, no stack, no switch. Only if a thief
+ *   took the child does the parent suspend. A child run inline shares its
+ *   parent's fiber; if it suspends, the fiber is woken on its behalf, and
+ *   a cancellation of the parent reaches it (br__task_cancel_pending()
+ *   walks inline_parent).
+ *
+ *   Wake-ups may be spurious (a late cancellation request, fiber.c), so
+ *   every wait re-checks its condition and waits again if nothing it
+ *   waits for has happened.
+ *
+ * Concurrency
+ *   Any thread. A loop callback (a worker outside any task) may only
+ *   collect futures that are already complete: anything else would block
+ *   the loop that has to complete them (BR_EDEADLK).
+ *
+ * Memory ordering
+ *   - fire_thread: the release store of the futex word pairs with the
+ *     waiter's acquire load; DONE is released after the futex wake so the
+ *     word, which lives on the waiter's stack, outlives the wake call.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fiber.h"
+#include "future.h"
+#include "task.h"
+#include "timer.h"
+#include "wait.h"
+#include "worker.h"
+
+#define STACK_WAITERS 4
+
+static void fire_task(struct br__waiter *w, struct br_future *f)
+{
+	br__fiber_wake(w->u.task.fiber, w->u.task.seq);
+	/* Release: the waiter's owner may reuse w once it sees DONE. */
+	atomic_store_explicit(&w->st, BR__W_DONE, memory_order_release);
+}
+
+static void fire_thread(struct br__waiter *w, struct br_future *f)
+{
+	_Atomic uint32_t *word = w->u.futex;
+
+	/* Release: pairs with thread_wait()'s acquire load. */
+	atomic_store_explicit(word, 1, memory_order_release);
+	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	atomic_store_explicit(&w->st, BR__W_DONE, memory_order_release);
+}
+
+static int first_done(br_future *const *fs, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (br__future_state(fs[i]) != BR_PENDING)
+			return (int)i;
+	return -1;
+}
+
+/* Link ws[i] to fs[i]; returns how many were linked before one turned
+ * out to be complete already (then *done is set), or n. */
+static size_t link_all(br_future *const *fs, struct br__waiter *ws, size_t n,
+		       int *done)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		atomic_init(&ws[i].st, BR__W_IDLE);
+		if (!br__future_wait_on(fs[i], &ws[i])) {
+			*done = 1;
+			return i;
+		}
+	}
+	return n;
+}
+
+static void unlink_all(br_future *const *fs, struct br__waiter *ws, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		br__future_unwait(fs[i], &ws[i]);
+}
+
+static int task_wait(struct br__task *t, br_future *const *fs, size_t n,
+		     struct br__waiter *ws, int64_t deadline, unsigned flags)
+{
+	for (;;) {
+		struct br__worker *w = br__worker_current();
+		struct br__fiber *f = w->fiber;
+		struct br__timer *tm = NULL;
+		uint64_t seq = br__fiber_arm(f);
+		size_t i, linked;
+		int done = 0, r;
+
+		if (!(flags & BR__WAIT_NOCANCEL) &&
+		    br__task_cancel_pending(t)) {
+			br__fiber_disarm(f, seq);
+			t->cancel_seen = 1;
+			return -ECANCELED;
+		}
+		for (i = 0; i < n; i++) {
+			ws[i].fire = fire_task;
+			ws[i].u.task.fiber = f;
+			ws[i].u.task.seq = seq;
+		}
+		linked = link_all(fs, ws, n, &done);
+		if (!done && deadline >= 0) {
+			tm = malloc(sizeof(*tm));
+			if (tm) {
+				tm->deadline = deadline;
+				tm->fiber = f;
+				tm->seq = seq;
+				tm->cb = NULL;
+				if (br__timer_add(w, tm) < 0) {
+					free(tm);
+					tm = NULL;
+				}
+			}
+			if (!tm) {
+				br__fiber_disarm(f, seq);
+				unlink_all(fs, ws, linked);
+				return -ENOMEM;
+			}
+		}
+		if (done)
+			br__fiber_disarm(f, seq);
+		else
+			br__task_suspend();
+		unlink_all(fs, ws, linked);
+		if (tm)
+			br__timer_cancel(br__worker_current(), tm);
+		r = first_done(fs, n);
+		if (r >= 0)
+			return r;
+		if (!(flags & BR__WAIT_NOCANCEL) &&
+		    br__task_cancel_pending(t)) {
+			t->cancel_seen = 1;
+			return -ECANCELED;
+		}
+		if (deadline >= 0 && br_now_ns() >= deadline)
+			return -ETIMEDOUT;
+	}
+}
+
+static int thread_wait(br_future *const *fs, size_t n, struct br__waiter *ws,
+		       int64_t deadline)
+{
+	_Atomic uint32_t word = 0;
+	size_t i, linked;
+	int done = 0, r;
+
+	for (i = 0; i < n; i++) {
+		ws[i].fire = fire_thread;
+		ws[i].u.futex = &word;
+	}
+	linked = link_all(fs, ws, n, &done);
+	/* Acquire: pairs with fire_thread()'s release. */
+	while (!done && !atomic_load_explicit(&word, memory_order_acquire)) {
+		struct timespec ts, *tp = NULL;
+
+		if (deadline >= 0) {
+			int64_t rel = deadline - br_now_ns();
+
+			if (rel <= 0)
+				break;
+			ts.tv_sec = rel / 1000000000;
+			ts.tv_nsec = rel % 1000000000;
+			tp = &ts;
+		}
+		syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, tp, NULL, 0);
+	}
+	unlink_all(fs, ws, linked);
+	r = first_done(fs, n);
+	return r >= 0 ? r : -ETIMEDOUT;
+}
+
+int br__wait_any(br_future *const *fs, size_t n, int64_t deadline,
+		 unsigned flags)
+{
+	struct br__waiter local[STACK_WAITERS], *ws = local;
+	struct br__task *t;
+	int r = first_done(fs, n);
+
+	if (r >= 0)
+		return r;
+	if (deadline >= 0 && br_now_ns() >= deadline)
+		return -ETIMEDOUT;
+	t = br__task_current();
+	if (!t && br__worker_current())
+		return BR_EDEADLK;
+	if (n > STACK_WAITERS) {
+		ws = calloc(n, sizeof(*ws));
+		if (!ws)
+			return -ENOMEM;
+	}
+	if (t)
+		r = task_wait(t, fs, n, ws, deadline, flags);
+	else
+		r = thread_wait(fs, n, ws, deadline);
+	if (ws != local)
+		free(ws);
+	return r;
+}
+
+/*
+ * Run the unstarted child c inline on the calling task p's fiber, if c is
+ * at the bottom of this worker's deque. Returns 1 if c has now completed.
+ */
+static int run_inline(struct br__task *p, struct br__task *c)
+{
+	struct br__worker *w = br__worker_current();
+	struct br__fiber *f = w->fiber;
+
+	if (c->rt != w->rt || (c->flags & (BR__T_PINNED | BR__T_CALLBACK)))
+		return 0;
+	if (br__deque_peek(&w->dq) != c || br__deque_pop(&w->dq) != c)
+		return 0;
+	/* It is ours now: no other worker can reach it. */
+	if (atomic_load_explicit(&c->cancel, memory_order_relaxed) ||
+	    atomic_load_explicit(&w->rt->closing, memory_order_relaxed)) {
+		br__task_drop(c);
+		return 1;
+	}
+	c->inline_parent = p;
+	/* seq_cst: pairs with br__task_cancel()'s load (task.c). */
+	atomic_store_explicit(&c->fiber, f, memory_order_seq_cst);
+	f->top = c;
+	w->current = c;
+	br__task_run_body(c);
+	w = br__worker_current(); /* c may have moved us */
+	f->top = p;
+	w->current = p;
+	atomic_store_explicit(&c->fiber, NULL, memory_order_relaxed);
+	c->inline_parent = NULL;
+	br_future_release(&c->fut); /* the run reference */
+	return 1;
+}
+
+int br_await(br_future *f, void **value)
+{
+	struct br__task *t;
+	int r;
+
+	if (value)
+		*value = NULL;
+	if (!br__future_ok(f))
+		return BR_EBADOBJ;
+	if (br__future_state(f) != BR_PENDING)
+		return br__future_result(f, value);
+	t = br__task_current();
+	if (t && f->kind == BR__F_TASK &&
+	    run_inline(t, (struct br__task *)f))
+		return br__future_result(f, value);
+	r = br__wait_any(&f, 1, -1, 0);
+	if (r == -ECANCELED)
+		br_cancel(f); /* asyncio: cancelling the awaiter cancels
+			       * what it awaits */
+	if (r < 0)
+		return r;
+	return br__future_result(f, value);
+}
+
+static int64_t deadline_of(int64_t timeout_ms)
+{
+	if (timeout_ms < 0)
+		return -1;
+	if (timeout_ms > INT64_MAX / 2000000)
+		return -1;
+	return br_now_ns() + timeout_ms * 1000000;
+}
+
+int br_wait_any(br_future *const *fs, size_t n, int64_t timeout_ms)
+{
+	size_t i;
+
+	if (!fs || !n)
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		if (!br__future_ok(fs[i]))
+			return BR_EBADOBJ;
+	return br__wait_any(fs, n, deadline_of(timeout_ms), 0);
+}
+
+int br_wait_for(br_future *f, int64_t timeout_ms, void **value)
+{
+	int r;
+
+	if (value)
+		*value = NULL;
+	if (!br__future_ok(f))
+		return BR_EBADOBJ;
+	r = br__wait_any(&f, 1, deadline_of(timeout_ms), 0);
+	if (r == -ETIMEDOUT || r == -ECANCELED)
+		br_cancel(f);
+	if (r < 0)
+		return r;
+	return br__future_result(f, value);
+}

@@ -1,0 +1,523 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * worker.c - a worker thread: its scheduler loop, run queues, stealing
+ * and parking.
+ *
+ * Design
+ *   One tick picks the next task in this order (DESIGN 2; Tokio's
+ *   worker.rs and Go's findRunnable):
+ *     1. every 61st tick, the injection queue and the yielded list first,
+ *        so outside submissions and yielders are never starved by local
+ *        work; timers are checked then too;
+ *     2. the LIFO slot (the task woken last), at most 3 runs in a row so
+ *        two tasks waking each other cannot starve the rest;
+ *     3. pinned tasks sent here from other threads;
+ *     4. the local deque (newest first);
+ *     5. the yielded list (FIFO, so br_yield goes behind everybody);
+ *     6. expired timers and ring completions;
+ *     7. the injection queue;
+ *     8. stealing: as a searcher (idle.c), half of a random victim's deque,
+ *        spinning briefly before giving up, because a wake-up through the
+ *        kernel costs 20 us or more here while a spin that finds work
+ *        costs nothing;
+ *     9. park in the ring wait until the next timer.
+ *
+ *   The scheduler runs on the worker thread's own stack. A fiber that
+ *   stops running tells it why in w->after before switching out; the
+ *   scheduler then finishes the job off the fiber's stack (fiber.c).
+ *
+ *   Fiber hazards (STYLE 4.3), obeyed by every function that can run on a
+ *   fiber: after any call that can suspend, the fiber may be on another
+ *   thread; never keep the worker pointer, a thread-local's address or
+ *   errno across such a call, and re-read br__worker_current() (noinline)
+ *   after it.
+ *
+ * Invariants
+ *   - Pinned tasks are never in a deque or the injection queue.
+ *   - A fiber in the live list has a root task that has not ended.
+ *   - w->searching is 1 exactly while idle.c counts w as searching.
+ *
+ * Concurrency
+ *   - Everything in the "owner-only" part of struct br__worker: its own
+ *     thread. The deque: owner push/pop, thieves steal.
+ *   - remote queue: under remote_lock, from any thread.
+ *   - live list: under reg_lock; fibers are added by the worker that
+ *     starts them and removed by the worker they end on.
+ *   - Lock order: reg_lock, then remote_lock / inject lock / idle lock.
+ *
+ * Memory ordering
+ *   - rq_len and parked form a Dekker pair: the sender increments rq_len
+ *     (seq_cst, under the lock) then reads parked (seq_cst); the worker
+ *     stores parked = 1 (seq_cst) then reads rq_len (seq_cst) before it
+ *     sleeps. Either the worker sees the task or the sender sees it parked
+ *     and wakes it.
+ *   - The ARMED -> PARKED CAS is release (fiber.c).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#ifdef BR__TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+#include "fiber.h"
+#include "task.h"
+#include "worker.h"
+
+/* Steal rounds before parking; each round visits every other worker. */
+#define SPIN_ROUNDS 64
+/* At most this many tasks taken from a victim in one steal. */
+#define STEAL_MAX 32
+
+__thread struct br__worker *br__tls_worker;
+
+BR__NOINLINE struct br__worker *br__worker_current(void)
+{
+	return br__tls_worker;
+}
+
+void br__fiber_entered(void);
+
+/* ---- queues ---- */
+
+static void fifo_push(struct br__task **head, struct br__task **tail,
+		      struct br__task *t)
+{
+	t->next = NULL;
+	if (*tail)
+		(*tail)->next = t;
+	else
+		*head = t;
+	*tail = t;
+}
+
+static struct br__task *fifo_pop(struct br__task **head,
+				 struct br__task **tail)
+{
+	struct br__task *t = *head;
+
+	if (t) {
+		*head = t->next;
+		if (!*head)
+			*tail = NULL;
+	}
+	return t;
+}
+
+void br__worker_push_local(struct br__worker *w, struct br__task *t)
+{
+	if (br__unlikely(br__deque_push(&w->dq, t) < 0)) {
+		br__inject_push(&w->rt->inject, t);
+		br__idle_notify(w->rt, 1);
+		return;
+	}
+	br__idle_notify(w->rt, 0);
+}
+
+static int is_pinned(struct br__task *t)
+{
+	struct br__fiber *f = atomic_load_explicit(&t->fiber,
+						   memory_order_relaxed);
+
+	return (t->flags & BR__T_PINNED) || (f && f->pinned);
+}
+
+void br__worker_push_lifo(struct br__worker *w, struct br__task *t)
+{
+	struct br__task *old = w->lifo;
+
+	w->lifo = t;
+	if (!old)
+		return;
+	if (is_pinned(old))
+		fifo_push(&w->pq_head, &w->pq_tail, old);
+	else
+		br__worker_push_local(w, old);
+}
+
+void br__worker_remote_push(struct br__worker *w, struct br__task *t)
+{
+	pthread_mutex_lock(&w->remote_lock);
+	fifo_push(&w->rq_head, &w->rq_tail, t);
+	/* seq_cst: Dekker pair with parked; see the header. */
+	atomic_fetch_add_explicit(&w->rq_len, 1, memory_order_seq_cst);
+	pthread_mutex_unlock(&w->remote_lock);
+	if (atomic_load_explicit(&w->parked, memory_order_seq_cst))
+		br__ring_wake(w);
+}
+
+static void drain_remote(struct br__worker *w)
+{
+	struct br__task *head, *tail;
+
+	pthread_mutex_lock(&w->remote_lock);
+	head = w->rq_head;
+	tail = w->rq_tail;
+	w->rq_head = w->rq_tail = NULL;
+	atomic_store_explicit(&w->rq_len, 0, memory_order_seq_cst);
+	pthread_mutex_unlock(&w->remote_lock);
+	if (!head)
+		return;
+	if (w->pq_tail)
+		w->pq_tail->next = head;
+	else
+		w->pq_head = head;
+	w->pq_tail = tail;
+}
+
+/* ---- the tick ---- */
+
+static struct br__task *next_local(struct br__worker *w)
+{
+	struct br_runtime *rt = w->rt;
+	struct br__task *t;
+
+	if (br__unlikely(++w->tick % 61 == 0)) {
+		t = br__inject_pop(&rt->inject);
+		if (t)
+			return t;
+		t = fifo_pop(&w->yq_head, &w->yq_tail);
+		if (t)
+			return t;
+		br__timers_run(w, br_now_ns());
+	}
+	if (atomic_load_explicit(&w->rq_len, memory_order_relaxed))
+		drain_remote(w);
+	if (w->lifo) {
+		t = w->lifo;
+		w->lifo = NULL;
+		if (w->lifo_runs < 3) {
+			w->lifo_runs++;
+			return t;
+		}
+		/* Capped: behind everybody else. */
+		fifo_push(&w->yq_head, &w->yq_tail, t);
+	}
+	w->lifo_runs = 0;
+	t = fifo_pop(&w->pq_head, &w->pq_tail);
+	if (t)
+		return t;
+	t = br__deque_pop(&w->dq);
+	if (t) {
+		/* Work left behind: make sure somebody may come for it (a
+		 * local notification may have been missed; idle.c). */
+		if (br__deque_size(&w->dq) > 0)
+			br__idle_notify(rt, 0);
+		return t;
+	}
+	return fifo_pop(&w->yq_head, &w->yq_tail);
+}
+
+static struct br__task *steal(struct br__worker *w)
+{
+	struct br_runtime *rt = w->rt;
+	unsigned n = rt->nworkers, start, i;
+
+	if (n == 1)
+		return NULL;
+	start = br__rand(&w->rng) % n;
+	for (i = 0; i < n; i++) {
+		struct br__worker *v = &rt->workers[(start + i) % n];
+		struct br__task *first, *x;
+		int64_t k;
+
+		if (v == w)
+			continue;
+		k = br__deque_size(&v->dq);
+		if (k <= 0)
+			continue;
+		first = br__deque_steal(&v->dq);
+		if (!first)
+			continue;
+		/* Half of what was there, the first included. */
+		k = k / 2 > STEAL_MAX ? STEAL_MAX : k / 2;
+		while (--k > 0 && (x = br__deque_steal(&v->dq)))
+			if (br__deque_push(&w->dq, x) < 0) {
+				br__inject_push(&rt->inject, x);
+				break;
+			}
+		return first;
+	}
+	return NULL;
+}
+
+static struct br__task *find_work(struct br__worker *w)
+{
+	struct br_runtime *rt = w->rt;
+	struct br__task *t;
+	unsigned round;
+
+	if (br__timers_run(w, br_now_ns()) || w->ring.on) {
+		br__ring_reap(w);
+		t = next_local(w);
+		if (t)
+			return t;
+	}
+	t = br__inject_pop(&rt->inject);
+	if (t)
+		return t;
+	if (!w->searching) {
+		if (!br__idle_try_search(&rt->idle))
+			return NULL;
+		w->searching = 1;
+	}
+	for (round = 0; round < SPIN_ROUNDS; round++) {
+		t = steal(w);
+		if (!t)
+			t = br__inject_pop(&rt->inject);
+		if (!t && atomic_load_explicit(&w->rq_len,
+					       memory_order_relaxed))
+			t = next_local(w);
+		if (t || atomic_load_explicit(&rt->stop, memory_order_relaxed))
+			return t;
+		br__cpu_relax();
+	}
+	return NULL;
+}
+
+/* Is there work anywhere a parking worker must not sleep through? */
+static int work_anywhere(struct br__worker *w)
+{
+	struct br_runtime *rt = w->rt;
+	unsigned i;
+
+	if (br__inject_nonempty(&rt->inject))
+		return 1;
+	for (i = 0; i < rt->nworkers; i++)
+		if (br__deque_size(&rt->workers[i].dq) > 0)
+			return 1;
+	return 0;
+}
+
+static void park(struct br__worker *w)
+{
+	struct br_runtime *rt = w->rt;
+	int last = br__idle_park(&rt->idle, w);
+
+	/* seq_cst: Dekker pair with br__worker_remote_push(). */
+	atomic_store_explicit(&w->parked, 1, memory_order_seq_cst);
+	if (!(last && work_anywhere(w)) &&
+	    !atomic_load_explicit(&w->rq_len, memory_order_seq_cst) &&
+	    !atomic_load_explicit(&rt->stop, memory_order_seq_cst))
+		br__ring_park(w, br__timers_next(w));
+	atomic_store_explicit(&w->parked, 0, memory_order_relaxed);
+	br__idle_unpark(&rt->idle, w);
+}
+
+/* ---- running tasks ---- */
+
+static void fiber_main(void *arg)
+{
+	struct br__fiber *f = arg;
+	struct br__worker *w;
+
+	br__fiber_entered();
+	br__task_run_body(f->root);
+	w = br__worker_current();
+	w->after = BR__AFTER_EXIT;
+	w->after_fiber = f;
+	br__fiber_switch_out(w, f, 1);
+	BR_ASSERT(!"a finished fiber was resumed");
+}
+
+static void live_add(struct br__worker *w, struct br__fiber *f)
+{
+	f->reg_w = w;
+	pthread_mutex_lock(&w->reg_lock);
+	f->reg_prev = NULL;
+	f->reg_next = w->reg_head;
+	if (w->reg_head)
+		w->reg_head->reg_prev = f;
+	w->reg_head = f;
+	pthread_mutex_unlock(&w->reg_lock);
+}
+
+static void live_remove(struct br__fiber *f)
+{
+	struct br__worker *o = f->reg_w;
+
+	pthread_mutex_lock(&o->reg_lock);
+	if (f->reg_prev)
+		f->reg_prev->reg_next = f->reg_next;
+	else
+		o->reg_head = f->reg_next;
+	if (f->reg_next)
+		f->reg_next->reg_prev = f->reg_prev;
+	pthread_mutex_unlock(&o->reg_lock);
+}
+
+void br__workers_cancel_all(struct br_runtime *rt)
+{
+	unsigned i;
+
+	for (i = 0; i < rt->nworkers; i++) {
+		struct br__worker *w = &rt->workers[i];
+		struct br__fiber *f;
+
+		pthread_mutex_lock(&w->reg_lock);
+		for (f = w->reg_head; f; f = f->reg_next)
+			br__task_cancel(f->root);
+		pthread_mutex_unlock(&w->reg_lock);
+	}
+}
+
+static void after_switch(struct br__worker *w)
+{
+	struct br__fiber *f = w->after_fiber;
+	uint64_t exp;
+	struct br__task *root;
+
+	switch (w->after) {
+	case BR__AFTER_PARK:
+		exp = (f->seq << 2) | BR__FW_ARMED;
+		/* Release: publishes the switched-out context to the waker
+		 * (fiber.c). Failure means a waker came first: requeue. */
+		if (!atomic_compare_exchange_strong_explicit(
+			    &f->wake, &exp, (f->seq << 2) | BR__FW_PARKED,
+			    memory_order_release, memory_order_acquire))
+			br__worker_push_lifo(w, f->top);
+		break;
+	case BR__AFTER_YIELD:
+		fifo_push(&w->yq_head, &w->yq_tail, f->top);
+		break;
+	case BR__AFTER_EXIT:
+		root = f->root;
+		live_remove(f);
+		atomic_store_explicit(&root->fiber, NULL, memory_order_relaxed);
+		br__fiber_put(w, f);
+		br_future_release(&root->fut); /* the run reference */
+		break;
+	default:
+		BR_ASSERT(!"fiber switched out without a reason");
+	}
+	w->after = BR__AFTER_NONE;
+	w->after_fiber = NULL;
+}
+
+static void run(struct br__worker *w, struct br__task *t)
+{
+	struct br_runtime *rt = w->rt;
+	struct br__fiber *f;
+
+	if (t->flags & BR__T_CALLBACK) {
+		br__task_run_callback(t);
+		return;
+	}
+	f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
+	if (!f) {
+		if (atomic_load_explicit(&t->cancel, memory_order_relaxed) ||
+		    atomic_load_explicit(&rt->closing, memory_order_relaxed)) {
+			br__task_drop(t);
+			return;
+		}
+		f = br__fiber_get(w, t->stack_size ? t->stack_size
+						    : rt->stack_size);
+		if (!f) {
+			br__future_complete(&t->fut, BR_FAILED, NULL, NULL, 0,
+					    -ENOMEM,
+					    "no memory for a task stack");
+			atomic_fetch_sub_explicit(&rt->live, 1,
+						  memory_order_release);
+			br_future_release(&t->fut);
+			return;
+		}
+		f->root = f->top = t;
+		f->pinned = !!(t->flags & BR__T_PINNED);
+		f->pin = t->pin;
+		br__fiber_prepare(f, fiber_main, f);
+		live_add(w, f);
+		/* seq_cst: pairs with br__task_cancel()'s load. */
+		atomic_store_explicit(&t->fiber, f, memory_order_seq_cst);
+	}
+	br__fiber_switch_in(w, f);
+	after_switch(w);
+}
+
+/* ---- thread ---- */
+
+static void drop_queue(struct br__task **head, struct br__task **tail)
+{
+	struct br__task *t;
+
+	while ((t = fifo_pop(head, tail)))
+		br__task_drop(t);
+}
+
+static void worker_exit(struct br__worker *w)
+{
+	struct br__task *t;
+
+	/* Only callbacks can be left: every task has ended. */
+	if (w->lifo)
+		br__task_drop(w->lifo);
+	w->lifo = NULL;
+	drain_remote(w);
+	drop_queue(&w->pq_head, &w->pq_tail);
+	drop_queue(&w->yq_head, &w->yq_tail);
+	while ((t = br__deque_pop(&w->dq)))
+		br__task_drop(t);
+	br__timers_term(w);
+	br__stack_cache_drain(w);
+	br__ring_exit(w);
+	br__stack_thread_exit(w);
+	br__task_cache_drain();
+	br__tls_worker = NULL;
+}
+
+static void worker_start(struct br__worker *w)
+{
+	struct br_runtime *rt = w->rt;
+	pthread_attr_t attr;
+	int ret;
+
+	br__tls_worker = w;
+	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+		pthread_attr_getstack(&attr, &w->sched_stack_lo,
+				      &w->sched_stack_size);
+		pthread_attr_destroy(&attr);
+	}
+#ifdef BR__TSAN
+	w->tsan_sched = __tsan_get_current_fiber();
+#endif
+	br__stack_thread_init(w);
+	ret = br__ring_init(w, rt->ring_entries, rt->flags);
+	pthread_mutex_lock(&rt->start_lock);
+	if (ret < 0 && !rt->ring_err)
+		rt->ring_err = ret;
+	rt->started++;
+	pthread_cond_broadcast(&rt->start_cond);
+	pthread_mutex_unlock(&rt->start_lock);
+}
+
+void *br__worker_main(void *arg)
+{
+	struct br__worker *w = arg;
+	struct br_runtime *rt = w->rt;
+
+	worker_start(w);
+	for (;;) {
+		struct br__task *t = next_local(w);
+
+		if (!t)
+			t = find_work(w);
+		if (t) {
+			if (w->searching) {
+				w->searching = 0;
+				br__idle_stop_search(rt);
+			}
+			run(w, t);
+			continue;
+		}
+		if (atomic_load_explicit(&rt->stop, memory_order_acquire))
+			break;
+		park(w);
+	}
+	if (w->searching) {
+		w->searching = 0;
+		br__idle_stop_search(rt);
+	}
+	worker_exit(w);
+	return NULL;
+}

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * worker.h - a worker thread's state and the runtime that owns workers.
+ * See worker.c for the scheduler loop and runtime.c for set-up.
+ */
+#ifndef BR_WORKER_H
+#define BR_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "braid.h"
+#include "deque.h"
+#include "fiber.h"
+#include "idle.h"
+#include "inject.h"
+#include "internal.h"
+#include "ring.h"
+#include "timer.h"
+
+/* What the scheduler does with the fiber that just switched out. */
+enum {
+	BR__AFTER_NONE,
+	BR__AFTER_PARK,	 /* finish the suspension: ARMED -> PARKED */
+	BR__AFTER_YIELD, /* queue it behind the runnable tasks */
+	BR__AFTER_EXIT,	 /* its root task ended: recycle the fiber */
+};
+
+struct br__worker {
+	/* ---- owner-only: touched by this worker's thread alone ---- */
+	struct br_runtime *rt;
+	unsigned id;
+	struct br__deque dq;	       /* spawned tasks; thieves steal */
+	struct br__task *lifo;	       /* the task woken last */
+	unsigned lifo_runs;	       /* LIFO runs in a row, capped at 3 */
+	struct br__task *yq_head, *yq_tail; /* yielded tasks, FIFO */
+	struct br__task *pq_head, *pq_tail; /* pinned tasks moved in from
+					     * the remote queue, FIFO */
+	uint32_t tick;
+	uint32_t rng;
+	int searching;
+	void *sched_sp;		       /* scheduler context while a fiber runs */
+	struct br__task *current;      /* task on top of the running fiber */
+	struct br__fiber *fiber;       /* the running fiber, or NULL */
+	int after;		       /* BR__AFTER_*, set before switch-out */
+	struct br__fiber *after_fiber;
+	struct br__timers timers;
+	struct br__stack_cache stacks;
+	struct br__ring ring;
+	void *sched_stack_lo;	       /* the thread's own stack, for ASan */
+	size_t sched_stack_size;
+	void *tsan_sched;	       /* the thread's TSan fiber */
+	void *altstack;		       /* sigaltstack for overflow reports */
+	pthread_t thread;
+
+	/* ---- shared: touched by other threads ---- */
+	BR__CACHE_ALIGNED pthread_mutex_t remote_lock;
+	struct br__task *rq_head, *rq_tail; /* pinned tasks sent here;
+					     * protected by remote_lock */
+	_Atomic uint32_t rq_len;       /* seq_cst; see worker.c */
+	_Atomic uint32_t parked;       /* seq_cst; 1 while in or near park */
+	pthread_mutex_t reg_lock;      /* protects the live-fiber list */
+	struct br__fiber *reg_head;
+};
+
+struct br_runtime {
+	uint32_t magic;		  /* BR__MAGIC_RUNTIME while live */
+	unsigned nworkers;
+	size_t stack_size;
+	unsigned ring_entries;
+	unsigned flags;		  /* BR_CONFIG_* */
+	unsigned features;	  /* BR_FEAT_*, AND of every worker's */
+	_Atomic int closing;	  /* spawns fail with BR_ECLOSED */
+	_Atomic int stop;	  /* workers leave their loops */
+	_Atomic int64_t live;	  /* tasks spawned, not yet completed */
+	struct br__inject inject;
+	struct br__idle idle;
+	pthread_mutex_t start_lock; /* protects started and start_err */
+	pthread_cond_t start_cond;
+	unsigned started;
+	int ring_err;		  /* first ring set-up error, for the warning */
+	struct br__worker *workers; /* nworkers of them, cache aligned */
+};
+
+/* The worker running the calling thread, or NULL. noinline: a task may
+ * resume on another thread after any suspension (STYLE 4.3). */
+struct br__worker *br__worker_current(void);
+
+/* Worker thread entry. */
+void *br__worker_main(void *arg);
+
+/* Queue t on worker w's remote queue and wake w. Context: any thread. */
+void br__worker_remote_push(struct br__worker *w, struct br__task *t);
+
+/* Put t in w's LIFO slot, moving the previous occupant to the deque.
+ * Context: worker w. */
+void br__worker_push_lifo(struct br__worker *w, struct br__task *t);
+
+/* Push a new task on w's deque and tell idle workers. Worker w. */
+void br__worker_push_local(struct br__worker *w, struct br__task *t);
+
+/* Cancel every live task of every worker (shutdown). Context: any. */
+void br__workers_cancel_all(struct br_runtime *rt);
+
+static inline int br__runtime_ok(const struct br_runtime *rt)
+{
+	return rt && rt->magic == BR__MAGIC_RUNTIME;
+}
+
+#endif /* BR_WORKER_H */
