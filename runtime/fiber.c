@@ -62,6 +62,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -113,8 +114,11 @@ static struct br__fiber *hdr_get(void)
 	if (f)
 		hdr_free = f->next;
 	pthread_mutex_unlock(&hdr_lock);
-	if (!f)
-		f = calloc(1, sizeof(*f));
+	if (!f) {
+		f = aligned_alloc(BR__CACHE_LINE, sizeof(*f));
+		if (f)
+			memset(f, 0, sizeof(*f));
+	}
 	return f;
 }
 

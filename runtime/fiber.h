@@ -34,7 +34,9 @@ enum { BR__GUARD_PAGE, BR__GUARD_CANARY };
  * fails its CAS; br_cancel() relies on this (see task.c).
  */
 struct br__fiber {
-	void *sp;		   /* saved stack pointer while switched out */
+	BR__CACHE_ALIGNED void *sp; /* headers are written on every inline
+				     * run (top): one line each, never shared
+				     * by two workers' fibers */		   /* saved stack pointer while switched out */
 	_Atomic uint64_t wake;	   /* (seq << 2) | BR__FW_*; see fiber.c */
 	uint64_t seq;		   /* written only by code running on it */
 	struct br__task *top;	   /* the task running on top (inline

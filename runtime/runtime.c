@@ -25,10 +25,14 @@
  *   - br_runtime_new/free: a plain thread. The rest: any thread.
  *
  * Memory ordering
- *   - closing: seq_cst store here, paired with the seq_cst load after the
- *     live increment in br_spawn_ex().
- *   - live: acquire load here, paired with the release decrements in
- *     task.c, so everything a task did is visible once live reaches 0.
+ *   - The live count is a sum of per-worker counters (br__live_add), read
+ *     one after another. Once closing is set no task starts, so the counts
+ *     only fall, and a sum read counter by counter is at least the true
+ *     count when the last one is read: a sum of 0 means no task is
+ *     running. A spawn racing the store of closing may slip past its
+ *     check; such a task is never started (workers drop unstarted tasks
+ *     while closing) and is dropped with the queues at stop, so its
+ *     future still completes.
  *   - stop: release store, acquire load in the worker loop.
  */
 #include <errno.h>
@@ -244,7 +248,7 @@ void br_runtime_free(br_runtime *rt)
 	}
 	/* seq_cst: pairs with br_spawn_ex()'s re-check of closing. */
 	atomic_store_explicit(&rt->closing, 1, memory_order_seq_cst);
-	while (atomic_load_explicit(&rt->live, memory_order_acquire) > 0) {
+	while (br__live_sum(rt) > 0) {
 		int64_t now = br_now_ns();
 
 		if (now >= next_sweep) {

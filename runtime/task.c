@@ -33,7 +33,8 @@
  *   it keeps its value.
  *
  * Invariants
- *   - live counts tasks (not callbacks) spawned and not yet completed.
+ *   - The live count (br__live_sum) counts tasks, not callbacks, spawned
+ *     and not yet completed.
  *   - A task's fiber pointer is set before its first instruction runs and
  *     cleared after its future is complete.
  *
@@ -45,9 +46,7 @@
  * Memory ordering
  *   - cancel: seq_cst store, paired with br__fiber_arm()'s seq_cst
  *     exchange and br__task_cancel_pending()'s seq_cst load.
- *   - live: relaxed increments (closing is re-checked with seq_cst after
- *     the increment, against br_runtime_free's seq_cst store of closing);
- *     release decrements, paired with br_runtime_free()'s acquire load.
+ *   - live counts: see br__live_add() in worker.h.
  *
  * Lifetime
  *   Records come from a per-thread cache on worker threads (malloc
@@ -242,11 +241,12 @@ br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
 						? 16384
 						: opts->stack_size;
 	}
-	atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
-	/* seq_cst: pairs with br_runtime_free()'s store of closing; one of
-	 * us sees the other (it then waits for this task, or we fail). */
-	if (atomic_load_explicit(&rt->closing, memory_order_seq_cst)) {
-		atomic_fetch_sub_explicit(&rt->live, 1, memory_order_release);
+	br__live_add(rt, 1);
+	/* A spawn racing br_runtime_free may miss closing here; the task is
+	 * then dropped by whoever finds it (runtime.c explains why none is
+	 * lost). */
+	if (atomic_load_explicit(&rt->closing, memory_order_relaxed)) {
+		br__live_add(rt, -1);
 		br__task_free(t);
 		return br__future_failed(BR_ECLOSED,
 					 "br_spawn: the runtime is closing");
@@ -310,8 +310,7 @@ static void finish(struct br__task *t, void *value)
 				    -ECANCELED, "cancelled");
 	else
 		br__future_complete(&t->fut, BR_DONE, value, NULL, 0, 0, NULL);
-	/* Release: pairs with br_runtime_free()'s acquire load. */
-	atomic_fetch_sub_explicit(&rt->live, 1, memory_order_release);
+	br__live_add(rt, -1);
 }
 
 void br__task_run_body(struct br__task *t)
@@ -330,8 +329,7 @@ void br__task_drop(struct br__task *t)
 							 memory_order_relaxed)
 					    ? "cancelled: the runtime closed"
 					    : "cancelled before it started");
-		atomic_fetch_sub_explicit(&t->rt->live, 1,
-					  memory_order_release);
+		br__live_add(t->rt, -1);
 	}
 	br_future_release(&t->fut); /* the run reference */
 }

@@ -69,7 +69,7 @@
 /* Steal rounds before parking; each round visits every other worker. */
 #define SPIN_ROUNDS 64
 /* At most this many tasks taken from a victim in one steal. */
-#define STEAL_MAX 32
+#define STEAL_MAX 1
 
 __thread struct br__worker *br__tls_worker;
 
@@ -348,6 +348,18 @@ static void live_remove(struct br__fiber *f)
 	pthread_mutex_unlock(&o->reg_lock);
 }
 
+int64_t br__live_sum(struct br_runtime *rt)
+{
+	int64_t sum = atomic_load_explicit(&rt->live_ext,
+					   memory_order_acquire);
+	unsigned i;
+
+	for (i = 0; i < rt->nworkers; i++)
+		sum += atomic_load_explicit(&rt->workers[i].live,
+					    memory_order_acquire);
+	return sum;
+}
+
 void br__workers_cancel_all(struct br_runtime *rt)
 {
 	unsigned i;
@@ -418,8 +430,7 @@ static void run(struct br__worker *w, struct br__task *t)
 			br__future_complete(&t->fut, BR_FAILED, NULL, NULL, 0,
 					    -ENOMEM,
 					    "no memory for a task stack");
-			atomic_fetch_sub_explicit(&rt->live, 1,
-						  memory_order_release);
+			br__live_add(rt, -1);
 			br_future_release(&t->fut);
 			return;
 		}

@@ -39,6 +39,9 @@ struct br__worker {
 					     * the remote queue, FIFO */
 	uint32_t tick;
 	uint32_t rng;
+	_Atomic int64_t live;	       /* tasks spawned here minus tasks
+					* ended here; written by the owner
+					* only, summed by br_runtime_free */
 	int searching;
 	void *sched_sp;		       /* scheduler context while a fiber runs */
 	struct br__task *current;      /* task on top of the running fiber */
@@ -73,7 +76,9 @@ struct br_runtime {
 	unsigned features;	  /* BR_FEAT_*, AND of every worker's */
 	_Atomic int closing;	  /* spawns fail with BR_ECLOSED */
 	_Atomic int stop;	  /* workers leave their loops */
-	_Atomic int64_t live;	  /* tasks spawned, not yet completed */
+	_Atomic int64_t live_ext; /* the part of the live-task count that
+				   * plain threads change; the rest is in
+				   * each worker's live (br__live_add) */
 	struct br__inject inject;
 	struct br__idle idle;
 	pthread_mutex_t start_lock; /* protects started and start_err */
@@ -102,6 +107,31 @@ void br__worker_push_local(struct br__worker *w, struct br__task *t);
 
 /* Cancel every live task of every worker (shutdown). Context: any. */
 void br__workers_cancel_all(struct br_runtime *rt);
+
+/*
+ * br__live_add - count a task spawned (+1) or ended (-1). On a worker of
+ * rt the count is the worker's own, so spawning costs no locked
+ * instruction (one shared counter bounced between cores and halved
+ * fork-join throughput); elsewhere it is rt->live_ext. Only the sum means
+ * anything. Release: pairs with br__live_sum()'s acquire loads.
+ */
+static inline void br__live_add(struct br_runtime *rt, int64_t d)
+{
+	struct br__worker *w = br__worker_current();
+
+	if (w && w->rt == rt)
+		atomic_store_explicit(
+			&w->live,
+			atomic_load_explicit(&w->live, memory_order_relaxed) +
+				d,
+			memory_order_release);
+	else
+		atomic_fetch_add_explicit(&rt->live_ext, d,
+					  memory_order_acq_rel);
+}
+
+/* The number of live tasks; see br_runtime_free() for when it is exact. */
+int64_t br__live_sum(struct br_runtime *rt);
 
 static inline int br__runtime_ok(const struct br_runtime *rt)
 {
