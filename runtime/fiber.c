@@ -68,17 +68,18 @@
 #include <valgrind/valgrind.h>
 #define BR__VALGRIND 1
 #endif
+
+#include "ctx.h"
+#include "fiber.h"
+#include "task.h"
+#include "worker.h"
+
 #ifdef BR__ASAN
 #include <sanitizer/common_interface_defs.h>
 #endif
 #ifdef BR__TSAN
 #include <sanitizer/tsan_interface.h>
 #endif
-
-#include "ctx.h"
-#include "fiber.h"
-#include "task.h"
-#include "worker.h"
 
 #if defined(__x86_64__)
 _Static_assert(offsetof(struct br__ctx_frame, mxcsr) == BR_CTX_MXCSR, "");

@@ -35,7 +35,8 @@ struct br__ring {
  */
 int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags);
 
-/* Tear the ring down. Context: worker w, at exit. */
+/* Tear the ring down. Context: any thread, once no thread can wake w
+ * any more (all workers joined). */
 void br__ring_exit(struct br__worker *w);
 
 /*

@@ -120,6 +120,7 @@ static void free_runtime(struct br_runtime *rt, unsigned nworkers)
 	for (i = 0; i < nworkers; i++) {
 		struct br__worker *w = &rt->workers[i];
 
+		br__ring_exit(w);
 		br__deque_destroy(&w->dq);
 		pthread_mutex_destroy(&w->remote_lock);
 		pthread_mutex_destroy(&w->reg_lock);

@@ -58,13 +58,14 @@
 #include <signal.h>
 #include <stdlib.h>
 
-#ifdef BR__TSAN
-#include <sanitizer/tsan_interface.h>
-#endif
 
 #include "fiber.h"
 #include "task.h"
 #include "worker.h"
+
+#ifdef BR__TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
 
 /* Steal rounds before parking; each round visits every other worker. */
 #define SPIN_ROUNDS 64
@@ -471,7 +472,8 @@ static void worker_exit(struct br__worker *w)
 		br__task_drop(t);
 	br__timers_term(w);
 	br__stack_cache_drain(w);
-	br__ring_exit(w);
+	/* The ring stays open: other workers may still be waking this one.
+	 * br_runtime_free closes every ring once all workers are joined. */
 	br__stack_thread_exit(w);
 	br__task_cache_drain();
 	br__tls_worker = NULL;
