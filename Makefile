@@ -97,6 +97,7 @@ EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 examples: $(EXAMPLES)
 
 -include tests/tests.mk
+-include tests/cross.mk
 -include bench/bench.mk
 
 deps:

@@ -33,16 +33,31 @@
 br__ctx_switch:
 	.cfi_startproc
 	pushq	%rbp			/* callee-saved GPRs, in frame order */
+	.cfi_adjust_cfa_offset 8
+	.cfi_rel_offset rbp, 0
 	pushq	%rbx
+	.cfi_adjust_cfa_offset 8
+	.cfi_rel_offset rbx, 0
 	pushq	%r12
+	.cfi_adjust_cfa_offset 8
+	.cfi_rel_offset r12, 0
 	pushq	%r13
+	.cfi_adjust_cfa_offset 8
+	.cfi_rel_offset r13, 0
 	pushq	%r14
+	.cfi_adjust_cfa_offset 8
+	.cfi_rel_offset r14, 0
 	pushq	%r15
+	.cfi_adjust_cfa_offset 8
+	.cfi_rel_offset r15, 0
 	subq	$8, %rsp		/* room for mxcsr and the x87 cw */
+	.cfi_adjust_cfa_offset 8
 	stmxcsr	BR_CTX_MXCSR(%rsp)
 	fnstcw	BR_CTX_FPUCW(%rsp)
 	movq	%rsp, (%rdi)		/* *save_sp = this frame */
-	movq	%rsi, %rsp		/* switch stacks */
+	movq	%rsi, %rsp		/* switch stacks; from here the CFI
+					 * describes the resumed frame, which
+					 * has the same shape */
 	ldmxcsr	BR_CTX_MXCSR(%rsp)
 	fldcw	BR_CTX_FPUCW(%rsp)
 	addq	$8, %rsp
