@@ -22,6 +22,9 @@
  *     its call.
  *   - Status flags of MXCSR are not callee-saved, but saving the whole
  *     register is what glibc and libaco do and costs the same.
+ *   - The comparison before ldmxcsr/fldcw uses 8 bytes below the new
+ *     rsp: that is the resumed context's red zone, which is dead at a
+ *     call (its owner was suspended inside br__ctx_switch itself).
  */
 #include "ctx.h"
 
@@ -58,9 +61,21 @@ br__ctx_switch:
 	movq	%rsi, %rsp		/* switch stacks; from here the CFI
 					 * describes the resumed frame, which
 					 * has the same shape */
+	movl	BR_CTX_MXCSR(%rsp), %eax /* the FP control words are loaded
+					 * only when they differ: ldmxcsr and
+					 * fldcw serialise and cost more than
+					 * the rest of the switch */
+	movzwl	BR_CTX_FPUCW(%rsp), %edx
+	stmxcsr	-8(%rsp)		/* below rsp: free, since the frame
+					 * of whoever was running is saved */
+	fnstcw	-4(%rsp)
+	cmpl	-8(%rsp), %eax
+	je	1f
 	ldmxcsr	BR_CTX_MXCSR(%rsp)
+1:	cmpw	-4(%rsp), %dx
+	je	2f
 	fldcw	BR_CTX_FPUCW(%rsp)
-	addq	$8, %rsp
+2:	addq	$8, %rsp
 	popq	%r15
 	popq	%r14
 	popq	%r13

@@ -97,6 +97,14 @@ void br__fiber_switch_out(struct br__worker *w, struct br__fiber *f,
 			  int dying);
 
 /*
+ * br__fiber_switch_to - from fiber `from` straight into fiber `to`, both
+ * on worker w, without visiting the scheduler. Returns when something
+ * switches `from` in again. Context: code on `from`.
+ */
+void br__fiber_switch_to(struct br__worker *w, struct br__fiber *from,
+			 struct br__fiber *to);
+
+/*
  * br__fiber_arm - begin a suspension: a new seq, wake = ARMED. Returns
  * the seq that wake-ups for this suspension must present. seq_cst, so a
  * cancellation request stored before a waker's wake-up attempt is seen by

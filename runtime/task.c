@@ -126,7 +126,7 @@ struct br_future *br__future_failed(int code, const char *msg)
 
 BR__NOINLINE struct br__task *br__task_current(void)
 {
-	struct br__worker *w = br__worker_current();
+	struct br__worker *w = br__tls_worker;
 
 	return w ? w->current : NULL;
 }
@@ -399,11 +399,8 @@ br_future *br_call_later(br_runtime *rt, int64_t delay_ms, br_callback_fn fn,
 void br__task_suspend(void)
 {
 	struct br__worker *w = br__worker_current();
-	struct br__fiber *f = w->fiber;
 
-	w->after = BR__AFTER_PARK;
-	w->after_fiber = f;
-	br__fiber_switch_out(w, f, 0);
+	br__worker_leave(w, w->fiber, BR__AFTER_PARK);
 }
 
 /* ---- public task API ---- */
@@ -449,9 +446,7 @@ int br_yield(void)
 		return -ECANCELED;
 	}
 	w = br__worker_current();
-	w->after = BR__AFTER_YIELD;
-	w->after_fiber = w->fiber;
-	br__fiber_switch_out(w, w->fiber, 0);
+	br__worker_leave(w, w->fiber, BR__AFTER_YIELD);
 	if (br__task_cancel_pending(t)) {
 		t->cancel_seen = 1;
 		return -ECANCELED;

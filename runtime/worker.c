@@ -67,10 +67,11 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-/* Steal rounds before parking; each round visits every other worker. */
-#define SPIN_ROUNDS 64
+/* How long an idle worker looks for work before it parks: about what a
+ * park and a wake-up through the kernel cost on these machines. */
+#define SPIN_NS 30000
 /* At most this many tasks taken from a victim in one steal. */
-#define STEAL_MAX 1
+#define STEAL_MAX 32
 
 __thread struct br__worker *br__tls_worker;
 
@@ -248,6 +249,7 @@ static struct br__task *find_work(struct br__worker *w)
 {
 	struct br_runtime *rt = w->rt;
 	struct br__task *t;
+	int64_t until = 0;
 	unsigned round;
 
 	if (br__timers_run(w, br_now_ns()) || w->ring.on) {
@@ -259,23 +261,34 @@ static struct br__task *find_work(struct br__worker *w)
 	t = br__inject_pop(&rt->inject);
 	if (t)
 		return t;
-	if (!w->searching) {
-		if (!br__idle_try_search(&rt->idle))
-			return NULL;
+	if (!w->searching && br__idle_try_search(&rt->idle))
 		w->searching = 1;
-	}
-	for (round = 0; round < SPIN_ROUNDS; round++) {
-		t = steal(w);
-		if (!t)
-			t = br__inject_pop(&rt->inject);
+	/* Spin about as long as a park and wake-up would cost. A worker
+	 * that may not search (half the workers already do) still watches
+	 * its own remote queue, where pinned tasks and their wake-ups
+	 * arrive. */
+	for (round = 0;; round++) {
+		t = NULL;
+		if (w->searching) {
+			t = steal(w);
+			if (!t)
+				t = br__inject_pop(&rt->inject);
+		}
 		if (!t && atomic_load_explicit(&w->rq_len,
 					       memory_order_relaxed))
 			t = next_local(w);
 		if (t || atomic_load_explicit(&rt->stop, memory_order_relaxed))
 			return t;
+		if ((round & 15) == 15) {
+			int64_t now = br_now_ns();
+
+			if (!until)
+				until = now + SPIN_NS;
+			else if (now >= until)
+				return NULL;
+		}
 		br__cpu_relax();
 	}
-	return NULL;
 }
 
 /* Is there work anywhere a parking worker must not sleep through? */
@@ -315,6 +328,7 @@ static void fiber_main(void *arg)
 	struct br__worker *w;
 
 	br__fiber_entered();
+	br__worker_after(br__worker_current());
 	br__task_run_body(f->root);
 	w = br__worker_current();
 	w->after = BR__AFTER_EXIT;
@@ -376,13 +390,15 @@ void br__workers_cancel_all(struct br_runtime *rt)
 	}
 }
 
-static void after_switch(struct br__worker *w)
+void br__worker_after(struct br__worker *w)
 {
 	struct br__fiber *f = w->after_fiber;
 	uint64_t exp;
 	struct br__task *root;
 
 	switch (w->after) {
+	case BR__AFTER_NONE:
+		return;
 	case BR__AFTER_PARK:
 		exp = (f->seq << 2) | BR__FW_ARMED;
 		/* Release: publishes the switched-out context to the waker
@@ -392,9 +408,6 @@ static void after_switch(struct br__worker *w)
 			    memory_order_release, memory_order_acquire))
 			br__worker_push_lifo(w, f->top);
 		break;
-	case BR__AFTER_YIELD:
-		fifo_push(&w->yq_head, &w->yq_tail, f->top);
-		break;
 	case BR__AFTER_EXIT:
 		root = f->root;
 		live_remove(f);
@@ -403,7 +416,7 @@ static void after_switch(struct br__worker *w)
 		br_future_release(&root->fut); /* the run reference */
 		break;
 	default:
-		BR_ASSERT(!"fiber switched out without a reason");
+		BR_ASSERT(!"fiber switched out with an unknown reason");
 	}
 	w->after = BR__AFTER_NONE;
 	w->after_fiber = NULL;
@@ -444,7 +457,61 @@ static void run(struct br__worker *w, struct br__task *t)
 		atomic_store_explicit(&t->fiber, f, memory_order_seq_cst);
 	}
 	br__fiber_switch_in(w, f);
-	after_switch(w);
+	br__worker_after(w);
+}
+
+/* A runnable task this worker may switch to without the scheduler: the
+ * LIFO slot within its cap, else the next yielder when nothing else is
+ * queued; only tasks that already have a fiber. */
+static struct br__task *pick_direct(struct br__worker *w)
+{
+	struct br__task *t = w->lifo;
+
+	if (t) {
+		if (w->lifo_runs >= 3 || (t->flags & BR__T_CALLBACK) ||
+		    !atomic_load_explicit(&t->fiber, memory_order_relaxed))
+			return NULL;
+		w->lifo = NULL;
+		w->lifo_runs++;
+		return t;
+	}
+	t = w->yq_head;
+	if (!t || w->pq_head || br__deque_size(&w->dq) > 0 ||
+	    !atomic_load_explicit(&t->fiber, memory_order_relaxed))
+		return NULL;
+	fifo_pop(&w->yq_head, &w->yq_tail);
+	w->lifo_runs = 0;
+	return t;
+}
+
+void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after)
+{
+	struct br__task *next = NULL;
+	struct br__fiber *nf;
+
+	if (after == BR__AFTER_YIELD) {
+		/* Safe before the switch: only this worker reads its yielded
+		 * list, and it is busy switching away from f. */
+		fifo_push(&w->yq_head, &w->yq_tail, f->top);
+		after = BR__AFTER_NONE;
+	}
+	/* Every 61st hand-off goes through the scheduler, so the injection
+	 * queue, the remote queue and the timers keep their turn. */
+	if (++w->tick % 61 != 0)
+		next = pick_direct(w);
+	if (next) {
+		nf = atomic_load_explicit(&next->fiber, memory_order_relaxed);
+		if (nf == f)
+			return; /* a yield with nobody else to run */
+		w->after = after;
+		w->after_fiber = f;
+		br__fiber_switch_to(w, f, nf);
+	} else {
+		w->after = after;
+		w->after_fiber = f;
+		br__fiber_switch_out(w, f, 0);
+	}
+	br__worker_after(br__worker_current());
 }
 
 /* ---- thread ---- */

@@ -92,6 +92,19 @@ struct br_runtime {
  * resume on another thread after any suspension (STYLE 4.3). */
 struct br__worker *br__worker_current(void);
 
+extern __thread struct br__worker *br__tls_worker;
+
+/*
+ * br__worker_leave - the running fiber f gives up the CPU for `after`
+ * (BR__AFTER_PARK or BR__AFTER_YIELD): straight to the next runnable
+ * fiber of this worker when there is one, else to the scheduler. Returns
+ * when f runs again, maybe on another worker. Context: code on f.
+ */
+void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after);
+
+/* Finish what the fiber that switched out last left to do. Worker w. */
+void br__worker_after(struct br__worker *w);
+
 /* Worker thread entry. */
 void *br__worker_main(void *arg);
 
