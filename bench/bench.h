@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench.h - helpers shared by the braid benchmark programs.
+ *
+ * Design
+ *   Each benchmark program makes one measurement per invocation and prints
+ *   it as one JSON object on one line, so that scripts/bench.py can run
+ *   every configuration of braid and of its peers in a shuffled order and
+ *   take medians itself. A single measurement is written with
+ *   median = min = max = value and runs = 1; the runner merges the lines.
+ *
+ *   The fields are: workload, impl, metric, unit, n, threads, median, min,
+ *   max, runs, values and cmd (the program's own command line). The peers
+ *   in bench/peers/ print the same shape with impl set to their name.
+ *
+ * Concurrency
+ *   - Everything here is called from the main thread only.
+ */
+#ifndef BENCH_H
+#define BENCH_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* The options every benchmark understands; a program uses the ones it needs. */
+struct bench_opts {
+	long n;		  /* problem size; the meaning is per workload */
+	unsigned workers; /* braid worker threads */
+	long warmup;	  /* size of an untimed warm-up run, 0 for none */
+	long ms;	  /* a duration in milliseconds (sleep) */
+	const char *mode; /* a sub-measurement (switch) */
+};
+
+static inline void bench_die(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
+
+static inline void bench_die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("bench: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	exit(1);
+}
+
+static inline int64_t bench_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline long bench_parse_long(const char *opt, const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 0)
+		bench_die("%s wants a non-negative integer, not '%s'", opt, s);
+	return v;
+}
+
+/*
+ * bench_parse - fill *o from argv. Accepts "--opt value" and "--opt=value"
+ * for --n, --workers, --warmup, --ms and --mode; fields not given keep the
+ * defaults the caller put in *o. Exits with a message on anything else.
+ */
+static inline void bench_parse(struct bench_opts *o, int argc, char **argv,
+			       const char *usage)
+{
+	static const char *const names[] = { "--n", "--workers", "--warmup",
+					     "--ms", "--mode" };
+	int i;
+	size_t k;
+
+	for (i = 1; i < argc; i++) {
+		const char *arg = argv[i], *val = NULL;
+		size_t len;
+
+		if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+			printf("usage: %s %s\n", argv[0], usage);
+			exit(0);
+		}
+		for (k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+			len = strlen(names[k]);
+			if (strncmp(arg, names[k], len))
+				continue;
+			if (arg[len] == '=') {
+				val = arg + len + 1;
+				break;
+			}
+			if (arg[len] == '\0' && i + 1 < argc) {
+				val = argv[++i];
+				break;
+			}
+		}
+		if (!val)
+			bench_die("bad option '%s'; usage: %s %s", arg, argv[0],
+				  usage);
+		switch (k) {
+		case 0:
+			o->n = bench_parse_long("--n", val);
+			break;
+		case 1:
+			o->workers =
+				(unsigned)bench_parse_long("--workers", val);
+			break;
+		case 2:
+			o->warmup = bench_parse_long("--warmup", val);
+			break;
+		case 3:
+			o->ms = bench_parse_long("--ms", val);
+			break;
+		default:
+			o->mode = val;
+			break;
+		}
+	}
+}
+
+/* Print s escaped for the inside of a JSON string. */
+static inline void bench_json_chars(const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+}
+
+/* Print s as a JSON string, quotes included. */
+static inline void bench_json_str(const char *s)
+{
+	putchar('"');
+	bench_json_chars(s);
+	putchar('"');
+}
+
+/*
+ * bench_report - print one measurement as one JSON line and flush it.
+ * impl is "braid" for these programs; threads is the number of worker
+ * threads the measurement used.
+ */
+static inline void bench_report(const char *workload, const char *impl,
+				const char *metric, const char *unit, long n,
+				unsigned threads, double value, int argc,
+				char **argv)
+{
+	int i;
+
+	printf("{\"workload\": ");
+	bench_json_str(workload);
+	printf(", \"impl\": ");
+	bench_json_str(impl);
+	printf(", \"metric\": ");
+	bench_json_str(metric);
+	printf(", \"unit\": ");
+	bench_json_str(unit);
+	printf(", \"n\": %ld, \"threads\": %u", n, threads);
+	printf(", \"median\": %.6g, \"min\": %.6g, \"max\": %.6g", value, value,
+	       value);
+	printf(", \"runs\": 1, \"values\": [%.6g], \"cmd\": \"", value);
+	for (i = 0; i < argc; i++) {
+		if (i)
+			putchar(' ');
+		bench_json_chars(argv[i]);
+	}
+	printf("\"}\n");
+	fflush(stdout);
+}
+
+#endif /* BENCH_H */

@@ -1,0 +1,85 @@
+# SPDX-License-Identifier: MIT
+# bench.mk - benchmark programs, their peers and the runner; included by
+# the top-level Makefile.
+#
+#   make bench          build everything, then scripts/bench.py (5 rounds)
+#   make bench-summary  build, then one quick round of fib, switch, skynet
+#   make bench-build    build the braid benches and every peer whose
+#                       toolchain is present
+#   BENCH_ARGS=...      extra runner options, e.g. BENCH_ARGS="--only fib"
+#
+# Benchmarks always use the release variant, whatever VARIANT says: the
+# targets above re-enter make with VARIANT=release. Peers whose toolchain
+# (g++ with oneTBB, gcc with OpenMP, go) is missing are skipped with a note
+# and the runner leaves them out.
+
+BENCH_B     := build/release
+BENCH_NAMES := fib skynet switch sleep
+BENCH_BIN   := $(BENCH_NAMES:%=$(BENCH_B)/bench/%)
+BENCH_PEERS := $(addprefix $(BENCH_B)/bench/peers/, \
+                 fib_tbb skynet_tbb fib_omp fib_go skynet_go switch_go sleep_go)
+BENCH_ARGS  ?=
+
+GO       ?= go
+CXX      ?= g++
+PEER_CXXFLAGS := -O2 -std=c++17 -pthread
+PEER_CFLAGS   := -O2 -std=gnu11 -fopenmp
+# Single-file builds in GOPATH mode: no module, no network. GOFLAGS is
+# cleared so that a user's -mod or proxy setting cannot get in the way.
+PEER_GOENV    := GO111MODULE=off GOFLAGS= GOCACHE=$(CURDIR)/build/gocache \
+                 GOPATH=$(CURDIR)/build/gopath
+
+.PHONY: bench bench-summary bench-build bench-programs
+
+bench: bench-build
+	$(Q)python3 scripts/bench.py --no-build $(BENCH_ARGS)
+
+bench-summary: bench-build
+	$(Q)python3 scripts/bench.py --no-build --quick $(BENCH_ARGS)
+
+bench-build:
+	$(Q)$(MAKE) --no-print-directory VARIANT=release bench-programs
+
+bench-programs: $(BENCH_BIN) $(BENCH_PEERS)
+
+$(BENCH_B)/bench/%: bench/%.c bench/bench.h include/braid.h \
+                    $(BENCH_B)/libbraid.a
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BENCH_B)/libbraid.a $(LDLIBS)
+
+# The peers are plain programs, built with their own toolchain's usual
+# flags. A missing toolchain prints a note and leaves no binary, so the
+# recipe runs again next time and the runner skips that peer.
+$(BENCH_B)/bench/peers/%_tbb: bench/peers/%_tbb.cpp
+	@mkdir -p $(@D)
+	$(Q)if ! command -v $(CXX) >/dev/null 2>&1; then \
+		echo "  SKIP    $@ (no $(CXX))"; \
+	elif ! echo '#include <tbb/task_group.h>' | \
+	     $(CXX) -x c++ -E - >/dev/null 2>&1; then \
+		echo "  SKIP    $@ (no oneTBB: apt-get install libtbb-dev)"; \
+	else \
+		$(if $(Q),echo "  CXX     $<" &&) \
+		$(CXX) $(PEER_CXXFLAGS) -o $@ $< -ltbb; \
+	fi
+
+$(BENCH_B)/bench/peers/%_omp: bench/peers/%_omp.c
+	@mkdir -p $(@D)
+	$(Q)if ! echo 'int main(void) { return 0; }' | \
+	     $(CC) -fopenmp -x c -o /dev/null - >/dev/null 2>&1; then \
+		echo "  SKIP    $@ ($(CC) -fopenmp fails: no libgomp?)"; \
+	else \
+		$(if $(Q),echo "  CC      $<" &&) \
+		$(CC) $(PEER_CFLAGS) -o $@ $<; \
+	fi
+
+$(BENCH_B)/bench/peers/%_go: bench/peers/%_go.go
+	@mkdir -p $(@D)
+	$(Q)if ! command -v $(GO) >/dev/null 2>&1; then \
+		echo "  SKIP    $@ (no go: apt-get install golang-go)"; \
+	else \
+		$(if $(Q),echo "  GO      $<" &&) \
+		$(PEER_GOENV) $(GO) build -o $@ $<; \
+	fi
+
+-include $(BENCH_BIN:=.d)

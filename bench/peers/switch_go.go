@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: MIT
+
+// switch_go.go - the switch peer on goroutines.
+//
+// -mode yield: two goroutines call runtime.Gosched() in turn, -n times in
+// all (default 10,000,000; n/2 each); run it with GOMAXPROCS=1 so that
+// each Gosched hands the thread to the other goroutine. Reported in ns
+// per switch: wall time / n.
+//
+// -mode pingpong: two goroutines pass a token -n times (default
+// 1,000,000) over two unbuffered channels: A sends on ping and receives on
+// pong, B the reverse. Reported in ns per round trip: wall time / n. The
+// thread count (1 or 2) is GOMAXPROCS from the environment; Go does not
+// pin goroutines to threads, so with 2 its scheduler decides where B runs.
+//
+// Without -mode both are measured. Both goroutines first wait for a start
+// channel to close; the clock runs from closing it to both having ended.
+//
+// Output: JSON lines as bench/bench.h writes them, impl "go".
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+)
+
+// duel runs a and b as goroutines and returns the time from releasing
+// them to both having returned.
+func duel(a, b func()) time.Duration {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for _, f := range []func(){a, b} {
+		wg.Add(1)
+		go func(f func()) {
+			defer wg.Done()
+			<-start
+			f()
+		}(f)
+	}
+	t0 := time.Now()
+	close(start)
+	wg.Wait()
+	return time.Since(t0)
+}
+
+func yield(n int) time.Duration {
+	f := func() {
+		for i := 0; i < n/2; i++ {
+			runtime.Gosched()
+		}
+	}
+	return duel(f, f)
+}
+
+func pingpong(n int) time.Duration {
+	ping, pong := make(chan int), make(chan int)
+	return duel(func() {
+		for i := 0; i < n; i++ {
+			ping <- i
+			<-pong
+		}
+	}, func() {
+		for i := 0; i < n; i++ {
+			pong <- <-ping
+		}
+	})
+}
+
+func cmdline() string {
+	s := strings.Join(os.Args, " ")
+	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
+		s = "GOMAXPROCS=" + v + " " + s
+	}
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
+}
+
+func report(metric string, n int, d time.Duration) {
+	ns := float64(d.Nanoseconds()) / float64(n)
+	fmt.Printf("{\"workload\": \"switch\", \"impl\": \"go\", "+
+		"\"metric\": \"%s\", \"unit\": \"ns\", \"n\": %d, "+
+		"\"threads\": %d, \"median\": %.6g, \"min\": %.6g, "+
+		"\"max\": %.6g, \"runs\": 1, \"values\": [%.6g], "+
+		"\"cmd\": \"%s\"}\n", metric, n, runtime.GOMAXPROCS(0),
+		ns, ns, ns, ns, cmdline())
+}
+
+func main() {
+	mode := flag.String("mode", "", "yield or pingpong; both if empty")
+	n := flag.Int("n", 0, "yields (default 10000000) or round trips (default 1000000)")
+	flag.Parse()
+	if *mode != "" && *mode != "yield" && *mode != "pingpong" {
+		fmt.Fprintln(os.Stderr, "switch_go: -mode is yield or pingpong")
+		os.Exit(2)
+	}
+
+	if *mode != "pingpong" {
+		y := *n
+		if y == 0 {
+			y = 10000000
+		}
+		y -= y % 2
+		report("yield", y, yield(y))
+	}
+	if *mode != "yield" {
+		p := *n
+		if p == 0 {
+			p = 1000000
+		}
+		report("pingpong", p, pingpong(p))
+	}
+}

@@ -1,0 +1,448 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""bench.py - run braid's benchmarks and their peers, interleaved.
+
+Every configuration (a program, its thread count and its size) is one
+invocation that prints one JSON line per measurement (see bench/bench.h).
+Each round runs every configuration once, in a new shuffled order, so that
+slow periods of a shared machine fall on braid and on its peers alike; the
+report gives the median, min and max of the rounds and, for each peer, the
+ratio braid median / peer median (every metric here is lower-is-better, so
+a ratio below 1 means braid is faster).
+
+No process is pinned to a CPU: braid, oneTBB, libgomp and Go all place
+their own threads. The environment variables that would change a
+program's thread count or scheduling (BRAID_*, OMP_*, GOMP_*, GOMAXPROCS,
+GOGC, GODEBUG, GOMEMLIMIT) are removed, then set per configuration.
+
+Writes <out>.json (every line, the summary, the machine) and <out>.md (a
+markdown table); <out> is build/bench/results, or build/bench/summary with
+--quick. Python 3 standard library only.
+
+Usage: scripts/bench.py [--runs N] [--only fib,switch] [--quick]
+                        [--no-build] [--timeout S] [--seed N] [--list]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = "build/release/bench"
+WORKLOADS = ("fib", "skynet", "switch", "sleep")
+QUICK_WORKLOADS = ("fib", "switch", "skynet")
+SCRUB_PREFIXES = ("BRAID_", "OMP_", "GOMP_")
+SCRUB_NAMES = ("GOMAXPROCS", "GOGC", "GODEBUG", "GOMEMLIMIT")
+
+# How each (workload, metric) is labelled in the tables; {n} is the size.
+LABELS = {
+    ("fib", "wall"): "fib({n}), wall time",
+    ("skynet", "wall"): "skynet, {n:,} leaves, wall time",
+    ("switch", "yield"): "yield between 2 tasks, per switch",
+    ("switch", "pingpong"): "ping-pong, per round trip",
+    ("sleep", "wall"): "{n:,} tasks sleeping 100 ms, wall time",
+    ("sleep", "rss_per_task"): "{n:,} sleeping tasks, peak RSS per task",
+    ("sleep", "peak_alive"): "most of the {n:,} tasks asleep at once",
+    ("sleep", "rss_per_alive"): "peak RSS per task asleep at once",
+}
+
+# Footnotes for the markdown table, shown when their row is there.
+NOTES = {
+    ("switch", "pingpong", 2):
+        "Ping-pong on 2 threads: braid's tasks are pinned to different "
+        "workers, so every hand-off wakes the other thread; Go does not "
+        "pin goroutines and its scheduler keeps both on one P, so its "
+        "figure is close to the 1-thread one.",
+    ("sleep", "rss_per_task", 2):
+        "Sleep: when starting the tasks takes longer than the 100 ms "
+        "sleep, the first ones end before the last ones start; the row "
+        "\"most asleep at once\" shows how many were alive together, and "
+        "the last row divides the same memory by that number.",
+}
+
+# Figures that describe a run rather than rank it: no ratio.
+NO_RATIO = {("sleep", "peak_alive")}
+
+# What each peer is, per workload and metric where it differs.
+PEER_NAMES = {
+    "tbb": "oneTBB task_group",
+    "openmp": "OpenMP tasks (libgomp)",
+    "go": "Go goroutines",
+    ("switch", "yield", "go"): "Go runtime.Gosched",
+    ("switch", "pingpong", "go"): "Go unbuffered channels",
+    ("sleep", "wall", "go"): "Go time.Sleep",
+    ("sleep", "rss_per_task", "go"): "Go time.Sleep",
+    ("sleep", "peak_alive", "go"): "Go time.Sleep",
+    ("sleep", "rss_per_alive", "go"): "Go time.Sleep",
+}
+
+# What braid does in each workload, for the table.
+BRAID_NAMES = {
+    ("switch", "yield"): "br_yield",
+    ("switch", "pingpong"): "promises",
+}
+
+
+class Config:
+    """One invocation: a program, its arguments and its environment."""
+
+    def __init__(self, workload, impl, threads, prog, args, env=None):
+        self.workload = workload
+        self.impl = impl
+        self.threads = threads
+        self.prog = prog
+        self.args = [str(a) for a in args]
+        self.env = env or {}
+
+    def argv(self):
+        return [self.prog] + self.args
+
+    def text(self):
+        env = " ".join("%s=%s" % kv for kv in sorted(self.env.items()))
+        return (env + " " if env else "") + " ".join(self.argv())
+
+
+def configs(quick):
+    """Every configuration of every workload, braid's and the peers'."""
+    peers = BIN + "/peers"
+    out = []
+
+    def go(workload, prog, threads, args):
+        out.append(Config(workload, "go", threads, peers + "/" + prog,
+                          args, {"GOMAXPROCS": str(threads)}))
+
+    for t in (1, 2):
+        n = ["--n", 30]
+        out.append(Config("fib", "braid", t, BIN + "/fib",
+                          ["--workers", t] + n))
+        out.append(Config("fib", "tbb", t, peers + "/fib_tbb",
+                          ["--threads", t] + n))
+        out.append(Config("fib", "openmp", t, peers + "/fib_omp", n,
+                          {"OMP_NUM_THREADS": str(t)}))
+        go("fib", "fib_go", t, n)
+
+    for t in (1, 2):
+        n = ["--n", 1000000]
+        out.append(Config("skynet", "braid", t, BIN + "/skynet",
+                          ["--workers", t] + n))
+        out.append(Config("skynet", "tbb", t, peers + "/skynet_tbb",
+                          ["--threads", t] + n))
+        go("skynet", "skynet_go", t, n)
+
+    y = ["--mode", "yield", "--n", 10000000]
+    out.append(Config("switch", "braid", 1, BIN + "/switch",
+                      ["--workers", 1] + y))
+    go("switch", "switch_go", 1, y)
+    for t in (1, 2):
+        p = ["--mode", "pingpong", "--n", 100000 if quick else 1000000]
+        out.append(Config("switch", "braid", t, BIN + "/switch",
+                          ["--workers", t] + p))
+        go("switch", "switch_go", t, p)
+
+    s = ["--n", 100000, "--ms", 100]
+    out.append(Config("sleep", "braid", 2, BIN + "/sleep",
+                      ["--workers", 2] + s))
+    go("sleep", "sleep_go", 2, s)
+    return out
+
+
+def clean_env():
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(SCRUB_PREFIXES) and k not in SCRUB_NAMES}
+    env["LC_ALL"] = "C"
+    return env
+
+
+def first_line(cmd):
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        return (r.stdout or r.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return None
+
+
+def machine():
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, val = line.partition(":")
+                if key.strip() in ("model name", "Hardware", "Processor"):
+                    cpu = val.strip()
+                    break
+    except OSError:
+        pass
+    u = platform.uname()
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc)
+        .isoformat(timespec="seconds"),
+        "kernel": u.release,
+        "arch": u.machine,
+        "cpu": cpu,
+        "nproc": os.cpu_count(),
+        "cpus_allowed": len(os.sched_getaffinity(0)),
+        "gcc": first_line(["gcc", "-dumpfullversion"]),
+        "go": first_line(["go", "version"]),
+        "python": platform.python_version(),
+        "pinning": "none",
+    }
+
+
+REQUIRED = ("workload", "impl", "metric", "unit", "n", "median", "values")
+
+
+def run_one(cfg, env, timeout):
+    """Run cfg once. Returns (lines, error): parsed JSON lines, or a note."""
+    e = dict(env)
+    e.update(cfg.env)
+    try:
+        r = subprocess.run(cfg.argv(), cwd=ROOT, env=e, capture_output=True,
+                           text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return [], "timed out after %g s" % timeout
+    except OSError as ex:
+        return [], str(ex)
+    lines = []
+    for text in r.stdout.splitlines():
+        if not text.startswith("{"):
+            continue
+        try:
+            d = json.loads(text)
+        except ValueError:
+            return [], "bad JSON line: " + text[:200]
+        if any(k not in d for k in REQUIRED):
+            return [], "JSON line without %s" % ", ".join(REQUIRED)
+        lines.append(d)
+    if r.returncode != 0 or not lines:
+        tail = " | ".join(r.stderr.strip().splitlines()[-3:])
+        return [], "exit %d%s" % (r.returncode, ": " + tail if tail else "")
+    return lines, None
+
+
+def key_of(d):
+    return (d["workload"], d["metric"], int(d.get("threads", 0)), d["impl"])
+
+
+def summarise(lines):
+    """Merge the one-run lines into one entry per measurement."""
+    groups = {}
+    for d in lines:
+        groups.setdefault(key_of(d), []).append(d)
+    out = []
+    for key, ds in groups.items():
+        vals = [v for d in ds for v in d["values"]]
+        out.append({
+            "workload": key[0], "impl": key[3], "metric": key[1],
+            "threads": key[2], "unit": ds[0]["unit"], "n": ds[0]["n"],
+            "median": statistics.median(vals), "min": min(vals),
+            "max": max(vals), "runs": len(vals), "values": vals,
+            "cmd": ds[0].get("cmd", ""),
+        })
+    order = {k: i for i, k in enumerate(LABELS)}
+    out.sort(key=lambda s: (order.get((s["workload"], s["metric"]), 99),
+                            s["threads"], s["impl"] != "braid", s["impl"]))
+    braid = {(s["workload"], s["metric"], s["threads"]): s
+             for s in out if s["impl"] == "braid"}
+    for s in out:
+        b = braid.get((s["workload"], s["metric"], s["threads"]))
+        if (s["impl"] != "braid" and b and s["median"] > 0 and
+                (s["workload"], s["metric"]) not in NO_RATIO):
+            s["ratio_braid_over_peer"] = b["median"] / s["median"]
+    return out
+
+
+def fmt(v):
+    if v == 0:
+        return "0"
+    if abs(v) >= 100:
+        return "%.0f" % v
+    if abs(v) >= 10:
+        return "%.1f" % v
+    return "%.3g" % v
+
+
+def label(s):
+    text = LABELS.get((s["workload"], s["metric"]),
+                      "%s %s" % (s["workload"], s["metric"]))
+    return text.format(n=s["n"])
+
+
+def peer_name(s):
+    return PEER_NAMES.get((s["workload"], s["metric"], s["impl"]),
+                          PEER_NAMES.get(s["impl"], s["impl"]))
+
+
+def config_text(s):
+    return "%d thread%s" % (s["threads"], "" if s["threads"] == 1 else "s")
+
+
+def print_table(summary):
+    print()
+    print("%-8s %-13s %3s %-7s %10s %10s %10s %-5s %s" %
+          ("workload", "metric", "thr", "impl", "median", "min", "max",
+           "unit", "braid/peer"))
+    for s in summary:
+        ratio = s.get("ratio_braid_over_peer")
+        print("%-8s %-13s %3d %-7s %10s %10s %10s %-5s %s" %
+              (s["workload"], s["metric"], s["threads"], s["impl"],
+               fmt(s["median"]), fmt(s["min"]), fmt(s["max"]), s["unit"],
+               "%.2f" % ratio if ratio is not None else ""))
+
+
+def markdown(summary, mach, runs, failures):
+    def fig(s):
+        if s["runs"] == 1:
+            return "%s %s" % (fmt(s["median"]), s["unit"])
+        return "%s %s (%s–%s)" % (fmt(s["median"]), s["unit"],
+                                   fmt(s["min"]), fmt(s["max"]))
+
+    braid = {(s["workload"], s["metric"], s["threads"]): s
+             for s in summary if s["impl"] == "braid"}
+    rows = []
+    seen = set()
+    for s in summary:
+        k = (s["workload"], s["metric"], s["threads"])
+        b = braid.get(k)
+        if s["impl"] == "braid":
+            continue
+        seen.add(k)
+        bname = BRAID_NAMES.get((s["workload"], s["metric"]), "braid")
+        rows.append("| %s | %s | %s | %s | %s | %s |" % (
+            label(s), config_text(s),
+            "%s: %s" % (bname, fig(b)) if b else "—",
+            "%s: %s" % (peer_name(s), fig(s)),
+            "%.2f" % s["ratio_braid_over_peer"]
+            if "ratio_braid_over_peer" in s else "—", s["runs"]))
+    for k, b in braid.items():
+        if k not in seen:
+            rows.append("| %s | %s | %s | — | — | %s |" % (
+                label(b), config_text(b), fig(b), b["runs"]))
+    out = [
+        "| workload | config | braid | peer | braid / peer | runs |",
+        "|---|---|---|---|---|---|",
+    ] + rows + [
+        "",
+        "%s; the ratio is braid's median over the peer's, so below 1 means "
+        "braid is faster or smaller. Machine: %s, %s CPUs, Linux %s, "
+        "gcc %s, %s; %s." % (
+                 "Median of %d interleaved runs (min–max in parentheses)" %
+                 runs if runs > 1 else "One run of each",
+                 mach["cpu"] or mach["arch"], mach["nproc"],
+                 mach["kernel"], mach["gcc"] or "?", mach["go"] or "no go",
+                 mach["date"]),
+    ]
+    notes = [text for k, text in NOTES.items() if k in seen]
+    if notes:
+        out.append("")
+        out.extend("- " + text for text in notes)
+    if failures:
+        out.append("")
+        out.append("Failed runs: " + "; ".join(
+            "%s (%s)" % (f["cmd"], f["error"]) for f in failures))
+    return "\n".join(out) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, help="rounds (default 5, quick 1)")
+    ap.add_argument("--only", help="comma-separated workloads, e.g. fib,switch")
+    ap.add_argument("--quick", action="store_true",
+                    help="one round of fib, switch and skynet (make demo)")
+    ap.add_argument("--no-build", action="store_true",
+                    help="do not run make bench-build first")
+    ap.add_argument("--timeout", type=float, default=300,
+                    help="seconds per invocation (default 300)")
+    ap.add_argument("--seed", type=int, help="seed for the shuffles")
+    ap.add_argument("--out", help="output prefix (default build/bench/"
+                    "results, quick build/bench/summary)")
+    ap.add_argument("--list", action="store_true",
+                    help="print the configurations and exit")
+    a = ap.parse_args()
+
+    os.chdir(ROOT)
+    runs = a.runs if a.runs is not None else (1 if a.quick else 5)
+    if runs < 1:
+        ap.error("--runs must be at least 1")
+    wanted = QUICK_WORKLOADS if a.quick else WORKLOADS
+    if a.only:
+        wanted = [w.strip() for w in a.only.split(",") if w.strip()]
+        bad = [w for w in wanted if w not in WORKLOADS]
+        if bad:
+            ap.error("unknown workload %s; known: %s" %
+                     (", ".join(bad), ", ".join(WORKLOADS)))
+    cfgs = [c for c in configs(a.quick) if c.workload in wanted]
+    if a.list:
+        for c in cfgs:
+            print(c.text())
+        return 0
+
+    if not a.no_build:
+        r = subprocess.run(["make", "--no-print-directory", "bench-build"])
+        if r.returncode != 0:
+            print("bench: make bench-build failed", file=sys.stderr)
+            return 1
+
+    todo = []
+    for c in cfgs:
+        if os.access(c.prog, os.X_OK):
+            todo.append(c)
+        else:
+            print("bench: skipping %s (%s not built)" % (c.text(), c.prog))
+    if not todo:
+        print("bench: nothing to run", file=sys.stderr)
+        return 1
+
+    seed = a.seed if a.seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    env = clean_env()
+    lines, failures = [], []
+    for rnd in range(runs):
+        order = list(todo)
+        rng.shuffle(order)
+        for i, c in enumerate(order):
+            got, err = run_one(c, env, a.timeout)
+            head = "[%d/%d %2d/%d]" % (rnd + 1, runs, i + 1, len(order))
+            if err:
+                print("%s %s: FAILED: %s" % (head, c.text(), err))
+                failures.append({"round": rnd, "cmd": c.text(),
+                                 "error": err})
+                continue
+            for d in got:
+                d["round"] = rnd
+                lines.append(d)
+                print("%s %-6s %-7s %-12s %d thr: %s %s" %
+                      (head, d["workload"], d["impl"], d["metric"],
+                       int(d.get("threads", 0)), fmt(d["median"]),
+                       d["unit"]))
+            sys.stdout.flush()
+
+    summary = summarise(lines)
+    print_table(summary)
+    mach = machine()
+    out = a.out or ("build/bench/summary" if a.quick else
+                    "build/bench/results")
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with open(out + ".json", "w") as f:
+        json.dump({"machine": mach,
+                   "settings": {"runs": runs, "quick": a.quick,
+                                "seed": seed, "workloads": list(wanted)},
+                   "lines": lines, "summary": summary,
+                   "failures": failures}, f, indent=1)
+        f.write("\n")
+    md = markdown(summary, mach, runs, failures)
+    with open(out + ".md", "w") as f:
+        f.write(md)
+    print()
+    print(md, end="")
+    print("bench: wrote %s.json and %s.md" % (out, out))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
