@@ -56,11 +56,17 @@ int br_gather_ex(br_future *const *fs, size_t n, void **values,
 		if (!br__future_ok(fs[i]))
 			return BR_EBADOBJ;
 	if (!(flags & BR_GATHER_FAIL_FAST)) {
-		for (i = 0; i < n; i++) {
+		/* Newest first: children spawned in a loop sit in the deque
+		 * in that order, so each is at the bottom when it is awaited
+		 * and runs inline (wait.c). The error reported is still the
+		 * first in argument order. */
+		for (i = n; i-- > 0;) {
 			r = br_await(fs[i], values ? &values[i] : NULL);
-			if (r < 0 && !first)
-				first = r;
+			if (r == -ECANCELED && br_cancelled())
+				first = r; /* the gathering task itself */
 		}
+		for (i = 0; i < n && !first; i++)
+			first = br__future_result(fs[i], NULL);
 		return first;
 	}
 	for (;;) {
@@ -275,7 +281,7 @@ br_future *br_as_completed_next(br_as_completed *it)
 		it->waiting = 1;
 		pthread_mutex_unlock(&it->lock);
 		if (t) {
-			br__task_suspend();
+			br__task_suspend(1);
 		} else {
 			while (!atomic_load_explicit(&word,
 						     memory_order_acquire))

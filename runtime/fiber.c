@@ -30,6 +30,17 @@
  *   out. A wake-up presenting another seq fails, so a waker that lost the
  *   race, or fires late, cannot resume a later suspension.
  *
+ *   Cancellation has no seq of its own: br__task_cancel() stores the flag
+ *   and then moves whatever suspension is current to NOTIFIED. Its
+ *   partner is the PARKED CAS: after winning it, the worker loads the
+ *   flag and, if set (and the suspension is cancellable), wakes the fiber
+ *   itself. Both pairs are seq_cst (store flag; load wake) and (CAS wake;
+ *   load flag), so in the single order of seq_cst operations either the
+ *   canceller's load comes after the CAS and sees PARKED (it wakes the
+ *   fiber), or it comes before, and then the worker's load of the flag
+ *   comes after the canceller's store and sees it. Arming itself can stay
+ *   a plain store, which saves a locked instruction per suspension.
+ *
  *   Fiber headers are type-stable (never freed, only recycled; seq keeps
  *   growing across reuse), so br_cancel() may wake a fiber through a
  *   pointer it read without any lock: at worst it wakes a later user of
@@ -52,20 +63,23 @@
  *   - The header free list: any thread, under hdr_lock.
  *
  * Memory ordering
- *   - arm's seq_cst exchange pairs with br__task_cancel()'s seq_cst store
- *     of the cancel flag (Dekker: one of them sees the other).
+ *   - The PARKED CAS (seq_cst) and the following seq_cst load of the
+ *     cancel flag pair with br__task_cancel()'s seq_cst store of the flag
+ *     and seq_cst load of wake (above).
  *   - The scheduler's ARMED -> PARKED CAS is release: it publishes the
  *     saved context; a waker's CAS (acq_rel) acquires it before it queues
  *     the fiber, and the queues carry it on to the resuming worker.
  *
  * Lifetime
- *   Headers come from calloc and live for the process; stacks are
- *   mmap'd by stack.c and cached per worker (fiber.h).
+ *   Headers come from populated chunks and live for the process. Stacks
+ *   of the runtime's default size come from its slab pool (stack.c) and
+ *   go back to it; others are mapped and unmapped one by one.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -103,30 +117,56 @@ _Static_assert(offsetof(struct br__ctx_frame, fpcr) == BR_CTX_FPCR, "");
 #endif
 _Static_assert(sizeof(struct br__ctx_frame) == BR_CTX_FRAME, "");
 
-/* Cached fibers per worker; more are unmapped when they finish. */
+/* Cached fibers per worker; past that, half go back to the pool. */
 #define CACHE_MAX 64
+/* Fibers moved from the pool to a worker's cache at a time. */
+#define CACHE_BATCH 16
+/* Headers allocated at a time. */
+#define HDR_CHUNK 64
 
 static pthread_mutex_t hdr_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct br__fiber *hdr_free; /* protected by hdr_lock */
 
-static struct br__fiber *hdr_get(void)
+/* Headers come in populated chunks, so a burst of new fibers takes no
+ * page fault for them (a fault costs about 10 us on these VMs, a
+ * populated page under 1 us). */
+static struct br__fiber *hdr_chunk(void)
 {
-	struct br__fiber *f;
+	size_t len = HDR_CHUNK * sizeof(struct br__fiber);
+	struct br__fiber *c;
+	unsigned i;
+
+	c = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (c == MAP_FAILED)
+		return NULL;
+	for (i = 1; i < HDR_CHUNK - 1; i++)
+		c[i].next = &c[i + 1];
+	c[HDR_CHUNK - 1].next = NULL;
+	return c;
+}
+
+struct br__fiber *br__fiber_hdr_get(void)
+{
+	struct br__fiber *f, *chunk;
 
 	pthread_mutex_lock(&hdr_lock);
 	f = hdr_free;
-	if (f)
-		hdr_free = f->next;
-	pthread_mutex_unlock(&hdr_lock);
 	if (!f) {
-		f = aligned_alloc(BR__CACHE_LINE, sizeof(*f));
-		if (f)
-			memset(f, 0, sizeof(*f));
+		chunk = hdr_chunk();
+		if (chunk) {
+			/* chunk[0] is ours, the rest go on the list. */
+			hdr_free = &chunk[1];
+			f = &chunk[0];
+		}
+	} else {
+		hdr_free = f->next;
 	}
+	pthread_mutex_unlock(&hdr_lock);
 	return f;
 }
 
-static void hdr_put(struct br__fiber *f)
+void br__fiber_hdr_put(struct br__fiber *f)
 {
 	pthread_mutex_lock(&hdr_lock);
 	f->next = hdr_free;
@@ -134,30 +174,75 @@ static void hdr_put(struct br__fiber *f)
 	pthread_mutex_unlock(&hdr_lock);
 }
 
-struct br__fiber *br__fiber_get(struct br__worker *w, size_t size)
+/* Refill w's cache from the runtime's pool, carving a slab if empty. */
+static struct br__fiber *pool_get(struct br__worker *w)
 {
+	struct br__stack_pool *p = &w->rt->stacks;
 	struct br__fiber *f;
+	unsigned n;
 
-	if (size == w->rt->stack_size && w->stacks.head) {
-		f = w->stacks.head;
+	pthread_mutex_lock(&p->lock);
+	if (!p->free) {
+		f = br__stack_slab_new(p, &n);
+		if (f) {
+			p->free = f;
+			p->nfree += n;
+		}
+	}
+	for (n = 0; n < CACHE_BATCH && p->free; n++) {
+		f = p->free;
+		p->free = f->next;
+		p->nfree--;
+		f->next = w->stacks.head;
+		w->stacks.head = f;
+		w->stacks.n++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	f = w->stacks.head;
+	if (f) {
 		w->stacks.head = f->next;
 		w->stacks.n--;
-		return f;
-	}
-	f = hdr_get();
-	if (!f)
-		return NULL;
-	if (br__stack_alloc(f, size) < 0) {
-		hdr_put(f);
-		return NULL;
 	}
 	return f;
 }
 
-static void fiber_release(struct br__fiber *f)
+static void pool_put(struct br__stack_pool *p, struct br__worker *w,
+		     unsigned n)
 {
-	br__stack_free(f);
-	hdr_put(f);
+	pthread_mutex_lock(&p->lock);
+	while (n-- && w->stacks.head) {
+		struct br__fiber *f = w->stacks.head;
+
+		w->stacks.head = f->next;
+		w->stacks.n--;
+		f->next = p->free;
+		p->free = f;
+		p->nfree++;
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+struct br__fiber *br__fiber_get(struct br__worker *w, size_t size)
+{
+	struct br__fiber *f;
+
+	if (size == w->rt->stack_size) {
+		f = w->stacks.head;
+		if (f) {
+			w->stacks.head = f->next;
+			w->stacks.n--;
+			return f;
+		}
+		return pool_get(w);
+	}
+	f = br__fiber_hdr_get();
+	if (!f)
+		return NULL;
+	if (br__stack_alloc(f, size) < 0) {
+		br__fiber_hdr_put(f);
+		return NULL;
+	}
+	return f;
 }
 
 void br__fiber_put(struct br__worker *w, struct br__fiber *f)
@@ -168,24 +253,20 @@ void br__fiber_put(struct br__worker *w, struct br__fiber *f)
 	f->tsan = NULL;
 	f->root = f->top = NULL;
 	f->reg_w = NULL;
-	if (f->size == w->rt->stack_size && w->stacks.n < CACHE_MAX) {
+	if (f->slab) {
 		f->next = w->stacks.head;
 		w->stacks.head = f;
-		w->stacks.n++;
+		if (++w->stacks.n > CACHE_MAX)
+			pool_put(&w->rt->stacks, w, CACHE_MAX / 2);
 		return;
 	}
-	fiber_release(f);
+	br__stack_free(f);
+	br__fiber_hdr_put(f);
 }
 
 void br__stack_cache_drain(struct br__worker *w)
 {
-	while (w->stacks.head) {
-		struct br__fiber *f = w->stacks.head;
-
-		w->stacks.head = f->next;
-		fiber_release(f);
-	}
-	w->stacks.n = 0;
+	pool_put(&w->rt->stacks, w, w->stacks.n);
 }
 
 void br__fiber_prepare(struct br__fiber *f, void (*fn)(void *), void *arg)
@@ -270,10 +351,11 @@ uint64_t br__fiber_arm(struct br__fiber *f)
 {
 	uint64_t seq = ++f->seq;
 
-	/* seq_cst: pairs with the cancel flag store in br__task_cancel();
-	 * see the header. */
-	atomic_exchange_explicit(&f->wake, (seq << 2) | BR__FW_ARMED,
-				 memory_order_seq_cst);
+	/* Relaxed: wakers learn the seq from a waiter or timer registered
+	 * after this store and published by a lock or the heap owner, which
+	 * orders it; cancellation is handled at the PARKED CAS (header). */
+	atomic_store_explicit(&f->wake, (seq << 2) | BR__FW_ARMED,
+			      memory_order_relaxed);
 	return seq;
 }
 
@@ -288,8 +370,9 @@ void br__fiber_disarm(struct br__fiber *f, uint64_t seq)
 
 static int wake(struct br__fiber *f, uint64_t seq, int any)
 {
-	/* Acquire: pairs with the scheduler's release CAS to PARKED. */
-	uint64_t v = atomic_load_explicit(&f->wake, memory_order_acquire);
+	/* seq_cst: the cancellation pair (header); acquire would do for an
+	 * ordinary wake-up, and costs the same on x86. */
+	uint64_t v = atomic_load_explicit(&f->wake, memory_order_seq_cst);
 
 	for (;;) {
 		if (any)

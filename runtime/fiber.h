@@ -6,6 +6,7 @@
 #ifndef BR_FIBER_H
 #define BR_FIBER_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,6 +59,7 @@ struct br__fiber {
 	void *asan_fake;	   /* ASan fake-stack handle across switches */
 	void *tsan;		   /* TSan fiber */
 	unsigned vg_id;		   /* valgrind stack id */
+	uint8_t slab;		   /* the stack belongs to a slab */
 };
 
 /* Per-worker cache of fibers with default-size stacks. */
@@ -65,6 +67,37 @@ struct br__stack_cache {
 	struct br__fiber *head;
 	unsigned n;
 };
+
+struct br__stack_slab;
+
+/*
+ * A runtime's pool of fibers with default-size stacks, carved from slabs
+ * that stay mapped until the runtime is freed (stack.c says why).
+ */
+struct br__stack_pool {
+	pthread_mutex_t lock;
+	struct br__fiber *free;	      /* protected by lock */
+	unsigned nfree;		      /* protected by lock */
+	struct br__stack_slab *slabs; /* protected by lock */
+	size_t size;		      /* the runtime's default stack size */
+};
+
+int br__stack_pool_init(struct br__stack_pool *p, size_t size);
+
+/* Unmap every slab and give the headers back. Every fiber of the pool
+ * must be back in it. */
+void br__stack_pool_term(struct br__stack_pool *p);
+
+/*
+ * br__stack_slab_new - map a slab of stacks of p->size, attach a header
+ * to each and return them linked through next; *n gets how many. NULL if
+ * out of memory. Caller holds p->lock.
+ */
+struct br__fiber *br__stack_slab_new(struct br__stack_pool *p, unsigned *n);
+
+/* Type-stable fiber headers (fiber.c). */
+struct br__fiber *br__fiber_hdr_get(void);
+void br__fiber_hdr_put(struct br__fiber *f);
 
 /*
  * br__fiber_get - a fiber with a stack of at least size bytes, from w's
@@ -76,7 +109,8 @@ struct br__fiber *br__fiber_get(struct br__worker *w, size_t size);
 /* br__fiber_put - give a finished fiber back (cache or free). Worker w. */
 void br__fiber_put(struct br__worker *w, struct br__fiber *f);
 
-/* br__stack_cache_drain - free every cached fiber of w. */
+/* br__stack_cache_drain - give every cached fiber of w back to the
+ * runtime's pool. */
 void br__stack_cache_drain(struct br__worker *w);
 
 /* Prepare f to run fn(arg) from the top of its stack when switched in. */
@@ -106,9 +140,9 @@ void br__fiber_switch_to(struct br__worker *w, struct br__fiber *from,
 
 /*
  * br__fiber_arm - begin a suspension: a new seq, wake = ARMED. Returns
- * the seq that wake-ups for this suspension must present. seq_cst, so a
- * cancellation request stored before a waker's wake-up attempt is seen by
- * the check that follows arming (see task.c). Context: code on f.
+ * the seq that wake-ups for this suspension must present. A cancellation
+ * request racing the suspension is caught when the fiber is parked
+ * (fiber.c). Context: code on f.
  */
 uint64_t br__fiber_arm(struct br__fiber *f);
 

@@ -293,9 +293,11 @@ void br_future_release(br_future *f)
 {
 	if (!br__future_ok(f) || f->kind == BR__F_STATIC)
 		return;
-	/* acq_rel: the freeing thread must see all writes made under the
-	 * other references; pairs with the other releasers' decrements. */
-	if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+	/* Holding the only reference, nobody else can change the count: no
+	 * locked decrement needed. Acquire: pairs with the other holders'
+	 * release decrements, as the acq_rel below does. */
+	if (atomic_load_explicit(&f->refs, memory_order_acquire) != 1 &&
+	    atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	BR_ASSERT(f->head == NULL);
 	if (f->kind == BR__F_PROMISE) {

@@ -126,6 +126,7 @@ static void free_runtime(struct br_runtime *rt, unsigned nworkers)
 		pthread_mutex_destroy(&w->reg_lock);
 	}
 	free(rt->workers);
+	br__stack_pool_term(&rt->stacks);
 	br__idle_term(&rt->idle);
 	br__inject_term(&rt->inject);
 	pthread_mutex_destroy(&rt->start_lock);
@@ -171,7 +172,8 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 	}
 	memset(rt->workers, 0, rt->nworkers * sizeof(*rt->workers));
 	if (br__inject_init(&rt->inject) < 0 ||
-	    br__idle_init(&rt->idle, rt->nworkers) < 0) {
+	    br__idle_init(&rt->idle, rt->nworkers) < 0 ||
+	    br__stack_pool_init(&rt->stacks, rt->stack_size) < 0) {
 		free(rt->workers);
 		free(rt);
 		return -ENOMEM;

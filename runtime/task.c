@@ -24,10 +24,9 @@
  *
  *   Cancellation is a request: the cancel flag is stored (seq_cst), then
  *   the task's fiber, if it has one, is woken from whatever suspension it
- *   is in. Every suspension point arms its fiber (seq_cst) and only then
- *   checks the flag of the task and of the tasks running it inline, so
- *   either the suspension sees the flag or the canceller sees the armed
- *   fiber and wakes it. A task not started yet is dropped by the worker
+ *   is in. The worker that parks a fiber re-checks the flag (of the task
+ *   and of the tasks running it inline) after its PARKED CAS, so either
+ *   it sees the flag or the canceller sees the parked fiber (fiber.c). A task not started yet is dropped by the worker
  *   that picks it up. Once a suspension has returned -ECANCELED to it, the
  *   task ends CANCELLED whatever it returns; if it never sees the request,
  *   it keeps its value.
@@ -44,8 +43,9 @@
  *     fiber only.
  *
  * Memory ordering
- *   - cancel: seq_cst store, paired with br__fiber_arm()'s seq_cst
- *     exchange and br__task_cancel_pending()'s seq_cst load.
+ *   - cancel: seq_cst store then seq_cst load of the fiber's wake word,
+ *     paired with the PARKED CAS and br__task_cancel_pending()'s seq_cst
+ *     load (fiber.c).
  *   - live counts: see br__live_add() in worker.h.
  *
  * Lifetime
@@ -145,6 +145,7 @@ static struct br__task *task_new(struct br_runtime *rt, uint32_t flags)
 	t->next = NULL;
 	atomic_init(&t->fiber, NULL);
 	t->inline_parent = NULL;
+	t->spawner = NULL;
 	atomic_init(&t->cancel, 0);
 	t->flags = flags;
 	t->pin = 0;
@@ -188,11 +189,10 @@ void br__task_schedule(struct br__task *t)
 	br__idle_notify(rt, 1);
 }
 
-/* Queue a task that has never run. */
-static void schedule_new(struct br__task *t)
+/* Queue a task that has never run; w is the calling thread's worker. */
+static void schedule_new(struct br__worker *w, struct br__task *t)
 {
 	struct br_runtime *rt = t->rt;
-	struct br__worker *w = br__worker_current();
 
 	if (!(t->flags & BR__T_PINNED) && w && w->rt == rt) {
 		br__worker_push_local(w, t);
@@ -204,6 +204,7 @@ static void schedule_new(struct br__task *t)
 br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
 		       const br_spawn_opts *opts)
 {
+	struct br__worker *w = br__worker_current();
 	struct br__task *t;
 	uint32_t flags = 0;
 
@@ -234,6 +235,7 @@ br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
 		return &br__future_enomem;
 	t->fn = fn;
 	t->arg = arg;
+	t->spawner = w ? w->current : NULL;
 	if (opts) {
 		t->pin = opts->worker;
 		if (opts->stack_size)
@@ -241,17 +243,17 @@ br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
 						? 16384
 						: opts->stack_size;
 	}
-	br__live_add(rt, 1);
+	br__live_add_on(w, rt, 1);
 	/* A spawn racing br_runtime_free may miss closing here; the task is
 	 * then dropped by whoever finds it (runtime.c explains why none is
 	 * lost). */
 	if (atomic_load_explicit(&rt->closing, memory_order_relaxed)) {
-		br__live_add(rt, -1);
+		br__live_add_on(w, rt, -1);
 		br__task_free(t);
 		return br__future_failed(BR_ECLOSED,
 					 "br_spawn: the runtime is closing");
 	}
-	schedule_new(t);
+	schedule_new(w, t);
 	return &t->fut;
 }
 
@@ -380,7 +382,7 @@ static br_future *call_at(br_runtime *rt, int64_t deadline, br_callback_fn fn,
 	t->cb = fn;
 	t->arg = arg;
 	t->deadline = deadline;
-	schedule_new(t);
+	schedule_new(br__worker_current(), t);
 	return &t->fut;
 }
 
@@ -396,11 +398,11 @@ br_future *br_call_later(br_runtime *rt, int64_t delay_ms, br_callback_fn fn,
 		       fn, arg);
 }
 
-void br__task_suspend(void)
+void br__task_suspend(int cancellable)
 {
 	struct br__worker *w = br__worker_current();
 
-	br__worker_leave(w, w->fiber, BR__AFTER_PARK);
+	br__worker_leave(w, w->fiber, BR__AFTER_PARK, cancellable);
 }
 
 /* ---- public task API ---- */
@@ -446,7 +448,7 @@ int br_yield(void)
 		return -ECANCELED;
 	}
 	w = br__worker_current();
-	br__worker_leave(w, w->fiber, BR__AFTER_YIELD);
+	br__worker_leave(w, w->fiber, BR__AFTER_YIELD, 0);
 	if (br__task_cancel_pending(t)) {
 		t->cancel_seen = 1;
 		return -ECANCELED;
@@ -506,7 +508,7 @@ int br_sleep_until(int64_t deadline)
 			free(tm);
 			return -ENOMEM;
 		}
-		br__task_suspend();
+		br__task_suspend(1);
 		br__timer_cancel(br__worker_current(), tm);
 		if (br__task_cancel_pending(t)) {
 			t->cancel_seen = 1;

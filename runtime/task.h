@@ -31,6 +31,8 @@ struct br__task {
 	_Atomic(struct br__fiber *) fiber; /* set when it starts (its own)
 					    * or runs inline (its parent's);
 					    * read by br_cancel */
+	struct br__task *spawner;   /* the task that spawned it, if any; only
+				     * compared, never dereferenced */
 	struct br__task *inline_parent; /* the task that runs it inline;
 					 * read only by code on the fiber */
 	_Atomic uint32_t cancel;    /* cancellation requested */
@@ -76,10 +78,11 @@ void br__task_schedule(struct br__task *t);
 /*
  * br__task_suspend - switch the calling task's fiber out after it has
  * been armed (br__fiber_arm) and its wakers registered. Returns when the
- * fiber has been woken and resumed, maybe on another worker.
+ * fiber has been woken and resumed, maybe on another worker; with
+ * cancellable, a cancellation request also wakes it.
  * Context: task only.
  */
-void br__task_suspend(void);
+void br__task_suspend(int cancellable);
 
 /* Run t's body on the calling fiber and complete its future. */
 void br__task_run_body(struct br__task *t);

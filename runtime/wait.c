@@ -15,8 +15,9 @@
  *   a task of this runtime that no worker has started and that sits at
  *   the bottom of this worker's deque (it is usually the child the caller
  *   just spawned). The caller pops it and runs it inline on its own stack,
- *   as Lace and TBB do: no fiber, no stack, no switch. Only if a thief
- *   took the child does the parent suspend. A child run inline shares its
+ *   as Lace and TBB do: no fiber, no stack, no switch. Other children of
+ *   the caller that sit above it (spawned later) run inline first. Only
+ *   if a thief took the child does the parent suspend. A child run inline shares its
  *   parent's fiber; if it suspends, the fiber is woken on its behalf, and
  *   a cancellation of the parent reaches it (br__task_cancel_pending()
  *   walks inline_parent).
@@ -147,7 +148,7 @@ static int task_wait(struct br__task *t, br_future *const *fs, size_t n,
 		if (done)
 			br__fiber_disarm(f, seq);
 		else
-			br__task_suspend();
+			br__task_suspend(!(flags & BR__WAIT_NOCANCEL));
 		unlink_all(fs, ws, linked);
 		if (tm)
 			br__timer_cancel(br__worker_current(), tm);
@@ -224,24 +225,32 @@ int br__wait_any(br_future *const *fs, size_t n, int64_t deadline,
 	return r;
 }
 
-/*
- * Run the unstarted child c inline on the calling task p's fiber, if c is
- * at the bottom of this worker's deque. Returns 1 if c has now completed.
- */
-static int run_inline(struct br__task *p, struct br__task *c)
+/* Take the bottom task of w's deque if it is an unstarted task of w's
+ * runtime that may run inline; NULL if not. */
+static struct br__task *take_bottom(struct br__worker *w, struct br__task *want,
+				    struct br__task *spawner)
+{
+	struct br__task *b = br__deque_peek(&w->dq);
+
+	if (!b || (b->flags & (BR__T_PINNED | BR__T_CALLBACK)) ||
+	    (b != want && b->spawner != spawner))
+		return NULL;
+	/* peek saw it at the bottom; pop either returns it or lost it to a
+	 * thief (NULL). Once popped it is ours: no other worker can reach
+	 * it. */
+	return br__deque_pop(&w->dq) == b ? b : NULL;
+}
+
+/* Run the unstarted task c on the calling task p's fiber. */
+static void run_inline(struct br__task *p, struct br__task *c)
 {
 	struct br__worker *w = br__worker_current();
 	struct br__fiber *f = w->fiber;
 
-	if (c->rt != w->rt || (c->flags & (BR__T_PINNED | BR__T_CALLBACK)))
-		return 0;
-	if (br__deque_peek(&w->dq) != c || br__deque_pop(&w->dq) != c)
-		return 0;
-	/* It is ours now: no other worker can reach it. */
 	if (atomic_load_explicit(&c->cancel, memory_order_relaxed) ||
 	    atomic_load_explicit(&w->rt->closing, memory_order_relaxed)) {
 		br__task_drop(c);
-		return 1;
+		return;
 	}
 	c->inline_parent = p;
 	/* seq_cst: pairs with br__task_cancel()'s load (task.c). */
@@ -255,7 +264,33 @@ static int run_inline(struct br__task *p, struct br__task *c)
 	atomic_store_explicit(&c->fiber, NULL, memory_order_relaxed);
 	c->inline_parent = NULL;
 	br_future_release(&c->fut); /* the run reference */
-	return 1;
+}
+
+/*
+ * The fork-join fast path: while the awaited child c has not started,
+ * run unstarted tasks from the bottom of this worker's deque inline, as
+ * long as they are c itself or other tasks p spawned (its children, which
+ * it would await next anyway, as TBB's waiting thread does). Stops at the
+ * first task that is neither, and after a bounded number, so a long run
+ * of p's children cannot delay p indefinitely.
+ */
+static void help_inline(struct br__task *p, struct br__task *c)
+{
+	struct br__worker *w = br__worker_current();
+	struct br__task *b;
+	unsigned n;
+
+	if (c->rt != w->rt || (c->flags & (BR__T_PINNED | BR__T_CALLBACK)))
+		return;
+	for (n = 0; n < 64; n++) {
+		b = take_bottom(w, c, p);
+		if (!b)
+			return;
+		run_inline(p, b);
+		if (b == c)
+			return;
+		w = br__worker_current();
+	}
 }
 
 int br_await(br_future *f, void **value)
@@ -270,9 +305,11 @@ int br_await(br_future *f, void **value)
 	if (br__future_state(f) != BR_PENDING)
 		return br__future_result(f, value);
 	t = br__task_current();
-	if (t && f->kind == BR__F_TASK &&
-	    run_inline(t, (struct br__task *)f))
-		return br__future_result(f, value);
+	if (t && f->kind == BR__F_TASK) {
+		help_inline(t, (struct br__task *)f);
+		if (br__future_state(f) != BR_PENDING)
+			return br__future_result(f, value);
+	}
 	r = br__wait_any(&f, 1, -1, 0);
 	if (r == -ECANCELED)
 		br_cancel(f); /* asyncio: cancelling the awaiter cancels

@@ -47,6 +47,7 @@ struct br__worker {
 	struct br__task *current;      /* task on top of the running fiber */
 	struct br__fiber *fiber;       /* the running fiber, or NULL */
 	int after;		       /* BR__AFTER_*, set before switch-out */
+	int after_cancellable;	       /* PARK: a cancellation wakes it */
 	struct br__fiber *after_fiber;
 	struct br__timers timers;
 	struct br__stack_cache stacks;
@@ -81,6 +82,7 @@ struct br_runtime {
 				   * each worker's live (br__live_add) */
 	struct br__inject inject;
 	struct br__idle idle;
+	struct br__stack_pool stacks;	  /* default-size stacks */
 	pthread_mutex_t start_lock; /* protects started and start_err */
 	pthread_cond_t start_cond;
 	unsigned started;
@@ -97,10 +99,12 @@ extern __thread struct br__worker *br__tls_worker;
 /*
  * br__worker_leave - the running fiber f gives up the CPU for `after`
  * (BR__AFTER_PARK or BR__AFTER_YIELD): straight to the next runnable
- * fiber of this worker when there is one, else to the scheduler. Returns
- * when f runs again, maybe on another worker. Context: code on f.
+ * fiber of this worker when there is one, else to the scheduler. With
+ * PARK and cancellable, a pending cancellation request wakes f again.
+ * Returns when f runs again, maybe on another worker. Context: code on f.
  */
-void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after);
+void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
+		      int cancellable);
 
 /* Finish what the fiber that switched out last left to do. Worker w. */
 void br__worker_after(struct br__worker *w);
@@ -122,16 +126,16 @@ void br__worker_push_local(struct br__worker *w, struct br__task *t);
 void br__workers_cancel_all(struct br_runtime *rt);
 
 /*
- * br__live_add - count a task spawned (+1) or ended (-1). On a worker of
+ * br__live_add_on - count a task spawned (+1) or ended (-1); w is the
+ * calling thread's worker or NULL. On a worker of
  * rt the count is the worker's own, so spawning costs no locked
  * instruction (one shared counter bounced between cores and halved
  * fork-join throughput); elsewhere it is rt->live_ext. Only the sum means
  * anything. Release: pairs with br__live_sum()'s acquire loads.
  */
-static inline void br__live_add(struct br_runtime *rt, int64_t d)
+static inline void br__live_add_on(struct br__worker *w,
+				   struct br_runtime *rt, int64_t d)
 {
-	struct br__worker *w = br__worker_current();
-
 	if (w && w->rt == rt)
 		atomic_store_explicit(
 			&w->live,
@@ -141,6 +145,11 @@ static inline void br__live_add(struct br_runtime *rt, int64_t d)
 	else
 		atomic_fetch_add_explicit(&rt->live_ext, d,
 					  memory_order_acq_rel);
+}
+
+static inline void br__live_add(struct br_runtime *rt, int64_t d)
+{
+	br__live_add_on(br__worker_current(), rt, d);
 }
 
 /* The number of live tasks; see br_runtime_free() for when it is exact. */
