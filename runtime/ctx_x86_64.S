@@ -22,9 +22,8 @@
  *     its call.
  *   - Status flags of MXCSR are not callee-saved, but saving the whole
  *     register is what glibc and libaco do and costs the same.
- *   - The comparison before ldmxcsr/fldcw uses 8 bytes below the new
- *     rsp: that is the resumed context's red zone, which is dead at a
- *     call (its owner was suspended inside br__ctx_switch itself).
+ *   - rax and rdx carry the outgoing control words across the stack
+ *     swap; both are caller-saved, so clobbering them is free.
  */
 #include "ctx.h"
 
@@ -55,33 +54,42 @@ br__ctx_switch:
 	.cfi_rel_offset r15, 0
 	subq	$8, %rsp		/* room for mxcsr and the x87 cw */
 	.cfi_adjust_cfa_offset 8
-	stmxcsr	BR_CTX_MXCSR(%rsp)
+	stmxcsr	BR_CTX_MXCSR(%rsp)	/* the one stmxcsr of a switch: it
+					 * costs more than everything else
+					 * here together */
 	fnstcw	BR_CTX_FPUCW(%rsp)
+	movl	BR_CTX_MXCSR(%rsp), %eax /* current control words, to skip */
+	movzwl	BR_CTX_FPUCW(%rsp), %edx /* reloading them when unchanged */
 	movq	%rsp, (%rdi)		/* *save_sp = this frame */
 	movq	%rsi, %rsp		/* switch stacks; from here the CFI
 					 * describes the resumed frame, which
 					 * has the same shape */
-	movl	BR_CTX_MXCSR(%rsp), %eax /* the FP control words are loaded
-					 * only when they differ: ldmxcsr and
-					 * fldcw serialise and cost more than
-					 * the rest of the switch */
-	movzwl	BR_CTX_FPUCW(%rsp), %edx
-	stmxcsr	-8(%rsp)		/* below rsp: free, since the frame
-					 * of whoever was running is saved */
-	fnstcw	-4(%rsp)
-	cmpl	-8(%rsp), %eax
-	je	1f
+	cmpl	BR_CTX_MXCSR(%rsp), %eax /* ldmxcsr and fldcw serialise: */
+	je	1f			/* load only what differs */
 	ldmxcsr	BR_CTX_MXCSR(%rsp)
-1:	cmpw	-4(%rsp), %dx
+1:	cmpw	BR_CTX_FPUCW(%rsp), %dx
 	je	2f
 	fldcw	BR_CTX_FPUCW(%rsp)
 2:	addq	$8, %rsp
+	.cfi_adjust_cfa_offset -8
 	popq	%r15
+	.cfi_adjust_cfa_offset -8
+	.cfi_restore r15
 	popq	%r14
+	.cfi_adjust_cfa_offset -8
+	.cfi_restore r14
 	popq	%r13
+	.cfi_adjust_cfa_offset -8
+	.cfi_restore r13
 	popq	%r12
+	.cfi_adjust_cfa_offset -8
+	.cfi_restore r12
 	popq	%rbx
+	.cfi_adjust_cfa_offset -8
+	.cfi_restore rbx
 	popq	%rbp
+	.cfi_adjust_cfa_offset -8
+	.cfi_restore rbp
 	ret				/* into the resumed context */
 	.cfi_endproc
 	.size	br__ctx_switch, .-br__ctx_switch
