@@ -62,8 +62,11 @@ int br_gather_ex(br_future *const *fs, size_t n, void **values,
 		 * first in argument order. */
 		for (i = n; i-- > 0;) {
 			r = br_await(fs[i], values ? &values[i] : NULL);
-			if (r == -ECANCELED && br_cancelled())
-				first = r; /* the gathering task itself */
+			/* Still pending after br_await: the wait itself failed
+			 * (the gathering task was cancelled, a loop callback
+			 * cannot wait, no memory); that is the answer. */
+			if (r < 0 && br__future_state(fs[i]) == BR_PENDING)
+				first = r;
 		}
 		for (i = 0; i < n && !first; i++)
 			first = br__future_result(fs[i], NULL);

@@ -24,6 +24,8 @@ const char *br_strerror(int code)
 {
 	const char *s;
 
+	if (code > 0)
+		code = -code; /* either sign names the same code */
 	switch (code) {
 	case 0:
 		return "success";
@@ -42,8 +44,7 @@ const char *br_strerror(int code)
 	case BR_ETASKFAILED:
 		return "the task failed";
 	}
-	if (code < 0)
-		code = -code;
+	code = -code;
 	s = code < 4096 ? strerrordesc_np(code) : NULL;
 	return s ? s : "unknown error";
 }

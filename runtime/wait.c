@@ -226,14 +226,17 @@ int br__wait_any(br_future *const *fs, size_t n, int64_t deadline,
 }
 
 /* Take the bottom task of w's deque if it is an unstarted task of w's
- * runtime that may run inline; NULL if not. */
+ * runtime that may run inline; NULL if not. The deque also holds tasks
+ * that have run and were woken (moved there from the LIFO slot): those
+ * have a fiber and must be resumed, never started again. */
 static struct br__task *take_bottom(struct br__worker *w, struct br__task *want,
 				    struct br__task *spawner)
 {
 	struct br__task *b = br__deque_peek(&w->dq);
 
 	if (!b || (b->flags & (BR__T_PINNED | BR__T_CALLBACK)) ||
-	    (b != want && b->spawner != spawner))
+	    (b != want && b->spawner != spawner) ||
+	    atomic_load_explicit(&b->fiber, memory_order_relaxed))
 		return NULL;
 	/* peek saw it at the bottom; pop either returns it or lost it to a
 	 * thief (NULL). Once popped it is ours: no other worker can reach

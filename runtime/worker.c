@@ -209,6 +209,12 @@ static struct br__task *next_local(struct br__worker *w)
 			br__idle_notify(rt, 0);
 		return t;
 	}
+	if (w->yq_head) {
+		/* Yielders go behind outside submissions too. */
+		t = br__inject_pop(&rt->inject);
+		if (t)
+			return t;
+	}
 	return fifo_pop(&w->yq_head, &w->yq_tail);
 }
 
@@ -479,8 +485,12 @@ static struct br__task *pick_direct(struct br__worker *w)
 		w->lifo_runs++;
 		return t;
 	}
+	/* A yielder goes behind everything runnable, outside submissions
+	 * and pinned tasks sent from elsewhere included. */
 	t = w->yq_head;
 	if (!t || w->pq_head || br__deque_size(&w->dq) > 0 ||
+	    atomic_load_explicit(&w->rq_len, memory_order_relaxed) ||
+	    atomic_load_explicit(&w->rt->inject.len, memory_order_relaxed) ||
 	    !atomic_load_explicit(&t->fiber, memory_order_relaxed))
 		return NULL;
 	fifo_pop(&w->yq_head, &w->yq_tail);
@@ -501,9 +511,14 @@ void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
 		after = BR__AFTER_NONE;
 	}
 	/* Every 61st hand-off goes through the scheduler, so the injection
-	 * queue, the remote queue and the timers keep their turn. */
-	if (++w->tick % 61 != 0)
+	 * queue, the remote queue and the timers keep their turn: the tick
+	 * is advanced here only for a direct hand-off, so the scheduler's
+	 * own increment is the one that lands on the 61st. */
+	if ((w->tick + 1) % 61 != 0) {
 		next = pick_direct(w);
+		if (next)
+			w->tick++;
+	}
 	w->after_cancellable = cancellable;
 	if (next) {
 		nf = atomic_load_explicit(&next->fiber, memory_order_relaxed);
