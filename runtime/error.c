@@ -12,6 +12,7 @@
  *   None: no shared state.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,8 @@ const char *br_strerror(int code)
 {
 	const char *s;
 
+	if (code == INT_MIN)
+		return "unknown error"; /* has no positive twin */
 	if (code > 0)
 		code = -code; /* either sign names the same code */
 	switch (code) {

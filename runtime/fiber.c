@@ -32,14 +32,14 @@
  *
  *   Cancellation has no seq of its own: br__task_cancel() stores the flag
  *   and then moves whatever suspension is current to NOTIFIED. Its
- *   partner is the PARKED CAS: after winning it, the worker loads the
- *   flag and, if set (and the suspension is cancellable), wakes the fiber
- *   itself. Both pairs are seq_cst (store flag; load wake) and (CAS wake;
- *   load flag), so in the single order of seq_cst operations either the
- *   canceller's load comes after the CAS and sees PARKED (it wakes the
- *   fiber), or it comes before, and then the worker's load of the flag
- *   comes after the canceller's store and sees it. Arming itself can stay
- *   a plain store, which saves a locked instruction per suspension.
+ *   partner is arm(): a seq_cst exchange, after which the suspension
+ *   point loads the flag (seq_cst) before it registers any waker. In the
+ *   single order of seq_cst operations either the canceller's load of
+ *   wake comes after the exchange and sees ARMED or PARKED (it wakes the
+ *   fiber), or it comes before, and then the suspension's load of the flag
+ *   comes after the canceller's store and sees it. The check cannot move
+ *   to the worker after the PARKED CAS: once PARKED the fiber belongs to
+ *   its waker and may already run, end and free its task elsewhere.
  *
  *   Fiber headers are type-stable (never freed, only recycled; seq keeps
  *   growing across reuse), so br_cancel() may wake a fiber through a
@@ -63,9 +63,11 @@
  *   - The header free list: any thread, under hdr_lock.
  *
  * Memory ordering
- *   - The PARKED CAS (seq_cst) and the following seq_cst load of the
- *     cancel flag pair with br__task_cancel()'s seq_cst store of the flag
- *     and seq_cst load of wake (above).
+ *   - arm's seq_cst exchange and the suspension point's seq_cst load of
+ *     the cancel flag pair with br__task_cancel()'s seq_cst store of the
+ *     flag and seq_cst load of wake (above).
+ *   - The PARKED CAS is release: it publishes the switched-out context;
+ *     a waker's acq_rel CAS acquires it.
  *   - The scheduler's ARMED -> PARKED CAS is release: it publishes the
  *     saved context; a waker's CAS (acq_rel) acquires it before it queues
  *     the fiber, and the queues carry it on to the resuming worker.
@@ -247,10 +249,6 @@ struct br__fiber *br__fiber_get(struct br__worker *w, size_t size)
 
 void br__fiber_put(struct br__worker *w, struct br__fiber *f)
 {
-#ifdef BR__TSAN
-	__tsan_destroy_fiber(f->tsan);
-#endif
-	f->tsan = NULL;
 	f->root = f->top = NULL;
 	f->reg_w = NULL;
 	if (f->slab) {
@@ -274,7 +272,11 @@ void br__fiber_prepare(struct br__fiber *f, void (*fn)(void *), void *arg)
 	f->sp = br__ctx_init(f->lo, f->hi, fn, arg);
 	f->asan_fake = NULL;
 #ifdef BR__TSAN
-	f->tsan = __tsan_create_fiber(0);
+	/* One TSan fiber per header, kept for the header's life (headers
+	 * are never freed): TSan counts fibers against its thread limit and
+	 * recycles destroyed ones too slowly for spawn storms. */
+	if (!f->tsan)
+		f->tsan = __tsan_create_fiber(0);
 #endif
 }
 
@@ -351,11 +353,10 @@ uint64_t br__fiber_arm(struct br__fiber *f)
 {
 	uint64_t seq = ++f->seq;
 
-	/* Relaxed: wakers learn the seq from a waiter or timer registered
-	 * after this store and published by a lock or the heap owner, which
-	 * orders it; cancellation is handled at the PARKED CAS (header). */
-	atomic_store_explicit(&f->wake, (seq << 2) | BR__FW_ARMED,
-			      memory_order_relaxed);
+	/* seq_cst: pairs with br__task_cancel()'s seq_cst store of the flag
+	 * and load of wake (header). */
+	atomic_exchange_explicit(&f->wake, (seq << 2) | BR__FW_ARMED,
+				 memory_order_seq_cst);
 	return seq;
 }
 

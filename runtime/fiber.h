@@ -140,9 +140,9 @@ void br__fiber_switch_to(struct br__worker *w, struct br__fiber *from,
 
 /*
  * br__fiber_arm - begin a suspension: a new seq, wake = ARMED. Returns
- * the seq that wake-ups for this suspension must present. A cancellation
- * request racing the suspension is caught when the fiber is parked
- * (fiber.c). Context: code on f.
+ * the seq that wake-ups for this suspension must present. seq_cst, so a
+ * cancellation request is either seen by the flag check that must follow
+ * or sees the armed fiber and wakes it (fiber.c). Context: code on f.
  */
 uint64_t br__fiber_arm(struct br__fiber *f);
 

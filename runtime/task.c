@@ -24,9 +24,10 @@
  *
  *   Cancellation is a request: the cancel flag is stored (seq_cst), then
  *   the task's fiber, if it has one, is woken from whatever suspension it
- *   is in. The worker that parks a fiber re-checks the flag (of the task
- *   and of the tasks running it inline) after its PARKED CAS, so either
- *   it sees the flag or the canceller sees the parked fiber (fiber.c). A task not started yet is dropped by the worker
+ *   is in. Every suspension point arms its fiber (seq_cst) and only then
+ *   checks the flag of the task and of the tasks running it inline, so
+ *   either the suspension sees the flag or the canceller sees the armed
+ *   fiber and wakes it (fiber.c). A task not started yet is dropped by the worker
  *   that picks it up. Once a suspension has returned -ECANCELED to it, the
  *   task ends CANCELLED whatever it returns; if it never sees the request,
  *   it keeps its value.
@@ -44,8 +45,8 @@
  *
  * Memory ordering
  *   - cancel: seq_cst store then seq_cst load of the fiber's wake word,
- *     paired with the PARKED CAS and br__task_cancel_pending()'s seq_cst
- *     load (fiber.c).
+ *     paired with br__fiber_arm()'s seq_cst exchange and
+ *     br__task_cancel_pending()'s seq_cst load (fiber.c).
  *   - live counts: see br__live_add() in worker.h.
  *
  * Lifetime
@@ -398,11 +399,11 @@ br_future *br_call_later(br_runtime *rt, int64_t delay_ms, br_callback_fn fn,
 		       fn, arg);
 }
 
-void br__task_suspend(int cancellable)
+void br__task_suspend(void)
 {
 	struct br__worker *w = br__worker_current();
 
-	br__worker_leave(w, w->fiber, BR__AFTER_PARK, cancellable);
+	br__worker_leave(w, w->fiber, BR__AFTER_PARK);
 }
 
 /* ---- public task API ---- */
@@ -448,7 +449,7 @@ int br_yield(void)
 		return -ECANCELED;
 	}
 	w = br__worker_current();
-	br__worker_leave(w, w->fiber, BR__AFTER_YIELD, 0);
+	br__worker_leave(w, w->fiber, BR__AFTER_YIELD);
 	if (br__task_cancel_pending(t)) {
 		t->cancel_seen = 1;
 		return -ECANCELED;
@@ -508,7 +509,7 @@ int br_sleep_until(int64_t deadline)
 			free(tm);
 			return -ENOMEM;
 		}
-		br__task_suspend(1);
+		br__task_suspend();
 		br__timer_cancel(br__worker_current(), tm);
 		if (br__task_cancel_pending(t)) {
 			t->cancel_seen = 1;

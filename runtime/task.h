@@ -78,11 +78,10 @@ void br__task_schedule(struct br__task *t);
 /*
  * br__task_suspend - switch the calling task's fiber out after it has
  * been armed (br__fiber_arm) and its wakers registered. Returns when the
- * fiber has been woken and resumed, maybe on another worker; with
- * cancellable, a cancellation request also wakes it.
+ * fiber has been woken and resumed, maybe on another worker.
  * Context: task only.
  */
-void br__task_suspend(int cancellable);
+void br__task_suspend(void);
 
 /* Run t's body on the calling fiber and complete its future. */
 void br__task_run_body(struct br__task *t);

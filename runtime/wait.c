@@ -148,7 +148,7 @@ static int task_wait(struct br__task *t, br_future *const *fs, size_t n,
 		if (done)
 			br__fiber_disarm(f, seq);
 		else
-			br__task_suspend(!(flags & BR__WAIT_NOCANCEL));
+			br__task_suspend();
 		unlink_all(fs, ws, linked);
 		if (tm)
 			br__timer_cancel(br__worker_current(), tm);

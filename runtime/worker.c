@@ -407,16 +407,14 @@ void br__worker_after(struct br__worker *w)
 		return;
 	case BR__AFTER_PARK:
 		exp = (f->seq << 2) | BR__FW_ARMED;
-		/* seq_cst: publishes the switched-out context to the waker,
-		 * and is the cancellation pair's RMW (fiber.c). Failure means
-		 * a waker came first: requeue. */
+		/* Release: publishes the switched-out context to the waker
+		 * (fiber.c). Failure means a waker came first, and the fiber
+		 * is still ours: requeue it. Success hands it to its waker:
+		 * nothing of it may be touched after. */
 		if (!atomic_compare_exchange_strong_explicit(
 			    &f->wake, &exp, (f->seq << 2) | BR__FW_PARKED,
-			    memory_order_seq_cst, memory_order_acquire))
+			    memory_order_release, memory_order_acquire))
 			br__worker_push_lifo(w, f->top);
-		else if (w->after_cancellable &&
-			 br__task_cancel_pending(f->top))
-			br__fiber_wake(f, f->seq);
 		break;
 	case BR__AFTER_EXIT:
 		root = f->root;
@@ -498,8 +496,7 @@ static struct br__task *pick_direct(struct br__worker *w)
 	return t;
 }
 
-void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
-		      int cancellable)
+void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after)
 {
 	struct br__task *next = NULL;
 	struct br__fiber *nf;
@@ -519,7 +516,6 @@ void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
 		if (next)
 			w->tick++;
 	}
-	w->after_cancellable = cancellable;
 	if (next) {
 		nf = atomic_load_explicit(&next->fiber, memory_order_relaxed);
 		if (nf == f)
