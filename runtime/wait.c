@@ -225,23 +225,43 @@ int br__wait_any(br_future *const *fs, size_t n, int64_t deadline,
 	return r;
 }
 
-/* Take the bottom task of w's deque if it is an unstarted task of w's
- * runtime that may run inline; NULL if not. The deque also holds tasks
- * that have run and were woken (moved there from the LIFO slot): those
+/* May b, which this worker owns or the caller holds a reference to, run
+ * inline for spawner? Only unstarted tasks: the deque also holds tasks
+ * that have run and were woken (moved there from the LIFO slot), which
  * have a fiber and must be resumed, never started again. */
+static int inlinable(struct br__task *b, struct br__task *want,
+		     struct br__task *spawner)
+{
+	return !(b->flags & (BR__T_PINNED | BR__T_CALLBACK)) &&
+	       (b == want || b->spawner == spawner) &&
+	       !atomic_load_explicit(&b->fiber, memory_order_relaxed);
+}
+
+/* Take the bottom task of w's deque if it may run inline; NULL if not. */
 static struct br__task *take_bottom(struct br__worker *w, struct br__task *want,
 				    struct br__task *spawner)
 {
 	struct br__task *b = br__deque_peek(&w->dq);
 
-	if (!b || (b->flags & (BR__T_PINNED | BR__T_CALLBACK)) ||
-	    (b != want && b->spawner != spawner) ||
-	    atomic_load_explicit(&b->fiber, memory_order_relaxed))
+	if (!b)
 		return NULL;
-	/* peek saw it at the bottom; pop either returns it or lost it to a
-	 * thief (NULL). Once popped it is ours: no other worker can reach
-	 * it. */
-	return br__deque_pop(&w->dq) == b ? b : NULL;
+	if (b == want) {
+		/* The caller's reference keeps want alive: inspect, then
+		 * pop, which returns it or loses it to a thief (NULL). */
+		if (!inlinable(b, want, spawner))
+			return NULL;
+		return br__deque_pop(&w->dq) == b ? b : NULL;
+	}
+	/* Anything else may be stolen, run and freed the moment after the
+	 * peek: own it before reading it, and put it back if it is not
+	 * ours to run (the slot it left makes room, so the push cannot
+	 * fail). */
+	if (br__deque_pop(&w->dq) != b)
+		return NULL;
+	if (inlinable(b, want, spawner))
+		return b;
+	br__worker_push_local(w, b);
+	return NULL;
 }
 
 /* Run the unstarted task c on the calling task p's fiber. */

@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * helpers.c - shared helpers for braid's Criterion tests; see helpers.h
+ * for which of them may run off the test thread.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <criterion/criterion.h>
+
+#include "helpers.h"
+
+const struct t_config t_config_matrix[T_CONFIG_COUNT] = {
+	{ .workers = 1, .flags = 0 },
+	{ .workers = 2, .flags = 0 },
+	{ .workers = 1, .flags = BR_CONFIG_NO_URING },
+	{ .workers = 2, .flags = BR_CONFIG_NO_URING },
+};
+
+br_runtime *t_runtime_cfg(const br_config *cfg)
+{
+	br_config c = *cfg;
+	br_runtime *rt = NULL;
+	int ret;
+
+	c.flags |= BR_CONFIG_QUIET;
+	ret = br_runtime_new(&rt, &c);
+	cr_assert_eq(ret, 0, "br_runtime_new: %s (%d)", br_strerror(ret), ret);
+	cr_assert_not_null(rt);
+	return rt;
+}
+
+br_runtime *t_runtime(unsigned workers, unsigned flags)
+{
+	br_config cfg = { .workers = workers, .flags = flags };
+
+	return t_runtime_cfg(&cfg);
+}
+
+static int count_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] != '.')
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+int t_count_threads(void)
+{
+	return count_dir("/proc/self/task");
+}
+
+int t_count_fds(void)
+{
+	/* opendir() holds one descriptor of its own while counting. */
+	return count_dir("/proc/self/fd") - 1;
+}
+
+void t_assert_threads_return_to(int baseline)
+{
+	int64_t start = br_now_ns();
+	int n;
+
+	while ((n = t_count_threads()) != baseline &&
+	       br_now_ns() - start < 2000 * T_NS_PER_MS) {
+		struct timespec ts = { 0, 1000000 };
+
+		nanosleep(&ts, NULL);
+	}
+	cr_assert_eq(n, baseline, "%d threads left, %d before the runtime", n,
+		     baseline);
+}
+
+void t_assert_no_leaked_fds(int before)
+{
+	int now = t_count_fds();
+
+	cr_assert_eq(now, before, "%d fds open, %d before", now, before);
+}
+
+void t_busy_ns(int64_t ns)
+{
+	int64_t end = br_now_ns() + ns;
+
+	while (br_now_ns() < end)
+		;
+}
+
+int t_spin_until(atomic_int *v, int want, int64_t timeout_ns)
+{
+	int64_t end = br_now_ns() + timeout_ns;
+
+	while (atomic_load(v) < want) {
+		if (br_now_ns() > end)
+			return -1;
+	}
+	return 0;
+}
+
+int t_wait_until(atomic_int *v, int want, int64_t timeout_ns)
+{
+	int64_t end = br_now_ns() + timeout_ns;
+
+	while (atomic_load(v) < want) {
+		if (br_now_ns() > end)
+			return -1;
+		br_sleep_ms(1);
+	}
+	return 0;
+}
+
+int64_t t_elapsed_ms(int64_t start_ns)
+{
+	return (br_now_ns() - start_ns) / T_NS_PER_MS;
+}
+
+uint64_t t_rand(uint64_t *state)
+{
+	uint64_t x = *state;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * UINT64_C(2685821657736338717);
+}
+
+unsigned t_stress_scale(void)
+{
+	const char *s = getenv("BRAID_STRESS_SCALE");
+	char *end;
+	unsigned long v;
+
+	if (!s || !*s)
+		return 1;
+	v = strtoul(s, &end, 10);
+	if (*end || v == 0 || v > 1000)
+		return 1;
+	return (unsigned)v;
+}
+
+int t_uring_available(void)
+{
+	struct io_uring ring;
+
+	if (io_uring_queue_init(4, &ring, 0) < 0)
+		return 0;
+	io_uring_queue_exit(&ring);
+	return 1;
+}
+
+void t_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	int ret = pthread_create(t, NULL, fn, arg);
+
+	cr_assert_eq(ret, 0, "pthread_create: %s", strerror(ret));
+}
+
+void *t_thread_join(pthread_t t)
+{
+	void *ret = NULL;
+	int err = pthread_join(t, &ret);
+
+	cr_assert_eq(err, 0, "pthread_join: %s", strerror(err));
+	return ret;
+}
+
+void *t_await_value(br_future *f)
+{
+	void *v = NULL;
+	int ret = br_await(f, &v);
+
+	cr_assert_eq(ret, 0, "br_await: %s (%d), message \"%s\"",
+		     br_strerror(ret), ret, br_future_message(f));
+	cr_assert_eq(br_future_state(f), BR_DONE);
+	return v;
+}
+
+void t_assert_task_ok(br_future *f)
+{
+	const char *msg = t_await_value(f);
+
+	cr_assert_null(msg, "%s", msg);
+	br_future_release(f);
+}

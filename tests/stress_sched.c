@@ -1,0 +1,463 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stress_sched.c - the scheduler and futures under load: a spawn storm
+ * with random nesting, promise ping-pong between tasks on two workers and
+ * plain threads, and random cancellations racing completion.
+ *
+ * Sizes scale with BRAID_STRESS_SCALE (default 1, about 200k spawns and
+ * tens of thousands of round trips; 10 for `make stress`).
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <criterion/criterion.h>
+
+#include "helpers.h"
+
+/* ------------------------------------------------------------------ */
+/* Spawn storm                                                         */
+/* ------------------------------------------------------------------ */
+
+static atomic_long storm_ran;
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+/*
+ * A node with budget n counts itself and spawns children whose budgets
+ * add up to n - 1, so a tree started with budget N runs exactly N tasks
+ * and returns N. The split, the fan-out, which children are awaited first
+ * and whether a child yields or sleeps all come from a hash of the budget
+ * and a per-node salt, so the shape is random but reproducible.
+ */
+struct node {
+	uint64_t budget;
+	uint64_t salt;
+};
+
+static void *storm_node(void *arg)
+{
+	struct node self = *(struct node *)arg;
+	br_runtime *rt = br_current_runtime();
+	struct node kids[8];
+	br_future *fs[8];
+	uint64_t h = mix(self.budget * 0x9e3779b97f4a7c15ull ^ self.salt);
+	uint64_t left = self.budget - 1, sum = 1;
+	unsigned k = 0, fan = 2 + (unsigned)(h % 7);
+
+	atomic_fetch_add_explicit(&storm_ran, 1, memory_order_relaxed);
+	free(arg);
+	if (h % 13 == 0)
+		br_yield();
+	else if (h % 31 == 0)
+		br_sleep_ns((int64_t)(h % 50000));
+	while (left > 0 && k < fan) {
+		uint64_t part = k == fan - 1 ?
+					left :
+					1 + mix(h + k) % (left / (fan - k) + 1);
+		struct node *n = malloc(sizeof(*n));
+
+		if (part > left)
+			part = left;
+		if (!n)
+			return br_fail(-ENOMEM, "storm: out of memory");
+		*n = (struct node){ .budget = part, .salt = h + k };
+		kids[k] = *n;
+		fs[k++] = br_spawn(rt, storm_node, n);
+		left -= part;
+	}
+	(void)kids;
+	/* Await in either order, so some children are taken back inline. */
+	for (unsigned i = 0; i < k; i++) {
+		unsigned j = h & 1 ? i : k - 1 - i;
+		void *v = NULL;
+		int ret = br_await(fs[j], &v);
+
+		if (ret < 0)
+			sum = UINT64_MAX / 2; /* poison the total */
+		else
+			sum += (uint64_t)(uintptr_t)v;
+	}
+	for (unsigned i = 0; i < k; i++)
+		br_future_release(fs[i]);
+	return (void *)(uintptr_t)sum;
+}
+
+Test(stress_sched, spawn_storm_sums_every_task, .timeout = 300.0)
+{
+#if defined(__SANITIZE_THREAD__)
+	/*
+	 * TSan gives every fiber one of its 8128 thread slots, and a storm
+	 * this size can have thousands of suspended tasks at once.
+	 */
+	const uint64_t total = 20000ull * t_stress_scale();
+#else
+	const uint64_t total = 200000ull * t_stress_scale();
+#endif
+	const unsigned roots = 4;
+	br_runtime *rt = t_runtime(2, 0);
+	br_future *fs[4];
+	uint64_t sum = 0;
+
+	for (unsigned r = 0; r < roots; r++) {
+		struct node *n = malloc(sizeof(*n));
+
+		cr_assert_not_null(n);
+		*n = (struct node){ .budget = total / roots, .salt = r };
+		fs[r] = br_spawn(rt, storm_node, n);
+	}
+	for (unsigned r = 0; r < roots; r++) {
+		sum += (uint64_t)(uintptr_t)t_await_value(fs[r]);
+		br_future_release(fs[r]);
+	}
+	cr_assert_eq(sum, total, "sum %llu", (unsigned long long)sum);
+	cr_assert_eq((uint64_t)atomic_load(&storm_ran), total);
+	br_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------------ */
+/* Promise ping-pong                                                   */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Each side awaits "mine" and resolves "theirs". A message is a fresh
+ * promise that the sender will await next, and the receiver answers by
+ * resolving it. So in one round the initiator sends its new "mine" and
+ * waits; the responder wakes with it, sends its own new "mine" back by
+ * resolving the old one, and so on. Every promise has two references,
+ * one for the side that awaits it and one for the side that resolves it,
+ * each dropped by its holder when done, so the last reference may go on
+ * either thread at any moment.
+ */
+struct side {
+	br_future *mine;
+	br_future *theirs;
+	int initiator;
+	long rounds;
+	long done;
+	int error;
+};
+
+/* Resolve *to with next, giving the receiver its own reference to next. */
+static int send_to(br_future **to, br_future *next)
+{
+	int ret;
+
+	br_future_retain(next);
+	ret = br_promise_resolve(*to, next);
+	br_future_release(*to);
+	*to = NULL;
+	return ret;
+}
+
+/* Await *from and drop it; the value is the next promise to resolve. */
+static int receive_from(br_future **from, br_future **value)
+{
+	void *v = NULL;
+	int ret = br_await(*from, &v);
+
+	br_future_release(*from);
+	*from = NULL;
+	*value = v;
+	return ret == 0 && v == NULL ? -EINVAL : ret;
+}
+
+static void *ping_pong(void *arg)
+{
+	struct side *s = arg;
+
+	for (long i = 0; i < s->rounds; i++) {
+		br_future *next = br_promise_new();
+		br_future *got = NULL;
+		int ret;
+
+		if (s->initiator) {
+			ret = send_to(&s->theirs, next);
+			if (ret == 0)
+				ret = receive_from(&s->mine, &got);
+		} else {
+			ret = receive_from(&s->mine, &got);
+			if (ret == 0)
+				ret = send_to(&s->theirs, next);
+		}
+		s->mine = next;
+		s->theirs = got;
+		if (ret < 0) {
+			s->error = ret;
+			break;
+		}
+		s->done++;
+	}
+	return NULL;
+}
+
+static void *ping_pong_thread(void *arg)
+{
+	return ping_pong(arg);
+}
+
+/* Two sides wired to each other through two fresh promises. */
+static void make_pair(struct side *a, struct side *b, long rounds)
+{
+	br_future *pa = br_promise_new(), *pb = br_promise_new();
+
+	*a = (struct side){ .mine = pa,
+			    .theirs = br_future_retain(pb),
+			    .initiator = 1,
+			    .rounds = rounds };
+	*b = (struct side){ .mine = pb,
+			    .theirs = br_future_retain(pa),
+			    .rounds = rounds };
+}
+
+static void check_and_free_pair(struct side *a, struct side *b, long rounds)
+{
+	cr_assert_eq(a->error, 0, "initiator: %s", br_strerror(a->error));
+	cr_assert_eq(b->error, 0, "responder: %s", br_strerror(b->error));
+	cr_assert_eq(a->done, rounds);
+	cr_assert_eq(b->done, rounds);
+	br_future_release(a->mine);
+	br_future_release(a->theirs);
+	br_future_release(b->mine);
+	br_future_release(b->theirs);
+}
+
+Test(stress_sched, promise_ping_pong_between_tasks_and_threads,
+     .timeout = 300.0)
+{
+	const long rounds = 20000L * t_stress_scale();
+	br_runtime *rt = t_runtime(2, 0);
+	struct side a[3], b[3];
+	br_future *fa0, *fb0, *fa1, *fb2;
+	pthread_t tb1, ta2;
+
+	for (int i = 0; i < 3; i++)
+		make_pair(&a[i], &b[i], rounds);
+	/* Pair 0: tasks pinned to different workers. */
+	fa0 = br_spawn_on(rt, 0, ping_pong, &a[0]);
+	fb0 = br_spawn_on(rt, 1, ping_pong, &b[0]);
+	/* Pair 1: a task against a plain thread. */
+	fa1 = br_spawn(rt, ping_pong, &a[1]);
+	t_thread_start(&tb1, ping_pong_thread, &b[1]);
+	/* Pair 2: a plain thread against a task. */
+	t_thread_start(&ta2, ping_pong_thread, &a[2]);
+	fb2 = br_spawn(rt, ping_pong, &b[2]);
+
+	t_await_value(fa0);
+	t_await_value(fb0);
+	t_await_value(fa1);
+	t_await_value(fb2);
+	t_thread_join(tb1);
+	t_thread_join(ta2);
+	for (int i = 0; i < 3; i++)
+		check_and_free_pair(&a[i], &b[i], rounds);
+	br_future_release(fa0);
+	br_future_release(fb0);
+	br_future_release(fa1);
+	br_future_release(fb2);
+	br_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------------ */
+/* Cancellation racing completion                                      */
+/* ------------------------------------------------------------------ */
+
+#define BATCH 512
+
+struct race_item {
+	br_future *f;
+	int kind;	       /* what the task does, see race_task() */
+	atomic_int callbacks;  /* on_done calls; must end at exactly 1 */
+	atomic_int early;      /* callbacks that saw a PENDING state */
+	int cancel_ret;	       /* what br_cancel() gave, 1 if not called */
+	int resolve_ret;       /* promises: what br_promise_resolve() gave */
+	int edone_but_pending; /* br_cancel() said BR_EDONE too early */
+};
+
+enum {
+	K_RETURN,
+	K_YIELD,
+	K_SLEEP,
+	K_FAIL,
+	K_KINDS
+};
+
+static void *race_task(void *arg)
+{
+	struct race_item *it = arg;
+	uintptr_t i = (uintptr_t)(it->kind + 1);
+
+	switch (it->kind) {
+	case K_YIELD:
+		for (int k = 0; k < 3; k++)
+			br_yield();
+		break;
+	case K_SLEEP:
+		br_sleep_ns(200000);
+		break;
+	case K_FAIL:
+		if (br_sleep_ns(100000) == 0)
+			return br_fail(-EIO, "planned failure");
+		break;
+	}
+	return (void *)i;
+}
+
+static void count_done(br_future *f, void *arg)
+{
+	struct race_item *it = arg;
+
+	if (br_future_state(f) == BR_PENDING)
+		atomic_fetch_add(&it->early, 1);
+	atomic_fetch_add(&it->callbacks, 1);
+}
+
+struct canceller {
+	struct race_item *items;
+	size_t n;
+	uint64_t seed;
+};
+
+/* Cancels about half the items in a random order, with random pauses. */
+static void *cancel_some(void *arg)
+{
+	struct canceller *c = arg;
+
+	for (size_t k = 0; k < c->n; k++) {
+		size_t i = (size_t)(t_rand(&c->seed) % c->n);
+		struct race_item *it = &c->items[i];
+
+		if (it->cancel_ret != 1 || t_rand(&c->seed) % 2)
+			continue;
+		it->cancel_ret = br_cancel(it->f);
+		if (it->cancel_ret == BR_EDONE &&
+		    br_future_state(it->f) == BR_PENDING)
+			it->edone_but_pending = 1;
+		if (t_rand(&c->seed) % 8 == 0)
+			t_busy_ns((int64_t)(t_rand(&c->seed) % 20000));
+	}
+	return NULL;
+}
+
+/* Resolves every promise in order while cancel_some() races it. */
+static void *resolve_all(void *arg)
+{
+	struct canceller *c = arg;
+
+	for (size_t i = 0; i < c->n; i++)
+		c->items[i].resolve_ret =
+			br_promise_resolve(c->items[i].f, (void *)(i + 1));
+	return NULL;
+}
+
+/* Registers the second half of the callbacks while the races run. */
+static void *register_late(void *arg)
+{
+	struct canceller *c = arg;
+
+	for (size_t i = 0; i < c->n; i++)
+		if (i % 2)
+			br_future_on_done(c->items[i].f, count_done,
+					  &c->items[i]);
+	return NULL;
+}
+
+static void check_item(struct race_item *it, size_t i, int promise)
+{
+	void *v = NULL;
+	int ret = br_await(it->f, &v);
+	br_state st = br_future_state(it->f);
+
+	/*
+	 * Callbacks run on the completing thread just after the state is
+	 * final, so an awaiter can get there first: give them a moment.
+	 */
+	t_spin_until(&it->callbacks, 1, 5000 * T_NS_PER_MS);
+	cr_assert_eq(atomic_load(&it->callbacks), 1, "item %zu: %d callbacks",
+		     i, atomic_load(&it->callbacks));
+	cr_assert_eq(atomic_load(&it->early), 0, "item %zu: callback early", i);
+	cr_assert_eq(it->edone_but_pending, 0, "item %zu", i);
+	cr_assert_eq(br_future_state(it->f), st, "item %zu changed state", i);
+	cr_assert(it->cancel_ret == 1 || it->cancel_ret == 0 ||
+			  it->cancel_ret == BR_EDONE,
+		  "item %zu: cancel gave %d", i, it->cancel_ret);
+	switch (st) {
+	case BR_DONE:
+		cr_assert_eq(ret, 0);
+		if (promise) {
+			cr_assert_eq((uintptr_t)v, i + 1);
+			cr_assert_eq(it->resolve_ret, 0);
+			cr_assert_neq(it->cancel_ret, 0, "item %zu: both won",
+				      i);
+		} else {
+			cr_assert_eq((uintptr_t)v, (uintptr_t)it->kind + 1);
+		}
+		break;
+	case BR_FAILED:
+		cr_assert(!promise);
+		cr_assert_eq(it->kind, K_FAIL);
+		cr_assert_eq(ret, -EIO);
+		break;
+	case BR_CANCELLED:
+		cr_assert_eq(ret, -ECANCELED);
+		cr_assert_eq(it->cancel_ret, 0, "item %zu: cancelled by nobody",
+			     i);
+		if (promise)
+			cr_assert_eq(it->resolve_ret, BR_EDONE);
+		break;
+	default:
+		cr_assert_fail("item %zu is still pending", i);
+	}
+	br_future_release(it->f);
+}
+
+Test(stress_sched, cancellations_race_completions, .timeout = 300.0)
+{
+	const unsigned batches = 60 * t_stress_scale();
+	static struct race_item items[BATCH];
+	br_runtime *rt = t_runtime(2, 0);
+	uint64_t seed = 0x2545f4914f6cdd1dull;
+
+	for (unsigned b = 0; b < batches; b++) {
+		int promise = b % 2;
+		struct canceller c = { .items = items,
+				       .n = BATCH,
+				       .seed = seed + b };
+		pthread_t tc, tr, tl;
+
+		for (size_t i = 0; i < BATCH; i++) {
+			items[i] = (struct race_item){
+				.kind = (int)(t_rand(&seed) % K_KINDS),
+				.cancel_ret = 1,
+				.resolve_ret = 1,
+			};
+			items[i].f = promise ?
+					     br_promise_new() :
+					     br_spawn(rt, race_task, &items[i]);
+			if (i % 2 == 0)
+				cr_assert_eq(br_future_on_done(items[i].f,
+							       count_done,
+							       &items[i]),
+					     0);
+		}
+		t_thread_start(&tc, cancel_some, &c);
+		t_thread_start(&tl, register_late, &c);
+		if (promise)
+			t_thread_start(&tr, resolve_all, &c);
+		t_thread_join(tc);
+		t_thread_join(tl);
+		if (promise)
+			t_thread_join(tr);
+		for (size_t i = 0; i < BATCH; i++)
+			check_item(&items[i], i, promise);
+	}
+	br_runtime_free(rt);
+}

@@ -1,0 +1,667 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_task.c - tasks (worker.c, fiber.c): spawning and results, pinning,
+ * yielding, br_fail(), cancellation before and during a run, the rule
+ * that a result is never dropped, br_current()/br_cancelled(), fork-join
+ * recursion with inline execution of unstarted children, and per-spawn
+ * stack sizes.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "helpers.h"
+
+static void *add_one(void *arg)
+{
+	return (void *)((uintptr_t)arg + 1);
+}
+
+Test(task, spawn_returns_the_functions_value, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_future *f = br_spawn(rt, add_one, (void *)41);
+
+	cr_assert_not_null(f);
+	cr_assert_eq((uintptr_t)t_await_value(f), 42);
+	cr_assert_eq(br_future_error(f), 0);
+	cr_assert_str_empty(br_future_message(f));
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+#define MANY 10000
+
+static atomic_int ran_count;
+
+static void *count_and_return(void *arg)
+{
+	atomic_fetch_add(&ran_count, 1);
+	return arg;
+}
+
+Test(task, ten_thousand_spawned_tasks_all_complete, .timeout = 60.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	static br_future *fs[MANY];
+
+	for (uintptr_t i = 0; i < MANY; i++)
+		fs[i] = br_spawn(rt, count_and_return, (void *)i);
+	for (uintptr_t i = 0; i < MANY; i++) {
+		cr_assert_eq((uintptr_t)t_await_value(fs[i]), i);
+		br_future_release(fs[i]);
+	}
+	cr_assert_eq(atomic_load(&ran_count), MANY);
+	br_runtime_free(rt);
+}
+
+static void *spawn_many_from_a_task(void *arg)
+{
+	static br_future *fs[MANY];
+	br_runtime *rt = br_current_runtime();
+
+	T_REQUIRE(rt != NULL);
+	for (uintptr_t i = 0; i < MANY; i++)
+		fs[i] = br_spawn(rt, count_and_return, (void *)i);
+	for (uintptr_t i = 0; i < MANY; i++) {
+		void *v = NULL;
+		int ret = br_await(fs[i], &v);
+
+		br_future_release(fs[i]);
+		T_REQUIRE(ret == 0);
+		T_REQUIRE((uintptr_t)v == i);
+	}
+	return NULL;
+}
+
+Test(task, ten_thousand_tasks_spawned_from_a_task_all_complete, .timeout = 60.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+
+	t_assert_task_ok(br_spawn(rt, spawn_many_from_a_task, NULL));
+	cr_assert_eq(atomic_load(&ran_count), MANY);
+	br_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------------ */
+/* Pinning                                                             */
+/* ------------------------------------------------------------------ */
+
+static void *stay_pinned(void *arg)
+{
+	int want = (int)(uintptr_t)arg;
+
+	T_REQUIRE(br_worker_id() == want);
+	for (int i = 0; i < 200; i++) {
+		if (i % 3 == 0)
+			T_REQUIRE(br_yield() == 0);
+		else if (i % 3 == 1)
+			T_REQUIRE(br_sleep_ms(0) == 0);
+		else
+			T_REQUIRE(br_sleep_ns(100000) == 0);
+		T_REQUIRE(br_worker_id() == want);
+	}
+	return NULL;
+}
+
+static void *busy_yielder(void *arg)
+{
+	for (int i = 0; i < 200; i++) {
+		t_busy_ns(20000);
+		br_yield();
+	}
+	return NULL;
+}
+
+Test(task, spawn_on_pins_the_task_to_its_worker, .timeout = 30.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_future *pinned[8], *noise[8];
+
+	/* Unpinned busy tasks keep both workers stealing meanwhile. */
+	for (int i = 0; i < 8; i++)
+		noise[i] = br_spawn(rt, busy_yielder, NULL);
+	for (uintptr_t i = 0; i < 8; i++)
+		pinned[i] =
+			br_spawn_on(rt, i % 2, stay_pinned, (void *)(i % 2));
+	for (int i = 0; i < 8; i++) {
+		t_assert_task_ok(pinned[i]);
+		t_await_value(noise[i]);
+		br_future_release(noise[i]);
+	}
+	br_runtime_free(rt);
+}
+
+Test(task, spawn_ex_pinned_flag_pins_the_task, .timeout = 30.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_spawn_opts o = { .worker = 1, .flags = BR_SPAWN_PINNED };
+	br_future *noise[4];
+
+	for (int i = 0; i < 4; i++)
+		noise[i] = br_spawn(rt, busy_yielder, NULL);
+	t_assert_task_ok(br_spawn_ex(rt, stay_pinned, (void *)1, &o));
+	for (int i = 0; i < 4; i++) {
+		t_await_value(noise[i]);
+		br_future_release(noise[i]);
+	}
+	br_runtime_free(rt);
+}
+
+static void *report_context(void *arg)
+{
+	br_runtime *want = arg;
+	int w = br_worker_id();
+
+	T_REQUIRE(br_current_runtime() == want);
+	T_REQUIRE(w >= 0 && (unsigned)w < br_runtime_workers(want));
+	T_REQUIRE(br_current() != NULL);
+	T_REQUIRE(br_cancelled() == 0);
+	return NULL;
+}
+
+Test(task, tasks_see_their_runtime_worker_and_future, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+
+	t_assert_task_ok(br_spawn(rt, report_context, rt));
+	cr_assert_null(br_current_runtime());
+	cr_assert_eq(br_worker_id(), -1);
+	cr_assert_null(br_current());
+	cr_assert_eq(br_cancelled(), 0);
+	br_runtime_free(rt);
+}
+
+static void *return_current(void *arg)
+{
+	return br_current();
+}
+
+Test(task, br_current_is_the_tasks_own_future, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_future *f = br_spawn(rt, return_current, NULL);
+
+	cr_assert_eq(t_await_value(f), f);
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------------ */
+/* Yield                                                               */
+/* ------------------------------------------------------------------ */
+
+static void *set_flag(void *arg)
+{
+	atomic_store((atomic_int *)arg, 1);
+	return NULL;
+}
+
+static void *yield_to_sibling(void *arg)
+{
+	atomic_int flag = 0;
+	br_future *sib = br_spawn(br_current_runtime(), set_flag, &flag);
+	int seen, ret;
+
+	/*
+	 * On one worker the sibling is runnable on this worker's queue, so a
+	 * single yield must let it run before this task resumes.
+	 */
+	T_REQUIRE(atomic_load(&flag) == 0);
+	ret = br_yield();
+	seen = atomic_load(&flag);
+	br_await(sib, NULL);
+	br_future_release(sib);
+	T_REQUIRE(ret == 0);
+	T_REQUIRE(seen == 1);
+	return NULL;
+}
+
+Test(task, yield_lets_a_runnable_sibling_run_first, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+
+	t_assert_task_ok(br_spawn(rt, yield_to_sibling, NULL));
+	br_runtime_free(rt);
+}
+
+struct spinner {
+	atomic_int go;
+	atomic_int spins;
+};
+
+static void *spin_with_yield(void *arg)
+{
+	struct spinner *s = arg;
+
+	/* Without yielding this would hold the only worker forever. */
+	while (!atomic_load(&s->go)) {
+		if (atomic_fetch_add(&s->spins, 1) > 10000000)
+			return (void *)"the other task never ran";
+		br_yield();
+	}
+	return NULL;
+}
+
+static void *release_spinner(void *arg)
+{
+	struct spinner *s = arg;
+
+	atomic_store(&s->go, 1);
+	return NULL;
+}
+
+Test(task, yield_keeps_one_worker_fair, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	struct spinner s = { 0 };
+	br_future *a = br_spawn(rt, spin_with_yield, &s);
+	br_future *b = br_spawn(rt, release_spinner, &s);
+
+	t_assert_task_ok(a);
+	t_await_value(b);
+	br_future_release(b);
+	cr_assert_eq(br_yield(), 0, "plain thread yield returns 0");
+	br_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------------ */
+/* br_fail                                                             */
+/* ------------------------------------------------------------------ */
+
+static void *fail_eio(void *arg)
+{
+	return br_fail(-EIO, "disk gone");
+}
+
+Test(task, fail_makes_the_task_failed_with_code_and_message, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_future *f = br_spawn(rt, fail_eio, NULL);
+	void *v = (void *)1;
+
+	cr_assert_eq(br_await(f, &v), -EIO);
+	cr_assert_null(v);
+	cr_assert_eq(br_future_state(f), BR_FAILED);
+	cr_assert_eq(br_future_error(f), -EIO);
+	cr_assert_str_eq(br_future_message(f), "disk gone");
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+static void *fail_with_stack_message(void *arg)
+{
+	char msg[32];
+	void *r;
+
+	strcpy(msg, "from the stack");
+	r = br_fail(-EPIPE, msg);
+	memset(msg, 'x', sizeof(msg) - 1);
+	msg[sizeof(msg) - 1] = '\0';
+	/* Suspending after br_fail() must not lose the failure. */
+	br_sleep_ms(1);
+	return r;
+}
+
+Test(task, fail_copies_the_message, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_future *f = br_spawn(rt, fail_with_stack_message, NULL);
+
+	cr_assert_eq(br_await(f, NULL), -EPIPE);
+	cr_assert_str_eq(br_future_message(f), "from the stack");
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+static void *fail_nonnegative(void *arg)
+{
+	return br_fail((int)(intptr_t)arg, "bad code");
+}
+
+Test(task, fail_with_a_nonnegative_code_gives_etaskfailed, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+
+	for (intptr_t code = 0; code <= 5; code += 5) {
+		br_future *f = br_spawn(rt, fail_nonnegative, (void *)code);
+
+		cr_assert_eq(br_await(f, NULL), BR_ETASKFAILED, "code %d",
+			     (int)code);
+		cr_assert_eq(br_future_state(f), BR_FAILED);
+		cr_assert_str_eq(br_future_message(f), "bad code");
+		br_future_release(f);
+	}
+	br_runtime_free(rt);
+}
+
+static void *fail_then_return_a_value(void *arg)
+{
+	br_fail(-EIO, "failed first");
+	return (void *)0x1234;
+}
+
+Test(task, fail_wins_over_a_later_return_value, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_future *f = br_spawn(rt, fail_then_return_a_value, NULL);
+	void *v = (void *)1;
+
+	cr_assert_eq(br_await(f, &v), -EIO);
+	cr_assert_null(v);
+	cr_assert_eq(br_future_state(f), BR_FAILED);
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------------ */
+/* Cancellation                                                        */
+/* ------------------------------------------------------------------ */
+
+struct blocker {
+	atomic_int running;
+	atomic_int release;
+};
+
+/* Holds its worker without ever suspending until released. */
+static void *block_worker(void *arg)
+{
+	struct blocker *b = arg;
+
+	atomic_store(&b->running, 1);
+	t_spin_until(&b->release, 1, 10000 * T_NS_PER_MS);
+	return NULL;
+}
+
+Test(task, cancel_before_start_never_runs_the_function, .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	struct blocker b = { 0 };
+	atomic_int ran = 0;
+	br_future *blk, *victim;
+	void *v = (void *)1;
+
+	blk = br_spawn(rt, block_worker, &b);
+	cr_assert_eq(t_spin_until(&b.running, 1, 5000 * T_NS_PER_MS), 0);
+	victim = br_spawn(rt, set_flag, &ran);
+	cr_assert_eq(br_cancel(victim), 0);
+	atomic_store(&b.release, 1);
+	cr_assert_eq(br_await(victim, &v), -ECANCELED);
+	cr_assert_null(v);
+	cr_assert_eq(br_future_state(victim), BR_CANCELLED);
+	cr_assert_eq(br_future_error(victim), -ECANCELED);
+	t_await_value(blk);
+	br_sleep_ms(20);
+	cr_assert_eq(atomic_load(&ran), 0, "a cancelled unstarted task ran");
+	br_future_release(victim);
+	br_future_release(blk);
+	br_runtime_free(rt);
+}
+
+struct sleeper {
+	atomic_int started;
+	int first, second, yield_ret, cancelled_seen;
+	int64_t slept_ns;
+};
+
+static void *sleep_long(void *arg)
+{
+	struct sleeper *s = arg;
+	int64_t t0 = br_now_ns();
+
+	atomic_store(&s->started, 1);
+	s->first = br_sleep_ms(10000);
+	s->slept_ns = br_now_ns() - t0;
+	s->cancelled_seen = br_cancelled();
+	/* Every later suspension point reports the cancellation too. */
+	s->second = br_sleep_ms(10000);
+	s->yield_ret = br_yield();
+	return (void *)0x77;
+}
+
+Test(task, cancel_wakes_a_sleeping_task_with_ecanceled, .timeout = 20.0)
+{
+	for (unsigned workers = 1; workers <= 2; workers++) {
+		br_runtime *rt = t_runtime(workers, 0);
+		struct sleeper s = { 0 };
+		br_future *f = br_spawn(rt, sleep_long, &s);
+		void *v = (void *)1;
+		int64_t t0;
+
+		cr_assert_eq(t_spin_until(&s.started, 1, 5000 * T_NS_PER_MS),
+			     0);
+		br_sleep_ms(20);
+		t0 = br_now_ns();
+		cr_assert_eq(br_cancel(f), 0);
+		cr_assert_eq(br_await(f, &v), -ECANCELED);
+		cr_assert_lt(t_elapsed_ms(t0), 2000, "cancel was slow");
+		cr_assert_null(v);
+		cr_assert_eq(br_future_state(f), BR_CANCELLED);
+		cr_assert_eq(s.first, -ECANCELED);
+		cr_assert_eq(s.second, -ECANCELED);
+		cr_assert_eq(s.yield_ret, -ECANCELED);
+		cr_assert_eq(s.cancelled_seen, 1);
+		cr_assert_lt(s.slept_ns, 5000 * T_NS_PER_MS);
+		cr_assert_eq(br_cancel(f), BR_EDONE);
+		br_future_release(f);
+		br_runtime_free(rt);
+	}
+}
+
+struct handshake {
+	atomic_int started;
+	atomic_int cancel_requested;
+	int cancelled_seen;
+};
+
+static void *finish_without_suspending(void *arg)
+{
+	struct handshake *h = arg;
+
+	atomic_store(&h->started, 1);
+	t_spin_until(&h->cancel_requested, 1, 10000 * T_NS_PER_MS);
+	h->cancelled_seen = br_cancelled();
+	return (void *)0x42;
+}
+
+Test(task, a_task_returning_without_suspending_after_cancel_keeps_its_value,
+     .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	struct handshake h = { 0 };
+	br_future *f = br_spawn(rt, finish_without_suspending, &h);
+
+	cr_assert_eq(t_spin_until(&h.started, 1, 5000 * T_NS_PER_MS), 0);
+	cr_assert_eq(br_cancel(f), 0);
+	atomic_store(&h.cancel_requested, 1);
+	cr_assert_eq((uintptr_t)t_await_value(f), 0x42, "result dropped");
+	cr_assert_eq(br_future_state(f), BR_DONE);
+	cr_assert_eq(h.cancelled_seen, 1, "br_cancelled() missed the request");
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+struct parent_arg {
+	br_future *child;
+	atomic_int awaiting;
+	int ret;
+};
+
+static void *sleep_10s(void *arg)
+{
+	return (void *)(intptr_t)br_sleep_ms(10000);
+}
+
+static void *await_child(void *arg)
+{
+	struct parent_arg *p = arg;
+
+	p->child = br_spawn(br_current_runtime(), sleep_10s, NULL);
+	atomic_store(&p->awaiting, 1);
+	p->ret = br_await(p->child, NULL);
+	return NULL;
+}
+
+Test(task, cancelling_an_awaiting_task_passes_cancellation_to_the_child,
+     .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	struct parent_arg p = { 0 };
+	br_future *parent = br_spawn(rt, await_child, &p);
+	int64_t t0;
+
+	cr_assert_eq(t_spin_until(&p.awaiting, 1, 5000 * T_NS_PER_MS), 0);
+	br_sleep_ms(20);
+	t0 = br_now_ns();
+	cr_assert_eq(br_cancel(parent), 0);
+	br_await(parent, NULL);
+	cr_assert_eq(p.ret, -ECANCELED, "the await returned %d", p.ret);
+	cr_assert_eq(br_await(p.child, NULL), -ECANCELED);
+	cr_assert_eq(br_future_state(p.child), BR_CANCELLED);
+	cr_assert_lt(t_elapsed_ms(t0), 2000);
+	br_future_release(p.child);
+	br_future_release(parent);
+	br_runtime_free(rt);
+}
+
+static atomic_int detached_done;
+
+static void *sleep_then_mark(void *arg)
+{
+	int ret = br_sleep_ms(30);
+
+	atomic_store(&detached_done, ret == 0 ? 1 : -1);
+	return NULL;
+}
+
+Test(task, releasing_a_task_future_does_not_cancel_the_task, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+
+	br_future_release(br_spawn(rt, sleep_then_mark, NULL));
+	cr_assert_eq(t_wait_until(&detached_done, 1, 5000 * T_NS_PER_MS), 0,
+		     "detached task did not finish cleanly (%d)",
+		     atomic_load(&detached_done));
+	br_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------------ */
+/* Fork-join                                                           */
+/* ------------------------------------------------------------------ */
+
+static void *fib(void *arg)
+{
+	uintptr_t n = (uintptr_t)arg;
+	br_runtime *rt = br_current_runtime();
+	br_future *a, *b;
+	void *x = NULL, *y = NULL;
+	int ra, rb;
+
+	if (n < 2)
+		return arg;
+	a = br_spawn(rt, fib, (void *)(n - 1));
+	b = br_spawn(rt, fib, (void *)(n - 2));
+	ra = br_await(a, &x);
+	rb = br_await(b, &y);
+	br_future_release(a);
+	br_future_release(b);
+	if (ra < 0 || rb < 0)
+		return br_fail(ra < 0 ? ra : rb, "child failed");
+	return (void *)((uintptr_t)x + (uintptr_t)y);
+}
+
+Test(task, fork_join_fib_20_is_6765_on_one_and_two_workers, .timeout = 60.0)
+{
+	for (unsigned workers = 1; workers <= 2; workers++) {
+		br_runtime *rt = t_runtime(workers, 0);
+		br_future *f = br_spawn(rt, fib, (void *)20);
+
+		cr_assert_eq((uintptr_t)t_await_value(f), 6765, "%u workers",
+			     workers);
+		br_future_release(f);
+		br_runtime_free(rt);
+	}
+}
+
+/*
+ * As fib(), but every node suspends before it spawns (a yield or a short
+ * sleep), so children that a parent runs inline on its own stack suspend
+ * and resume there, and may move to the other worker meanwhile.
+ */
+static void *fib_suspending(void *arg)
+{
+	uintptr_t n = (uintptr_t)arg;
+	br_runtime *rt = br_current_runtime();
+	br_future *a, *b;
+	void *x = NULL, *y = NULL;
+	int ra, rb;
+
+	if (n % 2)
+		ra = br_yield();
+	else
+		ra = br_sleep_ns(10000);
+	if (ra < 0)
+		return br_fail(ra, "suspension failed");
+	if (n < 2)
+		return arg;
+	a = br_spawn(rt, fib_suspending, (void *)(n - 1));
+	b = br_spawn(rt, fib_suspending, (void *)(n - 2));
+	ra = br_await(a, &x);
+	rb = br_await(b, &y);
+	br_future_release(a);
+	br_future_release(b);
+	if (ra < 0 || rb < 0)
+		return br_fail(ra < 0 ? ra : rb, "child failed");
+	return (void *)((uintptr_t)x + (uintptr_t)y);
+}
+
+Test(task, fork_join_children_that_suspend_give_the_right_sum, .timeout = 60.0)
+{
+	for (unsigned workers = 1; workers <= 2; workers++) {
+		br_runtime *rt = t_runtime(workers, 0);
+		br_future *f = br_spawn(rt, fib_suspending, (void *)20);
+
+		cr_assert_eq((uintptr_t)t_await_value(f), 6765, "%u workers",
+			     workers);
+		br_future_release(f);
+		br_runtime_free(rt);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Stack size                                                          */
+/* ------------------------------------------------------------------ */
+
+#define FRAME_BYTES 1024
+
+/* Uses about depth * FRAME_BYTES of stack; the volatile array stays. */
+__attribute__((noinline)) static unsigned long use_stack(unsigned depth)
+{
+	volatile unsigned char buf[FRAME_BYTES];
+	unsigned long sum;
+
+	for (unsigned i = 0; i < sizeof(buf); i += 256)
+		buf[i] = (unsigned char)(depth + i);
+	if (depth == 0)
+		return buf[0];
+	sum = use_stack(depth - 1);
+	return sum + buf[FRAME_BYTES - 256];
+}
+
+static void *use_200k_of_stack(void *arg)
+{
+	return (void *)use_stack(200);
+}
+
+Test(task, spawn_ex_stack_size_gives_a_bigger_stack, .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_spawn_opts o = { .stack_size = 512 * 1024 };
+	br_future *f = br_spawn_ex(rt, use_200k_of_stack, NULL, &o);
+
+	cr_assert_eq((uintptr_t)t_await_value(f), use_stack(200));
+	br_future_release(f);
+	br_runtime_free(rt);
+}

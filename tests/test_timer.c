@@ -1,0 +1,392 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_timer.c - timers (timer.c): sleeps in tasks and plain threads,
+ * zero and negative delays, absolute deadlines, wake-up order, and
+ * br_call_soon()/br_call_later() callbacks including their cancellation.
+ *
+ * Lower bounds on time are strict; upper bounds are loose because the
+ * machines are small and noisy.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <criterion/criterion.h>
+
+#include "helpers.h"
+
+struct sleep_rec {
+	int64_t ask_ns;
+	int ret;
+	int64_t took_ns;
+};
+
+static void *timed_sleep_ms(void *arg)
+{
+	struct sleep_rec *s = arg;
+	int64_t t0 = br_now_ns();
+
+	s->ret = br_sleep_ms(s->ask_ns / T_NS_PER_MS);
+	s->took_ns = br_now_ns() - t0;
+	return NULL;
+}
+
+static void *timed_sleep_ns(void *arg)
+{
+	struct sleep_rec *s = arg;
+	int64_t t0 = br_now_ns();
+
+	s->ret = br_sleep_ns(s->ask_ns);
+	s->took_ns = br_now_ns() - t0;
+	return NULL;
+}
+
+Test(timer, sleep_ms_waits_at_least_the_delay, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	struct sleep_rec s = { .ask_ns = 50 * T_NS_PER_MS };
+	br_future *f = br_spawn(rt, timed_sleep_ms, &s);
+
+	t_await_value(f);
+	cr_assert_eq(s.ret, 0);
+	cr_assert_geq(s.took_ns, 50 * T_NS_PER_MS, "woke after %lld ns",
+		      (long long)s.took_ns);
+	cr_assert_lt(s.took_ns, 500 * T_NS_PER_MS);
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+Test(timer, sleep_ns_waits_at_least_the_delay, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	struct sleep_rec s = { .ask_ns = 3 * T_NS_PER_MS + 1234 };
+	br_future *f = br_spawn(rt, timed_sleep_ns, &s);
+
+	t_await_value(f);
+	cr_assert_eq(s.ret, 0);
+	cr_assert_geq(s.took_ns, s.ask_ns);
+	cr_assert_lt(s.took_ns, 500 * T_NS_PER_MS);
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+static void *zero_sleeps(void *arg)
+{
+	int64_t t0 = br_now_ns();
+
+	T_REQUIRE(br_sleep_ms(0) == 0);
+	T_REQUIRE(br_sleep_ms(-5) == 0);
+	T_REQUIRE(br_sleep_ns(0) == 0);
+	T_REQUIRE(br_sleep_ns(-1) == 0);
+	T_REQUIRE(br_sleep_ns(INT64_MIN) == 0);
+	T_REQUIRE(br_sleep_until(0) == 0);
+	T_REQUIRE(br_sleep_until(br_now_ns() - T_NS_PER_MS) == 0);
+	T_REQUIRE(br_now_ns() - t0 < 20 * T_NS_PER_MS);
+	return NULL;
+}
+
+Test(timer, zero_and_negative_sleeps_return_at_once, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+
+	t_assert_task_ok(br_spawn(rt, zero_sleeps, NULL));
+	/* The same calls from a plain thread. */
+	cr_assert_null(zero_sleeps(NULL));
+	br_runtime_free(rt);
+}
+
+static void *zero_sleep_yields(void *arg)
+{
+	atomic_int flag = 0;
+	br_future *sib = br_spawn(br_current_runtime(), (br_task_fn)arg, &flag);
+	int ret = br_sleep_ms(0);
+	int seen = atomic_load(&flag);
+
+	br_await(sib, NULL);
+	br_future_release(sib);
+	T_REQUIRE(ret == 0);
+	T_REQUIRE(seen == 1);
+	return NULL;
+}
+
+static void *set_flag(void *arg)
+{
+	atomic_store((atomic_int *)arg, 1);
+	return NULL;
+}
+
+Test(timer, zero_sleep_yields_once, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+
+	t_assert_task_ok(br_spawn(rt, zero_sleep_yields, (void *)set_flag));
+	br_runtime_free(rt);
+}
+
+static void *sleep_until_deadline(void *arg)
+{
+	int64_t deadline = br_now_ns() + 30 * T_NS_PER_MS;
+
+	T_REQUIRE(br_sleep_until(deadline) == 0);
+	T_REQUIRE(br_now_ns() >= deadline);
+	T_REQUIRE(br_now_ns() - deadline < 500 * T_NS_PER_MS);
+	return NULL;
+}
+
+Test(timer, sleep_until_wakes_at_or_after_the_deadline, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+
+	t_assert_task_ok(br_spawn(rt, sleep_until_deadline, NULL));
+	cr_assert_null(sleep_until_deadline(NULL), "from a plain thread");
+	br_runtime_free(rt);
+}
+
+#define N_SLEEPERS 16
+
+struct order {
+	atomic_int next;
+	int woke[N_SLEEPERS];
+	int64_t late_ns[N_SLEEPERS];
+	int64_t slack_ns[N_SLEEPERS];
+	int64_t woke_ns[N_SLEEPERS];
+	int64_t base;
+};
+
+struct order_arg {
+	struct order *o;
+	int rank;
+};
+
+static void *sleep_rank(void *arg)
+{
+	struct order_arg *a = arg;
+	int64_t deadline = a->o->base + (int64_t)a->rank * 10 * T_NS_PER_MS;
+	int ret;
+
+	a->o->slack_ns[a->rank] = deadline - br_now_ns();
+	ret = br_sleep_until(deadline);
+
+	a->o->woke_ns[a->rank] = br_now_ns();
+	a->o->late_ns[a->rank] = a->o->woke_ns[a->rank] - deadline;
+	a->o->woke[atomic_fetch_add(&a->o->next, 1)] = a->rank;
+	return (void *)(intptr_t)ret;
+}
+
+Test(timer, sleepers_wake_in_deadline_order, .timeout = 10.0)
+{
+	/* One worker, so the wake-up order is the order the loop runs. */
+	br_runtime *rt = t_runtime(1, 0);
+	struct order o = { .base = br_now_ns() + 300 * T_NS_PER_MS };
+	struct order_arg args[N_SLEEPERS];
+	br_future *fs[N_SLEEPERS];
+	/* A fixed shuffle of the ranks, so spawn order differs from rank. */
+	static const int perm[N_SLEEPERS] = { 7, 2, 15, 0, 11, 4, 9,  13,
+					      1, 6, 14, 3, 10, 8, 12, 5 };
+
+	for (int i = 0; i < N_SLEEPERS; i++) {
+		args[i] = (struct order_arg){ .o = &o, .rank = perm[i] };
+		fs[i] = br_spawn(rt, sleep_rank, &args[i]);
+	}
+	for (int i = 0; i < N_SLEEPERS; i++) {
+		cr_assert_null(t_await_value(fs[i]));
+		br_future_release(fs[i]);
+	}
+	cr_assert_eq(atomic_load(&o.next), N_SLEEPERS);
+	/* Only meaningful if every task was asleep before its deadline. */
+	for (int i = 0; i < N_SLEEPERS; i++)
+		cr_assert_gt(o.slack_ns[i], 0, "rank %d started %lld ns late",
+			     i, (long long)-o.slack_ns[i]);
+	for (int i = 0; i < N_SLEEPERS; i++)
+		cr_assert_geq(o.late_ns[i], 0, "rank %d woke early", i);
+	/*
+	 * Whenever a later rank ran before an earlier one, the earlier one
+	 * must already have been due then: the two expired in one batch.
+	 * Anything else is a timer that fired out of order.
+	 */
+	for (int k = 0; k < N_SLEEPERS; k++) {
+		int j = o.woke[k];
+
+		for (int m = k + 1; m < N_SLEEPERS; m++) {
+			int i = o.woke[m];
+			int64_t due = o.base + (int64_t)i * 10 * T_NS_PER_MS;
+
+			if (i < j)
+				cr_assert_leq(
+					due, o.woke_ns[j],
+					"rank %d ran before rank %d was due", j,
+					i);
+		}
+	}
+#if !defined(__SANITIZE_THREAD__)
+	/*
+	 * Within a batch the loop runs them in deadline order too. TSan
+	 * builds shuffle runnable tasks on purpose, so only the check above
+	 * holds there.
+	 */
+	for (int i = 0; i < N_SLEEPERS; i++)
+		cr_assert_eq(o.woke[i], i, "wake %d was rank %d", i, o.woke[i]);
+#endif
+	br_runtime_free(rt);
+}
+
+Test(timer, plain_thread_sleeps_for_at_least_the_delay, .timeout = 10.0)
+{
+	int64_t t0 = br_now_ns();
+	struct timespec ts;
+
+	cr_assert_eq(br_sleep_ms(30), 0);
+	cr_assert_geq(br_now_ns() - t0, 30 * T_NS_PER_MS);
+	t0 = br_now_ns();
+	cr_assert_eq(br_sleep_ns(2 * T_NS_PER_MS), 0);
+	cr_assert_geq(br_now_ns() - t0, 2 * T_NS_PER_MS);
+	cr_assert_lt(br_now_ns() - t0, 500 * T_NS_PER_MS);
+
+	/* br_now_ns() is CLOCK_MONOTONIC. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t0 = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	cr_assert_lt(br_now_ns() - t0, 100 * T_NS_PER_MS);
+	cr_assert_geq(br_now_ns(), t0);
+}
+
+/* ------------------------------------------------------------------ */
+/* br_call_soon, br_call_later                                         */
+/* ------------------------------------------------------------------ */
+
+struct cb_rec {
+	atomic_int calls;
+	int64_t at_ns;
+	int worker;
+	br_runtime *rt;
+	br_future *current;
+};
+
+static void record_call(void *arg)
+{
+	struct cb_rec *r = arg;
+
+	r->at_ns = br_now_ns();
+	r->worker = br_worker_id();
+	r->rt = br_current_runtime();
+	r->current = br_current();
+	atomic_fetch_add(&r->calls, 1);
+}
+
+Test(timer, call_soon_runs_the_callback_on_a_worker, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	struct cb_rec r = { 0 };
+	br_future *f = br_call_soon(rt, record_call, &r);
+
+	cr_assert_not_null(f);
+	cr_assert_null(t_await_value(f), "the value is NULL");
+	cr_assert_eq(atomic_load(&r.calls), 1);
+	cr_assert_eq(r.rt, rt);
+	cr_assert(r.worker >= 0 && r.worker < 2, "worker %d", r.worker);
+	cr_assert_null(r.current, "a loop callback is not a task");
+	br_future_release(f);
+	br_runtime_free(rt);
+	cr_assert_eq(atomic_load(&r.calls), 1);
+}
+
+Test(timer, call_later_fires_after_its_delay, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	struct cb_rec r = { 0 };
+	int64_t t0 = br_now_ns();
+	br_future *f = br_call_later(rt, 50, record_call, &r);
+
+	cr_assert_null(t_await_value(f));
+	cr_assert_eq(atomic_load(&r.calls), 1);
+	cr_assert_geq(r.at_ns - t0, 50 * T_NS_PER_MS, "fired after %lld ns",
+		      (long long)(r.at_ns - t0));
+	cr_assert_lt(r.at_ns - t0, 500 * T_NS_PER_MS);
+	cr_assert_eq(r.rt, rt);
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+Test(timer, call_later_with_no_delay_runs_soon, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	struct cb_rec r[2] = { 0 };
+	br_future *a = br_call_later(rt, 0, record_call, &r[0]);
+	br_future *b = br_call_later(rt, -10, record_call, &r[1]);
+
+	t_await_value(a);
+	t_await_value(b);
+	cr_assert_eq(atomic_load(&r[0].calls), 1);
+	cr_assert_eq(atomic_load(&r[1].calls), 1);
+	br_future_release(a);
+	br_future_release(b);
+	br_runtime_free(rt);
+}
+
+Test(timer, cancelling_call_later_keeps_the_callback_from_running,
+     .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	struct cb_rec r = { 0 };
+	br_future *f = br_call_later(rt, 100, record_call, &r);
+
+	cr_assert_eq(br_cancel(f), 0);
+	cr_assert_eq(br_future_state(f), BR_CANCELLED, "at once");
+	cr_assert_eq(br_await(f, NULL), -ECANCELED);
+	br_sleep_ms(250);
+	cr_assert_eq(atomic_load(&r.calls), 0, "cancelled callback ran");
+	br_future_release(f);
+	br_runtime_free(rt);
+	cr_assert_eq(atomic_load(&r.calls), 0);
+}
+
+struct blocker {
+	atomic_int running;
+	atomic_int release;
+};
+
+static void *block_worker(void *arg)
+{
+	struct blocker *b = arg;
+
+	atomic_store(&b->running, 1);
+	t_spin_until(&b->release, 1, 10000 * T_NS_PER_MS);
+	return NULL;
+}
+
+Test(timer, cancelling_call_soon_before_it_runs_keeps_it_from_running,
+     .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	struct blocker b = { 0 };
+	struct cb_rec r = { 0 };
+	br_future *blk = br_spawn(rt, block_worker, &b);
+	br_future *f;
+
+	/* The only worker is busy, so the callback cannot have run yet. */
+	cr_assert_eq(t_spin_until(&b.running, 1, 5000 * T_NS_PER_MS), 0);
+	f = br_call_soon(rt, record_call, &r);
+	cr_assert_eq(br_cancel(f), 0);
+	cr_assert_eq(br_future_state(f), BR_CANCELLED);
+	atomic_store(&b.release, 1);
+	t_await_value(blk);
+	br_sleep_ms(50);
+	cr_assert_eq(atomic_load(&r.calls), 0, "cancelled callback ran");
+	br_future_release(blk);
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+Test(timer, a_pending_call_later_is_cancelled_by_runtime_free, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	struct cb_rec r = { 0 };
+	br_future *f = br_call_later(rt, 60000, record_call, &r);
+	int64_t t0 = br_now_ns();
+
+	br_runtime_free(rt);
+	cr_assert_lt(t_elapsed_ms(t0), 2000, "free waited for the timer");
+	cr_assert_eq(atomic_load(&r.calls), 0);
+	cr_assert_neq(br_future_state(f), BR_PENDING,
+		      "the future of a callback that can never run");
+	br_future_release(f);
+}

@@ -1,0 +1,129 @@
+# SPDX-License-Identifier: MIT
+# tests/tests.mk - braid's test targets, included by the top-level Makefile.
+#
+# Each tests/test_<module>.c and tests/stress_<module>.c is one Criterion
+# program, linked with tests/helpers.c and the static library (so tests can
+# call internal br__ functions) into $(B)/tests/. Criterion forks every
+# test into its own process and runs them two at a time.
+#
+#   make test           release, asan and tsan, WERROR=1; what CI runs
+#   make test-unit      every test and stress program in $(VARIANT)
+#   make test-asan      test-unit in the asan variant
+#   make test-tsan      the concurrency programs in the tsan variant
+#   make test-valgrind  release programs under valgrind (optional)
+#   make stress         the stress programs at full scale
+#
+# STRESS_SCALE sets BRAID_STRESS_SCALE for test-unit and test-tsan (default
+# 1, which keeps every stress program well under a minute in asan);
+# `stress` uses 10. CRITERION_FLAGS adds options, e.g. --filter 'future/*'.
+
+TEST_SRC    := $(wildcard tests/test_*.c)
+STRESS_SRC  := $(wildcard tests/stress_*.c)
+TEST_BIN    := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+STRESS_BIN  := $(STRESS_SRC:tests/%.c=$(B)/tests/%)
+TEST_OBJ    := $(TEST_BIN:=.o) $(STRESS_BIN:=.o)
+TEST_HELPER := $(B)/tests/helpers.o
+ifeq ($(VARIANT),tsan)
+TEST_HELPER += $(B)/tests/tsan_criterion.o
+endif
+
+# test-tsan runs the programs where threads meet: scheduler, futures,
+# combinators, tasks, timers, groups, the deque, and every stress program.
+TSAN_TESTS  := runtime future combine task timer group deque
+TSAN_BIN    := $(filter $(TSAN_TESTS:%=$(B)/tests/test_%),$(TEST_BIN))
+
+STRESS_SCALE    ?= 1
+VALGRIND        := valgrind --quiet --error-exitcode=1 --trace-children=yes \
+		   --leak-check=full
+CRITERION_FLAGS ?=
+
+TEST_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    TSAN_OPTIONS=suppressions=$(CURDIR)/tests/tsan.supp:halt_on_error=1:second_deadlock_stack=1
+
+# $(call run_tests,programs,extra environment,criterion options): shell
+# text that runs each program and sets fail=1 if one fails. A recipe runs
+# one or more of these after `fail=0;` and ends with `exit $$fail`, so
+# every program runs even after a failure.
+define run_tests
+for t in $(1); do \
+	echo "  TEST    $$t"; \
+	env $(TEST_ENV) $(2) $$t $(3) $(CRITERION_FLAGS) || \
+		{ echo "  FAILED  $$t"; fail=1; }; \
+done;
+endef
+
+.PHONY: test check test-unit test-asan test-tsan test-valgrind stress
+
+$(B)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+# Runs inside TSan's start-up, so it must not be instrumented itself.
+$(B)/tests/tsan_criterion.o: tests/tsan_criterion.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CSTD) $(WARN) -O1 -g -MMD -MP -c -o $@ $<
+
+$(B)/tests/%: $(B)/tests/%.o $(TEST_HELPER) $(B)/libbraid.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TEST_HELPER) $(B)/libbraid.a \
+		$(LDLIBS) -lcriterion
+
+.SECONDARY: $(TEST_OBJ) $(TEST_HELPER)
+
+test:
+	$(Q)scripts/deps.sh
+	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-unit
+	$(Q)$(MAKE) --no-print-directory VARIANT=asan WERROR=1 test-unit
+	$(Q)$(MAKE) --no-print-directory VARIANT=tsan WERROR=1 test-tsan
+	$(if $(filter %tests/cross.mk,$(MAKEFILE_LIST)),$(Q)$(MAKE) --no-print-directory test-cross)
+
+check: test
+
+# Stress programs run one test at a time: each already loads both CPUs.
+test-unit: $(TEST_BIN) $(STRESS_BIN)
+	$(Q)fail=0; \
+	$(call run_tests,$(TEST_BIN),,--jobs 2) \
+	$(call run_tests,$(STRESS_BIN),BRAID_STRESS_SCALE=$(STRESS_SCALE),--jobs 1) \
+	exit $$fail
+
+ifeq ($(VARIANT),asan)
+test-asan: test-unit
+else
+test-asan:
+	$(Q)$(MAKE) --no-print-directory VARIANT=asan test-asan
+endif
+
+ifeq ($(VARIANT),tsan)
+test-tsan: $(TSAN_BIN) $(STRESS_BIN)
+	$(Q)fail=0; \
+	$(call run_tests,$(TSAN_BIN),,--jobs 2) \
+	$(call run_tests,$(STRESS_BIN),BRAID_STRESS_SCALE=$(STRESS_SCALE),--jobs 1) \
+	exit $$fail
+else
+test-tsan:
+	$(Q)$(MAKE) --no-print-directory VARIANT=tsan test-tsan
+endif
+
+# Criterion notices valgrind and then runs one test at a time and lets
+# each test process return from main, so leaks are seen; the tests fork,
+# hence --trace-children.
+ifeq ($(VARIANT),release)
+test-valgrind: $(TEST_BIN)
+	$(Q)fail=0; \
+	$(call run_tests,$(TEST_BIN),$(VALGRIND),) \
+	exit $$fail
+else
+test-valgrind:
+	$(Q)$(MAKE) --no-print-directory VARIANT=release test-valgrind
+endif
+
+stress: $(STRESS_BIN)
+	$(Q)fail=0; \
+	$(call run_tests,$(STRESS_BIN),BRAID_STRESS_SCALE=10,--jobs 1) \
+	exit $$fail
+
+-include $(wildcard $(B)/tests/*.d)
