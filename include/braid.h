@@ -99,7 +99,8 @@ BR_API int64_t br_now_ns(void);
  * no thread. From a plain thread it sleeps the thread (nanosleep).
  *
  * Returns 0, or -ECANCELED if the task was cancelled before or while it
- * slept. Context: any thread; suspends a task, blocks a plain thread.
+ * slept; BR_ENOTTASK from a loop callback, which must not stall its loop.
+ * Context: any thread; suspends a task, blocks a plain thread.
  */
 BR_API int br_sleep_ns(int64_t ns);
 
@@ -141,10 +142,13 @@ typedef struct br_future br_future;
  * work.
  */
 typedef struct br_config {
-	unsigned workers;     /* BRAID_WORKERS, else one per online CPU */
-	size_t stack_size;    /* BRAID_STACK_SIZE, else 64 KiB; rounded up to
-			       * whole pages, at least 16 KiB */
-	unsigned ring_entries; /* SQ entries per worker ring, default 256 */
+	unsigned workers;     /* BRAID_WORKERS, else one per online CPU;
+			       * at most 1024 */
+	size_t stack_size;    /* BRAID_STACK_SIZE (bytes, or with a K or M
+			       * suffix), else 64 KiB; rounded up to whole
+			       * pages, at least 16 KiB, at most 1 GiB */
+	unsigned ring_entries; /* SQ entries per worker ring, default 256,
+				* at most 32768 */
 	unsigned flags;	       /* BR_CONFIG_*; BRAID_NO_URING=1 sets NO_URING */
 } br_config;
 
@@ -350,8 +354,10 @@ BR_API int br_promise_reject(br_future *p, int error, const char *message);
  * BR_CANCELLED. A task that returns without reaching a suspension point
  * after the request keeps its value: a result is never dropped. A pending
  * promise, br_call_later() or combinator future becomes BR_CANCELLED at
- * once. Returns 0 if the request was made, BR_EDONE if f had already
- * completed, BR_EBADOBJ. Borrows f. Context: any thread.
+ * once. A task that calls br_fail() ends FAILED even if it was cancelled:
+ * an explicit failure is the more precise outcome. Returns 0 if the
+ * request was made, BR_EDONE if f had already completed (or a callback
+ * has already started), BR_EBADOBJ. Borrows f. Context: any thread.
  */
 BR_API int br_cancel(br_future *f);
 
@@ -491,8 +497,11 @@ BR_API br_as_completed *br_as_completed_new(br_future *const *fs, size_t n);
 
 /*
  * br_as_completed_next - wait for the next input to complete and return it
- * (one of the caller's own pointers from fs, borrowed). Returns NULL when
- * every input has been returned, or if the waiting task is cancelled.
+ * (one of the caller's own pointers from fs, borrowed). Inputs complete
+ * before br_as_completed_new() come out first, in argument order. Returns
+ * NULL when every input has been returned, or if the waiting task is
+ * cancelled (the inputs are not cancelled), or from a loop callback when
+ * nothing has completed.
  * Context: any thread; suspends a task, blocks a plain thread.
  */
 BR_API br_future *br_as_completed_next(br_as_completed *it);
@@ -522,7 +531,8 @@ BR_API br_future *br_group_spawn(br_group *g, br_task_fn fn, void *arg);
 
 /*
  * br_group_wait - wait for every task of the group, including tasks
- * spawned while waiting. Returns 0 if none failed, else the first
+ * spawned while waiting. Returns 0 if none ended FAILED (tasks cancelled,
+ * by the group or anyone else, are not failures), else the first
  * failure's error (in completion order). If the waiting task is cancelled,
  * cancels the group's tasks, still waits for them, and returns -ECANCELED.
  * Context: any thread; suspends a task, blocks a plain thread.
@@ -550,8 +560,9 @@ typedef void (*br_callback_fn)(void *arg);
  * task-only calls return BR_ENOTTASK there.
  *
  * Returns a new reference to a future that completes (value NULL) once fn
- * has run; br_cancel() on it before then keeps fn from running. Errors on
- * the future: -EINVAL, BR_EBADOBJ, BR_ECLOSED, -ENOMEM.
+ * has run; br_cancel() on it before then keeps fn from running. A
+ * callback still pending when its runtime is freed ends BR_CANCELLED.
+ * Errors on the future: -EINVAL, BR_EBADOBJ, BR_ECLOSED, -ENOMEM.
  * Context: any thread.
  */
 BR_API br_future *br_call_soon(br_runtime *rt, br_callback_fn fn, void *arg);
