@@ -85,11 +85,10 @@ static void print_gather(const char *name, br_future **fs)
 	void *vals[NTASKS];
 	int ret = br_gather(fs, NTASKS, vals), i;
 
-	printf("%s: br_gather returned %d (%s)\n", name, ret,
-	       br_strerror(ret));
+	printf("%s: br_gather returned %d (%s)\n", name, ret, br_strerror(ret));
 	for (i = 0; i < NTASKS; i++)
-		printf("  [%d] delay %4lld ms -> %s\n", i,
-		       (long long)delays[i], (const char *)vals[i]);
+		printf("  [%d] delay %4lld ms -> %s\n", i, (long long)delays[i],
+		       (const char *)vals[i]);
 }
 
 int main(void)

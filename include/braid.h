@@ -133,8 +133,8 @@ typedef struct br_runtime br_runtime;
 typedef struct br_future br_future;
 
 /* br_config.flags */
-#define BR_CONFIG_NO_URING 0x1u	 /* use the futex fallback, not io_uring */
-#define BR_CONFIG_QUIET 0x2u	 /* no warning on stderr about fallbacks */
+#define BR_CONFIG_NO_URING 0x1u /* use the futex fallback, not io_uring */
+#define BR_CONFIG_QUIET 0x2u	/* no warning on stderr about fallbacks */
 
 /*
  * Runtime configuration. A zero field means "the environment variable if
@@ -142,24 +142,28 @@ typedef struct br_future br_future;
  * work.
  */
 typedef struct br_config {
-	unsigned workers;     /* BRAID_WORKERS, else one per online CPU;
-			       * at most 1024 */
-	size_t stack_size;    /* BRAID_STACK_SIZE (bytes, or with a K or M
-			       * suffix), else 64 KiB; rounded up to whole
-			       * pages, at least 16 KiB, at most 1 GiB */
-	unsigned ring_entries; /* SQ entries per worker ring, default 256,
-				* at most 32768 */
-	unsigned flags;	       /* BR_CONFIG_*; BRAID_NO_URING=1 sets NO_URING */
+	/* BRAID_WORKERS, else one per online CPU;
+	 * at most 1024 */
+	unsigned workers;
+	/* BRAID_STACK_SIZE (bytes, or with a K or M
+	 * suffix), else 64 KiB; rounded up to whole
+	 * pages, at least 16 KiB, at most 1 GiB */
+	size_t stack_size;
+	/* SQ entries per worker ring, default 256,
+	 * at most 32768 */
+	unsigned ring_entries;
+	unsigned flags; /* BR_CONFIG_*; BRAID_NO_URING=1 sets NO_URING */
 } br_config;
 
 /* br_runtime_features() bits: what the kernel gave this runtime. */
-#define BR_FEAT_URING 0x01u	      /* workers park in io_uring */
-#define BR_FEAT_SINGLE_ISSUER 0x02u   /* rings use IORING_SETUP_SINGLE_ISSUER */
-#define BR_FEAT_DEFER_TASKRUN 0x04u   /* rings use IORING_SETUP_DEFER_TASKRUN */
-#define BR_FEAT_MSG_RING 0x08u	      /* workers wake each other by MSG_RING */
-#define BR_FEAT_SEND_MSG_RING 0x10u   /* plain threads wake by REGISTER_SEND_MSG_RING */
-#define BR_FEAT_GUARD_INSTALL 0x20u   /* stack guards by MADV_GUARD_INSTALL */
-#define BR_FEAT_COOP_TASKRUN 0x40u    /* rings use IORING_SETUP_COOP_TASKRUN */
+#define BR_FEAT_URING 0x01u	    /* workers park in io_uring */
+#define BR_FEAT_SINGLE_ISSUER 0x02u /* rings use IORING_SETUP_SINGLE_ISSUER */
+#define BR_FEAT_DEFER_TASKRUN 0x04u /* rings use IORING_SETUP_DEFER_TASKRUN */
+#define BR_FEAT_MSG_RING 0x08u	    /* workers wake each other by MSG_RING */
+#define BR_FEAT_SEND_MSG_RING \
+	0x10u /* plain threads wake by REGISTER_SEND_MSG_RING */
+#define BR_FEAT_GUARD_INSTALL 0x20u /* stack guards by MADV_GUARD_INSTALL */
+#define BR_FEAT_COOP_TASKRUN 0x40u  /* rings use IORING_SETUP_COOP_TASKRUN */
 
 /*
  * br_runtime_new - start a runtime: its worker threads, each with a loop.

@@ -42,8 +42,7 @@
 #include "wait.h"
 #include "worker.h"
 
-int br_gather_ex(br_future *const *fs, size_t n, void **values,
-		 unsigned flags)
+int br_gather_ex(br_future *const *fs, size_t n, void **values, unsigned flags)
 {
 	size_t i;
 	int first = 0, r;
@@ -166,12 +165,12 @@ br_future *br_shield(br_future *f)
 struct br_as_completed {
 	uint32_t magic;
 	size_t n;
-	br_future **fs;		/* the caller's pointers, retained */
-	struct br__waiter *ws;	/* one per input */
-	size_t *done;		/* completed indices, in completion order */
+	br_future **fs;	       /* the caller's pointers, retained */
+	struct br__waiter *ws; /* one per input */
+	size_t *done;	       /* completed indices, in completion order */
 	size_t ndone, head;
 	pthread_mutex_t lock;
-	int waiting;		/* the consumer sleeps: wake one of: */
+	int waiting; /* the consumer sleeps: wake one of: */
 	struct br__fiber *wfiber;
 	uint64_t wseq;
 	_Atomic uint32_t *wword;
@@ -288,8 +287,8 @@ br_future *br_as_completed_next(br_as_completed *it)
 		} else {
 			while (!atomic_load_explicit(&word,
 						     memory_order_acquire))
-				syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE,
-					0, NULL, NULL, 0);
+				syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0,
+					NULL, NULL, 0);
 		}
 		pthread_mutex_lock(&it->lock);
 		it->waiting = 0;

@@ -73,8 +73,8 @@ int br__deque_init(struct br__deque *dq, unsigned log2cap)
 
 void br__deque_destroy(struct br__deque *dq)
 {
-	struct br__deque_buf *b = atomic_load_explicit(&dq->buf,
-						       memory_order_relaxed);
+	struct br__deque_buf *b =
+		atomic_load_explicit(&dq->buf, memory_order_relaxed);
 
 	while (b) {
 		struct br__deque_buf *prev = b->prev;
@@ -85,9 +85,8 @@ void br__deque_destroy(struct br__deque *dq)
 	atomic_store_explicit(&dq->buf, NULL, memory_order_relaxed);
 }
 
-static BR__COLD struct br__deque_buf *grow(struct br__deque *dq,
-					   struct br__deque_buf *old,
-					   int64_t t, int64_t b)
+static BR__COLD struct br__deque_buf *
+grow(struct br__deque *dq, struct br__deque_buf *old, int64_t t, int64_t b)
 {
 	struct br__deque_buf *nb = buf_new((old->mask + 1) * 2, old);
 	int64_t i;
@@ -112,8 +111,8 @@ int br__deque_push(struct br__deque *dq, void *item)
 	/* Acquire: pairs with the thieves' CAS on top, so a slot a thief
 	 * has taken is not overwritten before it read it. */
 	int64_t t = atomic_load_explicit(&dq->top, memory_order_acquire);
-	struct br__deque_buf *a = atomic_load_explicit(&dq->buf,
-						       memory_order_relaxed);
+	struct br__deque_buf *a =
+		atomic_load_explicit(&dq->buf, memory_order_relaxed);
 
 	if (br__unlikely(b - t > a->mask)) {
 		a = grow(dq, a, t, b);
@@ -146,8 +145,7 @@ void *br__deque_pop(struct br__deque *dq)
 	t = atomic_load_explicit(&dq->top, memory_order_seq_cst);
 	if (t > b) {
 		/* A thief took the last item meanwhile. */
-		atomic_store_explicit(&dq->bottom, b + 1,
-				      memory_order_relaxed);
+		atomic_store_explicit(&dq->bottom, b + 1, memory_order_relaxed);
 		return NULL;
 	}
 	x = atomic_load_explicit(&a->slot[b & a->mask], memory_order_relaxed);
@@ -157,8 +155,7 @@ void *br__deque_pop(struct br__deque *dq)
 			    &dq->top, &t, t + 1, memory_order_seq_cst,
 			    memory_order_relaxed))
 			x = NULL;
-		atomic_store_explicit(&dq->bottom, b + 1,
-				      memory_order_relaxed);
+		atomic_store_explicit(&dq->bottom, b + 1, memory_order_relaxed);
 	}
 	return x;
 }

@@ -17,9 +17,9 @@
 #include "internal.h"
 
 struct br__deque_buf {
-	int64_t mask;			/* capacity - 1; capacity is 2^k */
-	struct br__deque_buf *prev;	/* retired buffer, freed at destroy */
-	_Atomic(void *) slot[];		/* relaxed: published by bottom */
+	int64_t mask;		    /* capacity - 1; capacity is 2^k */
+	struct br__deque_buf *prev; /* retired buffer, freed at destroy */
+	_Atomic(void *) slot[];	    /* relaxed: published by bottom */
 };
 
 struct br__deque {

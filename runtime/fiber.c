@@ -208,8 +208,7 @@ static struct br__fiber *pool_get(struct br__worker *w)
 	return f;
 }
 
-static void pool_put(struct br__stack_pool *p, struct br__worker *w,
-		     unsigned n)
+static void pool_put(struct br__stack_pool *p, struct br__worker *w, unsigned n)
 {
 	pthread_mutex_lock(&p->lock);
 	while (n-- && w->stacks.head) {
@@ -309,8 +308,7 @@ void br__fiber_entered(void)
 #endif
 }
 
-void br__fiber_switch_out(struct br__worker *w, struct br__fiber *f,
-			  int dying)
+void br__fiber_switch_out(struct br__worker *w, struct br__fiber *f, int dying)
 {
 	if (br__unlikely(f->guard == BR__GUARD_CANARY))
 		if (*(uint64_t *)f->lo != BR__STACK_CANARY)

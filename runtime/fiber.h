@@ -23,7 +23,10 @@ enum {
 	BR__FW_NOTIFIED = 2, /* woken; owns no more wake-ups for this seq */
 };
 
-enum { BR__GUARD_PAGE, BR__GUARD_CANARY };
+enum {
+	BR__GUARD_PAGE,
+	BR__GUARD_CANARY
+};
 
 /* Written at the lowest word of canary-guarded stacks. */
 #define BR__STACK_CANARY 0x6272636e61727921ull
@@ -35,31 +38,34 @@ enum { BR__GUARD_PAGE, BR__GUARD_CANARY };
  * fails its CAS; br_cancel() relies on this (see task.c).
  */
 struct br__fiber {
-	BR__CACHE_ALIGNED void *sp; /* headers are written on every inline
-				     * run (top): one line each, never shared
-				     * by two workers' fibers */		   /* saved stack pointer while switched out */
-	_Atomic uint64_t wake;	   /* (seq << 2) | BR__FW_*; see fiber.c */
-	uint64_t seq;		   /* written only by code running on it */
-	struct br__task *top;	   /* the task running on top (inline
-				    * children included); written by the
-				    * fiber's own code, read by the waker
-				    * that moved wake PARKED -> NOTIFIED */
-	struct br__task *root;	   /* the task the fiber was started for */
-	struct br__fiber *next;	   /* stack cache or header free list */
-	struct br__fiber *reg_next, *reg_prev; /* live list, under
-						* reg_w->reg_lock */
-	struct br__worker *reg_w;  /* whose live list holds it */
-	void *lo, *hi;		   /* usable stack [lo, hi) */
-	void *map;		   /* mapping, guard page included */
+	/* headers are written on every inline
+	 * run (top): one line each, never shared
+	 * by two workers' fibers */		   /* saved stack pointer while switched out */
+	BR__CACHE_ALIGNED void *sp;
+	_Atomic uint64_t wake; /* (seq << 2) | BR__FW_*; see fiber.c */
+	uint64_t seq;	       /* written only by code running on it */
+	/* the task running on top (inline
+	 * children included); written by the
+	 * fiber's own code, read by the waker
+	 * that moved wake PARKED -> NOTIFIED */
+	struct br__task *top;
+	struct br__task *root;	/* the task the fiber was started for */
+	struct br__fiber *next; /* stack cache or header free list */
+	/* live list, under
+	 * reg_w->reg_lock */
+	struct br__fiber *reg_next, *reg_prev;
+	struct br__worker *reg_w; /* whose live list holds it */
+	void *lo, *hi;		  /* usable stack [lo, hi) */
+	void *map;		  /* mapping, guard page included */
 	size_t map_len;
-	size_t size;		   /* hi - lo */
-	uint8_t guard;		   /* BR__GUARD_* */
-	uint8_t pinned;		   /* root was spawned pinned */
-	unsigned pin;		   /* ... to this worker */
-	void *asan_fake;	   /* ASan fake-stack handle across switches */
-	void *tsan;		   /* TSan fiber */
-	unsigned vg_id;		   /* valgrind stack id */
-	uint8_t slab;		   /* the stack belongs to a slab */
+	size_t size;	 /* hi - lo */
+	uint8_t guard;	 /* BR__GUARD_* */
+	uint8_t pinned;	 /* root was spawned pinned */
+	unsigned pin;	 /* ... to this worker */
+	void *asan_fake; /* ASan fake-stack handle across switches */
+	void *tsan;	 /* TSan fiber */
+	unsigned vg_id;	 /* valgrind stack id */
+	uint8_t slab;	 /* the stack belongs to a slab */
 };
 
 /* Per-worker cache of fibers with default-size stacks. */
@@ -127,8 +133,7 @@ void br__fiber_switch_in(struct br__worker *w, struct br__fiber *f);
  * runs on now); returns when some worker switches f in again.
  * dying: f will never be resumed (its sanitizer state is released).
  */
-void br__fiber_switch_out(struct br__worker *w, struct br__fiber *f,
-			  int dying);
+void br__fiber_switch_out(struct br__worker *w, struct br__fiber *f, int dying);
 
 /*
  * br__fiber_switch_to - from fiber `from` straight into fiber `to`, both

@@ -89,8 +89,8 @@ static uint32_t lock(struct br_future *f)
 		/* Acquire: pairs with unlock()'s release. */
 		if (!(v & BR__FST_LOCK) &&
 		    atomic_compare_exchange_weak_explicit(
-			    &f->st, &v, v | BR__FST_LOCK,
-			    memory_order_acquire, memory_order_relaxed))
+			    &f->st, &v, v | BR__FST_LOCK, memory_order_acquire,
+			    memory_order_relaxed))
 			return v;
 		/* Holders never block; a preempted holder is the only reason
 		 * to get here often. */
@@ -258,7 +258,8 @@ const char *br_future_message(const br_future *f)
 		return "not a live braid future";
 	s = br__future_state(f);
 	if (s == BR_FAILED || s == BR_CANCELLED)
-		return f->message ? f->message : br_strerror(br_future_error(f));
+		return f->message ? f->message :
+				    br_strerror(br_future_error(f));
 	return "";
 }
 

@@ -43,7 +43,12 @@ typedef void (*br__fire_fn)(struct br__waiter *w, struct br_future *f);
  *   waiter is the release store of DONE, so its owner may reuse the memory
  *   once br__future_unwait() has returned.
  */
-enum { BR__W_IDLE, BR__W_LINKED, BR__W_FIRING, BR__W_DONE };
+enum {
+	BR__W_IDLE,
+	BR__W_LINKED,
+	BR__W_FIRING,
+	BR__W_DONE
+};
 
 struct br__waiter {
 	struct br__waiter *next, *prev; /* protected by the future's lock */
@@ -65,13 +70,13 @@ struct br__waiter {
 };
 
 struct br_future {
-	uint32_t magic;		/* BR__MAGIC_FUTURE while live */
-	uint8_t kind;		/* enum br__fkind, fixed at creation */
-	_Atomic uint32_t st;	/* br_state | BR__FST_LOCK */
-	_Atomic uint32_t refs;	/* references; 0 frees */
-	int error;		/* written once under the lock, before the */
-	void *value;		/* final state is published (release); */
-	char *message;		/* read after an acquire load of st */
+	uint32_t magic;	       /* BR__MAGIC_FUTURE while live */
+	uint8_t kind;	       /* enum br__fkind, fixed at creation */
+	_Atomic uint32_t st;   /* br_state | BR__FST_LOCK */
+	_Atomic uint32_t refs; /* references; 0 frees */
+	int error;	       /* written once under the lock, before the */
+	void *value;	       /* final state is published (release); */
+	char *message;	       /* read after an acquire load of st */
 	void *bytes;
 	size_t len;
 	struct br__waiter *head, *tail; /* protected by BR__FST_LOCK */

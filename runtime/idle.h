@@ -18,8 +18,8 @@ struct br__idle {
 	/* (unparked << 16) | searching, changed with seq_cst RMWs. */
 	BR__CACHE_ALIGNED _Atomic uint32_t state;
 	unsigned nworkers;
-	pthread_mutex_t lock;	/* protects sleepers[] and nsleepers */
-	unsigned *sleepers;	/* ids of parked workers, a stack */
+	pthread_mutex_t lock; /* protects sleepers[] and nsleepers */
+	unsigned *sleepers;   /* ids of parked workers, a stack */
 	unsigned nsleepers;
 };
 

@@ -26,16 +26,15 @@
 #define BR__CACHE_LINE 64
 #define BR__CACHE_ALIGNED _Alignas(BR__CACHE_LINE)
 
-#define br__container_of(ptr, type, member)                                    \
+#define br__container_of(ptr, type, member) \
 	((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define BR__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-BR__COLD __attribute__((noreturn)) void br__assert_fail(const char *expr,
-							const char *file,
-							int line);
+BR__COLD __attribute__((noreturn)) void
+br__assert_fail(const char *expr, const char *file, int line);
 
-#define BR_ASSERT(e)                                                           \
+#define BR_ASSERT(e) \
 	(br__likely(e) ? (void)0 : br__assert_fail(#e, __FILE__, __LINE__))
 #ifdef NDEBUG
 #define BR_DEBUG_ASSERT(e) ((void)0)

@@ -152,7 +152,8 @@ int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags)
 	}
 	/* Probe the ring-less wake-up on ourselves; the CQE it posts is
 	 * reaped as an ordinary wake-up at the first park. */
-	if (!getenv("BRAID_NO_SEND_MSG_RING") && send_msg_ring(r->ring.ring_fd) >= 0)
+	if (!getenv("BRAID_NO_SEND_MSG_RING") &&
+	    send_msg_ring(r->ring.ring_fd) >= 0)
 		r->features |= BR_FEAT_SEND_MSG_RING;
 	else {
 		r->efd = eventfd(0, EFD_CLOEXEC);

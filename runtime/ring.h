@@ -18,10 +18,11 @@ struct br__worker;
 
 struct br__ring {
 	struct io_uring ring;
-	int on;			/* ring set up; else the futex fallback */
-	int efd;		/* eventfd a read is always pending on, for
-				 * wake-ups from plain threads when
-				 * REGISTER_SEND_MSG_RING is missing; -1 */
+	int on; /* ring set up; else the futex fallback */
+	/* eventfd a read is always pending on, for
+	 * wake-ups from plain threads when
+	 * REGISTER_SEND_MSG_RING is missing; -1 */
+	int efd;
 	unsigned features;	/* BR_FEAT_* this ring got */
 	unsigned inflight;	/* operations whose CQE is still due */
 	uint64_t efd_buf;	/* the pending eventfd read's buffer */

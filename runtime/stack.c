@@ -85,8 +85,9 @@ struct br__stack_slab {
 
 static size_t page;
 static int guard_install; /* 1 if MADV_GUARD_INSTALL works */
-static int batch_ok = 1;  /* process_madvise takes our advice, until it
-			   * says otherwise */
+/* process_madvise takes our advice, until it
+ * says otherwise */
+static int batch_ok = 1;
 static struct sigaction prev_segv;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -342,9 +343,8 @@ struct br__fiber *br__stack_slab_new(struct br__stack_pool *p, unsigned *n)
 	if (!guard_install ||
 	    advise_batch(guards, SLAB_STACKS, MADV_GUARD_INSTALL) < 0) {
 		for (i = 0; i < SLAB_STACKS; i++) {
-			if (guard_install &&
-			    madvise(guards[i].iov_base, page,
-				    MADV_GUARD_INSTALL) == 0)
+			if (guard_install && madvise(guards[i].iov_base, page,
+						     MADV_GUARD_INSTALL) == 0)
 				continue;
 			if (mprotect(guards[i].iov_base, page, PROT_NONE) < 0)
 				guard = BR__GUARD_CANARY;

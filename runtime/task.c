@@ -139,8 +139,8 @@ static struct br__task *task_new(struct br_runtime *rt, uint32_t flags)
 	if (!t)
 		return NULL;
 	/* The caller's reference and the run reference. */
-	br__future_init(&t->fut, (flags & BR__T_CALLBACK) ? BR__F_CALLBACK
-							 : BR__F_TASK,
+	br__future_init(&t->fut,
+			(flags & BR__T_CALLBACK) ? BR__F_CALLBACK : BR__F_TASK,
 			2);
 	t->rt = rt;
 	t->next = NULL;
@@ -164,8 +164,8 @@ void br__task_schedule(struct br__task *t)
 {
 	struct br_runtime *rt = t->rt;
 	struct br__worker *w = br__worker_current();
-	struct br__fiber *f = atomic_load_explicit(&t->fiber,
-						   memory_order_relaxed);
+	struct br__fiber *f =
+		atomic_load_explicit(&t->fiber, memory_order_relaxed);
 	unsigned pin = t->pin;
 	int pinned = !!(t->flags & BR__T_PINNED);
 
@@ -240,9 +240,9 @@ br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
 	if (opts) {
 		t->pin = opts->worker;
 		if (opts->stack_size)
-			t->stack_size = opts->stack_size < 16384
-						? 16384
-						: opts->stack_size;
+			t->stack_size = opts->stack_size < 16384 ?
+						16384 :
+						opts->stack_size;
 	}
 	br__live_add_on(w, rt, 1);
 	/* A spawn racing br_runtime_free may miss closing here; the task is
@@ -329,9 +329,9 @@ void br__task_drop(struct br__task *t)
 		br__future_complete(&t->fut, BR_CANCELLED, NULL, NULL, 0,
 				    -ECANCELED,
 				    atomic_load_explicit(&t->rt->closing,
-							 memory_order_relaxed)
-					    ? "cancelled: the runtime closed"
-					    : "cancelled before it started");
+							 memory_order_relaxed) ?
+					    "cancelled: the runtime closed" :
+					    "cancelled before it started");
 		br__live_add(t->rt, -1);
 	}
 	br_future_release(&t->fut); /* the run reference */
@@ -375,8 +375,8 @@ static br_future *call_at(br_runtime *rt, int64_t deadline, br_callback_fn fn,
 	if (!fn)
 		return br__future_failed(-EINVAL, "br_call_soon: fn is NULL");
 	if (atomic_load_explicit(&rt->closing, memory_order_relaxed))
-		return br__future_failed(BR_ECLOSED,
-					 "br_call_soon: the runtime is closing");
+		return br__future_failed(
+			BR_ECLOSED, "br_call_soon: the runtime is closing");
 	t = task_new(rt, BR__T_CALLBACK);
 	if (!t)
 		return &br__future_enomem;
@@ -416,8 +416,7 @@ void *br_fail(int code, const char *message)
 		return NULL;
 	t->fail_code = code < 0 ? code : BR_ETASKFAILED;
 	free(t->fail_msg);
-	t->fail_msg = br__strdup(message ? message
-					 : br_strerror(t->fail_code));
+	t->fail_msg = br__strdup(message ? message : br_strerror(t->fail_code));
 	return NULL;
 }
 

@@ -18,34 +18,38 @@ struct br__fiber;
 struct br__worker;
 
 /* br__task.flags, fixed at spawn. */
-#define BR__T_PINNED 0x1u   /* runs only on worker pin */
-#define BR__T_CALLBACK 0x2u /* br_call_soon/later: no fiber, fn is a
-			     * br_callback_fn */
+#define BR__T_PINNED 0x1u /* runs only on worker pin */
+/* br_call_soon/later: no fiber, and fn is a br_callback_fn. */
+#define BR__T_CALLBACK 0x2u
 
 struct br__task {
-	struct br_future fut;	    /* first: a task is its own future */
+	struct br_future fut; /* first: a task is its own future */
 	br_task_fn fn;
 	void *arg;
 	struct br_runtime *rt;
-	struct br__task *next;	    /* link in whichever queue holds it */
-	_Atomic(struct br__fiber *) fiber; /* set when it starts (its own)
-					    * or runs inline (its parent's);
-					    * read by br_cancel */
-	struct br__task *spawner;   /* the task that spawned it, if any; only
-				     * compared, never dereferenced */
-	struct br__task *inline_parent; /* the task that runs it inline;
-					 * read only by code on the fiber */
-	_Atomic uint32_t cancel;    /* cancellation requested */
-	uint32_t flags;		    /* BR__T_* */
-	unsigned pin;		    /* worker index when pinned */
-	size_t stack_size;	    /* 0: the runtime's */
-	int cancel_seen;	    /* a suspension returned -ECANCELED */
-	int fail_code;		    /* set by br_fail() */
+	struct br__task *next; /* link in whichever queue holds it */
+	/* set when it starts (its own)
+	 * or runs inline (its parent's);
+	 * read by br_cancel */
+	_Atomic(struct br__fiber *) fiber;
+	/* the task that spawned it, if any; only
+	 * compared, never dereferenced */
+	struct br__task *spawner;
+	/* the task that runs it inline;
+	 * read only by code on the fiber */
+	struct br__task *inline_parent;
+	_Atomic uint32_t cancel; /* cancellation requested */
+	uint32_t flags;		 /* BR__T_* */
+	unsigned pin;		 /* worker index when pinned */
+	size_t stack_size;	 /* 0: the runtime's */
+	int cancel_seen;	 /* a suspension returned -ECANCELED */
+	int fail_code;		 /* set by br_fail() */
 	char *fail_msg;
-	_Atomic int claimed;	    /* callbacks: set by the runner or by
-				     * br_cancel, whichever comes first */
-	br_callback_fn cb;	    /* callbacks: the function */
-	int64_t deadline;	    /* callbacks: not before (monotonic ns) */
+	/* callbacks: set by the runner or by
+	 * br_cancel, whichever comes first */
+	_Atomic int claimed;
+	br_callback_fn cb; /* callbacks: the function */
+	int64_t deadline;  /* callbacks: not before (monotonic ns) */
 };
 
 /* A FAILED future with code and msg (the static ENOMEM one if out of

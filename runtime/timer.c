@@ -161,8 +161,7 @@ static void fire(struct br__timer *t)
 		br__task_schedule(cb);
 		return;
 	}
-	if (!atomic_compare_exchange_strong_explicit(&t->st, &st,
-						     BR__TM_FIRING,
+	if (!atomic_compare_exchange_strong_explicit(&t->st, &st, BR__TM_FIRING,
 						     memory_order_acq_rel,
 						     memory_order_acquire)) {
 		free(t); /* DEAD: its sleeper gave it to us */
@@ -196,8 +195,8 @@ int64_t br__timers_next(struct br__worker *w)
 		struct br__timer *t = tm->heap[0];
 		int st = BR__TM_DEAD;
 
-		if (t->cb || atomic_load_explicit(&t->st,
-						  memory_order_acquire) != st)
+		if (t->cb ||
+		    atomic_load_explicit(&t->st, memory_order_acquire) != st)
 			return t->deadline;
 		heap_remove(tm, 0);
 		free(t);

@@ -12,16 +12,21 @@ struct br__worker;
 struct br__fiber;
 struct br__task;
 
-enum { BR__TM_ARMED, BR__TM_FIRING, BR__TM_DONE, BR__TM_DEAD };
+enum {
+	BR__TM_ARMED,
+	BR__TM_FIRING,
+	BR__TM_DONE,
+	BR__TM_DEAD
+};
 
 struct br__timer {
-	int64_t deadline;	  /* CLOCK_MONOTONIC ns */
-	uint32_t idx;		  /* heap index; owner only */
-	_Atomic int st;		  /* BR__TM_* */
-	struct br__worker *w;	  /* whose heap holds it */
-	struct br__fiber *fiber;  /* a sleeping fiber ... */
-	uint64_t seq;		  /* ... and its suspension */
-	struct br__task *cb;	  /* or a callback task (a reference) */
+	int64_t deadline;	 /* CLOCK_MONOTONIC ns */
+	uint32_t idx;		 /* heap index; owner only */
+	_Atomic int st;		 /* BR__TM_* */
+	struct br__worker *w;	 /* whose heap holds it */
+	struct br__fiber *fiber; /* a sleeping fiber ... */
+	uint64_t seq;		 /* ... and its suspension */
+	struct br__task *cb;	 /* or a callback task (a reference) */
 };
 
 struct br__timers {

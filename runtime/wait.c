@@ -334,9 +334,9 @@ int br_await(br_future *f, void **value)
 			return br__future_result(f, value);
 	}
 	r = br__wait_any(&f, 1, -1, 0);
+	/* asyncio: cancelling the awaiter cancels what it awaits. */
 	if (r == -ECANCELED)
-		br_cancel(f); /* asyncio: cancelling the awaiter cancels
-			       * what it awaits */
+		br_cancel(f);
 	if (r < 0)
 		return r;
 	return br__future_result(f, value);

@@ -58,7 +58,6 @@
 #include <signal.h>
 #include <stdlib.h>
 
-
 #include "fiber.h"
 #include "task.h"
 #include "worker.h"
@@ -95,8 +94,7 @@ static void fifo_push(struct br__task **head, struct br__task **tail,
 	*tail = t;
 }
 
-static struct br__task *fifo_pop(struct br__task **head,
-				 struct br__task **tail)
+static struct br__task *fifo_pop(struct br__task **head, struct br__task **tail)
 {
 	struct br__task *t = *head;
 
@@ -120,8 +118,8 @@ void br__worker_push_local(struct br__worker *w, struct br__task *t)
 
 static int is_pinned(struct br__task *t)
 {
-	struct br__fiber *f = atomic_load_explicit(&t->fiber,
-						   memory_order_relaxed);
+	struct br__fiber *f =
+		atomic_load_explicit(&t->fiber, memory_order_relaxed);
 
 	return (t->flags & BR__T_PINNED) || (f && f->pinned);
 }
@@ -280,8 +278,8 @@ static struct br__task *find_work(struct br__worker *w)
 			if (!t)
 				t = br__inject_pop(&rt->inject);
 		}
-		if (!t && atomic_load_explicit(&w->rq_len,
-					       memory_order_relaxed))
+		if (!t &&
+		    atomic_load_explicit(&w->rq_len, memory_order_relaxed))
 			t = next_local(w);
 		if (t || atomic_load_explicit(&rt->stop, memory_order_relaxed))
 			return t;
@@ -371,8 +369,7 @@ static void live_remove(struct br__fiber *f)
 
 int64_t br__live_sum(struct br_runtime *rt)
 {
-	int64_t sum = atomic_load_explicit(&rt->live_ext,
-					   memory_order_acquire);
+	int64_t sum = atomic_load_explicit(&rt->live_ext, memory_order_acquire);
 	unsigned i;
 
 	for (i = 0; i < rt->nworkers; i++)
@@ -446,8 +443,8 @@ static void run(struct br__worker *w, struct br__task *t)
 			br__task_drop(t);
 			return;
 		}
-		f = br__fiber_get(w, t->stack_size ? t->stack_size
-						    : rt->stack_size);
+		f = br__fiber_get(w, t->stack_size ? t->stack_size :
+						     rt->stack_size);
 		if (!f) {
 			br__future_complete(&t->fut, BR_FAILED, NULL, NULL, 0,
 					    -ENOMEM,

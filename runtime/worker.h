@@ -31,61 +31,65 @@ struct br__worker {
 	/* ---- owner-only: touched by this worker's thread alone ---- */
 	struct br_runtime *rt;
 	unsigned id;
-	struct br__deque dq;	       /* spawned tasks; thieves steal */
-	struct br__task *lifo;	       /* the task woken last */
-	unsigned lifo_runs;	       /* LIFO runs in a row, capped at 3 */
+	struct br__deque dq;   /* spawned tasks; thieves steal */
+	struct br__task *lifo; /* the task woken last */
+	unsigned lifo_runs;    /* LIFO runs in a row, capped at 3 */
 	struct br__task *yq_head, *yq_tail; /* yielded tasks, FIFO */
-	struct br__task *pq_head, *pq_tail; /* pinned tasks moved in from
-					     * the remote queue, FIFO */
+	/* pinned tasks moved in from
+	 * the remote queue, FIFO */
+	struct br__task *pq_head, *pq_tail;
 	uint32_t tick;
 	uint32_t rng;
-	_Atomic int64_t live;	       /* tasks spawned here minus tasks
-					* ended here; written by the owner
-					* only, summed by br_runtime_free */
+	/* tasks spawned here minus tasks
+	 * ended here; written by the owner
+	 * only, summed by br_runtime_free */
+	_Atomic int64_t live;
 	int searching;
-	void *sched_sp;		       /* scheduler context while a fiber runs */
-	struct br__task *current;      /* task on top of the running fiber */
-	struct br__fiber *fiber;       /* the running fiber, or NULL */
-	int after;		       /* BR__AFTER_*, set before switch-out */
+	void *sched_sp;		  /* scheduler context while a fiber runs */
+	struct br__task *current; /* task on top of the running fiber */
+	struct br__fiber *fiber;  /* the running fiber, or NULL */
+	int after;		  /* BR__AFTER_*, set before switch-out */
 	struct br__fiber *after_fiber;
 	struct br__timers timers;
 	struct br__stack_cache stacks;
 	struct br__ring ring;
-	void *sched_stack_lo;	       /* the thread's own stack, for ASan */
+	void *sched_stack_lo; /* the thread's own stack, for ASan */
 	size_t sched_stack_size;
-	void *tsan_sched;	       /* the thread's TSan fiber */
-	void *altstack;		       /* sigaltstack for overflow reports */
+	void *tsan_sched; /* the thread's TSan fiber */
+	void *altstack;	  /* sigaltstack for overflow reports */
 	pthread_t thread;
 
 	/* ---- shared: touched by other threads ---- */
 	BR__CACHE_ALIGNED pthread_mutex_t remote_lock;
-	struct br__task *rq_head, *rq_tail; /* pinned tasks sent here;
-					     * protected by remote_lock */
-	_Atomic uint32_t rq_len;       /* seq_cst; see worker.c */
-	_Atomic uint32_t parked;       /* seq_cst; 1 while in or near park */
-	pthread_mutex_t reg_lock;      /* protects the live-fiber list */
+	/* pinned tasks sent here;
+	 * protected by remote_lock */
+	struct br__task *rq_head, *rq_tail;
+	_Atomic uint32_t rq_len;  /* seq_cst; see worker.c */
+	_Atomic uint32_t parked;  /* seq_cst; 1 while in or near park */
+	pthread_mutex_t reg_lock; /* protects the live-fiber list */
 	struct br__fiber *reg_head;
 };
 
 struct br_runtime {
-	uint32_t magic;		  /* BR__MAGIC_RUNTIME while live */
+	uint32_t magic; /* BR__MAGIC_RUNTIME while live */
 	unsigned nworkers;
 	size_t stack_size;
 	unsigned ring_entries;
-	unsigned flags;		  /* BR_CONFIG_* */
-	unsigned features;	  /* BR_FEAT_*, AND of every worker's */
-	_Atomic int closing;	  /* spawns fail with BR_ECLOSED */
-	_Atomic int stop;	  /* workers leave their loops */
-	_Atomic int64_t live_ext; /* the part of the live-task count that
-				   * plain threads change; the rest is in
-				   * each worker's live (br__live_add) */
+	unsigned flags;	     /* BR_CONFIG_* */
+	unsigned features;   /* BR_FEAT_*, AND of every worker's */
+	_Atomic int closing; /* spawns fail with BR_ECLOSED */
+	_Atomic int stop;    /* workers leave their loops */
+	/* the part of the live-task count that
+	 * plain threads change; the rest is in
+	 * each worker's live (br__live_add) */
+	_Atomic int64_t live_ext;
 	struct br__inject inject;
 	struct br__idle idle;
-	struct br__stack_pool stacks;	  /* default-size stacks */
-	pthread_mutex_t start_lock; /* protects started and start_err */
+	struct br__stack_pool stacks; /* default-size stacks */
+	pthread_mutex_t start_lock;   /* protects started and start_err */
 	pthread_cond_t start_cond;
 	unsigned started;
-	int ring_err;		  /* first ring set-up error, for the warning */
+	int ring_err; /* first ring set-up error, for the warning */
 	struct br__worker *workers; /* nworkers of them, cache aligned */
 };
 
@@ -130,8 +134,8 @@ void br__workers_cancel_all(struct br_runtime *rt);
  * fork-join throughput); elsewhere it is rt->live_ext. Only the sum means
  * anything. Release: pairs with br__live_sum()'s acquire loads.
  */
-static inline void br__live_add_on(struct br__worker *w,
-				   struct br_runtime *rt, int64_t d)
+static inline void br__live_add_on(struct br__worker *w, struct br_runtime *rt,
+				   int64_t d)
 {
 	if (w && w->rt == rt)
 		atomic_store_explicit(
