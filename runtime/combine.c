@@ -283,7 +283,7 @@ br_future *br_as_completed_next(br_as_completed *it)
 		it->waiting = 1;
 		pthread_mutex_unlock(&it->lock);
 		if (t) {
-			br__task_suspend();
+			br__task_suspend(1);
 		} else {
 			while (!atomic_load_explicit(&word,
 						     memory_order_acquire))

@@ -30,16 +30,27 @@
  *   out. A wake-up presenting another seq fails, so a waker that lost the
  *   race, or fires late, cannot resume a later suspension.
  *
- *   Cancellation has no seq of its own: br__task_cancel() stores the flag
- *   and then moves whatever suspension is current to NOTIFIED. Its
- *   partner is arm(): a seq_cst exchange, after which the suspension
- *   point loads the flag (seq_cst) before it registers any waker. In the
- *   single order of seq_cst operations either the canceller's load of
- *   wake comes after the exchange and sees ARMED or PARKED (it wakes the
- *   fiber), or it comes before, and then the suspension's load of the flag
- *   comes after the canceller's store and sees it. The check cannot move
- *   to the worker after the PARKED CAS: once PARKED the fiber belongs to
- *   its waker and may already run, end and free its task elsewhere.
+ *   Cancellation has no seq of its own. br__task_cancel() stores the
+ *   task's flag, then the fiber's cancel_hint, then loads wake and moves
+ *   whatever suspension is current to NOTIFIED. Arming is a plain store
+ *   (a locked instruction saved on every suspension), so the canceller
+ *   may read a stale wake word; its partner is the worker that parks the
+ *   fiber, which after its PARKED CAS loads cancel_hint and, if set, wakes
+ *   the fiber itself. With all four seq_cst (store hint; load wake) and
+ *   (CAS wake; load hint), either the canceller's load comes after the
+ *   CAS and sees PARKED, or it comes before, and then the worker's load
+ *   of the hint comes after the canceller's store and sees it. The hint
+ *   lives in the fiber header, not the task, because once PARKED the
+ *   fiber belongs to its waker and its task may already have run, ended
+ *   and been freed elsewhere; headers are never freed.
+ *
+ *   A hint outlives the request it was for (an inline child that was
+ *   cancelled and ended, a recycled header), so arm() clears it first,
+ *   and the suspension point then checks the task's own flags (seq_cst):
+ *   a request stored before the clear is seen by that check, one after
+ *   it sets the hint again. Suspensions that ignore cancellation (a
+ *   group waiting for its cancelled tasks) tell the worker so, which then
+ *   skips the hint.
  *
  *   Fiber headers are type-stable (never freed, only recycled; seq keeps
  *   growing across reuse), so br_cancel() may wake a fiber through a
@@ -63,9 +74,10 @@
  *   - The header free list: any thread, under hdr_lock.
  *
  * Memory ordering
- *   - arm's seq_cst exchange and the suspension point's seq_cst load of
- *     the cancel flag pair with br__task_cancel()'s seq_cst store of the
- *     flag and seq_cst load of wake (above).
+ *   - The PARKED CAS and the following load of cancel_hint (both seq_cst)
+ *     pair with br__task_cancel()'s seq_cst store of the hint and load of
+ *     wake; arm()'s seq_cst clear of the hint and the caller's seq_cst
+ *     load of the task flags pair with the canceller's stores (above).
  *   - The PARKED CAS is release: it publishes the switched-out context;
  *     a waker's acq_rel CAS acquires it.
  *   - The scheduler's ARMED -> PARKED CAS is release: it publishes the
@@ -250,6 +262,7 @@ void br__fiber_put(struct br__worker *w, struct br__fiber *f)
 {
 	f->root = f->top = NULL;
 	f->reg_w = NULL;
+	atomic_store_explicit(&f->cancel_hint, 0, memory_order_relaxed);
 	if (f->slab) {
 		f->next = w->stacks.head;
 		w->stacks.head = f;
@@ -351,10 +364,17 @@ uint64_t br__fiber_arm(struct br__fiber *f)
 {
 	uint64_t seq = ++f->seq;
 
-	/* seq_cst: pairs with br__task_cancel()'s seq_cst store of the flag
-	 * and load of wake (header). */
-	atomic_exchange_explicit(&f->wake, (seq << 2) | BR__FW_ARMED,
-				 memory_order_seq_cst);
+	/* A hint left by a finished cancellation (an inline child's, or a
+	 * previous user's of this header) would wake every suspension: clear
+	 * it. seq_cst, before the caller's seq_cst check of the flags
+	 * (header). */
+	if (atomic_load_explicit(&f->cancel_hint, memory_order_relaxed))
+		atomic_store_explicit(&f->cancel_hint, 0, memory_order_seq_cst);
+	/* Relaxed: wakers learn seq from a waiter or timer published after
+	 * this store by a lock or the heap's owner; cancellation is caught
+	 * at the PARKED CAS (header). */
+	atomic_store_explicit(&f->wake, (seq << 2) | BR__FW_ARMED,
+			      memory_order_relaxed);
 	return seq;
 }
 

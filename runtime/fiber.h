@@ -43,7 +43,10 @@ struct br__fiber {
 	 * by two workers' fibers */		   /* saved stack pointer while switched out */
 	BR__CACHE_ALIGNED void *sp;
 	_Atomic uint64_t wake; /* (seq << 2) | BR__FW_*; see fiber.c */
-	uint64_t seq;	       /* written only by code running on it */
+	/* Set by br_cancel() for a task on this fiber; read by the worker
+	 * that parks it, cleared by the next arm (fiber.c). */
+	_Atomic uint32_t cancel_hint;
+	uint64_t seq; /* written only by code running on it */
 	/* the task running on top (inline
 	 * children included); written by the
 	 * fiber's own code, read by the waker
@@ -145,9 +148,10 @@ void br__fiber_switch_to(struct br__worker *w, struct br__fiber *from,
 
 /*
  * br__fiber_arm - begin a suspension: a new seq, wake = ARMED. Returns
- * the seq that wake-ups for this suspension must present. seq_cst, so a
- * cancellation request is either seen by the flag check that must follow
- * or sees the armed fiber and wakes it (fiber.c). Context: code on f.
+ * the seq that wake-ups for this suspension must present. The caller must
+ * check the cancel flags after it, and pass the suspension to the worker
+ * as cancellable, for a racing br_cancel() to be caught (fiber.c).
+ * Context: code on f.
  */
 uint64_t br__fiber_arm(struct br__fiber *f);
 

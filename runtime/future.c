@@ -26,7 +26,12 @@
  *     under the lock, before the final state is published.
  *   - The waiter list is non-empty only while PENDING.
  *   - refs > 0 while anybody may touch the future; the last release frees
- *     it (tasks through br__task_free()).
+ *     it (tasks through br__task_free()). A task is also kept alive by
+ *     being pending: its runner holds no counted reference (a locked
+ *     decrement per task saved). The last release of a pending task sets
+ *     ORPHAN in st instead of freeing, and the completion frees it. The
+ *     lock bit arbitrates: ORPHAN is only set on an unlocked PENDING
+ *     word, and the completer reads it under the lock.
  *
  * Concurrency
  *   - Everything here is callable from any thread.
@@ -55,6 +60,7 @@
 
 #include "future.h"
 #include "task.h"
+#include "worker.h"
 
 struct br_future br__future_enomem = {
 	.magic = BR__MAGIC_FUTURE,
@@ -118,7 +124,7 @@ int br__future_complete(struct br_future *f, br_state state, void *value,
 	if (msg && *msg)
 		copy = br__strdup(msg);
 	v = lock(f);
-	if (v != BR_PENDING) {
+	if ((v & BR__FST_MASK) != BR_PENDING) {
 		unlock(f, v);
 		free(copy);
 		free(bytes);
@@ -139,6 +145,10 @@ int br__future_complete(struct br_future *f, br_state state, void *value,
 		next = w->next; /* w may be gone once fired */
 		w->fire(w, f);
 	}
+	/* Nobody holds f: its last release came while it was pending. The
+	 * waiters did not need it (a callback waiter holds a reference). */
+	if (v & BR__FST_ORPHAN)
+		br__task_free((struct br__task *)f);
 	return 0;
 }
 
@@ -146,7 +156,7 @@ int br__future_wait_on(struct br_future *f, struct br__waiter *w)
 {
 	uint32_t v = lock(f);
 
-	if (v != BR_PENDING) {
+	if ((v & BR__FST_MASK) != BR_PENDING) {
 		unlock(f, v);
 		return 0;
 	}
@@ -217,14 +227,55 @@ int br__future_result(const struct br_future *f, void **value)
 	}
 }
 
+/* Promises freed on a worker thread are kept for reuse there (not in
+ * sanitizer builds, so ASan sees every use after free): message passing
+ * makes and frees one per message. */
+#define PROMISE_CACHE_MAX 256
+
+static __thread struct {
+	struct br_future *head;
+	unsigned n;
+} pcache;
+
 struct br_future *br__promise_alloc(uint32_t refs)
 {
-	struct br_future *f = malloc(sizeof(*f));
+	struct br_future *f = pcache.head;
 
-	if (!f)
-		return NULL;
+	if (f) {
+		pcache.head = (struct br_future *)f->value;
+		pcache.n--;
+	} else {
+		f = malloc(sizeof(*f));
+		if (!f)
+			return NULL;
+	}
 	br__future_init(f, BR__F_PROMISE, refs);
 	return f;
+}
+
+static void promise_free(struct br_future *f)
+{
+	br__future_destroy(f);
+#ifndef BR__SANITIZED
+	if (pcache.n < PROMISE_CACHE_MAX && br__worker_current()) {
+		f->value = pcache.head; /* the link, while cached */
+		pcache.head = f;
+		pcache.n++;
+		return;
+	}
+#endif
+	free(f);
+}
+
+void br__promise_cache_drain(void)
+{
+	while (pcache.head) {
+		struct br_future *f = pcache.head;
+
+		pcache.head = (struct br_future *)f->value;
+		free(f);
+	}
+	pcache.n = 0;
 }
 
 /* ---- public API ---- */
@@ -285,9 +336,34 @@ br_future *br_future_retain(br_future *f)
 
 void br__future_destroy(struct br_future *f)
 {
-	free(f->message);
-	free(f->bytes);
+	if (f->message)
+		free(f->message);
+	if (f->bytes)
+		free(f->bytes);
 	f->magic = BR__MAGIC_DEAD;
+}
+
+/* The last reference to a task is gone: free it if it has completed,
+ * else leave it to whoever completes it. Returns 1 if the caller frees. */
+static int task_last_ref(struct br_future *f)
+{
+	uint32_t v = atomic_load_explicit(&f->st, memory_order_acquire);
+
+	for (;;) {
+		if (v & BR__FST_LOCK) {
+			br__cpu_relax(); /* a completion or a waiter link */
+			v = atomic_load_explicit(&f->st, memory_order_acquire);
+			continue;
+		}
+		if ((v & BR__FST_MASK) != BR_PENDING)
+			return 1;
+		/* acq_rel: pairs with lock()'s acquire in the completer,
+		 * which then sees ORPHAN. */
+		if (atomic_compare_exchange_weak_explicit(
+			    &f->st, &v, v | BR__FST_ORPHAN,
+			    memory_order_acq_rel, memory_order_acquire))
+			return 0;
+	}
 }
 
 void br_future_release(br_future *f)
@@ -300,10 +376,11 @@ void br_future_release(br_future *f)
 	if (atomic_load_explicit(&f->refs, memory_order_acquire) != 1 &&
 	    atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	if (f->kind == BR__F_TASK && !task_last_ref(f))
+		return;
 	BR_ASSERT(f->head == NULL);
 	if (f->kind == BR__F_PROMISE) {
-		br__future_destroy(f);
-		free(f);
+		promise_free(f);
 	} else {
 		br__task_free((struct br__task *)f);
 	}

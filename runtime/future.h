@@ -23,9 +23,12 @@ enum br__fkind {
 	BR__F_STATIC,	/* immortal (the out-of-memory future) */
 };
 
-/* Bits of br_future.st: the br_state in the low two bits, plus a lock. */
+/* Bits of br_future.st: the br_state in the low two bits, a lock, and
+ * ORPHAN: a task whose last reference went while it was still pending;
+ * whoever completes it frees it (task.c). */
 #define BR__FST_MASK 0x3u
 #define BR__FST_LOCK 0x4u
+#define BR__FST_ORPHAN 0x8u
 
 struct br_future;
 struct br__waiter;
@@ -108,7 +111,9 @@ void br__future_init(struct br_future *f, enum br__fkind kind, uint32_t refs);
  * CANCELLED) exactly once, with value, bytes (owned, may be NULL), error
  * and a copy of msg, and fire every waiter. Returns 0, or BR_EDONE if f
  * had already completed (then bytes is freed and nothing else changes).
- * Context: any thread; the caller holds a reference to f.
+ * Context: any thread; the caller holds a reference to f, or f is a task
+ * the caller is running or dropping (then f may be freed before this
+ * returns, and must not be touched after).
  */
 int br__future_complete(struct br_future *f, br_state state, void *value,
 			void *bytes, size_t len, int error, const char *msg);
@@ -134,5 +139,8 @@ int br__future_result(const struct br_future *f, void **value);
 
 /* Make a new heap promise with refs references (NULL if out of memory). */
 struct br_future *br__promise_alloc(uint32_t refs);
+
+/* Free the calling thread's cached promises (worker exit). */
+void br__promise_cache_drain(void);
 
 #endif /* BR_FUTURE_H */

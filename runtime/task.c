@@ -7,10 +7,13 @@
  *   A task is its own future (the future is the record's first member),
  *   so spawning is one allocation, from a per-thread cache of records on
  *   worker threads, and a task is only this small record until a worker
- *   starts it (worker.c gives it a fiber then). A spawned task holds two
- *   references: the caller's (the returned future) and the run reference,
- *   which its worker drops when the task ends; a detached task therefore
- *   frees itself.
+ *   starts it (worker.c gives it a fiber then). A spawned task holds one
+ *   counted reference, the caller's (the returned future); being pending
+ *   keeps it alive too, so a detached task frees itself when it completes
+ *   (the ORPHAN bit, future.c). That saves the locked decrement a counted
+ *   run reference would cost every task. Callbacks keep a counted run
+ *   reference instead: a cancelled callback completes while its record is
+ *   still in a queue or a timer heap.
  *
  *   Where a runnable task goes (br__task_schedule):
  *     - pinned (or on a pinned fiber): its worker's LIFO slot when that
@@ -138,10 +141,10 @@ static struct br__task *task_new(struct br_runtime *rt, uint32_t flags)
 
 	if (!t)
 		return NULL;
-	/* The caller's reference and the run reference. */
+	/* The caller's reference; callbacks also a run reference. */
 	br__future_init(&t->fut,
 			(flags & BR__T_CALLBACK) ? BR__F_CALLBACK : BR__F_TASK,
-			2);
+			(flags & BR__T_CALLBACK) ? 2 : 1);
 	t->rt = rt;
 	t->next = NULL;
 	atomic_init(&t->fiber, NULL);
@@ -288,8 +291,11 @@ int br__task_cancel(struct br__task *t)
 	/* seq_cst: pairs with br__fiber_arm(); see the header. */
 	atomic_store_explicit(&t->cancel, 1, memory_order_seq_cst);
 	f = atomic_load_explicit(&t->fiber, memory_order_seq_cst);
-	if (f)
+	if (f) {
+		/* seq_cst: pairs with the worker's PARKED CAS (fiber.c). */
+		atomic_store_explicit(&f->cancel_hint, 1, memory_order_seq_cst);
 		br__fiber_wake_any(f);
+	}
 	return 0;
 }
 
@@ -301,9 +307,9 @@ int br__task_cancel_pending(struct br__task *t)
 	return 0;
 }
 
-static void finish(struct br__task *t, void *value)
+void br__task_finish(struct br__task *t, void *value)
 {
-	struct br_runtime *rt = t->rt;
+	struct br_runtime *rt = t->rt; /* t may be gone after completion */
 
 	if (t->fail_code)
 		br__future_complete(&t->fut, BR_FAILED, NULL, NULL, 0,
@@ -316,25 +322,21 @@ static void finish(struct br__task *t, void *value)
 	br__live_add(rt, -1);
 }
 
-void br__task_run_body(struct br__task *t)
-{
-	finish(t, t->fn(t->arg));
-}
-
 void br__task_drop(struct br__task *t)
 {
+	struct br_runtime *rt = t->rt; /* t may be gone after completion */
+
 	if (t->flags & BR__T_CALLBACK) {
 		br__task_cancel(t);
-	} else {
-		br__future_complete(&t->fut, BR_CANCELLED, NULL, NULL, 0,
-				    -ECANCELED,
-				    atomic_load_explicit(&t->rt->closing,
-							 memory_order_relaxed) ?
-					    "cancelled: the runtime closed" :
-					    "cancelled before it started");
-		br__live_add(t->rt, -1);
+		br_future_release(&t->fut); /* a callback's run reference */
+		return;
 	}
-	br_future_release(&t->fut); /* the run reference */
+	br__future_complete(&t->fut, BR_CANCELLED, NULL, NULL, 0, -ECANCELED,
+			    atomic_load_explicit(&rt->closing,
+						 memory_order_relaxed) ?
+				    "cancelled: the runtime closed" :
+				    "cancelled before it started");
+	br__live_add(rt, -1);
 }
 
 void br__task_run_callback(struct br__task *t)
@@ -399,11 +401,11 @@ br_future *br_call_later(br_runtime *rt, int64_t delay_ms, br_callback_fn fn,
 		       fn, arg);
 }
 
-void br__task_suspend(void)
+void br__task_suspend(int cancellable)
 {
 	struct br__worker *w = br__worker_current();
 
-	br__worker_leave(w, w->fiber, BR__AFTER_PARK);
+	br__worker_leave(w, w->fiber, BR__AFTER_PARK, cancellable);
 }
 
 /* ---- public task API ---- */
@@ -448,7 +450,7 @@ int br_yield(void)
 		return -ECANCELED;
 	}
 	w = br__worker_current();
-	br__worker_leave(w, w->fiber, BR__AFTER_YIELD);
+	br__worker_leave(w, w->fiber, BR__AFTER_YIELD, 0);
 	if (br__task_cancel_pending(t)) {
 		t->cancel_seen = 1;
 		return -ECANCELED;
@@ -508,7 +510,7 @@ int br_sleep_until(int64_t deadline)
 			free(tm);
 			return -ENOMEM;
 		}
-		br__task_suspend();
+		br__task_suspend(1);
 		br__timer_cancel(br__worker_current(), tm);
 		if (br__task_cancel_pending(t)) {
 			t->cancel_seen = 1;

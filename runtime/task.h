@@ -82,15 +82,22 @@ void br__task_schedule(struct br__task *t);
 /*
  * br__task_suspend - switch the calling task's fiber out after it has
  * been armed (br__fiber_arm) and its wakers registered. Returns when the
- * fiber has been woken and resumed, maybe on another worker.
+ * fiber has been woken and resumed, maybe on another worker; with
+ * cancellable, a cancellation request also wakes it (fiber.c).
  * Context: task only.
  */
-void br__task_suspend(void);
+void br__task_suspend(int cancellable);
 
-/* Run t's body on the calling fiber and complete its future. */
-void br__task_run_body(struct br__task *t);
+/*
+ * br__task_finish - complete t with the value its function returned (or
+ * the failure set by br_fail, or CANCELLED), and count it ended. t may be
+ * freed by the time this returns: clear every pointer to it first.
+ * Context: code on the fiber that ran t.
+ */
+void br__task_finish(struct br__task *t, void *value);
 
-/* Complete t as CANCELLED without running it (it never started). */
+/* Complete t as CANCELLED without running it (it never started); t may
+ * be freed by the time this returns. */
 void br__task_drop(struct br__task *t);
 
 /* Run a callback task on the scheduler stack. */

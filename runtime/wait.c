@@ -148,7 +148,7 @@ static int task_wait(struct br__task *t, br_future *const *fs, size_t n,
 		if (done)
 			br__fiber_disarm(f, seq);
 		else
-			br__task_suspend();
+			br__task_suspend(!(flags & BR__WAIT_NOCANCEL));
 		unlink_all(fs, ws, linked);
 		if (tm)
 			br__timer_cancel(br__worker_current(), tm);
@@ -269,6 +269,7 @@ static void run_inline(struct br__task *p, struct br__task *c)
 {
 	struct br__worker *w = br__worker_current();
 	struct br__fiber *f = w->fiber;
+	void *v;
 
 	if (atomic_load_explicit(&c->cancel, memory_order_relaxed) ||
 	    atomic_load_explicit(&w->rt->closing, memory_order_relaxed)) {
@@ -280,13 +281,14 @@ static void run_inline(struct br__task *p, struct br__task *c)
 	atomic_store_explicit(&c->fiber, f, memory_order_seq_cst);
 	f->top = c;
 	w->current = c;
-	br__task_run_body(c);
+	v = c->fn(c->arg);
 	w = br__worker_current(); /* c may have moved us */
 	f->top = p;
 	w->current = p;
 	atomic_store_explicit(&c->fiber, NULL, memory_order_relaxed);
 	c->inline_parent = NULL;
-	br_future_release(&c->fut); /* the run reference */
+	br__task_finish(c,
+			v); /* may free c: a helped sibling may be detached */
 }
 
 /*
@@ -328,12 +330,27 @@ int br_await(br_future *f, void **value)
 	if (br__future_state(f) != BR_PENDING)
 		return br__future_result(f, value);
 	t = br__task_current();
-	if (t && f->kind == BR__F_TASK) {
-		help_inline(t, (struct br__task *)f);
-		if (br__future_state(f) != BR_PENDING)
-			return br__future_result(f, value);
+	if (t) {
+		struct br__waiter w1;
+
+		if (f->kind == BR__F_TASK) {
+			help_inline(t, (struct br__task *)f);
+			if (br__future_state(f) != BR_PENDING) {
+				r = br__future_result(f, value);
+				/* A child run inline ends CANCELLED when our
+				 * own cancellation reached it: then we have
+				 * seen it too, at this suspension point. */
+				if (r == -ECANCELED &&
+				    br__task_cancel_pending(t))
+					t->cancel_seen = 1;
+				return r;
+			}
+		}
+		/* The message-passing path: straight to the task wait. */
+		r = task_wait(t, &f, 1, &w1, -1, 0);
+	} else {
+		r = br__wait_any(&f, 1, -1, 0);
 	}
-	r = br__wait_any(&f, 1, -1, 0);
 	/* asyncio: cancelling the awaiter cancels what it awaits. */
 	if (r == -ECANCELED)
 		br_cancel(f);

@@ -326,14 +326,23 @@ static void park(struct br__worker *w)
 
 /* ---- running tasks ---- */
 
+static void live_remove(struct br__fiber *f);
+
 static void fiber_main(void *arg)
 {
 	struct br__fiber *f = arg;
+	struct br__task *root = f->root;
 	struct br__worker *w;
+	void *v;
 
 	br__fiber_entered();
 	br__worker_after(br__worker_current());
-	br__task_run_body(f->root);
+	v = root->fn(root->arg);
+	/* Off the live list and unlinked before completing: the completion
+	 * may free the task, which holds no reference of its own. */
+	live_remove(f);
+	atomic_store_explicit(&root->fiber, NULL, memory_order_relaxed);
+	br__task_finish(root, v);
 	w = br__worker_current();
 	w->after = BR__AFTER_EXIT;
 	w->after_fiber = f;
@@ -396,29 +405,30 @@ void br__workers_cancel_all(struct br_runtime *rt)
 void br__worker_after(struct br__worker *w)
 {
 	struct br__fiber *f = w->after_fiber;
-	uint64_t exp;
-	struct br__task *root;
+	uint64_t exp, seq;
 
 	switch (w->after) {
 	case BR__AFTER_NONE:
 		return;
 	case BR__AFTER_PARK:
-		exp = (f->seq << 2) | BR__FW_ARMED;
-		/* Release: publishes the switched-out context to the waker
+		seq = f->seq;
+		exp = (seq << 2) | BR__FW_ARMED;
+		/* seq_cst: publishes the switched-out context to the waker,
+		 * and pairs with br__task_cancel() through cancel_hint
 		 * (fiber.c). Failure means a waker came first, and the fiber
 		 * is still ours: requeue it. Success hands it to its waker:
-		 * nothing of it may be touched after. */
+		 * from here only the type-stable header may be touched. */
 		if (!atomic_compare_exchange_strong_explicit(
-			    &f->wake, &exp, (f->seq << 2) | BR__FW_PARKED,
-			    memory_order_release, memory_order_acquire))
+			    &f->wake, &exp, (seq << 2) | BR__FW_PARKED,
+			    memory_order_seq_cst, memory_order_acquire))
 			br__worker_push_lifo(w, f->top);
+		else if (w->after_cancellable &&
+			 atomic_load_explicit(&f->cancel_hint,
+					      memory_order_seq_cst))
+			br__fiber_wake(f, seq);
 		break;
 	case BR__AFTER_EXIT:
-		root = f->root;
-		live_remove(f);
-		atomic_store_explicit(&root->fiber, NULL, memory_order_relaxed);
 		br__fiber_put(w, f);
-		br_future_release(&root->fut); /* the run reference */
 		break;
 	default:
 		BR_ASSERT(!"fiber switched out with an unknown reason");
@@ -450,7 +460,6 @@ static void run(struct br__worker *w, struct br__task *t)
 					    -ENOMEM,
 					    "no memory for a task stack");
 			br__live_add(rt, -1);
-			br_future_release(&t->fut);
 			return;
 		}
 		f->root = f->top = t;
@@ -493,7 +502,8 @@ static struct br__task *pick_direct(struct br__worker *w)
 	return t;
 }
 
-void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after)
+void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
+		      int cancellable)
 {
 	struct br__task *next = NULL;
 	struct br__fiber *nf;
@@ -513,6 +523,7 @@ void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after)
 		if (next)
 			w->tick++;
 	}
+	w->after_cancellable = cancellable;
 	if (next) {
 		nf = atomic_load_explicit(&next->fiber, memory_order_relaxed);
 		if (nf == f)
@@ -557,6 +568,7 @@ static void worker_exit(struct br__worker *w)
 	 * br_runtime_free closes every ring once all workers are joined. */
 	br__stack_thread_exit(w);
 	br__task_cache_drain();
+	br__promise_cache_drain();
 	br__tls_worker = NULL;
 }
 

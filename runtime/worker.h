@@ -50,6 +50,7 @@ struct br__worker {
 	struct br__fiber *fiber;  /* the running fiber, or NULL */
 	int after;		  /* BR__AFTER_*, set before switch-out */
 	struct br__fiber *after_fiber;
+	int after_cancellable; /* PARK: a cancellation request wakes it */
 	struct br__timers timers;
 	struct br__stack_cache stacks;
 	struct br__ring ring;
@@ -102,10 +103,12 @@ extern __thread struct br__worker *br__tls_worker;
 /*
  * br__worker_leave - the running fiber f gives up the CPU for `after`
  * (BR__AFTER_PARK or BR__AFTER_YIELD): straight to the next runnable
- * fiber of this worker when there is one, else to the scheduler. Returns
- * when f runs again, maybe on another worker. Context: code on f.
+ * fiber of this worker when there is one, else to the scheduler. A PARK
+ * that is cancellable is woken by a cancellation request (fiber.c).
+ * Returns when f runs again, maybe on another worker. Context: code on f.
  */
-void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after);
+void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
+		      int cancellable);
 
 /* Finish what the fiber that switched out last left to do. Worker w. */
 void br__worker_after(struct br__worker *w);

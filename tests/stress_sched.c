@@ -461,3 +461,75 @@ Test(stress_sched, cancellations_race_completions, .timeout = 300.0)
 	}
 	br_runtime_free(rt);
 }
+
+/* ------------------------------------------------------------------ */
+/* Cancellation of blocked tasks                                       */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Every task here blocks on something that never happens by itself: a
+ * promise of its own that nobody resolves, an hour-long sleep, or the same inside a
+ * child its parent runs inline. Only the cancellation can end it, so a
+ * lost cancellation wake-up hangs the test (and fails it by timeout)
+ * instead of passing quietly when a short sleep runs out.
+ */
+static void *block_forever(void *arg)
+{
+	uintptr_t how = (uintptr_t)arg;
+	br_future *never;
+	int ret;
+
+	if (how % 2)
+		return (void *)(intptr_t)br_sleep_ms(3600 * 1000);
+	/* A promise of its own: cancelling an awaiter cancels what it
+	 * awaits, so a shared one would end the next task's wait. */
+	never = br_promise_new();
+	ret = br_await(never, NULL);
+	br_future_release(never);
+	return (void *)(intptr_t)ret;
+}
+
+static void *parent_of_blocked(void *arg)
+{
+	br_future *c = br_spawn(br_current_runtime(), block_forever, arg);
+	int ret = br_await(c, NULL); /* runs c inline: c blocks on us */
+
+	br_future_release(c);
+	return (void *)(intptr_t)ret;
+}
+
+Test(stress_sched, cancel_always_wakes_a_blocked_task, .timeout = 300.0)
+{
+	const unsigned rounds = 200 * t_stress_scale();
+	br_runtime *rt = t_runtime(2, 0);
+	uint64_t seed = 0x9e3779b97f4a7c15ull;
+	br_future *fs[64];
+
+	for (unsigned r = 0; r < rounds; r++) {
+		for (unsigned i = 0; i < 64; i++) {
+			uintptr_t how = (uintptr_t)t_rand(&seed);
+
+			fs[i] = br_spawn(
+				rt, how % 3 ? block_forever : parent_of_blocked,
+				(void *)how);
+		}
+		for (unsigned i = 0; i < 64; i++) {
+			/* Land some requests before the task blocks, some
+			 * while it arms, some long after. */
+			for (uint64_t k = t_rand(&seed) % 4000; k > 0; k--)
+				__asm__ __volatile__("" ::: "memory");
+			cr_assert_eq(br_cancel(fs[i]), 0);
+		}
+		for (unsigned i = 0; i < 64; i++) {
+			void *v = NULL;
+			int ret = br_await(fs[i], &v);
+
+			cr_assert_eq(ret, -ECANCELED,
+				     "round %u task %u: %d (%s), value %ld", r,
+				     i, ret, br_strerror(ret),
+				     (long)(intptr_t)v);
+			br_future_release(fs[i]);
+		}
+	}
+	br_runtime_free(rt);
+}

@@ -76,6 +76,7 @@ $(B)/tests/%: $(B)/tests/%.o $(TEST_HELPER) $(B)/libbraid.a
 
 test:
 	$(Q)scripts/deps.sh
+	$(Q)$(MAKE) --no-print-directory format-check
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-unit
 	$(Q)$(MAKE) --no-print-directory VARIANT=asan WERROR=1 test-unit
 	$(Q)$(MAKE) --no-print-directory VARIANT=tsan WERROR=1 test-tsan
