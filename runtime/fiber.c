@@ -364,6 +364,12 @@ uint64_t br__fiber_arm(struct br__fiber *f)
 {
 	uint64_t seq = ++f->seq;
 
+	/* A child run inline published its fiber with a relaxed store (a
+	 * locked instruction per fork-join child saved): before it checks
+	 * its cancel flag, fence, so that br__task_cancel()'s seq_cst store
+	 * of the flag and load of the fiber pointer see one or the other. */
+	if (f->top != f->root)
+		atomic_thread_fence(memory_order_seq_cst);
 	/* A hint left by a finished cancellation (an inline child's, or a
 	 * previous user's of this header) would wake every suspension: clear
 	 * it. seq_cst, before the caller's seq_cst check of the flags

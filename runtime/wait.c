@@ -277,8 +277,10 @@ static void run_inline(struct br__task *p, struct br__task *c)
 		return;
 	}
 	c->inline_parent = p;
-	/* seq_cst: pairs with br__task_cancel()'s load (task.c). */
-	atomic_store_explicit(&c->fiber, f, memory_order_seq_cst);
+	/* Relaxed: most children never suspend, and the one that does
+	 * passes the seq_cst fence in br__fiber_arm() before it checks its
+	 * cancel flag, which is what br__task_cancel() pairs with. */
+	atomic_store_explicit(&c->fiber, f, memory_order_relaxed);
 	f->top = c;
 	w->current = c;
 	v = c->fn(c->arg);
