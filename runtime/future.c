@@ -257,7 +257,7 @@ static void promise_free(struct br_future *f)
 {
 	br__future_destroy(f);
 #ifndef BR__SANITIZED
-	if (pcache.n < PROMISE_CACHE_MAX && br__worker_current()) {
+	if (pcache.n < PROMISE_CACHE_MAX && br__tls_worker) {
 		f->value = pcache.head; /* the link, while cached */
 		pcache.head = f;
 		pcache.n++;

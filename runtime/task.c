@@ -96,7 +96,8 @@ void br__task_free(struct br__task *t)
 	free(t->fail_msg);
 	br__future_destroy(&t->fut);
 #ifndef BR__SANITIZED
-	if (tcache.n < CACHE_MAX && br__worker_current()) {
+	/* No suspension in here: the thread-local can be read directly. */
+	if (tcache.n < CACHE_MAX && br__tls_worker) {
 		t->next = tcache.head;
 		tcache.head = t;
 		tcache.n++;
@@ -208,7 +209,8 @@ static void schedule_new(struct br__worker *w, struct br__task *t)
 br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
 		       const br_spawn_opts *opts)
 {
-	struct br__worker *w = br__worker_current();
+	/* Spawning never suspends: read the thread-local directly. */
+	struct br__worker *w = br__tls_worker;
 	struct br__task *t;
 	uint32_t flags = 0;
 
