@@ -26,6 +26,8 @@
  *   Without io_uring (old kernel, seccomp, io_uring_disabled, or
  *   BR_CONFIG_NO_URING) the worker parks on a futex word instead: wake
  *   sets it to 1 and wakes; park consumes the 1 before and after waiting.
+ *   BRAID_NO_SEND_MSG_RING=1 skips the ring-less wake-up probe, so tests
+ *   can run the eventfd path on kernels that have it.
  *
  * Invariants
  *   - With the eventfd fallback, exactly one read of efd is in flight

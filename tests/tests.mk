@@ -54,7 +54,8 @@ for t in $(1); do \
 done;
 endef
 
-.PHONY: test check test-unit test-asan test-tsan test-valgrind stress
+.PHONY: test check test-unit test-asan test-tsan test-valgrind stress \
+	test-fallbacks
 
 $(B)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
@@ -78,6 +79,7 @@ test:
 	$(Q)scripts/deps.sh
 	$(Q)$(MAKE) --no-print-directory format-check
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-unit
+	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-fallbacks
 	$(Q)$(MAKE) --no-print-directory VARIANT=asan WERROR=1 test-unit
 	$(Q)$(MAKE) --no-print-directory VARIANT=tsan WERROR=1 test-tsan
 	$(if $(filter %tests/cross.mk,$(MAKEFILE_LIST)),$(Q)$(MAKE) --no-print-directory test-cross)
@@ -89,6 +91,16 @@ test-unit: $(TEST_BIN) $(STRESS_BIN)
 	$(Q)fail=0; \
 	$(call run_tests,$(TEST_BIN),,--jobs 2) \
 	$(call run_tests,$(STRESS_BIN),BRAID_STRESS_SCALE=$(STRESS_SCALE),--jobs 1) \
+	exit $$fail
+
+# The wake-up paths this kernel does not take by itself: workers parked on
+# futexes (no io_uring), and rings woken through an eventfd (no
+# IORING_REGISTER_SEND_MSG_RING). The programs where threads meet.
+FALLBACK_BIN := $(filter $(addprefix $(B)/tests/test_,runtime future task combine),$(TEST_BIN))
+test-fallbacks: $(FALLBACK_BIN) $(STRESS_BIN)
+	$(Q)fail=0; \
+	$(call run_tests,$(FALLBACK_BIN) $(STRESS_BIN),BRAID_NO_URING=1,--jobs 1) \
+	$(call run_tests,$(FALLBACK_BIN) $(STRESS_BIN),BRAID_NO_SEND_MSG_RING=1,--jobs 1) \
 	exit $$fail
 
 ifeq ($(VARIANT),asan)
