@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * error.c - br_strerror, message copies and the assertion failure path.
+ * error.c - br_strerror, message copies, the assertion failure path, and
+ * the backoff used when waiting for another thread's short hold.
  *
  * Design
  *   braid's own codes sit in a reserved range far below any errno
@@ -12,6 +13,7 @@
  *   None: no shared state.
  */
 #include <errno.h>
+#include <sched.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +57,14 @@ const char *br_strerror(int code)
 char *br__strdup(const char *s)
 {
 	return s ? strdup(s) : NULL;
+}
+
+void br__backoff(unsigned *spins)
+{
+	if (++*spins < 128)
+		br__cpu_relax();
+	else
+		sched_yield();
 }
 
 void br__assert_fail(const char *expr, const char *file, int line)

@@ -292,6 +292,15 @@ void br__fiber_prepare(struct br__fiber *f, void (*fn)(void *), void *arg)
 #endif
 }
 
+/* A canary-guarded stack (no guard page could be made) is checked each
+ * time its fiber switches out. */
+static inline void check_canary(struct br__fiber *f)
+{
+	if (br__unlikely(f->guard == BR__GUARD_CANARY) &&
+	    *(uint64_t *)f->lo != BR__STACK_CANARY)
+		br__stack_overflowed(f);
+}
+
 void br__fiber_switch_in(struct br__worker *w, struct br__fiber *f)
 {
 #ifdef BR__ASAN
@@ -323,9 +332,7 @@ void br__fiber_entered(void)
 
 void br__fiber_switch_out(struct br__worker *w, struct br__fiber *f, int dying)
 {
-	if (br__unlikely(f->guard == BR__GUARD_CANARY))
-		if (*(uint64_t *)f->lo != BR__STACK_CANARY)
-			br__stack_overflowed(f);
+	check_canary(f);
 #ifdef BR__ASAN
 	__sanitizer_start_switch_fiber(dying ? NULL : &f->asan_fake,
 				       w->sched_stack_lo, w->sched_stack_size);
@@ -343,9 +350,7 @@ void br__fiber_switch_out(struct br__worker *w, struct br__fiber *f, int dying)
 void br__fiber_switch_to(struct br__worker *w, struct br__fiber *from,
 			 struct br__fiber *to)
 {
-	if (br__unlikely(from->guard == BR__GUARD_CANARY))
-		if (*(uint64_t *)from->lo != BR__STACK_CANARY)
-			br__stack_overflowed(from);
+	check_canary(from);
 #ifdef BR__ASAN
 	__sanitizer_start_switch_fiber(&from->asan_fake, to->lo, to->size);
 #endif

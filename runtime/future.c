@@ -54,7 +54,6 @@
  *   release. The completer must hold a reference while it fires waiters.
  */
 #include <errno.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,10 +99,7 @@ static uint32_t lock(struct br_future *f)
 			return v;
 		/* Holders never block; a preempted holder is the only reason
 		 * to get here often. */
-		if (++spins < 64)
-			br__cpu_relax();
-		else
-			sched_yield();
+		br__backoff(&spins);
 	}
 }
 
@@ -199,13 +195,8 @@ int br__future_unwait(struct br_future *f, struct br__waiter *w)
 	}
 	unlock(f, v);
 	/* Detached by a completion: wait until fire() is done with w. */
-	while (atomic_load_explicit(&w->st, memory_order_acquire) !=
-	       BR__W_DONE) {
-		if (++spins < 128)
-			br__cpu_relax();
-		else
-			sched_yield();
-	}
+	while (atomic_load_explicit(&w->st, memory_order_acquire) != BR__W_DONE)
+		br__backoff(&spins);
 	return 0;
 }
 
@@ -348,10 +339,11 @@ void br__future_destroy(struct br_future *f)
 static int task_last_ref(struct br_future *f)
 {
 	uint32_t v = atomic_load_explicit(&f->st, memory_order_acquire);
+	unsigned spins = 0;
 
 	for (;;) {
 		if (v & BR__FST_LOCK) {
-			br__cpu_relax(); /* a completion or a waiter link */
+			br__backoff(&spins); /* a completion or a waiter link */
 			v = atomic_load_explicit(&f->st, memory_order_acquire);
 			continue;
 		}

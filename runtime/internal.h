@@ -81,6 +81,14 @@ static inline void br__cpu_relax(void)
 #endif
 }
 
+/*
+ * br__backoff - one step of waiting for another thread that holds
+ * something for a few instructions (a future's lock, a waiter or timer
+ * being fired): spin first, then yield, in case the holder was preempted.
+ * *spins starts at 0.
+ */
+void br__backoff(unsigned *spins);
+
 /* xorshift32: cheap per-worker randomness for victim choice. */
 static inline uint32_t br__rand(uint32_t *s)
 {

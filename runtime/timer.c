@@ -37,7 +37,6 @@
  *   a reference to their callback task.
  */
 #include <errno.h>
-#include <sched.h>
 #include <stdlib.h>
 
 #include "task.h"
@@ -141,12 +140,8 @@ void br__timer_cancel(struct br__worker *cur, struct br__timer *t)
 		return; /* the owner frees it when it comes up */
 	/* Acquire: pairs with the release of DONE in fire(). */
 	while (atomic_load_explicit(&t->st, memory_order_acquire) !=
-	       BR__TM_DONE) {
-		if (++spins < 128)
-			br__cpu_relax();
-		else
-			sched_yield();
-	}
+	       BR__TM_DONE)
+		br__backoff(&spins);
 	free(t);
 }
 

@@ -20,6 +20,8 @@
 #include <cstring>
 #include <string>
 
+#include "cmdline.hpp"
+
 static long fib(long n)
 {
 	if (n < 2)
@@ -43,22 +45,6 @@ static long fib_iter(long n)
 		b = t;
 	}
 	return a;
-}
-
-static std::string cmdline(int argc, char **argv)
-{
-	std::string s;
-
-	for (int i = 0; i < argc; i++) {
-		if (i)
-			s += ' ';
-		for (const char *p = argv[i]; *p; p++) {
-			if (*p == '"' || *p == '\\')
-				s += '\\';
-			s += *p;
-		}
-	}
-	return s;
 }
 
 int main(int argc, char **argv)

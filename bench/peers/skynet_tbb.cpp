@@ -20,6 +20,8 @@
 #include <cstring>
 #include <string>
 
+#include "cmdline.hpp"
+
 static long long skynet(long long num, long long size)
 {
 	if (size == 1)
@@ -43,22 +45,6 @@ static bool power_of_10(long long n)
 	while (n > 1 && n % 10 == 0)
 		n /= 10;
 	return n == 1;
-}
-
-static std::string cmdline(int argc, char **argv)
-{
-	std::string s;
-
-	for (int i = 0; i < argc; i++) {
-		if (i)
-			s += ' ';
-		for (const char *p = argv[i]; *p; p++) {
-			if (*p == '"' || *p == '\\')
-				s += '\\';
-			s += *p;
-		}
-	}
-	return s;
 }
 
 int main(int argc, char **argv)
