@@ -27,6 +27,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -578,6 +581,159 @@ BR_API br_future *br_call_soon(br_runtime *rt, br_callback_fn fn, void *arg);
  */
 BR_API br_future *br_call_later(br_runtime *rt, int64_t delay_ms,
 				br_callback_fn fn, void *arg);
+
+/* ------------------------------------------------------------------ */
+/* I/O on the loops                                                    */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Every call below looks blocking and returns what the kernel reports: a
+ * byte count or 0 on success, a negative errno on failure (never through
+ * errno). Called from a task, the operation goes through its worker's
+ * io_uring and suspends only that task; submissions are batched, one
+ * io_uring_enter per loop tick for all of them. Called from a plain
+ * thread, it is the ordinary blocking syscall, so code written for braid
+ * runs outside it too. From a loop callback (br_call_soon) they return
+ * BR_ENOTTASK: a callback must not stall its loop.
+ *
+ * Buffers, iovecs, addresses and message headers must stay valid until
+ * the call returns, and are never touched by the kernel after it has.
+ *
+ * Cancellation: br_cancel() on a task blocked in one of these cancels the
+ * operation in the kernel (IORING_OP_ASYNC_CANCEL on the ring that owns
+ * it). The call still waits for the operation's final completion and
+ * returns -ECANCELED, or the real result if the operation finished first:
+ * a result is never dropped.
+ *
+ * Deadlines: br_io_timeout() gives the calling task a timeout applied to
+ * each later call, and the *_timeout variants take one for a single call.
+ * An operation still pending at its deadline is cancelled and the call
+ * returns -ETIMEDOUT (or the result, if it won the race). Timeouts are
+ * linked to the operation in the kernel (IORING_OP_LINK_TIMEOUT).
+ *
+ * Without io_uring (br_runtime_features() lacks BR_FEAT_URING) a task
+ * waits for readiness on its loop and then makes the syscall; regular
+ * files and calls without a readiness notion (openat, fsync, statx,
+ * close) run as plain syscalls on the loop.
+ *
+ * Sockets made by braid (br_accept, br_socket, the tcp/unix/udp helpers)
+ * are close-on-exec.
+ */
+
+/*
+ * br_io_timeout - set the calling task's timeout for each later I/O call,
+ * in milliseconds; < 0 means none (the default). Returns the previous
+ * value. From a plain thread it sets the thread's own, which the calls
+ * honour by polling first. Context: any thread.
+ */
+BR_API int64_t br_io_timeout(int64_t timeout_ms);
+
+BR_API ssize_t br_read(int fd, void *buf, size_t len);
+BR_API ssize_t br_write(int fd, const void *buf, size_t len);
+BR_API ssize_t br_pread(int fd, void *buf, size_t len, off_t offset);
+BR_API ssize_t br_pwrite(int fd, const void *buf, size_t len, off_t offset);
+BR_API ssize_t br_readv(int fd, const struct iovec *iov, int iovcnt);
+BR_API ssize_t br_writev(int fd, const struct iovec *iov, int iovcnt);
+BR_API ssize_t br_recv(int fd, void *buf, size_t len, int flags);
+BR_API ssize_t br_send(int fd, const void *buf, size_t len, int flags);
+BR_API ssize_t br_recvmsg(int fd, struct msghdr *msg, int flags);
+BR_API ssize_t br_sendmsg(int fd, const struct msghdr *msg, int flags);
+BR_API ssize_t br_recvfrom(int fd, void *buf, size_t len, int flags,
+			   struct sockaddr *addr, socklen_t *addrlen);
+BR_API ssize_t br_sendto(int fd, const void *buf, size_t len, int flags,
+			 const struct sockaddr *addr, socklen_t addrlen);
+
+/*
+ * br_accept - accept a connection on listening socket fd. flags are
+ * accept4()'s; SOCK_CLOEXEC is always added. Returns the new fd.
+ */
+BR_API int br_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
+		     int flags);
+BR_API int br_connect(int fd, const struct sockaddr *addr, socklen_t len);
+BR_API int br_close(int fd);
+BR_API int br_shutdown(int fd, int how);
+
+/* br_openat - openat(2); O_CLOEXEC is always added. Returns the fd. */
+BR_API int br_openat(int dirfd, const char *path, int flags, mode_t mode);
+
+/* br_fsync - fsync(2), or fdatasync(2) when datasync is non-zero. */
+BR_API int br_fsync(int fd, int datasync);
+
+struct statx;
+/* br_statx - statx(2). */
+BR_API int br_statx(int dirfd, const char *path, int flags, unsigned mask,
+		    struct statx *out);
+
+/*
+ * br_splice - splice(2): move up to len bytes from fd_in to fd_out, one of
+ * which must be a pipe. An offset of -1 means the fd's own position.
+ */
+BR_API ssize_t br_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out,
+			 size_t len, unsigned flags);
+
+/*
+ * br_poll - wait until fd is ready for events (POLLIN, POLLOUT, ...).
+ * Returns the events that are ready (> 0), or a negative errno.
+ */
+BR_API int br_poll(int fd, short events);
+
+/* Single-call deadlines: as the calls above, with timeout_ms (< 0: the
+ * task's br_io_timeout). -ETIMEDOUT when it passes. */
+BR_API ssize_t br_read_timeout(int fd, void *buf, size_t len,
+			       int64_t timeout_ms);
+BR_API ssize_t br_write_timeout(int fd, const void *buf, size_t len,
+				int64_t timeout_ms);
+BR_API ssize_t br_recv_timeout(int fd, void *buf, size_t len, int flags,
+			       int64_t timeout_ms);
+BR_API ssize_t br_send_timeout(int fd, const void *buf, size_t len, int flags,
+			       int64_t timeout_ms);
+BR_API int br_accept_timeout(int fd, struct sockaddr *addr, socklen_t *addrlen,
+			     int flags, int64_t timeout_ms);
+BR_API int br_connect_timeout(int fd, const struct sockaddr *addr,
+			      socklen_t len, int64_t timeout_ms);
+BR_API int br_poll_timeout(int fd, short events, int64_t timeout_ms);
+
+/*
+ * br_write_all / br_send_all - write all len bytes, looping over short
+ * writes. Returns len, or a negative errno (bytes already written are
+ * lost to the caller's view: treat the stream as broken).
+ */
+BR_API ssize_t br_write_all(int fd, const void *buf, size_t len);
+BR_API ssize_t br_send_all(int fd, const void *buf, size_t len, int flags);
+
+/* ---- sockets ---- */
+
+/*
+ * br_tcp_listen - a TCP socket bound to host:port and listening, with
+ * SO_REUSEADDR. host may be numeric or a name ("localhost"), or NULL for
+ * every address; port 0 picks a free one (see br_local_port). backlog <= 0
+ * means SOMAXCONN. Returns the fd or a negative errno (-ENOENT for a name
+ * that does not resolve). Name resolution never runs on a loop: a task
+ * waits for it on a separate thread.
+ */
+BR_API int br_tcp_listen(const char *host, uint16_t port, int backlog);
+
+/*
+ * br_tcp_connect - connect to host:port, trying each address the name
+ * resolves to in turn; TCP_NODELAY is set. Returns the fd or the last
+ * address's negative errno. Honours the task's br_io_timeout per address.
+ */
+BR_API int br_tcp_connect(const char *host, uint16_t port);
+
+/* br_unix_listen / br_unix_connect - the same for a Unix-domain stream
+ * socket at path (a leading '@' names an abstract socket). */
+BR_API int br_unix_listen(const char *path, int backlog);
+BR_API int br_unix_connect(const char *path);
+
+/*
+ * br_udp_bind - a UDP socket bound to host:port (NULL host: any). Use
+ * br_sendto/br_recvfrom on it. Returns the fd or a negative errno.
+ */
+BR_API int br_udp_bind(const char *host, uint16_t port);
+
+/* br_local_port - the local port socket fd is bound to, or a negative
+ * errno. */
+BR_API int br_local_port(int fd);
 
 #ifdef __cplusplus
 }

@@ -24,10 +24,17 @@
  *   target enters its wait is never lost (idle.c relies on this).
  *
  *   Without io_uring (old kernel, seccomp, io_uring_disabled, or
- *   BR_CONFIG_NO_URING) the worker parks on a futex word instead: wake
- *   sets it to 1 and wakes; park consumes the 1 before and after waiting.
+ *   BR_CONFIG_NO_URING) the worker parks in ppoll() on an eventfd, which
+ *   wake writes, together with the fds its tasks wait on (io.c). The
+ *   eventfd's count is sticky like a CQE, so no wake-up is lost either.
  *   BRAID_NO_SEND_MSG_RING=1 skips the ring-less wake-up probe, so tests
  *   can run the eventfd path on kernels that have it.
+ *
+ *   I/O: tasks prepare SQEs without submitting; br__ring_poll() submits
+ *   them and collects completions in one io_uring_enter, and only when
+ *   there is something to submit or the kernel has flagged pending
+ *   completions (IORING_SQ_TASKRUN, asked for with TASKRUN_FLAG), so a
+ *   busy loop pays two loads per poll point and no syscall.
  *
  * Invariants
  *   - With the eventfd fallback, exactly one read of efd is in flight
@@ -40,13 +47,11 @@
  *     are written before the worker reports itself started.
  *
  * Memory ordering
- *   - The futex word: exchange (acq_rel) on both sides; the kernel's
- *     futex check orders the sleep against the store.
+ *   - The fallback eventfd: the kernel orders the write against ppoll.
  */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
-#include <linux/futex.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -55,6 +60,7 @@
 #include <unistd.h>
 
 #include "braid.h"
+#include "io.h"
 #include "ring.h"
 #include "worker.h"
 
@@ -67,24 +73,13 @@
 #ifndef IORING_SETUP_COOP_TASKRUN
 #define IORING_SETUP_COOP_TASKRUN (1U << 8)
 #endif
+#ifndef IORING_SETUP_TASKRUN_FLAG
+#define IORING_SETUP_TASKRUN_FLAG (1U << 9)
+#endif
+#ifndef IORING_SQ_TASKRUN
+#define IORING_SQ_TASKRUN (1U << 2)
+#endif
 #define BR__REGISTER_SEND_MSG_RING 31
-
-static void futex_wait(_Atomic uint32_t *addr, uint32_t val, int64_t rel_ns)
-{
-	struct timespec ts, *tp = NULL;
-
-	if (rel_ns >= 0) {
-		ts.tv_sec = rel_ns / 1000000000;
-		ts.tv_nsec = rel_ns % 1000000000;
-		tp = &ts;
-	}
-	syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, tp, NULL, 0);
-}
-
-static void futex_wake(_Atomic uint32_t *addr)
-{
-	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
 
 static int send_msg_ring(int fd)
 {
@@ -112,9 +107,10 @@ int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags)
 {
 	static const unsigned tries[] = {
 		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-			IORING_SETUP_COOP_TASKRUN,
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
-		IORING_SETUP_COOP_TASKRUN,
+			IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN |
+			IORING_SETUP_TASKRUN_FLAG,
+		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 		0,
 	};
 	struct br__ring *r = &w->ring;
@@ -122,22 +118,21 @@ int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags)
 	unsigned i;
 	int ret = -ENOSYS;
 
-	r->on = 0;
+	memset(r, 0, sizeof(*r));
 	r->efd = -1;
-	r->features = 0;
-	r->inflight = 0;
-	atomic_init(&r->futex, 0);
-	if (flags & BR_CONFIG_NO_URING)
-		return 0;
-	for (i = 0; i < BR__ARRAY_SIZE(tries); i++) {
-		ret = io_uring_queue_init(entries, &r->ring, tries[i]);
-		if (ret == 0)
-			break;
-		if (ret != -EINVAL)
-			return ret; /* ENOSYS, EPERM, ENOMEM: no ring at all */
+	if (!(flags & BR_CONFIG_NO_URING)) {
+		for (i = 0; i < BR__ARRAY_SIZE(tries); i++) {
+			ret = io_uring_queue_init(entries, &r->ring, tries[i]);
+			/* ENOSYS, EPERM, ENOMEM: no ring at all */
+			if (ret != -EINVAL)
+				break;
+		}
 	}
-	if (ret < 0)
-		return ret;
+	if (ret < 0 || (flags & BR_CONFIG_NO_URING)) {
+		/* Without an eventfd either, parking polls every ms (io.c). */
+		r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		return flags & BR_CONFIG_NO_URING ? 0 : ret;
+	}
 	r->on = 1;
 	r->features = BR_FEAT_URING;
 	if (tries[i] & IORING_SETUP_SINGLE_ISSUER)
@@ -164,6 +159,7 @@ int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags)
 			io_uring_queue_exit(&r->ring);
 			r->on = 0;
 			r->features = 0;
+			r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 			return ret;
 		}
 		arm_eventfd(r);
@@ -176,24 +172,26 @@ void br__ring_exit(struct br__worker *w)
 {
 	struct br__ring *r = &w->ring;
 
-	if (!r->on)
-		return;
-	io_uring_queue_exit(&r->ring);
+	if (r->on)
+		io_uring_queue_exit(&r->ring);
 	if (r->efd >= 0)
 		close(r->efd);
+	free(r->pfd);
+	r->pfd = NULL;
 	r->efd = -1;
 	r->on = 0;
 }
 
 /* Dispatch one completion. Wake-ups carry no work: their only job was to
  * end the wait. */
-static void complete(struct br__ring *r, uint64_t ud, int res)
+static void complete(struct br__ring *r, uint64_t ud, int res, uint32_t flags)
 {
-	if (ud == BR__UD_EVENTFD) {
-		arm_eventfd(r);
+	if (ud > BR__UD_IGNORE) {
+		br__io_complete((struct br__io *)(uintptr_t)ud, res, flags);
 		return;
 	}
-	(void)res;
+	if (ud == BR__UD_EVENTFD)
+		arm_eventfd(r);
 }
 
 void br__ring_reap(struct br__worker *w)
@@ -209,11 +207,27 @@ void br__ring_reap(struct br__worker *w)
 		/* Copy out before the CQE is released (STYLE 4.3). */
 		uint64_t ud = cqe->user_data;
 		int res = cqe->res;
+		uint32_t flags = cqe->flags;
 
 		n++;
-		complete(r, ud, res);
+		complete(r, ud, res, flags);
 	}
 	io_uring_cq_advance(&r->ring, n);
+}
+
+void br__ring_poll(struct br__worker *w)
+{
+	struct br__ring *r = &w->ring;
+
+	if (!r->on) {
+		if (r->npollers)
+			br__io_poll_fallback(w, 0);
+		return;
+	}
+	if (io_uring_sq_ready(&r->ring) ||
+	    (IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_TASKRUN))
+		io_uring_submit_and_get_events(&r->ring);
+	br__ring_reap(w);
 }
 
 void br__ring_park(struct br__worker *w, int64_t deadline_ns)
@@ -234,12 +248,7 @@ void br__ring_park(struct br__worker *w, int64_t deadline_ns)
 		tp = &ts;
 	}
 	if (!r->on) {
-		/* Acquire: pairs with br__ring_wake()'s exchange. */
-		if (atomic_exchange_explicit(&r->futex, 0,
-					     memory_order_acq_rel))
-			return;
-		futex_wait(&r->futex, 0, rel);
-		atomic_exchange_explicit(&r->futex, 0, memory_order_acq_rel);
+		br__io_poll_fallback(w, rel);
 		return;
 	}
 	io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, tp, NULL);
@@ -253,9 +262,8 @@ void br__ring_wake(struct br__worker *w)
 	struct io_uring_sqe *sqe;
 
 	if (!r->on) {
-		if (!atomic_exchange_explicit(&r->futex, 1,
-					      memory_order_acq_rel))
-			futex_wake(&r->futex);
+		if (r->efd >= 0)
+			eventfd_write(r->efd, 1);
 		return;
 	}
 	me = br__worker_current();

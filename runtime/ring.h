@@ -15,18 +15,29 @@ struct br__worker;
 /* CQE user_data of wake-up messages; real operations carry pointers. */
 #define BR__UD_WAKE 1ull
 #define BR__UD_EVENTFD 2ull
+/* Linked timeouts and cancel requests: their CQEs carry nothing. */
+#define BR__UD_IGNORE 3ull
+
+struct br__io;
+struct pollfd;
 
 struct br__ring {
 	struct io_uring ring;
-	int on; /* ring set up; else the futex fallback */
-	/* eventfd a read is always pending on, for
-	 * wake-ups from plain threads when
-	 * REGISTER_SEND_MSG_RING is missing; -1 */
+	int on; /* ring set up; else the poll fallback */
+	/* with a ring: an eventfd a read is always
+	 * pending on, for wake-ups from plain threads
+	 * when REGISTER_SEND_MSG_RING is missing;
+	 * without: the eventfd parking polls; or -1 */
 	int efd;
-	unsigned features;	/* BR_FEAT_* this ring got */
-	unsigned inflight;	/* operations whose CQE is still due */
-	uint64_t efd_buf;	/* the pending eventfd read's buffer */
-	_Atomic uint32_t futex; /* fallback park word: 1 = wake pending */
+	unsigned features; /* BR_FEAT_* this ring got */
+	unsigned inflight; /* operations whose CQE is still due */
+	uint64_t efd_buf;  /* the pending eventfd read's buffer */
+	/* without a ring: tasks waiting for
+	 * readiness (io.c), and ppoll's array */
+	struct br__io *pollers;
+	unsigned npollers;
+	struct pollfd *pfd;
+	unsigned pfd_cap;
 };
 
 /*
@@ -49,6 +60,14 @@ void br__ring_park(struct br__worker *w, int64_t deadline_ns);
 
 /* Reap completions without waiting. Context: worker w. */
 void br__ring_reap(struct br__worker *w);
+
+/*
+ * br__ring_poll - the loop's I/O poll point: submit what tasks prepared
+ * and collect what the kernel finished, in one io_uring_enter, or none
+ * when there is neither (two loads of shared ring words). Without a ring,
+ * checks the readiness waiters. Context: worker w.
+ */
+void br__ring_poll(struct br__worker *w);
 
 /* Wake w if it is parked or about to park. Context: any thread. */
 void br__ring_wake(struct br__worker *w);

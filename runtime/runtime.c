@@ -227,8 +227,8 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 	rt->features = feat;
 	if (rt->ring_err && !(rt->flags & BR_CONFIG_QUIET))
 		fprintf(stderr,
-			"braid: io_uring unavailable (%s); workers park on "
-			"futexes instead\n",
+			"braid: io_uring unavailable (%s); workers park in "
+			"ppoll and I/O waits for readiness instead\n",
 			strerror(-rt->ring_err));
 	rt->magic = BR__MAGIC_RUNTIME;
 	*out = rt;

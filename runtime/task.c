@@ -156,6 +156,7 @@ static struct br__task *task_new(struct br_runtime *rt, uint32_t flags)
 	t->pin = 0;
 	t->stack_size = 0;
 	t->cancel_seen = 0;
+	t->io_timeout = -1;
 	t->fail_code = 0;
 	t->fail_msg = NULL;
 	atomic_init(&t->claimed, 0);

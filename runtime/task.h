@@ -48,8 +48,9 @@ struct br__task {
 	/* callbacks: set by the runner or by
 	 * br_cancel, whichever comes first */
 	_Atomic int claimed;
-	br_callback_fn cb; /* callbacks: the function */
-	int64_t deadline;  /* callbacks: not before (monotonic ns) */
+	br_callback_fn cb;  /* callbacks: the function */
+	int64_t deadline;   /* callbacks: not before (monotonic ns) */
+	int64_t io_timeout; /* br_io_timeout(), ms; -1: none */
 };
 
 /* A FAILED future with code and msg (the static ENOMEM one if out of

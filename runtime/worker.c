@@ -182,6 +182,7 @@ static struct br__task *next_local(struct br__worker *w)
 		if (t)
 			return t;
 		br__timers_run(w, br_now_ns());
+		br__ring_poll(w);
 	}
 	if (atomic_load_explicit(&w->rq_len, memory_order_relaxed))
 		drain_remote(w);
@@ -256,12 +257,11 @@ static struct br__task *find_work(struct br__worker *w)
 	int64_t until = 0;
 	unsigned round;
 
-	if (br__timers_run(w, br_now_ns()) || w->ring.on) {
-		br__ring_reap(w);
-		t = next_local(w);
-		if (t)
-			return t;
-	}
+	br__timers_run(w, br_now_ns());
+	br__ring_poll(w);
+	t = next_local(w);
+	if (t)
+		return t;
 	t = br__inject_pop(&rt->inject);
 	if (t)
 		return t;
@@ -285,6 +285,11 @@ static struct br__task *find_work(struct br__worker *w)
 			return t;
 		if ((round & 15) == 15) {
 			int64_t now = br_now_ns();
+
+			/* I/O finished meanwhile is local work too. */
+			br__ring_poll(w);
+			if (w->lifo || w->pq_head)
+				return next_local(w);
 
 			if (!until)
 				until = now + SPIN_NS;
@@ -430,6 +435,9 @@ void br__worker_after(struct br__worker *w)
 	case BR__AFTER_EXIT:
 		br__fiber_put(w, f);
 		break;
+	case BR__AFTER_MOVE:
+		br__worker_remote_push(w->after_target, f->top);
+		break;
 	default:
 		BR_ASSERT(!"fiber switched out with an unknown reason");
 	}
@@ -536,6 +544,16 @@ void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
 		w->after_fiber = f;
 		br__fiber_switch_out(w, f, 0);
 	}
+	br__worker_after(br__worker_current());
+}
+
+void br__worker_move(struct br__worker *w, struct br__fiber *f,
+		     struct br__worker *to)
+{
+	w->after = BR__AFTER_MOVE;
+	w->after_fiber = f;
+	w->after_target = to;
+	br__fiber_switch_out(w, f, 0);
 	br__worker_after(br__worker_current());
 }
 

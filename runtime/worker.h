@@ -25,6 +25,7 @@ enum {
 	BR__AFTER_PARK,	 /* finish the suspension: ARMED -> PARKED */
 	BR__AFTER_YIELD, /* queue it behind the runnable tasks */
 	BR__AFTER_EXIT,	 /* its root task ended: recycle the fiber */
+	BR__AFTER_MOVE,	 /* queue it on after_target (io.c) */
 };
 
 struct br__worker {
@@ -50,6 +51,7 @@ struct br__worker {
 	struct br__fiber *fiber;  /* the running fiber, or NULL */
 	int after;		  /* BR__AFTER_*, set before switch-out */
 	struct br__fiber *after_fiber;
+	struct br__worker *after_target; /* MOVE: where to */
 	int after_cancellable; /* PARK: a cancellation request wakes it */
 	struct br__timers timers;
 	struct br__stack_cache stacks;
@@ -109,6 +111,14 @@ extern __thread struct br__worker *br__tls_worker;
  */
 void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
 		      int cancellable);
+
+/*
+ * br__worker_move - the running fiber f, which is not armed, moves to
+ * worker `to` (of the same runtime) through its remote queue. Returns
+ * when f runs on `to`. Context: code on f.
+ */
+void br__worker_move(struct br__worker *w, struct br__fiber *f,
+		     struct br__worker *to);
 
 /* Finish what the fiber that switched out last left to do. Worker w. */
 void br__worker_after(struct br__worker *w);

@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * io.c - a task's I/O operation: submission through its worker's ring,
+ * the wait for the final completion, cancellation, deadlines, and the
+ * readiness fallback for workers without a ring.
+ *
+ * Design
+ *   An operation is a struct br__io on the calling task's stack. The task
+ *   prepares one SQE (two with a deadline: the operation linked to an
+ *   IORING_OP_LINK_TIMEOUT) on the ring of the worker it runs on, the
+ *   owner, and suspends without submitting: the owner submits everything
+ *   prepared during a tick with one io_uring_enter at its next poll point
+ *   (worker.c: before stealing, every 61st tick, and the park itself).
+ *   The CQE's user_data is the br__io; the owner reaps it, stores the
+ *   result, sets done and wakes the fiber for the suspension recorded in
+ *   io->seq. The woken task then runs wherever the scheduler puts it.
+ *
+ *   Rings are SINGLE_ISSUER and completions arrive only on the owner
+ *   (DEFER_TASKRUN), so every decision about an operation is taken on the
+ *   owner thread: the wait loop re-arms and checks done only while it
+ *   runs there. A task woken for another reason while its operation is in
+ *   flight (a cancellation request wakes whatever suspension a fiber is
+ *   in) may have been resumed on another worker; it moves itself back to
+ *   the owner first (BR__AFTER_MOVE, through the owner's remote queue).
+ *
+ *   Cancellation: on the owner, a task that finds its cancel flag set
+ *   submits IORING_OP_ASYNC_CANCEL keyed by the br__io and goes on
+ *   waiting, now ignoring further requests, for the final CQE: the
+ *   operation's buffer is on the task's stack and the kernel may write it
+ *   until then. The call returns the CQE's result: -ECANCELED, or the real
+ *   result if the operation won the race. A cancelled operation that had
+ *   a deadline and was not cancelled by braid timed out: -ETIMEDOUT.
+ *
+ *   No lost completion: done is written and read only on the owner
+ *   thread, so the waiter's "arm, then check done" and the owner's "set
+ *   done, then wake the recorded seq" are ordered by program order on
+ *   that thread. The fiber is either suspended with io->seq current (the
+ *   wake-up succeeds), queued or moving (its wake word is NOTIFIED for an
+ *   older seq, the wake-up fails harmlessly, and it will see done when it
+ *   next runs on the owner), or running on the owner (impossible while
+ *   the owner reaps).
+ *
+ *   Without a ring the loop waits for readiness instead: the task
+ *   registers (fd, events) with its worker, which ppoll()s them together
+ *   with its wake-up eventfd when it parks and without waiting at its
+ *   poll points; once the fd is ready, the task makes the syscall itself.
+ *   Calls with no readiness notion run as plain syscalls.
+ *
+ * Invariants
+ *   - An operation's br__io stays valid until done is set: its task is
+ *     suspended in br__io_wait() the whole time.
+ *   - ring.inflight counts operations submitted or prepared whose final
+ *     CQE has not been reaped.
+ *
+ * Concurrency
+ *   - Everything in a br__io after br__io_start(): the owner worker only
+ *     (the waiting task runs there whenever it touches it).
+ *   - The fallback poll list: the owner only.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include "fiber.h"
+#include "io.h"
+#include "task.h"
+#include "worker.h"
+
+/* The calling plain thread's br_io_timeout(). */
+static __thread int64_t thread_io_timeout = -1;
+
+int64_t br_io_timeout(int64_t timeout_ms)
+{
+	struct br__task *t = br__task_current();
+	int64_t *slot = t ? &t->io_timeout : &thread_io_timeout;
+	int64_t old = *slot;
+
+	*slot = timeout_ms < 0 ? -1 : timeout_ms;
+	return old;
+}
+
+static int64_t deadline_of(int64_t timeout_ms)
+{
+	if (timeout_ms < 0)
+		return -1;
+	if (timeout_ms > INT64_MAX / 2000000)
+		timeout_ms = INT64_MAX / 2000000;
+	return br_now_ns() + timeout_ms * 1000000;
+}
+
+/* ---- the readiness fallback ---- */
+
+static void poll_unlink(struct br__ring *r, struct br__io *io)
+{
+	struct br__io **pp;
+
+	for (pp = &r->pollers; *pp; pp = &(*pp)->poll_next)
+		if (*pp == io) {
+			*pp = io->poll_next;
+			r->npollers--;
+			return;
+		}
+}
+
+/* Wait on the loop until fd is ready for io->events, the deadline passes
+ * or the task is cancelled. Returns BR__IO_SYS or the error. */
+static int wait_ready(struct br__io *io, struct br__task *t)
+{
+	struct br__worker *w = br__worker_current();
+	struct pollfd p = { .fd = io->fd, .events = io->events };
+	struct br__timer *tm = NULL;
+	uint64_t seq;
+	int err = 0;
+
+	/* Ready already (or a bad fd, which the syscall will report). */
+	if (poll(&p, 1, 0) != 0)
+		return BR__IO_SYS;
+	io->w = w;
+	io->fiber = w->fiber;
+	io->revents = 0;
+	io->poll_next = w->ring.pollers;
+	w->ring.pollers = io;
+	w->ring.npollers++;
+	for (;;) {
+		w = br__worker_current();
+		if (w != io->w) {
+			br__worker_move(w, io->fiber, io->w);
+			continue;
+		}
+		seq = br__fiber_arm(io->fiber);
+		io->seq = seq;
+		if (io->revents)
+			break;
+		if (br__task_cancel_pending(t)) {
+			t->cancel_seen = 1;
+			err = -ECANCELED;
+			break;
+		}
+		if (io->deadline >= 0 && br_now_ns() >= io->deadline) {
+			err = -ETIMEDOUT;
+			break;
+		}
+		if (io->deadline >= 0) {
+			tm = malloc(sizeof(*tm));
+			if (!tm) {
+				err = -ENOMEM;
+				break;
+			}
+			tm->deadline = io->deadline;
+			tm->fiber = io->fiber;
+			tm->seq = seq;
+			tm->cb = NULL;
+			if (br__timer_add(w, tm) < 0) {
+				free(tm);
+				tm = NULL;
+				err = -ENOMEM;
+				break;
+			}
+		}
+		br__task_suspend(1);
+		if (tm) {
+			br__timer_cancel(br__worker_current(), tm);
+			tm = NULL;
+		}
+	}
+	br__fiber_disarm(io->fiber, seq);
+	if (!io->revents)
+		poll_unlink(&w->ring, io);
+	return err ? err : BR__IO_SYS;
+}
+
+void br__io_poll_fallback(struct br__worker *w, int64_t timeout_ns)
+{
+	struct br__ring *r = &w->ring;
+	struct timespec ts, *tp = NULL;
+	struct br__io *io, **pp;
+	unsigned n = r->npollers + 1, i;
+	uint64_t v;
+
+	if (n > r->pfd_cap) {
+		struct pollfd *p = realloc(r->pfd, n * sizeof(*p));
+
+		if (!p)
+			return; /* retried at the next poll point */
+		r->pfd = p;
+		r->pfd_cap = n;
+	}
+	r->pfd[0] = (struct pollfd){ .fd = r->efd, .events = POLLIN };
+	for (i = 1, io = r->pollers; io; io = io->poll_next, i++)
+		r->pfd[i] =
+			(struct pollfd){ .fd = io->fd, .events = io->events };
+	/* No eventfd (out of fds at start-up): a wake-up is seen within a
+	 * millisecond instead. */
+	if (r->efd < 0 && (timeout_ns < 0 || timeout_ns > 1000000))
+		timeout_ns = 1000000;
+	if (timeout_ns >= 0) {
+		ts.tv_sec = timeout_ns / 1000000000;
+		ts.tv_nsec = timeout_ns % 1000000000;
+		tp = &ts;
+	}
+	if (ppoll(r->pfd, n, tp, NULL) <= 0)
+		return;
+	if (r->efd >= 0 && r->pfd[0].revents)
+		(void)eventfd_read(r->efd, &v);
+	/* The list is in pfd order; ready waiters leave it and are woken. */
+	for (i = 1, pp = &r->pollers; *pp; i++) {
+		io = *pp;
+		if (!r->pfd[i].revents) {
+			pp = &io->poll_next;
+			continue;
+		}
+		io->revents = r->pfd[i].revents;
+		*pp = io->poll_next;
+		r->npollers--;
+		br__fiber_wake(io->fiber, io->seq);
+	}
+}
+
+/* ---- the ring ---- */
+
+int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
+{
+	struct br__task *t = br__task_current();
+	struct br__worker *w;
+	struct io_uring *ring;
+
+	io->dontwait = 0;
+	if (!t) {
+		if (br__worker_current())
+			return BR_ENOTTASK; /* a loop callback */
+		if (timeout_ms < 0)
+			timeout_ms = thread_io_timeout;
+		if (timeout_ms >= 0 && events) {
+			struct pollfd p = { .fd = fd, .events = events };
+			int n = poll(&p, 1,
+				     timeout_ms > INT32_MAX ? -1 :
+							      (int)timeout_ms);
+
+			if (n == 0)
+				return -ETIMEDOUT;
+			if (n < 0)
+				return -errno;
+		}
+		return BR__IO_SYS;
+	}
+	if (br__task_cancel_pending(t)) {
+		t->cancel_seen = 1;
+		return -ECANCELED;
+	}
+	io->deadline =
+		deadline_of(timeout_ms >= 0 ? timeout_ms : t->io_timeout);
+	io->fd = fd;
+	io->events = events;
+	w = br__worker_current();
+	if (!w->ring.on) {
+		io->dontwait = MSG_DONTWAIT;
+		/* poll() ignores negative fds; the syscall reports EBADF. */
+		return events && fd >= 0 ? wait_ready(io, t) : BR__IO_SYS;
+	}
+	ring = &w->ring.ring;
+	/* Room for the operation and its linked timeout in one batch: a
+	 * link must not be split across submissions. */
+	if (io_uring_sq_space_left(ring) < 2)
+		io_uring_submit(ring);
+	io->sqe = io_uring_get_sqe(ring);
+	if (!io->sqe)
+		return -EBUSY; /* not reached: entries >= 2 after a flush */
+	io->w = w;
+	io->fiber = w->fiber;
+	io->done = 0;
+	io->cancel_sent = 0;
+	io->res = 0;
+	io->cqe_flags = 0;
+	return BR__IO_RING;
+}
+
+static struct io_uring_sqe *owner_sqe(struct br__worker *w)
+{
+	struct io_uring *ring = &w->ring.ring;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	if (!sqe) {
+		io_uring_submit(ring);
+		sqe = io_uring_get_sqe(ring);
+	}
+	return sqe;
+}
+
+/* Ask the kernel to cancel io. On the owner. */
+static void cancel_in_kernel(struct br__io *io)
+{
+	struct io_uring_sqe *sqe = owner_sqe(io->w);
+
+	io->cancel_sent = 1;
+	if (!sqe)
+		return; /* cannot happen after a flush; the op just runs on */
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)io, 0);
+	io_uring_sqe_set_data64(sqe, BR__UD_IGNORE);
+}
+
+int br__io_wait(struct br__io *io)
+{
+	struct br__task *t = br__task_current();
+	struct br__worker *w = io->w;
+	struct io_uring_sqe *lt;
+	uint64_t seq;
+	int res;
+
+	io_uring_sqe_set_data(io->sqe, io);
+	if (io->deadline >= 0) {
+		io->sqe->flags |= IOSQE_IO_LINK;
+		io->ts.tv_sec = io->deadline / 1000000000;
+		io->ts.tv_nsec = io->deadline % 1000000000;
+		lt = io_uring_get_sqe(&w->ring.ring); /* room: br__io_start */
+		io_uring_prep_link_timeout(lt, &io->ts, IORING_TIMEOUT_ABS);
+		io_uring_sqe_set_data64(lt, BR__UD_IGNORE);
+	}
+	w->ring.inflight++;
+	for (;;) {
+		w = br__worker_current();
+		if (w != io->w) {
+			br__worker_move(w, io->fiber, io->w);
+			continue;
+		}
+		seq = br__fiber_arm(io->fiber);
+		if (io->done) {
+			br__fiber_disarm(io->fiber, seq);
+			break;
+		}
+		if (!io->cancel_sent && br__task_cancel_pending(t)) {
+			br__fiber_disarm(io->fiber, seq);
+			cancel_in_kernel(io);
+			continue;
+		}
+		io->seq = seq;
+		br__task_suspend(!io->cancel_sent);
+	}
+	res = io->res;
+	if (io->cancel_sent) {
+		if (res == -ECANCELED || res == -EINTR) {
+			res = -ECANCELED;
+			t->cancel_seen = 1;
+		}
+	} else if (res == -ECANCELED && io->deadline >= 0) {
+		res = -ETIMEDOUT;
+	}
+	return res;
+}
+
+void br__io_complete(struct br__io *io, int res, uint32_t flags)
+{
+	struct br__fiber *f = io->fiber;
+	uint64_t seq = io->seq;
+
+	io->res = res;
+	io->cqe_flags = flags;
+	io->w->ring.inflight--;
+	io->done = 1; /* from here io may be gone once f runs */
+	br__fiber_wake(f, seq);
+}

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * io.h - one I/O operation of a task, from submission to its final
+ * completion. See io.c; the public calls are in io_ops.c and net.c.
+ */
+#ifndef BR_IO_H
+#define BR_IO_H
+
+#include <liburing.h>
+#include <stdint.h>
+
+struct br__fiber;
+struct br__worker;
+
+/* How an operation runs, as decided by br__io_start(). */
+enum {
+	BR__IO_RING = 0, /* prepare io->sqe, then br__io_wait() */
+	BR__IO_SYS = 1,	 /* make the syscall now (plain thread, or ready) */
+};
+
+/*
+ * An operation in flight. It lives on the calling task's stack, which
+ * stays put until the final completion has been reaped, so the kernel
+ * and the owner worker may point into it until then.
+ */
+struct br__io {
+	struct br__worker *w;	 /* the worker whose ring owns it */
+	struct br__fiber *fiber; /* the waiting task's fiber */
+	struct io_uring_sqe *sqe;
+	uint64_t seq;	  /* the fiber's current suspension, for the owner */
+	int64_t deadline; /* absolute CLOCK_MONOTONIC ns, or -1 */
+	struct __kernel_timespec ts; /* the linked timeout's deadline */
+	int res;		     /* the CQE's result, once done */
+	uint32_t cqe_flags;
+	short events;	     /* readiness wanted (poll fallback) */
+	short revents;	     /* readiness seen (poll fallback) */
+	int fd;		     /* for the poll fallback */
+	uint8_t done;	     /* final completion reaped; owner thread only */
+	uint8_t cancel_sent; /* ASYNC_CANCEL submitted; owner thread only */
+	/* BR__IO_SYS from a task without a ring:
+	 * MSG_DONTWAIT, and -EAGAIN means wait
+	 * again; else 0 */
+	int dontwait;
+	struct br__io *poll_next; /* the owner's fallback poll list */
+};
+
+/*
+ * br__io_start - begin an operation on fd wanting readiness events
+ * (POLLIN/POLLOUT; 0 for calls without one) with a timeout in ms (< 0:
+ * the task's default). Returns BR__IO_RING with io->sqe ready to prepare
+ * (it carries user_data already), BR__IO_SYS when the caller should make
+ * the plain syscall now, or a negative error (-ETIMEDOUT, -ECANCELED,
+ * BR_ENOTTASK) that the call returns as is. Context: any thread.
+ */
+int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms);
+
+/*
+ * br__io_wait - submit the prepared SQE (batched with the tick's others)
+ * and wait for its final completion. Returns the result as the call
+ * reports it. Context: the task that called br__io_start().
+ */
+int br__io_wait(struct br__io *io);
+
+/* A plain syscall's return in braid's convention: the count, or -errno
+ * read after the call (a function argument would be read in any order). */
+#define BR__SYS(call)                               \
+	({                                          \
+		long br__r_ = (long)(call);         \
+		br__r_ < 0 ? (long)-errno : br__r_; \
+	})
+
+/* Called by the ring for a CQE whose user_data is an operation. Owner. */
+void br__io_complete(struct br__io *io, int res, uint32_t flags);
+
+/*
+ * br__io_poll_fallback - without a ring: check the readiness waiters of w
+ * and wake the ready ones, waiting up to timeout_ns (< 0: until a wake-up,
+ * 0: not at all) on them and w's wake-up eventfd. Context: worker w.
+ */
+void br__io_poll_fallback(struct br__worker *w, int64_t timeout_ns);
+
+#endif /* BR_IO_H */

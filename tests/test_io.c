@@ -1,0 +1,509 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_io.c - file and pipe I/O through the loops: results as the kernel
+ * gives them, deadlines, cancellation, and the same calls from plain
+ * threads. Each test runs with io_uring (when the kernel has it) and with
+ * the readiness fallback.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+/* Both loop kinds; the ring one only where the kernel has io_uring. */
+static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
+#define FOR_EACH_MODE(flags)                                           \
+	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
+		for (unsigned flags = modes[mi_], once_ = 1; once_; once_ = 0)
+
+/* Await a task whose function returns NULL or a T_REQUIRE message. */
+static void await_ok(br_future *f)
+{
+	const char *msg = t_await_value(f);
+
+	cr_assert_null(msg, "%s", msg);
+}
+
+static void make_pipe(int p[2])
+{
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+}
+
+static char *temp_path(void)
+{
+	char *p = strdup("/tmp/braid-io-XXXXXX");
+	int fd = mkstemp(p);
+
+	cr_assert_geq(fd, 0);
+	close(fd);
+	return p;
+}
+
+struct rw {
+	int fd;
+	char buf[64];
+	size_t len;
+	ssize_t ret;
+	int64_t timeout_ms;
+	int64_t took_ns;
+};
+
+static void *reader(void *arg)
+{
+	struct rw *r = arg;
+	int64_t t0 = br_now_ns();
+
+	r->ret = r->timeout_ms ?
+			 br_read_timeout(r->fd, r->buf, r->len, r->timeout_ms) :
+			 br_read(r->fd, r->buf, r->len);
+	r->took_ns = br_now_ns() - t0;
+	return NULL;
+}
+
+static void *writer(void *arg)
+{
+	struct rw *r = arg;
+
+	r->ret = br_write(r->fd, r->buf, r->len);
+	return NULL;
+}
+
+Test(io, pipe_bytes_go_from_one_task_to_another, .timeout = 20.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		int p[2];
+		struct rw rd = { .len = sizeof(rd.buf) }, wr = { .len = 5 };
+		br_future *fr, *fw;
+
+		make_pipe(p);
+		rd.fd = p[0];
+		wr.fd = p[1];
+		memcpy(wr.buf, "hello", 5);
+		fr = br_spawn(rt, reader, &rd);
+		br_sleep_ms(20); /* the reader waits first */
+		fw = br_spawn(rt, writer, &wr);
+		await_ok(fw);
+		await_ok(fr);
+		cr_assert_eq(wr.ret, 5);
+		cr_assert_eq(rd.ret, 5, "read returned %zd (flags %u)", rd.ret,
+			     flags);
+		cr_assert_eq(memcmp(rd.buf, "hello", 5), 0);
+		br_future_release(fr);
+		br_future_release(fw);
+		close(p[0]);
+		close(p[1]);
+		br_runtime_free(rt);
+	}
+}
+
+struct file_job {
+	const char *path;
+	size_t size;
+	ssize_t got_short, got_eof, wrote;
+	int cmp, fd;
+};
+
+static void *file_round_trip(void *arg)
+{
+	struct file_job *j = arg;
+	char *out = malloc(j->size), *in = malloc(j->size + 4096);
+	size_t i;
+	int fd;
+
+	T_REQUIRE(out && in);
+	for (i = 0; i < j->size; i++)
+		out[i] = (char)(i * 131 + 7);
+	fd = br_openat(AT_FDCWD, j->path, O_RDWR | O_TRUNC, 0);
+	T_REQUIRE(fd >= 0);
+	j->wrote = br_write_all(fd, out, j->size);
+	T_REQUIRE(br_fsync(fd, 0) == 0);
+	/* Ask for more than there is: a short read, then EOF. */
+	j->got_short = br_pread(fd, in, j->size + 4096, 0);
+	j->got_eof = br_pread(fd, in, 4096, (off_t)j->size);
+	j->cmp = memcmp(in, out, j->size);
+	j->fd = fcntl(fd, F_GETFD);
+	T_REQUIRE(br_close(fd) == 0);
+	free(out);
+	free(in);
+	return NULL;
+}
+
+Test(io, regular_files_give_short_reads_at_eof_and_whole_large_writes,
+     .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct file_job j = { .size = 8u << 20 };
+		char *path = temp_path();
+		br_future *f;
+
+		j.path = path;
+		f = br_spawn(rt, file_round_trip, &j);
+		await_ok(f);
+		cr_assert_eq(j.wrote, (ssize_t)j.size);
+		cr_assert_eq(j.got_short, (ssize_t)j.size);
+		cr_assert_eq(j.got_eof, 0);
+		cr_assert_eq(j.cmp, 0);
+		cr_assert(j.fd & FD_CLOEXEC, "br_openat adds O_CLOEXEC");
+		br_future_release(f);
+		unlink(path);
+		free(path);
+		br_runtime_free(rt);
+	}
+}
+
+static void *vector_round_trip(void *arg)
+{
+	int *p = arg;
+	char a[3] = "abc", b[4] = "defg", x[2], y[5];
+	struct iovec out[2] = { { a, 3 }, { b, 4 } };
+	struct iovec in[2] = { { x, 2 }, { y, 5 } };
+
+	T_REQUIRE(br_writev(p[1], out, 2) == 7);
+	T_REQUIRE(br_readv(p[0], in, 2) == 7);
+	T_REQUIRE(memcmp(x, "ab", 2) == 0);
+	T_REQUIRE(memcmp(y, "cdefg", 5) == 0);
+	T_REQUIRE(br_readv(p[0], in, -1) == -EINVAL);
+	return NULL;
+}
+
+Test(io, readv_and_writev_scatter_and_gather, .timeout = 20.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		int p[2];
+		br_future *f;
+
+		make_pipe(p);
+		f = br_spawn(rt, vector_round_trip, p);
+		await_ok(f);
+		br_future_release(f);
+		close(p[0]);
+		close(p[1]);
+		br_runtime_free(rt);
+	}
+}
+
+Test(io, a_read_past_its_deadline_returns_etimedout, .timeout = 20.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		int p[2];
+		struct rw rd = { .len = 8, .timeout_ms = 50 };
+		br_future *f;
+
+		make_pipe(p);
+		rd.fd = p[0];
+		f = br_spawn(rt, reader, &rd);
+		await_ok(f);
+		cr_assert_eq(rd.ret, -ETIMEDOUT, "got %zd (flags %u)", rd.ret,
+			     flags);
+		cr_assert_geq(rd.took_ns, 50 * T_NS_PER_MS);
+		cr_assert_lt(rd.took_ns, 2000 * T_NS_PER_MS);
+		/* The pipe is still usable: nothing was consumed. */
+		cr_assert_eq(write(p[1], "z", 1), 1);
+		rd.timeout_ms = 1000;
+		br_future_release(f);
+		f = br_spawn(rt, reader, &rd);
+		await_ok(f);
+		cr_assert_eq(rd.ret, 1);
+		br_future_release(f);
+		close(p[0]);
+		close(p[1]);
+		br_runtime_free(rt);
+	}
+}
+
+static void *task_timeout_reader(void *arg)
+{
+	int *p = arg;
+	char c;
+	int64_t old = br_io_timeout(30);
+	ssize_t a = br_read(p[0], &c, 1), b = br_read(p[0], &c, 1);
+
+	T_REQUIRE(old == -1);
+	T_REQUIRE(a == -ETIMEDOUT);
+	T_REQUIRE(b == -ETIMEDOUT);
+	T_REQUIRE(br_io_timeout(-1) == 30);
+	return NULL;
+}
+
+Test(io, a_task_timeout_applies_to_each_later_call, .timeout = 20.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		int p[2];
+		br_future *f;
+
+		make_pipe(p);
+		f = br_spawn(rt, task_timeout_reader, p);
+		await_ok(f);
+		br_future_release(f);
+		close(p[0]);
+		close(p[1]);
+		br_runtime_free(rt);
+	}
+}
+
+Test(io, cancelling_a_blocked_read_returns_ecanceled, .timeout = 20.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		int p[2];
+		struct rw rd = { .len = 8 };
+		br_future *f;
+
+		make_pipe(p);
+		rd.fd = p[0];
+		f = br_spawn(rt, reader, &rd);
+		br_sleep_ms(30);
+		cr_assert_eq(br_future_state(f), BR_PENDING);
+		cr_assert_eq(br_cancel(f), 0);
+		cr_assert_eq(br_await(f, NULL), -ECANCELED);
+		cr_assert_eq(br_future_state(f), BR_CANCELLED);
+		cr_assert_eq(rd.ret, -ECANCELED, "got %zd (flags %u)", rd.ret,
+			     flags);
+		/* The cancelled read consumed nothing. */
+		cr_assert_eq(write(p[1], "q", 1), 1);
+		cr_assert_eq(read(p[0], rd.buf, 8), 1);
+		br_future_release(f);
+		close(p[0]);
+		close(p[1]);
+		br_runtime_free(rt);
+	}
+}
+
+Test(io, runtime_free_cancels_tasks_blocked_in_io, .timeout = 20.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		int p[2];
+		struct rw rd[4];
+		br_future *f[4];
+		int i;
+
+		make_pipe(p);
+		for (i = 0; i < 4; i++) {
+			rd[i] = (struct rw){ .fd = p[0], .len = 8 };
+			f[i] = br_spawn(rt, reader, &rd[i]);
+		}
+		br_sleep_ms(30);
+		br_runtime_free(rt);
+		for (i = 0; i < 4; i++) {
+			cr_assert_eq(br_future_state(f[i]), BR_CANCELLED);
+			cr_assert_eq(rd[i].ret, -ECANCELED);
+			br_future_release(f[i]);
+		}
+		close(p[0]);
+		close(p[1]);
+	}
+}
+
+static void *bad_fds(void *arg)
+{
+	char c;
+	struct iovec iov = { &c, 1 };
+
+	(void)arg;
+	T_REQUIRE(br_read(-1, &c, 1) == -EBADF);
+	T_REQUIRE(br_write(-1, &c, 1) == -EBADF);
+	T_REQUIRE(br_pread(1 << 20, &c, 1, 0) == -EBADF);
+	T_REQUIRE(br_readv(-1, &iov, 1) == -EBADF);
+	T_REQUIRE(br_close(-1) == -EBADF);
+	T_REQUIRE(br_fsync(-1, 0) == -EBADF);
+	T_REQUIRE(br_poll(-1, POLLIN) == -EBADF);
+	T_REQUIRE(br_pread(0, &c, 1, -5) == -EINVAL);
+	T_REQUIRE(br_openat(AT_FDCWD, "/nonexistent/braid", O_RDONLY, 0) ==
+		  -ENOENT);
+	T_REQUIRE(br_openat(AT_FDCWD, NULL, O_RDONLY, 0) == -EFAULT);
+	return NULL;
+}
+
+Test(io, bad_fds_and_paths_give_the_kernels_errno, .timeout = 20.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		br_future *f = br_spawn(rt, bad_fds, NULL);
+
+		await_ok(f);
+		br_future_release(f);
+		br_runtime_free(rt);
+	}
+	/* The same from a plain thread. */
+	{
+		const char *msg = bad_fds(NULL);
+
+		cr_assert_null(msg, "%s", msg);
+	}
+}
+
+Test(io, plain_threads_make_the_plain_syscalls, .timeout = 20.0)
+{
+	int p[2];
+	char buf[8];
+	int64_t t0;
+
+	make_pipe(p);
+	cr_assert_eq(br_write(p[1], "abc", 3), 3);
+	cr_assert_eq(br_read(p[0], buf, sizeof(buf)), 3);
+	t0 = br_now_ns();
+	cr_assert_eq(br_read_timeout(p[0], buf, sizeof(buf), 40), -ETIMEDOUT);
+	cr_assert_geq(br_now_ns() - t0, 40 * T_NS_PER_MS);
+	cr_assert_eq(br_io_timeout(25), -1);
+	cr_assert_eq(br_read(p[0], buf, 1), -ETIMEDOUT);
+	cr_assert_eq(br_io_timeout(-1), 25);
+	cr_assert_eq(br_poll_timeout(p[1], POLLOUT, 0) & POLLOUT, POLLOUT);
+	close(p[0]);
+	close(p[1]);
+}
+
+static atomic_int cb_ret;
+
+static void io_in_callback(void *arg)
+{
+	char c;
+
+	atomic_store(&cb_ret, (int)br_read(*(int *)arg, &c, 1));
+}
+
+Test(io, loop_callbacks_get_enottask, .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	int p[2];
+	br_future *f;
+
+	make_pipe(p);
+	f = br_call_soon(rt, io_in_callback, &p[0]);
+	await_ok(f);
+	cr_assert_eq(atomic_load(&cb_ret), BR_ENOTTASK);
+	br_future_release(f);
+	close(p[0]);
+	close(p[1]);
+	br_runtime_free(rt);
+}
+
+static void *file_meta(void *arg)
+{
+	const char *path = arg;
+	struct statx st;
+	int p[2], fd;
+	char buf[16];
+
+	T_REQUIRE(pipe2(p, O_CLOEXEC) == 0);
+	T_REQUIRE(br_write(p[1], "spliced!", 8) == 8);
+	fd = br_openat(AT_FDCWD, path, O_WRONLY | O_TRUNC, 0);
+	T_REQUIRE(fd >= 0);
+	T_REQUIRE(br_splice(p[0], -1, fd, 0, 8, 0) == 8);
+	T_REQUIRE(br_fsync(fd, 1) == 0);
+	T_REQUIRE(br_close(fd) == 0);
+	T_REQUIRE(br_statx(AT_FDCWD, path, 0, STATX_SIZE, &st) == 0);
+	T_REQUIRE(st.stx_size == 8);
+	T_REQUIRE(br_statx(AT_FDCWD, "/nonexistent/x", 0, STATX_SIZE, &st) ==
+		  -ENOENT);
+	fd = br_openat(AT_FDCWD, path, O_RDONLY, 0);
+	T_REQUIRE(fd >= 0);
+	T_REQUIRE(br_read(fd, buf, sizeof(buf)) == 8);
+	T_REQUIRE(memcmp(buf, "spliced!", 8) == 0);
+	T_REQUIRE(br_poll(p[1], POLLOUT) & POLLOUT);
+	T_REQUIRE(br_poll_timeout(p[0], POLLIN, 20) == -ETIMEDOUT);
+	br_close(fd);
+	close(p[0]);
+	close(p[1]);
+	return NULL;
+}
+
+Test(io, openat_splice_fsync_statx_and_poll, .timeout = 20.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		char *path = temp_path();
+		br_future *f = br_spawn(rt, file_meta, path);
+
+		await_ok(f);
+		br_future_release(f);
+		unlink(path);
+		free(path);
+		br_runtime_free(rt);
+	}
+}
+
+/* Many tasks each blocked on its own pipe; the writer fills them in a
+ * random order: every reader gets its own byte. */
+#define NPIPES 400
+
+struct many {
+	int p[NPIPES][2];
+	struct rw rd[NPIPES];
+};
+
+static void *fill_pipes(void *arg)
+{
+	struct many *m = arg;
+	uint64_t s = 88172645463325252ull;
+	int order[NPIPES], i;
+
+	for (i = 0; i < NPIPES; i++)
+		order[i] = i;
+	for (i = NPIPES - 1; i > 0; i--) {
+		int j = (int)(t_rand(&s) % (uint64_t)(i + 1)), x = order[i];
+
+		order[i] = order[j];
+		order[j] = x;
+	}
+	for (i = 0; i < NPIPES; i++) {
+		char c = (char)order[i];
+
+		T_REQUIRE(br_write(m->p[order[i]][1], &c, 1) == 1);
+		if (i % 50 == 0)
+			br_yield();
+	}
+	return NULL;
+}
+
+Test(io, hundreds_of_tasks_each_get_their_own_read, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct many *m = calloc(1, sizeof(*m));
+		br_future *f[NPIPES], *w;
+		int i;
+
+		cr_assert_not_null(m);
+		for (i = 0; i < NPIPES; i++) {
+			make_pipe(m->p[i]);
+			m->rd[i] = (struct rw){ .fd = m->p[i][0], .len = 4 };
+			f[i] = br_spawn(rt, reader, &m->rd[i]);
+		}
+		w = br_spawn(rt, fill_pipes, m);
+		await_ok(w);
+		br_future_release(w);
+		for (i = 0; i < NPIPES; i++) {
+			await_ok(f[i]);
+			cr_assert_eq(m->rd[i].ret, 1);
+			cr_assert_eq(m->rd[i].buf[0], (char)i);
+			br_future_release(f[i]);
+			close(m->p[i][0]);
+			close(m->p[i][1]);
+		}
+		free(m);
+		br_runtime_free(rt);
+	}
+}
