@@ -88,7 +88,7 @@ BR_PATCH := $(shell sed -n 's/^\#define BR_VERSION_PATCH \([0-9]*\)/\1/p' includ
 
 # Programs (tests, examples, benches) link the static library so that
 # tests can reach internal br__ symbols.
-$(B)/examples/%: examples/%.c $(B)/libbraid.a
+$(B)/examples/%: examples/%.c $(wildcard examples/*.h) $(B)/libbraid.a
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libbraid.a $(LDLIBS)
@@ -127,7 +127,7 @@ uninstall:
 	      $(DESTDIR)$(LIBDIR)/libbraid.so.$(BR_MAJOR).$(BR_MINOR).$(BR_PATCH) \
 	      $(DESTDIR)$(LIBDIR)/pkgconfig/braid.pc
 
-FORMAT_SRC = $(wildcard runtime/*.[ch] include/*.h tests/*.[ch] bench/*.[ch] examples/*.c)
+FORMAT_SRC = $(wildcard runtime/*.[ch] include/*.h tests/*.[ch] bench/*.[ch] examples/*.[ch])
 format:
 	clang-format -i $(FORMAT_SRC)
 format-check:

@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * http_server.c - a minimal HTTP/1.1 server: "hello" on /, 404 elsewhere.
+ *
+ *   http_server [--port N] [--workers N] [--host H]
+ *
+ * One task per connection, keep-alive, pipelining: every complete request
+ * in what one receive brought is answered, and the answers go out in one
+ * send. GET and HEAD are served; a malformed request (a bad request line,
+ * a header without a colon, a request head over 8 KiB, a body we cannot
+ * frame) gets 400 and the connection is closed. Request bodies with a
+ * Content-Length are read and discarded; chunked bodies get 400 here.
+ */
+#include <ctype.h>
+#include <strings.h>
+
+#include "serve.h"
+
+#define HEAD_MAX 8192
+
+static const char ok_body[] = "hello";
+
+struct out {
+	char buf[65536];
+	size_t len;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+	if (o->len + n <= sizeof(o->buf)) {
+		memcpy(o->buf + o->len, s, n);
+		o->len += n;
+	}
+}
+
+static void respond(struct out *o, int status, int head_only, int close)
+{
+	const char *reason = status == 200 ? "OK" :
+			     status == 404 ? "Not Found" :
+			     status == 405 ? "Method Not Allowed" :
+					     "Bad Request";
+	const char *body = status == 200 ? ok_body : reason;
+	char hdr[256];
+	int n = snprintf(hdr, sizeof(hdr),
+			 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+			 "Content-Length: %zu\r\n%s\r\n",
+			 status, reason, strlen(body),
+			 close ? "Connection: close\r\n" : "");
+
+	put(o, hdr, (size_t)n);
+	if (!head_only)
+		put(o, body, strlen(body));
+}
+
+static int is_token(const char *s, size_t n)
+{
+	size_t i;
+
+	if (!n)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) &&
+		    !strchr("!#$%&'*+-.^_`|~", s[i]))
+			return 0;
+	return 1;
+}
+
+/*
+ * Parse one request head in p[0..n) (ending with CRLFCRLF). Returns the
+ * status to answer (0 for a bad request) and fills *close, *head_only
+ * and *body (Content-Length to skip).
+ */
+static int parse(const char *p, size_t n, int *close, int *head_only,
+		 size_t *body)
+{
+	const char *end = p + n, *sp1, *sp2, *eol, *line;
+	int minor, status;
+
+	eol = memchr(p, '\r', n);
+	if (!eol || eol + 1 >= end || eol[1] != '\n')
+		return 0;
+	sp1 = memchr(p, ' ', (size_t)(eol - p));
+	if (!sp1)
+		return 0;
+	sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
+	if (!sp2 || !is_token(p, (size_t)(sp1 - p)) || sp2 == sp1 + 1 ||
+	    sp1[1] != '/' || eol - sp2 != 9 || memcmp(sp2 + 1, "HTTP/1.", 7) ||
+	    (sp2[8] != '0' && sp2[8] != '1'))
+		return 0;
+	minor = sp2[8] - '0';
+	*close = minor == 0;
+	*head_only = sp1 - p == 4 && !memcmp(p, "HEAD", 4);
+	*body = 0;
+	if ((sp1 - p == 3 && !memcmp(p, "GET", 3)) || *head_only)
+		status = sp2 - sp1 == 2 ? 200 : 404;
+	else
+		status = 405;
+	for (line = eol + 2; line < end && !(line[0] == '\r'); line = eol + 2) {
+		const char *colon, *v;
+		size_t vlen;
+
+		eol = memchr(line, '\r', (size_t)(end - line));
+		if (!eol || eol + 1 >= end || eol[1] != '\n')
+			return 0;
+		colon = memchr(line, ':', (size_t)(eol - line));
+		if (!colon || !is_token(line, (size_t)(colon - line)))
+			return 0;
+		for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++)
+			;
+		vlen = (size_t)(eol - v);
+		while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+			vlen--;
+		if (colon - line == 10 &&
+		    !strncasecmp(line, "connection", 10)) {
+			if (vlen == 5 && !strncasecmp(v, "close", 5))
+				*close = 1;
+			else if (vlen == 10 &&
+				 !strncasecmp(v, "keep-alive", 10))
+				*close = 0;
+		} else if (colon - line == 14 &&
+			   !strncasecmp(line, "content-length", 14)) {
+			size_t i, len = 0;
+
+			if (!vlen || vlen > 12)
+				return 0;
+			for (i = 0; i < vlen; i++) {
+				if (!isdigit((unsigned char)v[i]))
+					return 0;
+				len = len * 10 + (size_t)(v[i] - '0');
+			}
+			*body = len;
+		} else if (colon - line == 17 &&
+			   !strncasecmp(line, "transfer-encoding", 17)) {
+			return 0;
+		}
+	}
+	return status;
+}
+
+/* The end of the request head in buf[0..n), or NULL. */
+static const char *head_end(const char *buf, size_t n)
+{
+	const char *p = memmem(buf, n, "\r\n\r\n", 4);
+
+	return p ? p + 4 : NULL;
+}
+
+/*
+ * Answer the complete requests at the front of buf[0..*have) into o and
+ * drop them from buf. Returns 1 to read more, 0 to send and come back
+ * (o is full), -1 to send and close.
+ */
+static int serve_buffered(char *buf, size_t *have, size_t *skip, struct out *o)
+{
+	size_t used = 0;
+	int ret = 1;
+
+	for (;;) {
+		const char *start = buf + used, *end;
+		int status, close, head_only;
+		size_t body;
+
+		if (*skip) { /* the rest of a request body */
+			size_t k = *skip < *have - used ? *skip : *have - used;
+
+			used += k;
+			*skip -= k;
+			if (*skip)
+				break;
+			continue;
+		}
+		end = head_end(start, *have - used);
+		if (!end) {
+			if (*have - used >= HEAD_MAX) {
+				respond(o, 400, 0, 1);
+				ret = -1;
+			}
+			break;
+		}
+		status = parse(start, (size_t)(end - start), &close, &head_only,
+			       &body);
+		used = (size_t)(end - buf);
+		if (!status) {
+			respond(o, 400, 0, 1);
+			ret = -1;
+			break;
+		}
+		respond(o, status, head_only, close);
+		*skip = body;
+		if (close) {
+			ret = -1;
+			break;
+		}
+		if (o->len > sizeof(o->buf) - 512) {
+			ret = 0; /* answer these first */
+			break;
+		}
+	}
+	memmove(buf, buf + used, *have - used);
+	*have -= used;
+	return ret;
+}
+
+struct conn {
+	char in[HEAD_MAX * 2];
+	struct out out;
+};
+
+static void *http_conn(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	struct conn *c = malloc(sizeof(*c));
+	size_t have = 0, skip = 0;
+	int more = 1;
+
+	while (c) {
+		if (more) {
+			ssize_t n = br_recv(fd, c->in + have,
+					    sizeof(c->in) - have, 0);
+
+			if (n <= 0)
+				break;
+			have += (size_t)n;
+		}
+		c->out.len = 0;
+		more = serve_buffered(c->in, &have, &skip, &c->out);
+		if (c->out.len &&
+		    br_send_all(fd, c->out.buf, c->out.len, 0) < 0)
+			break;
+		if (more < 0)
+			break;
+	}
+	free(c);
+	br_close(fd);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	struct serve s = { .name = "http_server", .conn = http_conn };
+
+	return serve_main(argc, argv, &s);
+}

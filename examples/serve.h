@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * serve.h - the part every example server shares: flags, a listening
+ * socket on 127.0.0.1, one acceptor task spawning a task per connection,
+ * and a clean shutdown on SIGINT or SIGTERM.
+ *
+ *   --port N       port to listen on (default 8080; 0 picks a free one)
+ *   --workers N    loops (default: one per CPU)
+ *   --host H       address to bind (default 127.0.0.1)
+ *
+ * Prints "listening on HOST:PORT" on stdout once it accepts connections.
+ * The signals are blocked in every thread and taken by sigwait() on the
+ * main thread, which then frees the runtime: every task is cancelled,
+ * each connection task closes its socket, and the process exits 0.
+ */
+#ifndef SERVE_H
+#define SERVE_H
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "braid.h"
+
+struct serve {
+	const char *name;
+	void *(*conn)(void *fd); /* the connection task; owns the fd */
+	br_runtime *rt;
+	int lfd;
+};
+
+static void *serve_accept(void *arg)
+{
+	struct serve *s = arg;
+	int one = 1;
+
+	for (;;) {
+		int fd = br_accept(s->lfd, NULL, NULL, 0);
+
+		if (fd == -ECANCELED)
+			return NULL;
+		if (fd < 0) {
+			/* Out of fds or memory: let connections drain. */
+			fprintf(stderr, "%s: accept: %s\n", s->name,
+				br_strerror(fd));
+			if (br_sleep_ms(10) < 0)
+				return NULL;
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		br_future_release(
+			br_spawn(s->rt, s->conn, (void *)(intptr_t)fd));
+	}
+}
+
+static void serve_usage(const char *name)
+{
+	fprintf(stderr, "usage: %s [--port N] [--workers N] [--host H]\n",
+		name);
+	exit(2);
+}
+
+static int serve_main(int argc, char **argv, struct serve *s)
+{
+	const char *host = "127.0.0.1";
+	long port = 8080;
+	br_config cfg = { 0 };
+	br_future *acc;
+	sigset_t sigs;
+	int i, sig, err;
+
+	for (i = 1; i < argc; i++) {
+		char *end;
+
+		if (i + 1 >= argc)
+			serve_usage(s->name);
+		if (!strcmp(argv[i], "--port"))
+			port = strtol(argv[++i], &end, 10);
+		else if (!strcmp(argv[i], "--workers"))
+			cfg.workers = (unsigned)strtoul(argv[++i], &end, 10);
+		else if (!strcmp(argv[i], "--host"))
+			host = end = argv[++i], end += strlen(end);
+		else
+			serve_usage(s->name);
+		if (*end || port < 0 || port > 65535)
+			serve_usage(s->name);
+	}
+	/* Before any thread exists, so that every thread inherits it. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	s->lfd = br_tcp_listen(host, (uint16_t)port, 4096);
+	if (s->lfd < 0) {
+		fprintf(stderr, "%s: listen on %s:%ld: %s\n", s->name, host,
+			port, br_strerror(s->lfd));
+		return 1;
+	}
+	err = br_runtime_new(&s->rt, &cfg);
+	if (err < 0) {
+		fprintf(stderr, "%s: %s\n", s->name, br_strerror(err));
+		return 1;
+	}
+	acc = br_spawn(s->rt, serve_accept, s);
+	printf("listening on %s:%d\n", host, br_local_port(s->lfd));
+	fflush(stdout);
+	sigwait(&sigs, &sig);
+	br_cancel(acc);
+	br_future_release(acc);
+	br_runtime_free(s->rt);
+	close(s->lfd);
+	return 0;
+}
+
+#endif /* SERVE_H */
