@@ -29,7 +29,7 @@ endif
 
 # test-tsan runs the programs where threads meet: scheduler, futures,
 # combinators, tasks, timers, groups, the deque, and every stress program.
-TSAN_TESTS  := runtime future combine task timer group deque
+TSAN_TESTS  := runtime future combine task timer group deque io io_net
 TSAN_BIN    := $(filter $(TSAN_TESTS:%=$(B)/tests/test_%),$(TEST_BIN))
 
 STRESS_SCALE    ?= 1
@@ -96,7 +96,7 @@ test-unit: $(TEST_BIN) $(STRESS_BIN)
 # The wake-up paths this kernel does not take by itself: workers parked on
 # futexes (no io_uring), and rings woken through an eventfd (no
 # IORING_REGISTER_SEND_MSG_RING). The programs where threads meet.
-FALLBACK_BIN := $(filter $(addprefix $(B)/tests/test_,runtime future task combine),$(TEST_BIN))
+FALLBACK_BIN := $(filter $(addprefix $(B)/tests/test_,runtime future task combine io_net),$(TEST_BIN))
 test-fallbacks: $(FALLBACK_BIN) $(STRESS_BIN)
 	$(Q)fail=0; \
 	$(call run_tests,$(FALLBACK_BIN) $(STRESS_BIN),BRAID_NO_URING=1,--jobs 1) \

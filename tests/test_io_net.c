@@ -1,0 +1,457 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_io_net.c - sockets through the loops: TCP, Unix and UDP round
+ * trips, the errors a peer causes (reset, refused, closed), name
+ * resolution, deadlines, and many concurrent connections. Servers listen
+ * on 127.0.0.1 (or an abstract Unix name) and stop by themselves.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
+#define FOR_EACH_MODE(flags)                                           \
+	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
+		for (unsigned flags = modes[mi_], once_ = 1; once_; once_ = 0)
+
+static void await_ok(br_future *f)
+{
+	const char *msg = t_await_value(f);
+
+	cr_assert_null(msg, "%s", msg);
+	br_future_release(f);
+}
+
+/* An echo server task on listener lfd serving `conns` connections, each
+ * in its own task, then returning. */
+struct echo_srv {
+	br_runtime *rt;
+	int lfd;
+	int conns;
+};
+
+static void *echo_conn(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char buf[512];
+	ssize_t n;
+
+	while ((n = br_recv(fd, buf, sizeof(buf), 0)) > 0)
+		if (br_send_all(fd, buf, (size_t)n, 0) != n)
+			break;
+	br_close(fd);
+	return n < 0 && n != -ECONNRESET ? (void *)"echo recv failed" : NULL;
+}
+
+static void *echo_srv(void *arg)
+{
+	struct echo_srv *s = arg;
+	br_future **fs = calloc((size_t)s->conns, sizeof(*fs));
+	int i, err;
+
+	T_REQUIRE(fs);
+	for (i = 0; i < s->conns; i++) {
+		int fd = br_accept(s->lfd, NULL, NULL, 0);
+
+		T_REQUIRE(fd >= 0);
+		fs[i] = br_spawn(s->rt, echo_conn, (void *)(intptr_t)fd);
+	}
+	err = br_gather(fs, (size_t)s->conns, NULL);
+	for (i = 0; i < s->conns; i++)
+		br_future_release(fs[i]);
+	free(fs);
+	T_REQUIRE(err == 0);
+	return NULL;
+}
+
+struct client {
+	const char *host;
+	int port;
+	int rounds;
+};
+
+static void *echo_client(void *arg)
+{
+	struct client *c = arg;
+	char out[64], in[64];
+	int fd = br_tcp_connect(c->host, (uint16_t)c->port), i;
+	int fl;
+
+	T_REQUIRE(fd >= 0);
+	fl = fcntl(fd, F_GETFD);
+	T_REQUIRE(fl & FD_CLOEXEC);
+	for (i = 0; i < c->rounds; i++) {
+		size_t got = 0;
+
+		memset(out, 'a' + i % 26, sizeof(out));
+		T_REQUIRE(br_send_all(fd, out, sizeof(out), 0) == sizeof(out));
+		while (got < sizeof(in)) {
+			ssize_t n = br_recv(fd, in + got, sizeof(in) - got, 0);
+
+			T_REQUIRE(n > 0);
+			got += (size_t)n;
+		}
+		T_REQUIRE(memcmp(in, out, sizeof(in)) == 0);
+	}
+	T_REQUIRE(br_shutdown(fd, SHUT_WR) == 0);
+	T_REQUIRE(br_recv(fd, in, sizeof(in), 0) == 0);
+	T_REQUIRE(br_close(fd) == 0);
+	return NULL;
+}
+
+static void tcp_echo(unsigned workers, unsigned flags, const char *host,
+		     int nclients, int rounds)
+{
+	br_runtime *rt = t_runtime(workers, flags);
+	struct echo_srv s = { .rt = rt, .conns = nclients };
+	struct client c = { .host = host, .rounds = rounds };
+	br_future *srv, **cl = calloc((size_t)nclients, sizeof(*cl));
+	int i;
+
+	cr_assert_not_null(cl);
+	s.lfd = br_tcp_listen("127.0.0.1", 0, 0);
+	cr_assert_geq(s.lfd, 0, "listen: %s", br_strerror(s.lfd));
+	c.port = br_local_port(s.lfd);
+	cr_assert_gt(c.port, 0);
+	srv = br_spawn(rt, echo_srv, &s);
+	for (i = 0; i < nclients; i++)
+		cl[i] = br_spawn(rt, echo_client, &c);
+	for (i = 0; i < nclients; i++)
+		await_ok(cl[i]);
+	await_ok(srv);
+	close(s.lfd);
+	free(cl);
+	br_runtime_free(rt);
+}
+
+Test(net, tcp_echo_round_trips_over_loopback, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		tcp_echo(2, flags, "127.0.0.1", 8, 200);
+	}
+}
+
+Test(net, tcp_connect_resolves_names_off_the_loop, .timeout = 30.0)
+{
+	tcp_echo(1, 0, "localhost", 2, 10);
+}
+
+static void *unknown_name(void *arg)
+{
+	int fd = br_tcp_connect("no-such-host.invalid", 80);
+
+	(void)arg;
+	T_REQUIRE(fd == -ENOENT || fd == -EAGAIN);
+	T_REQUIRE(br_tcp_connect(NULL, 80) == -EINVAL);
+	return NULL;
+}
+
+Test(net, an_unknown_name_gives_enoent, .timeout = 30.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+
+	await_ok(br_spawn(rt, unknown_name, NULL));
+	br_runtime_free(rt);
+}
+
+static void *refused(void *arg)
+{
+	int port = *(int *)arg;
+	int fd = br_tcp_connect("127.0.0.1", (uint16_t)port);
+
+	T_REQUIRE(fd == -ECONNREFUSED);
+	return NULL;
+}
+
+Test(net, connecting_to_a_closed_port_gives_econnrefused, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		int lfd = br_tcp_listen("127.0.0.1", 0, 0);
+		int port = br_local_port(lfd);
+
+		close(lfd); /* nobody listens there now */
+		await_ok(br_spawn(rt, refused, &port));
+		br_runtime_free(rt);
+	}
+}
+
+struct pair {
+	int a, b;
+};
+
+static void *reset_peer(void *arg)
+{
+	struct pair *p = arg;
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	char buf[16];
+	ssize_t n;
+
+	/* b closes with a zero linger: a's next receive sees RST. */
+	T_REQUIRE(setsockopt(p->b, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) ==
+		  0);
+	T_REQUIRE(br_close(p->b) == 0);
+	n = br_recv(p->a, buf, sizeof(buf), 0);
+	T_REQUIRE(n == -ECONNRESET);
+	/* Sending on a reset socket: EPIPE (and no SIGPIPE). */
+	n = br_send(p->a, "x", 1, 0);
+	T_REQUIRE(n == -EPIPE || n == -ECONNRESET);
+	br_close(p->a);
+	return NULL;
+}
+
+static struct pair tcp_pair(void)
+{
+	int lfd = br_tcp_listen("127.0.0.1", 0, 0);
+	struct pair p;
+
+	cr_assert_geq(lfd, 0);
+	p.a = br_tcp_connect("127.0.0.1", (uint16_t)br_local_port(lfd));
+	cr_assert_geq(p.a, 0);
+	p.b = br_accept(lfd, NULL, NULL, 0);
+	cr_assert_geq(p.b, 0);
+	close(lfd);
+	return p;
+}
+
+Test(net, a_peer_reset_gives_econnreset_then_epipe, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct pair p = tcp_pair();
+
+		await_ok(br_spawn(rt, reset_peer, &p));
+		br_runtime_free(rt);
+	}
+}
+
+static void *accept_with_deadline(void *arg)
+{
+	int lfd = *(int *)arg;
+	int64_t t0 = br_now_ns();
+	int fd = br_accept_timeout(lfd, NULL, NULL, 0, 40);
+
+	T_REQUIRE(fd == -ETIMEDOUT);
+	T_REQUIRE(br_now_ns() - t0 >= 40 * T_NS_PER_MS);
+	return NULL;
+}
+
+Test(net, accept_timeout_returns_etimedout, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		int lfd = br_tcp_listen("127.0.0.1", 0, 0);
+
+		await_ok(br_spawn(rt, accept_with_deadline, &lfd));
+		close(lfd);
+		br_runtime_free(rt);
+	}
+}
+
+static void *unix_round_trip(void *arg)
+{
+	const char *path = arg;
+	int lfd = br_unix_listen(path, 0), c, s;
+	char buf[8];
+
+	T_REQUIRE(lfd >= 0);
+	c = br_unix_connect(path);
+	T_REQUIRE(c >= 0);
+	s = br_accept(lfd, NULL, NULL, 0);
+	T_REQUIRE(s >= 0);
+	T_REQUIRE(br_send(c, "unix", 4, 0) == 4);
+	T_REQUIRE(br_recv(s, buf, sizeof(buf), 0) == 4);
+	T_REQUIRE(memcmp(buf, "unix", 4) == 0);
+	br_close(c);
+	T_REQUIRE(br_recv(s, buf, sizeof(buf), 0) == 0);
+	br_close(s);
+	br_close(lfd);
+	T_REQUIRE(br_unix_connect("") == -EINVAL);
+	return NULL;
+}
+
+Test(net, unix_sockets_by_path_and_abstract_name, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		char path[64], abs[64];
+
+		snprintf(path, sizeof(path), "/tmp/braid-test-%d.sock",
+			 (int)getpid());
+		snprintf(abs, sizeof(abs), "@braid-test-%d", (int)getpid());
+		await_ok(br_spawn(rt, unix_round_trip, path));
+		await_ok(br_spawn(rt, unix_round_trip, abs));
+		unlink(path);
+		br_runtime_free(rt);
+	}
+}
+
+static void *udp_round_trip(void *arg)
+{
+	int a = br_udp_bind("127.0.0.1", 0), b = br_udp_bind("127.0.0.1", 0);
+	struct sockaddr_in to = { .sin_family = AF_INET };
+	struct sockaddr_storage from;
+	socklen_t flen = sizeof(from);
+	char buf[16];
+
+	(void)arg;
+	T_REQUIRE(a >= 0 && b >= 0);
+	to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	to.sin_port = htons((uint16_t)br_local_port(b));
+	T_REQUIRE(br_sendto(a, "dgram", 5, 0, (struct sockaddr *)&to,
+			    sizeof(to)) == 5);
+	T_REQUIRE(br_recvfrom(b, buf, sizeof(buf), 0, (struct sockaddr *)&from,
+			      &flen) == 5);
+	T_REQUIRE(memcmp(buf, "dgram", 5) == 0);
+	T_REQUIRE(flen == sizeof(struct sockaddr_in));
+	T_REQUIRE(ntohs(((struct sockaddr_in *)&from)->sin_port) ==
+		  br_local_port(a));
+	br_close(a);
+	br_close(b);
+	return NULL;
+}
+
+Test(net, udp_sendto_and_recvfrom, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+
+		await_ok(br_spawn(rt, udp_round_trip, NULL));
+		br_runtime_free(rt);
+	}
+}
+
+/* Many connections open at once: every one echoes its own bytes. */
+static void raise_nofile(rlim_t want)
+{
+	struct rlimit rl;
+
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur >= want)
+		return;
+	if (rl.rlim_max < want) {
+		/* Raising the hard limit needs CAP_SYS_RESOURCE. */
+		struct rlimit up = { .rlim_cur = want, .rlim_max = want };
+
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			return;
+	}
+	rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+}
+
+struct hold_client {
+	int port;
+	atomic_int *connected;
+	int total;
+};
+
+static void *hold_client(void *arg)
+{
+	struct hold_client *h = arg;
+	int fd = br_tcp_connect("127.0.0.1", (uint16_t)h->port);
+	char out[64], in[64];
+	size_t got = 0;
+
+	T_REQUIRE(fd >= 0);
+	atomic_fetch_add(h->connected, 1);
+	/* Wait until every client is connected, so that all are open at
+	 * once, then make one round trip. */
+	while (atomic_load(h->connected) < h->total)
+		T_REQUIRE(br_sleep_ms(5) == 0);
+	memset(out, (char)fd, sizeof(out));
+	T_REQUIRE(br_send_all(fd, out, sizeof(out), 0) == sizeof(out));
+	while (got < sizeof(in)) {
+		ssize_t n = br_recv(fd, in + got, sizeof(in) - got, 0);
+
+		T_REQUIRE(n > 0);
+		got += (size_t)n;
+	}
+	T_REQUIRE(memcmp(in, out, sizeof(in)) == 0);
+	br_close(fd);
+	return NULL;
+}
+
+/* The clients run in a child process with a runtime of its own, so that
+ * each side needs only N descriptors. Returns the child's exit code. */
+static int run_clients(int port, int n)
+{
+	atomic_int connected = 0;
+	struct hold_client h = { .port = port,
+				 .connected = &connected,
+				 .total = n };
+	br_config cfg = { .workers = 2 };
+	br_future **cl = calloc((size_t)n, sizeof(*cl));
+	br_runtime *rt;
+	int i, bad = 0;
+
+	if (!cl || br_runtime_new(&rt, &cfg) < 0)
+		return 3;
+	for (i = 0; i < n; i++)
+		cl[i] = br_spawn(rt, hold_client, &h);
+	for (i = 0; i < n; i++) {
+		void *msg = NULL;
+
+		if (br_await(cl[i], &msg) < 0 || msg) {
+			if (!bad++)
+				fprintf(stderr, "client %d: %s\n", i,
+					msg ? (char *)msg :
+					      br_future_message(cl[i]));
+		}
+		br_future_release(cl[i]);
+	}
+	br_runtime_free(rt);
+	free(cl);
+	return bad ? 1 : 0;
+}
+
+Test(net, ten_thousand_concurrent_connections_are_all_served, .timeout = 120.0)
+{
+	enum {
+		N = 10000
+	};
+	br_runtime *rt;
+	struct echo_srv s;
+	br_future *srv;
+	pid_t pid;
+	int status, port;
+
+	raise_nofile(N + 256);
+	s.lfd = br_tcp_listen("127.0.0.1", 0, 4096);
+	cr_assert_geq(s.lfd, 0);
+	port = br_local_port(s.lfd);
+	fflush(NULL);
+	pid = fork(); /* before any runtime thread exists */
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(s.lfd);
+		_exit(run_clients(port, N));
+	}
+	rt = t_runtime(2, 0);
+	s.rt = rt;
+	s.conns = N;
+	srv = br_spawn(rt, echo_srv, &s);
+	await_ok(srv);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "client process status %#x", status);
+	close(s.lfd);
+	br_runtime_free(rt);
+}
