@@ -432,7 +432,6 @@ static void on_event(struct conn *c, uint32_t events, int64_t t0, int64_t t1,
 	/* The round trip ended at sent_ns + rtt. */
 	if (opt.once) {
 		c->state = S_DONE;
-		hist[hist_index((uint64_t)rtt)]++;
 		++*count;
 		return;
 	}

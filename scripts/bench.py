@@ -474,14 +474,15 @@ def main():
     rng = random.Random(seed)
     env = clean_env()
     lines, failures = [], []
-    for rnd in range(runs):
+    total = max(rounds_of(c) for c in todo)
+    for rnd in range(total):
         order = [c for c in todo if rnd < rounds_of(c)]
         rng.shuffle(order)
         for i, c in enumerate(order):
             # A run may return lines and an error (a server that saw
             # errors or did not stop cleanly): keep both.
             got, err = c.run(env, a.timeout)
-            head = "[%d/%d %2d/%d]" % (rnd + 1, runs, i + 1, len(order))
+            head = "[%d/%d %2d/%d]" % (rnd + 1, total, i + 1, len(order))
             if err:
                 print("%s %s: FAILED: %s" % (head, c.text(), err))
                 failures.append({"round": rnd, "cmd": c.text(),
@@ -503,14 +504,16 @@ def main():
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out + ".json", "w") as f:
         json.dump({"machine": mach,
-                   "settings": {"runs": runs, "quick": a.quick,
+                   "settings": {"runs": runs, "net_runs": bench_net.NET_RUNS
+                                if a.runs is None else runs,
+                                "quick": a.quick,
                                 "seed": seed, "workloads": list(wanted)},
                    "lines": lines, "summary": summary,
                    "failures": failures,
                    "skipped": [{"workload": w, "impl": i, "why": y}
                                for w, i, y in skipped]}, f, indent=1)
         f.write("\n")
-    md = markdown(summary, mach, runs, failures, skipped)
+    md = markdown(summary, mach, total, failures, skipped)
     with open(out + ".md", "w") as f:
         f.write(md)
     print()

@@ -67,11 +67,11 @@ LABELS = {
     ("echo", "p99_us"): "echo C={n:,}, 99th-percentile round trip",
     ("echo", "server_cpu"): "echo C={n:,}, server CPU",
     ("echo", "client_cpu"): "echo C={n:,}, client CPU",
-    ("echo", "errors"): "echo C={n:,}, errors",
     ("echo", "conns_ok"): "{n:,} connections open at once, round trips "
                           "completed",
     ("echo", "wall"): "{n:,} connections: connect all, one round trip "
                       "each, wall time",
+    ("echo", "errors"): "echo C={n:,}, errors",
     ("http", "req_per_s"): "HTTP GET / (wrk, {n} connections), requests "
                            "per second",
     ("http", "req_per_cpu_s"): "HTTP GET /, requests per server CPU-second",
@@ -288,15 +288,18 @@ class Running:
         self.stop_error = None
 
     def start(self):
+        """Start the server and wait until it is ready. Returns an error."""
         os.makedirs(STATE, exist_ok=True)
-        err = None
-        for _ in range(3):  # another program may take the free port first
-            err = self._start_once(free_port())
-            if err is None:
-                return None
+        for _ in range(3):
+            err, exited = self._start_once(free_port())
+            # A server that exits at once may have lost the free port to
+            # another program: try another. One that hangs is not retried.
+            if err is None or not exited:
+                break
         return err
 
     def _start_once(self, port):
+        """One attempt on port: (error or None, whether the server exited)."""
         s = self.server
         if s.prepare:
             s.prepare(port)
@@ -314,26 +317,27 @@ class Running:
             if self.proc.poll() is not None:
                 rc = self.proc.returncode
                 self.proc = None
-                return "%s exited with status %d before it was ready: %s" % (
-                    s.name, rc, tail(self.log + ".err"))
+                return ("%s exited with status %d before it was ready: %s" %
+                        (s.name, rc, tail(self.log + ".err")), True)
             if s.ready == "line":
                 try:
                     with open(self.log + ".out") as f:
                         if want in f.read():
-                            return None
+                            return None, False
                 except OSError:
                     pass
             else:
                 try:
                     socket.create_connection(("127.0.0.1", port),
                                              timeout=0.5).close()
-                    return None
+                    return None, False
                 except OSError:
                     pass
             time.sleep(0.02)
         self.stop()
-        return "%s did not say \"%s\" within %g s" % (s.name, want,
-                                                      READY_TIMEOUT)
+        return ("%s was not ready within %g s (%s)" %
+                (s.name, READY_TIMEOUT, "no line \"%s\"" % want
+                 if s.ready == "line" else "no connection"), False)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
