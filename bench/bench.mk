@@ -2,7 +2,8 @@
 # bench.mk - benchmark programs, their peers and the runner; included by
 # the top-level Makefile.
 #
-#   make bench          build everything, then scripts/bench.py (5 rounds)
+#   make bench          build everything, then scripts/bench.py (5 rounds;
+#                       3 for echo and http)
 #   make bench-summary  build, then one quick round of fib, switch, skynet
 #   make bench-build    build the braid benches and every peer whose
 #                       toolchain is present
@@ -10,14 +11,20 @@
 #
 # Benchmarks always use the release variant, whatever VARIANT says: the
 # targets above re-enter make with VARIANT=release. Peers whose toolchain
-# (g++ with oneTBB, gcc with OpenMP, go) is missing are skipped with a note
-# and the runner leaves them out.
+# (g++ with oneTBB, gcc with OpenMP, go, libuv) is missing are skipped with
+# a note and the runner leaves them out. The echo and http workloads also
+# need braid's examples/echo_server and examples/http_server, which
+# bench-build builds when their sources exist; nginx and wrk are used as
+# Debian installs them.
 
 BENCH_B     := build/release
-BENCH_NAMES := fib skynet switch sleep
+BENCH_NAMES := fib skynet switch sleep echo_client
 BENCH_BIN   := $(BENCH_NAMES:%=$(BENCH_B)/bench/%)
 BENCH_PEERS := $(addprefix $(BENCH_B)/bench/peers/, \
-                 fib_tbb skynet_tbb fib_omp fib_go skynet_go switch_go sleep_go)
+                 fib_tbb skynet_tbb fib_omp fib_go skynet_go switch_go sleep_go \
+                 echo_epoll echo_uring echo_uv echo_go http_go)
+BENCH_EXAMPLES := $(patsubst examples/%.c,$(BENCH_B)/examples/%, \
+                    $(wildcard examples/echo_server.c examples/http_server.c))
 BENCH_ARGS  ?=
 
 GO       ?= go
@@ -40,7 +47,7 @@ bench-summary: bench-build
 bench-build:
 	$(Q)$(MAKE) --no-print-directory VARIANT=release bench-programs
 
-bench-programs: $(BENCH_BIN) $(BENCH_PEERS)
+bench-programs: $(BENCH_BIN) $(BENCH_PEERS) $(BENCH_EXAMPLES)
 
 $(BENCH_B)/bench/%: bench/%.c bench/bench.h include/braid.h \
                     $(BENCH_B)/libbraid.a
@@ -73,13 +80,43 @@ $(BENCH_B)/bench/peers/%_omp: bench/peers/%_omp.c
 		$(CC) $(PEER_CFLAGS) -o $@ $<; \
 	fi
 
+# The C echo peers: plain epoll, liburing (a braid dependency, so always
+# there) and libuv, which is optional.
+PEER_NET_CFLAGS := -O2 -g -std=gnu11 -D_GNU_SOURCE -Wall -Wextra \
+                   -Wno-unused-parameter
+
+$(BENCH_B)/bench/peers/echo_epoll: bench/peers/echo_epoll.c \
+                                   bench/peers/echo_peer.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(PEER_NET_CFLAGS) -o $@ $<
+
+$(BENCH_B)/bench/peers/echo_uring: bench/peers/echo_uring.c \
+                                   bench/peers/echo_peer.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(PEER_NET_CFLAGS) -o $@ $< -luring
+
+$(BENCH_B)/bench/peers/echo_uv: bench/peers/echo_uv.c bench/peers/echo_peer.h
+	@mkdir -p $(@D)
+	$(Q)if ! echo '#include <uv.h>' | $(CC) -x c -E - >/dev/null 2>&1; then \
+		echo "  SKIP    $@ (no libuv: apt-get install libuv1-dev)"; \
+	else \
+		$(if $(Q),echo "  CC      $<" &&) \
+		$(CC) $(PEER_NET_CFLAGS) -o $@ $< -luv; \
+	fi
+
 $(BENCH_B)/bench/peers/%_go: bench/peers/%_go.go
 	@mkdir -p $(@D)
 	$(Q)if ! command -v $(GO) >/dev/null 2>&1; then \
 		echo "  SKIP    $@ (no go: apt-get install golang-go)"; \
 	else \
 		$(if $(Q),echo "  GO      $<" &&) \
-		$(PEER_GOENV) $(GO) build -o $@ $<; \
+		$(PEER_GOENV) $(GO) build -o $@ $(filter %.go,$^); \
 	fi
+
+# The Go network peers share netpeer.go, built with each of them.
+$(BENCH_B)/bench/peers/echo_go $(BENCH_B)/bench/peers/http_go: \
+	bench/peers/netpeer.go
 
 -include $(BENCH_BIN:=.d)

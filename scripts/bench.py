@@ -7,10 +7,15 @@ invocation that prints one JSON line per measurement (see bench/bench.h).
 Each round runs every configuration once, in a new shuffled order, so that
 slow periods of a shared machine fall on braid and on its peers alike; the
 report gives the median, min and max of the rounds and, for each peer, the
-ratio braid median / peer median (every metric here is lower-is-better, so
-a ratio below 1 means braid is faster).
+ratio braid median / peer median. Most metrics are lower-is-better (a
+ratio below 1 means braid is faster or smaller); the throughput metrics
+of echo and http are higher-is-better (above 1 means braid does more),
+and the tables say which way each row goes.
 
-No process is pinned to a CPU: braid, oneTBB, libgomp and Go all place
+The echo and http workloads (scripts/bench_net.py) start a server and
+drive it with a load generator: the server is pinned to one CPU, the
+generator to another, and they take 3 rounds by default instead of 5.
+No other process is pinned: braid, oneTBB, libgomp and Go all place
 their own threads. The environment variables that would change a
 program's thread count or scheduling (BRAID_*, OMP_*, GOMP_*, GOMAXPROCS,
 GOGC, GODEBUG, GOMEMLIMIT) are removed, then set per configuration.
@@ -19,7 +24,7 @@ Writes <out>.json (every line, the summary, the machine) and <out>.md (a
 markdown table); <out> is build/bench/results, or build/bench/summary with
 --quick. Python 3 standard library only.
 
-Usage: scripts/bench.py [--runs N] [--only fib,switch] [--quick]
+Usage: scripts/bench.py [--runs N] [--only fib,echo] [--quick]
                         [--no-build] [--timeout S] [--seed N] [--list]
 """
 
@@ -33,10 +38,14 @@ import statistics
 import subprocess
 import sys
 
+sys.dont_write_bytecode = True  # keep scripts/ free of __pycache__
+import bench_net  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = "build/release/bench"
-WORKLOADS = ("fib", "skynet", "switch", "sleep")
+WORKLOADS = ("fib", "skynet", "switch", "sleep", "echo", "http")
 QUICK_WORKLOADS = ("fib", "switch", "skynet")
+NET = ("echo", "http")
 SCRUB_PREFIXES = ("BRAID_", "OMP_", "GOMP_")
 SCRUB_NAMES = ("GOMAXPROCS", "GOGC", "GODEBUG", "GOMEMLIMIT")
 
@@ -51,6 +60,7 @@ LABELS = {
     ("sleep", "peak_alive"): "most of the {n:,} tasks asleep at once",
     ("sleep", "rss_per_alive"): "peak RSS per task asleep at once",
 }
+LABELS.update(bench_net.LABELS)
 
 # Footnotes for the markdown table, shown when their row is there.
 NOTES = {
@@ -65,9 +75,10 @@ NOTES = {
         "\"most asleep at once\" shows how many were alive together, and "
         "the last row divides the same memory by that number.",
 }
+NOTES.update(bench_net.NOTES)
 
 # Figures that describe a run rather than rank it: no ratio.
-NO_RATIO = {("sleep", "peak_alive")}
+NO_RATIO = {("sleep", "peak_alive")} | bench_net.NO_RATIO
 
 # What each peer is, per workload and metric where it differs.
 PEER_NAMES = {
@@ -81,6 +92,7 @@ PEER_NAMES = {
     ("sleep", "peak_alive", "go"): "Go time.Sleep",
     ("sleep", "rss_per_alive", "go"): "Go time.Sleep",
 }
+PEER_NAMES.update(bench_net.PEER_NAMES)
 
 # What braid does in each workload, for the table.
 BRAID_NAMES = {
@@ -106,6 +118,15 @@ class Config:
     def text(self):
         env = " ".join("%s=%s" % kv for kv in sorted(self.env.items()))
         return (env + " " if env else "") + " ".join(self.argv())
+
+    def missing(self):
+        """Why this configuration cannot run, or None."""
+        if os.access(self.prog, os.X_OK):
+            return None
+        return "%s not built" % self.prog
+
+    def run(self, env, timeout):
+        return run_one(self, env, timeout)
 
 
 def configs(quick):
@@ -149,7 +170,7 @@ def configs(quick):
     out.append(Config("sleep", "braid", 2, BIN + "/sleep",
                       ["--workers", 2] + s))
     go("sleep", "sleep_go", 2, s)
-    return out
+    return out + bench_net.configs(quick)
 
 
 def clean_env():
@@ -190,7 +211,7 @@ def machine():
         "gcc": first_line(["gcc", "-dumpfullversion"]),
         "go": first_line(["go", "version"]),
         "python": platform.python_version(),
-        "pinning": "none",
+        "pinning": bench_net.pinning_text(),
     }
 
 
@@ -226,7 +247,18 @@ def run_one(cfg, env, timeout):
 
 
 def key_of(d):
-    return (d["workload"], d["metric"], int(d.get("threads", 0)), d["impl"])
+    return (d["workload"], d["metric"], int(d.get("threads", 0)),
+            int(d.get("n", 0)), d["impl"])
+
+
+def higher_is_better(s):
+    return bench_net.higher_is_better(s["workload"], s["metric"])
+
+
+def better_text(s):
+    if (s["workload"], s["metric"]) in NO_RATIO:
+        return "—"
+    return "higher" if higher_is_better(s) else "lower"
 
 
 def summarise(lines):
@@ -238,23 +270,30 @@ def summarise(lines):
     for key, ds in groups.items():
         vals = [v for d in ds for v in d["values"]]
         out.append({
-            "workload": key[0], "impl": key[3], "metric": key[1],
-            "threads": key[2], "unit": ds[0]["unit"], "n": ds[0]["n"],
+            "workload": key[0], "impl": key[4], "metric": key[1],
+            "threads": key[2], "unit": ds[0]["unit"], "n": key[3],
             "median": statistics.median(vals), "min": min(vals),
             "max": max(vals), "runs": len(vals), "values": vals,
             "cmd": ds[0].get("cmd", ""),
         })
     order = {k: i for i, k in enumerate(LABELS)}
-    out.sort(key=lambda s: (order.get((s["workload"], s["metric"]), 99),
+    out.sort(key=lambda s: (WORKLOADS.index(s["workload"])
+                            if s["workload"] in WORKLOADS else 99,
+                            s["n"] if s["workload"] in NET else 0,
+                            order.get((s["workload"], s["metric"]), 999),
                             s["threads"], s["impl"] != "braid", s["impl"]))
-    braid = {(s["workload"], s["metric"], s["threads"]): s
-             for s in out if s["impl"] == "braid"}
+    braid = {row_key(s): s for s in out if s["impl"] == "braid"}
     for s in out:
-        b = braid.get((s["workload"], s["metric"], s["threads"]))
+        b = braid.get(row_key(s))
         if (s["impl"] != "braid" and b and s["median"] > 0 and
                 (s["workload"], s["metric"]) not in NO_RATIO):
             s["ratio_braid_over_peer"] = b["median"] / s["median"]
     return out
+
+
+def row_key(s):
+    """What braid's row and its peers' rows have in common."""
+    return (s["workload"], s["metric"], s["threads"], s["n"])
 
 
 def fmt(v):
@@ -274,73 +313,98 @@ def label(s):
 
 
 def peer_name(s):
-    return PEER_NAMES.get((s["workload"], s["metric"], s["impl"]),
-                          PEER_NAMES.get(s["impl"], s["impl"]))
+    return PEER_NAMES.get(
+        (s["workload"], s["metric"], s["impl"]),
+        PEER_NAMES.get((s["workload"], s["impl"]),
+                       PEER_NAMES.get(s["impl"], s["impl"])))
+
+
+def in_markdown(s, summary):
+    k = (s["workload"], s["metric"])
+    if k in bench_net.NOT_IN_MARKDOWN:
+        return False
+    if k in bench_net.ONLY_IF_NONZERO:
+        return any(t["max"] for t in summary
+                   if (t["workload"], t["metric"], t["n"]) ==
+                   (s["workload"], s["metric"], s["n"]))
+    return True
 
 
 def config_text(s):
-    return "%d thread%s" % (s["threads"], "" if s["threads"] == 1 else "s")
+    text = "%d thread%s" % (s["threads"], "" if s["threads"] == 1 else "s")
+    if s["workload"] in NET:
+        text = "server on " + text
+    return text
 
 
 def print_table(summary):
     print()
-    print("%-8s %-13s %3s %-7s %10s %10s %10s %-5s %s" %
-          ("workload", "metric", "thr", "impl", "median", "min", "max",
-           "unit", "braid/peer"))
+    print("%-8s %-13s %3s %8s %-7s %10s %10s %10s %-9s %-6s %s" %
+          ("workload", "metric", "thr", "n", "impl", "median", "min", "max",
+           "unit", "better", "braid/peer"))
     for s in summary:
         ratio = s.get("ratio_braid_over_peer")
-        print("%-8s %-13s %3d %-7s %10s %10s %10s %-5s %s" %
-              (s["workload"], s["metric"], s["threads"], s["impl"],
+        print("%-8s %-13s %3d %8d %-7s %10s %10s %10s %-9s %-6s %s" %
+              (s["workload"], s["metric"], s["threads"], s["n"], s["impl"],
                fmt(s["median"]), fmt(s["min"]), fmt(s["max"]), s["unit"],
-               "%.2f" % ratio if ratio is not None else ""))
+               better_text(s), "%.2f" % ratio if ratio is not None else ""))
 
 
-def markdown(summary, mach, runs, failures):
+def markdown(summary, mach, runs, failures, skipped):
     def fig(s):
         if s["runs"] == 1:
             return "%s %s" % (fmt(s["median"]), s["unit"])
         return "%s %s (%s–%s)" % (fmt(s["median"]), s["unit"],
                                    fmt(s["min"]), fmt(s["max"]))
 
-    braid = {(s["workload"], s["metric"], s["threads"]): s
-             for s in summary if s["impl"] == "braid"}
+    summary = [s for s in summary if in_markdown(s, summary)]
+    braid = {row_key(s): s for s in summary if s["impl"] == "braid"}
     rows = []
     seen = set()
     for s in summary:
-        k = (s["workload"], s["metric"], s["threads"])
+        k = row_key(s)
         b = braid.get(k)
         if s["impl"] == "braid":
             continue
         seen.add(k)
         bname = BRAID_NAMES.get((s["workload"], s["metric"]), "braid")
-        rows.append("| %s | %s | %s | %s | %s | %s |" % (
+        rows.append("| %s | %s | %s | %s | %s | %s | %s |" % (
             label(s), config_text(s),
             "%s: %s" % (bname, fig(b)) if b else "—",
             "%s: %s" % (peer_name(s), fig(s)),
             "%.2f" % s["ratio_braid_over_peer"]
-            if "ratio_braid_over_peer" in s else "—", s["runs"]))
+            if "ratio_braid_over_peer" in s else "—", better_text(s),
+            s["runs"]))
     for k, b in braid.items():
         if k not in seen:
-            rows.append("| %s | %s | %s | — | — | %s |" % (
-                label(b), config_text(b), fig(b), b["runs"]))
+            rows.append("| %s | %s | %s | — | — | %s | %s |" % (
+                label(b), config_text(b), fig(b), better_text(b),
+                b["runs"]))
     out = [
-        "| workload | config | braid | peer | braid / peer | runs |",
-        "|---|---|---|---|---|---|",
+        "| workload | config | braid | peer | braid / peer | better | runs |",
+        "|---|---|---|---|---|---|---|",
     ] + rows + [
         "",
-        "%s; the ratio is braid's median over the peer's, so below 1 means "
-        "braid is faster or smaller. Machine: %s, %s CPUs, Linux %s, "
-        "gcc %s, %s; %s." % (
-                 "Median of %d interleaved runs (min–max in parentheses)" %
-                 runs if runs > 1 else "One run of each",
+        "%s; the ratio is braid's median over the peer's. Where lower is "
+        "better (times, latencies, memory) below 1 means braid is faster "
+        "or smaller; where higher is better (round trips or requests per "
+        "second and per server CPU-second) above 1 means braid does more. "
+        "Machine: %s, %s CPUs, Linux %s, gcc %s, %s; %s." % (
+                 "Median of up to %d interleaved runs (min–max in "
+                 "parentheses)" % runs if runs > 1 else "One run of each",
                  mach["cpu"] or mach["arch"], mach["nproc"],
                  mach["kernel"], mach["gcc"] or "?", mach["go"] or "no go",
                  mach["date"]),
     ]
+    seen = {k[:3] for k in seen}
     notes = [text for k, text in NOTES.items() if k in seen]
     if notes:
         out.append("")
         out.extend("- " + text for text in notes)
+    if skipped:
+        out.append("")
+        out.append("Not run: " + "; ".join(
+            "%s %s (%s)" % s for s in skipped) + ".")
     if failures:
         out.append("")
         out.append("Failed runs: " + "; ".join(
@@ -350,8 +414,9 @@ def markdown(summary, mach, runs, failures):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, help="rounds (default 5, quick 1)")
-    ap.add_argument("--only", help="comma-separated workloads, e.g. fib,switch")
+    ap.add_argument("--runs", type=int, help="rounds (default 5, echo and "
+                    "http 3; quick 1)")
+    ap.add_argument("--only", help="comma-separated workloads, e.g. fib,echo")
     ap.add_argument("--quick", action="store_true",
                     help="one round of fib, switch and skynet (make demo)")
     ap.add_argument("--no-build", action="store_true",
@@ -388,38 +453,47 @@ def main():
             print("bench: make bench-build failed", file=sys.stderr)
             return 1
 
-    todo = []
+    todo, skipped = [], []
     for c in cfgs:
-        if os.access(c.prog, os.X_OK):
+        why = c.missing()
+        if why is None:
             todo.append(c)
-        else:
-            print("bench: skipping %s (%s not built)" % (c.text(), c.prog))
+        elif (c.workload, c.impl, why) not in skipped:
+            print("bench: skipping %s %s (%s)" % (c.workload, c.impl, why))
+            skipped.append((c.workload, c.impl, why))
     if not todo:
         print("bench: nothing to run", file=sys.stderr)
         return 1
+
+    def rounds_of(c):
+        # Without --runs, the long echo and http runs take fewer rounds.
+        cap = getattr(c, "max_runs", None)
+        return min(runs, cap) if cap and a.runs is None else runs
 
     seed = a.seed if a.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     env = clean_env()
     lines, failures = [], []
-    for rnd in range(runs):
-        order = list(todo)
+    total = max(rounds_of(c) for c in todo)
+    for rnd in range(total):
+        order = [c for c in todo if rnd < rounds_of(c)]
         rng.shuffle(order)
         for i, c in enumerate(order):
-            got, err = run_one(c, env, a.timeout)
-            head = "[%d/%d %2d/%d]" % (rnd + 1, runs, i + 1, len(order))
+            # A run may return lines and an error (a server that saw
+            # errors or did not stop cleanly): keep both.
+            got, err = c.run(env, a.timeout)
+            head = "[%d/%d %2d/%d]" % (rnd + 1, total, i + 1, len(order))
             if err:
                 print("%s %s: FAILED: %s" % (head, c.text(), err))
                 failures.append({"round": rnd, "cmd": c.text(),
                                  "error": err})
-                continue
             for d in got:
                 d["round"] = rnd
                 lines.append(d)
-                print("%s %-6s %-7s %-12s %d thr: %s %s" %
+                print("%s %-6s %-7s %-13s %d thr %5d: %s %s" %
                       (head, d["workload"], d["impl"], d["metric"],
-                       int(d.get("threads", 0)), fmt(d["median"]),
-                       d["unit"]))
+                       int(d.get("threads", 0)), int(d.get("n", 0)),
+                       fmt(d["median"]), d["unit"]))
             sys.stdout.flush()
 
     summary = summarise(lines)
@@ -430,12 +504,16 @@ def main():
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     with open(out + ".json", "w") as f:
         json.dump({"machine": mach,
-                   "settings": {"runs": runs, "quick": a.quick,
+                   "settings": {"runs": runs, "net_runs": bench_net.NET_RUNS
+                                if a.runs is None else runs,
+                                "quick": a.quick,
                                 "seed": seed, "workloads": list(wanted)},
                    "lines": lines, "summary": summary,
-                   "failures": failures}, f, indent=1)
+                   "failures": failures,
+                   "skipped": [{"workload": w, "impl": i, "why": y}
+                               for w, i, y in skipped]}, f, indent=1)
         f.write("\n")
-    md = markdown(summary, mach, runs, failures)
+    md = markdown(summary, mach, total, failures, skipped)
     with open(out + ".md", "w") as f:
         f.write(md)
     print()
