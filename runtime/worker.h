@@ -27,6 +27,8 @@ enum {
 	BR__AFTER_EXIT,	 /* its root task ended: recycle the fiber */
 };
 
+struct br__blocking;
+
 struct br__worker {
 	/* ---- owner-only: touched by this worker's thread alone ---- */
 	struct br_runtime *rt;
@@ -91,7 +93,8 @@ struct br_runtime {
 	pthread_cond_t start_cond;
 	unsigned started;
 	int ring_err; /* first ring set-up error, for the warning */
-	struct br__worker *workers; /* nworkers of them, cache aligned */
+	struct br__worker *workers;    /* nworkers of them, cache aligned */
+	struct br__blocking *blocking; /* br_spawn_blocking's pool */
 };
 
 /* The worker running the calling thread, or NULL. noinline: a task may
