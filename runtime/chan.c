@@ -109,6 +109,24 @@ static unsigned char *slot(struct br_chan *ch, size_t i)
 	return ch->ring + (i % ch->cap) * ch->esize;
 }
 
+/* Copy one element; the common small sizes inline to a move or two. */
+static inline void copy(void *dst, const void *src, size_t n)
+{
+	switch (n) {
+	case 4:
+		memcpy(dst, src, 4);
+		break;
+	case 8:
+		memcpy(dst, src, 8);
+		break;
+	case 16:
+		memcpy(dst, src, 16);
+		break;
+	default:
+		memcpy(dst, src, n);
+	}
+}
+
 int br_chan_new(br_chan **out, size_t elem_size, size_t capacity)
 {
 	struct br_chan *ch;
@@ -151,12 +169,12 @@ static int send_locked(struct br_chan *ch, const void *elem,
 	w = br__wq_claim(&ch->recvq, self);
 	if (w) {
 		if (w->buf)
-			memcpy(w->buf, elem, ch->esize);
+			copy(w->buf, elem, ch->esize);
 		*wake = w;
 		return CH_OK;
 	}
 	if (ch->len < ch->cap) {
-		memcpy(slot(ch, ch->head + ch->len), elem, ch->esize);
+		copy(slot(ch, ch->head + ch->len), elem, ch->esize);
 		ch->len++;
 		return CH_OK;
 	}
@@ -171,13 +189,13 @@ static int recv_locked(struct br_chan *ch, void *out,
 
 	if (ch->len) {
 		if (out)
-			memcpy(out, slot(ch, ch->head), ch->esize);
+			copy(out, slot(ch, ch->head), ch->esize);
 		ch->head = (ch->head + 1) % ch->cap;
 		ch->len--;
 		/* A sender waits only on a full ring: it takes the slot. */
 		w = br__wq_claim(&ch->sendq, self);
 		if (w) {
-			memcpy(slot(ch, ch->head + ch->len), w->buf, ch->esize);
+			copy(slot(ch, ch->head + ch->len), w->buf, ch->esize);
 			ch->len++;
 			*wake = w;
 		}
@@ -186,7 +204,7 @@ static int recv_locked(struct br_chan *ch, void *out,
 	w = br__wq_claim(&ch->sendq, self);
 	if (w) {
 		if (out)
-			memcpy(out, w->buf, ch->esize);
+			copy(out, w->buf, ch->esize);
 		*wake = w;
 		return CH_OK;
 	}
@@ -206,31 +224,15 @@ static void chan_abort(struct br__wait *wt)
 	br__wq_remove(w->kind == BR_CHAN_SEND ? &ch->sendq : &ch->recvq, w);
 }
 
-/*
- * One send or receive: complete it now if possible; else, unless try is
- * set, wait for a partner until deadline.
- */
-static int chan_op(br_chan *ch, unsigned op, void *buf, int64_t deadline,
-		   int try)
+/* Wait for a partner: link a waiter for op on buf. Caller holds the
+ * lock, which this drops. */
+static BR__NOINLINE int chan_wait(struct br_chan *ch, unsigned op, void *buf,
+				  int64_t deadline)
 {
-	struct br__wqe *wake = NULL, w = { .kind = (uint8_t)op, .buf = buf };
+	struct br__wqe w;
 	struct br__wait wt;
-	int r = check(ch);
+	int r = br__wait_begin(&wt, 0);
 
-	if (r < 0)
-		return r;
-	if (op == BR_CHAN_SEND && !buf)
-		return -EINVAL;
-	br__spin_lock(&ch->lock);
-	r = op == BR_CHAN_SEND ? send_locked(ch, buf, NULL, &wake) :
-				 recv_locked(ch, buf, NULL, &wake);
-	if (r != -EAGAIN || try) {
-		br__spin_unlock(&ch->lock);
-		if (wake)
-			br__wq_complete(wake, CH_OK);
-		return result_code(r);
-	}
-	r = br__wait_begin(&wt, 0);
 	if (r < 0) {
 		br__spin_unlock(&ch->lock);
 		return r;
@@ -240,9 +242,37 @@ static int chan_op(br_chan *ch, unsigned op, void *buf, int64_t deadline,
 	wt.obj = ch;
 	wt.ws = &w;
 	w.wait = &wt;
+	w.kind = (uint8_t)op;
+	w.index = 0;
+	w.buf = buf;
 	br__wq_push(op == BR_CHAN_SEND ? &ch->sendq : &ch->recvq, &w);
 	br__spin_unlock(&ch->lock);
 	return result_code(br__wait_end(&wt, deadline));
+}
+
+/*
+ * One send or receive: complete it now if possible; else, unless try is
+ * set, wait for a partner until deadline.
+ */
+static int chan_op(br_chan *ch, unsigned op, void *buf, int64_t deadline,
+		   int try)
+{
+	struct br__wqe *wake = NULL;
+	int r;
+
+	if (br__unlikely(!chan_ok(ch)))
+		return ch ? BR_EBADOBJ : -EINVAL;
+	if (op == BR_CHAN_SEND && !buf)
+		return -EINVAL;
+	br__spin_lock(&ch->lock);
+	r = op == BR_CHAN_SEND ? send_locked(ch, buf, NULL, &wake) :
+				 recv_locked(ch, buf, NULL, &wake);
+	if (r == -EAGAIN && !try)
+		return chan_wait(ch, op, buf, deadline);
+	br__spin_unlock(&ch->lock);
+	if (wake)
+		br__wq_complete(wake, CH_OK);
+	return result_code(r);
 }
 
 int br_chan_send(br_chan *ch, const void *elem)

@@ -237,7 +237,9 @@ void br__wq_complete_all(struct br__wqe *chain, int result)
 
 int br__wait_begin(struct br__wait *wt, unsigned flags)
 {
-	struct br__task *t = br__task_current();
+	/* One call for both: the task is the worker's current one. */
+	struct br__worker *w = br__worker_current();
+	struct br__task *t = w ? w->current : NULL;
 
 	atomic_init(&wt->state, BR__WS_WAITING);
 	wt->multi = !!(flags & BR__WAIT_MULTI);
@@ -247,13 +249,13 @@ int br__wait_begin(struct br__wait *wt, unsigned flags)
 	wt->later = NULL;
 	wt->task = t;
 	if (!t) {
-		if (br__worker_current())
+		if (w)
 			return BR_EDEADLK; /* a loop callback would stall */
 		wt->fiber = NULL;
 		wt->seq = 0;
 		return 0;
 	}
-	wt->fiber = br__worker_current()->fiber;
+	wt->fiber = w->fiber;
 	wt->seq = br__fiber_arm(wt->fiber);
 	/* After arming (fiber.c): a cancellation stored before the arm is
 	 * seen here, one after it wakes the armed fiber. */
