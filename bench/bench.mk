@@ -14,7 +14,7 @@
 # and the runner leaves them out.
 
 BENCH_B     := build/release
-BENCH_NAMES := fib skynet switch sleep
+BENCH_NAMES := fib skynet switch sleep chan blocking
 BENCH_BIN   := $(BENCH_NAMES:%=$(BENCH_B)/bench/%)
 BENCH_PEERS := $(addprefix $(BENCH_B)/bench/peers/, \
                  fib_tbb skynet_tbb fib_omp fib_go skynet_go switch_go sleep_go)

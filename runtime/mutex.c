@@ -6,30 +6,36 @@
  * Design
  *   Go's sync.Mutex, adapted to fibers and to waiters of two kinds.
  *
- *   Normal mode. Locking is one CAS when the mutex is free. A locker that
- *   finds it held spins for a bounded time, but only when the holder may
- *   be running elsewhere: the state word carries a tag of the worker
- *   that took the lock, and a task never spins on a lock held by its own
- *   worker (the holder cannot run until the spinner gives the CPU up).
- *   After the spin it queues, FIFO, and suspends (or sleeps). Unlocking
- *   is one CAS when nobody waits. With waiters, unlock frees the mutex
- *   and wakes exactly one (the WOKEN bit keeps a second unlock from
- *   waking another before the first has run: no thundering herd); the
- *   woken waiter competes with lockers that arrive meanwhile and, if it
- *   loses, goes back to the head of the queue.
+ *   Normal mode. Locking is one CAS when the mutex is free. A plain
+ *   thread that finds it held spins for a bounded time (about 5 us:
+ *   sleeping and waking through the kernel costs 20 us or more here)
+ *   before it queues; a task queues at once, FIFO, and suspends: that
+ *   costs tens of nanoseconds and its worker has other tasks to run,
+ *   while a spinning task would keep its worker, and the holder may be
+ *   a task waiting for that very worker. (Measured: with two workers
+ *   hammering one mutex, every spin length tried made the mutex slower.)
+ *   Unlocking is one CAS when nobody waits. With waiters, unlock frees
+ *   the mutex and wakes exactly one (the WOKEN bit keeps a second unlock
+ *   from waking another before the first has run: no thundering herd);
+ *   the woken waiter competes with lockers that arrive meanwhile and, if
+ *   it loses, goes back to the head of the queue.
  *
- *   Hand-off (starvation) mode. A waiter that has waited more than 1 ms
- *   sets STARVING when it queues again. From then on unlock hands the
- *   mutex straight to the first waiter (it stays LOCKED throughout), and
- *   arrivals neither spin nor barge: they queue behind. The mode ends
- *   when the queue empties or a waiter that waited less than 1 ms gets
- *   the mutex. So no waiter waits behind more than one barging wave.
+ *   Hand-off mode. A woken waiter that loses again after waiting more
+ *   than 1 ms sets STARVING as it goes back to the head of the queue.
+ *   The next unlock then hands the mutex straight to it (the mutex stays
+ *   LOCKED throughout; meanwhile arrivals queue behind instead of
+ *   barging) and returns to normal mode. Every unlock with waiters wakes
+ *   the head, and a head that has waited 1 ms gets the hand-off, so the
+ *   queue always drains: no waiter starves.
  *
  *   Why not hand off always: a pure FIFO hand-off costs a suspension and
  *   a wake-up per lock once a queue forms, and the queue never drains
  *   while lockers keep coming (a convoy). Letting the running locker
  *   barge keeps a contended mutex running at the speed of one CAS, which
- *   is also why pthread and Go mutexes are unfair by default.
+ *   is also why pthread and Go mutexes are unfair by default. For the
+ *   same reason hand-off mode is one-shot, unlike Go's, which stays on
+ *   while the queue holds old waiters: with a thousand tasks queued,
+ *   Go's rule makes every lock a hand-off to another worker.
  *
  * No lost wake-ups
  *   A locker queues only after a CAS that sets WAITERS while LOCKED (or
@@ -45,7 +51,6 @@
  *   - Under m->lock: WAITERS <=> the queue is not empty.
  *   - STARVING => WAITERS; STARVING without LOCKED never persists.
  *   - At most one woken waiter at a time (WOKEN).
- *   - The owner tag is a hint; only spinning reads it.
  *
  * Concurrency
  *   Any task or thread; any of them may unlock a locked mutex (as Go
@@ -72,38 +77,16 @@
 #define M_STARVING 0x4ull
 #define M_WAITERS 0x8ull
 #define M_FLAGS 0xfull
-#define M_OWNER_SHIFT 32
-#define M_OWNER (0xffffffffull << M_OWNER_SHIFT)
 
 /* What a waker gives a waiter. */
 #define M_HANDOFF 1 /* the mutex is yours */
 #define M_WAKE 2    /* it is free: compete for it */
 
-/* A waiter that waited this long asks for hand-off mode. */
+/* A waiter that waited this long asks for a hand-off. */
 #define STARVE_NS 1000000
-/*
- * Spin rounds (one PAUSE, about 25 ns here, and a reload each) before
- * queueing: a task gives its worker up cheaply, so it spins about 1 us; a
- * thread's sleep and wake-up through the kernel cost 20 us or more, so it
- * spins about 5 us.
- */
-#define SPIN_TASK 40
+/* Spin rounds of a plain thread (a PAUSE, about 25 ns here, and a
+ * reload each) before it queues: about 5 us. */
 #define SPIN_THREAD 200
-
-/*
- * The tag of the calling worker for the owner field, 0 on a plain thread.
- * Read directly: nothing suspends between here and the CAS that stores
- * it, and the slow path reads it again after each suspension.
- */
-static inline uint64_t owner_tag(void)
-{
-	struct br__worker *w = br__tls_worker;
-
-	if (!w)
-		return 0;
-	return ((((uint64_t)(uintptr_t)w >> 6) | 1) & 0xffffffffull)
-	       << M_OWNER_SHIFT;
-}
 
 /* A waiter leaves (or could not begin). Caller holds m->lock. */
 static void mutex_abort(struct br__wait *wt)
@@ -153,12 +136,12 @@ static int lock_slow(struct br__sync *m, int64_t deadline, unsigned flags)
 	int64_t since = 0;
 
 	for (;;) {
-		uint64_t tag = owner_tag(), nv;
 		uint64_t v = atomic_load_explicit(&m->st, memory_order_relaxed);
+		uint64_t nv;
 		int r;
 
 		if (!(v & (M_LOCKED | M_STARVING))) {
-			nv = (v & ~M_OWNER) | M_LOCKED | tag;
+			nv = v | M_LOCKED;
 			if (woken)
 				nv &= ~M_WOKEN;
 			/* Acquire: pairs with the unlocking release. */
@@ -168,9 +151,9 @@ static int lock_slow(struct br__sync *m, int64_t deadline, unsigned flags)
 				return 0;
 			continue;
 		}
-		if (!(v & M_STARVING) &&
-		    spins < (tag ? SPIN_TASK : SPIN_THREAD) &&
-		    (!tag || (v & M_OWNER) != tag)) {
+		/* Read directly: nothing suspends before its use. */
+		if (!(v & M_STARVING) && spins < SPIN_THREAD &&
+		    !br__tls_worker) {
 			spins++;
 			br__cpu_relax();
 			continue;
@@ -205,29 +188,27 @@ int br__mutex_lock(struct br__sync *m, int64_t deadline, unsigned flags)
 
 	/* Acquire: pairs with the unlocking release. */
 	if (br__likely(atomic_compare_exchange_strong_explicit(
-		    &m->st, &v, M_LOCKED | owner_tag(), memory_order_acquire,
+		    &m->st, &v, M_LOCKED, memory_order_acquire,
 		    memory_order_relaxed)))
 		return 0;
 	return lock_slow(m, deadline, flags);
 }
 
-/* Starvation mode: give the mutex to the first waiter, still LOCKED. */
+/*
+ * Hand-off mode: give the mutex to the first waiter, still LOCKED, and
+ * go back to normal mode: the mode is one-shot, for the waiter that asked
+ * for it, so a long queue of old waiters cannot turn into a convoy.
+ */
 static int hand_off(struct br__sync *m)
 {
 	struct br__wqe *w;
 	uint64_t v, nv;
-	int keep_starving = 1;
 
 	br__spin_lock(&m->lock);
 	w = br__wq_claim(&m->q, NULL);
-	if (!w || br__wq_empty(&m->q) ||
-	    br_now_ns() - (int64_t)w->arg < STARVE_NS)
-		keep_starving = 0;
 	v = atomic_load_explicit(&m->st, memory_order_relaxed);
 	do {
-		nv = v & ~(M_OWNER | M_STARVING);
-		if (keep_starving)
-			nv |= M_STARVING;
+		nv = v & ~M_STARVING;
 		if (!w)
 			nv &= ~M_LOCKED;
 		if (br__wq_empty(&m->q))
@@ -251,7 +232,7 @@ static int unlock_slow(struct br__sync *m)
 			return -EPERM;
 		if (v & M_STARVING)
 			return hand_off(m);
-		nv = v & ~(M_LOCKED | M_OWNER);
+		nv = v & ~M_LOCKED;
 		if ((v & M_WAITERS) && !(v & M_WOKEN))
 			nv |= M_WOKEN;
 		/* Release: pairs with the next locker's acquire. */
@@ -338,8 +319,8 @@ int br_mutex_trylock(br_mutex *mu)
 	while (!(v & (M_LOCKED | M_STARVING))) {
 		/* Acquire: pairs with the unlocking release. */
 		if (atomic_compare_exchange_weak_explicit(
-			    &m->st, &v, (v & ~M_OWNER) | M_LOCKED | owner_tag(),
-			    memory_order_acquire, memory_order_relaxed))
+			    &m->st, &v, v | M_LOCKED, memory_order_acquire,
+			    memory_order_relaxed))
 			return 0;
 	}
 	return -EBUSY;
