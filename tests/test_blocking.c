@@ -178,9 +178,13 @@ Test(blocking, a_full_queue_gives_eagain_not_a_hang, .timeout = 20.0)
 	br_runtime *rt = pool_runtime(1, 1, 2, 10000);
 	br_future *fs[3], *over;
 
-	for (int i = 0; i < 3; i++)
-		fs[i] = br_spawn_blocking(rt, gated, NULL);
+	/* One call runs on the pool's only thread; two fill the queue. */
+	fs[0] = br_spawn_blocking(rt, gated, NULL);
 	cr_assert_eq(t_spin_until(&inside, 1, 5000 * T_NS_PER_MS), 0);
+	for (int i = 1; i < 3; i++) {
+		fs[i] = br_spawn_blocking(rt, gated, NULL);
+		cr_assert_eq(br_future_state(fs[i]), BR_PENDING);
+	}
 	over = br_spawn_blocking(rt, gated, NULL);
 	cr_assert_eq(br_future_state(over), BR_FAILED);
 	cr_assert_eq(br_future_error(over), -EAGAIN);
