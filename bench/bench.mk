@@ -17,7 +17,8 @@ BENCH_B     := build/release
 BENCH_NAMES := fib skynet switch sleep chan blocking
 BENCH_BIN   := $(BENCH_NAMES:%=$(BENCH_B)/bench/%)
 BENCH_PEERS := $(addprefix $(BENCH_B)/bench/peers/, \
-                 fib_tbb skynet_tbb fib_omp fib_go skynet_go switch_go sleep_go)
+                 fib_tbb skynet_tbb fib_omp fib_go skynet_go switch_go sleep_go \
+                 chan_go chan_pthread blocking_pthread)
 BENCH_ARGS  ?=
 
 GO       ?= go
@@ -49,7 +50,7 @@ $(BENCH_B)/bench/%: bench/%.c bench/bench.h include/braid.h \
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BENCH_B)/libbraid.a $(LDLIBS)
 
 # The peers are plain programs, built with their own toolchain's usual
-# flags. A missing toolchain prints a note and leaves no binary, so the
+# flags (the Python peers need no build: the runner starts python3). A missing toolchain prints a note and leaves no binary, so the
 # recipe runs again next time and the runner skips that peer.
 $(BENCH_B)/bench/peers/%_tbb: bench/peers/%_tbb.cpp
 	@mkdir -p $(@D)
@@ -62,6 +63,11 @@ $(BENCH_B)/bench/peers/%_tbb: bench/peers/%_tbb.cpp
 		$(if $(Q),echo "  CXX     $<" &&) \
 		$(CXX) $(PEER_CXXFLAGS) -o $@ $< -ltbb; \
 	fi
+
+$(BENCH_B)/bench/peers/%_pthread: bench/peers/%_pthread.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) -O2 -std=gnu11 -pthread -o $@ $<
 
 $(BENCH_B)/bench/peers/%_omp: bench/peers/%_omp.c
 	@mkdir -p $(@D)

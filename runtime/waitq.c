@@ -171,7 +171,7 @@ static int claim(struct br__wait *wt)
 	return 1;
 }
 
-struct br__wqe *br__wq_claim(struct br__wq *q, const struct br__wait *self)
+struct br__wqe *br__wq_claim_slow(struct br__wq *q, const struct br__wait *self)
 {
 	struct br__wqe *w, *next;
 
@@ -252,10 +252,12 @@ int br__wait_begin(struct br__wait *wt, unsigned flags)
 		if (w)
 			return BR_EDEADLK; /* a loop callback would stall */
 		wt->fiber = NULL;
+		wt->worker = NULL;
 		wt->seq = 0;
 		return 0;
 	}
 	wt->fiber = w->fiber;
+	wt->worker = w;
 	wt->seq = br__fiber_arm(wt->fiber);
 	/* After arming (fiber.c): a cancellation stored before the arm is
 	 * seen here, one after it wakes the armed fiber. */
@@ -386,7 +388,15 @@ static int task_end(struct br__wait *wt, int64_t deadline)
 				return give_up(wt, -ENOMEM);
 			}
 		}
-		br__task_suspend(wt->cancellable);
+		/* The first time round nothing has suspended since
+		 * br__wait_begin(): its worker is still ours (and one call
+		 * to the noinline accessor fewer on the hot path). */
+		if (wt->worker)
+			br__worker_leave(wt->worker, wt->fiber, BR__AFTER_PARK,
+					 wt->cancellable);
+		else
+			br__task_suspend(wt->cancellable);
+		wt->worker = NULL;
 		if (tm)
 			br__timer_cancel(br__worker_current(), tm);
 		/* Acquire: pairs with br__wq_complete()'s release. */

@@ -14,6 +14,7 @@
 
 struct br__fiber;
 struct br__task;
+struct br__worker;
 
 /* br__wait.state: the phase in the low bits, plus SLEEP. */
 enum {
@@ -68,7 +69,10 @@ struct br__wait {
 	 * the waiter under the queue's lock (plain waits)
 	 * or before linking (multi) */
 	uint64_t seq;
-	struct br__task *task;	/* the waiting task, NULL for a thread */
+	struct br__task *task; /* the waiting task, NULL for a thread */
+	/* the worker that ran br__wait_begin(); the
+	 * task is still there when it first suspends */
+	struct br__worker *worker;
 	_Atomic uint32_t *lock; /* plain waits: the lock of the queue */
 	/* Unlink every waiter of this wait and repair the object. Plain
 	 * waits: called with *lock held. Multi: called with no lock held
@@ -159,7 +163,25 @@ static inline void br__wq_remove(struct br__wq *q, struct br__wqe *w)
  * br__wq_complete() (after dropping the lock, if the caller likes), or
  * NULL. Caller holds q's lock.
  */
-struct br__wqe *br__wq_claim(struct br__wq *q, const struct br__wait *self);
+struct br__wqe *br__wq_claim_slow(struct br__wq *q,
+				  const struct br__wait *self);
+
+static inline struct br__wqe *br__wq_claim(struct br__wq *q,
+					   const struct br__wait *self)
+{
+	struct br__wqe *w = q->head;
+
+	/* The common case, inline: a task's plain wait at the head. Its
+	 * phase changes only under the lock the caller holds (waitq.c), so
+	 * the claim is a plain store. */
+	if (w && w->wait != self && !w->wait->multi && w->wait->fiber) {
+		br__wq_remove(q, w);
+		atomic_store_explicit(&w->wait->state, BR__WS_CLAIMED,
+				      memory_order_relaxed);
+		return w;
+	}
+	return br__wq_claim_slow(q, self);
+}
 
 /*
  * br__wq_claim_all - claim every waiter of q (as br__wq_claim) and return
