@@ -64,7 +64,7 @@ $(BENCH_B)/bench/peers/%_tbb: bench/peers/%_tbb.cpp
 		$(CXX) $(PEER_CXXFLAGS) -o $@ $< -ltbb; \
 	fi
 
-$(BENCH_B)/bench/peers/%_pthread: bench/peers/%_pthread.c
+$(BENCH_B)/bench/peers/%_pthread: bench/peers/%_pthread.c bench/bench.h
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) -O2 -std=gnu11 -pthread -o $@ $<

@@ -126,12 +126,10 @@
  *   queue (Vyukov's intrusive queue re-links its stub instead).
  */
 #include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -325,24 +323,13 @@ static void end_all(struct call *c, br_state state, int code, const char *msg)
 
 /* ---- threads ---- */
 
-static void futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline)
-{
-	struct timespec ts;
-
-	ts.tv_sec = deadline / 1000000000;
-	ts.tv_nsec = deadline % 1000000000;
-	syscall(SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, val, &ts, NULL,
-		FUTEX_BITSET_MATCH_ANY);
-}
-
 /* Wake t, which a caller holding p->lock took off the idle stack. */
 static void kick(struct bthread *t)
 {
 	/* Release: pairs with the thread's acquire of the word. */
 	if (atomic_exchange_explicit(&t->wake, T_WOKEN, memory_order_release) ==
 	    T_SLEEPING)
-		syscall(SYS_futex, &t->wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL,
-			0);
+		br__futex_wake(&t->wake);
 }
 
 static int searchers(struct br__blocking *p)
@@ -524,7 +511,7 @@ static void idle_wait(struct br__blocking *p, struct bthread *t,
 			    &t->wake, &exp, T_SLEEPING, memory_order_acquire,
 			    memory_order_acquire))
 			break; /* woken */
-		futex_wait(&t->wake, T_SLEEPING, deadline);
+		br__futex_wait(&t->wake, T_SLEEPING, deadline);
 		exp = T_SLEEPING;
 		atomic_compare_exchange_strong_explicit(&t->wake, &exp, T_IDLE,
 							memory_order_relaxed,

@@ -152,6 +152,16 @@ static void clear_if_empty(struct br__sync *s, uint64_t bit)
 		atomic_fetch_and_explicit(&s->st, ~bit, memory_order_relaxed);
 }
 
+/* A waiter leaves: unlink it, and clear the waiters bit it was queued
+ * with (its arg) if it was the last. Caller holds s->lock. */
+static void waiter_abort(struct br__wait *wt)
+{
+	struct br__sync *s = br__sync_of(wt);
+
+	br__wq_remove(&s->q, wt->ws);
+	clear_if_empty(s, wt->ws->arg);
+}
+
 /* ------------------------------------------------------------------ */
 /* Semaphore                                                           */
 /* ------------------------------------------------------------------ */
@@ -164,14 +174,6 @@ _Static_assert(BR_SEM_MAX <= S_COUNT, "semaphore count field");
 static int sem_ready(uint64_t st)
 {
 	return (st & S_COUNT) != 0;
-}
-
-static void sem_abort(struct br__wait *wt)
-{
-	struct br__sync *s = br__sync_of(wt);
-
-	br__wq_remove(&s->q, wt->ws);
-	clear_if_empty(s, S_WAITERS);
 }
 
 int br_sem_init(br_sem *sem, unsigned value)
@@ -226,7 +228,7 @@ int br_sem_wait_until(br_sem *sem, int64_t deadline)
 			return 0;
 	}
 	/* A grant hands over the poster's unit: the count stays 0. */
-	return br__sync_queue(s, 0, 0, deadline, 0, sem_abort);
+	return br__sync_queue(s, 0, S_WAITERS, deadline, 0, waiter_abort);
 }
 
 int br_sem_wait(br_sem *sem)
@@ -302,14 +304,6 @@ int br_sem_value(br_sem *sem)
 static int event_ready(uint64_t st)
 {
 	return (st & E_SET) != 0;
-}
-
-static void event_abort(struct br__wait *wt)
-{
-	struct br__sync *s = br__sync_of(wt);
-
-	br__wq_remove(&s->q, wt->ws);
-	clear_if_empty(s, E_WAITERS);
 }
 
 int br_event_init(br_event *ev)
@@ -393,7 +387,7 @@ int br_event_wait_until(br_event *ev, int64_t deadline)
 		br__spin_unlock(&s->lock);
 		return 0;
 	}
-	return br__sync_queue(s, 0, 0, deadline, 0, event_abort);
+	return br__sync_queue(s, 0, E_WAITERS, deadline, 0, waiter_abort);
 }
 
 int br_event_wait(br_event *ev)
@@ -418,14 +412,6 @@ _Static_assert(BR_WAITGROUP_MAX <= G_COUNT, "wait group count field");
 static int wg_ready(uint64_t st)
 {
 	return (st & G_COUNT) == 0;
-}
-
-static void wg_abort(struct br__wait *wt)
-{
-	struct br__sync *s = br__sync_of(wt);
-
-	br__wq_remove(&s->q, wt->ws);
-	clear_if_empty(s, G_WAITERS);
 }
 
 int br_waitgroup_init(br_waitgroup *wg)
@@ -525,7 +511,7 @@ int br_waitgroup_wait_until(br_waitgroup *wg, int64_t deadline)
 		br__spin_unlock(&s->lock);
 		return 0;
 	}
-	return br__sync_queue(s, 0, 0, deadline, 0, wg_abort);
+	return br__sync_queue(s, 0, G_WAITERS, deadline, 0, waiter_abort);
 }
 
 int br_waitgroup_wait(br_waitgroup *wg)

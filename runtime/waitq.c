@@ -123,7 +123,7 @@ void br__spin_lock_slow(_Atomic uint32_t *l)
 	}
 }
 
-static void futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline)
+void br__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline)
 {
 	struct timespec ts, *tp = NULL;
 
@@ -137,7 +137,7 @@ static void futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline)
 		FUTEX_BITSET_MATCH_ANY);
 }
 
-static void futex_wake(_Atomic uint32_t *word)
+void br__futex_wake(_Atomic uint32_t *word)
 {
 	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
@@ -220,7 +220,7 @@ void br__wq_complete(struct br__wqe *w, int result)
 	if (atomic_exchange_explicit(&wt->state, BR__WS_DONE,
 				     memory_order_release) &
 	    BR__WS_SLEEP)
-		futex_wake(&wt->state);
+		br__futex_wake(&wt->state);
 }
 
 void br__wq_complete_all(struct br__wqe *chain, int result)
@@ -446,7 +446,8 @@ static int thread_end(struct br__wait *wt, int64_t deadline)
 				continue;
 			s |= BR__WS_SLEEP;
 		}
-		futex_wait(&wt->state, s, ph == BR__WS_WAITING ? deadline : -1);
+		br__futex_wait(&wt->state, s,
+			       ph == BR__WS_WAITING ? deadline : -1);
 	}
 }
 

@@ -88,6 +88,15 @@ struct br__wq {
 	struct br__wqe *head, *tail;
 };
 
+/*
+ * br__futex_wait - sleep while *word == val, until deadline_ns (absolute
+ * CLOCK_MONOTONIC; < 0: none) or a wake-up; may return early for no
+ * reason, so callers loop. br__futex_wake - wake one sleeper on word.
+ * Context: any thread (never a task: it blocks the thread).
+ */
+void br__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline_ns);
+void br__futex_wake(_Atomic uint32_t *word);
+
 /* ---- the small spin lock every object uses for its queues ---- */
 
 void br__spin_lock_slow(_Atomic uint32_t *l);

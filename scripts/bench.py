@@ -193,8 +193,8 @@ def configs(quick):
         go("chan", "chan_go", t, p)
         # A kernel hand-off costs 10-70 us: fewer rounds say as much.
         out.append(Config("chan", "pthread", t, peers + "/chan_pthread",
-                          ["--mode", "pingpong", "--n", 20000, "--cpus",
-                           "same" if t == 1 else "apart"]))
+                          ["--mode", "pingpong", "--n", 20000,
+                           "--workers", t]))
     out.append(Config("chan", "braid", 2, BIN + "/chan",
                       ["--workers", 2, "--mode", "pingpong-apart", "--n",
                        rounds // 4]))
@@ -202,14 +202,14 @@ def configs(quick):
     out.append(Config("chan", "braid", 2, BIN + "/chan", ["--workers", 2] + m))
     go("chan", "chan_go", 2, m)
     out.append(Config("chan", "pthread", 2, peers + "/chan_pthread",
-                      m + ["--threads", 2]))
+                      m + ["--workers", 2]))
 
     for mode, n, pyn in (("burst", 100000, 20000), ("serial", 10000, 5000)):
         b = ["--mode", mode, "--n", n]
         out.append(Config("blocking", "braid", 2, BIN + "/blocking",
                           ["--workers", 2] + b))
         out.append(Config("blocking", "pthread", 2,
-                          peers + "/blocking_pthread", b + ["--threads", 4]))
+                          peers + "/blocking_pthread", b + ["--workers", 4]))
         # Python's calls cost 100 us or more: a smaller n.
         out.append(Config("blocking", "python", 2, sys.executable,
                           ["bench/peers/blocking_py.py", "--mode", mode,

@@ -3,7 +3,7 @@
  * blocking_pthread.c - the blocking peer: a plain pthread pool.
  *
  * The pool is what C programs usually write (libuv's threadpool.c has
- * the same shape): --threads (default 4, libuv's default) threads started
+ * the same shape): --workers (default 4, libuv's default) threads started
  * up front take jobs from a FIFO guarded by one mutex, sleeping on a
  * condition variable while it is empty. Each job records its result and
  * a done flag under the mutex, and waiters of finished jobs sleep on a
@@ -19,18 +19,15 @@
  * bench does. The clock runs from the first submission to the last wait
  * returning; starting the threads is not timed.
  *
- * Output: JSON lines as bench/bench.h writes them, impl "pthread"; the
- * threads field is the machine's CPU count, as for the braid bench's
- * workers (the pool size is in the command line).
+ * Output: JSON lines from bench/bench.h's bench_report(), impl
+ * "pthread"; the threads field is the machine's CPU count, as for the
+ * braid bench's workers (the pool size is in the command line).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "../bench.h"
 
 struct job {
 	void *(*fn)(void *);
@@ -119,69 +116,42 @@ static void run_round(struct job *jobs, long n, const char *mode)
 		wait_job(&jobs[i]);
 }
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 int main(int argc, char **argv)
 {
-	const char *mode = "burst";
-	long n = 0, nthreads = 4, warmup = -1;
+	struct bench_opts o = { .n = 0, .workers = 4, .mode = "burst",
+				.warmup = -1 };
 	pthread_t th[256];
 	struct job *jobs;
 	int64_t t0, t1;
-	double us;
+	long n, warmup;
 
-	for (int i = 1; i + 1 < argc; i += 2) {
-		if (!strcmp(argv[i], "--mode"))
-			mode = argv[i + 1];
-		else if (!strcmp(argv[i], "--n"))
-			n = atol(argv[i + 1]);
-		else if (!strcmp(argv[i], "--threads"))
-			nthreads = atol(argv[i + 1]);
-		else if (!strcmp(argv[i], "--warmup"))
-			warmup = atol(argv[i + 1]);
-	}
-	if (nthreads < 1 || nthreads > 256 ||
-	    (strcmp(mode, "burst") && strcmp(mode, "serial"))) {
-		fprintf(stderr, "usage: %s [--mode burst|serial] [--n N] "
-				"[--threads N]\n",
-			argv[0]);
-		return 2;
-	}
-	if (!n)
-		n = !strcmp(mode, "burst") ? 100000 : 10000;
-	if (warmup < 0)
-		warmup = n;
+	bench_parse(&o, argc, argv,
+		    "[--mode burst|serial] [--n N] [--workers N] [--warmup N]");
+	if (o.workers < 1 || o.workers > 256 ||
+	    (strcmp(o.mode, "burst") && strcmp(o.mode, "serial")))
+		bench_die("blocking_pthread: --mode is burst or serial; "
+			  "--workers 1..256");
+	n = o.n ? o.n : !strcmp(o.mode, "burst") ? 100000 : 10000;
+	warmup = o.warmup < 0 ? n : o.warmup;
 	jobs = calloc((size_t)(n > warmup ? n : warmup), sizeof(*jobs));
 	if (!jobs)
-		return 1;
-	for (long i = 0; i < nthreads; i++)
+		bench_die("blocking_pthread: out of memory");
+	for (unsigned i = 0; i < o.workers; i++)
 		pthread_create(&th[i], NULL, worker, NULL);
 	if (warmup)
-		run_round(jobs, warmup, mode);
-	t0 = now_ns();
-	run_round(jobs, n, mode);
-	t1 = now_ns();
+		run_round(jobs, warmup, o.mode);
+	t0 = bench_now_ns();
+	run_round(jobs, n, o.mode);
+	t1 = bench_now_ns();
 	pthread_mutex_lock(&pool.lock);
 	pool.stop = 1;
 	pthread_cond_broadcast(&pool.work);
 	pthread_mutex_unlock(&pool.lock);
-	for (long i = 0; i < nthreads; i++)
+	for (unsigned i = 0; i < o.workers; i++)
 		pthread_join(th[i], NULL);
 	free(jobs);
-	us = (double)(t1 - t0) / 1000.0 / (double)n;
-	printf("{\"workload\": \"blocking\", \"impl\": \"pthread\", "
-	       "\"metric\": \"%s\", \"unit\": \"us\", \"n\": %ld, "
-	       "\"threads\": %ld, \"median\": %.6g, \"min\": %.6g, "
-	       "\"max\": %.6g, \"runs\": 1, \"values\": [%.6g], \"cmd\": \"",
-	       mode, n, sysconf(_SC_NPROCESSORS_ONLN), us, us, us, us);
-	for (int i = 0; i < argc; i++)
-		printf("%s%s", i ? " " : "", argv[i]);
-	printf("\"}\n");
+	bench_report("blocking", "pthread", o.mode, "us", n,
+		     (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
+		     (double)(t1 - t0) / 1000.0 / (double)n, argc, argv);
 	return 0;
 }

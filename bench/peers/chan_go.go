@@ -19,6 +19,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -83,22 +84,31 @@ func mutex(n, goroutines int) time.Duration {
 	return d
 }
 
-func cmdline() string {
-	s := strings.Join(os.Args, " ")
-	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
-		s = "GOMAXPROCS=" + v + " " + s
-	}
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
+// measurement is one JSON line as bench/bench.h writes them.
+type measurement struct {
+	Workload string    `json:"workload"`
+	Impl     string    `json:"impl"`
+	Metric   string    `json:"metric"`
+	Unit     string    `json:"unit"`
+	N        int       `json:"n"`
+	Threads  int       `json:"threads"`
+	Median   float64   `json:"median"`
+	Min      float64   `json:"min"`
+	Max      float64   `json:"max"`
+	Runs     int       `json:"runs"`
+	Values   []float64 `json:"values"`
+	Cmd      string    `json:"cmd"`
 }
 
 func report(metric string, n int, d time.Duration) {
 	ns := float64(d.Nanoseconds()) / float64(n)
-	fmt.Printf("{\"workload\": \"chan\", \"impl\": \"go\", "+
-		"\"metric\": \"%s\", \"unit\": \"ns\", \"n\": %d, "+
-		"\"threads\": %d, \"median\": %.6g, \"min\": %.6g, "+
-		"\"max\": %.6g, \"runs\": 1, \"values\": [%.6g], "+
-		"\"cmd\": \"%s\"}\n", metric, n, runtime.GOMAXPROCS(0),
-		ns, ns, ns, ns, cmdline())
+	cmd := strings.Join(os.Args, " ")
+	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
+		cmd = "GOMAXPROCS=" + v + " " + cmd
+	}
+	line, _ := json.Marshal(measurement{"chan", "go", metric, "ns", n,
+		runtime.GOMAXPROCS(0), ns, ns, ns, 1, []float64{ns}, cmd})
+	fmt.Println(string(line))
 }
 
 func main() {

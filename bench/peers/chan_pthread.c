@@ -6,11 +6,11 @@
  *   --mode pingpong: two threads pass a token n times (default 100,000)
  *   through a one-slot mailbox per direction guarded by a pthread mutex
  *   and condition variable: the classic way two threads hand each other
- *   a value. With --cpus same both threads are pinned to CPU 0 (the
- *   hand-off is a context switch); with --cpus apart to CPUs 0 and 1
+ *   a value. With --workers 1 both threads are pinned to CPU 0 (the
+ *   hand-off is a context switch); with --workers 2 to CPUs 0 and 1
  *   (every hand-off wakes the other CPU). Reported in ns per round trip.
  *
- *   --mode mutex: --threads (default 2) threads each lock a
+ *   --mode mutex: --workers (default 2) threads each lock a
  *   pthread_mutex_t, increment a shared counter and unlock, n times
  *   (default 1,000,000). Reported in ns per lock/unlock pair: wall time /
  *   (threads * n).
@@ -18,30 +18,17 @@
  * Threads wait on a start barrier; the clock runs from the barrier to
  * the last join.
  *
- * Output: JSON lines as bench/bench.h writes them, impl "pthread".
+ * Output: JSON lines from bench/bench.h's bench_report(), impl "pthread".
  */
 #define _GNU_SOURCE /* CPU_SET, pthread_setaffinity_np */
-#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+#include "../bench.h"
 
 static void die(const char *what)
 {
-	fprintf(stderr, "chan_pthread: %s\n", what);
-	exit(1);
+	bench_die("chan_pthread: %s", what);
 }
 
 struct box {
@@ -142,64 +129,45 @@ static int64_t run(int nthreads, void *(**fns)(void *))
 		if (pthread_create(&th[i], NULL, fns[i], NULL))
 			die("pthread_create");
 	pthread_barrier_wait(&start);
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	for (int i = 0; i < nthreads; i++)
 		pthread_join(th[i], NULL);
-	return now_ns() - t0;
+	return bench_now_ns() - t0;
 }
 
 int main(int argc, char **argv)
 {
-	const char *mode = NULL, *cpus = "apart";
+	struct bench_opts o = { .n = 0, .workers = 2 };
 	void *(*fns[64])(void *);
-	long n = 0, threads = 2, per;
+	long per;
 	int64_t ns;
-	int k;
 
-	for (int i = 1; i + 1 < argc; i += 2) {
-		if (!strcmp(argv[i], "--mode"))
-			mode = argv[i + 1];
-		else if (!strcmp(argv[i], "--n"))
-			n = atol(argv[i + 1]);
-		else if (!strcmp(argv[i], "--threads"))
-			threads = atol(argv[i + 1]);
-		else if (!strcmp(argv[i], "--cpus"))
-			cpus = argv[i + 1];
-		else
-			die("usage: --mode pingpong|mutex [--n N] "
-			    "[--cpus same|apart] [--threads N]");
-	}
-	if (!mode || threads < 1 || threads > 64)
-		die("usage: --mode pingpong|mutex [--n N] [--cpus same|apart] "
-		    "[--threads N]");
-	if (!strcmp(mode, "pingpong")) {
-		rounds = n ? n : 100000;
+	bench_parse(&o, argc, argv,
+		    "--mode pingpong|mutex [--n N] [--workers N]");
+	if (!o.mode || o.workers < 1 || o.workers > 64)
+		die("--mode is pingpong or mutex; --workers 1..64");
+	if (!strcmp(o.mode, "pingpong")) {
+		if (o.workers > 2)
+			die("pingpong runs on 1 or 2 CPUs");
+		rounds = o.n ? o.n : 100000;
 		cpu_of[0] = 0;
-		cpu_of[1] = !strcmp(cpus, "same") ? 0 : 1;
+		cpu_of[1] = o.workers == 1 ? 0 : 1;
 		fns[0] = pinger;
 		fns[1] = ponger;
 		ns = run(2, fns);
 		per = rounds;
-		threads = !strcmp(cpus, "same") ? 1 : 2;
-	} else if (!strcmp(mode, "mutex")) {
-		rounds = n ? n : 1000000;
-		for (k = 0; k < threads; k++)
+	} else if (!strcmp(o.mode, "mutex")) {
+		rounds = o.n ? o.n : 1000000;
+		for (unsigned k = 0; k < o.workers; k++)
 			fns[k] = incrementer;
-		ns = run((int)threads, fns);
-		per = rounds * threads;
+		ns = run((int)o.workers, fns);
+		per = rounds * (long)o.workers;
 		if (counter != per)
 			die("lost increments");
 	} else {
 		die("--mode is pingpong or mutex");
 	}
-	printf("{\"workload\": \"chan\", \"impl\": \"pthread\", \"metric\": "
-	       "\"%s\", \"unit\": \"ns\", \"n\": %ld, \"threads\": %ld, "
-	       "\"median\": %.6g, \"min\": %.6g, \"max\": %.6g, \"runs\": 1, "
-	       "\"values\": [%.6g], \"cmd\": \"",
-	       mode, per, threads, (double)ns / per, (double)ns / per,
-	       (double)ns / per, (double)ns / per);
-	for (k = 0; k < argc; k++)
-		printf("%s%s", k ? " " : "", argv[k]);
-	printf("\"}\n");
+	bench_report("chan", "pthread", o.mode, "ns", per, o.workers,
+		     (double)ns / (double)per, argc, argv);
 	return 0;
 }
