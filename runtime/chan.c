@@ -241,10 +241,7 @@ static BR__NOINLINE int chan_wait(struct br_chan *ch, unsigned op, void *buf,
 	wt.abort = chan_abort;
 	wt.obj = ch;
 	wt.ws = &w;
-	w.wait = &wt;
-	w.kind = (uint8_t)op;
-	w.index = 0;
-	w.buf = buf;
+	br__wqe_init(&w, &wt, (uint8_t)op, 0, buf, 0);
 	br__wq_push(op == BR_CHAN_SEND ? &ch->sendq : &ch->recvq, &w);
 	br__spin_unlock(&ch->lock);
 	return result_code(br__wait_end(&wt, deadline));
@@ -524,10 +521,8 @@ int br_chan_select_until(br_chan_case *cs, size_t n, int64_t deadline_ns)
 		for (i = 0; i < n; i++) {
 			struct br_chan *ch = cs[i].chan;
 
-			ws[i] = (struct br__wqe){ .wait = &wt,
-						  .kind = (uint8_t)cs[i].op,
-						  .index = (int)i,
-						  .buf = cs[i].elem };
+			br__wqe_init(&ws[i], &wt, (uint8_t)cs[i].op, (int)i,
+				     cs[i].elem, 0);
 			if (ch)
 				br__wq_push(cs[i].op == BR_CHAN_SEND ?
 						    &ch->sendq :

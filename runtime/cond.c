@@ -62,7 +62,7 @@ int br_cond_destroy(br_cond *cv)
 
 int br_cond_wait_until(br_cond *cv, br_mutex *mu, int64_t deadline_ns)
 {
-	struct br__wqe w = { .kind = 0 };
+	struct br__wqe w;
 	struct br__sync *c, *m;
 	struct br__wait wt;
 	int r, r2;
@@ -84,7 +84,7 @@ int br_cond_wait_until(br_cond *cv, br_mutex *mu, int64_t deadline_ns)
 	wt.abort = cond_abort;
 	wt.obj = c;
 	wt.ws = &w;
-	w.wait = &wt;
+	br__wqe_init(&w, &wt, 0, 0, NULL, 0);
 	br__wq_push(&c->q, &w);
 	br__spin_unlock(&c->lock);
 	/* Never suspends: the armed fiber is safe across it. */

@@ -91,7 +91,7 @@ int br__sync_queue(struct br__sync *s, uint8_t kind, uint64_t arg,
 		   int64_t deadline, unsigned flags,
 		   void (*abort)(struct br__wait *wt))
 {
-	struct br__wqe w = { .kind = kind, .arg = arg };
+	struct br__wqe w = { .arg = arg }; /* for abort, if begin fails */
 	struct br__wait wt;
 	int r;
 
@@ -107,7 +107,7 @@ int br__sync_queue(struct br__sync *s, uint8_t kind, uint64_t arg,
 		br__wq_complete_all(wt.later, 0);
 		return r;
 	}
-	w.wait = &wt;
+	br__wqe_init(&w, &wt, kind, 0, NULL, arg);
 	if (flags & BR__WAIT_FRONT)
 		br__wq_push_front(&s->q, &w);
 	else
