@@ -650,23 +650,16 @@ typedef struct br_rwlock {
 	uint64_t opaque_[4];
 } br_rwlock;
 
-#define BR_MUTEX_INIT     \
-	{                 \
-		{         \
-			0 \
-		}         \
-	}
-#define BR_COND_INIT BR_MUTEX_INIT
-#define BR_EVENT_INIT BR_MUTEX_INIT
-#define BR_WAITGROUP_INIT BR_MUTEX_INIT
-#define BR_RWLOCK_INIT BR_MUTEX_INIT
+/* Static initialisers: all zeros, except a semaphore's count. */
+/* clang-format off */
+#define BR_MUTEX_INIT { { 0 } }
+#define BR_COND_INIT { { 0 } }
+#define BR_EVENT_INIT { { 0 } }
+#define BR_WAITGROUP_INIT { { 0 } }
+#define BR_RWLOCK_INIT { { 0 } }
 /* A semaphore holding n units, 0 <= n <= BR_SEM_MAX. */
-#define BR_SEM_INIT(n)                \
-	{                             \
-		{                     \
-			(uint64_t)(n) \
-		}                     \
-	}
+#define BR_SEM_INIT(n) { { (uint64_t)(n) } }
+/* clang-format on */
 
 #define BR_SEM_MAX 0x7fffffff	    /* units a semaphore holds at most */
 #define BR_WAITGROUP_MAX 0x7fffffff /* a wait group's count at most */
