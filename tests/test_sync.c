@@ -520,6 +520,40 @@ Test(sync, cond_wait_times_out_and_cancels_holding_the_mutex_again,
 	br_runtime_free(rt);
 }
 
+/*
+ * Cancelled while it waits to relock the mutex after a signal: the
+ * re-lock ignores cancellation (it is woken for nothing and waits
+ * again), so the task returns holding the mutex, with the signal's 0.
+ */
+Test(sync, a_task_cancelled_while_relocking_still_gets_the_mutex,
+     .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_mutex m = BR_MUTEX_INIT;
+	br_cond c = BR_COND_INIT;
+	struct op o;
+	br_future *f;
+
+	op_init(&o);
+	o.m = &m;
+	o.c = &c;
+	f = br_spawn(rt, cv_once, &o);
+	wait_started(&o);
+	cr_assert_eq(br_mutex_lock(&m), 0);
+	cr_assert_eq(br_cond_signal(&c), 0);
+	br_sleep_ms(20);
+	cr_assert_eq(br_cancel(f), 0);
+	br_sleep_ms(20);
+	cr_assert_eq(atomic_load(&o.done), 0, "relocked a held mutex");
+	cr_assert_eq(br_mutex_unlock(&m), 0);
+	cr_assert_eq(wait_done(&o), 0);
+	cr_assert(o.held_after);
+	t_await_value(f); /* it never saw -ECANCELED: it keeps its value */
+	cr_assert_eq(br_mutex_destroy(&m), 0);
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
 Test(sync, cond_wait_without_the_mutex_is_eperm, .timeout = 10.0)
 {
 	br_mutex m = BR_MUTEX_INIT;
