@@ -18,10 +18,11 @@
 # Debian installs them.
 
 BENCH_B     := build/release
-BENCH_NAMES := fib skynet switch sleep echo_client
+BENCH_NAMES := fib skynet switch sleep chan blocking echo_client
 BENCH_BIN   := $(BENCH_NAMES:%=$(BENCH_B)/bench/%)
 BENCH_PEERS := $(addprefix $(BENCH_B)/bench/peers/, \
                  fib_tbb skynet_tbb fib_omp fib_go skynet_go switch_go sleep_go \
+                 chan_go chan_pthread blocking_pthread \
                  echo_epoll echo_uring echo_uv echo_go http_go)
 BENCH_EXAMPLES := $(patsubst examples/%.c,$(BENCH_B)/examples/%, \
                     $(wildcard examples/echo_server.c examples/http_server.c))
@@ -56,7 +57,7 @@ $(BENCH_B)/bench/%: bench/%.c bench/bench.h include/braid.h \
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BENCH_B)/libbraid.a $(LDLIBS)
 
 # The peers are plain programs, built with their own toolchain's usual
-# flags. A missing toolchain prints a note and leaves no binary, so the
+# flags (the Python peers need no build: the runner starts python3). A missing toolchain prints a note and leaves no binary, so the
 # recipe runs again next time and the runner skips that peer.
 $(BENCH_B)/bench/peers/%_tbb: bench/peers/%_tbb.cpp
 	@mkdir -p $(@D)
@@ -69,6 +70,11 @@ $(BENCH_B)/bench/peers/%_tbb: bench/peers/%_tbb.cpp
 		$(if $(Q),echo "  CXX     $<" &&) \
 		$(CXX) $(PEER_CXXFLAGS) -o $@ $< -ltbb; \
 	fi
+
+$(BENCH_B)/bench/peers/%_pthread: bench/peers/%_pthread.c bench/bench.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) -O2 -std=gnu11 -pthread -o $@ $<
 
 $(BENCH_B)/bench/peers/%_omp: bench/peers/%_omp.c
 	@mkdir -p $(@D)

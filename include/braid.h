@@ -156,6 +156,16 @@ typedef struct br_config {
 	 * at most 32768 */
 	unsigned ring_entries;
 	unsigned flags; /* BR_CONFIG_*; BRAID_NO_URING=1 sets NO_URING */
+	/* threads of the blocking pool at most:
+	 * BRAID_BLOCKING_THREADS, else 64; at most
+	 * 4096 */
+	unsigned blocking_threads;
+	/* blocking calls queued (waiting for a
+	 * thread) at most, default 65536 */
+	unsigned blocking_queue;
+	/* a blocking-pool thread idle this long
+	 * exits, default 10000 ms */
+	unsigned blocking_idle_ms;
 } br_config;
 
 /* br_runtime_features() bits: what the kernel gave this runtime. */
@@ -191,9 +201,14 @@ BR_API int br_runtime_new(br_runtime **out, const br_config *cfg);
  * still alive is cancelled (each sees -ECANCELED at its next suspension
  * point) and the call waits for them to return, then joins the workers.
  * A task that never suspends again delays shutdown until it returns.
- * Futures of the runtime's tasks stay valid for whoever holds references.
- * NULL is a no-op. Context: a plain thread that is not one of rt's
- * workers (from inside rt it would wait for itself).
+ * Blocking calls (br_spawn_blocking) still queued are cancelled; those
+ * already running cannot be interrupted, and the call waits for them to
+ * return (after the tasks have ended), then joins the pool's threads. A
+ * blocking call that never returns therefore keeps br_runtime_free from
+ * returning. Futures of the runtime's tasks and blocking calls stay valid
+ * for whoever holds references. NULL is a no-op. Context: a plain thread
+ * that is not one of rt's workers or blocking-pool threads (from inside
+ * rt it would wait for itself).
  */
 BR_API void br_runtime_free(br_runtime *rt);
 
@@ -734,6 +749,422 @@ BR_API int br_udp_bind(const char *host, uint16_t port);
 /* br_local_port - the local port socket fd is bound to, or a negative
  * errno. */
 BR_API int br_local_port(int fd);
+
+/* ------------------------------------------------------------------ */
+/* Synchronisation                                                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Mutex, condition variable, semaphore, event, wait group and read-write
+ * lock. Each is a fixed-size object the caller embeds or declares, made
+ * ready by its BR_*_INIT initialiser or its _init function; neither
+ * allocates. Tasks and plain threads may use the same object at once:
+ * a waiting task suspends (its worker runs other tasks), a waiting plain
+ * thread sleeps on a futex. Waiters are served in FIFO order unless a
+ * declaration says otherwise, and one release wakes only the waiters it
+ * lets through.
+ *
+ * Common rules for the functions below:
+ *   - Errors: -EINVAL for a NULL object or a bad argument; BR_EBADOBJ for
+ *     an object destroyed with its _destroy function (or never
+ *     initialised, where that shows).
+ *   - _until variants take an absolute br_now_ns() deadline (< 0: none)
+ *     and _for variants a timeout in milliseconds (< 0: none); both give
+ *     -ETIMEDOUT when it passes first. A deadline already past still
+ *     takes what is available at once.
+ *   - A task cancelled (br_cancel) while it waits gets -ECANCELED, and
+ *     so does one cancelled before it would have to wait; the object is
+ *     left consistent. If the object was handed to the waiter in the
+ *     same instant (a lock, a semaphore unit, a signal), the wait
+ *     succeeds instead: a grant is never dropped.
+ *   - Waiting from a loop callback (a worker outside any task) would
+ *     stall its loop: a call that would have to wait returns BR_EDEADLK
+ *     there; calls that do not wait work.
+ *   - Context, unless a declaration says otherwise: any thread; suspends
+ *     a task, blocks a plain thread.
+ *   - _destroy is optional for objects nobody uses any more; it returns
+ *     -EBUSY (and changes nothing) while the object is held or waited
+ *     on. A destroyed object may be initialised again.
+ */
+
+typedef struct br_mutex {
+	uint64_t opaque_[4];
+} br_mutex;
+typedef struct br_cond {
+	uint64_t opaque_[4];
+} br_cond;
+typedef struct br_sem {
+	uint64_t opaque_[4];
+} br_sem;
+typedef struct br_event {
+	uint64_t opaque_[4];
+} br_event;
+typedef struct br_waitgroup {
+	uint64_t opaque_[4];
+} br_waitgroup;
+typedef struct br_rwlock {
+	uint64_t opaque_[4];
+} br_rwlock;
+
+/* Static initialisers: all zeros, except a semaphore's count. */
+/* clang-format off */
+#define BR_MUTEX_INIT { { 0 } }
+#define BR_COND_INIT { { 0 } }
+#define BR_EVENT_INIT { { 0 } }
+#define BR_WAITGROUP_INIT { { 0 } }
+#define BR_RWLOCK_INIT { { 0 } }
+/* A semaphore holding n units, 0 <= n <= BR_SEM_MAX. */
+#define BR_SEM_INIT(n) { { (uint64_t)(n) } }
+/* clang-format on */
+
+#define BR_SEM_MAX 0x7fffffff	    /* units a semaphore holds at most */
+#define BR_WAITGROUP_MAX 0x7fffffff /* a wait group's count at most */
+
+/*
+ * br_mutex_init - make *m an unlocked mutex (as BR_MUTEX_INIT does).
+ * Returns 0 or -EINVAL. Context: any thread.
+ */
+BR_API int br_mutex_init(br_mutex *m);
+
+/*
+ * br_mutex_destroy - retire *m. Returns 0, -EBUSY if it is locked or
+ * waited on. Context: any thread.
+ */
+BR_API int br_mutex_destroy(br_mutex *m);
+
+/*
+ * br_mutex_lock - lock m, waiting as long as it takes.
+ *
+ * Not recursive: locking a mutex the caller holds waits forever. A
+ * locker that finds m held spins briefly when the holder may be running
+ * on another thread, then queues. Unlocking frees m and wakes one waiter,
+ * which competes with lockers arriving meanwhile (the running locker
+ * usually wins, which keeps a contended mutex fast); a waiter that has
+ * waited over 1 ms switches m to strict FIFO hand-off until the queue
+ * drains, so no waiter starves. Returns 0, or as the common rules say.
+ */
+BR_API int br_mutex_lock(br_mutex *m);
+
+/* br_mutex_lock_until, br_mutex_lock_for - br_mutex_lock() with a
+ * deadline or a timeout: -ETIMEDOUT. */
+BR_API int br_mutex_lock_until(br_mutex *m, int64_t deadline_ns);
+BR_API int br_mutex_lock_for(br_mutex *m, int64_t timeout_ms);
+
+/*
+ * br_mutex_trylock - lock m if that needs no wait: 0, or -EBUSY.
+ * Context: any thread (never waits).
+ */
+BR_API int br_mutex_trylock(br_mutex *m);
+
+/*
+ * br_mutex_unlock - unlock m. Any task or thread may unlock a locked
+ * mutex (it need not be the one that locked it). Returns 0, or -EPERM if
+ * m is not locked. Context: any thread (never waits).
+ */
+BR_API int br_mutex_unlock(br_mutex *m);
+
+/*
+ * br_cond_init, br_cond_destroy - as for the mutex (BR_COND_INIT).
+ * Context: any thread.
+ */
+BR_API int br_cond_init(br_cond *c);
+BR_API int br_cond_destroy(br_cond *c);
+
+/*
+ * br_cond_wait - unlock m, wait until c is signalled, lock m again.
+ *
+ * The caller must hold m (-EPERM if m is not locked at all). Whatever the
+ * result, m is locked again when the call returns, except for BR_EDEADLK
+ * and -ECANCELED found before waiting, where m was never released. A
+ * wake-up is never spurious, but the predicate may have changed again by
+ * the time m is relocked: test it in a loop. Returns 0, -ETIMEDOUT
+ * (timed variants), -ECANCELED, or as the common rules say.
+ */
+BR_API int br_cond_wait(br_cond *c, br_mutex *m);
+BR_API int br_cond_wait_until(br_cond *c, br_mutex *m, int64_t deadline_ns);
+BR_API int br_cond_wait_for(br_cond *c, br_mutex *m, int64_t timeout_ms);
+
+/*
+ * br_cond_signal, br_cond_broadcast - wake the longest waiter of c, or
+ * every waiter; nothing if none waits (a signal is not remembered).
+ * Returns 0. Context: any thread (never waits).
+ */
+BR_API int br_cond_signal(br_cond *c);
+BR_API int br_cond_broadcast(br_cond *c);
+
+/*
+ * br_sem_init - make *s a semaphore holding value units (BR_SEM_INIT(n)).
+ * Returns 0, -EINVAL if value > BR_SEM_MAX. Context: any thread.
+ */
+BR_API int br_sem_init(br_sem *s, unsigned value);
+
+/* br_sem_destroy - as br_mutex_destroy (-EBUSY while waited on). */
+BR_API int br_sem_destroy(br_sem *s);
+
+/*
+ * br_sem_wait - take one unit, waiting until one is posted. A post hands
+ * its unit to the longest waiter, so the count never goes negative and a
+ * late arrival cannot take a unit a waiter was promised. Returns 0, or as
+ * the common rules say.
+ */
+BR_API int br_sem_wait(br_sem *s);
+BR_API int br_sem_wait_until(br_sem *s, int64_t deadline_ns);
+BR_API int br_sem_wait_for(br_sem *s, int64_t timeout_ms);
+
+/* br_sem_trywait - take a unit if one is there: 0, or -EAGAIN. Context:
+ * any thread (never waits). */
+BR_API int br_sem_trywait(br_sem *s);
+
+/*
+ * br_sem_post - add one unit, or give it to the longest waiter. Returns
+ * 0, -EOVERFLOW at BR_SEM_MAX units. Context: any thread (never waits).
+ */
+BR_API int br_sem_post(br_sem *s);
+
+/*
+ * br_sem_value - the units available now (>= 0; a snapshot), or an
+ * error. Context: any thread.
+ */
+BR_API int br_sem_value(br_sem *s);
+
+/*
+ * br_event_init, br_event_destroy - a clear event (BR_EVENT_INIT);
+ * destroy as br_mutex_destroy. Context: any thread.
+ */
+BR_API int br_event_init(br_event *e);
+BR_API int br_event_destroy(br_event *e);
+
+/*
+ * br_event_set - set e and release every waiter (asyncio.Event.set).
+ * Waits that start while e is set return at once. Returns 0.
+ * Context: any thread (never waits).
+ */
+BR_API int br_event_set(br_event *e);
+
+/* br_event_clear - clear e: later waits wait. Returns 0. Context: any
+ * thread. */
+BR_API int br_event_clear(br_event *e);
+
+/* br_event_is_set - 1 if e is set, 0 if not, or an error. Context: any
+ * thread. */
+BR_API int br_event_is_set(br_event *e);
+
+/*
+ * br_event_wait - wait until e is set. Returns 0, or as the common rules
+ * say.
+ */
+BR_API int br_event_wait(br_event *e);
+BR_API int br_event_wait_until(br_event *e, int64_t deadline_ns);
+BR_API int br_event_wait_for(br_event *e, int64_t timeout_ms);
+
+/*
+ * br_waitgroup_init, br_waitgroup_destroy - a wait group with count 0
+ * (BR_WAITGROUP_INIT); destroy gives -EBUSY while the count is not 0 or
+ * somebody waits. Context: any thread.
+ */
+BR_API int br_waitgroup_init(br_waitgroup *g);
+BR_API int br_waitgroup_destroy(br_waitgroup *g);
+
+/*
+ * br_waitgroup_add - add delta (may be negative) to g's count (Go's
+ * sync.WaitGroup.Add). When the count reaches 0 every waiter is released.
+ * Returns 0, or -EINVAL (the count would go below 0 or above
+ * BR_WAITGROUP_MAX; it is left unchanged). Context: any thread (never
+ * waits).
+ */
+BR_API int br_waitgroup_add(br_waitgroup *g, int64_t delta);
+
+/* br_waitgroup_done - br_waitgroup_add(g, -1). */
+BR_API int br_waitgroup_done(br_waitgroup *g);
+
+/* br_waitgroup_count - g's count now, or an error. Context: any thread. */
+BR_API int br_waitgroup_count(br_waitgroup *g);
+
+/*
+ * br_waitgroup_wait - wait until g's count is 0 (at once if it is).
+ * Returns 0, or as the common rules say.
+ */
+BR_API int br_waitgroup_wait(br_waitgroup *g);
+BR_API int br_waitgroup_wait_until(br_waitgroup *g, int64_t deadline_ns);
+BR_API int br_waitgroup_wait_for(br_waitgroup *g, int64_t timeout_ms);
+
+/*
+ * br_rwlock_init, br_rwlock_destroy - an unlocked read-write lock
+ * (BR_RWLOCK_INIT); destroy as br_mutex_destroy. Context: any thread.
+ */
+BR_API int br_rwlock_init(br_rwlock *l);
+BR_API int br_rwlock_destroy(br_rwlock *l);
+
+/*
+ * br_rwlock_rdlock - lock l for reading: many readers may hold it at
+ * once, never with a writer. A reader arriving while a writer waits
+ * queues behind it, so writers are not starved; waiters are let in in
+ * arrival order, every reader up to the next writer at once. Not
+ * recursive. Returns 0, or as the common rules say.
+ */
+BR_API int br_rwlock_rdlock(br_rwlock *l);
+BR_API int br_rwlock_rdlock_until(br_rwlock *l, int64_t deadline_ns);
+BR_API int br_rwlock_rdlock_for(br_rwlock *l, int64_t timeout_ms);
+
+/*
+ * br_rwlock_wrlock - lock l for writing, alone. Returns 0, or as the
+ * common rules say.
+ */
+BR_API int br_rwlock_wrlock(br_rwlock *l);
+BR_API int br_rwlock_wrlock_until(br_rwlock *l, int64_t deadline_ns);
+BR_API int br_rwlock_wrlock_for(br_rwlock *l, int64_t timeout_ms);
+
+/*
+ * br_rwlock_tryrdlock, br_rwlock_trywrlock - lock if that needs no wait:
+ * 0, or -EBUSY. Context: any thread (never waits).
+ */
+BR_API int br_rwlock_tryrdlock(br_rwlock *l);
+BR_API int br_rwlock_trywrlock(br_rwlock *l);
+
+/*
+ * br_rwlock_unlock - release the caller's hold, read or write, and let
+ * the next waiters in. Returns 0, or -EPERM if l is not locked.
+ * Context: any thread (never waits).
+ */
+BR_API int br_rwlock_unlock(br_rwlock *l);
+
+/* ------------------------------------------------------------------ */
+/* Channels                                                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A br_chan carries elements of one fixed size between any number of
+ * senders and receivers (tasks and plain threads alike), in FIFO order
+ * per sender. It buffers up to its capacity; with capacity 0 every send
+ * waits for a receiver (a rendezvous, as Go's unbuffered channels). A
+ * sender and a receiver running on the same worker hand the element
+ * over without a system call, and the woken task runs next on that
+ * worker. Elements are copied in and out; send a pointer for anything
+ * large.
+ *
+ * The common rules of the synchronisation section apply (_until, _for,
+ * cancellation, loop callbacks, context). In addition BR_ECLOSED means
+ * the channel is closed: senders get it at once; receivers get the
+ * elements still buffered first, then BR_ECLOSED.
+ */
+typedef struct br_chan br_chan;
+
+#define BR_CHAN_ELEM_MAX 65536	   /* bytes per element at most */
+#define BR_CHAN_CAP_MAX (1u << 24) /* capacity at most */
+#define BR_CHAN_SELECT_MAX 1024	   /* cases of a select at most */
+
+/*
+ * br_chan_new - a channel of elements of elem_size bytes holding up to
+ * capacity of them (0: unbuffered). Stores it in *out and returns 0;
+ * -EINVAL (out NULL, elem_size 0 or over BR_CHAN_ELEM_MAX, capacity over
+ * BR_CHAN_CAP_MAX), -ENOMEM. Context: any thread.
+ */
+BR_API int br_chan_new(br_chan **out, size_t elem_size, size_t capacity);
+
+/*
+ * br_chan_free - free ch and any elements still buffered. Nobody may be
+ * using ch, or wait on it, any more (close it and let them finish
+ * first). NULL is a no-op. Context: any thread.
+ */
+BR_API void br_chan_free(br_chan *ch);
+
+/*
+ * br_chan_close - close ch: every waiting sender gets BR_ECLOSED (its
+ * element is not sent) and every waiting receiver BR_ECLOSED (nothing
+ * was buffered, or it would not wait). Returns 0, BR_ECLOSED if ch was
+ * already closed. Context: any thread (never waits).
+ */
+BR_API int br_chan_close(br_chan *ch);
+
+/*
+ * br_chan_send - copy elem_size bytes from elem into ch: to a waiting
+ * receiver, else into the buffer, else wait for room or a receiver.
+ * Returns 0 once the element is in ch or delivered; BR_ECLOSED; -EINVAL
+ * if elem is NULL; or as the common rules say. An element that a
+ * receiver took is never reported as not sent.
+ */
+BR_API int br_chan_send(br_chan *ch, const void *elem);
+BR_API int br_chan_send_until(br_chan *ch, const void *elem,
+			      int64_t deadline_ns);
+BR_API int br_chan_send_for(br_chan *ch, const void *elem, int64_t timeout_ms);
+
+/* br_chan_try_send - send if that needs no wait: 0, -EAGAIN, BR_ECLOSED.
+ * Context: any thread (never waits). */
+BR_API int br_chan_try_send(br_chan *ch, const void *elem);
+
+/*
+ * br_chan_recv - take the oldest element of ch into out (elem_size bytes;
+ * out may be NULL to drop it), waiting for one if none is there. Returns
+ * 0; BR_ECLOSED once ch is closed and empty; or as the common rules say.
+ */
+BR_API int br_chan_recv(br_chan *ch, void *out);
+BR_API int br_chan_recv_until(br_chan *ch, void *out, int64_t deadline_ns);
+BR_API int br_chan_recv_for(br_chan *ch, void *out, int64_t timeout_ms);
+
+/* br_chan_try_recv - receive if that needs no wait: 0, -EAGAIN,
+ * BR_ECLOSED. Context: any thread (never waits). */
+BR_API int br_chan_try_recv(br_chan *ch, void *out);
+
+/* br_chan_len, br_chan_cap - elements buffered now (a snapshot) and the
+ * capacity, or an error. Context: any thread. */
+BR_API long br_chan_len(br_chan *ch);
+BR_API long br_chan_cap(br_chan *ch);
+
+/* br_chan_case.op */
+#define BR_CHAN_SEND 1
+#define BR_CHAN_RECV 2
+
+/* One case of br_chan_select(). */
+typedef struct br_chan_case {
+	br_chan *chan; /* NULL: the case is skipped (never ready) */
+	unsigned op;   /* BR_CHAN_SEND or BR_CHAN_RECV */
+	void *elem; /* send: the element; recv: where to store it (or NULL) */
+	int result; /* out: 0, or BR_ECLOSED, for the case that fired */
+} br_chan_case;
+
+/*
+ * br_chan_select - do the first of several sends and receives that can
+ * proceed (Go's select).
+ *
+ * If several cases are ready, one is chosen at random, so no channel is
+ * starved. Otherwise the caller waits until a case can proceed and does
+ * exactly that one. A send on a closed channel and a receive on a closed
+ * empty channel are ready: they fire with result BR_ECLOSED. Returns the
+ * index of the case done, with its result set; -ETIMEDOUT (timed
+ * variants; a deadline in the past or timeout 0 just polls); -EINVAL (cs
+ * NULL, n 0 or over BR_CHAN_SELECT_MAX, a bad op, a send without elem,
+ * no case with a channel); BR_EBADOBJ; -ENOMEM (over 8 cases); or as the
+ * common rules say.
+ */
+BR_API int br_chan_select(br_chan_case *cs, size_t n);
+BR_API int br_chan_select_until(br_chan_case *cs, size_t n,
+				int64_t deadline_ns);
+BR_API int br_chan_select_for(br_chan_case *cs, size_t n, int64_t timeout_ms);
+
+/* ------------------------------------------------------------------ */
+/* Blocking pool                                                       */
+/* ------------------------------------------------------------------ */
+
+/*
+ * br_spawn_blocking - run fn(arg) on a thread of rt's blocking pool
+ * (tokio::spawn_blocking, asyncio.to_thread): for code that blocks its
+ * thread, which must not run in a task.
+ *
+ * The pool starts threads on demand, up to br_config.blocking_threads,
+ * and a thread idle for blocking_idle_ms exits. A call goes to an idle
+ * thread, else to a new thread when every thread is inside a call, else
+ * into a queue of at most blocking_queue calls. The future completes
+ * DONE with fn's return value; awaiting it from a task suspends only that
+ * task. br_cancel() on it before fn starts keeps fn from running; once fn
+ * runs it cannot be interrupted (the future still ends CANCELLED at once,
+ * and fn's value is dropped). br_runtime_free() cancels queued calls and
+ * waits for running ones.
+ *
+ * Returns a new reference, never NULL: a FAILED future with -EINVAL (fn
+ * NULL), BR_EBADOBJ, BR_ECLOSED (rt shutting down), -EAGAIN (the queue is
+ * full, or no thread could be started), or -ENOMEM. Context: any thread.
+ */
+BR_API br_future *br_spawn_blocking(br_runtime *rt, br_task_fn fn, void *arg);
 
 #ifdef __cplusplus
 }

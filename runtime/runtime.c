@@ -17,9 +17,11 @@
  *        are dropped by the worker that picks them up; repeat until no
  *        task is left (a task may start a new wait after the first
  *        request; cancellation is sticky, so that wait returns at once);
- *     3. stop = 1 and every worker is woken; each drops leftover
+ *     3. the blocking pool's running calls are waited for and its
+ *        threads joined (its queued calls were cancelled in step 1);
+ *     4. stop = 1 and every worker is woken; each drops leftover
  *        callbacks, tears down its ring and exits; join;
- *     4. free.
+ *     5. free.
  *
  * Concurrency
  *   - br_runtime_new/free: a plain thread. The rest: any thread.
@@ -43,10 +45,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blocking.h"
 #include "task.h"
 #include "worker.h"
 
 #define MAX_WORKERS 1024
+#define MAX_BLOCKING_THREADS 4096
+#define DEFAULT_BLOCKING_THREADS 64
+#define DEFAULT_BLOCKING_QUEUE 65536
+#define DEFAULT_BLOCKING_IDLE_MS 10000
 #define DEFAULT_STACK (64 * 1024)
 #define MIN_STACK (16 * 1024)
 #define MAX_STACK ((size_t)1 << 30)
@@ -106,11 +113,42 @@ static int configure(struct br_runtime *rt, const br_config *cfg)
 		return -EINVAL;
 	if (env_size("BRAID_NO_URING"))
 		c.flags |= BR_CONFIG_NO_URING;
+	if (!c.blocking_threads)
+		c.blocking_threads =
+			(unsigned)env_size("BRAID_BLOCKING_THREADS");
+	if (!c.blocking_threads)
+		c.blocking_threads = DEFAULT_BLOCKING_THREADS;
+	if (c.blocking_threads > MAX_BLOCKING_THREADS)
+		return -EINVAL;
+	if (!c.blocking_queue)
+		c.blocking_queue = DEFAULT_BLOCKING_QUEUE;
+	if (!c.blocking_idle_ms)
+		c.blocking_idle_ms = DEFAULT_BLOCKING_IDLE_MS;
+	rt->blocking = br__blocking_new(c.blocking_threads, c.blocking_queue,
+					c.blocking_idle_ms);
+	if (!rt->blocking)
+		return -ENOMEM;
 	rt->nworkers = c.workers;
 	rt->stack_size = c.stack_size;
 	rt->ring_entries = c.ring_entries;
 	rt->flags = c.flags;
 	return 0;
+}
+
+void br__signals_block(sigset_t *old)
+{
+	sigset_t all;
+
+	/* Workers and pool threads take no asynchronous signals: those
+	 * belong to the application's threads. Faults stay deliverable. */
+	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	sigdelset(&all, SIGABRT);
+	sigdelset(&all, SIGTRAP);
+	pthread_sigmask(SIG_SETMASK, &all, old);
 }
 
 static void free_runtime(struct br_runtime *rt, unsigned nworkers)
@@ -126,6 +164,7 @@ static void free_runtime(struct br_runtime *rt, unsigned nworkers)
 		pthread_mutex_destroy(&w->reg_lock);
 	}
 	free(rt->workers);
+	br__blocking_free(rt->blocking);
 	br__stack_pool_term(&rt->stacks);
 	br__idle_term(&rt->idle);
 	br__inject_term(&rt->inject);
@@ -149,7 +188,7 @@ static void stop_workers(struct br_runtime *rt, unsigned n)
 int br_runtime_new(br_runtime **out, const br_config *cfg)
 {
 	struct br_runtime *rt;
-	sigset_t all, old;
+	sigset_t old;
 	unsigned i, feat;
 	int ret;
 
@@ -167,6 +206,7 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 	rt->workers = aligned_alloc(BR__CACHE_LINE,
 				    rt->nworkers * sizeof(*rt->workers));
 	if (!rt->workers) {
+		br__blocking_free(rt->blocking);
 		free(rt);
 		return -ENOMEM;
 	}
@@ -175,6 +215,7 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 	    br__idle_init(&rt->idle, rt->nworkers) < 0 ||
 	    br__stack_pool_init(&rt->stacks, rt->stack_size) < 0) {
 		free(rt->workers);
+		br__blocking_free(rt->blocking);
 		free(rt);
 		return -ENOMEM;
 	}
@@ -194,16 +235,7 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 			return -ENOMEM;
 		}
 	}
-	/* Workers take no asynchronous signals: those belong to the
-	 * application's threads. Faults stay deliverable. */
-	sigfillset(&all);
-	sigdelset(&all, SIGSEGV);
-	sigdelset(&all, SIGBUS);
-	sigdelset(&all, SIGFPE);
-	sigdelset(&all, SIGILL);
-	sigdelset(&all, SIGABRT);
-	sigdelset(&all, SIGTRAP);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
+	br__signals_block(&old);
 	for (i = 0; i < rt->nworkers; i++) {
 		ret = pthread_create(&rt->workers[i].thread, NULL,
 				     br__worker_main, &rt->workers[i]);
@@ -249,8 +281,14 @@ void br_runtime_free(br_runtime *rt)
 				"its own workers; ignored\n");
 		return;
 	}
+	if (br__blocking_is_own_thread(rt->blocking)) {
+		fprintf(stderr, "braid: br_runtime_free called from its own "
+				"blocking pool; ignored\n");
+		return;
+	}
 	/* seq_cst: pairs with br_spawn_ex()'s re-check of closing. */
 	atomic_store_explicit(&rt->closing, 1, memory_order_seq_cst);
+	br__blocking_close(rt->blocking);
 	while (br__live_sum(rt) > 0) {
 		int64_t now = br_now_ns();
 
@@ -262,6 +300,8 @@ void br_runtime_free(br_runtime *rt)
 		if (nap < 5000)
 			nap *= 2;
 	}
+	br__blocking_free(rt->blocking);
+	rt->blocking = NULL;
 	stop_workers(rt, rt->nworkers);
 	while ((t = br__inject_pop(&rt->inject)))
 		br__task_drop(t);

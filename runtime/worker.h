@@ -28,6 +28,8 @@ enum {
 	BR__AFTER_MOVE,	 /* queue it on after_target (io.c) */
 };
 
+struct br__blocking;
+
 struct br__worker {
 	/* ---- owner-only: touched by this worker's thread alone ---- */
 	struct br_runtime *rt;
@@ -93,7 +95,8 @@ struct br_runtime {
 	pthread_cond_t start_cond;
 	unsigned started;
 	int ring_err; /* first ring set-up error, for the warning */
-	struct br__worker *workers; /* nworkers of them, cache aligned */
+	struct br__worker *workers;    /* nworkers of them, cache aligned */
+	struct br__blocking *blocking; /* br_spawn_blocking's pool */
 };
 
 /* The worker running the calling thread, or NULL. noinline: a task may

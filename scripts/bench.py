@@ -24,7 +24,7 @@ Writes <out>.json (every line, the summary, the machine) and <out>.md (a
 markdown table); <out> is build/bench/results, or build/bench/summary with
 --quick. Python 3 standard library only.
 
-Usage: scripts/bench.py [--runs N] [--only fib,echo] [--quick]
+Usage: scripts/bench.py [--runs N] [--only fib,chan,echo] [--quick]
                         [--no-build] [--timeout S] [--seed N] [--list]
 """
 
@@ -43,7 +43,8 @@ import bench_net  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = "build/release/bench"
-WORKLOADS = ("fib", "skynet", "switch", "sleep", "echo", "http")
+WORKLOADS = ("fib", "skynet", "switch", "sleep", "chan", "blocking",
+             "echo", "http")
 QUICK_WORKLOADS = ("fib", "switch", "skynet")
 NET = ("echo", "http")
 SCRUB_PREFIXES = ("BRAID_", "OMP_", "GOMP_")
@@ -59,6 +60,12 @@ LABELS = {
     ("sleep", "rss_per_task"): "{n:,} sleeping tasks, peak RSS per task",
     ("sleep", "peak_alive"): "most of the {n:,} tasks asleep at once",
     ("sleep", "rss_per_alive"): "peak RSS per task asleep at once",
+    ("chan", "pingpong"): "unbuffered channel ping-pong, per round trip",
+    ("chan", "pingpong-apart"):
+        "channel ping-pong, tasks pinned to different workers",
+    ("chan", "mutex"): "contended mutex, per lock/unlock",
+    ("blocking", "burst"): "burst of blocking calls (empty), per call",
+    ("blocking", "serial"): "blocking calls one at a time, per call",
 }
 LABELS.update(bench_net.LABELS)
 
@@ -74,6 +81,22 @@ NOTES = {
         "sleep, the first ones end before the last ones start; the row "
         "\"most asleep at once\" shows how many were alive together, and "
         "the last row divides the same memory by that number.",
+    ("chan", "pingpong", 2):
+        "Channel ping-pong on 2 threads: braid's tasks are not pinned, and "
+        "a woken task runs next on its waker's worker, so after the first "
+        "hand-off both run on one worker, as Go keeps both goroutines on "
+        "one P; the pthread peer's two threads are pinned to different "
+        "CPUs. The pinned row makes every braid hand-off cross workers.",
+    ("chan", "mutex", 2):
+        "Mutex: braid runs 2 workers x 1,000 tasks x 1,000 increments, Go "
+        "2,000 goroutines x 1,000 on GOMAXPROCS=2, pthread 2 threads x "
+        "1,000,000.",
+    ("blocking", "burst", 2):
+        "Blocking calls: threads is the CPU count. braid's pool grows on "
+        "demand (up to 64 threads); the pthread pool has 4 threads "
+        "(libuv's default) and a mutex+condvar queue; asyncio.to_thread "
+        "uses the default executor (min(32, CPUs+4) threads). Each "
+        "program first makes an untimed warm-up run.",
 }
 NOTES.update(bench_net.NOTES)
 
@@ -91,6 +114,14 @@ PEER_NAMES = {
     ("sleep", "rss_per_task", "go"): "Go time.Sleep",
     ("sleep", "peak_alive", "go"): "Go time.Sleep",
     ("sleep", "rss_per_alive", "go"): "Go time.Sleep",
+    ("chan", "pingpong", "go"): "Go unbuffered channels",
+    ("chan", "mutex", "go"): "Go sync.Mutex",
+    "pthread": "pthreads",
+    ("chan", "pingpong", "pthread"): "pthread mutex+condvar hand-off",
+    ("chan", "mutex", "pthread"): "pthread_mutex",
+    ("blocking", "burst", "pthread"): "pthread pool, 4 threads",
+    ("blocking", "serial", "pthread"): "pthread pool, 4 threads",
+    "python": "Python asyncio.to_thread",
 }
 PEER_NAMES.update(bench_net.PEER_NAMES)
 
@@ -98,6 +129,11 @@ PEER_NAMES.update(bench_net.PEER_NAMES)
 BRAID_NAMES = {
     ("switch", "yield"): "br_yield",
     ("switch", "pingpong"): "promises",
+    ("chan", "pingpong"): "br_chan",
+    ("chan", "pingpong-apart"): "br_chan",
+    ("chan", "mutex"): "br_mutex",
+    ("blocking", "burst"): "br_spawn_blocking",
+    ("blocking", "serial"): "br_spawn_blocking",
 }
 
 
@@ -170,6 +206,36 @@ def configs(quick):
     out.append(Config("sleep", "braid", 2, BIN + "/sleep",
                       ["--workers", 2] + s))
     go("sleep", "sleep_go", 2, s)
+
+    rounds = 100000 if quick else 1000000
+    for t in (1, 2):
+        p = ["--mode", "pingpong", "--n", rounds]
+        out.append(Config("chan", "braid", t, BIN + "/chan",
+                          ["--workers", t] + p))
+        go("chan", "chan_go", t, p)
+        # A kernel hand-off costs 10-70 us: fewer rounds say as much.
+        out.append(Config("chan", "pthread", t, peers + "/chan_pthread",
+                          ["--mode", "pingpong", "--n", 20000,
+                           "--workers", t]))
+    out.append(Config("chan", "braid", 2, BIN + "/chan",
+                      ["--workers", 2, "--mode", "pingpong-apart", "--n",
+                       rounds // 4]))
+    m = ["--mode", "mutex"]
+    out.append(Config("chan", "braid", 2, BIN + "/chan", ["--workers", 2] + m))
+    go("chan", "chan_go", 2, m)
+    out.append(Config("chan", "pthread", 2, peers + "/chan_pthread",
+                      m + ["--workers", 2]))
+
+    for mode, n, pyn in (("burst", 100000, 20000), ("serial", 10000, 5000)):
+        b = ["--mode", mode, "--n", n]
+        out.append(Config("blocking", "braid", 2, BIN + "/blocking",
+                          ["--workers", 2] + b))
+        out.append(Config("blocking", "pthread", 2,
+                          peers + "/blocking_pthread", b + ["--workers", 4]))
+        # Python's calls cost 100 us or more: a smaller n.
+        out.append(Config("blocking", "python", 2, sys.executable,
+                          ["bench/peers/blocking_py.py", "--mode", mode,
+                           "--n", pyn]))
     return out + bench_net.configs(quick)
 
 
