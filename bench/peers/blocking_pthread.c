@@ -39,13 +39,18 @@ struct job {
 
 static struct {
 	pthread_mutex_t lock;
-	pthread_cond_t work;  /* jobs queued */
-	pthread_cond_t done;  /* a job some waiter waits for finished */
+	pthread_cond_t work; /* jobs queued */
+	pthread_cond_t done; /* a job some waiter waits for finished */
 	struct job *head, *tail;
-	int waiting;	      /* waiters on done */
+	int waiting; /* waiters on done */
 	int stop;
-} pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-	   PTHREAD_COND_INITIALIZER, NULL, NULL, 0, 0 };
+} pool = { PTHREAD_MUTEX_INITIALIZER,
+	   PTHREAD_COND_INITIALIZER,
+	   PTHREAD_COND_INITIALIZER,
+	   NULL,
+	   NULL,
+	   0,
+	   0 };
 
 static void *worker(void *arg)
 {
@@ -118,8 +123,9 @@ static void run_round(struct job *jobs, long n, const char *mode)
 
 int main(int argc, char **argv)
 {
-	struct bench_opts o = { .n = 0, .workers = 4, .mode = "burst",
-				.warmup = -1 };
+	struct bench_opts o = {
+		.n = 0, .workers = 4, .mode = "burst", .warmup = -1
+	};
 	pthread_t th[256];
 	struct job *jobs;
 	int64_t t0, t1;
