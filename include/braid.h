@@ -184,8 +184,8 @@ typedef struct br_config {
  * Several runtimes may live in one process; they never share a worker.
  * If io_uring cannot be set up (old kernel, seccomp, io_uring_disabled),
  * the runtime still starts, prints one line on stderr (unless
- * BR_CONFIG_QUIET), and parks workers on futexes; br_runtime_features()
- * tells which.
+ * BR_CONFIG_QUIET), and parks workers in ppoll() with I/O waiting for
+ * readiness; br_runtime_features() tells which.
  *
  * On success stores a new runtime in *out and returns 0. Errors: -EINVAL
  * (out NULL, a config field out of range), -ENOMEM, -EAGAIN (threads could
@@ -724,7 +724,7 @@ BR_API ssize_t br_send_all(int fd, const void *buf, size_t len, int flags);
  * every address; port 0 picks a free one (see br_local_port). backlog <= 0
  * means SOMAXCONN. Returns the fd or a negative errno (-ENOENT for a name
  * that does not resolve). Name resolution never runs on a loop: a task
- * waits for it on a separate thread.
+ * waits for it on the blocking pool (br_spawn_blocking).
  */
 BR_API int br_tcp_listen(const char *host, uint16_t port, int backlog);
 

@@ -6,24 +6,23 @@
  * Design
  *   Numeric addresses are parsed on the spot (getaddrinfo with
  *   AI_NUMERICHOST never blocks). A name needs a resolver that may block
- *   for seconds, which must never happen on a loop: a task hands the
- *   lookup to a short-lived thread and awaits a promise; a plain thread
+ *   for seconds, which must never happen on a loop: a task runs the
+ *   lookup on the runtime's blocking pool and awaits it; a plain thread
  *   just calls getaddrinfo. If the task stops waiting (cancelled), the
- *   lookup finishes on its thread and whoever of the two is last frees
- *   it (a reference count of two).
+ *   lookup finishes on its pool thread and whoever of the two is last
+ *   frees it (a reference count of two).
  *
  *   Every socket is made close-on-exec. Connecting goes through br_connect,
  *   so it suspends a task and honours its br_io_timeout.
  *
- * Concurrency: a lookup record is shared by the task and the resolver
- * thread through its atomic count and the promise; nothing else is
+ * Concurrency: a lookup record is shared by the task and the pool
+ * thread through its atomic count and the call's future; nothing else is
  * shared.
  */
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +42,6 @@ struct lookup {
 	struct addrinfo hints;
 	struct addrinfo *res;
 	int err; /* getaddrinfo's EAI_* */
-	br_future *done;
 };
 
 static void lookup_put(struct lookup *l)
@@ -52,19 +50,25 @@ static void lookup_put(struct lookup *l)
 		return;
 	if (l->res)
 		freeaddrinfo(l->res);
-	br_future_release(l->done);
 	free(l->host);
 	free(l);
 }
 
-static void *lookup_thread(void *arg)
+static void *lookup_call(void *arg)
 {
 	struct lookup *l = arg;
 
 	l->err = getaddrinfo(l->host, l->port, &l->hints, &l->res);
-	br_promise_resolve(l->done, NULL);
 	lookup_put(l);
 	return NULL;
+}
+
+/* The call's reference, when the call never ran (the pool's queue was
+ * full, or the runtime cancelled it while queued). */
+static void lookup_unrun(br_future *f, void *arg)
+{
+	if (br_future_state(f) != BR_DONE)
+		lookup_put(arg);
 }
 
 static int eai_to_errno(int eai, int sys_errno)
@@ -98,8 +102,7 @@ static int resolve(const char *host, uint16_t port, int socktype, int passive,
 	struct addrinfo hints = { 0 };
 	char ps[8];
 	struct lookup *l;
-	pthread_attr_t attr;
-	pthread_t th;
+	br_future *done;
 	int eai, err;
 
 	hints.ai_family = AF_UNSPEC;
@@ -120,31 +123,27 @@ static int resolve(const char *host, uint16_t port, int socktype, int passive,
 	if (!l)
 		return -ENOMEM;
 	l->host = br__strdup(host);
-	l->done = br_promise_new();
-	if (!l->host || br_future_state(l->done) == BR_FAILED) {
-		free(l->host);
-		br_future_release(l->done);
+	if (!l->host) {
 		free(l);
 		return -ENOMEM;
 	}
 	memcpy(l->port, ps, sizeof(ps));
 	l->hints = hints;
 	atomic_init(&l->refs, 2);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	err = pthread_create(&th, &attr, lookup_thread, l);
-	pthread_attr_destroy(&attr);
-	if (err) {
-		atomic_store(&l->refs, 1);
-		lookup_put(l);
-		return -err;
-	}
-	err = br_await(l->done, NULL);
+	done = br_spawn_blocking(br_current_runtime(), lookup_call, l);
+	/* Out of memory for the callback: settle it now if the call is
+	 * over; else the record is left to leak rather than risk a double
+	 * free. */
+	if (br_future_on_done(done, lookup_unrun, l) < 0 &&
+	    br_future_state(done) != BR_PENDING)
+		lookup_unrun(done, l);
+	err = br_await(done, NULL);
 	if (err == 0) {
 		err = eai_to_errno(l->err, 0);
 		*res = l->res;
 		l->res = NULL;
 	}
+	br_future_release(done);
 	lookup_put(l);
 	return err;
 }
