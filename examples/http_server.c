@@ -33,23 +33,50 @@ static void put(struct out *o, const char *s, size_t n)
 	}
 }
 
+/* Response heads, made once: status x (keep-alive, close). */
+enum {
+	RESP_OK,
+	RESP_NOT_FOUND,
+	RESP_NOT_ALLOWED,
+	RESP_BAD,
+	RESP_COUNT
+};
+static const int statuses[RESP_COUNT] = { 200, 404, 405, 400 };
+static const char *const reasons[RESP_COUNT] = { "OK", "Not Found",
+						 "Method Not Allowed",
+						 "Bad Request" };
+static char heads[RESP_COUNT][2][160];
+static size_t head_len[RESP_COUNT][2];
+
+static const char *body_of(int r)
+{
+	return r == RESP_OK ? ok_body : reasons[r];
+}
+
+static void make_heads(void)
+{
+	int r, c;
+
+	for (r = 0; r < RESP_COUNT; r++)
+		for (c = 0; c < 2; c++)
+			head_len[r][c] = (size_t)snprintf(
+				heads[r][c], sizeof(heads[r][c]),
+				"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+				"Content-Length: %zu\r\n%s\r\n",
+				statuses[r], reasons[r], strlen(body_of(r)),
+				c ? "Connection: close\r\n" : "");
+}
+
 static void respond(struct out *o, int status, int head_only, int close)
 {
-	const char *reason = status == 200 ? "OK" :
-			     status == 404 ? "Not Found" :
-			     status == 405 ? "Method Not Allowed" :
-					     "Bad Request";
-	const char *body = status == 200 ? ok_body : reason;
-	char hdr[256];
-	int n = snprintf(hdr, sizeof(hdr),
-			 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
-			 "Content-Length: %zu\r\n%s\r\n",
-			 status, reason, strlen(body),
-			 close ? "Connection: close\r\n" : "");
+	int r = status == 200 ? RESP_OK :
+		status == 404 ? RESP_NOT_FOUND :
+		status == 405 ? RESP_NOT_ALLOWED :
+				RESP_BAD;
 
-	put(o, hdr, (size_t)n);
+	put(o, heads[r][!!close], head_len[r][!!close]);
 	if (!head_only)
-		put(o, body, strlen(body));
+		put(o, body_of(r), strlen(body_of(r)));
 }
 
 static int is_token(const char *s, size_t n)
@@ -239,5 +266,6 @@ int main(int argc, char **argv)
 {
 	struct serve s = { .name = "http_server", .conn = http_conn };
 
+	make_heads();
 	return serve_main(argc, argv, &s);
 }

@@ -69,6 +69,9 @@ $(B)/tests/tsan_criterion.o: tests/tsan_criterion.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CSTD) $(WARN) -O1 -g -MMD -MP -c -o $@ $<
 
+# test_examples runs the example servers as processes.
+$(B)/tests/test_examples: $(EXAMPLES)
+
 $(B)/tests/%: $(B)/tests/%.o $(TEST_HELPER) $(B)/libbraid.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TEST_HELPER) $(B)/libbraid.a \
