@@ -39,19 +39,27 @@ struct serve {
 static void *serve_accept(void *arg)
 {
 	struct serve *s = arg;
+	br_acceptor *acc;
 	int one = 1;
 
+	/* One multishot accept for all connections. */
+	if (br_acceptor_new(&acc, s->lfd) < 0)
+		return NULL;
 	for (;;) {
-		int fd = br_accept(s->lfd, NULL, NULL, 0);
+		int fd = br_acceptor_next(acc);
 
-		if (fd == -ECANCELED)
+		if (fd == -ECANCELED) {
+			br_acceptor_free(acc);
 			return NULL;
+		}
 		if (fd < 0) {
 			/* Out of fds or memory: let connections drain. */
 			fprintf(stderr, "%s: accept: %s\n", s->name,
 				br_strerror(fd));
-			if (br_sleep_ms(10) < 0)
+			if (br_sleep_ms(10) < 0) {
+				br_acceptor_free(acc);
 				return NULL;
+			}
 			continue;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

@@ -750,6 +750,42 @@ BR_API int br_udp_bind(const char *host, uint16_t port);
  * errno. */
 BR_API int br_local_port(int fd);
 
+/*
+ * Acceptors: a server's stream of connections from one listening socket
+ * through a single multishot accept (IORING_ACCEPT_MULTISHOT), so that a
+ * busy listener costs no SQE per connection. Without io_uring, without
+ * multishot accept in the kernel, or from a plain thread, each call is a
+ * br_accept().
+ */
+typedef struct br_acceptor br_acceptor;
+
+/*
+ * br_acceptor_new - an acceptor for listening socket lfd, which it
+ * borrows (close lfd after br_acceptor_free). Returns 0, -EINVAL (out
+ * NULL), -EBADF (lfd < 0), -ENOMEM. Context: any thread.
+ */
+BR_API int br_acceptor_new(br_acceptor **out, int lfd);
+
+/*
+ * br_acceptor_next - the next connection: a new close-on-exec fd, or the
+ * accept's negative errno (-EMFILE, ...; the acceptor stays usable), or
+ * -ECANCELED if the calling task is cancelled while waiting (connections
+ * that arrive meanwhile wait for the next call). The first call from a
+ * task ties the acceptor to that task's worker, and later calls move
+ * there; only tasks of that runtime may call it then (-EINVAL
+ * otherwise). One caller at a time. BR_EBADOBJ for a freed acceptor.
+ * Context: a task (suspends), or a plain thread (blocks).
+ */
+BR_API int br_acceptor_next(br_acceptor *a);
+
+/*
+ * br_acceptor_free - stop accepting, close the connections accepted but
+ * never taken, and free a; waits for the kernel to let go of it. No call
+ * may be in progress on a. NULL is a no-op. Context: any thread; from a
+ * plain thread it waits for a task on the acceptor's worker.
+ */
+BR_API void br_acceptor_free(br_acceptor *a);
+
 /* ------------------------------------------------------------------ */
 /* Synchronisation                                                     */
 /* ------------------------------------------------------------------ */

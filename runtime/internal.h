@@ -47,10 +47,11 @@ br__assert_fail(const char *expr, const char *file, int line);
  * poisoned at free so a use after free fails the check instead of
  * scribbling.
  */
-#define BR__MAGIC_RUNTIME 0x62724e54u /* "brNT" */
-#define BR__MAGIC_FUTURE 0x62724655u  /* "brFU" */
-#define BR__MAGIC_ITER 0x62724954u    /* "brIT" */
-#define BR__MAGIC_GROUP 0x62724750u   /* "brGP" */
+#define BR__MAGIC_RUNTIME 0x62724e54u  /* "brNT" */
+#define BR__MAGIC_FUTURE 0x62724655u   /* "brFU" */
+#define BR__MAGIC_ITER 0x62724954u     /* "brIT" */
+#define BR__MAGIC_GROUP 0x62724750u    /* "brGP" */
+#define BR__MAGIC_ACCEPTOR 0x62724143u /* "brAC" */
 #define BR__MAGIC_DEAD 0xdeadbeefu
 
 /* Sanitizer builds, for gcc and clang alike (QEMU's test). */

@@ -69,6 +69,17 @@ int br__io_wait(struct br__io *io);
 		br__r_ < 0 ? (long)-errno : br__r_; \
 	})
 
+/*
+ * A multishot operation's record: its CQEs carry (uintptr_t)m | 1 and go
+ * to m->cqe on the owner thread. The record must outlive the last CQE
+ * (the one without IORING_CQE_F_MORE).
+ */
+struct br__mshot {
+	void (*cqe)(struct br__mshot *m, int res, uint32_t flags);
+};
+
+#define BR__UD_MSHOT 1ull /* low bit of a multishot record's user_data */
+
 /* Called by the ring for a CQE whose user_data is an operation. Owner. */
 void br__io_complete(struct br__io *io, int res, uint32_t flags);
 

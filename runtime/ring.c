@@ -186,6 +186,13 @@ void br__ring_exit(struct br__worker *w)
  * end the wait. */
 static void complete(struct br__ring *r, uint64_t ud, int res, uint32_t flags)
 {
+	if (ud > BR__UD_IGNORE && (ud & BR__UD_MSHOT)) {
+		struct br__mshot *m =
+			(struct br__mshot *)(uintptr_t)(ud & ~BR__UD_MSHOT);
+
+		m->cqe(m, res, flags);
+		return;
+	}
 	if (ud > BR__UD_IGNORE) {
 		br__io_complete((struct br__io *)(uintptr_t)ud, res, flags);
 		return;

@@ -493,3 +493,115 @@ Test(net, ten_thousand_concurrent_connections_are_all_served, .timeout = 120.0)
 	close(s.lfd);
 	br_runtime_free(rt);
 }
+
+/* ---- acceptors ---- */
+
+struct acc_job {
+	int lfd, n, port;
+	int got;
+	int cancelled;
+};
+
+static void *acc_serve(void *arg)
+{
+	struct acc_job *j = arg;
+	br_acceptor *a;
+	int i;
+
+	T_REQUIRE(br_acceptor_new(&a, j->lfd) == 0);
+	for (i = 0; i < j->n; i++) {
+		int fd = br_acceptor_next(a);
+		char c;
+
+		T_REQUIRE(fd >= 0);
+		T_REQUIRE(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+		T_REQUIRE(br_recv(fd, &c, 1, 0) == 1);
+		T_REQUIRE(br_send(fd, &c, 1, 0) == 1);
+		br_close(fd);
+		j->got++;
+		if (i % 7 == 0)
+			br_yield(); /* may resume on the other worker */
+	}
+	br_acceptor_free(a);
+	return NULL;
+}
+
+static void *acc_client(void *arg)
+{
+	struct acc_job *j = arg;
+	int fd = br_tcp_connect("127.0.0.1", (uint16_t)j->port);
+	char c = 'k';
+
+	T_REQUIRE(fd >= 0);
+	T_REQUIRE(br_send(fd, &c, 1, 0) == 1);
+	T_REQUIRE(br_recv(fd, &c, 1, 0) == 1 && c == 'k');
+	br_close(fd);
+	return NULL;
+}
+
+Test(net, an_acceptor_serves_every_connection, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct acc_job j = { .n = 300 };
+		br_future *srv, *cl[300];
+		int i;
+
+		j.lfd = br_tcp_listen("127.0.0.1", 0, 512);
+		j.port = br_local_port(j.lfd);
+		srv = br_spawn(rt, acc_serve, &j);
+		for (i = 0; i < j.n; i++)
+			cl[i] = br_spawn(rt, acc_client, &j);
+		for (i = 0; i < j.n; i++)
+			await_ok(cl[i]);
+		await_ok(srv);
+		cr_assert_eq(j.got, j.n);
+		close(j.lfd);
+		br_runtime_free(rt);
+	}
+}
+
+static void *acc_wait_forever(void *arg)
+{
+	br_acceptor **a = arg;
+	int fd = br_acceptor_next(*a);
+
+	return fd == -ECANCELED ? NULL : (void *)"next was not cancelled";
+}
+
+Test(net, a_waiting_acceptor_is_cancelled_and_free_closes_queued_fds,
+     .timeout = 30.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	int lfd = br_tcp_listen("127.0.0.1", 0, 16), c1, fds;
+	br_acceptor *a;
+	br_future *f;
+	char c;
+
+	cr_assert_eq(br_acceptor_new(&a, lfd), 0);
+	f = br_spawn(rt, acc_wait_forever, &a);
+	br_sleep_ms(30);
+	cr_assert_eq(br_cancel(f), 0);
+	/* next() returned -ECANCELED to it, so the task ends CANCELLED. */
+	cr_assert_eq(br_await(f, NULL), -ECANCELED);
+	cr_assert_eq(br_future_state(f), BR_CANCELLED);
+	br_future_release(f);
+	/* A connection arrives while nobody waits: the armed multishot
+	 * accept takes it; freeing the acceptor must close it. */
+	c1 = br_tcp_connect("127.0.0.1", (uint16_t)br_local_port(lfd));
+	cr_assert_geq(c1, 0);
+	br_sleep_ms(30);
+	fds = t_count_fds();
+	br_acceptor_free(a); /* from this plain thread */
+	/* Only a ring's multishot accept takes connections ahead. */
+	if (br_runtime_features(rt) & BR_FEAT_URING)
+		cr_assert_eq(t_count_fds(), fds - 1);
+	/* The client sees the server side closed. */
+	cr_assert_eq(br_recv_timeout(c1, &c, 1, 0, 2000), 0);
+	close(c1);
+	close(lfd);
+	cr_assert_eq(br_acceptor_next(NULL), -EINVAL);
+	cr_assert_eq(br_acceptor_new(&a, -1), -EBADF);
+	br_runtime_free(rt);
+}
