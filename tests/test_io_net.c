@@ -594,11 +594,12 @@ Test(net, a_waiting_acceptor_is_cancelled_and_free_closes_queued_fds,
 	br_sleep_ms(30);
 	fds = t_count_fds();
 	br_acceptor_free(a); /* from this plain thread */
-	/* Only a ring's multishot accept takes connections ahead. */
-	if (br_runtime_features(rt) & BR_FEAT_URING)
+	/* Only a ring's multishot accept takes connections ahead; the
+	 * client then sees the server side closed. */
+	if (br_runtime_features(rt) & BR_FEAT_URING) {
 		cr_assert_eq(t_count_fds(), fds - 1);
-	/* The client sees the server side closed. */
-	cr_assert_eq(br_recv_timeout(c1, &c, 1, 0, 2000), 0);
+		cr_assert_eq(br_recv_timeout(c1, &c, 1, 0, 2000), 0);
+	}
 	close(c1);
 	close(lfd);
 	cr_assert_eq(br_acceptor_next(NULL), -EINVAL);
