@@ -786,6 +786,46 @@ BR_API int br_acceptor_next(br_acceptor *a);
  */
 BR_API void br_acceptor_free(br_acceptor *a);
 
+/*
+ * Readers: a connection's incoming bytes from one multishot recv into
+ * buffers the kernel picks from its worker's provided-buffer ring
+ * (IORING_RECV_MULTISHOT with IOSQE_BUFFER_SELECT), so a busy connection
+ * costs no SQE per receive and holds no buffer while idle. The data is
+ * lent, not copied. Without io_uring, without multishot recv or buffer
+ * rings in the kernel, or from a plain thread, each call is a br_recv()
+ * into the reader's own buffer.
+ */
+typedef struct br_reader br_reader;
+
+/*
+ * br_reader_new - a reader for connected socket fd, which it borrows
+ * (close fd after br_reader_free). Returns 0, -EINVAL (out NULL), -EBADF
+ * (fd < 0), -ENOMEM. Context: any thread.
+ */
+BR_API int br_reader_new(br_reader **out, int fd);
+
+/*
+ * br_reader_recv - the next bytes received: stores a pointer to them in
+ * *data and returns how many (at most 4096), 0 at end of stream, or the
+ * receive's negative errno (-ECONNRESET, ...; -ECANCELED if the calling
+ * task is cancelled while waiting: bytes that arrive meanwhile wait for
+ * the next call). *data stays valid until the next call on r or
+ * br_reader_free(r). The first call from a task ties the reader to that
+ * task's worker; later calls move there, and only tasks of that runtime
+ * may call it (-EINVAL otherwise). One caller at a time. BR_EBADOBJ for a
+ * freed reader. Context: a task (suspends), or a plain thread (blocks).
+ */
+BR_API ssize_t br_reader_recv(br_reader *r, const void **data);
+
+/*
+ * br_reader_free - stop receiving, give the buffers back and free r;
+ * waits for the kernel to let go of it. Bytes received but not yet taken
+ * are dropped. No call may be in progress on r. NULL is a no-op.
+ * Context: any thread; from a plain thread it waits for a task on the
+ * reader's worker.
+ */
+BR_API void br_reader_free(br_reader *r);
+
 /* ------------------------------------------------------------------ */
 /* Synchronisation                                                     */
 /* ------------------------------------------------------------------ */

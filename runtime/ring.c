@@ -55,6 +55,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -168,12 +169,76 @@ int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags)
 	return 0;
 }
 
+int br__ring_bufs(struct br__worker *w)
+{
+	struct br__ring *r = &w->ring;
+	struct io_uring_buf_reg reg = { 0 };
+	size_t ring_len = BR__BUF_COUNT * sizeof(struct io_uring_buf);
+	unsigned i;
+	int ret;
+
+	if (r->bufs_state)
+		return r->bufs_state > 0 ? 0 : r->bufs_state;
+	if (!r->on)
+		return r->bufs_state = -EOPNOTSUPP;
+	/* The ring of buffer descriptors must be page aligned. */
+	r->bufring = mmap(NULL, ring_len, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	r->bufs = malloc((size_t)BR__BUF_COUNT * BR__BUF_SIZE);
+	if (r->bufring == MAP_FAILED || !r->bufs) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	io_uring_buf_ring_init(r->bufring);
+	reg.ring_addr = (uint64_t)(uintptr_t)r->bufring;
+	reg.ring_entries = BR__BUF_COUNT;
+	reg.bgid = 0;
+	ret = io_uring_register_buf_ring(&r->ring, &reg, 0);
+	if (ret < 0)
+		goto fail; /* before 5.19: no ring-mapped provided buffers */
+	for (i = 0; i < BR__BUF_COUNT; i++)
+		io_uring_buf_ring_add(r->bufring, br__ring_buf(w, i),
+				      BR__BUF_SIZE, (unsigned short)i,
+				      io_uring_buf_ring_mask(BR__BUF_COUNT),
+				      (int)i);
+	io_uring_buf_ring_advance(r->bufring, BR__BUF_COUNT);
+	r->bufs_state = 1;
+	return 0;
+fail:
+	if (r->bufring != MAP_FAILED && r->bufring)
+		munmap(r->bufring, ring_len);
+	free(r->bufs);
+	r->bufring = NULL;
+	r->bufs = NULL;
+	return r->bufs_state = ret;
+}
+
+char *br__ring_buf(struct br__worker *w, unsigned bid)
+{
+	return w->ring.bufs + (size_t)bid * BR__BUF_SIZE;
+}
+
+void br__ring_buf_return(struct br__worker *w, unsigned bid)
+{
+	struct br__ring *r = &w->ring;
+
+	io_uring_buf_ring_add(r->bufring, br__ring_buf(w, bid), BR__BUF_SIZE,
+			      (unsigned short)bid,
+			      io_uring_buf_ring_mask(BR__BUF_COUNT), 0);
+	io_uring_buf_ring_advance(r->bufring, 1);
+}
+
 void br__ring_exit(struct br__worker *w)
 {
 	struct br__ring *r = &w->ring;
 
 	if (r->on)
 		io_uring_queue_exit(&r->ring);
+	if (r->bufring)
+		munmap(r->bufring, BR__BUF_COUNT * sizeof(struct io_uring_buf));
+	free(r->bufs);
+	r->bufring = NULL;
+	r->bufs = NULL;
 	if (r->efd >= 0)
 		close(r->efd);
 	free(r->pfd);

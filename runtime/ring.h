@@ -38,7 +38,17 @@ struct br__ring {
 	unsigned npollers;
 	struct pollfd *pfd;
 	unsigned pfd_cap;
+	/* provided buffers for multishot recv
+	 * (group 0), set up on first use; the
+	 * owner only */
+	struct io_uring_buf_ring *bufring;
+	char *bufs;
+	int bufs_state; /* 0 untried, 1 on, < 0 the error */
 };
+
+/* Provided buffers: how many, and how big. */
+#define BR__BUF_COUNT 512
+#define BR__BUF_SIZE 4096
 
 /*
  * br__ring_init - set up w's ring on w's own thread (SINGLE_ISSUER wants
@@ -68,6 +78,17 @@ void br__ring_reap(struct br__worker *w);
  * checks the readiness waiters. Context: worker w.
  */
 void br__ring_poll(struct br__worker *w);
+
+/*
+ * br__ring_bufs - set up w's provided-buffer ring (group 0) if it is not
+ * yet. Returns 0, or a negative errno when the kernel or memory says no
+ * (remembered: later calls fail at once). Context: worker w.
+ */
+int br__ring_bufs(struct br__worker *w);
+
+/* Buffer bid of w's group, and giving it back to the kernel. Worker w. */
+char *br__ring_buf(struct br__worker *w, unsigned bid);
+void br__ring_buf_return(struct br__worker *w, unsigned bid);
 
 /* Wake w if it is parked or about to park. Context: any thread. */
 void br__ring_wake(struct br__worker *w);

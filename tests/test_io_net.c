@@ -606,3 +606,169 @@ Test(net, a_waiting_acceptor_is_cancelled_and_free_closes_queued_fds,
 	cr_assert_eq(br_acceptor_new(&a, -1), -EBADF);
 	br_runtime_free(rt);
 }
+
+/* ---- readers ---- */
+
+#define RD_CONNS 40
+#define RD_BYTES (256 * 1024)
+
+struct rd_job {
+	int lfd, port;
+	long sums[RD_CONNS];
+	long bytes[RD_CONNS];
+};
+
+/* Byte i of connection c's stream. */
+static unsigned char rd_byte(int c, long i)
+{
+	return (unsigned char)(i * 7 + c * 13 + (i >> 9));
+}
+
+static void *rd_conn(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	br_reader *r;
+	const void *p;
+	unsigned char id;
+	long at = 0;
+	ssize_t n;
+
+	T_REQUIRE(br_reader_new(&r, fd) == 0);
+	/* The first byte names the connection; the rest is its stream. */
+	n = br_reader_recv(r, &p);
+	T_REQUIRE(n > 0);
+	id = *(const unsigned char *)p;
+	T_REQUIRE(id < RD_CONNS);
+	for (;;) {
+		const unsigned char *b = p;
+		ssize_t i;
+
+		for (i = (at == 0); i < n; i++, at++)
+			T_REQUIRE(b[i] == rd_byte(id, at));
+		if (br_yield() < 0) /* let the group run dry sometimes */
+			return (void *)"cancelled";
+		n = br_reader_recv(r, &p);
+		if (n == 0)
+			break;
+		T_REQUIRE(n > 0);
+	}
+	T_REQUIRE(at == RD_BYTES);
+	br_reader_free(r);
+	br_close(fd);
+	return NULL;
+}
+
+static void *rd_server(void *arg)
+{
+	struct rd_job *j = arg;
+	br_future *fs[RD_CONNS];
+	int i, err;
+
+	for (i = 0; i < RD_CONNS; i++) {
+		int fd = br_accept(j->lfd, NULL, NULL, 0);
+
+		T_REQUIRE(fd >= 0);
+		fs[i] = br_spawn(br_current_runtime(), rd_conn,
+				 (void *)(intptr_t)fd);
+	}
+	err = br_gather(fs, RD_CONNS, NULL);
+	for (i = 0; i < RD_CONNS; i++) {
+		const char *msg = NULL;
+
+		br_await(fs[i], (void **)&msg);
+		T_REQUIRE(msg == NULL);
+		br_future_release(fs[i]);
+	}
+	T_REQUIRE(err == 0);
+	return NULL;
+}
+
+struct rd_client_arg {
+	struct rd_job *j;
+	int id;
+};
+
+static void *rd_client(void *arg)
+{
+	struct rd_client_arg *a = arg;
+	static __thread unsigned char buf[RD_BYTES + 1];
+	int fd = br_tcp_connect("127.0.0.1", (uint16_t)a->j->port);
+	long i;
+
+	T_REQUIRE(fd >= 0);
+	buf[0] = (unsigned char)a->id;
+	for (i = 0; i < RD_BYTES; i++)
+		buf[i + 1] = rd_byte(a->id, i);
+	T_REQUIRE(write(fd, buf, RD_BYTES + 1) == RD_BYTES + 1);
+	close(fd);
+	return NULL;
+}
+
+Test(net, readers_lend_every_byte_in_order, .timeout = 60.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct rd_job j = { 0 };
+		struct rd_client_arg ca[RD_CONNS];
+		pthread_t th[RD_CONNS];
+		br_future *srv;
+		int i;
+
+		j.lfd = br_tcp_listen("127.0.0.1", 0, 128);
+		j.port = br_local_port(j.lfd);
+		srv = br_spawn(rt, rd_server, &j);
+		/* Plain threads write whole streams at once, so that the
+		 * worker's buffer group runs dry and refills. */
+		for (i = 0; i < RD_CONNS; i++) {
+			ca[i] = (struct rd_client_arg){ &j, i };
+			t_thread_start(&th[i], rd_client, &ca[i]);
+		}
+		for (i = 0; i < RD_CONNS; i++)
+			cr_assert_null(t_thread_join(th[i]));
+		await_ok(srv);
+		close(j.lfd);
+		br_runtime_free(rt);
+	}
+}
+
+static void *rd_wait(void *arg)
+{
+	br_reader *r = arg;
+	const void *p;
+	ssize_t n = br_reader_recv(r, &p);
+
+	return n == -ECANCELED ? NULL : (void *)"recv was not cancelled";
+}
+
+Test(net, a_waiting_reader_is_cancelled_and_keeps_later_bytes, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct pair p = tcp_pair();
+		br_reader *r;
+		br_future *f;
+		const void *d;
+
+		cr_assert_eq(br_reader_new(&r, p.b), 0);
+		f = br_spawn(rt, rd_wait, r);
+		br_sleep_ms(30);
+		cr_assert_eq(br_cancel(f), 0);
+		cr_assert_eq(br_await(f, NULL), -ECANCELED);
+		br_future_release(f);
+		cr_assert_eq(write(p.a, "later", 5), 5);
+		shutdown(p.a, SHUT_WR);
+		/* From this plain thread now: the queued bytes come first
+		 * (ring), or a plain receive gets them (fallback). */
+		cr_assert_eq(br_reader_recv(r, &d), 5);
+		cr_assert_eq(memcmp(d, "later", 5), 0);
+		cr_assert_eq(br_reader_recv(r, &d), 0);
+		br_reader_free(r);
+		close(p.a);
+		close(p.b);
+		cr_assert_eq(br_reader_recv(NULL, &d), -EINVAL);
+		cr_assert_eq(br_reader_new(&r, -1), -EBADF);
+		br_runtime_free(rt);
+	}
+}

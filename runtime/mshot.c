@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mshot.c - multishot ring operations: one SQE, many CQEs, owned by the
+ * worker whose ring holds the request.
+ *
+ * Design
+ *   A multishot request (accept, recv with provided buffers) lives in one
+ *   ring, so its object has an owner worker, and all its state is touched
+ *   only on the owner's thread: its CQE handler runs there, and a task
+ *   that uses the object moves there first (BR__AFTER_MOVE) when it
+ *   resumed elsewhere. The no-lost-wake-up argument is io.c's: a waiter
+ *   arms its fiber, then checks its condition; the handler changes the
+ *   state, then wakes the recorded (fiber, seq); both on one thread.
+ *
+ *   A CQE without IORING_CQE_F_MORE is the request's last: the object is
+ *   disarmed, and only then may it be freed, since every CQE carries its
+ *   address. br__mshot_finish() cancels the request and waits for that
+ *   CQE, from a plain thread through a task pinned to the owner.
+ *
+ * Concurrency: the owner only, as above.
+ */
+#include <errno.h>
+
+#include "fiber.h"
+#include "mshot.h"
+#include "task.h"
+#include "worker.h"
+
+struct io_uring_sqe *br__mshot_arm(struct br__mshot_obj *o,
+				   struct br__worker *w)
+{
+	struct io_uring *ring = &w->ring.ring;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	if (!sqe) {
+		io_uring_submit(ring);
+		sqe = io_uring_get_sqe(ring);
+		if (!sqe)
+			return NULL;
+	}
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)o | BR__UD_MSHOT);
+	o->w = w;
+	o->armed = 1;
+	w->ring.inflight++;
+	return sqe;
+}
+
+void br__mshot_cqe_seen(struct br__mshot_obj *o, uint32_t flags)
+{
+	if (!(flags & IORING_CQE_F_MORE)) {
+		o->armed = 0;
+		o->w->ring.inflight--;
+	}
+	if (o->waiter)
+		br__fiber_wake(o->waiter, o->seq);
+}
+
+void br__mshot_go_home(struct br__mshot_obj *o)
+{
+	struct br__worker *w = br__worker_current();
+
+	while (o->w && w != o->w) {
+		br__worker_move(w, w->fiber, o->w);
+		w = br__worker_current();
+	}
+}
+
+int br__mshot_wait(struct br__mshot_obj *o, struct br__task *t,
+		   int (*cond)(const struct br__mshot_obj *), int cancellable)
+{
+	struct br__fiber *f;
+	uint64_t seq;
+
+	for (;;) {
+		br__mshot_go_home(o);
+		o->waiter = NULL;
+		f = br__worker_current()->fiber;
+		seq = br__fiber_arm(f);
+		if (cond(o)) {
+			br__fiber_disarm(f, seq);
+			return 0;
+		}
+		if (cancellable && br__task_cancel_pending(t)) {
+			br__fiber_disarm(f, seq);
+			t->cancel_seen = 1;
+			return -ECANCELED;
+		}
+		o->waiter = f;
+		o->seq = seq;
+		br__task_suspend(cancellable);
+	}
+}
+
+static int disarmed(const struct br__mshot_obj *o)
+{
+	return !o->armed;
+}
+
+struct finish {
+	struct br__mshot_obj *o;
+	void (*done)(struct br__mshot_obj *o);
+};
+
+static void *finish_here(void *arg)
+{
+	struct finish *fin = arg;
+	struct br__mshot_obj *o = fin->o;
+
+	br__mshot_go_home(o);
+	if (o->armed) {
+		struct io_uring *ring = &o->w->ring.ring;
+		struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+		if (!sqe) {
+			io_uring_submit(ring);
+			sqe = io_uring_get_sqe(ring);
+		}
+		if (sqe) {
+			io_uring_prep_cancel64(
+				sqe, (uint64_t)(uintptr_t)o | BR__UD_MSHOT, 0);
+			io_uring_sqe_set_data64(sqe, BR__UD_IGNORE);
+		}
+		br__mshot_wait(o, br__task_current(), disarmed, 0);
+	}
+	fin->done(o);
+	return NULL;
+}
+
+void br__mshot_finish(struct br__mshot_obj *o,
+		      void (*done)(struct br__mshot_obj *o))
+{
+	struct finish fin = { o, done };
+	struct br__worker *w = br__worker_current();
+	br_future *f;
+
+	if (!o->w) { /* never armed: nothing of the owner's to give back */
+		done(o);
+		return;
+	}
+	if (br__task_current() && w->rt == o->w->rt) {
+		finish_here(&fin);
+		return;
+	}
+	/* A plain thread, or a task of another runtime. If the owner's
+	 * runtime is shutting down the task cannot start, and o is left
+	 * allocated: freeing it under a live request would be worse. */
+	f = br_spawn_on(o->w->rt, o->w->id, finish_here, &fin);
+	br_await(f, NULL);
+	br_future_release(f);
+}

@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * reader.c - a connection's incoming bytes from one multishot recv into
+ * the worker's provided buffers, lent to the caller one at a time.
+ *
+ * Design
+ *   br_reader_recv() arms one recv with IORING_RECV_MULTISHOT and
+ *   IOSQE_BUFFER_SELECT (group 0 of the owner's ring, ring.c). The kernel
+ *   then fills a buffer of the group and posts a CQE each time data
+ *   arrives, without another SQE; the owner queues (buffer id, length)
+ *   and wakes the reader's task. recv() lends the oldest buffer to the
+ *   caller until its next call, which gives it back to the kernel. A
+ *   request ends (a CQE without IORING_CQE_F_MORE) at EOF, on an error,
+ *   or when the group runs dry (-ENOBUFS: re-armed by the next call,
+ *   once buffers are back). A kernel without multishot recv or buffer
+ *   rings (-EINVAL), a worker without a ring, and plain threads fall back
+ *   to br_recv() into the reader's own buffer.
+ *
+ *   Owner, waiting and freeing are mshot.c's: all state is the owner's,
+ *   and freeing waits for the request's last CQE, then gives every
+ *   queued or lent buffer back.
+ *
+ * Invariants
+ *   - held is the buffer lent to the caller, or -1; it goes back to the
+ *     kernel at the caller's next call or at free.
+ *
+ * Concurrency: all fields after creation, the owner worker only.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include "mshot.h"
+#include "task.h"
+#include "worker.h"
+
+struct rentry {
+	int res;      /* bytes, 0 for EOF, or -errno */
+	uint16_t bid; /* the buffer, when res > 0 */
+};
+
+struct br_reader {
+	struct br__mshot_obj o; /* first */
+	uint32_t magic;
+	int fd;
+	int fallback; /* br_recv into fbuf */
+	int held;     /* buffer lent to the caller, or -1 */
+	struct rentry *q;
+	unsigned qhead, qlen, qcap;
+	char *fbuf;
+};
+
+static int queue_push(struct br_reader *r, struct rentry e)
+{
+	if (r->qlen == r->qcap) {
+		unsigned cap = r->qcap ? r->qcap * 2 : 8, i;
+		struct rentry *q = malloc(cap * sizeof(*q));
+
+		if (!q)
+			return -ENOMEM;
+		for (i = 0; i < r->qlen; i++)
+			q[i] = r->q[(r->qhead + i) % r->qcap];
+		free(r->q);
+		r->q = q;
+		r->qhead = 0;
+		r->qcap = cap;
+	}
+	r->q[(r->qhead + r->qlen) % r->qcap] = e;
+	r->qlen++;
+	return 0;
+}
+
+static struct rentry queue_pop(struct br_reader *r)
+{
+	struct rentry e = r->q[r->qhead];
+
+	r->qhead = (r->qhead + 1) % r->qcap;
+	r->qlen--;
+	return e;
+}
+
+static void on_cqe(struct br__mshot *m, int res, uint32_t flags)
+{
+	struct br_reader *r = (struct br_reader *)m;
+	int last = !(flags & IORING_CQE_F_MORE);
+	struct rentry e = { .res = res };
+
+	if (flags & IORING_CQE_F_BUFFER)
+		e.bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
+	if (last && res == -ECANCELED)
+		; /* our own cancellation (free) */
+	else if (last && res == -ENOBUFS)
+		; /* the group ran dry: the next call re-arms */
+	else if (last && res == -EINVAL && !r->qlen)
+		r->fallback = 1; /* no multishot recv in this kernel */
+	else if (queue_push(r, e) < 0) {
+		/* Out of memory: data is lost and the stream is broken.
+		 * Give every buffer back and leave only the error. */
+		if (res > 0)
+			br__ring_buf_return(r->o.w, e.bid);
+		while (r->qlen) {
+			struct rentry x = queue_pop(r);
+
+			if (x.res > 0)
+				br__ring_buf_return(r->o.w, x.bid);
+		}
+		e.res = -ENOMEM;
+		queue_push(r, e); /* room: the queue was just emptied */
+	}
+	br__mshot_cqe_seen(&r->o, flags);
+}
+
+int br_reader_new(br_reader **out, int fd)
+{
+	struct br_reader *r;
+
+	if (!out)
+		return -EINVAL;
+	if (fd < 0)
+		return -EBADF;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->o.m.cqe = on_cqe;
+	r->magic = BR__MAGIC_READER;
+	r->fd = fd;
+	r->held = -1;
+	*out = r;
+	return 0;
+}
+
+static int has_data(const struct br__mshot_obj *o)
+{
+	const struct br_reader *r = (const struct br_reader *)o;
+
+	return r->qlen > 0 || !o->armed || r->fallback;
+}
+
+static ssize_t recv_plain(struct br_reader *r, const void **data)
+{
+	ssize_t n;
+
+	if (!r->fbuf) {
+		r->fbuf = malloc(BR__BUF_SIZE);
+		if (!r->fbuf)
+			return -ENOMEM;
+	}
+	n = br_recv(r->fd, r->fbuf, BR__BUF_SIZE, 0);
+	*data = r->fbuf;
+	return n;
+}
+
+struct remote_recv {
+	br_reader *r;
+	const void **data;
+	ssize_t ret;
+};
+
+static void *recv_on_owner(void *arg)
+{
+	struct remote_recv *rr = arg;
+
+	rr->ret = br_reader_recv(rr->r, rr->data);
+	return NULL;
+}
+
+ssize_t br_reader_recv(br_reader *r, const void **data)
+{
+	struct br__task *t = br__task_current();
+	struct br__worker *w;
+	struct rentry e;
+	int err;
+
+	if (!r || !data)
+		return -EINVAL;
+	if (r->magic != BR__MAGIC_READER)
+		return BR_EBADOBJ;
+	*data = NULL;
+	w = br__worker_current();
+	if (!t && r->o.w) {
+		/* Tied to a worker whose ring may hold bytes for us: take
+		 * them there, as a task, and wait. */
+		struct remote_recv rr = { r, data, -EINVAL };
+		br_future *f =
+			br_spawn_on(r->o.w->rt, r->o.w->id, recv_on_owner, &rr);
+		err = br_await(f, NULL);
+		br_future_release(f);
+		return err < 0 ? err : rr.ret;
+	}
+	if (!t || !w->ring.on || r->fallback)
+		return recv_plain(r, data);
+	if (r->o.w && r->o.w->rt != w->rt)
+		return -EINVAL;
+	br__mshot_go_home(&r->o);
+	w = br__worker_current();
+	if (r->held >= 0) {
+		br__ring_buf_return(w, (unsigned)r->held);
+		r->held = -1;
+	}
+	if (!r->o.w && br__ring_bufs(w) < 0) {
+		r->fallback = 1;
+		return recv_plain(r, data);
+	}
+	if (br__task_cancel_pending(t)) {
+		t->cancel_seen = 1;
+		return -ECANCELED;
+	}
+	for (;;) {
+		br__mshot_go_home(&r->o);
+		if (r->qlen) {
+			e = queue_pop(r);
+			if (e.res > 0) {
+				r->held = e.bid;
+				*data = br__ring_buf(r->o.w, e.bid);
+			}
+			return e.res;
+		}
+		if (r->fallback)
+			return recv_plain(r, data);
+		if (!r->o.armed) {
+			struct io_uring_sqe *sqe =
+				br__mshot_arm(&r->o, br__worker_current());
+
+			if (!sqe)
+				return -EBUSY;
+			io_uring_prep_recv_multishot(sqe, r->fd, NULL, 0, 0);
+			io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)r |
+							     BR__UD_MSHOT);
+			sqe->flags |= IOSQE_BUFFER_SELECT;
+			sqe->buf_group = 0;
+		}
+		err = br__mshot_wait(&r->o, t, has_data, 1);
+		if (err < 0)
+			return err;
+	}
+}
+
+static void release(struct br__mshot_obj *o)
+{
+	struct br_reader *r = (struct br_reader *)o;
+
+	if (r->held >= 0)
+		br__ring_buf_return(o->w, (unsigned)r->held);
+	while (r->qlen) {
+		struct rentry e = queue_pop(r);
+
+		if (e.res > 0)
+			br__ring_buf_return(o->w, e.bid);
+	}
+	r->magic = BR__MAGIC_DEAD;
+	free(r->q);
+	free(r->fbuf);
+	free(r);
+}
+
+void br_reader_free(br_reader *r)
+{
+	if (!r || r->magic != BR__MAGIC_READER)
+		return;
+	br__mshot_finish(&r->o, release);
+}
