@@ -269,13 +269,15 @@ static struct br__task *find_work(struct br__worker *w)
 	t = br__inject_pop(&rt->inject);
 	if (t)
 		return t;
-	/* Alone, there is nobody to steal from: whatever comes next (I/O,
-	 * a timer, a task from a plain thread) ends the ring wait, and
-	 * spinning for it would only burn the CPU a server is measured by. */
-	if (rt->nworkers == 1)
-		return NULL;
 	if (!w->searching && br__idle_try_search(&rt->idle))
 		w->searching = 1;
+	/* Alone, there is nobody to steal from: whatever comes next (I/O,
+	 * a timer, a task from a plain thread) ends the ring wait, and
+	 * spinning for it would only burn the CPU a server is measured by.
+	 * It parks as a searcher all the same, so that park() re-checks the
+	 * queues (idle.c: the last searcher to park must). */
+	if (rt->nworkers == 1)
+		return NULL;
 	/* Spin about as long as a park and wake-up would cost. A worker
 	 * that may not search (half the workers already do) still watches
 	 * its own remote queue, where pinned tasks and their wake-ups
