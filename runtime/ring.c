@@ -136,6 +136,9 @@ int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags)
 	}
 	r->on = 1;
 	r->features = BR_FEAT_URING;
+	/* Enter by a registered index, not an fd (5.18+): saves the fd
+	 * lookup on every io_uring_enter. Optional. */
+	(void)io_uring_register_ring_fd(&r->ring);
 	if (tries[i] & IORING_SETUP_SINGLE_ISSUER)
 		r->features |= BR_FEAT_SINGLE_ISSUER;
 	if (tries[i] & IORING_SETUP_DEFER_TASKRUN)
