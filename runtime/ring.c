@@ -299,8 +299,11 @@ void br__ring_poll(struct br__worker *w)
 			br__io_poll_fallback(w, 0);
 		return;
 	}
+	/* CQ_OVERFLOW: completions wait in the kernel's overflow list
+	 * (the CQ was full); an enter moves them into the CQ. */
 	if (io_uring_sq_ready(&r->ring) ||
-	    (IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_TASKRUN))
+	    (IO_URING_READ_ONCE(*r->ring.sq.kflags) &
+	     (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
 		io_uring_submit_and_get_events(&r->ring);
 	br__ring_reap(w);
 }

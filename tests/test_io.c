@@ -507,3 +507,48 @@ Test(io, hundreds_of_tasks_each_get_their_own_read, .timeout = 30.0)
 		br_runtime_free(rt);
 	}
 }
+
+/* A tiny ring (4 SQEs, 8 CQEs) with 200 reads completing together: the
+ * CQ overflows into the kernel's list and every completion still comes. */
+struct burst {
+	int p[200][2];
+	struct rw rd[200];
+};
+
+static void *write_all_pipes(void *arg)
+{
+	struct burst *b = arg;
+	int i;
+
+	for (i = 0; i < 200; i++)
+		T_REQUIRE(write(b->p[i][1], "x", 1) == 1);
+	return NULL;
+}
+
+Test(io, completions_beyond_the_cq_size_are_not_lost, .timeout = 30.0)
+{
+	br_config cfg = { .workers = 1, .ring_entries = 4 };
+	br_runtime *rt = t_runtime_cfg(&cfg);
+	struct burst *b = calloc(1, sizeof(*b));
+	br_future *f[200];
+	int i;
+
+	cr_assert_not_null(b);
+	for (i = 0; i < 200; i++) {
+		make_pipe(b->p[i]);
+		b->rd[i] = (struct rw){ .fd = b->p[i][0], .len = 4 };
+		f[i] = br_spawn(rt, reader, &b->rd[i]);
+	}
+	br_sleep_ms(50); /* every reader is waiting in the kernel */
+	/* From a plain thread, all at once, while the loop is parked. */
+	cr_assert_null(write_all_pipes(b));
+	for (i = 0; i < 200; i++) {
+		await_ok(f[i]);
+		cr_assert_eq(b->rd[i].ret, 1);
+		br_future_release(f[i]);
+		close(b->p[i][0]);
+		close(b->p[i][1]);
+	}
+	free(b);
+	br_runtime_free(rt);
+}
