@@ -31,6 +31,13 @@
  *   and a cancelled task could not wait on the loop anyway (its every
  *   later suspension returns -ECANCELED).
  *
+ *   Where the task runs: spawned from a task of the runtime, it is
+ *   pinned to the spawning worker. It spends its life waiting on that
+ *   worker's ring, so there is nothing to balance, and a plain spawn
+ *   would wake an idle worker to steal it: about 15 us per child, a
+ *   tenth of the whole cost of a short-lived child here. A large capture
+ *   is then copied by that worker only, which is the price.
+ *
  *   stdin is a socketpair rather than a pipe so that writing to a child
  *   that has gone is -EPIPE, not a SIGPIPE that would kill this process
  *   (libuv makes the same choice for its stdio streams).
@@ -323,6 +330,24 @@ static int stdio_setup(posix_spawn_file_actions_t *fa, int fd, int mode,
 	return -posix_spawn_file_actions_adddup2(fa, *child, fd);
 }
 
+/*
+ * Start exec_task() for x. From a worker of rt it stays on that worker
+ * (see "Where the task runs" above); from anywhere else it goes to rt's
+ * injection queue as any spawn does.
+ */
+static br_future *spawn_watcher(br_runtime *rt, struct exec *x)
+{
+	int id = br_worker_id();
+
+	if (id >= 0 && br_current_runtime() == rt) {
+		br_spawn_opts so = { .worker = (unsigned)id,
+				     .flags = BR_SPAWN_PINNED };
+
+		return br_spawn_ex(rt, exec_task, x, &so);
+	}
+	return br_spawn(rt, exec_task, x);
+}
+
 static br_future *fail(int code, const char *msg)
 {
 	return br__future_failed(code, msg);
@@ -434,7 +459,7 @@ br_future *br_exec(br_runtime *rt, const char *const *argv, br_exec_opts *opts)
 	}
 	atomic_init(&x->claimed, 0);
 
-	f = br_spawn(rt, exec_task, x);
+	f = spawn_watcher(rt, x);
 	if (br_future_on_done(f, exec_done, x) < 0) {
 		/* Only for a static out-of-memory future: the task never
 		 * runs, so end the child here. */
