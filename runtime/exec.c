@@ -264,14 +264,14 @@ static void *exec_task(void *arg)
 	}
 	close_fd(&x->cap_fd);
 	close_fd(&x->pidfd);
+	if (err)
+		free(out);
 	if (err == -ECANCELED)
 		return NULL; /* the task ends CANCELLED */
 	if (err == -ETIMEDOUT)
 		return br_fail(err, "br_exec: timed out; the child was killed");
-	if (err) {
-		free(out);
+	if (err)
 		return br_fail(err, "br_exec: waiting for the child failed");
-	}
 	if (out)
 		br__task_set_bytes(out, out_len);
 	return (void *)(intptr_t)status;

@@ -84,6 +84,19 @@ static int exit_code(br_future *f)
 	return br_exec_exit_code(f);
 }
 
+/* Await f, assert that the child exited 0 and printed exactly want. */
+static void assert_output(br_future *f, const char *want)
+{
+	size_t len;
+	const char *out;
+
+	cr_assert_eq(exit_code(f), 0);
+	out = br_future_bytes(f, &len);
+	cr_assert_eq(len, strlen(want), "output: %.*s", (int)len, out);
+	if (len)
+		cr_assert_arr_eq(out, want, len);
+}
+
 Test(exec, exit_codes_and_signals_are_reported, .timeout = 30)
 {
 	FOR_EACH_MODE(flags)
@@ -170,22 +183,15 @@ Test(exec, stdin_data_is_fed_and_stdout_captured, .timeout = 30)
 				   .stdin_data = "hello, child\n",
 				   .stdin_len = 13 };
 		br_future *f = br_exec(rt, cat, &o);
-		const char *out;
-		size_t len;
 
-		cr_assert_eq(exit_code(f), 0);
-		out = br_future_bytes(f, &len);
-		cr_assert_eq(len, 13);
-		cr_assert_arr_eq(out, "hello, child\n", 13);
+		assert_output(f, "hello, child\n");
 		br_future_release(f);
 
 		/* Empty input: the child sees end of file at once. */
 		o = (br_exec_opts){ .stdout_mode = BR_EXEC_CAPTURE,
 				    .stdin_data = "" };
 		f = br_exec(rt, cat, &o);
-		cr_assert_eq(exit_code(f), 0);
-		br_future_bytes(f, &len);
-		cr_assert_eq(len, 0);
+		assert_output(f, "");
 		br_future_release(f);
 
 		/* A child that never reads its input still completes. */
@@ -208,23 +214,15 @@ Test(exec, stderr_capture_joins_stdout_in_order, .timeout = 30)
 				   .stderr_mode = BR_EXEC_CAPTURE };
 		br_future *f = br_exec(
 			rt, sh("echo out1; echo err >&2; echo out2"), &o);
-		const char *out;
-		size_t len;
 
-		cr_assert_eq(exit_code(f), 0);
-		out = br_future_bytes(f, &len);
-		cr_assert_eq(len, 14);
-		cr_assert_arr_eq(out, "out1\nerr\nout2\n", 14);
+		assert_output(f, "out1\nerr\nout2\n");
 		br_future_release(f);
 
 		/* stderr alone, stdout to /dev/null. */
 		o = (br_exec_opts){ .stdout_mode = BR_EXEC_NULL,
 				    .stderr_mode = BR_EXEC_CAPTURE };
 		f = br_exec(rt, sh("echo out; echo err >&2"), &o);
-		cr_assert_eq(exit_code(f), 0);
-		out = br_future_bytes(f, &len);
-		cr_assert_eq(len, 4);
-		cr_assert_arr_eq(out, "err\n", 4);
+		assert_output(f, "err\n");
 		br_future_release(f);
 
 		br_runtime_free(rt);
@@ -311,6 +309,16 @@ Test(exec, timeout_kills_the_child, .timeout = 30)
 		cr_assert_lt(t_elapsed_ms(start), 3000);
 		br_future_release(f);
 
+		/* Output complete (stdout closed), then the exit is late: the
+		 * captured bytes are dropped with the failure. */
+		start = br_now_ns();
+		f = br_exec(rt, sh("echo partial; exec >&-; exec sleep 10"),
+			    &o);
+		cr_assert_eq(br_await(f, NULL), -ETIMEDOUT);
+		cr_assert_null(br_future_bytes(f, NULL));
+		cr_assert_lt(t_elapsed_ms(start), 3000);
+		br_future_release(f);
+
 		br_runtime_free(rt);
 		assert_no_children();
 	}
@@ -374,13 +382,8 @@ Test(exec, env_and_cwd_options_reach_the_child, .timeout = 30)
 				   .envp = env,
 				   .cwd = "/" };
 		br_future *f = br_exec(rt, sh("echo \"$FOO\"; pwd"), &o);
-		const char *out;
-		size_t len;
 
-		cr_assert_eq(exit_code(f), 0);
-		out = br_future_bytes(f, &len);
-		cr_assert_eq(len, 10);
-		cr_assert_arr_eq(out, "bar baz\n/\n", 10);
+		assert_output(f, "bar baz\n/\n");
 		br_future_release(f);
 
 		/* A missing directory fails the spawn. */
