@@ -1332,7 +1332,10 @@ typedef struct br_exec_opts {
  * -ENOENT (no such program) or another error of posix_spawnp(), pipe
  * creation or pidfd_open() (-ENOSYS before Linux 5.3), or -ENOMEM.
  * From a task, the spawn itself blocks its worker for as long as
- * posix_spawnp() takes (about a millisecond).
+ * posix_spawnp() takes (0.1 to 2 ms, more for a large program), and the
+ * task watching the child is pinned to that worker (it only waits on the
+ * loop, so there is nothing to balance); from a plain thread it goes to
+ * any worker.
  * Context: any thread.
  */
 BR_API br_future *br_exec(br_runtime *rt, const char *const *argv,
