@@ -1330,7 +1330,10 @@ typedef struct br_exec_opts {
  * NULL or empty, a bad mode, stdin_data with stdin_mode set, stdin_len
  * without stdin_data), BR_EBADOBJ (rt not a runtime), BR_ECLOSED,
  * -ENOENT (no such program) or another error of posix_spawnp(), pipe
- * creation or pidfd_open() (-ENOSYS before Linux 5.3), or -ENOMEM.
+ * creation or pidfd_open() (-ENOSYS before Linux 5.3), or -ENOMEM. The
+ * future fails with -ECHILD if the child was reaped by someone else: a
+ * waitpid(-1) elsewhere in the program, or SIGCHLD set to SIG_IGN (which
+ * makes the kernel reap every child).
  * From a task, the spawn itself blocks its worker for as long as
  * posix_spawnp() takes (0.1 to 2 ms, more for a large program), and the
  * task watching the child is pinned to that worker (it only waits on the

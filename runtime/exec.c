@@ -114,8 +114,9 @@ static int pidfd_open_(pid_t pid)
 
 /*
  * Reap the child, killing it first when kill_it is set; returns its wait
- * status (waitpid's encoding). Blocks the thread only until the exit,
- * which after SIGKILL is immediate.
+ * status (waitpid's encoding), or -ECHILD if someone else reaped it (a
+ * waitpid(-1) elsewhere, or SIGCHLD set to SIG_IGN). Blocks the thread
+ * only until the exit, which after SIGKILL is immediate.
  */
 static int reap(pid_t pid, int pidfd, int kill_it)
 {
@@ -137,7 +138,7 @@ static int reap(pid_t pid, int pidfd, int kill_it)
 			r = waitid(P_PID, (id_t)pid, &si, WEXITED);
 	} while (r < 0 && errno == EINTR);
 	if (r < 0)
-		return 0;
+		return -errno;
 	if (si.si_code == CLD_EXITED)
 		return (si.si_status & 0xff) << 8;
 	return (si.si_status & 0x7f) | (si.si_code == CLD_DUMPED ? 0x80 : 0);
@@ -257,6 +258,8 @@ static void *exec_task(void *arg)
 	if (!err)
 		err = wait_exit(x);
 	status = reap(x->pid, x->pidfd, err != 0);
+	if (status < 0 && !err)
+		err = status;
 	if (feeder) {
 		br_cancel(feeder);
 		br__wait_any(&feeder, 1, -1, BR__WAIT_NOCANCEL);
@@ -270,6 +273,9 @@ static void *exec_task(void *arg)
 		return NULL; /* the task ends CANCELLED */
 	if (err == -ETIMEDOUT)
 		return br_fail(err, "br_exec: timed out; the child was killed");
+	if (err == -ECHILD)
+		return br_fail(err, "br_exec: the child was reaped elsewhere "
+				    "(is SIGCHLD ignored?)");
 	if (err)
 		return br_fail(err, "br_exec: waiting for the child failed");
 	if (out)

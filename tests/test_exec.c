@@ -371,6 +371,26 @@ Test(exec, closing_the_runtime_reaps_running_children, .timeout = 30)
 	}
 }
 
+/* With SIGCHLD ignored the kernel reaps children itself: say so, never
+ * report an exit status nobody saw. */
+Test(exec, a_child_reaped_elsewhere_fails_with_echild, .timeout = 30)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		br_future *f;
+
+		signal(SIGCHLD, SIG_IGN);
+		f = br_exec(rt, sh("exit 7"), NULL);
+		cr_assert_eq(br_await(f, NULL), -ECHILD);
+		cr_assert_eq(br_exec_exit_code(f), -ECHILD);
+		br_future_release(f);
+		signal(SIGCHLD, SIG_DFL);
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
 Test(exec, env_and_cwd_options_reach_the_child, .timeout = 30)
 {
 	FOR_EACH_MODE(flags)
