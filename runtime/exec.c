@@ -434,8 +434,15 @@ br_future *br_exec(br_runtime *rt, const char *const *argv, br_exec_opts *opts)
 		goto err_fds;
 	pidfd = pidfd_open_(pid);
 	if (pidfd < 0) {
-		err = -errno;
-		reap(pid, -1, 1);
+		/* ESRCH: the child has already gone and someone else reaped
+		 * it (SIGCHLD ignored). Its pid may be reused by now, so no
+		 * kill then. Otherwise the child is still ours to end. */
+		if (errno == ESRCH) {
+			err = -ECHILD;
+		} else {
+			err = -errno;
+			reap(pid, -1, 1);
+		}
 		goto err_fds;
 	}
 	posix_spawnattr_destroy(&attr);
@@ -495,6 +502,9 @@ err_free:
 	free(x);
 	if (err == -ENOENT)
 		return fail(err, "br_exec: no such program");
+	if (err == -ECHILD)
+		return fail(err, "br_exec: the child was reaped elsewhere "
+				 "(is SIGCHLD ignored?)");
 	return fail(err, "br_exec: could not start the child");
 }
 

@@ -371,19 +371,25 @@ Test(exec, closing_the_runtime_reaps_running_children, .timeout = 30)
 	}
 }
 
-/* With SIGCHLD ignored the kernel reaps children itself: say so, never
- * report an exit status nobody saw. */
-Test(exec, a_child_reaped_elsewhere_fails_with_echild, .timeout = 30)
+/*
+ * With SIGCHLD ignored the kernel reaps children itself, racing our
+ * waitid: either we saw the real status, or the future says -ECHILD;
+ * never an exit status nobody saw.
+ */
+Test(exec, a_child_reaped_elsewhere_never_reports_a_made_up_status,
+     .timeout = 30)
 {
 	FOR_EACH_MODE(flags)
 	{
 		br_runtime *rt = t_runtime(1, flags);
 		br_future *f;
+		int err;
 
 		signal(SIGCHLD, SIG_IGN);
 		f = br_exec(rt, sh("exit 7"), NULL);
-		cr_assert_eq(br_await(f, NULL), -ECHILD);
-		cr_assert_eq(br_exec_exit_code(f), -ECHILD);
+		err = br_await(f, NULL);
+		cr_assert(err == 0 || err == -ECHILD, "%d", err);
+		cr_assert_eq(br_exec_exit_code(f), err ? -ECHILD : 7);
 		br_future_release(f);
 		signal(SIGCHLD, SIG_DFL);
 		br_runtime_free(rt);
