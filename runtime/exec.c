@@ -45,17 +45,27 @@
  * Invariants
  *   - Every fd braid creates here is close-on-exec in the parent; the
  *     child's 0/1/2 come only from the file actions.
- *   - No zombie: the child is reaped before the future completes. Either
- *     exec_task() runs, and reaps on every path out of it; or it never
- *     runs (the spawn of the task failed, or the runtime dropped it before
- *     it started), and then exec_done(), the future's completion callback,
- *     sees the record unclaimed and kills and reaps the child itself.
- *     Nothing else waits for children, so the pid cannot be reused before
- *     pidfd_open() (a zombie keeps its pid).
+ *   - No zombie: the child is reaped before anyone waiting on the future
+ *     is woken. Either exec_task() runs, and reaps on every path out of
+ *     it before it returns; or it never runs (the spawn of the task
+ *     failed, or the runtime dropped it before it started), and then
+ *     exec_done(), the future's completion callback, sees the record
+ *     unclaimed and kills and reaps the child itself. exec_done() is the
+ *     future's first waiter (registered before br_exec() returns it) and
+ *     waiters fire in order, so it runs before any other; only a caller
+ *     polling br_future_state() could see the end a moment before the
+ *     reap, and only on that path.
+ *   - The pid cannot be reused before pidfd_open(): a zombie keeps its
+ *     pid until reaped, and braid does not reap it before. A program
+ *     that reaps children itself (waitpid(-1), SIGCHLD set to SIG_IGN)
+ *     breaks this; braid then reports -ECHILD and sends no signal by pid
+ *     once pidfd_open() has said the process is gone.
  *
  * Concurrency
- *   - br_exec(): any thread. exec_task() and the feeder: tasks of rt, on
- *     any worker. exec_done(): the thread that completes the future.
+ *   - br_exec(): any thread. exec_task(): a task of rt, pinned to the
+ *     spawning worker or on any worker (see above); the feeder: a task of
+ *     rt on any worker. exec_done(): the thread that completes the
+ *     future.
  *   - claimed decides, once, whether the task or exec_done() owns the
  *     child; everything else in the record is written before the task is
  *     spawned (published by the spawn) or by the task alone. in_fd is
