@@ -1242,6 +1242,125 @@ BR_API int br_chan_select_for(br_chan_case *cs, size_t n, int64_t timeout_ms);
  */
 BR_API br_future *br_spawn_blocking(br_runtime *rt, br_task_fn fn, void *arg);
 
+/* ------------------------------------------------------------------ */
+/* Subprocesses                                                        */
+/* ------------------------------------------------------------------ */
+
+/* What a child's stdin, stdout or stderr is (br_exec_opts.*_mode). */
+enum {
+	BR_EXEC_INHERIT = 0, /* the parent's own fd (the default) */
+	BR_EXEC_NULL = 1,    /* /dev/null */
+	BR_EXEC_PIPE = 2,    /* a pipe whose parent end the caller gets */
+	BR_EXEC_CAPTURE = 3, /* stdout/stderr only: collected into the future */
+};
+
+/*
+ * br_exec_opts - options of br_exec(); all zeros means "inherit
+ * everything, no timeout". The input fields must stay valid until
+ * br_exec() returns, except stdin_data (see below).
+ *
+ *   envp         the child's environment, a NULL-terminated array of
+ *                "NAME=value"; NULL inherits the parent's. The program is
+ *                looked up in the parent's PATH either way.
+ *   cwd          the child's working directory; NULL inherits it.
+ *   stdin_mode   BR_EXEC_INHERIT, BR_EXEC_NULL or BR_EXEC_PIPE. stdin is
+ *                a connected stream socket, not a pipe, so writes after
+ *                the child has gone fail with -EPIPE instead of raising
+ *                SIGPIPE when sent with br_send(..., MSG_NOSIGNAL).
+ *   stdout_mode, stderr_mode
+ *                any BR_EXEC_* mode. With BR_EXEC_CAPTURE the output is
+ *                read through the loop into a growing buffer, which
+ *                becomes the future's bytes (br_future_bytes). When both
+ *                are captured, stderr goes into the same buffer as stdout
+ *                (the shell's 2>&1), in the order the child wrote them.
+ *   stdin_data, stdin_len
+ *                bytes fed to the child's stdin by the runtime, then
+ *                stdin is closed (so the child sees end of file). Written
+ *                concurrently with the capture of its output, so a child
+ *                that reads and writes a lot never deadlocks. stdin_mode
+ *                must then be left 0. A non-NULL stdin_data with
+ *                stdin_len 0 gives the child an empty stdin. Not copied:
+ *                must stay valid until the future completes.
+ *   timeout_ms   > 0: at this many milliseconds after br_exec() the child
+ *                is killed (SIGKILL), reaped, and the future FAILS with
+ *                -ETIMEDOUT; <= 0: no limit.
+ *   stdin_fd, stdout_fd, stderr_fd
+ *                out: for each BR_EXEC_PIPE stream, the parent's end
+ *                (close-on-exec; the caller reads or writes it, e.g. with
+ *                br_read/br_send, and must close it); -1 otherwise. Set
+ *                when br_exec() returns a future that is not FAILED.
+ */
+typedef struct br_exec_opts {
+	const char *const *envp;
+	const char *cwd;
+	int stdin_mode;
+	int stdout_mode;
+	int stderr_mode;
+	const void *stdin_data;
+	size_t stdin_len;
+	int64_t timeout_ms;
+	int stdin_fd;  /* out */
+	int stdout_fd; /* out */
+	int stderr_fd; /* out */
+} br_exec_opts;
+
+/*
+ * br_exec - run the program argv[0] with arguments argv (NULL-terminated)
+ * as a child process (asyncio.create_subprocess_exec).
+ *
+ * The child is started before br_exec() returns, with posix_spawnp() (no
+ * fork of this multi-threaded process happens in braid); it gets only its
+ * stdin, stdout and stderr, every other fd of braid's being close-on-exec.
+ * A task of rt then feeds stdin_data, captures output, and waits for the
+ * exit through a pidfd polled on its loop; the returned future is that
+ * task's, so it mixes with br_gather(), br_wait_any() and the rest.
+ *
+ * The future completes DONE once the child has exited and been reaped,
+ * whatever its exit status; the value encodes the status as waitpid(2)
+ * does (WIFEXITED(s), WEXITSTATUS(s), WIFSIGNALED(s), WTERMSIG(s) apply to
+ * (int)(intptr_t)value); read it with br_exec_status() or
+ * br_exec_exit_code(). With a capture, the output is the future's bytes.
+ *
+ * br_cancel() on the future kills the child (SIGKILL), reaps it, and the
+ * future ends CANCELLED. Whatever ends the future (exit, timeout, cancel,
+ * the runtime closing), the child has been reaped by then: braid never
+ * leaves a zombie.
+ *
+ * Returns a new reference, never NULL: a FAILED future with -EINVAL (argv
+ * NULL or empty, a bad mode, stdin_data with stdin_mode set, stdin_len
+ * without stdin_data), BR_EBADOBJ (rt not a runtime), BR_ECLOSED,
+ * -ENOENT (no such program) or another error of posix_spawnp(), pipe
+ * creation or pidfd_open() (-ENOSYS before Linux 5.3), or -ENOMEM. The
+ * future fails with -ECHILD if the child was reaped by someone else: a
+ * waitpid(-1) elsewhere in the program, or SIGCHLD set to SIG_IGN (which
+ * makes the kernel reap every child).
+ * From a task, the spawn itself blocks its worker for as long as
+ * posix_spawnp() takes (0.1 to 2 ms, more for a large program), and the
+ * task watching the child is pinned to that worker (it only waits on the
+ * loop, so there is nothing to balance); from a plain thread it goes to
+ * any worker.
+ * Context: any thread.
+ */
+BR_API br_future *br_exec(br_runtime *rt, const char *const *argv,
+			  br_exec_opts *opts);
+
+/*
+ * br_exec_status - how the child of a DONE br_exec() future ended: stores
+ * its exit code in *code (-1 if it was killed by a signal) and the signal
+ * in *signo (0 if it exited); either pointer may be NULL.
+ *
+ * Returns 0, the future's error if it is FAILED or CANCELLED, -EAGAIN if
+ * it is still pending, BR_EBADOBJ. Borrows f. Context: any thread.
+ */
+BR_API int br_exec_status(const br_future *f, int *code, int *signo);
+
+/*
+ * br_exec_exit_code - the child's exit code, or 128 + the signal that
+ * killed it (the shell's $?), or a negative error as br_exec_status().
+ * Borrows f. Context: any thread.
+ */
+BR_API int br_exec_exit_code(const br_future *f);
+
 #ifdef __cplusplus
 }
 #endif

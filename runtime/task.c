@@ -159,6 +159,8 @@ static struct br__task *task_new(struct br_runtime *rt, uint32_t flags)
 	t->io_timeout = -1;
 	t->fail_code = 0;
 	t->fail_msg = NULL;
+	t->out_bytes = NULL;
+	t->out_len = 0;
 	atomic_init(&t->claimed, 0);
 	t->cb = NULL;
 	t->deadline = 0;
@@ -313,7 +315,11 @@ int br__task_cancel_pending(struct br__task *t)
 void br__task_finish(struct br__task *t, void *value)
 {
 	struct br_runtime *rt = t->rt; /* t may be gone after completion */
+	void *bytes = t->out_bytes;
 
+	t->out_bytes = NULL;
+	if (t->fail_code || t->cancel_seen)
+		free(bytes);
 	if (t->fail_code)
 		br__future_complete(&t->fut, BR_FAILED, NULL, NULL, 0,
 				    t->fail_code, t->fail_msg);
@@ -321,7 +327,8 @@ void br__task_finish(struct br__task *t, void *value)
 		br__future_complete(&t->fut, BR_CANCELLED, NULL, NULL, 0,
 				    -ECANCELED, "cancelled");
 	else
-		br__future_complete(&t->fut, BR_DONE, value, NULL, 0, 0, NULL);
+		br__future_complete(&t->fut, BR_DONE, value, bytes, t->out_len,
+				    0, NULL);
 	br__live_add(rt, -1);
 }
 
@@ -423,6 +430,20 @@ void *br_fail(int code, const char *message)
 	free(t->fail_msg);
 	t->fail_msg = br__strdup(message ? message : br_strerror(t->fail_code));
 	return NULL;
+}
+
+int br__task_set_bytes(void *buf, size_t len)
+{
+	struct br__task *t = br__task_current();
+
+	if (!t) {
+		free(buf);
+		return BR_ENOTTASK;
+	}
+	free(t->out_bytes);
+	t->out_bytes = buf;
+	t->out_len = len;
+	return 0;
 }
 
 int br_cancelled(void)

@@ -51,6 +51,10 @@ struct br__task {
 	br_callback_fn cb;  /* callbacks: the function */
 	int64_t deadline;   /* callbacks: not before (monotonic ns) */
 	int64_t io_timeout; /* br_io_timeout(), ms; -1: none */
+	/* br__task_set_bytes(): code on the task's fiber writes them, the
+	 * finish on that fiber hands them to the future */
+	void *out_bytes;
+	size_t out_len;
 };
 
 /* A FAILED future with code and msg (the static ENOMEM one if out of
@@ -96,6 +100,15 @@ void br__task_suspend(int cancellable);
  * Context: code on the fiber that ran t.
  */
 void br__task_finish(struct br__task *t, void *value);
+
+/*
+ * br__task_set_bytes - give the calling task's future the byte buffer buf
+ * (malloc'd, len bytes) if the task ends DONE; it is freed if the task ends
+ * otherwise. Takes ownership of buf; replaces (and frees) an earlier one.
+ * Returns 0, or BR_ENOTTASK outside a task (buf is freed).
+ * Context: task only.
+ */
+int br__task_set_bytes(void *buf, size_t len);
 
 /* Complete t as CANCELLED without running it (it never started); t may
  * be freed by the time this returns. */

@@ -44,7 +44,7 @@ import bench_net  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = "build/release/bench"
 WORKLOADS = ("fib", "skynet", "switch", "sleep", "chan", "blocking",
-             "echo", "http")
+             "spawn", "echo", "http")
 QUICK_WORKLOADS = ("fib", "switch", "skynet")
 NET = ("echo", "http")
 SCRUB_PREFIXES = ("BRAID_", "OMP_", "GOMP_")
@@ -66,6 +66,7 @@ LABELS = {
     ("chan", "mutex"): "contended mutex, per lock/unlock",
     ("blocking", "burst"): "burst of blocking calls (empty), per call",
     ("blocking", "serial"): "blocking calls one at a time, per call",
+    ("spawn", "window"): "{n:,} runs of /bin/true, 16 in flight, per spawn",
 }
 LABELS.update(bench_net.LABELS)
 
@@ -97,6 +98,10 @@ NOTES = {
         "(libuv's default) and a mutex+condvar queue; asyncio.to_thread "
         "uses the default executor (min(32, CPUs+4) threads). Each "
         "program first makes an untimed warm-up run.",
+    ("spawn", "window", 2):
+        "Spawn: braid runs br_exec from one task on 2 workers; the C peer "
+        "is one thread calling posix_spawn and waitpid(-1). Both first "
+        "make 64 untimed spawns.",
 }
 NOTES.update(bench_net.NOTES)
 
@@ -122,6 +127,7 @@ PEER_NAMES = {
     ("blocking", "burst", "pthread"): "pthread pool, 4 threads",
     ("blocking", "serial", "pthread"): "pthread pool, 4 threads",
     "python": "Python asyncio.to_thread",
+    "c": "C posix_spawn + waitpid loop",
 }
 PEER_NAMES.update(bench_net.PEER_NAMES)
 
@@ -134,6 +140,7 @@ BRAID_NAMES = {
     ("chan", "mutex"): "br_mutex",
     ("blocking", "burst"): "br_spawn_blocking",
     ("blocking", "serial"): "br_spawn_blocking",
+    ("spawn", "window"): "br_exec",
 }
 
 
@@ -236,6 +243,11 @@ def configs(quick):
         out.append(Config("blocking", "python", 2, sys.executable,
                           ["bench/peers/blocking_py.py", "--mode", mode,
                            "--n", pyn]))
+    n = ["--n", 200 if quick else 1000]
+    out.append(Config("spawn", "braid", 2, BIN + "/spawn",
+                      ["--workers", 2] + n))
+    out.append(Config("spawn", "c", 2, peers + "/spawn_c",
+                      ["--workers", 2] + n))
     return out + bench_net.configs(quick)
 
 

@@ -5,6 +5,7 @@
  * stopped with SIGTERM, after which they must exit 0. The HTTP server
  * must answer pipelined requests in order with correct lengths, and meet
  * malformed requests with 400 and a closed connection, never a crash.
+ * The subprocess example must print its pipeline and gathered results.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -205,4 +206,40 @@ Test(examples, echo_server_echoes_and_stops_on_sigterm, .timeout = 30.0)
 	stop(s);
 	for (i = 0; i < 8; i++)
 		close(fd[i]);
+}
+
+/* The subprocess example, run through br_exec itself. */
+Test(examples, subprocess_prints_the_pipeline_and_the_gathered_commands,
+     .timeout = 30.0)
+{
+	static char exe[4096], path[4200];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	br_runtime *rt = t_runtime(1, 0);
+	br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE };
+	const char *argv[] = { path, NULL };
+	const char *out;
+	char *text;
+	size_t len;
+	br_future *f;
+
+	cr_assert_gt(n, 0);
+	exe[n] = '\0';
+	*strrchr(exe, '/') = '\0'; /* .../tests */
+	snprintf(path, sizeof(path), "%s/../examples/subprocess", exe);
+	if (access(path, X_OK) != 0)
+		cr_skip_test("%s is not built (make examples)", path);
+	f = br_exec(rt, argv, &o);
+	t_await_value(f);
+	cr_assert_eq(br_exec_exit_code(f), 0);
+	out = br_future_bytes(f, &len);
+	text = strndup(out, len);
+	cr_assert_not_null(text);
+	cr_assert(strstr(text, "3 braid\n"), "%s", text);
+	cr_assert(strstr(text, "    42\n"), "%s", text);
+	cr_assert(strstr(text, "exit 3 (exit 3):\n    to stderr\n"), "%s",
+		  text);
+	cr_assert(strstr(text, "sleep 5: "), "%s", text);
+	free(text);
+	br_future_release(f);
+	br_runtime_free(rt);
 }

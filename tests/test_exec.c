@@ -1,0 +1,560 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_exec.c - subprocesses: exit codes and signals, errors, stdin
+ * feeding and output capture (up to 100 MiB), timeouts, cancellation, the
+ * environment and working directory, many children at once, and that no
+ * child outlives its future. Each test runs with io_uring (when the kernel
+ * has it) and with the readiness fallback.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+/* Both loop kinds; the ring one only where the kernel has io_uring. */
+static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
+
+#define FOR_EACH_MODE(flags)                                           \
+	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
+		for (unsigned flags = modes[mi_], once_ = 1; once_; once_ = 0)
+
+/* The number of live or zombie children of this process, from procfs. */
+static int count_children(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+
+	cr_assert_not_null(d);
+	while ((e = readdir(d))) {
+		char path[300], buf[512], *p;
+		FILE *fp;
+		int ppid;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		fp = fopen(path, "r");
+		if (!fp)
+			continue;
+		p = fgets(buf, sizeof(buf), fp);
+		fclose(fp);
+		/* The command name may hold spaces: parse after its ')'. */
+		if (!p || !(p = strrchr(buf, ')')))
+			continue;
+		if (sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == getpid())
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* No child is left, alive or zombie, and none is waitable. */
+static void assert_no_children(void)
+{
+	cr_assert_eq(count_children(), 0, "a child process was left behind");
+	cr_assert_eq(waitpid(-1, NULL, WNOHANG), -1);
+	cr_assert_eq(errno, ECHILD);
+}
+
+static const char *const *sh(const char *script)
+{
+	static const char *argv[4];
+
+	argv[0] = "sh";
+	argv[1] = "-c";
+	argv[2] = script;
+	argv[3] = NULL;
+	return argv;
+}
+
+/* Await f, assert it ended DONE, and return its exit code. */
+static int exit_code(br_future *f)
+{
+	t_await_value(f);
+	return br_exec_exit_code(f);
+}
+
+/* Await f, assert that the child exited 0 and printed exactly want. */
+static void assert_output(br_future *f, const char *want)
+{
+	size_t len;
+	const char *out;
+
+	cr_assert_eq(exit_code(f), 0);
+	out = br_future_bytes(f, &len);
+	cr_assert_eq(len, strlen(want), "output: %.*s", (int)len, out);
+	if (len)
+		cr_assert_arr_eq(out, want, len);
+}
+
+Test(exec, exit_codes_and_signals_are_reported, .timeout = 30)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		br_future *f;
+		int code, signo;
+
+		f = br_exec(rt, sh("exit 0"), NULL);
+		cr_assert_eq(exit_code(f), 0);
+		br_future_release(f);
+
+		f = br_exec(rt, sh("exit 3"), NULL);
+		cr_assert_eq(exit_code(f), 3);
+		cr_assert_eq(br_exec_status(f, &code, &signo), 0);
+		cr_assert_eq(code, 3);
+		cr_assert_eq(signo, 0);
+		br_future_release(f);
+
+		f = br_exec(rt, sh("kill -9 $$"), NULL);
+		cr_assert_eq(exit_code(f), 128 + 9);
+		cr_assert_eq(br_exec_status(f, &code, &signo), 0);
+		cr_assert_eq(code, -1);
+		cr_assert_eq(signo, SIGKILL);
+		br_future_release(f);
+
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
+Test(exec, bad_input_and_missing_programs_fail_the_future, .timeout = 30)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		const char *missing[] = { "braid-no-such-program-xyz", NULL };
+		const char *empty[] = { NULL };
+		const char *cat[] = { "cat", NULL };
+		br_exec_opts o = { .stdout_mode = 7 };
+		br_future *f;
+		int fds = t_count_fds();
+
+		f = br_exec(rt, missing, NULL);
+		cr_assert_eq(br_future_state(f), BR_FAILED);
+		cr_assert_eq(br_await(f, NULL), -ENOENT);
+		br_future_release(f);
+
+		f = br_exec(rt, NULL, NULL);
+		cr_assert_eq(br_await(f, NULL), -EINVAL);
+		br_future_release(f);
+		f = br_exec(rt, empty, NULL);
+		cr_assert_eq(br_await(f, NULL), -EINVAL);
+		br_future_release(f);
+		f = br_exec(rt, cat, &o);
+		cr_assert_eq(br_await(f, NULL), -EINVAL);
+		cr_assert_eq(o.stdout_fd, -1);
+		br_future_release(f);
+		o = (br_exec_opts){ .stdin_data = "x",
+				    .stdin_len = 1,
+				    .stdin_mode = BR_EXEC_PIPE };
+		f = br_exec(rt, cat, &o);
+		cr_assert_eq(br_await(f, NULL), -EINVAL);
+		br_future_release(f);
+		f = br_exec(NULL, cat, NULL);
+		cr_assert_eq(br_await(f, NULL), BR_EBADOBJ);
+		cr_assert_eq(br_exec_exit_code(f), BR_EBADOBJ);
+		br_future_release(f);
+		cr_assert_eq(br_exec_exit_code(NULL), BR_EBADOBJ);
+
+		t_assert_no_leaked_fds(fds);
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
+Test(exec, stdin_data_is_fed_and_stdout_captured, .timeout = 30)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		const char *cat[] = { "cat", NULL };
+		br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE,
+				   .stdin_data = "hello, child\n",
+				   .stdin_len = 13 };
+		br_future *f = br_exec(rt, cat, &o);
+
+		assert_output(f, "hello, child\n");
+		br_future_release(f);
+
+		/* Empty input: the child sees end of file at once. */
+		o = (br_exec_opts){ .stdout_mode = BR_EXEC_CAPTURE,
+				    .stdin_data = "" };
+		f = br_exec(rt, cat, &o);
+		assert_output(f, "");
+		br_future_release(f);
+
+		/* A child that never reads its input still completes. */
+		o = (br_exec_opts){ .stdin_data = "ignored", .stdin_len = 7 };
+		f = br_exec(rt, sh("exit 5"), &o);
+		cr_assert_eq(exit_code(f), 5);
+		br_future_release(f);
+
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
+Test(exec, stderr_capture_joins_stdout_in_order, .timeout = 30)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE,
+				   .stderr_mode = BR_EXEC_CAPTURE };
+		br_future *f = br_exec(
+			rt, sh("echo out1; echo err >&2; echo out2"), &o);
+
+		assert_output(f, "out1\nerr\nout2\n");
+		br_future_release(f);
+
+		/* stderr alone, stdout to /dev/null. */
+		o = (br_exec_opts){ .stdout_mode = BR_EXEC_NULL,
+				    .stderr_mode = BR_EXEC_CAPTURE };
+		f = br_exec(rt, sh("echo out; echo err >&2"), &o);
+		assert_output(f, "err\n");
+		br_future_release(f);
+
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
+Test(exec, large_output_is_captured_without_deadlock, .timeout = 60)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		const char *head[] = { "head", "-c", "104857600", "/dev/zero",
+				       NULL };
+		br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE };
+		br_future *f = br_exec(rt, head, &o);
+		const unsigned char *out;
+		size_t len, i;
+
+		cr_assert_eq(exit_code(f), 0);
+		out = br_future_bytes(f, &len);
+		cr_assert_eq(len, (size_t)100 << 20);
+		for (i = 0; i < len; i += 4096)
+			cr_assert_eq(out[i], 0);
+		br_future_release(f);
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
+Test(exec, large_input_and_output_flow_together, .timeout = 60)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		const char *cat[] = { "cat", NULL };
+		size_t n = (size_t)16 << 20, len, i;
+		unsigned char *in = malloc(n);
+		const unsigned char *out;
+		br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE };
+		br_future *f;
+
+		cr_assert_not_null(in);
+		for (i = 0; i < n; i++)
+			in[i] = (unsigned char)(i * 131 + (i >> 12));
+		o.stdin_data = in;
+		o.stdin_len = n;
+		/* cat writes as it reads: with pipes of 64 KiB either side,
+		 * feeding and capturing must overlap or both stall. */
+		f = br_exec(rt, cat, &o);
+		cr_assert_eq(exit_code(f), 0);
+		out = br_future_bytes(f, &len);
+		cr_assert_eq(len, n);
+		cr_assert(memcmp(out, in, n) == 0);
+		br_future_release(f);
+		free(in);
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
+Test(exec, timeout_kills_the_child, .timeout = 30)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		const char *sleeper[] = { "sleep", "10", NULL };
+		br_exec_opts o = { .timeout_ms = 100 };
+		int64_t start = br_now_ns();
+		br_future *f = br_exec(rt, sleeper, &o);
+
+		cr_assert_eq(br_await(f, NULL), -ETIMEDOUT);
+		cr_assert_eq(br_future_state(f), BR_FAILED);
+		cr_assert_geq(t_elapsed_ms(start), 100);
+		cr_assert_lt(t_elapsed_ms(start), 3000);
+		br_future_release(f);
+
+		/* While capturing: the deadline covers the reads too. */
+		o = (br_exec_opts){ .timeout_ms = 100,
+				    .stdout_mode = BR_EXEC_CAPTURE };
+		start = br_now_ns();
+		f = br_exec(rt, sh("echo started; exec sleep 10"), &o);
+		cr_assert_eq(br_await(f, NULL), -ETIMEDOUT);
+		cr_assert_lt(t_elapsed_ms(start), 3000);
+		br_future_release(f);
+
+		/* Output complete (stdout closed), then the exit is late: the
+		 * captured bytes are dropped with the failure. */
+		start = br_now_ns();
+		f = br_exec(rt, sh("echo partial; exec >&-; exec sleep 10"),
+			    &o);
+		cr_assert_eq(br_await(f, NULL), -ETIMEDOUT);
+		cr_assert_null(br_future_bytes(f, NULL));
+		cr_assert_lt(t_elapsed_ms(start), 3000);
+		br_future_release(f);
+
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
+Test(exec, cancel_kills_and_reaps_the_child, .timeout = 30)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		const char *sleeper[] = { "sleep", "10", NULL };
+		br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE };
+		int64_t start = br_now_ns();
+		br_future *f = br_exec(rt, sleeper, NULL);
+		br_future *g = br_exec(rt, sh("exec sleep 10"), &o);
+
+		cr_assert_eq(count_children(), 2);
+		br_sleep_ms(50);
+		cr_assert_eq(br_cancel(f), 0);
+		cr_assert_eq(br_cancel(g), 0);
+		cr_assert_eq(br_await(f, NULL), -ECANCELED);
+		cr_assert_eq(br_await(g, NULL), -ECANCELED);
+		cr_assert_eq(br_future_state(f), BR_CANCELLED);
+		cr_assert_eq(br_future_state(g), BR_CANCELLED);
+		cr_assert_lt(t_elapsed_ms(start), 3000);
+		/* Reaped by the time the future completed. */
+		assert_no_children();
+		br_future_release(f);
+		br_future_release(g);
+		br_runtime_free(rt);
+	}
+}
+
+Test(exec, closing_the_runtime_reaps_running_children, .timeout = 30)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		const char *sleeper[] = { "sleep", "10", NULL };
+		br_future *f = br_exec(rt, sleeper, NULL);
+		int64_t start = br_now_ns();
+
+		br_sleep_ms(20);
+		br_runtime_free(rt);
+		cr_assert_neq(br_future_state(f), BR_PENDING);
+		cr_assert_neq(br_future_state(f), BR_DONE);
+		cr_assert_lt(t_elapsed_ms(start), 3000);
+		br_future_release(f);
+		assert_no_children();
+	}
+}
+
+/*
+ * With SIGCHLD ignored the kernel reaps children itself, racing our
+ * waitid: either we saw the real status, or the future says -ECHILD;
+ * never an exit status nobody saw.
+ */
+Test(exec, a_child_reaped_elsewhere_never_reports_a_made_up_status,
+     .timeout = 30)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		br_future *f;
+		int err;
+
+		signal(SIGCHLD, SIG_IGN);
+		f = br_exec(rt, sh("exit 7"), NULL);
+		err = br_await(f, NULL);
+		cr_assert(err == 0 || err == -ECHILD, "%d", err);
+		cr_assert_eq(br_exec_exit_code(f), err ? -ECHILD : 7);
+		br_future_release(f);
+		signal(SIGCHLD, SIG_DFL);
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
+Test(exec, env_and_cwd_options_reach_the_child, .timeout = 30)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		const char *env[] = { "FOO=bar baz", "PATH=/usr/bin:/bin",
+				      NULL };
+		br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE,
+				   .envp = env,
+				   .cwd = "/" };
+		br_future *f = br_exec(rt, sh("echo \"$FOO\"; pwd"), &o);
+
+		assert_output(f, "bar baz\n/\n");
+		br_future_release(f);
+
+		/* A missing directory fails the spawn. */
+		o.cwd = "/braid-no-such-dir";
+		f = br_exec(rt, sh("pwd"), &o);
+		cr_assert_eq(br_await(f, NULL), -ENOENT);
+		br_future_release(f);
+
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
+Test(exec, pipe_mode_hands_the_parent_ends_to_the_caller, .timeout = 30)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		const char *tr[] = { "tr", "a-z", "A-Z", NULL };
+		br_exec_opts o = { .stdin_mode = BR_EXEC_PIPE,
+				   .stdout_mode = BR_EXEC_PIPE,
+				   .stderr_mode = BR_EXEC_NULL };
+		int fds = t_count_fds();
+		br_future *f = br_exec(rt, tr, &o);
+		char buf[16];
+		ssize_t n, got = 0;
+
+		cr_assert_geq(o.stdin_fd, 0);
+		cr_assert_geq(o.stdout_fd, 0);
+		cr_assert_eq(o.stderr_fd, -1);
+		cr_assert(fcntl(o.stdin_fd, F_GETFD) & FD_CLOEXEC);
+		cr_assert(fcntl(o.stdout_fd, F_GETFD) & FD_CLOEXEC);
+		cr_assert_eq(br_send_all(o.stdin_fd, "shout", 5, MSG_NOSIGNAL),
+			     5);
+		close(o.stdin_fd);
+		while ((n = br_read(o.stdout_fd, buf + got,
+				    sizeof(buf) - (size_t)got)) > 0)
+			got += n;
+		cr_assert_eq(got, 5);
+		cr_assert_arr_eq(buf, "SHOUT", 5);
+		close(o.stdout_fd);
+		cr_assert_eq(exit_code(f), 0);
+		br_future_release(f);
+		t_assert_no_leaked_fds(fds);
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
+/*
+ * Mark every fd from 3 on close-on-exec: the test harness leaves some of
+ * its own inheritable, and they are not braid's to close.
+ */
+static void cloexec_harness_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	cr_assert_not_null(d);
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name), fl;
+
+		if (fd < 3 || fd == dirfd(d))
+			continue;
+		fl = fcntl(fd, F_GETFD);
+		if (fl >= 0)
+			fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+	}
+	closedir(d);
+}
+
+Test(exec, the_child_inherits_only_its_stdio, .timeout = 30)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE,
+				   .stdin_data = "x",
+				   .stdin_len = 1 };
+		br_future *f;
+		const char *out;
+		size_t len;
+
+		cloexec_harness_fds();
+		/* ls lists its own fds: 0, 1, 2 and the directory's. */
+		f = br_exec(rt, sh("ls /proc/self/fd | wc -l"), &o);
+		cr_assert_eq(exit_code(f), 0);
+		out = br_future_bytes(f, &len);
+		cr_assert_geq(len, 2);
+		cr_assert_eq(atoi(out), 4, "child fds: %.*s", (int)len, out);
+		br_future_release(f);
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
+struct from_task {
+	br_runtime *rt;
+	int codes[8];
+};
+
+static void *exec_in_task(void *arg)
+{
+	struct from_task *ft = arg;
+	br_future *fs[8];
+	size_t i;
+
+	for (i = 0; i < 8; i++) {
+		char script[32];
+
+		snprintf(script, sizeof(script), "exit %zu", i);
+		fs[i] = br_exec(ft->rt, sh(script), NULL);
+	}
+	T_REQUIRE(br_gather(fs, 8, NULL) == 0);
+	for (i = 0; i < 8; i++) {
+		ft->codes[i] = br_exec_exit_code(fs[i]);
+		br_future_release(fs[i]);
+	}
+	return NULL;
+}
+
+Test(exec, many_children_in_flight_are_gathered, .timeout = 60)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		const char *tru[] = { "true", NULL };
+		struct from_task ft = { .rt = rt };
+		br_future *fs[50];
+		size_t i;
+
+		for (i = 0; i < 50; i++)
+			fs[i] = br_exec(rt, tru, NULL);
+		cr_assert_eq(br_gather(fs, 50, NULL), 0);
+		for (i = 0; i < 50; i++) {
+			cr_assert_eq(br_exec_exit_code(fs[i]), 0);
+			br_future_release(fs[i]);
+		}
+
+		/* From a task as well: br_exec there, awaited there. */
+		t_assert_task_ok(br_spawn(rt, exec_in_task, &ft));
+		for (i = 0; i < 8; i++)
+			cr_assert_eq(ft.codes[i], (int)i);
+
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
