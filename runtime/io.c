@@ -268,6 +268,7 @@ int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
 	if (!io->sqe)
 		return -EBUSY; /* not reached: entries >= 2 after a flush */
 	io->w = w;
+	io->task = t;
 	io->fiber = w->fiber;
 	io->done = 0;
 	io->cancel_sent = 0;

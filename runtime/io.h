@@ -25,6 +25,7 @@ enum {
  */
 struct br__io {
 	struct br__worker *w;	 /* the worker whose ring owns it */
+	struct br__task *task;	 /* the calling task */
 	struct br__fiber *fiber; /* the waiting task's fiber */
 	struct io_uring_sqe *sqe;
 	uint64_t seq;	  /* the fiber's current suspension, for the owner */

@@ -157,6 +157,7 @@ static struct br__task *task_new(struct br_runtime *rt, uint32_t flags)
 	t->stack_size = 0;
 	t->cancel_seen = 0;
 	t->io_timeout = -1;
+	t->last_send_fd = -1;
 	t->fail_code = 0;
 	t->fail_msg = NULL;
 	t->out_bytes = NULL;

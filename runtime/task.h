@@ -51,6 +51,7 @@ struct br__task {
 	br_callback_fn cb;  /* callbacks: the function */
 	int64_t deadline;   /* callbacks: not before (monotonic ns) */
 	int64_t io_timeout; /* br_io_timeout(), ms; -1: none */
+	int last_send_fd;   /* the socket of its last ring send, or -1 */
 	/* br__task_set_bytes(): code on the task's fiber writes them, the
 	 * finish on that fiber hands them to the future */
 	void *out_bytes;
