@@ -552,3 +552,58 @@ Test(io, completions_beyond_the_cq_size_are_not_lost, .timeout = 30.0)
 	free(b);
 	br_runtime_free(rt);
 }
+
+/* O_DIRECT needs aligned buffers, offsets and lengths, and a file system
+ * that supports it (tmpfs does not). */
+static void *direct_round_trip(void *arg)
+{
+	const char *path = arg;
+	void *out, *in;
+	int fd;
+
+	T_REQUIRE(posix_memalign(&out, 4096, 8192) == 0);
+	T_REQUIRE(posix_memalign(&in, 4096, 8192) == 0);
+	memset(out, 0x5a, 8192);
+	memset(in, 0, 8192);
+	fd = br_openat(AT_FDCWD, path, O_RDWR | O_DIRECT, 0);
+	T_REQUIRE(fd >= 0);
+	T_REQUIRE(br_pwrite(fd, out, 8192, 0) == 8192);
+	T_REQUIRE(br_pread(fd, in, 8192, 0) == 8192);
+	T_REQUIRE(memcmp(in, out, 8192) == 0);
+	/* A short read at EOF, still aligned. */
+	T_REQUIRE(br_pread(fd, in, 8192, 4096) == 4096);
+	br_close(fd);
+	free(out);
+	free(in);
+	return NULL;
+}
+
+Test(io, o_direct_reads_and_writes_where_the_file_system_allows,
+     .timeout = 20.0)
+{
+	static const char *const dirs[] = { "/var/tmp", "." };
+	char path[256];
+	size_t i;
+	int fd = -1;
+
+	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]) && fd < 0; i++) {
+		snprintf(path, sizeof(path), "%s/braid-direct-XXXXXX", dirs[i]);
+		fd = mkstemp(path);
+		if (fd >= 0 && fcntl(fd, F_SETFL, O_DIRECT) < 0) {
+			close(fd);
+			unlink(path);
+			fd = -1;
+		}
+	}
+	if (fd < 0)
+		cr_skip_test("no file system here supports O_DIRECT");
+	close(fd);
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+
+		await_ok(br_spawn(rt, direct_round_trip, path));
+		br_runtime_free(rt);
+	}
+	unlink(path);
+}
