@@ -35,38 +35,7 @@ struct br_acceptor {
 	uint32_t magic;
 	int lfd;
 	int fallback; /* no multishot accept here: br_accept */
-	int *q;	      /* accepted fds (or errors), FIFO */
-	unsigned qhead, qlen, qcap;
 };
-
-static int queue_push(struct br_acceptor *a, int v)
-{
-	if (a->qlen == a->qcap) {
-		unsigned cap = a->qcap ? a->qcap * 2 : 16, i;
-		int *q = malloc(cap * sizeof(*q));
-
-		if (!q)
-			return -ENOMEM;
-		for (i = 0; i < a->qlen; i++)
-			q[i] = a->q[(a->qhead + i) % a->qcap];
-		free(a->q);
-		a->q = q;
-		a->qhead = 0;
-		a->qcap = cap;
-	}
-	a->q[(a->qhead + a->qlen) % a->qcap] = v;
-	a->qlen++;
-	return 0;
-}
-
-static int queue_pop(struct br_acceptor *a)
-{
-	int v = a->q[a->qhead];
-
-	a->qhead = (a->qhead + 1) % a->qcap;
-	a->qlen--;
-	return v;
-}
 
 /* A CQE of the multishot accept, on the owner. */
 static void on_cqe(struct br__mshot *m, int res, uint32_t flags)
@@ -78,7 +47,7 @@ static void on_cqe(struct br__mshot *m, int res, uint32_t flags)
 		; /* our own cancellation (free) ended it */
 	else if (last && res == -EINVAL)
 		a->fallback = 1; /* no multishot accept in this kernel */
-	else if (queue_push(a, res) < 0 && res >= 0)
+	else if (br__mshot_push(&a->o, res, 0) < 0 && res >= 0)
 		close(res); /* out of memory: the client sees a reset */
 	br__mshot_cqe_seen(&a->o, flags);
 }
@@ -105,7 +74,7 @@ static int has_conn(const struct br__mshot_obj *o)
 {
 	const struct br_acceptor *a = (const struct br_acceptor *)o;
 
-	return a->qlen > 0 || !o->armed || a->fallback;
+	return o->qlen > 0 || !o->armed || a->fallback;
 }
 
 static void *next_on_owner(void *arg)
@@ -127,12 +96,9 @@ int br_acceptor_next(br_acceptor *a)
 	if (!t && a->o.w) {
 		/* Tied to a worker whose ring may hold connections for us:
 		 * take one there, as a task, and wait. */
-		br_future *f =
-			br_spawn_on(a->o.w->rt, a->o.w->id, next_on_owner, &a);
 		void *v = NULL;
 
-		err = br_await(f, &v);
-		br_future_release(f);
+		err = br__mshot_on_owner(&a->o, next_on_owner, &a, &v);
 		return err < 0 ? err : (int)(intptr_t)v;
 	}
 	if (!t || !w->ring.on || a->fallback)
@@ -145,8 +111,8 @@ int br_acceptor_next(br_acceptor *a)
 	}
 	for (;;) {
 		br__mshot_go_home(&a->o);
-		if (a->qlen)
-			return queue_pop(a);
+		if (a->o.qlen)
+			return br__mshot_pop(&a->o).res;
 		if (a->fallback)
 			return br_accept(a->lfd, NULL, NULL, 0);
 		if (!a->o.armed) {
@@ -157,8 +123,6 @@ int br_acceptor_next(br_acceptor *a)
 				return -EBUSY;
 			io_uring_prep_multishot_accept(sqe, a->lfd, NULL, NULL,
 						       SOCK_CLOEXEC);
-			io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)a |
-							     BR__UD_MSHOT);
 		}
 		err = br__mshot_wait(&a->o, t, has_conn, 1);
 		if (err < 0)
@@ -170,14 +134,14 @@ static void release(struct br__mshot_obj *o)
 {
 	struct br_acceptor *a = (struct br_acceptor *)o;
 
-	while (a->qlen) {
-		int fd = queue_pop(a);
+	while (o->qlen) {
+		int fd = br__mshot_pop(o).res;
 
 		if (fd >= 0)
 			close(fd);
 	}
 	a->magic = BR__MAGIC_DEAD;
-	free(a->q);
+	br__mshot_queue_free(o);
 	free(a);
 }
 

@@ -124,11 +124,8 @@ static int wait_ready(struct br__io *io, struct br__task *t)
 	w->ring.pollers = io;
 	w->ring.npollers++;
 	for (;;) {
-		w = br__worker_current();
-		if (w != io->w) {
-			br__worker_move(w, io->fiber, io->w);
-			continue;
-		}
+		br__worker_go(io->w);
+		w = io->w;
 		seq = br__fiber_arm(io->fiber);
 		io->seq = seq;
 		if (io->revents)
@@ -143,18 +140,8 @@ static int wait_ready(struct br__io *io, struct br__task *t)
 			break;
 		}
 		if (io->deadline >= 0) {
-			tm = malloc(sizeof(*tm));
+			tm = br__timer_wake_at(w, io->deadline, io->fiber, seq);
 			if (!tm) {
-				err = -ENOMEM;
-				break;
-			}
-			tm->deadline = io->deadline;
-			tm->fiber = io->fiber;
-			tm->seq = seq;
-			tm->cb = NULL;
-			if (br__timer_add(w, tm) < 0) {
-				free(tm);
-				tm = NULL;
 				err = -ENOMEM;
 				break;
 			}
@@ -277,28 +264,11 @@ int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
 	return BR__IO_RING;
 }
 
-static struct io_uring_sqe *owner_sqe(struct br__worker *w)
-{
-	struct io_uring *ring = &w->ring.ring;
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-
-	if (!sqe) {
-		io_uring_submit(ring);
-		sqe = io_uring_get_sqe(ring);
-	}
-	return sqe;
-}
-
 /* Ask the kernel to cancel io. On the owner. */
 static void cancel_in_kernel(struct br__io *io)
 {
-	struct io_uring_sqe *sqe = owner_sqe(io->w);
-
 	io->cancel_sent = 1;
-	if (!sqe)
-		return; /* cannot happen after a flush; the op just runs on */
-	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)io, 0);
-	io_uring_sqe_set_data64(sqe, BR__UD_IGNORE);
+	br__ring_cancel(io->w, (uint64_t)(uintptr_t)io);
 }
 
 int br__io_wait(struct br__io *io)
@@ -320,11 +290,8 @@ int br__io_wait(struct br__io *io)
 	}
 	w->ring.inflight++;
 	for (;;) {
-		w = br__worker_current();
-		if (w != io->w) {
-			br__worker_move(w, io->fiber, io->w);
-			continue;
-		}
+		br__worker_go(io->w);
+		w = io->w;
 		seq = br__fiber_arm(io->fiber);
 		if (io->done) {
 			br__fiber_disarm(io->fiber, seq);

@@ -42,154 +42,79 @@
  * A property of the kernel, so one flag for the process. */
 static _Atomic int no_poll_first;
 
-static ssize_t do_read(int fd, void *buf, size_t len, int64_t tmo)
-{
-	struct br__io io;
-	int m = br__io_start(&io, fd, POLLIN, tmo);
-
-	if (m == BR__IO_RING) {
-		io_uring_prep_read(io.sqe, fd, buf, (unsigned)len,
-				   (uint64_t)-1);
-		return br__io_wait(&io);
-	}
-	if (m != BR__IO_SYS)
-		return m;
-	return BR__SYS(read(fd, buf, len));
-}
-
-static ssize_t do_write(int fd, const void *buf, size_t len, int64_t tmo)
-{
-	struct br__io io;
-	int m = br__io_start(&io, fd, POLLOUT, tmo);
-
-	if (m == BR__IO_RING) {
-		io_uring_prep_write(io.sqe, fd, buf, (unsigned)len,
-				    (uint64_t)-1);
-		return br__io_wait(&io);
-	}
-	if (m != BR__IO_SYS)
-		return m;
-	return BR__SYS(write(fd, buf, len));
-}
-
 /* SQE lengths are 32-bit: clamp, the result is a short transfer. */
 static size_t clamp_len(size_t len)
 {
 	return len > 0x7ffff000u ? 0x7ffff000u : len;
 }
 
-ssize_t br_read(int fd, void *buf, size_t len)
+static int is_socket_op(int op)
 {
-	return do_read(fd, buf, clamp_len(len), NONE);
+	return op == IORING_OP_RECV || op == IORING_OP_SEND ||
+	       op == IORING_OP_RECVMSG || op == IORING_OP_SENDMSG;
 }
 
-ssize_t br_read_timeout(int fd, void *buf, size_t len, int64_t timeout_ms)
+/* The plain syscall for op; off < 0 means the fd's own position. */
+static long sys_transfer(int op, int fd, void *addr, size_t len, int64_t off,
+			 int flags)
 {
-	return do_read(fd, buf, clamp_len(len), timeout_ms);
-}
-
-ssize_t br_write(int fd, const void *buf, size_t len)
-{
-	return do_write(fd, buf, clamp_len(len), NONE);
-}
-
-ssize_t br_write_timeout(int fd, const void *buf, size_t len,
-			 int64_t timeout_ms)
-{
-	return do_write(fd, buf, clamp_len(len), timeout_ms);
-}
-
-ssize_t br_pread(int fd, void *buf, size_t len, off_t offset)
-{
-	struct br__io io;
-	int m;
-
-	if (offset < 0)
-		return -EINVAL;
-	len = clamp_len(len);
-	m = br__io_start(&io, fd, 0, NONE);
-	if (m == BR__IO_RING) {
-		io_uring_prep_read(io.sqe, fd, buf, (unsigned)len,
-				   (uint64_t)offset);
-		return br__io_wait(&io);
+	switch (op) {
+	case IORING_OP_READ:
+		return off < 0 ? read(fd, addr, len) :
+				 pread(fd, addr, len, off);
+	case IORING_OP_WRITE:
+		return off < 0 ? write(fd, addr, len) :
+				 pwrite(fd, addr, len, off);
+	case IORING_OP_READV:
+		return readv(fd, addr, (int)len);
+	case IORING_OP_WRITEV:
+		return writev(fd, addr, (int)len);
+	case IORING_OP_RECV:
+		return recv(fd, addr, len, flags);
+	case IORING_OP_SEND:
+		return send(fd, addr, len, flags);
+	case IORING_OP_RECVMSG:
+		return recvmsg(fd, addr, flags);
+	default:
+		return sendmsg(fd, addr, flags);
 	}
-	if (m != BR__IO_SYS)
-		return m;
-	return BR__SYS(pread(fd, buf, len, offset));
 }
 
-ssize_t br_pwrite(int fd, const void *buf, size_t len, off_t offset)
+/*
+ * transfer - one read, write, vector or socket transfer (op): through the
+ * ring, or as the plain syscall (after waiting for readiness ev on a loop
+ * without a ring; ev 0 for files at an offset). len is the iovec count
+ * for vectors and 1 for messages; off is -1 for the fd's own position;
+ * flags are MSG_* for socket ops.
+ */
+static ssize_t transfer(int op, int fd, void *addr, size_t len, int64_t off,
+			int flags, short ev, int64_t tmo)
 {
-	struct br__io io;
-	int m;
-
-	if (offset < 0)
-		return -EINVAL;
-	len = clamp_len(len);
-	m = br__io_start(&io, fd, 0, NONE);
-	if (m == BR__IO_RING) {
-		io_uring_prep_write(io.sqe, fd, buf, (unsigned)len,
-				    (uint64_t)offset);
-		return br__io_wait(&io);
-	}
-	if (m != BR__IO_SYS)
-		return m;
-	return BR__SYS(pwrite(fd, buf, len, offset));
-}
-
-ssize_t br_readv(int fd, const struct iovec *iov, int iovcnt)
-{
-	struct br__io io;
-	int m;
-
-	if (iovcnt < 0 || (iovcnt > 0 && !iov))
-		return -EINVAL;
-	m = br__io_start(&io, fd, POLLIN, NONE);
-	if (m == BR__IO_RING) {
-		io_uring_prep_readv(io.sqe, fd, iov, (unsigned)iovcnt,
-				    (uint64_t)-1);
-		return br__io_wait(&io);
-	}
-	if (m != BR__IO_SYS)
-		return m;
-	return BR__SYS(readv(fd, iov, iovcnt));
-}
-
-ssize_t br_writev(int fd, const struct iovec *iov, int iovcnt)
-{
-	struct br__io io;
-	int m;
-
-	if (iovcnt < 0 || (iovcnt > 0 && !iov))
-		return -EINVAL;
-	m = br__io_start(&io, fd, POLLOUT, NONE);
-	if (m == BR__IO_RING) {
-		io_uring_prep_writev(io.sqe, fd, iov, (unsigned)iovcnt,
-				     (uint64_t)-1);
-		return br__io_wait(&io);
-	}
-	if (m != BR__IO_SYS)
-		return m;
-	return BR__SYS(writev(fd, iov, iovcnt));
-}
-
-static ssize_t do_recv(int fd, void *buf, size_t len, int flags, int64_t tmo)
-{
+	int sock = is_socket_op(op), first;
 	struct br__io io;
 	ssize_t r;
 	int m;
 
-	len = clamp_len(len);
+	if (op == IORING_OP_SEND || op == IORING_OP_SENDMSG)
+		flags |= MSG_NOSIGNAL;
 	for (;;) {
-		m = br__io_start(&io, fd, POLLIN, tmo);
+		m = br__io_start(&io, fd, ev, tmo);
 		if (m == BR__IO_RING) {
-			int first = io.task->last_send_fd == fd &&
-				    !(flags & MSG_DONTWAIT) &&
-				    !atomic_load_explicit(&no_poll_first,
-							  memory_order_relaxed);
-
-			io.task->last_send_fd = -1;
-			io_uring_prep_recv(io.sqe, fd, buf, len, flags);
+			first = op == IORING_OP_RECV &&
+				io.task->last_send_fd == fd &&
+				!(flags & MSG_DONTWAIT) &&
+				!atomic_load_explicit(&no_poll_first,
+						      memory_order_relaxed);
+			if (sock)
+				io.task->last_send_fd =
+					op == IORING_OP_SEND ||
+							op == IORING_OP_SENDMSG ?
+						fd :
+						-1;
+			io_uring_prep_rw(op, io.sqe, fd, addr, (unsigned)len,
+					 (uint64_t)off);
+			if (sock)
+				io.sqe->msg_flags = (uint32_t)flags;
 			if (first)
 				io.sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 			r = br__io_wait(&io);
@@ -202,102 +127,110 @@ static ssize_t do_recv(int fd, void *buf, size_t len, int flags, int64_t tmo)
 		}
 		if (m != BR__IO_SYS)
 			return m;
-		r = BR__SYS(recv(fd, buf, len, flags | io.dontwait));
-		if (r != -EAGAIN || !io.dontwait || (flags & MSG_DONTWAIT))
+		r = BR__SYS(sys_transfer(op, fd, addr, len, off,
+					 flags | (sock ? io.dontwait : 0)));
+		if (r != -EAGAIN || !sock || !io.dontwait ||
+		    (flags & MSG_DONTWAIT))
 			return r;
 	}
 }
 
-static ssize_t do_send(int fd, const void *buf, size_t len, int flags,
-		       int64_t tmo)
+ssize_t br_read(int fd, void *buf, size_t len)
 {
-	struct br__io io;
-	ssize_t r;
-	int m;
+	return transfer(IORING_OP_READ, fd, buf, clamp_len(len), -1, 0, POLLIN,
+			NONE);
+}
 
-	len = clamp_len(len);
-	for (;;) {
-		m = br__io_start(&io, fd, POLLOUT, tmo);
-		if (m == BR__IO_RING) {
-			io.task->last_send_fd = fd;
-			io_uring_prep_send(io.sqe, fd, buf, len,
-					   flags | MSG_NOSIGNAL);
-			return br__io_wait(&io);
-		}
-		if (m != BR__IO_SYS)
-			return m;
-		r = BR__SYS(
-			send(fd, buf, len, flags | MSG_NOSIGNAL | io.dontwait));
-		if (r != -EAGAIN || !io.dontwait || (flags & MSG_DONTWAIT))
-			return r;
-	}
+ssize_t br_read_timeout(int fd, void *buf, size_t len, int64_t timeout_ms)
+{
+	return transfer(IORING_OP_READ, fd, buf, clamp_len(len), -1, 0, POLLIN,
+			timeout_ms);
+}
+
+ssize_t br_write(int fd, const void *buf, size_t len)
+{
+	return transfer(IORING_OP_WRITE, fd, (void *)buf, clamp_len(len), -1, 0,
+			POLLOUT, NONE);
+}
+
+ssize_t br_write_timeout(int fd, const void *buf, size_t len,
+			 int64_t timeout_ms)
+{
+	return transfer(IORING_OP_WRITE, fd, (void *)buf, clamp_len(len), -1, 0,
+			POLLOUT, timeout_ms);
+}
+
+ssize_t br_pread(int fd, void *buf, size_t len, off_t offset)
+{
+	if (offset < 0)
+		return -EINVAL;
+	return transfer(IORING_OP_READ, fd, buf, clamp_len(len), offset, 0, 0,
+			NONE);
+}
+
+ssize_t br_pwrite(int fd, const void *buf, size_t len, off_t offset)
+{
+	if (offset < 0)
+		return -EINVAL;
+	return transfer(IORING_OP_WRITE, fd, (void *)buf, clamp_len(len),
+			offset, 0, 0, NONE);
+}
+
+ssize_t br_readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	if (iovcnt < 0 || (iovcnt > 0 && !iov))
+		return -EINVAL;
+	return transfer(IORING_OP_READV, fd, (void *)iov, (size_t)iovcnt, -1, 0,
+			POLLIN, NONE);
+}
+
+ssize_t br_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	if (iovcnt < 0 || (iovcnt > 0 && !iov))
+		return -EINVAL;
+	return transfer(IORING_OP_WRITEV, fd, (void *)iov, (size_t)iovcnt, -1,
+			0, POLLOUT, NONE);
 }
 
 ssize_t br_recv(int fd, void *buf, size_t len, int flags)
 {
-	return do_recv(fd, buf, len, flags, NONE);
+	return transfer(IORING_OP_RECV, fd, buf, clamp_len(len), 0, flags,
+			POLLIN, NONE);
 }
 
 ssize_t br_recv_timeout(int fd, void *buf, size_t len, int flags,
 			int64_t timeout_ms)
 {
-	return do_recv(fd, buf, len, flags, timeout_ms);
+	return transfer(IORING_OP_RECV, fd, buf, clamp_len(len), 0, flags,
+			POLLIN, timeout_ms);
 }
 
 ssize_t br_send(int fd, const void *buf, size_t len, int flags)
 {
-	return do_send(fd, buf, len, flags, NONE);
+	return transfer(IORING_OP_SEND, fd, (void *)buf, clamp_len(len), 0,
+			flags, POLLOUT, NONE);
 }
 
 ssize_t br_send_timeout(int fd, const void *buf, size_t len, int flags,
 			int64_t timeout_ms)
 {
-	return do_send(fd, buf, len, flags, timeout_ms);
+	return transfer(IORING_OP_SEND, fd, (void *)buf, clamp_len(len), 0,
+			flags, POLLOUT, timeout_ms);
 }
 
 ssize_t br_recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	struct br__io io;
-	ssize_t r;
-	int m;
-
 	if (!msg)
 		return -EFAULT;
-	for (;;) {
-		m = br__io_start(&io, fd, POLLIN, NONE);
-		if (m == BR__IO_RING) {
-			io_uring_prep_recvmsg(io.sqe, fd, msg, (unsigned)flags);
-			return br__io_wait(&io);
-		}
-		if (m != BR__IO_SYS)
-			return m;
-		r = BR__SYS(recvmsg(fd, msg, flags | io.dontwait));
-		if (r != -EAGAIN || !io.dontwait || (flags & MSG_DONTWAIT))
-			return r;
-	}
+	return transfer(IORING_OP_RECVMSG, fd, msg, 1, 0, flags, POLLIN, NONE);
 }
 
 ssize_t br_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	struct br__io io;
-	ssize_t r;
-	int m;
-
 	if (!msg)
 		return -EFAULT;
-	flags |= MSG_NOSIGNAL;
-	for (;;) {
-		m = br__io_start(&io, fd, POLLOUT, NONE);
-		if (m == BR__IO_RING) {
-			io_uring_prep_sendmsg(io.sqe, fd, msg, (unsigned)flags);
-			return br__io_wait(&io);
-		}
-		if (m != BR__IO_SYS)
-			return m;
-		r = BR__SYS(sendmsg(fd, msg, flags | io.dontwait));
-		if (r != -EAGAIN || !io.dontwait || (flags & MSG_DONTWAIT))
-			return r;
-	}
+	return transfer(IORING_OP_SENDMSG, fd, (void *)msg, 1, 0, flags,
+			POLLOUT, NONE);
 }
 
 ssize_t br_recvfrom(int fd, void *buf, size_t len, int flags,

@@ -20,6 +20,7 @@
  * Concurrency: the owner only, as above.
  */
 #include <errno.h>
+#include <stdlib.h>
 
 #include "fiber.h"
 #include "mshot.h"
@@ -29,20 +30,52 @@
 struct io_uring_sqe *br__mshot_arm(struct br__mshot_obj *o,
 				   struct br__worker *w)
 {
-	struct io_uring *ring = &w->ring.ring;
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	struct io_uring_sqe *sqe = br__ring_sqe(&w->ring);
 
-	if (!sqe) {
-		io_uring_submit(ring);
-		sqe = io_uring_get_sqe(ring);
-		if (!sqe)
-			return NULL;
-	}
+	if (!sqe)
+		return NULL;
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)o | BR__UD_MSHOT);
 	o->w = w;
 	o->armed = 1;
 	w->ring.inflight++;
 	return sqe;
+}
+
+int br__mshot_push(struct br__mshot_obj *o, int res, uint16_t bid)
+{
+	if (o->qlen == o->qcap) {
+		unsigned cap = o->qcap ? o->qcap * 2 : 16, i;
+		struct br__mshot_res *q = malloc(cap * sizeof(*q));
+
+		if (!q)
+			return -ENOMEM;
+		for (i = 0; i < o->qlen; i++)
+			q[i] = o->q[(o->qhead + i) % o->qcap];
+		free(o->q);
+		o->q = q;
+		o->qhead = 0;
+		o->qcap = cap;
+	}
+	o->q[(o->qhead + o->qlen) % o->qcap] =
+		(struct br__mshot_res){ .res = res, .bid = bid };
+	o->qlen++;
+	return 0;
+}
+
+struct br__mshot_res br__mshot_pop(struct br__mshot_obj *o)
+{
+	struct br__mshot_res e = o->q[o->qhead];
+
+	o->qhead = (o->qhead + 1) % o->qcap;
+	o->qlen--;
+	return e;
+}
+
+void br__mshot_queue_free(struct br__mshot_obj *o)
+{
+	free(o->q);
+	o->q = NULL;
+	o->qlen = o->qcap = o->qhead = 0;
 }
 
 void br__mshot_cqe_seen(struct br__mshot_obj *o, uint32_t flags)
@@ -57,12 +90,8 @@ void br__mshot_cqe_seen(struct br__mshot_obj *o, uint32_t flags)
 
 void br__mshot_go_home(struct br__mshot_obj *o)
 {
-	struct br__worker *w = br__worker_current();
-
-	while (o->w && w != o->w) {
-		br__worker_move(w, w->fiber, o->w);
-		w = br__worker_current();
-	}
+	if (o->w)
+		br__worker_go(o->w);
 }
 
 int br__mshot_wait(struct br__mshot_obj *o, struct br__task *t,
@@ -108,22 +137,21 @@ static void *finish_here(void *arg)
 
 	br__mshot_go_home(o);
 	if (o->armed) {
-		struct io_uring *ring = &o->w->ring.ring;
-		struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-
-		if (!sqe) {
-			io_uring_submit(ring);
-			sqe = io_uring_get_sqe(ring);
-		}
-		if (sqe) {
-			io_uring_prep_cancel64(
-				sqe, (uint64_t)(uintptr_t)o | BR__UD_MSHOT, 0);
-			io_uring_sqe_set_data64(sqe, BR__UD_IGNORE);
-		}
+		br__ring_cancel(o->w, (uint64_t)(uintptr_t)o | BR__UD_MSHOT);
 		br__mshot_wait(o, br__task_current(), disarmed, 0);
 	}
 	fin->done(o);
 	return NULL;
+}
+
+int br__mshot_on_owner(struct br__mshot_obj *o, void *(*fn)(void *), void *arg,
+		       void **value)
+{
+	br_future *f = br_spawn_on(o->w->rt, o->w->id, fn, arg);
+	int err = br_await(f, value);
+
+	br_future_release(f);
+	return err;
 }
 
 void br__mshot_finish(struct br__mshot_obj *o,
@@ -131,7 +159,6 @@ void br__mshot_finish(struct br__mshot_obj *o,
 {
 	struct finish fin = { o, done };
 	struct br__worker *w = br__worker_current();
-	br_future *f;
 
 	if (!o->w) { /* never armed: nothing of the owner's to give back */
 		done(o);
@@ -144,7 +171,5 @@ void br__mshot_finish(struct br__mshot_obj *o,
 	/* A plain thread, or a task of another runtime. If the owner's
 	 * runtime is shutting down the task cannot start, and o is left
 	 * allocated: freeing it under a live request would be worse. */
-	f = br_spawn_on(o->w->rt, o->w->id, finish_here, &fin);
-	br_await(f, NULL);
-	br_future_release(f);
+	br__mshot_on_owner(o, finish_here, &fin, NULL);
 }

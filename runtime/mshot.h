@@ -14,6 +14,12 @@
 struct br__task;
 struct br__worker;
 
+/* One CQE's outcome, queued until the object's user takes it. */
+struct br__mshot_res {
+	int res;      /* the CQE's result */
+	uint16_t bid; /* its provided buffer, when it carries one */
+};
+
 /*
  * Embedded first in a multishot object. Every field after set-up is the
  * owner's: touched only on the owner worker's thread.
@@ -24,7 +30,15 @@ struct br__mshot_obj {
 	int armed;		  /* the request is live in the kernel */
 	struct br__fiber *waiter; /* a task in a wait, or NULL */
 	uint64_t seq;
+	struct br__mshot_res *q; /* CQE outcomes not yet taken, FIFO */
+	unsigned qhead, qlen, qcap;
 };
+
+/* Queue a CQE's outcome (-ENOMEM if the queue cannot grow), take the
+ * oldest (qlen > 0), free the queue. Owner. */
+int br__mshot_push(struct br__mshot_obj *o, int res, uint16_t bid);
+struct br__mshot_res br__mshot_pop(struct br__mshot_obj *o);
+void br__mshot_queue_free(struct br__mshot_obj *o);
 
 /* An SQE on w's ring carrying o's user_data; o becomes armed, owned by
  * w. NULL if the ring is full even after a flush. Owner (or first). */
@@ -44,6 +58,14 @@ void br__mshot_go_home(struct br__mshot_obj *o);
  */
 int br__mshot_wait(struct br__mshot_obj *o, struct br__task *t,
 		   int (*cond)(const struct br__mshot_obj *), int cancellable);
+
+/*
+ * br__mshot_on_owner - run fn(arg) as a task pinned to o's owner and wait
+ * for it; *value gets its value. Returns br_await()'s result. For plain
+ * threads (and other runtimes' tasks) using an owned object.
+ */
+int br__mshot_on_owner(struct br__mshot_obj *o, void *(*fn)(void *), void *arg,
+		       void **value);
 
 /*
  * br__mshot_finish - end o's request (ASYNC_CANCEL) and wait for its

@@ -155,23 +155,25 @@ static int new_socket(int family, int type)
 	return fd < 0 ? -errno : fd;
 }
 
-int br_tcp_listen(const char *host, uint16_t port, int backlog)
+/* A socket of type bound to host:port, listening with backlog if it is
+ * > 0: the first address that works, else the last one's error. */
+static int bound_socket(const char *host, uint16_t port, int type, int backlog)
 {
 	struct addrinfo *res = NULL, *ai;
 	int fd = -EADDRNOTAVAIL, one = 1, err;
 
-	err = resolve(host, port, SOCK_STREAM, 1, &res);
+	err = resolve(host, port, type, 1, &res);
 	if (err < 0)
 		return err;
-	if (backlog <= 0)
-		backlog = SOMAXCONN;
 	for (ai = res; ai; ai = ai->ai_next) {
-		fd = new_socket(ai->ai_family, SOCK_STREAM);
+		fd = new_socket(ai->ai_family, type);
 		if (fd < 0)
 			continue;
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (backlog > 0)
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+				   sizeof(one));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    listen(fd, backlog) == 0)
+		    (backlog <= 0 || listen(fd, backlog) == 0))
 			break;
 		err = -errno;
 		close(fd);
@@ -179,6 +181,12 @@ int br_tcp_listen(const char *host, uint16_t port, int backlog)
 	}
 	freeaddrinfo(res);
 	return fd;
+}
+
+int br_tcp_listen(const char *host, uint16_t port, int backlog)
+{
+	return bound_socket(host, port, SOCK_STREAM,
+			    backlog > 0 ? backlog : SOMAXCONN);
 }
 
 int br_tcp_connect(const char *host, uint16_t port)
@@ -212,24 +220,7 @@ int br_tcp_connect(const char *host, uint16_t port)
 
 int br_udp_bind(const char *host, uint16_t port)
 {
-	struct addrinfo *res = NULL, *ai;
-	int fd = -EADDRNOTAVAIL, err;
-
-	err = resolve(host, port, SOCK_DGRAM, 1, &res);
-	if (err < 0)
-		return err;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = new_socket(ai->ai_family, SOCK_DGRAM);
-		if (fd < 0)
-			continue;
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			break;
-		err = -errno;
-		close(fd);
-		fd = err;
-	}
-	freeaddrinfo(res);
-	return fd;
+	return bound_socket(host, port, SOCK_DGRAM, 0);
 }
 
 /* Fill *sun for path; '@' names an abstract socket. Returns its length

@@ -34,78 +34,47 @@
 #include "task.h"
 #include "worker.h"
 
-struct rentry {
-	int res;      /* bytes, 0 for EOF, or -errno */
-	uint16_t bid; /* the buffer, when res > 0 */
-};
-
 struct br_reader {
 	struct br__mshot_obj o; /* first */
 	uint32_t magic;
 	int fd;
 	int fallback; /* br_recv into fbuf */
 	int held;     /* buffer lent to the caller, or -1 */
-	struct rentry *q;
-	unsigned qhead, qlen, qcap;
 	char *fbuf;
 };
 
-static int queue_push(struct br_reader *r, struct rentry e)
+/* Give the kernel back every buffer queued for the caller. Owner. */
+static void return_queued(struct br_reader *r)
 {
-	if (r->qlen == r->qcap) {
-		unsigned cap = r->qcap ? r->qcap * 2 : 8, i;
-		struct rentry *q = malloc(cap * sizeof(*q));
+	while (r->o.qlen) {
+		struct br__mshot_res e = br__mshot_pop(&r->o);
 
-		if (!q)
-			return -ENOMEM;
-		for (i = 0; i < r->qlen; i++)
-			q[i] = r->q[(r->qhead + i) % r->qcap];
-		free(r->q);
-		r->q = q;
-		r->qhead = 0;
-		r->qcap = cap;
+		if (e.res > 0)
+			br__ring_buf_return(r->o.w, e.bid);
 	}
-	r->q[(r->qhead + r->qlen) % r->qcap] = e;
-	r->qlen++;
-	return 0;
-}
-
-static struct rentry queue_pop(struct br_reader *r)
-{
-	struct rentry e = r->q[r->qhead];
-
-	r->qhead = (r->qhead + 1) % r->qcap;
-	r->qlen--;
-	return e;
 }
 
 static void on_cqe(struct br__mshot *m, int res, uint32_t flags)
 {
 	struct br_reader *r = (struct br_reader *)m;
 	int last = !(flags & IORING_CQE_F_MORE);
-	struct rentry e = { .res = res };
+	uint16_t bid = 0;
 
 	if (flags & IORING_CQE_F_BUFFER)
-		e.bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
+		bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
 	if (last && res == -ECANCELED)
 		; /* our own cancellation (free) */
 	else if (last && res == -ENOBUFS)
 		; /* the group ran dry: the next call re-arms */
-	else if (last && res == -EINVAL && !r->qlen)
+	else if (last && res == -EINVAL && !r->o.qlen)
 		r->fallback = 1; /* no multishot recv in this kernel */
-	else if (queue_push(r, e) < 0) {
+	else if (br__mshot_push(&r->o, res, bid) < 0) {
 		/* Out of memory: data is lost and the stream is broken.
 		 * Give every buffer back and leave only the error. */
 		if (res > 0)
-			br__ring_buf_return(r->o.w, e.bid);
-		while (r->qlen) {
-			struct rentry x = queue_pop(r);
-
-			if (x.res > 0)
-				br__ring_buf_return(r->o.w, x.bid);
-		}
-		e.res = -ENOMEM;
-		queue_push(r, e); /* room: the queue was just emptied */
+			br__ring_buf_return(r->o.w, bid);
+		return_queued(r);
+		br__mshot_push(&r->o, -ENOMEM, 0); /* room: just emptied */
 	}
 	br__mshot_cqe_seen(&r->o, flags);
 }
@@ -133,7 +102,7 @@ static int has_data(const struct br__mshot_obj *o)
 {
 	const struct br_reader *r = (const struct br_reader *)o;
 
-	return r->qlen > 0 || !o->armed || r->fallback;
+	return o->qlen > 0 || !o->armed || r->fallback;
 }
 
 static ssize_t recv_plain(struct br_reader *r, const void **data)
@@ -168,7 +137,7 @@ ssize_t br_reader_recv(br_reader *r, const void **data)
 {
 	struct br__task *t = br__task_current();
 	struct br__worker *w;
-	struct rentry e;
+	struct br__mshot_res e;
 	int err;
 
 	if (!r || !data)
@@ -181,10 +150,8 @@ ssize_t br_reader_recv(br_reader *r, const void **data)
 		/* Tied to a worker whose ring may hold bytes for us: take
 		 * them there, as a task, and wait. */
 		struct remote_recv rr = { r, data, -EINVAL };
-		br_future *f =
-			br_spawn_on(r->o.w->rt, r->o.w->id, recv_on_owner, &rr);
-		err = br_await(f, NULL);
-		br_future_release(f);
+
+		err = br__mshot_on_owner(&r->o, recv_on_owner, &rr, NULL);
 		return err < 0 ? err : rr.ret;
 	}
 	if (!t || !w->ring.on || r->fallback)
@@ -207,8 +174,8 @@ ssize_t br_reader_recv(br_reader *r, const void **data)
 	}
 	for (;;) {
 		br__mshot_go_home(&r->o);
-		if (r->qlen) {
-			e = queue_pop(r);
+		if (r->o.qlen) {
+			e = br__mshot_pop(&r->o);
 			if (e.res > 0) {
 				r->held = e.bid;
 				*data = br__ring_buf(r->o.w, e.bid);
@@ -224,8 +191,6 @@ ssize_t br_reader_recv(br_reader *r, const void **data)
 			if (!sqe)
 				return -EBUSY;
 			io_uring_prep_recv_multishot(sqe, r->fd, NULL, 0, 0);
-			io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)r |
-							     BR__UD_MSHOT);
 			sqe->flags |= IOSQE_BUFFER_SELECT;
 			sqe->buf_group = 0;
 		}
@@ -241,14 +206,9 @@ static void release(struct br__mshot_obj *o)
 
 	if (r->held >= 0)
 		br__ring_buf_return(o->w, (unsigned)r->held);
-	while (r->qlen) {
-		struct rentry e = queue_pop(r);
-
-		if (e.res > 0)
-			br__ring_buf_return(o->w, e.bid);
-	}
+	return_queued(r);
+	br__mshot_queue_free(o);
 	r->magic = BR__MAGIC_DEAD;
-	free(r->q);
 	free(r->fbuf);
 	free(r);
 }

@@ -92,7 +92,7 @@ static int send_msg_ring(int fd)
 			    BR__REGISTER_SEND_MSG_RING, &sqe, 1);
 }
 
-static void arm_eventfd(struct br__ring *r)
+struct io_uring_sqe *br__ring_sqe(struct br__ring *r)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
 
@@ -100,6 +100,23 @@ static void arm_eventfd(struct br__ring *r)
 		io_uring_submit(&r->ring);
 		sqe = io_uring_get_sqe(&r->ring);
 	}
+	return sqe;
+}
+
+void br__ring_cancel(struct br__worker *w, uint64_t ud)
+{
+	struct io_uring_sqe *sqe = br__ring_sqe(&w->ring);
+
+	if (!sqe)
+		return; /* not reached after a flush; the request runs on */
+	io_uring_prep_cancel64(sqe, ud, 0);
+	io_uring_sqe_set_data64(sqe, BR__UD_IGNORE);
+}
+
+static void arm_eventfd(struct br__ring *r)
+{
+	struct io_uring_sqe *sqe = br__ring_sqe(r);
+
 	io_uring_prep_read(sqe, r->efd, &r->efd_buf, sizeof(r->efd_buf), 0);
 	io_uring_sqe_set_data64(sqe, BR__UD_EVENTFD);
 }
@@ -347,11 +364,7 @@ void br__ring_wake(struct br__worker *w)
 	me = br__worker_current();
 	if (me && me != w && me->ring.on &&
 	    (me->ring.features & BR_FEAT_MSG_RING)) {
-		sqe = io_uring_get_sqe(&me->ring.ring);
-		if (!sqe) {
-			io_uring_submit(&me->ring.ring);
-			sqe = io_uring_get_sqe(&me->ring.ring);
-		}
+		sqe = br__ring_sqe(&me->ring);
 		if (sqe) {
 			io_uring_prep_msg_ring(sqe, r->ring.ring_fd, 0,
 					       BR__UD_WAKE, 0);

@@ -80,6 +80,16 @@ void br__ring_reap(struct br__worker *w);
 void br__ring_poll(struct br__worker *w);
 
 /*
+ * br__ring_sqe - an SQE of r, submitting what is queued first if the SQ
+ * is full; NULL only if it is still full after that. Context: r's owner.
+ */
+struct io_uring_sqe *br__ring_sqe(struct br__ring *r);
+
+/* br__ring_cancel - ask the kernel to cancel the request carrying
+ * user_data ud on w's ring; the cancel's own CQE is ignored. Worker w. */
+void br__ring_cancel(struct br__worker *w, uint64_t ud);
+
+/*
  * br__ring_bufs - set up w's provided-buffer ring (group 0) if it is not
  * yet. Returns 0, or a negative errno when the kernel or memory says no
  * (remembered: later calls fail at once). Context: worker w.

@@ -516,23 +516,15 @@ int br_sleep_until(int64_t deadline)
 		return br_yield();
 	for (;;) {
 		w = br__worker_current();
-		tm = malloc(sizeof(*tm));
-		if (!tm)
-			return -ENOMEM;
 		seq = br__fiber_arm(w->fiber);
 		if (br__task_cancel_pending(t)) {
 			br__fiber_disarm(w->fiber, seq);
-			free(tm);
 			t->cancel_seen = 1;
 			return -ECANCELED;
 		}
-		tm->deadline = deadline;
-		tm->fiber = w->fiber;
-		tm->seq = seq;
-		tm->cb = NULL;
-		if (br__timer_add(w, tm) < 0) {
+		tm = br__timer_wake_at(w, deadline, w->fiber, seq);
+		if (!tm) {
 			br__fiber_disarm(w->fiber, seq);
-			free(tm);
 			return -ENOMEM;
 		}
 		br__task_suspend(1);

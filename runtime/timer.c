@@ -100,6 +100,24 @@ static void heap_remove(struct br__timers *tm, uint32_t i)
 	sift_up(h, i);
 }
 
+struct br__timer *br__timer_wake_at(struct br__worker *w, int64_t deadline,
+				    struct br__fiber *f, uint64_t seq)
+{
+	struct br__timer *t = malloc(sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->deadline = deadline;
+	t->fiber = f;
+	t->seq = seq;
+	t->cb = NULL;
+	if (br__timer_add(w, t) < 0) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
 int br__timer_add(struct br__worker *w, struct br__timer *t)
 {
 	struct br__timers *tm = &w->timers;

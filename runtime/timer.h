@@ -43,6 +43,14 @@ void br__timers_term(struct br__worker *w);
 int br__timer_add(struct br__worker *w, struct br__timer *t);
 
 /*
+ * br__timer_wake_at - a timer on w's heap that wakes fiber f from its
+ * suspension seq at deadline. NULL if out of memory. Undo it with
+ * br__timer_cancel() once f runs again. Context: code on f, on worker w.
+ */
+struct br__timer *br__timer_wake_at(struct br__worker *w, int64_t deadline,
+				    struct br__fiber *f, uint64_t seq);
+
+/*
  * br__timer_cancel - undo a fiber timer after its fiber woke. Frees t, or
  * hands it to the heap's owner to free. Context: code on the fiber.
  */

@@ -128,17 +128,7 @@ static int task_wait(struct br__task *t, br_future *const *fs, size_t n,
 		}
 		linked = link_all(fs, ws, n, &done);
 		if (!done && deadline >= 0) {
-			tm = malloc(sizeof(*tm));
-			if (tm) {
-				tm->deadline = deadline;
-				tm->fiber = f;
-				tm->seq = seq;
-				tm->cb = NULL;
-				if (br__timer_add(w, tm) < 0) {
-					free(tm);
-					tm = NULL;
-				}
-			}
+			tm = br__timer_wake_at(w, deadline, f, seq);
 			if (!tm) {
 				br__fiber_disarm(f, seq);
 				unlink_all(fs, ws, linked);

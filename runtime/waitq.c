@@ -371,18 +371,8 @@ static int task_end(struct br__wait *wt, int64_t deadline)
 			return give_up(wt, -ETIMEDOUT);
 		}
 		if (deadline >= 0) {
-			tm = malloc(sizeof(*tm));
-			if (tm) {
-				tm->deadline = deadline;
-				tm->fiber = wt->fiber;
-				tm->seq = wt->seq;
-				tm->cb = NULL;
-				if (br__timer_add(br__worker_current(), tm) <
-				    0) {
-					free(tm);
-					tm = NULL;
-				}
-			}
+			tm = br__timer_wake_at(br__worker_current(), deadline,
+					       wt->fiber, wt->seq);
 			if (!tm) {
 				br__fiber_disarm(wt->fiber, wt->seq);
 				return give_up(wt, -ENOMEM);

@@ -558,14 +558,17 @@ void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
 	br__worker_after(br__worker_current());
 }
 
-void br__worker_move(struct br__worker *w, struct br__fiber *f,
-		     struct br__worker *to)
+void br__worker_go(struct br__worker *to)
 {
-	w->after = BR__AFTER_MOVE;
-	w->after_fiber = f;
-	w->after_target = to;
-	br__fiber_switch_out(w, f, 0);
-	br__worker_after(br__worker_current());
+	struct br__worker *w;
+
+	while ((w = br__worker_current()) != to) {
+		w->after = BR__AFTER_MOVE;
+		w->after_fiber = w->fiber;
+		w->after_target = to;
+		br__fiber_switch_out(w, w->fiber, 0);
+		br__worker_after(br__worker_current());
+	}
 }
 
 /* ---- thread ---- */

@@ -116,12 +116,11 @@ void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
 		      int cancellable);
 
 /*
- * br__worker_move - the running fiber f, which is not armed, moves to
- * worker `to` (of the same runtime) through its remote queue. Returns
- * when f runs on `to`. Context: code on f.
+ * br__worker_go - move the calling task, whose fiber is not armed, to
+ * worker `to` (of its runtime) through that worker's remote queue, unless
+ * it runs there already. Returns running on `to`. Context: task.
  */
-void br__worker_move(struct br__worker *w, struct br__fiber *f,
-		     struct br__worker *to);
+void br__worker_go(struct br__worker *to);
 
 /* Finish what the fiber that switched out last left to do. Worker w. */
 void br__worker_after(struct br__worker *w);
