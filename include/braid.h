@@ -138,6 +138,7 @@ typedef struct br_future br_future;
 /* br_config.flags */
 #define BR_CONFIG_NO_URING 0x1u /* use the futex fallback, not io_uring */
 #define BR_CONFIG_QUIET 0x2u	/* no warning on stderr about fallbacks */
+#define BR_CONFIG_NO_ZYGOTE 0x4u /* no process pools (see br_pool_new) */
 
 /*
  * Runtime configuration. A zero field means "the environment variable if
@@ -1360,6 +1361,212 @@ BR_API int br_exec_status(const br_future *f, int *code, int *signo);
  * Borrows f. Context: any thread.
  */
 BR_API int br_exec_exit_code(const br_future *f);
+
+
+/* ------------------------------------------------------------------ */
+/* Process pool                                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A pool of worker processes for CPU-bound jobs (Python's
+ * multiprocessing.Pool and ProcessPoolExecutor), awaited like any task.
+ *
+ * Where workers come from. Forking a multi-threaded process is unsafe, so
+ * workers are forked by a zygote: a copy of the program made by the first
+ * br_runtime_new() of the process, before that runtime starts any thread,
+ * while the process has exactly one thread (the zygote is shared by every
+ * runtime of the process, and the last br_runtime_free() ends and reaps
+ * it). A runtime created while the process already has other threads and
+ * no zygote exists cannot have pools (br_pool_new() gives -ENOTSUP), nor
+ * can one created with BR_CONFIG_NO_ZYGOTE or BRAID_NO_ZYGOTE=1.
+ *
+ * What a worker sees. The program as it was when the zygote was forked:
+ * its code (so function pointers from the program and the libraries it
+ * had loaded are valid; not from a library dlopen()ed later), its globals
+ * as they were then, and only stdin, stdout and stderr of its fds. It
+ * runs br_pool_config.init once, then jobs, one at a time. Workers are
+ * children of the thread that created the runtime, get SIGKILL when it
+ * ends (PR_SET_PDEATHSIG), and leave with _exit() (no atexit handlers, no
+ * stdio flush). A program that reaps children itself (waitpid(-1), or
+ * SIGCHLD set to SIG_IGN) loses the exit status of workers that die: the
+ * job still fails, with a message saying so.
+ *
+ * Jobs. A job is a function and input bytes; it writes output bytes with
+ * br_job_write() and returns 0, or fails by returning a negative code
+ * (br_job_fail() adds a message). Inputs are copied into shared memory
+ * (inline in a ring slot, or an arena for large ones; there is no per-job
+ * system call while workers are busy), idle workers take the next job
+ * (pull, not push), and the output comes back as the future's bytes
+ * (br_future_bytes).
+ *
+ * Faults. A worker that dies (a crash, abort(), SIGKILL from anyone)
+ * fails only the job it was running, with BR_EWORKERDIED and a message
+ * naming the signal or exit code, and is replaced; nothing else is lost.
+ * A job over its timeout fails with -ETIMEDOUT and only its worker is
+ * killed and replaced. br_cancel() on a queued job removes it; on a
+ * running one it kills that job's worker (which is replaced) and the
+ * future ends CANCELLED.
+ */
+typedef struct br_pool br_pool;
+typedef struct br_job br_job;
+
+/* A job: reads len bytes at in (valid for the call), writes its output
+ * with br_job_write(), returns 0 or a negative error. Runs in a worker
+ * process, on its only thread, outside any runtime. */
+typedef int (*br_job_fn)(br_job *job, const void *in, size_t len);
+
+/* A worker's initializer: arg/len are a copy of br_pool_config's init_arg
+ * bytes. Returns 0, or a negative error that fails br_pool_new(). */
+typedef int (*br_pool_init_fn)(const void *arg, size_t len);
+
+/*
+ * br_pool_config - zero fields take the defaults.
+ *
+ *   workers       worker processes: default the number of online CPUs,
+ *                 at most 256.
+ *   init          run once in each worker before its first job
+ *                 (replacements included); NULL: none.
+ *   init_arg, init_len
+ *                 bytes copied to each worker for init, at most 64 KiB.
+ *   max_jobs      a worker that has run this many jobs exits and is
+ *                 replaced (maxtasksperchild); 0: no limit.
+ *   timeout_ms    default per-job time limit, counted from when a worker
+ *                 starts the job; 0: none.
+ *   max_payload   largest input or output of one job (or one br_map
+ *                 chunk), default 64 MiB, at most 1 GiB.
+ */
+typedef struct br_pool_config {
+	unsigned workers;
+	br_pool_init_fn init;
+	const void *init_arg;
+	size_t init_len;
+	unsigned max_jobs;
+	int64_t timeout_ms;
+	size_t max_payload;
+} br_pool_config;
+
+/*
+ * br_pool_new - start a pool of worker processes for rt.
+ *
+ * Returns once every worker has run its initializer. Stores the pool in
+ * *out and returns 0. Errors: -EINVAL (out or rt NULL, a field out of
+ * range), BR_EBADOBJ, BR_ECLOSED, -ENOTSUP (rt has no zygote: see above),
+ * the first worker's initializer error, -ENOMEM, or the error of a system
+ * call (memfd_create, eventfd, fork in the zygote). Context: any thread
+ * (a task suspends; a plain thread blocks).
+ */
+BR_API int br_pool_new(br_pool **out, br_runtime *rt,
+		       const br_pool_config *cfg);
+
+/*
+ * br_pool_free - cancel every job still queued or running (their futures
+ * end CANCELLED), kill and reap every worker, and free the pool. Futures
+ * stay valid for whoever holds them. To drain instead, await the futures
+ * first. Must be called before br_runtime_free() of the pool's runtime.
+ * NULL is a no-op. Context: any thread (a task suspends; a plain thread
+ * blocks), not a job.
+ */
+BR_API void br_pool_free(br_pool *pool);
+
+/*
+ * br_submit - run fn(in, len) in a worker (ProcessPoolExecutor.submit).
+ * in is copied before the call returns. The future completes DONE with
+ * the job's output as its bytes, or FAILED with the job's error (and
+ * message), BR_EWORKERDIED or -ETIMEDOUT, or CANCELLED.
+ *
+ * Returns a new reference, never NULL: a FAILED future with -EINVAL (fn
+ * NULL, in NULL with len > 0), BR_EBADOBJ, BR_ECLOSED (the pool or its
+ * runtime is closing), -EMSGSIZE (len over max_payload) or -ENOMEM.
+ * Context: any thread.
+ */
+BR_API br_future *br_submit(br_pool *pool, br_job_fn fn, const void *in,
+			    size_t len);
+
+/* br_submit_timeout - br_submit() with its own time limit: > 0 ms, or 0
+ * for none (the pool's default does not apply). */
+BR_API br_future *br_submit_timeout(br_pool *pool, br_job_fn fn,
+				    const void *in, size_t len,
+				    int64_t timeout_ms);
+
+/*
+ * br_map - run fn on each of the n items of item_size bytes at items
+ * (Pool.map), chunk items per job (0: about n / (4 * workers), bounded by
+ * the size of a ring slot). items is read as chunks are handed to
+ * workers, so it must stay valid until the future completes.
+ *
+ * The future completes DONE once every item has; its outputs are read in
+ * input order with br_map_result(). If items fail, it ends FAILED with the
+ * error of the lowest-numbered failed item and a message naming it.
+ * br_cancel() cancels every chunk. n == 0 completes DONE at once.
+ * Returns a new reference, never NULL; errors as br_submit(), and
+ * -EINVAL for items NULL with n > 0 or item_size 0.
+ */
+BR_API br_future *br_map(br_pool *pool, br_job_fn fn, const void *items,
+			 size_t item_size, size_t n, size_t chunk);
+
+/*
+ * br_map_result - the output of item i of a DONE br_map() future: its
+ * address (NULL if i is out of range or f is not such a future) and its
+ * length in *len. Valid while the caller holds f. Context: any thread.
+ */
+BR_API const void *br_map_result(const br_future *f, size_t i, size_t *len);
+
+/* br_imap_new flags */
+#define BR_IMAP_UNORDERED 0x1u /* completion order, not input order */
+
+typedef struct br_imap br_imap;
+
+/*
+ * br_imap_new - start running fn over items as br_map() does, and iterate
+ * over the results as they come (Pool.imap, imap_unordered). items must
+ * stay valid until br_imap_free(). Errors as br_map(), returned.
+ * Context: any thread.
+ */
+BR_API int br_imap_new(br_imap **out, br_pool *pool, br_job_fn fn,
+		       const void *items, size_t item_size, size_t n,
+		       size_t chunk, unsigned flags);
+
+/*
+ * br_imap_next - wait for the next item: in input order, or with
+ * BR_IMAP_UNORDERED in the order chunks complete. Stores its index in
+ * *index and, if it succeeded, its output in *out and *len (valid until the
+ * next call or br_imap_free; any pointer may be NULL) and returns 0; if
+ * it failed, returns its error (br_imap_message() says more). BR_EDONE
+ * once every item has been returned. -ECANCELED if the calling task is
+ * cancelled. Context: any thread (a task suspends; a thread blocks); one
+ * caller at a time.
+ */
+BR_API int br_imap_next(br_imap *it, size_t *index, const void **out,
+			size_t *len);
+
+/* br_imap_message - the message of the item br_imap_next last returned an
+ * error for, "" otherwise. */
+BR_API const char *br_imap_message(const br_imap *it);
+
+/* br_imap_free - cancel what is left and free it. NULL is a no-op. */
+BR_API void br_imap_free(br_imap *it);
+
+/*
+ * br_job_write - append len bytes to the output of the running job.
+ * Returns 0, -EINVAL (job NULL, or data NULL with len > 0), -EMSGSIZE
+ * (the output would pass max_payload). Context: the job, in its worker.
+ */
+BR_API int br_job_write(br_job *job, const void *data, size_t len);
+
+/*
+ * br_job_fail - set the message the job's future fails with; returns
+ * error, so a job can end with `return br_job_fail(job, -EINVAL, "...")`.
+ * error must be negative (-EINVAL is used otherwise). message may be
+ * NULL. Context: the job, in its worker.
+ */
+BR_API int br_job_fail(br_job *job, int error, const char *message);
+
+/*
+ * br_pool_pids - store up to n of the pool's current worker pids in pids;
+ * returns how many workers the pool has, or -EINVAL / BR_EBADOBJ.
+ * A pid is 0 while that worker is being replaced. Context: any thread.
+ */
+BR_API int br_pool_pids(br_pool *pool, pid_t *pids, size_t n);
 
 #ifdef __cplusplus
 }

@@ -58,6 +58,7 @@
 #include <string.h>
 
 #include "future.h"
+#include "pool.h"
 #include "task.h"
 #include "worker.h"
 
@@ -373,6 +374,8 @@ void br_future_release(br_future *f)
 	BR_ASSERT(f->head == NULL);
 	if (f->kind == BR__F_PROMISE) {
 		promise_free(f);
+	} else if (f->kind == BR__F_JOB) {
+		br__job_free(f);
 	} else {
 		br__task_free((struct br__task *)f);
 	}
@@ -471,6 +474,8 @@ int br_cancel(br_future *f)
 	case BR__F_PROMISE:
 		return br__future_complete(f, BR_CANCELLED, NULL, NULL, 0,
 					   -ECANCELED, "cancelled");
+	case BR__F_JOB:
+		return br__job_cancel(f);
 	default:
 		return BR_EDONE;
 	}

@@ -21,6 +21,7 @@ enum br__fkind {
 	BR__F_TASK,	/* a struct br__task */
 	BR__F_CALLBACK, /* a br_call_soon/later record (also a br__task) */
 	BR__F_STATIC,	/* immortal (the out-of-memory future) */
+	BR__F_JOB,	/* a process-pool job or br_map (pool.c) */
 };
 
 /* Bits of br_future.st: the br_state in the low two bits, a lock, and

@@ -48,6 +48,7 @@
 #include "blocking.h"
 #include "task.h"
 #include "worker.h"
+#include "zygote.h"
 
 #define MAX_WORKERS 1024
 #define MAX_BLOCKING_THREADS 4096
@@ -88,7 +89,7 @@ static int configure(struct br_runtime *rt, const br_config *cfg)
 	br_config c = cfg ? *cfg : (br_config){ 0 };
 	long ncpu;
 
-	if (c.flags & ~(BR_CONFIG_NO_URING | BR_CONFIG_QUIET))
+	if (c.flags & ~(BR_CONFIG_NO_URING | BR_CONFIG_QUIET | BR_CONFIG_NO_ZYGOTE))
 		return -EINVAL;
 	if (!c.workers)
 		c.workers = (unsigned)env_size("BRAID_WORKERS");
@@ -113,6 +114,8 @@ static int configure(struct br_runtime *rt, const br_config *cfg)
 		return -EINVAL;
 	if (env_size("BRAID_NO_URING"))
 		c.flags |= BR_CONFIG_NO_URING;
+	if (env_size("BRAID_NO_ZYGOTE"))
+		c.flags |= BR_CONFIG_NO_ZYGOTE;
 	if (!c.blocking_threads)
 		c.blocking_threads =
 			(unsigned)env_size("BRAID_BLOCKING_THREADS");
@@ -168,6 +171,8 @@ static void free_runtime(struct br_runtime *rt, unsigned nworkers)
 	br__stack_pool_term(&rt->stacks);
 	br__idle_term(&rt->idle);
 	br__inject_term(&rt->inject);
+	if (rt->zygote)
+		br__zygote_put();
 	pthread_mutex_destroy(&rt->start_lock);
 	pthread_cond_destroy(&rt->start_cond);
 	rt->magic = BR__MAGIC_DEAD;
@@ -235,6 +240,9 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 			return -ENOMEM;
 		}
 	}
+	/* The zygote must be forked before this runtime's first thread. */
+	if (!(rt->flags & BR_CONFIG_NO_ZYGOTE))
+		rt->zygote = br__zygote_get();
 	br__signals_block(&old);
 	for (i = 0; i < rt->nworkers; i++) {
 		ret = pthread_create(&rt->workers[i].thread, NULL,

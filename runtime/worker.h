@@ -97,6 +97,7 @@ struct br_runtime {
 	int ring_err; /* first ring set-up error, for the warning */
 	struct br__worker *workers;    /* nworkers of them, cache aligned */
 	struct br__blocking *blocking; /* br_spawn_blocking's pool */
+	int zygote; /* holds a reference to the zygote (pool.c) */
 };
 
 /* The worker running the calling thread, or NULL. noinline: a task may
