@@ -1372,13 +1372,17 @@ BR_API int br_exec_exit_code(const br_future *f);
  * multiprocessing.Pool and ProcessPoolExecutor), awaited like any task.
  *
  * Where workers come from. Forking a multi-threaded process is unsafe, so
- * workers are forked by a zygote: a copy of the program made by the first
- * br_runtime_new() of the process, before that runtime starts any thread,
- * while the process has exactly one thread (the zygote is shared by every
- * runtime of the process, and the last br_runtime_free() ends and reaps
- * it). A runtime created while the process already has other threads and
- * no zygote exists cannot have pools (br_pool_new() gives -ENOTSUP), nor
- * can one created with BR_CONFIG_NO_ZYGOTE or BRAID_NO_ZYGOTE=1.
+ * workers are forked by a zygote: a copy of the program made while the
+ * process has exactly one thread, which forks workers on request. It is
+ * made by br_zygote_start() if the program calls it (first thing in
+ * main, or in a constructor, before any thread starts; that zygote lives
+ * until the process exits), else by the first br_runtime_new() that finds
+ * the process single-threaded, before that runtime starts any thread
+ * (that zygote is shared by every runtime of the process, and the last
+ * br_runtime_free() ends and reaps it). A runtime created while the
+ * process already has other threads and no zygote exists cannot have
+ * pools (br_pool_new() gives -ENOTSUP), nor can one created with
+ * BR_CONFIG_NO_ZYGOTE or BRAID_NO_ZYGOTE=1.
  *
  * What a worker sees. The program as it was when the zygote was forked:
  * its code (so function pointers from the program and the libraries it
@@ -1409,6 +1413,14 @@ BR_API int br_exec_exit_code(const br_future *f);
  */
 typedef struct br_pool br_pool;
 typedef struct br_job br_job;
+
+/*
+ * br_zygote_start - fork the zygote now, for a program that will have
+ * threads before its first br_runtime_new() (see above). Returns 0 (also
+ * when already done), -EBUSY if the process already has other threads,
+ * or the error of socketpair() or fork(). Context: the only thread.
+ */
+BR_API int br_zygote_start(void);
 
 /* A job: reads len bytes at in (valid for the call), writes its output
  * with br_job_write(), returns 0 or a negative error. Runs in a worker

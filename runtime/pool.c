@@ -222,8 +222,9 @@ static void wake_workers(struct br_pool *p, int n)
 {
 	struct br__pool_shm *s = p->shm;
 
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&s->sleepers, memory_order_relaxed)) {
+	/* A seq_cst read-modify-write orders the slot's publication before
+	 * the read of sleepers (pool_shm.h, Doorbells). */
+	if (atomic_fetch_add_explicit(&s->sleepers, 0, memory_order_seq_cst)) {
 		atomic_fetch_add_explicit(&s->job_bell, 1, memory_order_release);
 		br__shm_futex_wake(&s->job_bell, n);
 	}
@@ -1347,8 +1348,15 @@ static int make_chunks(struct br_pool *p, br_job_fn fn, const char *items,
 		cs[c]->map = m;
 		made++;
 	}
-	if (m)
-		atomic_store_explicit(&m->left, nchunks, memory_order_relaxed);
+	if (r == 0) {
+		/* Visible before any chunk can complete; one extra count
+		 * keeps the map pending until every chunk is queued. */
+		*out = cs;
+		*nout = nchunks;
+		if (m)
+			atomic_store_explicit(&m->left, nchunks + 1,
+					      memory_order_release);
+	}
 	for (size_t c = 0; r == 0 && c < nchunks; c++) {
 		r = enqueue(p, cs[c], 0);
 		if (r < 0) {
@@ -1371,8 +1379,8 @@ static int make_chunks(struct br_pool *p, br_job_fn fn, const char *items,
 		return r;
 	}
 	wake_workers(p, (int)p->nworkers);
-	*out = cs;
-	*nout = nchunks;
+	if (m)
+		map_chunk_done(m); /* the extra count */
 	return r < 0 ? 1 : 0;
 }
 
@@ -1685,20 +1693,29 @@ static unsigned online_cpus(void)
 /* Kill every worker, wait for forks in flight, reap. Caller set closing. */
 static void stop_workers(struct br_pool *p)
 {
+	int *fds = malloc(p->nworkers * sizeof(*fds));
+	unsigned n = 0;
+
 	pthread_mutex_lock(&p->lock);
-	for (unsigned w = 0; w < p->nworkers; w++)
-		kill_pidfd(p->w[w].pidfd);
-	while (p->inflight)
-		pthread_cond_wait(&p->quiet, &p->lock);
-	pthread_mutex_unlock(&p->lock);
 	for (unsigned w = 0; w < p->nworkers; w++) {
-		if (p->w[w].pidfd >= 0) {
-			reap(p->w[w].pidfd);
-			close(p->w[w].pidfd);
-		}
+		if (p->w[w].pidfd < 0)
+			continue;
+		kill_pidfd(p->w[w].pidfd);
+		if (fds)
+			fds[n++] = p->w[w].pidfd;
+		else
+			reap(p->w[w].pidfd), close(p->w[w].pidfd);
 		p->w[w].pidfd = -1;
 		p->w[w].pid = 0;
 	}
+	while (p->inflight)
+		pthread_cond_wait(&p->quiet, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < n; i++) {
+		reap(fds[i]);
+		close(fds[i]);
+	}
+	free(fds);
 }
 
 /* Start the workers and wait until each has run its initializer. */

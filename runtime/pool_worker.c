@@ -207,10 +207,10 @@ static void ring_collector(struct br__pool_shm *s, int efd)
 {
 	uint64_t one = 1;
 
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&s->collector_waiting, memory_order_relaxed) &&
-	    atomic_exchange_explicit(&s->collector_waiting, 0,
-				     memory_order_acq_rel))
+	/* A seq_cst read-modify-write: ordered after the release of the
+	 * slot and the push of the result (pool_shm.h, Doorbells). */
+	if (atomic_exchange_explicit(&s->collector_waiting, 0,
+				     memory_order_seq_cst))
 		(void)!write(efd, &one, sizeof(one));
 }
 

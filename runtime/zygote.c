@@ -13,6 +13,10 @@
  *   program, which waits for it through a pidfd and reads its exit status
  *   itself, and answers with the pid.
  *
+ *   A program that starts threads of its own before its first runtime
+ *   (or a library that does, before main) calls br_zygote_start() first
+ *   thing instead; that zygote then lives as long as the process.
+ *
  *   The zygote closes every fd but its socket and 0-2 at birth: a copy of
  *   a listening socket or of a pipe's write end living on in it would
  *   keep connections and pipes open behind the program's back. It dies
@@ -44,6 +48,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "braid.h"
 #include "pool_shm.h"
 #include "zygote.h"
 
@@ -58,6 +63,7 @@ static pthread_mutex_t xlock = PTHREAD_MUTEX_INITIALIZER;
 static int zsock = -1;
 static pid_t zpid;
 static unsigned zrefs;
+static int pinned; /* br_zygote_start() holds a reference for good */
 
 /* Threads of this process, from /proc/self/stat; 0 if unknown. */
 static long threads_now(void)
@@ -201,6 +207,24 @@ int br__zygote_get(void)
 	}
 	pthread_mutex_unlock(&zlock);
 	return ok;
+}
+
+int br_zygote_start(void)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&zlock);
+	if (!pinned) {
+		if (zsock >= 0)
+			zrefs++;
+		else if (threads_now() != 1)
+			r = -EBUSY;
+		else if ((r = start()) == 0)
+			zrefs = 1;
+		pinned = r == 0;
+	}
+	pthread_mutex_unlock(&zlock);
+	return r;
 }
 
 void br__zygote_put(void)

@@ -5,10 +5,12 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -39,6 +41,38 @@ br_runtime *t_runtime(unsigned workers, unsigned flags)
 	br_config cfg = { .workers = workers, .flags = flags };
 
 	return t_runtime_cfg(&cfg);
+}
+
+/* The number of live or zombie children of this process, from procfs. */
+int t_count_children(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		char path[300], buf[512], *p;
+		FILE *fp;
+		int ppid;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		fp = fopen(path, "r");
+		if (!fp)
+			continue;
+		p = fgets(buf, sizeof(buf), fp);
+		fclose(fp);
+		/* The command name may hold spaces: parse after its ')'. */
+		if (!p || !(p = strrchr(buf, ')')))
+			continue;
+		if (sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == getpid())
+			n++;
+	}
+	closedir(d);
+	return n;
 }
 
 static int count_dir(const char *path)

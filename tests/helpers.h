@@ -64,6 +64,10 @@ br_runtime *t_runtime_cfg(const br_config *cfg);
 /* t_count_threads - the number of threads of this process, from procfs. */
 int t_count_threads(void);
 
+/* Live or zombie children of this process, from procfs; -1 without
+ * /proc. Safe on any thread. */
+int t_count_children(void);
+
 /* t_count_fds - the number of open file descriptors of this process. */
 int t_count_fds(void);
 

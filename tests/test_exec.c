@@ -27,41 +27,10 @@ static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
 	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
 		for (unsigned flags = modes[mi_], once_ = 1; once_; once_ = 0)
 
-/* The number of live or zombie children of this process, from procfs. */
-static int count_children(void)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	int n = 0;
-
-	cr_assert_not_null(d);
-	while ((e = readdir(d))) {
-		char path[300], buf[512], *p;
-		FILE *fp;
-		int ppid;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		fp = fopen(path, "r");
-		if (!fp)
-			continue;
-		p = fgets(buf, sizeof(buf), fp);
-		fclose(fp);
-		/* The command name may hold spaces: parse after its ')'. */
-		if (!p || !(p = strrchr(buf, ')')))
-			continue;
-		if (sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == getpid())
-			n++;
-	}
-	closedir(d);
-	return n;
-}
-
 /* No child is left, alive or zombie, and none is waitable. */
 static void assert_no_children(void)
 {
-	cr_assert_eq(count_children(), 0, "a child process was left behind");
+	cr_assert_eq(t_count_children(), 0, "a child process was left behind");
 	cr_assert_eq(waitpid(-1, NULL, WNOHANG), -1);
 	cr_assert_eq(errno, ECHILD);
 }
@@ -335,7 +304,7 @@ Test(exec, cancel_kills_and_reaps_the_child, .timeout = 30)
 		br_future *f = br_exec(rt, sleeper, NULL);
 		br_future *g = br_exec(rt, sh("exec sleep 10"), &o);
 
-		cr_assert_eq(count_children(), 2);
+		cr_assert_eq(t_count_children(), 2);
 		br_sleep_ms(50);
 		cr_assert_eq(br_cancel(f), 0);
 		cr_assert_eq(br_cancel(g), 0);

@@ -1,0 +1,654 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_pool.c - the process pool: payload round trips (0 bytes to 64 MiB),
+ * map order, imap in order and unordered, failures that stay with their
+ * job (abort, SIGKILL from inside and outside, time limits) while the
+ * pool keeps serving, recycling after max_jobs, initializers, cancel,
+ * freeing with jobs in flight, mixing with task futures, bad input, and
+ * that no process outlives the runtime.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+/* ---- jobs (they run in worker processes) ---- */
+
+static int echo_job(br_job *job, const void *in, size_t len)
+{
+	return br_job_write(job, in, len);
+}
+
+static int sum_job(br_job *job, const void *in, size_t len)
+{
+	const int32_t *v = in;
+	int64_t s = 0;
+
+	for (size_t i = 0; i < len / sizeof(*v); i++)
+		s += v[i];
+	return br_job_write(job, &s, sizeof(s));
+}
+
+/* Output: the input item repeated (item[0] % 5) times, so outputs vary. */
+static int vary_job(br_job *job, const void *in, size_t len)
+{
+	uint32_t k;
+	int r = 0;
+
+	memcpy(&k, in, sizeof(k));
+	for (uint32_t i = 0; i < k % 5 && r == 0; i++)
+		r = br_job_write(job, in, len);
+	return r;
+}
+
+static int fail_odd_job(br_job *job, const void *in, size_t len)
+{
+	uint32_t k;
+
+	memcpy(&k, in, sizeof(k));
+	if (k % 2)
+		return br_job_fail(job, -EDOM, "odd item");
+	return br_job_write(job, &k, sizeof(k));
+}
+
+static int abort_job(br_job *job, const void *in, size_t len)
+{
+	abort();
+}
+
+static int self_kill_job(br_job *job, const void *in, size_t len)
+{
+	raise(SIGKILL);
+	return 0;
+}
+
+static int forever_job(br_job *job, const void *in, size_t len)
+{
+	for (;;)
+		pause();
+	return 0;
+}
+
+static int pid_job(br_job *job, const void *in, size_t len)
+{
+	pid_t p = getpid();
+
+	return br_job_write(job, &p, sizeof(p));
+}
+
+/* Sleeps the number of milliseconds in its input, then answers its pid. */
+static int nap_job(br_job *job, const void *in, size_t len)
+{
+	uint32_t ms;
+
+	memcpy(&ms, in, sizeof(ms));
+	usleep(ms * 1000);
+	return pid_job(job, in, len);
+}
+
+static int init_seen;
+
+static int init_fn(const void *arg, size_t len)
+{
+	memcpy(&init_seen, arg, sizeof(init_seen));
+	return 0;
+}
+
+static int init_fail_fn(const void *arg, size_t len)
+{
+	return -EPERM;
+}
+
+static int init_job(br_job *job, const void *in, size_t len)
+{
+	return br_job_write(job, &init_seen, sizeof(init_seen));
+}
+
+/* ---- helpers (test thread) ---- */
+
+/* Criterion starts a thread in each test process before the test runs:
+ * fork the zygote while the process still has one. */
+__attribute__((constructor)) static void start_zygote(void)
+{
+	br_zygote_start();
+}
+
+/* This process's children that are not the zygote: workers, zombies. */
+static int count_stray(void)
+{
+	int n = t_count_children();
+
+	return n - 1; /* the zygote lives as long as the process */
+}
+
+static br_pool *pool_of(br_runtime *rt, const br_pool_config *cfg)
+{
+	br_pool *p = NULL;
+	int r = br_pool_new(&p, rt, cfg);
+
+	cr_assert_eq(r, 0, "br_pool_new: %s (%d)", br_strerror(r), r);
+	return p;
+}
+
+/* Frees pool and runtime, then checks no process is left. */
+static void finish(br_pool *p, br_runtime *rt)
+{
+	br_pool_free(p);
+	br_runtime_free(rt);
+	cr_assert_eq(count_stray(), 0, "a process was left behind");
+	cr_assert_eq(waitpid(-1, NULL, WNOHANG), 0, "only the zygote is a child");
+}
+
+static void assert_sum(br_future *f, int64_t want)
+{
+	const int64_t *v;
+	size_t len = 0;
+	int r = br_await(f, NULL);
+
+	cr_assert_eq(r, 0, "job failed: %d %s", r, br_future_message(f));
+	v = br_future_bytes(f, &len);
+	cr_assert_eq(len, sizeof(*v));
+	cr_assert_eq(*v, want);
+	br_future_release(f);
+}
+
+static int64_t run_sums(br_pool *p, int n)
+{
+	int32_t in[4] = { 1, 2, 3, 4 };
+	br_future **fs = malloc(n * sizeof(*fs));
+	int64_t ok = 0;
+
+	for (int i = 0; i < n; i++) {
+		in[0] = i;
+		fs[i] = br_submit(p, sum_job, in, sizeof(in));
+	}
+	for (int i = 0; i < n; i++) {
+		const int64_t *v = NULL;
+
+		if (br_await(fs[i], NULL) == 0) {
+			v = br_future_bytes(fs[i], NULL);
+			ok += v && *v == i + 9;
+		}
+		br_future_release(fs[i]);
+	}
+	free(fs);
+	return ok;
+}
+
+/* ---- tests ---- */
+
+Test(pool, payloads_round_trip_from_empty_to_64_mib, .timeout = 120)
+{
+	static const size_t sizes[] = { 0,	   1,	     100,
+					16 << 10,  (16 << 10) + 1, 1 << 20,
+					5 << 20,   64 << 20 };
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
+	unsigned char *buf = malloc(64 << 20);
+
+	for (size_t i = 0; i < (64u << 20); i++)
+		buf[i] = (unsigned char)(i * 131 + 7);
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		br_future *f = br_submit(p, echo_job, buf, sizes[k]);
+		const void *out;
+		size_t len = 1;
+		int r = br_await(f, NULL);
+
+		cr_assert_eq(r, 0, "%zu bytes: %s", sizes[k],
+			     br_future_message(f));
+		out = br_future_bytes(f, &len);
+		cr_assert_eq(len, sizes[k]);
+		cr_assert(sizes[k] == 0 || memcmp(out, buf, sizes[k]) == 0,
+			  "%zu bytes came back changed", sizes[k]);
+		br_future_release(f);
+	}
+	free(buf);
+	finish(p, rt);
+}
+
+Test(pool, input_over_max_payload_is_emsgsize_at_submit)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){
+					 .workers = 1, .max_payload = 1 << 20 });
+	char *big = calloc(1, (1 << 20) + 1);
+	br_future *f = br_submit(p, echo_job, big, (1 << 20) + 1);
+
+	cr_assert_eq(br_future_error(f), -EMSGSIZE);
+	br_future_release(f);
+	/* An output over the limit fails its job, not the pool. */
+	f = br_submit(p, vary_job, (uint32_t[]){ 4 }, 4);
+	cr_assert_eq(br_await(f, NULL), 0);
+	br_future_release(f);
+	free(big);
+	finish(p, rt);
+}
+
+Test(pool, map_preserves_order_with_varied_outputs)
+{
+	enum { N = 5000 };
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
+	uint32_t *items = malloc(N * sizeof(*items));
+	br_future *f;
+
+	for (uint32_t i = 0; i < N; i++)
+		items[i] = i * 7;
+	f = br_map(p, vary_job, items, sizeof(*items), N, 0);
+	cr_assert_eq(br_await(f, NULL), 0, "%s", br_future_message(f));
+	for (uint32_t i = 0; i < N; i++) {
+		size_t len = 99;
+		const uint32_t *o = br_map_result(f, i, &len);
+
+		cr_assert_eq(len, (items[i] % 5) * sizeof(uint32_t), "item %u",
+			     i);
+		for (size_t k = 0; k < len / sizeof(uint32_t); k++)
+			cr_assert_eq(o[k], items[i]);
+	}
+	cr_assert_null(br_map_result(f, N, NULL));
+	br_future_release(f);
+	/* An empty map is DONE at once; a small explicit chunk works. */
+	f = br_map(p, vary_job, items, sizeof(*items), 0, 0);
+	cr_assert_eq(br_future_state(f), BR_DONE);
+	br_future_release(f);
+	f = br_map(p, sum_job, items, sizeof(*items), 10, 3);
+	cr_assert_eq(br_await(f, NULL), 0);
+	for (uint32_t i = 0; i < 10; i++)
+		cr_assert_eq(*(const int64_t *)br_map_result(f, i, NULL),
+			     items[i]);
+	br_future_release(f);
+	free(items);
+	finish(p, rt);
+}
+
+Test(pool, map_fails_with_the_lowest_failed_item)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
+	uint32_t items[100];
+	br_future *f;
+
+	for (uint32_t i = 0; i < 100; i++)
+		items[i] = i < 41 ? 2 * i : i;
+	f = br_map(p, fail_odd_job, items, sizeof(items[0]), 100, 4);
+	cr_assert_eq(br_await(f, NULL), -EDOM);
+	cr_assert(strstr(br_future_message(f), "item 41") != NULL, "%s",
+		  br_future_message(f));
+	cr_assert(strstr(br_future_message(f), "odd item") != NULL);
+	br_future_release(f);
+	finish(p, rt);
+}
+
+static void check_imap(unsigned flags)
+{
+	enum { N = 3000 };
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
+	uint32_t *items = malloc(N * sizeof(*items));
+	char *seen = calloc(N, 1);
+	size_t idx, len, count = 0, last = 0;
+	const void *out;
+	br_imap *it;
+	int r;
+
+	for (uint32_t i = 0; i < N; i++)
+		items[i] = i;
+	cr_assert_eq(br_imap_new(&it, p, fail_odd_job, items, sizeof(*items),
+				 N, 7, flags),
+		     0);
+	while ((r = br_imap_next(it, &idx, &out, &len)) != BR_EDONE) {
+		cr_assert(idx < N);
+		cr_assert_eq(seen[idx], 0, "item %zu twice", idx);
+		seen[idx] = 1;
+		if (!(flags & BR_IMAP_UNORDERED))
+			cr_assert(count == 0 || idx == last + 1);
+		last = idx;
+		count++;
+		if (idx % 2) {
+			cr_assert_eq(r, -EDOM);
+			cr_assert_str_eq(br_imap_message(it), "odd item");
+		} else {
+			cr_assert_eq(r, 0);
+			cr_assert_eq(len, 4);
+			cr_assert_eq(*(const uint32_t *)out, idx);
+		}
+	}
+	cr_assert_eq(count, N);
+	cr_assert_eq(br_imap_next(it, &idx, &out, &len), BR_EDONE);
+	br_imap_free(it);
+	free(items);
+	free(seen);
+	finish(p, rt);
+}
+
+Test(pool, imap_in_input_order)
+{
+	check_imap(0);
+}
+
+Test(pool, imap_unordered_returns_every_item_once)
+{
+	check_imap(BR_IMAP_UNORDERED);
+}
+
+Test(pool, job_error_and_message_reach_the_future)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
+	br_future *f = br_submit(p, fail_odd_job, (uint32_t[]){ 3 }, 4);
+
+	cr_assert_eq(br_await(f, NULL), -EDOM);
+	cr_assert_eq(br_future_state(f), BR_FAILED);
+	cr_assert_str_eq(br_future_message(f), "odd item");
+	br_future_release(f);
+	finish(p, rt);
+}
+
+/* Each fault fails its own job with the right error, and the pool then
+ * serves 10,000 more jobs. */
+Test(pool, faults_fail_alone_and_the_pool_keeps_serving, .timeout = 120)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
+	br_future *f;
+	pid_t pids[2];
+	uint32_t ms = 5000;
+	int64_t t0;
+
+	f = br_submit(p, abort_job, NULL, 0);
+	cr_assert_eq(br_await(f, NULL), BR_EWORKERDIED);
+	cr_assert(strstr(br_future_message(f), "signal 6") != NULL, "%s",
+		  br_future_message(f));
+	br_future_release(f);
+	cr_assert_eq(run_sums(p, 10000), 10000);
+
+	f = br_submit(p, self_kill_job, NULL, 0);
+	cr_assert_eq(br_await(f, NULL), BR_EWORKERDIED);
+	cr_assert(strstr(br_future_message(f), "signal 9") != NULL);
+	br_future_release(f);
+	cr_assert_eq(run_sums(p, 10000), 10000);
+
+	/* Killed from outside while running. */
+	f = br_submit(p, nap_job, &ms, sizeof(ms));
+	cr_assert_eq(br_pool_pids(p, pids, 2), 2);
+	usleep(100 * 1000);
+	kill(pids[0], SIGKILL);
+	kill(pids[1], SIGKILL);
+	cr_assert_eq(br_await(f, NULL), BR_EWORKERDIED);
+	br_future_release(f);
+	cr_assert_eq(run_sums(p, 10000), 10000);
+
+	t0 = br_now_ns();
+	f = br_submit_timeout(p, forever_job, NULL, 0, 50);
+	cr_assert_eq(br_await(f, NULL), -ETIMEDOUT);
+	cr_assert_lt(t_elapsed_ms(t0), 2000);
+	br_future_release(f);
+	cr_assert_eq(run_sums(p, 10000), 10000);
+	finish(p, rt);
+}
+
+Test(pool, default_timeout_applies_and_others_finish)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2,
+						     .timeout_ms = 100 });
+	br_future *slow = br_submit(p, forever_job, NULL, 0);
+	br_future *quick = br_submit(p, nap_job, (uint32_t[]){ 10 }, 4);
+
+	cr_assert_eq(br_await(slow, NULL), -ETIMEDOUT);
+	cr_assert_eq(br_await(quick, NULL), 0);
+	br_future_release(slow);
+	br_future_release(quick);
+	finish(p, rt);
+}
+
+Test(pool, max_jobs_recycles_workers)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1,
+						     .max_jobs = 3 });
+	pid_t seen[12];
+	int distinct = 0;
+
+	for (int i = 0; i < 12; i++) {
+		br_future *f = br_submit(p, pid_job, NULL, 0);
+
+		cr_assert_eq(br_await(f, NULL), 0, "%s", br_future_message(f));
+		seen[i] = *(const pid_t *)br_future_bytes(f, NULL);
+		br_future_release(f);
+	}
+	for (int i = 0; i < 12; i++)
+		distinct += i == 0 || seen[i] != seen[i - 1];
+	cr_assert_eq(distinct, 4, "12 jobs, 3 per worker: 4 workers");
+	finish(p, rt);
+}
+
+Test(pool, initializer_state_is_visible_to_jobs)
+{
+	int v = 4242;
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2,
+						     .init = init_fn,
+						     .init_arg = &v,
+						     .init_len = sizeof(v) });
+
+	for (int i = 0; i < 8; i++) {
+		br_future *f = br_submit(p, init_job, NULL, 0);
+
+		cr_assert_eq(br_await(f, NULL), 0);
+		cr_assert_eq(*(const int *)br_future_bytes(f, NULL), 4242);
+		br_future_release(f);
+	}
+	cr_assert_eq(init_seen, 0, "the parent never runs the initializer");
+	finish(p, rt);
+}
+
+Test(pool, failing_initializer_fails_pool_new)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_pool *p = NULL;
+
+	cr_assert_eq(br_pool_new(&p, rt,
+				 &(br_pool_config){ .workers = 2,
+						    .init = init_fail_fn }),
+		     -EPERM);
+	cr_assert_null(p);
+	br_runtime_free(rt);
+	cr_assert_eq(count_stray(), 0);
+}
+
+Test(pool, cancel_queued_and_running_jobs)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
+	br_future *running = br_submit(p, forever_job, NULL, 0);
+	br_future *queued = br_submit(p, sum_job, NULL, 0);
+	pid_t before, after;
+
+	usleep(50 * 1000);
+	br_pool_pids(p, &before, 1);
+	cr_assert_eq(br_cancel(queued), 0);
+	cr_assert_eq(br_future_state(queued), BR_CANCELLED);
+	cr_assert_eq(br_cancel(running), 0);
+	cr_assert_eq(br_await(running, NULL), -ECANCELED);
+	cr_assert_eq(br_future_state(running), BR_CANCELLED);
+	assert_sum(br_submit(p, sum_job, (int32_t[]){ 5, 6 }, 8), 11);
+	br_pool_pids(p, &after, 1);
+	cr_assert_neq(before, after, "the running job's worker was replaced");
+	br_future_release(running);
+	br_future_release(queued);
+	finish(p, rt);
+}
+
+Test(pool, free_with_jobs_in_flight_cancels_them)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
+	br_future *fs[600];
+
+	for (int i = 0; i < 600; i++)
+		fs[i] = br_submit(p, nap_job, (uint32_t[]){ i < 2 ? 5000 : 1 },
+				  4);
+	br_pool_free(p);
+	for (int i = 0; i < 600; i++) {
+		br_state st = br_future_state(fs[i]);
+
+		cr_assert(st == BR_CANCELLED || st == BR_DONE, "job %d: %d", i,
+			  st);
+		br_future_release(fs[i]);
+	}
+	br_runtime_free(rt);
+	cr_assert_eq(count_stray(), 0);
+}
+
+struct mix {
+	br_pool *p;
+	int ok;
+};
+
+static void *answer_task(void *arg)
+{
+	return arg;
+}
+
+/* From a task: pool futures in gather, wait_any and as_completed along
+ * with task futures. */
+static void *mix_task(void *arg)
+{
+	struct mix *m = arg;
+	br_future *fs[4];
+	br_as_completed *ac;
+	int n = 0;
+
+	fs[0] = br_submit(m->p, sum_job, (int32_t[]){ 1, 2 }, 8);
+	fs[1] = br_spawn(br_current_runtime(), answer_task, (void *)7);
+	fs[2] = br_map(m->p, sum_job, (int32_t[]){ 1, 2, 3 }, 4, 3, 0);
+	fs[3] = br_submit(m->p, nap_job, (uint32_t[]){ 20 }, 4);
+	T_REQUIRE(br_wait_any(fs, 4, -1) >= 0);
+	T_REQUIRE(br_gather(fs, 4, NULL) == 0);
+	T_REQUIRE(*(const int64_t *)br_future_bytes(fs[0], NULL) == 3);
+	T_REQUIRE(*(const int64_t *)br_map_result(fs[2], 2, NULL) == 3);
+	ac = br_as_completed_new(fs, 4);
+	while (br_as_completed_next(ac))
+		n++;
+	br_as_completed_free(ac);
+	T_REQUIRE(n == 4);
+	for (int i = 0; i < 4; i++)
+		br_future_release(fs[i]);
+	m->ok = 1;
+	return NULL;
+}
+
+Test(pool, futures_mix_with_task_futures_from_a_task)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	struct mix m = { pool_of(rt, &(br_pool_config){ .workers = 2 }), 0 };
+	br_future *t = br_spawn(rt, mix_task, &m);
+
+	t_assert_task_ok(t);
+	cr_assert_eq(m.ok, 1);
+	finish(m.p, rt);
+}
+
+Test(pool, bad_input_gives_clear_errors)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_runtime *plain = t_runtime_cfg(
+		&(br_config){ .workers = 1, .flags = BR_CONFIG_NO_ZYGOTE });
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
+	br_pool *q = NULL;
+	br_imap *it = NULL;
+	br_future *f;
+
+	cr_assert_eq(br_pool_new(NULL, rt, NULL), -EINVAL);
+	cr_assert_eq(br_pool_new(&q, NULL, NULL), -EINVAL);
+	cr_assert_eq(br_pool_new(&q, plain, NULL), -ENOTSUP);
+	cr_assert_eq(br_pool_new(&q, rt,
+				 &(br_pool_config){ .workers = 100000 }),
+		     -EINVAL);
+	cr_assert_eq(br_pool_new(&q, rt, &(br_pool_config){ .timeout_ms = -1 }),
+		     -EINVAL);
+	f = br_submit(NULL, sum_job, NULL, 0);
+	cr_assert_eq(br_future_error(f), -EINVAL);
+	br_future_release(f);
+	f = br_submit(p, NULL, NULL, 0);
+	cr_assert_eq(br_future_error(f), -EINVAL);
+	br_future_release(f);
+	f = br_submit(p, sum_job, NULL, 5);
+	cr_assert_eq(br_future_error(f), -EINVAL);
+	br_future_release(f);
+	f = br_submit_timeout(p, sum_job, NULL, 0, -1);
+	cr_assert_eq(br_future_error(f), -EINVAL);
+	br_future_release(f);
+	f = br_map(p, sum_job, NULL, 4, 3, 0);
+	cr_assert_eq(br_future_error(f), -EINVAL);
+	br_future_release(f);
+	f = br_map(p, sum_job, "abcd", 0, 1, 0);
+	cr_assert_eq(br_future_error(f), -EINVAL);
+	br_future_release(f);
+	cr_assert_eq(br_imap_new(&it, p, sum_job, "abcd", 4, 1, 0, 0x80),
+		     -EINVAL);
+	cr_assert_eq(br_imap_new(NULL, p, sum_job, "abcd", 4, 1, 0, 0),
+		     -EINVAL);
+	cr_assert_eq(br_imap_next(NULL, NULL, NULL, NULL), -EINVAL);
+	cr_assert_eq(br_job_write(NULL, "x", 1), -EINVAL);
+	cr_assert_eq(br_job_fail(NULL, 3, NULL), -EINVAL);
+	cr_assert_eq(br_pool_pids(NULL, NULL, 0), -EINVAL);
+	br_pool_free(NULL);
+	br_imap_free(NULL);
+	/* A task future is not a map's. */
+	f = br_spawn(rt, answer_task, NULL);
+	br_await(f, NULL);
+	cr_assert_null(br_map_result(f, 0, NULL));
+	br_future_release(f);
+	br_runtime_free(plain);
+	finish(p, rt);
+}
+
+/* No job is lost while workers are SIGKILLed at random every 10 ms. */
+Test(pool, no_job_lost_while_workers_are_killed, .timeout = 180)
+{
+	enum { N = 10000 };
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
+	br_future **fs = malloc(N * sizeof(*fs));
+	uint64_t rng = 12345;
+	int done = 0, died = 0, kills = 0;
+
+	for (int i = 0; i < N; i++)
+		fs[i] = br_submit(p, nap_job, (uint32_t[]){ i % 50 == 0 }, 4);
+	for (;;) {
+		int pending = 0;
+		pid_t pids[2];
+
+		for (int i = 0; i < N; i++)
+			pending += br_future_state(fs[i]) == BR_PENDING;
+		if (!pending)
+			break;
+		usleep(10 * 1000);
+		br_pool_pids(p, pids, 2);
+		if (pids[t_rand(&rng) % 2] > 0 &&
+		    kill(pids[t_rand(&rng) % 2], SIGKILL) == 0)
+			kills++;
+	}
+	for (int i = 0; i < N; i++) {
+		int r = br_await(fs[i], NULL);
+
+		cr_assert(r == 0 || r == BR_EWORKERDIED, "job %d: %d %s", i, r,
+			  br_future_message(fs[i]));
+		done += r == 0;
+		died += r == BR_EWORKERDIED;
+		br_future_release(fs[i]);
+	}
+	cr_assert_eq(done + died, N);
+	cr_assert_leq(died, kills, "more jobs failed than workers died");
+	cr_assert_gt(kills, 0);
+	free(fs);
+	finish(p, rt);
+}
