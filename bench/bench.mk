@@ -18,11 +18,11 @@
 # Debian installs them.
 
 BENCH_B     := build/release
-BENCH_NAMES := fib skynet switch sleep chan blocking spawn echo_client
+BENCH_NAMES := fib skynet switch sleep chan blocking spawn pool echo_client
 BENCH_BIN   := $(BENCH_NAMES:%=$(BENCH_B)/bench/%)
 BENCH_PEERS := $(addprefix $(BENCH_B)/bench/peers/, \
                  fib_tbb skynet_tbb fib_omp fib_go skynet_go switch_go sleep_go \
-                 chan_go chan_pthread blocking_pthread spawn_c \
+                 chan_go chan_pthread blocking_pthread pool_pthread spawn_c pool_fork \
                  echo_epoll echo_uring echo_uv echo_go http_go)
 BENCH_EXAMPLES := $(patsubst examples/%.c,$(BENCH_B)/examples/%, \
                     $(wildcard examples/echo_server.c examples/http_server.c))
@@ -76,7 +76,8 @@ $(BENCH_B)/bench/peers/%_pthread: bench/peers/%_pthread.c bench/bench.h
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) -O2 -std=gnu11 -pthread -o $@ $<
 
-$(BENCH_B)/bench/peers/spawn_c: bench/peers/spawn_c.c bench/bench.h
+$(BENCH_B)/bench/peers/spawn_c $(BENCH_B)/bench/peers/pool_fork: \
+		$(BENCH_B)/bench/peers/%: bench/peers/%.c bench/bench.h
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) -O2 -std=gnu11 -o $@ $<

@@ -136,8 +136,8 @@ typedef struct br_runtime br_runtime;
 typedef struct br_future br_future;
 
 /* br_config.flags */
-#define BR_CONFIG_NO_URING 0x1u /* use the futex fallback, not io_uring */
-#define BR_CONFIG_QUIET 0x2u	/* no warning on stderr about fallbacks */
+#define BR_CONFIG_NO_URING 0x1u	 /* use the futex fallback, not io_uring */
+#define BR_CONFIG_QUIET 0x2u	 /* no warning on stderr about fallbacks */
 #define BR_CONFIG_NO_ZYGOTE 0x4u /* no process pools (see br_pool_new) */
 
 /*
@@ -1362,7 +1362,6 @@ BR_API int br_exec_status(const br_future *f, int *code, int *signo);
  */
 BR_API int br_exec_exit_code(const br_future *f);
 
-
 /* ------------------------------------------------------------------ */
 /* Process pool                                                        */
 /* ------------------------------------------------------------------ */
@@ -1496,9 +1495,8 @@ BR_API br_future *br_submit(br_pool *pool, br_job_fn fn, const void *in,
 
 /* br_submit_timeout - br_submit() with its own time limit: > 0 ms, or 0
  * for none (the pool's default does not apply). */
-BR_API br_future *br_submit_timeout(br_pool *pool, br_job_fn fn,
-				    const void *in, size_t len,
-				    int64_t timeout_ms);
+BR_API br_future *br_submit_timeout(br_pool *pool, br_job_fn fn, const void *in,
+				    size_t len, int64_t timeout_ms);
 
 /*
  * br_map - run fn on each of the n items of item_size bytes at items

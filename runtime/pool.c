@@ -87,9 +87,22 @@
 #define PUNCH_MIN ((size_t)1 << 20)
 #define INIT_FAILS_MAX 3
 
-enum { JOB_SUBMIT, JOB_CHUNK, JOB_MAP };
-enum { W_NEW, W_OVERFLOW, W_RING, W_DONE };
-enum { KILL_NONE, KILL_TIMEOUT, KILL_CANCEL };
+enum {
+	JOB_SUBMIT,
+	JOB_CHUNK,
+	JOB_MAP
+};
+enum {
+	W_NEW,
+	W_OVERFLOW,
+	W_RING,
+	W_DONE
+};
+enum {
+	KILL_NONE,
+	KILL_TIMEOUT,
+	KILL_CANCEL
+};
 
 struct pmap;
 
@@ -106,12 +119,12 @@ struct pjob {
 	size_t len;
 	uint32_t nitems;
 	int64_t timeout_ns;
-	uint64_t pos;	    /* W_RING: its slot */
-	size_t arena_g;	    /* W_RING, big: first granule, else SIZE_MAX */
-	size_t arena_n;	    /* granules */
-	struct pjob *next;  /* W_OVERFLOW */
-	struct pmap *map;   /* JOB_CHUNK of a br_map */
-	size_t first;	    /* JOB_CHUNK: index of its first item */
+	uint64_t pos;	   /* W_RING: its slot */
+	size_t arena_g;	   /* W_RING, big: first granule, else SIZE_MAX */
+	size_t arena_n;	   /* granules */
+	struct pjob *next; /* W_OVERFLOW */
+	struct pmap *map;  /* JOB_CHUNK of a br_map */
+	size_t first;	   /* JOB_CHUNK: index of its first item */
 };
 
 struct pmap {
@@ -124,9 +137,9 @@ struct pmap {
 };
 
 struct pworker {
-	pid_t pid;    /* 0 while being replaced */
-	int pidfd;    /* -1 while being replaced */
-	int kill;     /* KILL_*: why we killed it, under lock */
+	pid_t pid; /* 0 while being replaced */
+	int pidfd; /* -1 while being replaced */
+	int kill;  /* KILL_*: why we killed it, under lock */
 	uint64_t kill_id;
 	unsigned init_fails;
 	int disabled; /* its initializer failed INIT_FAILS_MAX times */
@@ -211,8 +224,10 @@ static void describe_death(char *buf, size_t n, pid_t pid, int status)
 			 "elsewhere)",
 			 (int)pid);
 	else if (WIFSIGNALED(status))
-		snprintf(buf, n, "worker process %d was killed by signal %d (%s)",
-			 (int)pid, WTERMSIG(status), strsignal(WTERMSIG(status)));
+		snprintf(buf, n,
+			 "worker process %d was killed by signal %d (%s)",
+			 (int)pid, WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
 	else
 		snprintf(buf, n, "worker process %d exited with status %d",
 			 (int)pid, WEXITSTATUS(status));
@@ -225,7 +240,8 @@ static void wake_workers(struct br_pool *p, int n)
 	/* A seq_cst read-modify-write orders the slot's publication before
 	 * the read of sleepers (pool_shm.h, Doorbells). */
 	if (atomic_fetch_add_explicit(&s->sleepers, 0, memory_order_seq_cst)) {
-		atomic_fetch_add_explicit(&s->job_bell, 1, memory_order_release);
+		atomic_fetch_add_explicit(&s->job_bell, 1,
+					  memory_order_release);
 		br__shm_futex_wake(&s->job_bell, n);
 	}
 }
@@ -453,8 +469,8 @@ static void settle_bytes(struct pjob *j, const char *data, size_t len)
 		if (it.len > len - sizeof(it))
 			it.len = (uint32_t)(len - sizeof(it));
 		if (it.error < 0) {
-			size_t n = it.len < sizeof(msg) - 1 ? it.len
-							    : sizeof(msg) - 1;
+			size_t n = it.len < sizeof(msg) - 1 ? it.len :
+							      sizeof(msg) - 1;
 
 			memcpy(msg, data + sizeof(it), n);
 			msg[n] = '\0';
@@ -608,8 +624,8 @@ static int refill_and_wake(struct br_pool *p, int force)
 		moved = refill(p);
 	pthread_mutex_unlock(&p->lock);
 	if (moved)
-		wake_workers(p, moved < (int)p->nworkers ? moved
-							 : (int)p->nworkers);
+		wake_workers(p, moved < (int)p->nworkers ? moved :
+							   (int)p->nworkers);
 	return moved;
 }
 
@@ -725,9 +741,9 @@ static int requeue(struct br_pool *p, struct pjob *j,
 		   const struct br__pool_slot *sl)
 {
 	if (j->type == JOB_SUBMIT && j->len) {
-		const char *src = (sl->flags & BR__JOB_BIG)
-					  ? (const char *)p->shm + sl->arena_off
-					  : sl->data;
+		const char *src = (sl->flags & BR__JOB_BIG) ?
+					  (const char *)p->shm + sl->arena_off :
+					  sl->data;
 
 		j->own = malloc(j->len);
 		if (!j->own)
@@ -751,8 +767,8 @@ static void settle_dead(struct br_pool *p, unsigned w, const char *why)
 	drain(p, w);
 	for (uint64_t i = 0; i < BR__POOL_JOBS; i++) {
 		struct br__pool_slot *sl = br__pool_slot(s, i);
-		uint64_t st = atomic_load_explicit(&sl->state,
-						   memory_order_acquire);
+		uint64_t st =
+			atomic_load_explicit(&sl->state, memory_order_acquire);
 		struct pjob *j;
 		int mine = 0, kill = KILL_NONE;
 
@@ -794,8 +810,7 @@ static void fail_all(struct br_pool *p, br_state st, int err, const char *msg)
 
 	pthread_mutex_lock(&p->lock);
 	v = calloc(p->tabn ? p->tabn : 1, sizeof(*v));
-	for (uint32_t i = 0; v && i < p->tabn; i++)
-	{
+	for (uint32_t i = 0; v && i < p->tabn; i++) {
 		struct pjob *j = p->tab[i];
 
 		if (j && claim_pending(p, j))
@@ -1080,8 +1095,8 @@ static struct pjob *job_new(struct br_pool *p, uint8_t type, br_job_fn fn,
 
 static void note_timeout(struct br_pool *p, int64_t ns)
 {
-	int64_t cur = atomic_load_explicit(&p->min_timeout_ns,
-					   memory_order_relaxed);
+	int64_t cur =
+		atomic_load_explicit(&p->min_timeout_ns, memory_order_relaxed);
 
 	while ((cur == 0 || ns < cur) &&
 	       !atomic_compare_exchange_weak_explicit(&p->min_timeout_ns, &cur,
@@ -1153,8 +1168,8 @@ static br_future *submit(br_pool *pool, br_job_fn fn, const void *in,
 		j->where = W_DONE;
 		br__future_complete(&j->fut, BR_FAILED, NULL, NULL, 0, r,
 				    r == BR_ECLOSED ? "br_submit: the pool is "
-						      "closing"
-						    : br_strerror(r));
+						      "closing" :
+						      br_strerror(r));
 		br_future_release(&j->fut); /* the table's */
 		return &j->fut;
 	}
@@ -1164,9 +1179,8 @@ static br_future *submit(br_pool *pool, br_job_fn fn, const void *in,
 
 br_future *br_submit(br_pool *pool, br_job_fn fn, const void *in, size_t len)
 {
-	return submit(pool, fn, in, len, pool && !pool_check(pool)
-						 ? pool->timeout_ns
-						 : 0);
+	return submit(pool, fn, in, len,
+		      pool && !pool_check(pool) ? pool->timeout_ns : 0);
 }
 
 br_future *br_submit_timeout(br_pool *pool, br_job_fn fn, const void *in,
@@ -1205,14 +1219,10 @@ static int next_item(const char *buf, size_t len, size_t *pos,
 static size_t auto_chunk(struct br_pool *p, size_t item_size, size_t n,
 			 size_t chunk)
 {
+	/* As many as fit a slot; output that outgrows a result entry goes
+	 * through the worker's big area, which costs a hand-off. */
 	size_t fit = BR__POOL_SLOT_ROOM / item_size;
-	/* Output room too: assume each item's output is no larger than
-	 * its input plus a header. */
-	size_t ofit = BR__POOL_RESULT_ROOM /
-		      (item_size + sizeof(struct br__pool_item) + 8);
 
-	if (ofit < fit)
-		fit = ofit;
 	if (!chunk) {
 		chunk = (n + 4 * p->nworkers - 1) / (4 * p->nworkers);
 		if (chunk > fit)
@@ -1269,8 +1279,8 @@ static void map_finish(struct pmap *m)
 					err = it.error;
 					snprintf(msg, sizeof(msg),
 						 "item %zu: %.*s", bad,
-						 (int)(it.len < 1024 ? it.len
-								     : 1024),
+						 (int)(it.len < 1024 ? it.len :
+								       1024),
 						 data);
 				}
 				continue;
@@ -1325,8 +1335,8 @@ static void map_chunk_done(struct pmap *m)
 /* Make the chunk jobs of a map over items; queues them. Returns 0 or a
  * negative error (then nothing is queued). */
 static int make_chunks(struct br_pool *p, br_job_fn fn, const char *items,
-		       size_t item_size, size_t n, size_t chunk,
-		       struct pmap *m, struct pjob ***out, size_t *nout)
+		       size_t item_size, size_t n, size_t chunk, struct pmap *m,
+		       struct pjob ***out, size_t *nout)
 {
 	size_t nchunks = (n + chunk - 1) / chunk, made = 0;
 	struct pjob **cs = calloc(nchunks ? nchunks : 1, sizeof(*cs));
@@ -1335,8 +1345,8 @@ static int make_chunks(struct br_pool *p, br_job_fn fn, const char *items,
 	if (!cs)
 		return -ENOMEM;
 	for (size_t c = 0; c < nchunks; c++) {
-		size_t first = c * chunk, k = n - first < chunk ? n - first
-								: chunk;
+		size_t first = c * chunk,
+		       k = n - first < chunk ? n - first : chunk;
 
 		cs[c] = job_new(p, JOB_CHUNK, fn, items + first * item_size,
 				k * item_size, (uint32_t)k, p->timeout_ns);
@@ -1364,8 +1374,7 @@ static int make_chunks(struct br_pool *p, br_job_fn fn, const char *items,
 			 * through the map; the rest end here. */
 			for (size_t d = c; d < nchunks; d++) {
 				cs[d]->where = W_DONE;
-				fail_job(cs[d], BR_FAILED, r,
-					 br_strerror(r));
+				fail_job(cs[d], BR_FAILED, r, br_strerror(r));
 			}
 			break;
 		}
@@ -1531,8 +1540,8 @@ int br_imap_next(br_imap *it, size_t *index, const void **out, size_t *len)
 		if (it->ac) {
 			f = br_as_completed_next(it->ac);
 			if (!f)
-				return it->next < it->nchunks ? -ECANCELED
-							      : BR_EDONE;
+				return it->next < it->nchunks ? -ECANCELED :
+								BR_EDONE;
 			it->next++;
 		} else {
 			if (it->next == it->nchunks)
@@ -1631,7 +1640,8 @@ static int make_shm(struct br_pool *p, const br_pool_config *cfg)
 {
 	struct br__pool_shm *s;
 	size_t stride = (size_t)BR__POOL_SLOT * (1 + BR__POOL_RESULTS);
-	size_t big = (p->max_payload + 2 * BR__POOL_SLOT + 4095) & ~(size_t)4095;
+	size_t big = (p->max_payload + 2 * BR__POOL_SLOT + 4095) &
+		     ~(size_t)4095;
 	size_t arena = (2 * p->max_payload + GRANULE - 1) / GRANULE * GRANULE;
 	size_t off = 0, init_off, jobs_off, workers_off, big_off, arena_off;
 

@@ -50,13 +50,17 @@
 #include "internal.h"
 
 #define BR__POOL_MAGIC 0x62725053u /* "brPS" */
-#define BR__POOL_SLOT (16u << 10)  /* bytes in a job slot or result entry */
-#define BR__POOL_JOBS 256u	   /* job ring slots, a power of two */
-#define BR__POOL_RESULTS 16u	   /* result entries per worker */
+#define BR__POOL_SLOT (64u << 10)  /* bytes in a job slot or result entry */
+#define BR__POOL_JOBS 128u	   /* job ring slots, a power of two */
+#define BR__POOL_RESULTS 8u	   /* result entries per worker */
 #define BR__POOL_OWNER_PARENT 0x3fffu
 
 /* Slot state: pos << 16 | tag << 14 | owner. */
-enum { BR__JS_EMPTY = 0, BR__JS_FULL = 1, BR__JS_CLAIMED = 2 };
+enum {
+	BR__JS_EMPTY = 0,
+	BR__JS_FULL = 1,
+	BR__JS_CLAIMED = 2
+};
 #define BR__JS(pos, tag, owner) \
 	(((uint64_t)(pos) << 16) | ((uint64_t)(tag) << 14) | (owner))
 #define BR__JS_POS(s) ((s) >> 16)
@@ -153,8 +157,8 @@ static inline struct br__pool_wstate *br__pool_ws(struct br__pool_shm *s,
 					  (uint64_t)w * s->worker_stride);
 }
 
-static inline struct br__pool_result *
-br__pool_res(struct br__pool_shm *s, unsigned w, uint64_t i)
+static inline struct br__pool_result *br__pool_res(struct br__pool_shm *s,
+						   unsigned w, uint64_t i)
 {
 	return (struct br__pool_result *)((char *)br__pool_ws(s, w) +
 					  BR__POOL_SLOT +
@@ -177,10 +181,11 @@ static inline struct br__pool_slot *
 br__pool_claim(struct br__pool_shm *s, unsigned owner, uint64_t *pos)
 {
 	for (;;) {
-		uint64_t p = atomic_load_explicit(&s->head, memory_order_acquire);
+		uint64_t p =
+			atomic_load_explicit(&s->head, memory_order_acquire);
 		struct br__pool_slot *sl = br__pool_slot(s, p);
-		uint64_t st = atomic_load_explicit(&sl->state,
-						   memory_order_acquire);
+		uint64_t st =
+			atomic_load_explicit(&sl->state, memory_order_acquire);
 
 		uint64_t sp = BR__JS_POS(st);
 

@@ -237,8 +237,8 @@ static struct br__pool_slot *next_job(struct br__pool_shm *s, unsigned idx,
 		atomic_fetch_add_explicit(&s->sleepers, 1,
 					  memory_order_seq_cst);
 		sl = br__pool_claim(s, idx, pos);
-		if (!sl && !atomic_load_explicit(&s->closing,
-						 memory_order_relaxed))
+		if (!sl &&
+		    !atomic_load_explicit(&s->closing, memory_order_relaxed))
 			br__shm_futex_wait(&s->job_bell, bell, -1);
 		atomic_fetch_sub_explicit(&s->sleepers, 1,
 					  memory_order_relaxed);
@@ -263,8 +263,7 @@ __attribute__((noreturn)) void br__pool_worker_main(int memfd, int efd,
 		_exit(1);
 	s = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
 		 memfd, 0);
-	if (s == MAP_FAILED || s->magic != BR__POOL_MAGIC ||
-	    idx >= s->nworkers)
+	if (s == MAP_FAILED || s->magic != BR__POOL_MAGIC || idx >= s->nworkers)
 		_exit(1);
 	close(memfd);
 	if (getppid() != s->parent_pid)
@@ -304,20 +303,22 @@ __attribute__((noreturn)) void br__pool_worker_main(int memfd, int efd,
 
 		sl = next_job(s, idx, &pos);
 		wait_result_room(ws);
-		tail = atomic_load_explicit(&ws->res_tail, memory_order_relaxed);
+		tail = atomic_load_explicit(&ws->res_tail,
+					    memory_order_relaxed);
 		res = br__pool_res(s, idx, tail);
-		atomic_store_explicit(&ws->cur_id, sl->id, memory_order_relaxed);
-		atomic_store_explicit(&ws->deadline,
-				      sl->timeout_ns ? mono_ns() + sl->timeout_ns
-						     : 0,
-				      memory_order_release);
+		atomic_store_explicit(&ws->cur_id, sl->id,
+				      memory_order_relaxed);
+		atomic_store_explicit(
+			&ws->deadline,
+			sl->timeout_ns ? mono_ns() + sl->timeout_ns : 0,
+			memory_order_release);
 		job.out = res->data;
 		job.cap = BR__POOL_RESULT_ROOM;
 		job.len = 0;
 		job.big = 0;
 		fn = (br_job_fn)(uintptr_t)sl->fn;
-		in = (sl->flags & BR__JOB_BIG) ? (char *)s + sl->arena_off
-					       : sl->data;
+		in = (sl->flags & BR__JOB_BIG) ? (char *)s + sl->arena_off :
+						 sl->data;
 		each = sl->nitems ? (size_t)(sl->len / sl->nitems) : 0;
 		for (uint32_t i = 0; i < sl->nitems; i++)
 			run_item(&job, fn, in + i * each, each);

@@ -89,7 +89,8 @@ static int configure(struct br_runtime *rt, const br_config *cfg)
 	br_config c = cfg ? *cfg : (br_config){ 0 };
 	long ncpu;
 
-	if (c.flags & ~(BR_CONFIG_NO_URING | BR_CONFIG_QUIET | BR_CONFIG_NO_ZYGOTE))
+	if (c.flags &
+	    ~(BR_CONFIG_NO_URING | BR_CONFIG_QUIET | BR_CONFIG_NO_ZYGOTE))
 		return -EINVAL;
 	if (!c.workers)
 		c.workers = (unsigned)env_size("BRAID_WORKERS");

@@ -44,7 +44,7 @@ import bench_net  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = "build/release/bench"
 WORKLOADS = ("fib", "skynet", "switch", "sleep", "chan", "blocking",
-             "spawn", "echo", "http")
+             "spawn", "pool", "echo", "http")
 QUICK_WORKLOADS = ("fib", "switch", "skynet")
 NET = ("echo", "http")
 SCRUB_PREFIXES = ("BRAID_", "OMP_", "GOMP_")
@@ -67,6 +67,9 @@ LABELS = {
     ("blocking", "burst"): "burst of blocking calls (empty), per call",
     ("blocking", "serial"): "blocking calls one at a time, per call",
     ("spawn", "window"): "{n:,} runs of /bin/true, 16 in flight, per spawn",
+    ("pool", "map"): "{n:,} tiny jobs (sum of 100 ints) mapped, per job",
+    ("pool", "submit"): "tiny jobs submitted one by one, per job",
+    ("pool", "cpu"): "{n} jobs of 50 ms on 2 processes, wall over ideal",
 }
 LABELS.update(bench_net.LABELS)
 
@@ -103,6 +106,13 @@ NOTES = {
         "is one thread calling posix_spawn and waitpid(-1). Both first "
         "make 64 untimed spawns.",
 }
+NOTES[("pool", "map", 2)] = (
+    "Process pool: 2 worker processes. braid's br_map chunks by itself; "
+    "Python's Pool.map uses its default chunksize; the per-job peers "
+    "(br_submit, Pool.imap with chunksize 1, ProcessPoolExecutor.map, a "
+    "C fork per job) pass one job at a time and use smaller n where a job "
+    "costs more. cpu: 64 jobs of 50 ms of arithmetic; 1.0 is the sum of "
+    "the job times / 2, with one job timed in the parent first.")
 NOTES.update(bench_net.NOTES)
 
 # Figures that describe a run rather than rank it: no ratio.
@@ -128,6 +138,11 @@ PEER_NAMES = {
     ("blocking", "serial", "pthread"): "pthread pool, 4 threads",
     "python": "Python asyncio.to_thread",
     "c": "C posix_spawn + waitpid loop",
+    "python-map": "Python multiprocessing Pool.map",
+    "python-imap1": "Python Pool.imap, chunksize 1",
+    "python-cf": "Python ProcessPoolExecutor.map",
+    "fork": "C fork per job",
+    ("pool", "cpu", "pthread"): "2 pthreads pulling from a counter",
 }
 PEER_NAMES.update(bench_net.PEER_NAMES)
 
@@ -141,6 +156,9 @@ BRAID_NAMES = {
     ("blocking", "burst"): "br_spawn_blocking",
     ("blocking", "serial"): "br_spawn_blocking",
     ("spawn", "window"): "br_exec",
+    ("pool", "map"): "br_map",
+    ("pool", "submit"): "br_submit",
+    ("pool", "cpu"): "br_submit",
 }
 
 
@@ -248,6 +266,24 @@ def configs(quick):
                       ["--workers", 2] + n))
     out.append(Config("spawn", "c", 2, peers + "/spawn_c",
                       ["--workers", 2] + n))
+    pn = 20000 if quick else 100000
+    for mode in ("map", "submit"):
+        out.append(Config("pool", "braid", 2, BIN + "/pool",
+                          ["--workers", 2, "--mode", mode, "--n", pn]))
+    out.append(Config("pool", "python", 2, sys.executable,
+                      ["bench/peers/pool_py.py", "--mode", "map", "--n",
+                       pn]))
+    # One job at a time costs 20-200 us in these peers: smaller n.
+    for mode in ("imap1", "cf"):
+        out.append(Config("pool", "python", 2, sys.executable,
+                          ["bench/peers/pool_py.py", "--mode", mode,
+                           "--n", 2000 if quick else 10000]))
+    out.append(Config("pool", "fork", 2, peers + "/pool_fork",
+                      ["--n", 1000]))
+    cpu = ["--mode", "cpu", "--n", 64, "--ms", 50, "--workers", 2]
+    out.append(Config("pool", "braid", 2, BIN + "/pool", cpu))
+    out.append(Config("pool", "pthread", 2, peers + "/pool_pthread",
+                      cpu[2:]))
     return out + bench_net.configs(quick)
 
 
@@ -324,9 +360,15 @@ def run_one(cfg, env, timeout):
     return lines, None
 
 
+# Per-job costs whose peers run a smaller n (one job at a time is slow
+# there): one row for all n, so that the ratios are made.
+ANY_N = {("pool", "submit")}
+
+
 def key_of(d):
-    return (d["workload"], d["metric"], int(d.get("threads", 0)),
-            int(d.get("n", 0)), d["impl"])
+    n = 0 if (d["workload"], d["metric"]) in ANY_N else int(d.get("n", 0))
+    return (d["workload"], d["metric"], int(d.get("threads", 0)), n,
+            d["impl"])
 
 
 def higher_is_better(s):

@@ -243,3 +243,39 @@ Test(examples, subprocess_prints_the_pipeline_and_the_gathered_commands,
 	br_future_release(f);
 	br_runtime_free(rt);
 }
+
+/* The process-pool example counts the primes below a million right (78,498)
+ * and reports each worker process. */
+Test(examples, parallel_primes_counts_right_on_every_worker, .timeout = 60.0)
+{
+	static char exe[4096], path[4200];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	br_runtime *rt = t_runtime(1, 0);
+	br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE };
+	const char *argv[] = { path,	"--limit",   "1000000", "--chunk",
+			       "10000", "--workers", "2",	NULL };
+	const char *out, *p;
+	char *text;
+	size_t len;
+	int workers = 0;
+	br_future *f;
+
+	cr_assert_gt(n, 0);
+	exe[n] = '\0';
+	*strrchr(exe, '/') = '\0'; /* .../tests */
+	snprintf(path, sizeof(path), "%s/../examples/parallel_primes", exe);
+	if (access(path, X_OK) != 0)
+		cr_skip_test("%s is not built (make examples)", path);
+	f = br_exec(rt, argv, &o);
+	t_await_value(f);
+	out = br_future_bytes(f, &len);
+	text = strndup(out ? out : "", len);
+	cr_assert_eq(br_exec_exit_code(f), 0, "%s", text);
+	cr_assert(strstr(text, "\n78498 primes in "), "%s", text);
+	for (p = text; (p = strstr(p, "  worker ")); p++)
+		workers++;
+	cr_assert_eq(workers, 2, "%s", text);
+	free(text);
+	br_future_release(f);
+	br_runtime_free(rt);
+}

@@ -142,7 +142,8 @@ static void finish(br_pool *p, br_runtime *rt)
 	br_pool_free(p);
 	br_runtime_free(rt);
 	cr_assert_eq(count_stray(), 0, "a process was left behind");
-	cr_assert_eq(waitpid(-1, NULL, WNOHANG), 0, "only the zygote is a child");
+	cr_assert_eq(waitpid(-1, NULL, WNOHANG), 0,
+		     "only the zygote is a child");
 }
 
 static void assert_sum(br_future *f, int64_t want)
@@ -185,9 +186,9 @@ static int64_t run_sums(br_pool *p, int n)
 
 Test(pool, payloads_round_trip_from_empty_to_64_mib, .timeout = 120)
 {
-	static const size_t sizes[] = { 0,	   1,	     100,
-					16 << 10,  (16 << 10) + 1, 1 << 20,
-					5 << 20,   64 << 20 };
+	static const size_t sizes[] = {
+		0, 1, 100, 16 << 10, (16 << 10) + 1, 1 << 20, 5 << 20, 64 << 20
+	};
 	br_runtime *rt = t_runtime(2, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
 	unsigned char *buf = malloc(64 << 20);
@@ -215,8 +216,8 @@ Test(pool, payloads_round_trip_from_empty_to_64_mib, .timeout = 120)
 Test(pool, input_over_max_payload_is_emsgsize_at_submit)
 {
 	br_runtime *rt = t_runtime(1, 0);
-	br_pool *p = pool_of(rt, &(br_pool_config){
-					 .workers = 1, .max_payload = 1 << 20 });
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1,
+						    .max_payload = 1 << 20 });
 	char *big = calloc(1, (1 << 20) + 1);
 	br_future *f = br_submit(p, echo_job, big, (1 << 20) + 1);
 
@@ -232,7 +233,9 @@ Test(pool, input_over_max_payload_is_emsgsize_at_submit)
 
 Test(pool, map_preserves_order_with_varied_outputs)
 {
-	enum { N = 5000 };
+	enum {
+		N = 5000
+	};
 	br_runtime *rt = t_runtime(2, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
 	uint32_t *items = malloc(N * sizeof(*items));
@@ -287,7 +290,9 @@ Test(pool, map_fails_with_the_lowest_failed_item)
 
 static void check_imap(unsigned flags)
 {
-	enum { N = 3000 };
+	enum {
+		N = 3000
+	};
 	br_runtime *rt = t_runtime(2, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
 	uint32_t *items = malloc(N * sizeof(*items));
@@ -299,8 +304,8 @@ static void check_imap(unsigned flags)
 
 	for (uint32_t i = 0; i < N; i++)
 		items[i] = i;
-	cr_assert_eq(br_imap_new(&it, p, fail_odd_job, items, sizeof(*items),
-				 N, 7, flags),
+	cr_assert_eq(br_imap_new(&it, p, fail_odd_job, items, sizeof(*items), N,
+				 7, flags),
 		     0);
 	while ((r = br_imap_next(it, &idx, &out, &len)) != BR_EDONE) {
 		cr_assert(idx < N);
@@ -397,7 +402,7 @@ Test(pool, default_timeout_applies_and_others_finish)
 {
 	br_runtime *rt = t_runtime(2, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2,
-						     .timeout_ms = 100 });
+						    .timeout_ms = 100 });
 	br_future *slow = br_submit(p, forever_job, NULL, 0);
 	br_future *quick = br_submit(p, nap_job, (uint32_t[]){ 10 }, 4);
 
@@ -411,8 +416,8 @@ Test(pool, default_timeout_applies_and_others_finish)
 Test(pool, max_jobs_recycles_workers)
 {
 	br_runtime *rt = t_runtime(1, 0);
-	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1,
-						     .max_jobs = 3 });
+	br_pool *p =
+		pool_of(rt, &(br_pool_config){ .workers = 1, .max_jobs = 3 });
 	pid_t seen[12];
 	int distinct = 0;
 
@@ -434,9 +439,9 @@ Test(pool, initializer_state_is_visible_to_jobs)
 	int v = 4242;
 	br_runtime *rt = t_runtime(2, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2,
-						     .init = init_fn,
-						     .init_arg = &v,
-						     .init_len = sizeof(v) });
+						    .init = init_fn,
+						    .init_arg = &v,
+						    .init_len = sizeof(v) });
 
 	for (int i = 0; i < 8; i++) {
 		br_future *f = br_submit(p, init_job, NULL, 0);
@@ -614,7 +619,9 @@ Test(pool, bad_input_gives_clear_errors)
 /* No job is lost while workers are SIGKILLed at random every 10 ms. */
 Test(pool, no_job_lost_while_workers_are_killed, .timeout = 180)
 {
-	enum { N = 10000 };
+	enum {
+		N = 10000
+	};
 	br_runtime *rt = t_runtime(2, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
 	br_future **fs = malloc(N * sizeof(*fs));

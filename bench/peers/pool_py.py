@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""pool_py.py - the Python peers of bench/pool.c.
+
+--mode map: multiprocessing.Pool.map over n (default 100,000) lists of
+100 ints with the default chunk size, each job summing its list.
+--mode imap1: Pool.imap with chunksize=1 (default n 10,000).
+--mode cf: concurrent.futures.ProcessPoolExecutor.map with its default
+chunksize of 1 (default n 10,000).
+Reported in us per job: wall time / n, from the call to the last result,
+after an untimed warm-up of 1,000 jobs that starts the workers. The pool
+has --workers processes (default 2).
+
+Output: one JSON line as bench/bench.h writes them, impl "python-map",
+"python-imap1" or "python-cf"; metric map or submit as bench/pool.c's
+counterpart.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import sys
+import time
+
+
+def job(v):
+    return sum(v)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", default="map", choices=("map", "imap1", "cf"))
+    ap.add_argument("--n", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    a = ap.parse_args()
+    n = a.n or (100000 if a.mode == "map" else 10000)
+    items = [list(range(i, i + 100)) for i in range(1000)]
+    data = [items[i % 1000] for i in range(n)]
+    warm = items
+    if a.mode == "cf":
+        with concurrent.futures.ProcessPoolExecutor(a.workers) as ex:
+            list(ex.map(job, warm))
+            t0 = time.perf_counter_ns()
+            out = list(ex.map(job, data))
+            ns = time.perf_counter_ns() - t0
+    else:
+        with multiprocessing.Pool(a.workers) as p:
+            p.map(job, warm)
+            t0 = time.perf_counter_ns()
+            if a.mode == "map":
+                out = p.map(job, data)
+            else:
+                out = list(p.imap(job, data, chunksize=1))
+            ns = time.perf_counter_ns() - t0
+    if len(out) != n:
+        sys.exit("pool_py: lost results")
+    us = ns / 1000.0 / n
+    print(json.dumps({
+        "workload": "pool", "impl": "python-" + a.mode,
+        "metric": "map" if a.mode == "map" else "submit",
+        "unit": "us", "n": n, "threads": a.workers, "median": us,
+        "min": us, "max": us, "runs": 1, "values": [us],
+        "cmd": " ".join([os.path.basename(sys.executable)] + sys.argv),
+    }))
+
+
+if __name__ == "__main__":
+    main()
