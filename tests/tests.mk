@@ -100,7 +100,7 @@ test-unit: $(TEST_BIN) $(STRESS_BIN)
 # The wake-up paths this kernel does not take by itself: workers parked on
 # futexes (no io_uring), and rings woken through an eventfd (no
 # IORING_REGISTER_SEND_MSG_RING). The programs where threads meet.
-FALLBACK_BIN := $(filter $(addprefix $(B)/tests/test_,runtime future task combine io_net),$(TEST_BIN))
+FALLBACK_BIN := $(filter $(addprefix $(B)/tests/test_,runtime future task combine io_net pool),$(TEST_BIN))
 test-fallbacks: $(FALLBACK_BIN) $(STRESS_BIN)
 	$(Q)fail=0; \
 	$(call run_tests,$(FALLBACK_BIN) $(STRESS_BIN),BRAID_NO_URING=1,--jobs 1) \
