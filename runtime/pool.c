@@ -119,12 +119,12 @@ struct pjob {
 	size_t len;
 	uint32_t nitems;
 	int64_t timeout_ns;
-	uint64_t pos;	   /* W_RING: its slot */
-	size_t arena_g;	   /* W_RING, big: first granule, else SIZE_MAX */
-	size_t arena_n;	   /* granules */
-	struct pjob *next; /* W_OVERFLOW */
-	struct pmap *map;  /* JOB_CHUNK of a br_map */
-	size_t first;	   /* JOB_CHUNK: index of its first item */
+	uint64_t pos;	/* W_RING: its slot */
+	size_t arena_g; /* W_RING, big: first granule, else SIZE_MAX */
+	size_t arena_n; /* granules */
+	struct pjob *next, *prev; /* W_OVERFLOW */
+	struct pmap *map;	  /* JOB_CHUNK of a br_map */
+	size_t first;		  /* JOB_CHUNK: index of its first item */
 };
 
 struct pmap {
@@ -371,8 +371,9 @@ static int ring_push(struct br_pool *p, struct pjob *j)
 
 static void ov_push(struct br_pool *p, struct pjob *j)
 {
-	j->next = NULL;
 	j->where = W_OVERFLOW;
+	j->next = NULL;
+	j->prev = p->ov_tail;
 	if (p->ov_tail)
 		p->ov_tail->next = j;
 	else
@@ -384,26 +385,29 @@ static void ov_push(struct br_pool *p, struct pjob *j)
 static void ov_push_front(struct br_pool *p, struct pjob *j)
 {
 	j->where = W_OVERFLOW;
+	j->prev = NULL;
 	j->next = p->ov_head;
-	p->ov_head = j;
-	if (!p->ov_tail)
+	if (p->ov_head)
+		p->ov_head->prev = j;
+	else
 		p->ov_tail = j;
+	p->ov_head = j;
 	atomic_fetch_add_explicit(&p->ov_n, 1, memory_order_relaxed);
 }
 
+/* Take j out of the overflow list, wherever it is: O(1), since cancels
+ * may pick any of a million queued jobs. */
 static void ov_unlink(struct br_pool *p, struct pjob *j)
 {
-	struct pjob **pp = &p->ov_head, *prev = NULL;
-
-	while (*pp && *pp != j) {
-		prev = *pp;
-		pp = &(*pp)->next;
-	}
-	if (!*pp)
-		return;
-	*pp = j->next;
-	if (p->ov_tail == j)
-		p->ov_tail = prev;
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		p->ov_head = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	else
+		p->ov_tail = j->prev;
+	j->next = j->prev = NULL;
 	atomic_fetch_sub_explicit(&p->ov_n, 1, memory_order_relaxed);
 }
 
@@ -415,14 +419,11 @@ static int refill(struct br_pool *p)
 	while (p->ov_head) {
 		struct pjob *j = p->ov_head;
 
+		ov_unlink(p, j);
 		if (ring_push(p, j) < 0) {
-			j->where = W_OVERFLOW;
+			ov_push_front(p, j);
 			break;
 		}
-		p->ov_head = j->next;
-		if (!p->ov_head)
-			p->ov_tail = NULL;
-		atomic_fetch_sub_explicit(&p->ov_n, 1, memory_order_relaxed);
 		moved++;
 	}
 	return moved;

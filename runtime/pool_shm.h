@@ -191,8 +191,18 @@ br__pool_claim(struct br__pool_shm *s, unsigned owner, uint64_t *pos)
 
 		if (sp < p)
 			return NULL; /* the last lap's job still holds it */
-		if (sp > p)
-			continue; /* head moved under us */
+		if (sp > p) {
+			/* The job at p is over (a slot only moves to a later
+			 * position once freed), but head was not moved past
+			 * it: the parent took it back to cancel it while
+			 * head was behind it. Help. */
+			uint64_t h = p;
+
+			atomic_compare_exchange_strong_explicit(
+				&s->head, &h, p + 1, memory_order_release,
+				memory_order_relaxed);
+			continue;
+		}
 		if (BR__JS_TAG(st) == BR__JS_EMPTY)
 			return NULL; /* nothing published at head */
 		if (BR__JS_TAG(st) == BR__JS_FULL &&

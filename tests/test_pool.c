@@ -629,7 +629,7 @@ Test(pool, no_job_lost_while_workers_are_killed, .timeout = 180)
 	int done = 0, died = 0, kills = 0;
 
 	for (int i = 0; i < N; i++)
-		fs[i] = br_submit(p, nap_job, (uint32_t[]){ i % 50 == 0 }, 4);
+		fs[i] = br_submit(p, nap_job, (uint32_t[]){ i % 10 == 0 }, 4);
 	for (;;) {
 		int pending = 0;
 		pid_t pids[2];

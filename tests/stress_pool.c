@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stress_pool.c - the process pool under load: a million tiny jobs
+ * submitted at once from tasks on two workers and from plain threads,
+ * with a random one in fifty cancelled while it is queued, running or
+ * done, and every job's future must end exactly once with its own answer
+ * or CANCELLED; and maps and submits mixed while workers die at random.
+ *
+ * Sizes scale with BRAID_STRESS_SCALE (default 1: a few seconds in the
+ * release build; 10 for `make stress`), and shrink under the sanitizers.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "helpers.h"
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define SLOW 10
+#else
+#define SLOW 1
+#endif
+
+__attribute__((constructor)) static void start_zygote(void)
+{
+	br_zygote_start();
+}
+
+/* Answers its input + 1. */
+static int inc_job(br_job *job, const void *in, size_t len)
+{
+	uint64_t v;
+
+	memcpy(&v, in, sizeof(v));
+	v++;
+	return br_job_write(job, &v, sizeof(v));
+}
+
+struct submitter {
+	br_pool *pool;
+	uint64_t first, n, seed;
+	atomic_long *bad;
+	atomic_long *cancelled;
+};
+
+static void *submit_body(void *arg)
+{
+	struct submitter *s = arg;
+	br_future **fs = malloc(s->n * sizeof(*fs));
+
+	T_REQUIRE(fs);
+	for (uint64_t i = 0; i < s->n; i++) {
+		uint64_t v = s->first + i;
+
+		fs[i] = br_submit(s->pool, inc_job, &v, sizeof(v));
+		if (t_rand(&s->seed) % 50 == 0)
+			br_cancel(fs[i - (i ? t_rand(&s->seed) % (i + 1) : 0)]);
+	}
+	for (uint64_t i = 0; i < s->n; i++) {
+		const uint64_t *out;
+		int r = br_await(fs[i], NULL);
+
+		if (r == -ECANCELED && br_future_state(fs[i]) == BR_CANCELLED) {
+			atomic_fetch_add(s->cancelled, 1);
+		} else if (r != 0 || !(out = br_future_bytes(fs[i], NULL)) ||
+			   *out != s->first + i + 1) {
+			atomic_fetch_add(s->bad, 1);
+		}
+		br_future_release(fs[i]);
+	}
+	free(fs);
+	return NULL;
+}
+
+Test(stress_pool, a_million_jobs_from_tasks_and_threads_each_end_once,
+     .timeout = 300.0)
+{
+	enum {
+		TASKS = 4,
+		THREADS = 2
+	};
+	uint64_t per = 1000000 / (TASKS + THREADS) / SLOW * t_stress_scale();
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *pool = NULL;
+	struct submitter s[TASKS + THREADS];
+	br_future *tasks[TASKS];
+	pthread_t th[THREADS];
+	atomic_long bad = 0, cancelled = 0;
+
+	cr_assert_eq(br_pool_new(&pool, rt, &(br_pool_config){ .workers = 2 }),
+		     0);
+	for (int i = 0; i < TASKS + THREADS; i++)
+		s[i] = (struct submitter){ pool,  i * per, per,
+					   7 + i, &bad,	   &cancelled };
+	for (int i = 0; i < TASKS; i++)
+		tasks[i] = br_spawn(rt, submit_body, &s[i]);
+	for (int i = 0; i < THREADS; i++)
+		t_thread_start(&th[i], submit_body, &s[TASKS + i]);
+	for (int i = 0; i < TASKS; i++)
+		t_assert_task_ok(tasks[i]);
+	for (int i = 0; i < THREADS; i++)
+		cr_assert_null(t_thread_join(th[i]));
+	cr_assert_eq(atomic_load(&bad), 0, "%ld jobs ended wrong",
+		     atomic_load(&bad));
+	cr_assert_gt(atomic_load(&cancelled), 0);
+	br_pool_free(pool);
+	br_runtime_free(rt);
+}
+
+static void *map_body(void *arg)
+{
+	br_pool *pool = arg;
+	uint64_t *items = malloc(1000 * sizeof(*items));
+
+	T_REQUIRE(items);
+	for (int round = 0; round < 20; round++) {
+		br_future *f;
+		int r;
+
+		for (int i = 0; i < 1000; i++)
+			items[i] = (uint64_t)round * 1000 + i;
+		f = br_map(pool, inc_job, items, sizeof(*items), 1000, 0);
+		r = br_await(f, NULL);
+		/* A chunk on a worker that was killed fails the map. */
+		T_REQUIRE(r == 0 || r == BR_EWORKERDIED);
+		for (int i = 0; r == 0 && i < 1000; i++)
+			T_REQUIRE(*(const uint64_t *)br_map_result(
+					  f, i, NULL) == items[i] + 1);
+		br_future_release(f);
+	}
+	free(items);
+	return NULL;
+}
+
+Test(stress_pool, maps_and_submits_survive_random_worker_deaths,
+     .timeout = 300.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *pool = NULL;
+	br_future *maps[2];
+	uint64_t rng = 99;
+	int kills = 0;
+
+	cr_assert_eq(br_pool_new(&pool, rt, &(br_pool_config){ .workers = 2 }),
+		     0);
+	maps[0] = br_spawn(rt, map_body, pool);
+	maps[1] = br_spawn(rt, map_body, pool);
+	while (br_future_state(maps[0]) == BR_PENDING ||
+	       br_future_state(maps[1]) == BR_PENDING) {
+		pid_t pids[2];
+
+		usleep(3000);
+		br_pool_pids(pool, pids, 2);
+		if (pids[t_rand(&rng) % 2] > 0 && t_rand(&rng) % 4 == 0 &&
+		    kill(pids[t_rand(&rng) % 2], SIGKILL) == 0)
+			kills++;
+	}
+	t_assert_task_ok(maps[0]);
+	t_assert_task_ok(maps[1]);
+	/* The pool still answers every job after all that. */
+	for (uint64_t v = 0; v < 100; v++) {
+		br_future *f = br_submit(pool, inc_job, &v, sizeof(v));
+
+		cr_assert_eq(br_await(f, NULL), 0, "%s", br_future_message(f));
+		cr_assert_eq(*(const uint64_t *)br_future_bytes(f, NULL),
+			     v + 1);
+		br_future_release(f);
+	}
+	br_pool_free(pool);
+	br_runtime_free(rt);
+}
