@@ -91,6 +91,9 @@ struct br__pool_result {
 	uint64_t len; /* bytes of encoded items */
 	uint32_t nitems;
 	uint32_t flags;
+	int64_t start_ns, end_ns; /* when the worker ran it (monotonic) */
+	int32_t pid;		  /* the worker process */
+	uint32_t pad;
 	char data[];
 };
 #define BR__POOL_RESULT_ROOM (BR__POOL_SLOT - sizeof(struct br__pool_result))

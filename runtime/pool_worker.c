@@ -257,6 +257,7 @@ __attribute__((noreturn)) void br__pool_worker_main(int memfd, int efd,
 	struct br_job job;
 	struct stat st;
 	uint32_t done = 0;
+	pid_t pid = getpid();
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (fstat(memfd, &st) < 0)
@@ -308,9 +309,10 @@ __attribute__((noreturn)) void br__pool_worker_main(int memfd, int efd,
 		res = br__pool_res(s, idx, tail);
 		atomic_store_explicit(&ws->cur_id, sl->id,
 				      memory_order_relaxed);
+		res->start_ns = mono_ns();
 		atomic_store_explicit(
 			&ws->deadline,
-			sl->timeout_ns ? mono_ns() + sl->timeout_ns : 0,
+			sl->timeout_ns ? res->start_ns + sl->timeout_ns : 0,
 			memory_order_release);
 		job.out = res->data;
 		job.cap = BR__POOL_RESULT_ROOM;
@@ -323,6 +325,8 @@ __attribute__((noreturn)) void br__pool_worker_main(int memfd, int efd,
 		for (uint32_t i = 0; i < sl->nitems; i++)
 			run_item(&job, fn, in + i * each, each);
 		atomic_store_explicit(&ws->deadline, 0, memory_order_relaxed);
+		res->end_ns = mono_ns();
+		res->pid = pid;
 		res->id = sl->id;
 		res->nitems = sl->nitems;
 		res->len = job.len;
