@@ -86,6 +86,7 @@
 #define GRANULE ((size_t)64 << 10) /* arena allocation unit */
 #define PUNCH_MIN ((size_t)1 << 20)
 #define INIT_FAILS_MAX 3
+#define FORK_TRIES 10 /* 100 ms apart */
 
 enum {
 	JOB_SUBMIT,
@@ -164,6 +165,7 @@ struct br_pool {
 	pthread_cond_t quiet; /* inflight reached 0 */
 	unsigned inflight;    /* forks and reaps under way */
 	int closing;
+	const char *broken; /* no worker can ever run: why */
 	/* job table: id = gen << 32 | index */
 	struct pjob **tab;
 	uint32_t tabcap, tabn, *freeidx, nfree;
@@ -835,6 +837,8 @@ static int all_disabled(struct br_pool *p)
  * pool or the runtime is closing). */
 static int replace(struct br_pool *p, struct pworker *pw)
 {
+	int tries = 0;
+
 	for (;;) {
 		void *v = NULL;
 		br_future *f;
@@ -859,9 +863,27 @@ static int replace(struct br_pool *p, struct pworker *pw)
 			return r; /* cancelled: fork_call cleans up */
 		if ((intptr_t)v == 0)
 			return 0;
+		if (++tries >= FORK_TRIES)
+			return (int)(intptr_t)v; /* the zygote is gone */
 		if (br_sleep_ms(100) < 0)
 			return -ECANCELED;
 	}
+}
+
+/* Worker pw can never be started again. If no worker can, fail what
+ * waits and what comes: nothing would ever run it. */
+static void disable(struct br_pool *p, struct pworker *pw, const char *why)
+{
+	int all;
+
+	pthread_mutex_lock(&p->lock);
+	pw->disabled = 1;
+	all = all_disabled(p);
+	if (all)
+		p->broken = why;
+	pthread_mutex_unlock(&p->lock);
+	if (all)
+		fail_all(p, BR_FAILED, BR_EWORKERDIED, why);
 }
 
 static void *watch_task(void *arg)
@@ -905,11 +927,8 @@ static void *watch_task(void *arg)
 			break;
 		if (state == BR__PW_INIT_FAILED) {
 			if (++pw->init_fails >= INIT_FAILS_MAX) {
-				pw->disabled = 1;
-				if (all_disabled(p))
-					fail_all(p, BR_FAILED, BR_EWORKERDIED,
-						 "every worker's initializer "
-						 "failed");
+				disable(p, pw,
+					"every worker's initializer failed");
 				break;
 			}
 			if (br_sleep_ms(100) < 0)
@@ -917,8 +936,14 @@ static void *watch_task(void *arg)
 		} else {
 			pw->init_fails = 0;
 		}
-		if (replace(p, pw) < 0)
+		r = replace(p, pw);
+		if (r < 0) {
+			if (r != -ECANCELED && r != BR_ECLOSED)
+				disable(p, pw,
+					"no worker can be started: the zygote "
+					"is gone");
 			break;
+		}
 	}
 	pool_put(p);
 	return NULL;
@@ -1115,9 +1140,9 @@ static int enqueue(struct br_pool *p, struct pjob *j, int copy)
 	int r;
 
 	pthread_mutex_lock(&p->lock);
-	if (p->closing) {
+	if (p->closing || p->broken) {
 		pthread_mutex_unlock(&p->lock);
-		return BR_ECLOSED;
+		return p->closing ? BR_ECLOSED : BR_EWORKERDIED;
 	}
 	r = tab_insert(p, j);
 	if (r < 0) {
@@ -1167,10 +1192,12 @@ static br_future *submit(br_pool *pool, br_job_fn fn, const void *in,
 	r = enqueue(pool, j, 1);
 	if (r < 0) {
 		j->where = W_DONE;
-		br__future_complete(&j->fut, BR_FAILED, NULL, NULL, 0, r,
-				    r == BR_ECLOSED ? "br_submit: the pool is "
-						      "closing" :
-						      br_strerror(r));
+		br__future_complete(
+			&j->fut, BR_FAILED, NULL, NULL, 0, r,
+			r == BR_ECLOSED	    ? "br_submit: the pool is closing" :
+			r == BR_EWORKERDIED ? "br_submit: no worker can be "
+					      "started" :
+					      br_strerror(r));
 		br_future_release(&j->fut); /* the table's */
 		return &j->fut;
 	}

@@ -8,9 +8,11 @@
  * that no process outlives the runtime.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -658,4 +660,61 @@ Test(pool, no_job_lost_while_workers_are_killed, .timeout = 180)
 	cr_assert_gt(kills, 0);
 	free(fs);
 	finish(p, rt);
+}
+
+/* The zygote's pid, from procfs (it is this process's child). */
+static pid_t zygote_pid(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t found = 0;
+
+	cr_assert_not_null(d);
+	while (!found && (e = readdir(d))) {
+		char path[300], comm[32];
+		FILE *f;
+		int ppid = 0;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fscanf(f, "%*d (%31[^)]) %*c %d", comm, &ppid) == 2 &&
+		    ppid == getpid() && !strcmp(comm, "braid-zygote"))
+			found = (pid_t)atoi(e->d_name);
+		fclose(f);
+	}
+	closedir(d);
+	return found;
+}
+
+/* Without a zygote no worker can be replaced: waiting jobs and new ones
+ * fail instead of waiting forever. */
+Test(pool, jobs_fail_when_no_worker_can_be_started, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
+	pid_t z = zygote_pid(), w;
+	br_future *f, *g;
+
+	cr_assert_gt(z, 0);
+	cr_assert_eq(kill(z, SIGKILL), 0);
+	cr_assert_eq(waitpid(z, NULL, 0), z);
+	f = br_submit(p, forever_job, NULL, 0);
+	g = br_submit(p, sum_job, NULL, 0);
+	usleep(50 * 1000);
+	br_pool_pids(p, &w, 1);
+	cr_assert_eq(kill(w, SIGKILL), 0);
+	cr_assert_eq(br_await(f, NULL), BR_EWORKERDIED);
+	cr_assert_eq(br_await(g, NULL), BR_EWORKERDIED);
+	br_future_release(f);
+	br_future_release(g);
+	f = br_submit(p, sum_job, NULL, 0);
+	cr_assert_eq(br_future_error(f), BR_EWORKERDIED);
+	br_future_release(f);
+	br_pool_free(p);
+	br_runtime_free(rt);
+	cr_assert_eq(t_count_children(), 0);
 }
