@@ -72,6 +72,7 @@
 #include "pool.h"
 #include "pool_shm.h"
 #include "task.h"
+#include "waitq.h"
 #include "worker.h"
 #include "zygote.h"
 
@@ -244,7 +245,7 @@ static void wake_workers(struct br_pool *p, int n)
 	if (atomic_fetch_add_explicit(&s->sleepers, 0, memory_order_seq_cst)) {
 		atomic_fetch_add_explicit(&s->job_bell, 1,
 					  memory_order_release);
-		br__shm_futex_wake(&s->job_bell, n);
+		br__futex_wake_shared(&s->job_bell, n);
 	}
 }
 
@@ -585,7 +586,7 @@ static int drain(struct br_pool *p, unsigned w)
 					  (off_t)len);
 			atomic_store_explicit(&ws->big_busy, 0,
 					      memory_order_release);
-			br__shm_futex_wake(&ws->big_busy, 1);
+			br__futex_wake_shared(&ws->big_busy, 1);
 		}
 		atomic_store_explicit(&ws->res_head, head + 1,
 				      memory_order_seq_cst);
@@ -596,7 +597,7 @@ static int drain(struct br_pool *p, unsigned w)
 		atomic_store_explicit(&ws->res_wait, 0, memory_order_relaxed);
 		atomic_fetch_add_explicit(&ws->res_bell, 1,
 					  memory_order_release);
-		br__shm_futex_wake(&ws->res_bell, 1);
+		br__futex_wake_shared(&ws->res_bell, 1);
 	}
 	return n;
 }
@@ -1902,7 +1903,7 @@ void br_pool_free(br_pool *p)
 				      memory_order_seq_cst);
 		atomic_fetch_add_explicit(&p->shm->job_bell, 1,
 					  memory_order_release);
-		br__shm_futex_wake(&p->shm->job_bell, INT32_MAX);
+		br__futex_wake_shared(&p->shm->job_bell, INT32_MAX);
 	}
 	stop_workers(p);
 	fail_all(p, BR_CANCELLED, -ECANCELED, "cancelled: the pool was freed");

@@ -236,10 +236,6 @@ static inline void br__pool_release(struct br__pool_shm *s, uint64_t pos)
 			      memory_order_release);
 }
 
-/* Futex on a word of the shared mapping (not FUTEX_PRIVATE). */
-int br__shm_futex_wait(_Atomic uint32_t *w, uint32_t v, int64_t timeout_ns);
-void br__shm_futex_wake(_Atomic uint32_t *w, int n);
-
 /*
  * br__pool_worker_main - the body of a worker process: map fd, run the
  * initializer, then jobs until told to close or max_jobs. Never returns.

@@ -23,19 +23,18 @@
  *   One thread. Everything shared is in pool_shm.h, with its orderings.
  */
 #include <errno.h>
-#include <linux/futex.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "braid.h"
 #include "pool_shm.h"
+#include "waitq.h"
 
 #define IDLE_SPINS 2000
 #define MSG_MAX 1024
@@ -52,25 +51,6 @@ struct br_job {
 	int failed_msg; /* br_job_fail gave a message */
 	char msg[MSG_MAX];
 };
-
-int br__shm_futex_wait(_Atomic uint32_t *w, uint32_t v, int64_t timeout_ns)
-{
-	struct timespec ts, *tp = NULL;
-
-	if (timeout_ns >= 0) {
-		ts.tv_sec = timeout_ns / 1000000000;
-		ts.tv_nsec = timeout_ns % 1000000000;
-		tp = &ts;
-	}
-	if (syscall(SYS_futex, w, FUTEX_WAIT, v, tp, NULL, 0) < 0)
-		return -errno;
-	return 0;
-}
-
-void br__shm_futex_wake(_Atomic uint32_t *w, int n)
-{
-	syscall(SYS_futex, w, FUTEX_WAKE, n, NULL, NULL, 0);
-}
 
 static int64_t mono_ns(void)
 {
@@ -97,7 +77,7 @@ static int room(struct br_job *job, size_t n)
 						  memory_order_acquire);
 		if (!b)
 			break;
-		br__shm_futex_wait(&ws->big_busy, b, -1);
+		br__futex_wait_shared(&ws->big_busy, b);
 	}
 	big = br__pool_big(job->s, job->idx);
 	memcpy(big, job->out, job->len);
@@ -199,7 +179,7 @@ static void wait_result_room(struct br__pool_wstate *ws)
 					      memory_order_relaxed);
 			return;
 		}
-		br__shm_futex_wait(&ws->res_bell, bell, -1);
+		br__futex_wait_shared(&ws->res_bell, bell);
 	}
 }
 
@@ -239,7 +219,7 @@ static struct br__pool_slot *next_job(struct br__pool_shm *s, unsigned idx,
 		sl = br__pool_claim(s, idx, pos);
 		if (!sl &&
 		    !atomic_load_explicit(&s->closing, memory_order_relaxed))
-			br__shm_futex_wait(&s->job_bell, bell, -1);
+			br__futex_wait_shared(&s->job_bell, bell);
 		atomic_fetch_sub_explicit(&s->sleepers, 1,
 					  memory_order_relaxed);
 		if (sl)

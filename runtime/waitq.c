@@ -123,7 +123,9 @@ void br__spin_lock_slow(_Atomic uint32_t *l)
 	}
 }
 
-void br__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline)
+/* private: the word is in this process only (FUTEX_PRIVATE_FLAG). */
+static void futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline,
+		       int private)
 {
 	struct timespec ts, *tp = NULL;
 
@@ -133,13 +135,29 @@ void br__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline)
 		tp = &ts;
 	}
 	/* BITSET takes an absolute CLOCK_MONOTONIC deadline. */
-	syscall(SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, val, tp, NULL,
-		FUTEX_BITSET_MATCH_ANY);
+	syscall(SYS_futex, word,
+		FUTEX_WAIT_BITSET | (private ? FUTEX_PRIVATE_FLAG : 0), val, tp,
+		NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
+void br__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline)
+{
+	futex_wait(word, val, deadline, 1);
 }
 
 void br__futex_wake(_Atomic uint32_t *word)
 {
 	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+void br__futex_wait_shared(_Atomic uint32_t *word, uint32_t val)
+{
+	futex_wait(word, val, -1, 0);
+}
+
+void br__futex_wake_shared(_Atomic uint32_t *word, int n)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
 /* ---- the waker's side ---- */

@@ -100,6 +100,11 @@ struct br__wq {
 void br__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline_ns);
 void br__futex_wake(_Atomic uint32_t *word);
 
+/* The same on a word in memory shared between processes (the process
+ * pool's rings), without a deadline; wake_shared wakes up to n. */
+void br__futex_wait_shared(_Atomic uint32_t *word, uint32_t val);
+void br__futex_wake_shared(_Atomic uint32_t *word, int n);
+
 /* ---- the small spin lock every object uses for its queues ---- */
 
 void br__spin_lock_slow(_Atomic uint32_t *l);

@@ -208,12 +208,27 @@ Test(examples, echo_server_echoes_and_stops_on_sigterm, .timeout = 30.0)
 		close(fd[i]);
 }
 
+/* build/<variant>/examples/<name>, next to this test's directory; skips
+ * the test if it is not built. */
+static const char *example_path(const char *name)
+{
+	static char exe[4096], path[4200];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	cr_assert_gt(n, 0);
+	exe[n] = '\0';
+	*strrchr(exe, '/') = '\0'; /* .../tests */
+	snprintf(path, sizeof(path), "%s/../examples/%s", exe, name);
+	if (access(path, X_OK) != 0)
+		cr_skip_test("%s is not built (make examples)", path);
+	return path;
+}
+
 /* The subprocess example, run through br_exec itself. */
 Test(examples, subprocess_prints_the_pipeline_and_the_gathered_commands,
      .timeout = 30.0)
 {
-	static char exe[4096], path[4200];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	const char *path = example_path("subprocess");
 	br_runtime *rt = t_runtime(1, 0);
 	br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE };
 	const char *argv[] = { path, NULL };
@@ -222,12 +237,6 @@ Test(examples, subprocess_prints_the_pipeline_and_the_gathered_commands,
 	size_t len;
 	br_future *f;
 
-	cr_assert_gt(n, 0);
-	exe[n] = '\0';
-	*strrchr(exe, '/') = '\0'; /* .../tests */
-	snprintf(path, sizeof(path), "%s/../examples/subprocess", exe);
-	if (access(path, X_OK) != 0)
-		cr_skip_test("%s is not built (make examples)", path);
 	f = br_exec(rt, argv, &o);
 	t_await_value(f);
 	cr_assert_eq(br_exec_exit_code(f), 0);
@@ -248,8 +257,7 @@ Test(examples, subprocess_prints_the_pipeline_and_the_gathered_commands,
  * and reports each worker process. */
 Test(examples, parallel_primes_counts_right_on_every_worker, .timeout = 60.0)
 {
-	static char exe[4096], path[4200];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	const char *path = example_path("parallel_primes");
 	br_runtime *rt = t_runtime(1, 0);
 	br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE };
 	const char *argv[] = { path,	"--limit",   "1000000", "--chunk",
@@ -260,12 +268,6 @@ Test(examples, parallel_primes_counts_right_on_every_worker, .timeout = 60.0)
 	int workers = 0;
 	br_future *f;
 
-	cr_assert_gt(n, 0);
-	exe[n] = '\0';
-	*strrchr(exe, '/') = '\0'; /* .../tests */
-	snprintf(path, sizeof(path), "%s/../examples/parallel_primes", exe);
-	if (access(path, X_OK) != 0)
-		cr_skip_test("%s is not built (make examples)", path);
 	f = br_exec(rt, argv, &o);
 	t_await_value(f);
 	out = br_future_bytes(f, &len);
