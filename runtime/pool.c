@@ -706,7 +706,9 @@ static int fork_worker(struct br_pool *p, unsigned w)
 		return r;
 	}
 	pthread_mutex_lock(&p->lock);
-	if (p->closing) {
+	/* Nobody would watch it: the pool, or its runtime, is closing. */
+	if (p->closing ||
+	    atomic_load_explicit(&p->rt->closing, memory_order_seq_cst)) {
 		pthread_mutex_unlock(&p->lock);
 		kill_pidfd(pidfd);
 		reap(pidfd);
