@@ -10,7 +10,8 @@
  *     net    I/O-bound: connections to a loopback echo server, each making
  *            round trips of 64 bytes.
  *     mixed  make a text record, parse it, hash it, write it to a file of
- *            its own (in a temporary directory, removed afterwards).
+ *            its own (in a new directory under --tmpdir, by default
+ *            /dev/shm, removed afterwards).
  *     tiny   fine-grained: a million tiny tasks.
  *   under nine models: pthreads (a thread per job; a pool of one thread
  *   per CPU taking submitted jobs from a shared queue), braid tasks on
@@ -36,6 +37,9 @@
  *   (models_verdict.c). A scaling run measures the CPU-bound workload on
  *   1 to --max-workers threads or processes for the thread pool, braid
  *   tasks and the process pool.
+ *
+ *   The 1-minute load average before and after is printed and kept in
+ *   the JSON: other work on the machine shows in every figure.
  *
  *   The echo server for net is an epoll loop on a thread of this driver
  *   (one thread, 127.0.0.1, an ephemeral port): the same server for every
@@ -131,6 +135,7 @@ static struct opts {
 } o;
 
 static char self_exe[4096];
+static double load_start, load_end; /* 1-minute load averages */
 static int echo_port;
 static int python_ok;
 static struct cell cells[MW_COUNT][MM_COUNT];
@@ -227,6 +232,21 @@ static void echo_end(void)
 		die("echo server: cannot stop");
 	pthread_join(echo_thread, NULL);
 	/* Connections still open were the children's; they are gone. */
+}
+
+/* The 1-minute load average: work of others on the machine shows in the
+ * figures, so the report says how busy it was. */
+static double loadavg(void)
+{
+	double v = -1;
+	FILE *f = fopen("/proc/loadavg", "re");
+
+	if (f) {
+		if (fscanf(f, "%lf", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
 }
 
 /* ---- sizes ---- */
@@ -772,6 +792,8 @@ static void write_json(void)
 	json_str(f, cpu);
 	fprintf(f, ", \"kernel\": ");
 	json_str(f, u.release);
+	fprintf(f, ", \"loadavg_start\": %.2f, \"loadavg_end\": %.2f",
+		load_start, load_end);
 	fprintf(f,
 		"},\n\"scale\": %g, \"runs\": %d, \"workers\": %u, "
 		"\"python\": %s,\n\"workloads\": [\n",
@@ -904,7 +926,8 @@ static void plot(void)
 			"\nset output 'models_%s.png'\n"
 			"set title \"%s: %s\\n(median of %d runs, whiskers min-max;"
 			" higher is better)\" noenhanced\n"
-			"set logscale y\nset ylabel '%s per second (log scale)'\n"
+			"set logscale y\nset format y '%%.0s%%c'\n"
+			"set ylabel '%s per second (log scale)'\n"
 			"set xrange [-0.6:%d.6]\nset yrange [%g:*]\n"
 			"plot '%s' using 1:($6==0?$3:1/0):4:5:(0.3):xtic(2) "
 			"with boxerrorbars lc rgb '#3a6ea5' title 'C, braid', \\\n"
@@ -937,7 +960,8 @@ static void plot(void)
 			"\nset output 'models_scaling.png'\n"
 			"set title \"CPU-bound scaling on %ld CPUs (median of %d"
 			" runs, whiskers min-max)\" noenhanced\n"
-			"unset logscale y\nset ylabel '%s per second'\n"
+			"unset logscale y\nset format y '%%g'\n"
+			"set ylabel '%s per second'\n"
 			"set xlabel 'threads, workers or processes'\n"
 			"set xrange [0.5:%u.5]\nset yrange [0:*]\n"
 			"set xtics 1 norotate\nset key top left\nplot ",
@@ -1194,11 +1218,18 @@ int main(int argc, char **argv)
 	python_ok = python_check();
 	if (o.only[MW_NET])
 		echo_start();
-	printf("models: %d run(s) at scale %g, %u workers, %ld CPUs%s\n",
+	load_start = loadavg();
+	printf("models: %d run(s) at scale %g, %u workers, %ld CPUs, load "
+	       "%.2f%s\n",
 	       o.runs, o.scale, o.workers, sysconf(_SC_NPROCESSORS_ONLN),
-	       python_ok ? ", python included" : "");
+	       load_start, python_ok ? ", python included" : "");
+	if (load_start > 0.5)
+		printf("models: the machine is busy (load %.2f): the figures "
+		       "will show it\n",
+		       load_start);
 	fflush(stdout);
 	run_all();
+	load_end = loadavg();
 	echo_end();
 	summarize_all();
 	print_table(stdout, 0);
@@ -1220,7 +1251,8 @@ int main(int argc, char **argv)
 		plot();
 	else
 		printf("plots skipped (--no-plots)\n");
-	printf("total %.1f s\n", (double)(br_now_ns() - t0) / 1e9);
+	printf("total %.1f s, load at the end %.2f\n",
+	       (double)(br_now_ns() - t0) / 1e9, load_end);
 	for (int w = 0; w < MW_COUNT; w++)
 		for (int m = 0; m < MM_COUNT; m++)
 			if (o.only[w] && available(m) && !sums[w][m].ok)
