@@ -7,7 +7,12 @@
 #   make bench-summary  build, then one quick round of fib, switch, skynet
 #   make bench-build    build the braid benches and every peer whose
 #                       toolchain is present
+#   make compare        build, then bench/models: threads vs processes vs
+#                       async on every workload, its table, JSON and plots;
+#                       the PNGs, the JSON and the markdown table are then
+#                       copied to bench/results/ (what README shows)
 #   BENCH_ARGS=...      extra runner options, e.g. BENCH_ARGS="--only fib"
+#   COMPARE_ARGS=...    extra bench/models options, e.g. "--runs 5"
 #
 # Benchmarks always use the release variant, whatever VARIANT says: the
 # targets above re-enter make with VARIANT=release. Peers whose toolchain
@@ -27,6 +32,9 @@ BENCH_PEERS := $(addprefix $(BENCH_B)/bench/peers/, \
 BENCH_EXAMPLES := $(patsubst examples/%.c,$(BENCH_B)/examples/%, \
                     $(wildcard examples/echo_server.c examples/http_server.c))
 BENCH_ARGS  ?=
+COMPARE_ARGS ?=
+# bench/models is three files: the driver, one measurement, the verdict.
+MODELS_SRC  := bench/models.c bench/models_run.c bench/models_verdict.c
 
 GO       ?= go
 CXX      ?= g++
@@ -37,7 +45,7 @@ PEER_CFLAGS   := -O2 -std=gnu11 -fopenmp
 PEER_GOENV    := GO111MODULE=off GOFLAGS= GOCACHE=$(CURDIR)/build/gocache \
                  GOPATH=$(CURDIR)/build/gopath
 
-.PHONY: bench bench-summary bench-build bench-programs
+.PHONY: bench bench-summary bench-build bench-programs compare
 
 bench: bench-build
 	$(Q)python3 scripts/bench.py --no-build $(BENCH_ARGS)
@@ -48,7 +56,35 @@ bench-summary: bench-build
 bench-build:
 	$(Q)$(MAKE) --no-print-directory VARIANT=release bench-programs
 
-bench-programs: $(BENCH_BIN) $(BENCH_PEERS) $(BENCH_EXAMPLES)
+bench-programs: $(BENCH_BIN) $(BENCH_PEERS) $(BENCH_EXAMPLES) \
+                $(BENCH_B)/bench/models
+
+# The timing needs the machine to itself; the copy keeps what the README
+# shows in step with the last run.
+compare: bench-build
+	$(Q)$(BENCH_B)/bench/models --json build/bench/models.json \
+		--plot-dir build/bench --markdown build/bench/models.md \
+		$(COMPARE_ARGS)
+	$(Q)mkdir -p bench/results && \
+		cp build/bench/models.json build/bench/models.md bench/results/ && \
+		for f in build/bench/models_*.png; do \
+			if [ -e "$$f" ]; then cp "$$f" bench/results/; fi; \
+		done
+
+# Built in any variant: tests/test_models runs it (the asan build under
+# make test-asan). -MMD is left out: it cannot name one .d for three
+# sources; the prerequisites are listed instead.
+$(B)/bench/models: $(MODELS_SRC) bench/models.h include/braid.h \
+                   $(B)/libbraid.a
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(CFLAGS)) -o $@ \
+		$(MODELS_SRC) $(B)/libbraid.a $(LDLIBS) -lm
+
+$(B)/bench/models_verdict.o: bench/models_verdict.c bench/models.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BENCH_B)/bench/%: bench/%.c bench/bench.h include/braid.h \
                     $(BENCH_B)/libbraid.a

@@ -72,6 +72,15 @@ $(B)/tests/tsan_criterion.o: tests/tsan_criterion.c
 # test_examples runs the example servers as processes.
 $(B)/tests/test_examples: $(EXAMPLES)
 
+# test_models runs bench/models (built in the same variant, see
+# bench/bench.mk) at a tiny scale and links its verdict code.
+$(B)/tests/test_models: $(B)/tests/test_models.o $(TEST_HELPER) \
+			$(B)/bench/models_verdict.o $(B)/libbraid.a \
+			$(B)/bench/models
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TEST_HELPER) \
+		$(B)/bench/models_verdict.o $(B)/libbraid.a $(LDLIBS) -lcriterion
+
 $(B)/tests/%: $(B)/tests/%.o $(TEST_HELPER) $(B)/libbraid.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TEST_HELPER) $(B)/libbraid.a \
