@@ -17,6 +17,7 @@
 #include "inject.h"
 #include "internal.h"
 #include "ring.h"
+#include "stats.h"
 #include "timer.h"
 
 /* What the scheduler does with the fiber that just switched out. */
@@ -55,6 +56,7 @@ struct br__worker {
 	struct br__fiber *after_fiber;
 	struct br__worker *after_target; /* MOVE: where to */
 	int after_cancellable; /* PARK: a cancellation request wakes it */
+	struct br__obs obs;    /* counters, heartbeat, trace (stats.h) */
 	struct br__timers timers;
 	struct br__stack_cache stacks;
 	struct br__ring ring;
@@ -97,6 +99,7 @@ struct br_runtime {
 	int ring_err; /* first ring set-up error, for the warning */
 	struct br__worker *workers;    /* nworkers of them, cache aligned */
 	struct br__blocking *blocking; /* br_spawn_blocking's pool */
+	struct br__obs_rt obs;	       /* stats, watchdog, trace (stats.h) */
 };
 
 /* The worker running the calling thread, or NULL. noinline: a task may

@@ -30,7 +30,7 @@ endif
 # test-tsan runs the programs where threads meet: scheduler, futures,
 # combinators, tasks, timers, groups, the deque, and every stress program.
 TSAN_TESTS  := runtime future combine task timer group deque io io_net sync chan \
-               blocking exec
+               blocking exec stats
 TSAN_BIN    := $(filter $(TSAN_TESTS:%=$(B)/tests/test_%),$(TEST_BIN))
 
 STRESS_SCALE    ?= 1
@@ -72,10 +72,14 @@ $(B)/tests/tsan_criterion.o: tests/tsan_criterion.c
 # test_examples runs the example servers as processes.
 $(B)/tests/test_examples: $(EXAMPLES)
 
+# The stall detector names task functions with dladdr(), which sees a
+# program's own functions only when they are exported.
+$(B)/tests/test_stats: TEST_LDFLAGS := -rdynamic
+
 $(B)/tests/%: $(B)/tests/%.o $(TEST_HELPER) $(B)/libbraid.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TEST_HELPER) $(B)/libbraid.a \
-		$(LDLIBS) -lcriterion
+	$(Q)$(CC) $(CFLAGS) $(TEST_LDFLAGS) -o $@ $< $(TEST_HELPER) \
+		$(B)/libbraid.a $(LDLIBS) -lcriterion
 
 .SECONDARY: $(TEST_OBJ) $(TEST_HELPER)
 
