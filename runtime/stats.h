@@ -56,9 +56,9 @@ enum {
  *            BRAID_TRACE is on, else NULL; written only by the worker.
  */
 struct br__obs {
-	_Atomic uint64_t st[BR__ST_COUNT];
 	_Atomic(struct br__fiber *) running;
 	struct br__trace_buf *trace;
+	_Atomic uint64_t st[BR__ST_COUNT];
 };
 
 /* Runtime-wide part: counters of plain threads, the watchdog, the trace

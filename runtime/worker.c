@@ -243,7 +243,7 @@ static struct br__task *steal(struct br__worker *w)
 		first = br__deque_steal(&v->dq);
 		if (!first)
 			continue;
-		br__obs_steal(&w->obs, v->id);
+		br__obs_steal(&w->obs, (start + i) % n);
 		/* Half of what was there, the first included. */
 		k = k / 2 > STEAL_MAX ? STEAL_MAX : k / 2;
 		while (--k > 0 && (x = br__deque_steal(&v->dq)))
