@@ -88,10 +88,14 @@ BR_PATCH := $(shell sed -n 's/^\#define BR_VERSION_PATCH \([0-9]*\)/\1/p' includ
 
 # Programs (tests, examples, benches) link the static library so that
 # tests can reach internal br__ symbols.
+# trace_tour exports its functions, so the trace can name its tasks.
+$(B)/examples/trace_tour: EXAMPLE_LDFLAGS := -rdynamic
+
 $(B)/examples/%: examples/%.c $(wildcard examples/*.h) $(B)/libbraid.a
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libbraid.a $(LDLIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(EXAMPLE_LDFLAGS) -o $@ $< \
+		$(B)/libbraid.a $(LDLIBS)
 
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 examples: $(EXAMPLES)

@@ -167,6 +167,12 @@ typedef struct br_config {
 	/* a blocking-pool thread idle this long
 	 * exits, default 10000 ms */
 	unsigned blocking_idle_ms;
+	/* stall detector: a task that holds its
+	 * worker this many ms without suspending is
+	 * reported once on stderr; BRAID_STALL_MS,
+	 * else 25; negative (or BRAID_STALL_MS=0)
+	 * turns it off; at most 3600000 */
+	int stall_ms;
 } br_config;
 
 /* br_runtime_features() bits: what the kernel gave this runtime. */
@@ -1577,6 +1583,106 @@ BR_API int br_job_fail(br_job *job, int error, const char *message);
  * A pid is 0 while that worker is being replaced. Context: any thread.
  */
 BR_API int br_pool_pids(br_pool *pool, pid_t *pids, size_t n);
+
+/* ------------------------------------------------------------------ */
+/* Stats and tracing                                                   */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Counters of one worker (or, in br_runtime_stats.total, of the whole
+ * runtime) since the runtime started. Each worker writes its own with
+ * plain stores and br_stats() reads them without stopping anybody, so a
+ * figure read while the runtime is busy may be a little behind; once the
+ * work has ended (its futures awaited), the figures are exact. The struct is 32
+ * counters long whatever the version: new counters take the place of
+ * reserved ones, so its size and the fields' offsets never change.
+ */
+typedef struct br_worker_stats {
+	/* tasks started here, children that br_await()
+	 * ran inline included; a task is counted once,
+	 * where it starts, however often it resumes */
+	uint64_t tasks_run;
+	/* run slices: times a task was switched in
+	 * (its first run and every resumption) */
+	uint64_t slices;
+	/* steals tried (a victim's queue looked non-empty
+	 * and a task was taken from it or lost to a
+	 * race) and won (at least one task came back) */
+	uint64_t steals_tried;
+	uint64_t steals_won;
+	/* times the worker slept in its ring wait (or
+	 * ppoll without io_uring), and how many of those
+	 * sleeps were ended by another thread handing it
+	 * work rather than by its own I/O or timers */
+	uint64_t parks;
+	uint64_t wakeups;
+	/* ring operations of tasks submitted here and
+	 * their final completions reaped here (multishot
+	 * accepts and receives are not counted) */
+	uint64_t io_submitted;
+	uint64_t io_completed;
+	/* timers that fired: sleeps and deadlines that
+	 * woke a task, and br_call_later callbacks */
+	uint64_t timers_fired;
+	/* br_spawn_blocking() calls made from here */
+	uint64_t blocking_calls;
+	/* process-pool jobs finished and handed back */
+	uint64_t proc_jobs;
+	/* run slices the stall detector reported */
+	uint64_t stalls;
+	uint64_t reserved[20];
+} br_worker_stats;
+
+/*
+ * What br_stats() fills. The caller provides the array for the per-worker
+ * figures (or none), so the struct stays small whatever the worker count.
+ *
+ *   workers   in: an array of nworkers entries, or NULL with nworkers 0
+ *             when only the totals are wanted.
+ *   nworkers  in: the entries in workers; out: the runtime's worker count.
+ *             The first min(in, out) entries are filled.
+ *   total     out: the sum over the workers, plus what plain threads did
+ *             (blocking calls and process jobs submitted from outside the
+ *             runtime's workers are counted only here).
+ */
+typedef struct br_runtime_stats {
+	br_worker_stats *workers;
+	unsigned nworkers;
+	br_worker_stats total;
+} br_runtime_stats;
+
+/*
+ * br_stats - read rt's counters into *stats (see br_runtime_stats).
+ *
+ * Counting costs each worker a few plain increments of its own memory and
+ * is always on. With BRAID_STATS=1 in the environment when the runtime is
+ * created, br_runtime_free() prints the table on stderr.
+ *
+ * The stall detector (br_config.stall_ms, on by default at 25 ms) watches
+ * from a thread of its own that sleeps while every worker is parked:
+ * a task that has held its worker past the threshold without suspending
+ * is reported once per run slice, while it is still running, as
+ *   braid: stall: task 1.57 (crunch in ./prog+0x1234) has held worker 1
+ *          for 26 ms (threshold 25 ms)
+ * The task id is <worker where it started>.<its start count there>; the
+ * function is named through dladdr(), which needs -rdynamic for functions
+ * of the program itself (otherwise the object and offset are given, for
+ * addr2line). A child run inline by br_await() is reported under the task
+ * that awaited it. Loop callbacks (br_call_soon) are not watched.
+ *
+ * BRAID_TRACE=file.json writes a Chrome trace-event timeline of the
+ * runtime when br_runtime_free() runs: each task's run slices on its
+ * worker's track, parks, steals, I/O waits, and process-pool jobs on their
+ * worker process's track; ui.perfetto.dev and chrome://tracing open it.
+ * Each worker keeps its last BRAID_TRACE_EVENTS events (default 65536) in
+ * a ring, so the file stays bounded however long the program runs. Several
+ * runtimes with the same file overwrite each other's.
+ *
+ * Returns the runtime's worker count (>= 1). Errors: BR_EBADOBJ (rt not a
+ * live runtime), -EINVAL (stats NULL, or workers NULL with nworkers > 0).
+ * Context: any thread.
+ */
+BR_API int br_stats(br_runtime *rt, br_runtime_stats *stats);
 
 #ifdef __cplusplus
 }

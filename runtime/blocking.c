@@ -646,6 +646,7 @@ br_future *br_spawn_blocking(br_runtime *rt, br_task_fn fn, void *arg)
 	br__future_init(&c->fut, BR__F_PROMISE, 2); /* caller's, pool's */
 	c->fn = fn;
 	c->arg = arg;
+	br__stats_count(rt, BR__ST_BLOCKING_CALLS);
 	/* The queue was empty: nobody may be coming, unless a thread
 	 * spins on the tail (seq_cst: after the exchange, Memory
 	 * ordering). */

@@ -313,12 +313,14 @@ void br__fiber_switch_in(struct br__worker *w, struct br__fiber *f)
 #endif
 	w->fiber = f;
 	w->current = f->top;
+	br__obs_slice_begin(&w->obs, f);
 	br__ctx_switch(&w->sched_sp, f->sp);
 #ifdef BR__ASAN
 	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
 	w->fiber = NULL;
 	w->current = NULL;
+	br__obs_slice_end(&w->obs);
 }
 
 /* Called first on a new fiber, to complete the switch that started it. */
@@ -359,6 +361,7 @@ void br__fiber_switch_to(struct br__worker *w, struct br__fiber *from,
 #endif
 	w->fiber = to;
 	w->current = to->top;
+	br__obs_slice_next(&w->obs, to);
 	br__ctx_switch(&from->sp, to->sp);
 #ifdef BR__ASAN
 	__sanitizer_finish_switch_fiber(from->asan_fake, NULL, NULL);

@@ -277,6 +277,8 @@ int br__io_wait(struct br__io *io)
 	struct br__worker *w = io->w;
 	struct io_uring_sqe *lt;
 	uint64_t seq;
+	int64_t t0 = br__obs_clock(&w->obs);
+	unsigned op = t0 ? io->sqe->opcode : 0;
 	int res;
 
 	io_uring_sqe_set_data(io->sqe, io);
@@ -289,6 +291,7 @@ int br__io_wait(struct br__io *io)
 		io_uring_sqe_set_data64(lt, BR__UD_IGNORE);
 	}
 	w->ring.inflight++;
+	br__stat_add(&w->obs, BR__ST_IO_SUBMITTED, 1);
 	for (;;) {
 		br__worker_go(io->w);
 		w = io->w;
@@ -305,6 +308,7 @@ int br__io_wait(struct br__io *io)
 		io->seq = seq;
 		br__task_suspend(!io->cancel_sent);
 	}
+	br__obs_span(&io->w->obs, BR__TR_IO, t0, op);
 	res = io->res;
 	if (io->cancel_sent) {
 		if (res == -ECANCELED || res == -EINTR) {
@@ -325,6 +329,7 @@ void br__io_complete(struct br__io *io, int res, uint32_t flags)
 	io->res = res;
 	io->cqe_flags = flags;
 	io->w->ring.inflight--;
+	br__stat_add(&io->w->obs, BR__ST_IO_COMPLETED, 1);
 	io->done = 1; /* from here io may be gone once f runs */
 	br__fiber_wake(f, seq);
 }

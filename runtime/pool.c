@@ -71,6 +71,7 @@
 #include "future.h"
 #include "pool.h"
 #include "pool_shm.h"
+#include "stats.h"
 #include "task.h"
 #include "waitq.h"
 #include "worker.h"
@@ -572,11 +573,16 @@ static int drain(struct br_pool *p, unsigned w)
 		if (mine && j->nitems != r->nitems)
 			mine = 2; /* not what we sent: treat as a death */
 		pthread_mutex_unlock(&p->lock);
+		if (mine)
+			br__trace_proc_job(p->rt, r->pid, r->id, r->start_ns,
+					   r->end_ns);
 		if (mine == 1)
 			complete_job(j, data, len);
 		else if (mine == 2)
 			fail_job(j, BR_FAILED, BR_EWORKERDIED,
 				 "the worker returned a malformed result");
+		if (mine)
+			br__stats_proc_job(p->rt);
 		if (r->flags & BR__RES_BIG) {
 			if (len >= PUNCH_MIN)
 				fallocate(p->memfd,
@@ -794,6 +800,7 @@ static void settle_dead(struct br_pool *p, unsigned w, const char *why)
 		br__pool_release(s, BR__JS_POS(st));
 		if (!mine)
 			continue;
+		br__stats_proc_job(p->rt);
 		if (kill == KILL_TIMEOUT)
 			fail_job(j, BR_FAILED, -ETIMEDOUT,
 				 "the job ran past its time limit; its worker "

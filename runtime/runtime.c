@@ -58,6 +58,8 @@
 #define DEFAULT_STACK (64 * 1024)
 #define MIN_STACK (16 * 1024)
 #define MAX_STACK ((size_t)1 << 30)
+#define DEFAULT_STALL_MS 25
+#define MAX_STALL_MS 3600000
 
 const char *br_version_string(void)
 {
@@ -82,6 +84,24 @@ static size_t env_size(const char *name)
 	else if (*end == 'm' || *end == 'M')
 		v <<= 20;
 	return (size_t)v;
+}
+
+/* BRAID_STALL_MS: unset or unparsable gives the default; 0 turns the
+ * detector off (-1). */
+static int env_stall_ms(void)
+{
+	const char *s = getenv("BRAID_STALL_MS");
+	char *end;
+	long v;
+
+	if (!s || !*s)
+		return DEFAULT_STALL_MS;
+	v = strtol(s, &end, 10);
+	if (*end || v < 0)
+		return DEFAULT_STALL_MS;
+	if (v > MAX_STALL_MS)
+		v = MAX_STALL_MS;
+	return v ? (int)v : -1;
 }
 
 static int configure(struct br_runtime *rt, const br_config *cfg)
@@ -128,6 +148,11 @@ static int configure(struct br_runtime *rt, const br_config *cfg)
 		c.blocking_queue = DEFAULT_BLOCKING_QUEUE;
 	if (!c.blocking_idle_ms)
 		c.blocking_idle_ms = DEFAULT_BLOCKING_IDLE_MS;
+	if (!c.stall_ms)
+		c.stall_ms = env_stall_ms();
+	if (c.stall_ms > MAX_STALL_MS)
+		return -EINVAL;
+	rt->obs.stall_ms = c.stall_ms > 0 ? c.stall_ms : 0;
 	rt->blocking = br__blocking_new(c.blocking_threads, c.blocking_queue,
 					c.blocking_idle_ms);
 	if (!rt->blocking)
@@ -159,6 +184,7 @@ static void free_runtime(struct br_runtime *rt, unsigned nworkers)
 {
 	unsigned i;
 
+	br__obs_term(rt);
 	for (i = 0; i < nworkers; i++) {
 		struct br__worker *w = &rt->workers[i];
 
@@ -227,6 +253,10 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 	}
 	pthread_mutex_init(&rt->start_lock, NULL);
 	pthread_cond_init(&rt->start_cond, NULL);
+	if (br__obs_init(rt) < 0) {
+		free_runtime(rt, 0);
+		return -ENOMEM;
+	}
 	for (i = 0; i < rt->nworkers; i++) {
 		struct br__worker *w = &rt->workers[i];
 
@@ -266,6 +296,12 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 	if (br__stack_guard_install_works())
 		feat |= BR_FEAT_GUARD_INSTALL;
 	rt->features = feat;
+	ret = br__obs_start(rt);
+	if (ret < 0) {
+		stop_workers(rt, rt->nworkers);
+		free_runtime(rt, rt->nworkers);
+		return ret;
+	}
 	if (rt->ring_err && !(rt->flags & BR_CONFIG_QUIET))
 		fprintf(stderr,
 			"braid: io_uring unavailable (%s); workers park in "
@@ -314,6 +350,7 @@ void br_runtime_free(br_runtime *rt)
 	stop_workers(rt, rt->nworkers);
 	while ((t = br__inject_pop(&rt->inject)))
 		br__task_drop(t);
+	br__obs_report(rt);
 	free_runtime(rt, rt->nworkers);
 }
 

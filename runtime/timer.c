@@ -163,7 +163,8 @@ void br__timer_cancel(struct br__worker *cur, struct br__timer *t)
 	free(t);
 }
 
-static void fire(struct br__timer *t)
+/* Returns 1 if it fired, 0 if its sleeper had given it up. */
+static unsigned fire(struct br__timer *t)
 {
 	int st = BR__TM_ARMED;
 
@@ -172,17 +173,18 @@ static void fire(struct br__timer *t)
 
 		free(t);
 		br__task_schedule(cb);
-		return;
+		return 1;
 	}
 	if (!atomic_compare_exchange_strong_explicit(&t->st, &st, BR__TM_FIRING,
 						     memory_order_acq_rel,
 						     memory_order_acquire)) {
 		free(t); /* DEAD: its sleeper gave it to us */
-		return;
+		return 0;
 	}
 	br__fiber_wake(t->fiber, t->seq);
 	/* Release: the sleeper may free t once it sees DONE. */
 	atomic_store_explicit(&t->st, BR__TM_DONE, memory_order_release);
+	return 1;
 }
 
 unsigned br__timers_run(struct br__worker *w, int64_t now)
@@ -194,9 +196,10 @@ unsigned br__timers_run(struct br__worker *w, int64_t now)
 		struct br__timer *t = tm->heap[0];
 
 		heap_remove(tm, 0);
-		fire(t);
-		n++;
+		n += fire(t);
 	}
+	if (n)
+		br__stat_add(&w->obs, BR__ST_TIMERS_FIRED, n);
 	return n;
 }
 

@@ -239,9 +239,11 @@ static struct br__task *steal(struct br__worker *w)
 		k = br__deque_size(&v->dq);
 		if (k <= 0)
 			continue;
+		br__stat_add(&w->obs, BR__ST_STEALS_TRIED, 1);
 		first = br__deque_steal(&v->dq);
 		if (!first)
 			continue;
+		br__obs_steal(&w->obs, (start + i) % n);
 		/* Half of what was there, the first included. */
 		k = k / 2 > STEAL_MAX ? STEAL_MAX : k / 2;
 		while (--k > 0 && (x = br__deque_steal(&v->dq)))
@@ -334,10 +336,17 @@ static void park(struct br__worker *w)
 	atomic_store_explicit(&w->parked, 1, memory_order_seq_cst);
 	if (!(last && work_anywhere(w)) &&
 	    !atomic_load_explicit(&w->rq_len, memory_order_seq_cst) &&
-	    !atomic_load_explicit(&rt->stop, memory_order_seq_cst))
+	    !atomic_load_explicit(&rt->stop, memory_order_seq_cst)) {
+		int64_t t0 = br__obs_clock(&w->obs);
+
+		br__stat_add(&w->obs, BR__ST_PARKS, 1);
 		br__ring_park(w, br__timers_next(w));
+		br__obs_span(&w->obs, BR__TR_PARK, t0, 0);
+	}
 	atomic_store_explicit(&w->parked, 0, memory_order_relaxed);
-	br__idle_unpark(&rt->idle, w);
+	if (br__idle_unpark(&rt->idle, w))
+		br__stat_add(&w->obs, BR__ST_WAKEUPS, 1);
+	br__watchdog_unparked(&rt->obs);
 }
 
 /* ---- running tasks ---- */
@@ -482,6 +491,7 @@ static void run(struct br__worker *w, struct br__task *t)
 			return;
 		}
 		f->root = f->top = t;
+		br__obs_task_start(&w->obs, w->id, f, t->fn);
 		f->pinned = !!(t->flags & BR__T_PINNED);
 		f->pin = t->pin;
 		br__fiber_prepare(f, fiber_main, f);

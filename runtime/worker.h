@@ -17,6 +17,7 @@
 #include "inject.h"
 #include "internal.h"
 #include "ring.h"
+#include "stats.h"
 #include "timer.h"
 
 /* What the scheduler does with the fiber that just switched out. */
@@ -34,6 +35,11 @@ struct br__worker {
 	/* ---- owner-only: touched by this worker's thread alone ---- */
 	struct br_runtime *rt;
 	unsigned id;
+	/* counters, heartbeat and trace ring
+	 * (stats.h): the ones every switch writes
+	 * share this line with rt, which the
+	 * switch reads anyway */
+	struct br__obs obs;
 	struct br__deque dq;   /* spawned tasks; thieves steal */
 	struct br__task *lifo; /* the task woken last */
 	unsigned lifo_runs;    /* LIFO runs in a row, capped at 3 */
@@ -97,7 +103,8 @@ struct br_runtime {
 	int ring_err; /* first ring set-up error, for the warning */
 	struct br__worker *workers;    /* nworkers of them, cache aligned */
 	struct br__blocking *blocking; /* br_spawn_blocking's pool */
-	int zygote; /* holds a reference to the zygote (pool.c) */
+	int zygote;	       /* holds a reference to the zygote (pool.c) */
+	struct br__obs_rt obs; /* stats, watchdog, trace (stats.h) */
 };
 
 /* The worker running the calling thread, or NULL. noinline: a task may

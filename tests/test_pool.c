@@ -718,3 +718,20 @@ Test(pool, jobs_fail_when_no_worker_can_be_started, .timeout = 60)
 	br_runtime_free(rt);
 	cr_assert_eq(t_count_children(), 0);
 }
+
+/* Every job, done or failed, counts once in br_stats. */
+Test(pool, jobs_are_counted_in_stats)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
+	br_runtime_stats st = { 0 };
+	br_future *f;
+
+	cr_assert_eq(run_sums(p, 500), 500);
+	f = br_submit(p, abort_job, NULL, 0);
+	cr_assert_eq(br_await(f, NULL), BR_EWORKERDIED);
+	br_future_release(f);
+	cr_assert_eq(br_stats(rt, &st), 2);
+	cr_assert_eq(st.total.proc_jobs, 501);
+	finish(p, rt);
+}

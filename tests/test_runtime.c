@@ -109,10 +109,17 @@ Test(runtime, threads_grow_by_exactly_the_workers_and_come_back,
 
 	cr_assert_gt(base, 0);
 	for (unsigned workers = 1; workers <= 3; workers++) {
-		br_runtime *rt = t_runtime(workers, 0);
+		br_config cfg = { .workers = workers, .stall_ms = -1 };
+		br_runtime *rt = t_runtime_cfg(&cfg);
 
 		cr_assert_eq(t_count_threads(), base + (int)workers,
 			     "%u workers", workers);
+		br_runtime_free(rt);
+		t_assert_threads_return_to(base);
+		/* With the stall detector (the default): its watchdog. */
+		rt = t_runtime(workers, 0);
+		cr_assert_eq(t_count_threads(), base + (int)workers + 1,
+			     "%u workers and the watchdog", workers);
 		br_runtime_free(rt);
 		t_assert_threads_return_to(base);
 	}

@@ -30,7 +30,7 @@ endif
 # test-tsan runs the programs where threads meet: scheduler, futures,
 # combinators, tasks, timers, groups, the deque, and every stress program.
 TSAN_TESTS  := runtime future combine task timer group deque io io_net sync chan \
-               blocking exec pool
+               blocking exec pool stats
 TSAN_BIN    := $(filter $(TSAN_TESTS:%=$(B)/tests/test_%),$(TEST_BIN))
 
 STRESS_SCALE    ?= 1
@@ -81,10 +81,14 @@ $(B)/tests/test_models: $(B)/tests/test_models.o $(TEST_HELPER) \
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TEST_HELPER) \
 		$(B)/bench/models_verdict.o $(B)/libbraid.a $(LDLIBS) -lcriterion
 
+# The stall detector names task functions with dladdr(), which sees a
+# program's own functions only when they are exported.
+$(B)/tests/test_stats: TEST_LDFLAGS := -rdynamic
+
 $(B)/tests/%: $(B)/tests/%.o $(TEST_HELPER) $(B)/libbraid.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TEST_HELPER) $(B)/libbraid.a \
-		$(LDLIBS) -lcriterion
+	$(Q)$(CC) $(CFLAGS) $(TEST_LDFLAGS) -o $@ $< $(TEST_HELPER) \
+		$(B)/libbraid.a $(LDLIBS) -lcriterion
 
 .SECONDARY: $(TEST_OBJ) $(TEST_HELPER)
 

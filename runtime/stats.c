@@ -1,0 +1,521 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stats.c - br_stats(), the BRAID_STATS table, and the stall detector's
+ * watchdog thread.
+ *
+ * Design
+ *   Counters are per worker, in the owner-only part of its struct, and
+ *   bumped by the owner with a plain load and store (stats.h): a shared
+ *   counter bounced between cores would cost a locked instruction and a
+ *   cache miss per event. br_stats() sums them without stopping anybody.
+ *   Events of threads that are not workers (a blocking call submitted
+ *   from main, a process job completed by a pool thread) go to per-runtime
+ *   atomics instead, which only those slower paths touch.
+ *
+ *   The stall detector (Seastar's reactor stall detector, with a thread in
+ *   place of its timer signal). Each worker counts run slices (its
+ *   heartbeat, BR__ST_SLICES) and publishes the fiber it is running, or
+ *   NULL while it is in its scheduler. The watchdog samples both every
+ *   quarter of the threshold: a worker seen with the same fiber and the
+ *   same slice count at two samples threshold apart has been running one
+ *   slice for at least that long, and is reported once, while it still
+ *   runs. The slice began after the previous sample that saw something
+ *   else, so the duration given, counted from the first sample that saw
+ *   it, is a lower bound, short by at most one period; a slice is never
+ *   reported before it has really run for the threshold. The report names
+ *   the task through its fiber's header (obs_id, obs_fn), which is never
+ *   freed (fiber.c), so a stale read is at worst a wrong name, and the
+ *   slice count is re-read after the name to drop a slice that ended
+ *   meanwhile. Reading the clock at every switch instead would cost more
+ *   than the switch itself (17 ns).
+ *
+ *   The watchdog costs the workers nothing while they run. When every
+ *   worker is parked and none has parked again for a few samples, it stops
+ *   sampling and sleeps on the wd_sleep futex until a worker leaves its
+ *   park (br__watchdog_unparked: one load per unpark, and a wake-up only
+ *   after such a sleep). A runtime that wakes often (a periodic timer)
+ *   keeps the watchdog sampling at its period instead, which costs the
+ *   watchdog's thread, not the workers.
+ *
+ * Invariants
+ *   - A stalled slice is reported at most once (seen[].reported).
+ *
+ * Concurrency
+ *   - Counters: one writer each (the owner worker; stalls: the watchdog);
+ *     readers anywhere, relaxed.
+ *   - seen[]: the watchdog thread only.
+ *   - ext[]: any thread, relaxed RMWs.
+ *
+ * Memory ordering
+ *   - wd_sleep and the idle state form a Dekker pair: the watchdog stores
+ *     wd_sleep = 1 (seq_cst) then loads the idle state (seq_cst) and
+ *     sleeps only if no worker is unparked; a worker's unpark is a seq_cst
+ *     RMW of the idle state (its own, or its notifier's, which happens
+ *     before the worker runs on) followed by its seq_cst load of wd_sleep
+ *     (br__watchdog_unparked). Either the watchdog sees the worker
+ *     unparked, or the worker sees wd_sleep and wakes it.
+ *   - running is stored with release after the fiber's header labels
+ *     (obs_id, obs_fn) and loaded with acquire by the watchdog, so the
+ *     name it prints belongs to the fiber it saw.
+ *
+ * Lifetime
+ *   The watchdog starts after the workers (br__obs_start) and is stopped
+ *   and joined first thing in free_runtime (br__obs_term), before any
+ *   worker struct goes away.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "blocking.h"
+#include "fiber.h"
+#include "stats.h"
+#include "worker.h"
+
+_Static_assert(sizeof(br_worker_stats) == 32 * sizeof(uint64_t),
+	       "br_worker_stats keeps its size");
+_Static_assert(offsetof(br_worker_stats, tasks_run) ==
+		       BR__ST_TASKS_RUN * sizeof(uint64_t),
+	       "");
+_Static_assert(offsetof(br_worker_stats, slices) ==
+		       BR__ST_SLICES * sizeof(uint64_t),
+	       "");
+_Static_assert(offsetof(br_worker_stats, steals_tried) ==
+		       BR__ST_STEALS_TRIED * sizeof(uint64_t),
+	       "");
+_Static_assert(offsetof(br_worker_stats, steals_won) ==
+		       BR__ST_STEALS_WON * sizeof(uint64_t),
+	       "");
+_Static_assert(offsetof(br_worker_stats, parks) ==
+		       BR__ST_PARKS * sizeof(uint64_t),
+	       "");
+_Static_assert(offsetof(br_worker_stats, wakeups) ==
+		       BR__ST_WAKEUPS * sizeof(uint64_t),
+	       "");
+_Static_assert(offsetof(br_worker_stats, io_submitted) ==
+		       BR__ST_IO_SUBMITTED * sizeof(uint64_t),
+	       "");
+_Static_assert(offsetof(br_worker_stats, io_completed) ==
+		       BR__ST_IO_COMPLETED * sizeof(uint64_t),
+	       "");
+_Static_assert(offsetof(br_worker_stats, timers_fired) ==
+		       BR__ST_TIMERS_FIRED * sizeof(uint64_t),
+	       "");
+_Static_assert(offsetof(br_worker_stats, blocking_calls) ==
+		       BR__ST_BLOCKING_CALLS * sizeof(uint64_t),
+	       "");
+_Static_assert(offsetof(br_worker_stats, proc_jobs) ==
+		       BR__ST_PROC_JOBS * sizeof(uint64_t),
+	       "");
+_Static_assert(offsetof(br_worker_stats, stalls) ==
+		       BR__ST_STALLS * sizeof(uint64_t),
+	       "");
+_Static_assert(offsetof(br_worker_stats, reserved) ==
+		       BR__ST_COUNT * sizeof(uint64_t),
+	       "every counter has a field");
+
+/* Samples with every worker parked and no new park before the watchdog
+ * stops sampling and sleeps until a worker unparks. */
+#define QUIET_SAMPLES 4
+
+/* What the watchdog saw of one worker at its last sample. */
+struct seen {
+	uint64_t beat;		 /* the run-slice count */
+	struct br__fiber *fiber; /* running then, or NULL */
+	int64_t since;		 /* first sample that saw this slice */
+	int reported;		 /* this slice has been reported */
+};
+
+struct br__watchdog {
+	struct br_runtime *rt;
+	pthread_t thread;
+	_Atomic uint32_t stop; /* futex word of the timed sleeps */
+	int64_t period_ns;
+	int64_t threshold_ns;
+	struct seen seen[]; /* one per worker */
+};
+
+/* ---- counters ---- */
+
+void br__stats_count(struct br_runtime *rt, unsigned i)
+{
+	struct br__worker *w = br__worker_current();
+
+	if (w && w->rt == rt)
+		br__stat_add(&w->obs, i, 1);
+	else
+		/* Relaxed: a count, read only for its value. */
+		atomic_fetch_add_explicit(&rt->obs.ext[i], 1,
+					  memory_order_relaxed);
+}
+
+void br__stats_proc_job(struct br_runtime *rt)
+{
+	if (br__runtime_ok(rt))
+		br__stats_count(rt, BR__ST_PROC_JOBS);
+}
+
+static void read_worker(struct br__worker *w, br_worker_stats *out)
+{
+	uint64_t *c = (uint64_t *)out;
+	unsigned i;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; i < BR__ST_COUNT; i++)
+		c[i] = atomic_load_explicit(&w->obs.st[i],
+					    memory_order_relaxed);
+}
+
+static void add_to(br_worker_stats *sum, const br_worker_stats *x)
+{
+	uint64_t *s = (uint64_t *)sum;
+	const uint64_t *v = (const uint64_t *)x;
+	unsigned i;
+
+	for (i = 0; i < BR__ST_COUNT; i++)
+		s[i] += v[i];
+}
+
+/* Fill total with the runtime's sums, and ext with the plain threads'. */
+static void read_totals(struct br_runtime *rt, br_worker_stats *total,
+			br_worker_stats *ext)
+{
+	br_worker_stats one;
+	uint64_t *e = (uint64_t *)ext;
+	unsigned i;
+
+	memset(total, 0, sizeof(*total));
+	memset(ext, 0, sizeof(*ext));
+	for (i = 0; i < rt->nworkers; i++) {
+		read_worker(&rt->workers[i], &one);
+		add_to(total, &one);
+	}
+	for (i = 0; i < BR__ST_COUNT; i++)
+		e[i] = atomic_load_explicit(&rt->obs.ext[i],
+					    memory_order_relaxed);
+	add_to(total, ext);
+}
+
+int br_stats(br_runtime *rt, br_runtime_stats *stats)
+{
+	br_worker_stats ext;
+	unsigned i;
+
+	if (!br__runtime_ok(rt))
+		return BR_EBADOBJ;
+	if (!stats || (!stats->workers && stats->nworkers))
+		return -EINVAL;
+	for (i = 0; i < stats->nworkers && i < rt->nworkers; i++)
+		read_worker(&rt->workers[i], &stats->workers[i]);
+	read_totals(rt, &stats->total, &ext);
+	stats->nworkers = rt->nworkers;
+	return (int)rt->nworkers;
+}
+
+static void print_row(FILE *f, const char *label, const br_worker_stats *s)
+{
+	fprintf(f,
+		"%-9s %9llu %9llu %7llu/%-7llu %8llu %8llu %9llu %9llu "
+		"%8llu %8llu %7llu %6llu\n",
+		label, (unsigned long long)s->tasks_run,
+		(unsigned long long)s->slices,
+		(unsigned long long)s->steals_won,
+		(unsigned long long)s->steals_tried,
+		(unsigned long long)s->parks, (unsigned long long)s->wakeups,
+		(unsigned long long)s->io_submitted,
+		(unsigned long long)s->io_completed,
+		(unsigned long long)s->timers_fired,
+		(unsigned long long)s->blocking_calls,
+		(unsigned long long)s->proc_jobs,
+		(unsigned long long)s->stalls);
+}
+
+/* The BRAID_STATS table, on stderr in one write. */
+static void print_stats(struct br_runtime *rt)
+{
+	br_worker_stats one, total, ext;
+	char label[32], *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	unsigned i;
+
+	if (!f)
+		return;
+	fprintf(f, "braid stats: %u worker%s\n", rt->nworkers,
+		rt->nworkers == 1 ? "" : "s");
+	fprintf(f, "%-9s %9s %9s %15s %8s %8s %9s %9s %8s %8s %7s %6s\n", "",
+		"tasks", "slices", "steals won/try", "parks", "wakeups",
+		"io sub", "io done", "timers", "blocking", "jobs", "stalls");
+	for (i = 0; i < rt->nworkers; i++) {
+		read_worker(&rt->workers[i], &one);
+		snprintf(label, sizeof(label), "worker %u", i);
+		print_row(f, label, &one);
+	}
+	read_totals(rt, &total, &ext);
+	print_row(f, "threads", &ext);
+	print_row(f, "total", &total);
+	fclose(f);
+	if (buf && write(STDERR_FILENO, buf, len) < 0)
+		(void)0; /* nowhere left to say so */
+	free(buf);
+}
+
+/* ---- naming a task's function ---- */
+
+void br__obs_fn_name(uintptr_t fn, char *buf, size_t n)
+{
+	Dl_info info;
+	const char *obj;
+
+	if (fn && dladdr((void *)fn, &info)) {
+		if (info.dli_sname) {
+			if ((uintptr_t)info.dli_saddr == fn)
+				snprintf(buf, n, "%s", info.dli_sname);
+			else
+				snprintf(buf, n, "%s+0x%lx", info.dli_sname,
+					 (unsigned long)(fn -
+							 (uintptr_t)info
+								 .dli_saddr));
+			return;
+		}
+		if (info.dli_fname) {
+			obj = strrchr(info.dli_fname, '/');
+			snprintf(buf, n, "%s+0x%lx",
+				 obj ? obj + 1 : info.dli_fname,
+				 (unsigned long)(fn -
+						 (uintptr_t)info.dli_fbase));
+			return;
+		}
+	}
+	snprintf(buf, n, "0x%lx", (unsigned long)fn);
+}
+
+/* ---- the watchdog ---- */
+
+static void futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t ns)
+{
+	struct timespec ts, *tp = NULL;
+
+	if (ns >= 0) {
+		ts.tv_sec = ns / 1000000000;
+		ts.tv_nsec = ns % 1000000000;
+		tp = &ts;
+	}
+	syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, tp, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *word)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+void br__watchdog_wake(struct br__obs_rt *ort)
+{
+	/* seq_cst: one waker takes the sleep and makes the system call. */
+	if (atomic_exchange_explicit(&ort->wd_sleep, 0, memory_order_seq_cst))
+		futex_wake(&ort->wd_sleep);
+}
+
+static void report(struct br__watchdog *wd, unsigned i, struct seen *s,
+		   int64_t now)
+{
+	struct br__worker *w = &wd->rt->workers[i];
+	uint64_t id =
+		atomic_load_explicit(&s->fiber->obs_id, memory_order_relaxed);
+	uintptr_t fn =
+		atomic_load_explicit(&s->fiber->obs_fn, memory_order_relaxed);
+	char name[192], line[320];
+	int len;
+
+	/* The slice may have ended while we read its labels. */
+	if (atomic_load_explicit(&w->obs.st[BR__ST_SLICES],
+				 memory_order_acquire) != s->beat)
+		return;
+	s->reported = 1;
+	br__stat_add(&w->obs, BR__ST_STALLS, 1);
+	br__obs_fn_name(fn, name, sizeof(name));
+	len = snprintf(line, sizeof(line),
+		       "braid: stall: task %u.%llu (%s) has held worker %u "
+		       "for %lld ms (threshold %lld ms)\n",
+		       (unsigned)(id >> 40),
+		       (unsigned long long)(id & ((UINT64_C(1) << 40) - 1)),
+		       name, i, (long long)((now - s->since) / 1000000),
+		       (long long)(wd->threshold_ns / 1000000));
+	if (len > (int)sizeof(line) - 1)
+		len = (int)sizeof(line) - 1;
+	if (write(STDERR_FILENO, line, (size_t)len) < 0)
+		(void)0; /* nowhere left to say so */
+}
+
+/* One sample of every worker. Returns 1 if some worker runs a task. */
+static int sample(struct br__watchdog *wd, int64_t now, uint64_t *parks)
+{
+	struct br_runtime *rt = wd->rt;
+	int busy = 0;
+	unsigned i;
+
+	*parks = 0;
+	for (i = 0; i < rt->nworkers; i++) {
+		struct br__worker *w = &rt->workers[i];
+		struct seen *s = &wd->seen[i];
+		struct br__fiber *f;
+		uint64_t beat;
+
+		*parks += atomic_load_explicit(&w->obs.st[BR__ST_PARKS],
+					       memory_order_relaxed);
+		beat = atomic_load_explicit(&w->obs.st[BR__ST_SLICES],
+					    memory_order_relaxed);
+		/* Acquire: pairs with the release store of running at the
+		 * switch, after the fiber's labels (header). */
+		f = atomic_load_explicit(&w->obs.running, memory_order_acquire);
+		if (!f) {
+			s->fiber = NULL;
+			continue;
+		}
+		busy = 1;
+		if (f != s->fiber || beat != s->beat) {
+			s->fiber = f;
+			s->beat = beat;
+			s->since = now;
+			s->reported = 0;
+			continue;
+		}
+		if (!s->reported && now - s->since >= wd->threshold_ns)
+			report(wd, i, s, now);
+	}
+	return busy;
+}
+
+/* Sleep until a worker unparks, unless one is unparked already. */
+static void sleep_while_parked(struct br__watchdog *wd)
+{
+	struct br_runtime *rt = wd->rt;
+	uint32_t st;
+
+	/* seq_cst: Dekker pair with the workers' unpark (header). */
+	atomic_store_explicit(&rt->obs.wd_sleep, 1, memory_order_seq_cst);
+	st = atomic_load_explicit(&rt->idle.state, memory_order_seq_cst);
+	if ((st >> 16) == 0 &&
+	    !atomic_load_explicit(&wd->stop, memory_order_relaxed))
+		futex_wait(&rt->obs.wd_sleep, 1, -1);
+	/* Relaxed: only saves later unparks a needless exchange. */
+	atomic_store_explicit(&rt->obs.wd_sleep, 0, memory_order_relaxed);
+}
+
+static void *watchdog_main(void *arg)
+{
+	struct br__watchdog *wd = arg;
+	uint64_t parks, last_parks = 0;
+	unsigned quiet = 0;
+
+	for (;;) {
+		/* Relaxed: stop only ends the loop; the join orders the
+		 * rest. */
+		if (atomic_load_explicit(&wd->stop, memory_order_relaxed))
+			break;
+		futex_wait(&wd->stop, 0, wd->period_ns);
+		if (atomic_load_explicit(&wd->stop, memory_order_relaxed))
+			break;
+		if (sample(wd, br_now_ns(), &parks) || parks != last_parks) {
+			last_parks = parks;
+			quiet = 0;
+			continue;
+		}
+		if (++quiet < QUIET_SAMPLES)
+			continue;
+		quiet = 0;
+		sleep_while_parked(wd);
+	}
+	return NULL;
+}
+
+static int watchdog_start(struct br_runtime *rt)
+{
+	struct br__watchdog *wd;
+	sigset_t old;
+	int ret;
+
+	wd = calloc(1, sizeof(*wd) + rt->nworkers * sizeof(wd->seen[0]));
+	if (!wd)
+		return -ENOMEM;
+	wd->rt = rt;
+	wd->threshold_ns = (int64_t)rt->obs.stall_ms * 1000000;
+	wd->period_ns = wd->threshold_ns / 4;
+	if (wd->period_ns < 1000000)
+		wd->period_ns = 1000000;
+	br__signals_block(&old);
+	ret = pthread_create(&wd->thread, NULL, watchdog_main, wd);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret) {
+		free(wd);
+		return -EAGAIN;
+	}
+	rt->obs.wd = wd;
+	return 0;
+}
+
+static void watchdog_stop(struct br_runtime *rt)
+{
+	struct br__watchdog *wd = rt->obs.wd;
+
+	if (!wd)
+		return;
+	/* Relaxed: the futex calls and the join order the rest. */
+	atomic_store_explicit(&wd->stop, 1, memory_order_relaxed);
+	futex_wake(&wd->stop);
+	br__watchdog_wake(&rt->obs);
+	pthread_join(wd->thread, NULL);
+	free(wd);
+	rt->obs.wd = NULL;
+}
+
+/* ---- set-up and tear-down ---- */
+
+static int env_on(const char *name)
+{
+	const char *s = getenv(name);
+
+	return s && *s && strcmp(s, "0") != 0;
+}
+
+int br__obs_init(struct br_runtime *rt)
+{
+	const char *path = getenv("BRAID_TRACE");
+	int ret;
+
+	rt->obs.print_stats = env_on("BRAID_STATS");
+	if (path && *path) {
+		ret = br__trace_init(rt, path);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+int br__obs_start(struct br_runtime *rt)
+{
+	return rt->obs.stall_ms > 0 ? watchdog_start(rt) : 0;
+}
+
+void br__obs_report(struct br_runtime *rt)
+{
+	watchdog_stop(rt);
+	if (rt->obs.print_stats)
+		print_stats(rt);
+	if (rt->obs.trace)
+		br__trace_write(rt);
+}
+
+void br__obs_term(struct br_runtime *rt)
+{
+	watchdog_stop(rt);
+	br__trace_term(rt);
+}
