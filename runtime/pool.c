@@ -1726,6 +1726,10 @@ static int make_shm(struct br_pool *p, const br_pool_config *cfg)
 	for (uint64_t i = 0; i < BR__POOL_JOBS; i++)
 		atomic_init(&br__pool_slot(s, i)->state,
 			    BR__JS(i, BR__JS_EMPTY, 0));
+	/* Fresh pages cost about 10 us each to touch on these VMs: give the
+	 * rings theirs now rather than to the first jobs. The big areas and
+	 * the arena stay sparse. */
+	br__pool_populate(s, 0);
 	p->agranules = arena / GRANULE;
 	p->amap = calloc(p->agranules, 1);
 	return p->amap ? 0 : -ENOMEM;

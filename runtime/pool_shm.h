@@ -237,6 +237,14 @@ static inline void br__pool_release(struct br__pool_shm *s, uint64_t pos)
 }
 
 /*
+ * br__pool_populate - fault in the job ring and the result rings of the
+ * mapping s (every worker's, or only worker w's when w > 0: w - 1), so
+ * their first use takes no page fault. Best effort. Context: the parent
+ * after it made s, or a worker after it mapped it.
+ */
+void br__pool_populate(struct br__pool_shm *s, unsigned w);
+
+/*
  * br__pool_worker_main - the body of a worker process: map fd, run the
  * initializer, then jobs until told to close or max_jobs. Never returns.
  * Context: a fresh child of the zygote.

@@ -52,6 +52,24 @@ struct br_job {
 	char msg[MSG_MAX];
 };
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+void br__pool_populate(struct br__pool_shm *s, unsigned w)
+{
+	char *jobs = (char *)s + s->jobs_off;
+
+	madvise(jobs, (size_t)BR__POOL_JOBS * BR__POOL_SLOT,
+		MADV_POPULATE_WRITE);
+	if (w)
+		madvise(br__pool_ws(s, w - 1), s->worker_stride,
+			MADV_POPULATE_WRITE);
+	else
+		madvise((char *)s + s->workers_off,
+			s->worker_stride * s->nworkers, MADV_POPULATE_WRITE);
+}
+
 static int64_t mono_ns(void)
 {
 	struct timespec ts;
@@ -256,6 +274,7 @@ __attribute__((noreturn)) void br__pool_worker_main(int memfd, int efd,
 		prctl(PR_SET_NAME, name);
 	}
 	ws = br__pool_ws(s, idx);
+	br__pool_populate(s, idx + 1);
 	if (s->init_fn) {
 		br_pool_init_fn init = (br_pool_init_fn)(uintptr_t)s->init_fn;
 		int r = init((char *)s + s->init_off, (size_t)s->init_len);
