@@ -1654,9 +1654,13 @@ typedef struct br_runtime_stats {
 /*
  * br_stats - read rt's counters into *stats (see br_runtime_stats).
  *
- * Counting costs each worker a few plain increments of its own memory and
- * is always on. With BRAID_STATS=1 in the environment when the runtime is
- * created, br_runtime_free() prints the table on stderr.
+ * Counting costs each worker a few plain increments of its own memory.
+ * tasks_run and slices, counted at every task switch, are kept while
+ * anything watches the switches: the stall detector (on by default),
+ * BRAID_STATS or BRAID_TRACE; with all three off they stay 0 and a switch
+ * pays only a predicted branch. The other counters are always kept. With
+ * BRAID_STATS=1 in the environment when the runtime is created,
+ * br_runtime_free() prints the table on stderr.
  *
  * The stall detector (br_config.stall_ms, on by default at 25 ms) watches
  * from a thread of its own that sleeps while every worker is parked:

@@ -497,6 +497,10 @@ int br__obs_init(struct br_runtime *rt)
 		if (ret < 0)
 			return ret;
 	}
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		rt->workers[i].obs.on = rt->obs.stall_ms > 0 ||
+					rt->obs.print_stats ||
+					rt->obs.trace != NULL;
 	return 0;
 }
 

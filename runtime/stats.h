@@ -54,8 +54,13 @@ enum {
  *            switch, read by the watchdog.
  *   trace    the worker's trace ring, set before the worker starts when
  *            BRAID_TRACE is on, else NULL; written only by the worker.
+ *   on       1 while anything watches task switches: the stall detector,
+ *            BRAID_STATS or BRAID_TRACE. Set before the worker starts.
+ *            Off, a switch pays one predicted branch: no count, no
+ *            running store (tasks_run and slices then stay 0).
  */
 struct br__obs {
+	int on;
 	_Atomic(struct br__fiber *) running;
 	struct br__trace_buf *trace;
 	_Atomic uint64_t st[BR__ST_COUNT];
@@ -116,6 +121,8 @@ enum {
  */
 static inline void br__obs_slice_begin(struct br__obs *o, struct br__fiber *f)
 {
+	if (!o->on)
+		return;
 	br__stat_add(o, BR__ST_SLICES, 1);
 	/* Release: the fiber's labels before it (stats.c); a plain store
 	 * on x86. */
@@ -126,6 +133,8 @@ static inline void br__obs_slice_begin(struct br__obs *o, struct br__fiber *f)
 
 static inline void br__obs_slice_next(struct br__obs *o, struct br__fiber *f)
 {
+	if (!o->on)
+		return;
 	br__stat_add(o, BR__ST_SLICES, 1);
 	/* Release: as in br__obs_slice_begin(). */
 	atomic_store_explicit(&o->running, f, memory_order_release);
@@ -137,6 +146,8 @@ static inline void br__obs_slice_next(struct br__obs *o, struct br__fiber *f)
 
 static inline void br__obs_slice_end(struct br__obs *o)
 {
+	if (!o->on)
+		return;
 	/* Relaxed: NULL publishes nothing. */
 	atomic_store_explicit(&o->running, NULL, memory_order_relaxed);
 	if (br__unlikely(o->trace != NULL))
@@ -175,6 +186,8 @@ static inline void br__obs_steal(struct br__obs *o, unsigned victim)
 static inline void br__obs_task_start(struct br__obs *o, unsigned wid,
 				      struct br__fiber *f, void *(*fn)(void *))
 {
+	if (!o->on)
+		return;
 	br__stat_add(o, BR__ST_TASKS_RUN, 1);
 	/* Relaxed: published by the release store of running (above). */
 	atomic_store_explicit(

@@ -266,7 +266,8 @@ static void run_inline(struct br__task *p, struct br__task *c)
 		br__task_drop(c);
 		return;
 	}
-	br__stat_add(&w->obs, BR__ST_TASKS_RUN, 1);
+	if (w->obs.on)
+		br__stat_add(&w->obs, BR__ST_TASKS_RUN, 1);
 	c->inline_parent = p;
 	/* Relaxed: most children never suspend, and the one that does
 	 * passes the seq_cst fence in br__fiber_arm() before it checks its

@@ -35,11 +35,6 @@ struct br__worker {
 	/* ---- owner-only: touched by this worker's thread alone ---- */
 	struct br_runtime *rt;
 	unsigned id;
-	/* counters, heartbeat and trace ring
-	 * (stats.h): the ones every switch writes
-	 * share this line with rt, which the
-	 * switch reads anyway */
-	struct br__obs obs;
 	struct br__deque dq;   /* spawned tasks; thieves steal */
 	struct br__task *lifo; /* the task woken last */
 	unsigned lifo_runs;    /* LIFO runs in a row, capped at 3 */
@@ -61,6 +56,10 @@ struct br__worker {
 	struct br__fiber *after_fiber;
 	struct br__worker *after_target; /* MOVE: where to */
 	int after_cancellable; /* PARK: a cancellation request wakes it */
+	/* counters, heartbeat and trace ring
+	 * (stats.h): after the fields every switch
+	 * uses, so that they keep their lines */
+	struct br__obs obs;
 	struct br__timers timers;
 	struct br__stack_cache stacks;
 	struct br__ring ring;

@@ -102,9 +102,9 @@ NOTES = {
         "uses the default executor (min(32, CPUs+4) threads). Each "
         "program first makes an untimed warm-up run.",
     ("spawn", "window", 2):
-        "Spawn: braid runs br_exec from one task on 2 workers; the C peer "
-        "is one thread calling posix_spawn and waitpid(-1). Both first "
-        "make 64 untimed spawns.",
+        "Spawn: braid runs br_exec from one task on 1 or 2 workers; the C "
+        "peer is one thread calling posix_spawn and waitpid(-1) in both "
+        "rows. Both first make 64 untimed spawns.",
 }
 NOTES[("pool", "map", 2)] = (
     "Process pool: 2 worker processes. braid's br_map chunks by itself; "
@@ -262,10 +262,13 @@ def configs(quick):
                           ["bench/peers/blocking_py.py", "--mode", mode,
                            "--n", pyn]))
     n = ["--n", 200 if quick else 1000]
-    out.append(Config("spawn", "braid", 2, BIN + "/spawn",
-                      ["--workers", 2] + n))
-    out.append(Config("spawn", "c", 2, peers + "/spawn_c",
-                      ["--workers", 2] + n))
+    for t in (1, 2):
+        out.append(Config("spawn", "braid", t, BIN + "/spawn",
+                          ["--workers", t] + n))
+        # The C loop is one thread either way; --workers only labels
+        # its row so that it pairs with braid's.
+        out.append(Config("spawn", "c", t, peers + "/spawn_c",
+                          ["--workers", t] + n))
     pn = 20000 if quick else 100000
     for mode in ("map", "submit"):
         out.append(Config("pool", "braid", 2, BIN + "/pool",

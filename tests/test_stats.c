@@ -138,6 +138,23 @@ Test(stats, tasks_run_equals_tasks_spawned_in_a_closed_run, .timeout = 30.0)
 	check_closed_run(2);
 }
 
+/* With nothing watching task switches (no stall detector, BRAID_STATS or
+ * BRAID_TRACE), the switch counters stay 0 and the rest still count. */
+Test(stats, switch_counters_rest_when_nothing_watches, .timeout = 30.0)
+{
+	br_runtime *rt =
+		t_runtime_cfg(&(br_config){ .workers = 2, .stall_ms = -1 });
+	br_runtime_stats st = { 0 };
+
+	t_assert_task_ok(br_spawn(rt, fan_out, NULL));
+	t_assert_task_ok(br_spawn_blocking(rt, leaf, NULL));
+	cr_assert_eq(br_stats(rt, &st), 2);
+	cr_assert_eq(st.total.tasks_run, 0);
+	cr_assert_eq(st.total.slices, 0);
+	cr_assert_eq(st.total.blocking_calls, 1);
+	br_runtime_free(rt);
+}
+
 #define IO_ROUNDS 50
 
 struct pipe_pair {
