@@ -129,19 +129,25 @@ static inline void bench_parse(struct bench_opts *o, int argc, char **argv,
 	}
 }
 
-/* Print s escaped for the inside of a JSON string. */
-static inline void bench_json_chars(const char *s)
+/* Write s to f escaped for the inside of a JSON string. */
+static inline void bench_json_fchars(FILE *f, const char *s)
 {
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 
 		if (c == '"' || c == '\\')
-			printf("\\%c", c);
+			fprintf(f, "\\%c", c);
 		else if (c < 0x20)
-			printf("\\u%04x", c);
+			fprintf(f, "\\u%04x", c);
 		else
-			putchar(c);
+			fputc(c, f);
 	}
+}
+
+/* Print s escaped for the inside of a JSON string. */
+static inline void bench_json_chars(const char *s)
+{
+	bench_json_fchars(stdout, s);
 }
 
 /* Print s as a JSON string, quotes included. */

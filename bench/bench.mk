@@ -74,7 +74,7 @@ compare: bench-build
 # Built in any variant: tests/test_models runs it (the asan build under
 # make test-asan). -MMD is left out: it cannot name one .d for three
 # sources; the prerequisites are listed instead.
-$(B)/bench/models: $(MODELS_SRC) bench/models.h include/braid.h \
+$(B)/bench/models: $(MODELS_SRC) bench/models.h bench/bench.h include/braid.h \
                    $(B)/libbraid.a
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")

@@ -77,6 +77,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "braid.h"
 #include "models.h"
 
@@ -707,16 +708,7 @@ static void print_scaling(FILE *f)
 static void json_str(FILE *f, const char *s)
 {
 	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
+	bench_json_fchars(f, s);
 	fputc('"', f);
 }
 

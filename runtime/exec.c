@@ -90,18 +90,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "future.h"
 #include "task.h"
 #include "wait.h"
 #include "worker.h"
-
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
 
 #define CAPTURE_MIN (64u << 10)
 
@@ -116,43 +112,6 @@ struct exec {
 	int64_t deadline; /* monotonic ns, -1: none */
 	_Atomic int claimed;
 };
-
-static int pidfd_open_(pid_t pid)
-{
-	return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
-/*
- * Reap the child, killing it first when kill_it is set; returns its wait
- * status (waitpid's encoding), or -ECHILD if someone else reaped it (a
- * waitpid(-1) elsewhere, or SIGCHLD set to SIG_IGN). Blocks the thread
- * only until the exit, which after SIGKILL is immediate.
- */
-static int reap(pid_t pid, int pidfd, int kill_it)
-{
-	siginfo_t si;
-	int r;
-
-	if (kill_it) {
-		if (pidfd >= 0)
-			syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-		else
-			kill(pid, SIGKILL);
-	}
-	memset(&si, 0, sizeof(si));
-	do {
-		if (pidfd >= 0)
-			r = waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si,
-				   WEXITED);
-		else
-			r = waitid(P_PID, (id_t)pid, &si, WEXITED);
-	} while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return -errno;
-	if (si.si_code == CLD_EXITED)
-		return (si.si_status & 0xff) << 8;
-	return (si.si_status & 0x7f) | (si.si_code == CLD_DUMPED ? 0x80 : 0);
-}
 
 static void close_fd(int *fd)
 {
@@ -267,7 +226,7 @@ static void *exec_task(void *arg)
 		err = capture(x, &out, &out_len);
 	if (!err)
 		err = wait_exit(x);
-	status = reap(x->pid, x->pidfd, err != 0);
+	status = br__child_reap(x->pid, x->pidfd, err != 0);
 	if (status < 0 && !err)
 		err = status;
 	if (feeder) {
@@ -299,7 +258,7 @@ static void exec_done(br_future *f, void *arg)
 
 	if (!atomic_exchange(&x->claimed, 1)) {
 		/* The task never ran: the child is ours to end. */
-		reap(x->pid, x->pidfd, 1);
+		br__child_reap(x->pid, x->pidfd, 1);
 		close_fd(&x->in_fd);
 		close_fd(&x->cap_fd);
 		close_fd(&x->pidfd);
@@ -442,7 +401,7 @@ br_future *br_exec(br_runtime *rt, const char *const *argv, br_exec_opts *opts)
 		close_fd(&chi[i]);
 	if (err)
 		goto err_fds;
-	pidfd = pidfd_open_(pid);
+	pidfd = br__child_pidfd(pid);
 	if (pidfd < 0) {
 		/* ESRCH: the child has already gone and someone else reaped
 		 * it (SIGCHLD ignored). Its pid may be reused by now, so no
@@ -451,7 +410,7 @@ br_future *br_exec(br_runtime *rt, const char *const *argv, br_exec_opts *opts)
 			err = -ECHILD;
 		} else {
 			err = -errno;
-			reap(pid, -1, 1);
+			br__child_reap(pid, -1, 1);
 		}
 		goto err_fds;
 	}

@@ -64,10 +64,10 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "future.h"
 #include "pool.h"
 #include "pool_shm.h"
@@ -76,10 +76,6 @@
 #include "waitq.h"
 #include "worker.h"
 #include "zygote.h"
-
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
 
 #define MAX_WORKERS 256
 #define MAX_INIT (64u << 10)
@@ -190,35 +186,6 @@ static void fail_job(struct pjob *j, br_state st, int err, const char *msg);
 /* ---------------------------------------------------------------- */
 /* Small helpers                                                     */
 /* ---------------------------------------------------------------- */
-
-static int pidfd_open_(pid_t pid)
-{
-	return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
-static void kill_pidfd(int pidfd)
-{
-	if (pidfd >= 0)
-		syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-}
-
-/* Reap an exited (or killed) worker; its status as waitpid encodes it,
- * or -ECHILD if someone else reaped it. */
-static int reap(int pidfd)
-{
-	siginfo_t si;
-	int r;
-
-	memset(&si, 0, sizeof(si));
-	do
-		r = waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED);
-	while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return -errno;
-	if (si.si_code == CLD_EXITED)
-		return (si.si_status & 0xff) << 8;
-	return si.si_status & 0x7f;
-}
 
 static void describe_death(char *buf, size_t n, pid_t pid, int status)
 {
@@ -447,6 +414,8 @@ static void job_settled(struct pjob *j)
 
 static void map_chunk_done(struct pmap *m);
 static void settle_bytes(struct pjob *j, const char *data, size_t len);
+static int next_item(const char *buf, size_t len, size_t *pos,
+		     struct br__pool_item *it, const char **data);
 
 /* Complete j from its encoded items at data (len bytes), then drop the
  * table's reference. Context: the party that claimed j. */
@@ -461,39 +430,33 @@ static void settle_bytes(struct pjob *j, const char *data, size_t len)
 	job_settled(j);
 	if (j->type == JOB_SUBMIT) {
 		struct br__pool_item it;
+		const char *out;
+		size_t pos = 0;
 		char msg[1024];
+		void *b;
 
-		if (len < sizeof(it)) {
+		if (!next_item(data, len, &pos, &it, &out)) {
 			br__future_complete(&j->fut, BR_FAILED, NULL, NULL, 0,
 					    -EMSGSIZE,
 					    "the job's output is over the "
 					    "pool's max_payload");
 			return;
 		}
-		memcpy(&it, data, sizeof(it));
-		if (it.len > len - sizeof(it))
-			it.len = (uint32_t)(len - sizeof(it));
 		if (it.error < 0) {
-			size_t n = it.len < sizeof(msg) - 1 ? it.len :
-							      sizeof(msg) - 1;
-
-			memcpy(msg, data + sizeof(it), n);
-			msg[n] = '\0';
+			snprintf(msg, sizeof(msg), "%.*s",
+				 (int)(it.len < 1023 ? it.len : 1023), out);
 			br__future_complete(&j->fut, BR_FAILED, NULL, NULL, 0,
 					    it.error, msg);
-		} else {
-			void *b = malloc(it.len ? it.len : 1);
-
-			if (!b) {
-				br__future_complete(&j->fut, BR_FAILED, NULL,
-						    NULL, 0, -ENOMEM,
-						    "out of memory");
-				return;
-			}
-			memcpy(b, data + sizeof(it), it.len);
-			br__future_complete(&j->fut, BR_DONE, NULL, b, it.len,
-					    0, NULL);
+			return;
 		}
+		b = malloc(it.len ? it.len : 1);
+		if (!b) {
+			br__future_complete(&j->fut, BR_FAILED, NULL, NULL, 0,
+					    -ENOMEM, "out of memory");
+			return;
+		}
+		memcpy(b, out, it.len);
+		br__future_complete(&j->fut, BR_DONE, NULL, b, it.len, 0, NULL);
 		return;
 	}
 	/* A chunk: its raw encoded items become its bytes. */
@@ -541,25 +504,37 @@ static int claim_pending(struct br_pool *p, struct pjob *j)
 	return 1;
 }
 
-/* Drain worker w's result ring; completes what it finds. */
+/* Drain worker w's result ring; completes what it finds. One hold of
+ * the lock claims the whole batch, and head moves once per batch. */
 static int drain(struct br_pool *p, unsigned w)
 {
 	struct br__pool_shm *s = p->shm;
 	struct br__pool_wstate *ws = br__pool_ws(s, w);
+	struct pjob *got[BR__POOL_RESULTS];
+	int mine[BR__POOL_RESULTS];
 	uint64_t head, tail;
-	int n = 0;
+	unsigned n;
 
 	pthread_mutex_lock(&p->drain);
 	head = atomic_load_explicit(&ws->res_head, memory_order_relaxed);
 	tail = atomic_load_explicit(&ws->res_tail, memory_order_acquire);
 	if (tail - head > BR__POOL_RESULTS)
 		tail = head + BR__POOL_RESULTS; /* a worker wrote nonsense */
-	for (; head != tail; head++) {
-		struct br__pool_result *r = br__pool_res(s, w, head);
+	n = (unsigned)(tail - head);
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < n; i++) {
+		struct br__pool_result *r = br__pool_res(s, w, head + i);
+
+		got[i] = tab_find(p, r->id);
+		mine[i] = claim_pending(p, got[i]);
+		if (mine[i] && got[i]->nitems != r->nitems)
+			mine[i] = 2; /* not what we sent: treat as a death */
+	}
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < n; i++) {
+		struct br__pool_result *r = br__pool_res(s, w, head + i);
 		const char *data = r->data;
 		size_t len = r->len, cap = BR__POOL_RESULT_ROOM;
-		struct pjob *j;
-		int mine;
 
 		if (r->flags & BR__RES_BIG) {
 			data = br__pool_big(s, w);
@@ -567,22 +542,16 @@ static int drain(struct br_pool *p, unsigned w)
 		}
 		if (len > cap)
 			len = cap;
-		pthread_mutex_lock(&p->lock);
-		j = tab_find(p, r->id);
-		mine = claim_pending(p, j);
-		if (mine && j->nitems != r->nitems)
-			mine = 2; /* not what we sent: treat as a death */
-		pthread_mutex_unlock(&p->lock);
-		if (mine)
+		if (mine[i]) {
 			br__trace_proc_job(p->rt, r->pid, r->id, r->start_ns,
 					   r->end_ns);
-		if (mine == 1)
-			complete_job(j, data, len);
-		else if (mine == 2)
-			fail_job(j, BR_FAILED, BR_EWORKERDIED,
-				 "the worker returned a malformed result");
-		if (mine)
 			br__stats_proc_job(p->rt);
+		}
+		if (mine[i] == 1)
+			complete_job(got[i], data, len);
+		else if (mine[i] == 2)
+			fail_job(got[i], BR_FAILED, BR_EWORKERDIED,
+				 "the worker returned a malformed result");
 		if (r->flags & BR__RES_BIG) {
 			if (len >= PUNCH_MIN)
 				fallocate(p->memfd,
@@ -594,10 +563,10 @@ static int drain(struct br_pool *p, unsigned w)
 					      memory_order_release);
 			br__futex_wake_shared(&ws->big_busy, 1);
 		}
-		atomic_store_explicit(&ws->res_head, head + 1,
-				      memory_order_seq_cst);
-		n++;
 	}
+	if (n)
+		atomic_store_explicit(&ws->res_head, tail,
+				      memory_order_seq_cst);
 	pthread_mutex_unlock(&p->drain);
 	if (atomic_load_explicit(&ws->res_wait, memory_order_seq_cst)) {
 		atomic_store_explicit(&ws->res_wait, 0, memory_order_relaxed);
@@ -605,7 +574,7 @@ static int drain(struct br_pool *p, unsigned w)
 					  memory_order_release);
 		br__futex_wake_shared(&ws->res_bell, 1);
 	}
-	return n;
+	return (int)n;
 }
 
 static int results_waiting(struct br_pool *p)
@@ -703,12 +672,10 @@ static int fork_worker(struct br_pool *p, unsigned w)
 	pid = br__zygote_fork(p->memfd, p->efd, w);
 	if (pid < 0)
 		return pid;
-	pidfd = pidfd_open_(pid);
+	pidfd = br__child_pidfd(pid);
 	if (pidfd < 0) {
 		r = -errno;
-		kill(pid, SIGKILL);
-		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-			;
+		br__child_reap(pid, -1, 1);
 		return r;
 	}
 	pthread_mutex_lock(&p->lock);
@@ -716,8 +683,7 @@ static int fork_worker(struct br_pool *p, unsigned w)
 	if (p->closing ||
 	    atomic_load_explicit(&p->rt->closing, memory_order_seq_cst)) {
 		pthread_mutex_unlock(&p->lock);
-		kill_pidfd(pidfd);
-		reap(pidfd);
+		br__child_reap(pid, pidfd, 1);
 		close(pidfd);
 		return BR_ECLOSED;
 	}
@@ -920,13 +886,13 @@ static void *watch_task(void *arg)
 			break; /* br_pool_free kills and reaps */
 		}
 		if (r < 0)
-			kill_pidfd(pidfd); /* the runtime closes under us */
+			br__child_kill(pw->pid, pidfd); /* the runtime closes */
 		pid = pw->pid;
 		pw->pid = 0;
 		pw->pidfd = -1;
 		p->inflight++; /* br_pool_free waits for this reap */
 		pthread_mutex_unlock(&p->lock);
-		status = reap(pidfd);
+		status = br__child_reap(pid, pidfd, 0);
 		close(pidfd);
 		inflight_done(p);
 		state = atomic_load_explicit(&br__pool_ws(p->shm, w)->state,
@@ -1000,7 +966,7 @@ static void *timer_task(void *arg)
 			    p->w[w].pidfd >= 0) {
 				p->w[w].kill = KILL_TIMEOUT;
 				p->w[w].kill_id = id;
-				kill_pidfd(p->w[w].pidfd);
+				br__child_kill(p->w[w].pid, p->w[w].pidfd);
 			}
 		}
 		pthread_mutex_unlock(&p->lock);
@@ -1046,7 +1012,7 @@ static int cancel_one(struct pjob *j)
 			if (pw->kill == KILL_NONE && pw->pidfd >= 0) {
 				pw->kill = KILL_CANCEL;
 				pw->kill_id = j->id;
-				kill_pidfd(pw->pidfd);
+				br__child_kill(pw->pid, pw->pidfd);
 				killed = 1;
 			}
 		}
@@ -1536,7 +1502,7 @@ int br_imap_new(br_imap **out, br_pool *pool, br_job_fn fn, const void *items,
 	it = calloc(1, sizeof(*it));
 	if (!it)
 		return -ENOMEM;
-	it->magic = BR__MAGIC_ITER;
+	it->magic = BR__MAGIC_IMAP;
 	it->flags = flags;
 	if (n) {
 		chunk = auto_chunk(pool, item_size, n, chunk);
@@ -1568,8 +1534,8 @@ int br_imap_next(br_imap *it, size_t *index, const void **out, size_t *len)
 
 	if (!it)
 		return -EINVAL;
-	if (it->magic != BR__MAGIC_ITER || !it->chunks)
-		return it->magic == BR__MAGIC_ITER ? BR_EDONE : BR_EBADOBJ;
+	if (it->magic != BR__MAGIC_IMAP || !it->chunks)
+		return it->magic == BR__MAGIC_IMAP ? BR_EDONE : BR_EBADOBJ;
 	it->msg[0] = '\0';
 	while (!it->cur || it->item == ((struct pjob *)it->cur)->nitems) {
 		br_future *f;
@@ -1629,14 +1595,14 @@ int br_imap_next(br_imap *it, size_t *index, const void **out, size_t *len)
 
 const char *br_imap_message(const br_imap *it)
 {
-	if (!it || it->magic != BR__MAGIC_ITER)
+	if (!it || it->magic != BR__MAGIC_IMAP)
 		return "";
 	return it->msg;
 }
 
 void br_imap_free(br_imap *it)
 {
-	if (!it || it->magic != BR__MAGIC_ITER)
+	if (!it || it->magic != BR__MAGIC_IMAP)
 		return;
 	for (size_t c = 0; c < it->nchunks; c++) {
 		br_cancel(&it->chunks[c]->fut);
@@ -1742,21 +1708,21 @@ static unsigned online_cpus(void)
 	return n > 0 ? (unsigned)(n > MAX_WORKERS ? MAX_WORKERS : n) : 1;
 }
 
-/* Kill every worker, wait for forks in flight, reap. Caller set closing. */
+/* Kill every worker, wait for forks and reaps in flight, reap. Caller
+ * set closing. */
 static void stop_workers(struct br_pool *p)
 {
-	int *fds = malloc(p->nworkers * sizeof(*fds));
+	int fds[MAX_WORKERS];
+	pid_t pids[MAX_WORKERS];
 	unsigned n = 0;
 
 	pthread_mutex_lock(&p->lock);
 	for (unsigned w = 0; w < p->nworkers; w++) {
 		if (p->w[w].pidfd < 0)
 			continue;
-		kill_pidfd(p->w[w].pidfd);
-		if (fds)
-			fds[n++] = p->w[w].pidfd;
-		else
-			reap(p->w[w].pidfd), close(p->w[w].pidfd);
+		br__child_kill(p->w[w].pid, p->w[w].pidfd);
+		pids[n] = p->w[w].pid;
+		fds[n++] = p->w[w].pidfd;
 		p->w[w].pidfd = -1;
 		p->w[w].pid = 0;
 	}
@@ -1764,10 +1730,9 @@ static void stop_workers(struct br_pool *p)
 		pthread_cond_wait(&p->quiet, &p->lock);
 	pthread_mutex_unlock(&p->lock);
 	for (unsigned i = 0; i < n; i++) {
-		reap(fds[i]);
+		br__child_reap(pids[i], fds[i], 0);
 		close(fds[i]);
 	}
-	free(fds);
 }
 
 /* Start the workers and wait until each has run its initializer. */

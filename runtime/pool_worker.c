@@ -267,12 +267,7 @@ __attribute__((noreturn)) void br__pool_worker_main(int memfd, int efd,
 	close(memfd);
 	if (getppid() != s->parent_pid)
 		_exit(0); /* the program died before PDEATHSIG was set */
-	{
-		char name[16];
-
-		memcpy(name, "braid-pool", 11);
-		prctl(PR_SET_NAME, name);
-	}
+	prctl(PR_SET_NAME, "braid-pool");
 	ws = br__pool_ws(s, idx);
 	br__pool_populate(s, idx + 1);
 	if (s->init_fn) {
