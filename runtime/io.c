@@ -49,8 +49,6 @@
  * Invariants
  *   - An operation's br__io stays valid until done is set: its task is
  *     suspended in br__io_wait() the whole time.
- *   - ring.inflight counts operations submitted or prepared whose final
- *     CQE has not been reaped.
  *
  * Concurrency
  *   - Everything in a br__io after br__io_start(): the owner worker only
@@ -290,7 +288,6 @@ int br__io_wait(struct br__io *io)
 		io_uring_prep_link_timeout(lt, &io->ts, IORING_TIMEOUT_ABS);
 		io_uring_sqe_set_data64(lt, BR__UD_IGNORE);
 	}
-	w->ring.inflight++;
 	br__stat_add(&w->obs, BR__ST_IO_SUBMITTED, 1);
 	for (;;) {
 		br__worker_go(io->w);
@@ -328,7 +325,6 @@ void br__io_complete(struct br__io *io, int res, uint32_t flags)
 
 	io->res = res;
 	io->cqe_flags = flags;
-	io->w->ring.inflight--;
 	br__stat_add(&io->w->obs, BR__ST_IO_COMPLETED, 1);
 	io->done = 1; /* from here io may be gone once f runs */
 	br__fiber_wake(f, seq);

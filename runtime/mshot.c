@@ -37,7 +37,6 @@ struct io_uring_sqe *br__mshot_arm(struct br__mshot_obj *o,
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)o | BR__UD_MSHOT);
 	o->w = w;
 	o->armed = 1;
-	w->ring.inflight++;
 	return sqe;
 }
 
@@ -80,10 +79,8 @@ void br__mshot_queue_free(struct br__mshot_obj *o)
 
 void br__mshot_cqe_seen(struct br__mshot_obj *o, uint32_t flags)
 {
-	if (!(flags & IORING_CQE_F_MORE)) {
+	if (!(flags & IORING_CQE_F_MORE))
 		o->armed = 0;
-		o->w->ring.inflight--;
-	}
 	if (o->waiter)
 		br__fiber_wake(o->waiter, o->seq);
 }

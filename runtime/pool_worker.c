@@ -29,7 +29,6 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "braid.h"
@@ -68,14 +67,6 @@ void br__pool_populate(struct br__pool_shm *s, unsigned w)
 	else
 		madvise((char *)s + s->workers_off,
 			s->worker_stride * s->nworkers, MADV_POPULATE_WRITE);
-}
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* Make room for n more bytes at job->out, moving to the big area once
@@ -303,7 +294,7 @@ __attribute__((noreturn)) void br__pool_worker_main(int memfd, int efd,
 		res = br__pool_res(s, idx, tail);
 		atomic_store_explicit(&ws->cur_id, sl->id,
 				      memory_order_relaxed);
-		res->start_ns = mono_ns();
+		res->start_ns = br_now_ns();
 		atomic_store_explicit(
 			&ws->deadline,
 			sl->timeout_ns ? res->start_ns + sl->timeout_ns : 0,
@@ -319,7 +310,7 @@ __attribute__((noreturn)) void br__pool_worker_main(int memfd, int efd,
 		for (uint32_t i = 0; i < sl->nitems; i++)
 			run_item(&job, fn, in + i * each, each);
 		atomic_store_explicit(&ws->deadline, 0, memory_order_relaxed);
-		res->end_ns = mono_ns();
+		res->end_ns = br_now_ns();
 		res->pid = pid;
 		res->id = sl->id;
 		res->nitems = sl->nitems;

@@ -30,7 +30,6 @@ struct br__ring {
 	 * without: the eventfd parking polls; or -1 */
 	int efd;
 	unsigned features; /* BR_FEAT_* this ring got */
-	unsigned inflight; /* operations whose CQE is still due */
 	uint64_t efd_buf;  /* the pending eventfd read's buffer */
 	/* without a ring: tasks waiting for
 	 * readiness (io.c), and ppoll's array */

@@ -65,19 +65,18 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "blocking.h"
 #include "fiber.h"
 #include "stats.h"
+#include "waitq.h"
 #include "worker.h"
 
 _Static_assert(sizeof(br_worker_stats) == 32 * sizeof(uint64_t),
@@ -300,28 +299,11 @@ void br__obs_fn_name(uintptr_t fn, char *buf, size_t n)
 
 /* ---- the watchdog ---- */
 
-static void futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t ns)
-{
-	struct timespec ts, *tp = NULL;
-
-	if (ns >= 0) {
-		ts.tv_sec = ns / 1000000000;
-		ts.tv_nsec = ns % 1000000000;
-		tp = &ts;
-	}
-	syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, tp, NULL, 0);
-}
-
-static void futex_wake(_Atomic uint32_t *word)
-{
-	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
 void br__watchdog_wake(struct br__obs_rt *ort)
 {
 	/* seq_cst: one waker takes the sleep and makes the system call. */
 	if (atomic_exchange_explicit(&ort->wd_sleep, 0, memory_order_seq_cst))
-		futex_wake(&ort->wd_sleep);
+		br__futex_wake(&ort->wd_sleep);
 }
 
 static void report(struct br__watchdog *wd, unsigned i, struct seen *s,
@@ -405,7 +387,7 @@ static void sleep_while_parked(struct br__watchdog *wd)
 	st = atomic_load_explicit(&rt->idle.state, memory_order_seq_cst);
 	if ((st >> 16) == 0 &&
 	    !atomic_load_explicit(&wd->stop, memory_order_relaxed))
-		futex_wait(&rt->obs.wd_sleep, 1, -1);
+		br__futex_wait(&rt->obs.wd_sleep, 1, -1);
 	/* Relaxed: only saves later unparks a needless exchange. */
 	atomic_store_explicit(&rt->obs.wd_sleep, 0, memory_order_relaxed);
 }
@@ -421,7 +403,7 @@ static void *watchdog_main(void *arg)
 		 * rest. */
 		if (atomic_load_explicit(&wd->stop, memory_order_relaxed))
 			break;
-		futex_wait(&wd->stop, 0, wd->period_ns);
+		br__futex_wait(&wd->stop, 0, br_now_ns() + wd->period_ns);
 		if (atomic_load_explicit(&wd->stop, memory_order_relaxed))
 			break;
 		if (sample(wd, br_now_ns(), &parks) || parks != last_parks) {
@@ -470,7 +452,7 @@ static void watchdog_stop(struct br_runtime *rt)
 		return;
 	/* Relaxed: the futex calls and the join order the rest. */
 	atomic_store_explicit(&wd->stop, 1, memory_order_relaxed);
-	futex_wake(&wd->stop);
+	br__futex_wake(&wd->stop);
 	br__watchdog_wake(&rt->obs);
 	pthread_join(wd->thread, NULL);
 	free(wd);

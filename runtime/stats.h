@@ -183,6 +183,14 @@ static inline void br__obs_steal(struct br__obs *o, unsigned victim)
  * inline only counts (wait.c). Context: the worker owning o, before f is
  * switched in.
  */
+/* br__obs_task_count - count one task started (an inline child: only
+ * counted, not labelled). Context: the worker owning o. */
+static inline void br__obs_task_count(struct br__obs *o)
+{
+	if (o->on)
+		br__stat_add(o, BR__ST_TASKS_RUN, 1);
+}
+
 static inline void br__obs_task_start(struct br__obs *o, unsigned wid,
 				      struct br__fiber *f, void *(*fn)(void *))
 {

@@ -266,8 +266,7 @@ static void run_inline(struct br__task *p, struct br__task *c)
 		br__task_drop(c);
 		return;
 	}
-	if (w->obs.on)
-		br__stat_add(&w->obs, BR__ST_TASKS_RUN, 1);
+	br__obs_task_count(&w->obs);
 	c->inline_parent = p;
 	/* Relaxed: most children never suspend, and the one that does
 	 * passes the seq_cst fence in br__fiber_arm() before it checks its

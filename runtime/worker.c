@@ -299,8 +299,11 @@ static struct br__task *find_work(struct br__worker *w)
 		if ((round & 15) == 15) {
 			int64_t now = br_now_ns();
 
-			/* I/O finished meanwhile is local work too. */
-			br__ring_poll(w);
+			/* I/O finished meanwhile is local work too. Without
+			 * a ring that check is a ppoll system call: leave it
+			 * to park(), which makes it anyway. */
+			if (w->ring.on)
+				br__ring_poll(w);
 			if (w->lifo || w->pq_head)
 				return next_local(w);
 
