@@ -780,7 +780,8 @@ BR_API int br_acceptor_new(br_acceptor **out, int lfd);
  * that arrive meanwhile wait for the next call). The first call from a
  * task ties the acceptor to that task's worker, and later calls move
  * there; only tasks of that runtime may call it then (-EINVAL
- * otherwise). One caller at a time. BR_EBADOBJ for a freed acceptor.
+ * otherwise). One caller at a time: a call while another task waits in
+ * one gives -EBUSY. BR_EBADOBJ for a freed acceptor.
  * Context: a task (suspends), or a plain thread (blocks).
  */
 BR_API int br_acceptor_next(br_acceptor *a);
@@ -819,8 +820,9 @@ BR_API int br_reader_new(br_reader **out, int fd);
  * the next call). *data stays valid until the next call on r or
  * br_reader_free(r). The first call from a task ties the reader to that
  * task's worker; later calls move there, and only tasks of that runtime
- * may call it (-EINVAL otherwise). One caller at a time. BR_EBADOBJ for a
- * freed reader. Context: a task (suspends), or a plain thread (blocks).
+ * may call it (-EINVAL otherwise). One caller at a time: a call while
+ * another task waits in one gives -EBUSY. BR_EBADOBJ for a freed reader.
+ * Context: a task (suspends), or a plain thread (blocks).
  */
 BR_API ssize_t br_reader_recv(br_reader *r, const void **data);
 

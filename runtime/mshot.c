@@ -17,6 +17,12 @@
  *   address. br__mshot_finish() cancels the request and waits for that
  *   CQE, from a plain thread through a task pinned to the owner.
  *
+ *   One task waits on an object at a time: a caller that finds another
+ *   task's fiber in the waiter slot gets -EBUSY. The finishing wait
+ *   (not cancellable) takes the slot regardless, since freeing during a
+ *   call is the caller's error, and taking over at least ends the
+ *   request.
+ *
  * Concurrency: the owner only, as above.
  */
 #include <errno.h>
@@ -99,8 +105,12 @@ int br__mshot_wait(struct br__mshot_obj *o, struct br__task *t,
 
 	for (;;) {
 		br__mshot_go_home(o);
-		o->waiter = NULL;
 		f = br__worker_current()->fiber;
+		/* One caller at a time: a second would take the waiter slot
+		 * and leave the first suspended for good. */
+		if (cancellable && o->waiter && o->waiter != f)
+			return -EBUSY;
+		o->waiter = NULL;
 		seq = br__fiber_arm(f);
 		if (cond(o)) {
 			br__fiber_disarm(f, seq);

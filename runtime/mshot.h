@@ -54,7 +54,9 @@ void br__mshot_go_home(struct br__mshot_obj *o);
 
 /*
  * br__mshot_wait - on the owner, suspend until cond(o) holds. Returns 0,
- * or -ECANCELED when cancellable and t is cancelled first. Task only.
+ * or -ECANCELED when cancellable and t is cancelled first. A cancellable
+ * wait (the API's) returns -EBUSY while another task waits on o. Task
+ * only.
  */
 int br__mshot_wait(struct br__mshot_obj *o, struct br__task *t,
 		   int (*cond)(const struct br__mshot_obj *), int cancellable);

@@ -607,6 +607,48 @@ Test(net, a_waiting_acceptor_is_cancelled_and_free_closes_queued_fds,
 	br_runtime_free(rt);
 }
 
+static void *acc_next(void *arg)
+{
+	return (void *)(intptr_t)br_acceptor_next(arg);
+}
+
+Test(net, a_second_acceptor_caller_gets_ebusy_and_the_first_the_connection,
+     .timeout = 30.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	int lfd = br_tcp_listen("127.0.0.1", 0, 16), c1;
+	br_acceptor *a;
+	br_future *first, *second;
+	void *v;
+
+	cr_assert_geq(lfd, 0);
+	if (!(br_runtime_features(rt) & BR_FEAT_URING)) {
+		/* Without a ring both calls are plain blocking accepts. */
+		close(lfd);
+		br_runtime_free(rt);
+		return;
+	}
+	cr_assert_eq(br_acceptor_new(&a, lfd), 0);
+	first = br_spawn(rt, acc_next, a);
+	br_sleep_ms(30);
+	cr_assert_eq(br_future_state(first), BR_PENDING);
+	second = br_spawn(rt, acc_next, a);
+	cr_assert_eq(br_await(second, &v), 0);
+	cr_assert_eq((intptr_t)v, -EBUSY);
+	br_future_release(second);
+	cr_assert_eq(br_acceptor_next(a), -EBUSY); /* from a plain thread */
+	c1 = br_tcp_connect("127.0.0.1", (uint16_t)br_local_port(lfd));
+	cr_assert_geq(c1, 0);
+	cr_assert_eq(br_await(first, &v), 0);
+	cr_assert_geq((intptr_t)v, 0, "the waiting caller got no connection");
+	close((int)(intptr_t)v);
+	br_future_release(first);
+	br_acceptor_free(a);
+	close(c1);
+	close(lfd);
+	br_runtime_free(rt);
+}
+
 /* ---- readers ---- */
 
 #define RD_CONNS 40
@@ -771,4 +813,68 @@ Test(net, a_waiting_reader_is_cancelled_and_keeps_later_bytes, .timeout = 30.0)
 		cr_assert_eq(br_reader_new(&r, -1), -EBADF);
 		br_runtime_free(rt);
 	}
+}
+
+struct rd_first {
+	br_reader *r;
+	char got[8];
+	ssize_t n;
+};
+
+static void *rd_first_wait(void *arg)
+{
+	struct rd_first *x = arg;
+	const void *p;
+
+	x->n = br_reader_recv(x->r, &p);
+	if (x->n > 0)
+		memcpy(x->got, p, (size_t)x->n < sizeof(x->got) ?
+					  (size_t)x->n :
+					  sizeof(x->got));
+	return NULL;
+}
+
+static void *rd_second(void *arg)
+{
+	const void *p = (const void *)1;
+	ssize_t n = br_reader_recv(arg, &p);
+
+	return (void *)(intptr_t)n;
+}
+
+Test(net, a_second_reader_caller_gets_ebusy_and_the_first_its_bytes,
+     .timeout = 30.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	struct pair p = tcp_pair();
+	struct rd_first x = { 0 };
+	br_future *first, *second;
+	void *v;
+
+	if (!(br_runtime_features(rt) & BR_FEAT_URING)) {
+		/* Without a ring both calls are plain blocking receives. */
+		br_runtime_free(rt);
+		close(p.a);
+		close(p.b);
+		return;
+	}
+	cr_assert_eq(br_reader_new(&x.r, p.b), 0);
+	first = br_spawn(rt, rd_first_wait, &x);
+	br_sleep_ms(30);
+	cr_assert_eq(br_future_state(first), BR_PENDING);
+	/* From a task, and from this plain thread (a task on the owner). */
+	second = br_spawn(rt, rd_second, x.r);
+	cr_assert_eq(br_await(second, &v), 0);
+	cr_assert_eq((intptr_t)v, -EBUSY);
+	br_future_release(second);
+	cr_assert_eq(rd_second(x.r), (void *)(intptr_t)-EBUSY);
+	/* The first caller was left waiting, and still gets the bytes. */
+	cr_assert_eq(write(p.a, "first", 5), 5);
+	await_ok(first);
+	cr_assert_eq(x.n, 5);
+	cr_assert_eq(memcmp(x.got, "first", 5), 0);
+	br_reader_free(x.r);
+	close(p.a);
+	close(p.b);
+	br_runtime_free(rt);
 }
