@@ -1551,8 +1551,8 @@ BR_API int br_imap_new(br_imap **out, br_pool *pool, br_job_fn fn,
  * next call or br_imap_free; any pointer may be NULL) and returns 0; if
  * it failed, returns its error (br_imap_message() says more). BR_EDONE
  * once every item has been returned. -ECANCELED if the calling task is
- * cancelled. Context: any thread (a task suspends; a thread blocks); one
- * caller at a time.
+ * cancelled. -EBUSY while another call on it is in progress (one caller
+ * at a time). Context: any thread (a task suspends; a thread blocks).
  */
 BR_API int br_imap_next(br_imap *it, size_t *index, const void **out,
 			size_t *len);

@@ -1483,6 +1483,7 @@ struct br_imap {
 	br_as_completed *ac;
 	br_future *cur; /* the chunk being read */
 	size_t pos, item;
+	atomic_int busy; /* a br_imap_next() call is in progress */
 	char msg[1200];
 };
 
@@ -1525,17 +1526,14 @@ int br_imap_new(br_imap **out, br_pool *pool, br_job_fn fn, const void *items,
 	return 0;
 }
 
-int br_imap_next(br_imap *it, size_t *index, const void **out, size_t *len)
+static int imap_next(br_imap *it, size_t *index, const void **out,
+		     size_t *len)
 {
 	struct br__pool_item item;
 	const char *data, *b;
 	struct pjob *j;
 	size_t blen;
 
-	if (!it)
-		return -EINVAL;
-	if (it->magic != BR__MAGIC_IMAP || !it->chunks)
-		return it->magic == BR__MAGIC_IMAP ? BR_EDONE : BR_EBADOBJ;
 	it->msg[0] = '\0';
 	while (!it->cur || it->item == ((struct pjob *)it->cur)->nitems) {
 		br_future *f;
@@ -1591,6 +1589,23 @@ int br_imap_next(br_imap *it, size_t *index, const void **out, size_t *len)
 	if (len)
 		*len = item.len;
 	return 0;
+}
+
+int br_imap_next(br_imap *it, size_t *index, const void **out, size_t *len)
+{
+	int r;
+
+	if (!it)
+		return -EINVAL;
+	if (it->magic != BR__MAGIC_IMAP || !it->chunks)
+		return it->magic == BR__MAGIC_IMAP ? BR_EDONE : BR_EBADOBJ;
+	/* One caller at a time; acquire/release order one call's updates of
+	 * the cursor before the next call, whatever thread makes it. */
+	if (atomic_exchange_explicit(&it->busy, 1, memory_order_acquire))
+		return -EBUSY;
+	r = imap_next(it, index, out, len);
+	atomic_store_explicit(&it->busy, 0, memory_order_release);
+	return r;
 }
 
 const char *br_imap_message(const br_imap *it)

@@ -344,6 +344,43 @@ Test(pool, imap_unordered_returns_every_item_once)
 	check_imap(BR_IMAP_UNORDERED);
 }
 
+static void *imap_next_task(void *arg)
+{
+	size_t idx = 99;
+	int r = br_imap_next(arg, &idx, NULL, NULL);
+
+	return r == 0 && idx == 0 ? NULL : (void *)"first call did not get item 0";
+}
+
+Test(pool, imap_refuses_a_second_caller_while_one_waits)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
+	uint32_t naps[2] = { 300, 300 };
+	size_t idx = 99;
+	br_future *f;
+	br_imap *it;
+	void *v;
+
+	cr_assert_eq(br_imap_new(&it, p, nap_job, naps, sizeof(naps[0]), 2, 1,
+				 0),
+		     0);
+	f = br_spawn(rt, imap_next_task, it);
+	br_sleep_ms(50);
+	cr_assert_eq(br_future_state(f), BR_PENDING);
+	cr_assert_eq(br_imap_next(it, &idx, NULL, NULL), -EBUSY);
+	cr_assert_eq(idx, 99, "a refused call wrote its index");
+	cr_assert_eq(br_await(f, &v), 0);
+	cr_assert_null(v, "%s", (const char *)v);
+	br_future_release(f);
+	/* The cursor moved on exactly once. */
+	cr_assert_eq(br_imap_next(it, &idx, NULL, NULL), 0);
+	cr_assert_eq(idx, 1);
+	cr_assert_eq(br_imap_next(it, &idx, NULL, NULL), BR_EDONE);
+	br_imap_free(it);
+	finish(p, rt);
+}
+
 Test(pool, job_error_and_message_reach_the_future)
 {
 	br_runtime *rt = t_runtime(1, 0);
