@@ -232,6 +232,11 @@ void br__stack_thread_exit(struct br__worker *w)
 	w->altstack = NULL;
 }
 
+char *br__stack_alt_top(struct br__worker *w)
+{
+	return w->altstack ? (char *)w->altstack + ALTSTACK_SIZE : NULL;
+}
+
 int br__stack_alloc(struct br__fiber *f, size_t size)
 {
 	size_t len;
