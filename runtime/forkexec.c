@@ -100,15 +100,33 @@ static int spawn_posix(const struct br__spawn_plan *p, pid_t *pid)
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t sigs;
-	int err, i;
+	int src[3], moved[3] = { -1, -1, -1 }, err, i, j;
 
+	/* A source fd below 3 that is not its own target would be closed
+	 * by an earlier action onto it: use a copy above 2. */
+	for (i = 0; i < 3; i++)
+		src[i] = p->stdio[i];
+	for (i = 0; i < 3; i++) {
+		int s = src[i];
+
+		if (s < 0 || s >= 3 || s == i)
+			continue;
+		moved[i] = fcntl(s, F_DUPFD_CLOEXEC, 3);
+		if (moved[i] < 0) {
+			err = errno;
+			goto out;
+		}
+		for (j = i; j < 3; j++)
+			if (src[j] == s)
+				src[j] = moved[i];
+	}
 	err = posix_spawn_file_actions_init(&fa);
 	if (err)
-		return -err;
+		goto out;
 	err = posix_spawnattr_init(&attr);
 	if (err) {
 		posix_spawn_file_actions_destroy(&fa);
-		return -err;
+		goto out;
 	}
 	sigemptyset(&sigs);
 	posix_spawnattr_setsigmask(&attr, &sigs);
@@ -120,7 +138,7 @@ static int spawn_posix(const struct br__spawn_plan *p, pid_t *pid)
 	if (p->cwd)
 		err = posix_spawn_file_actions_addchdir_np(&fa, p->cwd);
 	for (i = 0; i < 3 && !err; i++) {
-		int s = p->stdio[i];
+		int s = src[i];
 
 		if (s == BR__STDIO_NULL)
 			err = posix_spawn_file_actions_addopen(
@@ -136,6 +154,10 @@ static int spawn_posix(const struct br__spawn_plan *p, pid_t *pid)
 				   (char *const *)p->argv, p->envp);
 	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&fa);
+out:
+	for (i = 0; i < 3; i++)
+		if (moved[i] >= 0)
+			close(moved[i]);
 	return -err;
 }
 
