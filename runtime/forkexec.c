@@ -93,8 +93,6 @@
 
 int br__spawn_force_posix;
 
-static const char default_path[] = "/bin:/usr/bin"; /* glibc's, unset PATH */
-
 static int spawn_posix(const struct br__spawn_plan *p, pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
@@ -162,6 +160,8 @@ out:
 }
 
 #ifndef NO_VFORK
+
+static const char default_path[] = "/bin:/usr/bin"; /* glibc's, unset PATH */
 
 /* The kernel's struct sigaction, large enough for x86-64 and arm64
  * (handler, flags, restorer, mask); all zero is SIG_DFL. */
