@@ -4,15 +4,16 @@
  *
  * Design
  *   br_exec() starts the child at once, on the calling thread, with
- *   posix_spawnp(): glibc clones with CLONE_VM|CLONE_VFORK and execs, so
- *   no copy of this multi-threaded process ever runs user code. File
- *   actions give the child its stdin, stdout and stderr (dup2 of our
+ *   br__spawn() (forkexec.c: a vfork-style clone, or posix_spawnp()), so
+ *   no copy of this multi-threaded process ever runs user code. The plan
+ *   gives the child its stdin, stdout and stderr (dup2 of our
  *   close-on-exec ends, or /dev/null), and a chdir when asked. Spawning
  *   synchronously is what lets BR_EXEC_PIPE hand the caller its fds when
  *   br_exec() returns, and lets a missing program fail the future at once.
  *
- *   The child is then owned by a pidfd (pidfd_open) and by one task of the
- *   runtime, exec_task(), whose future is the one returned:
+ *   The child is then owned by a pidfd (from the clone, else pidfd_open)
+ *   and by one task of the runtime, exec_task(), whose future is the one
+ *   returned:
  *     1. with stdin_data, it spawns a feeder task that writes the bytes
  *        with br_send_all(MSG_NOSIGNAL) and closes stdin, concurrently
  *        with step 2, so a child filling its stdout pipe while we fill its
@@ -44,7 +45,7 @@
  *
  * Invariants
  *   - Every fd braid creates here is close-on-exec in the parent; the
- *     child's 0/1/2 come only from the file actions.
+ *     child's 0/1/2 come only from the plan.
  *   - No zombie: the child is reaped before anyone waiting on the future
  *     is woken. Either exec_task() runs, and reaps on every path out of
  *     it before it returns; or it never runs (the spawn of the task
@@ -55,7 +56,8 @@
  *     waiters fire in order, so it runs before any other; only a caller
  *     polling br_future_state() could see the end a moment before the
  *     reap, and only on that path.
- *   - The pid cannot be reused before pidfd_open(): a zombie keeps its
+ *   - The pid cannot be reused before pidfd_open() (when the clone gave
+ *     no pidfd): a zombie keeps its
  *     pid until reaped, and braid does not reap it before. A program
  *     that reaps children itself (waitpid(-1), SIGCHLD set to SIG_IGN)
  *     breaks this; braid then reports -ECHILD and sends no signal by pid

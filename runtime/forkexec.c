@@ -9,9 +9,8 @@
  *   posix_spawnp() honours that with clone(CLONE_VM|CLONE_VFORK), but it
  *   maps a fresh stack for the child and unmaps it after, and an munmap
  *   in a multi-threaded process costs a TLB shootdown on every core that
- *   runs one of its threads; its child also asks the kernel about all 64
- *   signals, and the caller needs one more call, pidfd_open(), to get a
- *   pidfd. Here:
+ *   runs one of its threads; and the caller needs one more call,
+ *   pidfd_open(), to get a pidfd. Here:
  *     - the child runs on a stack that is idle while the parent thread
  *       waits for the exec: on a worker thread, the worker's alternate
  *       signal stack (no signal can be delivered to the thread then: it
@@ -31,7 +30,9 @@
  *   with all of them blocked and no handler of this process can run on
  *   its stack. The child then puts every handled signal back to SIG_DFL
  *   (what exec does anyway), and SIGPIPE and SIGXFSZ too, and only then
- *   empties its signal mask.
+ *   empties its signal mask. Like glibc's child it asks the kernel about
+ *   each of the 64 signals: a handler installed by any thread at any time
+ *   must be seen, and nothing cheaper knows them all.
  *
  *   posix_spawnp() with the same file actions remains: under
  *   ThreadSanitizer (which intercepts clone and would track the child as
@@ -182,17 +183,17 @@ struct child {
  * the compiler turns into memcpy().
  */
 #if defined(__clang__)
-#define CHILD_CODE                                                   \
+#define CHILD_CODE                                                     \
 	__attribute__((no_sanitize("address", "undefined", "memory"))) \
 	__attribute__((noinline))
 #else
-#define CHILD_CODE                                                  \
+#define CHILD_CODE                                                    \
 	__attribute__((no_sanitize("address", "undefined"), noinline, \
 		       optimize("no-tree-loop-distribute-patterns")))
 #endif
 
-static inline __attribute__((always_inline)) long
-rsys(long n, long a, long b, long c, long d)
+static inline __attribute__((always_inline)) long rsys(long n, long a, long b,
+						       long c, long d)
 {
 #if defined(__x86_64__)
 	register long r10 __asm__("r10") = d;
@@ -360,8 +361,8 @@ static int spawn_vfork(struct child *c, char *top, pid_t *pid, int *pidfd)
 
 	c->err = 0;
 	rsys(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&old, 8);
-	r = clone(child_main, top, CLONE_VM | CLONE_VFORK | CLONE_PIDFD |
-					   SIGCHLD, c, &fd);
+	r = clone(child_main, top,
+		  CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, c, &fd);
 	e = errno;
 	rsys(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, 8);
 	if (r < 0)
@@ -383,8 +384,8 @@ static int spawn_vfork(struct child *c, char *top, pid_t *pid, int *pidfd)
 #define CHILD_STACK (PATH_MAX + 2048)
 
 /* A thread that is not a worker lends the child stack below its frame. */
-static __attribute__((noinline)) int
-spawn_here(struct child *c, pid_t *pid, int *pidfd)
+static __attribute__((noinline)) int spawn_here(struct child *c, pid_t *pid,
+						int *pidfd)
 {
 	char stack[CHILD_STACK] __attribute__((aligned(16)));
 
@@ -393,8 +394,7 @@ spawn_here(struct child *c, pid_t *pid, int *pidfd)
 
 static _Atomic int posix_off;
 
-static int spawn_clone(const struct br__spawn_plan *p, pid_t *pid,
-		       int *pidfd)
+static int spawn_clone(const struct br__spawn_plan *p, pid_t *pid, int *pidfd)
 {
 	struct br__worker *w;
 	struct child c = { .p = p };

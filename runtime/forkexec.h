@@ -14,7 +14,7 @@ enum {
 	BR__STDIO_INHERIT = -1, /* the parent's fd i, as is */
 	BR__STDIO_NULL = -2,	/* /dev/null, read-only for 0, else write */
 	BR__STDIO_STDOUT = -3,	/* a copy of the child's fd 1 (2>&1) */
-	/* >= 0: a copy of the parent's fd (dup2) */
+				/* >= 0: a copy of the parent's fd (dup2) */
 };
 
 /* What the child does between the fork and the exec. */

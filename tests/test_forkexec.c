@@ -23,8 +23,8 @@
 #include "forkexec.h"
 #include "helpers.h"
 
-#define FOR_EACH_PATH(posix)                                          \
-	for (int posix = 0; posix < 2; posix++)                         \
+#define FOR_EACH_PATH(posix)                                                \
+	for (int posix = 0; posix < 2; posix++)                             \
 		for (int once_ = (br__spawn_force_posix = posix, 1); once_; \
 		     once_ = 0)
 
