@@ -174,6 +174,7 @@ struct ksigaction {
 struct child {
 	const struct br__spawn_plan *p;
 	const char *path; /* PATH to search, or NULL for a name with '/' */
+	int cleared;	  /* the kernel reset the handlers (clone3) */
 	volatile int err; /* set by the child: 0, or why it did not exec */
 };
 
@@ -277,8 +278,11 @@ static CHILD_CODE int child_main(void *arg)
 	long r = 0;
 
 	/* Back to SIG_DFL: every handled signal (a handler of the parent
-	 * must not run here), and SIGPIPE and SIGXFSZ even if ignored. */
+	 * must not run here), and SIGPIPE and SIGXFSZ even if ignored.
+	 * After CLONE_CLEAR_SIGHAND only the last two are left. */
 	for (sig = 1; sig <= 64; sig++) {
+		if (c->cleared && sig != SIGPIPE && sig != SIGXFSZ)
+			continue;
 		if (sig == SIGKILL || sig == SIGSTOP)
 			continue;
 		if (sig != SIGPIPE && sig != SIGXFSZ) {
@@ -351,37 +355,101 @@ fail:
 	return 0;
 }
 
-/* Clone a child onto [.., top) and wait for its exec; see the header.
- * Returns 0, a negative errno, or 1 when the kernel refused the clone. */
+/* Room for child_search()'s path buffer and both frames. */
+#define CHILD_STACK (PATH_MAX + 2048)
+
+#if defined(__x86_64__)
+/* clone3(), struct clone_args as of Linux 5.5 (CLONE_ARGS_SIZE_VER0). */
+struct clone3_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack,
+		stack_size, tls;
+};
+
+#define CLONE_CLEAR_SIGHAND_ 0x100000000ULL
+
+/* clone3() whose child calls fn(arg) on its new stack and never comes
+ * back here: fn must end with exit_group. Returns as the system call. */
+static long clone3_call(struct clone3_args *ca, int (*fn)(void *), void *arg)
+{
+	register void *r12 __asm__("r12") = (void *)fn;
+	register void *r13 __asm__("r13") = arg;
+	long ret = SYS_clone3;
+
+	__asm__ volatile("syscall\n\t"
+			 "test %%rax, %%rax\n\t"
+			 "jnz 1f\n\t"
+			 "xor %%ebp, %%ebp\n\t"
+			 "mov %%r13, %%rdi\n\t"
+			 "call *%%r12\n\t"
+			 "ud2\n"
+			 "1:"
+			 : "+a"(ret)
+			 : "D"(ca), "S"(sizeof(*ca)), "r"(r12), "r"(r13)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+/* clone3 is refused (before Linux 5.5, or by a filter): glibc's clone. */
+static _Atomic int clone3_off;
+#endif
+
+/*
+ * Clone a child onto the CHILD_STACK bytes below top and wait for its
+ * exec; see the header. Returns 0, a negative errno, or 1 when the kernel
+ * refused the clone.
+ */
 static int spawn_vfork(struct child *c, char *top, pid_t *pid, int *pidfd)
 {
 	uint64_t all = ~(uint64_t)0, old;
-	int fd = -1, e;
-	pid_t r;
+	int fd = -1, e = 0;
+	long r = -ENOSYS;
 
 	c->err = 0;
+	c->cleared = 0;
 	rsys(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&old, 8);
-	r = clone(child_main, top,
-		  CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, c, &fd);
-	e = errno;
+#if defined(__x86_64__)
+	if (!atomic_load_explicit(&clone3_off, memory_order_relaxed)) {
+		struct clone3_args ca = {
+			.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD |
+				 CLONE_CLEAR_SIGHAND_,
+			.pidfd = (uintptr_t)&fd,
+			.exit_signal = SIGCHLD,
+			.stack = (uintptr_t)(top - CHILD_STACK),
+			.stack_size = CHILD_STACK,
+		};
+
+		c->cleared = 1;
+		r = clone3_call(&ca, child_main, c);
+		if (r == -ENOSYS || r == -EINVAL || r == -E2BIG ||
+		    r == -EPERM) {
+			atomic_store_explicit(&clone3_off, 1,
+					      memory_order_relaxed);
+			c->cleared = 0;
+		}
+	}
+#endif
+	if (!c->cleared) {
+		r = clone(child_main, top,
+			  CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, c,
+			  &fd);
+		if (r < 0)
+			r = -errno;
+	}
 	rsys(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, 8);
 	if (r < 0)
-		return e == ENOSYS || e == EINVAL || e == EPERM ? 1 : -e;
+		return r == -ENOSYS || r == -EINVAL || r == -EPERM ? 1 : (int)r;
 	if (c->err) {
 		/* It has exited (127) or is about to: reap it now. */
 		e = c->err;
-		br__child_reap(r, fd, 0);
+		br__child_reap((pid_t)r, fd, 0);
 		if (fd >= 0)
 			close(fd);
 		return e;
 	}
-	*pid = r;
+	*pid = (pid_t)r;
 	*pidfd = fd;
 	return 0;
 }
-
-/* Room for child_search()'s path buffer and both frames. */
-#define CHILD_STACK (PATH_MAX + 2048)
 
 /* A thread that is not a worker lends the child stack below its frame. */
 static __attribute__((noinline)) int spawn_here(struct child *c, pid_t *pid,
