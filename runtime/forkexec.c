@@ -40,7 +40,7 @@
  *   so the child's error report would not reach us), on architectures
  *   without the raw-call asm, when the kernel refuses the clone flags
  *   (ENOSYS, EINVAL, EPERM; remembered for the process), and when a test
- *   sets br__spawn_force_posix.
+ *   sets br__spawn_way.
  *
  * Invariants
  *   - No fd is created in the child except its 0, 1 and 2 (and a
@@ -92,7 +92,7 @@
 #define CLONE_PIDFD 0x1000
 #endif
 
-int br__spawn_force_posix;
+int br__spawn_way;
 
 static int spawn_posix(const struct br__spawn_plan *p, pid_t *pid)
 {
@@ -408,7 +408,8 @@ static int spawn_vfork(struct child *c, char *top, pid_t *pid, int *pidfd)
 	c->cleared = 0;
 	rsys(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&old, 8);
 #if defined(__x86_64__)
-	if (!atomic_load_explicit(&clone3_off, memory_order_relaxed)) {
+	if (br__spawn_way == BR__SPAWN_BEST &&
+	    !atomic_load_explicit(&clone3_off, memory_order_relaxed)) {
 		struct clone3_args ca = {
 			.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD |
 				 CLONE_CLEAR_SIGHAND_,
@@ -490,7 +491,7 @@ int br__spawn(const struct br__spawn_plan *p, pid_t *pid, int *pidfd)
 {
 	*pidfd = -1;
 #ifndef NO_VFORK
-	if (!br__spawn_force_posix &&
+	if (br__spawn_way != BR__SPAWN_POSIX &&
 	    !atomic_load_explicit(&posix_off, memory_order_relaxed)
 #ifdef BR__VALGRIND
 	    && !RUNNING_ON_VALGRIND

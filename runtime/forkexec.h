@@ -37,7 +37,13 @@ struct br__spawn_plan {
  */
 int br__spawn(const struct br__spawn_plan *p, pid_t *pid, int *pidfd);
 
-/* Test hook: nonzero makes br__spawn() use posix_spawnp() only. */
-extern int br__spawn_force_posix;
+/* Test hook: which way br__spawn() starts children. BEST picks clone3
+ * (x86-64), else clone(), else posix_spawnp(); the others force one. */
+enum {
+	BR__SPAWN_BEST,
+	BR__SPAWN_CLONE,
+	BR__SPAWN_POSIX
+};
+extern int br__spawn_way;
 
 #endif /* BR_FORKEXEC_H */

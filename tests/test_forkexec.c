@@ -4,8 +4,8 @@
  * exec reach the caller, the PATH search, the child's signal state, stdio
  * sources that sit on fds 0-2, and the same through br_exec from a task
  * (whose child runs on the worker's alternate stack). Each test runs the
- * clone path and the posix_spawnp fallback (under ThreadSanitizer both
- * runs take the fallback).
+ * clone3 path, the clone() path and the posix_spawnp fallback (under
+ * ThreadSanitizer every run takes the fallback).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -23,10 +23,11 @@
 #include "forkexec.h"
 #include "helpers.h"
 
-#define FOR_EACH_PATH(posix)                                                \
-	for (int posix = 0; posix < 2; posix++)                             \
-		for (int once_ = (br__spawn_force_posix = posix, 1); once_; \
-		     once_ = 0)
+/* Each way: clone3 (where built), clone() with the per-signal loop, and
+ * posix_spawnp(). */
+#define FOR_EACH_WAY(way)                 \
+	for (int way = 0; way < 3; way++) \
+		for (int once_ = (br__spawn_way = way, 1); once_; once_ = 0)
 
 extern char **environ;
 
@@ -95,7 +96,7 @@ static void remove_progs(const char *dir)
 
 Test(forkexec, exec_and_setup_failures_reach_the_caller, .timeout = 30)
 {
-	FOR_EACH_PATH(posix)
+	FOR_EACH_WAY(way)
 	{
 		const char *missing[] = { "/nonexistent/braid-prog", NULL };
 		const char *dir[] = { "/", NULL };
@@ -103,8 +104,7 @@ Test(forkexec, exec_and_setup_failures_reach_the_caller, .timeout = 30)
 		const char *fals[] = { "/bin/false", NULL };
 		int fds = t_count_fds(), st = -1;
 
-		cr_assert_eq(run(missing, NULL, &st), -ENOENT, "posix %d",
-			     posix);
+		cr_assert_eq(run(missing, NULL, &st), -ENOENT, "way %d", way);
 		cr_assert_eq(run(dir, NULL, &st), -EACCES);
 		cr_assert_eq(run(tru, "/nonexistent-braid-dir", &st), -ENOENT);
 		cr_assert_eq(run(tru, "/", &st), 0);
@@ -127,13 +127,13 @@ Test(forkexec, path_search_skips_missing_entries_and_reports_eacces,
 	int st;
 
 	make_progs(dir, sizeof(dir));
-	FOR_EACH_PATH(posix)
+	FOR_EACH_WAY(way)
 	{
 		snprintf(path, sizeof(path), "/nonexistent::/etc/passwd:%s",
 			 dir);
 		cr_assert_eq(setenv("PATH", path, 1), 0);
 		st = -1;
-		cr_assert_eq(run(yes, NULL, &st), 0, "posix %d", posix);
+		cr_assert_eq(run(yes, NULL, &st), 0, "way %d", way);
 		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 		/* Found but not executable, and nowhere else: EACCES. */
 		cr_assert_eq(run(no, NULL, &st), -EACCES);
@@ -183,7 +183,7 @@ Test(forkexec, the_child_starts_with_exec_signal_state, .timeout = 30)
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	cr_assert_eq(pthread_sigmask(SIG_BLOCK, &block, NULL), 0);
-	FOR_EACH_PATH(posix)
+	FOR_EACH_WAY(way)
 	{
 		const char *cat[] = { "cat", "/proc/self/status", NULL };
 		br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE };
@@ -200,10 +200,10 @@ Test(forkexec, the_child_starts_with_exec_signal_state, .timeout = 30)
 		blk = status_mask(s, "SigBlk:");
 		ign = status_mask(s, "SigIgn:");
 		cgt = status_mask(s, "SigCgt:");
-		cr_assert_eq(blk, 0, "posix %d: blocked %llx", posix, blk);
-		cr_assert(ign & bit(SIGUSR2), "posix %d: %llx", posix, ign);
-		cr_assert_not(ign & bit(SIGPIPE), "posix %d: %llx", posix, ign);
-		cr_assert_not(cgt & bit(SIGUSR1), "posix %d: %llx", posix, cgt);
+		cr_assert_eq(blk, 0, "way %d: blocked %llx", way, blk);
+		cr_assert(ign & bit(SIGUSR2), "way %d: %llx", way, ign);
+		cr_assert_not(ign & bit(SIGPIPE), "way %d: %llx", way, ign);
+		cr_assert_not(cgt & bit(SIGUSR1), "way %d: %llx", way, cgt);
 		free(s);
 		br_future_release(f);
 	}
@@ -237,7 +237,7 @@ Test(forkexec, stdio_sources_on_low_fds_reach_the_right_fd, .timeout = 30)
 
 	cr_assert_geq(keep0, 0);
 	cr_assert_geq(keep1, 0);
-	FOR_EACH_PATH(posix)
+	FOR_EACH_WAY(way)
 	{
 		const char *cat[] = { "cat", NULL };
 		const char *echo[] = { "echo", "hi", NULL };
@@ -275,7 +275,7 @@ Test(forkexec, stdio_sources_on_low_fds_reach_the_right_fd, .timeout = 30)
 		cr_assert_geq(n.stderr_fd, 0);
 		memset(buf, 0, sizeof(buf));
 		cr_assert_eq(read(n.stderr_fd, buf, sizeof(buf) - 1), 4,
-			     "posix %d: %s", posix, buf);
+			     "way %d: %s", way, buf);
 		cr_assert_str_eq(buf, "err\n");
 		close(n.stderr_fd);
 		br_future_release(f);
@@ -324,13 +324,13 @@ static void *exec_in_task(void *arg)
 
 Test(forkexec, a_task_gets_exec_errors_and_output, .timeout = 30)
 {
-	FOR_EACH_PATH(posix)
+	FOR_EACH_WAY(way)
 	{
 		br_runtime *rt = t_runtime(2, 0);
 		struct in_task t = { .rt = rt };
 
 		t_assert_task_ok(br_spawn(rt, exec_in_task, &t));
-		cr_assert_eq(t.missing_err, -ENOENT, "posix %d", posix);
+		cr_assert_eq(t.missing_err, -ENOENT, "way %d", way);
 		cr_assert_eq(t.cwd_err, -ENOENT);
 		cr_assert_eq(t.code, 0);
 		cr_assert_str_eq(t.out, "/\n");
