@@ -6,7 +6,7 @@
  *   --mode window: a task runs n (default 1,000) subprocesses of
  *   /bin/true, keeping 16 in flight: it starts 16, then each time the
  *   oldest completes it starts another. Reported in ms per spawn: wall
- *   time / n, which covers posix_spawnp, the pidfd, the exit seen
+ *   time / n, which covers the spawn (forkexec.c), the exit seen
  *   through the loop, and the reap.
  *
  * How

@@ -1317,8 +1317,12 @@ typedef struct br_exec_opts {
  * br_exec - run the program argv[0] with arguments argv (NULL-terminated)
  * as a child process (asyncio.create_subprocess_exec).
  *
- * The child is started before br_exec() returns, with posix_spawnp() (no
- * fork of this multi-threaded process happens in braid); it gets only its
+ * The child is started before br_exec() returns, with a vfork-style clone
+ * that execs at once (posix_spawnp() under ThreadSanitizer or valgrind, or
+ * if the kernel refuses the clone): no copy of this multi-threaded process
+ * runs user code. It starts with no signal blocked, SIGPIPE and SIGXFSZ at
+ * their default, the signals this process handles at their default and
+ * those it ignores still ignored (exec's rule); it gets only its
  * stdin, stdout and stderr, every other fd of braid's being close-on-exec.
  * A task of rt then feeds stdin_data, captures output, and waits for the
  * exit through a pidfd polled on its loop; the returned future is that
@@ -1338,13 +1342,14 @@ typedef struct br_exec_opts {
  * Returns a new reference, never NULL: a FAILED future with -EINVAL (argv
  * NULL or empty, a bad mode, stdin_data with stdin_mode set, stdin_len
  * without stdin_data), BR_EBADOBJ (rt not a runtime), BR_ECLOSED,
- * -ENOENT (no such program) or another error of posix_spawnp(), pipe
+ * -ENOENT (no such program, or no such cwd), -EACCES (not executable) or
+ * another error of the clone, the child's set-up or its execve(), of pipe
  * creation or pidfd_open() (-ENOSYS before Linux 5.3), or -ENOMEM. The
  * future fails with -ECHILD if the child was reaped by someone else: a
  * waitpid(-1) elsewhere in the program, or SIGCHLD set to SIG_IGN (which
  * makes the kernel reap every child).
- * From a task, the spawn itself blocks its worker for as long as
- * posix_spawnp() takes (0.1 to 2 ms, more for a large program), and the
+ * From a task, the spawn itself blocks its worker until the child has
+ * exec'd (0.1 to 2 ms, more for a large program), and the
  * task watching the child is pinned to that worker (it only waits on the
  * loop, so there is nothing to balance); from a plain thread it goes to
  * any worker.

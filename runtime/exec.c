@@ -4,15 +4,16 @@
  *
  * Design
  *   br_exec() starts the child at once, on the calling thread, with
- *   posix_spawnp(): glibc clones with CLONE_VM|CLONE_VFORK and execs, so
- *   no copy of this multi-threaded process ever runs user code. File
- *   actions give the child its stdin, stdout and stderr (dup2 of our
+ *   br__spawn() (forkexec.c: a vfork-style clone, or posix_spawnp()), so
+ *   no copy of this multi-threaded process ever runs user code. The plan
+ *   gives the child its stdin, stdout and stderr (dup2 of our
  *   close-on-exec ends, or /dev/null), and a chdir when asked. Spawning
  *   synchronously is what lets BR_EXEC_PIPE hand the caller its fds when
  *   br_exec() returns, and lets a missing program fail the future at once.
  *
- *   The child is then owned by a pidfd (pidfd_open) and by one task of the
- *   runtime, exec_task(), whose future is the one returned:
+ *   The child is then owned by a pidfd (from the clone, else pidfd_open)
+ *   and by one task of the runtime, exec_task(), whose future is the one
+ *   returned:
  *     1. with stdin_data, it spawns a feeder task that writes the bytes
  *        with br_send_all(MSG_NOSIGNAL) and closes stdin, concurrently
  *        with step 2, so a child filling its stdout pipe while we fill its
@@ -44,7 +45,7 @@
  *
  * Invariants
  *   - Every fd braid creates here is close-on-exec in the parent; the
- *     child's 0/1/2 come only from the file actions.
+ *     child's 0/1/2 come only from the plan.
  *   - No zombie: the child is reaped before anyone waiting on the future
  *     is woken. Either exec_task() runs, and reaps on every path out of
  *     it before it returns; or it never runs (the spawn of the task
@@ -55,7 +56,8 @@
  *     waiters fire in order, so it runs before any other; only a caller
  *     polling br_future_state() could see the end a moment before the
  *     reap, and only on that path.
- *   - The pid cannot be reused before pidfd_open(): a zombie keeps its
+ *   - The pid cannot be reused before pidfd_open() (when the clone gave
+ *     no pidfd): a zombie keeps its
  *     pid until reaped, and braid does not reap it before. A program
  *     that reaps children itself (waitpid(-1), SIGCHLD set to SIG_IGN)
  *     breaks this; braid then reports -ECHILD and sends no signal by pid
@@ -84,7 +86,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -95,6 +96,7 @@
 
 #include "child.h"
 #include "future.h"
+#include "forkexec.h"
 #include "task.h"
 #include "wait.h"
 #include "worker.h"
@@ -273,18 +275,18 @@ static int mode_ok(int mode, int capture_ok)
 }
 
 /*
- * The file actions for child fd `fd` in `mode`. For PIPE and CAPTURE,
- * *parent gets our end and *child the end to dup2 (both close-on-exec).
- * stdin uses a socketpair (see the header comment).
+ * What child fd `fd` gets in `mode`, in plan->stdio[fd]. For PIPE and
+ * CAPTURE, *parent gets our end and *child the end the child gets (both
+ * close-on-exec). stdin uses a socketpair (see the header comment).
  */
-static int stdio_setup(posix_spawn_file_actions_t *fa, int fd, int mode,
+static int stdio_setup(struct br__spawn_plan *plan, int fd, int mode,
 		       int *parent, int *child)
 {
 	int p[2];
 
+	plan->stdio[fd] = BR__STDIO_INHERIT;
 	if (mode == BR_EXEC_NULL)
-		return -posix_spawn_file_actions_addopen(
-			fa, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0);
+		plan->stdio[fd] = BR__STDIO_NULL;
 	if (mode != BR_EXEC_PIPE && mode != BR_EXEC_CAPTURE)
 		return 0;
 	if (fd == 0) {
@@ -302,7 +304,8 @@ static int stdio_setup(posix_spawn_file_actions_t *fa, int fd, int mode,
 		if (mode == BR_EXEC_CAPTURE)
 			(void)fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
 	}
-	return -posix_spawn_file_actions_adddup2(fa, *child, fd);
+	plan->stdio[fd] = *child;
+	return 0;
 }
 
 /*
@@ -334,9 +337,7 @@ br_future *br_exec(br_runtime *rt, const char *const *argv, br_exec_opts *opts)
 	const br_exec_opts *o = opts ? opts : &none;
 	int par[3] = { -1, -1, -1 }, chi[3] = { -1, -1, -1 };
 	int modes[3] = { o->stdin_mode, o->stdout_mode, o->stderr_mode };
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t sigs;
+	struct br__spawn_plan plan;
 	struct exec *x;
 	br_future *f;
 	int64_t start = br_now_ns();
@@ -363,45 +364,28 @@ br_future *br_exec(br_runtime *rt, const char *const *argv, br_exec_opts *opts)
 	if (o->stdin_data)
 		modes[0] = BR_EXEC_CAPTURE; /* fed by the feeder task */
 
-	err = -posix_spawn_file_actions_init(&fa);
-	if (err)
-		goto err_free;
-	err = -posix_spawnattr_init(&attr);
-	if (err)
-		goto err_fa;
-	/* The child starts with no signal blocked and SIGPIPE at its
-	 * default, whatever the spawning thread had. */
-	sigemptyset(&sigs);
-	posix_spawnattr_setsigmask(&attr, &sigs);
-	sigaddset(&sigs, SIGPIPE);
-	sigaddset(&sigs, SIGXFSZ);
-	posix_spawnattr_setsigdefault(&attr, &sigs);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
-						POSIX_SPAWN_SETSIGDEF);
-	if (o->cwd) {
-		err = -posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
-		if (err)
-			goto err_attr;
-	}
+	plan.argv = argv;
+	plan.envp = o->envp ? (char *const *)o->envp : environ;
+	plan.cwd = o->cwd;
 	for (i = 0; i < 3; i++) {
 		/* stderr joins stdout's capture pipe (2>&1). */
 		if (i == 2 && modes[2] == BR_EXEC_CAPTURE &&
 		    modes[1] == BR_EXEC_CAPTURE) {
-			err = -posix_spawn_file_actions_adddup2(&fa, chi[1], 2);
-		} else {
-			err = stdio_setup(&fa, i, modes[i], &par[i], &chi[i]);
+			plan.stdio[2] = BR__STDIO_STDOUT;
+			break;
 		}
+		err = stdio_setup(&plan, i, modes[i], &par[i], &chi[i]);
 		if (err)
 			goto err_fds;
 	}
 
-	err = -posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv,
-			    o->envp ? (char *const *)o->envp : environ);
+	err = br__spawn(&plan, &pid, &pidfd);
 	for (i = 0; i < 3; i++)
 		close_fd(&chi[i]);
 	if (err)
 		goto err_fds;
-	pidfd = br__child_pidfd(pid);
+	if (pidfd < 0)
+		pidfd = br__child_pidfd(pid);
 	if (pidfd < 0) {
 		/* ESRCH: the child has already gone and someone else reaped
 		 * it (SIGCHLD ignored). Its pid may be reused by now, so no
@@ -414,8 +398,6 @@ br_future *br_exec(br_runtime *rt, const char *const *argv, br_exec_opts *opts)
 		}
 		goto err_fds;
 	}
-	posix_spawnattr_destroy(&attr);
-	posix_spawn_file_actions_destroy(&fa);
 
 	x->rt = rt;
 	x->pid = pid;
@@ -463,11 +445,6 @@ err_fds:
 		close_fd(&par[i]);
 		close_fd(&chi[i]);
 	}
-err_attr:
-	posix_spawnattr_destroy(&attr);
-err_fa:
-	posix_spawn_file_actions_destroy(&fa);
-err_free:
 	free(x);
 	if (err == -ENOENT)
 		return fail(err, "br_exec: no such program");

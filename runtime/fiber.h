@@ -177,6 +177,9 @@ void br__fiber_wake_any(struct br__fiber *f);
 int br__stack_init_process(void);
 int br__stack_thread_init(struct br__worker *w);
 void br__stack_thread_exit(struct br__worker *w);
+/* The top of w's alternate signal stack, or NULL if it has none. forkexec.c
+ * runs a child there while w's thread waits for its exec. */
+char *br__stack_alt_top(struct br__worker *w);
 int br__stack_alloc(struct br__fiber *f, size_t size);
 void br__stack_free(struct br__fiber *f);
 __attribute__((noreturn)) void br__stack_overflowed(struct br__fiber *f);

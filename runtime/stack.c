@@ -27,7 +27,9 @@
  *   mprotect) does the same work one call at a time.
  *
  *   A guard fault raises SIGSEGV on the task's stack, where no handler can
- *   run, so each worker installs an alternate signal stack. The handler
+ *   run, so each worker installs an alternate signal stack. forkexec.c
+ *   also lends it to a child between clone and exec, while the worker
+ *   thread waits with every signal blocked. The handler
  *   recognises a fault inside (or just below) the running fiber's guard,
  *   writes one line naming the task, its function and its stack size, and
  *   aborts. Any other SIGSEGV goes to the handler that was there before.
@@ -230,6 +232,11 @@ void br__stack_thread_exit(struct br__worker *w)
 	sigaltstack(&ss, NULL);
 	munmap(w->altstack, ALTSTACK_SIZE);
 	w->altstack = NULL;
+}
+
+char *br__stack_alt_top(struct br__worker *w)
+{
+	return w->altstack ? (char *)w->altstack + ALTSTACK_SIZE : NULL;
 }
 
 int br__stack_alloc(struct br__fiber *f, size_t size)
