@@ -18,13 +18,13 @@
  *       buffer on the caller's own stack below its frame, as musl does.
  *       Nothing is mapped or unmapped per child;
  *     - CLONE_PIDFD returns the pidfd with the pid;
- *     - on x86-64, clone3() with CLONE_CLEAR_SIGHAND (Linux 5.5) has the
+ *     - clone3() with CLONE_CLEAR_SIGHAND (Linux 5.5) has the
  *       kernel put every handled signal back to SIG_DFL in the child, so
  *       the child need not ask about each of the 64 (about 15 us of
  *       system calls here). clone3's child starts on the new stack with
  *       nothing to return to, so clone3_call() is a few lines of asm
- *       that call child_main(). Elsewhere, or when clone3 is refused,
- *       glibc's clone() starts the child;
+ *       that call child_main(). When clone3 is refused, glibc's
+ *       clone() starts the child;
  *     - the child runs child_main(), which makes raw system calls only
  *       (inline asm: no errno, no PLT, no libc lock) and is built without
  *       sanitizer instrumentation, since it runs on memory shared with a
@@ -45,9 +45,9 @@
  *   ThreadSanitizer (which intercepts clone and would track the child as
  *   a thread of ours), under valgrind (which turns a vfork into a fork,
  *   so the child's error report would not reach us), on architectures
- *   without the raw-call asm, when the kernel refuses the clone flags
- *   (ENOSYS, EINVAL, EPERM; remembered for the process), and when a test
- *   sets br__spawn_way.
+ *   other than x86-64 (the raw calls are written and tested for it only),
+ *   when the kernel refuses the clone flags (ENOSYS, EINVAL, EPERM;
+ *   remembered for the process), and when a test sets br__spawn_way.
  *
  * Invariants
  *   - No fd is created in the child except its 0, 1 and 2 (and a
@@ -92,7 +92,8 @@
 #define NO_VFORK 1
 #endif
 #endif
-#if !defined(__x86_64__) && !defined(__aarch64__)
+/* The raw calls below are written, and the path tested, for x86-64. */
+#if !defined(__x86_64__)
 #define NO_VFORK 1
 #endif
 
@@ -172,8 +173,8 @@ out:
 
 static const char default_path[] = "/bin:/usr/bin"; /* glibc's, unset PATH */
 
-/* The kernel's struct sigaction, large enough for x86-64 and arm64
- * (handler, flags, restorer, mask); all zero is SIG_DFL. */
+/* The kernel's struct sigaction on x86-64 (handler, flags, restorer,
+ * mask); all zero is SIG_DFL. */
 struct ksigaction {
 	unsigned long handler, flags, restorer, mask;
 };
@@ -204,7 +205,6 @@ struct child {
 static inline __attribute__((always_inline)) long rsys(long n, long a, long b,
 						       long c, long d)
 {
-#if defined(__x86_64__)
 	register long r10 __asm__("r10") = d;
 	long ret;
 
@@ -213,19 +213,6 @@ static inline __attribute__((always_inline)) long rsys(long n, long a, long b,
 			 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10)
 			 : "rcx", "r11", "memory");
 	return ret;
-#else
-	register long x8 __asm__("x8") = n;
-	register long x0 __asm__("x0") = a;
-	register long x1 __asm__("x1") = b;
-	register long x2 __asm__("x2") = c;
-	register long x3 __asm__("x3") = d;
-
-	__asm__ volatile("svc 0"
-			 : "+r"(x0)
-			 : "r"(x8), "r"(x1), "r"(x2), "r"(x3)
-			 : "memory");
-	return x0;
-#endif
 }
 
 /* execve() name in each directory of c->path, as execvp() does: go on
@@ -366,7 +353,6 @@ fail:
 /* Room for child_search()'s path buffer and both frames. */
 #define CHILD_STACK (PATH_MAX + 2048)
 
-#if defined(__x86_64__)
 /* clone3(), struct clone_args as of Linux 5.5 (CLONE_ARGS_SIZE_VER0). */
 struct clone3_args {
 	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack,
@@ -399,7 +385,6 @@ static long clone3_call(struct clone3_args *ca, int (*fn)(void *), void *arg)
 
 /* clone3 is refused (before Linux 5.5, or by a filter): glibc's clone. */
 static _Atomic int clone3_off;
-#endif
 
 /*
  * Clone a child onto the CHILD_STACK bytes below top and wait for its
@@ -415,7 +400,6 @@ static int spawn_vfork(struct child *c, char *top, pid_t *pid, int *pidfd)
 	c->err = 0;
 	c->cleared = 0;
 	rsys(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&old, 8);
-#if defined(__x86_64__)
 	if (br__spawn_way == BR__SPAWN_BEST &&
 	    !atomic_load_explicit(&clone3_off, memory_order_relaxed)) {
 		struct clone3_args ca = {
@@ -436,7 +420,6 @@ static int spawn_vfork(struct child *c, char *top, pid_t *pid, int *pidfd)
 			c->cleared = 0;
 		}
 	}
-#endif
 	if (!c->cleared) {
 		r = clone(child_main, top,
 			  CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, c,
