@@ -100,7 +100,7 @@ int br__mshot_wait(struct br__mshot_obj *o, struct br__task *t,
 	for (;;) {
 		br__mshot_go_home(o);
 		o->waiter = NULL;
-		f = br__worker_current()->fiber;
+		f = br__worker_fiber(br__worker_current());
 		seq = br__fiber_arm(f);
 		if (cond(o)) {
 			br__fiber_disarm(f, seq);
