@@ -488,9 +488,10 @@ int br__obs_init(struct br_runtime *rt)
 			return ret;
 	}
 	for (unsigned i = 0; i < rt->nworkers; i++)
-		rt->workers[i].obs.on = rt->obs.stall_ms > 0 ||
-					rt->obs.print_stats ||
-					rt->obs.trace != NULL;
+		rt->workers[i].obs.on =
+			rt->obs.trace		? BR__OBS_TRACE :
+			rt->obs.stall_ms > 0 || rt->obs.print_stats ? BR__OBS_COUNT :
+								      0;
 	return 0;
 }
 

@@ -55,16 +55,22 @@ enum {
  *            watchdog thread); br_stats() and the watchdog read them.
  *   trace    the worker's trace ring, set before the worker starts when
  *            BRAID_TRACE is on, else NULL; written only by the worker.
- *   on       1 while anything watches task switches: the stall detector,
- *            BRAID_STATS or BRAID_TRACE. Set before the worker starts.
- *            Off, a switch pays one predicted branch and no count
- *            (tasks_run and slices then stay 0).
+ *   on       BR__OBS_COUNT while anything watches task switches: the
+ *            stall detector, BRAID_STATS or BRAID_TRACE; BR__OBS_TRACE
+ *            (which counts too) with BRAID_TRACE; else 0. Set before the
+ *            worker starts. 0: a switch pays one predicted branch and no
+ *            count (tasks_run and slices then stay 0).
  * The stall detector needs nothing of its own at a switch: it watches the
  * worker's fiber and tick (worker.h), which the scheduler writes anyway.
  */
+enum {
+	BR__OBS_COUNT = 1, /* count tasks and run slices */
+	BR__OBS_TRACE = 2, /* that, and record run slices in the trace */
+};
+
 #ifndef BR_NO_OBS
 struct br__obs {
-	int on;
+	int on; /* BR__OBS_*, or 0 */
 	struct br__trace_buf *trace;
 	_Atomic uint64_t st[BR__ST_COUNT];
 };
@@ -122,14 +128,14 @@ static inline void br__stat_add(struct br__obs *o, unsigned i, uint64_t n)
 }
 
 /*
- * br__obs_slice_begin - the worker switches from its scheduler into
- * fiber f. br__obs_slice_end - back from the running fiber to the
- * scheduler. br__obs_slice_count - count a hand-off from one fiber
- * straight into another; when br__obs_tracing(), the caller first calls
- * br__obs_trace_next() with the fiber switched to (fiber.c keeps that
- * out of the common path). The running fiber itself is published by the
- * switch (w->fiber), not here. Context: the worker owning o, at the
- * switch (fiber.c).
+ * br__obs_slice_count - count a switch into a fiber. When
+ * br__obs_tracing(), the switch also records the slices it ends and
+ * begins: br__obs_trace_begin() (from the scheduler into fiber f),
+ * br__obs_trace_next() (from one fiber straight into f),
+ * br__obs_trace_end() (back to the scheduler); fiber.c keeps those in
+ * functions of their own, out of the common path. The running fiber
+ * itself is published by the switch (w->fiber), not here. Context: the
+ * worker owning o, at the switch (fiber.c).
  */
 static inline void br__obs_slice_count(struct br__obs *o)
 {
@@ -139,7 +145,7 @@ static inline void br__obs_slice_count(struct br__obs *o)
 
 static inline int br__obs_tracing(struct br__obs *o)
 {
-	return o->trace != NULL;
+	return o->on == BR__OBS_TRACE;
 }
 
 static inline void br__obs_trace_next(struct br__obs *o, struct br__fiber *f)
@@ -148,17 +154,14 @@ static inline void br__obs_trace_next(struct br__obs *o, struct br__fiber *f)
 	br__trace_slice_begin(o->trace, f);
 }
 
-static inline void br__obs_slice_begin(struct br__obs *o, struct br__fiber *f)
+static inline void br__obs_trace_begin(struct br__obs *o, struct br__fiber *f)
 {
-	br__obs_slice_count(o);
-	if (br__unlikely(o->trace != NULL))
-		br__trace_slice_begin(o->trace, f);
+	br__trace_slice_begin(o->trace, f);
 }
 
-static inline void br__obs_slice_end(struct br__obs *o)
+static inline void br__obs_trace_end(struct br__obs *o)
 {
-	if (br__unlikely(o->trace != NULL))
-		br__trace_slice_end(o->trace);
+	br__trace_slice_end(o->trace);
 }
 
 /* The clock, read only while tracing: the start of a span, or 0. */
@@ -233,11 +236,11 @@ static inline void br__obs_trace_next(struct br__obs *o, struct br__fiber *f)
 {
 }
 
-static inline void br__obs_slice_begin(struct br__obs *o, struct br__fiber *f)
+static inline void br__obs_trace_begin(struct br__obs *o, struct br__fiber *f)
 {
 }
 
-static inline void br__obs_slice_end(struct br__obs *o)
+static inline void br__obs_trace_end(struct br__obs *o)
 {
 }
 

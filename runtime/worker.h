@@ -66,10 +66,6 @@ struct br__worker {
 	struct br__fiber *after_fiber;
 	struct br__worker *after_target; /* MOVE: where to */
 	int after_cancellable; /* PARK: a cancellation request wakes it */
-	/* counters, heartbeat and trace ring
-	 * (stats.h): after the fields every switch
-	 * uses, so that they keep their lines */
-	struct br__obs obs;
 	struct br__timers timers;
 	struct br__stack_cache stacks;
 	struct br__ring ring;
@@ -78,6 +74,10 @@ struct br__worker {
 	void *tsan_sched; /* the thread's TSan fiber */
 	void *altstack;	  /* sigaltstack for overflow reports */
 	pthread_t thread;
+	/* counters and trace ring (stats.h): last,
+	 * so that every other field keeps the
+	 * place it has with make OBS=0 */
+	struct br__obs obs;
 
 	/* ---- shared: touched by other threads ---- */
 	BR__CACHE_ALIGNED pthread_mutex_t remote_lock;
