@@ -329,8 +329,7 @@ switch_in(struct br__worker *w, struct br__fiber *f)
 /* A traced worker's switches record the slices they begin and end in
  * functions of their own, reached by a tail call, so that the common
  * switch keeps the frame it would have without tracing. */
-static BR__COLD void switch_in_traced(struct br__worker *w,
-				      struct br__fiber *f)
+static BR__COLD void switch_in_traced(struct br__worker *w, struct br__fiber *f)
 {
 	br__obs_trace_begin(&w->obs, f);
 	switch_in(w, f);

@@ -479,7 +479,7 @@ static int env_on(const char *name)
 int br__obs_init(struct br_runtime *rt)
 {
 	const char *path = getenv("BRAID_TRACE");
-	int ret;
+	int ret, on = 0;
 
 	rt->obs.print_stats = env_on("BRAID_STATS");
 	if (path && *path) {
@@ -487,11 +487,12 @@ int br__obs_init(struct br_runtime *rt)
 		if (ret < 0)
 			return ret;
 	}
+	if (rt->obs.trace)
+		on = BR__OBS_TRACE;
+	else if (rt->obs.stall_ms > 0 || rt->obs.print_stats)
+		on = BR__OBS_COUNT;
 	for (unsigned i = 0; i < rt->nworkers; i++)
-		rt->workers[i].obs.on =
-			rt->obs.trace		? BR__OBS_TRACE :
-			rt->obs.stall_ms > 0 || rt->obs.print_stats ? BR__OBS_COUNT :
-								      0;
+		rt->workers[i].obs.on = on;
 	return 0;
 }
 
@@ -515,7 +516,7 @@ void br__obs_term(struct br_runtime *rt)
 	br__trace_term(rt);
 }
 
-#else /* BR_NO_OBS: compiled out (make OBS=0), for measuring its cost. */
+#else  /* BR_NO_OBS: compiled out (make OBS=0), for measuring its cost. */
 
 void br__stats_count(struct br_runtime *rt, unsigned i)
 {

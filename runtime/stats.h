@@ -218,7 +218,7 @@ static inline void br__obs_task_start(struct br__obs *o, unsigned wid,
 	atomic_store_explicit(&f->obs_fn, (uintptr_t)fn, memory_order_relaxed);
 }
 
-#else /* BR_NO_OBS: the hooks compile to nothing. */
+#else  /* BR_NO_OBS: the hooks compile to nothing. */
 static inline void br__stat_add(struct br__obs *o, unsigned i, uint64_t n)
 {
 }

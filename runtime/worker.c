@@ -43,7 +43,9 @@
  *
  * Concurrency
  *   - Everything in the "owner-only" part of struct br__worker: its own
- *     thread. The deque: owner push/pop, thieves steal.
+ *     thread, except tick and fiber, which the stall detector's watchdog
+ *     reads (relaxed and acquire loads; stats.c). The deque: owner
+ *     push/pop, thieves steal.
  *   - remote queue: under remote_lock, from any thread.
  *   - live list: under reg_lock; fibers are added by the worker that
  *     starts them and removed by the worker they end on.

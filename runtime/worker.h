@@ -62,7 +62,7 @@ struct br__worker {
 	 * by the watchdog; owner reads go through
 	 * br__worker_fiber() */
 	_Atomic(struct br__fiber *) fiber;
-	int after;		  /* BR__AFTER_*, set before switch-out */
+	int after; /* BR__AFTER_*, set before switch-out */
 	struct br__fiber *after_fiber;
 	struct br__worker *after_target; /* MOVE: where to */
 	int after_cancellable; /* PARK: a cancellation request wakes it */
