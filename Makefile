@@ -1,6 +1,10 @@
 # SPDX-License-Identifier: MIT
 # braid - plain GNU make, no configure. Objects go to build/$(VARIANT)/, so
 # switching variants never needs a clean. V=1 prints full commands.
+# OBS=0 compiles the observation code out (br_stats counters, the stall
+# detector, BRAID_STATS, BRAID_TRACE; -DBR_NO_OBS) into
+# build/$(VARIANT)-noobs/: the peer that scripts/obs_cost.py measures its
+# cost against. Such a build is for measuring only; its br_stats() reads 0.
 
 CC      ?= gcc
 VARIANT ?= release
@@ -8,13 +12,18 @@ PREFIX  ?= /usr/local
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 WERROR  ?= 0
+OBS     ?= 1
 
 VARIANTS := release debug asan tsan
 ifeq ($(filter $(VARIANT),$(VARIANTS)),)
 $(error VARIANT must be one of: $(VARIANTS))
 endif
 
-B := build/$(VARIANT)
+ifeq ($(OBS),0)
+BSUFFIX := -noobs
+override CPPFLAGS += -DBR_NO_OBS
+endif
+B := build/$(VARIANT)$(BSUFFIX)
 
 CSTD     := -std=gnu11
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \

@@ -7,6 +7,8 @@
 #   make bench-summary  build, then one quick round of fib, switch, skynet
 #   make bench-build    build the braid benches and every peer whose
 #                       toolchain is present
+#   make bench-core     build only fib, skynet and switch (with OBS=0: in
+#                       build/release-noobs, for scripts/obs_cost.py)
 #   make compare        build, then bench/models: threads vs processes vs
 #                       async on every workload, its table, JSON and plots;
 #                       the PNGs, the JSON and the markdown table are then
@@ -22,7 +24,7 @@
 # bench-build builds when their sources exist; nginx and wrk are used as
 # Debian installs them.
 
-BENCH_B     := build/release
+BENCH_B     := build/release$(BSUFFIX)
 BENCH_NAMES := fib skynet switch sleep chan blocking spawn pool echo_client
 BENCH_BIN   := $(BENCH_NAMES:%=$(BENCH_B)/bench/%)
 BENCH_PEERS := $(addprefix $(BENCH_B)/bench/peers/, \
@@ -45,7 +47,8 @@ PEER_CFLAGS   := -O2 -std=gnu11 -fopenmp
 PEER_GOENV    := GO111MODULE=off GOFLAGS= GOCACHE=$(CURDIR)/build/gocache \
                  GOPATH=$(CURDIR)/build/gopath
 
-.PHONY: bench bench-summary bench-build bench-programs compare
+.PHONY: bench bench-summary bench-build bench-programs compare bench-core \
+        bench-core-programs
 
 bench: bench-build
 	$(Q)python3 scripts/bench.py --no-build $(BENCH_ARGS)
@@ -55,6 +58,11 @@ bench-summary: bench-build
 
 bench-build:
 	$(Q)$(MAKE) --no-print-directory VARIANT=release bench-programs
+
+bench-core:
+	$(Q)$(MAKE) --no-print-directory VARIANT=release bench-core-programs
+
+bench-core-programs: $(addprefix $(BENCH_B)/bench/,fib skynet switch)
 
 bench-programs: $(BENCH_BIN) $(BENCH_PEERS) $(BENCH_EXAMPLES) \
                 $(BENCH_B)/bench/models

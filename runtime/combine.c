@@ -264,14 +264,14 @@ br_future *br_as_completed_next(br_as_completed *it)
 		t = br__task_current();
 		w = br__worker_current();
 		if (t) {
-			seq = br__fiber_arm(w->fiber);
+			seq = br__fiber_arm(br__worker_fiber(w));
 			if (br__task_cancel_pending(t)) {
-				br__fiber_disarm(w->fiber, seq);
+				br__fiber_disarm(br__worker_fiber(w), seq);
 				pthread_mutex_unlock(&it->lock);
 				t->cancel_seen = 1;
 				return NULL;
 			}
-			it->wfiber = w->fiber;
+			it->wfiber = br__worker_fiber(w);
 			it->wseq = seq;
 		} else if (w) {
 			pthread_mutex_unlock(&it->lock);

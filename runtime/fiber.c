@@ -301,7 +301,8 @@ static inline void check_canary(struct br__fiber *f)
 		br__stack_overflowed(f);
 }
 
-void br__fiber_switch_in(struct br__worker *w, struct br__fiber *f)
+static inline __attribute__((always_inline)) void
+switch_in(struct br__worker *w, struct br__fiber *f)
 {
 #ifdef BR__ASAN
 	void *fake = NULL;
@@ -311,16 +312,37 @@ void br__fiber_switch_in(struct br__worker *w, struct br__fiber *f)
 #ifdef BR__TSAN
 	__tsan_switch_to_fiber(f->tsan, 0);
 #endif
-	w->fiber = f;
+	br__obs_slice_count(&w->obs);
+	/* Release: the fiber's labels (obs_id, obs_fn) before it, for the
+	 * watchdog (stats.c); a plain store on x86. */
+	atomic_store_explicit(&w->fiber, f, memory_order_release);
 	w->current = f->top;
-	br__obs_slice_begin(&w->obs, f);
 	br__ctx_switch(&w->sched_sp, f->sp);
 #ifdef BR__ASAN
 	__sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
-	w->fiber = NULL;
+	/* Relaxed: NULL publishes nothing. */
+	atomic_store_explicit(&w->fiber, NULL, memory_order_relaxed);
 	w->current = NULL;
-	br__obs_slice_end(&w->obs);
+}
+
+/* A traced worker's switches record the slices they begin and end in
+ * functions of their own, reached by a tail call, so that the common
+ * switch keeps the frame it would have without tracing. */
+static BR__COLD void switch_in_traced(struct br__worker *w, struct br__fiber *f)
+{
+	br__obs_trace_begin(&w->obs, f);
+	switch_in(w, f);
+	br__obs_trace_end(&w->obs);
+}
+
+void br__fiber_switch_in(struct br__worker *w, struct br__fiber *f)
+{
+	if (br__unlikely(br__obs_tracing(&w->obs))) {
+		switch_in_traced(w, f);
+		return;
+	}
+	switch_in(w, f);
 }
 
 /* Called first on a new fiber, to complete the switch that started it. */
@@ -349,8 +371,8 @@ void br__fiber_switch_out(struct br__worker *w, struct br__fiber *f, int dying)
 	(void)dying;
 }
 
-void br__fiber_switch_to(struct br__worker *w, struct br__fiber *from,
-			 struct br__fiber *to)
+static inline __attribute__((always_inline)) void
+switch_to(struct br__worker *w, struct br__fiber *from, struct br__fiber *to)
 {
 	check_canary(from);
 #ifdef BR__ASAN
@@ -359,13 +381,34 @@ void br__fiber_switch_to(struct br__worker *w, struct br__fiber *from,
 #ifdef BR__TSAN
 	__tsan_switch_to_fiber(to->tsan, 0);
 #endif
-	w->fiber = to;
+	br__obs_slice_count(&w->obs);
+	/* Release: as in switch_in(). */
+	atomic_store_explicit(&w->fiber, to, memory_order_release);
 	w->current = to->top;
-	br__obs_slice_next(&w->obs, to);
 	br__ctx_switch(&from->sp, to->sp);
 #ifdef BR__ASAN
 	__sanitizer_finish_switch_fiber(from->asan_fake, NULL, NULL);
 #endif
+}
+
+static BR__COLD void switch_to_traced(struct br__worker *w,
+				      struct br__fiber *from,
+				      struct br__fiber *to)
+{
+	br__obs_trace_next(&w->obs, to);
+	switch_to(w, from, to);
+}
+
+/* Untraced, this needs no stack frame: it ends in a jump to
+ * br__ctx_switch. */
+void br__fiber_switch_to(struct br__worker *w, struct br__fiber *from,
+			 struct br__fiber *to)
+{
+	if (br__unlikely(br__obs_tracing(&w->obs))) {
+		switch_to_traced(w, from, to);
+		return;
+	}
+	switch_to(w, from, to);
 }
 
 uint64_t br__fiber_arm(struct br__fiber *f)

@@ -69,12 +69,14 @@ struct br__fiber {
 	void *tsan;	 /* TSan fiber */
 	unsigned vg_id;	 /* valgrind stack id */
 	uint8_t slab;	 /* the stack belongs to a slab */
+#ifndef BR_NO_OBS
 	/* the root task's id and function, for the
 	 * stall detector and the trace: written by
 	 * the worker that starts the root, read by
 	 * the watchdog (stats.c) */
 	_Atomic uint64_t obs_id;
 	_Atomic uintptr_t obs_fn;
+#endif
 };
 
 /* Per-worker cache of fibers with default-size stacks. */

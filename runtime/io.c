@@ -116,7 +116,7 @@ static int wait_ready(struct br__io *io, struct br__task *t)
 	if (poll(&p, 1, 0) != 0)
 		return BR__IO_SYS;
 	io->w = w;
-	io->fiber = w->fiber;
+	io->fiber = br__worker_fiber(w);
 	io->revents = 0;
 	io->poll_next = w->ring.pollers;
 	w->ring.pollers = io;
@@ -254,7 +254,7 @@ int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
 		return -EBUSY; /* not reached: entries >= 2 after a flush */
 	io->w = w;
 	io->task = t;
-	io->fiber = w->fiber;
+	io->fiber = br__worker_fiber(w);
 	io->done = 0;
 	io->cancel_sent = 0;
 	io->res = 0;

@@ -105,7 +105,7 @@ int br__mshot_wait(struct br__mshot_obj *o, struct br__task *t,
 
 	for (;;) {
 		br__mshot_go_home(o);
-		f = br__worker_current()->fiber;
+		f = br__worker_fiber(br__worker_current());
 		/* One caller at a time: a second would take the waiter slot
 		 * and leave the first suspended for good. */
 		if (cancellable && o->waiter && o->waiter != f)

@@ -148,7 +148,7 @@ static void report_overflow(struct br__fiber *f, void *addr)
 static void on_segv(int sig, siginfo_t *si, void *uc)
 {
 	struct br__worker *w = br__tls_worker;
-	struct br__fiber *f = w ? w->fiber : NULL;
+	struct br__fiber *f = w ? br__worker_fiber(w) : NULL;
 	char *a = si->si_addr;
 
 	/* A frame bigger than the guard may skip past it; count faults

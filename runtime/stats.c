@@ -13,19 +13,22 @@
  *   atomics instead, which only those slower paths touch.
  *
  *   The stall detector (Seastar's reactor stall detector, with a thread in
- *   place of its timer signal). Each worker counts run slices (its
- *   heartbeat, BR__ST_SLICES) and publishes the fiber it is running, or
- *   NULL while it is in its scheduler. The watchdog samples both every
- *   quarter of the threshold: a worker seen with the same fiber and the
- *   same slice count at two samples threshold apart has been running one
- *   slice for at least that long, and is reported once, while it still
- *   runs. The slice began after the previous sample that saw something
+ *   place of its timer signal). Its heartbeat costs the workers nothing
+ *   of their own: each worker already stores the fiber it runs (w->fiber,
+ *   NULL while it is in its scheduler) at every switch, and moves its
+ *   tick before every switch into a fiber (a scheduler tick, or a direct
+ *   hand-off), so the pair (fiber, tick) changes from one run slice to
+ *   the next even when the same fiber runs again. The watchdog samples
+ *   both every quarter of the threshold: a worker seen with the same
+ *   fiber and the same tick at two samples threshold apart has been
+ *   running one slice for at least that long, and is reported once,
+ *   while it still runs. The slice began after the previous sample that saw something
  *   else, so the duration given, counted from the first sample that saw
  *   it, is a lower bound, short by at most one period; a slice is never
  *   reported before it has really run for the threshold. The report names
  *   the task through its fiber's header (obs_id, obs_fn), which is never
  *   freed (fiber.c), so a stale read is at worst a wrong name, and the
- *   slice count is re-read after the name to drop a slice that ended
+ *   fiber and tick are re-read after the name to drop a slice that ended
  *   meanwhile. Reading the clock at every switch instead would cost more
  *   than the switch itself (17 ns).
  *
@@ -54,9 +57,12 @@
  *     before the worker runs on) followed by its seq_cst load of wd_sleep
  *     (br__watchdog_unparked). Either the watchdog sees the worker
  *     unparked, or the worker sees wd_sleep and wakes it.
- *   - running is stored with release after the fiber's header labels
- *     (obs_id, obs_fn) and loaded with acquire by the watchdog, so the
- *     name it prints belongs to the fiber it saw.
+ *   - w->fiber is stored with release at the switch, after the fiber's
+ *     header labels (obs_id, obs_fn) and the tick's move, and loaded with
+ *     acquire by the watchdog before the tick: the name it prints belongs
+ *     to the fiber it saw, and a tick read after a fiber is at least the
+ *     one that fiber's switch followed (so one fiber switched in twice
+ *     between two samples never looks like one slice).
  *
  * Lifetime
  *   The watchdog starts after the workers (br__obs_start) and is stopped
@@ -121,13 +127,14 @@ _Static_assert(offsetof(br_worker_stats, reserved) ==
 		       BR__ST_COUNT * sizeof(uint64_t),
 	       "every counter has a field");
 
+#ifndef BR_NO_OBS
 /* Samples with every worker parked and no new park before the watchdog
  * stops sampling and sleeps until a worker unparks. */
 #define QUIET_SAMPLES 4
 
 /* What the watchdog saw of one worker at its last sample. */
 struct seen {
-	uint64_t beat;		 /* the run-slice count */
+	uint32_t tick;		 /* the worker's tick */
 	struct br__fiber *fiber; /* running then, or NULL */
 	int64_t since;		 /* first sample that saw this slice */
 	int reported;		 /* this slice has been reported */
@@ -317,9 +324,10 @@ static void report(struct br__watchdog *wd, unsigned i, struct seen *s,
 	char name[192], line[320];
 	int len;
 
-	/* The slice may have ended while we read its labels. */
-	if (atomic_load_explicit(&w->obs.st[BR__ST_SLICES],
-				 memory_order_acquire) != s->beat)
+	/* The slice may have ended while we read its labels. Acquire:
+	 * as in sample(). */
+	if (atomic_load_explicit(&w->fiber, memory_order_acquire) != s->fiber ||
+	    atomic_load_explicit(&w->tick, memory_order_relaxed) != s->tick)
 		return;
 	s->reported = 1;
 	br__stat_add(&w->obs, BR__ST_STALLS, 1);
@@ -349,23 +357,23 @@ static int sample(struct br__watchdog *wd, int64_t now, uint64_t *parks)
 		struct br__worker *w = &rt->workers[i];
 		struct seen *s = &wd->seen[i];
 		struct br__fiber *f;
-		uint64_t beat;
+		uint32_t tick;
 
 		*parks += atomic_load_explicit(&w->obs.st[BR__ST_PARKS],
 					       memory_order_relaxed);
-		beat = atomic_load_explicit(&w->obs.st[BR__ST_SLICES],
-					    memory_order_relaxed);
-		/* Acquire: pairs with the release store of running at the
-		 * switch, after the fiber's labels (header). */
-		f = atomic_load_explicit(&w->obs.running, memory_order_acquire);
+		/* Acquire: pairs with the release store of w->fiber at the
+		 * switch, after the fiber's labels and the tick (header). */
+		f = atomic_load_explicit(&w->fiber, memory_order_acquire);
+		/* Relaxed: ordered after the fiber's load by its acquire. */
+		tick = atomic_load_explicit(&w->tick, memory_order_relaxed);
 		if (!f) {
 			s->fiber = NULL;
 			continue;
 		}
 		busy = 1;
-		if (f != s->fiber || beat != s->beat) {
+		if (f != s->fiber || tick != s->tick) {
 			s->fiber = f;
-			s->beat = beat;
+			s->tick = tick;
 			s->since = now;
 			s->reported = 0;
 			continue;
@@ -471,7 +479,7 @@ static int env_on(const char *name)
 int br__obs_init(struct br_runtime *rt)
 {
 	const char *path = getenv("BRAID_TRACE");
-	int ret;
+	int ret, on = 0;
 
 	rt->obs.print_stats = env_on("BRAID_STATS");
 	if (path && *path) {
@@ -479,10 +487,12 @@ int br__obs_init(struct br_runtime *rt)
 		if (ret < 0)
 			return ret;
 	}
+	if (rt->obs.trace)
+		on = BR__OBS_TRACE;
+	else if (rt->obs.stall_ms > 0 || rt->obs.print_stats)
+		on = BR__OBS_COUNT;
 	for (unsigned i = 0; i < rt->nworkers; i++)
-		rt->workers[i].obs.on = rt->obs.stall_ms > 0 ||
-					rt->obs.print_stats ||
-					rt->obs.trace != NULL;
+		rt->workers[i].obs.on = on;
 	return 0;
 }
 
@@ -505,3 +515,57 @@ void br__obs_term(struct br_runtime *rt)
 	watchdog_stop(rt);
 	br__trace_term(rt);
 }
+
+#else  /* BR_NO_OBS: compiled out (make OBS=0), for measuring its cost. */
+
+void br__stats_count(struct br_runtime *rt, unsigned i)
+{
+}
+
+void br__stats_proc_job(struct br_runtime *rt)
+{
+}
+
+void br__trace_proc_job(struct br_runtime *rt, int pid, uint64_t job,
+			int64_t start_ns, int64_t end_ns)
+{
+}
+
+void br__watchdog_wake(struct br__obs_rt *ort)
+{
+}
+
+int br_stats(br_runtime *rt, br_runtime_stats *stats)
+{
+	if (!br__runtime_ok(rt))
+		return BR_EBADOBJ;
+	if (!stats || (!stats->workers && stats->nworkers))
+		return -EINVAL;
+	if (stats->workers)
+		memset(stats->workers, 0,
+		       (stats->nworkers < rt->nworkers ? stats->nworkers :
+							 rt->nworkers) *
+			       sizeof(stats->workers[0]));
+	memset(&stats->total, 0, sizeof(stats->total));
+	stats->nworkers = rt->nworkers;
+	return (int)rt->nworkers;
+}
+
+int br__obs_init(struct br_runtime *rt)
+{
+	return 0;
+}
+
+int br__obs_start(struct br_runtime *rt)
+{
+	return 0;
+}
+
+void br__obs_report(struct br_runtime *rt)
+{
+}
+
+void br__obs_term(struct br_runtime *rt)
+{
+}
+#endif /* BR_NO_OBS */

@@ -9,11 +9,15 @@
  *   - a counter is bumped with a relaxed load and a relaxed store of a
  *     word in the worker's own part of struct br__worker (no locked
  *     instruction: only the owner writes it);
- *   - a switch into a task adds one counter bump (the run-slice count,
- *     which is also the stall detector's heartbeat) and one store of the
- *     running fiber; a switch back to the scheduler one store;
+ *   - a switch into a task adds one counter bump (the run-slice count)
+ *     while anything watches, and a predicted branch; a switch back to
+ *     the scheduler a predicted branch. The stall detector's heartbeat is
+ *     the worker's tick and running fiber, which the scheduler stores at
+ *     every switch anyway: it adds no store of its own;
  *   - tracing costs one predicted branch on w->obs.trace where an event
- *     could be recorded; the clock is read only when it is on.
+ *     could be recorded; the clock is read only when it is on;
+ *   - make OBS=0 (-DBR_NO_OBS) compiles all of it out, for measuring
+ *     this cost (scripts/obs_cost.py).
  */
 #ifndef BR_STATS_H
 #define BR_STATS_H
@@ -49,22 +53,31 @@ enum {
  * A worker's observation block, in the owner-only part of its struct.
  *   st[]     counters. Each has one writer: the worker (stalls: the
  *            watchdog thread); br_stats() and the watchdog read them.
- *   running  the fiber of the run slice in progress, NULL while the
- *            worker is in its scheduler; written by the worker at every
- *            switch, read by the watchdog.
  *   trace    the worker's trace ring, set before the worker starts when
  *            BRAID_TRACE is on, else NULL; written only by the worker.
- *   on       1 while anything watches task switches: the stall detector,
- *            BRAID_STATS or BRAID_TRACE. Set before the worker starts.
- *            Off, a switch pays one predicted branch: no count, no
- *            running store (tasks_run and slices then stay 0).
+ *   on       BR__OBS_COUNT while anything watches task switches: the
+ *            stall detector, BRAID_STATS or BRAID_TRACE; BR__OBS_TRACE
+ *            (which counts too) with BRAID_TRACE; else 0. Set before the
+ *            worker starts. 0: a switch pays one predicted branch and no
+ *            count (tasks_run and slices then stay 0).
+ * The stall detector needs nothing of its own at a switch: it watches the
+ * worker's fiber and tick (worker.h), which the scheduler writes anyway.
  */
+enum {
+	BR__OBS_COUNT = 1, /* count tasks and run slices */
+	BR__OBS_TRACE = 2, /* that, and record run slices in the trace */
+};
+
+#ifndef BR_NO_OBS
 struct br__obs {
-	int on;
-	_Atomic(struct br__fiber *) running;
+	int on; /* BR__OBS_*, or 0 */
 	struct br__trace_buf *trace;
 	_Atomic uint64_t st[BR__ST_COUNT];
 };
+#else
+/* Compiled out (make OBS=0): no storage, and every hook below is empty. */
+struct br__obs {};
+#endif
 
 /* Runtime-wide part: counters of plain threads, the watchdog, the trace
  * state. Owned by struct br_runtime; see stats.c. */
@@ -86,16 +99,6 @@ struct br__obs_rt {
 	struct br__trace *trace; /* NULL unless BRAID_TRACE */
 };
 
-/* Relaxed load and store, not an RMW: only the owner writes (header).
- * Relaxed is enough: readers want a recent value, not an ordering. */
-static inline void br__stat_add(struct br__obs *o, unsigned i, uint64_t n)
-{
-	atomic_store_explicit(
-		&o->st[i],
-		atomic_load_explicit(&o->st[i], memory_order_relaxed) + n,
-		memory_order_relaxed);
-}
-
 /* Trace recorders (trace.c), called only when o->trace is set. */
 BR__COLD void br__trace_slice_begin(struct br__trace_buf *b,
 				    struct br__fiber *f);
@@ -113,45 +116,52 @@ enum {
 	BR__TR_JOB,   /* a process-pool job; arg: the worker process's pid */
 };
 
+#ifndef BR_NO_OBS
+/* Relaxed load and store, not an RMW: only the owner writes (header).
+ * Relaxed is enough: readers want a recent value, not an ordering. */
+static inline void br__stat_add(struct br__obs *o, unsigned i, uint64_t n)
+{
+	atomic_store_explicit(
+		&o->st[i],
+		atomic_load_explicit(&o->st[i], memory_order_relaxed) + n,
+		memory_order_relaxed);
+}
+
 /*
- * br__obs_slice_begin - the worker switches from its scheduler into
- * fiber f. br__obs_slice_next - from one fiber straight into another, f.
- * br__obs_slice_end - back from the running fiber to the scheduler.
- * Context: the worker owning o, at the switch (fiber.c).
+ * br__obs_slice_count - count a switch into a fiber. When
+ * br__obs_tracing(), the switch also records the slices it ends and
+ * begins: br__obs_trace_begin() (from the scheduler into fiber f),
+ * br__obs_trace_next() (from one fiber straight into f),
+ * br__obs_trace_end() (back to the scheduler); fiber.c keeps those in
+ * functions of their own, out of the common path. The running fiber
+ * itself is published by the switch (w->fiber), not here. Context: the
+ * worker owning o, at the switch (fiber.c).
  */
-static inline void br__obs_slice_begin(struct br__obs *o, struct br__fiber *f)
+static inline void br__obs_slice_count(struct br__obs *o)
 {
-	if (!o->on)
-		return;
-	br__stat_add(o, BR__ST_SLICES, 1);
-	/* Release: the fiber's labels before it (stats.c); a plain store
-	 * on x86. */
-	atomic_store_explicit(&o->running, f, memory_order_release);
-	if (br__unlikely(o->trace != NULL))
-		br__trace_slice_begin(o->trace, f);
+	if (o->on)
+		br__stat_add(o, BR__ST_SLICES, 1);
 }
 
-static inline void br__obs_slice_next(struct br__obs *o, struct br__fiber *f)
+static inline int br__obs_tracing(struct br__obs *o)
 {
-	if (!o->on)
-		return;
-	br__stat_add(o, BR__ST_SLICES, 1);
-	/* Release: as in br__obs_slice_begin(). */
-	atomic_store_explicit(&o->running, f, memory_order_release);
-	if (br__unlikely(o->trace != NULL)) {
-		br__trace_slice_end(o->trace);
-		br__trace_slice_begin(o->trace, f);
-	}
+	return o->on == BR__OBS_TRACE;
 }
 
-static inline void br__obs_slice_end(struct br__obs *o)
+static inline void br__obs_trace_next(struct br__obs *o, struct br__fiber *f)
 {
-	if (!o->on)
-		return;
-	/* Relaxed: NULL publishes nothing. */
-	atomic_store_explicit(&o->running, NULL, memory_order_relaxed);
-	if (br__unlikely(o->trace != NULL))
-		br__trace_slice_end(o->trace);
+	br__trace_slice_end(o->trace);
+	br__trace_slice_begin(o->trace, f);
+}
+
+static inline void br__obs_trace_begin(struct br__obs *o, struct br__fiber *f)
+{
+	br__trace_slice_begin(o->trace, f);
+}
+
+static inline void br__obs_trace_end(struct br__obs *o)
+{
+	br__trace_slice_end(o->trace);
 }
 
 /* The clock, read only while tracing: the start of a span, or 0. */
@@ -197,7 +207,8 @@ static inline void br__obs_task_start(struct br__obs *o, unsigned wid,
 	if (!o->on)
 		return;
 	br__stat_add(o, BR__ST_TASKS_RUN, 1);
-	/* Relaxed: published by the release store of running (above). */
+	/* Relaxed: published by the release store of the worker's fiber
+	 * at the switch (fiber.c). */
 	atomic_store_explicit(
 		&f->obs_id,
 		((uint64_t)wid << 40) |
@@ -206,6 +217,56 @@ static inline void br__obs_task_start(struct br__obs *o, unsigned wid,
 		memory_order_relaxed);
 	atomic_store_explicit(&f->obs_fn, (uintptr_t)fn, memory_order_relaxed);
 }
+
+#else  /* BR_NO_OBS: the hooks compile to nothing. */
+static inline void br__stat_add(struct br__obs *o, unsigned i, uint64_t n)
+{
+}
+
+static inline void br__obs_slice_count(struct br__obs *o)
+{
+}
+
+static inline int br__obs_tracing(struct br__obs *o)
+{
+	return 0;
+}
+
+static inline void br__obs_trace_next(struct br__obs *o, struct br__fiber *f)
+{
+}
+
+static inline void br__obs_trace_begin(struct br__obs *o, struct br__fiber *f)
+{
+}
+
+static inline void br__obs_trace_end(struct br__obs *o)
+{
+}
+
+static inline int64_t br__obs_clock(struct br__obs *o)
+{
+	return 0;
+}
+
+static inline void br__obs_span(struct br__obs *o, unsigned kind, int64_t start,
+				uint64_t arg)
+{
+}
+
+static inline void br__obs_steal(struct br__obs *o, unsigned victim)
+{
+}
+
+static inline void br__obs_task_count(struct br__obs *o)
+{
+}
+
+static inline void br__obs_task_start(struct br__obs *o, unsigned wid,
+				      struct br__fiber *f, void *(*fn)(void *))
+{
+}
+#endif /* BR_NO_OBS */
 
 /* br__obs_fn_name - a task function's name for reports: its symbol
  * (dladdr), else object+offset, else the address. Any thread. */
@@ -246,10 +307,12 @@ BR__COLD void br__watchdog_wake(struct br__obs_rt *ort);
 
 static inline void br__watchdog_unparked(struct br__obs_rt *ort)
 {
+#ifndef BR_NO_OBS
 	/* seq_cst: pairs with the watchdog's store of wd_sleep and its
 	 * load of the idle state (stats.c). */
 	if (atomic_load_explicit(&ort->wd_sleep, memory_order_seq_cst))
 		br__watchdog_wake(ort);
+#endif
 }
 
 /* Set-up and tear-down (stats.c): read the environment (BRAID_STATS,

@@ -416,7 +416,7 @@ void br__task_suspend(int cancellable)
 {
 	struct br__worker *w = br__worker_current();
 
-	br__worker_leave(w, w->fiber, BR__AFTER_PARK, cancellable);
+	br__worker_leave(w, br__worker_fiber(w), BR__AFTER_PARK, cancellable);
 }
 
 /* ---- public task API ---- */
@@ -475,7 +475,7 @@ int br_yield(void)
 		return -ECANCELED;
 	}
 	w = br__worker_current();
-	br__worker_leave(w, w->fiber, BR__AFTER_YIELD, 0);
+	br__worker_leave(w, br__worker_fiber(w), BR__AFTER_YIELD, 0);
 	if (br__task_cancel_pending(t)) {
 		t->cancel_seen = 1;
 		return -ECANCELED;
@@ -516,15 +516,15 @@ int br_sleep_until(int64_t deadline)
 		return br_yield();
 	for (;;) {
 		w = br__worker_current();
-		seq = br__fiber_arm(w->fiber);
+		seq = br__fiber_arm(br__worker_fiber(w));
 		if (br__task_cancel_pending(t)) {
-			br__fiber_disarm(w->fiber, seq);
+			br__fiber_disarm(br__worker_fiber(w), seq);
 			t->cancel_seen = 1;
 			return -ECANCELED;
 		}
-		tm = br__timer_wake_at(w, deadline, w->fiber, seq);
+		tm = br__timer_wake_at(w, deadline, br__worker_fiber(w), seq);
 		if (!tm) {
-			br__fiber_disarm(w->fiber, seq);
+			br__fiber_disarm(br__worker_fiber(w), seq);
 			return -ENOMEM;
 		}
 		br__task_suspend(1);

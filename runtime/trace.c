@@ -43,6 +43,7 @@
  *   br__trace_write() in br_runtime_free() after they are joined;
  *   br__trace_term() in free_runtime().
  */
+#ifndef BR_NO_OBS /* else nothing: make OBS=0 */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -433,3 +434,4 @@ void br__trace_write(struct br_runtime *rt)
 			tr->path, strerror(errno));
 	free(o);
 }
+#endif /* BR_NO_OBS */

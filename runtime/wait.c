@@ -109,7 +109,7 @@ static int task_wait(struct br__task *t, br_future *const *fs, size_t n,
 {
 	for (;;) {
 		struct br__worker *w = br__worker_current();
-		struct br__fiber *f = w->fiber;
+		struct br__fiber *f = br__worker_fiber(w);
 		struct br__timer *tm = NULL;
 		uint64_t seq = br__fiber_arm(f);
 		size_t i, linked;
@@ -258,7 +258,7 @@ static struct br__task *take_bottom(struct br__worker *w, struct br__task *want,
 static void run_inline(struct br__task *p, struct br__task *c)
 {
 	struct br__worker *w = br__worker_current();
-	struct br__fiber *f = w->fiber;
+	struct br__fiber *f = br__worker_fiber(w);
 	void *v;
 
 	if (atomic_load_explicit(&c->cancel, memory_order_relaxed) ||

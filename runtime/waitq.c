@@ -274,7 +274,7 @@ int br__wait_begin(struct br__wait *wt, unsigned flags)
 		wt->seq = 0;
 		return 0;
 	}
-	wt->fiber = w->fiber;
+	wt->fiber = br__worker_fiber(w);
 	wt->worker = w;
 	wt->seq = br__fiber_arm(wt->fiber);
 	/* After arming (fiber.c): a cancellation stored before the arm is

@@ -43,7 +43,9 @@
  *
  * Concurrency
  *   - Everything in the "owner-only" part of struct br__worker: its own
- *     thread. The deque: owner push/pop, thieves steal.
+ *     thread, except tick and fiber, which the stall detector's watchdog
+ *     reads (relaxed and acquire loads; stats.c). The deque: owner
+ *     push/pop, thieves steal.
  *   - remote queue: under remote_lock, from any thread.
  *   - live list: under reg_lock; fibers are added by the worker that
  *     starts them and removed by the worker they end on.
@@ -181,12 +183,22 @@ static void run_timers(struct br__worker *w)
 		br__timers_run(w, br_now_ns());
 }
 
+/* Advance w's tick and return it. Relaxed load and store, not an RMW: only
+ * the owner writes it; the watchdog reads it after w->fiber (stats.c). */
+static inline uint32_t tick_next(struct br__worker *w)
+{
+	uint32_t t = atomic_load_explicit(&w->tick, memory_order_relaxed) + 1;
+
+	atomic_store_explicit(&w->tick, t, memory_order_relaxed);
+	return t;
+}
+
 static struct br__task *next_local(struct br__worker *w)
 {
 	struct br_runtime *rt = w->rt;
 	struct br__task *t;
 
-	if (br__unlikely(++w->tick % 61 == 0)) {
+	if (br__unlikely(tick_next(w) % 61 == 0)) {
 		t = br__inject_pop(&rt->inject);
 		if (t)
 			return t;
@@ -558,10 +570,11 @@ void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
 	 * queue, the remote queue and the timers keep their turn: the tick
 	 * is advanced here only for a direct hand-off, so the scheduler's
 	 * own increment is the one that lands on the 61st. */
-	if ((w->tick + 1) % 61 != 0) {
+	if ((atomic_load_explicit(&w->tick, memory_order_relaxed) + 1) % 61 !=
+	    0) {
 		next = pick_direct(w);
 		if (next)
-			w->tick++;
+			tick_next(w);
 	}
 	w->after_cancellable = cancellable;
 	if (next) {
@@ -585,9 +598,9 @@ void br__worker_go(struct br__worker *to)
 
 	while ((w = br__worker_current()) != to) {
 		w->after = BR__AFTER_MOVE;
-		w->after_fiber = w->fiber;
+		w->after_fiber = br__worker_fiber(w);
 		w->after_target = to;
-		br__fiber_switch_out(w, w->fiber, 0);
+		br__fiber_switch_out(w, br__worker_fiber(w), 0);
 		br__worker_after(br__worker_current());
 	}
 }

@@ -42,7 +42,13 @@ struct br__worker {
 	/* pinned tasks moved in from
 	 * the remote queue, FIFO */
 	struct br__task *pq_head, *pq_tail;
-	uint32_t tick;
+	/* scheduler ticks plus direct hand-offs:
+	 * it moves before every switch into a
+	 * fiber, so with fiber it tells run slices
+	 * apart (the stall detector's heartbeat,
+	 * stats.c); written by the owner, read by
+	 * the watchdog */
+	_Atomic uint32_t tick;
 	uint32_t rng;
 	/* tasks spawned here minus tasks
 	 * ended here; written by the owner
@@ -51,15 +57,15 @@ struct br__worker {
 	int searching;
 	void *sched_sp;		  /* scheduler context while a fiber runs */
 	struct br__task *current; /* task on top of the running fiber */
-	struct br__fiber *fiber;  /* the running fiber, or NULL */
-	int after;		  /* BR__AFTER_*, set before switch-out */
+	/* the running fiber, or NULL; written by
+	 * the owner at every switch (fiber.c), read
+	 * by the watchdog; owner reads go through
+	 * br__worker_fiber() */
+	_Atomic(struct br__fiber *) fiber;
+	int after; /* BR__AFTER_*, set before switch-out */
 	struct br__fiber *after_fiber;
 	struct br__worker *after_target; /* MOVE: where to */
 	int after_cancellable; /* PARK: a cancellation request wakes it */
-	/* counters, heartbeat and trace ring
-	 * (stats.h): after the fields every switch
-	 * uses, so that they keep their lines */
-	struct br__obs obs;
 	struct br__timers timers;
 	struct br__stack_cache stacks;
 	struct br__ring ring;
@@ -68,6 +74,10 @@ struct br__worker {
 	void *tsan_sched; /* the thread's TSan fiber */
 	void *altstack;	  /* sigaltstack for overflow reports */
 	pthread_t thread;
+	/* counters and trace ring (stats.h): last,
+	 * so that every other field keeps the
+	 * place it has with make OBS=0 */
+	struct br__obs obs;
 
 	/* ---- shared: touched by other threads ---- */
 	BR__CACHE_ALIGNED pthread_mutex_t remote_lock;
@@ -105,6 +115,12 @@ struct br_runtime {
 	int zygote;	       /* holds a reference to the zygote (pool.c) */
 	struct br__obs_rt obs; /* stats, watchdog, trace (stats.h) */
 };
+
+/* w's running fiber. Context: worker w (relaxed: its own store). */
+static inline struct br__fiber *br__worker_fiber(struct br__worker *w)
+{
+	return atomic_load_explicit(&w->fiber, memory_order_relaxed);
+}
 
 /* The worker running the calling thread, or NULL. noinline: a task may
  * resume on another thread after any suspension (STYLE 4.3). */
