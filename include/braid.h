@@ -1610,7 +1610,8 @@ typedef struct br_worker_stats {
 	 * where it starts, however often it resumes */
 	uint64_t tasks_run;
 	/* run slices: times a task was switched in
-	 * (its first run and every resumption) */
+	 * (its first run and every resumption);
+	 * under BRAID_STATS or BRAID_TRACE only */
 	uint64_t slices;
 	/* steals tried (a victim's queue looked non-empty
 	 * and a task was taken from it or lost to a
@@ -1662,10 +1663,11 @@ typedef struct br_runtime_stats {
  * br_stats - read rt's counters into *stats (see br_runtime_stats).
  *
  * Counting costs each worker a few plain increments of its own memory.
- * tasks_run and slices, counted at every task switch, are kept while
- * anything watches the switches: the stall detector (on by default),
- * BRAID_STATS or BRAID_TRACE; with all three off they stay 0 and a switch
- * pays only a predicted branch. The other counters are always kept. With
+ * tasks_run, counted as each task starts, is kept while the stall
+ * detector (on by default), BRAID_STATS or BRAID_TRACE is on; slices,
+ * counted at every switch into a task, only under BRAID_STATS or
+ * BRAID_TRACE, so that the default switch pays a predicted branch and no
+ * count. Otherwise they stay 0. The other counters are always kept. With
  * BRAID_STATS=1 in the environment when the runtime is created,
  * br_runtime_free() prints the table on stderr.
  *

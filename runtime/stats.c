@@ -489,8 +489,10 @@ int br__obs_init(struct br_runtime *rt)
 	}
 	if (rt->obs.trace)
 		on = BR__OBS_TRACE;
-	else if (rt->obs.stall_ms > 0 || rt->obs.print_stats)
+	else if (rt->obs.print_stats)
 		on = BR__OBS_COUNT;
+	else if (rt->obs.stall_ms > 0)
+		on = BR__OBS_LABEL;
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		rt->workers[i].obs.on = on;
 	return 0;

@@ -9,9 +9,11 @@
  *   - a counter is bumped with a relaxed load and a relaxed store of a
  *     word in the worker's own part of struct br__worker (no locked
  *     instruction: only the owner writes it);
- *   - a switch into a task adds one counter bump (the run-slice count)
- *     while anything watches, and a predicted branch; a switch back to
- *     the scheduler a predicted branch. The stall detector's heartbeat is
+ *   - a task's start adds a count and two labels for the stall detector
+ *     (on by default) or stats; a switch into a task adds one counter
+ *     bump (the run-slice count) under BRAID_STATS or BRAID_TRACE only,
+ *     and otherwise a load and a predicted branch; a switch back to the
+ *     scheduler a predicted branch. The stall detector's heartbeat is
  *     the worker's tick and running fiber, which the scheduler stores at
  *     every switch anyway: it adds no store of its own;
  *   - tracing costs one predicted branch on w->obs.trace where an event
@@ -55,17 +57,20 @@ enum {
  *            watchdog thread); br_stats() and the watchdog read them.
  *   trace    the worker's trace ring, set before the worker starts when
  *            BRAID_TRACE is on, else NULL; written only by the worker.
- *   on       BR__OBS_COUNT while anything watches task switches: the
- *            stall detector, BRAID_STATS or BRAID_TRACE; BR__OBS_TRACE
- *            (which counts too) with BRAID_TRACE; else 0. Set before the
- *            worker starts. 0: a switch pays one predicted branch and no
- *            count (tasks_run and slices then stay 0).
+ *   on       what is watched, set before the worker starts:
+ *            BR__OBS_LABEL for the stall detector alone (tasks are
+ *            counted and labelled as they start; switches are not
+ *            counted), BR__OBS_COUNT with BRAID_STATS (run slices are
+ *            counted too), BR__OBS_TRACE with BRAID_TRACE (and recorded);
+ *            else 0 (nothing counted at a task's start or a switch).
+ *            Below COUNT a switch pays one load and a predicted branch.
  * The stall detector needs nothing of its own at a switch: it watches the
  * worker's fiber and tick (worker.h), which the scheduler writes anyway.
  */
 enum {
-	BR__OBS_COUNT = 1, /* count tasks and run slices */
-	BR__OBS_TRACE = 2, /* that, and record run slices in the trace */
+	BR__OBS_LABEL = 1, /* count and label tasks as they start */
+	BR__OBS_COUNT = 2, /* that, and count run slices */
+	BR__OBS_TRACE = 3, /* that, and record run slices in the trace */
 };
 
 #ifndef BR_NO_OBS
@@ -139,7 +144,7 @@ static inline void br__stat_add(struct br__obs *o, unsigned i, uint64_t n)
  */
 static inline void br__obs_slice_count(struct br__obs *o)
 {
-	if (o->on)
+	if (o->on >= BR__OBS_COUNT)
 		br__stat_add(o, BR__ST_SLICES, 1);
 }
 

@@ -105,13 +105,20 @@ static void *fan_out(void *arg)
 	return NULL;
 }
 
-static void check_closed_run(unsigned workers)
+/* stats: with BRAID_STATS=1 (run slices counted too), else the default
+ * (the stall detector: tasks counted, switches not). */
+static void check_closed_run(unsigned workers, int stats)
 {
-	br_runtime *rt = t_runtime(workers, 0);
+	struct capture c;
+	br_runtime *rt;
 	br_worker_stats ws[4];
 	br_runtime_stats st = { .workers = ws, .nworkers = 4 };
 	uint64_t sum = 0;
 
+	if (stats)
+		setenv("BRAID_STATS", "1", 1);
+	rt = t_runtime(workers, 0);
+	unsetenv("BRAID_STATS");
 	t_assert_task_ok(br_spawn(rt, fan_out, NULL));
 	cr_assert_eq(br_stats(rt, &st), (int)workers);
 	cr_assert_eq(st.nworkers, workers);
@@ -124,18 +131,29 @@ static void check_closed_run(unsigned workers)
 		sum += ws[i].tasks_run;
 	}
 	cr_assert_eq(sum, st.total.tasks_run);
-	/* fan_out ran on a fiber of its own at least once. */
-	cr_assert_geq(st.total.slices, 1);
+	if (stats) /* fan_out ran on a fiber of its own at least once */
+		cr_assert_geq(st.total.slices, 1);
+	else
+		cr_assert_eq(st.total.slices, 0, "a default switch counted");
 	if (workers == 1)
 		cr_assert_eq(st.total.steals_tried, 0);
 	cr_assert_eq(st.total.stalls, 0);
+	if (!stats) {
+		br_runtime_free(rt);
+		return;
+	}
+	capture_start(&c); /* the table BRAID_STATS prints at free */
 	br_runtime_free(rt);
+	cr_assert(strstr(capture_end(&c), "braid stats:"));
+	free(c.text);
 }
 
 Test(stats, tasks_run_equals_tasks_spawned_in_a_closed_run, .timeout = 30.0)
 {
-	check_closed_run(1);
-	check_closed_run(2);
+	check_closed_run(1, 0);
+	check_closed_run(2, 0);
+	check_closed_run(1, 1);
+	check_closed_run(2, 1);
 }
 
 /* With nothing watching task switches (no stall detector, BRAID_STATS or
