@@ -1526,8 +1526,7 @@ int br_imap_new(br_imap **out, br_pool *pool, br_job_fn fn, const void *items,
 	return 0;
 }
 
-static int imap_next(br_imap *it, size_t *index, const void **out,
-		     size_t *len)
+static int imap_next(br_imap *it, size_t *index, const void **out, size_t *len)
 {
 	struct br__pool_item item;
 	const char *data, *b;

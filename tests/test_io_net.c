@@ -828,9 +828,9 @@ static void *rd_first_wait(void *arg)
 
 	x->n = br_reader_recv(x->r, &p);
 	if (x->n > 0)
-		memcpy(x->got, p, (size_t)x->n < sizeof(x->got) ?
-					  (size_t)x->n :
-					  sizeof(x->got));
+		memcpy(x->got, p,
+		       (size_t)x->n < sizeof(x->got) ? (size_t)x->n :
+						       sizeof(x->got));
 	return NULL;
 }
 

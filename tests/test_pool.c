@@ -349,7 +349,8 @@ static void *imap_next_task(void *arg)
 	size_t idx = 99;
 	int r = br_imap_next(arg, &idx, NULL, NULL);
 
-	return r == 0 && idx == 0 ? NULL : (void *)"first call did not get item 0";
+	return r == 0 && idx == 0 ? NULL :
+				    (void *)"first call did not get item 0";
 }
 
 Test(pool, imap_refuses_a_second_caller_while_one_waits)
