@@ -104,7 +104,9 @@ NOTES = {
     ("spawn", "window", 2):
         "Spawn: braid runs br_exec from one task on 1 or 2 workers; the C "
         "peer is one thread calling posix_spawn and waitpid(-1) in both "
-        "rows. Both first make 64 untimed spawns.",
+        "rows, Python one asyncio loop (create_subprocess_exec), Go 16 "
+        "goroutines calling exec.Command().Run() with GOMAXPROCS of the "
+        "row. Each first makes 64 untimed spawns.",
 }
 NOTES[("pool", "map", 2)] = (
     "Process pool: 2 worker processes. braid's br_map chunks by itself; "
@@ -131,6 +133,8 @@ PEER_NAMES = {
     ("sleep", "rss_per_alive", "go"): "Go time.Sleep",
     ("chan", "pingpong", "go"): "Go unbuffered channels",
     ("chan", "mutex", "go"): "Go sync.Mutex",
+    ("spawn", "window", "go"): "Go exec.Command",
+    ("spawn", "window", "python"): "Python asyncio.create_subprocess_exec",
     "pthread": "pthreads",
     ("chan", "pingpong", "pthread"): "pthread mutex+condvar hand-off",
     ("chan", "mutex", "pthread"): "pthread_mutex",
@@ -269,6 +273,10 @@ def configs(quick):
         # its row so that it pairs with braid's.
         out.append(Config("spawn", "c", t, peers + "/spawn_c",
                           ["--workers", t] + n))
+        go("spawn", "spawn_go", t, ["-n", n[1]])
+        # One event loop either way; --workers only labels the row.
+        out.append(Config("spawn", "python", t, sys.executable,
+                          ["bench/peers/spawn_py.py", "--workers", t] + n))
     pn = 20000 if quick else 100000
     for mode in ("map", "submit"):
         out.append(Config("pool", "braid", 2, BIN + "/pool",

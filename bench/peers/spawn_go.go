@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: MIT
+
+// spawn_go.go - the Go peer of bench/spawn.c: exec.Command.
+//
+// Runs -n (default 1,000) subprocesses of /bin/true with
+// exec.Command(...).Run(), 16 goroutines each taking the next one until
+// none is left, so that 16 are in flight. A first, untimed run of 64
+// (-warmup) warms up as the other spawn benchmarks do. Reported in ms per
+// spawn: wall time / n. The thread count is GOMAXPROCS from the
+// environment.
+//
+// Output: one JSON line as bench/bench.h writes them, impl "go", metric
+// "window".
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const window = 16
+
+func run(n int64) {
+	var next int64
+	var wg sync.WaitGroup
+
+	wg.Add(window)
+	for i := 0; i < window; i++ {
+		go func() {
+			defer wg.Done()
+			for atomic.AddInt64(&next, 1) <= n {
+				if err := exec.Command("/bin/true").Run(); err != nil {
+					fmt.Fprintln(os.Stderr, "spawn_go:", err)
+					os.Exit(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func cmdline() string {
+	s := strings.Join(os.Args, " ")
+	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
+		s = "GOMAXPROCS=" + v + " " + s
+	}
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
+}
+
+func main() {
+	n := flag.Int64("n", 1000, "subprocesses")
+	warm := flag.Int64("warmup", 64, "untimed subprocesses first")
+	flag.Parse()
+	if *n < 1 {
+		fmt.Fprintln(os.Stderr, "spawn_go: -n must be at least 1")
+		os.Exit(2)
+	}
+	if *warm > 0 {
+		run(*warm)
+	}
+	t0 := time.Now()
+	run(*n)
+	ms := float64(time.Since(t0).Nanoseconds()) / 1e6 / float64(*n)
+	fmt.Printf("{\"workload\": \"spawn\", \"impl\": \"go\", "+
+		"\"metric\": \"window\", \"unit\": \"ms\", \"n\": %d, "+
+		"\"threads\": %d, \"median\": %.6g, \"min\": %.6g, "+
+		"\"max\": %.6g, \"runs\": 1, \"values\": [%.6g], "+
+		"\"cmd\": \"%s\"}\n", *n, runtime.GOMAXPROCS(0), ms, ms, ms,
+		ms, cmdline())
+}
