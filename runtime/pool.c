@@ -1138,11 +1138,13 @@ static int enqueue(struct br_pool *p, struct pjob *j, int copy)
 		}
 		ov_push(p, j);
 	}
-	pthread_mutex_unlock(&p->lock);
+	/* Counted before the lock publishes j: the collector may settle it
+	 * as soon as it is released, and reads timed under the lock. */
 	if (j->timeout_ns) {
 		j->timed = 1;
 		note_timeout(p, j->timeout_ns);
 	}
+	pthread_mutex_unlock(&p->lock);
 	return 0;
 }
 
