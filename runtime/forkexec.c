@@ -50,10 +50,10 @@
  *   remembered for the process), and when a test sets br__spawn_way.
  *
  * Invariants
- *   - No fd is created in the child except its 0, 1 and 2 (and a
- *     close-on-exec copy of a source fd below 3 that must move out of the
- *     way first); every fd of the parent is close-on-exec or the caller's
- *     business.
+ *   - No fd is created in the child except its 0, 1 and 2; every fd of
+ *     the parent is close-on-exec or the caller's business. A source fd
+ *     below 3 that must move out of the way is copied above 2 by the
+ *     parent, before either way of starting the child, and closed after.
  *   - The child never returns from child_main() into code of the parent.
  *
  * Concurrency
@@ -108,33 +108,15 @@ static int spawn_posix(const struct br__spawn_plan *p, pid_t *pid)
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t sigs;
-	int src[3], moved[3] = { -1, -1, -1 }, err, i, j;
+	int err, i;
 
-	/* A source fd below 3 that is not its own target would be closed
-	 * by an earlier action onto it: use a copy above 2. */
-	for (i = 0; i < 3; i++)
-		src[i] = p->stdio[i];
-	for (i = 0; i < 3; i++) {
-		int s = src[i];
-
-		if (s < 0 || s >= 3 || s == i)
-			continue;
-		moved[i] = fcntl(s, F_DUPFD_CLOEXEC, 3);
-		if (moved[i] < 0) {
-			err = errno;
-			goto out;
-		}
-		for (j = i; j < 3; j++)
-			if (src[j] == s)
-				src[j] = moved[i];
-	}
 	err = posix_spawn_file_actions_init(&fa);
 	if (err)
-		goto out;
+		return -err;
 	err = posix_spawnattr_init(&attr);
 	if (err) {
 		posix_spawn_file_actions_destroy(&fa);
-		goto out;
+		return -err;
 	}
 	sigemptyset(&sigs);
 	posix_spawnattr_setsigmask(&attr, &sigs);
@@ -146,7 +128,7 @@ static int spawn_posix(const struct br__spawn_plan *p, pid_t *pid)
 	if (p->cwd)
 		err = posix_spawn_file_actions_addchdir_np(&fa, p->cwd);
 	for (i = 0; i < 3 && !err; i++) {
-		int s = src[i];
+		int s = p->stdio[i];
 
 		if (s == BR__STDIO_NULL)
 			err = posix_spawn_file_actions_addopen(
@@ -162,10 +144,6 @@ static int spawn_posix(const struct br__spawn_plan *p, pid_t *pid)
 				   (char *const *)p->argv, p->envp);
 	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&fa);
-out:
-	for (i = 0; i < 3; i++)
-		if (moved[i] >= 0)
-			close(moved[i]);
 	return -err;
 }
 
@@ -269,7 +247,7 @@ static CHILD_CODE int child_main(void *arg)
 	const struct br__spawn_plan *p = c->p;
 	struct ksigaction sa;
 	unsigned long none = 0;
-	int src[3], i, j, sig;
+	int i, sig;
 	long r = 0;
 
 	/* Back to SIG_DFL: every handled signal (a handler of the parent
@@ -294,24 +272,8 @@ static CHILD_CODE int child_main(void *arg)
 		if (r < 0)
 			goto fail;
 	}
-	/* A source fd below 3 that is not its own target would be closed
-	 * by an earlier dup onto it: move it up first. */
-	for (i = 0; i < 3; i++)
-		src[i] = p->stdio[i];
 	for (i = 0; i < 3; i++) {
-		int s = src[i];
-
-		if (s < 0 || s >= 3 || s == i)
-			continue;
-		r = rsys(SYS_fcntl, s, F_DUPFD_CLOEXEC, 3, 0);
-		if (r < 0)
-			goto fail;
-		for (j = i; j < 3; j++)
-			if (src[j] == s)
-				src[j] = (int)r;
-	}
-	for (i = 0; i < 3; i++) {
-		int s = src[i];
+		int s = p->stdio[i];
 
 		if (s == BR__STDIO_INHERIT)
 			continue;
@@ -478,9 +440,33 @@ static int spawn_clone(const struct br__spawn_plan *p, pid_t *pid, int *pidfd)
 }
 #endif /* !NO_VFORK */
 
-int br__spawn(const struct br__spawn_plan *p, pid_t *pid, int *pidfd)
+/*
+ * A source fd below 3 that is not its own target would be closed by the
+ * dup onto an earlier target before its own turn: q gets a close-on-exec
+ * copy above 2 in its place (in moved[], for the caller to close once the
+ * child has exec'd). Returns 0 or a negative errno.
+ */
+static int lift_low_sources(struct br__spawn_plan *q, int moved[3])
 {
-	*pidfd = -1;
+	int i, j;
+
+	for (i = 0; i < 3; i++) {
+		int s = q->stdio[i];
+
+		if (s < 0 || s >= 3 || s == i)
+			continue;
+		moved[i] = fcntl(s, F_DUPFD_CLOEXEC, 3);
+		if (moved[i] < 0)
+			return -errno;
+		for (j = i; j < 3; j++)
+			if (q->stdio[j] == s)
+				q->stdio[j] = moved[i];
+	}
+	return 0;
+}
+
+static int spawn_plan(const struct br__spawn_plan *p, pid_t *pid, int *pidfd)
+{
 #ifndef NO_VFORK
 	if (br__spawn_way != BR__SPAWN_POSIX &&
 	    !atomic_load_explicit(&posix_off, memory_order_relaxed)
@@ -495,4 +481,20 @@ int br__spawn(const struct br__spawn_plan *p, pid_t *pid, int *pidfd)
 	}
 #endif
 	return spawn_posix(p, pid);
+}
+
+int br__spawn(const struct br__spawn_plan *p, pid_t *pid, int *pidfd)
+{
+	struct br__spawn_plan q = *p;
+	int moved[3] = { -1, -1, -1 }, r, i;
+
+	*pidfd = -1;
+	r = lift_low_sources(&q, moved);
+	if (r == 0)
+		r = spawn_plan(&q, pid, pidfd);
+	/* The child has exec'd (or failed): it holds its own copies. */
+	for (i = 0; i < 3; i++)
+		if (moved[i] >= 0)
+			close(moved[i]);
+	return r;
 }
