@@ -163,7 +163,8 @@ $(BENCH_B)/bench/peers/echo_uv: bench/peers/echo_uv.c bench/peers/echo_peer.h
 		$(CC) $(PEER_NET_CFLAGS) -o $@ $< -luv; \
 	fi
 
-$(BENCH_B)/bench/peers/%_go: bench/peers/%_go.go
+# goline.go (the JSON line) is built into every Go peer.
+$(BENCH_B)/bench/peers/%_go: bench/peers/%_go.go bench/peers/goline.go
 	@mkdir -p $(@D)
 	$(Q)if ! command -v $(GO) >/dev/null 2>&1; then \
 		echo "  SKIP    $@ (no go: apt-get install golang-go)"; \

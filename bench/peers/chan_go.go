@@ -19,12 +19,10 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"time"
 )
@@ -85,30 +83,9 @@ func mutex(n, goroutines int) time.Duration {
 }
 
 // measurement is one JSON line as bench/bench.h writes them.
-type measurement struct {
-	Workload string    `json:"workload"`
-	Impl     string    `json:"impl"`
-	Metric   string    `json:"metric"`
-	Unit     string    `json:"unit"`
-	N        int       `json:"n"`
-	Threads  int       `json:"threads"`
-	Median   float64   `json:"median"`
-	Min      float64   `json:"min"`
-	Max      float64   `json:"max"`
-	Runs     int       `json:"runs"`
-	Values   []float64 `json:"values"`
-	Cmd      string    `json:"cmd"`
-}
-
 func report(metric string, n int, d time.Duration) {
-	ns := float64(d.Nanoseconds()) / float64(n)
-	cmd := strings.Join(os.Args, " ")
-	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
-		cmd = "GOMAXPROCS=" + v + " " + cmd
-	}
-	line, _ := json.Marshal(measurement{"chan", "go", metric, "ns", n,
-		runtime.GOMAXPROCS(0), ns, ns, ns, 1, []float64{ns}, cmd})
-	fmt.Println(string(line))
+	printLine("chan", metric, "ns", int64(n),
+		float64(d.Nanoseconds())/float64(n))
 }
 
 func main() {

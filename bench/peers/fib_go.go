@@ -16,8 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime"
-	"strings"
 	"time"
 )
 
@@ -39,14 +37,6 @@ func fibIter(n int) int {
 	return a
 }
 
-func cmdline() string {
-	s := strings.Join(os.Args, " ")
-	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
-		s = "GOMAXPROCS=" + v + " " + s
-	}
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
-}
-
 func main() {
 	n := flag.Int("n", 30, "fib argument")
 	warmup := flag.Int("warmup", 20, "untimed warm-up argument, 0 for none")
@@ -63,10 +53,5 @@ func main() {
 		fmt.Fprintf(os.Stderr, "fib_go: fib(%d) gave %d\n", *n, got)
 		os.Exit(1)
 	}
-	fmt.Printf("{\"workload\": \"fib\", \"impl\": \"go\", "+
-		"\"metric\": \"wall\", \"unit\": \"ms\", \"n\": %d, "+
-		"\"threads\": %d, \"median\": %.6g, \"min\": %.6g, "+
-		"\"max\": %.6g, \"runs\": 1, \"values\": [%.6g], "+
-		"\"cmd\": \"%s\"}\n", *n, runtime.GOMAXPROCS(0),
-		ms, ms, ms, ms, cmdline())
+	printLine("fib", "wall", "ms", int64(*n), ms)
 }

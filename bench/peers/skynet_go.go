@@ -17,8 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime"
-	"strings"
 	"time"
 )
 
@@ -52,14 +50,6 @@ func powerOf10(n int) bool {
 	return n == 1
 }
 
-func cmdline() string {
-	s := strings.Join(os.Args, " ")
-	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
-		s = "GOMAXPROCS=" + v + " " + s
-	}
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
-}
-
 func main() {
 	n := flag.Int("n", 1000000, "leaves, a power of 10")
 	warmup := flag.Int("warmup", 10000, "untimed warm-up leaves, 0 for none")
@@ -80,10 +70,5 @@ func main() {
 		fmt.Fprintf(os.Stderr, "skynet_go: sum %d, want %d\n", got, *n*(*n-1)/2)
 		os.Exit(1)
 	}
-	fmt.Printf("{\"workload\": \"skynet\", \"impl\": \"go\", "+
-		"\"metric\": \"wall\", \"unit\": \"ms\", \"n\": %d, "+
-		"\"threads\": %d, \"median\": %.6g, \"min\": %.6g, "+
-		"\"max\": %.6g, \"runs\": 1, \"values\": [%.6g], "+
-		"\"cmd\": \"%s\"}\n", *n, runtime.GOMAXPROCS(0),
-		ms, ms, ms, ms, cmdline())
+	printLine("skynet", "wall", "ms", int64(*n), ms)
 }

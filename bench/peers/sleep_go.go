@@ -22,8 +22,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -45,21 +43,8 @@ func raise(p *int64, v int64) {
 	}
 }
 
-func cmdline() string {
-	s := strings.Join(os.Args, " ")
-	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
-		s = "GOMAXPROCS=" + v + " " + s
-	}
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
-}
-
 func report(metric, unit string, n int, v float64) {
-	fmt.Printf("{\"workload\": \"sleep\", \"impl\": \"go\", "+
-		"\"metric\": \"%s\", \"unit\": \"%s\", \"n\": %d, "+
-		"\"threads\": %d, \"median\": %.6g, \"min\": %.6g, "+
-		"\"max\": %.6g, \"runs\": 1, \"values\": [%.6g], "+
-		"\"cmd\": \"%s\"}\n", metric, unit, n, runtime.GOMAXPROCS(0),
-		v, v, v, v, cmdline())
+	printLine("sleep", metric, unit, int64(n), v)
 }
 
 func main() {

@@ -18,8 +18,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,14 +44,6 @@ func run(n int64) {
 	wg.Wait()
 }
 
-func cmdline() string {
-	s := strings.Join(os.Args, " ")
-	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
-		s = "GOMAXPROCS=" + v + " " + s
-	}
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
-}
-
 func main() {
 	n := flag.Int64("n", 1000, "subprocesses")
 	warm := flag.Int64("warmup", 64, "untimed subprocesses first")
@@ -68,10 +58,5 @@ func main() {
 	t0 := time.Now()
 	run(*n)
 	ms := float64(time.Since(t0).Nanoseconds()) / 1e6 / float64(*n)
-	fmt.Printf("{\"workload\": \"spawn\", \"impl\": \"go\", "+
-		"\"metric\": \"window\", \"unit\": \"ms\", \"n\": %d, "+
-		"\"threads\": %d, \"median\": %.6g, \"min\": %.6g, "+
-		"\"max\": %.6g, \"runs\": 1, \"values\": [%.6g], "+
-		"\"cmd\": \"%s\"}\n", *n, runtime.GOMAXPROCS(0), ms, ms, ms,
-		ms, cmdline())
+	printLine("spawn", "window", "ms", *n, ms)
 }

@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"time"
 )
@@ -71,22 +70,9 @@ func pingpong(n int) time.Duration {
 	})
 }
 
-func cmdline() string {
-	s := strings.Join(os.Args, " ")
-	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
-		s = "GOMAXPROCS=" + v + " " + s
-	}
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
-}
-
 func report(metric string, n int, d time.Duration) {
-	ns := float64(d.Nanoseconds()) / float64(n)
-	fmt.Printf("{\"workload\": \"switch\", \"impl\": \"go\", "+
-		"\"metric\": \"%s\", \"unit\": \"ns\", \"n\": %d, "+
-		"\"threads\": %d, \"median\": %.6g, \"min\": %.6g, "+
-		"\"max\": %.6g, \"runs\": 1, \"values\": [%.6g], "+
-		"\"cmd\": \"%s\"}\n", metric, n, runtime.GOMAXPROCS(0),
-		ns, ns, ns, ns, cmdline())
+	printLine("switch", metric, "ns", int64(n),
+		float64(d.Nanoseconds())/float64(n))
 }
 
 func main() {
