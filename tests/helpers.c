@@ -229,3 +229,25 @@ void t_assert_task_ok(br_future *f)
 	cr_assert_null(msg, "%s", msg);
 	br_future_release(f);
 }
+
+char *t_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+
+	cr_assert_not_null(f, "cannot open %s", path);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	cr_assert_geq(n, 0, "cannot size %s", path);
+	buf = malloc((size_t)n + 1);
+	cr_assert_not_null(buf);
+	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n, "short read of %s",
+		     path);
+	buf[n] = '\0';
+	fclose(f);
+	if (len)
+		*len = (size_t)n;
+	return buf;
+}

@@ -129,4 +129,10 @@ void *t_await_value(br_future *f);
  */
 void t_assert_task_ok(br_future *f);
 
+/*
+ * t_read_file - the whole file at path, NUL-terminated and malloc'd; its
+ * length in *len if len is not NULL. Asserts that it could be read.
+ */
+char *t_read_file(const char *path, size_t *len);
+
 #endif /* T_HELPERS_H */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "../bench/models.h"
+#include "helpers.h"
 
 extern char **environ;
 
@@ -100,24 +101,6 @@ static const char *json_value(const char *p)
 
 static char dir[] = "/tmp/braid-test-models-XXXXXX";
 
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf;
-	long n;
-
-	cr_assert_not_null(f, "no %s", path);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	rewind(f);
-	buf = malloc((size_t)n + 1);
-	cr_assert_not_null(buf);
-	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
-}
-
 /* The line of the results array for workload w under model m. */
 static const char *result_line(const char *json, const char *w, const char *m)
 {
@@ -194,12 +177,12 @@ Test(models, tiny_run_has_every_model_and_workload_with_positive_figures,
 	cr_assert_eq(posix_spawn(&pid, tool, &fa, NULL, argv, environ), 0);
 	posix_spawn_file_actions_destroy(&fa);
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	text = slurp(out);
+	text = t_read_file(out, NULL);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
 		  "bench/models failed (status %d):\n%s", st, text);
 	free(text);
 
-	text = slurp(json);
+	text = t_read_file(json, NULL);
 	cr_assert_not_null(json_value(text), "not JSON:\n%s", text);
 	cr_assert_eq(*ws(json_value(text)), '\0', "text after the JSON");
 	python = strstr(text, "\"python\": true,") != NULL;

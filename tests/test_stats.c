@@ -680,19 +680,9 @@ static void j_value(struct jp *p, int depth)
 /* Parse the file at path into p (events malloc'd). Asserts it is JSON. */
 static void parse_trace(const char *path, struct jp *p)
 {
-	FILE *f = fopen(path, "r");
-	char *text;
-	long len;
+	size_t len;
+	char *text = t_read_file(path, &len);
 
-	cr_assert_not_null(f, "no trace file %s", path);
-	fseek(f, 0, SEEK_END);
-	len = ftell(f);
-	rewind(f);
-	text = malloc((size_t)len + 1);
-	cr_assert_not_null(text);
-	cr_assert_eq(fread(text, 1, (size_t)len, f), (size_t)len);
-	text[len] = 0;
-	fclose(f);
 	memset(p, 0, sizeof(*p));
 	p->evs = calloc(MAX_EVENTS, sizeof(struct ev));
 	cr_assert_not_null(p->evs);
