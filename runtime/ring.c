@@ -335,7 +335,8 @@ void br__ring_park(struct br__worker *w, int64_t deadline_ns)
 	if (deadline_ns >= 0) {
 		rel = deadline_ns - br_now_ns();
 		if (rel <= 0) {
-			br__ring_reap(w);
+			if (r->on)
+				io_uring_submit(&r->ring);
 			return;
 		}
 		ts.tv_sec = rel / 1000000000;
@@ -347,7 +348,6 @@ void br__ring_park(struct br__worker *w, int64_t deadline_ns)
 		return;
 	}
 	io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, tp, NULL);
-	br__ring_reap(w);
 }
 
 void br__ring_wake(struct br__worker *w)

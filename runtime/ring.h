@@ -61,9 +61,12 @@ int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags);
 void br__ring_exit(struct br__worker *w);
 
 /*
- * br__ring_park - wait for a wake-up, a completion, or deadline_ns
- * (absolute CLOCK_MONOTONIC; < 0: none), then reap what arrived.
- * Context: worker w.
+ * br__ring_park - submit what is queued and wait for a wake-up, a
+ * completion, or deadline_ns (absolute CLOCK_MONOTONIC; < 0: none), in
+ * one io_uring_enter. It does not reap: the caller does that once it no
+ * longer counts as parked, or every task the completions wake would send
+ * the worker a wake-up of its own (idle.c). Without a ring, the ready
+ * fds' tasks are woken here. Context: worker w.
  */
 void br__ring_park(struct br__worker *w, int64_t deadline_ns);
 

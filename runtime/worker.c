@@ -284,7 +284,13 @@ static struct br__task *find_work(struct br__worker *w)
 	unsigned round;
 
 	run_timers(w);
-	br__ring_poll(w);
+	/* Alone, the park that follows when nothing turns up submits and
+	 * waits in one system call: only take what the kernel has already
+	 * posted here, or an idle loop would enter the kernel twice. */
+	if (rt->nworkers == 1 && w->ring.on)
+		br__ring_reap(w);
+	else
+		br__ring_poll(w);
 	t = next_local(w);
 	if (t)
 		return t;
