@@ -5,7 +5,9 @@
  *   echo_server [--port N] [--workers N] [--host H]
  *
  * Each connection is a task that looks like blocking code: receive, send
- * it all back, until the peer closes. The receives and sends go through
+ * it all back, until the peer closes. It receives through a br_reader
+ * (one multishot receive into the worker's provided buffers, so no
+ * request per message) and sends what it was lent straight back through
  * the worker's io_uring; thousands of connections are thousands of
  * suspended tasks.
  */
@@ -14,13 +16,17 @@
 static void *echo_conn(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
-	char buf[4096];
+	br_reader *r;
 
-	for (;;) {
-		ssize_t n = br_recv(fd, buf, sizeof(buf), 0);
+	if (br_reader_new(&r, fd) == 0) {
+		for (;;) {
+			const void *data;
+			ssize_t n = br_reader_recv(r, &data);
 
-		if (n <= 0 || br_send_all(fd, buf, (size_t)n, 0) < 0)
-			break;
+			if (n <= 0 || br_send_all(fd, data, (size_t)n, 0) < 0)
+				break;
+		}
+		br_reader_free(r);
 	}
 	br_close(fd);
 	return NULL;

@@ -93,18 +93,22 @@ static int is_token(const char *s, size_t n)
 }
 
 /*
- * Parse one request head in p[0..n) (ending with CRLFCRLF). Returns the
- * status to answer (0 for a bad request) and fills *close, *head_only
- * and *body (Content-Length to skip).
+ * Parse the request head at the front of p[0..n), in one pass. Returns
+ * the status to answer (0 for a bad request, as soon as the bad line is
+ * in), or -1 if the head has not all arrived. With a status, *used is the
+ * head's length and *close, *head_only and *body (Content-Length to skip)
+ * are filled.
  */
-static int parse(const char *p, size_t n, int *close, int *head_only,
-		 size_t *body)
+static int parse(const char *p, size_t n, size_t *used, int *close,
+		 int *head_only, size_t *body)
 {
 	const char *end = p + n, *sp1, *sp2, *eol, *line;
 	int minor, status;
 
 	eol = memchr(p, '\r', n);
-	if (!eol || eol + 1 >= end || eol[1] != '\n')
+	if (!eol || eol + 1 >= end)
+		return -1;
+	if (eol[1] != '\n')
 		return 0;
 	sp1 = memchr(p, ' ', (size_t)(eol - p));
 	if (!sp1)
@@ -122,12 +126,22 @@ static int parse(const char *p, size_t n, int *close, int *head_only,
 		status = sp2 - sp1 == 2 ? 200 : 404;
 	else
 		status = 405;
-	for (line = eol + 2; line < end && !(line[0] == '\r'); line = eol + 2) {
+	for (line = eol + 2;; line = eol + 2) {
 		const char *colon, *v;
 		size_t vlen;
 
+		if (line + 1 >= end)
+			return -1;
+		if (line[0] == '\r') { /* the empty line: the end */
+			if (line[1] != '\n')
+				return 0;
+			*used = (size_t)(line + 2 - p);
+			return status;
+		}
 		eol = memchr(line, '\r', (size_t)(end - line));
-		if (!eol || eol + 1 >= end || eol[1] != '\n')
+		if (!eol || eol + 1 >= end)
+			return -1;
+		if (eol[1] != '\n')
 			return 0;
 		colon = memchr(line, ':', (size_t)(eol - line));
 		if (!colon || !is_token(line, (size_t)(colon - line)))
@@ -161,102 +175,112 @@ static int parse(const char *p, size_t n, int *close, int *head_only,
 			return 0;
 		}
 	}
-	return status;
-}
-
-/* The end of the request head in buf[0..n), or NULL. */
-static const char *head_end(const char *buf, size_t n)
-{
-	const char *p = memmem(buf, n, "\r\n\r\n", 4);
-
-	return p ? p + 4 : NULL;
 }
 
 /*
- * Answer the complete requests at the front of buf[0..*have) into o and
- * drop them from buf. Returns 1 to read more, 0 to send and come back
- * (o is full), -1 to send and close.
+ * Answer the complete requests at the front of buf[0..n) into o. Returns
+ * how many bytes they took; *verdict is 1 to read more, 0 to send and
+ * come back (o is full), -1 to send and close.
  */
-static int serve_buffered(char *buf, size_t *have, size_t *skip, struct out *o)
+static size_t serve(const char *buf, size_t n, size_t *skip, struct out *o,
+		    int *verdict)
 {
 	size_t used = 0;
-	int ret = 1;
 
-	for (;;) {
-		const char *start = buf + used, *end;
+	*verdict = 1;
+	while (used < n) {
 		int status, close, head_only;
-		size_t body;
+		size_t head, body;
 
 		if (*skip) { /* the rest of a request body */
-			size_t k = *skip < *have - used ? *skip : *have - used;
+			size_t k = *skip < n - used ? *skip : n - used;
 
 			used += k;
 			*skip -= k;
-			if (*skip)
-				break;
 			continue;
 		}
-		end = head_end(start, *have - used);
-		if (!end) {
-			if (*have - used >= HEAD_MAX) {
+		status = parse(buf + used, n - used, &head, &close, &head_only,
+			       &body);
+		if (status < 0) {
+			if (n - used >= HEAD_MAX) {
 				respond(o, 400, 0, 1);
-				ret = -1;
+				*verdict = -1;
 			}
 			break;
 		}
-		status = parse(start, (size_t)(end - start), &close, &head_only,
-			       &body);
-		used = (size_t)(end - buf);
 		if (!status) {
 			respond(o, 400, 0, 1);
-			ret = -1;
+			*verdict = -1;
 			break;
 		}
+		used += head;
 		respond(o, status, head_only, close);
 		*skip = body;
 		if (close) {
-			ret = -1;
+			*verdict = -1;
 			break;
 		}
 		if (o->len > sizeof(o->buf) - 512) {
-			ret = 0; /* answer these first */
+			*verdict = 0; /* answer these first */
 			break;
 		}
 	}
-	memmove(buf, buf + used, *have - used);
-	*have -= used;
-	return ret;
+	return used;
 }
 
 struct conn {
-	char in[HEAD_MAX * 2];
+	char in[HEAD_MAX * 2]; /* a request head not all received yet */
 	struct out out;
 };
 
+/*
+ * One connection. Bytes come from a br_reader (multishot receive into the
+ * worker's provided buffers): the requests in them are answered in place,
+ * and only a head cut off at a buffer's end is copied, to c->in, until
+ * the rest arrives.
+ */
 static void *http_conn(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
 	struct conn *c = malloc(sizeof(*c));
+	br_reader *r = NULL;
 	size_t have = 0, skip = 0;
-	int more = 1;
+	int verdict = 1;
 
-	while (c) {
-		if (more) {
-			ssize_t n = br_recv(fd, c->in + have,
-					    sizeof(c->in) - have, 0);
+	if (c && br_reader_new(&r, fd) < 0)
+		r = NULL;
+	while (r) {
+		const char *data = c->in;
+		size_t n = have, used;
 
-			if (n <= 0)
+		if (verdict > 0) {
+			const void *got;
+			ssize_t k = br_reader_recv(r, &got);
+
+			if (k <= 0)
 				break;
-			have += (size_t)n;
+			if (have) {
+				if ((size_t)k > sizeof(c->in) - have)
+					break; /* not reached: have < HEAD_MAX */
+				memcpy(c->in + have, got, (size_t)k);
+				n = have += (size_t)k;
+			} else {
+				data = got;
+				n = (size_t)k;
+			}
 		}
 		c->out.len = 0;
-		more = serve_buffered(c->in, &have, &skip, &c->out);
+		used = serve(data, n, &skip, &c->out, &verdict);
+		have = n - used;
+		if (have)
+			memmove(c->in, data + used, have);
 		if (c->out.len &&
 		    br_send_all(fd, c->out.buf, c->out.len, 0) < 0)
 			break;
-		if (more < 0)
+		if (verdict < 0)
 			break;
 	}
+	br_reader_free(r);
 	free(c);
 	br_close(fd);
 	return NULL;

@@ -10,10 +10,12 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,6 +47,9 @@ static struct server start(const char *name)
 	s.pid = fork();
 	cr_assert_geq(s.pid, 0);
 	if (s.pid == 0) {
+		/* A failed assertion ends this test's process before stop():
+		 * the server then goes with it. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		dup2(out[1], 1);
 		close(out[0]);
 		close(out[1]);
@@ -141,6 +146,42 @@ Test(examples, http_server_answers_pipelined_requests_in_order, .timeout = 30.0)
 	cr_assert_eq(strncmp(buf, want, strlen(ok) + strlen(nf)), 0, "%s", buf);
 	cr_assert_not_null(strstr(buf, "405 Method Not Allowed"), "%s", buf);
 	cr_assert_not_null(strstr(buf, "Connection: close\r\n"), "%s", buf);
+	close(fd);
+	stop(s);
+}
+
+Test(examples, http_server_assembles_requests_that_arrive_in_pieces,
+     .timeout = 30.0)
+{
+	static const char req[] =
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+		"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
+		"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+		"GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+	struct server s = start("http_server");
+	int fd = dial(s.port), one = 1;
+	const char *p;
+	char buf[4096];
+	size_t i;
+
+	/* Byte by byte, each its own segment: heads, a body and the next
+	 * head are cut at every possible place. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	for (i = 0; i + 1 < sizeof(req); i++) {
+		cr_assert_eq(send(fd, req + i, 1, MSG_NOSIGNAL), 1);
+		usleep(200);
+	}
+	exchange(fd, "", buf, sizeof(buf), 0);
+	cr_assert_eq(count(buf, "HTTP/1.1 "), 4, "%s", buf);
+	p = strstr(buf, "200 OK");
+	cr_assert_not_null(p, "%s", buf);
+	p = strstr(p, "404 Not Found");
+	cr_assert_not_null(p, "%s", buf);
+	p = strstr(p, "405 Method Not Allowed");
+	cr_assert_not_null(p, "%s", buf);
+	p = strstr(p, "200 OK");
+	cr_assert_not_null(p, "%s", buf);
+	cr_assert_not_null(strstr(p, "Connection: close\r\n"), "%s", buf);
 	close(fd);
 	stop(s);
 }
