@@ -422,6 +422,7 @@ Test(pool, faults_fail_alone_and_the_pool_keeps_serving, .timeout = 120)
 	/* Killed from outside while running. */
 	f = br_submit(p, nap_job, &ms, sizeof(ms));
 	cr_assert_eq(br_pool_pids(p, pids, 2), 2);
+	cr_assert(pids[0] > 0 && pids[1] > 0); /* kill(0) is the group */
 	usleep(100 * 1000);
 	kill(pids[0], SIGKILL);
 	kill(pids[1], SIGKILL);
@@ -672,7 +673,7 @@ Test(pool, no_job_lost_while_workers_are_killed, .timeout = 180)
 		fs[i] = br_submit(p, nap_job, (uint32_t[]){ i % 10 == 0 }, 4);
 	for (;;) {
 		int pending = 0;
-		pid_t pids[2];
+		pid_t pids[2], victim;
 
 		for (int i = 0; i < N; i++)
 			pending += br_future_state(fs[i]) == BR_PENDING;
@@ -680,8 +681,10 @@ Test(pool, no_job_lost_while_workers_are_killed, .timeout = 180)
 			break;
 		usleep(10 * 1000);
 		br_pool_pids(p, pids, 2);
-		if (pids[t_rand(&rng) % 2] > 0 &&
-		    kill(pids[t_rand(&rng) % 2], SIGKILL) == 0)
+		/* One draw for the check and the kill: a pid of 0 (a worker
+		 * being replaced) would be kill()'s whole process group. */
+		victim = pids[t_rand(&rng) % 2];
+		if (victim > 0 && kill(victim, SIGKILL) == 0)
 			kills++;
 	}
 	for (int i = 0; i < N; i++) {
@@ -744,6 +747,7 @@ Test(pool, jobs_fail_when_no_worker_can_be_started, .timeout = 60)
 	g = br_submit(p, sum_job, NULL, 0);
 	usleep(50 * 1000);
 	br_pool_pids(p, &w, 1);
+	cr_assert_gt(w, 0);
 	cr_assert_eq(kill(w, SIGKILL), 0);
 	cr_assert_eq(br_await(f, NULL), BR_EWORKERDIED);
 	cr_assert_eq(br_await(g, NULL), BR_EWORKERDIED);
