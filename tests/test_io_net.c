@@ -10,9 +10,11 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -39,6 +41,7 @@ struct echo_srv {
 	br_runtime *rt;
 	int lfd;
 	int conns;
+	int reader; /* connections receive through a br_reader */
 };
 
 static void *echo_conn(void *arg)
@@ -54,6 +57,23 @@ static void *echo_conn(void *arg)
 	return n < 0 && n != -ECONNRESET ? (void *)"echo recv failed" : NULL;
 }
 
+/* echo_conn through a reader: lent buffers from the worker's group. */
+static void *echo_conn_reader(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	const void *data;
+	br_reader *r;
+	ssize_t n;
+
+	T_REQUIRE(br_reader_new(&r, fd) == 0);
+	while ((n = br_reader_recv(r, &data)) > 0)
+		if (br_send_all(fd, data, (size_t)n, 0) != n)
+			break;
+	br_reader_free(r);
+	br_close(fd);
+	return n < 0 && n != -ECONNRESET ? (void *)"echo recv failed" : NULL;
+}
+
 static void *echo_srv(void *arg)
 {
 	struct echo_srv *s = arg;
@@ -65,7 +85,9 @@ static void *echo_srv(void *arg)
 		int fd = br_accept(s->lfd, NULL, NULL, 0);
 
 		T_REQUIRE(fd >= 0);
-		fs[i] = br_spawn(s->rt, echo_conn, (void *)(intptr_t)fd);
+		fs[i] = br_spawn(s->rt,
+				 s->reader ? echo_conn_reader : echo_conn,
+				 (void *)(intptr_t)fd);
 	}
 	err = br_gather(fs, (size_t)s->conns, NULL);
 	for (i = 0; i < s->conns; i++)
@@ -446,13 +468,13 @@ static void *clients_thread(void *arg)
 	return NULL;
 }
 
-Test(net, ten_thousand_concurrent_connections_are_all_served, .timeout = 120.0)
+static void serve_many(int reader)
 {
 	enum {
 		N = NCONN
 	};
 	br_runtime *rt;
-	struct echo_srv s;
+	struct echo_srv s = { .reader = reader };
 	br_future *srv;
 	pid_t pid;
 	int status, port;
@@ -465,7 +487,7 @@ Test(net, ten_thousand_concurrent_connections_are_all_served, .timeout = 120.0)
 		struct clients_job j = { .port = port, .n = N };
 		pthread_t th;
 
-		rt = t_runtime(2, 0);
+		rt = t_runtime(reader ? 1 : 2, 0);
 		s.rt = rt;
 		s.conns = N;
 		srv = br_spawn(rt, echo_srv, &s);
@@ -478,10 +500,13 @@ Test(net, ten_thousand_concurrent_connections_are_all_served, .timeout = 120.0)
 		pid = fork(); /* before any runtime thread exists */
 		cr_assert_geq(pid, 0);
 		if (pid == 0) {
+			/* If this test is ended, so are its clients. */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			close(s.lfd);
 			_exit(run_clients(port, N));
 		}
-		rt = t_runtime(2, 0);
+		/* One worker: the readers share its 512 buffers. */
+		rt = t_runtime(reader ? 1 : 2, 0);
 		s.rt = rt;
 		s.conns = N;
 		srv = br_spawn(rt, echo_srv, &s);
@@ -492,6 +517,19 @@ Test(net, ten_thousand_concurrent_connections_are_all_served, .timeout = 120.0)
 	}
 	close(s.lfd);
 	br_runtime_free(rt);
+}
+
+Test(net, ten_thousand_concurrent_connections_are_all_served, .timeout = 120.0)
+{
+	serve_many(0);
+}
+
+/* Ten thousand messages at once against 512 buffers per worker: the
+ * group runs dry, and every reader still gets its bytes. */
+Test(net, ten_thousand_readers_are_all_served_past_the_buffers,
+     .timeout = 120.0)
+{
+	serve_many(1);
 }
 
 /* ---- acceptors ---- */
