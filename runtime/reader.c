@@ -11,11 +11,12 @@
  *   and wakes the reader's task. recv() lends the oldest buffer to the
  *   caller until its next call, which gives it back to the kernel. A
  *   request ends (a CQE without IORING_CQE_F_MORE) at EOF, on an error,
- *   or when the group runs dry (-ENOBUFS: the next call takes what is
- *   left in the socket with one plain receive into the reader's own
- *   buffer, and the call after re-arms). A kernel without multishot recv or buffer
- *   rings (-EINVAL), a worker without a ring, and plain threads fall back
- *   to br_recv() into the reader's own buffer.
+ *   or when the group runs dry (-ENOBUFS, queued like data: recv()
+ *   takes what is left in the socket with one plain receive into the
+ *   reader's own buffer, and its next call re-arms). A kernel without
+ *   multishot recv or buffer rings (-EINVAL), a worker without a ring,
+ *   and plain threads fall back to br_recv() into the reader's own
+ *   buffer.
  *
  *   Owner, waiting and freeing are mshot.c's: all state is the owner's,
  *   and freeing waits for the request's last CQE, then gives every
@@ -40,7 +41,6 @@ struct br_reader {
 	uint32_t magic;
 	int fd;
 	int fallback; /* br_recv into fbuf */
-	int dry;      /* the request ended for want of buffers */
 	int held;     /* buffer lent to the caller, or -1 */
 	char *fbuf;
 };
@@ -66,8 +66,6 @@ static void on_cqe(struct br__mshot *m, int res, uint32_t flags)
 		bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
 	if (last && res == -ECANCELED)
 		; /* our own cancellation (free) */
-	else if (last && res == -ENOBUFS)
-		r->dry = 1; /* the group ran dry: see br_reader_recv() */
 	else if (last && res == -EINVAL && !r->o.qlen)
 		r->fallback = 1; /* no multishot recv in this kernel */
 	else if (br__mshot_push(&r->o, res, bid) < 0) {
@@ -178,6 +176,15 @@ ssize_t br_reader_recv(br_reader *r, const void **data)
 		br__mshot_go_home(&r->o);
 		if (r->o.qlen) {
 			e = br__mshot_pop(&r->o);
+			/* The group ran dry, and the request ended. The bytes
+			 * that found no buffer are still in the socket, after
+			 * everything queued: take them with one plain
+			 * receive. Re-arming now would fail the same way while
+			 * every buffer is lent, and thousands of connections
+			 * would spin so (10,000 echo clients against 512
+			 * buffers did). The next call re-arms. */
+			if (e.res == -ENOBUFS)
+				return recv_plain(r, data);
 			if (e.res > 0) {
 				r->held = e.bid;
 				*data = br__ring_buf(r->o.w, e.bid);
@@ -186,16 +193,6 @@ ssize_t br_reader_recv(br_reader *r, const void **data)
 		}
 		if (r->fallback)
 			return recv_plain(r, data);
-		if (!r->o.armed && r->dry) {
-			/* The bytes that found no buffer are still in the
-			 * socket, after everything queued: take them with one
-			 * plain receive. Re-arming at once would fail the
-			 * same way while every buffer is lent, and thousands
-			 * of connections would spin so (10,000 echo clients
-			 * against 512 buffers did). */
-			r->dry = 0;
-			return recv_plain(r, data);
-		}
 		if (!r->o.armed) {
 			struct io_uring_sqe *sqe =
 				br__mshot_arm(&r->o, br__worker_current());
