@@ -42,8 +42,9 @@
  *
  *   Without a ring the loop waits for readiness instead: the task
  *   registers (fd, events) with its worker, which ppoll()s them together
- *   with its wake-up eventfd when it parks and without waiting at its
- *   poll points; once the fd is ready, the task makes the syscall itself.
+ *   with its wake-up eventfd when it parks (only to sleep until one is
+ *   ready) and without waiting at its poll points, which wake the ready
+ *   ones; once the fd is ready, the task makes the syscall itself.
  *   Calls with no readiness notion run as plain syscalls.
  *
  * Invariants
@@ -156,7 +157,7 @@ static int wait_ready(struct br__io *io, struct br__task *t)
 	return err ? err : BR__IO_SYS;
 }
 
-void br__io_poll_fallback(struct br__worker *w, int64_t timeout_ns)
+void br__io_poll_fallback(struct br__worker *w, int64_t timeout_ns, int wake)
 {
 	struct br__ring *r = &w->ring;
 	struct timespec ts, *tp = NULL;
@@ -189,6 +190,8 @@ void br__io_poll_fallback(struct br__worker *w, int64_t timeout_ns)
 		return;
 	if (r->efd >= 0 && r->pfd[0].revents)
 		(void)eventfd_read(r->efd, &v);
+	if (!wake)
+		return;
 	/* The list is in pfd order; ready waiters leave it and are woken. */
 	for (i = 1, pp = &r->pollers; *pp; i++) {
 		io = *pp;

@@ -85,10 +85,13 @@ struct br__mshot {
 void br__io_complete(struct br__io *io, int res, uint32_t flags);
 
 /*
- * br__io_poll_fallback - without a ring: check the readiness waiters of w
- * and wake the ready ones, waiting up to timeout_ns (< 0: until a wake-up,
- * 0: not at all) on them and w's wake-up eventfd. Context: worker w.
+ * br__io_poll_fallback - without a ring: wait up to timeout_ns (< 0: until
+ * a wake-up, 0: not at all) for w's readiness waiters and its wake-up
+ * eventfd, then, if wake, wake the ready waiters. The park passes 0: it
+ * only sleeps, and the poll point after it, once the worker no longer
+ * counts as parked, wakes them (as the ring's park leaves the reaping).
+ * Context: worker w.
  */
-void br__io_poll_fallback(struct br__worker *w, int64_t timeout_ns);
+void br__io_poll_fallback(struct br__worker *w, int64_t timeout_ns, int wake);
 
 #endif /* BR_IO_H */

@@ -313,7 +313,7 @@ void br__ring_poll(struct br__worker *w)
 
 	if (!r->on) {
 		if (r->npollers)
-			br__io_poll_fallback(w, 0);
+			br__io_poll_fallback(w, 0, 1);
 		return;
 	}
 	/* CQ_OVERFLOW: completions wait in the kernel's overflow list
@@ -344,7 +344,7 @@ void br__ring_park(struct br__worker *w, int64_t deadline_ns)
 		tp = &ts;
 	}
 	if (!r->on) {
-		br__io_poll_fallback(w, rel);
+		br__io_poll_fallback(w, rel, 0);
 		return;
 	}
 	io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, tp, NULL);

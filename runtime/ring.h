@@ -65,8 +65,9 @@ void br__ring_exit(struct br__worker *w);
  * completion, or deadline_ns (absolute CLOCK_MONOTONIC; < 0: none), in
  * one io_uring_enter. It does not reap: the caller does that once it no
  * longer counts as parked, or every task the completions wake would send
- * the worker a wake-up of its own (idle.c). Without a ring, the ready
- * fds' tasks are woken here. Context: worker w.
+ * the worker a wake-up of its own (idle.c). Without a ring it waits in
+ * ppoll() and likewise leaves the ready fds to the next poll. Context:
+ * worker w.
  */
 void br__ring_park(struct br__worker *w, int64_t deadline_ns);
 
