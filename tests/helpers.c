@@ -5,6 +5,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <liburing.h>
 #include <stdlib.h>
@@ -169,6 +170,17 @@ uint64_t t_rand(uint64_t *state)
 	x ^= x >> 27;
 	*state = x;
 	return x * UINT64_C(2685821657736338717);
+}
+
+int t_kill_pool_worker(br_pool *pool, uint64_t *rng)
+{
+	pid_t pids[64], victim;
+	int n = br_pool_pids(pool, pids, 64);
+
+	if (n <= 0)
+		return 0;
+	victim = pids[t_rand(rng) % (uint64_t)(n < 64 ? n : 64)];
+	return victim > 0 && kill(victim, SIGKILL) == 0;
 }
 
 unsigned t_stress_scale(void)

@@ -103,6 +103,13 @@ int64_t t_elapsed_ms(int64_t start_ns);
 /* t_rand - xorshift64* step; *state must not be 0. */
 uint64_t t_rand(uint64_t *state);
 
+/*
+ * t_kill_pool_worker - SIGKILL one of pool's workers, drawn with rng.
+ * Returns 1 if it was sent, 0 if the drawn worker is being replaced (its
+ * pid reads 0, and kill(0) would hit this whole process group).
+ */
+int t_kill_pool_worker(br_pool *pool, uint64_t *rng);
+
 /* t_stress_scale - BRAID_STRESS_SCALE, 1 when unset or invalid. */
 unsigned t_stress_scale(void);
 

@@ -151,16 +151,9 @@ Test(stress_pool, maps_and_submits_survive_random_worker_deaths,
 	maps[1] = br_spawn(rt, map_body, pool);
 	while (br_future_state(maps[0]) == BR_PENDING ||
 	       br_future_state(maps[1]) == BR_PENDING) {
-		pid_t pids[2], victim;
-
 		usleep(3000);
-		br_pool_pids(pool, pids, 2);
-		/* One draw for the check and the kill: a pid of 0 (a worker
-		 * being replaced) would be kill()'s whole process group. */
-		victim = pids[t_rand(&rng) % 2];
-		if (victim > 0 && t_rand(&rng) % 4 == 0 &&
-		    kill(victim, SIGKILL) == 0)
-			kills++;
+		if (t_rand(&rng) % 4 == 0)
+			kills += t_kill_pool_worker(pool, &rng);
 	}
 	t_assert_task_ok(maps[0]);
 	t_assert_task_ok(maps[1]);

@@ -673,19 +673,13 @@ Test(pool, no_job_lost_while_workers_are_killed, .timeout = 180)
 		fs[i] = br_submit(p, nap_job, (uint32_t[]){ i % 10 == 0 }, 4);
 	for (;;) {
 		int pending = 0;
-		pid_t pids[2], victim;
 
 		for (int i = 0; i < N; i++)
 			pending += br_future_state(fs[i]) == BR_PENDING;
 		if (!pending)
 			break;
 		usleep(10 * 1000);
-		br_pool_pids(p, pids, 2);
-		/* One draw for the check and the kill: a pid of 0 (a worker
-		 * being replaced) would be kill()'s whole process group. */
-		victim = pids[t_rand(&rng) % 2];
-		if (victim > 0 && kill(victim, SIGKILL) == 0)
-			kills++;
+		kills += t_kill_pool_worker(p, &rng);
 	}
 	for (int i = 0; i < N; i++) {
 		int r = br_await(fs[i], NULL);
