@@ -20,8 +20,6 @@ package main
 
 import (
 	"flag"
-	"fmt"
-	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -107,7 +105,6 @@ func main() {
 		g := 1000 * runtime.GOMAXPROCS(0)
 		report("mutex", p*g, mutex(p, g))
 	default:
-		fmt.Fprintln(os.Stderr, "chan_go: -mode is pingpong or mutex")
-		os.Exit(2)
+		badUsage("-mode is pingpong or mutex")
 	}
 }

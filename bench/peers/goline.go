@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 )
@@ -37,4 +38,11 @@ func printLine(workload, metric, unit string, n int64, v float64) {
 	line, _ := json.Marshal(goLine{workload, "go", metric, unit, n,
 		runtime.GOMAXPROCS(0), v, v, v, 1, []float64{v}, cmd})
 	fmt.Println(string(line))
+}
+
+// badUsage reports a bad flag value, prefixed with the program's name,
+// and exits 2.
+func badUsage(msg string) {
+	fmt.Fprintf(os.Stderr, "%s: %s\n", filepath.Base(os.Args[0]), msg)
+	os.Exit(2)
 }

@@ -55,8 +55,7 @@ func main() {
 	warmup := flag.Int("warmup", 10000, "untimed warm-up leaves, 0 for none")
 	flag.Parse()
 	if !powerOf10(*n) || (*warmup != 0 && !powerOf10(*warmup)) {
-		fmt.Fprintln(os.Stderr, "skynet_go: -n and -warmup must be powers of 10")
-		os.Exit(2)
+		badUsage("-n and -warmup must be powers of 10")
 	}
 
 	if *warmup > 0 && run(*warmup) != *warmup*(*warmup-1)/2 {

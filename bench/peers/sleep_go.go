@@ -20,8 +20,6 @@ package main
 
 import (
 	"flag"
-	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -52,8 +50,7 @@ func main() {
 	ms := flag.Int("ms", 100, "sleep per goroutine in ms")
 	flag.Parse()
 	if *n < 1 {
-		fmt.Fprintln(os.Stderr, "sleep_go: -n must be at least 1")
-		os.Exit(2)
+		badUsage("-n must be at least 1")
 	}
 
 	var wg sync.WaitGroup

@@ -49,8 +49,7 @@ func main() {
 	warm := flag.Int64("warmup", 64, "untimed subprocesses first")
 	flag.Parse()
 	if *n < 1 {
-		fmt.Fprintln(os.Stderr, "spawn_go: -n must be at least 1")
-		os.Exit(2)
+		badUsage("-n must be at least 1")
 	}
 	if *warm > 0 {
 		run(*warm)

@@ -21,8 +21,6 @@ package main
 
 import (
 	"flag"
-	"fmt"
-	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -80,8 +78,7 @@ func main() {
 	n := flag.Int("n", 0, "yields (default 10000000) or round trips (default 1000000)")
 	flag.Parse()
 	if *mode != "" && *mode != "yield" && *mode != "pingpong" {
-		fmt.Fprintln(os.Stderr, "switch_go: -mode is yield or pingpong")
-		os.Exit(2)
+		badUsage("-mode is yield or pingpong")
 	}
 
 	if *mode != "pingpong" {
