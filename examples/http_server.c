@@ -247,8 +247,8 @@ static void *http_conn(void *arg)
 	size_t have = 0, skip = 0;
 	int verdict = 1;
 
-	if (c && br_reader_new(&r, fd) < 0)
-		r = NULL;
+	if (c)
+		(void)br_reader_new(&r, fd); /* r stays NULL if it fails */
 	while (r) {
 		const char *data = c->in;
 		size_t n = have, used;
