@@ -184,6 +184,7 @@ typedef struct br_config {
 	0x10u /* plain threads wake by REGISTER_SEND_MSG_RING */
 #define BR_FEAT_GUARD_INSTALL 0x20u /* stack guards by MADV_GUARD_INSTALL */
 #define BR_FEAT_COOP_TASKRUN 0x40u  /* rings use IORING_SETUP_COOP_TASKRUN */
+#define BR_FEAT_FIXED_FILES 0x80u   /* writers send through registered files */
 
 /*
  * br_runtime_new - start a runtime: its worker threads, each with a loop.
@@ -834,6 +835,59 @@ BR_API ssize_t br_reader_recv(br_reader *r, const void **data);
  * reader's worker.
  */
 BR_API void br_reader_free(br_reader *r);
+
+/*
+ * Writers: a connection's outgoing bytes, copied and sent in order by
+ * one IORING_OP_SEND at a time on the ring of the writer's worker, while
+ * the writing task goes on (asyncio's StreamWriter.write()). A server
+ * that answers requests waits only for the next request, not for its
+ * answer's send. Sends carry MSG_NOSIGNAL. Without io_uring, or from a
+ * plain thread while no task has used the writer, each write is a
+ * br_send_all() and returns when it is done. For large payloads that
+ * should not be copied, br_send_all() on the fd after br_writer_drain().
+ */
+typedef struct br_writer br_writer;
+
+/*
+ * br_writer_new - a writer for connected socket fd, which it borrows
+ * (close fd after br_writer_free). Returns 0, -EINVAL (out NULL), -EBADF
+ * (fd < 0), -ENOMEM. Context: any thread.
+ */
+BR_API int br_writer_new(br_writer **out, int fd);
+
+/*
+ * br_writer_write - queue n bytes of data to be sent after those written
+ * before; returns n once they are copied. It waits only while 64 KiB or
+ * more are queued, until at most 16 KiB are. A send that fails drops
+ * everything queued, and this call and every later one returns its
+ * negative errno (-EPIPE, -ECONNRESET, ...). -ECANCELED if the calling
+ * task is cancelled while waiting for room (the bytes are not queued),
+ * -EBUSY if another task is waiting in a call on w, -ENOMEM, -EINVAL (w
+ * NULL, data NULL with n > 0, or a writer tied to another runtime),
+ * BR_EBADOBJ for a freed writer. The first send from a task ties the
+ * writer to that task's worker (and registers fd with its ring when it
+ * can: BR_FEAT_FIXED_FILES); later calls move there. Context: a task
+ * (suspends only for room), or a plain thread (blocks).
+ */
+BR_API ssize_t br_writer_write(br_writer *w, const void *data, size_t n);
+
+/*
+ * br_writer_drain - wait until every byte written has been sent (taken
+ * by the socket). Returns 0, the sticky send error, -ECANCELED (the
+ * calling task was cancelled; the bytes are still queued and still
+ * sent), -EBUSY, -EINVAL, BR_EBADOBJ. Context: a task (suspends), or a
+ * plain thread (blocks).
+ */
+BR_API int br_writer_drain(br_writer *w);
+
+/*
+ * br_writer_free - stop sending and free w; waits for the kernel to let
+ * go of its buffers. Bytes not yet sent are dropped: call
+ * br_writer_drain() first to keep them. No call may be in progress on
+ * w. NULL is a no-op. Context: any thread; from a plain thread it waits
+ * for a task on the writer's worker.
+ */
+BR_API void br_writer_free(br_writer *w);
 
 /* ------------------------------------------------------------------ */
 /* Synchronisation                                                     */

@@ -53,6 +53,7 @@ br__assert_fail(const char *expr, const char *file, int line);
 #define BR__MAGIC_GROUP 0x62724750u    /* "brGP" */
 #define BR__MAGIC_ACCEPTOR 0x62724143u /* "brAC" */
 #define BR__MAGIC_READER 0x62725244u   /* "brRD" */
+#define BR__MAGIC_WRITER 0x62725752u   /* "brWR" */
 #define BR__MAGIC_POOL 0x6272504cu     /* "brPL" */
 #define BR__MAGIC_IMAP 0x6272494du     /* "brIM" */
 #define BR__MAGIC_DEAD 0xdeadbeefu

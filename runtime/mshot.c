@@ -15,7 +15,9 @@
  *   A CQE without IORING_CQE_F_MORE is the request's last: the object is
  *   disarmed, and only then may it be freed, since every CQE carries its
  *   address. br__mshot_finish() cancels the request and waits for that
- *   CQE, from a plain thread through a task pinned to the owner.
+ *   CQE, from a plain thread through a task pinned to the owner. It sets
+ *   closing first: a handler that re-arms its object from a CQE
+ *   (writer.c's next send) stops, so the wait ends.
  *
  *   One task waits on an object at a time: a caller that finds another
  *   task's fiber in the waiter slot gets -EBUSY. The finishing wait
@@ -143,6 +145,7 @@ static void *finish_here(void *arg)
 	struct br__mshot_obj *o = fin->o;
 
 	br__mshot_go_home(o);
+	o->closing = 1;
 	if (o->armed) {
 		br__ring_cancel(o->w, (uint64_t)(uintptr_t)o | BR__UD_MSHOT);
 		br__mshot_wait(o, br__task_current(), disarmed, 0);

@@ -2,7 +2,8 @@
 /*
  * mshot.h - what multishot ring operations share: an owner worker, a
  * waiting task, arming and cancelling. See mshot.c; used by acceptor.c
- * and reader.c.
+ * and reader.c, and by writer.c, whose sends are single-shot requests
+ * re-armed from its CQE handler.
  */
 #ifndef BR_MSHOT_H
 #define BR_MSHOT_H
@@ -28,6 +29,7 @@ struct br__mshot_obj {
 	struct br__mshot m;	  /* first: CQEs carry its address */
 	struct br__worker *w;	  /* the owner, once first armed */
 	int armed;		  /* the request is live in the kernel */
+	int closing;		  /* being finished: handlers must not re-arm */
 	struct br__fiber *waiter; /* a task in a wait, or NULL */
 	uint64_t seq;
 	struct br__mshot_res *q; /* CQE outcomes not yet taken, FIFO */

@@ -56,6 +56,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -121,6 +122,56 @@ static void arm_eventfd(struct br__ring *r)
 	io_uring_sqe_set_data64(sqe, BR__UD_EVENTFD);
 }
 
+/* A sparse registered-file table (5.19+), and its free slots. Optional:
+ * without it writers name their socket by fd. */
+static void files_init(struct br__ring *r)
+{
+	struct rlimit rl;
+	unsigned n = BR__FILES, i;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < n)
+		n = (unsigned)rl.rlim_cur;
+	r->files_free = malloc(n * sizeof(*r->files_free));
+	if (!r->files_free || !n ||
+	    io_uring_register_files_sparse(&r->ring, n) < 0) {
+		free(r->files_free);
+		r->files_free = NULL;
+		return;
+	}
+	for (i = 0; i < n; i++)
+		r->files_free[i] = (int)(n - 1 - i); /* slot 0 on top */
+	r->files_nfree = n;
+	r->features |= BR_FEAT_FIXED_FILES;
+}
+
+int br__ring_file_add(struct br__worker *w, int fd)
+{
+	struct br__ring *r = &w->ring;
+	int slot;
+
+	if (!r->files_nfree)
+		return -1;
+	slot = r->files_free[r->files_nfree - 1];
+	if (io_uring_register_files_update(&r->ring, (unsigned)slot, &fd, 1) !=
+	    1)
+		return -1;
+	r->files_nfree--;
+	return slot;
+}
+
+void br__ring_file_del(struct br__worker *w, int slot)
+{
+	struct br__ring *r = &w->ring;
+	int none = -1;
+
+	/* At once, not by an SQE: a later br__ring_file_add() of this slot
+	 * must not race an update still waiting in the SQ. */
+	if (io_uring_register_files_update(&r->ring, (unsigned)slot, &none,
+					   1) == 1)
+		r->files_free[r->files_nfree++] = slot;
+	/* else leak the slot rather than hand it out full */
+}
+
 int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags)
 {
 	static const unsigned tries[] = {
@@ -168,6 +219,7 @@ int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags)
 			r->features |= BR_FEAT_MSG_RING;
 		io_uring_free_probe(probe);
 	}
+	files_init(r);
 	/* Probe the ring-less wake-up on ourselves; the CQE it posts is
 	 * reaped as an ordinary wake-up at the first park. */
 	if (!getenv("BRAID_NO_SEND_MSG_RING") &&
@@ -257,8 +309,11 @@ void br__ring_exit(struct br__worker *w)
 	if (r->bufring)
 		munmap(r->bufring, BR__BUF_COUNT * sizeof(struct io_uring_buf));
 	free(r->bufs);
+	free(r->files_free);
 	r->bufring = NULL;
 	r->bufs = NULL;
+	r->files_free = NULL;
+	r->files_nfree = 0;
 	if (r->efd >= 0)
 		close(r->efd);
 	free(r->pfd);

@@ -43,7 +43,14 @@ struct br__ring {
 	struct io_uring_buf_ring *bufring;
 	char *bufs;
 	int bufs_state; /* 0 untried, 1 on, < 0 the error */
+	/* registered-file slots not in use (a
+	 * sparse table set up with the ring) */
+	int *files_free;
+	unsigned files_nfree;
 };
+
+/* Registered-file slots per ring, at most (RLIMIT_NOFILE caps it). */
+#define BR__FILES 4096
 
 /* Provided buffers: how many, and how big. */
 #define BR__BUF_COUNT 512
@@ -102,6 +109,16 @@ int br__ring_bufs(struct br__worker *w);
 /* Buffer bid of w's group, and giving it back to the kernel. Worker w. */
 char *br__ring_buf(struct br__worker *w, unsigned bid);
 void br__ring_buf_return(struct br__worker *w, unsigned bid);
+
+/*
+ * br__ring_file_add - register fd in a free slot of w's file table, for
+ * requests with IOSQE_FIXED_FILE. Returns the slot, or -1 (no table, no
+ * free slot, or the kernel refused fd). br__ring_file_del - empty slot
+ * and free it; both are io_uring_register() calls. The file stays open
+ * while registered. Worker w.
+ */
+int br__ring_file_add(struct br__worker *w, int fd);
+void br__ring_file_del(struct br__worker *w, int slot);
 
 /* Wake w if it is parked or about to park. Context: any thread. */
 void br__ring_wake(struct br__worker *w);

@@ -916,3 +916,296 @@ Test(net, a_second_reader_caller_gets_ebusy_and_the_first_its_bytes,
 	close(p.b);
 	br_runtime_free(rt);
 }
+
+/* ---- writers ---- */
+
+#define WR_CONNS 16
+#define WR_BYTES (1024 * 1024)
+
+#define WR_CHUNK 9000
+
+struct wr_job {
+	int lfd, port;
+};
+
+struct wr_client_arg {
+	struct wr_job *j;
+	int id;
+};
+
+/* Sends connection id's stream (rd_byte's pattern) in chunks of random
+ * sizes, yielding now and then. */
+static void *wr_conn(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	uint64_t rng = (uint64_t)fd * 0x9e3779b97f4a7c15ull + 1;
+	unsigned char id, *chunk = malloc(WR_CHUNK);
+	br_writer *w;
+	long at = 0;
+
+	/* The client names itself in its first byte. */
+	T_REQUIRE(chunk);
+	T_REQUIRE(br_recv(fd, &id, 1, 0) == 1);
+	T_REQUIRE(br_writer_new(&w, fd) == 0);
+	while (at < WR_BYTES) {
+		size_t n = 1 + (size_t)(t_rand(&rng) % WR_CHUNK), i;
+
+		if (n > (size_t)(WR_BYTES - at))
+			n = (size_t)(WR_BYTES - at);
+		for (i = 0; i < n; i++)
+			chunk[i] = rd_byte(id, at + (long)i);
+		T_REQUIRE(br_writer_write(w, chunk, n) == (ssize_t)n);
+		at += (long)n;
+		if (t_rand(&rng) % 8 == 0 && br_yield() < 0)
+			return (void *)"cancelled";
+	}
+	T_REQUIRE(br_writer_drain(w) == 0);
+	br_writer_free(w);
+	br_close(fd);
+	free(chunk);
+	return NULL;
+}
+
+static void *wr_server(void *arg)
+{
+	struct wr_job *j = arg;
+	br_future *fs[WR_CONNS];
+	int i;
+
+	for (i = 0; i < WR_CONNS; i++) {
+		int fd = br_accept(j->lfd, NULL, NULL, 0);
+
+		T_REQUIRE(fd >= 0);
+		fs[i] = br_spawn(br_current_runtime(), wr_conn,
+				 (void *)(intptr_t)fd);
+	}
+	for (i = 0; i < WR_CONNS; i++) {
+		const char *msg = NULL;
+
+		T_REQUIRE(br_await(fs[i], (void **)&msg) == 0);
+		T_REQUIRE(msg == NULL);
+		br_future_release(fs[i]);
+	}
+	return NULL;
+}
+
+static void *wr_client(void *arg)
+{
+	struct wr_client_arg *a = arg;
+	unsigned char id = (unsigned char)a->id, *buf = malloc(65536);
+	int fd = br_tcp_connect("127.0.0.1", (uint16_t)a->j->port);
+	long at = 0;
+	ssize_t n;
+
+	T_REQUIRE(buf);
+	T_REQUIRE(fd >= 0);
+	T_REQUIRE(write(fd, &id, 1) == 1);
+	/* Read late, so that the writers' queues fill and they wait. */
+	usleep(50000);
+	while ((n = read(fd, buf, 65536)) > 0) {
+		for (ssize_t i = 0; i < n; i++, at++)
+			T_REQUIRE(buf[i] == rd_byte(id, at));
+	}
+	T_REQUIRE(n == 0);
+	T_REQUIRE(at == WR_BYTES);
+	close(fd);
+	free(buf);
+	return NULL;
+}
+
+Test(net, writers_send_every_byte_in_order, .timeout = 60.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct wr_job j;
+		struct wr_client_arg ca[WR_CONNS];
+		pthread_t th[WR_CONNS];
+		br_future *srv;
+		int i;
+
+		j.lfd = br_tcp_listen("127.0.0.1", 0, 128);
+		j.port = br_local_port(j.lfd);
+		srv = br_spawn(rt, wr_server, &j);
+		for (i = 0; i < WR_CONNS; i++) {
+			ca[i] = (struct wr_client_arg){ &j, i };
+			t_thread_start(&th[i], wr_client, &ca[i]);
+		}
+		for (i = 0; i < WR_CONNS; i++)
+			cr_assert_null(t_thread_join(th[i]));
+		await_ok(srv);
+		close(j.lfd);
+		br_runtime_free(rt);
+	}
+}
+
+/* Write into a connection whose peer reset it, until the error shows;
+ * then every call reports it. */
+static void *wr_after_reset(void *arg)
+{
+	struct pair *p = arg;
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	br_writer *w;
+	ssize_t n = 0;
+	int i;
+
+	T_REQUIRE(setsockopt(p->b, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) ==
+		  0);
+	T_REQUIRE(br_close(p->b) == 0);
+	T_REQUIRE(br_writer_new(&w, p->a) == 0);
+	for (i = 0; i < 1000; i++) {
+		n = br_writer_write(w, "x", 1);
+		if (n < 0)
+			break;
+		T_REQUIRE(n == 1);
+		br_sleep_ms(1);
+	}
+	T_REQUIRE(n == -EPIPE || n == -ECONNRESET);
+	T_REQUIRE(br_writer_write(w, "y", 1) == n);
+	T_REQUIRE(br_writer_drain(w) == n);
+	br_writer_free(w);
+	br_close(p->a);
+	return NULL;
+}
+
+Test(net, a_writer_reports_a_send_error_on_every_later_call, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct pair p = tcp_pair();
+
+		await_ok(br_spawn(rt, wr_after_reset, &p));
+		br_runtime_free(rt);
+	}
+}
+
+static void *wr_fill(void *arg)
+{
+	br_writer *w = arg;
+	static char chunk[65536];
+	ssize_t n;
+
+	/* The peer never reads: the queue fills and a write waits. */
+	while ((n = br_writer_write(w, chunk, sizeof(chunk))) ==
+	       (ssize_t)sizeof(chunk))
+		;
+	return n == -ECANCELED ? NULL : (void *)"write was not cancelled";
+}
+
+Test(net, a_writer_waiting_for_room_is_cancelled_and_free_lets_go,
+     .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct pair p = tcp_pair();
+		br_writer *w;
+		br_future *f;
+
+		cr_assert_eq(br_writer_new(&w, p.b), 0);
+		f = br_spawn(rt, wr_fill, w);
+		br_sleep_ms(50);
+		cr_assert_eq(br_future_state(f), BR_PENDING);
+		cr_assert_eq(br_cancel(f), 0);
+		cr_assert_eq(br_await(f, NULL), -ECANCELED);
+		br_future_release(f);
+		/* A send is still in the kernel, blocked: free ends it. */
+		br_writer_free(w);
+		close(p.a);
+		close(p.b);
+		br_runtime_free(rt);
+	}
+}
+
+static void *wr_abc(void *arg)
+{
+	return br_writer_write(arg, "abc", 3) == 3 ? NULL : (void *)"abc";
+}
+
+Test(net, a_plain_thread_writes_after_a_task_in_order, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct pair p = tcp_pair();
+		char got[7] = { 0 };
+		br_writer *w;
+		size_t have = 0;
+
+		cr_assert_eq(br_writer_new(&w, p.b), 0);
+		await_ok(br_spawn(rt, wr_abc, w));
+		/* From this thread now: queued on the writer's worker, after
+		 * the task's bytes. */
+		cr_assert_eq(br_writer_write(w, "def", 3), 3);
+		cr_assert_eq(br_writer_drain(w), 0);
+		while (have < 6) {
+			ssize_t n = read(p.a, got + have, 6 - have);
+
+			cr_assert_gt(n, 0);
+			have += (size_t)n;
+		}
+		cr_assert_str_eq(got, "abcdef");
+		br_writer_free(w);
+		/* Never used by a task: plain sends. */
+		cr_assert_eq(br_writer_new(&w, p.b), 0);
+		cr_assert_eq(br_writer_write(w, "ghi", 3), 3);
+		cr_assert_eq(br_writer_drain(w), 0);
+		cr_assert_eq(read(p.a, got, 3), 3);
+		cr_assert_eq(memcmp(got, "ghi", 3), 0);
+		br_writer_free(w);
+		close(p.a);
+		close(p.b);
+		br_runtime_free(rt);
+	}
+}
+
+static void *wr_not_a_socket(void *arg)
+{
+	int *fds = arg;
+	br_writer *w;
+	ssize_t n;
+
+	T_REQUIRE(br_writer_new(&w, fds[1]) == 0);
+	/* The send fails in the kernel: at once without a ring, at the
+	 * next call with one. */
+	n = br_writer_write(w, "abc", 3);
+	T_REQUIRE(n == 3 || n == -ENOTSOCK);
+	T_REQUIRE(br_writer_drain(w) == -ENOTSOCK);
+	T_REQUIRE(br_writer_write(w, "abc", 3) == -ENOTSOCK);
+	br_writer_free(w);
+	return NULL;
+}
+
+Test(net, writers_check_their_arguments, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		int fds[2];
+		br_writer *w;
+		br_reader *r;
+
+		cr_assert_eq(br_writer_new(NULL, 3), -EINVAL);
+		cr_assert_eq(br_writer_new(&w, -1), -EBADF);
+		cr_assert_eq(br_writer_write(NULL, "x", 1), -EINVAL);
+		cr_assert_eq(br_writer_drain(NULL), -EINVAL);
+		br_writer_free(NULL);
+		cr_assert_eq(pipe(fds), 0);
+		cr_assert_eq(br_writer_new(&w, fds[1]), 0);
+		cr_assert_eq(br_writer_write(w, NULL, 1), -EINVAL);
+		cr_assert_eq(br_writer_write(w, NULL, 0), 0);
+		br_writer_free(w);
+		/* Another object is not a writer. */
+		cr_assert_eq(br_reader_new(&r, fds[0]), 0);
+		cr_assert_eq(br_writer_write((br_writer *)(void *)r, "x", 1),
+			     BR_EBADOBJ);
+		cr_assert_eq(br_writer_drain((br_writer *)(void *)r),
+			     BR_EBADOBJ);
+		br_reader_free(r);
+		await_ok(br_spawn(rt, wr_not_a_socket, fds));
+		close(fds[0]);
+		close(fds[1]);
+		br_runtime_free(rt);
+	}
+}
