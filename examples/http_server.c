@@ -5,8 +5,8 @@
  *   http_server [--port N] [--workers N] [--host H]
  *
  * One task per connection, keep-alive, pipelining: every complete request
- * in what one receive brought is answered, and the answers go out in one
- * send. GET and HEAD are served; a malformed request (a bad request line,
+ * in what one receive brought is answered, and the answers are written
+ * together. GET and HEAD are served; a malformed request (a bad request line,
  * a header without a colon, a request head over 8 KiB, a body we cannot
  * frame) gets 400 and the connection is closed. Request bodies with a
  * Content-Length are read and discarded; chunked bodies get 400 here.
@@ -237,18 +237,21 @@ struct conn {
  * One connection. Bytes come from a br_reader (multishot receive into the
  * worker's provided buffers): the requests in them are answered in place,
  * and only a head cut off at a buffer's end is copied, to c->in, until
- * the rest arrives.
+ * the rest arrives. Answers go out through a br_writer, which copies them
+ * and sends them while the task waits for the next request.
  */
 static void *http_conn(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
 	struct conn *c = malloc(sizeof(*c));
 	br_reader *r = NULL;
+	br_writer *wr = NULL;
 	size_t have = 0, skip = 0;
 	int verdict = 1;
 
-	if (c)
-		(void)br_reader_new(&r, fd); /* r stays NULL if it fails */
+	/* r and wr stay NULL if they fail */
+	if (c && br_writer_new(&wr, fd) == 0)
+		(void)br_reader_new(&r, fd);
 	while (r) {
 		const char *data = c->in;
 		size_t n = have, used;
@@ -275,12 +278,15 @@ static void *http_conn(void *arg)
 		if (have)
 			memmove(c->in, data + used, have);
 		if (c->out.len &&
-		    br_send_all(fd, c->out.buf, c->out.len, 0) < 0)
+		    br_writer_write(wr, c->out.buf, c->out.len) < 0)
 			break;
 		if (verdict < 0)
 			break;
 	}
 	br_reader_free(r);
+	if (wr)
+		(void)br_writer_drain(wr); /* a 400 goes out before the close */
+	br_writer_free(wr);
 	free(c);
 	br_close(fd);
 	return NULL;
