@@ -10,6 +10,10 @@
  * point (before it starts, with its read prepared, or with its read in
  * the kernel; before or after the byte arrives), and awaits it; then it
  * checks the pipe holds exactly the bytes nobody read.
+ *
+ * Writers: a million writes of random sizes from tasks that yield (and
+ * so move between workers), drain now and then, and meet backpressure
+ * from slow peers; every peer gets its stream whole and in order.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -17,6 +21,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -177,4 +182,122 @@ Test(io_stress, cancel_races_completion_on_the_ring, .timeout = 300.0)
 Test(io_stress, cancel_races_readiness_without_a_ring, .timeout = 300.0)
 {
 	run(BR_CONFIG_NO_URING, ROUNDS_TOTAL / 10 * (long)t_stress_scale());
+}
+
+/* ---- writers ---- */
+
+#define WRITERS 8
+#define BIG_WRITE (20 * 1024)
+
+static unsigned char stream_byte(int id, long i)
+{
+	return (unsigned char)(i * 31 + id * 7 + (i >> 11));
+}
+
+struct wstream {
+	int fd[2]; /* the task writes fd[0]; the peer thread reads fd[1] */
+	int id;
+	long writes;
+	long sent, got; /* bytes written by the task, read by the peer */
+	uint64_t seed;
+};
+
+static void *stream_writer(void *arg)
+{
+	struct wstream *s = arg;
+	unsigned char *chunk = malloc(BIG_WRITE);
+	br_writer *w;
+	long i, at = 0;
+
+	T_REQUIRE(chunk);
+	T_REQUIRE(br_writer_new(&w, s->fd[0]) == 0);
+	for (i = 0; i < s->writes; i++) {
+		uint64_t x = t_rand(&s->seed);
+		size_t n = x % 97 == 0 ? BIG_WRITE : 1 + (size_t)(x % 256), k;
+
+		for (k = 0; k < n; k++)
+			chunk[k] = stream_byte(s->id, at + (long)k);
+		T_REQUIRE(br_writer_write(w, chunk, n) == (ssize_t)n);
+		at += (long)n;
+		if ((x >> 20) % 4 == 0)
+			br_yield();
+		if ((x >> 24) % 64 == 0)
+			T_REQUIRE(br_writer_drain(w) == 0);
+	}
+	T_REQUIRE(br_writer_drain(w) == 0);
+	br_writer_free(w);
+	T_REQUIRE(shutdown(s->fd[0], SHUT_WR) == 0);
+	s->sent = at;
+	free(chunk);
+	return NULL;
+}
+
+static void *stream_peer(void *arg)
+{
+	struct wstream *s = arg;
+	unsigned char *buf = malloc(65536);
+	uint64_t rng = 0x5555u + (uint64_t)s->id; /* s->seed is the task's */
+	long at = 0;
+	ssize_t n;
+
+	T_REQUIRE(buf);
+	while ((n = read(s->fd[1], buf, 65536)) > 0) {
+		for (ssize_t i = 0; i < n; i++, at++)
+			T_REQUIRE(buf[i] == stream_byte(s->id, at));
+		if (t_rand(&rng) % 16 == 0)
+			usleep(200); /* a slow peer: the writer's queue fills */
+	}
+	T_REQUIRE(n == 0);
+	s->got = at;
+	free(buf);
+	return NULL;
+}
+
+static void run_writers(unsigned flags, long total)
+{
+	br_runtime *rt = t_runtime(2, flags);
+	struct wstream s[WRITERS];
+	pthread_t peer[WRITERS];
+	br_future *f[WRITERS];
+	int i;
+
+	for (i = 0; i < WRITERS; i++) {
+		s[i] = (struct wstream){ .id = i,
+					 .writes = total / WRITERS,
+					 .seed = 0x2545f4914f6cdd1dull *
+						 (i + 1) };
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+					s[i].fd),
+			     0);
+		t_thread_start(&peer[i], stream_peer, &s[i]);
+		f[i] = br_spawn(rt, stream_writer, &s[i]);
+	}
+	for (i = 0; i < WRITERS; i++) {
+		const char *msg = t_await_value(f[i]);
+
+		cr_assert_null(msg, "%s", msg);
+		br_future_release(f[i]);
+		msg = t_thread_join(peer[i]);
+		cr_assert_null(msg, "%s", msg);
+		cr_assert_eq(s[i].got, s[i].sent, "stream %d: %ld of %ld bytes",
+			     i, s[i].got, s[i].sent);
+		cr_assert_gt(s[i].got, 0);
+		close(s[i].fd[0]);
+		close(s[i].fd[1]);
+	}
+	br_runtime_free(rt);
+}
+
+Test(io_stress, writers_keep_every_stream_whole_and_in_order, .timeout = 300.0)
+{
+	if (!t_uring_available())
+		cr_skip_test("io_uring is not available");
+	run_writers(0, ROUNDS_TOTAL * (long)t_stress_scale());
+}
+
+Test(io_stress, writers_without_a_ring_keep_every_stream_whole,
+     .timeout = 300.0)
+{
+	run_writers(BR_CONFIG_NO_URING,
+		    ROUNDS_TOTAL / 10 * (long)t_stress_scale());
 }
