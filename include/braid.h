@@ -830,28 +830,32 @@ BR_API ssize_t br_reader_recv(br_reader *r, const void **data);
 /*
  * br_reader_free - stop receiving, give the buffers back and free r;
  * waits for the kernel to let go of it. Bytes received but not yet taken
- * are dropped. No call may be in progress on r. NULL is a no-op.
- * Context: any thread; from a plain thread it waits for a task on the
- * reader's worker.
+ * are dropped. No call may be in progress on r, and a reader a task has
+ * used must be freed before its runtime. NULL is a no-op. Context: any
+ * thread; from a plain thread it waits for a task on the reader's
+ * worker.
  */
 BR_API void br_reader_free(br_reader *r);
 
 /*
- * Writers: a connection's outgoing bytes, copied and sent in order by
+ * Writers: a stream socket's outgoing bytes, copied and sent in order by
  * one IORING_OP_SEND at a time on the ring of the writer's worker, while
  * the writing task goes on (asyncio's StreamWriter.write()). A server
  * that answers requests waits only for the next request, not for its
- * answer's send. Sends carry MSG_NOSIGNAL. Without io_uring, or from a
- * plain thread while no task has used the writer, each write is a
- * br_send_all() and returns when it is done. For large payloads that
- * should not be copied, br_send_all() on the fd after br_writer_drain().
+ * answer's send. Sends carry MSG_NOSIGNAL; br_io_timeout() does not
+ * apply to them. Without io_uring, or from a plain thread while no task
+ * has used the writer, each write is a br_send_all() and returns when it
+ * is done (a cancellation or deadline there ends the stream: part of the
+ * bytes may have gone). For large payloads that should not be copied,
+ * br_send_all() on the fd after br_writer_drain().
  */
 typedef struct br_writer br_writer;
 
 /*
- * br_writer_new - a writer for connected socket fd, which it borrows
- * (close fd after br_writer_free). Returns 0, -EINVAL (out NULL), -EBADF
- * (fd < 0), -ENOMEM. Context: any thread.
+ * br_writer_new - a writer for connected stream socket fd, which it
+ * borrows: close fd after br_writer_free (until then the writer may hold
+ * the socket open through its ring). Returns 0, -EINVAL (out NULL),
+ * -EBADF (fd < 0), -ENOMEM. Context: any thread.
  */
 BR_API int br_writer_new(br_writer **out, int fd);
 
@@ -860,13 +864,17 @@ BR_API int br_writer_new(br_writer **out, int fd);
  * before; returns n once they are copied. It waits only while 64 KiB or
  * more are queued, until at most 16 KiB are. A send that fails drops
  * everything queued, and this call and every later one returns its
- * negative errno (-EPIPE, -ECONNRESET, ...). -ECANCELED if the calling
- * task is cancelled while waiting for room (the bytes are not queued),
- * -EBUSY if another task is waiting in a call on w, -ENOMEM, -EINVAL (w
- * NULL, data NULL with n > 0, or a writer tied to another runtime),
- * BR_EBADOBJ for a freed writer. The first send from a task ties the
- * writer to that task's worker (and registers fd with its ring when it
- * can: BR_FEAT_FIXED_FILES); later calls move there. Context: a task
+ * negative errno (-EPIPE, -ECONNRESET, ...; -EIO if the socket took no
+ * byte of a send). Not queued, with the stream intact: -ECANCELED (the
+ * calling task was cancelled while waiting for room), -EBUSY (another
+ * task is waiting in a call on w, or the ring has no free SQE), -ENOMEM,
+ * -EINVAL (w NULL, data NULL with n > 0, or a writer tied to another
+ * runtime), BR_ECLOSED (a plain thread's call while the runtime
+ * closes), BR_EBADOBJ for a freed writer. The first call from a task
+ * ties the writer to that task's worker (and registers fd with its ring
+ * when it can: BR_FEAT_FIXED_FILES); later calls move there, and a plain
+ * thread's call runs there as a task. A plain thread's call on a writer
+ * no task has used yet must not overlap a task's call. Context: a task
  * (suspends only for room), or a plain thread (blocks).
  */
 BR_API ssize_t br_writer_write(br_writer *w, const void *data, size_t n);
@@ -875,16 +883,18 @@ BR_API ssize_t br_writer_write(br_writer *w, const void *data, size_t n);
  * br_writer_drain - wait until every byte written has been sent (taken
  * by the socket). Returns 0, the sticky send error, -ECANCELED (the
  * calling task was cancelled; the bytes are still queued and still
- * sent), -EBUSY, -EINVAL, BR_EBADOBJ. Context: a task (suspends), or a
- * plain thread (blocks).
+ * sent), -EBUSY, -EINVAL, BR_ECLOSED, BR_EBADOBJ, as br_writer_write.
+ * Context: a task (suspends), or a plain thread (blocks).
  */
 BR_API int br_writer_drain(br_writer *w);
 
 /*
  * br_writer_free - stop sending and free w; waits for the kernel to let
- * go of its buffers. Bytes not yet sent are dropped: call
- * br_writer_drain() first to keep them. No call may be in progress on
- * w. NULL is a no-op. Context: any thread; from a plain thread it waits
+ * go of its buffers and unregisters fd. Bytes not yet sent are dropped:
+ * call br_writer_drain() first to keep them. No call may be in progress
+ * on w, and a writer a task has used must be freed before its runtime
+ * (from a plain thread while the runtime closes, it is left allocated).
+ * NULL is a no-op. Context: any thread; from a plain thread it waits
  * for a task on the writer's worker.
  */
 BR_API void br_writer_free(br_writer *w);

@@ -98,7 +98,7 @@ int br_acceptor_next(br_acceptor *a)
 		 * take one there, as a task, and wait. */
 		void *v = NULL;
 
-		err = br__mshot_on_owner(&a->o, next_on_owner, &a, &v);
+		err = br__mshot_on_worker(a->o.w, next_on_owner, &a, &v);
 		return err < 0 ? err : (int)(intptr_t)v;
 	}
 	if (!t || !w->ring.on || a->fallback)

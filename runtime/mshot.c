@@ -25,7 +25,9 @@
  *   call is the caller's error, and taking over at least ends the
  *   request.
  *
- * Concurrency: the owner only, as above.
+ * Concurrency: the owner only, as above, except o->w: written once, at
+ * the first arm, and read by plain threads handing a call to the owner
+ * (ordered by whatever made the object's use visible to them).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -43,7 +45,8 @@ struct io_uring_sqe *br__mshot_arm(struct br__mshot_obj *o,
 	if (!sqe)
 		return NULL;
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)o | BR__UD_MSHOT);
-	o->w = w;
+	if (o->w != w) /* written once: plain threads read it */
+		o->w = w;
 	o->armed = 1;
 	return sqe;
 }
@@ -154,10 +157,10 @@ static void *finish_here(void *arg)
 	return NULL;
 }
 
-int br__mshot_on_owner(struct br__mshot_obj *o, void *(*fn)(void *), void *arg,
-		       void **value)
+int br__mshot_on_worker(struct br__worker *w, void *(*fn)(void *), void *arg,
+			void **value)
 {
-	br_future *f = br_spawn_on(o->w->rt, o->w->id, fn, arg);
+	br_future *f = br_spawn_on(w->rt, w->id, fn, arg);
 	int err = br_await(f, value);
 
 	br_future_release(f);
@@ -181,5 +184,5 @@ void br__mshot_finish(struct br__mshot_obj *o,
 	/* A plain thread, or a task of another runtime. If the owner's
 	 * runtime is shutting down the task cannot start, and o is left
 	 * allocated: freeing it under a live request would be worse. */
-	br__mshot_on_owner(o, finish_here, &fin, NULL);
+	br__mshot_on_worker(o->w, finish_here, &fin, NULL);
 }

@@ -64,12 +64,13 @@ int br__mshot_wait(struct br__mshot_obj *o, struct br__task *t,
 		   int (*cond)(const struct br__mshot_obj *), int cancellable);
 
 /*
- * br__mshot_on_owner - run fn(arg) as a task pinned to o's owner and wait
+ * br__mshot_on_worker - run fn(arg) as a task pinned to w (an object's
+ * owner) and wait
  * for it; *value gets its value. Returns br_await()'s result. For plain
  * threads (and other runtimes' tasks) using an owned object.
  */
-int br__mshot_on_owner(struct br__mshot_obj *o, void *(*fn)(void *), void *arg,
-		       void **value);
+int br__mshot_on_worker(struct br__worker *w, void *(*fn)(void *), void *arg,
+			void **value);
 
 /*
  * br__mshot_finish - end o's request (ASYNC_CANCEL) and wait for its

@@ -151,7 +151,7 @@ ssize_t br_reader_recv(br_reader *r, const void **data)
 		 * them there, as a task, and wait. */
 		struct remote_recv rr = { r, data, -EINVAL };
 
-		err = br__mshot_on_owner(&r->o, recv_on_owner, &rr, NULL);
+		err = br__mshot_on_worker(r->o.w, recv_on_owner, &rr, NULL);
 		return err < 0 ? err : rr.ret;
 	}
 	if (!t || !w->ring.on || r->fallback)

@@ -36,6 +36,10 @@
  *   completions (IORING_SQ_TASKRUN, asked for with TASKRUN_FLAG), so a
  *   busy loop pays two loads per poll point and no syscall.
  *
+ *   Registered files: each ring has a sparse file table, set up with it,
+ *   whose slots writers (writer.c) fill and empty with io_uring_register
+ *   calls on the owner (SINGLE_ISSUER wants every call from there).
+ *
  * Invariants
  *   - With the eventfd fallback, exactly one read of efd is in flight
  *     whenever the worker is not reaping.
@@ -230,6 +234,9 @@ int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags)
 		if (r->efd < 0) {
 			ret = -errno;
 			io_uring_queue_exit(&r->ring);
+			free(r->files_free);
+			r->files_free = NULL;
+			r->files_nfree = 0;
 			r->on = 0;
 			r->features = 0;
 			r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -44,7 +44,8 @@ struct br__ring {
 	char *bufs;
 	int bufs_state; /* 0 untried, 1 on, < 0 the error */
 	/* registered-file slots not in use (a
-	 * sparse table set up with the ring) */
+	 * sparse table set up with the ring);
+	 * the owner only */
 	int *files_free;
 	unsigned files_nfree;
 };

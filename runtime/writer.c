@@ -15,7 +15,8 @@
  *   A send error is sticky: it drops everything queued, and every later
  *   call returns it. Backpressure: a write that finds HIGH bytes or more
  *   queued first waits until at most LOW are, so memory stays within
- *   HIGH plus one write. br_writer_drain() waits until all is sent.
+ *   HIGH plus one write (in two buffers). br_writer_drain() waits until
+ *   all is sent.
  *   br_writer_free() ends the send in flight (ASYNC_CANCEL, then its last
  *   CQE) and drops the rest.
  *
@@ -29,14 +30,23 @@
  *   tied) send at once with br_send_all().
  *
  * Invariants
+ *   - o.w, once set, is tie: every send is armed on the owner.
  *   - While o.armed, b[fl] is in the kernel's hands from off to its len;
  *     otherwise b[fl] is empty. b[fl ^ 1] is pending: written, not sent.
  *   - err != 0 means both buffers are empty and nothing more is sent.
- *   - slot >= 0 only while o.w is set: the slot is in o.w's table.
+ *   - slot >= 0 only once o.w is set: the slot is in o.w's table.
  *
- * Concurrency: all fields after creation, the owner worker only.
+ * Concurrency
+ *   - tie: any thread; set once, by compare-and-swap, by the first task
+ *     on a worker with a ring. Plain threads read it to send their calls
+ *     to the owner as pinned tasks.
+ *   - Everything else once tied: the owner worker only (tasks move there
+ *     first; the CQE handler runs there). Before that, the calling
+ *     thread, for plain sends: a plain thread's call on a writer no task
+ *     has used must not overlap a task's call (documented).
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +59,7 @@
 #define HIGH (64 * 1024) /* a write waits when this much is queued... */
 #define LOW (16 * 1024)	 /* ...until this much is left */
 #define MIN_CAP 512
+#define SEND_MAX (1u << 30) /* bytes one send may carry */
 
 struct wbuf {
 	char *p;
@@ -59,8 +70,11 @@ struct br_writer {
 	struct br__mshot_obj o; /* first */
 	uint32_t magic;
 	int fd;
-	int err;     /* the first send error, or 0 */
-	int slot;    /* fd's registered file on the owner's ring, or -1 */
+	int err;  /* the first send error, or 0 */
+	int slot; /* fd's registered file on the owner's ring, or -1 */
+	/* the owner, once a task ties w; o.w is
+	 * the same worker from its first send */
+	_Atomic(struct br__worker *) tie;
 	unsigned fl; /* the buffer in flight while o.armed */
 	size_t off;  /* its bytes already sent */
 	struct wbuf b[2];
@@ -82,11 +96,14 @@ static int send_rest(struct br_writer *w, struct br__worker *wk)
 {
 	struct wbuf *b = &w->b[w->fl];
 	struct io_uring_sqe *sqe = br__mshot_arm(&w->o, wk);
+	size_t len = b->len - w->off;
 
 	if (!sqe)
 		return -EBUSY;
+	if (len > SEND_MAX) /* the SQE's length is 32 bits */
+		len = SEND_MAX;
 	io_uring_prep_send(sqe, w->slot >= 0 ? w->slot : w->fd, b->p + w->off,
-			   b->len - w->off, MSG_NOSIGNAL);
+			   len, MSG_NOSIGNAL);
 	if (w->slot >= 0)
 		sqe->flags |= IOSQE_FIXED_FILE;
 	return 0;
@@ -124,7 +141,7 @@ static void on_cqe(struct br__mshot *m, int res, uint32_t flags)
 	} else if (!w->o.closing) {
 		/* A send of at least one byte that took none, on a stream
 		 * socket, would be retried for ever: end the stream. */
-		w->err = res < 0 ? res : -EPIPE;
+		w->err = res < 0 ? res : -EIO;
 		drop_all(w);
 	}
 	br__mshot_cqe_seen(&w->o, flags); /* disarms, wakes the waiter */
@@ -157,6 +174,7 @@ int br_writer_new(br_writer **out, int fd)
 	w->magic = BR__MAGIC_WRITER;
 	w->fd = fd;
 	w->slot = -1;
+	atomic_init(&w->tie, NULL);
 	*out = w;
 	return 0;
 }
@@ -222,22 +240,33 @@ static void *drain_on_owner(void *arg)
 	return NULL;
 }
 
-/* Where a call runs: 1 on the owner's ring (the task is there now), 0
+/*
+ * Where a call runs: 1 on the owner's ring (the task is there now), 0
  * with plain syscalls (a plain thread, or a worker without a ring, while
- * no send has tied w), or -EINVAL (tied to another runtime). */
+ * w is not tied), or -EINVAL (tied to another runtime). A task on a
+ * worker with a ring ties w there with one compare-and-swap, so that
+ * first calls on two workers at once agree on one owner.
+ */
 static int placed(struct br_writer *w, struct br__task *t)
 {
 	struct br__worker *wk = br__worker_current();
+	struct br__worker *owner =
+		atomic_load_explicit(&w->tie, memory_order_acquire);
 
 	if (!t)
 		return 0;
-	if (w->o.w) {
-		if (w->o.w->rt != wk->rt)
-			return -EINVAL;
-		br__mshot_go_home(&w->o);
-		return 1;
+	if (!owner) {
+		if (!wk->ring.on)
+			return 0;
+		if (atomic_compare_exchange_strong_explicit(
+			    &w->tie, &owner, wk, memory_order_acq_rel,
+			    memory_order_acquire))
+			owner = wk;
 	}
-	return wk->ring.on;
+	if (owner->rt != wk->rt)
+		return -EINVAL;
+	br__worker_go(owner);
+	return 1;
 }
 
 ssize_t br_writer_write(br_writer *w, const void *data, size_t n)
@@ -250,12 +279,13 @@ ssize_t br_writer_write(br_writer *w, const void *data, size_t n)
 		return -EINVAL;
 	if (w->magic != BR__MAGIC_WRITER)
 		return BR_EBADOBJ;
-	if (!t && w->o.w) {
+	if (!t && atomic_load_explicit(&w->tie, memory_order_acquire)) {
 		/* Tied to a worker whose ring may hold a send of ours:
 		 * queue there, behind it. */
 		struct remote x = { w, data, n, -EINVAL };
 
-		err = br__mshot_on_owner(&w->o, write_on_owner, &x, NULL);
+		err = br__mshot_on_worker(atomic_load(&w->tie), write_on_owner,
+					  &x, NULL);
 		return err < 0 ? err : x.ret;
 	}
 	err = placed(w, t);
@@ -310,10 +340,11 @@ int br_writer_drain(br_writer *w)
 		return -EINVAL;
 	if (w->magic != BR__MAGIC_WRITER)
 		return BR_EBADOBJ;
-	if (!t && w->o.w) {
+	if (!t && atomic_load_explicit(&w->tie, memory_order_acquire)) {
 		struct remote x = { w, NULL, 0, -EINVAL };
 
-		err = br__mshot_on_owner(&w->o, drain_on_owner, &x, NULL);
+		err = br__mshot_on_worker(atomic_load(&w->tie), drain_on_owner,
+					  &x, NULL);
 		return err < 0 ? err : (int)x.ret;
 	}
 	err = placed(w, t);

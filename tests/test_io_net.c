@@ -1118,9 +1118,16 @@ Test(net, a_writer_waiting_for_room_is_cancelled_and_free_lets_go,
 	}
 }
 
-static void *wr_abc(void *arg)
+#define WR_HELD (60 * 1024) /* under the writer's 64 KiB: not waited on */
+
+static void *wr_held(void *arg)
 {
-	return br_writer_write(arg, "abc", 3) == 3 ? NULL : (void *)"abc";
+	static char chunk[WR_HELD];
+
+	memset(chunk, 'a', sizeof(chunk));
+	return br_writer_write(arg, chunk, sizeof(chunk)) == WR_HELD ?
+		       NULL :
+		       (void *)"write";
 }
 
 Test(net, a_plain_thread_writes_after_a_task_in_order, .timeout = 30.0)
@@ -1129,23 +1136,43 @@ Test(net, a_plain_thread_writes_after_a_task_in_order, .timeout = 30.0)
 	{
 		br_runtime *rt = t_runtime(2, flags);
 		struct pair p = tcp_pair();
-		char got[7] = { 0 };
+		int small = 4096;
+		char *got = malloc(WR_HELD + 3);
 		br_writer *w;
 		size_t have = 0;
 
+		cr_assert_not_null(got);
+		/* Small socket buffers: most of the task's bytes stay queued
+		 * in the writer while nobody reads. */
+		setsockopt(p.b, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+		setsockopt(p.a, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
 		cr_assert_eq(br_writer_new(&w, p.b), 0);
-		await_ok(br_spawn(rt, wr_abc, w));
-		/* From this thread now: queued on the writer's worker, after
-		 * the task's bytes. */
-		cr_assert_eq(br_writer_write(w, "def", 3), 3);
-		cr_assert_eq(br_writer_drain(w), 0);
-		while (have < 6) {
-			ssize_t n = read(p.a, got + have, 6 - have);
-
-			cr_assert_gt(n, 0);
-			have += (size_t)n;
+		if (flags & BR_CONFIG_NO_URING) {
+			/* The write is the send: it would wait for a reader. */
+			cr_assert_eq(br_writer_write(w, "abc", 3), 3);
+			cr_assert_eq(read(p.a, got, 3), 3);
+		} else {
+			await_ok(br_spawn(rt, wr_held, w));
 		}
-		cr_assert_str_eq(got, "abcdef");
+		/* From this thread now: queued on the writer's worker, after
+		 * the task's bytes, not sent ahead of them. */
+		cr_assert_eq(br_writer_write(w, "def", 3), 3);
+		if (!(flags & BR_CONFIG_NO_URING)) {
+			while (have < WR_HELD + 3) {
+				ssize_t n = read(p.a, got + have,
+						 WR_HELD + 3 - have);
+
+				cr_assert_gt(n, 0);
+				have += (size_t)n;
+			}
+			for (size_t i = 0; i < WR_HELD; i++)
+				cr_assert_eq(got[i], 'a', "byte %zu", i);
+			cr_assert_eq(memcmp(got + WR_HELD, "def", 3), 0);
+		} else {
+			cr_assert_eq(read(p.a, got, 3), 3);
+			cr_assert_eq(memcmp(got, "def", 3), 0);
+		}
+		cr_assert_eq(br_writer_drain(w), 0);
 		br_writer_free(w);
 		/* Never used by a task: plain sends. */
 		cr_assert_eq(br_writer_new(&w, p.b), 0);
@@ -1154,8 +1181,117 @@ Test(net, a_plain_thread_writes_after_a_task_in_order, .timeout = 30.0)
 		cr_assert_eq(read(p.a, got, 3), 3);
 		cr_assert_eq(memcmp(got, "ghi", 3), 0);
 		br_writer_free(w);
+		free(got);
 		close(p.a);
 		close(p.b);
+		br_runtime_free(rt);
+	}
+}
+
+struct wr_race {
+	br_writer *w;
+	atomic_int ready, go;
+	const char *msg;
+};
+
+static void *wr_race_one(void *arg)
+{
+	struct wr_race *x = arg;
+	int me = atomic_fetch_add(&x->ready, 1);
+	unsigned k;
+
+	for (k = 1; !atomic_load(&x->go); k++)
+		if (k % 4096 == 0)
+			br_yield(); /* pinned: stays on its worker */
+	return br_writer_write(x->w, me ? "BBBB" : "AAAA", 4) == 4 ?
+		       NULL :
+		       (void *)"write";
+}
+
+/* Two tasks on two workers make a writer's first call at once: they
+ * agree on one owner, and both writes arrive whole. */
+Test(net, first_writes_from_two_workers_agree_on_one_owner, .timeout = 60.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		int round;
+
+		for (round = 0; round < 300; round++) {
+			struct wr_race x = { 0 };
+			br_future *f[2];
+			char got[9] = { 0 };
+			size_t have = 0;
+			int sv[2], i;
+
+			cr_assert_eq(socketpair(AF_UNIX,
+						SOCK_STREAM | SOCK_CLOEXEC, 0,
+						sv),
+				     0);
+			cr_assert_eq(br_writer_new(&x.w, sv[0]), 0);
+			for (i = 0; i < 2; i++)
+				f[i] = br_spawn_on(rt, (unsigned)i, wr_race_one,
+						   &x);
+			t_spin_until(&x.ready, 2, 2000000000);
+			atomic_store(&x.go, 1);
+			for (i = 0; i < 2; i++)
+				await_ok(f[i]);
+			cr_assert_eq(br_writer_drain(x.w), 0);
+			while (have < 8) {
+				ssize_t n = read(sv[1], got + have, 8 - have);
+
+				cr_assert_gt(n, 0);
+				have += (size_t)n;
+			}
+			cr_assert(!strcmp(got, "AAAABBBB") ||
+					  !strcmp(got, "BBBBAAAA"),
+				  "round %d: %s", round, got);
+			br_writer_free(x.w);
+			close(sv[0]);
+			close(sv[1]);
+		}
+		br_runtime_free(rt);
+	}
+}
+
+static void *wr_open_close(void *arg)
+{
+	int rounds = *(int *)arg, i;
+
+	for (i = 0; i < rounds; i++) {
+		br_writer *w;
+		char c;
+		int sv[2];
+
+		T_REQUIRE(socketpair(AF_UNIX,
+				     SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+				     0, sv) == 0);
+		T_REQUIRE(br_writer_new(&w, sv[0]) == 0);
+		T_REQUIRE(br_writer_write(w, "x", 1) == 1);
+		T_REQUIRE(br_writer_drain(w) == 0);
+		br_writer_free(w);
+		T_REQUIRE(br_close(sv[0]) == 0);
+		/* Closed for real: a registered file left behind would keep
+		 * the socket open, and the read would find no EOF. */
+		T_REQUIRE(read(sv[1], &c, 1) == 1 && c == 'x');
+		T_REQUIRE(read(sv[1], &c, 1) == 0);
+		close(sv[1]);
+		if (i % 128 == 127)
+			br_yield(); /* without a ring nothing here suspends */
+	}
+	return NULL;
+}
+
+/* More writers, one after another, than a ring has file slots: each
+ * gives its slot back, and its socket closes when the fd does. */
+Test(net, freed_writers_let_their_sockets_close, .timeout = 60.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		int rounds = 5000;
+
+		await_ok(br_spawn(rt, wr_open_close, &rounds));
 		br_runtime_free(rt);
 	}
 }

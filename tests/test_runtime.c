@@ -292,7 +292,8 @@ static void assert_feature_bits_consistent(unsigned f)
 	if (!(f & BR_FEAT_URING))
 		cr_assert_eq(f & (BR_FEAT_SINGLE_ISSUER |
 				  BR_FEAT_DEFER_TASKRUN | BR_FEAT_MSG_RING |
-				  BR_FEAT_SEND_MSG_RING | BR_FEAT_COOP_TASKRUN),
+				  BR_FEAT_SEND_MSG_RING | BR_FEAT_COOP_TASKRUN |
+				  BR_FEAT_FIXED_FILES),
 			     0, "ring features without a ring: %#x", f);
 	if (f & BR_FEAT_DEFER_TASKRUN)
 		cr_assert(f & BR_FEAT_SINGLE_ISSUER, "features %#x", f);
