@@ -692,11 +692,46 @@ Test(net, a_second_acceptor_caller_gets_ebusy_and_the_first_the_connection,
 #define RD_CONNS 40
 #define RD_BYTES (256 * 1024)
 
-struct rd_job {
+/* Connections from plain-thread clients, one thread each, to a server
+ * task that accepts them on lfd (readers' and writers' tests). */
+struct stream_job {
 	int lfd, port;
-	long sums[RD_CONNS];
-	long bytes[RD_CONNS];
 };
+
+struct stream_client {
+	struct stream_job *j;
+	int id;
+};
+
+/* On a runtime of two workers: server(&job) accepts conns connections,
+ * and client(&arg) runs for each on a thread of its own. */
+static void run_streams(unsigned flags, int conns, void *(*server)(void *),
+			void *(*client)(void *))
+{
+	br_runtime *rt = t_runtime(2, flags);
+	struct stream_job j;
+	struct stream_client *ca = calloc((size_t)conns, sizeof(*ca));
+	pthread_t *th = calloc((size_t)conns, sizeof(*th));
+	br_future *srv;
+	int i;
+
+	cr_assert(ca && th);
+	j.lfd = br_tcp_listen("127.0.0.1", 0, 128);
+	cr_assert_geq(j.lfd, 0);
+	j.port = br_local_port(j.lfd);
+	srv = br_spawn(rt, server, &j);
+	for (i = 0; i < conns; i++) {
+		ca[i] = (struct stream_client){ &j, i };
+		t_thread_start(&th[i], client, &ca[i]);
+	}
+	for (i = 0; i < conns; i++)
+		cr_assert_null(t_thread_join(th[i]));
+	await_ok(srv);
+	close(j.lfd);
+	free(ca);
+	free(th);
+	br_runtime_free(rt);
+}
 
 /* Byte i of connection c's stream. */
 static unsigned char rd_byte(int c, long i)
@@ -740,7 +775,7 @@ static void *rd_conn(void *arg)
 
 static void *rd_server(void *arg)
 {
-	struct rd_job *j = arg;
+	struct stream_job *j = arg;
 	br_future *fs[RD_CONNS];
 	int i, err;
 
@@ -763,14 +798,9 @@ static void *rd_server(void *arg)
 	return NULL;
 }
 
-struct rd_client_arg {
-	struct rd_job *j;
-	int id;
-};
-
 static void *rd_client(void *arg)
 {
-	struct rd_client_arg *a = arg;
+	struct stream_client *a = arg;
 	static __thread unsigned char buf[RD_BYTES + 1];
 	int fd = br_tcp_connect("127.0.0.1", (uint16_t)a->j->port);
 	long i;
@@ -786,30 +816,10 @@ static void *rd_client(void *arg)
 
 Test(net, readers_lend_every_byte_in_order, .timeout = 60.0)
 {
+	/* Plain threads write whole streams at once, so that the worker's
+	 * buffer group runs dry and refills. */
 	FOR_EACH_MODE(flags)
-	{
-		br_runtime *rt = t_runtime(2, flags);
-		struct rd_job j = { 0 };
-		struct rd_client_arg ca[RD_CONNS];
-		pthread_t th[RD_CONNS];
-		br_future *srv;
-		int i;
-
-		j.lfd = br_tcp_listen("127.0.0.1", 0, 128);
-		j.port = br_local_port(j.lfd);
-		srv = br_spawn(rt, rd_server, &j);
-		/* Plain threads write whole streams at once, so that the
-		 * worker's buffer group runs dry and refills. */
-		for (i = 0; i < RD_CONNS; i++) {
-			ca[i] = (struct rd_client_arg){ &j, i };
-			t_thread_start(&th[i], rd_client, &ca[i]);
-		}
-		for (i = 0; i < RD_CONNS; i++)
-			cr_assert_null(t_thread_join(th[i]));
-		await_ok(srv);
-		close(j.lfd);
-		br_runtime_free(rt);
-	}
+	run_streams(flags, RD_CONNS, rd_server, rd_client);
 }
 
 static void *rd_wait(void *arg)
@@ -924,15 +934,6 @@ Test(net, a_second_reader_caller_gets_ebusy_and_the_first_its_bytes,
 
 #define WR_CHUNK 9000
 
-struct wr_job {
-	int lfd, port;
-};
-
-struct wr_client_arg {
-	struct wr_job *j;
-	int id;
-};
-
 /* Sends connection id's stream (rd_byte's pattern) in chunks of random
  * sizes, yielding now and then. */
 static void *wr_conn(void *arg)
@@ -968,7 +969,7 @@ static void *wr_conn(void *arg)
 
 static void *wr_server(void *arg)
 {
-	struct wr_job *j = arg;
+	struct stream_job *j = arg;
 	br_future *fs[WR_CONNS];
 	int i;
 
@@ -991,7 +992,7 @@ static void *wr_server(void *arg)
 
 static void *wr_client(void *arg)
 {
-	struct wr_client_arg *a = arg;
+	struct stream_client *a = arg;
 	unsigned char id = (unsigned char)a->id, *buf = malloc(65536);
 	int fd = br_tcp_connect("127.0.0.1", (uint16_t)a->j->port);
 	long at = 0;
@@ -1016,27 +1017,7 @@ static void *wr_client(void *arg)
 Test(net, writers_send_every_byte_in_order, .timeout = 60.0)
 {
 	FOR_EACH_MODE(flags)
-	{
-		br_runtime *rt = t_runtime(2, flags);
-		struct wr_job j;
-		struct wr_client_arg ca[WR_CONNS];
-		pthread_t th[WR_CONNS];
-		br_future *srv;
-		int i;
-
-		j.lfd = br_tcp_listen("127.0.0.1", 0, 128);
-		j.port = br_local_port(j.lfd);
-		srv = br_spawn(rt, wr_server, &j);
-		for (i = 0; i < WR_CONNS; i++) {
-			ca[i] = (struct wr_client_arg){ &j, i };
-			t_thread_start(&th[i], wr_client, &ca[i]);
-		}
-		for (i = 0; i < WR_CONNS; i++)
-			cr_assert_null(t_thread_join(th[i]));
-		await_ok(srv);
-		close(j.lfd);
-		br_runtime_free(rt);
-	}
+	run_streams(flags, WR_CONNS, wr_server, wr_client);
 }
 
 /* Write into a connection whose peer reset it, until the error shows;
