@@ -16,18 +16,17 @@
  *   call returns it. Backpressure: a write that finds HIGH bytes or more
  *   queued first waits until at most LOW are, so memory stays within
  *   HIGH plus one write (in two buffers). br_writer_drain() waits until
- *   all is sent.
- *   br_writer_free() ends the send in flight (ASYNC_CANCEL, then its last
- *   CQE) and drops the rest.
+ *   all is sent. br_writer_free() ends the send in flight (ASYNC_CANCEL,
+ *   then its last CQE) and drops the rest.
  *
- *   The first send ties the writer to its worker (the owner) and
- *   registers fd in that ring's file table when there is a free slot, so
- *   sends carry IOSQE_FIXED_FILE and skip the kernel's fd lookup; freeing
- *   unregisters it. Owner, waiting and freeing are mshot.c's: all state
- *   is the owner's.
- *   Sends carry MSG_NOSIGNAL: a closed peer is -EPIPE, not SIGPIPE.
- *   Workers without a ring and plain threads (of a writer no task has
- *   tied) send at once with br_send_all().
+ *   The first call from a task on a worker with a ring ties the writer
+ *   to that worker, the owner (one compare-and-swap). Its first send
+ *   registers fd in the owner's file table when a slot is free, so sends
+ *   carry IOSQE_FIXED_FILE and skip the kernel's fd lookup; freeing
+ *   unregisters it. Waiting and freeing are mshot.c's. Sends carry
+ *   MSG_NOSIGNAL: a closed peer is -EPIPE, not SIGPIPE. Workers without
+ *   a ring, and plain threads while no task has tied the writer, send at
+ *   once with br_send_all().
  *
  * Invariants
  *   - o.w, once set, is tie: every send is armed on the owner.
