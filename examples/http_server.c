@@ -284,8 +284,7 @@ static void *http_conn(void *arg)
 			break;
 	}
 	br_reader_free(r);
-	if (wr)
-		(void)br_writer_drain(wr); /* a 400 goes out before the close */
+	(void)br_writer_drain(wr); /* a 400 goes out before the close */
 	br_writer_free(wr);
 	free(c);
 	br_close(fd);

@@ -103,8 +103,9 @@ int br_acceptor_next(br_acceptor *a)
 	}
 	if (!t || !w->ring.on || a->fallback)
 		return br_accept(a->lfd, NULL, NULL, 0);
-	if (a->o.w && a->o.w->rt != w->rt)
-		return -EINVAL; /* armed by another runtime's task */
+	err = br__mshot_tie(&a->o);
+	if (err < 0)
+		return err; /* tied to another runtime's worker */
 	if (br__task_cancel_pending(t)) {
 		t->cancel_seen = 1;
 		return -ECANCELED;
@@ -116,8 +117,7 @@ int br_acceptor_next(br_acceptor *a)
 		if (a->fallback)
 			return br_accept(a->lfd, NULL, NULL, 0);
 		if (!a->o.armed) {
-			struct io_uring_sqe *sqe =
-				br__mshot_arm(&a->o, br__worker_current());
+			struct io_uring_sqe *sqe = br__mshot_arm(&a->o);
 
 			if (!sqe)
 				return -EBUSY;

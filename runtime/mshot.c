@@ -12,6 +12,11 @@
  *   arms its fiber, then checks its condition; the handler changes the
  *   state, then wakes the recorded (fiber, seq); both on one thread.
  *
+ *   The owner is fixed once, by the first task that uses the object: a
+ *   compare-and-swap on o->w (br__mshot_tie), so that two first calls on
+ *   two workers cannot each arm a request on their own ring; the loser
+ *   moves to the winner.
+ *
  *   A CQE without IORING_CQE_F_MORE is the request's last: the object is
  *   disarmed, and only then may it be freed, since every CQE carries its
  *   address. br__mshot_finish() cancels the request and waits for that
@@ -25,9 +30,9 @@
  *   call is the caller's error, and taking over at least ends the
  *   request.
  *
- * Concurrency: the owner only, as above, except o->w: written once, at
- * the first arm, and read by plain threads handing a call to the owner
- * (ordered by whatever made the object's use visible to them).
+ * Concurrency: the owner only, as above, except o->w: set once, by the
+ * compare-and-swap in br__mshot_tie() of the first task that uses the
+ * object, and read anywhere (plain threads hand their calls to it).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -37,16 +42,28 @@
 #include "task.h"
 #include "worker.h"
 
-struct io_uring_sqe *br__mshot_arm(struct br__mshot_obj *o,
-				   struct br__worker *w)
+int br__mshot_tie(struct br__mshot_obj *o)
 {
-	struct io_uring_sqe *sqe = br__ring_sqe(&w->ring);
+	struct br__worker *w = br__worker_current();
+	struct br__worker *owner = NULL;
+
+	if (!atomic_compare_exchange_strong_explicit(&o->w, &owner, w,
+						     memory_order_acq_rel,
+						     memory_order_acquire)) {
+		if (owner->rt != w->rt)
+			return -EINVAL;
+		br__worker_go(owner);
+	}
+	return 0;
+}
+
+struct io_uring_sqe *br__mshot_arm(struct br__mshot_obj *o)
+{
+	struct io_uring_sqe *sqe = br__ring_sqe(&o->w->ring);
 
 	if (!sqe)
 		return NULL;
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)o | BR__UD_MSHOT);
-	if (o->w != w) /* written once: plain threads read it */
-		o->w = w;
 	o->armed = 1;
 	return sqe;
 }

@@ -8,6 +8,7 @@
 #ifndef BR_MSHOT_H
 #define BR_MSHOT_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "io.h"
@@ -22,13 +23,14 @@ struct br__mshot_res {
 };
 
 /*
- * Embedded first in a multishot object. Every field after set-up is the
- * owner's: touched only on the owner worker's thread.
+ * Embedded first in a multishot object. Every field after set-up but w is
+ * the owner's: touched only on the owner worker's thread. w is set once
+ * (br__mshot_tie) and read anywhere.
  */
 struct br__mshot_obj {
-	struct br__mshot m;	  /* first: CQEs carry its address */
-	struct br__worker *w;	  /* the owner, once first armed */
-	int armed;		  /* the request is live in the kernel */
+	struct br__mshot m;		/* first: CQEs carry its address */
+	_Atomic(struct br__worker *) w; /* the owner, once tied */
+	int armed;			/* the request is live in the kernel */
 	int closing;		  /* being finished: handlers must not re-arm */
 	struct br__fiber *waiter; /* a task in a wait, or NULL */
 	uint64_t seq;
@@ -42,14 +44,21 @@ int br__mshot_push(struct br__mshot_obj *o, int res, uint16_t bid);
 struct br__mshot_res br__mshot_pop(struct br__mshot_obj *o);
 void br__mshot_queue_free(struct br__mshot_obj *o);
 
-/* An SQE on w's ring carrying o's user_data; o becomes armed, owned by
- * w. NULL if the ring is full even after a flush. Owner (or first). */
-struct io_uring_sqe *br__mshot_arm(struct br__mshot_obj *o,
-				   struct br__worker *w);
+/* An SQE on the owner's ring carrying o's user_data; o becomes armed.
+ * NULL if the ring is full even after a flush. Owner (o is tied). */
+struct io_uring_sqe *br__mshot_arm(struct br__mshot_obj *o);
 
 /* Account a CQE with flags: the request ended without F_MORE. Then wake
  * the waiter. Owner; call last in the CQE handler. */
 void br__mshot_cqe_seen(struct br__mshot_obj *o, uint32_t flags);
+
+/*
+ * br__mshot_tie - make the calling task's worker o's owner unless o has
+ * one (one compare-and-swap, so that first calls on two workers at once
+ * agree), then move the task to the owner. Returns 0, or -EINVAL if the
+ * owner is another runtime's. Task only, on a worker with a ring.
+ */
+int br__mshot_tie(struct br__mshot_obj *o);
 
 /* Move the calling task to o's owner if it is elsewhere. Task only. */
 void br__mshot_go_home(struct br__mshot_obj *o);

@@ -156,15 +156,15 @@ ssize_t br_reader_recv(br_reader *r, const void **data)
 	}
 	if (!t || !w->ring.on || r->fallback)
 		return recv_plain(r, data);
-	if (r->o.w && r->o.w->rt != w->rt)
-		return -EINVAL;
-	br__mshot_go_home(&r->o);
+	err = br__mshot_tie(&r->o);
+	if (err < 0)
+		return err;
 	w = br__worker_current();
 	if (r->held >= 0) {
 		br__ring_buf_return(w, (unsigned)r->held);
 		r->held = -1;
 	}
-	if (!r->o.w && br__ring_bufs(w) < 0) {
+	if (br__ring_bufs(w) < 0) {
 		r->fallback = 1;
 		return recv_plain(r, data);
 	}
@@ -194,8 +194,7 @@ ssize_t br_reader_recv(br_reader *r, const void **data)
 		if (r->fallback)
 			return recv_plain(r, data);
 		if (!r->o.armed) {
-			struct io_uring_sqe *sqe =
-				br__mshot_arm(&r->o, br__worker_current());
+			struct io_uring_sqe *sqe = br__mshot_arm(&r->o);
 
 			if (!sqe)
 				return -EBUSY;

@@ -20,32 +20,30 @@
  *   then its last CQE) and drops the rest.
  *
  *   The first call from a task on a worker with a ring ties the writer
- *   to that worker, the owner (one compare-and-swap). Its first send
- *   registers fd in the owner's file table when a slot is free, so sends
- *   carry IOSQE_FIXED_FILE and skip the kernel's fd lookup; freeing
+ *   to that worker, the owner (br__mshot_tie). Its first send registers
+ *   fd in the owner's file table when a slot is free, so sends carry
+ *   IOSQE_FIXED_FILE and skip the kernel's fd lookup; freeing
  *   unregisters it. Waiting and freeing are mshot.c's. Sends carry
  *   MSG_NOSIGNAL: a closed peer is -EPIPE, not SIGPIPE. Workers without
  *   a ring, and plain threads while no task has tied the writer, send at
  *   once with br_send_all().
  *
  * Invariants
- *   - o.w, once set, is tie: every send is armed on the owner.
  *   - While o.armed, b[fl] is in the kernel's hands from off to its len;
  *     otherwise b[fl] is empty. b[fl ^ 1] is pending: written, not sent.
  *   - err != 0 means both buffers are empty and nothing more is sent.
- *   - slot >= 0 only once o.w is set: the slot is in o.w's table.
+ *   - slot is SLOT_UNTRIED until the first send, then the slot of o.w's
+ *     table fd is in, or -1.
  *
  * Concurrency
- *   - tie: any thread; set once, by compare-and-swap, by the first task
- *     on a worker with a ring. Plain threads read it to send their calls
- *     to the owner as pinned tasks.
+ *   - o.w: mshot.c's (set once, read anywhere; plain threads send their
+ *     calls there as pinned tasks).
  *   - Everything else once tied: the owner worker only (tasks move there
  *     first; the CQE handler runs there). Before that, the calling
  *     thread, for plain sends: a plain thread's call on a writer no task
  *     has used must not overlap a task's call (documented).
  */
 #include <errno.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +57,7 @@
 #define LOW (16 * 1024)	 /* ...until this much is left */
 #define MIN_CAP 512
 #define SEND_MAX (1u << 30) /* bytes one send may carry */
+#define SLOT_UNTRIED (-2)   /* slot before the first send */
 
 struct wbuf {
 	char *p;
@@ -69,11 +68,8 @@ struct br_writer {
 	struct br__mshot_obj o; /* first */
 	uint32_t magic;
 	int fd;
-	int err;  /* the first send error, or 0 */
-	int slot; /* fd's registered file on the owner's ring, or -1 */
-	/* the owner, once a task ties w; o.w is
-	 * the same worker from its first send */
-	_Atomic(struct br__worker *) tie;
+	int err;     /* the first send error, or 0 */
+	int slot;    /* fd's registered file on the owner's ring, -1 none */
 	unsigned fl; /* the buffer in flight while o.armed */
 	size_t off;  /* its bytes already sent */
 	struct wbuf b[2];
@@ -90,11 +86,11 @@ static void drop_all(struct br_writer *w)
 	w->off = 0;
 }
 
-/* Send b[fl] from off on wk's ring. -EBUSY if the ring has no SQE. */
-static int send_rest(struct br_writer *w, struct br__worker *wk)
+/* Send b[fl] from off on the owner's ring. -EBUSY if it has no SQE. */
+static int send_rest(struct br_writer *w)
 {
 	struct wbuf *b = &w->b[w->fl];
-	struct io_uring_sqe *sqe = br__mshot_arm(&w->o, wk);
+	struct io_uring_sqe *sqe = br__mshot_arm(&w->o);
 	size_t len = b->len - w->off;
 
 	if (!sqe)
@@ -109,13 +105,13 @@ static int send_rest(struct br_writer *w, struct br__worker *wk)
 }
 
 /* Not armed, b[fl] empty: put the pending buffer in flight. */
-static int send_pending(struct br_writer *w, struct br__worker *wk)
+static int send_pending(struct br_writer *w)
 {
 	int err;
 
 	w->fl ^= 1;
 	w->off = 0;
-	err = send_rest(w, wk);
+	err = send_rest(w);
 	if (err < 0)
 		w->fl ^= 1;
 	return err;
@@ -147,9 +143,9 @@ static void on_cqe(struct br__mshot *m, int res, uint32_t flags)
 	if (w->err || w->o.closing)
 		return;
 	if (b->len)
-		res = send_rest(w, w->o.w);
+		res = send_rest(w);
 	else if (w->b[w->fl ^ 1].len)
-		res = send_pending(w, w->o.w);
+		res = send_pending(w);
 	else
 		return;
 	if (res < 0) {
@@ -172,8 +168,7 @@ int br_writer_new(br_writer **out, int fd)
 	w->o.m.cqe = on_cqe;
 	w->magic = BR__MAGIC_WRITER;
 	w->fd = fd;
-	w->slot = -1;
-	atomic_init(&w->tie, NULL);
+	w->slot = SLOT_UNTRIED;
 	*out = w;
 	return 0;
 }
@@ -239,33 +234,17 @@ static void *drain_on_owner(void *arg)
 	return NULL;
 }
 
-/*
- * Where a call runs: 1 on the owner's ring (the task is there now), 0
- * with plain syscalls (a plain thread, or a worker without a ring, while
- * w is not tied), or -EINVAL (tied to another runtime). A task on a
- * worker with a ring ties w there with one compare-and-swap, so that
- * first calls on two workers at once agree on one owner.
- */
+/* Where a call runs: 1 on the owner's ring (the task is there now), 0
+ * with plain syscalls (a plain thread, or a worker without a ring while
+ * w has no owner), or -EINVAL (owned by another runtime). */
 static int placed(struct br_writer *w, struct br__task *t)
 {
-	struct br__worker *wk = br__worker_current();
-	struct br__worker *owner =
-		atomic_load_explicit(&w->tie, memory_order_acquire);
+	int err;
 
-	if (!t)
+	if (!t || (!w->o.w && !br__worker_current()->ring.on))
 		return 0;
-	if (!owner) {
-		if (!wk->ring.on)
-			return 0;
-		if (atomic_compare_exchange_strong_explicit(
-			    &w->tie, &owner, wk, memory_order_acq_rel,
-			    memory_order_acquire))
-			owner = wk;
-	}
-	if (owner->rt != wk->rt)
-		return -EINVAL;
-	br__worker_go(owner);
-	return 1;
+	err = br__mshot_tie(&w->o);
+	return err < 0 ? err : 1;
 }
 
 ssize_t br_writer_write(br_writer *w, const void *data, size_t n)
@@ -278,13 +257,12 @@ ssize_t br_writer_write(br_writer *w, const void *data, size_t n)
 		return -EINVAL;
 	if (w->magic != BR__MAGIC_WRITER)
 		return BR_EBADOBJ;
-	if (!t && atomic_load_explicit(&w->tie, memory_order_acquire)) {
+	if (!t && w->o.w) {
 		/* Tied to a worker whose ring may hold a send of ours:
 		 * queue there, behind it. */
 		struct remote x = { w, data, n, -EINVAL };
 
-		err = br__mshot_on_worker(atomic_load(&w->tie), write_on_owner,
-					  &x, NULL);
+		err = br__mshot_on_worker(w->o.w, write_on_owner, &x, NULL);
 		return err < 0 ? err : x.ret;
 	}
 	err = placed(w, t);
@@ -311,19 +289,13 @@ ssize_t br_writer_write(br_writer *w, const void *data, size_t n)
 	if (err < 0)
 		return err;
 	if (!w->o.armed) {
-		struct br__worker *wk = br__worker_current();
-
-		/* Tying w to this worker: a registered file saves the kernel
-		 * looking fd up for every send. */
-		if (!w->o.w)
-			w->slot = br__ring_file_add(wk, w->fd);
-		err = send_pending(w, wk);
+		/* The first send: a registered file saves the kernel looking
+		 * fd up for every send. */
+		if (w->slot == SLOT_UNTRIED)
+			w->slot = br__ring_file_add(w->o.w, w->fd);
+		err = send_pending(w);
 		if (err < 0) {
 			w->b[w->fl ^ 1].len -= n; /* not taken */
-			if (!w->o.w && w->slot >= 0) {
-				br__ring_file_del(wk, w->slot);
-				w->slot = -1;
-			}
 			return err;
 		}
 	}
@@ -339,11 +311,10 @@ int br_writer_drain(br_writer *w)
 		return -EINVAL;
 	if (w->magic != BR__MAGIC_WRITER)
 		return BR_EBADOBJ;
-	if (!t && atomic_load_explicit(&w->tie, memory_order_acquire)) {
+	if (!t && w->o.w) {
 		struct remote x = { w, NULL, 0, -EINVAL };
 
-		err = br__mshot_on_worker(atomic_load(&w->tie), drain_on_owner,
-					  &x, NULL);
+		err = br__mshot_on_worker(w->o.w, drain_on_owner, &x, NULL);
 		return err < 0 ? err : (int)x.ret;
 	}
 	err = placed(w, t);
@@ -359,7 +330,6 @@ static void release(struct br__mshot_obj *o)
 
 	if (w->slot >= 0)
 		br__ring_file_del(o->w, w->slot);
-	br__mshot_queue_free(o);
 	w->magic = BR__MAGIC_DEAD;
 	free(w->b[0].p);
 	free(w->b[1].p);

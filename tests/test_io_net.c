@@ -217,21 +217,16 @@ struct pair {
 
 static void *reset_peer(void *arg)
 {
-	struct pair *p = arg;
-	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	int fd = *(int *)arg;
 	char buf[16];
 	ssize_t n;
 
-	/* b closes with a zero linger: a's next receive sees RST. */
-	T_REQUIRE(setsockopt(p->b, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) ==
-		  0);
-	T_REQUIRE(br_close(p->b) == 0);
-	n = br_recv(p->a, buf, sizeof(buf), 0);
+	n = br_recv(fd, buf, sizeof(buf), 0);
 	T_REQUIRE(n == -ECONNRESET);
 	/* Sending on a reset socket: EPIPE (and no SIGPIPE). */
-	n = br_send(p->a, "x", 1, 0);
+	n = br_send(fd, "x", 1, 0);
 	T_REQUIRE(n == -EPIPE || n == -ECONNRESET);
-	br_close(p->a);
+	br_close(fd);
 	return NULL;
 }
 
@@ -249,16 +244,28 @@ static struct pair tcp_pair(void)
 	return p;
 }
 
-Test(net, a_peer_reset_gives_econnreset_then_epipe, .timeout = 30.0)
+/* In each mode, fn(&fd) as a task, on a TCP connection whose peer
+ * closed it with a zero linger: fd's next receive sees RST. fn closes fd. */
+static void after_peer_reset(void *(*fn)(void *))
 {
 	FOR_EACH_MODE(flags)
 	{
 		br_runtime *rt = t_runtime(2, flags);
 		struct pair p = tcp_pair();
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 
-		await_ok(br_spawn(rt, reset_peer, &p));
+		cr_assert_eq(setsockopt(p.b, SOL_SOCKET, SO_LINGER, &lg,
+					sizeof(lg)),
+			     0);
+		cr_assert_eq(br_close(p.b), 0);
+		await_ok(br_spawn(rt, fn, &p.a));
 		br_runtime_free(rt);
 	}
+}
+
+Test(net, a_peer_reset_gives_econnreset_then_epipe, .timeout = 30.0)
+{
+	after_peer_reset(reset_peer);
 }
 
 static void *accept_with_deadline(void *arg)
@@ -1024,16 +1031,12 @@ Test(net, writers_send_every_byte_in_order, .timeout = 60.0)
  * then every call reports it. */
 static void *wr_after_reset(void *arg)
 {
-	struct pair *p = arg;
-	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	int fd = *(int *)arg;
 	br_writer *w;
 	ssize_t n = 0;
 	int i;
 
-	T_REQUIRE(setsockopt(p->b, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) ==
-		  0);
-	T_REQUIRE(br_close(p->b) == 0);
-	T_REQUIRE(br_writer_new(&w, p->a) == 0);
+	T_REQUIRE(br_writer_new(&w, fd) == 0);
 	for (i = 0; i < 1000; i++) {
 		n = br_writer_write(w, "x", 1);
 		if (n < 0)
@@ -1045,20 +1048,13 @@ static void *wr_after_reset(void *arg)
 	T_REQUIRE(br_writer_write(w, "y", 1) == n);
 	T_REQUIRE(br_writer_drain(w) == n);
 	br_writer_free(w);
-	br_close(p->a);
+	br_close(fd);
 	return NULL;
 }
 
 Test(net, a_writer_reports_a_send_error_on_every_later_call, .timeout = 30.0)
 {
-	FOR_EACH_MODE(flags)
-	{
-		br_runtime *rt = t_runtime(2, flags);
-		struct pair p = tcp_pair();
-
-		await_ok(br_spawn(rt, wr_after_reset, &p));
-		br_runtime_free(rt);
-	}
+	after_peer_reset(wr_after_reset);
 }
 
 static void *wr_fill(void *arg)
@@ -1170,24 +1166,43 @@ Test(net, a_plain_thread_writes_after_a_task_in_order, .timeout = 30.0)
 	}
 }
 
-struct wr_race {
-	br_writer *w;
+/* Two tasks pinned to workers 0 and 1, released together: each makes
+ * its first call on one object at the same moment. */
+struct first_race {
+	void *obj;
 	atomic_int ready, go;
-	const char *msg;
+	ssize_t ret[2];
+	void *(*call)(struct first_race *x, int me); /* sets ret[me] */
 };
 
-static void *wr_race_one(void *arg)
+static void *first_race_one(void *arg)
 {
-	struct wr_race *x = arg;
+	struct first_race *x = arg;
 	int me = atomic_fetch_add(&x->ready, 1);
 	unsigned k;
 
 	for (k = 1; !atomic_load(&x->go); k++)
 		if (k % 4096 == 0)
 			br_yield(); /* pinned: stays on its worker */
-	return br_writer_write(x->w, me ? "BBBB" : "AAAA", 4) == 4 ?
-		       NULL :
-		       (void *)"write";
+	return x->call(x, me);
+}
+
+/* Start both tasks and release them; f[] gets their futures. */
+static void first_race_start(br_runtime *rt, struct first_race *x,
+			     br_future *f[2])
+{
+	int i;
+
+	for (i = 0; i < 2; i++)
+		f[i] = br_spawn_on(rt, (unsigned)i, first_race_one, x);
+	cr_assert_eq(t_spin_until(&x->ready, 2, 2000000000), 0);
+	atomic_store(&x->go, 1);
+}
+
+static void *race_write(struct first_race *x, int me)
+{
+	x->ret[me] = br_writer_write(x->obj, me ? "BBBB" : "AAAA", 4);
+	return NULL;
 }
 
 /* Two tasks on two workers make a writer's first call at once: they
@@ -1200,7 +1215,7 @@ Test(net, first_writes_from_two_workers_agree_on_one_owner, .timeout = 60.0)
 		int round;
 
 		for (round = 0; round < 300; round++) {
-			struct wr_race x = { 0 };
+			struct first_race x = { .call = race_write };
 			br_future *f[2];
 			char got[9] = { 0 };
 			size_t have = 0;
@@ -1210,15 +1225,15 @@ Test(net, first_writes_from_two_workers_agree_on_one_owner, .timeout = 60.0)
 						SOCK_STREAM | SOCK_CLOEXEC, 0,
 						sv),
 				     0);
-			cr_assert_eq(br_writer_new(&x.w, sv[0]), 0);
-			for (i = 0; i < 2; i++)
-				f[i] = br_spawn_on(rt, (unsigned)i, wr_race_one,
-						   &x);
-			t_spin_until(&x.ready, 2, 2000000000);
-			atomic_store(&x.go, 1);
+			cr_assert_eq(br_writer_new((br_writer **)&x.obj, sv[0]),
+				     0);
+			first_race_start(rt, &x, f);
 			for (i = 0; i < 2; i++)
 				await_ok(f[i]);
-			cr_assert_eq(br_writer_drain(x.w), 0);
+			cr_assert(x.ret[0] == 4 && x.ret[1] == 4,
+				  "round %d: %zd %zd", round, x.ret[0],
+				  x.ret[1]);
+			cr_assert_eq(br_writer_drain(x.obj), 0);
 			while (have < 8) {
 				ssize_t n = read(sv[1], got + have, 8 - have);
 
@@ -1228,12 +1243,61 @@ Test(net, first_writes_from_two_workers_agree_on_one_owner, .timeout = 60.0)
 			cr_assert(!strcmp(got, "AAAABBBB") ||
 					  !strcmp(got, "BBBBAAAA"),
 				  "round %d: %s", round, got);
-			br_writer_free(x.w);
+			br_writer_free(x.obj);
 			close(sv[0]);
 			close(sv[1]);
 		}
 		br_runtime_free(rt);
 	}
+}
+
+static void *race_recv(struct first_race *x, int me)
+{
+	const void *p;
+
+	x->ret[me] = br_reader_recv(x->obj, &p);
+	return x->ret[me] == 1 && *(const char *)p != 'x' ? (void *)"byte" :
+							    NULL;
+}
+
+/* Two tasks on two workers make a reader's first call at once: they
+ * agree on one owner, so one receive is armed, one task waits in it and
+ * the other finds it taken (-EBUSY). */
+Test(net, first_receives_from_two_workers_agree_on_one_owner, .timeout = 60.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	int round;
+
+	if (!(br_runtime_features(rt) & BR_FEAT_URING)) {
+		/* Without a ring both are plain receives: no owner. */
+		br_runtime_free(rt);
+		return;
+	}
+	for (round = 0; round < 300; round++) {
+		struct first_race x = { .call = race_recv };
+		br_future *f[2];
+		int sv[2], i;
+
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+					sv),
+			     0);
+		cr_assert_eq(br_reader_new((br_reader **)&x.obj, sv[0]), 0);
+		first_race_start(rt, &x, f);
+		/* One of them returns at once; then the other gets a byte. */
+		while (br_future_state(f[0]) == BR_PENDING &&
+		       br_future_state(f[1]) == BR_PENDING)
+			usleep(100);
+		cr_assert_eq(write(sv[1], "x", 1), 1);
+		for (i = 0; i < 2; i++)
+			await_ok(f[i]);
+		cr_assert((x.ret[0] == 1 && x.ret[1] == -EBUSY) ||
+				  (x.ret[0] == -EBUSY && x.ret[1] == 1),
+			  "round %d: %zd %zd", round, x.ret[0], x.ret[1]);
+		br_reader_free(x.obj);
+		close(sv[0]);
+		close(sv[1]);
+	}
+	br_runtime_free(rt);
 }
 
 static void *wr_open_close(void *arg)
