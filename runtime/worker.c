@@ -199,14 +199,18 @@ static struct br__task *next_local(struct br__worker *w)
 	struct br__task *t;
 
 	if (br__unlikely(tick_next(w) % 61 == 0)) {
+		/* Timers and I/O first: returning a task ahead of them would
+		 * skip them for as long as the global or yield queue is never
+		 * empty here, and a loop kept busy so (one task yielding in a
+		 * loop is enough) would never submit or reap a request. */
+		run_timers(w);
+		br__ring_poll(w);
 		t = br__inject_pop(&rt->inject);
 		if (t)
 			return t;
 		t = fifo_pop(&w->yq_head, &w->yq_tail);
 		if (t)
 			return t;
-		run_timers(w);
-		br__ring_poll(w);
 	}
 	if (atomic_load_explicit(&w->rq_len, memory_order_relaxed))
 		drain_remote(w);

@@ -607,3 +607,59 @@ Test(io, o_direct_reads_and_writes_where_the_file_system_allows,
 	}
 	unlink(path);
 }
+
+struct starve {
+	int fd;
+	atomic_int done;
+	ssize_t got;
+};
+
+/* Yields until the reader is done, or 5 s have passed. */
+static void *keep_yielding(void *arg)
+{
+	struct starve *s = arg;
+	int64_t t0 = br_now_ns();
+
+	while (!atomic_load(&s->done))
+		if (br_now_ns() - t0 > 5000000000LL)
+			return (void *)"the read never completed";
+		else
+			br_yield();
+	return NULL;
+}
+
+static void *read_one(void *arg)
+{
+	struct starve *s = arg;
+	char c;
+
+	s->got = br_read(s->fd, &c, 1);
+	atomic_store(&s->done, 1);
+	return NULL;
+}
+
+/* A loop that always has a task to run (one that keeps yielding) still
+ * submits and reaps I/O at its poll points: the byte waiting in the pipe
+ * is read, not starved behind the yield queue. */
+Test(io, io_completes_while_another_task_keeps_yielding, .timeout = 20.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		struct starve s = { 0 };
+		br_future *y, *r;
+		int p[2];
+
+		make_pipe(p);
+		s.fd = p[0];
+		cr_assert_eq(write(p[1], "x", 1), 1);
+		y = br_spawn(rt, keep_yielding, &s);
+		r = br_spawn(rt, read_one, &s);
+		await_ok(r);
+		await_ok(y);
+		cr_assert_eq(s.got, 1);
+		close(p[0]);
+		close(p[1]);
+		br_runtime_free(rt);
+	}
+}
