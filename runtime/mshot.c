@@ -45,15 +45,17 @@
 int br__mshot_tie(struct br__mshot_obj *o)
 {
 	struct br__worker *w = br__worker_current();
-	struct br__worker *owner = NULL;
+	struct br__worker *owner =
+		atomic_load_explicit(&o->w, memory_order_acquire);
 
-	if (!atomic_compare_exchange_strong_explicit(&o->w, &owner, w,
-						     memory_order_acq_rel,
-						     memory_order_acquire)) {
-		if (owner->rt != w->rt)
-			return -EINVAL;
-		br__worker_go(owner);
-	}
+	/* A load first: every call comes here, and only the first ties. */
+	if (!owner && atomic_compare_exchange_strong_explicit(
+			      &o->w, &owner, w, memory_order_acq_rel,
+			      memory_order_acquire))
+		return 0;
+	if (owner->rt != w->rt)
+		return -EINVAL;
+	br__worker_go(owner);
 	return 0;
 }
 
