@@ -124,8 +124,7 @@
  *   reused for new threads), so a late futex wake-up always lands on a
  *   record. A call holds two references to its own future: the caller's,
  *   and the pool's, which the thread that runs or cancels it drops; the
- *   last release frees it as a promise (future.c frees the block that
- *   starts with the future). A popped call is no longer referenced by the
+ *   last release frees the whole call (call_ops). A popped call is no longer referenced by the
  *   queue (Vyukov's intrusive queue re-links its stub instead).
  */
 #include <errno.h>
@@ -139,7 +138,7 @@
 #include "blocking.h"
 #include "future.h"
 #include "task.h"
-#include "waitq.h"
+#include "futex.h"
 #include "worker.h"
 
 /* How long a thread searches for a call before it idles: a little more
@@ -163,10 +162,23 @@ struct qnode {
 };
 
 struct call {
-	struct br_future fut; /* first: freed as a promise (Lifetime) */
+	struct br_future fut; /* first: its last release frees the call */
 	br_task_fn fn;
 	void *arg;
 	struct qnode q;
+};
+
+static void call_free(struct br_future *f)
+{
+	br__future_destroy(f);
+	free(br__container_of(f, struct call, fut));
+}
+
+/* br_cancel() cannot stop a running call: the future ends CANCELLED at
+ * once, and the call's result is dropped when it returns. */
+static const struct br__future_ops call_ops = {
+	.name = "blocking call",
+	.free = call_free,
 };
 
 struct bthread {
@@ -643,7 +655,7 @@ br_future *br_spawn_blocking(br_runtime *rt, br_task_fn fn, void *arg)
 		atomic_fetch_sub_explicit(&p->pushed, 1, memory_order_relaxed);
 		return &br__future_enomem;
 	}
-	br__future_init(&c->fut, BR__F_PROMISE, 2); /* caller's, pool's */
+	br__future_init(&c->fut, &call_ops, 2); /* caller's, pool's */
 	c->fn = fn;
 	c->arg = arg;
 	br__stats_count(rt, BR__ST_BLOCKING_CALLS);

@@ -4,8 +4,11 @@
  * reference counting, and promises.
  *
  * Design
- *   One type for every origin (task, promise, callback, process job), as
- *   DESIGN 5 asks. The state word holds the br_state and a lock bit. A
+ *   One type for every origin (task, promise, callback, blocking call,
+ *   process job), as DESIGN 5 asks. What the origins do differently
+ *   (freeing, cancelling, whether a user may resolve it) is a constant
+ *   table of operations that the creator sets (struct br__future_ops),
+ *   so this file knows none of them. The state word holds the br_state and a lock bit. A
  *   future leaves PENDING exactly once: the completer takes the lock while
  *   the state is PENDING, writes the result, detaches the waiter list, and
  *   publishes the final state with the same store that drops the lock.
@@ -26,12 +29,13 @@
  *     under the lock, before the final state is published.
  *   - The waiter list is non-empty only while PENDING.
  *   - refs > 0 while anybody may touch the future; the last release frees
- *     it (tasks through br__task_free()). A task is also kept alive by
- *     being pending: its runner holds no counted reference (a locked
- *     decrement per task saved). The last release of a pending task sets
- *     ORPHAN in st instead of freeing, and the completion frees it. The
- *     lock bit arbitrates: ORPHAN is only set on an unlocked PENDING
- *     word, and the completer reads it under the lock.
+ *     it through ops->free. A future whose ops have BR__FOPS_ORPHAN (a
+ *     task) is also kept alive by being pending: its runner holds no
+ *     counted reference (a locked decrement per task saved). The last
+ *     release of such a pending future sets ORPHAN in st instead of
+ *     freeing, and the completion frees it. The lock bit arbitrates:
+ *     ORPHAN is only set on an unlocked PENDING word, and the completer
+ *     reads it under the lock.
  *
  * Concurrency
  *   - Everything here is callable from any thread.
@@ -52,29 +56,42 @@
  * Lifetime
  *   Promises are malloc'd by br_promise_new() and freed by the last
  *   release. The completer must hold a reference while it fires waiters.
+ *   The out-of-memory future is static and immortal.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "future.h"
-#include "pool.h"
-#include "task.h"
-#include "worker.h"
+
+static void promise_free(struct br_future *f);
+
+static const struct br__future_ops promise_ops = {
+	.name = "promise",
+	.free = promise_free,
+	.flags = BR__FOPS_PROMISE,
+};
+
+static const struct br__future_ops static_ops = {
+	.name = "static",
+	.flags = BR__FOPS_STATIC,
+};
 
 struct br_future br__future_enomem = {
 	.magic = BR__MAGIC_FUTURE,
-	.kind = BR__F_STATIC,
+	.ops = &static_ops,
 	.st = BR_FAILED,
 	.refs = 1,
 	.error = -ENOMEM,
 	.message = (char *)"out of memory",
 };
 
-void br__future_init(struct br_future *f, enum br__fkind kind, uint32_t refs)
+void br__future_init(struct br_future *f, const struct br__future_ops *ops,
+		     uint32_t refs)
 {
+	BR_DEBUG_ASSERT(ops && (ops->free || (ops->flags & BR__FOPS_STATIC)));
 	f->magic = BR__MAGIC_FUTURE;
-	f->kind = (uint8_t)kind;
+	f->ops = ops;
 	atomic_init(&f->st, BR_PENDING);
 	atomic_init(&f->refs, refs);
 	f->error = 0;
@@ -145,7 +162,7 @@ int br__future_complete(struct br_future *f, br_state state, void *value,
 	/* Nobody holds f: its last release came while it was pending. The
 	 * waiters did not need it (a callback waiter holds a reference). */
 	if (v & BR__FST_ORPHAN)
-		br__task_free((struct br__task *)f);
+		f->ops->free(f);
 	return 0;
 }
 
@@ -227,7 +244,13 @@ int br__future_result(const struct br_future *f, void **value)
 static __thread struct {
 	struct br_future *head;
 	unsigned n;
+	int on; /* br__promise_cache_enable() was called */
 } pcache;
+
+void br__promise_cache_enable(void)
+{
+	pcache.on = 1;
+}
 
 struct br_future *br__promise_alloc(uint32_t refs)
 {
@@ -241,7 +264,18 @@ struct br_future *br__promise_alloc(uint32_t refs)
 		if (!f)
 			return NULL;
 	}
-	br__future_init(f, BR__F_PROMISE, refs);
+	br__future_init(f, &promise_ops, refs);
+	return f;
+}
+
+struct br_future *br__future_failed(int code, const char *msg)
+{
+	struct br_future *f = br__promise_alloc(1);
+
+	if (!f)
+		return &br__future_enomem;
+	br__future_complete(f, BR_FAILED, NULL, NULL, 0, code,
+			    msg ? msg : br_strerror(code));
 	return f;
 }
 
@@ -249,7 +283,7 @@ static void promise_free(struct br_future *f)
 {
 	br__future_destroy(f);
 #ifndef BR__SANITIZED
-	if (pcache.n < PROMISE_CACHE_MAX && br__tls_worker) {
+	if (pcache.n < PROMISE_CACHE_MAX && pcache.on) {
 		f->value = pcache.head; /* the link, while cached */
 		pcache.head = f;
 		pcache.n++;
@@ -268,6 +302,7 @@ void br__promise_cache_drain(void)
 		free(f);
 	}
 	pcache.n = 0;
+	pcache.on = 0;
 }
 
 /* ---- public API ---- */
@@ -319,7 +354,7 @@ const void *br_future_bytes(const br_future *f, size_t *len)
 
 br_future *br_future_retain(br_future *f)
 {
-	if (!br__future_ok(f) || f->kind == BR__F_STATIC)
+	if (!br__future_ok(f) || (f->ops->flags & BR__FOPS_STATIC))
 		return f;
 	/* Relaxed: the caller already holds a reference. */
 	atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
@@ -335,9 +370,10 @@ void br__future_destroy(struct br_future *f)
 	f->magic = BR__MAGIC_DEAD;
 }
 
-/* The last reference to a task is gone: free it if it has completed,
- * else leave it to whoever completes it. Returns 1 if the caller frees. */
-static int task_last_ref(struct br_future *f)
+/* The last reference to an ORPHAN-kind future is gone: free it if it has
+ * completed, else leave it to whoever completes it. Returns 1 if the
+ * caller frees. */
+static int orphan_last_ref(struct br_future *f)
 {
 	uint32_t v = atomic_load_explicit(&f->st, memory_order_acquire);
 	unsigned spins = 0;
@@ -361,7 +397,7 @@ static int task_last_ref(struct br_future *f)
 
 void br_future_release(br_future *f)
 {
-	if (!br__future_ok(f) || f->kind == BR__F_STATIC)
+	if (!br__future_ok(f) || (f->ops->flags & BR__FOPS_STATIC))
 		return;
 	/* Holding the only reference, nobody else can change the count: no
 	 * locked decrement needed. Acquire: pairs with the other holders'
@@ -369,16 +405,10 @@ void br_future_release(br_future *f)
 	if (atomic_load_explicit(&f->refs, memory_order_acquire) != 1 &&
 	    atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	if (f->kind == BR__F_TASK && !task_last_ref(f))
+	if ((f->ops->flags & BR__FOPS_ORPHAN) && !orphan_last_ref(f))
 		return;
 	BR_ASSERT(f->head == NULL);
-	if (f->kind == BR__F_PROMISE) {
-		promise_free(f);
-	} else if (f->kind == BR__F_JOB) {
-		br__job_free(f);
-	} else {
-		br__task_free((struct br__task *)f);
-	}
+	f->ops->free(f);
 }
 
 static void fire_callback(struct br__waiter *w, struct br_future *f)
@@ -424,7 +454,7 @@ static int promise_check(br_future *p)
 {
 	if (!br__future_ok(p))
 		return BR_EBADOBJ;
-	if (p->kind != BR__F_PROMISE)
+	if (!(p->ops->flags & BR__FOPS_PROMISE))
 		return -EINVAL;
 	return 0;
 }
@@ -467,16 +497,8 @@ int br_cancel(br_future *f)
 		return BR_EBADOBJ;
 	if (br__future_state(f) != BR_PENDING)
 		return BR_EDONE;
-	switch (f->kind) {
-	case BR__F_TASK:
-	case BR__F_CALLBACK:
-		return br__task_cancel((struct br__task *)f);
-	case BR__F_PROMISE:
-		return br__future_complete(f, BR_CANCELLED, NULL, NULL, 0,
-					   -ECANCELED, "cancelled");
-	case BR__F_JOB:
-		return br__job_cancel(f);
-	default:
-		return BR_EDONE;
-	}
+	if (f->ops->cancel)
+		return f->ops->cancel(f);
+	return br__future_complete(f, BR_CANCELLED, NULL, NULL, 0, -ECANCELED,
+				   "cancelled");
 }

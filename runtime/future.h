@@ -15,15 +15,6 @@
 #include "braid.h"
 #include "internal.h"
 
-/* What made a future; decides cancellation and freeing. */
-enum br__fkind {
-	BR__F_PROMISE,	/* completed by its user or a combinator */
-	BR__F_TASK,	/* a struct br__task */
-	BR__F_CALLBACK, /* a br_call_soon/later record (also a br__task) */
-	BR__F_STATIC,	/* immortal (the out-of-memory future) */
-	BR__F_JOB,	/* a process-pool job or br_map (pool.c) */
-};
-
 /* Bits of br_future.st: the br_state in the low two bits, a lock, and
  * ORPHAN: a task whose last reference went while it was still pending;
  * whoever completes it frees it (task.c). */
@@ -34,6 +25,36 @@ enum br__fkind {
 struct br_future;
 struct br__waiter;
 struct br__fiber;
+
+/*
+ * What the kinds of future do differently, as a constant table set by
+ * whoever creates the future (Tokio's task vtable): future.c calls
+ * through it and knows none of its subtypes. Code that must know whether
+ * a future is of its own kind compares f->ops with its table's address.
+ */
+struct br__future_ops {
+	const char *name; /* the kind, for messages: "task", "promise" */
+	/*
+	 * The last reference is gone and f has completed (or, with
+	 * BR__FOPS_ORPHAN, f has completed after its last reference went):
+	 * free f and what it owns. Context: any thread.
+	 */
+	void (*free)(struct br_future *f);
+	/*
+	 * br_cancel() of f while it is pending: ask whatever runs it to
+	 * stop. Returns 0, or BR_EDONE if it has already finished. NULL:
+	 * nothing runs it, and f completes CANCELLED at once.
+	 */
+	int (*cancel)(struct br_future *f);
+	unsigned flags; /* BR__FOPS_* */
+};
+
+#define BR__FOPS_PROMISE 0x1u /* br_promise_resolve/_reject accept it */
+/* Being pending keeps it alive: its runner holds no counted reference,
+ * and the last release while pending leaves the freeing to the
+ * completion (tasks). */
+#define BR__FOPS_ORPHAN 0x2u
+#define BR__FOPS_STATIC 0x4u /* immortal: retain and release do nothing */
 
 typedef void (*br__fire_fn)(struct br__waiter *w, struct br_future *f);
 
@@ -75,12 +96,15 @@ struct br__waiter {
 
 struct br_future {
 	uint32_t magic;	       /* BR__MAGIC_FUTURE while live */
-	uint8_t kind;	       /* enum br__fkind, fixed at creation */
-	_Atomic uint32_t st;   /* br_state | BR__FST_LOCK */
+	_Atomic uint32_t st;   /* br_state | BR__FST_* bits */
 	_Atomic uint32_t refs; /* references; 0 frees */
-	int error;	       /* written once under the lock, before the */
-	void *value;	       /* final state is published (release); */
-	char *message;	       /* read after an acquire load of st */
+	/* error, value, message, bytes and len are written once under the
+	 * lock, before the final state is published (release), and read
+	 * after an acquire load of st. */
+	int error;
+	const struct br__future_ops *ops; /* fixed at creation */
+	void *value;
+	char *message;
 	void *bytes;
 	size_t len;
 	struct br__waiter *head, *tail; /* protected by BR__FST_LOCK */
@@ -103,9 +127,13 @@ static inline br_state br__future_state(const struct br_future *f)
 			  BR__FST_MASK);
 }
 
-/* Initialise an embedded future of the given kind with one reference per
- * count in refs. */
-void br__future_init(struct br_future *f, enum br__fkind kind, uint32_t refs);
+/* Initialise an embedded future of the kind ops with refs references. */
+void br__future_init(struct br_future *f, const struct br__future_ops *ops,
+		     uint32_t refs);
+
+/* A FAILED future with code and msg (the static ENOMEM one if out of
+ * memory). Returns a new reference. Context: any thread. */
+struct br_future *br__future_failed(int code, const char *msg);
 
 /*
  * br__future_complete - move f from PENDING to state (DONE, FAILED or
@@ -141,7 +169,13 @@ int br__future_result(const struct br_future *f, void **value);
 /* Make a new heap promise with refs references (NULL if out of memory). */
 struct br_future *br__promise_alloc(uint32_t refs);
 
-/* Free the calling thread's cached promises (worker exit). */
+/*
+ * Promises freed on a thread that enabled the cache are kept for reuse
+ * there: br__promise_cache_enable() at a worker's start, and
+ * br__promise_cache_drain() at its exit, which frees them. Context: the
+ * thread itself.
+ */
+void br__promise_cache_enable(void);
 void br__promise_cache_drain(void);
 
 #endif /* BR_FUTURE_H */

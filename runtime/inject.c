@@ -6,7 +6,7 @@
  * Design
  *   A mutex-protected FIFO of intrusive task links, with an atomic length
  *   read without the lock, as Tokio's scheduler/inject.rs. Workers look at
- *   it every 61st tick (so outside submissions never starve behind local
+ *   it every BR__GLOBAL_POLL_INTERVAL-th tick (so outside submissions never starve behind local
  *   work) and whenever their own queues are empty. It is not on any hot
  *   path of task-to-task work, which stays in the per-worker deques.
  *
@@ -14,7 +14,7 @@
  *   - len equals the number of linked tasks whenever lock is free.
  *
  * Concurrency
- *   - push: any thread; pop: workers. head/tail under lock.
+ *   - push: any thread; pop: workers. The FIFO q under lock.
  *
  * Memory ordering
  *   - The mutex orders the links. len is changed with seq_cst under the
@@ -26,7 +26,7 @@
 
 int br__inject_init(struct br__inject *q)
 {
-	q->head = q->tail = NULL;
+	q->q.head = q->q.tail = NULL;
 	atomic_init(&q->len, 0);
 	return -pthread_mutex_init(&q->lock, NULL);
 }
@@ -38,13 +38,8 @@ void br__inject_term(struct br__inject *q)
 
 void br__inject_push(struct br__inject *q, struct br__task *t)
 {
-	t->next = NULL;
 	pthread_mutex_lock(&q->lock);
-	if (q->tail)
-		q->tail->next = t;
-	else
-		q->head = t;
-	q->tail = t;
+	br__task_fifo_push(&q->q, t);
 	/* seq_cst: read by the parker's re-check; see idle.c. */
 	atomic_fetch_add_explicit(&q->len, 1, memory_order_seq_cst);
 	pthread_mutex_unlock(&q->lock);
@@ -58,13 +53,9 @@ struct br__task *br__inject_pop(struct br__inject *q)
 	if (!atomic_load_explicit(&q->len, memory_order_relaxed))
 		return NULL;
 	pthread_mutex_lock(&q->lock);
-	t = q->head;
-	if (t) {
-		q->head = t->next;
-		if (!q->head)
-			q->tail = NULL;
+	t = br__task_fifo_pop(&q->q);
+	if (t)
 		atomic_fetch_sub_explicit(&q->len, 1, memory_order_seq_cst);
-	}
 	pthread_mutex_unlock(&q->lock);
 	return t;
 }

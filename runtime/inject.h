@@ -10,13 +10,14 @@
 #include <stdint.h>
 
 #include "internal.h"
+#include "list.h"
 
 struct br__task;
 
 struct br__inject {
 	BR__CACHE_ALIGNED pthread_mutex_t lock;
-	struct br__task *head, *tail; /* protected by lock */
-	_Atomic uint64_t len;	      /* lock-free emptiness check */
+	struct br__fifo q;    /* of tasks; protected by lock */
+	_Atomic uint64_t len; /* lock-free emptiness check */
 };
 
 int br__inject_init(struct br__inject *q);

@@ -62,6 +62,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
+#include "clock.h"
 #include "fiber.h"
 #include "io.h"
 #include "task.h"
@@ -78,15 +79,6 @@ int64_t br_io_timeout(int64_t timeout_ms)
 
 	*slot = timeout_ms < 0 ? -1 : timeout_ms;
 	return old;
-}
-
-static int64_t deadline_of(int64_t timeout_ms)
-{
-	if (timeout_ms < 0)
-		return -1;
-	if (timeout_ms > INT64_MAX / 2000000)
-		timeout_ms = INT64_MAX / 2000000;
-	return br_now_ns() + timeout_ms * 1000000;
 }
 
 /* ---- the readiness fallback ---- */
@@ -182,8 +174,7 @@ void br__io_poll_fallback(struct br__worker *w, int64_t timeout_ns, int wake)
 	if (r->efd < 0 && (timeout_ns < 0 || timeout_ns > 1000000))
 		timeout_ns = 1000000;
 	if (timeout_ns >= 0) {
-		ts.tv_sec = timeout_ns / 1000000000;
-		ts.tv_nsec = timeout_ns % 1000000000;
+		ts = br__ns_to_ts(timeout_ns);
 		tp = &ts;
 	}
 	if (ppoll(r->pfd, n, tp, NULL) <= 0)
@@ -238,7 +229,7 @@ int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
 		return -ECANCELED;
 	}
 	io->deadline =
-		deadline_of(timeout_ms >= 0 ? timeout_ms : t->io_timeout);
+		br__deadline_ms(timeout_ms >= 0 ? timeout_ms : t->io_timeout);
 	io->fd = fd;
 	io->events = events;
 	w = br__worker_current();
@@ -285,8 +276,7 @@ int br__io_wait(struct br__io *io)
 	io_uring_sqe_set_data(io->sqe, io);
 	if (io->deadline >= 0) {
 		io->sqe->flags |= IOSQE_IO_LINK;
-		io->ts.tv_sec = io->deadline / 1000000000;
-		io->ts.tv_nsec = io->deadline % 1000000000;
+		io->ts = br__ns_to_kts(io->deadline);
 		lt = io_uring_get_sqe(&w->ring.ring); /* room: br__io_start */
 		io_uring_prep_link_timeout(lt, &io->ts, IORING_TIMEOUT_ABS);
 		io_uring_sqe_set_data64(lt, BR__UD_IGNORE);

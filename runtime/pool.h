@@ -1,17 +1,287 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pool.h - what the rest of the runtime calls in the process pool: the
- * cancel and free of BR__F_JOB futures (future.c). See pool.c.
+ * pool.h - the process pool's parent side, shared by its four files:
+ *
+ *   pool.c        the pool's life (br_pool_new/free), submitting, and the
+ *                 operations of a job's future (cancel, free)
+ *   pool_queue.c  the job table, the input arena, the overflow list, the
+ *                 job ring's producer side, completion and the collector
+ *   pool_procs.c  worker processes: fork, watch, replace, time limits
+ *   pool_map.c    br_map, br_map_result and br_imap
+ *
+ * pool_shm.h is the memory shared with the workers, pool_worker.c the
+ * worker process's side, and zygote.c the process that forks workers.
+ *
+ * A job's life (struct pjob.where, changed under pool->lock only)
+ *
+ *   W_NEW ---------> W_RING ----------------------------> W_DONE
+ *     |   ring_push   ^   |  result drained; worker died;      ^
+ *     |               |   |  cancelled; the pool closed         |
+ *     |        refill |   |                                     |
+ *     +--> W_OVERFLOW-+   +--> W_OVERFLOW (front): its worker   |
+ *              |               was killed for another job's     |
+ *              |               sake, and it goes round again    |
+ *              +------------------------------------------------+
+ *                    cancelled while queued; the pool closed
+ *
+ * Invariants
+ *   - A W_OVERFLOW or W_RING job is in the table (tab_find(j->id) == j);
+ *     W_NEW is not there yet, and W_DONE is out of it for good.
+ *   - br__pool_claim_job() is the only way into W_DONE from the table,
+ *     and it takes the job out of the table, the overflow list and the
+ *     arena under the lock: whoever claims a job completes its future,
+ *     exactly once, outside the lock.
+ *   - W_OVERFLOW <=> j->link is on pool->overflow (FIFO, but a requeued
+ *     job goes to the front); ov_n counts them.
+ *   - W_RING: j->pos is the ring position of its slot, whose state is
+ *     FULL(pos) or CLAIMED(pos, owner) while the job is there; arena_g is
+ *     its input's first arena granule, or SIZE_MAX when the input is in
+ *     the slot.
+ *   - The table holds one reference to a job from br__pool_enqueue() until
+ *     its claimer has completed it; the submitter holds the other.
+ *   - pool->timed counts the jobs with a time limit (j->timed) that are
+ *     not yet settled.
+ *   - A worker's pid and pidfd are 0 and -1 exactly while it is being
+ *     replaced; kill names why we signalled it (KILL_*) and kill_id the
+ *     job it ran then.
+ *
+ * Concurrency
+ *   - pool->lock (a pthread mutex, short sections): the job table, the
+ *     overflow list, the arena map, ring production, workers' pids, kill
+ *     reasons, inflight and closing. Futures are completed outside it
+ *     (callbacks may submit).
+ *   - pool->drain: one thread drains a given result ring at a time (the
+ *     collector, or a watcher after a death). Lock order: drain, then
+ *     lock.
+ *   - The tasks of a pool (collector, timer, one watcher per worker) run
+ *     on the runtime's workers; forks and reaps run on its blocking pool.
+ *
+ * Memory ordering
+ *   As pool_shm.h says for the rings and doorbells. refs: acq_rel.
+ *
+ * Lifetime
+ *   struct br_pool is reference counted: the caller's reference, one per
+ *   task of the pool and one per job, so a late br_cancel or a task
+ *   finishing never touches freed memory.
  */
 #ifndef BR_POOL_H
 #define BR_POOL_H
 
-struct br_future;
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
 
-/* br_cancel() of a job or br_map future. Returns 0 or BR_EDONE. */
-int br__job_cancel(struct br_future *f);
+#include "braid.h"
+#include "future.h"
+#include "internal.h"
+#include "list.h"
+#include "pool_shm.h"
 
-/* The last reference to a job or br_map future went. */
-void br__job_free(struct br_future *f);
+/* One worker process per slot of a 14-bit owner field (pool_shm.h), and
+ * a fixed bound so that shutdown needs no allocation. */
+#define BR__POOL_MAX_WORKERS 256
+/* The initializer's argument is copied into the shared mapping. */
+#define BR__POOL_MAX_INIT (64u << 10)
+#define BR__POOL_DEFAULT_PAYLOAD ((size_t)64 << 20)
+#define BR__POOL_MAX_PAYLOAD ((size_t)1 << 30)
+/* The input arena's allocation unit: big inputs are rare, and a byte
+ * map over 64 KiB granules is small and quick to scan. */
+#define BR__POOL_GRANULE ((size_t)64 << 10)
+/* Freed arena and big-area runs at least this long are punched out of
+ * the memfd, so a burst of big jobs leaves no resident pages behind. */
+#define BR__POOL_PUNCH_MIN ((size_t)1 << 20)
+/* A job's message is copied out of the worker's result into this much
+ * room (BR__POOL item messages are capped likewise in pool_worker.c). */
+#define BR__POOL_MSG_MAX 1024
+
+enum {
+	JOB_SUBMIT, /* br_submit: one item, its output is the future's bytes */
+	JOB_CHUNK,  /* a chunk of br_map or br_imap: encoded items */
+};
+
+enum {
+	W_NEW,
+	W_OVERFLOW,
+	W_RING,
+	W_DONE
+};
+
+enum {
+	KILL_NONE,
+	KILL_TIMEOUT,
+	KILL_CANCEL
+};
+
+struct pmap;
+
+struct pjob {
+	struct br_future fut; /* first: the job's future (job_ops) */
+	struct br_pool *pool;
+	uint8_t type;  /* JOB_SUBMIT or JOB_CHUNK */
+	uint8_t where; /* W_*, under lock */
+	uint8_t timed; /* counted in pool->timed */
+	uint64_t id;   /* table index | generation << 32 */
+	br_job_fn fn;
+	const char *in; /* input: the caller's items, or own */
+	void *own;	/* a private copy of a submit's input */
+	size_t len;
+	uint32_t nitems;
+	int64_t timeout_ns;
+	uint64_t pos;	      /* W_RING: its slot's position */
+	size_t arena_g;	      /* W_RING, big: first granule, else SIZE_MAX */
+	size_t arena_n;	      /* granules */
+	struct br__list link; /* W_OVERFLOW: on pool->overflow */
+	struct pmap *map;     /* JOB_CHUNK of a br_map, else NULL */
+	size_t first;	      /* JOB_CHUNK: index of its first item */
+};
+_Static_assert(offsetof(struct pjob, fut) == 0,
+	       "a job is its future: future.c frees it through job_ops");
+
+struct pmap {
+	struct br_future fut; /* first: the map's future (map_ops) */
+	struct br_pool *pool;
+	size_t n, nchunks;
+	struct pjob **chunks;
+	_Atomic size_t left; /* chunks not yet settled, + 1 while queueing */
+};
+_Static_assert(offsetof(struct pmap, fut) == 0,
+	       "a map is its future: future.c frees it through map_ops");
+
+struct pworker {
+	pid_t pid; /* 0 while being replaced */
+	int pidfd; /* -1 while being replaced */
+	int kill;  /* KILL_*: why we killed it, under lock */
+	uint64_t kill_id;
+	unsigned init_fails;
+	int disabled; /* its initializer failed INIT_FAILS_MAX times */
+	br_future *watch;
+	struct br_pool *pool;
+	unsigned idx;
+};
+
+struct br_pool {
+	uint32_t magic;
+	_Atomic uint32_t refs;
+	br_runtime *rt;
+	struct br__pool_shm *shm;
+	size_t shm_size;
+	int memfd, efd;
+	unsigned nworkers;
+	int64_t timeout_ns;
+	size_t max_payload;
+	struct pworker *w;
+	br_future *collector, *timer;
+	pthread_mutex_t lock, drain;
+	pthread_cond_t quiet; /* inflight reached 0 */
+	unsigned inflight;    /* forks and reaps under way */
+	int closing;
+	const char *broken; /* no worker can ever run: why */
+	/* job table: id = gen << 32 | index */
+	struct pjob **tab;
+	uint32_t tabcap, tabn, *freeidx, nfree;
+	uint32_t gen;
+	struct br__list overflow; /* W_OVERFLOW jobs, oldest first */
+	_Atomic size_t ov_n;
+	/* arena: one byte per granule, 1 = used */
+	unsigned char *amap;
+	size_t agranules;
+	/* time limits */
+	_Atomic int64_t timed; /* pending jobs with a limit */
+	_Atomic int64_t min_timeout_ns;
+	br_event timed_ev;
+};
+
+/* ---- pool.c ---- */
+
+/* Take and drop a reference to p; the last drop frees it. */
+struct br_pool *br__pool_get(struct br_pool *p);
+void br__pool_put(struct br_pool *p);
+
+/* 0 if p is a live pool, else -EINVAL (NULL) or BR_EBADOBJ. */
+int br__pool_check(struct br_pool *p);
+
+/* A new job of p (W_NEW, two references: the caller's and the table's),
+ * or NULL if out of memory. */
+struct pjob *br__pool_job_new(struct br_pool *p, uint8_t type, br_job_fn fn,
+			      const void *in, size_t len, uint32_t nitems,
+			      int64_t timeout_ns);
+
+/* br_cancel() of one job: 0, or BR_EDONE if it has already finished. */
+int br__pool_job_cancel(struct pjob *j);
+
+/* ---- pool_queue.c ---- */
+
+/*
+ * br__pool_enqueue - put j in the table, then the ring, or the overflow
+ * list behind the jobs already there. copy: give j a private copy of its
+ * input if it has to wait in overflow. Returns 0, or BR_ECLOSED,
+ * BR_EWORKERDIED (no worker can ever run it) or -ENOMEM with j untouched.
+ */
+int br__pool_enqueue(struct br_pool *p, struct pjob *j, int copy);
+
+/* Wake up to n workers sleeping on the job bell; none if none sleeps. */
+void br__pool_wake_workers(struct br_pool *p, int n);
+
+/* The pending job with this id, or NULL. Caller holds p->lock. */
+struct pjob *br__pool_tab_find(struct br_pool *p, uint64_t id);
+
+/*
+ * br__pool_claim_job - move j to W_DONE, taking it out of the table, the
+ * overflow list and the arena, so nothing else settles it. Returns 1 if
+ * the caller now owns its completion, 0 if j is NULL or already done.
+ * Caller holds p->lock.
+ */
+int br__pool_claim_job(struct br_pool *p, struct pjob *j);
+
+/*
+ * br__pool_requeue - give j, whose worker died for another job's sake,
+ * back to the front of the overflow list; a submit's input is copied back
+ * out of its slot sl first. Returns 0, or -ENOMEM (j untouched). Caller
+ * holds p->lock.
+ */
+int br__pool_requeue(struct br_pool *p, struct pjob *j,
+		     const struct br__pool_slot *sl);
+
+/* Fail (or cancel) j, which the caller claimed, and drop the table's
+ * reference. */
+void br__pool_fail_job(struct pjob *j, br_state st, int err, const char *msg);
+
+/* Claim and fail every pending job: the pool closes, or every worker's
+ * initializer keeps failing and nothing queued can ever run. */
+void br__pool_fail_all(struct br_pool *p, br_state st, int err,
+		       const char *msg);
+
+/* Drain worker w's result ring and complete what it holds. Returns how
+ * many results it took. */
+int br__pool_drain(struct br_pool *p, unsigned w);
+
+/* Move what overflow holds into the ring and wake workers for it; force:
+ * look under the lock even if the unlocked count says there is nothing.
+ * Returns how many jobs moved. */
+int br__pool_refill(struct br_pool *p, int force);
+
+/* The collector task (br_spawn's fn; arg is the pool). */
+void *br__pool_collector(void *arg);
+
+/* ---- pool_procs.c ---- */
+
+/* Blocking-pool call: fork every worker, wait until each has run its
+ * initializer. Returns 0 or a negative error as the call's value. */
+void *br__pool_start(void *arg);
+
+/* The watcher task of worker arg (a struct pworker), and the time-limit
+ * task of pool arg. */
+void *br__pool_watch(void *arg);
+void *br__pool_timer(void *arg);
+
+/* Kill every worker, wait for forks and reaps in flight, reap. Caller set
+ * closing. */
+void br__pool_stop_workers(struct br_pool *p);
+
+/* ---- pool_map.c ---- */
+
+/* A chunk of m settled; the last one completes m. */
+void br__pool_map_chunk_done(struct pmap *m);
 
 #endif /* BR_POOL_H */

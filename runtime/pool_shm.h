@@ -45,7 +45,9 @@
 #define BR_POOL_SHM_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -103,6 +105,27 @@ struct br__pool_item {
 	int32_t error; /* 0, or the job's negative error */
 	uint32_t len;  /* bytes that follow: output, or the message */
 };
+
+/* Walk the encoded items of a chunk: *pos advances. Returns 1 with the
+ * item in *it and its bytes at *data, 0 at the end or on nonsense. */
+static inline int br__pool_next_item(const char *buf, size_t len, size_t *pos,
+				     struct br__pool_item *it,
+				     const char **data)
+{
+	size_t at = *pos;
+
+	if (len < sizeof(*it) || at > len - sizeof(*it))
+		return 0;
+	memcpy(it, buf + at, sizeof(*it));
+	at += sizeof(*it);
+	if (it->len > len - at)
+		return 0;
+	*data = buf + at;
+	at += it->len;
+	at = (at + 7) & ~(size_t)7;
+	*pos = at < len ? at : len;
+	return 1;
+}
 
 /* Worker states */
 enum {

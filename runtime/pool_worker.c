@@ -33,7 +33,7 @@
 
 #include "braid.h"
 #include "pool_shm.h"
-#include "waitq.h"
+#include "futex.h"
 
 #define IDLE_SPINS 2000
 #define MSG_MAX 1024

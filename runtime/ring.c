@@ -66,6 +66,7 @@
 #include <unistd.h>
 
 #include "braid.h"
+#include "clock.h"
 #include "io.h"
 #include "ring.h"
 #include "worker.h"
@@ -401,8 +402,7 @@ void br__ring_park(struct br__worker *w, int64_t deadline_ns)
 				io_uring_submit(&r->ring);
 			return;
 		}
-		ts.tv_sec = rel / 1000000000;
-		ts.tv_nsec = rel % 1000000000;
+		ts = br__ns_to_kts(rel);
 		tp = &ts;
 	}
 	if (!r->on) {

@@ -82,7 +82,7 @@
 #include "blocking.h"
 #include "fiber.h"
 #include "stats.h"
-#include "waitq.h"
+#include "futex.h"
 #include "worker.h"
 
 _Static_assert(sizeof(br_worker_stats) == 32 * sizeof(uint64_t),

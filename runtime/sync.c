@@ -116,13 +116,6 @@ int br__sync_queue(struct br__sync *s, uint8_t kind, uint64_t arg,
 	return br__wait_end(&wt, deadline);
 }
 
-int64_t br__deadline_ms(int64_t ms)
-{
-	if (ms < 0 || ms > INT64_MAX / 2000000)
-		return -1;
-	return br_now_ns() + ms * 1000000;
-}
-
 /*
  * Set bit in s->st with a CAS, unless ready(st) says the object became
  * available meanwhile. Returns 1 if set, 0 if it is available now.

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "braid.h"
+#include "clock.h"
 #include "internal.h"
 #include "waitq.h"
 
@@ -108,8 +109,5 @@ int br__mutex_unlock(struct br__sync *m);
 
 /* 1 if the checked mutex m is locked. */
 int br__mutex_locked(struct br__sync *m);
-
-/* Milliseconds from now to an absolute deadline (< 0 stays "never"). */
-int64_t br__deadline_ms(int64_t timeout_ms);
 
 #endif /* BR_SYNC_H */

@@ -63,6 +63,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "fiber.h"
 #include "task.h"
 #include "timer.h"
@@ -70,8 +71,9 @@
 
 #define CACHE_MAX 256
 
+/* A stack of free records, linked through link. */
 static __thread struct {
-	struct br__task *head;
+	struct br__snode *head;
 	unsigned n;
 } tcache;
 
@@ -81,8 +83,8 @@ static struct br__task *task_alloc(void)
 
 #ifndef BR__SANITIZED
 	if (tcache.head) {
-		t = tcache.head;
-		tcache.head = t->next;
+		t = br__fifo_entry(tcache.head, struct br__task, link);
+		tcache.head = t->link.next;
 		tcache.n--;
 		return t;
 	}
@@ -98,8 +100,8 @@ void br__task_free(struct br__task *t)
 #ifndef BR__SANITIZED
 	/* No suspension in here: the thread-local can be read directly. */
 	if (tcache.n < CACHE_MAX && br__tls_worker) {
-		t->next = tcache.head;
-		tcache.head = t;
+		t->link.next = tcache.head;
+		tcache.head = &t->link;
 		tcache.n++;
 		return;
 	}
@@ -110,24 +112,40 @@ void br__task_free(struct br__task *t)
 void br__task_cache_drain(void)
 {
 	while (tcache.head) {
-		struct br__task *t = tcache.head;
+		struct br__task *t =
+			br__fifo_entry(tcache.head, struct br__task, link);
 
-		tcache.head = t->next;
+		tcache.head = t->link.next;
 		free(t);
 	}
 	tcache.n = 0;
 }
 
-struct br_future *br__future_failed(int code, const char *msg)
+static void task_free_op(struct br_future *f)
 {
-	struct br_future *f = br__promise_alloc(1);
-
-	if (!f)
-		return &br__future_enomem;
-	br__future_complete(f, BR_FAILED, NULL, NULL, 0, code,
-			    msg ? msg : br_strerror(code));
-	return f;
+	br__task_free((struct br__task *)f);
 }
+
+static int task_cancel_op(struct br_future *f)
+{
+	return br__task_cancel((struct br__task *)f);
+}
+
+/* A task is kept alive by being pending (future.c, BR__FOPS_ORPHAN). */
+const struct br__future_ops br__task_ops = {
+	.name = "task",
+	.free = task_free_op,
+	.cancel = task_cancel_op,
+	.flags = BR__FOPS_ORPHAN,
+};
+
+/* A loop callback holds a counted run reference instead: a cancelled
+ * callback completes while its record is still queued. */
+static const struct br__future_ops callback_ops = {
+	.name = "callback",
+	.free = task_free_op,
+	.cancel = task_cancel_op,
+};
 
 BR__NOINLINE struct br__task *br__task_current(void)
 {
@@ -144,10 +162,11 @@ static struct br__task *task_new(struct br_runtime *rt, uint32_t flags)
 		return NULL;
 	/* The caller's reference; callbacks also a run reference. */
 	br__future_init(&t->fut,
-			(flags & BR__T_CALLBACK) ? BR__F_CALLBACK : BR__F_TASK,
+			(flags & BR__T_CALLBACK) ? &callback_ops :
+						   &br__task_ops,
 			(flags & BR__T_CALLBACK) ? 2 : 1);
 	t->rt = rt;
-	t->next = NULL;
+	t->link.next = NULL;
 	atomic_init(&t->fiber, NULL);
 	t->inline_parent = NULL;
 	t->spawner = NULL;
@@ -483,14 +502,6 @@ int br_yield(void)
 	return 0;
 }
 
-int64_t br_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 int br_sleep_until(int64_t deadline)
 {
 	struct br__task *t = br__task_current();
@@ -505,8 +516,7 @@ int br_sleep_until(int64_t deadline)
 			return BR_ENOTTASK; /* would stall the loop */
 		if (deadline <= br_now_ns())
 			return 0;
-		ts.tv_sec = deadline / 1000000000;
-		ts.tv_nsec = deadline % 1000000000;
+		ts = br__ns_to_ts(deadline);
 		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
 				       NULL) == EINTR)
 			;

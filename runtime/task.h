@@ -13,6 +13,7 @@
 #include "braid.h"
 #include "future.h"
 #include "internal.h"
+#include "list.h"
 
 struct br__fiber;
 struct br__worker;
@@ -27,7 +28,7 @@ struct br__task {
 	br_task_fn fn;
 	void *arg;
 	struct br_runtime *rt;
-	struct br__task *next; /* link in whichever queue holds it */
+	struct br__snode link; /* in whichever queue holds it */
 	/* set when it starts (its own)
 	 * or runs inline (its parent's);
 	 * read by br_cancel */
@@ -58,9 +59,33 @@ struct br__task {
 	size_t out_len;
 };
 
-/* A FAILED future with code and msg (the static ENOMEM one if out of
- * memory). Returns a new reference. */
-struct br_future *br__future_failed(int code, const char *msg);
+/* Task FIFOs (the worker's queues, the injection queue) link tasks
+ * through t->link. */
+static inline void br__task_fifo_push(struct br__fifo *q, struct br__task *t)
+{
+	br__fifo_push(q, &t->link);
+}
+
+static inline struct br__task *br__task_fifo_pop(struct br__fifo *q)
+{
+	struct br__snode *n = br__fifo_pop(q);
+
+	return n ? br__fifo_entry(n, struct br__task, link) : NULL;
+}
+
+static inline struct br__task *br__task_fifo_first(const struct br__fifo *q)
+{
+	return q->head ? br__fifo_entry(q->head, struct br__task, link) : NULL;
+}
+
+/* The operations of a task's future: wait.c compares with its address to
+ * tell a task, which it may run inline, from other futures. */
+extern const struct br__future_ops br__task_ops;
+
+static inline int br__future_is_task(const struct br_future *f)
+{
+	return f->ops == &br__task_ops;
+}
 
 /* Drain the calling thread's cache of task records. */
 void br__task_cache_drain(void);

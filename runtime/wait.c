@@ -43,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fiber.h"
 #include "future.h"
 #include "task.h"
@@ -176,8 +177,7 @@ static int thread_wait(br_future *const *fs, size_t n, struct br__waiter *ws,
 
 			if (rel <= 0)
 				break;
-			ts.tv_sec = rel / 1000000000;
-			ts.tv_nsec = rel % 1000000000;
+			ts = br__ns_to_ts(rel);
 			tp = &ts;
 		}
 		syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, tp, NULL, 0);
@@ -326,7 +326,7 @@ int br_await(br_future *f, void **value)
 	if (t) {
 		struct br__waiter w1;
 
-		if (f->kind == BR__F_TASK) {
+		if (br__future_is_task(f)) {
 			help_inline(t, (struct br__task *)f);
 			if (br__future_state(f) != BR_PENDING) {
 				r = br__future_result(f, value);
@@ -352,15 +352,6 @@ int br_await(br_future *f, void **value)
 	return br__future_result(f, value);
 }
 
-static int64_t deadline_of(int64_t timeout_ms)
-{
-	if (timeout_ms < 0)
-		return -1;
-	if (timeout_ms > INT64_MAX / 2000000)
-		return -1;
-	return br_now_ns() + timeout_ms * 1000000;
-}
-
 int br_wait_any(br_future *const *fs, size_t n, int64_t timeout_ms)
 {
 	size_t i;
@@ -370,7 +361,7 @@ int br_wait_any(br_future *const *fs, size_t n, int64_t timeout_ms)
 	for (i = 0; i < n; i++)
 		if (!br__future_ok(fs[i]))
 			return BR_EBADOBJ;
-	return br__wait_any(fs, n, deadline_of(timeout_ms), 0);
+	return br__wait_any(fs, n, br__deadline_ms(timeout_ms), 0);
 }
 
 int br_wait_for(br_future *f, int64_t timeout_ms, void **value)
@@ -381,7 +372,7 @@ int br_wait_for(br_future *f, int64_t timeout_ms, void **value)
 		*value = NULL;
 	if (!br__future_ok(f))
 		return BR_EBADOBJ;
-	r = br__wait_any(&f, 1, deadline_of(timeout_ms), 0);
+	r = br__wait_any(&f, 1, br__deadline_ms(timeout_ms), 0);
 	if (r == -ETIMEDOUT || r == -ECANCELED)
 		br_cancel(f);
 	if (r < 0)

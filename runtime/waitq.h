@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "futex.h"
 #include "internal.h"
 
 struct br__fiber;
@@ -90,41 +91,6 @@ struct br__wait {
 struct br__wq {
 	struct br__wqe *head, *tail;
 };
-
-/*
- * br__futex_wait - sleep while *word == val, until deadline_ns (absolute
- * CLOCK_MONOTONIC; < 0: none) or a wake-up; may return early for no
- * reason, so callers loop. br__futex_wake - wake one sleeper on word.
- * Context: any thread (never a task: it blocks the thread).
- */
-void br__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline_ns);
-void br__futex_wake(_Atomic uint32_t *word);
-
-/* The same on a word in memory shared between processes (the process
- * pool's rings), without a deadline; wake_shared wakes up to n. */
-void br__futex_wait_shared(_Atomic uint32_t *word, uint32_t val);
-void br__futex_wake_shared(_Atomic uint32_t *word, int n);
-
-/* ---- the small spin lock every object uses for its queues ---- */
-
-void br__spin_lock_slow(_Atomic uint32_t *l);
-
-static inline void br__spin_lock(_Atomic uint32_t *l)
-{
-	uint32_t exp = 0;
-
-	/* Acquire: pairs with br__spin_unlock()'s release. */
-	if (br__likely(atomic_compare_exchange_weak_explicit(
-		    l, &exp, 1, memory_order_acquire, memory_order_relaxed)))
-		return;
-	br__spin_lock_slow(l);
-}
-
-static inline void br__spin_unlock(_Atomic uint32_t *l)
-{
-	/* Release: pairs with br__spin_lock()'s acquire. */
-	atomic_store_explicit(l, 0, memory_order_release);
-}
 
 /* ---- queue operations; caller holds the queue's lock ---- */
 

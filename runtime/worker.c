@@ -89,29 +89,6 @@ void br__fiber_entered(void);
 
 /* ---- queues ---- */
 
-static void fifo_push(struct br__task **head, struct br__task **tail,
-		      struct br__task *t)
-{
-	t->next = NULL;
-	if (*tail)
-		(*tail)->next = t;
-	else
-		*head = t;
-	*tail = t;
-}
-
-static struct br__task *fifo_pop(struct br__task **head, struct br__task **tail)
-{
-	struct br__task *t = *head;
-
-	if (t) {
-		*head = t->next;
-		if (!*head)
-			*tail = NULL;
-	}
-	return t;
-}
-
 void br__worker_push_local(struct br__worker *w, struct br__task *t)
 {
 	if (br__unlikely(br__deque_push(&w->dq, t) < 0)) {
@@ -138,7 +115,7 @@ void br__worker_push_lifo(struct br__worker *w, struct br__task *t)
 	if (!old)
 		return;
 	if (is_pinned(old))
-		fifo_push(&w->pq_head, &w->pq_tail, old);
+		br__task_fifo_push(&w->pq, old);
 	else
 		br__worker_push_local(w, old);
 }
@@ -146,7 +123,7 @@ void br__worker_push_lifo(struct br__worker *w, struct br__task *t)
 void br__worker_remote_push(struct br__worker *w, struct br__task *t)
 {
 	pthread_mutex_lock(&w->remote_lock);
-	fifo_push(&w->rq_head, &w->rq_tail, t);
+	br__task_fifo_push(&w->rq, t);
 	/* seq_cst: Dekker pair with parked; see the header. */
 	atomic_fetch_add_explicit(&w->rq_len, 1, memory_order_seq_cst);
 	pthread_mutex_unlock(&w->remote_lock);
@@ -156,21 +133,14 @@ void br__worker_remote_push(struct br__worker *w, struct br__task *t)
 
 static void drain_remote(struct br__worker *w)
 {
-	struct br__task *head, *tail;
+	struct br__fifo got;
 
 	pthread_mutex_lock(&w->remote_lock);
-	head = w->rq_head;
-	tail = w->rq_tail;
-	w->rq_head = w->rq_tail = NULL;
+	got = w->rq;
+	w->rq.head = w->rq.tail = NULL;
 	atomic_store_explicit(&w->rq_len, 0, memory_order_seq_cst);
 	pthread_mutex_unlock(&w->remote_lock);
-	if (!head)
-		return;
-	if (w->pq_tail)
-		w->pq_tail->next = head;
-	else
-		w->pq_head = head;
-	w->pq_tail = tail;
+	br__fifo_append(&w->pq, &got);
 }
 
 /* ---- the tick ---- */
@@ -208,7 +178,7 @@ static struct br__task *next_local(struct br__worker *w)
 		t = br__inject_pop(&rt->inject);
 		if (t)
 			return t;
-		t = fifo_pop(&w->yq_head, &w->yq_tail);
+		t = br__task_fifo_pop(&w->yq);
 		if (t)
 			return t;
 	}
@@ -222,10 +192,10 @@ static struct br__task *next_local(struct br__worker *w)
 			return t;
 		}
 		/* Capped: behind everybody else. */
-		fifo_push(&w->yq_head, &w->yq_tail, t);
+		br__task_fifo_push(&w->yq, t);
 	}
 	w->lifo_runs = 0;
-	t = fifo_pop(&w->pq_head, &w->pq_tail);
+	t = br__task_fifo_pop(&w->pq);
 	if (t)
 		return t;
 	t = br__deque_pop(&w->dq);
@@ -236,13 +206,13 @@ static struct br__task *next_local(struct br__worker *w)
 			br__idle_notify(rt, 0);
 		return t;
 	}
-	if (w->yq_head) {
+	if (!br__fifo_empty(&w->yq)) {
 		/* Yielders go behind outside submissions too. */
 		t = br__inject_pop(&rt->inject);
 		if (t)
 			return t;
 	}
-	return fifo_pop(&w->yq_head, &w->yq_tail);
+	return br__task_fifo_pop(&w->yq);
 }
 
 static struct br__task *steal(struct br__worker *w)
@@ -334,7 +304,7 @@ static struct br__task *find_work(struct br__worker *w)
 			 * to park(), which makes it anyway. */
 			if (w->ring.on)
 				br__ring_poll(w);
-			if (w->lifo || w->pq_head)
+			if (w->lifo || !br__fifo_empty(&w->pq))
 				return next_local(w);
 
 			if (!until)
@@ -553,13 +523,13 @@ static struct br__task *pick_direct(struct br__worker *w)
 	}
 	/* A yielder goes behind everything runnable, outside submissions
 	 * and pinned tasks sent from elsewhere included. */
-	t = w->yq_head;
-	if (!t || w->pq_head || br__deque_size(&w->dq) > 0 ||
+	t = br__task_fifo_first(&w->yq);
+	if (!t || !br__fifo_empty(&w->pq) || br__deque_size(&w->dq) > 0 ||
 	    atomic_load_explicit(&w->rq_len, memory_order_relaxed) ||
 	    atomic_load_explicit(&w->rt->inject.len, memory_order_relaxed) ||
 	    !atomic_load_explicit(&t->fiber, memory_order_relaxed))
 		return NULL;
-	fifo_pop(&w->yq_head, &w->yq_tail);
+	br__task_fifo_pop(&w->yq);
 	w->lifo_runs = 0;
 	return t;
 }
@@ -573,7 +543,7 @@ void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
 	if (after == BR__AFTER_YIELD) {
 		/* Safe before the switch: only this worker reads its yielded
 		 * list, and it is busy switching away from f. */
-		fifo_push(&w->yq_head, &w->yq_tail, f->top);
+		br__task_fifo_push(&w->yq, f->top);
 		after = BR__AFTER_NONE;
 	}
 	/* Every 61st hand-off goes through the scheduler, so the injection
@@ -617,11 +587,11 @@ void br__worker_go(struct br__worker *to)
 
 /* ---- thread ---- */
 
-static void drop_queue(struct br__task **head, struct br__task **tail)
+static void drop_queue(struct br__fifo *q)
 {
 	struct br__task *t;
 
-	while ((t = fifo_pop(head, tail)))
+	while ((t = br__task_fifo_pop(q)))
 		br__task_drop(t);
 }
 
@@ -634,8 +604,8 @@ static void worker_exit(struct br__worker *w)
 		br__task_drop(w->lifo);
 	w->lifo = NULL;
 	drain_remote(w);
-	drop_queue(&w->pq_head, &w->pq_tail);
-	drop_queue(&w->yq_head, &w->yq_tail);
+	drop_queue(&w->pq);
+	drop_queue(&w->yq);
 	while ((t = br__deque_pop(&w->dq)))
 		br__task_drop(t);
 	br__timers_term(w);
@@ -655,6 +625,7 @@ static void worker_start(struct br__worker *w)
 	int ret;
 
 	br__tls_worker = w;
+	br__promise_cache_enable();
 	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
 		pthread_attr_getstack(&attr, &w->sched_stack_lo,
 				      &w->sched_stack_size);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * worker.h - a worker thread's state and the runtime that owns workers.
- * See worker.c for the scheduler loop and runtime.c for set-up.
+ * worker.h - a worker thread's state. See worker.c for the scheduler
+ * loop; runtime.h for the runtime that owns the workers.
  */
 #ifndef BR_WORKER_H
 #define BR_WORKER_H
@@ -13,10 +13,9 @@
 #include "braid.h"
 #include "deque.h"
 #include "fiber.h"
-#include "idle.h"
-#include "inject.h"
 #include "internal.h"
 #include "ring.h"
+#include "runtime.h"
 #include "stats.h"
 #include "timer.h"
 
@@ -38,10 +37,8 @@ struct br__worker {
 	struct br__deque dq;   /* spawned tasks; thieves steal */
 	struct br__task *lifo; /* the task woken last */
 	unsigned lifo_runs;    /* LIFO runs in a row, capped at 3 */
-	struct br__task *yq_head, *yq_tail; /* yielded tasks, FIFO */
-	/* pinned tasks moved in from
-	 * the remote queue, FIFO */
-	struct br__task *pq_head, *pq_tail;
+	struct br__fifo yq;    /* yielded tasks */
+	struct br__fifo pq;    /* pinned tasks moved in from the remote queue */
 	/* scheduler ticks plus direct hand-offs:
 	 * it moves before every switch into a
 	 * fiber, so with fiber it tells run slices
@@ -81,39 +78,11 @@ struct br__worker {
 
 	/* ---- shared: touched by other threads ---- */
 	BR__CACHE_ALIGNED pthread_mutex_t remote_lock;
-	/* pinned tasks sent here;
-	 * protected by remote_lock */
-	struct br__task *rq_head, *rq_tail;
-	_Atomic uint32_t rq_len;  /* seq_cst; see worker.c */
-	_Atomic uint32_t parked;  /* seq_cst; 1 while in or near park */
+	struct br__fifo rq;	 /* pinned tasks sent here; under remote_lock */
+	_Atomic uint32_t rq_len; /* seq_cst; see worker.c */
+	_Atomic uint32_t parked; /* seq_cst; 1 while in or near park */
 	pthread_mutex_t reg_lock; /* protects the live-fiber list */
 	struct br__fiber *reg_head;
-};
-
-struct br_runtime {
-	uint32_t magic; /* BR__MAGIC_RUNTIME while live */
-	unsigned nworkers;
-	size_t stack_size;
-	unsigned ring_entries;
-	unsigned flags;	     /* BR_CONFIG_* */
-	unsigned features;   /* BR_FEAT_*, AND of every worker's */
-	_Atomic int closing; /* spawns fail with BR_ECLOSED */
-	_Atomic int stop;    /* workers leave their loops */
-	/* the part of the live-task count that
-	 * plain threads change; the rest is in
-	 * each worker's live (br__live_add) */
-	_Atomic int64_t live_ext;
-	struct br__inject inject;
-	struct br__idle idle;
-	struct br__stack_pool stacks; /* default-size stacks */
-	pthread_mutex_t start_lock;   /* protects started and start_err */
-	pthread_cond_t start_cond;
-	unsigned started;
-	int ring_err; /* first ring set-up error, for the warning */
-	struct br__worker *workers;    /* nworkers of them, cache aligned */
-	struct br__blocking *blocking; /* br_spawn_blocking's pool */
-	int zygote;	       /* holds a reference to the zygote (pool.c) */
-	struct br__obs_rt obs; /* stats, watchdog, trace (stats.h) */
 };
 
 /* w's running fiber. Context: worker w (relaxed: its own store). */
@@ -193,10 +162,5 @@ static inline void br__live_add(struct br_runtime *rt, int64_t d)
 
 /* The number of live tasks; see br_runtime_free() for when it is exact. */
 int64_t br__live_sum(struct br_runtime *rt);
-
-static inline int br__runtime_ok(const struct br_runtime *rt)
-{
-	return rt && rt->magic == BR__MAGIC_RUNTIME;
-}
 
 #endif /* BR_WORKER_H */

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * futex.c - futex sleeps and wake-ups, and the spin lock's slow path.
+ * See futex.h.
+ *
+ * Concurrency
+ *   Any thread; no shared state of its own.
+ */
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "futex.h"
+
+void br__spin_lock_slow(_Atomic uint32_t *l)
+{
+	unsigned spins = 0;
+
+	for (;;) {
+		uint32_t exp = 0;
+
+		/* Test before the CAS, so waiters share the line read-only. */
+		while (atomic_load_explicit(l, memory_order_relaxed))
+			br__backoff(&spins);
+		/* Acquire: pairs with br__spin_unlock()'s release. */
+		if (atomic_compare_exchange_weak_explicit(l, &exp, 1,
+							  memory_order_acquire,
+							  memory_order_relaxed))
+			return;
+	}
+}
+
+/* private: the word is in this process only (FUTEX_PRIVATE_FLAG). */
+static void futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline,
+		       int private)
+{
+	struct timespec ts, *tp = NULL;
+
+	if (deadline >= 0) {
+		ts = br__ns_to_ts(deadline);
+		tp = &ts;
+	}
+	/* BITSET takes an absolute CLOCK_MONOTONIC deadline. */
+	syscall(SYS_futex, word,
+		FUTEX_WAIT_BITSET | (private ? FUTEX_PRIVATE_FLAG : 0), val, tp,
+		NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
+void br__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline)
+{
+	futex_wait(word, val, deadline, 1);
+}
+
+void br__futex_wake(_Atomic uint32_t *word)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+void br__futex_wait_shared(_Atomic uint32_t *word, uint32_t val)
+{
+	futex_wait(word, val, -1, 0);
+}
+
+void br__futex_wake_shared(_Atomic uint32_t *word, int n)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+}

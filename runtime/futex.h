@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * futex.h - the lowest layer of waiting: futex sleeps and wake-ups, and
+ * the one-word spin lock every object uses for its queues.
+ *
+ * Design
+ *   Both are leaves: they call nothing of the runtime but the clock, so
+ *   a forked pool worker, which runs none of the scheduler, can use them
+ *   on the memory it shares with its parent.
+ *
+ * Concurrency
+ *   Any thread. A futex sleep blocks the thread: never call it from a
+ *   task. The spin lock is held for a few instructions and never across
+ *   a call that can suspend, block or make a system call.
+ *
+ * Memory ordering
+ *   br__spin_lock()'s acquire pairs with br__spin_unlock()'s release.
+ *   Futex calls order nothing themselves: callers publish with their
+ *   own atomics before a wake and re-check after a sleep.
+ */
+#ifndef BR_FUTEX_H
+#define BR_FUTEX_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+/*
+ * br__futex_wait - sleep while *word == val, until deadline_ns (absolute
+ * CLOCK_MONOTONIC; < 0: none) or a wake-up; may return early for no
+ * reason, so callers loop. br__futex_wake - wake one sleeper on word.
+ * Context: any thread (never a task: it blocks the thread).
+ */
+void br__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline_ns);
+void br__futex_wake(_Atomic uint32_t *word);
+
+/* The same on a word in memory shared between processes (the process
+ * pool's rings), without a deadline; wake_shared wakes up to n. */
+void br__futex_wait_shared(_Atomic uint32_t *word, uint32_t val);
+void br__futex_wake_shared(_Atomic uint32_t *word, int n);
+
+void br__spin_lock_slow(_Atomic uint32_t *l);
+
+static inline void br__spin_lock(_Atomic uint32_t *l)
+{
+	uint32_t exp = 0;
+
+	/* Acquire: pairs with br__spin_unlock()'s release. */
+	if (br__likely(atomic_compare_exchange_weak_explicit(
+		    l, &exp, 1, memory_order_acquire, memory_order_relaxed)))
+		return;
+	br__spin_lock_slow(l);
+}
+
+static inline void br__spin_unlock(_Atomic uint32_t *l)
+{
+	/* Release: pairs with br__spin_lock()'s acquire. */
+	atomic_store_explicit(l, 0, memory_order_release);
+}
+
+/* Debug builds: the spin lock l is held (by somebody; it has no owner). */
+#define BR__ASSERT_SPIN_HELD(l) \
+	BR_DEBUG_ASSERT(atomic_load_explicit((l), memory_order_relaxed))
+
+#endif /* BR_FUTEX_H */

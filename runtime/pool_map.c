@@ -1,0 +1,490 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pool_map.c - br_map, br_map_result and br_imap: a map over many items
+ * as chunk jobs of the process pool.
+ *
+ * Design
+ *   A map cuts its items into chunks (by default about four per worker,
+ *   no bigger than a ring slot holds), each a JOB_CHUNK job whose output
+ *   is its items' encoded results back to back (pool_shm.h). br_map's
+ *   future (struct pmap) completes when the last chunk settles: it then
+ *   gathers every item's output into one buffer, [n][n + 1 offsets][data],
+ *   which br_map_result() indexes. By default the first failed item (by
+ *   item number) fails the whole map. br_imap hands items out as chunks
+ *   complete, in order or (BR_IMAP_UNORDERED) as they come, through
+ *   br_as_completed.
+ *
+ * Concurrency
+ *   Chunks are queued and completed as any job (pool_queue.c); m->left,
+ *   decremented by whoever settles a chunk, decides who finishes the map.
+ *   One br_imap_next() call at a time per iterator (busy).
+ *
+ * Lifetime
+ *   The map's future holds a reference to each chunk; the chunks hold
+ *   one shared reference to the map, dropped by the last to settle.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool.h"
+
+/* A map's failure message: the item number, and the item's own message
+ * (BR__POOL_MSG_MAX) after it. */
+#define MAP_MSG_MAX (BR__POOL_MSG_MAX + 176)
+
+static void map_free(struct br_future *f)
+{
+	struct pmap *m = br__container_of(f, struct pmap, fut);
+	struct br_pool *p = m->pool;
+
+	for (size_t i = 0; i < m->nchunks; i++)
+		br_future_release(&m->chunks[i]->fut);
+	free(m->chunks);
+	br__future_destroy(f);
+	free(m);
+	br__pool_put(p);
+}
+
+/* Cancelling a map cancels its pending chunks; the last to settle
+ * completes the map. */
+static int map_cancel(struct br_future *f)
+{
+	struct pmap *m = br__container_of(f, struct pmap, fut);
+
+	for (size_t i = 0; i < m->nchunks; i++)
+		if (br__future_state(&m->chunks[i]->fut) == BR_PENDING)
+			br__pool_job_cancel(m->chunks[i]);
+	return 0;
+}
+
+static const struct br__future_ops map_ops = {
+	.name = "map",
+	.free = map_free,
+	.cancel = map_cancel,
+};
+
+static struct pjob *chunk_of(br_future *f)
+{
+	return br__container_of(f, struct pjob, fut);
+}
+
+static size_t auto_chunk(struct br_pool *p, size_t item_size, size_t n,
+			 size_t chunk)
+{
+	/* As many as fit a slot; output that outgrows a result entry goes
+	 * through the worker's big area, which costs a hand-off. */
+	size_t fit = BR__POOL_SLOT_ROOM / item_size;
+
+	if (!chunk) {
+		chunk = (n + 4 * p->nworkers - 1) / (4 * p->nworkers);
+		if (chunk > fit)
+			chunk = fit;
+	}
+	if (chunk > n)
+		chunk = n;
+	if (chunk == 0)
+		chunk = 1;
+	if (chunk > UINT32_MAX)
+		chunk = UINT32_MAX;
+	return chunk;
+}
+
+static void map_finish(struct pmap *m)
+{
+	size_t total = 0, bad = SIZE_MAX;
+	int err = 0;
+	char msg[MAP_MSG_MAX] = "";
+	uint64_t *hdr;
+	char *out, *d;
+
+	/* Pass 1: sizes, and the first failure by item number. */
+	for (size_t c = 0; c < m->nchunks; c++) {
+		struct pjob *j = m->chunks[c];
+		size_t pos = 0, len;
+		const char *b = br_future_bytes(&j->fut, &len), *data = NULL;
+		struct br__pool_item it;
+
+		if (br__future_state(&j->fut) != BR_DONE) {
+			if (bad == SIZE_MAX) {
+				bad = j->first;
+				err = j->fut.error;
+				snprintf(msg, sizeof(msg), "item %zu: %s", bad,
+					 j->fut.message ? j->fut.message : "");
+			}
+			continue;
+		}
+		for (uint32_t i = 0; i < j->nitems; i++) {
+			if (!br__pool_next_item(b, len, &pos, &it, &data)) {
+				if (bad == SIZE_MAX || j->first + i < bad) {
+					bad = j->first + i;
+					err = -EMSGSIZE;
+					snprintf(msg, sizeof(msg),
+						 "item %zu: the chunk's output "
+						 "is over max_payload",
+						 bad);
+				}
+				break;
+			}
+			if (it.error < 0) {
+				if (bad == SIZE_MAX || j->first + i < bad) {
+					bad = j->first + i;
+					err = it.error;
+					snprintf(
+						msg, sizeof(msg),
+						"item %zu: %.*s", bad,
+						(int)(it.len < BR__POOL_MSG_MAX ?
+							      it.len :
+							      BR__POOL_MSG_MAX),
+						data);
+				}
+				continue;
+			}
+			total += it.len;
+		}
+	}
+	if (bad != SIZE_MAX) {
+		br__future_complete(&m->fut, BR_FAILED, NULL, NULL, 0, err,
+				    msg);
+		return;
+	}
+	/* Pass 2: [n][offsets n + 1][data]. */
+	out = malloc((m->n + 2) * sizeof(uint64_t) + total + 1);
+	if (!out) {
+		br__future_complete(&m->fut, BR_FAILED, NULL, NULL, 0, -ENOMEM,
+				    "out of memory");
+		return;
+	}
+	hdr = (uint64_t *)out;
+	hdr[0] = m->n;
+	d = out + (m->n + 2) * sizeof(uint64_t);
+	total = 0;
+	for (size_t c = 0; c < m->nchunks; c++) {
+		struct pjob *j = m->chunks[c];
+		size_t pos = 0, len;
+		const char *b = br_future_bytes(&j->fut, &len), *data = NULL;
+		struct br__pool_item it;
+
+		for (uint32_t i = 0; i < j->nitems; i++) {
+			br__pool_next_item(b, len, &pos, &it, &data);
+			hdr[1 + j->first + i] = total;
+			memcpy(d + total, data, it.len);
+			total += it.len;
+		}
+	}
+	hdr[1 + m->n] = total;
+	br__future_complete(&m->fut, BR_DONE, NULL, out,
+			    (m->n + 2) * sizeof(uint64_t) + total, 0, NULL);
+}
+
+/* A chunk of m settled; the last one completes m and drops the
+ * reference the chunks shared. */
+void br__pool_map_chunk_done(struct pmap *m)
+{
+	if (atomic_fetch_sub_explicit(&m->left, 1, memory_order_acq_rel) == 1) {
+		map_finish(m);
+		br_future_release(&m->fut);
+	}
+}
+
+/*
+ * Make the chunk jobs of a map over items (chunk items each) and queue
+ * them; *out and *nout get the array of chunks. Returns 0 if every chunk
+ * is queued; 1 if the pool refused some (the pool closed, or no worker
+ * can start): those have failed with its error, and the caller decides
+ * what becomes of the queued ones; or a negative error (-ENOMEM) with
+ * nothing made and nothing queued.
+ */
+static int make_chunks(struct br_pool *p, br_job_fn fn, const char *items,
+		       size_t item_size, size_t n, size_t chunk, struct pmap *m,
+		       struct pjob ***out, size_t *nout)
+{
+	size_t nchunks = (n + chunk - 1) / chunk, made = 0;
+	struct pjob **cs = calloc(nchunks ? nchunks : 1, sizeof(*cs));
+	int r = 0;
+
+	if (!cs)
+		return -ENOMEM;
+	for (size_t c = 0; c < nchunks; c++) {
+		size_t first = c * chunk,
+		       k = n - first < chunk ? n - first : chunk;
+
+		cs[c] = br__pool_job_new(p, JOB_CHUNK, fn,
+					 items + first * item_size,
+					 k * item_size, (uint32_t)k,
+					 p->timeout_ns);
+		if (!cs[c]) {
+			r = -ENOMEM;
+			break;
+		}
+		cs[c]->first = first;
+		cs[c]->map = m;
+		made++;
+	}
+	if (r == 0) {
+		/* Visible before any chunk can complete; one extra count
+		 * keeps the map pending until every chunk is queued. */
+		*out = cs;
+		*nout = nchunks;
+		if (m)
+			atomic_store_explicit(&m->left, nchunks + 1,
+					      memory_order_release);
+	}
+	for (size_t c = 0; r == 0 && c < nchunks; c++) {
+		r = br__pool_enqueue(p, cs[c], 0);
+		if (r < 0) {
+			/* Chunks queued so far are cancelled by the caller
+			 * through the map; the rest end here. */
+			for (size_t d = c; d < nchunks; d++) {
+				cs[d]->where = W_DONE;
+				br__pool_fail_job(cs[d], BR_FAILED, r,
+						  br_strerror(r));
+			}
+			break;
+		}
+	}
+	if (r == -ENOMEM && made < nchunks) {
+		for (size_t c = 0; c < made; c++) {
+			br_future_release(&cs[c]->fut);
+			br_future_release(&cs[c]->fut);
+		}
+		free(cs);
+		return r;
+	}
+	br__pool_wake_workers(p, (int)p->nworkers);
+	if (m)
+		br__pool_map_chunk_done(m); /* the extra count */
+	return r < 0 ? 1 : 0;
+}
+
+static int map_args(struct br_pool *p, br_job_fn fn, const void *items,
+		    size_t item_size, size_t n)
+{
+	int r = br__pool_check(p);
+
+	if (r < 0)
+		return r;
+	if (!fn || (!items && n) || !item_size)
+		return -EINVAL;
+	if (item_size > p->max_payload)
+		return -EMSGSIZE;
+	return 0;
+}
+
+br_future *br_map(br_pool *pool, br_job_fn fn, const void *items,
+		  size_t item_size, size_t n, size_t chunk)
+{
+	struct pmap *m;
+	int r = map_args(pool, fn, items, item_size, n);
+
+	if (r < 0)
+		return br__future_failed(r, "br_map: bad arguments");
+	if (chunk && chunk * item_size > pool->max_payload)
+		return br__future_failed(-EMSGSIZE,
+					 "br_map: a chunk is over max_payload");
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return &br__future_enomem;
+	br__future_init(&m->fut, &map_ops, 1);
+	m->pool = br__pool_get(pool);
+	m->n = n;
+	if (n == 0) {
+		uint64_t *b = calloc(2, sizeof(uint64_t));
+
+		if (!b) {
+			br_future_release(&m->fut);
+			return &br__future_enomem;
+		}
+		br__future_complete(&m->fut, BR_DONE, NULL, b,
+				    2 * sizeof(uint64_t), 0, NULL);
+		return &m->fut;
+	}
+	chunk = auto_chunk(pool, item_size, n, chunk);
+	/* The map's future stays pending until every chunk has settled,
+	 * and the chunks hold no reference to it: keep one for them. */
+	atomic_fetch_add_explicit(&m->fut.refs, 1, memory_order_relaxed);
+	r = make_chunks(pool, fn, items, item_size, n, chunk, m, &m->chunks,
+			&m->nchunks);
+	if (r < 0) {
+		br_future_release(&m->fut);
+		br_future_release(&m->fut);
+		return br__future_failed(r, "br_map: out of memory");
+	}
+	if (r > 0)
+		map_cancel(&m->fut);
+	return &m->fut;
+}
+
+const void *br_map_result(const br_future *f, size_t i, size_t *len)
+{
+	const uint64_t *hdr;
+	size_t blen;
+
+	if (len)
+		*len = 0;
+	if (!br__future_ok(f) || f->ops != &map_ops ||
+	    br__future_state(f) != BR_DONE)
+		return NULL;
+	hdr = br_future_bytes(f, &blen);
+	if (!hdr || i >= hdr[0])
+		return NULL;
+	if (len)
+		*len = hdr[2 + i] - hdr[1 + i];
+	return (const char *)hdr + (hdr[0] + 2) * sizeof(uint64_t) + hdr[1 + i];
+}
+
+struct br_imap {
+	uint32_t magic;
+	unsigned flags;
+	struct pjob **chunks;
+	size_t nchunks, next;
+	br_as_completed *ac;
+	br_future *cur; /* the chunk being read */
+	size_t pos, item;
+	atomic_int busy; /* a br_imap_next() call is in progress */
+	char msg[MAP_MSG_MAX];
+};
+
+int br_imap_new(br_imap **out, br_pool *pool, br_job_fn fn, const void *items,
+		size_t item_size, size_t n, size_t chunk, unsigned flags)
+{
+	struct br_imap *it;
+	int r;
+
+	if (!out)
+		return -EINVAL;
+	r = map_args(pool, fn, items, item_size, n);
+	if (r < 0)
+		return r;
+	if (flags & ~BR_IMAP_UNORDERED)
+		return -EINVAL;
+	it = calloc(1, sizeof(*it));
+	if (!it)
+		return -ENOMEM;
+	it->magic = BR__MAGIC_IMAP;
+	it->flags = flags;
+	if (n) {
+		chunk = auto_chunk(pool, item_size, n, chunk);
+		r = make_chunks(pool, fn, items, item_size, n, chunk, NULL,
+				&it->chunks, &it->nchunks);
+		if (r < 0) {
+			free(it);
+			return r;
+		}
+		if (flags & BR_IMAP_UNORDERED) {
+			it->ac = br_as_completed_new(
+				(br_future *const *)it->chunks, it->nchunks);
+			if (!it->ac) {
+				br_imap_free(it);
+				return -ENOMEM;
+			}
+		}
+	}
+	*out = it;
+	return 0;
+}
+
+static int imap_next(br_imap *it, size_t *index, const void **out, size_t *len)
+{
+	struct br__pool_item item;
+	const char *data, *b;
+	struct pjob *j;
+	size_t blen;
+
+	it->msg[0] = '\0';
+	while (!it->cur || it->item == chunk_of(it->cur)->nitems) {
+		br_future *f;
+		int r;
+
+		if (it->ac) {
+			f = br_as_completed_next(it->ac);
+			if (!f)
+				return it->next < it->nchunks ? -ECANCELED :
+								BR_EDONE;
+			it->next++;
+		} else {
+			if (it->next == it->nchunks)
+				return BR_EDONE;
+			f = &it->chunks[it->next]->fut;
+			r = br_await(f, NULL);
+			if (r == -ECANCELED &&
+			    br__future_state(f) == BR_PENDING)
+				return r; /* the caller was cancelled */
+			it->next++;
+		}
+		it->cur = f;
+		it->pos = 0;
+		it->item = 0;
+	}
+	j = chunk_of(it->cur);
+	if (index)
+		*index = j->first + it->item;
+	if (out)
+		*out = NULL;
+	if (len)
+		*len = 0;
+	it->item++;
+	if (br__future_state(&j->fut) != BR_DONE) {
+		snprintf(it->msg, sizeof(it->msg), "%s",
+			 br_future_message(&j->fut));
+		return br_future_error(&j->fut);
+	}
+	b = br_future_bytes(&j->fut, &blen);
+	if (!br__pool_next_item(b, blen, &it->pos, &item, &data)) {
+		snprintf(it->msg, sizeof(it->msg),
+			 "the chunk's output is over max_payload");
+		it->pos = blen;
+		return -EMSGSIZE;
+	}
+	if (item.error < 0) {
+		snprintf(it->msg, sizeof(it->msg), "%.*s",
+			 (int)(item.len < BR__POOL_MSG_MAX ? item.len :
+							     BR__POOL_MSG_MAX),
+			 data);
+		return item.error;
+	}
+	if (out)
+		*out = data;
+	if (len)
+		*len = item.len;
+	return 0;
+}
+
+int br_imap_next(br_imap *it, size_t *index, const void **out, size_t *len)
+{
+	int r;
+
+	if (!it)
+		return -EINVAL;
+	if (it->magic != BR__MAGIC_IMAP || !it->chunks)
+		return it->magic == BR__MAGIC_IMAP ? BR_EDONE : BR_EBADOBJ;
+	/* One caller at a time; acquire/release order one call's updates of
+	 * the cursor before the next call, whatever thread makes it. */
+	if (atomic_exchange_explicit(&it->busy, 1, memory_order_acquire))
+		return -EBUSY;
+	r = imap_next(it, index, out, len);
+	atomic_store_explicit(&it->busy, 0, memory_order_release);
+	return r;
+}
+
+const char *br_imap_message(const br_imap *it)
+{
+	if (!it || it->magic != BR__MAGIC_IMAP)
+		return "";
+	return it->msg;
+}
+
+void br_imap_free(br_imap *it)
+{
+	if (!it || it->magic != BR__MAGIC_IMAP)
+		return;
+	for (size_t c = 0; c < it->nchunks; c++) {
+		br_cancel(&it->chunks[c]->fut);
+		br_future_release(&it->chunks[c]->fut);
+	}
+	br_as_completed_free(it->ac);
+	free(it->chunks);
+	it->magic = BR__MAGIC_DEAD;
+	free(it);
+}

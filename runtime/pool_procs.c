@@ -1,0 +1,426 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pool_procs.c - the process pool's worker processes, parent side:
+ * starting them, watching them die, settling what they held, replacing
+ * them, and killing those past a job's time limit.
+ *
+ * Design
+ *   Workers are forked by the zygote (zygote.c), which is asked through
+ *   the blocking pool: a fork takes about a millisecond, and the loops
+ *   never wait for it.
+ *
+ *   One watcher task per worker polls the worker's pidfd through the
+ *   loop. When the worker ends it reaps it (waitid P_PIDFD: workers are
+ *   our children, see zygote.c), drains its results, and settles the job
+ *   its slot still names: -ETIMEDOUT or CANCELLED if we killed it for
+ *   that job, back to the queue if we killed it for a job it had already
+ *   finished, BR_EWORKERDIED naming the signal otherwise. Then it asks
+ *   for a replacement. A worker whose initializer fails INIT_FAILS_MAX
+ *   times in a row is disabled; when every worker is, everything pending
+ *   fails, since nothing could ever run it.
+ *
+ *   The timer task runs only while jobs with a time limit are pending:
+ *   every eighth of the smallest limit (TIMER_MIN_NS to TIMER_MAX_NS), it
+ *   kills the workers whose running job is past its deadline.
+ *
+ * Concurrency
+ *   Workers' pids, pidfds, kill reasons and inflight under pool->lock
+ *   (pool.h). A fork or a reap in flight is counted in inflight, so that
+ *   br_pool_free waits for it.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "clock.h"
+#include "pool.h"
+#include "runtime.h"
+#include "stats.h"
+#include "zygote.h"
+
+/* Initializer failures in a row before a worker slot gives up. */
+#define INIT_FAILS_MAX 3
+/* A pause before retrying a failed initializer, so that one that fails
+ * at once does not spin the zygote. */
+#define INIT_RETRY_MS 100
+/* Forks tried before the zygote counts as gone, FORK_RETRY_MS apart. */
+#define FORK_TRIES 10
+#define FORK_RETRY_MS 100
+/* The time-limit check's period: an eighth of the smallest limit, within
+ * these bounds (a finer check costs wake-ups for nothing). */
+#define TIMER_MIN_NS (1 * BR__NS_PER_MS)
+#define TIMER_MAX_NS (100 * BR__NS_PER_MS)
+/* Room for a death's description ("worker process N was killed by ..."). */
+#define WHY_MAX 160
+
+static void describe_death(char *buf, size_t n, pid_t pid, int status)
+{
+	if (status < 0)
+		snprintf(buf, n,
+			 "worker process %d died (its exit status was reaped "
+			 "elsewhere)",
+			 (int)pid);
+	else if (WIFSIGNALED(status))
+		snprintf(buf, n,
+			 "worker process %d was killed by signal %d (%s)",
+			 (int)pid, WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	else
+		snprintf(buf, n, "worker process %d exited with status %d",
+			 (int)pid, WEXITSTATUS(status));
+}
+
+static void reset_wstate(struct br_pool *p, unsigned w)
+{
+	struct br__pool_wstate *ws = br__pool_ws(p->shm, w);
+
+	pthread_mutex_lock(&p->drain);
+	atomic_store_explicit(&ws->res_head, 0, memory_order_relaxed);
+	atomic_store_explicit(&ws->res_tail, 0, memory_order_relaxed);
+	atomic_store_explicit(&ws->res_wait, 0, memory_order_relaxed);
+	atomic_store_explicit(&ws->big_busy, 0, memory_order_relaxed);
+	atomic_store_explicit(&ws->cur_id, 0, memory_order_relaxed);
+	atomic_store_explicit(&ws->deadline, 0, memory_order_relaxed);
+	atomic_store_explicit(&ws->init_err, 0, memory_order_relaxed);
+	atomic_store_explicit(&ws->state, BR__PW_STARTING,
+			      memory_order_release);
+	pthread_mutex_unlock(&p->drain);
+}
+
+/* Fork worker w through the zygote (blocking). 0 or a negative errno.
+ * If the pool closed meanwhile, the new worker is killed and reaped. */
+static int fork_worker(struct br_pool *p, unsigned w)
+{
+	pid_t pid;
+	int pidfd, r = 0;
+
+	reset_wstate(p, w);
+	pid = br__zygote_fork(p->memfd, p->efd, w);
+	if (pid < 0)
+		return pid;
+	pidfd = br__child_pidfd(pid);
+	if (pidfd < 0) {
+		r = -errno;
+		br__child_reap(pid, -1, 1);
+		return r;
+	}
+	pthread_mutex_lock(&p->lock);
+	/* Nobody would watch it: the pool, or its runtime, is closing. */
+	if (p->closing ||
+	    atomic_load_explicit(&p->rt->closing, memory_order_seq_cst)) {
+		pthread_mutex_unlock(&p->lock);
+		br__child_reap(pid, pidfd, 1);
+		close(pidfd);
+		return BR_ECLOSED;
+	}
+	p->w[w].pid = pid;
+	p->w[w].pidfd = pidfd;
+	p->w[w].kill = KILL_NONE;
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+static void inflight_done(struct br_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	if (--p->inflight == 0)
+		pthread_cond_broadcast(&p->quiet);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void *fork_call(void *arg)
+{
+	struct pworker *pw = arg;
+	struct br_pool *p = pw->pool;
+	int r = fork_worker(p, pw->idx);
+
+	inflight_done(p);
+	return (void *)(intptr_t)r;
+}
+
+/* Settle the job a dead worker w held, if any: br__pool_drain what it finished,
+ * then look for the slot it still claims. */
+static void settle_dead(struct br_pool *p, unsigned w, const char *why)
+{
+	struct br__pool_shm *s = p->shm;
+	struct pworker *pw = &p->w[w];
+	int requeued = 0;
+
+	br__pool_drain(p, w);
+	for (uint64_t i = 0; i < BR__POOL_JOBS; i++) {
+		struct br__pool_slot *sl = br__pool_slot(s, i);
+		uint64_t st =
+			atomic_load_explicit(&sl->state, memory_order_acquire);
+		struct pjob *j;
+		int mine = 0, kill = KILL_NONE;
+
+		if (BR__JS_TAG(st) != BR__JS_CLAIMED || BR__JS_OWNER(st) != w)
+			continue;
+		pthread_mutex_lock(&p->lock);
+		j = br__pool_tab_find(p, sl->id);
+		if (j && j->where == W_RING && j->pos == BR__JS_POS(st)) {
+			kill = pw->kill_id == j->id ? pw->kill : KILL_NONE;
+			if (pw->kill != KILL_NONE && kill == KILL_NONE &&
+			    !p->closing && br__pool_requeue(p, j, sl) == 0)
+				requeued = 1; /* killed for a job it finished */
+			else
+				mine = br__pool_claim_job(p, j);
+		}
+		pthread_mutex_unlock(&p->lock);
+		br__pool_release(s, BR__JS_POS(st));
+		if (!mine)
+			continue;
+		br__stats_proc_job(p->rt);
+		if (kill == KILL_TIMEOUT)
+			br__pool_fail_job(
+				j, BR_FAILED, -ETIMEDOUT,
+				"the job ran past its time limit; its worker "
+				"was killed");
+		else if (kill == KILL_CANCEL)
+			br__pool_fail_job(j, BR_CANCELLED, -ECANCELED,
+					  "cancelled: its worker was killed");
+		else
+			br__pool_fail_job(j, BR_FAILED, BR_EWORKERDIED, why);
+	}
+	if (requeued)
+		br__pool_refill(p, 0);
+}
+
+static int all_disabled(struct br_pool *p)
+{
+	for (unsigned w = 0; w < p->nworkers; w++)
+		if (!p->w[w].disabled)
+			return 0;
+	return 1;
+}
+
+/* Replace worker pw through the blocking pool; 0, or < 0 to give up (the
+ * pool or the runtime is closing). */
+static int replace(struct br_pool *p, struct pworker *pw)
+{
+	int tries = 0;
+
+	for (;;) {
+		void *v = NULL;
+		br_future *f;
+		int r;
+
+		pthread_mutex_lock(&p->lock);
+		if (p->closing) {
+			pthread_mutex_unlock(&p->lock);
+			return BR_ECLOSED;
+		}
+		p->inflight++;
+		pthread_mutex_unlock(&p->lock);
+		f = br_spawn_blocking(p->rt, fork_call, pw);
+		if (br_future_state(f) == BR_FAILED) {
+			inflight_done(p); /* it never ran */
+			br_future_release(f);
+			return BR_ECLOSED;
+		}
+		r = br_await(f, &v);
+		br_future_release(f);
+		if (r < 0)
+			return r; /* cancelled: fork_call cleans up */
+		if ((intptr_t)v == 0)
+			return 0;
+		if (++tries >= FORK_TRIES)
+			return (int)(intptr_t)v; /* the zygote is gone */
+		if (br_sleep_ms(FORK_RETRY_MS) < 0)
+			return -ECANCELED;
+	}
+}
+
+/* Worker pw can never be started again. If no worker can, fail what
+ * waits and what comes: nothing would ever run it. */
+static void disable(struct br_pool *p, struct pworker *pw, const char *why)
+{
+	int all;
+
+	pthread_mutex_lock(&p->lock);
+	pw->disabled = 1;
+	all = all_disabled(p);
+	if (all)
+		p->broken = why;
+	pthread_mutex_unlock(&p->lock);
+	if (all)
+		br__pool_fail_all(p, BR_FAILED, BR_EWORKERDIED, why);
+}
+
+void *br__pool_watch(void *arg)
+{
+	struct pworker *pw = arg;
+	struct br_pool *p = pw->pool;
+	unsigned w = pw->idx;
+
+	for (;;) {
+		char why[WHY_MAX];
+		int r, status, pidfd;
+		pid_t pid;
+		uint32_t state;
+
+		pthread_mutex_lock(&p->lock);
+		pidfd = pw->pidfd;
+		pthread_mutex_unlock(&p->lock);
+		if (pidfd < 0)
+			break;
+		r = br_poll(pidfd, POLLIN);
+		pthread_mutex_lock(&p->lock);
+		if (p->closing) {
+			pthread_mutex_unlock(&p->lock);
+			break; /* br_pool_free kills and reaps */
+		}
+		if (r < 0)
+			br__child_kill(pw->pid, pidfd); /* the runtime closes */
+		pid = pw->pid;
+		pw->pid = 0;
+		pw->pidfd = -1;
+		p->inflight++; /* br_pool_free waits for this reap */
+		pthread_mutex_unlock(&p->lock);
+		status = br__child_reap(pid, pidfd, 0);
+		close(pidfd);
+		inflight_done(p);
+		state = atomic_load_explicit(&br__pool_ws(p->shm, w)->state,
+					     memory_order_acquire);
+		describe_death(why, sizeof(why), pid, status);
+		settle_dead(p, w, why);
+		if (r < 0)
+			break;
+		if (state == BR__PW_INIT_FAILED) {
+			if (++pw->init_fails >= INIT_FAILS_MAX) {
+				disable(p, pw,
+					"every worker's initializer failed");
+				break;
+			}
+			if (br_sleep_ms(INIT_RETRY_MS) < 0)
+				break;
+		} else {
+			pw->init_fails = 0;
+		}
+		r = replace(p, pw);
+		if (r < 0) {
+			if (r != -ECANCELED && r != BR_ECLOSED)
+				disable(p, pw,
+					"no worker can be started: the zygote "
+					"is gone");
+			break;
+		}
+	}
+	br__pool_put(p);
+	return NULL;
+}
+
+void *br__pool_timer(void *arg)
+{
+	struct br_pool *p = arg;
+
+	for (;;) {
+		int64_t iv, now;
+
+		if (!atomic_load_explicit(&p->timed, memory_order_acquire)) {
+			br_event_clear(&p->timed_ev);
+			if (!atomic_load_explicit(&p->timed,
+						  memory_order_seq_cst) &&
+			    br_event_wait(&p->timed_ev) < 0)
+				break;
+			continue;
+		}
+		iv = atomic_load_explicit(&p->min_timeout_ns,
+					  memory_order_relaxed) /
+		     8;
+		if (iv < TIMER_MIN_NS)
+			iv = TIMER_MIN_NS;
+		if (iv > TIMER_MAX_NS)
+			iv = TIMER_MAX_NS;
+		if (br_sleep_ns(iv) < 0)
+			break;
+		now = br_now_ns();
+		pthread_mutex_lock(&p->lock);
+		for (unsigned w = 0; w < p->nworkers && !p->closing; w++) {
+			struct br__pool_wstate *ws = br__pool_ws(p->shm, w);
+			int64_t d = atomic_load_explicit(&ws->deadline,
+							 memory_order_acquire);
+			uint64_t id = atomic_load_explicit(
+				&ws->cur_id, memory_order_relaxed);
+
+			if (d && now >= d && p->w[w].kill == KILL_NONE &&
+			    p->w[w].pidfd >= 0) {
+				p->w[w].kill = KILL_TIMEOUT;
+				p->w[w].kill_id = id;
+				br__child_kill(p->w[w].pid, p->w[w].pidfd);
+			}
+		}
+		pthread_mutex_unlock(&p->lock);
+	}
+	br__pool_put(p);
+	return NULL;
+}
+
+/* Kill every worker, wait for forks and reaps in flight, reap. Caller
+ * set closing. */
+void br__pool_stop_workers(struct br_pool *p)
+{
+	int fds[BR__POOL_MAX_WORKERS];
+	pid_t pids[BR__POOL_MAX_WORKERS];
+	unsigned n = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (unsigned w = 0; w < p->nworkers; w++) {
+		if (p->w[w].pidfd < 0)
+			continue;
+		br__child_kill(p->w[w].pid, p->w[w].pidfd);
+		pids[n] = p->w[w].pid;
+		fds[n++] = p->w[w].pidfd;
+		p->w[w].pidfd = -1;
+		p->w[w].pid = 0;
+	}
+	while (p->inflight)
+		pthread_cond_wait(&p->quiet, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < n; i++) {
+		br__child_reap(pids[i], fds[i], 0);
+		close(fds[i]);
+	}
+}
+
+/* Start the workers and wait until each has run its initializer. */
+void *br__pool_start(void *arg)
+{
+	struct br_pool *p = arg;
+	intptr_t err = 0;
+
+	for (unsigned w = 0; w < p->nworkers && !err; w++)
+		err = fork_worker(p, w);
+	for (unsigned w = 0; w < p->nworkers && !err; w++) {
+		struct br__pool_wstate *ws = br__pool_ws(p->shm, w);
+
+		for (;;) {
+			uint32_t st = atomic_load_explicit(
+				&ws->state, memory_order_acquire);
+			struct pollfd pfd = { p->w[w].pidfd, POLLIN, 0 };
+
+			if (st == BR__PW_READY)
+				break;
+			if (st == BR__PW_INIT_FAILED) {
+				err = atomic_load_explicit(
+					&ws->init_err, memory_order_relaxed);
+				break;
+			}
+			if (poll(&pfd, 1, 1) == 1 &&
+			    atomic_load_explicit(&ws->state,
+						 memory_order_acquire) ==
+				    BR__PW_STARTING) {
+				err = BR_EWORKERDIED;
+				break;
+			}
+		}
+	}
+	return (void *)err;
+}
