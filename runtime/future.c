@@ -72,6 +72,13 @@ static const struct br__future_ops promise_ops = {
 	.flags = BR__FOPS_PROMISE,
 };
 
+/* A call that could not start returns one of these, already FAILED: it
+ * is not the caller's to fill. */
+static const struct br__future_ops failed_ops = {
+	.name = "failed call",
+	.free = promise_free,
+};
+
 static const struct br__future_ops static_ops = {
 	.name = "static",
 	.flags = BR__FOPS_STATIC,
@@ -274,6 +281,7 @@ struct br_future *br__future_failed(int code, const char *msg)
 
 	if (!f)
 		return &br__future_enomem;
+	f->ops = &failed_ops;
 	br__future_complete(f, BR_FAILED, NULL, NULL, 0, code,
 			    msg ? msg : br_strerror(code));
 	return f;

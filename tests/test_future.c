@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -508,5 +509,79 @@ Test(future, cancelling_a_promise_wakes_task_and_thread_waiters,
 	cr_assert_eq(tw.ret, -ECANCELED);
 	br_future_release(t);
 	br_future_release(p);
+	br_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------------ */
+/* Only promises are filled by their users                            */
+/* ------------------------------------------------------------------ */
+
+static atomic_int kinds_release;
+
+/* Criterion starts a thread in each test process before the test runs:
+ * fork the pool's zygote while the process still has one. */
+__attribute__((constructor)) static void start_zygote(void)
+{
+	br_zygote_start();
+}
+
+static void *kinds_wait(void *arg)
+{
+	t_wait_until(&kinds_release, 1, 10000 * T_NS_PER_MS);
+	return arg;
+}
+
+static void kinds_cb(void *arg)
+{
+}
+
+static int kinds_job(br_job *job, const void *in, size_t len)
+{
+	for (;;)
+		pause();
+	return 0;
+}
+
+Test(future, only_a_promise_can_be_resolved_or_rejected, .timeout = 30.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_pool *pool = NULL;
+	char item = 1;
+	br_future *fs[6];
+	const char *names[6] = { "task",	"blocking call", "callback",
+				 "process job", "map",		 "failed" };
+
+	cr_assert_eq(br_pool_new(&pool, rt, &(br_pool_config){ .workers = 1 }),
+		     0);
+	fs[0] = br_spawn(rt, kinds_wait, NULL);
+	fs[1] = br_spawn_blocking(rt, kinds_wait, NULL);
+	fs[2] = br_call_later(rt, 60000, kinds_cb, NULL);
+	fs[3] = br_submit(pool, kinds_job, NULL, 0);
+	fs[4] = br_map(pool, kinds_job, &item, 1, 1, 0);
+	fs[5] = br_spawn(NULL, kinds_wait, NULL);
+	for (int i = 0; i < 6; i++) {
+		br_state before = br_future_state(fs[i]);
+
+		cr_assert_eq(br_promise_resolve(fs[i], SENTINEL), -EINVAL,
+			     "resolve of a %s", names[i]);
+		cr_assert_eq(br_promise_resolve_bytes(fs[i], malloc(8), 8),
+			     -EINVAL, "resolve_bytes of a %s (frees buf)",
+			     names[i]);
+		cr_assert_eq(br_promise_reject(fs[i], -EIO, "no"), -EINVAL,
+			     "reject of a %s", names[i]);
+		cr_assert_eq(br_future_state(fs[i]), before,
+			     "a %s is left as it was", names[i]);
+	}
+	cr_assert_eq(br_future_state(fs[1]), BR_PENDING);
+	atomic_store(&kinds_release, 1);
+	cr_assert_eq(br_await(fs[0], NULL), 0);
+	cr_assert_eq(br_await(fs[1], NULL), 0);
+	for (int i = 2; i < 5; i++) {
+		cr_assert_eq(br_cancel(fs[i]), 0, "cancel of a %s", names[i]);
+		cr_assert_eq(br_await(fs[i], NULL), -ECANCELED);
+	}
+	for (int i = 0; i < 6; i++)
+		br_future_release(fs[i]);
+	br_pool_free(pool);
 	br_runtime_free(rt);
 }

@@ -215,7 +215,7 @@ Test(pool, payloads_round_trip_from_empty_to_64_mib, .timeout = 120)
 	finish(p, rt);
 }
 
-Test(pool, input_over_max_payload_is_emsgsize_at_submit)
+Test(pool, input_over_max_payload_is_emsgsize_at_submit, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(1, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1,
@@ -233,7 +233,7 @@ Test(pool, input_over_max_payload_is_emsgsize_at_submit)
 	finish(p, rt);
 }
 
-Test(pool, map_preserves_order_with_varied_outputs)
+Test(pool, map_preserves_order_with_varied_outputs, .timeout = 60)
 {
 	enum {
 		N = 5000
@@ -272,7 +272,7 @@ Test(pool, map_preserves_order_with_varied_outputs)
 	finish(p, rt);
 }
 
-Test(pool, map_fails_with_the_lowest_failed_item)
+Test(pool, map_fails_with_the_lowest_failed_item, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(2, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
@@ -334,12 +334,12 @@ static void check_imap(unsigned flags)
 	finish(p, rt);
 }
 
-Test(pool, imap_in_input_order)
+Test(pool, imap_in_input_order, .timeout = 60)
 {
 	check_imap(0);
 }
 
-Test(pool, imap_unordered_returns_every_item_once)
+Test(pool, imap_unordered_returns_every_item_once, .timeout = 60)
 {
 	check_imap(BR_IMAP_UNORDERED);
 }
@@ -353,7 +353,7 @@ static void *imap_next_task(void *arg)
 				    (void *)"first call did not get item 0";
 }
 
-Test(pool, imap_refuses_a_second_caller_while_one_waits)
+Test(pool, imap_refuses_a_second_caller_while_one_waits, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(2, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
@@ -382,7 +382,7 @@ Test(pool, imap_refuses_a_second_caller_while_one_waits)
 	finish(p, rt);
 }
 
-Test(pool, job_error_and_message_reach_the_future)
+Test(pool, job_error_and_message_reach_the_future, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(1, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
@@ -439,7 +439,7 @@ Test(pool, faults_fail_alone_and_the_pool_keeps_serving, .timeout = 120)
 	finish(p, rt);
 }
 
-Test(pool, default_timeout_applies_and_others_finish)
+Test(pool, default_timeout_applies_and_others_finish, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(2, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2,
@@ -454,7 +454,7 @@ Test(pool, default_timeout_applies_and_others_finish)
 	finish(p, rt);
 }
 
-Test(pool, max_jobs_recycles_workers)
+Test(pool, max_jobs_recycles_workers, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(1, 0);
 	br_pool *p =
@@ -475,7 +475,7 @@ Test(pool, max_jobs_recycles_workers)
 	finish(p, rt);
 }
 
-Test(pool, initializer_state_is_visible_to_jobs)
+Test(pool, initializer_state_is_visible_to_jobs, .timeout = 60)
 {
 	int v = 4242;
 	br_runtime *rt = t_runtime(2, 0);
@@ -495,7 +495,7 @@ Test(pool, initializer_state_is_visible_to_jobs)
 	finish(p, rt);
 }
 
-Test(pool, failing_initializer_fails_pool_new)
+Test(pool, failing_initializer_fails_pool_new, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(1, 0);
 	br_pool *p = NULL;
@@ -509,7 +509,7 @@ Test(pool, failing_initializer_fails_pool_new)
 	cr_assert_eq(count_stray(), 0);
 }
 
-Test(pool, cancel_queued_and_running_jobs)
+Test(pool, cancel_queued_and_running_jobs, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(1, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
@@ -532,7 +532,7 @@ Test(pool, cancel_queued_and_running_jobs)
 	finish(p, rt);
 }
 
-Test(pool, free_with_jobs_in_flight_cancels_them)
+Test(pool, free_with_jobs_in_flight_cancels_them, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(2, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
@@ -591,7 +591,7 @@ static void *mix_task(void *arg)
 	return NULL;
 }
 
-Test(pool, futures_mix_with_task_futures_from_a_task)
+Test(pool, futures_mix_with_task_futures_from_a_task, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(2, 0);
 	struct mix m = { pool_of(rt, &(br_pool_config){ .workers = 2 }), 0 };
@@ -602,7 +602,7 @@ Test(pool, futures_mix_with_task_futures_from_a_task)
 	finish(m.p, rt);
 }
 
-Test(pool, bad_input_gives_clear_errors)
+Test(pool, bad_input_gives_clear_errors, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(1, 0);
 	br_runtime *plain = t_runtime_cfg(
@@ -756,7 +756,7 @@ Test(pool, jobs_fail_when_no_worker_can_be_started, .timeout = 60)
 }
 
 /* Every job, done or failed, counts once in br_stats. */
-Test(pool, jobs_are_counted_in_stats)
+Test(pool, jobs_are_counted_in_stats, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(2, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
