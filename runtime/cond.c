@@ -119,7 +119,7 @@ static int wake(br_cond *cv, int all)
 	if (all)
 		chain = br__wq_claim_all(&c->q);
 	else if ((chain = br__wq_claim(&c->q, NULL)) != NULL)
-		chain->next = NULL;
+		chain->chain = NULL;
 	br__spin_unlock(&c->lock);
 	br__wq_complete_all(chain, 0);
 	return 0;

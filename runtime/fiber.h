@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "internal.h"
+#include "list.h"
 
 struct br__task;
 struct br__worker;
@@ -56,7 +57,7 @@ struct br__fiber {
 	struct br__fiber *next; /* stack cache or header free list */
 	/* live list, under
 	 * reg_w->reg_lock */
-	struct br__fiber *reg_next, *reg_prev;
+	struct br__list_node reg;
 	struct br__worker *reg_w; /* whose live list holds it */
 	void *lo, *hi;		  /* usable stack [lo, hi) */
 	void *map;		  /* mapping, guard page included */

@@ -39,7 +39,7 @@
  *
  * Concurrency
  *   - Everything here is callable from any thread.
- *   - head, tail, and the links of linked waiters are protected by the
+ *   - waiters and the links of linked waiters are protected by the
  *     lock bit in st.
  *
  * Memory ordering
@@ -106,7 +106,7 @@ void br__future_init(struct br_future *f, const struct br__future_ops *ops,
 	f->message = NULL;
 	f->bytes = NULL;
 	f->len = 0;
-	f->head = f->tail = NULL;
+	f->waiters.head = f->waiters.tail = NULL;
 }
 
 static uint32_t lock(struct br_future *f)
@@ -137,7 +137,7 @@ static void unlock(struct br_future *f, uint32_t state)
 int br__future_complete(struct br_future *f, br_state state, void *value,
 			void *bytes, size_t len, int error, const char *msg)
 {
-	struct br__waiter *w, *next;
+	struct br__list_node *n, *next;
 	char *copy = NULL;
 	uint32_t v;
 
@@ -156,14 +156,17 @@ int br__future_complete(struct br_future *f, br_state state, void *value,
 	f->len = len;
 	f->error = error;
 	f->message = copy;
-	w = f->head;
-	f->head = f->tail = NULL;
-	for (next = w; next; next = next->next)
-		atomic_store_explicit(&next->st, BR__W_FIRING,
-				      memory_order_relaxed);
+	n = br__list_take_all(&f->waiters);
+	for (next = n; next; next = next->next)
+		atomic_store_explicit(
+			&br__list_entry(next, struct br__waiter, link)->st,
+			BR__W_FIRING, memory_order_relaxed);
 	unlock(f, (uint32_t)state);
-	for (; w; w = next) {
-		next = w->next; /* w may be gone once fired */
+	for (; n; n = next) {
+		struct br__waiter *w =
+			br__list_entry(n, struct br__waiter, link);
+
+		next = n->next; /* w may be gone once fired */
 		w->fire(w, f);
 	}
 	/* Nobody holds f: its last release came while it was pending. The
@@ -181,13 +184,7 @@ int br__future_wait_on(struct br_future *f, struct br__waiter *w)
 		unlock(f, v);
 		return 0;
 	}
-	w->next = NULL;
-	w->prev = f->tail;
-	if (f->tail)
-		f->tail->next = w;
-	else
-		f->head = w;
-	f->tail = w;
+	br__list_push_back(&f->waiters, &w->link);
 	atomic_store_explicit(&w->st, BR__W_LINKED, memory_order_relaxed);
 	unlock(f, v);
 	return 1;
@@ -206,14 +203,7 @@ int br__future_unwait(struct br_future *f, struct br__waiter *w)
 	v = lock(f);
 	if (atomic_load_explicit(&w->st, memory_order_relaxed) ==
 	    BR__W_LINKED) {
-		if (w->prev)
-			w->prev->next = w->next;
-		else
-			f->head = w->next;
-		if (w->next)
-			w->next->prev = w->prev;
-		else
-			f->tail = w->prev;
+		br__list_remove(&f->waiters, &w->link);
 		atomic_store_explicit(&w->st, BR__W_IDLE, memory_order_relaxed);
 		unlock(f, v);
 		return 1;
@@ -415,7 +405,7 @@ void br_future_release(br_future *f)
 		return;
 	if ((f->ops->flags & BR__FOPS_ORPHAN) && !orphan_last_ref(f))
 		return;
-	BR_ASSERT(f->head == NULL);
+	BR_ASSERT(br__list_empty(&f->waiters));
 	f->ops->free(f);
 }
 

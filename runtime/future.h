@@ -14,6 +14,7 @@
 
 #include "braid.h"
 #include "internal.h"
+#include "list.h"
 
 /* Bits of br_future.st: the br_state in the low two bits, a lock, and
  * ORPHAN: a task whose last reference went while it was still pending;
@@ -76,7 +77,7 @@ enum {
 };
 
 struct br__waiter {
-	struct br__waiter *next, *prev; /* protected by the future's lock */
+	struct br__list_node link; /* on f->waiters, under the lock */
 	br__fire_fn fire;
 	_Atomic int st;
 	union {
@@ -107,7 +108,7 @@ struct br_future {
 	char *message;
 	void *bytes;
 	size_t len;
-	struct br__waiter *head, *tail; /* protected by BR__FST_LOCK */
+	struct br__list waiters; /* of struct br__waiter; under the lock */
 };
 
 /* The immortal FAILED(-ENOMEM) future (STYLE 4.1). */

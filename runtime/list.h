@@ -1,20 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * list.h - intrusive lists: a circular doubly linked list with a sentinel
- * (the kernel's list_head, libuv's queue.h), and a singly linked FIFO.
+ * list.h - intrusive lists: a doubly linked list with head and tail
+ * pointers, and a singly linked FIFO.
  *
  * Design
  *   The node lives inside the object (a waiter, a job, a fiber, a task),
  *   so linking allocates nothing, and br__list_entry() / br__fifo_entry()
  *   get the object back. The doubly linked list unlinks any node in O(1)
- *   without knowing its list, which is what cancellation and timeouts
- *   need; the FIFO is one pointer per node and serves queues that only
- *   push at the tail and pop at the head.
+ *   given its list, which is what cancellation and timeouts need; the FIFO
+ *   is one pointer per node and serves queues that only push at the tail
+ *   and pop at the head.
  *
- *   A list head is its own sentinel: an empty list points at itself, so
- *   no operation tests for NULL. An unlinked node points at itself too
- *   (br__list_del() leaves it so), which makes br__list_linked() exact
- *   and a second del harmless.
+ *   Both are NULL-terminated, and the zero value of either is an empty
+ *   list, unlike the kernel's circular list_head: the synchronisation
+ *   objects that hold waiter lists are initialised statically to zeros
+ *   (BR_MUTEX_INIT), so a list must need no set-up. Whether a node is
+ *   linked is its owner's state to keep (a waiter's state word, a job's
+ *   where), not the list's.
  *
  * Concurrency
  *   None: every list belongs to its owner's lock or thread, as the file
@@ -27,92 +29,81 @@
 
 #include "internal.h"
 
-struct br__list {
-	struct br__list *next, *prev;
+struct br__list_node {
+	struct br__list_node *next, *prev;
 };
 
-#define BR__LIST_INIT(name)      \
-	{                        \
-		&(name), &(name) \
-	}
+struct br__list {
+	struct br__list_node *head, *tail; /* both NULL when empty */
+};
 
 #define br__list_entry(node, type, member) br__container_of(node, type, member)
 
-static inline void br__list_init(struct br__list *n)
+static inline int br__list_empty(const struct br__list *l)
 {
-	n->next = n->prev = n;
+	return l->head == NULL;
 }
 
-static inline int br__list_empty(const struct br__list *head)
+static inline void br__list_push_back(struct br__list *l,
+				      struct br__list_node *n)
 {
-	return head->next == head;
+	n->next = NULL;
+	n->prev = l->tail;
+	if (l->tail)
+		l->tail->next = n;
+	else
+		l->head = n;
+	l->tail = n;
 }
 
-/* n is on some list (not a head, not unlinked). */
-static inline int br__list_linked(const struct br__list *n)
+static inline void br__list_push_front(struct br__list *l,
+				       struct br__list_node *n)
 {
-	return n->next != n;
+	n->prev = NULL;
+	n->next = l->head;
+	if (l->head)
+		l->head->prev = n;
+	else
+		l->tail = n;
+	l->head = n;
 }
 
-static inline void br__list_insert(struct br__list *n, struct br__list *prev,
-				   struct br__list *next)
+/* Unlink n, which is on l. */
+static inline void br__list_remove(struct br__list *l, struct br__list_node *n)
 {
-	n->prev = prev;
-	n->next = next;
-	prev->next = n;
-	next->prev = n;
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		l->head = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	else
+		l->tail = n->prev;
+	n->next = n->prev = NULL;
 }
 
-static inline void br__list_push_back(struct br__list *head, struct br__list *n)
+/* Unlink and return the first node, or NULL if l is empty. */
+static inline struct br__list_node *br__list_pop_front(struct br__list *l)
 {
-	br__list_insert(n, head->prev, head);
-}
+	struct br__list_node *n = l->head;
 
-static inline void br__list_push_front(struct br__list *head,
-				       struct br__list *n)
-{
-	br__list_insert(n, head, head->next);
-}
-
-/* Unlink n from whatever list holds it; n is left unlinked. */
-static inline void br__list_del(struct br__list *n)
-{
-	n->prev->next = n->next;
-	n->next->prev = n->prev;
-	br__list_init(n);
-}
-
-/* The first node of the list, or NULL if it is empty. */
-static inline struct br__list *br__list_first(const struct br__list *head)
-{
-	return br__list_empty(head) ? NULL : head->next;
+	if (n)
+		br__list_remove(l, n);
+	return n;
 }
 
 /*
- * Move every node of from to the empty list to (which may be on another
- * stack frame): from is left empty. Lets a caller detach a whole list
- * under a lock and walk it after dropping the lock.
+ * Empty l and return its old first node: the nodes stay chained through
+ * next, NULL-terminated. Lets a caller detach a whole list under a lock
+ * and walk it after dropping the lock.
  */
-static inline void br__list_move_all(struct br__list *to, struct br__list *from)
+static inline struct br__list_node *br__list_take_all(struct br__list *l)
 {
-	if (br__list_empty(from)) {
-		br__list_init(to);
-		return;
-	}
-	to->next = from->next;
-	to->prev = from->prev;
-	to->next->prev = to;
-	to->prev->next = to;
-	br__list_init(from);
+	struct br__list_node *n = l->head;
+
+	l->head = l->tail = NULL;
+	return n;
 }
-
-#define br__list_for_each(pos, head) \
-	for ((pos) = (head)->next; (pos) != (head); (pos) = (pos)->next)
-
-/* The same, where the body may unlink or free pos. */
-#define br__list_for_each_safe(pos, tmp, head)                           \
-	for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); \
-	     (pos) = (tmp), (tmp) = (pos)->next)
 
 /* ---- the singly linked FIFO ---- */
 

@@ -349,7 +349,6 @@ int br_pool_new(br_pool **out, br_runtime *rt, const br_pool_config *cfg)
 	atomic_init(&p->refs, 1);
 	p->rt = rt;
 	p->memfd = p->efd = -1;
-	br__list_init(&p->overflow);
 	p->nworkers = cfg->workers ? cfg->workers : online_cpus();
 	p->timeout_ns = cfg->timeout_ms * 1000000;
 	p->max_payload = cfg->max_payload ? cfg->max_payload :

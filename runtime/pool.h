@@ -128,12 +128,12 @@ struct pjob {
 	size_t len;
 	uint32_t nitems;
 	int64_t timeout_ns;
-	uint64_t pos;	      /* W_RING: its slot's position */
-	size_t arena_g;	      /* W_RING, big: first granule, else SIZE_MAX */
-	size_t arena_n;	      /* granules */
-	struct br__list link; /* W_OVERFLOW: on pool->overflow */
-	struct pmap *map;     /* JOB_CHUNK of a br_map, else NULL */
-	size_t first;	      /* JOB_CHUNK: index of its first item */
+	uint64_t pos;	/* W_RING: its slot's position */
+	size_t arena_g; /* W_RING, big: first granule, else SIZE_MAX */
+	size_t arena_n; /* granules */
+	struct br__list_node link; /* W_OVERFLOW: on pool->overflow */
+	struct pmap *map;	   /* JOB_CHUNK of a br_map, else NULL */
+	size_t first;		   /* JOB_CHUNK: index of its first item */
 };
 _Static_assert(offsetof(struct pjob, fut) == 0,
 	       "a job is its future: future.c frees it through job_ops");

@@ -185,7 +185,7 @@ static void ov_push(struct br_pool *p, struct pjob *j, int front)
  * may pick any of a million queued jobs. */
 static void ov_unlink(struct br_pool *p, struct pjob *j)
 {
-	br__list_del(&j->link);
+	br__list_remove(&p->overflow, &j->link);
 	atomic_fetch_sub_explicit(&p->ov_n, 1, memory_order_relaxed);
 }
 
@@ -194,12 +194,12 @@ static int refill(struct br_pool *p)
 {
 	int moved = 0;
 
-	struct br__list *n;
+	struct br__list_node *n;
 
-	while ((n = br__list_first(&p->overflow))) {
+	while ((n = br__list_pop_front(&p->overflow))) {
 		struct pjob *j = br__list_entry(n, struct pjob, link);
 
-		ov_unlink(p, j);
+		atomic_fetch_sub_explicit(&p->ov_n, 1, memory_order_relaxed);
 		if (ring_push(p, j) < 0) {
 			ov_push(p, j, 1);
 			break;

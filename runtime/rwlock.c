@@ -75,7 +75,7 @@ static struct br__wqe *dispatch(struct br__sync *s, uint64_t drop)
 	uint64_t add = 0, readers = (v & R_READERS) / R_READER;
 	int writer = 0;
 
-	while ((w = s->q.head) != NULL) {
+	while ((w = br__wq_first(&s->q)) != NULL) {
 		if (w->kind == KIND_WRITE) {
 			if (readers || add || ((v & ~drop) & R_WRITER))
 				break;
@@ -84,9 +84,9 @@ static struct br__wqe *dispatch(struct br__sync *s, uint64_t drop)
 			break;
 		}
 		w = br__wq_claim(&s->q, NULL); /* plain waits: always w */
-		w->next = NULL;
+		w->chain = NULL;
 		*tail = w;
-		tail = &w->next;
+		tail = &w->chain;
 		if (writer)
 			break;
 		add += R_READER;

@@ -134,10 +134,12 @@ static int claim(struct br__wait *wt)
 
 struct br__wqe *br__wq_claim_slow(struct br__wq *q, const struct br__wait *self)
 {
-	struct br__wqe *w, *next;
+	struct br__list_node *n, *next;
 
-	for (w = q->head; w; w = next) {
-		next = w->next;
+	for (n = q->list.head; n; n = next) {
+		struct br__wqe *w = br__list_entry(n, struct br__wqe, link);
+
+		next = n->next;
 		if (w->wait == self)
 			continue;
 		br__wq_remove(q, w);
@@ -151,13 +153,13 @@ struct br__wqe *br__wq_claim_all(struct br__wq *q)
 {
 	struct br__wqe *head = NULL, **tail = &head, *w;
 
-	while ((w = q->head) != NULL) {
+	while ((w = br__wq_first(q)) != NULL) {
 		br__wq_remove(q, w);
 		if (!claim(w->wait))
 			continue;
-		w->next = NULL;
+		w->chain = NULL;
 		*tail = w;
-		tail = &w->next;
+		tail = &w->chain;
 	}
 	return head;
 }
@@ -187,7 +189,7 @@ void br__wq_complete(struct br__wqe *w, int result)
 void br__wq_complete_all(struct br__wqe *chain, int result)
 {
 	while (chain) {
-		struct br__wqe *next = chain->next; /* before it goes */
+		struct br__wqe *next = chain->chain; /* before it goes */
 
 		br__wq_complete(chain, result);
 		chain = next;

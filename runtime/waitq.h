@@ -12,6 +12,7 @@
 
 #include "futex.h"
 #include "internal.h"
+#include "list.h"
 
 struct br__fiber;
 struct br__task;
@@ -45,10 +46,11 @@ struct br__wait;
  * wakers under the same queue's lock.
  */
 struct br__wqe {
-	struct br__wqe *next, *prev; /* under the queue's lock */
-	struct br__wait *wait;	     /* the wait it belongs to */
-	uint8_t linked;		     /* under the queue's lock */
-	uint8_t kind;		     /* per object: reader/writer, send/recv */
+	struct br__list_node link; /* on its queue, under the queue's lock */
+	struct br__wqe *chain;	   /* claimed: the next one claimed with it */
+	struct br__wait *wait;	   /* the wait it belongs to */
+	uint8_t linked;		   /* under the queue's lock */
+	uint8_t kind;		   /* per object: reader/writer, send/recv */
 	/* the wait is a task's plain wait, claimed with a plain store: a
 	 * copy of the wait's fields, one dependent load fewer for wakers */
 	uint8_t task_plain;
@@ -89,37 +91,32 @@ struct br__wait {
 };
 
 struct br__wq {
-	struct br__wqe *head, *tail;
+	struct br__list list; /* of struct br__wqe; zero is empty */
 };
+
+static inline struct br__wqe *br__wq_first(const struct br__wq *q)
+{
+	return q->list.head ?
+		       br__list_entry(q->list.head, struct br__wqe, link) :
+		       NULL;
+}
 
 /* ---- queue operations; caller holds the queue's lock ---- */
 
 static inline int br__wq_empty(const struct br__wq *q)
 {
-	return q->head == NULL;
+	return br__list_empty(&q->list);
 }
 
 static inline void br__wq_push(struct br__wq *q, struct br__wqe *w)
 {
-	w->next = NULL;
-	w->prev = q->tail;
-	if (q->tail)
-		q->tail->next = w;
-	else
-		q->head = w;
-	q->tail = w;
+	br__list_push_back(&q->list, &w->link);
 	w->linked = 1;
 }
 
 static inline void br__wq_push_front(struct br__wq *q, struct br__wqe *w)
 {
-	w->prev = NULL;
-	w->next = q->head;
-	if (q->head)
-		q->head->prev = w;
-	else
-		q->tail = w;
-	q->head = w;
+	br__list_push_front(&q->list, &w->link);
 	w->linked = 1;
 }
 
@@ -127,14 +124,7 @@ static inline void br__wq_remove(struct br__wq *q, struct br__wqe *w)
 {
 	if (!w->linked)
 		return;
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		q->head = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	else
-		q->tail = w->prev;
+	br__list_remove(&q->list, &w->link);
 	w->linked = 0;
 }
 
@@ -152,7 +142,7 @@ struct br__wqe *br__wq_claim_slow(struct br__wq *q,
 static inline struct br__wqe *br__wq_claim(struct br__wq *q,
 					   const struct br__wait *self)
 {
-	struct br__wqe *w = q->head;
+	struct br__wqe *w = br__wq_first(q);
 
 	/* The common case, inline: a task's plain wait at the head. Its
 	 * phase changes only under the lock the caller holds (waitq.c), so
@@ -168,7 +158,7 @@ static inline struct br__wqe *br__wq_claim(struct br__wq *q,
 
 /*
  * br__wq_claim_all - claim every waiter of q (as br__wq_claim) and return
- * them chained through next, in queue order. Caller holds q's lock.
+ * them chained through chain, in queue order. Caller holds q's lock.
  */
 struct br__wqe *br__wq_claim_all(struct br__wq *q);
 
@@ -190,7 +180,8 @@ static inline void br__wqe_init(struct br__wqe *w, struct br__wait *wt,
 				uint8_t kind, int index, void *buf,
 				uint64_t arg)
 {
-	w->next = w->prev = NULL;
+	w->link.next = w->link.prev = NULL;
+	w->chain = NULL;
 	w->wait = wt;
 	w->linked = 0;
 	w->kind = kind;

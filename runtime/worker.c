@@ -382,11 +382,7 @@ static void live_add(struct br__worker *w, struct br__fiber *f)
 {
 	f->reg_w = w;
 	pthread_mutex_lock(&w->reg_lock);
-	f->reg_prev = NULL;
-	f->reg_next = w->reg_head;
-	if (w->reg_head)
-		w->reg_head->reg_prev = f;
-	w->reg_head = f;
+	br__list_push_front(&w->live_fibers, &f->reg);
 	pthread_mutex_unlock(&w->reg_lock);
 }
 
@@ -395,12 +391,7 @@ static void live_remove(struct br__fiber *f)
 	struct br__worker *o = f->reg_w;
 
 	pthread_mutex_lock(&o->reg_lock);
-	if (f->reg_prev)
-		f->reg_prev->reg_next = f->reg_next;
-	else
-		o->reg_head = f->reg_next;
-	if (f->reg_next)
-		f->reg_next->reg_prev = f->reg_prev;
+	br__list_remove(&o->live_fibers, &f->reg);
 	pthread_mutex_unlock(&o->reg_lock);
 }
 
@@ -421,11 +412,12 @@ void br__workers_cancel_all(struct br_runtime *rt)
 
 	for (i = 0; i < rt->nworkers; i++) {
 		struct br__worker *w = &rt->workers[i];
-		struct br__fiber *f;
+		struct br__list_node *n;
 
 		pthread_mutex_lock(&w->reg_lock);
-		for (f = w->reg_head; f; f = f->reg_next)
-			br__task_cancel(f->root);
+		for (n = w->live_fibers.head; n; n = n->next)
+			br__task_cancel(
+				br__list_entry(n, struct br__fiber, reg)->root);
 		pthread_mutex_unlock(&w->reg_lock);
 	}
 }

@@ -81,8 +81,8 @@ struct br__worker {
 	struct br__fifo rq;	 /* pinned tasks sent here; under remote_lock */
 	_Atomic uint32_t rq_len; /* seq_cst; see worker.c */
 	_Atomic uint32_t parked; /* seq_cst; 1 while in or near park */
-	pthread_mutex_t reg_lock; /* protects the live-fiber list */
-	struct br__fiber *reg_head;
+	pthread_mutex_t reg_lock;    /* protects live_fibers */
+	struct br__list live_fibers; /* of struct br__fiber, through reg */
 };
 
 /* w's running fiber. Context: worker w (relaxed: its own store). */
