@@ -5,127 +5,85 @@
  * and returns a future like any other.
  *
  * Design
- *   One pool per runtime, created empty: threads start on demand, up to
- *   max_threads, and a thread idle for idle_ms exits. Every call goes
- *   into one FIFO queue of at most max_queue calls (a full queue fails
- *   the call with -EAGAIN at once). The pool keeps this rule: whenever
- *   the queue is not empty, some thread that is not inside a call (a
- *   "searcher", which looks at the queue before it idles) will come for
- *   it, or the pool is full. So a queued call never waits behind calls
- *   that block while the pool could still grow (Tokio's rule). Two
- *   places keep it: a submitter that finds the queue empty, and a thread
- *   that takes a call and leaves others queued, each make sure a searcher
- *   exists, waking the idle thread that idled last or starting one.
- *
- *   Yet a burst of short calls does not grow the pool far: a thread
- *   counts as a searcher from the moment its call returns, even before
- *   it has the lock again, so threads taking turns keep each other
- *   counted, where Tokio's "start one when none is idle" starts a thread
- *   per call of a burst. (Counting it busy until it holds the lock
- *   again, which saves two atomic operations per call, measured slower:
- *   more threads were started.)
+ *   One pool per runtime, created empty: threads start on demand up to
+ *   max_threads and exit after idle_ms idle. Calls go into one FIFO of at
+ *   most max_queue (a full queue fails the call with -EAGAIN at once).
+ *   The rule (Tokio's): whenever the queue is not empty, some thread that
+ *   is not inside a call (a "searcher") will come for it, or the pool is
+ *   full, so a queued call never waits behind blocked calls while the pool
+ *   could grow. A thread counts as a searcher from the moment its call
+ *   returns, so threads taking turns on a burst of short calls keep each
+ *   other counted and the pool does not grow a thread per call.
  *
  *   The queue is Vyukov's intrusive MPSC queue: a submitter links its
- *   call with one exchange on the tail and one store, and takes no lock
- *   unless the queue was empty. The pool's threads pop under the pool's
- *   lock, one at a time (a single consumer at a time is all the queue
- *   allows). A submitter thus writes no cache line the threads write
- *   while the queue is busy: with one lock for both sides, the line
- *   holding it crossed between the two CPUs on every call, which cost
- *   four times what this queue does. The queue's bound is kept with a
- *   count of reservations that only submitters write and a count of pops
- *   that only threads write; a submitter reads the latter only when its
- *   cached copy says the queue may be full.
+ *   call with one exchange and one store and takes no lock unless the
+ *   queue was empty; threads pop under the pool's lock. A submitter thus
+ *   writes no line the threads write while the queue is busy. The bound
+ *   is a count of reservations (submitters) against a count of pops
+ *   (threads), the latter read only when the cached copy says "full".
  *
- *   When the queue is empty, a thread that has just finished a call
- *   keeps searching for 50 us (a round trip through a parked worker and
- *   back costs 20 to 40 us here) before it idles, watching the tail without the lock; only one thread does so
- *   at a time. A submitter that finds the queue empty but a thread
- *   spinning needs no lock either. When calls arrive, the spinner lets
- *   them gather while they keep coming (up to 2 us) before it takes the
- *   lock: a thread popping each call the moment it lands met the
- *   submitter on the lock on every call. Idle threads form a LIFO, so the thread that idled last
- *   gets the next wake-up and the others age out (with a shared
- *   condition variable every idle thread would be woken in turn and none
- *   would ever exit). A thread sleeps on a futex word in its record,
- *   which the waker sets, and wakes with a system call only if the
- *   thread sleeps. One thread is woken per wake-up: no thundering herd.
+ *   A thread that finds the queue empty searches for SPIN_NS before it
+ *   idles, watching the tail without the lock (one searcher at a time),
+ *   and lets calls that keep arriving gather (GATHER_NS) before it takes
+ *   the lock. Idle threads form a LIFO, each asleep on a futex word of its
+ *   own: the one that idled last is woken first and the others age out,
+ *   one thread per wake-up.
  *
- *   A call is one allocation: a promise with the call's function,
- *   argument and queue link after it (a task embeds its future the same
- *   way), so the last release of the future frees the call.
- *
- *   Shutdown (br_runtime_free): close() refuses new calls and cancels
- *   the queued ones (their futures end CANCELLED); calls already running
- *   are waited for by free(), which then joins every thread. A running
- *   call cannot be interrupted: br_runtime_free() documents that it
- *   waits. The workers never wait for the pool, so a blocked call cannot
- *   stall a loop.
+ *   A call is one allocation, its future first (call_ops frees it).
+ *   Shutdown: close() refuses new calls and cancels queued ones; free()
+ *   waits for running calls (which cannot be interrupted) and joins the
+ *   threads. Workers never wait for the pool.
  *
  * No lost wake-ups
  *   A searcher decides to idle under the lock, after finding the queue
- *   empty. A submitter that finds the queue empty (its exchange returned
- *   the stub) and no thread spinning takes the lock after its exchange
- *   and looks for a searcher. Either the searcher looked first, and is
- *   idle (or about to be, holding the lock) when the submitter looks,
- *   which wakes it; or the submitter's call was already in the queue
- *   when the searcher looked, and the searcher takes it. A submitter that found the queue
- *   not empty relies on the rule above, which the thread that takes the
- *   call before it upholds. One that saw a thread spinning relies on
- *   the spinner: it clears spinning (seq_cst) before its pop, and the
- *   submitter exchanged the tail (seq_cst) before it loaded spinning, so
- *   if that load saw the spinner, the pop sees the call.
+ *   empty. A submitter that found the queue empty (its exchange returned
+ *   the stub) and no spinner takes the lock after its exchange and looks
+ *   for a searcher: either the searcher looked first and is idle, and is
+ *   woken, or the call was queued when it looked, and it takes it. A
+ *   submitter that found the queue not empty relies on the rule above,
+ *   which whoever takes the call before it keeps. One that saw a spinner
+ *   relies on it: the spinner clears spinning (seq_cst) before its pop,
+ *   after the submitter's seq_cst exchange of the tail.
  *
  * Invariants
  *   - nthreads = threads started or being started, not yet exited;
  *     nbusy of them are inside a call, nidle are on the idle stack, the
  *     rest are searchers.
- *   - The queue is not empty => a searcher exists, or nthreads == max,
- *     or no thread could be started (then queued calls fail with
- *     -EAGAIN if no thread is left).
+ *   - The queue is not empty => a searcher exists, or nthreads == max, or
+ *     no thread could be started (then queued calls fail with -EAGAIN if
+ *     no thread is left).
  *   - pushed - popped = calls queued or being queued <= max_queue.
  *   - A record is on the idle stack, on the zombie list, owned by its
  *     running thread, or being started.
  *
  * Concurrency
- *   - tail, pushed, popped_seen: any submitter, atomically.
- *   - spinning: set under p->lock, cleared by the spinner (seq_cst),
- *     read by submitters without it.
- *   - head, the stub, popped, nthreads, nidle, idle, zombies,
- *     all and the records' next, idle, joinable and join fields: under
- *     p->lock. nbusy: incremented under the lock, decremented by a thread
- *     whose call returned, without it.
+ *   - tail, pushed, popped_seen: any submitter, atomically. spinning: set
+ *     under p->lock, cleared by the spinner (seq_cst), read without it.
+ *   - head, the stub, popped, nthreads, nidle, idle, zombies, all and the
+ *     records' next, idle, joinable and join fields: under p->lock. nbusy:
+ *     incremented under the lock, decremented without it.
  *   - A record's wake word: its thread and the thread that woke it.
- *   - p->lock is a leaf: nothing else is taken, and no call runs, under
- *     it.
+ *   - p->lock is a leaf: nothing else is taken, and no call runs, under it.
  *
  * Memory ordering
  *   - Queue: the submitter's release store of prev->next pairs with the
  *     consumer's acquire load of it, publishing the call's fields.
- *   - closing: the closer stores it (seq_cst) and then drains the queue;
- *     a submitter exchanges the tail (seq_cst) and then loads closing
- *     (seq_cst), and drains the queue itself if set. One of the two
- *     drains sees the call.
+ *   - closing: the closer stores it (seq_cst) then drains the queue; a
+ *     submitter exchanges the tail (seq_cst) then loads closing (seq_cst)
+ *     and drains the queue itself if set. One of the two drains the call.
  *   - wake: the waker's exchange to WOKEN (release) pairs with the
- *     thread's acquire; the thread then takes p->lock. The thread's CAS
- *     to SLEEPING and the exchange act on one word, so the waker calls
- *     FUTEX_WAKE exactly when the thread sleeps.
- *   - nbusy's decrement is relaxed: a reader under the lock may see a
- *     returned thread as still busy, and at worst starts a thread too
- *     many; it never sees a busy thread as a searcher, since increments
- *     happen under the lock.
- *   - pushed, popped and popped_seen are relaxed counters: the bound is
- *     checked against a value of popped no newer than the truth, so it
- *     errs towards refusing, and a refusal re-reads popped.
- *   - A call's result reaches its awaiter through the future (future.c).
+ *     thread's acquire; the CAS to SLEEPING and the exchange act on one
+ *     word, so the waker calls FUTEX_WAKE exactly when the thread sleeps.
+ *   - nbusy's decrement is relaxed: a reader may see a returned thread as
+ *     busy and start one thread too many, never the reverse.
+ *   - pushed, popped and popped_seen are relaxed counters: the bound errs
+ *     towards refusing, and a refusal re-reads popped.
  *
  * Lifetime
  *   Thread records stay allocated until the pool is freed (they are
- *   reused for new threads), so a late futex wake-up always lands on a
- *   record. A call holds two references to its own future: the caller's,
- *   and the pool's, which the thread that runs or cancels it drops; the
- *   last release frees the whole call (call_ops). A popped call is no longer referenced by the
- *   queue (Vyukov's intrusive queue re-links its stub instead).
+ *   reused), so a late futex wake-up always lands on a record. A call
+ *   holds two references to its future: the caller's, and the pool's,
+ *   which the thread that runs or cancels it drops.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -136,15 +94,17 @@
 #include <unistd.h>
 
 #include "blocking.h"
+#include "clock.h"
+#include "futex.h"
 #include "future.h"
 #include "task.h"
-#include "futex.h"
 #include "worker.h"
 
 /* How long a thread searches for a call before it idles: a little more
- * than a round trip through a sleeping worker and back (measured: with
- * 20 us, serial calls from a task took 28 us each; with 60 us, 9 us). */
-#define SPIN_NS 50000
+ * than a round trip through a parked worker and back, so that serial
+ * calls from one task find the thread still searching
+ * (docs/ARCHITECTURE.md has the measurement). */
+#define SPIN_NS (50 * BR__NS_PER_US)
 /* A searcher that sees calls arrive lets them gather this long (while
  * they keep coming, up to GATHER_MAX_NS) before it takes the first. */
 #define GATHER_NS 300
@@ -237,7 +197,7 @@ struct br__blocking *br__blocking_new(unsigned max_threads, unsigned max_queue,
 	atomic_init(&p->nbusy, 0);
 	p->max = max_threads;
 	p->max_queue = max_queue;
-	p->idle_ns = (int64_t)idle_ms * 1000000;
+	p->idle_ns = br__ms_to_ns(idle_ms);
 	return p;
 }
 
@@ -266,6 +226,7 @@ static struct call *pop(struct br__blocking *p)
 {
 	unsigned spins = 0;
 
+	BR__ASSERT_SPIN_HELD(&p->lock);
 	for (;;) {
 		struct qnode *head = p->head, *next;
 
@@ -314,6 +275,7 @@ static struct call *pop_all(struct br__blocking *p)
 {
 	struct call *first = NULL, **last = &first, *c;
 
+	BR__ASSERT_SPIN_HELD(&p->lock);
 	while ((c = pop(p)) != NULL) {
 		*last = c;
 		last = (struct call **)(void *)&c->q.next;
@@ -369,6 +331,7 @@ static struct bthread *reserve(struct br__blocking *p)
 {
 	struct bthread *t = p->zombies;
 
+	BR__ASSERT_SPIN_HELD(&p->lock);
 	if (t) {
 		p->zombies = t->next;
 		t->join = t->joinable;
@@ -509,6 +472,7 @@ static void search(struct br__blocking *p)
 static void idle_wait(struct br__blocking *p, struct bthread *t,
 		      int64_t deadline)
 {
+	BR__ASSERT_SPIN_HELD(&p->lock);
 	t->idle = 1;
 	t->next = p->idle;
 	p->idle = t;
@@ -696,7 +660,7 @@ void br__blocking_close(struct br__blocking *p)
 
 void br__blocking_free(struct br__blocking *p)
 {
-	useconds_t nap = 50;
+	unsigned nap = 0;
 	struct bthread *t;
 
 	if (!p)
@@ -711,9 +675,7 @@ void br__blocking_free(struct br__blocking *p)
 		br__spin_unlock(&p->lock);
 		if (!n)
 			break;
-		usleep(nap);
-		if (nap < 5000)
-			nap *= 2;
+		br__nap(&nap);
 	}
 	drain(p); /* a submitter racing close() may have left one */
 	while ((t = p->all) != NULL) {

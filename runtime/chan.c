@@ -164,6 +164,7 @@ static int send_locked(struct br_chan *ch, const void *elem,
 {
 	struct br__wqe *w;
 
+	BR__ASSERT_SPIN_HELD(&ch->lock);
 	if (ch->closed)
 		return CH_CLOSED;
 	w = br__wq_claim(&ch->recvq, self);

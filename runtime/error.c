@@ -23,6 +23,9 @@
 #include "braid.h"
 #include "internal.h"
 
+#define NAP_MIN_US 50
+#define NAP_MAX_US 5000
+
 const char *br_strerror(int code)
 {
 	const char *s;
@@ -65,6 +68,28 @@ void br__backoff(unsigned *spins)
 		br__cpu_relax();
 	else
 		sched_yield();
+}
+
+void br__nap(unsigned *nap_us)
+{
+	usleep(*nap_us ? *nap_us : NAP_MIN_US);
+	*nap_us = *nap_us >= NAP_MAX_US / 2 ? NAP_MAX_US :
+		  *nap_us		    ? *nap_us * 2 :
+					      2 * NAP_MIN_US;
+}
+
+#if !defined(NDEBUG) && defined(__GLIBC__)
+int br__gettid(void)
+{
+	return (int)gettid();
+}
+#endif
+
+size_t br__page_round(size_t n)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (n + pg - 1) & ~(pg - 1);
 }
 
 void br__assert_fail(const char *expr, const char *file, int line)

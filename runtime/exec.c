@@ -35,8 +35,8 @@
  *   Where the task runs: spawned from a task of the runtime, it is
  *   pinned to the spawning worker. It spends its life waiting on that
  *   worker's ring, so there is nothing to balance, and a plain spawn
- *   would wake an idle worker to steal it: about 15 us per child, a
- *   tenth of the whole cost of a short-lived child here. A large capture
+ *   would wake an idle worker to steal it, a tenth of the whole cost of
+ *   a short-lived child (docs/ARCHITECTURE.md). A large capture
  *   is then copied by that worker only, which is the price.
  *
  *   stdin is a socketpair rather than a pipe so that writing to a child
@@ -95,6 +95,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "clock.h"
 #include "future.h"
 #include "forkexec.h"
 #include "task.h"
@@ -132,7 +133,7 @@ static int64_t left_ms(const struct exec *x)
 	ns = x->deadline - br_now_ns();
 	if (ns <= 0)
 		return 0;
-	return (ns + 999999) / 1000000;
+	return (ns + BR__NS_PER_MS - 1) / BR__NS_PER_MS;
 }
 
 static void *feed_task(void *arg)

@@ -142,8 +142,8 @@ static pthread_mutex_t hdr_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct br__fiber *hdr_free; /* protected by hdr_lock */
 
 /* Headers come in populated chunks, so a burst of new fibers takes no
- * page fault for them (a fault costs about 10 us on these VMs, a
- * populated page under 1 us). */
+ * page fault for them: a first touch costs a fault, a populated page
+ * costs far less. */
 static struct br__fiber *hdr_chunk(void)
 {
 	size_t len = HDR_CHUNK * sizeof(struct br__fiber);
@@ -430,6 +430,9 @@ uint64_t br__fiber_arm(struct br__fiber *f)
 	/* Relaxed: wakers learn seq from a waiter or timer published after
 	 * this store by a lock or the heap's owner; cancellation is caught
 	 * at the PARKED CAS (header). */
+	/* The fiber runs: no waker may still own it. */
+	BR_DEBUG_ASSERT((atomic_load_explicit(&f->wake, memory_order_relaxed) &
+			 3) != BR__FW_PARKED);
 	atomic_store_explicit(&f->wake, (seq << 2) | BR__FW_ARMED,
 			      memory_order_relaxed);
 	return seq;

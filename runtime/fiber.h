@@ -32,6 +32,13 @@ enum {
 /* Written at the lowest word of canary-guarded stacks. */
 #define BR__STACK_CANARY 0x6272636e61727921ull
 
+/* Task stack sizes: the default, and the bounds a config or a spawn is
+ * clamped to (below the minimum, braid's own frames and a signal frame
+ * leave the task nothing; above the maximum, a size is a mistake). */
+#define BR__STACK_DEFAULT ((size_t)64 << 10)
+#define BR__STACK_MIN ((size_t)16 << 10)
+#define BR__STACK_MAX ((size_t)1 << 30)
+
 /*
  * Fiber headers are type-stable: they are never freed while the process
  * runs, only recycled, and seq only grows. A stale pointer to a fiber
@@ -48,15 +55,13 @@ struct br__fiber {
 	 * that parks it, cleared by the next arm (fiber.c). */
 	_Atomic uint32_t cancel_hint;
 	uint64_t seq; /* written only by code running on it */
-	/* the task running on top (inline
-	 * children included); written by the
-	 * fiber's own code, read by the waker
-	 * that moved wake PARKED -> NOTIFIED */
+	/* The task running on top (inline children included); written by the
+	 * fiber's own code, read by the waker that moved wake PARKED ->
+	 * NOTIFIED. */
 	struct br__task *top;
 	struct br__task *root;	/* the task the fiber was started for */
 	struct br__fiber *next; /* stack cache or header free list */
-	/* live list, under
-	 * reg_w->reg_lock */
+	/* Live list, under reg_w->reg_lock. */
 	struct br__list_node reg;
 	struct br__worker *reg_w; /* whose live list holds it */
 	void *lo, *hi;		  /* usable stack [lo, hi) */
@@ -71,10 +76,9 @@ struct br__fiber {
 	unsigned vg_id;	 /* valgrind stack id */
 	uint8_t slab;	 /* the stack belongs to a slab */
 #ifndef BR_NO_OBS
-	/* the root task's id and function, for the
-	 * stall detector and the trace: written by
-	 * the worker that starts the root, read by
-	 * the watchdog (stats.c) */
+	/* The root task's id and function, for the stall detector and the
+	 * trace: written by the worker that starts the root, read by the
+	 * watchdog (stats.c) */
 	_Atomic uint64_t obs_id;
 	_Atomic uintptr_t obs_fn;
 #endif

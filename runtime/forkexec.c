@@ -20,8 +20,8 @@
  *     - CLONE_PIDFD returns the pidfd with the pid;
  *     - clone3() with CLONE_CLEAR_SIGHAND (Linux 5.5) has the
  *       kernel put every handled signal back to SIG_DFL in the child, so
- *       the child need not ask about each of the 64 (about 15 us of
- *       system calls here). clone3's child starts on the new stack with
+ *       the child need not ask about each of the 64 with a system call
+ *       of its own. clone3's child starts on the new stack with
  *       nothing to return to, so clone3_call() is a few lines of asm
  *       that call child_main(). When clone3 is refused, glibc's
  *       clone() starts the child;

@@ -4,18 +4,18 @@
  * reference counting, and promises.
  *
  * Design
- *   One type for every origin (task, promise, callback, blocking call,
- *   process job), as DESIGN 5 asks. What the origins do differently
- *   (freeing, cancelling, whether a user may resolve it) is a constant
- *   table of operations that the creator sets (struct br__future_ops),
- *   so this file knows none of them. The state word holds the br_state and a lock bit. A
- *   future leaves PENDING exactly once: the completer takes the lock while
- *   the state is PENDING, writes the result, detaches the waiter list, and
- *   publishes the final state with the same store that drops the lock.
- *   A tiny spin lock beats a lock-free waiter stack here because waiters
- *   must also be removed (wait_any, timeouts, cancellation), which a
- *   Treiber stack cannot do without an ABA scheme; the lock is held for a
- *   few instructions and never across a call that can block or suspend.
+ *   One type for every origin (task, promise, callback, blocking call, process
+ *   job), as DESIGN 5 asks. What the origins do differently (freeing,
+ *   cancelling, whether a user may resolve it) is a constant table of
+ *   operations that the creator sets (struct br__future_ops), so this file
+ *   knows none of them. The state word holds the br_state and a lock bit. A
+ *   future leaves PENDING exactly once: the completer takes the lock while the
+ *   state is PENDING, writes the result, detaches the waiter list, and
+ *   publishes the final state with the same store that drops the lock. A tiny
+ *   spin lock beats a lock-free waiter stack here because waiters must also be
+ *   removed (wait_any, timeouts, cancellation), which a Treiber stack cannot
+ *   do without an ABA scheme; the lock is held for a few instructions and
+ *   never across a call that can block or suspend.
  *
  *   Waiters are fired outside the lock, so a callback may do anything,
  *   including complete other futures. Each waiter's memory belongs to the
@@ -352,10 +352,14 @@ const void *br_future_bytes(const br_future *f, size_t *len)
 
 br_future *br_future_retain(br_future *f)
 {
+	uint32_t old;
+
 	if (!br__future_ok(f) || (f->ops->flags & BR__FOPS_STATIC))
 		return f;
 	/* Relaxed: the caller already holds a reference. */
-	atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+	old = atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+	BR_DEBUG_ASSERT(old > 0);
+	(void)old;
 	return f;
 }
 

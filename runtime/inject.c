@@ -4,11 +4,11 @@
  * outside the runtime's workers.
  *
  * Design
- *   A mutex-protected FIFO of intrusive task links, with an atomic length
- *   read without the lock, as Tokio's scheduler/inject.rs. Workers look at
- *   it every BR__GLOBAL_POLL_INTERVAL-th tick (so outside submissions never starve behind local
- *   work) and whenever their own queues are empty. It is not on any hot
- *   path of task-to-task work, which stays in the per-worker deques.
+ *   A mutex-protected FIFO of intrusive task links, with an atomic length read
+ *   without the lock, as Tokio's scheduler/inject.rs. Workers look at it every
+ *   61st tick (worker.c) (so outside submissions never starve behind local
+ *   work) and whenever their own queues are empty. It is not on any hot path
+ *   of task-to-task work, which stays in the per-worker deques.
  *
  * Invariants
  *   - len equals the number of linked tasks whenever lock is free.

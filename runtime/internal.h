@@ -3,11 +3,14 @@
  * internal.h - macros shared by every file of the runtime.
  *
  * Design
- *   Assertions come in two strengths (STYLE 3.8): BR_ASSERT is always on
- *   and guards scheduler and future state transitions, where a wrong state
- *   would corrupt memory silently; BR_DEBUG_ASSERT is for expensive checks
- *   and compiles out with NDEBUG. Both print the expression, the file and
- *   the line, then abort.
+ *   Assertions come in two strengths (STYLE 3.8): BR_ASSERT is always on,
+ *   for the few checks that cost nothing next to what they guard;
+ *   BR_DEBUG_ASSERT is compiled into the debug, asan and tsan builds and
+ *   out of release (NDEBUG): it checks the state transitions of tasks,
+ *   fibers, futures and jobs on their hot paths, and who holds what
+ *   (BR__ASSERT_OWNER, BR__ASSERT_MUTEX_HELD, BR__ASSERT_SPIN_HELD),
+ *   the kernel's lockdep_assert_held and Go's throw("bad g status").
+ *   Both print the expression, the file and the line, then abort.
  *
  * Concurrency
  *   None: macros and constants only.
@@ -40,6 +43,18 @@ br__assert_fail(const char *expr, const char *file, int line);
 #define BR_DEBUG_ASSERT(e) ((void)0)
 #else
 #define BR_DEBUG_ASSERT(e) BR_ASSERT(e)
+#endif
+
+/*
+ * BR__ASSERT_MUTEX_HELD(m) - the calling thread holds the pthread mutex m.
+ * glibc records the owner's thread id in every mutex it locks.
+ */
+#if !defined(NDEBUG) && defined(__GLIBC__)
+#define BR__ASSERT_MUTEX_HELD(m) \
+	BR_DEBUG_ASSERT((m)->__data.__owner == (int)br__gettid())
+int br__gettid(void);
+#else
+#define BR__ASSERT_MUTEX_HELD(m) ((void)0)
 #endif
 
 /*
@@ -93,6 +108,17 @@ static inline void br__cpu_relax(void)
  * *spins starts at 0.
  */
 void br__backoff(unsigned *spins);
+
+/*
+ * br__nap - sleep *nap_us microseconds (0: the shortest nap), then double
+ * it up to a cap of a few milliseconds: how shutdown polls for work that
+ * may take long (running calls, live tasks), quick to notice the end of
+ * short work and cheap while long work goes on.
+ */
+void br__nap(unsigned *nap_us);
+
+/* n rounded up to a whole number of pages. */
+size_t br__page_round(size_t n);
 
 /* xorshift32: cheap per-worker randomness for victim choice. */
 static inline uint32_t br__rand(uint32_t *s)

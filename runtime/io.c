@@ -171,8 +171,8 @@ void br__io_poll_fallback(struct br__worker *w, int64_t timeout_ns, int wake)
 			(struct pollfd){ .fd = io->fd, .events = io->events };
 	/* No eventfd (out of fds at start-up): a wake-up is seen within a
 	 * millisecond instead. */
-	if (r->efd < 0 && (timeout_ns < 0 || timeout_ns > 1000000))
-		timeout_ns = 1000000;
+	if (r->efd < 0 && (timeout_ns < 0 || timeout_ns > BR__NS_PER_MS))
+		timeout_ns = BR__NS_PER_MS;
 	if (timeout_ns >= 0) {
 		ts = br__ns_to_ts(timeout_ns);
 		tp = &ts;

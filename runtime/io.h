@@ -38,9 +38,8 @@ struct br__io {
 	int fd;		     /* for the poll fallback */
 	uint8_t done;	     /* final completion reaped; owner thread only */
 	uint8_t cancel_sent; /* ASYNC_CANCEL submitted; owner thread only */
-	/* BR__IO_SYS from a task without a ring:
-	 * MSG_DONTWAIT, and -EAGAIN means wait
-	 * again; else 0 */
+	/* BR__IO_SYS from a task without a ring: MSG_DONTWAIT, and -EAGAIN
+	 * means wait again; else 0. */
 	int dontwait;
 	struct br__io *poll_next; /* the owner's fallback poll list */
 };

@@ -18,7 +18,7 @@
  * request/response pattern: the answer cannot have arrived yet, so the
  * recv asks the kernel to wait for readiness before its first attempt
  * (IORING_RECVSEND_POLL_FIRST), which saves a failed receive per
- * exchange (about 5% of an HTTP server's requests per CPU-second here).
+ * exchange (docs/ARCHITECTURE.md measures what it is worth to a server).
  *
  * Concurrency: each call touches only its arguments and its own
  * br__io; any thread.
@@ -491,12 +491,16 @@ int br_poll_timeout(int fd, short events, int64_t timeout_ms)
 	return do_poll(fd, events, timeout_ms);
 }
 
-ssize_t br_write_all(int fd, const void *buf, size_t len)
+/* Write or send (a send with flags when send is set) until all of buf
+ * is out: br_write_all and br_send_all. */
+static ssize_t put_all(int fd, const void *buf, size_t len, int send, int flags)
 {
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t r = br_write(fd, (const char *)buf + done, len - done);
+		const char *at = (const char *)buf + done;
+		ssize_t r = send ? br_send(fd, at, len - done, flags) :
+				   br_write(fd, at, len - done);
 
 		if (r < 0)
 			return r;
@@ -507,19 +511,12 @@ ssize_t br_write_all(int fd, const void *buf, size_t len)
 	return (ssize_t)len;
 }
 
+ssize_t br_write_all(int fd, const void *buf, size_t len)
+{
+	return put_all(fd, buf, len, 0, 0);
+}
+
 ssize_t br_send_all(int fd, const void *buf, size_t len, int flags)
 {
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t r = br_send(fd, (const char *)buf + done, len - done,
-				    flags);
-
-		if (r < 0)
-			return r;
-		if (r == 0)
-			return -EIO;
-		done += (size_t)r;
-	}
-	return (ssize_t)len;
+	return put_all(fd, buf, len, 1, flags);
 }

@@ -6,19 +6,18 @@
  * Design
  *   Go's sync.Mutex, adapted to fibers and to waiters of two kinds.
  *
- *   Normal mode. Locking is one CAS when the mutex is free. A plain
- *   thread that finds it held spins for a bounded time (about 5 us:
- *   sleeping and waking through the kernel costs 20 us or more here)
- *   before it queues; a task queues at once, FIFO, and suspends: that
- *   costs tens of nanoseconds and its worker has other tasks to run,
- *   while a spinning task would keep its worker, and the holder may be
- *   a task waiting for that very worker. (Measured: with two workers
- *   hammering one mutex, every spin length tried made the mutex slower.)
- *   Unlocking is one CAS when nobody waits. With waiters, unlock frees
- *   the mutex and wakes exactly one (the WOKEN bit keeps a second unlock
- *   from waking another before the first has run: no thundering herd);
- *   the woken waiter competes with lockers that arrive meanwhile and, if
- *   it loses, goes back to the head of the queue.
+ *   Normal mode. Locking is one CAS when the mutex is free. A plain thread
+ *   that finds it held spins for a bounded time (a few microseconds: sleeping
+ *   and waking through the kernel costs several times that) before it queues;
+ *   a task queues at once, FIFO, and suspends: that costs tens of nanoseconds
+ *   and its worker has other tasks to run, while a spinning task would keep
+ *   its worker, and the holder may be a task waiting for that very worker.
+ *   (Measured: with two workers hammering one mutex, every spin length tried
+ *   made the mutex slower.) Unlocking is one CAS when nobody waits. With
+ *   waiters, unlock frees the mutex and wakes exactly one (the WOKEN bit keeps
+ *   a second unlock from waking another before the first has run: no
+ *   thundering herd); the woken waiter competes with lockers that arrive
+ *   meanwhile and, if it loses, goes back to the head of the queue.
  *
  *   Hand-off mode. A woken waiter that loses again after waiting more
  *   than 1 ms sets STARVING as it goes back to the head of the queue.
@@ -83,9 +82,9 @@
 #define M_WAKE 2    /* it is free: compete for it */
 
 /* A waiter that waited this long asks for a hand-off. */
-#define STARVE_NS 1000000
-/* Spin rounds of a plain thread (a PAUSE, about 25 ns here, and a
- * reload each) before it queues: about 5 us. */
+#define STARVE_NS BR__NS_PER_MS
+/* Spin rounds of a plain thread (a PAUSE and a reload each) before it
+ * queues: a few microseconds. */
 #define SPIN_THREAD 200
 
 /* A waiter leaves (or could not begin). Caller holds m->lock. */

@@ -220,27 +220,18 @@ void br__pool_put(struct br_pool *p)
 	free(p);
 }
 
-/* Each region of the mapping starts on a page, so that it can be
- * populated or punched out on its own. */
-static size_t page_round(size_t n)
-{
-	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-
-	return (n + pg - 1) & ~(pg - 1);
-}
-
 static int make_shm(struct br_pool *p, const br_pool_config *cfg)
 {
 	struct br__pool_shm *s;
 	size_t stride = (size_t)BR__POOL_SLOT * (1 + BR__POOL_RESULTS);
-	size_t big = page_round(p->max_payload + 2 * BR__POOL_SLOT);
+	size_t big = br__page_round(p->max_payload + 2 * BR__POOL_SLOT);
 	size_t arena = (2 * p->max_payload + BR__POOL_GRANULE - 1) /
 		       BR__POOL_GRANULE * BR__POOL_GRANULE;
 	size_t off = 0, init_off, jobs_off, workers_off, big_off, arena_off;
 
-	off = page_round(sizeof(*s));
+	off = br__page_round(sizeof(*s));
 	init_off = off;
-	off += page_round(cfg->init_len);
+	off += br__page_round(cfg->init_len);
 	jobs_off = off;
 	off += (size_t)BR__POOL_JOBS * BR__POOL_SLOT;
 	workers_off = off;

@@ -60,6 +60,8 @@ static int tab_insert(struct br_pool *p, struct pjob *j)
 {
 	uint32_t i;
 
+	BR__ASSERT_MUTEX_HELD(&p->lock);
+	BR_DEBUG_ASSERT(j->where == W_NEW);
 	if (p->nfree) {
 		i = p->freeidx[--p->nfree];
 	} else {
@@ -89,6 +91,7 @@ struct pjob *br__pool_tab_find(struct br_pool *p, uint64_t id)
 {
 	uint32_t i = (uint32_t)id;
 
+	BR__ASSERT_MUTEX_HELD(&p->lock);
 	if (i >= p->tabn || !p->tab[i] || p->tab[i]->id != id)
 		return NULL;
 	return p->tab[i];
@@ -98,6 +101,7 @@ static void tab_remove(struct br_pool *p, struct pjob *j)
 {
 	uint32_t i = (uint32_t)j->id;
 
+	BR_DEBUG_ASSERT(i < p->tabn && p->tab[i] == j);
 	p->tab[i] = NULL;
 	p->freeidx[p->nfree++] = i;
 }
@@ -136,6 +140,9 @@ static int ring_push(struct br_pool *p, struct pjob *j)
 {
 	struct br__pool_shm *s = p->shm;
 	uint64_t pos = atomic_load_explicit(&s->tail, memory_order_relaxed);
+
+	BR__ASSERT_MUTEX_HELD(&p->lock);
+	BR_DEBUG_ASSERT(j->where == W_NEW || j->where == W_OVERFLOW);
 	struct br__pool_slot *sl = br__pool_slot(s, pos);
 
 	if (atomic_load_explicit(&sl->state, memory_order_acquire) !=
@@ -173,6 +180,9 @@ static int ring_push(struct br_pool *p, struct pjob *j)
 /* Overflow: a FIFO, but a job that goes round again goes first. */
 static void ov_push(struct br_pool *p, struct pjob *j, int front)
 {
+	BR__ASSERT_MUTEX_HELD(&p->lock);
+	BR_DEBUG_ASSERT(j->where == W_NEW || j->where == W_OVERFLOW ||
+			j->where == W_RING);
 	j->where = W_OVERFLOW;
 	if (front)
 		br__list_push_front(&p->overflow, &j->link);
@@ -185,6 +195,7 @@ static void ov_push(struct br_pool *p, struct pjob *j, int front)
  * may pick any of a million queued jobs. */
 static void ov_unlink(struct br_pool *p, struct pjob *j)
 {
+	BR_DEBUG_ASSERT(j->where == W_OVERFLOW);
 	br__list_remove(&p->overflow, &j->link);
 	atomic_fetch_sub_explicit(&p->ov_n, 1, memory_order_relaxed);
 }
@@ -192,9 +203,8 @@ static void ov_unlink(struct br_pool *p, struct pjob *j)
 /* Move overflow jobs into the ring while it has room. Returns how many. */
 static int refill(struct br_pool *p)
 {
-	int moved = 0;
-
 	struct br__list_node *n;
+	int moved = 0;
 
 	while ((n = br__list_pop_front(&p->overflow))) {
 		struct pjob *j = br__list_entry(n, struct pjob, link);
@@ -268,6 +278,8 @@ int br__pool_enqueue(struct br_pool *p, struct pjob *j, int copy)
 int br__pool_requeue(struct br_pool *p, struct pjob *j,
 		     const struct br__pool_slot *sl)
 {
+	BR__ASSERT_MUTEX_HELD(&p->lock);
+	BR_DEBUG_ASSERT(j->where == W_RING);
 	if (j->type == JOB_SUBMIT && j->len) {
 		const char *src = (sl->flags & BR__JOB_BIG) ?
 					  (const char *)p->shm + sl->arena_off :
@@ -370,6 +382,7 @@ void br__pool_fail_job(struct pjob *j, br_state st, int err, const char *msg)
 
 int br__pool_claim_job(struct br_pool *p, struct pjob *j)
 {
+	BR__ASSERT_MUTEX_HELD(&p->lock);
 	if (!j || j->where == W_DONE)
 		return 0;
 	if (j->where == W_OVERFLOW)

@@ -374,6 +374,7 @@ void br__ring_poll(struct br__worker *w)
 {
 	struct br__ring *r = &w->ring;
 
+	BR__ASSERT_OWNER(w);
 	if (!r->on) {
 		if (r->npollers)
 			br__io_poll_fallback(w, 0, 1);

@@ -24,28 +24,25 @@ struct pollfd;
 struct br__ring {
 	struct io_uring ring;
 	int on; /* ring set up; else the poll fallback */
-	/* with a ring: an eventfd a read is always
-	 * pending on, for wake-ups from plain threads
-	 * when REGISTER_SEND_MSG_RING is missing;
-	 * without: the eventfd parking polls; or -1 */
+	/* With a ring: an eventfd a read is always pending on, for wake-ups
+	 * from plain threads when REGISTER_SEND_MSG_RING is missing; without:
+	 * the eventfd parking polls; or -1. */
 	int efd;
 	unsigned features; /* BR_FEAT_* this ring got */
 	uint64_t efd_buf;  /* the pending eventfd read's buffer */
-	/* without a ring: tasks waiting for
-	 * readiness (io.c), and ppoll's array */
+	/* Without a ring: tasks waiting for readiness (io.c), and ppoll's
+	 * array. */
 	struct br__io *pollers;
 	unsigned npollers;
 	struct pollfd *pfd;
 	unsigned pfd_cap;
-	/* provided buffers for multishot recv
-	 * (group 0), set up on first use; the
-	 * owner only */
+	/* Provided buffers for multishot recv (group 0), set up on first use;
+	 * the owner only. */
 	struct io_uring_buf_ring *bufring;
 	char *bufs;
 	int bufs_state; /* 0 untried, 1 on, < 0 the error */
-	/* registered-file slots not in use (a
-	 * sparse table set up with the ring);
-	 * the owner only */
+	/* Registered-file slots not in use (a sparse table set up with the
+	 * ring); the owner only. */
 	int *files_free;
 	unsigned files_nfree;
 };

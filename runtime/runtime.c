@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "blocking.h"
+#include "clock.h"
 #include "task.h"
 #include "worker.h"
 #include "zygote.h"
@@ -55,11 +56,11 @@
 #define DEFAULT_BLOCKING_THREADS 64
 #define DEFAULT_BLOCKING_QUEUE 65536
 #define DEFAULT_BLOCKING_IDLE_MS 10000
-#define DEFAULT_STACK (64 * 1024)
-#define MIN_STACK (16 * 1024)
-#define MAX_STACK ((size_t)1 << 30)
 #define DEFAULT_STALL_MS 25
 #define MAX_STALL_MS 3600000
+/* While it waits for tasks to end, br_runtime_free cancels every live
+ * task this often, so that one spawned after a sweep is cancelled too. */
+#define SWEEP_NS (10 * BR__NS_PER_MS)
 
 const char *br_version_string(void)
 {
@@ -123,12 +124,12 @@ static int configure(struct br_runtime *rt, const br_config *cfg)
 	if (!c.stack_size)
 		c.stack_size = env_size("BRAID_STACK_SIZE");
 	if (!c.stack_size)
-		c.stack_size = DEFAULT_STACK;
-	if (c.stack_size > MAX_STACK)
+		c.stack_size = BR__STACK_DEFAULT;
+	if (c.stack_size > BR__STACK_MAX)
 		return -EINVAL;
-	if (c.stack_size < MIN_STACK)
-		c.stack_size = MIN_STACK;
-	c.stack_size = (c.stack_size + 4095) & ~(size_t)4095;
+	if (c.stack_size < BR__STACK_MIN)
+		c.stack_size = BR__STACK_MIN;
+	c.stack_size = br__page_round(c.stack_size);
 	if (!c.ring_entries)
 		c.ring_entries = 256;
 	if (c.ring_entries > 32768)
@@ -316,7 +317,7 @@ void br_runtime_free(br_runtime *rt)
 {
 	struct br__worker *me = br__worker_current();
 	struct br__task *t;
-	useconds_t nap = 50;
+	unsigned nap = 0;
 	int64_t next_sweep = 0;
 
 	if (!br__runtime_ok(rt))
@@ -339,11 +340,9 @@ void br_runtime_free(br_runtime *rt)
 
 		if (now >= next_sweep) {
 			br__workers_cancel_all(rt);
-			next_sweep = now + 10 * 1000000;
+			next_sweep = now + SWEEP_NS;
 		}
-		usleep(nap);
-		if (nap < 5000)
-			nap *= 2;
+		br__nap(&nap);
 	}
 	br__blocking_free(rt->blocking);
 	rt->blocking = NULL;

@@ -30,9 +30,8 @@ struct br_runtime {
 	unsigned features;   /* BR_FEAT_*, AND of every worker's */
 	_Atomic int closing; /* spawns fail with BR_ECLOSED */
 	_Atomic int stop;    /* workers leave their loops */
-	/* the part of the live-task count that
-	 * plain threads change; the rest is in
-	 * each worker's live (br__live_add) */
+	/* The part of the live-task count that plain threads change; the rest
+	 * is in each worker's live (br__live_add) */
 	_Atomic int64_t live_ext;
 	struct br__inject inject;
 	struct br__idle idle;

@@ -75,6 +75,7 @@ static struct br__wqe *dispatch(struct br__sync *s, uint64_t drop)
 	uint64_t add = 0, readers = (v & R_READERS) / R_READER;
 	int writer = 0;
 
+	BR__ASSERT_SPIN_HELD(&s->lock);
 	while ((w = br__wq_first(&s->q)) != NULL) {
 		if (w->kind == KIND_WRITE) {
 			if (readers || add || ((v & ~drop) & R_WRITER))

@@ -15,16 +15,16 @@
  *       stack, a cap near 32k live stacks at the default map count);
  *     - and when even that fails (ENOMEM at the map-count limit), a canary
  *       word at the bottom, checked at every switch out of the fiber.
- *   Stacks of the runtime's default size come in slabs of 64 carved from
- *   one mapping, and go back to the runtime's pool rather than being
- *   unmapped: munmap of a thread's stack in a multi-threaded process costs
- *   a TLB shootdown on every core, and 100,000 sleeping tasks spent most
- *   of their time there. A slab's guards are installed, and the top page
- *   of each stack (where a task's first frames and usually all of them
- *   live) is populated, with one process_madvise() call each. A first
- *   touch of a page costs about 10 us on these VMs, a batched populate
- *   under 2 us. Where process_madvise refuses, per-stack madvise (or
- *   mprotect) does the same work one call at a time.
+ *   Stacks of the runtime's default size come in slabs of 64 carved from one
+ *   mapping, and go back to the runtime's pool rather than being unmapped:
+ *   munmap of a thread's stack in a multi-threaded process costs a TLB
+ *   shootdown on every core, and 100,000 sleeping tasks spent most of their
+ *   time there. A slab's guards are installed, and the top page of each stack
+ *   (where a task's first frames and usually all of them live) is populated,
+ *   with one process_madvise() call each: a first touch of a page costs a
+ *   fault, several times what a batched populate costs per page
+ *   (docs/ARCHITECTURE.md). Where process_madvise refuses, per-stack madvise
+ *   (or mprotect) does the same work one call at a time.
  *
  *   A guard fault raises SIGSEGV on the task's stack, where no handler can
  *   run, so each worker installs an alternate signal stack. forkexec.c

@@ -13,24 +13,23 @@
  *   atomics instead, which only those slower paths touch.
  *
  *   The stall detector (Seastar's reactor stall detector, with a thread in
- *   place of its timer signal). Its heartbeat costs the workers nothing
- *   of their own: each worker already stores the fiber it runs (w->fiber,
- *   NULL while it is in its scheduler) at every switch, and moves its
- *   tick before every switch into a fiber (a scheduler tick, or a direct
- *   hand-off), so the pair (fiber, tick) changes from one run slice to
- *   the next even when the same fiber runs again. The watchdog samples
- *   both every quarter of the threshold: a worker seen with the same
- *   fiber and the same tick at two samples threshold apart has been
- *   running one slice for at least that long, and is reported once,
- *   while it still runs. The slice began after the previous sample that saw something
- *   else, so the duration given, counted from the first sample that saw
- *   it, is a lower bound, short by at most one period; a slice is never
- *   reported before it has really run for the threshold. The report names
- *   the task through its fiber's header (obs_id, obs_fn), which is never
- *   freed (fiber.c), so a stale read is at worst a wrong name, and the
- *   fiber and tick are re-read after the name to drop a slice that ended
- *   meanwhile. Reading the clock at every switch instead would cost more
- *   than the switch itself (17 ns).
+ *   place of its timer signal). Its heartbeat costs the workers nothing of
+ *   their own: each worker already stores the fiber it runs (w->fiber, NULL
+ *   while it is in its scheduler) at every switch, and moves its tick before
+ *   every switch into a fiber (a scheduler tick, or a direct hand-off), so the
+ *   pair (fiber, tick) changes from one run slice to the next even when the
+ *   same fiber runs again. The watchdog samples both every quarter of the
+ *   threshold: a worker seen with the same fiber and the same tick at two
+ *   samples threshold apart has been running one slice for at least that long,
+ *   and is reported once, while it still runs. The slice began after the
+ *   previous sample that saw something else, so the duration given, counted
+ *   from the first sample that saw it, is a lower bound, short by at most one
+ *   period; a slice is never reported before it has really run for the
+ *   threshold. The report names the task through its fiber's header (obs_id,
+ *   obs_fn), which is never freed (fiber.c), so a stale read is at worst a
+ *   wrong name, and the fiber and tick are re-read after the name to drop a
+ *   slice that ended meanwhile. Reading the clock at every switch instead
+ *   would cost more than the switch itself.
  *
  *   The watchdog costs the workers nothing while they run. When every
  *   worker is parked and none has parked again for a few samples, it stops
@@ -80,9 +79,10 @@
 #include <unistd.h>
 
 #include "blocking.h"
+#include "clock.h"
 #include "fiber.h"
-#include "stats.h"
 #include "futex.h"
+#include "stats.h"
 #include "worker.h"
 
 _Static_assert(sizeof(br_worker_stats) == 32 * sizeof(uint64_t),
@@ -130,6 +130,8 @@ _Static_assert(offsetof(br_worker_stats, reserved) ==
 #ifndef BR_NO_OBS
 /* Samples with every worker parked and no new park before the watchdog
  * stops sampling and sleeps until a worker unparks. */
+/* The watchdog never looks more often than this. */
+#define WATCH_MIN_NS BR__NS_PER_MS
 #define QUIET_SAMPLES 4
 
 /* What the watchdog saw of one worker at its last sample. */
@@ -337,8 +339,8 @@ static void report(struct br__watchdog *wd, unsigned i, struct seen *s,
 		       "for %lld ms (threshold %lld ms)\n",
 		       (unsigned)(id >> 40),
 		       (unsigned long long)(id & ((UINT64_C(1) << 40) - 1)),
-		       name, i, (long long)((now - s->since) / 1000000),
-		       (long long)(wd->threshold_ns / 1000000));
+		       name, i, (long long)((now - s->since) / BR__NS_PER_MS),
+		       (long long)(wd->threshold_ns / BR__NS_PER_MS));
 	if (len > (int)sizeof(line) - 1)
 		len = (int)sizeof(line) - 1;
 	if (write(STDERR_FILENO, line, (size_t)len) < 0)
@@ -437,10 +439,11 @@ static int watchdog_start(struct br_runtime *rt)
 	if (!wd)
 		return -ENOMEM;
 	wd->rt = rt;
-	wd->threshold_ns = (int64_t)rt->obs.stall_ms * 1000000;
+	wd->threshold_ns = br__ms_to_ns(rt->obs.stall_ms);
+	/* A stall is seen within a quarter of the threshold past it. */
 	wd->period_ns = wd->threshold_ns / 4;
-	if (wd->period_ns < 1000000)
-		wd->period_ns = 1000000;
+	if (wd->period_ns < WATCH_MIN_NS)
+		wd->period_ns = WATCH_MIN_NS;
 	br__signals_block(&old);
 	ret = pthread_create(&wd->thread, NULL, watchdog_main, wd);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -90,13 +90,11 @@ struct br__watchdog;
 struct br__trace;
 
 struct br__obs_rt {
-	/* blocking calls and process jobs from
-	 * threads that are not workers: any thread,
-	 * atomic increments */
+	/* Blocking calls and process jobs from threads that are not workers:
+	 * any thread, atomic increments. */
 	_Atomic uint64_t ext[BR__ST_COUNT];
-	/* futex word: 1 while the watchdog sleeps
-	 * because every worker is parked; see
-	 * stats.c for the protocol */
+	/* Futex word: 1 while the watchdog sleeps because every worker is
+	 * parked; see stats.c for the protocol. */
 	_Atomic uint32_t wd_sleep;
 	int stall_ms;		 /* 0: off */
 	int print_stats;	 /* BRAID_STATS: print at br_runtime_free */

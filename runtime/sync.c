@@ -141,6 +141,7 @@ static int set_waiters(struct br__sync *s, uint64_t bit,
 /* Clear bit if the queue is empty. Caller holds s->lock. */
 static void clear_if_empty(struct br__sync *s, uint64_t bit)
 {
+	BR__ASSERT_SPIN_HELD(&s->lock);
 	if (br__wq_empty(&s->q))
 		atomic_fetch_and_explicit(&s->st, ~bit, memory_order_relaxed);
 }

@@ -25,15 +25,15 @@
  *   spawning worker's deque instead, where br_await() can take a child
  *   back and run it inline, and thieves can take the oldest.
  *
- *   Cancellation is a request: the cancel flag is stored (seq_cst), then
- *   the task's fiber, if it has one, is woken from whatever suspension it
- *   is in. Every suspension point arms its fiber (seq_cst) and only then
- *   checks the flag of the task and of the tasks running it inline, so
- *   either the suspension sees the flag or the canceller sees the armed
- *   fiber and wakes it (fiber.c). A task not started yet is dropped by the worker
- *   that picks it up. Once a suspension has returned -ECANCELED to it, the
- *   task ends CANCELLED whatever it returns; if it never sees the request,
- *   it keeps its value.
+ *   Cancellation is a request: the cancel flag is stored (seq_cst), then the
+ *   task's fiber, if it has one, is woken from whatever suspension it is in.
+ *   Every suspension point arms its fiber (seq_cst) and only then checks the
+ *   flag of the task and of the tasks running it inline, so either the
+ *   suspension sees the flag or the canceller sees the armed fiber and wakes
+ *   it (fiber.c). A task not started yet is dropped by the worker that picks
+ *   it up. Once a suspension has returned -ECANCELED to it, the task ends
+ *   CANCELLED whatever it returns; if it never sees the request, it keeps its
+ *   value.
  *
  * Invariants
  *   - The live count (br__live_sum) counts tasks, not callbacks, spawned
@@ -95,6 +95,7 @@ static struct br__task *task_alloc(void)
 
 void br__task_free(struct br__task *t)
 {
+	BR_DEBUG_ASSERT(br__future_state(&t->fut) != BR_PENDING);
 	free(t->fail_msg);
 	br__future_destroy(&t->fut);
 #ifndef BR__SANITIZED
@@ -250,7 +251,7 @@ br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
 		    opts->worker >= rt->nworkers)
 			return br__future_failed(
 				-EINVAL, "br_spawn: worker index out of range");
-		if (opts->stack_size > ((size_t)1 << 30))
+		if (opts->stack_size > BR__STACK_MAX)
 			return br__future_failed(
 				-EINVAL, "br_spawn: stack size over 1 GiB");
 		if (opts->flags & BR_SPAWN_PINNED)
@@ -268,8 +269,8 @@ br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
 	if (opts) {
 		t->pin = opts->worker;
 		if (opts->stack_size)
-			t->stack_size = opts->stack_size < 16384 ?
-						16384 :
+			t->stack_size = opts->stack_size < BR__STACK_MIN ?
+						BR__STACK_MIN :
 						opts->stack_size;
 	}
 	br__live_add_on(w, rt, 1);
@@ -337,6 +338,9 @@ void br__task_finish(struct br__task *t, void *value)
 	struct br_runtime *rt = t->rt; /* t may be gone after completion */
 	void *bytes = t->out_bytes;
 
+	/* Only its runner completes a task (a callback never gets here). */
+	BR_DEBUG_ASSERT(!(t->flags & BR__T_CALLBACK) &&
+			br__future_state(&t->fut) == BR_PENDING);
 	t->out_bytes = NULL;
 	if (t->fail_code || t->cancel_seen)
 		free(bytes);

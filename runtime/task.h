@@ -29,15 +29,13 @@ struct br__task {
 	void *arg;
 	struct br_runtime *rt;
 	struct br__snode link; /* in whichever queue holds it */
-	/* set when it starts (its own)
-	 * or runs inline (its parent's);
-	 * read by br_cancel */
+	/* Set when it starts (its own) or runs inline (its parent's); read by
+	 * br_cancel. */
 	_Atomic(struct br__fiber *) fiber;
-	/* the task that spawned it, if any; only
-	 * compared, never dereferenced */
+	/* The task that spawned it, if any; only compared, never dereferenced.
+	 * The task that spawned it, if any; only compared, never dereferenced. */
 	struct br__task *spawner;
-	/* the task that runs it inline;
-	 * read only by code on the fiber */
+	/* The task that runs it inline; read only by code on the fiber. */
 	struct br__task *inline_parent;
 	_Atomic uint32_t cancel; /* cancellation requested */
 	uint32_t flags;		 /* BR__T_* */
@@ -46,8 +44,8 @@ struct br__task {
 	int cancel_seen;	 /* a suspension returned -ECANCELED */
 	int fail_code;		 /* set by br_fail() */
 	char *fail_msg;
-	/* callbacks: set by the runner or by
-	 * br_cancel, whichever comes first */
+	/* Callbacks: set by the runner or by br_cancel, whichever comes first.
+	 * Callbacks: set by the runner or by br_cancel, whichever comes first. */
 	_Atomic int claimed;
 	br_callback_fn cb;  /* callbacks: the function */
 	int64_t deadline;   /* callbacks: not before (monotonic ns) */

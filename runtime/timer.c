@@ -122,6 +122,7 @@ int br__timer_add(struct br__worker *w, struct br__timer *t)
 {
 	struct br__timers *tm = &w->timers;
 
+	BR__ASSERT_OWNER(w);
 	if (tm->n == tm->cap) {
 		uint32_t cap = tm->cap ? tm->cap * 2 : 64;
 		struct br__timer **h = realloc(tm->heap, cap * sizeof(*h));
@@ -207,6 +208,7 @@ int64_t br__timers_next(struct br__worker *w)
 {
 	struct br__timers *tm = &w->timers;
 
+	BR__ASSERT_OWNER(w);
 	while (tm->n) {
 		struct br__timer *t = tm->heap[0];
 		int st = BR__TM_DEAD;

@@ -51,6 +51,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -263,7 +264,7 @@ static void put_str(FILE *f, const char *s)
 /* Microseconds since t0, as the format wants them. */
 static double us(const struct br__trace *tr, int64_t ns)
 {
-	return (double)(ns - tr->t0) / 1000.0;
+	return (double)(ns - tr->t0) / BR__NS_PER_US;
 }
 
 struct out {
@@ -335,8 +336,8 @@ static void event(struct out *o, const struct br__trace_buf *b,
 		fprintf(f,
 			",\"ts\":%.3f,\"dur\":%.3f,\"pid\":%d,\"tid\":%u,"
 			"\"args\":{\"task\":\"%u.%llu\"}}",
-			us(o->tr, r->ts), (double)r->dur / 1000.0, o->pid, tid,
-			(unsigned)(r->id >> 40),
+			us(o->tr, r->ts), (double)r->dur / BR__NS_PER_US,
+			o->pid, tid, (unsigned)(r->id >> 40),
 			(unsigned long long)(r->id &
 					     ((UINT64_C(1) << 40) - 1)));
 		break;
@@ -345,7 +346,8 @@ static void event(struct out *o, const struct br__trace_buf *b,
 		fprintf(f,
 			"{\"ph\":\"X\",\"cat\":\"sched\",\"name\":\"park\","
 			"\"ts\":%.3f,\"dur\":%.3f,\"pid\":%d,\"tid\":%u}",
-			us(o->tr, r->ts), (double)r->dur / 1000.0, o->pid, tid);
+			us(o->tr, r->ts), (double)r->dur / BR__NS_PER_US,
+			o->pid, tid);
 		break;
 	case BR__TR_IO:
 		op = r->arg < BR__ARRAY_SIZE(op_names) && op_names[r->arg] ?
@@ -378,8 +380,8 @@ static void event(struct out *o, const struct br__trace_buf *b,
 			"{\"ph\":\"X\",\"cat\":\"pool\",\"name\":\"job\","
 			"\"ts\":%.3f,\"dur\":%.3f,\"pid\":%d,\"tid\":%d,"
 			"\"args\":{\"job\":%llu}}",
-			us(o->tr, r->ts), (double)r->dur / 1000.0, (int)r->arg,
-			(int)r->arg, (unsigned long long)r->id);
+			us(o->tr, r->ts), (double)r->dur / BR__NS_PER_US,
+			(int)r->arg, (int)r->arg, (unsigned long long)r->id);
 		break;
 	}
 }

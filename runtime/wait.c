@@ -11,16 +11,16 @@
  *   seq of one suspension (fiber.c); the first to fire wakes the fiber,
  *   the rest fail their CAS. A thread's waiters share one futex word.
  *
- *   br_await() first looks for the fork-join case: the awaited future is
- *   a task of this runtime that no worker has started and that sits at
- *   the bottom of this worker's deque (it is usually the child the caller
- *   just spawned). The caller pops it and runs it inline on its own stack,
- *   as Lace and TBB do: no fiber, no stack, no switch. Other children of
- *   the caller that sit above it (spawned later) run inline first. Only
- *   if a thief took the child does the parent suspend. A child run inline shares its
- *   parent's fiber; if it suspends, the fiber is woken on its behalf, and
- *   a cancellation of the parent reaches it (br__task_cancel_pending()
- *   walks inline_parent).
+ *   br_await() first looks for the fork-join case: the awaited future is a
+ *   task of this runtime that no worker has started and that sits at the
+ *   bottom of this worker's deque (it is usually the child the caller just
+ *   spawned). The caller pops it and runs it inline on its own stack, as Lace
+ *   and TBB do: no fiber, no stack, no switch. Other children of the caller
+ *   that sit above it (spawned later) run inline first. Only if a thief took
+ *   the child does the parent suspend. A child run inline shares its parent's
+ *   fiber; if it suspends, the fiber is woken on its behalf, and a
+ *   cancellation of the parent reaches it (br__task_cancel_pending() walks
+ *   inline_parent).
  *
  *   Wake-ups may be spurious (a late cancellation request, fiber.c), so
  *   every wait re-checks its condition and waits again if nothing it

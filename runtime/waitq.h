@@ -71,13 +71,12 @@ struct br__wait {
 	int index;		 /* the case that fired; set by the waker */
 	int result;		 /* the outcome; set by the waker */
 	struct br__fiber *fiber; /* the task's fiber, NULL for a thread */
-	/* the suspension wakers present; written only by
-	 * the waiter under the queue's lock (plain waits)
-	 * or before linking (multi) */
+	/* The suspension wakers present; written only by the waiter under the
+	 * queue's lock (plain waits) or before linking (multi) */
 	uint64_t seq;
 	struct br__task *task; /* the waiting task, NULL for a thread */
-	/* the worker that ran br__wait_begin(); the
-	 * task is still there when it first suspends */
+	/* The worker that ran br__wait_begin(); the task is still there when it
+	 * first suspends. */
 	struct br__worker *worker;
 	_Atomic uint32_t *lock; /* plain waits: the lock of the queue */
 	/* Unlink every waiter of this wait and repair the object. Plain

@@ -6,10 +6,12 @@
  * Design
  *   One tick picks the next task in this order (DESIGN 2; Tokio's
  *   worker.rs and Go's findRunnable):
- *     1. every 61st tick, the injection queue and the yielded list first,
+ *     1. every GLOBAL_POLL_INTERVAL-th tick, the injection queue and the
+ *        yielded list first,
  *        so outside submissions and yielders are never starved by local
  *        work; timers are checked then too;
- *     2. the LIFO slot (the task woken last), at most 3 runs in a row so
+ *     2. the LIFO slot (the task woken last), at most LIFO_RUNS_MAX runs
+ *        in a row so
  *        two tasks waking each other cannot starve the rest;
  *     3. pinned tasks sent here from other threads;
  *     4. the local deque (newest first);
@@ -19,11 +21,10 @@
  *     7. the injection queue;
  *     8. stealing: as a searcher (idle.c), half of a random victim's deque,
  *        spinning briefly before giving up, because a wake-up through the
- *        kernel costs 20 us or more here while a spin that finds work
- *        costs nothing;
- *        a runtime of one worker has nobody to steal from and parks at
- *        once (spinning for I/O cost an HTTP server 12% of its requests
- *        per CPU-second);
+ *        kernel costs far more than a spin that finds work; a runtime of
+ *        one worker has nobody to steal from and parks at once (spinning
+ *        for I/O costs an HTTP server requests per CPU-second, as
+ *        docs/ARCHITECTURE.md measures);
  *     9. park in the ring wait until the next timer.
  *
  *   The scheduler runs on the worker thread's own stack. A fiber that
@@ -64,6 +65,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include "clock.h"
 #include "fiber.h"
 #include "task.h"
 #include "worker.h"
@@ -73,8 +75,18 @@
 #endif
 
 /* How long an idle worker looks for work before it parks: about what a
- * park and a wake-up through the kernel cost on these machines. */
-#define SPIN_NS 30000
+ * park and a wake-up through the kernel cost. */
+#define SPIN_NS (30 * BR__NS_PER_US)
+/* Every GLOBAL_POLL_INTERVAL-th tick looks at the injection queue, the
+ * yielded list, the timers and the ring before local work, so that none
+ * of them starves behind a busy loop (Go's schedule() checks its global
+ * queue every 61st time too; a prime keeps the check out of step with
+ * periodic patterns of tasks). */
+#define GLOBAL_POLL_INTERVAL 61
+/* Runs in a row from the LIFO slot before its occupant goes behind the
+ * rest: two tasks waking each other keep their data in cache, but cannot
+ * starve the others (Tokio's MAX_LIFO_POLLS_PER_TICK). */
+#define LIFO_RUNS_MAX 3
 /* At most this many tasks taken from a victim in one steal. */
 #define STEAL_MAX 32
 
@@ -91,6 +103,7 @@ void br__fiber_entered(void);
 
 void br__worker_push_local(struct br__worker *w, struct br__task *t)
 {
+	BR__ASSERT_OWNER(w);
 	if (br__unlikely(br__deque_push(&w->dq, t) < 0)) {
 		br__inject_push(&w->rt->inject, t);
 		br__idle_notify(w->rt, 1);
@@ -111,6 +124,7 @@ void br__worker_push_lifo(struct br__worker *w, struct br__task *t)
 {
 	struct br__task *old = w->lifo;
 
+	BR__ASSERT_OWNER(w);
 	w->lifo = t;
 	if (!old)
 		return;
@@ -168,7 +182,7 @@ static struct br__task *next_local(struct br__worker *w)
 	struct br_runtime *rt = w->rt;
 	struct br__task *t;
 
-	if (br__unlikely(tick_next(w) % 61 == 0)) {
+	if (br__unlikely(tick_next(w) % GLOBAL_POLL_INTERVAL == 0)) {
 		/* Timers and I/O first: returning a task ahead of them would
 		 * skip them for as long as the global or yield queue is never
 		 * empty here, and a loop kept busy so (one task yielding in a
@@ -187,7 +201,7 @@ static struct br__task *next_local(struct br__worker *w)
 	if (w->lifo) {
 		t = w->lifo;
 		w->lifo = NULL;
-		if (w->lifo_runs < 3) {
+		if (w->lifo_runs < LIFO_RUNS_MAX) {
 			w->lifo_runs++;
 			return t;
 		}
@@ -440,11 +454,13 @@ void br__worker_after(struct br__worker *w)
 		 * from here only the type-stable header may be touched. */
 		if (!atomic_compare_exchange_strong_explicit(
 			    &f->wake, &exp, (seq << 2) | BR__FW_PARKED,
-			    memory_order_seq_cst, memory_order_acquire))
+			    memory_order_seq_cst, memory_order_acquire)) {
+			/* Only a waker of this seq changes an armed word. */
+			BR_DEBUG_ASSERT(exp == ((seq << 2) | BR__FW_NOTIFIED));
 			br__worker_push_lifo(w, f->top);
-		else if (w->after_cancellable &&
-			 atomic_load_explicit(&f->cancel_hint,
-					      memory_order_seq_cst))
+		} else if (w->after_cancellable &&
+			   atomic_load_explicit(&f->cancel_hint,
+						memory_order_seq_cst))
 			br__fiber_wake(f, seq);
 		break;
 	case BR__AFTER_EXIT:
@@ -538,11 +554,12 @@ void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
 		br__task_fifo_push(&w->yq, f->top);
 		after = BR__AFTER_NONE;
 	}
-	/* Every 61st hand-off goes through the scheduler, so the injection
-	 * queue, the remote queue and the timers keep their turn: the tick
-	 * is advanced here only for a direct hand-off, so the scheduler's
-	 * own increment is the one that lands on the 61st. */
-	if ((atomic_load_explicit(&w->tick, memory_order_relaxed) + 1) % 61 !=
+	/* Every GLOBAL_POLL_INTERVAL-th hand-off goes through the scheduler,
+	 * so the injection queue, the remote queue and the timers keep their
+	 * turn: the tick is advanced here only for a direct hand-off, so the
+	 * scheduler's own increment is the one that lands on the interval. */
+	if ((atomic_load_explicit(&w->tick, memory_order_relaxed) + 1) %
+		    GLOBAL_POLL_INTERVAL !=
 	    0) {
 		next = pick_direct(w);
 		if (next)

@@ -36,27 +36,23 @@ struct br__worker {
 	unsigned id;
 	struct br__deque dq;   /* spawned tasks; thieves steal */
 	struct br__task *lifo; /* the task woken last */
-	unsigned lifo_runs;    /* LIFO runs in a row, capped at 3 */
+	unsigned lifo_runs;    /* LIFO runs in a row, capped (worker.c) */
 	struct br__fifo yq;    /* yielded tasks */
 	struct br__fifo pq;    /* pinned tasks moved in from the remote queue */
-	/* scheduler ticks plus direct hand-offs:
-	 * it moves before every switch into a
-	 * fiber, so with fiber it tells run slices
-	 * apart (the stall detector's heartbeat,
-	 * stats.c); written by the owner, read by
-	 * the watchdog */
+	/* Scheduler ticks plus direct hand-offs: it moves before every switch
+	 * into a fiber, so with fiber it tells run slices apart (the stall
+	 * detector's heartbeat, stats.c); written by the owner, read by the
+	 * watchdog. */
 	_Atomic uint32_t tick;
 	uint32_t rng;
-	/* tasks spawned here minus tasks
-	 * ended here; written by the owner
-	 * only, summed by br_runtime_free */
+	/* Tasks spawned here minus tasks ended here; written by the owner only,
+	 * summed by br_runtime_free. */
 	_Atomic int64_t live;
 	int searching;
 	void *sched_sp;		  /* scheduler context while a fiber runs */
 	struct br__task *current; /* task on top of the running fiber */
-	/* the running fiber, or NULL; written by
-	 * the owner at every switch (fiber.c), read
-	 * by the watchdog; owner reads go through
+	/* The running fiber, or NULL; written by the owner at every switch
+	 * (fiber.c), read by the watchdog; owner reads go through
 	 * br__worker_fiber() */
 	_Atomic(struct br__fiber *) fiber;
 	int after; /* BR__AFTER_*, set before switch-out */
@@ -71,9 +67,8 @@ struct br__worker {
 	void *tsan_sched; /* the thread's TSan fiber */
 	void *altstack;	  /* sigaltstack for overflow reports */
 	pthread_t thread;
-	/* counters and trace ring (stats.h): last,
-	 * so that every other field keeps the
-	 * place it has with make OBS=0 */
+	/* Counters and trace ring (stats.h): last, so that every other field
+	 * keeps the place it has with make OBS=0. */
 	struct br__obs obs;
 
 	/* ---- shared: touched by other threads ---- */
@@ -96,6 +91,9 @@ static inline struct br__fiber *br__worker_fiber(struct br__worker *w)
 struct br__worker *br__worker_current(void);
 
 extern __thread struct br__worker *br__tls_worker;
+
+/* Debug builds: this runs on worker w's own thread (STYLE 4.3). */
+#define BR__ASSERT_OWNER(w) BR_DEBUG_ASSERT(br__tls_worker == (w))
 
 /*
  * br__worker_leave - the running fiber f gives up the CPU for `after`
