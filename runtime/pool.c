@@ -198,16 +198,45 @@ br_future *br_submit_timeout(br_pool *pool, br_job_fn fn, const void *in,
 	return submit(pool, fn, in, len, timeout_ms * 1000000);
 }
 
-void br__pool_put(struct br_pool *p)
+/* The shared mapping, the memfd and the eventfd go. */
+static void release_shared(struct br_pool *p)
 {
-	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
-		return;
 	if (p->shm)
 		munmap(p->shm, p->shm_size);
 	if (p->memfd >= 0)
 		close(p->memfd);
 	if (p->efd >= 0)
 		close(p->efd);
+	p->shm = NULL;
+	p->memfd = p->efd = -1;
+}
+
+int br__pool_enter(struct br_pool *p)
+{
+	int ok;
+
+	pthread_mutex_lock(&p->lock);
+	ok = !p->closing;
+	if (ok)
+		p->users++;
+	pthread_mutex_unlock(&p->lock);
+	return ok;
+}
+
+void br__pool_leave(struct br_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	BR_DEBUG_ASSERT(p->users > 0);
+	if (--p->users == 0)
+		release_shared(p);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void br__pool_put(struct br_pool *p)
+{
+	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	release_shared(p);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->drain);
 	pthread_cond_destroy(&p->quiet);
@@ -291,10 +320,24 @@ static unsigned online_cpus(void)
 		       1;
 }
 
-/* Spawn one of the pool's tasks, which holds a reference to p until it
- * returns; a spawn that fails gives the reference back and sets *err. */
+static void task_ended(struct br__waiter *w, struct br_future *f)
+{
+	struct br_pool *p = w->u.obj;
+
+	/* Release: the last touch of w (future.h); p may go with the put. */
+	atomic_store_explicit(&w->st, BR__W_DONE, memory_order_release);
+	br__pool_put(p);
+}
+
+/*
+ * Spawn one of the pool's tasks. It holds a reference to p until its
+ * future completes, whether it ran or was cancelled before it started
+ * (then it never runs, and nothing of its own could drop the reference):
+ * ended, a waiter in p, drops it. A spawn that fails gives the reference
+ * back and sets *err.
+ */
 static br_future *pool_task(struct br_pool *p, br_task_fn fn, void *arg,
-			    int *err)
+			    struct br__waiter *ended, int *err)
 {
 	br_future *f;
 
@@ -304,7 +347,12 @@ static br_future *pool_task(struct br_pool *p, br_task_fn fn, void *arg,
 		br__pool_put(p);
 		if (*err == 0)
 			*err = br_future_error(f);
+		return f;
 	}
+	ended->fire = task_ended;
+	ended->u.obj = p;
+	if (!br__future_wait_on(f, ended))
+		br__pool_put(p); /* it has ended already */
 	return f;
 }
 
@@ -338,6 +386,7 @@ int br_pool_new(br_pool **out, br_runtime *rt, const br_pool_config *cfg)
 	}
 	p->magic = BR__MAGIC_POOL;
 	atomic_init(&p->refs, 1);
+	p->users = 1;
 	p->rt = rt;
 	p->memfd = p->efd = -1;
 	p->nworkers = cfg->workers ? cfg->workers : online_cpus();
@@ -368,11 +417,12 @@ int br_pool_new(br_pool **out, br_runtime *rt, const br_pool_config *cfg)
 		br_future_release(f);
 	}
 	if (r == 0) {
-		p->collector = pool_task(p, br__pool_collector, p, &r);
-		p->timer = pool_task(p, br__pool_timer, p, &r);
+		p->collector = pool_task(p, br__pool_collector, p,
+					 &p->collector_ended, &r);
+		p->timer = pool_task(p, br__pool_timer, p, &p->timer_ended, &r);
 		for (unsigned w = 0; w < p->nworkers; w++)
-			p->w[w].watch =
-				pool_task(p, br__pool_watch, &p->w[w], &r);
+			p->w[w].watch = pool_task(p, br__pool_watch, &p->w[w],
+						  &p->w[w].watch_ended, &r);
 	}
 	if (r < 0) {
 		br_pool_free(p);
@@ -418,6 +468,7 @@ void br_pool_free(br_pool *p)
 	}
 	p->magic = BR__MAGIC_DEAD;
 	br__zygote_put();
+	br__pool_leave(p); /* the pool's use of the shared parts */
 	br__pool_put(p);
 }
 

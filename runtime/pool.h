@@ -61,8 +61,14 @@
  *
  * Lifetime
  *   struct br_pool is reference counted: the caller's reference, one per
- *   task of the pool and one per job, so a late br_cancel or a task
- *   finishing never touches freed memory.
+ *   task of the pool (dropped when the task's future completes, whether
+ *   it ran or was cancelled before it started) and one per job, so a
+ *   late br_cancel or a task finishing never touches freed memory.
+ *   The heavy parts (the shared mapping, the memfd, the eventfd) have a
+ *   count of their own, users: the pool until br_pool_free, and each of
+ *   its tasks while it runs (br__pool_enter/leave). The last user
+ *   releases them, so a pool freed while its runtime's workers are busy
+ *   gives them back at once, not when its tasks are finally dropped.
  */
 #ifndef BR_POOL_H
 #define BR_POOL_H
@@ -78,9 +84,6 @@
 #include "list.h"
 #include "pool_shm.h"
 
-/* One worker process per slot of a 14-bit owner field (pool_shm.h), and
- * a fixed bound so that shutdown needs no allocation. */
-#define BR__POOL_MAX_WORKERS 256
 /* The initializer's argument is copied into the shared mapping. */
 #define BR__POOL_MAX_INIT (64u << 10)
 #define BR__POOL_DEFAULT_PAYLOAD ((size_t)64 << 20)
@@ -156,6 +159,7 @@ struct pworker {
 	unsigned init_fails;
 	int disabled; /* its initializer failed INIT_FAILS_MAX times */
 	br_future *watch;
+	struct br__waiter watch_ended; /* drops the watcher's reference */
 	struct br_pool *pool;
 	unsigned idx;
 };
@@ -172,6 +176,8 @@ struct br_pool {
 	size_t max_payload;
 	struct pworker *w;
 	br_future *collector, *timer;
+	struct br__waiter collector_ended, timer_ended;
+	unsigned users; /* the pool and its running tasks; under lock */
 	pthread_mutex_t lock, drain;
 	pthread_cond_t quiet; /* inflight reached 0 */
 	unsigned inflight;    /* forks and reaps under way */
@@ -197,6 +203,15 @@ struct br_pool {
 /* Take and drop a reference to p; the last drop frees it. */
 struct br_pool *br__pool_get(struct br_pool *p);
 void br__pool_put(struct br_pool *p);
+
+/*
+ * br__pool_enter - a task of p starts to use the shared memory and the
+ * eventfd: returns 1, or 0 if the pool is closing, and then the task must
+ * not touch them and returns at once. br__pool_leave - it has stopped;
+ * the last user releases them. Context: the pool's tasks.
+ */
+int br__pool_enter(struct br_pool *p);
+void br__pool_leave(struct br_pool *p);
 
 /* 0 if p is a live pool, else -EINVAL (NULL) or BR_EBADOBJ. */
 int br__pool_check(struct br_pool *p);
@@ -260,6 +275,10 @@ int br__pool_drain(struct br_pool *p, unsigned w);
  * look under the lock even if the unlocked count says there is nothing.
  * Returns how many jobs moved. */
 int br__pool_refill(struct br_pool *p, int force);
+
+/* Wake the collector wherever it is: it drains every result ring and
+ * refills the ring. Context: any thread. */
+void br__pool_kick_collector(struct br_pool *p);
 
 /* The collector task (br_spawn's fn; arg is the pool). */
 void *br__pool_collector(void *arg);

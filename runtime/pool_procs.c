@@ -72,6 +72,11 @@ static void describe_death(char *buf, size_t n, pid_t pid, int status)
 			 "worker process %d was killed by signal %d (%s)",
 			 (int)pid, WTERMSIG(status),
 			 strsignal(WTERMSIG(status)));
+	else if (WEXITSTATUS(status) == BR__POOL_EXIT_LOST)
+		snprintf(buf, n,
+			 "worker process %d left: a job closed or replaced "
+			 "the descriptor it reports through",
+			 (int)pid);
 	else
 		snprintf(buf, n, "worker process %d exited with status %d",
 			 (int)pid, WEXITSTATUS(status));
@@ -151,7 +156,6 @@ static void settle_dead(struct br_pool *p, unsigned w, const char *why)
 {
 	struct br__pool_shm *s = p->shm;
 	struct pworker *pw = &p->w[w];
-	int requeued = 0;
 
 	br__pool_drain(p, w);
 	for (uint64_t i = 0; i < BR__POOL_JOBS; i++) {
@@ -167,10 +171,10 @@ static void settle_dead(struct br_pool *p, unsigned w, const char *why)
 		j = br__pool_tab_find(p, sl->id);
 		if (j && j->where == W_RING && j->pos == BR__JS_POS(st)) {
 			kill = pw->kill_id == j->id ? pw->kill : KILL_NONE;
-			if (pw->kill != KILL_NONE && kill == KILL_NONE &&
-			    !p->closing && br__pool_requeue(p, j, sl) == 0)
-				requeued = 1; /* killed for a job it finished */
-			else
+			/* Killed for a job it had finished: this one goes
+			 * round again. */
+			if (pw->kill == KILL_NONE || kill != KILL_NONE ||
+			    p->closing || br__pool_requeue(p, j, sl) < 0)
 				mine = br__pool_claim_job(p, j);
 		}
 		pthread_mutex_unlock(&p->lock);
@@ -189,8 +193,17 @@ static void settle_dead(struct br_pool *p, unsigned w, const char *why)
 		else
 			br__pool_fail_job(j, BR_FAILED, BR_EWORKERDIED, why);
 	}
-	if (requeued)
-		br__pool_refill(p, 0);
+	/* What the dead worker can no longer do, somebody must:
+	 *   - it may have died asleep, counted among the sleepers, so that
+	 *     every later submit would pay a futex wake for it;
+	 *   - the slots it held are free now, and jobs may wait in overflow
+	 *     for room, which only a refill moves into the ring;
+	 *   - it may have died between taking the collector's flag down and
+	 *     writing the eventfd, leaving the collector asleep with results
+	 *     of other workers waiting. */
+	br__pool_sleeper_gone(s, w);
+	br__pool_refill(p, 1);
+	br__pool_kick_collector(p);
 }
 
 static int all_disabled(struct br_pool *p)
@@ -260,6 +273,8 @@ void *br__pool_watch(void *arg)
 	struct br_pool *p = pw->pool;
 	unsigned w = pw->idx;
 
+	if (!br__pool_enter(p))
+		return NULL;
 	for (;;) {
 		char why[WHY_MAX];
 		int r, status, pidfd;
@@ -313,7 +328,7 @@ void *br__pool_watch(void *arg)
 			break;
 		}
 	}
-	br__pool_put(p);
+	br__pool_leave(p);
 	return NULL;
 }
 
@@ -321,6 +336,8 @@ void *br__pool_timer(void *arg)
 {
 	struct br_pool *p = arg;
 
+	if (!br__pool_enter(p))
+		return NULL;
 	for (;;) {
 		int64_t iv, now;
 
@@ -359,7 +376,7 @@ void *br__pool_timer(void *arg)
 		}
 		pthread_mutex_unlock(&p->lock);
 	}
-	br__pool_put(p);
+	br__pool_leave(p);
 	return NULL;
 }
 

@@ -46,10 +46,14 @@
 void br__pool_wake_workers(struct br_pool *p, int n)
 {
 	struct br__pool_shm *s = p->shm;
+	uint64_t any = 0;
 
 	/* A seq_cst read-modify-write orders the slot's publication before
 	 * the read of sleepers (pool_shm.h, Doorbells). */
-	if (atomic_fetch_add_explicit(&s->sleepers, 0, memory_order_seq_cst)) {
+	for (unsigned i = 0; i * 64 < p->nworkers; i++)
+		any |= atomic_fetch_or_explicit(&s->sleepers[i], 0,
+						memory_order_seq_cst);
+	if (any) {
 		atomic_fetch_add_explicit(&s->job_bell, 1,
 					  memory_order_release);
 		br__futex_wake_shared(&s->job_bell, n);
@@ -518,11 +522,23 @@ int br__pool_refill(struct br_pool *p, int force)
 	return moved;
 }
 
+void br__pool_kick_collector(struct br_pool *p)
+{
+	uint64_t one = 1;
+
+	atomic_store_explicit(&p->shm->collector_waiting, 0,
+			      memory_order_relaxed);
+	(void)!write(p->efd, &one, sizeof(one));
+}
+
 void *br__pool_collector(void *arg)
 {
 	struct br_pool *p = arg;
-	struct br__pool_shm *s = p->shm;
+	struct br__pool_shm *s;
 
+	if (!br__pool_enter(p))
+		return NULL;
+	s = p->shm;
 	for (;;) {
 		uint64_t v;
 		int n = 0;
@@ -546,6 +562,6 @@ void *br__pool_collector(void *arg)
 			break; /* cancelled: the pool or the runtime closes */
 		(void)!read(p->efd, &v, sizeof(v));
 	}
-	br__pool_put(p);
+	br__pool_leave(p);
 	return NULL;
 }

@@ -31,9 +31,12 @@
  *   clears big_busy before the worker may write there again.
  *
  * Doorbells (futexes work across processes on shared mappings)
- *   - Idle workers sleep on job_bell after raising sleepers; a producer
- *     that sees sleepers bumps the bell and wakes one. Busy workers never
- *     cost the parent a system call.
+ *   - Idle workers sleep on job_bell after setting their bit in sleepers;
+ *     a producer that sees a bit set bumps the bell and wakes workers.
+ *     Busy workers never cost the parent a system call. A bit, not a
+ *     count: a worker killed asleep leaves its bit set, and the parent
+ *     clears it when it settles the death; a count would stay one too
+ *     high for ever.
  *   - The parent's collector sleeps in a read of an eventfd through its
  *     loop after raising collector_waiting; a worker that pushes a result
  *     and finds the flag up takes it down and writes the eventfd. Both
@@ -56,6 +59,10 @@
 #define BR__POOL_JOBS 128u	   /* job ring slots, a power of two */
 #define BR__POOL_RESULTS 8u	   /* result entries per worker */
 #define BR__POOL_OWNER_PARENT 0x3fffu
+/* One worker process per bit of the sleepers mask, and a fixed bound so
+ * that shutdown needs no allocation. */
+#define BR__POOL_MAX_WORKERS 256
+#define BR__POOL_SLEEPER_WORDS (BR__POOL_MAX_WORKERS / 64)
 
 /* Slot state: pos << 16 | tag << 14 | owner. */
 enum {
@@ -127,6 +134,10 @@ static inline int br__pool_next_item(const char *buf, size_t len, size_t *pos,
 	return 1;
 }
 
+/* A worker's exit status when a job took the descriptors it reports
+ * through: its results are in the rings, and it needs replacing. */
+#define BR__POOL_EXIT_LOST 117
+
 /* Worker states */
 enum {
 	BR__PW_STARTING = 0,
@@ -163,7 +174,7 @@ struct br__pool_shm {
 	BR__CACHE_ALIGNED _Atomic uint64_t head;
 	BR__CACHE_ALIGNED _Atomic uint64_t tail;
 	BR__CACHE_ALIGNED _Atomic uint32_t job_bell;
-	_Atomic uint32_t sleepers;
+	_Atomic uint64_t sleepers[BR__POOL_SLEEPER_WORDS]; /* bit per worker */
 	BR__CACHE_ALIGNED _Atomic uint32_t collector_waiting;
 	_Atomic uint32_t closing;
 };
@@ -257,6 +268,26 @@ static inline void br__pool_release(struct br__pool_shm *s, uint64_t pos)
 	atomic_store_explicit(&br__pool_slot(s, pos)->state,
 			      BR__JS(pos + BR__POOL_JOBS, BR__JS_EMPTY, 0),
 			      memory_order_release);
+}
+
+/* Worker w's bit in the sleepers mask: the word, and the bit in it. */
+static inline _Atomic uint64_t *br__pool_sleeper_word(struct br__pool_shm *s,
+						      unsigned w)
+{
+	return &s->sleepers[w / 64];
+}
+
+static inline uint64_t br__pool_sleeper_bit(unsigned w)
+{
+	return (uint64_t)1 << (w % 64);
+}
+
+/* Worker w is no longer asleep, whatever it was doing when it died. */
+static inline void br__pool_sleeper_gone(struct br__pool_shm *s, unsigned w)
+{
+	atomic_fetch_and_explicit(br__pool_sleeper_word(s, w),
+				  ~br__pool_sleeper_bit(w),
+				  memory_order_relaxed);
 }
 
 /*

@@ -23,8 +23,10 @@
  *   One thread. Everything shared is in pool_shm.h, with its orderings.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -32,8 +34,8 @@
 #include <unistd.h>
 
 #include "braid.h"
-#include "pool_shm.h"
 #include "futex.h"
+#include "pool_shm.h"
 
 #define IDLE_SPINS 2000
 #define MSG_MAX 1024
@@ -192,15 +194,41 @@ static void wait_result_room(struct br__pool_wstate *ws)
 	}
 }
 
+/*
+ * Is efd still the pool's eventfd? A job may close its process's
+ * descriptors (daemon-style code closes 3 to 1023) and open others in
+ * their place: the number would then name the job's file, and a wake-up
+ * written there would be lost and corrupt the file.
+ */
+static int efd_is_ours(int efd)
+{
+	char path[32], link[32];
+	ssize_t n;
+
+	if (fcntl(efd, F_GETFD) < 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", efd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return 1; /* no /proc: the write below still fails on EBADF */
+	link[n] = '\0';
+	return strcmp(link, "anon_inode:[eventfd]") == 0;
+}
+
 static void ring_collector(struct br__pool_shm *s, int efd)
 {
 	uint64_t one = 1;
 
 	/* A seq_cst read-modify-write: ordered after the release of the
 	 * slot and the push of the result (pool_shm.h, Doorbells). */
-	if (atomic_exchange_explicit(&s->collector_waiting, 0,
-				     memory_order_seq_cst))
-		(void)!write(efd, &one, sizeof(one));
+	if (!atomic_exchange_explicit(&s->collector_waiting, 0,
+				      memory_order_seq_cst))
+		return;
+	/* A worker that can no longer wake the collector can no longer
+	 * report: it leaves, and the parent, seeing it die, drains what it
+	 * pushed, kicks the collector and replaces it (pool_procs.c). */
+	if (!efd_is_ours(efd) || write(efd, &one, sizeof(one)) < 0)
+		_exit(BR__POOL_EXIT_LOST);
 }
 
 static struct br__pool_slot *next_job(struct br__pool_shm *s, unsigned idx,
@@ -223,14 +251,14 @@ static struct br__pool_slot *next_job(struct br__pool_shm *s, unsigned idx,
 #endif
 		}
 		bell = atomic_load_explicit(&s->job_bell, memory_order_acquire);
-		atomic_fetch_add_explicit(&s->sleepers, 1,
-					  memory_order_seq_cst);
+		atomic_fetch_or_explicit(br__pool_sleeper_word(s, idx),
+					 br__pool_sleeper_bit(idx),
+					 memory_order_seq_cst);
 		sl = br__pool_claim(s, idx, pos);
 		if (!sl &&
 		    !atomic_load_explicit(&s->closing, memory_order_relaxed))
 			br__futex_wait_shared(&s->job_bell, bell);
-		atomic_fetch_sub_explicit(&s->sleepers, 1,
-					  memory_order_relaxed);
+		br__pool_sleeper_gone(s, idx);
 		if (sl)
 			return sl;
 		if (getppid() != s->parent_pid)

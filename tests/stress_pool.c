@@ -169,3 +169,96 @@ Test(stress_pool, maps_and_submits_survive_random_worker_deaths,
 	br_pool_free(pool);
 	br_runtime_free(rt);
 }
+
+/* ---- a killer at 1 ms and 5 ms ---- */
+
+/* Spins for the microseconds in its input. */
+static int spin_job(br_job *job, const void *in, size_t len)
+{
+	uint32_t us;
+
+	memcpy(&us, in, sizeof(us));
+	t_busy_ns((int64_t)us * 1000);
+	return br_job_write(job, &us, sizeof(us));
+}
+
+struct killer_case {
+	uint32_t job_us;
+	int kill_every_us;
+};
+
+/*
+ * N jobs of job_us each on 4 workers while a random worker is SIGKILLed
+ * every kill_every_us, for at most a few seconds; then the killing stops
+ * and every job must end (DONE, or BR_EWORKERDIED for at most one job per
+ * kill) within HANG_S: a lost wake-up leaves jobs pending for ever.
+ */
+static void killer_run(const struct killer_case *c)
+{
+	enum {
+		HANG_S = 20
+	};
+	const int n = 10000 * (int)t_stress_scale() / SLOW;
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *pool = NULL;
+	br_future **fs = malloc((size_t)n * sizeof(*fs));
+	uint64_t rng = 7 + (uint64_t)c->kill_every_us;
+	int64_t start = br_now_ns(), stop_killing = start + 4000 * T_NS_PER_MS;
+	int kills = 0, done = 0, died = 0, pending = n;
+
+	cr_assert_not_null(fs);
+	cr_assert_eq(br_pool_new(&pool, rt, &(br_pool_config){ .workers = 4 }),
+		     0);
+	for (int i = 0; i < n; i++)
+		fs[i] = br_submit(pool, spin_job, &c->job_us,
+				  sizeof(c->job_us));
+	while (pending && br_now_ns() < stop_killing) {
+		usleep((useconds_t)c->kill_every_us);
+		kills += t_kill_pool_worker(pool, &rng);
+		pending = 0;
+		for (int i = 0; i < n; i++)
+			pending += br_future_state(fs[i]) == BR_PENDING;
+	}
+	for (int64_t t = br_now_ns(); pending; usleep(10000)) {
+		pending = 0;
+		for (int i = 0; i < n; i++)
+			pending += br_future_state(fs[i]) == BR_PENDING;
+		cr_assert(
+			t_elapsed_ms(t) < HANG_S * 1000,
+			"%d of %d jobs still pending %d s after the last kill "
+			"(%d kills, %d us jobs, a kill every %d us)",
+			pending, n, HANG_S, kills, c->job_us, c->kill_every_us);
+	}
+	for (int i = 0; i < n; i++) {
+		int r = br_await(fs[i], NULL);
+
+		cr_assert(r == 0 || r == BR_EWORKERDIED, "job %d: %s", i,
+			  br_future_message(fs[i]));
+		done += r == 0;
+		died += r == BR_EWORKERDIED;
+		br_future_release(fs[i]);
+	}
+	cr_assert_eq(done + died, n);
+	cr_assert_leq(died, kills, "more jobs failed than workers died");
+	/* The pool still answers. */
+	for (uint64_t v = 0; v < 100; v++) {
+		br_future *f = br_submit(pool, inc_job, &v, sizeof(v));
+
+		cr_assert_eq(br_await(f, NULL), 0, "%s", br_future_message(f));
+		br_future_release(f);
+	}
+	free(fs);
+	br_pool_free(pool);
+	br_runtime_free(rt);
+}
+
+Test(stress_pool, no_hang_with_a_kill_every_ms_and_50_us_jobs, .timeout = 120.0)
+{
+	killer_run(&(struct killer_case){ 50, 1000 });
+}
+
+Test(stress_pool, no_hang_with_a_kill_every_5_ms_and_200_us_jobs,
+     .timeout = 120.0)
+{
+	killer_run(&(struct killer_case){ 200, 5000 });
+}

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "pool.h"
 
 /* ---- jobs (they run in worker processes) ---- */
 
@@ -769,5 +770,157 @@ Test(pool, jobs_are_counted_in_stats, .timeout = 60)
 	br_future_release(f);
 	cr_assert_eq(br_stats(rt, &st), 2);
 	cr_assert_eq(st.total.proc_jobs, 501);
+	finish(p, rt);
+}
+
+/* ---- reliability: what a hostile caller or job does to the pool ---- */
+
+static atomic_int busy_release;
+
+static void *busy_task(void *arg)
+{
+	t_spin_until(&busy_release, 1, 60000 * T_NS_PER_MS);
+	return NULL;
+}
+
+/* Resident memory of this process in KiB, from procfs. */
+static long rss_kib(void)
+{
+	char *s = t_read_file("/proc/self/statm", NULL);
+	long pages = 0, resident = 0;
+
+	sscanf(s, "%ld %ld", &pages, &resident);
+	free(s);
+	return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* A pool freed while its runtime's only worker is busy has its tasks
+ * cancelled before they ever start: the pool must still be freed. */
+Test(pool, free_while_the_worker_is_busy_leaks_nothing, .timeout = 120)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_future *busy = br_spawn(rt, busy_task, NULL);
+	int fds = 0, fds_after;
+	long rss = 0, rss_after;
+
+	/* One cycle first: the blocking pool's threads and caches. */
+	for (int i = 0; i < 51; i++) {
+		br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
+
+		br_pool_free(p);
+		if (i == 0) {
+			fds = t_count_fds();
+			rss = rss_kib();
+		}
+	}
+	fds_after = t_count_fds();
+	rss_after = rss_kib();
+	atomic_store(&busy_release, 1);
+	cr_assert_eq(br_await(busy, NULL), 0);
+	br_future_release(busy);
+	br_runtime_free(rt);
+	cr_assert_eq(fds_after, fds, "descriptors %d -> %d over 50 pools", fds,
+		     fds_after);
+	cr_assert_lt(rss_after - rss, 16 * 1024, "RSS %ld -> %ld KiB", rss,
+		     rss_after);
+	cr_assert_eq(count_stray(), 0);
+}
+
+/* Every bit of the sleepers mask: how many workers count as asleep. */
+static int sleepers_of(br_pool *p)
+{
+	int n = 0;
+
+	for (unsigned i = 0; i < BR__POOL_SLEEPER_WORDS; i++)
+		n += __builtin_popcountll(atomic_load(&p->shm->sleepers[i]));
+	return n;
+}
+
+/* Spins for the milliseconds in its input. */
+static int spin_ms_job(br_job *job, const void *in, size_t len)
+{
+	uint32_t ms;
+
+	memcpy(&ms, in, sizeof(ms));
+	t_busy_ns((int64_t)ms * T_NS_PER_MS);
+	return 0;
+}
+
+/* A worker SIGKILLed while asleep is no longer counted among the
+ * sleepers: every later submit would pay a futex wake for it. */
+Test(pool, workers_killed_asleep_leave_no_sleeper_behind, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
+	pid_t pids[2], now[2];
+	uint32_t ms = 1500;
+	br_future *f[2];
+	int64_t t0;
+
+	for (t0 = br_now_ns(); sleepers_of(p) < 2; usleep(1000))
+		cr_assert_lt(t_elapsed_ms(t0), 10000, "workers never slept");
+	cr_assert_eq(br_pool_pids(p, pids, 2), 2);
+	cr_assert_eq(kill(pids[0], SIGKILL), 0);
+	cr_assert_eq(kill(pids[1], SIGKILL), 0);
+	/* Replaced, and asleep again. */
+	for (t0 = br_now_ns();; usleep(1000)) {
+		cr_assert_lt(t_elapsed_ms(t0), 10000, "never replaced");
+		br_pool_pids(p, now, 2);
+		if (now[0] > 0 && now[1] > 0 && now[0] != pids[0] &&
+		    now[1] != pids[1] && sleepers_of(p) >= 2)
+			break;
+	}
+	f[0] = br_submit(p, spin_ms_job, &ms, sizeof(ms));
+	f[1] = br_submit(p, spin_ms_job, &ms, sizeof(ms));
+	/* Both workers are busy now: nobody sleeps. */
+	for (t0 = br_now_ns(); sleepers_of(p) != 0; usleep(1000))
+		cr_assert_lt(t_elapsed_ms(t0), 1000,
+			     "%d sleepers counted while both workers run a job",
+			     sleepers_of(p));
+	cr_assert_eq(br_await(f[0], NULL), 0);
+	cr_assert_eq(br_await(f[1], NULL), 0);
+	br_future_release(f[0]);
+	br_future_release(f[1]);
+	finish(p, rt);
+}
+
+static int close_fds_job(br_job *job, const void *in, size_t len)
+{
+	for (int fd = 3; fd < 1024; fd++)
+		close(fd);
+	return br_job_write(job, "closed", 6);
+}
+
+/* Awaits f for at most ms; the result, or -ETIMEDOUT (f still pending). */
+static int await_within(br_future *f, int64_t ms)
+{
+	int r = br_wait_for(f, ms, NULL);
+
+	return r == -ETIMEDOUT && br_future_state(f) != BR_PENDING ?
+		       br_await(f, NULL) :
+		       r;
+}
+
+/* A job that closes every descriptor of its worker (as daemon-style
+ * code does) cannot hang the pool: its result, already in shared memory,
+ * is delivered, its worker is replaced, and later jobs complete. */
+Test(pool, a_job_that_closes_its_descriptors_does_not_hang_the_pool,
+     .timeout = 60)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
+	br_future *f = br_submit(p, close_fds_job, NULL, 0);
+	int r = await_within(f, 10000);
+
+	cr_assert_eq(r, 0, "the job: %d (%s)", r, br_future_message(f));
+	cr_assert_eq(memcmp(br_future_bytes(f, NULL), "closed", 6), 0);
+	br_future_release(f);
+	for (int32_t i = 0; i < 20; i++) {
+		f = br_submit(p, sum_job, &i, sizeof(i));
+		cr_assert_eq(await_within(f, 10000), 0, "job %d after: %s", i,
+			     br_future_message(f));
+		cr_assert_eq(*(const int64_t *)br_future_bytes(f, NULL), i);
+		br_future_release(f);
+	}
 	finish(p, rt);
 }
