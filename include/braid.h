@@ -1486,6 +1486,18 @@ BR_API int br_exec_exit_code(const br_future *f);
  * killed and replaced. br_cancel() on a queued job removes it; on a
  * running one it kills that job's worker (which is replaced) and the
  * future ends CANCELLED.
+ *
+ * Isolation. Each worker runs in a process group of its own: a job that
+ * signals its group (kill(0, ...)) reaches its own worker and the
+ * processes it started, never the zygote or another worker. When a worker
+ * dies or is killed, its whole group is killed with it, so children a job
+ * left behind do not outlive it (unless they left the group: setsid()).
+ * A job may close or replace its process's descriptors: a worker that can
+ * no longer report leaves after pushing its result, and is replaced. A
+ * job may create a runtime of its own (br_run, br_runtime_new, br_exec).
+ * The zygote keeps a spare copy of itself; if the zygote dies, the spare
+ * takes over. A worker stopped by SIGSTOP is not detected: its job waits
+ * until it continues, its time limit passes, or br_cancel() kills it.
  */
 typedef struct br_pool br_pool;
 typedef struct br_job br_job;
@@ -1505,6 +1517,9 @@ typedef int (*br_job_fn)(br_job *job, const void *in, size_t len);
 
 /* A worker's initializer: arg/len are a copy of br_pool_config's init_arg
  * bytes. Returns 0, or a negative error that fails br_pool_new(). */
+
+/* How long an initializer may run when the pool has no timeout_ms. */
+#define BR_POOL_INIT_TIMEOUT_MS 30000
 typedef int (*br_pool_init_fn)(const void *arg, size_t len);
 
 /*
@@ -1513,7 +1528,11 @@ typedef int (*br_pool_init_fn)(const void *arg, size_t len);
  *   workers       worker processes: default the number of online CPUs,
  *                 at most 256.
  *   init          run once in each worker before its first job
- *                 (replacements included); NULL: none.
+ *                 (replacements included); NULL: none. It must return
+ *                 within timeout_ms, or BR_POOL_INIT_TIMEOUT_MS when
+ *                 timeout_ms is 0: past it the worker is killed, and
+ *                 br_pool_new fails with -ETIMEDOUT (a replacement
+ *                 counts as a failed initializer).
  *   init_arg, init_len
  *                 bytes copied to each worker for init, at most 64 KiB.
  *   max_jobs      a worker that has run this many jobs exits and is
@@ -1539,7 +1558,8 @@ typedef struct br_pool_config {
  * Returns once every worker has run its initializer. Stores the pool in
  * *out and returns 0. Errors: -EINVAL (out or rt NULL, a field out of
  * range), BR_EBADOBJ, BR_ECLOSED, -ENOTSUP (rt has no zygote: see above),
- * the first worker's initializer error, -ENOMEM, or the error of a system
+ * the first worker's initializer error, -ETIMEDOUT (an initializer ran past
+ * its time limit, see init), -ENOMEM, or the error of a system
  * call (memfd_create, eventfd, fork in the zygote). Context: any thread
  * (a task suspends; a plain thread blocks).
  */

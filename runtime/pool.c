@@ -26,6 +26,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -118,7 +119,7 @@ int br__pool_job_cancel(struct pjob *j)
 			if (pw->kill == KILL_NONE && pw->pidfd >= 0) {
 				pw->kill = KILL_CANCEL;
 				pw->kill_id = j->id;
-				br__child_kill(pw->pid, pw->pidfd);
+				br__pool_kill_worker(pw->pid, pw->pidfd);
 				killed = 1;
 			}
 		}
@@ -209,6 +210,13 @@ static void release_shared(struct br_pool *p)
 		close(p->efd);
 	p->shm = NULL;
 	p->memfd = p->efd = -1;
+}
+
+void br__pool_kill_worker(pid_t pid, int pidfd)
+{
+	br__child_kill(pid, pidfd);
+	if (pid > 0)
+		kill(-pid, SIGKILL);
 }
 
 int br__pool_enter(struct br_pool *p)
@@ -391,6 +399,8 @@ int br_pool_new(br_pool **out, br_runtime *rt, const br_pool_config *cfg)
 	p->memfd = p->efd = -1;
 	p->nworkers = cfg->workers ? cfg->workers : online_cpus();
 	p->timeout_ns = cfg->timeout_ms * 1000000;
+	p->init_limit_ns = br__ms_to_ns(
+		cfg->timeout_ms ? cfg->timeout_ms : BR_POOL_INIT_TIMEOUT_MS);
 	p->max_payload = cfg->max_payload ? cfg->max_payload :
 					    BR__POOL_DEFAULT_PAYLOAD;
 	pthread_mutex_init(&p->lock, NULL);

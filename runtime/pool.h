@@ -157,7 +157,8 @@ struct pworker {
 	int kill;  /* KILL_*: why we killed it, under lock */
 	uint64_t kill_id;
 	unsigned init_fails;
-	int disabled; /* its initializer failed INIT_FAILS_MAX times */
+	int64_t started_ns; /* when it was forked: its initializer's clock */
+	int disabled;	    /* its initializer failed INIT_FAILS_MAX times */
 	br_future *watch;
 	struct br__waiter watch_ended; /* drops the watcher's reference */
 	struct br_pool *pool;
@@ -173,6 +174,7 @@ struct br_pool {
 	int memfd, efd;
 	unsigned nworkers;
 	int64_t timeout_ns;
+	int64_t init_limit_ns; /* how long an initializer may run */
 	size_t max_payload;
 	struct pworker *w;
 	br_future *collector, *timer;
@@ -197,6 +199,15 @@ struct br_pool {
 	_Atomic int64_t min_timeout_ns;
 	br_event timed_ev;
 };
+
+/*
+ * br__pool_kill_worker - SIGKILL worker pid (through pidfd when >= 0) and
+ * every process of its group: the worker made the group its own as it
+ * started (zygote.c), so this reaches the children its jobs left behind.
+ * Call it before the worker is reaped: a zombie keeps its pid, so the
+ * group's id cannot have been reused. Context: any thread.
+ */
+void br__pool_kill_worker(pid_t pid, int pidfd);
 
 /* ---- pool.c ---- */
 

@@ -113,7 +113,8 @@ static int fork_worker(struct br_pool *p, unsigned w)
 	pidfd = br__child_pidfd(pid);
 	if (pidfd < 0) {
 		r = -errno;
-		br__child_reap(pid, -1, 1);
+		br__pool_kill_worker(pid, -1);
+		br__child_reap(pid, -1, 0);
 		return r;
 	}
 	pthread_mutex_lock(&p->lock);
@@ -121,12 +122,14 @@ static int fork_worker(struct br_pool *p, unsigned w)
 	if (p->closing ||
 	    atomic_load_explicit(&p->rt->closing, memory_order_seq_cst)) {
 		pthread_mutex_unlock(&p->lock);
-		br__child_reap(pid, pidfd, 1);
+		br__pool_kill_worker(pid, pidfd);
+		br__child_reap(pid, pidfd, 0);
 		close(pidfd);
 		return BR_ECLOSED;
 	}
 	p->w[w].pid = pid;
 	p->w[w].pidfd = pidfd;
+	p->w[w].started_ns = br_now_ns();
 	p->w[w].kill = KILL_NONE;
 	pthread_mutex_unlock(&p->lock);
 	return 0;
@@ -267,6 +270,39 @@ static void disable(struct br_pool *p, struct pworker *pw, const char *why)
 		br__pool_fail_all(p, BR_FAILED, BR_EWORKERDIED, why);
 }
 
+/*
+ * Wait (through the loop) for worker pw, whose pidfd is pidfd, to end.
+ * While it is still in its initializer, wait at most until the pool's
+ * init limit, then kill it and set *init_overrun. Returns 0, or < 0 if
+ * the wait was cancelled (the pool or the runtime closes).
+ */
+static int wait_for_death(struct br_pool *p, struct pworker *pw, int pidfd,
+			  int *init_overrun)
+{
+	_Atomic uint32_t *state = &br__pool_ws(p->shm, pw->idx)->state;
+
+	while (atomic_load_explicit(state, memory_order_acquire) ==
+	       BR__PW_STARTING) {
+		int64_t left = pw->started_ns + p->init_limit_ns - br_now_ns();
+		int r = left > 0 ? br_poll_timeout(pidfd, POLLIN,
+						   (left + BR__NS_PER_MS - 1) /
+							   BR__NS_PER_MS) :
+				   -ETIMEDOUT;
+
+		if (r != -ETIMEDOUT)
+			return r < 0 ? r : 0;
+		if (atomic_load_explicit(state, memory_order_acquire) !=
+		    BR__PW_STARTING)
+			break;
+		pthread_mutex_lock(&p->lock);
+		br__pool_kill_worker(pw->pid, pidfd);
+		pthread_mutex_unlock(&p->lock);
+		*init_overrun = 1;
+		break;
+	}
+	return br_poll(pidfd, POLLIN) < 0 ? -ECANCELED : 0;
+}
+
 void *br__pool_watch(void *arg)
 {
 	struct pworker *pw = arg;
@@ -277,7 +313,7 @@ void *br__pool_watch(void *arg)
 		return NULL;
 	for (;;) {
 		char why[WHY_MAX];
-		int r, status, pidfd;
+		int r, status, pidfd, init_overrun = 0;
 		pid_t pid;
 		uint32_t state;
 
@@ -286,29 +322,40 @@ void *br__pool_watch(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		if (pidfd < 0)
 			break;
-		r = br_poll(pidfd, POLLIN);
+		r = wait_for_death(p, pw, pidfd, &init_overrun);
 		pthread_mutex_lock(&p->lock);
 		if (p->closing) {
 			pthread_mutex_unlock(&p->lock);
 			break; /* br_pool_free kills and reaps */
 		}
 		if (r < 0)
-			br__child_kill(pw->pid, pidfd); /* the runtime closes */
+			br__pool_kill_worker(pw->pid,
+					     pidfd); /* the runtime closes */
 		pid = pw->pid;
 		pw->pid = 0;
 		pw->pidfd = -1;
 		p->inflight++; /* br_pool_free waits for this reap */
 		pthread_mutex_unlock(&p->lock);
+		/* Its children go with it: the group's id is still its own
+		 * while it is a zombie. */
+		kill(-pid, SIGKILL);
 		status = br__child_reap(pid, pidfd, 0);
 		close(pidfd);
 		inflight_done(p);
 		state = atomic_load_explicit(&br__pool_ws(p->shm, w)->state,
 					     memory_order_acquire);
-		describe_death(why, sizeof(why), pid, status);
+		if (init_overrun)
+			snprintf(
+				why, sizeof(why),
+				"worker process %d was killed: its initializer "
+				"ran past its time limit",
+				(int)pid);
+		else
+			describe_death(why, sizeof(why), pid, status);
 		settle_dead(p, w, why);
 		if (r < 0)
 			break;
-		if (state == BR__PW_INIT_FAILED) {
+		if (state == BR__PW_INIT_FAILED || init_overrun) {
 			if (++pw->init_fails >= INIT_FAILS_MAX) {
 				disable(p, pw,
 					"every worker's initializer failed");
@@ -371,7 +418,8 @@ void *br__pool_timer(void *arg)
 			    p->w[w].pidfd >= 0) {
 				p->w[w].kill = KILL_TIMEOUT;
 				p->w[w].kill_id = id;
-				br__child_kill(p->w[w].pid, p->w[w].pidfd);
+				br__pool_kill_worker(p->w[w].pid,
+						     p->w[w].pidfd);
 			}
 		}
 		pthread_mutex_unlock(&p->lock);
@@ -392,7 +440,7 @@ void br__pool_stop_workers(struct br_pool *p)
 	for (unsigned w = 0; w < p->nworkers; w++) {
 		if (p->w[w].pidfd < 0)
 			continue;
-		br__child_kill(p->w[w].pid, p->w[w].pidfd);
+		br__pool_kill_worker(p->w[w].pid, p->w[w].pidfd);
 		pids[n] = p->w[w].pid;
 		fds[n++] = p->w[w].pidfd;
 		p->w[w].pidfd = -1;
@@ -435,6 +483,12 @@ void *br__pool_start(void *arg)
 						 memory_order_acquire) ==
 				    BR__PW_STARTING) {
 				err = BR_EWORKERDIED;
+				break;
+			}
+			/* br_pool_free kills it with the others. */
+			if (br_now_ns() - p->w[w].started_ns >
+			    p->init_limit_ns) {
+				err = -ETIMEDOUT;
 				break;
 			}
 		}

@@ -100,11 +100,15 @@ static int room(struct br_job *job, size_t n)
 
 int br_job_write(br_job *job, const void *data, size_t len)
 {
+	size_t so_far;
 	int r;
 
 	if (!job || (!data && len))
 		return -EINVAL;
-	if (len > job->s->max_payload)
+	/* The item's output so far, and this: the running total counts,
+	 * not one call's length. */
+	so_far = job->len - job->item - sizeof(struct br__pool_item);
+	if (len > job->s->max_payload - so_far)
 		return -EMSGSIZE;
 	r = room(job, len);
 	if (r < 0)
@@ -277,6 +281,9 @@ __attribute__((noreturn)) void br__pool_worker_main(int memfd, int efd,
 	pid_t pid = getpid();
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* A group of its own: a job that signals its group reaches this
+	 * worker and its own children only (zygote.c). */
+	setpgid(0, 0);
 	if (fstat(memfd, &st) < 0)
 		_exit(1);
 	s = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,

@@ -25,6 +25,27 @@
  *   reaches only the program, and leaves when its socket closes: the last
  *   br__zygote_put() closes it and reaps the zygote.
  *
+ *   Each worker moves to a process group of its own as it starts, so a
+ *   job that signals its group (kill(0, ...), as shell-like code does)
+ *   reaches its worker and the worker's own children, never the zygote
+ *   or another worker; and the parent kills a dead worker's whole group,
+ *   so that no grandchild outlives it.
+ *
+ *   A zygote can still die (a user's kill, the OOM killer), and a process
+ *   with threads cannot fork a clean one again. So each zygote keeps a
+ *   spare: a clone of itself, made before it serves its first request,
+ *   that waits in a group of its own on a socket of its own whose other
+ *   end the zygote hands to the program in its hello. When a request
+ *   finds the zygote gone (EPIPE, or end of file), the program reaps it,
+ *   promotes the spare, which makes a spare of its own and says hello in
+ *   turn, and sends the request again.
+ *
+ *   The zygote (and so every worker and spare) is a copy of the program
+ *   made in the middle of br__zygote_get(), with zlock held and the
+ *   program's zygote state in its memory: the copy resets both at birth,
+ *   so that a job may create a runtime of its own, which forks its own
+ *   zygote.
+ *
  *   The workers are raw clones of a single-threaded process, without
  *   glibc's fork handlers: nothing can hold a lock in the zygote, and
  *   glibc (2.34 on) asks the kernel for the thread id in raise(), so
@@ -32,7 +53,8 @@
  *
  * Concurrency
  *   - get/put: under zlock. fork: any plain thread; requests are
- *     serialised by xlock (one request and its answer at a time).
+ *     serialised by xlock (one request and its answer at a time), and a
+ *     promotion happens under xlock too. Lock order: xlock, then zlock.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,14 +76,28 @@
 
 #define ZFD 3 /* the zygote's socket, after it moved it */
 
+enum {
+	Z_FORK,	   /* fork a worker; the answer is its pid */
+	Z_PROMOTE, /* (to a spare) become the zygote; the answer a hello */
+};
+
 struct zreq {
+	unsigned op;
 	unsigned idx;
+};
+
+/* A new zygote's first message: its spare's pid (or a negative errno if
+ * it has none) and, as SCM_RIGHTS, the socket to the spare. */
+struct zhello {
+	long spare;
 };
 
 static pthread_mutex_t zlock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t xlock = PTHREAD_MUTEX_INITIALIZER;
-static int zsock = -1;
+static int zsock = -1; /* to the zygote; under zlock */
 static pid_t zpid;
+static int ssock = -1; /* to its spare, or -1; under xlock */
+static pid_t spid;
 static unsigned zrefs;
 static int pinned; /* br_zygote_start() holds a reference for good */
 
@@ -94,7 +130,9 @@ static long threads_now(void)
 	return v;
 }
 
-static int recv_fds(int sock, struct zreq *rq, int fds[2])
+/* Receive a request; a FORK request carries two descriptors. Returns 0,
+ * or -1 when the socket closed or the message makes no sense. */
+static int recv_req(int sock, struct zreq *rq, int fds[2])
 {
 	char cbuf[CMSG_SPACE(2 * sizeof(int))];
 	struct iovec iov = { rq, sizeof(*rq) };
@@ -109,53 +147,162 @@ static int recv_fds(int sock, struct zreq *rq, int fds[2])
 	do
 		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
-	if (n <= 0)
+	if (n != sizeof(*rq))
 		return -1;
+	if (rq->op != Z_FORK)
+		return 0;
 	c = CMSG_FIRSTHDR(&mh);
-	if (n != sizeof(*rq) || !c || c->cmsg_type != SCM_RIGHTS ||
+	if (!c || c->cmsg_type != SCM_RIGHTS ||
 	    c->cmsg_len != CMSG_LEN(2 * sizeof(int)))
 		return -1;
 	memcpy(fds, CMSG_DATA(c), 2 * sizeof(int));
 	return 0;
 }
 
-__attribute__((noreturn)) static void zygote_main(int sock, pid_t parent)
+/* Send msg (len bytes) on sock, with fd as SCM_RIGHTS when fd >= 0.
+ * Returns 0 or a negative errno. */
+static int send_with_fd(int sock, const void *msg, size_t len, const int *fds,
+			int nfds)
 {
-	struct sigaction sa;
-	sigset_t all;
+	char cbuf[CMSG_SPACE(2 * sizeof(int))];
+	struct iovec iov = { (void *)msg, len };
+	struct msghdr mh = { 0 };
+	ssize_t n;
+
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	if (nfds) {
+		struct cmsghdr *c;
+
+		memset(cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf;
+		mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
+	}
+	do
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+/* Receive a hello on sock: the spare's pid, and its socket in *fd (-1 if
+ * none). Returns 0, or -EPIPE if the socket closed or spoke nonsense. */
+static int recv_hello(int sock, pid_t *spare, int *fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct zhello h;
+	struct iovec iov = { &h, sizeof(h) };
+	struct msghdr mh = { 0 };
+	struct cmsghdr *c;
+	ssize_t n;
+
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cbuf;
+	mh.msg_controllen = sizeof(cbuf);
+	do
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n != sizeof(h))
+		return -EPIPE;
+	*fd = -1;
+	*spare = h.spare > 0 ? (pid_t)h.spare : 0;
+	c = CMSG_FIRSTHDR(&mh);
+	if (c && c->cmsg_type == SCM_RIGHTS &&
+	    c->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(fd, CMSG_DATA(c), sizeof(int));
+	if (*spare && *fd < 0)
+		*spare = 0; /* a spare nobody can reach */
+	return 0;
+}
+
+/* The zygote's copy of the program's state: no zygote of its own, no
+ * lock held (the program held zlock while it forked us). */
+static void forget_program_state(void)
+{
+	pthread_mutex_init(&zlock, NULL);
+	pthread_mutex_init(&xlock, NULL);
+	zsock = ssock = -1;
+	zpid = spid = 0;
+	zrefs = 0;
+	pinned = 0;
+}
+
+__attribute__((noreturn)) static void serve(pid_t parent);
+
+/*
+ * A spare: wait on sock for Z_PROMOTE, then become the zygote on it. It
+ * sits in a process group of its own, so that whatever kills the
+ * zygote's group spares it. End of file: the program let it go.
+ */
+__attribute__((noreturn)) static void spare_main(int sock, pid_t parent)
+{
+	struct zreq rq;
+	int fds[2];
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)
 		_exit(0);
-	prctl(PR_SET_NAME, "braid-zygote");
-	/* Its own process group: a terminal's ^C goes to the program,
-	 * which decides; workers die with it anyway. */
+	prctl(PR_SET_NAME, "braid-spare");
 	setpgid(0, 0);
-	if (sock != ZFD) {
-		if (dup2(sock, ZFD) < 0)
-			_exit(1);
-	}
-	if (syscall(SYS_close_range, ZFD + 1, ~0u, 0) < 0) {
-		for (int fd = ZFD + 1; fd < 65536; fd++)
-			close(fd);
-	}
-	/* Workers start with default signal handling and nothing blocked;
-	 * the program's handlers may rely on threads that are not here. */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	for (int s = 1; s < NSIG; s++)
-		if (s != SIGKILL && s != SIGSTOP)
-			sigaction(s, &sa, NULL);
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
+	if (dup2(sock, ZFD) < 0)
+		_exit(1);
+	if (sock != ZFD)
+		close(sock);
+	if (recv_req(ZFD, &rq, fds) < 0 || rq.op != Z_PROMOTE)
+		_exit(0);
+	prctl(PR_SET_NAME, "braid-zygote");
+	serve(parent);
+}
 
+/*
+ * Make a spare of this zygote (a clone, child of the program) and say
+ * hello on ZFD: the spare's pid and the socket to it. Without a spare,
+ * the hello says why, and the zygote serves on: it only cannot be
+ * replaced.
+ */
+static void make_spare(pid_t parent)
+{
+	struct zhello h;
+	int sp[2];
+	long pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+		h.spare = -errno;
+		send_with_fd(ZFD, &h, sizeof(h), NULL, 0);
+		return;
+	}
+	pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+	if (pid == 0) {
+		close(sp[0]);
+		spare_main(sp[1], parent);
+	}
+	close(sp[1]);
+	h.spare = pid < 0 ? -errno : pid;
+	send_with_fd(ZFD, &h, sizeof(h), &sp[0], pid < 0 ? 0 : 1);
+	close(sp[0]);
+}
+
+/* The zygote's life on ZFD: a spare and a hello, then requests until
+ * the socket closes. */
+__attribute__((noreturn)) static void serve(pid_t parent)
+{
+	make_spare(parent);
 	for (;;) {
 		struct zreq rq;
 		int fds[2];
 		long pid;
 
-		if (recv_fds(ZFD, &rq, fds) < 0)
+		if (recv_req(ZFD, &rq, fds) < 0)
 			_exit(0); /* the program closed us, or died */
+		if (rq.op != Z_FORK)
+			continue;
 		pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
 		if (pid == 0) {
 			close(ZFD);
@@ -170,6 +317,43 @@ __attribute__((noreturn)) static void zygote_main(int sock, pid_t parent)
 	}
 }
 
+__attribute__((noreturn)) static void zygote_main(int sock, pid_t parent)
+{
+	struct sigaction sa;
+	sigset_t all;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(0);
+	prctl(PR_SET_NAME, "braid-zygote");
+	forget_program_state();
+	/* Its own process group: a terminal's ^C goes to the program,
+	 * which decides; workers die with it anyway. */
+	setpgid(0, 0);
+	if (sock != ZFD) {
+		if (dup2(sock, ZFD) < 0)
+			_exit(1);
+	}
+	if (syscall(SYS_close_range, ZFD + 1, ~0u, 0) < 0) {
+		long max = sysconf(_SC_OPEN_MAX);
+
+		for (int fd = ZFD + 1; fd < (max > 0 ? max : 65536); fd++)
+			close(fd);
+	}
+	/* Workers start with default signal handling and nothing blocked;
+	 * the program's handlers may rely on threads that are not here. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (int s = 1; s < NSIG; s++)
+		if (s != SIGKILL && s != SIGSTOP)
+			sigaction(s, &sa, NULL);
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	serve(parent);
+}
+
+/* Fork the zygote and take its hello. Caller holds zlock; the process
+ * has one thread. */
 static int start(void)
 {
 	int sv[2];
@@ -188,9 +372,26 @@ static int start(void)
 		zygote_main(sv[1], me);
 	}
 	close(sv[1]);
+	if (recv_hello(sv[0], &spid, &ssock) < 0) {
+		close(sv[0]);
+		kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		return -EPIPE;
+	}
 	zsock = sv[0];
 	zpid = pid;
 	return 0;
+}
+
+/* Reap a zygote or spare that is gone, or going: it is our child. */
+static void reap(pid_t pid)
+{
+	if (pid <= 0)
+		return;
+	kill(pid, SIGKILL);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
 }
 
 int br__zygote_get(void)
@@ -229,63 +430,100 @@ int br_zygote_start(void)
 
 void br__zygote_put(void)
 {
-	int sock = -1;
-	pid_t pid = 0;
+	int sock = -1, spare = -1;
+	pid_t pid = 0, sp = 0;
 
+	pthread_mutex_lock(&xlock);
 	pthread_mutex_lock(&zlock);
 	if (zrefs > 0 && --zrefs == 0) {
 		sock = zsock;
 		pid = zpid;
-		zsock = -1;
-		zpid = 0;
+		spare = ssock;
+		sp = spid;
+		zsock = ssock = -1;
+		zpid = spid = 0;
 	}
 	pthread_mutex_unlock(&zlock);
+	pthread_mutex_unlock(&xlock);
 	if (sock < 0)
 		return;
-	close(sock); /* its recvmsg sees end of file and it exits */
+	/* Their recvmsg sees end of file and they exit. */
+	close(sock);
+	if (spare >= 0)
+		close(spare);
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 		;
+	while (sp > 0 && waitpid(sp, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
+/*
+ * The zygote is gone: make its spare the zygote (it answers with a hello
+ * naming a spare of its own), and reap the dead one. Returns 0, or
+ * -EPIPE without a spare that answers. Caller holds xlock.
+ */
+static int promote(void)
+{
+	struct zreq rq = { .op = Z_PROMOTE };
+	int sock = ssock, next = -1;
+	pid_t old, next_pid = 0;
+
+	if (sock < 0)
+		return -EPIPE;
+	ssock = -1;
+	if (send_with_fd(sock, &rq, sizeof(rq), NULL, 0) < 0 ||
+	    recv_hello(sock, &next_pid, &next) < 0) {
+		close(sock);
+		reap(spid);
+		spid = 0;
+		return -EPIPE;
+	}
+	pthread_mutex_lock(&zlock);
+	close(zsock);
+	old = zpid;
+	zsock = sock;
+	zpid = spid;
+	pthread_mutex_unlock(&zlock);
+	ssock = next;
+	spid = next_pid;
+	reap(old);
+	return 0;
 }
 
 pid_t br__zygote_fork(int memfd, int efd, unsigned idx)
 {
-	char cbuf[CMSG_SPACE(2 * sizeof(int))];
-	struct zreq rq = { .idx = idx };
-	struct iovec iov = { &rq, sizeof(rq) };
-	struct msghdr mh = { 0 };
-	struct cmsghdr *c;
+	struct zreq rq = { .op = Z_FORK, .idx = idx };
+	const int fds[2] = { memfd, efd };
 	long pid = -ENOTSUP;
-	ssize_t n;
-	int sock;
-
-	memset(cbuf, 0, sizeof(cbuf));
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = cbuf;
-	mh.msg_controllen = sizeof(cbuf);
-	c = CMSG_FIRSTHDR(&mh);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(2 * sizeof(int));
-	memcpy(CMSG_DATA(c), (int[2]){ memfd, efd }, 2 * sizeof(int));
 
 	pthread_mutex_lock(&xlock);
-	pthread_mutex_lock(&zlock);
-	sock = zsock;
-	pthread_mutex_unlock(&zlock);
-	if (sock >= 0) {
-		do
-			n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-		while (n < 0 && errno == EINTR);
-		if (n != sizeof(rq)) {
-			pid = n < 0 ? -errno : -EIO;
-		} else {
+	for (int tries = 0; tries < 2; tries++) {
+		ssize_t n;
+		int sock, r;
+
+		pthread_mutex_lock(&zlock);
+		sock = zsock;
+		pthread_mutex_unlock(&zlock);
+		if (sock < 0) {
+			pid = -ENOTSUP;
+			break;
+		}
+		r = send_with_fd(sock, &rq, sizeof(rq), fds, 2);
+		if (r == 0) {
 			do
 				n = recv(sock, &pid, sizeof(pid), 0);
 			while (n < 0 && errno == EINTR);
-			if (n != sizeof(pid))
-				pid = n < 0 ? -errno : -EPIPE;
+			if (n == sizeof(pid))
+				break;
+			r = n < 0 ? -errno : -EPIPE;
 		}
+		pid = r;
+		/* The zygote is gone: its spare takes over, and is asked
+		 * again. (Had it died between its clone and its answer, the
+		 * worker it made would be left unknown: a window of
+		 * microseconds, which only a kill from outside can hit.) */
+		if ((r != -EPIPE && r != -ECONNRESET) || promote() < 0)
+			break;
 	}
 	pthread_mutex_unlock(&xlock);
 	return (pid_t)pid;

@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -123,11 +124,14 @@ __attribute__((constructor)) static void start_zygote(void)
 }
 
 /* This process's children that are not the zygote: workers, zombies. */
+static pid_t child_named(const char *comm);
+
 static int count_stray(void)
 {
 	int n = t_count_children();
 
-	return n - 1; /* the zygote lives as long as the process */
+	/* The zygote and its spare live as long as the process. */
+	return n - !!child_named("braid-zygote") - !!child_named("braid-spare");
 }
 
 static br_pool *pool_of(br_runtime *rt, const br_pool_config *cfg)
@@ -137,6 +141,16 @@ static br_pool *pool_of(br_runtime *rt, const br_pool_config *cfg)
 
 	cr_assert_eq(r, 0, "br_pool_new: %s (%d)", br_strerror(r), r);
 	return p;
+}
+
+/* Awaits f for at most ms; the result, or -ETIMEDOUT (f still pending). */
+static int await_within(br_future *f, int64_t ms)
+{
+	int r = br_wait_for(f, ms, NULL);
+
+	return r == -ETIMEDOUT && br_future_state(f) != BR_PENDING ?
+		       br_await(f, NULL) :
+		       r;
 }
 
 /* Frees pool and runtime, then checks no process is left. */
@@ -698,8 +712,8 @@ Test(pool, no_job_lost_while_workers_are_killed, .timeout = 180)
 	finish(p, rt);
 }
 
-/* The zygote's pid, from procfs (it is this process's child). */
-static pid_t zygote_pid(void)
+/* The pid of this process's child named comm, from procfs, or 0. */
+static pid_t child_named(const char *comm)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *e;
@@ -707,7 +721,7 @@ static pid_t zygote_pid(void)
 
 	cr_assert_not_null(d);
 	while (!found && (e = readdir(d))) {
-		char path[300], comm[32];
+		char path[300], name[32];
 		FILE *f;
 		int ppid = 0;
 
@@ -717,8 +731,8 @@ static pid_t zygote_pid(void)
 		f = fopen(path, "r");
 		if (!f)
 			continue;
-		if (fscanf(f, "%*d (%31[^)]) %*c %d", comm, &ppid) == 2 &&
-		    ppid == getpid() && !strcmp(comm, "braid-zygote"))
+		if (fscanf(f, "%*d (%31[^)]) %*c %d", name, &ppid) == 2 &&
+		    ppid == getpid() && !strcmp(name, comm))
 			found = (pid_t)atoi(e->d_name);
 		fclose(f);
 	}
@@ -726,16 +740,54 @@ static pid_t zygote_pid(void)
 	return found;
 }
 
-/* Without a zygote no worker can be replaced: waiting jobs and new ones
- * fail instead of waiting forever. */
+/* A zygote that dies is replaced by its spare: workers are still
+ * replaced, and new pools still start. */
+Test(pool, a_dead_zygote_is_replaced, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 }), *q;
+	pid_t z = child_named("braid-zygote"), w;
+	br_future *f;
+	int32_t v = 7;
+
+	cr_assert_gt(z, 0);
+	cr_assert_gt(child_named("braid-spare"), 0, "the zygote has a spare");
+	cr_assert_eq(kill(z, SIGKILL), 0);
+	cr_assert_eq(waitpid(z, NULL, 0), z);
+	f = br_submit(p, forever_job, NULL, 0);
+	usleep(50 * 1000);
+	br_pool_pids(p, &w, 1);
+	cr_assert_gt(w, 0);
+	cr_assert_eq(kill(w, SIGKILL), 0);
+	cr_assert_eq(br_await(f, NULL), BR_EWORKERDIED);
+	br_future_release(f);
+	f = br_submit(p, sum_job, &v, sizeof(v));
+	cr_assert_eq(await_within(f, 10000), 0, "%s", br_future_message(f));
+	cr_assert_eq(*(const int64_t *)br_future_bytes(f, NULL), 7);
+	br_future_release(f);
+	cr_assert_eq(br_pool_new(&q, rt, &(br_pool_config){ .workers = 1 }), 0);
+	f = br_submit(q, sum_job, &v, sizeof(v));
+	cr_assert_eq(await_within(f, 10000), 0, "%s", br_future_message(f));
+	br_future_release(f);
+	br_pool_free(q);
+	cr_assert_gt(child_named("braid-spare"), 0, "a new spare");
+	finish(p, rt);
+}
+
+/* Without a zygote or a spare no worker can be replaced: waiting jobs and
+ * new ones fail instead of waiting forever. */
 Test(pool, jobs_fail_when_no_worker_can_be_started, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(1, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
-	pid_t z = zygote_pid(), w;
+	pid_t z = child_named("braid-zygote"), s = child_named("braid-spare"),
+	      w;
 	br_future *f, *g;
 
 	cr_assert_gt(z, 0);
+	cr_assert_gt(s, 0);
+	cr_assert_eq(kill(s, SIGKILL), 0);
+	cr_assert_eq(waitpid(s, NULL, 0), s);
 	cr_assert_eq(kill(z, SIGKILL), 0);
 	cr_assert_eq(waitpid(z, NULL, 0), z);
 	f = br_submit(p, forever_job, NULL, 0);
@@ -891,16 +943,6 @@ static int close_fds_job(br_job *job, const void *in, size_t len)
 	return br_job_write(job, "closed", 6);
 }
 
-/* Awaits f for at most ms; the result, or -ETIMEDOUT (f still pending). */
-static int await_within(br_future *f, int64_t ms)
-{
-	int r = br_wait_for(f, ms, NULL);
-
-	return r == -ETIMEDOUT && br_future_state(f) != BR_PENDING ?
-		       br_await(f, NULL) :
-		       r;
-}
-
 /* A job that closes every descriptor of its worker (as daemon-style
  * code does) cannot hang the pool: its result, already in shared memory,
  * is delivered, its worker is replaced, and later jobs complete. */
@@ -922,5 +964,251 @@ Test(pool, a_job_that_closes_its_descriptors_does_not_hang_the_pool,
 		cr_assert_eq(*(const int64_t *)br_future_bytes(f, NULL), i);
 		br_future_release(f);
 	}
+	finish(p, rt);
+}
+
+static int kill_group_job(br_job *job, const void *in, size_t len)
+{
+	kill(0, SIGTERM);
+	pause();
+	return 0;
+}
+
+/* A job that signals its process group (as shell-like code does) kills
+ * its own worker only: not the zygote, its spare, or another pool's
+ * workers, and every pool goes on. */
+Test(pool, a_job_that_signals_its_group_kills_only_its_worker, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
+	br_pool *q = pool_of(rt, &(br_pool_config){ .workers = 2 }), *r;
+	pid_t z = child_named("braid-zygote"), qpids[2], after[2];
+	br_future *f = br_submit(p, kill_group_job, NULL, 0);
+	int32_t v = 5;
+
+	cr_assert_eq(br_pool_pids(q, qpids, 2), 2);
+	cr_assert_eq(await_within(f, 10000), BR_EWORKERDIED);
+	cr_assert(strstr(br_future_message(f), "signal 15"), "%s",
+		  br_future_message(f));
+	br_future_release(f);
+	cr_assert_eq(child_named("braid-zygote"), z, "the zygote lives");
+	br_pool_pids(q, after, 2);
+	cr_assert(after[0] == qpids[0] && after[1] == qpids[1],
+		  "the other pool's workers live");
+	for (int i = 0; i < 2; i++) {
+		f = br_submit(i ? q : p, sum_job, &v, sizeof(v));
+		cr_assert_eq(await_within(f, 10000), 0, "%s",
+			     br_future_message(f));
+		br_future_release(f);
+	}
+	cr_assert_eq(br_pool_new(&r, rt, &(br_pool_config){ .workers = 1 }), 0);
+	br_pool_free(r);
+	br_pool_free(q);
+	finish(p, rt);
+}
+
+static void *in_job_task(void *arg)
+{
+	return (void *)(intptr_t)41;
+}
+
+static int run_in_job(br_job *job, const void *in, size_t len)
+{
+	void *v = NULL;
+	int r = br_run(&(br_config){ .workers = 1, .flags = BR_CONFIG_QUIET },
+		       in_job_task, NULL, &v);
+	int64_t out = r < 0 ? r : (intptr_t)v + 1;
+
+	return br_job_write(job, &out, sizeof(out));
+}
+
+static int exec_in_job(br_job *job, const void *in, size_t len)
+{
+	br_runtime *rt = NULL;
+	const char *argv[] = { "/bin/sh", "-c", "printf hello", NULL };
+	br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE };
+	br_future *f;
+	size_t n = 0;
+	const void *b;
+	int r = br_runtime_new(&rt, &(br_config){ .workers = 1,
+						  .flags = BR_CONFIG_QUIET });
+
+	if (r < 0)
+		return r;
+	f = br_exec(rt, argv, &o);
+	r = br_await(f, NULL);
+	b = br_future_bytes(f, &n);
+	if (r == 0)
+		r = br_job_write(job, b, n);
+	br_future_release(f);
+	br_runtime_free(rt);
+	return r;
+}
+
+/* A job may start a runtime of its own, with its own subprocesses: the
+ * zygote it was forked from held no lock of the program's. */
+Test(pool, a_job_may_run_a_runtime_and_subprocesses, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
+	br_future *f = br_submit(p, run_in_job, NULL, 0);
+	size_t n;
+	const char *b;
+
+	cr_assert_eq(await_within(f, 10000), 0, "br_run: %s",
+		     br_future_message(f));
+	cr_assert_eq(*(const int64_t *)br_future_bytes(f, NULL), 42);
+	br_future_release(f);
+	f = br_submit(p, exec_in_job, NULL, 0);
+	cr_assert_eq(await_within(f, 10000), 0, "br_exec: %s",
+		     br_future_message(f));
+	b = br_future_bytes(f, &n);
+	cr_assert_eq(n, 5);
+	cr_assert_eq(memcmp(b, "hello", 5), 0);
+	br_future_release(f);
+	finish(p, rt);
+}
+
+/* Forks a child that sleeps a minute, records its pid in the file named
+ * by its input, and crashes. */
+static int orphan_job(br_job *job, const void *in, size_t len)
+{
+	pid_t c = fork();
+	FILE *f;
+
+	if (c == 0) {
+		sleep(60);
+		_exit(0);
+	}
+	f = fopen(in, "w");
+	if (f) {
+		fprintf(f, "%d\n", (int)c);
+		fclose(f);
+	}
+	abort();
+	return 0;
+}
+
+/* The children a job leaves behind die with its worker. */
+Test(pool, grandchildren_die_with_their_worker, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	char grandchild_file[64];
+	br_pool *p;
+	br_future *f;
+	char *s;
+	pid_t g;
+	int64_t t0;
+
+	snprintf(grandchild_file, sizeof(grandchild_file),
+		 "/tmp/braid-grandchild.%d", (int)getpid());
+	p = pool_of(rt, &(br_pool_config){ .workers = 1 });
+	f = br_submit(p, orphan_job, grandchild_file,
+		      strlen(grandchild_file) + 1);
+	cr_assert_eq(await_within(f, 10000), BR_EWORKERDIED);
+	br_future_release(f);
+	s = t_read_file(grandchild_file, NULL);
+	unlink(grandchild_file);
+	g = (pid_t)atoi(s);
+	free(s);
+	cr_assert_gt(g, 0);
+	for (t0 = br_now_ns(); kill(g, 0) == 0; usleep(1000))
+		cr_assert_lt(t_elapsed_ms(t0), 5000,
+			     "grandchild %d outlived its worker", (int)g);
+	finish(p, rt);
+}
+
+/* Three writes of 360 KiB: the third passes a 1 MiB max_payload. */
+static int three_writes_job(br_job *job, const void *in, size_t len)
+{
+	static char buf[360 << 10];
+	int r = 0;
+
+	for (int i = 0; i < 3 && r == 0; i++)
+		r = br_job_write(job, buf, sizeof(buf));
+	return r;
+}
+
+/* max_payload bounds a job's whole output, however many writes make it. */
+Test(pool, output_written_in_pieces_is_held_to_max_payload, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1,
+						    .max_payload = 1 << 20 });
+	br_future *f = br_submit(p, three_writes_job, NULL, 0);
+	size_t n = 0;
+
+	cr_assert_eq(await_within(f, 10000), -EMSGSIZE, "%zu bytes came back",
+		     (br_future_bytes(f, &n), n));
+	br_future_release(f);
+	finish(p, rt);
+}
+
+/* Never returns when the file named by its argument exists. */
+static int stuck_init_fn(const void *arg, size_t len)
+{
+	while (access(arg, F_OK) == 0)
+		pause();
+	return 0;
+}
+
+/* An initializer that never returns is held to the pool's time limit:
+ * br_pool_new fails with -ETIMEDOUT instead of hanging, and leaves no
+ * process behind. */
+Test(pool, an_initializer_that_never_returns_fails_pool_new, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	char path[64];
+	br_pool *p = NULL;
+	int64_t t0;
+	int fd;
+
+	snprintf(path, sizeof(path), "/tmp/braid-stuck.%d", (int)getpid());
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	t0 = br_now_ns();
+	cr_assert_eq(
+		br_pool_new(&p, rt,
+			    &(br_pool_config){ .workers = 2,
+					       .init = stuck_init_fn,
+					       .init_arg = path,
+					       .init_len = strlen(path) + 1,
+					       .timeout_ms = 300 }),
+		-ETIMEDOUT);
+	cr_assert_lt(t_elapsed_ms(t0), 5000);
+	unlink(path);
+	br_runtime_free(rt);
+	cr_assert_eq(count_stray(), 0);
+}
+
+/* A replacement whose initializer never returns is killed at the limit
+ * and counts as a failed initializer: jobs fail instead of waiting. */
+Test(pool, a_replacement_stuck_in_its_initializer_fails_jobs, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	char path[64];
+	br_pool *p;
+	br_future *f;
+	pid_t w;
+	int fd;
+
+	snprintf(path, sizeof(path), "/tmp/braid-stuck.%d", (int)getpid());
+	unlink(path);
+	p = pool_of(rt, &(br_pool_config){ .workers = 1,
+					   .init = stuck_init_fn,
+					   .init_arg = path,
+					   .init_len = strlen(path) + 1,
+					   .timeout_ms = 200 });
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	br_pool_pids(p, &w, 1);
+	cr_assert_eq(kill(w, SIGKILL), 0);
+	f = br_submit(p, sum_job, NULL, 0);
+	cr_assert_eq(await_within(f, 20000), BR_EWORKERDIED, "%s",
+		     br_future_message(f));
+	br_future_release(f);
+	unlink(path);
 	finish(p, rt);
 }
