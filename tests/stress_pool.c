@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 
 #include "helpers.h"
 
@@ -252,13 +253,23 @@ static void killer_run(const struct killer_case *c)
 	br_runtime_free(rt);
 }
 
-Test(stress_pool, no_hang_with_a_kill_every_ms_and_50_us_jobs, .timeout = 120.0)
+static struct killer_case killer_cases[] = {
+	{ 50, 1000 },
+	{ 200, 1000 },
+	{ 50, 5000 },
+	{ 200, 5000 },
+};
+
+ParameterizedTestParameters(stress_pool, no_hang_while_a_killer_runs)
 {
-	killer_run(&(struct killer_case){ 50, 1000 });
+	return cr_make_param_array(struct killer_case, killer_cases,
+				   sizeof(killer_cases) /
+					   sizeof(killer_cases[0]));
 }
 
-Test(stress_pool, no_hang_with_a_kill_every_5_ms_and_200_us_jobs,
-     .timeout = 120.0)
+/* 50 and 200 us jobs, a kill every 1 and 5 ms. */
+ParameterizedTest(struct killer_case *c, stress_pool,
+		  no_hang_while_a_killer_runs, .timeout = 120.0)
 {
-	killer_run(&(struct killer_case){ 200, 5000 });
+	killer_run(c);
 }
