@@ -199,7 +199,9 @@ br_future *br_submit_timeout(br_pool *pool, br_job_fn fn, const void *in,
 	return submit(pool, fn, in, len, timeout_ms * 1000000);
 }
 
-/* The shared mapping, the memfd and the eventfd go. */
+/* The shared mapping, the memfd and the eventfd go, and the job table
+ * and arena map with them: once the pool closed and its tasks are done,
+ * every job is W_DONE and nothing looks there again. */
 static void release_shared(struct br_pool *p)
 {
 	if (p->shm)
@@ -210,6 +212,14 @@ static void release_shared(struct br_pool *p)
 		close(p->efd);
 	p->shm = NULL;
 	p->memfd = p->efd = -1;
+	free(p->tab);
+	free(p->freeidx);
+	free(p->amap);
+	p->tab = NULL;
+	p->freeidx = NULL;
+	p->amap = NULL;
+	p->tabn = p->tabcap = p->nfree = 0;
+	p->agranules = 0;
 }
 
 void br__pool_kill_worker(pid_t pid, int pidfd)
@@ -249,9 +259,6 @@ void br__pool_put(struct br_pool *p)
 	pthread_mutex_destroy(&p->drain);
 	pthread_cond_destroy(&p->quiet);
 	br_event_destroy(&p->timed_ev);
-	free(p->tab);
-	free(p->freeidx);
-	free(p->amap);
 	free(p->w);
 	p->magic = BR__MAGIC_DEAD;
 	free(p);
