@@ -19,10 +19,23 @@ struct job {
 	atomic_int *done;
 };
 
+/* Jobs that have started, so a test cancels what surely runs: a job
+ * cancelled before it starts never runs (braid.h), and on a loaded
+ * machine a fixed pause is no proof that it has started. */
+static atomic_int jobs_started;
+
+static void wait_started(int n)
+{
+	cr_assert_eq(t_wait_until(&jobs_started, n, 10000 * T_NS_PER_MS), 0,
+		     "only %d of %d jobs started", atomic_load(&jobs_started),
+		     n);
+}
+
 static void *run_job(void *arg)
 {
 	struct job *j = arg;
 
+	atomic_fetch_add(&jobs_started, 1);
 	j->sleep_ret = br_sleep_ms(j->ms);
 	if (j->done)
 		atomic_fetch_add(j->done, 1);
@@ -165,7 +178,7 @@ Test(group, group_cancel_cancels_every_task, .timeout = 20.0)
 
 	for (int i = 0; i < 3; i++)
 		fs[i] = br_group_spawn(g, run_job, &j[i]);
-	br_sleep_ms(20);
+	wait_started(3);
 	cr_assert_eq(br_group_cancel(g), 0);
 	ret = br_group_wait(g);
 	/* The header does not say whether cancellation counts as failure. */
@@ -208,7 +221,7 @@ Test(group, a_cancelled_waiter_cancels_the_group_and_still_waits,
 	br_future *waiter = br_spawn(rt, wait_for_group, &w);
 
 	cr_assert_eq(t_spin_until(&w.waiting, 1, 5000 * T_NS_PER_MS), 0);
-	br_sleep_ms(20);
+	wait_started(2);
 	cr_assert_eq(br_cancel(waiter), 0);
 	br_await(waiter, NULL);
 	cr_assert_eq(w.ret, -ECANCELED);
@@ -234,7 +247,7 @@ Test(group, group_free_cancels_and_waits_for_running_tasks, .timeout = 20.0)
 		fs[i] = br_group_spawn(g, run_job, &j[i]);
 	/* One reference is dropped at once: the group must not need it. */
 	br_future_release(fs[2]);
-	br_sleep_ms(20);
+	wait_started(3);
 	t0 = br_now_ns();
 	br_group_free(g);
 	cr_assert_lt(t_elapsed_ms(t0), 5000, "group_free waited for sleeps");

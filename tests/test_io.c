@@ -55,11 +55,16 @@ struct rw {
 	int64_t took_ns;
 };
 
+/* Readers that have started: on a loaded machine, a fixed pause is no
+ * proof that a task has reached its read. */
+static atomic_int readers_started;
+
 static void *reader(void *arg)
 {
 	struct rw *r = arg;
 	int64_t t0 = br_now_ns();
 
+	atomic_fetch_add(&readers_started, 1);
 	r->ret = r->timeout_ms ?
 			 br_read_timeout(r->fd, r->buf, r->len, r->timeout_ms) :
 			 br_read(r->fd, r->buf, r->len);
@@ -298,10 +303,14 @@ Test(io, runtime_free_cancels_tasks_blocked_in_io, .timeout = 20.0)
 		int i;
 
 		make_pipe(p);
+		atomic_store(&readers_started, 0);
 		for (i = 0; i < 4; i++) {
 			rd[i] = (struct rw){ .fd = p[0], .len = 8 };
 			f[i] = br_spawn(rt, reader, &rd[i]);
 		}
+		cr_assert_eq(t_wait_until(&readers_started, 4,
+					  10000 * T_NS_PER_MS),
+			     0);
 		br_sleep_ms(30);
 		br_runtime_free(rt);
 		for (i = 0; i < 4; i++) {

@@ -359,10 +359,15 @@ Test(pool, imap_unordered_returns_every_item_once, .timeout = 60)
 	check_imap(BR_IMAP_UNORDERED);
 }
 
+static atomic_int imap_calling;
+
 static void *imap_next_task(void *arg)
 {
 	size_t idx = 99;
-	int r = br_imap_next(arg, &idx, NULL, NULL);
+	int r;
+
+	atomic_store(&imap_calling, 1);
+	r = br_imap_next(arg, &idx, NULL, NULL);
 
 	return r == 0 && idx == 0 ? NULL :
 				    (void *)"first call did not get item 0";
@@ -382,6 +387,9 @@ Test(pool, imap_refuses_a_second_caller_while_one_waits, .timeout = 60)
 				 0),
 		     0);
 	f = br_spawn(rt, imap_next_task, it);
+	/* Started (a fixed pause proves nothing on a loaded machine), and a
+	 * moment to get into the call. */
+	cr_assert_eq(t_wait_until(&imap_calling, 1, 10000 * T_NS_PER_MS), 0);
 	br_sleep_ms(50);
 	cr_assert_eq(br_future_state(f), BR_PENDING);
 	cr_assert_eq(br_imap_next(it, &idx, NULL, NULL), -EBUSY);

@@ -935,7 +935,9 @@ Test(sync, a_writer_that_times_out_lets_the_readers_behind_it_in,
 	op_init(&w);
 	op_init(&r);
 	w.l = r.l = &l;
-	w.timeout_ms = 60;
+	/* Long enough that the reader queues behind the writer before it
+	 * leaves, even on a loaded machine. */
+	w.timeout_ms = 1000;
 	cr_assert_eq(br_rwlock_rdlock(&l), 0);
 	t_thread_start(&th, wr_op, &w);
 	wait_started(&w);
