@@ -1541,6 +1541,12 @@ typedef int (*br_pool_init_fn)(const void *arg, size_t len);
  *                 starts the job; 0: none.
  *   max_payload   largest input or output of one job (or one br_map
  *                 chunk), default 64 MiB, at most 1 GiB.
+ *   mpi           1: the pool spans every rank of the MPI job that
+ *                 br_mpi_serve() joined (libbraid-mpi): each rank runs
+ *                 workers of its own (workers per rank; 0: its CPUs), and
+ *                 jobs go wherever there is room. Without MPI (no
+ *                 br_mpi_serve(), or a job of one rank) the pool is an
+ *                 ordinary local one.
  */
 typedef struct br_pool_config {
 	unsigned workers;
@@ -1550,6 +1556,7 @@ typedef struct br_pool_config {
 	unsigned max_jobs;
 	int64_t timeout_ms;
 	size_t max_payload;
+	int mpi;
 } br_pool_config;
 
 /*

@@ -95,6 +95,10 @@ int br__pool_job_cancel(struct pjob *j)
 	pthread_mutex_lock(&p->lock);
 	if (j->where == W_OVERFLOW || j->where == W_NEW) {
 		mine = br__pool_claim_job(p, j);
+	} else if (j->where == W_REMOTE) {
+		/* Its result, if it comes, finds no job and is dropped. */
+		br__pool_remote_cancel(p, j);
+		mine = br__pool_claim_job(p, j);
 	} else if (j->where == W_RING && s) {
 		struct br__pool_slot *sl = br__pool_slot(s, j->pos);
 		uint64_t st = BR__JS(j->pos, BR__JS_FULL, 0);
@@ -181,6 +185,8 @@ static br_future *submit(br_pool *pool, br_job_fn fn, const void *in,
 		return &j->fut;
 	}
 	br__pool_wake_workers(pool, 1);
+	if (pool->remote)
+		br__pool_remote_kick(pool);
 	return &j->fut;
 }
 
@@ -402,6 +408,7 @@ int br_pool_new(br_pool **out, br_runtime *rt, const br_pool_config *cfg)
 	p->magic = BR__MAGIC_POOL;
 	atomic_init(&p->refs, 1);
 	p->users = 1;
+	p->ring_limit = BR__POOL_JOBS;
 	p->rt = rt;
 	p->memfd = p->efd = -1;
 	p->nworkers = cfg->workers ? cfg->workers : online_cpus();
@@ -441,6 +448,8 @@ int br_pool_new(br_pool **out, br_runtime *rt, const br_pool_config *cfg)
 			p->w[w].watch = pool_task(p, br__pool_watch, &p->w[w],
 						  &p->w[w].watch_ended, &r);
 	}
+	if (r == 0 && cfg->mpi)
+		r = br__pool_remote_start(p, cfg);
 	if (r < 0) {
 		br_pool_free(p);
 		return r;
@@ -477,6 +486,7 @@ void br_pool_free(br_pool *p)
 	br__pool_stop_workers(p);
 	br__pool_fail_all(p, BR_CANCELLED, -ECANCELED,
 			  "cancelled: the pool was freed");
+	br__pool_remote_stop(p);
 	if (started) {
 		end_task(p->collector);
 		end_task(p->timer);

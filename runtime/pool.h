@@ -22,7 +22,10 @@
  *              |               was killed for another job's     |
  *              |               sake, and it goes round again    |
  *              +------------------------------------------------+
- *                    cancelled while queued; the pool closed
+ *              |     cancelled while queued; the pool closed    |
+ *              +--> W_REMOTE --------------------------------->-+
+ *         taken by the transport   its result came back; its rank
+ *         for another rank         died; cancelled; the pool closed
  *
  * Invariants
  *   - A W_OVERFLOW or W_RING job is in the table (tab_find(j->id) == j);
@@ -33,6 +36,8 @@
  *     exactly once, outside the lock.
  *   - W_OVERFLOW <=> j->link is on pool->overflow (FIFO, but a requeued
  *     job goes to the front); ov_n counts them.
+ *   - W_REMOTE: j->rank is the rank it was shipped to; its input stays
+ *     with it (own, or the caller's items) until it is settled.
  *   - W_RING: j->pos is the ring position of its slot, whose state is
  *     FULL(pos) or CLAIMED(pos, owner) while the job is there; arena_g is
  *     its input's first arena granule, or SIZE_MAX when the input is in
@@ -107,6 +112,7 @@ enum {
 	W_NEW,
 	W_OVERFLOW,
 	W_RING,
+	W_REMOTE, /* shipped to another rank (pool_remote.c) */
 	W_DONE
 };
 
@@ -137,6 +143,7 @@ struct pjob {
 	struct br__list_node link; /* W_OVERFLOW: on pool->overflow */
 	struct pmap *map;	   /* JOB_CHUNK of a br_map, else NULL */
 	size_t first;		   /* JOB_CHUNK: index of its first item */
+	int rank;		   /* W_REMOTE: where it went */
 };
 _Static_assert(offsetof(struct pjob, fut) == 0,
 	       "a job is its future: future.c frees it through job_ops");
@@ -190,6 +197,12 @@ struct br_pool {
 	uint32_t tabcap, tabn, *freeidx, nfree;
 	uint32_t gen;
 	struct br__list overflow; /* W_OVERFLOW jobs, oldest first */
+	/* Another transport takes jobs too (pool_remote.c): then at most
+	 * ring_limit jobs sit in the local ring, so that the rest wait where
+	 * every rank can take them. remote is the transport's state. */
+	void *remote;
+	unsigned remote_workers;
+	unsigned ring_jobs, ring_limit; /* W_RING jobs; under lock */
 	_Atomic size_t ov_n;
 	/* arena: one byte per granule, 1 = used */
 	unsigned char *amap;
@@ -269,6 +282,10 @@ int br__pool_claim_job(struct br_pool *p, struct pjob *j);
 int br__pool_requeue(struct br_pool *p, struct pjob *j,
 		     const struct br__pool_slot *sl);
 
+/* Complete j, which the caller claimed, from its encoded items at data
+ * (len bytes, pool_shm.h's format), and drop the table's reference. */
+void br__pool_settle_items(struct pjob *j, const void *data, size_t len);
+
 /* Fail (or cancel) j, which the caller claimed, and drop the table's
  * reference. */
 void br__pool_fail_job(struct pjob *j, br_state st, int err, const char *msg);
@@ -308,6 +325,22 @@ void *br__pool_timer(void *arg);
 /* Kill every worker, wait for forks and reaps in flight, reap. Caller set
  * closing. */
 void br__pool_stop_workers(struct br_pool *p);
+
+/* ---- pool_remote.c ---- */
+
+/* A pool with br_pool_config.mpi set: hand it to the registered
+ * transport, if any. 0 (also without one: the pool stays local), or a
+ * negative error. */
+int br__pool_remote_start(struct br_pool *p, const br_pool_config *cfg);
+
+/* Jobs wait in p's overflow list: tell the transport. */
+void br__pool_remote_kick(struct br_pool *p);
+
+/* p closes: its remote jobs have been failed; the transport lets go. */
+void br__pool_remote_stop(struct br_pool *p);
+
+/* A W_REMOTE job was cancelled: the transport tells its rank. */
+void br__pool_remote_cancel(struct br_pool *p, struct pjob *j);
 
 /* ---- pool_map.c ---- */
 

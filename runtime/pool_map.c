@@ -76,9 +76,10 @@ static size_t auto_chunk(struct br_pool *p, size_t item_size, size_t n,
 	/* As many as fit a slot; output that outgrows a result entry goes
 	 * through the worker's big area, which costs a hand-off. */
 	size_t fit = BR__POOL_SLOT_ROOM / item_size;
+	size_t workers = (size_t)p->nworkers + p->remote_workers;
 
 	if (!chunk) {
-		chunk = (n + 4 * p->nworkers - 1) / (4 * p->nworkers);
+		chunk = (n + 4 * workers - 1) / (4 * workers);
 		if (chunk > fit)
 			chunk = fit;
 	}
@@ -253,6 +254,8 @@ static int make_chunks(struct br_pool *p, br_job_fn fn, const char *items,
 		return r;
 	}
 	br__pool_wake_workers(p, (int)p->nworkers);
+	if (p->remote)
+		br__pool_remote_kick(p);
 	if (m)
 		br__pool_map_chunk_done(m); /* the extra count */
 	return r < 0 ? 1 : 0;

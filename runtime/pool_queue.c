@@ -147,6 +147,8 @@ static int ring_push(struct br_pool *p, struct pjob *j)
 
 	BR__ASSERT_MUTEX_HELD(&p->lock);
 	BR_DEBUG_ASSERT(j->where == W_NEW || j->where == W_OVERFLOW);
+	if (p->ring_jobs >= p->ring_limit)
+		return -EAGAIN;
 	struct br__pool_slot *sl = br__pool_slot(s, pos);
 
 	if (atomic_load_explicit(&sl->state, memory_order_acquire) !=
@@ -176,6 +178,7 @@ static int ring_push(struct br_pool *p, struct pjob *j)
 			      memory_order_release);
 	j->where = W_RING;
 	j->pos = pos;
+	p->ring_jobs++;
 	free(j->own);
 	j->own = NULL;
 	return 0;
@@ -186,7 +189,7 @@ static void ov_push(struct br_pool *p, struct pjob *j, int front)
 {
 	BR__ASSERT_MUTEX_HELD(&p->lock);
 	BR_DEBUG_ASSERT(j->where == W_NEW || j->where == W_OVERFLOW ||
-			j->where == W_RING);
+			j->where == W_RING || j->where == W_REMOTE);
 	j->where = W_OVERFLOW;
 	if (front)
 		br__list_push_front(&p->overflow, &j->link);
@@ -296,6 +299,7 @@ int br__pool_requeue(struct br_pool *p, struct pjob *j,
 		j->in = j->own;
 	}
 	arena_free(p, j);
+	p->ring_jobs--;
 	ov_push(p, j, 1);
 	return 0;
 }
@@ -363,9 +367,7 @@ static void settle_bytes(struct pjob *j, const char *data, size_t len)
 	}
 }
 
-/* Complete j from its encoded items at data (len bytes), then drop the
- * table's reference. Context: the party that claimed j. */
-static void complete_job(struct pjob *j, const char *data, size_t len)
+void br__pool_settle_items(struct pjob *j, const void *data, size_t len)
 {
 	settle_bytes(j, data, len);
 	br_future_release(&j->fut);
@@ -391,6 +393,8 @@ int br__pool_claim_job(struct br_pool *p, struct pjob *j)
 		return 0;
 	if (j->where == W_OVERFLOW)
 		ov_unlink(p, j);
+	if (j->where == W_RING)
+		p->ring_jobs--;
 	if (j->where != W_NEW)
 		tab_remove(p, j);
 	arena_free(p, j);
@@ -461,7 +465,7 @@ int br__pool_drain(struct br_pool *p, unsigned w)
 			br__stats_proc_job(p->rt);
 		}
 		if (mine[i] == 1)
-			complete_job(got[i], data, len);
+			br__pool_settle_items(got[i], data, len);
 		else if (mine[i] == 2)
 			br__pool_fail_job(
 				got[i], BR_FAILED, BR_EWORKERDIED,
