@@ -113,6 +113,7 @@ EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 examples: $(EXAMPLES)
 
 -include tests/tests.mk
+-include runtime/mpi/mpi.mk
 -include tests/cross.mk
 -include bench/bench.mk
 

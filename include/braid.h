@@ -1510,6 +1510,28 @@ typedef struct br_job br_job;
  */
 BR_API int br_zygote_start(void);
 
+/*
+ * br_mpi_serve - join the MPI job this program was launched in, so that
+ * pools made with br_pool_config.mpi span its ranks. Call it first thing
+ * in main(), before any thread starts, with main's argc and argv.
+ *
+ * Rank 0 returns 0 and runs the program; every other rank serves pool
+ * jobs here (on its own workers: br_pool_config.workers per rank) and
+ * exits when rank 0 exits, never returning. Outside an MPI launch
+ * (mpirun, srun) it returns 0 at once and the program runs as usual, its
+ * pools local. It initialises MPI with MPI_THREAD_MULTIPLE asked (braid's
+ * own thread calls MPI on rank 0, on a duplicate of MPI_COMM_WORLD) and
+ * finalises it at exit: the program must not call MPI_Finalize itself.
+ * Under mpirun --enable-recovery a rank that dies fails only the jobs it
+ * held, with BR_EWORKERDIED naming the rank and its host, within 2 s;
+ * without it, MPI ends the whole job.
+ *
+ * Returns 0, or -EIO if MPI_Init fails, -ENOMEM. Defined in
+ * libbraid-mpi (pkg-config braid-mpi), not in libbraid.
+ * Context: the only thread, once.
+ */
+BR_API int br_mpi_serve(int *argc, char ***argv);
+
 /* A job: reads len bytes at in (valid for the call), writes its output
  * with br_job_write(), returns 0 or a negative error. Runs in a worker
  * process, on its only thread, outside any runtime. */

@@ -221,6 +221,11 @@ br_future *br__remote_run(br_pool *p, br_job_fn fn, const void *in, size_t len,
 	return &j->fut;
 }
 
+size_t br__remote_waiting(br_pool *p)
+{
+	return atomic_load_explicit(&p->ov_n, memory_order_relaxed);
+}
+
 unsigned br__remote_local_workers(br_pool *p)
 {
 	return br__pool_check(p) < 0 ? 0 : p->nworkers;

@@ -100,6 +100,10 @@ BR__EXPORT br_future *br__remote_run(br_pool *p, br_job_fn fn, const void *in,
 				     size_t len, uint32_t nitems,
 				     int64_t timeout_ns);
 
+/* How many jobs wait in p's overflow list (a relaxed read: a hint for
+ * when to call br__remote_take). */
+BR__EXPORT size_t br__remote_waiting(br_pool *p);
+
 /* Drop the transport's reference to p (see pool_new). */
 BR__EXPORT void br__remote_put(br_pool *p);
 

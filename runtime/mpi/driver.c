@@ -1,0 +1,798 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * driver.c - rank 0's side of a pool that spans an MPI job: one thread
+ * that ships waiting jobs to the other ranks and settles what comes back.
+ *
+ * Design
+ *   The driver thread is the only thread of rank 0 that calls MPI (after
+ *   br_mpi_serve). Pools talk to it through a command queue under a leaf
+ *   lock (start a pool, free it, cancel a job) and a bell; it never holds
+ *   that lock while it calls into a pool, whose own lock may be held by a
+ *   thread queueing a command.
+ *
+ *   Each round it receives what has arrived (MPI_Iprobe, then a receive
+ *   that cannot block), fills every live rank's window from the pools'
+ *   overflow lists (br__remote_take, oldest jobs first), tests its sends,
+ *   and looks for ranks that stopped answering. A rank's window for a
+ *   pool is WINDOW_PER_WORKER jobs per worker it has there: enough to
+ *   keep them busy across the message latency, and bounded, so that a
+ *   million submitted jobs wait in the pool (where they are anyway) and
+ *   not in MPI's buffers or a rank's memory. A rank that is slow returns
+ *   results slowly and is given less; jobs go out in batches of up to
+ *   BATCH_BYTES per message.
+ *
+ *   A rank that dies under mpirun --enable-recovery never answers again,
+ *   and a receive from it never returns: nothing here waits for one rank.
+ *   Servers send a beat every BEAT_NS; a rank silent for DEAD_NS is dead,
+ *   and the jobs it held fail with BR_EWORKERDIED naming the rank and its
+ *   host. Without --enable-recovery, MPI ends the whole job instead.
+ *
+ * Concurrency
+ *   - D.lock: the command queue. A leaf.
+ *   - Everything else: the driver thread only, but for bell/sleeping.
+ *
+ * Lifetime
+ *   A dpool holds a reference to its pool (taken by the pool when it
+ *   hands itself over), dropped with br__remote_put() once the driver has
+ *   told the ranks the pool is gone.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "remote.h"
+#include "wire.h"
+
+#define WINDOW_PER_WORKER 4
+#define MAX_BATCH 256
+#define BATCH_BYTES ((size_t)1 << 20)
+#define BEAT_NS (100 * 1000000LL)
+#define DEAD_NS (1500 * 1000000LL)
+/* Naps while jobs are out, and while none are. */
+#define NAP_BUSY_NS (500 * 1000LL)
+#define NAP_IDLE_NS (50 * 1000000LL)
+
+enum {
+	CMD_NEW,
+	CMD_FREE,
+	CMD_CANCEL
+};
+
+struct prank {
+	int workers; /* > 0 once it said ready */
+	unsigned inflight;
+};
+
+struct dpool {
+	uint32_t id;
+	br_pool *p;
+	br_future *ready; /* resolved once every rank has answered */
+	br_pool_config cfg;
+	void *init_arg;
+	unsigned answered, total;
+	struct prank *r; /* by rank */
+	struct dpool *next;
+};
+
+struct cmd {
+	int op;
+	struct dpool *dp;
+	int rank;
+	uint64_t id;
+	struct cmd *next;
+};
+
+struct drank {
+	int dead;
+	int64_t heard;
+	char host[60];
+	uint8_t *known; /* fn ids named to it, a byte each */
+	size_t known_n;
+};
+
+struct sendbuf {
+	MPI_Request req;
+	int rank;
+	struct sendbuf *next;
+	char data[];
+};
+
+struct fnent {
+	const void *fn;
+	char *name;
+	uint64_t offset;
+};
+
+static struct {
+	pthread_t th;
+	int started;
+	_Atomic int stop;
+	_Atomic uint32_t bell, sleeping;
+	pthread_mutex_t lock;
+	struct cmd *cmds, **cmds_tail; /* under lock */
+	struct dpool *pools;
+	struct drank *ranks;
+	struct sendbuf *sends;
+	struct fnent *fns; /* id i + 1 is fns[i] */
+	size_t nfns, fncap;
+	uint32_t next_id;
+	unsigned next_rank; /* where the next filling round starts */
+	int any_dead;
+} D = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- sending ---- */
+
+static struct sendbuf *buf_new(size_t len)
+{
+	struct sendbuf *b = malloc(sizeof(*b) + len);
+
+	return b;
+}
+
+/* Send b (len bytes of data, a message of type tag) to rank; b is freed
+ * once MPI is done with it. */
+static void send_buf(struct sendbuf *b, size_t len, int rank, int tag)
+{
+	b->rank = rank;
+	if (MPI_Isend(b->data, (int)len, MPI_BYTE, rank, tag, br__mpi_comm,
+		      &b->req) != MPI_SUCCESS) {
+		free(b);
+		return;
+	}
+	b->next = D.sends;
+	D.sends = b;
+}
+
+static void send_small(int rank, int tag, const void *msg, size_t len)
+{
+	struct sendbuf *b = buf_new(len);
+
+	if (!b)
+		return;
+	memcpy(b->data, msg, len);
+	send_buf(b, len, rank, tag);
+}
+
+/* Free the buffers MPI has finished with; those to dead ranks stay. */
+static int test_sends(void)
+{
+	struct sendbuf **pp = &D.sends;
+	int n = 0;
+
+	while (*pp) {
+		struct sendbuf *b = *pp;
+		int done = 0;
+
+		if (!D.ranks[b->rank].dead)
+			MPI_Test(&b->req, &done, MPI_STATUS_IGNORE);
+		if (done) {
+			*pp = b->next;
+			free(b);
+			n++;
+		} else {
+			pp = &b->next;
+		}
+	}
+	return n;
+}
+
+/* ---- job functions' names ---- */
+
+/* The id of fn (1...), naming it first; 0 if it has no name. */
+static uint32_t fn_id(const void *fn)
+{
+	const char *name;
+	uint64_t off;
+
+	for (size_t i = 0; i < D.nfns; i++)
+		if (D.fns[i].fn == fn)
+			return (uint32_t)i + 1;
+	if (br__mpi_name_of(fn, &name, &off) < 0)
+		return 0;
+	if (D.nfns == D.fncap) {
+		size_t cap = D.fncap ? 2 * D.fncap : 16;
+		struct fnent *f = realloc(D.fns, cap * sizeof(*f));
+
+		if (!f)
+			return 0;
+		D.fns = f;
+		D.fncap = cap;
+	}
+	D.fns[D.nfns].fn = fn;
+	D.fns[D.nfns].name = strdup(name);
+	D.fns[D.nfns].offset = off;
+	if (!D.fns[D.nfns].name)
+		return 0;
+	return (uint32_t)++D.nfns;
+}
+
+/* Make sure rank knows fn id's name before a job uses it. */
+static void name_fn(int rank, uint32_t id)
+{
+	struct drank *r = &D.ranks[rank];
+	const struct fnent *f = &D.fns[id - 1];
+	size_t nl = strlen(f->name);
+	struct sendbuf *b;
+	struct mw_head h = { MW_FN, 0, id, 0 };
+	struct mw_fn m = { f->offset, (uint32_t)nl, 0 };
+
+	if (id < r->known_n && r->known[id])
+		return;
+	if (id >= r->known_n) {
+		size_t n = 2 * id + 16;
+		uint8_t *k = realloc(r->known, n);
+
+		if (!k)
+			return;
+		memset(k + r->known_n, 0, n - r->known_n);
+		r->known = k;
+		r->known_n = n;
+	}
+	b = buf_new(sizeof(h) + sizeof(m) + nl);
+	if (!b)
+		return;
+	memcpy(b->data, &h, sizeof(h));
+	memcpy(b->data + sizeof(h), &m, sizeof(m));
+	memcpy(b->data + sizeof(h) + sizeof(m), f->name, nl);
+	send_buf(b, sizeof(h) + sizeof(m) + nl, rank, MW_FN);
+	r->known[id] = 1;
+}
+
+/* ---- pools ---- */
+
+static void announce(struct dpool *dp)
+{
+	const char *iname = "";
+	uint64_t ioff = UINT64_MAX;
+	size_t nl, len;
+	struct sendbuf *b;
+	struct mw_head h = { MW_POOL_NEW, dp->id, 0, 0 };
+	struct mw_pool_new m;
+
+	if (dp->cfg.init &&
+	    br__mpi_name_of((const void *)dp->cfg.init, &iname, &ioff) < 0) {
+		br_promise_reject(dp->ready, -ENOENT,
+				  "br_pool_new: the initializer has no name "
+				  "another rank could find");
+		dp->answered = (unsigned)br__mpi_size - 1;
+		return;
+	}
+	nl = ioff == UINT64_MAX ? 0 : strlen(iname);
+	m = (struct mw_pool_new){
+		.workers = dp->cfg.workers,
+		.max_jobs = dp->cfg.max_jobs,
+		.timeout_ms = dp->cfg.timeout_ms,
+		.max_payload = dp->cfg.max_payload,
+		.init_offset = ioff,
+		.name_len = (uint32_t)nl,
+		.init_len = (uint32_t)dp->cfg.init_len,
+	};
+	len = sizeof(h) + sizeof(m) + nl + dp->cfg.init_len;
+	for (int r = 1; r < br__mpi_size; r++) {
+		if (D.ranks[r].dead) {
+			dp->answered++;
+			continue;
+		}
+		b = buf_new(len);
+		if (!b) {
+			dp->answered++;
+			continue;
+		}
+		memcpy(b->data, &h, sizeof(h));
+		memcpy(b->data + sizeof(h), &m, sizeof(m));
+		memcpy(b->data + sizeof(h) + sizeof(m), iname, nl);
+		if (dp->cfg.init_len)
+			memcpy(b->data + sizeof(h) + sizeof(m) + nl,
+			       dp->init_arg, dp->cfg.init_len);
+		send_buf(b, len, r, MW_POOL_NEW);
+	}
+}
+
+/* Every rank has answered dp's start: tell the pool what it has. */
+static void maybe_ready(struct dpool *dp)
+{
+	if (dp->answered + 1 < (unsigned)br__mpi_size || !dp->ready)
+		return;
+	br_promise_resolve(dp->ready, (void *)(intptr_t)dp->total);
+	br_future_release(dp->ready);
+	dp->ready = NULL;
+}
+
+static void dpool_free(struct dpool *dp)
+{
+	struct mw_head h = { MW_POOL_FREE, dp->id, 0, 0 };
+	struct dpool **pp;
+
+	for (int r = 1; r < br__mpi_size; r++)
+		if (!D.ranks[r].dead)
+			send_small(r, MW_POOL_FREE, &h, sizeof(h));
+	for (pp = &D.pools; *pp; pp = &(*pp)->next)
+		if (*pp == dp) {
+			*pp = dp->next;
+			break;
+		}
+	if (dp->ready) {
+		br_promise_reject(dp->ready, BR_ECLOSED, "the pool was freed");
+		br_future_release(dp->ready);
+	}
+	br__remote_put(dp->p);
+	free(dp->init_arg);
+	free(dp->r);
+	free(dp);
+}
+
+static struct dpool *dpool_of(uint32_t id)
+{
+	for (struct dpool *dp = D.pools; dp; dp = dp->next)
+		if (dp->id == id)
+			return dp;
+	return NULL;
+}
+
+/* ---- filling windows ---- */
+
+/* Ship what fits in rank's window of dp. Returns how many jobs went. */
+static int fill(struct dpool *dp, int rank)
+{
+	struct prank *pr = &dp->r[rank];
+	unsigned window = WINDOW_PER_WORKER * (unsigned)pr->workers;
+	/* The driver thread's only: too big for its stack frame. */
+	static struct br__remote_job jobs[MAX_BATCH];
+	static uint32_t ids[MAX_BATCH];
+	struct mw_head h = { MW_JOBS, dp->id, 0, 0 };
+	size_t n, room, len;
+	struct sendbuf *b;
+	char *at;
+
+	if (D.ranks[rank].dead || pr->workers <= 0 || pr->inflight >= window)
+		return 0;
+	room = window - pr->inflight;
+	if (room > MAX_BATCH)
+		room = MAX_BATCH;
+	n = br__remote_take(dp->p, rank, jobs, room, BATCH_BYTES);
+	if (!n)
+		return 0;
+	len = sizeof(h) + n * sizeof(struct mw_job);
+	for (size_t i = 0; i < n; i++) {
+		ids[i] = fn_id((const void *)jobs[i].fn);
+		if (ids[i])
+			name_fn(rank, ids[i]);
+		len += mw_pad8(jobs[i].len);
+	}
+	b = buf_new(len);
+	if (!b) {
+		for (size_t i = 0; i < n; i++)
+			br__remote_fail(dp->p, jobs[i].id, -ENOMEM,
+					"out of memory shipping the job");
+		return (int)n;
+	}
+	h.count = (uint32_t)n;
+	memcpy(b->data, &h, sizeof(h));
+	at = b->data + sizeof(h);
+	for (size_t i = 0; i < n; i++) {
+		struct mw_job m = { jobs[i].id, ids[i], jobs[i].nitems,
+				    jobs[i].timeout_ns, jobs[i].len };
+
+		memcpy(at, &m, sizeof(m));
+		at += sizeof(m);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (jobs[i].len)
+			memcpy(at, jobs[i].in, jobs[i].len);
+		at += mw_pad8(jobs[i].len);
+	}
+	send_buf(b, len, rank, MW_JOBS);
+	pr->inflight += (unsigned)n;
+	return (int)n;
+}
+
+static int fill_all(void)
+{
+	int n = 0;
+
+	for (struct dpool *dp = D.pools; dp; dp = dp->next) {
+		if (dp->ready || !br__remote_waiting(dp->p))
+			continue;
+		/* Round robin over the ranks, from a start that moves, so
+		 * that no rank is always served first. */
+		for (int k = 0; k < br__mpi_size - 1; k++) {
+			int r = 1 + (int)((D.next_rank + (unsigned)k) %
+					  (unsigned)(br__mpi_size - 1));
+
+			n += fill(dp, r);
+		}
+		D.next_rank++;
+	}
+	return n;
+}
+
+/* ---- receiving ---- */
+
+static void on_ready(int src, const struct mw_head *h, const char *body,
+		     size_t len)
+{
+	struct dpool *dp = dpool_of(h->pool);
+	struct mw_ready m;
+
+	if (!dp || len < sizeof(m))
+		return;
+	memcpy(&m, body, sizeof(m));
+	m.host[sizeof(m.host) - 1] = '\0';
+	memcpy(D.ranks[src].host, m.host, sizeof(m.host));
+	if (dp->r[src].workers == 0 && m.workers > 0) {
+		dp->r[src].workers = m.workers;
+		dp->total += (unsigned)m.workers;
+	}
+	dp->answered++;
+	maybe_ready(dp);
+}
+
+static void on_results(int src, const struct mw_head *h, const char *body,
+		       size_t len)
+{
+	struct dpool *dp = dpool_of(h->pool);
+	size_t at = 0;
+
+	for (uint32_t i = 0; i < h->count; i++) {
+		struct mw_result m;
+		const char *data;
+		char msg[1100];
+
+		if (len - at < sizeof(m))
+			break;
+		memcpy(&m, body + at, sizeof(m));
+		at += sizeof(m);
+		if (len - at < m.len)
+			break;
+		data = body + at;
+		at += mw_pad8(m.len);
+		if (at > len)
+			at = len;
+		if (!dp)
+			continue;
+		if (dp->r[src].inflight)
+			dp->r[src].inflight--;
+		if (m.error == 0) {
+			br__remote_done(dp->p, m.id, data, m.len);
+			continue;
+		}
+		snprintf(msg, sizeof(msg), "rank %d (%s): %.*s", src,
+			 D.ranks[src].host, (int)(m.len < 1024 ? m.len : 1024),
+			 data);
+		br__remote_fail(dp->p, m.id, m.error, msg);
+	}
+}
+
+static int receive(void)
+{
+	int n = 0;
+
+	for (;;) {
+		MPI_Status st;
+		int flag = 0, count = 0;
+		char *buf;
+
+		if (MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, br__mpi_comm, &flag,
+			       &st) != MPI_SUCCESS ||
+		    !flag)
+			return n;
+		MPI_Get_count(&st, MPI_BYTE, &count);
+		buf = malloc(count > 0 ? (size_t)count : 1);
+		if (!buf)
+			return n;
+		MPI_Recv(buf, count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG,
+			 br__mpi_comm, MPI_STATUS_IGNORE);
+		n++;
+		if (st.MPI_SOURCE > 0 && st.MPI_SOURCE < br__mpi_size &&
+		    (size_t)count >= sizeof(struct mw_head)) {
+			struct mw_head h;
+			const char *body = buf + sizeof(h);
+			size_t blen = (size_t)count - sizeof(h);
+
+			memcpy(&h, buf, sizeof(h));
+			D.ranks[st.MPI_SOURCE].heard = now_ns();
+			if (h.type == MW_POOL_READY)
+				on_ready(st.MPI_SOURCE, &h, body, blen);
+			else if (h.type == MW_RESULTS)
+				on_results(st.MPI_SOURCE, &h, body, blen);
+		}
+		free(buf);
+	}
+}
+
+/* ---- ranks that stopped answering ---- */
+
+static void check_deaths(int64_t now)
+{
+	for (int r = 1; r < br__mpi_size; r++) {
+		struct drank *dr = &D.ranks[r];
+		char why[200];
+
+		if (dr->dead || now - dr->heard < DEAD_NS)
+			continue;
+		dr->dead = 1;
+		D.any_dead = 1;
+		snprintf(why, sizeof(why),
+			 "rank %d on host %s died: no word from it for %lld "
+			 "ms",
+			 r, dr->host[0] ? dr->host : "?",
+			 (long long)(DEAD_NS / 1000000));
+		for (struct dpool *dp = D.pools; dp; dp = dp->next) {
+			if (dp->r[r].workers > 0)
+				dp->total -= (unsigned)dp->r[r].workers;
+			dp->r[r].workers = -1;
+			dp->r[r].inflight = 0;
+			br__remote_lost(dp->p, r, why);
+			if (dp->ready) {
+				dp->answered++;
+				maybe_ready(dp);
+			}
+		}
+	}
+}
+
+/* ---- commands from the pools ---- */
+
+static int run_commands(void)
+{
+	struct cmd *c, *next;
+	int n = 0;
+
+	pthread_mutex_lock(&D.lock);
+	c = D.cmds;
+	D.cmds = NULL;
+	D.cmds_tail = &D.cmds;
+	pthread_mutex_unlock(&D.lock);
+	/* Cancels to one rank in one message. */
+	for (; c; c = next, n++) {
+		next = c->next;
+		if (c->op == CMD_NEW) {
+			c->dp->id = ++D.next_id;
+			c->dp->next = D.pools;
+			D.pools = c->dp;
+			announce(c->dp);
+			maybe_ready(c->dp);
+		} else if (c->op == CMD_FREE) {
+			dpool_free(c->dp);
+		} else if (!D.ranks[c->rank].dead) {
+			struct {
+				struct mw_head h;
+				uint64_t id;
+			} m = { { MW_CANCEL, c->dp->id, 1, 0 }, c->id };
+
+			send_small(c->rank, MW_CANCEL, &m, sizeof(m));
+		}
+		free(c);
+	}
+	return n;
+}
+
+static void post(int op, struct dpool *dp, int rank, uint64_t id)
+{
+	struct cmd *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return; /* a cancel lost: its result is dropped anyway */
+	c->op = op;
+	c->dp = dp;
+	c->rank = rank;
+	c->id = id;
+	pthread_mutex_lock(&D.lock);
+	*D.cmds_tail = c;
+	D.cmds_tail = &c->next;
+	pthread_mutex_unlock(&D.lock);
+	br__mpi_ring(&D.bell, &D.sleeping);
+}
+
+/* ---- the thread ---- */
+
+static int jobs_out(void)
+{
+	for (struct dpool *dp = D.pools; dp; dp = dp->next)
+		for (int r = 1; r < br__mpi_size; r++)
+			if (dp->r[r].inflight)
+				return 1;
+	return D.sends != NULL;
+}
+
+static void *driver_main(void *arg)
+{
+	unsigned idle = 0;
+	int64_t last_check = 0;
+
+	while (!atomic_load_explicit(&D.stop, memory_order_acquire)) {
+		int64_t now;
+		int n = run_commands();
+
+		n += receive();
+		n += fill_all();
+		n += test_sends();
+		now = now_ns();
+		if (now - last_check > BEAT_NS / 2) {
+			check_deaths(now);
+			last_check = now;
+		}
+		if (n) {
+			idle = 0;
+			continue;
+		}
+		br__mpi_nap(&D.bell, &D.sleeping, &idle,
+			    jobs_out() ? NAP_BUSY_NS : NAP_IDLE_NS);
+	}
+	return NULL;
+}
+
+/* ---- the transport's operations ---- */
+
+static br_future *failed(int err)
+{
+	br_future *f = br_promise_new();
+
+	br_promise_reject(f, err, NULL); /* EDONE on the static ENOMEM one */
+	return f;
+}
+
+static br_future *op_pool_new(br_pool *p, const br_pool_config *cfg,
+			      void **state)
+{
+	struct dpool *dp = calloc(1, sizeof(*dp));
+	br_future *f;
+
+	if (!dp)
+		return failed(-ENOMEM);
+	dp->p = p;
+	dp->cfg = *cfg;
+	dp->r = calloc((size_t)br__mpi_size, sizeof(*dp->r));
+	dp->ready = br_promise_new();
+	if (cfg->init_len) {
+		dp->init_arg = malloc(cfg->init_len);
+		if (dp->init_arg)
+			memcpy(dp->init_arg, cfg->init_arg, cfg->init_len);
+	}
+	if (!dp->r || br_future_state(dp->ready) != BR_PENDING ||
+	    (cfg->init_len && !dp->init_arg)) {
+		br_future_release(dp->ready);
+		free(dp->r);
+		free(dp->init_arg);
+		free(dp);
+		return failed(-ENOMEM);
+	}
+	f = br_future_retain(dp->ready);
+	*state = dp;
+	post(CMD_NEW, dp, 0, 0);
+	return f;
+}
+
+static void op_kick(void *state)
+{
+	br__mpi_ring(&D.bell, &D.sleeping);
+}
+
+static void op_pool_free(void *state)
+{
+	post(CMD_FREE, state, 0, 0);
+}
+
+static void op_cancel(void *state, int rank, uint64_t id)
+{
+	post(CMD_CANCEL, state, rank, id);
+}
+
+/* Sends to live ranks still under way. */
+static int live_sends(void)
+{
+	for (struct sendbuf *b = D.sends; b; b = b->next)
+		if (!D.ranks[b->rank].dead)
+			return 1;
+	return 0;
+}
+
+/*
+ * After the goodbyes: receive (and drop) until every live rank has said
+ * goodbye back, so that no rank is left with a send nobody receives, and
+ * let rank 0's own sends go. A rank silent for DEAD_NS counts as dead.
+ */
+static void farewell(void)
+{
+	int left = 0;
+	int64_t heard = now_ns();
+	uint8_t *gone = calloc((size_t)br__mpi_size, 1);
+
+	for (int r = 1; r < br__mpi_size; r++)
+		left += !D.ranks[r].dead;
+	while ((left || live_sends()) && gone) {
+		MPI_Status st;
+		int flag = 0, count = 0;
+
+		test_sends();
+		if (MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, br__mpi_comm, &flag,
+			       &st) == MPI_SUCCESS &&
+		    flag) {
+			char *buf;
+
+			MPI_Get_count(&st, MPI_BYTE, &count);
+			buf = malloc(count > 0 ? (size_t)count : 1);
+			if (!buf)
+				break;
+			MPI_Recv(buf, count, MPI_BYTE, st.MPI_SOURCE,
+				 st.MPI_TAG, br__mpi_comm, MPI_STATUS_IGNORE);
+			free(buf);
+			heard = now_ns();
+			if (st.MPI_TAG == MW_BYE && st.MPI_SOURCE > 0 &&
+			    st.MPI_SOURCE < br__mpi_size &&
+			    !gone[st.MPI_SOURCE]) {
+				gone[st.MPI_SOURCE] = 1;
+				left--;
+			}
+			continue;
+		}
+		if (now_ns() - heard > DEAD_NS) {
+			D.any_dead = 1;
+			break;
+		}
+		sched_yield();
+	}
+	free(gone);
+}
+
+static const struct br__remote_ops ops = {
+	.pool_new = op_pool_new,
+	.kick = op_kick,
+	.pool_free = op_pool_free,
+	.cancel = op_cancel,
+};
+
+int br__mpi_driver_start(void)
+{
+	int64_t now = now_ns();
+	int r;
+
+	D.cmds_tail = &D.cmds;
+	D.ranks = calloc((size_t)br__mpi_size, sizeof(*D.ranks));
+	if (!D.ranks)
+		return -ENOMEM;
+	for (int i = 0; i < br__mpi_size; i++)
+		D.ranks[i].heard = now;
+	r = pthread_create(&D.th, NULL, driver_main, NULL);
+	if (r)
+		return -r;
+	D.started = 1;
+	return br__remote_register(&ops);
+}
+
+void br__mpi_driver_stop(void)
+{
+	struct mw_head bye = { MW_BYE, 0, 0, 0 };
+	int finalized = 0;
+
+	if (D.started) {
+		atomic_store_explicit(&D.stop, 1, memory_order_release);
+		br__mpi_ring(&D.bell, &D.sleeping);
+		pthread_join(D.th, NULL);
+		D.started = 0;
+	}
+	MPI_Finalized(&finalized);
+	if (finalized || br__mpi_comm == MPI_COMM_NULL || !D.ranks)
+		return;
+	for (int r = 1; r < br__mpi_size; r++)
+		if (!D.ranks[r].dead)
+			send_small(r, MW_BYE, &bye, sizeof(bye));
+	farewell();
+	/* With a rank dead, MPI_Finalize would wait for it for ever. */
+	if (!D.any_dead)
+		MPI_Finalize();
+}

@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: MIT
+# runtime/mpi/mpi.mk - libbraid-mpi: pools across the ranks of an MPI job
+# (br_mpi_serve), included by the top-level Makefile. It is built when an
+# MPI compiler wrapper is found (MPICC, default mpicc: Debian's
+# libopenmpi-dev), and left out otherwise: libbraid itself never links
+# MPI, and braid builds and tests without it.
+#
+#   make                 also builds $(B)/libbraid-mpi.{a,so}
+#   make test-mpi        the MPI tests under mpirun -np 3, over shared
+#                        memory and over TCP (part of `make test`)
+#   MPIRUN_FLAGS=...     extra mpirun options
+
+MPICC        ?= mpicc
+MPIRUN       ?= mpirun
+MPIRUN_FLAGS ?=
+HAVE_MPI     := $(if $(shell command -v $(MPICC) 2>/dev/null),1,)
+MPI_SRC      := $(wildcard runtime/mpi/*.c)
+MPI_OBJ      := $(MPI_SRC:%.c=$(B)/%.o)
+MPI_LIBS     := $(if $(HAVE_MPI),$(B)/libbraid-mpi.a $(B)/libbraid-mpi.so)
+# As root (CI), Open MPI's mpirun refuses to run without these.
+MPIRUN_ENV   := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+                OMPI_MCA_btl_vader_single_copy_mechanism=none
+
+lib: $(MPI_LIBS)
+
+$(B)/runtime/mpi/%.o: runtime/mpi/%.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  MPICC   $<")
+	$(Q)$(MPICC) $(CPPFLAGS) -Iruntime/mpi $(CFLAGS) $(LIBFLAGS) -c -o $@ $<
+
+$(B)/libbraid-mpi.a: $(MPI_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(B)/libbraid-mpi.so: $(MPI_OBJ) $(B)/libbraid.so
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(MPICC) $(CFLAGS) $(SOFLAGS) -Wl,-soname,libbraid-mpi.so.$(BR_MAJOR) \
+		-o $@ $(MPI_OBJ) -L$(B) -lbraid $(LDLIBS)
+
+# Programs that use it link both static libraries.
+$(B)/tests/mpi_%: tests/mpi_%.c $(TEST_HELPER) $(MPI_LIBS) $(B)/libbraid.a
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  MPICC   $<")
+	$(Q)$(MPICC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libbraid-mpi.a \
+		$(B)/libbraid.a $(LDLIBS)
+
+MPI_TEST_BIN := $(if $(HAVE_MPI),$(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/mpi_*.c)))
+
+.PHONY: test-mpi
+ifeq ($(HAVE_MPI),1)
+# Each program runs over shared memory (vader) and over TCP, which
+# stands in for separate hosts, and again under --enable-recovery, where
+# it kills one rank on purpose (BRAID_MPI_KILL_RANK).
+test-mpi: $(MPI_TEST_BIN)
+	$(Q)fail=0; for t in $(MPI_TEST_BIN); do \
+	  for btl in vader,self tcp,self; do \
+	    echo "  MPI     $$t (btl $$btl)"; \
+	    env $(MPIRUN_ENV) timeout 300 $(MPIRUN) --oversubscribe -np 3 \
+	      --mca btl $$btl $(MPIRUN_FLAGS) $$t || \
+	      { echo "  FAILED  $$t (btl $$btl)"; fail=1; }; \
+	  done; \
+	  echo "  MPI     $$t (a rank killed, --enable-recovery)"; \
+	  env $(MPIRUN_ENV) BRAID_MPI_KILL_RANK=2 timeout 300 $(MPIRUN) \
+	    --oversubscribe -np 3 --enable-recovery --mca btl tcp,self \
+	    $(MPIRUN_FLAGS) $$t > $(B)/tests/mpi_recovery.out 2>&1; \
+	  if grep -q "^mpi: recovery ok" $(B)/tests/mpi_recovery.out; then :; else \
+	    cat $(B)/tests/mpi_recovery.out; \
+	    echo "  FAILED  $$t (a rank killed)"; fail=1; fi; \
+	done; exit $$fail
+else
+test-mpi:
+	@echo "  MPI     skipped: no $(MPICC) (Debian: libopenmpi-dev openmpi-bin)"
+endif
