@@ -74,13 +74,20 @@ BR_API const char *br_version_string(void);
  * @{
  */
 enum {
-	BR_ECLOSED = -5001,	/* the runtime is closed or closing */
-	BR_ENOTTASK = -5002,	/* a task-only call made outside a task */
-	BR_EBADOBJ = -5003,	/* the pointer is not a live braid object */
-	BR_EWORKERDIED = -5004, /* a process-pool worker died holding the job */
-	BR_EDEADLK = -5005,	/* waiting here would block a loop forever */
-	BR_EDONE = -5006,	/* the future has already completed */
-	BR_ETASKFAILED = -5007, /* a task ended with br_fail() and no code */
+	/** The runtime is closed or closing. */
+	BR_ECLOSED = -5001,
+	/** A task-only call was made outside a task. */
+	BR_ENOTTASK = -5002,
+	/** The pointer is not a live braid object. */
+	BR_EBADOBJ = -5003,
+	/** A process-pool worker died while it held the job. */
+	BR_EWORKERDIED = -5004,
+	/** Waiting here would block a loop forever. */
+	BR_EDEADLK = -5005,
+	/** The future has already completed. */
+	BR_EDONE = -5006,
+	/** A task ended with br_fail() and no code. */
+	BR_ETASKFAILED = -5007,
 };
 
 /**
@@ -167,45 +174,66 @@ typedef struct br_future br_future;
  * work.
  */
 typedef struct br_config {
-	/** BRAID_WORKERS, else one per online CPU;
-	 * at most 1024 */
+	/**
+	 * The number of worker threads, each with its loop: BRAID_WORKERS if
+	 * set, else one per online CPU. At most 1024.
+	 */
 	unsigned workers;
-	/** BRAID_STACK_SIZE (bytes, or with a K or M
-	 * suffix), else 64 KiB; rounded up to whole
-	 * pages, at least 16 KiB, at most 1 GiB */
+	/**
+	 * The size of each task's stack in bytes: BRAID_STACK_SIZE if set
+	 * (bytes, or with a K or M suffix), else 64 KiB. A smaller size is
+	 * raised to 16 KiB, and the size is rounded up to whole pages. At
+	 * most 1 GiB.
+	 */
 	size_t stack_size;
-	/** SQ entries per worker ring, default 256,
-	 * at most 32768 */
+	/**
+	 * Submission-queue entries of each worker's ring: default 256, at
+	 * most 32768.
+	 */
 	unsigned ring_entries;
-	unsigned flags; /**< BR_CONFIG_*; BRAID_NO_URING=1 sets NO_URING */
-	/** threads of the blocking pool at most:
-	 * BRAID_BLOCKING_THREADS, else 64; at most
-	 * 4096 */
+	/** BR_CONFIG_* bits. BRAID_NO_URING=1 sets BR_CONFIG_NO_URING. */
+	unsigned flags;
+	/**
+	 * The most threads the blocking pool runs at once:
+	 * BRAID_BLOCKING_THREADS if set, else 64. At most 4096.
+	 */
 	unsigned blocking_threads;
-	/** blocking calls queued (waiting for a
-	 * thread) at most, default 65536 */
+	/**
+	 * The most blocking calls queued while they wait for a thread:
+	 * default 65536.
+	 */
 	unsigned blocking_queue;
-	/** a blocking-pool thread idle this long
-	 * exits, default 10000 ms */
+	/**
+	 * A blocking-pool thread idle this many milliseconds exits: default
+	 * 10000.
+	 */
 	unsigned blocking_idle_ms;
-	/** stall detector: a task that holds its
-	 * worker this many ms without suspending is
-	 * reported once on stderr; BRAID_STALL_MS,
-	 * else 25; negative (or BRAID_STALL_MS=0)
-	 * turns it off; at most 3600000 */
+	/**
+	 * The stall detector's threshold in milliseconds: a task that holds
+	 * its worker this long without suspending is reported once on
+	 * stderr. BRAID_STALL_MS if set, else 25. A negative value (or
+	 * BRAID_STALL_MS=0) turns the detector off. At most 3600000.
+	 */
 	int stall_ms;
 } br_config;
 
 /* br_runtime_features() bits: what the kernel gave this runtime. */
-#define BR_FEAT_URING 0x01u	    /**< workers park in io_uring */
-#define BR_FEAT_SINGLE_ISSUER 0x02u /**< rings use IORING_SETUP_SINGLE_ISSUER */
-#define BR_FEAT_DEFER_TASKRUN 0x04u /**< rings use IORING_SETUP_DEFER_TASKRUN */
-#define BR_FEAT_MSG_RING 0x08u	    /**< workers wake each other by MSG_RING */
-#define BR_FEAT_SEND_MSG_RING \
-	0x10u /**< plain threads wake by REGISTER_SEND_MSG_RING */
-#define BR_FEAT_GUARD_INSTALL 0x20u /**< stack guards by MADV_GUARD_INSTALL */
-#define BR_FEAT_COOP_TASKRUN 0x40u  /**< rings use IORING_SETUP_COOP_TASKRUN */
-#define BR_FEAT_FIXED_FILES 0x80u /**< writers send through registered files */
+/** Workers park in io_uring. */
+#define BR_FEAT_URING 0x01u
+/** Rings are set up with IORING_SETUP_SINGLE_ISSUER. */
+#define BR_FEAT_SINGLE_ISSUER 0x02u
+/** Rings are set up with IORING_SETUP_DEFER_TASKRUN. */
+#define BR_FEAT_DEFER_TASKRUN 0x04u
+/** Workers wake each other with IORING_OP_MSG_RING. */
+#define BR_FEAT_MSG_RING 0x08u
+/** Plain threads wake workers with IORING_REGISTER_SEND_MSG_RING. */
+#define BR_FEAT_SEND_MSG_RING 0x10u
+/** Stack guard pages are made with MADV_GUARD_INSTALL. */
+#define BR_FEAT_GUARD_INSTALL 0x20u
+/** Rings are set up with IORING_SETUP_COOP_TASKRUN. */
+#define BR_FEAT_COOP_TASKRUN 0x40u
+/** Writers send through registered files. */
+#define BR_FEAT_FIXED_FILES 0x80u
 
 /**
  * br_runtime_new - start a runtime: its worker threads, each with a loop.
@@ -1316,16 +1344,25 @@ BR_API int br_chan_try_recv(br_chan *ch, void *out);
 BR_API long br_chan_len(br_chan *ch);
 BR_API long br_chan_cap(br_chan *ch);
 
-/** br_chan_case.op */
+/* br_chan_case.op */
+/** The case sends *elem on its channel. */
 #define BR_CHAN_SEND 1
+/** The case receives from its channel into elem. */
 #define BR_CHAN_RECV 2
 
 /** One case of br_chan_select(). */
 typedef struct br_chan_case {
-	br_chan *chan; /**< NULL: the case is skipped (never ready) */
-	unsigned op;   /**< BR_CHAN_SEND or BR_CHAN_RECV */
-	void *elem; /**< send: the element; recv: where to store it (or NULL) */
-	int result; /**< out: 0, or BR_ECLOSED, for the case that fired */
+	/** The channel; NULL skips the case (it is never ready). */
+	br_chan *chan;
+	/** BR_CHAN_SEND or BR_CHAN_RECV. */
+	unsigned op;
+	/**
+	 * For a send, the element to send; for a receive, where to store the
+	 * element received (or NULL to drop it).
+	 */
+	void *elem;
+	/** Out: 0 or BR_ECLOSED, set for the case that fired. */
+	int result;
 } br_chan_case;
 
 /**
@@ -1390,10 +1427,14 @@ BR_API br_future *br_spawn_blocking(br_runtime *rt, br_task_fn fn, void *arg);
 
 /** What a child's stdin, stdout or stderr is (br_exec_opts.*_mode). */
 enum {
-	BR_EXEC_INHERIT = 0, /* the parent's own fd (the default) */
-	BR_EXEC_NULL = 1,    /* /dev/null */
-	BR_EXEC_PIPE = 2,    /* a pipe whose parent end the caller gets */
-	BR_EXEC_CAPTURE = 3, /* stdout/stderr only: collected into the future */
+	/** The parent's own fd (the default). */
+	BR_EXEC_INHERIT = 0,
+	/** /dev/null. */
+	BR_EXEC_NULL = 1,
+	/** A pipe, whose parent end the caller gets. */
+	BR_EXEC_PIPE = 2,
+	/** For stdout and stderr only: collected into the future's bytes. */
+	BR_EXEC_CAPTURE = 3,
 };
 
 /**
@@ -1743,44 +1784,61 @@ BR_API int br_pool_pids(br_pool *pool, pid_t *pids, size_t n);
  * runtime) since the runtime started. Each worker writes its own with
  * plain stores and br_stats() reads them without stopping anybody, so a
  * figure read while the runtime is busy may be a little behind; once the
- * work has ended (its futures awaited), the figures are exact. The struct is 32
- * counters long whatever the version: new counters take the place of
- * reserved ones, so its size and the fields' offsets never change.
+ * work has ended (its futures awaited), the figures are exact. The
+ * struct is 32 counters long whatever the version: new counters take the
+ * place of reserved ones, so its size and the fields' offsets never
+ * change.
  */
 typedef struct br_worker_stats {
-	/** tasks started here, children that br_await()
-	 * ran inline included; a task is counted once,
-	 * where it starts, however often it resumes */
+	/**
+	 * Tasks started here, children that br_await() ran inline included.
+	 * A task is counted once, where it starts, however often it resumes.
+	 */
 	uint64_t tasks_run;
-	/** run slices: times a task was switched in
-	 * (its first run and every resumption);
-	 * under BRAID_STATS or BRAID_TRACE only */
+	/**
+	 * Run slices: the times a task was switched in (its first run and
+	 * every resumption). Counted under BRAID_STATS or BRAID_TRACE only.
+	 */
 	uint64_t slices;
-	/** steals tried (a victim's queue looked non-empty
-	 * and a task was taken from it or lost to a
-	 * race) and won (at least one task came back) */
+	/**
+	 * Steals tried: a victim's queue looked non-empty, and a task was
+	 * taken from it or lost to a race.
+	 */
 	uint64_t steals_tried;
+	/** Steals won: at least one task came back. */
 	uint64_t steals_won;
-	/** times the worker slept in its ring wait (or
-	 * ppoll without io_uring), and how many of those
-	 * sleeps were ended by another thread handing it
-	 * work rather than by its own I/O or timers */
+	/**
+	 * Times the worker slept in its ring wait (or in ppoll without
+	 * io_uring).
+	 */
 	uint64_t parks;
+	/**
+	 * Those sleeps that another thread ended by handing the worker work,
+	 * rather than its own I/O or timers.
+	 */
 	uint64_t wakeups;
-	/** ring operations of tasks submitted here and
-	 * their final completions reaped here (multishot
-	 * accepts and receives are not counted) */
+	/**
+	 * Ring operations of tasks submitted here. Multishot accepts and
+	 * receives are not counted.
+	 */
 	uint64_t io_submitted;
+	/**
+	 * Final completions of those operations reaped here. Multishot
+	 * accepts and receives are not counted.
+	 */
 	uint64_t io_completed;
-	/** timers that fired: sleeps and deadlines that
-	 * woke a task, and br_call_later callbacks */
+	/**
+	 * Timers that fired: sleeps and deadlines that woke a task, and
+	 * br_call_later() callbacks.
+	 */
 	uint64_t timers_fired;
-	/** br_spawn_blocking() calls made from here */
+	/** br_spawn_blocking() calls made from here. */
 	uint64_t blocking_calls;
-	/** process-pool jobs finished and handed back */
+	/** Process-pool jobs finished and handed back. */
 	uint64_t proc_jobs;
-	/** run slices the stall detector reported */
+	/** Run slices that the stall detector reported. */
 	uint64_t stalls;
+	/** Room for later counters; br_stats() stores 0 there. */
 	uint64_t reserved[20];
 } br_worker_stats;
 
@@ -1820,11 +1878,12 @@ typedef struct br_runtime_stats {
  * is reported once per run slice, while it is still running, as
  *   braid: stall: task 1.57 (crunch in ./prog+0x1234) has held worker 1
  *          for 26 ms (threshold 25 ms)
- * The task id is <worker where it started>.<its start count there>; the
- * function is named through dladdr(), which needs -rdynamic for functions
- * of the program itself (otherwise the object and offset are given, for
- * addr2line). A child run inline by br_await() is reported under the task
- * that awaited it. Loop callbacks (br_call_soon) are not watched.
+ * The task id is W.N, where W is the worker where it started and N its
+ * start count there; the function is named through dladdr(), which
+ * needs -rdynamic for functions of the program itself (otherwise the
+ * object and offset are given, for addr2line). A child run inline by
+ * br_await() is reported under the task that awaited it. Loop callbacks
+ * (br_call_soon) are not watched.
  *
  * BRAID_TRACE=file.json writes a Chrome trace-event timeline of the
  * runtime when br_runtime_free() runs: each task's run slices on its
