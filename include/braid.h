@@ -47,6 +47,13 @@ extern "C" {
 #define BR_VERSION_MAJOR 0
 #define BR_VERSION_MINOR 1
 #define BR_VERSION_PATCH 0
+/**
+ * The version as one number, (MAJOR << 16) | (MINOR << 8) | PATCH, for
+ * tests in the preprocessor: #if BR_VERSION_HEX >= 0x000200 holds from
+ * version 0.2.0 on.
+ */
+#define BR_VERSION_HEX \
+	((BR_VERSION_MAJOR << 16) | (BR_VERSION_MINOR << 8) | BR_VERSION_PATCH)
 
 #if defined(__GNUC__)
 #define BR_API __attribute__((visibility("default")))
