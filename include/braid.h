@@ -49,8 +49,8 @@ extern "C" {
 #define BR_VERSION_PATCH 0
 /**
  * The version as one number, (MAJOR << 16) | (MINOR << 8) | PATCH, for
- * tests in the preprocessor: #if BR_VERSION_HEX >= 0x000200 holds from
- * version 0.2.0 on.
+ * tests in the preprocessor: `#if BR_VERSION_HEX >= 0x000200` holds
+ * from version 0.2.0 on.
  */
 #define BR_VERSION_HEX \
 	((BR_VERSION_MAJOR << 16) | (BR_VERSION_MINOR << 8) | BR_VERSION_PATCH)
