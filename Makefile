@@ -11,6 +11,8 @@ VARIANT ?= release
 PREFIX  ?= /usr/local
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
+MANDIR  ?= $(PREFIX)/share/man
+DOXYGEN ?= doxygen
 WERROR  ?= 0
 OBS     ?= 1
 
@@ -68,7 +70,7 @@ endif
 
 .PHONY: all lib release debug asan tsan clean test check test-unit test-asan \
         test-tsan test-valgrind stress bench demo deps install uninstall \
-        format format-check lint examples compare
+        install-man docs format format-check lint examples compare
 
 all: lib
 lib: $(B)/libbraid.a $(B)/libbraid.so
@@ -126,25 +128,85 @@ demo:
 	$(Q)build/release/examples/asyncio_tour
 	$(Q)$(MAKE) --no-print-directory bench-summary
 
+# Installation: the header, both libraries, braid.pc, a CMake package
+# (LIBDIR/cmake/braid) and, when Doxygen is there or has been run, the
+# man pages. braid.pc and the CMake package name their directories
+# relative to PREFIX (pkg-config) or to their own place (CMake) when
+# LIBDIR and INCDIR lie under PREFIX, so a staged (DESTDIR) or moved
+# installation works: pkg-config --define-variable=prefix=DIR, or
+# CMAKE_PREFIX_PATH=DIR. Directories elsewhere stay absolute.
+BR_VERSION := $(BR_MAJOR).$(BR_MINOR).$(BR_PATCH)
+CMAKEDIR   := $(LIBDIR)/cmake/braid
+under_prefix = $(filter $(PREFIX)/%,$(1))
+PC_LIBDIR  := $(if $(call under_prefix,$(LIBDIR)),$${exec_prefix}/$(patsubst $(PREFIX)/%,%,$(LIBDIR)),$(LIBDIR))
+PC_INCDIR  := $(if $(call under_prefix,$(INCDIR)),$${prefix}/$(patsubst $(PREFIX)/%,%,$(INCDIR)),$(INCDIR))
+CM_INCDIR  := $(if $(and $(call under_prefix,$(LIBDIR)),$(call under_prefix,$(INCDIR))),$${_braid_libdir}/$(shell realpath -sm --relative-to=$(LIBDIR) $(INCDIR)),$(INCDIR))
+
 install: $(B)/libbraid.a $(B)/libbraid.so
-	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(CMAKEDIR)
 	install -m 644 include/braid.h $(DESTDIR)$(INCDIR)/braid.h
 	install -m 644 $(B)/libbraid.a $(DESTDIR)$(LIBDIR)/libbraid.a
-	install -m 755 $(B)/libbraid.so $(DESTDIR)$(LIBDIR)/libbraid.so.$(BR_MAJOR).$(BR_MINOR).$(BR_PATCH)
-	ln -sf libbraid.so.$(BR_MAJOR).$(BR_MINOR).$(BR_PATCH) $(DESTDIR)$(LIBDIR)/libbraid.so.$(BR_MAJOR)
+	install -m 755 $(B)/libbraid.so $(DESTDIR)$(LIBDIR)/libbraid.so.$(BR_VERSION)
+	ln -sf libbraid.so.$(BR_VERSION) $(DESTDIR)$(LIBDIR)/libbraid.so.$(BR_MAJOR)
 	ln -sf libbraid.so.$(BR_MAJOR) $(DESTDIR)$(LIBDIR)/libbraid.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-	    -e 's|@INCDIR@|$(INCDIR)|' \
-	    -e 's|@VERSION@|$(BR_MAJOR).$(BR_MINOR).$(BR_PATCH)|' \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(PC_LIBDIR)|' \
+	    -e 's|@INCDIR@|$(PC_INCDIR)|' -e 's|@VERSION@|$(BR_VERSION)|' \
 	    braid.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/braid.pc
+	for f in braid-config braid-config-version; do \
+		sed -e 's|@BRAID_INCDIR@|$(CM_INCDIR)|' \
+		    -e 's|@BRAID_VERSION@|$(BR_VERSION)|' \
+		    -e 's|@BRAID_MAJOR@|$(BR_MAJOR)|' \
+		    cmake/$$f.cmake.in > $(DESTDIR)$(CMAKEDIR)/$$f.cmake || exit 1; \
+	done
+	@$(MAKE) --no-print-directory install-man
+
+# The man pages Doxygen makes for braid's names (br_*, BR_*) and pages
+# (braid.h, braid_<section>); it also makes pages for struct fields
+# (flags, workers, ...), which are left out: they would shadow other
+# pages of those names.
+MAN_PAGES = br_*.3 BR_*.3 braid.3 braid.h.3 braid_*.3
+install-man:
+	@if command -v $(DOXYGEN) >/dev/null 2>&1; then \
+		$(MAKE) -s --no-print-directory docs || exit 1; \
+	fi; \
+	if [ -f $(DOCS)/.stamp ]; then \
+		echo "install -m 644 $(DOCS)/man/man3/{$(MAN_PAGES)} $(DESTDIR)$(MANDIR)/man3"; \
+		install -d $(DESTDIR)$(MANDIR)/man3 && \
+		install -m 644 $(addprefix $(DOCS)/man/man3/,$(MAN_PAGES)) \
+			$(DESTDIR)$(MANDIR)/man3/; \
+	else \
+		echo "  SKIP    man pages: no $(DOXYGEN) (apt-get install doxygen, then make install again)"; \
+	fi
 
 uninstall:
 	rm -f $(DESTDIR)$(INCDIR)/braid.h $(DESTDIR)$(LIBDIR)/libbraid.a \
 	      $(DESTDIR)$(LIBDIR)/libbraid.so $(DESTDIR)$(LIBDIR)/libbraid.so.$(BR_MAJOR) \
-	      $(DESTDIR)$(LIBDIR)/libbraid.so.$(BR_MAJOR).$(BR_MINOR).$(BR_PATCH) \
-	      $(DESTDIR)$(LIBDIR)/pkgconfig/braid.pc
+	      $(DESTDIR)$(LIBDIR)/libbraid.so.$(BR_VERSION) \
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/braid.pc \
+	      $(DESTDIR)$(CMAKEDIR)/braid-config.cmake \
+	      $(DESTDIR)$(CMAKEDIR)/braid-config-version.cmake
+	rmdir $(DESTDIR)$(CMAKEDIR) 2>/dev/null || true
+	cd $(DESTDIR)$(MANDIR)/man3 2>/dev/null && rm -f $(MAN_PAGES) || true
 
-FORMAT_SRC = $(wildcard runtime/*.[ch] include/*.h tests/*.[ch] bench/*.[ch] bench/peers/*.[ch] examples/*.[ch])
+# make docs: man pages (build/docs/man/man3) and HTML (build/docs/html)
+# from braid.h's comments. braid.3 opens the header's page, so that
+# `man braid` works too. Doxygen's warnings are kept in warnings.log
+# and printed; tests/install_check.sh fails on any.
+DOCS := build/docs
+docs: $(DOCS)/.stamp
+$(DOCS)/.stamp: include/braid.h docs/Doxyfile
+	@if ! command -v $(DOXYGEN) >/dev/null 2>&1; then \
+		echo "make docs: needs $(DOXYGEN) (apt-get install doxygen)" >&2; \
+		exit 1; \
+	fi
+	@$(if $(Q),echo "  DOXYGEN $(DOCS)")
+	$(Q)rm -rf $(DOCS) && mkdir -p $(DOCS)
+	$(Q)BRAID_VERSION=$(BR_VERSION) BRAID_DOCS=$(DOCS) $(DOXYGEN) docs/Doxyfile
+	$(Q)printf '.so man3/braid.h.3\n' > $(DOCS)/man/man3/braid.3
+	$(Q)if [ -s $(DOCS)/warnings.log ]; then cat $(DOCS)/warnings.log >&2; fi
+	$(Q)touch $@
+
+FORMAT_SRC = $(wildcard runtime/*.[ch] include/*.h tests/*.[ch] tests/install/*.c bench/*.[ch] bench/peers/*.[ch] examples/*.[ch])
 format:
 	clang-format -i $(FORMAT_SRC)
 format-check:

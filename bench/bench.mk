@@ -10,9 +10,13 @@
 #   make bench-core     build only fib, skynet and switch (with OBS=0: in
 #                       build/release-noobs, for scripts/obs_cost.py)
 #   make compare        build, then bench/models: threads vs processes vs
-#                       async on every workload, its table, JSON and plots;
-#                       the PNGs, the JSON and the markdown table are then
-#                       copied to bench/results/ (what README shows)
+#                       async on every workload, a progress line per
+#                       measurement on stderr, then its table on stdout and
+#                       its JSON, markdown table and plots in build/bench/
+#   make compare UPDATE_RESULTS=1
+#                       the same, then copies the PNGs, the JSON and the
+#                       markdown table to bench/results/ (what README
+#                       shows, and what git keeps)
 #   BENCH_ARGS=...      extra runner options, e.g. BENCH_ARGS="--only fib"
 #   COMPARE_ARGS=...    extra bench/models options, e.g. "--runs 5"
 #
@@ -36,6 +40,7 @@ BENCH_EXAMPLES := $(patsubst examples/%.c,$(BENCH_B)/examples/%, \
                     $(wildcard examples/echo_server.c examples/http_server.c))
 BENCH_ARGS  ?=
 COMPARE_ARGS ?=
+UPDATE_RESULTS ?= 0
 # bench/models is three files: the driver, one measurement, the verdict.
 MODELS_SRC  := bench/models.c bench/models_run.c bench/models_verdict.c
 
@@ -68,17 +73,24 @@ bench-core-programs: $(addprefix $(BENCH_B)/bench/,fib skynet switch)
 bench-programs: $(BENCH_BIN) $(BENCH_PEERS) $(BENCH_EXAMPLES) \
                 $(BENCH_B)/bench/models
 
-# The timing needs the machine to itself; the copy keeps what the README
-# shows in step with the last run.
+# The timing needs the machine to itself. A run leaves the committed
+# bench/results/ alone unless UPDATE_RESULTS=1 asks for the copy that
+# keeps what the README shows in step with that run.
 compare: bench-build
 	$(Q)$(BENCH_B)/bench/models --json build/bench/models.json \
 		--plot-dir build/bench --markdown build/bench/models.md \
 		$(COMPARE_ARGS)
+ifeq ($(UPDATE_RESULTS),1)
 	$(Q)mkdir -p bench/results && \
 		cp build/bench/models.json build/bench/models.md bench/results/ && \
 		for f in build/bench/models_*.png; do \
 			if [ -e "$$f" ]; then cp "$$f" bench/results/; fi; \
 		done
+	@echo "compare: bench/results/ updated from build/bench/"
+else
+	@echo "compare: results in build/bench/; bench/results/ is unchanged" \
+	      "(make compare UPDATE_RESULTS=1 updates it)"
+endif
 
 # Built in any variant: tests/test_models runs it (the asan build under
 # make test-asan). -MMD is left out: it cannot name one .d for three

@@ -49,7 +49,10 @@
  *   The table on stdout; JSON (--json, default build/bench/models.json);
  *   with gnuplot, one PNG per workload and models_scaling.png in
  *   --plot-dir (default build/bench), with the data and the script
- *   beside them; --markdown writes the table as markdown.
+ *   beside them; --markdown writes the table as markdown. On stderr, a
+ *   line per measurement, begun as it starts and ended with its wall time
+ *   when it finishes, so a long run shows where it is (--quiet: none;
+ *   --verbose: each child's command line as well).
  *
  * Concurrency
  *   - The driver is its main thread plus the echo server's thread, which
@@ -57,6 +60,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -130,7 +134,9 @@ static struct opts {
 	const char *markdown;
 	const char *python_script;
 	const char *tmpdir; /* where mixed writes its files */
-	int plots, python, scaling, verbose;
+	int plots, python, scaling;
+	int quiet;   /* no progress lines */
+	int verbose; /* each child's command line too */
 	unsigned seed;
 	int only[MW_COUNT]; /* all 1 unless --only */
 } o;
@@ -144,6 +150,9 @@ static struct summary sums[MW_COUNT][MM_COUNT];
 static char verdicts[MW_COUNT][512];
 static int checks_agree[MW_COUNT];
 static struct cell scells[NSCALE][MAX_SCALE_WORKERS];
+static int progress_n, progress_total; /* measurements started, planned */
+static int progress_round;	       /* 1 to o.runs */
+static int progress_scaling;	       /* measuring the scaling run */
 
 static __attribute__((noreturn, format(printf, 1, 2))) void die(const char *fmt,
 								...)
@@ -382,6 +391,29 @@ static int measure(enum models_workload w, enum models_model m,
 	argv[i++] = (char *)"--port";
 	argv[i++] = a_p;
 	argv[i] = NULL;
+	/* The line is begun here and ended below, so a slow measurement
+	 * shows which one it is while it runs. */
+	progress_n++;
+	if (o.verbose) {
+		fputs("models: $", stderr);
+		for (int j = 0; argv[j]; j++)
+			fprintf(stderr, " %s", argv[j]);
+		fputc('\n', stderr);
+	}
+	if (!o.quiet && progress_scaling)
+		fprintf(stderr,
+			"models: [%*d/%d] round %d of %d: scaling: %s under %s, "
+			"%u worker%s ...",
+			progress_total >= 100 ? 3 : 2, progress_n,
+			progress_total, progress_round, o.runs,
+			models_workload_names[w], models_models[m].name,
+			workers, workers == 1 ? "" : "s");
+	else if (!o.quiet)
+		fprintf(stderr,
+			"models: [%*d/%d] round %d of %d: %s under %s ...",
+			progress_total >= 100 ? 3 : 2, progress_n,
+			progress_total, progress_round, o.runs,
+			models_workload_names[w], models_models[m].name);
 	err = spawn_read(argv, line, sizeof(line));
 	if (err == 0) {
 		unsigned long long check;
@@ -392,14 +424,15 @@ static int measure(enum models_workload w, enum models_model m,
 			err = -EBADMSG;
 		r->check = check;
 	}
-	if (err)
+	if (err && o.quiet)
 		fprintf(stderr, "models: %s under %s failed (%s)\n",
 			models_workload_names[w], models_models[m].name,
 			err == -EBADMSG ? "bad output" : strerror(-err));
-	else if (o.verbose)
-		fprintf(stderr, "  %-6s %-19s %2u  %8.3f s\n",
-			models_workload_names[w], models_models[m].name,
-			workers, r->wall_s);
+	else if (err)
+		fprintf(stderr, " failed (%s)\n",
+			err == -EBADMSG ? "bad output" : strerror(-err));
+	else if (!o.quiet)
+		fprintf(stderr, " %.3f s\n", r->wall_s);
 	return err;
 }
 
@@ -435,10 +468,16 @@ static void run_all(void)
 		for (unsigned k = 1; k <= o.max_workers; k++)
 			plan(MW_CPU, scale_models[s], &scells[s][k - 1]);
 
+	for (int w = 0; w < MW_COUNT; w++)
+		for (int m = 0; m < MM_COUNT; m++)
+			progress_total += o.only[w] && available(m);
+	if (o.scaling && o.only[MW_CPU])
+		progress_total += (int)(NSCALE * o.max_workers);
+	progress_total *= o.runs;
+
 	for (int run = 0; run < o.runs; run++) {
-		if (o.verbose)
-			fprintf(stderr, "models: round %d of %d\n", run + 1,
-				o.runs);
+		progress_round = run + 1;
+		progress_scaling = 0;
 		for (int w = 0; w < MW_COUNT; w++) {
 			int order[MM_COUNT];
 
@@ -460,6 +499,7 @@ static void run_all(void)
 		}
 		if (!o.scaling || !o.only[MW_CPU])
 			continue;
+		progress_scaling = 1;
 		for (unsigned k = 1; k <= o.max_workers; k++) {
 			int order[NSCALE];
 
@@ -993,18 +1033,23 @@ static void plot(void)
 
 /* ---- options ---- */
 
-static void usage(int code)
+/* The usage on stdout for --help (status 0), on stderr for a mistake
+ * (status 2). */
+static __attribute__((noreturn)) void usage(int code)
 {
-	printf("usage: models [--scale F] [--runs N] [--workers N] "
-	       "[--max-workers N]\n"
-	       "              [--only cpu,sleep,net,mixed,tiny] [--json PATH] "
-	       "[--plot-dir DIR]\n"
-	       "              [--markdown PATH] [--no-plots] [--no-python] "
-	       "[--no-scaling]\n"
-	       "              [--python-script PATH] [--tmpdir DIR] [--seed N] "
-	       "[--verbose]\n"
-	       "Runs each workload under each concurrency model and compares "
-	       "them\n(see the top of bench/models.c).\n");
+	fprintf(code ? stderr : stdout,
+		"usage: models [--scale F] [--runs N] [--workers N] "
+		"[--max-workers N]\n"
+		"              [--only cpu,sleep,net,mixed,tiny] [--json PATH] "
+		"[--plot-dir DIR]\n"
+		"              [--markdown PATH] [--no-plots] [--no-python] "
+		"[--no-scaling]\n"
+		"              [--python-script PATH] [--tmpdir DIR] [--seed N] "
+		"[--quiet] [--verbose]\n"
+		"Runs each workload under each concurrency model and compares "
+		"them\n(see the top of bench/models.c). Progress goes to "
+		"stderr, a line per\nmeasurement (--quiet: none; --verbose: "
+		"each child's command too).\n");
 	exit(code);
 }
 
@@ -1029,34 +1074,51 @@ static int lookup(const char *s, const char *const *names, size_t n)
 	return -1;
 }
 
+/* models --child WORKLOAD MODEL --n N --k K --workers W --port P: one
+ * measurement, run by measure() in a process of its own. */
 static int child_main(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "child", no_argument, NULL, 'c' },
+		{ "n", required_argument, NULL, 'n' },
+		{ "k", required_argument, NULL, 'k' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "port", required_argument, NULL, 'p' },
+		{ NULL, 0, NULL, 0 },
+	};
 	long jobs = 0, k = 0;
 	unsigned workers = 1;
-	int port = 0, w, m = -1;
+	int port = 0, w, m = -1, c;
 	struct models_result r;
 
-	if (argc < 4)
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			break;
+		case 'n':
+			jobs = num("--n", optarg, 1, 100000000);
+			break;
+		case 'k':
+			k = num("--k", optarg, 0, 100000000);
+			break;
+		case 'w':
+			workers = (unsigned)num("--workers", optarg, 1, 256);
+			break;
+		case 'p':
+			port = (int)num("--port", optarg, 0, 65535);
+			break;
+		default:
+			die("--child: unknown option");
+		}
+	}
+	if (argc - optind != 2)
 		die("--child wants a workload and a model");
-	w = lookup(argv[2], models_workload_names, MW_COUNT);
+	w = lookup(argv[optind], models_workload_names, MW_COUNT);
 	for (int i = 0; i < MM_COUNT; i++)
-		if (!strcmp(argv[3], models_models[i].name))
+		if (!strcmp(argv[optind + 1], models_models[i].name))
 			m = i;
 	if (w < 0 || m < 0)
 		die("--child: unknown workload or model");
-	for (int i = 4; i + 1 < argc; i += 2) {
-		if (!strcmp(argv[i], "--n"))
-			jobs = num("--n", argv[i + 1], 1, 100000000);
-		else if (!strcmp(argv[i], "--k"))
-			k = num("--k", argv[i + 1], 0, 100000000);
-		else if (!strcmp(argv[i], "--workers"))
-			workers =
-				(unsigned)num("--workers", argv[i + 1], 1, 256);
-		else if (!strcmp(argv[i], "--port"))
-			port = (int)num("--port", argv[i + 1], 0, 65535);
-		else
-			die("--child: unknown option %s", argv[i]);
-	}
 	if (models_run(w, m, jobs, k, workers, port, &r))
 		return 1;
 	printf("%.6f %.6f %ld %ld %llu\n", r.wall_s, r.cpu_s, r.rss_kb, r.items,
@@ -1064,9 +1126,49 @@ static int child_main(int argc, char **argv)
 	return 0;
 }
 
+enum {
+	O_SCALE = 256,
+	O_RUNS,
+	O_WORKERS,
+	O_MAX_WORKERS,
+	O_ONLY,
+	O_JSON,
+	O_PLOT_DIR,
+	O_MARKDOWN,
+	O_NO_PLOTS,
+	O_NO_PYTHON,
+	O_NO_SCALING,
+	O_PYTHON_SCRIPT,
+	O_TMPDIR,
+	O_SEED,
+	O_QUIET,
+	O_VERBOSE,
+};
+
 static void parse(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "scale", required_argument, NULL, O_SCALE },
+		{ "runs", required_argument, NULL, O_RUNS },
+		{ "workers", required_argument, NULL, O_WORKERS },
+		{ "max-workers", required_argument, NULL, O_MAX_WORKERS },
+		{ "only", required_argument, NULL, O_ONLY },
+		{ "json", required_argument, NULL, O_JSON },
+		{ "plot-dir", required_argument, NULL, O_PLOT_DIR },
+		{ "markdown", required_argument, NULL, O_MARKDOWN },
+		{ "no-plots", no_argument, NULL, O_NO_PLOTS },
+		{ "no-python", no_argument, NULL, O_NO_PYTHON },
+		{ "no-scaling", no_argument, NULL, O_NO_SCALING },
+		{ "python-script", required_argument, NULL, O_PYTHON_SCRIPT },
+		{ "tmpdir", required_argument, NULL, O_TMPDIR },
+		{ "seed", required_argument, NULL, O_SEED },
+		{ "quiet", no_argument, NULL, O_QUIET },
+		{ "verbose", no_argument, NULL, O_VERBOSE },
+		{ NULL, 0, NULL, 0 },
+	};
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int c;
 
 	o.scale = 1;
 	o.runs = 3;
@@ -1078,50 +1180,67 @@ static void parse(int argc, char **argv)
 	o.seed = (unsigned)time(NULL);
 	for (int w = 0; w < MW_COUNT; w++)
 		o.only[w] = 1;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
 			usage(0);
-		else if (!strcmp(a, "--no-plots"))
+		case O_NO_PLOTS:
 			o.plots = 0;
-		else if (!strcmp(a, "--no-python"))
+			break;
+		case O_NO_PYTHON:
 			o.python = 0;
-		else if (!strcmp(a, "--no-scaling"))
+			break;
+		case O_NO_SCALING:
 			o.scaling = 0;
-		else if (!strcmp(a, "--verbose"))
+			break;
+		case O_QUIET:
+			o.quiet = 1;
+			break;
+		case O_VERBOSE:
 			o.verbose = 1;
-		else if (!v)
-			usage(2);
-		else if (i++, !strcmp(a, "--scale")) {
+			break;
+		case O_SCALE: {
 			char *end;
 
-			o.scale = strtod(v, &end);
-			if (*end || !(o.scale > 0) || o.scale > 100)
+			errno = 0;
+			o.scale = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(o.scale > 0) ||
+			    o.scale > 100)
 				die("--scale wants a number in (0, 100]");
-		} else if (!strcmp(a, "--runs"))
-			o.runs = (int)num(a, v, 1, MAX_RUNS);
-		else if (!strcmp(a, "--workers"))
-			o.workers = (unsigned)num(a, v, 1, 256);
-		else if (!strcmp(a, "--max-workers"))
-			o.max_workers =
-				(unsigned)num(a, v, 1, MAX_SCALE_WORKERS);
-		else if (!strcmp(a, "--seed"))
-			o.seed = (unsigned)num(a, v, 0, 0x7fffffff);
-		else if (!strcmp(a, "--json"))
-			o.json = v;
-		else if (!strcmp(a, "--plot-dir"))
-			o.plot_dir = v;
-		else if (!strcmp(a, "--markdown"))
-			o.markdown = v;
-		else if (!strcmp(a, "--python-script"))
-			o.python_script = v;
-		else if (!strcmp(a, "--tmpdir"))
-			o.tmpdir = v;
-		else if (!strcmp(a, "--only")) {
+			break;
+		}
+		case O_RUNS:
+			o.runs = (int)num("--runs", optarg, 1, MAX_RUNS);
+			break;
+		case O_WORKERS:
+			o.workers = (unsigned)num("--workers", optarg, 1, 256);
+			break;
+		case O_MAX_WORKERS:
+			o.max_workers = (unsigned)num("--max-workers", optarg,
+						      1, MAX_SCALE_WORKERS);
+			break;
+		case O_SEED:
+			o.seed = (unsigned)num("--seed", optarg, 0, 0x7fffffff);
+			break;
+		case O_JSON:
+			o.json = optarg;
+			break;
+		case O_PLOT_DIR:
+			o.plot_dir = optarg;
+			break;
+		case O_MARKDOWN:
+			o.markdown = optarg;
+			break;
+		case O_PYTHON_SCRIPT:
+			o.python_script = optarg;
+			break;
+		case O_TMPDIR:
+			o.tmpdir = optarg;
+			break;
+		case O_ONLY: {
 			char buf[256], *save = NULL, *t;
 
-			snprintf(buf, sizeof(buf), "%s", v);
+			snprintf(buf, sizeof(buf), "%s", optarg);
 			for (int w = 0; w < MW_COUNT; w++)
 				o.only[w] = 0;
 			for (t = strtok_r(buf, ",", &save); t;
@@ -1133,9 +1252,14 @@ static void parse(int argc, char **argv)
 					die("--only: unknown workload '%s'", t);
 				o.only[w] = 1;
 			}
-		} else
+			break;
+		}
+		default:
 			usage(2);
+		}
 	}
+	if (optind < argc)
+		usage(2);
 	/* A tmpfs by default: the mixed workload is about the system calls
 	 * and the work around them, not about a disk's journal (on a shared
 	 * virtual disk a file's creation can cost a millisecond of system

@@ -14,8 +14,10 @@
  */
 #include <braid.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #define NTASKS 6
 
@@ -91,14 +93,34 @@ static void print_gather(const char *name, br_future **fs)
 		       (const char *)vals[i]);
 }
 
-int main(void)
+/* The usage on stdout for --help (status 0), on stderr for a mistake
+ * (status 2). */
+static __attribute__((noreturn)) void usage(const char *name, int status)
+{
+	fprintf(status ? stderr : stdout,
+		"usage: %s [--help]\n"
+		"Three runtimes, each running a group of tasks: await, gather and "
+		"as_completed,\nas an asyncio program would.\n",
+		name);
+	exit(status);
+}
+
+int main(int argc, char **argv)
 {
 	br_runtime *rt[3];
 	br_future *g1[NTASKS], *g2[NTASKS], *g3[NTASKS], *single, *walker;
 	int64_t t0 = br_now_ns();
 	void *v;
-	int i, ret;
+	int i, ret, c;
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+		usage(argv[0], c == 'h' ? 0 : 2);
+	if (optind < argc)
+		usage(argv[0], 2);
 	for (i = 0; i < 3; i++) {
 		ret = br_runtime_new(&rt[i], &(br_config){ .workers = 1 });
 		if (ret < 0) {

@@ -12,10 +12,11 @@
  * program can print what each worker process did.
  *
  * Run it: build/release/examples/parallel_primes [--limit N] [--chunk N]
- *         [--workers N]
+ *         [--workers N]   (--help says more)
  */
 #include <braid.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,19 +125,45 @@ out:
 	return NULL;
 }
 
-static uint64_t arg_u64(int argc, char **argv, const char *name, uint64_t def)
+/* The usage on stdout for --help (status 0), on stderr for a mistake
+ * (status 2). */
+static __attribute__((noreturn)) void usage(const char *name, int status)
 {
-	for (int i = 1; i + 1 < argc; i++)
-		if (!strcmp(argv[i], name))
-			return strtoull(argv[i + 1], NULL, 10);
-	return def;
+	fprintf(status ? stderr : stdout,
+		"usage: %s [--limit N] [--chunk N] [--workers N]\n"
+		"Counts the primes below N in worker processes.\n"
+		"  -l, --limit N    count below N (default 5000000)\n"
+		"  -c, --chunk N    numbers per job (default 100000)\n"
+		"  -w, --workers N  worker processes, at most %d (default: one "
+		"per CPU)\n"
+		"  -h, --help       print this and exit\n",
+		name, MAX_WORKERS);
+	exit(status);
+}
+
+/* A positive decimal number, or the usage. */
+static uint64_t arg_u64(const char *name, const char *s)
+{
+	char *end;
+	uint64_t v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || *s == '-')
+		usage(name, 2);
+	return v;
 }
 
 int main(int argc, char **argv)
 {
-	uint64_t limit = arg_u64(argc, argv, "--limit", 5000000);
-	uint64_t chunk = arg_u64(argc, argv, "--chunk", 100000);
-	unsigned workers = (unsigned)arg_u64(argc, argv, "--workers", 0);
+	static const struct option opts[] = {
+		{ "limit", required_argument, NULL, 'l' },
+		{ "chunk", required_argument, NULL, 'c' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	uint64_t limit = 5000000, chunk = 100000, workers = 0;
 	struct share shares[TASKS];
 	br_future *tasks[TASKS];
 	struct answer *answers;
@@ -145,22 +172,35 @@ int main(int argc, char **argv)
 	br_runtime *rt;
 	br_pool *pool;
 	int64_t t0, wall;
-	int err, npids;
+	int err, npids, c;
 
-	if (!limit || !chunk || workers > MAX_WORKERS) {
-		fprintf(stderr,
-			"usage: %s [--limit N] [--chunk N] "
-			"[--workers N (at most %d)]\n",
-			argv[0], MAX_WORKERS);
-		return 2;
+	while ((c = getopt_long(argc, argv, "l:c:w:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			limit = arg_u64(argv[0], optarg);
+			break;
+		case 'c':
+			chunk = arg_u64(argv[0], optarg);
+			break;
+		case 'w':
+			workers = arg_u64(argv[0], optarg);
+			break;
+		case 'h':
+			usage(argv[0], 0);
+		default:
+			usage(argv[0], 2);
+		}
 	}
+	if (optind < argc || !limit || !chunk || workers > MAX_WORKERS)
+		usage(argv[0], 2);
 	nranges = (limit + chunk - 1) / chunk;
 	answers = calloc(nranges, sizeof(*answers));
 	/* The runtime forks the pool's zygote before its threads start. */
 	err = br_runtime_new(&rt, NULL);
 	if (err == 0)
-		err = br_pool_new(&pool, rt,
-				  &(br_pool_config){ .workers = workers });
+		err = br_pool_new(
+			&pool, rt,
+			&(br_pool_config){ .workers = (unsigned)workers });
 	if (err < 0 || !answers) {
 		fprintf(stderr, "start: %s\n", br_strerror(err));
 		return 1;

@@ -17,10 +17,13 @@
  * Go, and no thread blocks but the blocking pool's.
  *
  * Run it with an optional job count: build/release/examples/pipeline 500
+ * (or --jobs 500).
  */
 #include <braid.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,19 +195,59 @@ static void *run_pipeline(void *arg)
 	return got;
 }
 
+/* The usage on stdout for --help (status 0), on stderr for a mistake
+ * (status 2). */
+static __attribute__((noreturn)) void usage(const char *name, int status)
+{
+	fprintf(status ? stderr : stdout,
+		"usage: %s [--jobs N | N]\n"
+		"A producer, worker tasks and a consumer joined by channels.\n"
+		"  -j, --jobs N  jobs to run through the pipeline (default "
+		"200)\n"
+		"  -h, --help    print this and exit\n",
+		name);
+	exit(status);
+}
+
+/* A job count from 1 to INT_MAX, or the usage. */
+static int jobs_arg(const char *name, const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v <= 0 || v > INT_MAX)
+		usage(name, 2);
+	return (int)v;
+}
+
 int main(int argc, char **argv)
 {
-	struct pipeline p = { .njobs = argc > 1 ? atoi(argv[1]) : 200 };
+	static const struct option opts[] = {
+		{ "jobs", required_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct pipeline p = { .njobs = 200 };
 	const char *dir = getenv("TMPDIR");
 	char path[512];
 	int64_t t0 = br_now_ns();
 	void *got = NULL;
 	int r;
 
-	if (p.njobs <= 0) {
-		fprintf(stderr, "usage: %s [jobs]\n", argv[0]);
-		return 2;
+	while ((r = getopt_long(argc, argv, "j:h", opts, NULL)) != -1) {
+		if (r == 'j')
+			p.njobs = jobs_arg(argv[0], optarg);
+		else
+			usage(argv[0], r == 'h' ? 0 : 2);
 	}
+	/* The job count may also come as the one operand, as it always
+	 * could. */
+	if (optind + 1 == argc)
+		p.njobs = jobs_arg(argv[0], argv[optind]);
+	else if (optind < argc)
+		usage(argv[0], 2);
 	snprintf(path, sizeof(path), "%s/braid-pipeline-XXXXXX",
 		 dir ? dir : "/tmp");
 	p.log_fd = mkstemp(path);

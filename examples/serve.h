@@ -4,9 +4,10 @@
  * socket on 127.0.0.1, one acceptor task spawning a task per connection,
  * and a clean shutdown on SIGINT or SIGTERM.
  *
- *   --port N       port to listen on (default 8080; 0 picks a free one)
- *   --workers N    loops (default: one per CPU)
- *   --host H       address to bind (default 127.0.0.1)
+ *   -p, --port N       port to listen on (default 8080; 0 picks a free one)
+ *   -w, --workers N    loops (default: one per CPU)
+ *   -H, --host H       address to bind (default 127.0.0.1)
+ *   -h, --help         print this usage and exit
  *
  * Prints "listening on HOST:PORT" on stdout once it accepts connections.
  * The signals are blocked in every thread and taken by sigwait() on the
@@ -17,6 +18,7 @@
 #define SERVE_H
 
 #include <errno.h>
+#include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -68,38 +70,62 @@ static void *serve_accept(void *arg)
 	}
 }
 
-static void serve_usage(const char *name)
+/* The usage on stdout for --help (status 0), on stderr for a mistake
+ * (status 2). */
+static __attribute__((noreturn)) void serve_usage(const char *name, int status)
 {
-	fprintf(stderr, "usage: %s [--port N] [--workers N] [--host H]\n",
+	fprintf(status ? stderr : stdout,
+		"usage: %s [--port N] [--workers N] [--host H]\n"
+		"  -p, --port N     port to listen on (default 8080; 0: any "
+		"free one)\n"
+		"  -w, --workers N  event loops (default: one per CPU)\n"
+		"  -H, --host H     address to bind (default 127.0.0.1)\n"
+		"  -h, --help       print this and exit\n",
 		name);
-	exit(2);
+	exit(status);
 }
 
 static int serve_main(int argc, char **argv, struct serve *s)
 {
+	static const struct option opts[] = {
+		{ "port", required_argument, NULL, 'p' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "host", required_argument, NULL, 'H' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	const char *host = "127.0.0.1";
 	long port = 8080;
 	br_config cfg = { 0 };
 	br_future *acc;
 	sigset_t sigs;
-	int i, sig, err;
+	int c, sig, err;
+	char *end;
 
-	for (i = 1; i < argc; i++) {
-		char *end;
-
-		if (i + 1 >= argc)
-			serve_usage(s->name);
-		if (!strcmp(argv[i], "--port"))
-			port = strtol(argv[++i], &end, 10);
-		else if (!strcmp(argv[i], "--workers"))
-			cfg.workers = (unsigned)strtoul(argv[++i], &end, 10);
-		else if (!strcmp(argv[i], "--host"))
-			host = end = argv[++i], end += strlen(end);
-		else
-			serve_usage(s->name);
-		if (*end || port < 0 || port > 65535)
-			serve_usage(s->name);
+	while ((c = getopt_long(argc, argv, "p:w:H:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			port = strtol(optarg, &end, 10);
+			if (end == optarg || *end || port < 0 || port > 65535)
+				serve_usage(s->name, 2);
+			break;
+		case 'w':
+			cfg.workers = (unsigned)strtoul(optarg, &end, 10);
+			if (end == optarg || *end)
+				serve_usage(s->name, 2);
+			break;
+		case 'H':
+			host = optarg;
+			break;
+		case 'h':
+			serve_usage(s->name, 0);
+			break;
+		default:
+			serve_usage(s->name, 2);
+		}
 	}
+	if (optind < argc)
+		serve_usage(s->name, 2);
 	/* Before any thread exists, so that every thread inherits it. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);

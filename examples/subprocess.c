@@ -15,7 +15,9 @@
  */
 #include <braid.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NCMDS 4
@@ -112,11 +114,31 @@ static int concurrent(br_runtime *rt)
 	return 0;
 }
 
-int main(void)
+/* The usage on stdout for --help (status 0), on stderr for a mistake
+ * (status 2). */
+static __attribute__((noreturn)) void usage(const char *name, int status)
 {
+	fprintf(status ? stderr : stdout,
+		"usage: %s [--help]\n"
+		"A pipeline of commands fed stage to stage, then commands run at "
+		"once and gathered.\n",
+		name);
+	exit(status);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	br_runtime *rt;
 	int rc;
 
+	while ((rc = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+		usage(argv[0], rc == 'h' ? 0 : 2);
+	if (optind < argc)
+		usage(argv[0], 2);
 	rc = br_runtime_new(&rt, NULL);
 	if (rc < 0) {
 		fprintf(stderr, "br_runtime_new: %s\n", br_strerror(rc));

@@ -23,6 +23,7 @@
  * an offset, for addr2line.
  */
 #include <braid.h>
+#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,14 +138,38 @@ void *tour(void *arg)
 	return NULL;
 }
 
+/* The usage on stdout for --help (status 0), on stderr for a mistake
+ * (status 2). */
+static __attribute__((noreturn)) void usage(const char *name, int status)
+{
+	fprintf(status ? stderr : stdout,
+		"usage: %s [--help] [TRACE.json]\n"
+		"A small mixed workload traced into TRACE.json (default "
+		"trace.json; BRAID_TRACE,\nwhen set, wins), its br_stats() "
+		"figures, and one reported stall.\n",
+		name);
+	exit(status);
+}
+
 int main(int argc, char **argv)
 {
-	const char *path = argc > 1 ? argv[1] : "trace.json";
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = "trace.json";
 	br_config cfg = { .workers = 2 };
 	br_runtime_stats st = { 0 };
 	br_runtime *rt;
 	br_future *f;
 	int err;
+
+	while ((err = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+		usage(argv[0], err == 'h' ? 0 : 2);
+	if (optind + 1 == argc)
+		path = argv[optind];
+	else if (optind < argc)
+		usage(argv[0], 2);
 
 	if (!getenv("BRAID_TRACE"))
 		setenv("BRAID_TRACE", path, 1);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/*
+/** @file
  * braid.h - the whole public API of braid.
  *
  * braid runs async tasks (stackful fibers on one io_uring-driven loop per
@@ -39,9 +39,21 @@ extern "C" {
 /* Version and export                                                  */
 /* ------------------------------------------------------------------ */
 
+/**
+ * @defgroup braid_version Version and export
+ * @{
+ */
+
 #define BR_VERSION_MAJOR 0
 #define BR_VERSION_MINOR 1
 #define BR_VERSION_PATCH 0
+/**
+ * The version as one number, (MAJOR << 16) | (MINOR << 8) | PATCH, for
+ * tests in the preprocessor: `#if BR_VERSION_HEX >= 0x000200` holds
+ * from version 0.2.0 on.
+ */
+#define BR_VERSION_HEX \
+	((BR_VERSION_MAJOR << 16) | (BR_VERSION_MINOR << 8) | BR_VERSION_PATCH)
 
 #if defined(__GNUC__)
 #define BR_API __attribute__((visibility("default")))
@@ -49,32 +61,43 @@ extern "C" {
 #define BR_API
 #endif
 
-/*
+/**
  * br_version_string - the library's version as "MAJOR.MINOR.PATCH".
  *
  * Returns a static string. Context: any thread.
  */
 BR_API const char *br_version_string(void);
+/** @} */
 
 /* ------------------------------------------------------------------ */
 /* Errors                                                              */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
+ * @defgroup braid_errors Errors
+ *
  * braid's own codes live in a reserved range far below any errno
  * (Linux errnos stop below 200), as libuv reserves -4095..-3000.
+ * @{
  */
 enum {
-	BR_ECLOSED = -5001,	/* the runtime is closed or closing */
-	BR_ENOTTASK = -5002,	/* a task-only call made outside a task */
-	BR_EBADOBJ = -5003,	/* the pointer is not a live braid object */
-	BR_EWORKERDIED = -5004, /* a process-pool worker died holding the job */
-	BR_EDEADLK = -5005,	/* waiting here would block a loop forever */
-	BR_EDONE = -5006,	/* the future has already completed */
-	BR_ETASKFAILED = -5007, /* a task ended with br_fail() and no code */
+	/** The runtime is closed or closing. */
+	BR_ECLOSED = -5001,
+	/** A task-only call was made outside a task. */
+	BR_ENOTTASK = -5002,
+	/** The pointer is not a live braid object. */
+	BR_EBADOBJ = -5003,
+	/** A process-pool worker died while it held the job. */
+	BR_EWORKERDIED = -5004,
+	/** Waiting here would block a loop forever. */
+	BR_EDEADLK = -5005,
+	/** The future has already completed. */
+	BR_EDONE = -5006,
+	/** A task ended with br_fail() and no code. */
+	BR_ETASKFAILED = -5007,
 };
 
-/*
+/**
  * br_strerror - a one-line description of a braid or errno code.
  *
  * Accepts codes with either sign (-ENOENT and ENOENT both work). Returns a
@@ -82,19 +105,25 @@ enum {
  * Context: any thread. Async-signal-safe.
  */
 BR_API const char *br_strerror(int code);
+/** @} */
 
 /* ------------------------------------------------------------------ */
 /* Time                                                                */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
+ * @defgroup braid_time Time
+ * @{
+ */
+
+/**
  * br_now_ns - CLOCK_MONOTONIC in nanoseconds.
  *
  * Context: any thread. Async-signal-safe.
  */
 BR_API int64_t br_now_ns(void);
 
-/*
+/**
  * br_sleep_ns - suspend the calling task for at least ns nanoseconds.
  *
  * With ns <= 0 the task yields once and returns 0 at once, as asyncio's
@@ -107,10 +136,10 @@ BR_API int64_t br_now_ns(void);
  */
 BR_API int br_sleep_ns(int64_t ns);
 
-/* br_sleep_ms - br_sleep_ns() in milliseconds. */
+/** br_sleep_ms - br_sleep_ns() in milliseconds. */
 BR_API int br_sleep_ms(int64_t ms);
 
-/*
+/**
  * br_sleep_until - sleep until br_now_ns() >= deadline_ns.
  *
  * A deadline in the past yields once and returns 0. Errors as br_sleep_ns.
@@ -118,7 +147,7 @@ BR_API int br_sleep_ms(int64_t ms);
  */
 BR_API int br_sleep_until(int64_t deadline_ns);
 
-/*
+/**
  * br_yield - let the other runnable tasks of this worker run first.
  *
  * The task goes behind every task already runnable on its worker and may
@@ -127,66 +156,93 @@ BR_API int br_sleep_until(int64_t deadline_ns);
  * Context: any thread.
  */
 BR_API int br_yield(void);
+/** @} */
 
 /* ------------------------------------------------------------------ */
 /* Configuration and runtime                                           */
 /* ------------------------------------------------------------------ */
 
+/**
+ * @defgroup braid_runtime Configuration and runtime
+ * @{
+ */
+
 typedef struct br_runtime br_runtime;
 typedef struct br_future br_future;
 
 /* br_config.flags */
-#define BR_CONFIG_NO_URING 0x1u	 /* use the futex fallback, not io_uring */
-#define BR_CONFIG_QUIET 0x2u	 /* no warning on stderr about fallbacks */
-#define BR_CONFIG_NO_ZYGOTE 0x4u /* no process pools (see br_pool_new) */
+#define BR_CONFIG_NO_URING 0x1u	 /**< use the futex fallback, not io_uring */
+#define BR_CONFIG_QUIET 0x2u	 /**< no warning on stderr about fallbacks */
+#define BR_CONFIG_NO_ZYGOTE 0x4u /**< no process pools (see br_pool_new) */
 
-/*
+/**
  * Runtime configuration. A zero field means "the environment variable if
  * set, else the default", so NULL and &(br_config){ .workers = 4 } both
  * work.
  */
 typedef struct br_config {
-	/* BRAID_WORKERS, else one per online CPU;
-	 * at most 1024 */
+	/**
+	 * The number of worker threads, each with its loop: BRAID_WORKERS if
+	 * set, else one per online CPU. At most 1024.
+	 */
 	unsigned workers;
-	/* BRAID_STACK_SIZE (bytes, or with a K or M
-	 * suffix), else 64 KiB; rounded up to whole
-	 * pages, at least 16 KiB, at most 1 GiB */
+	/**
+	 * The size of each task's stack in bytes: BRAID_STACK_SIZE if set
+	 * (bytes, or with a K or M suffix), else 64 KiB. A smaller size is
+	 * raised to 16 KiB, and the size is rounded up to whole pages. At
+	 * most 1 GiB.
+	 */
 	size_t stack_size;
-	/* SQ entries per worker ring, default 256,
-	 * at most 32768 */
+	/**
+	 * Submission-queue entries of each worker's ring: default 256, at
+	 * most 32768.
+	 */
 	unsigned ring_entries;
-	unsigned flags; /* BR_CONFIG_*; BRAID_NO_URING=1 sets NO_URING */
-	/* threads of the blocking pool at most:
-	 * BRAID_BLOCKING_THREADS, else 64; at most
-	 * 4096 */
+	/** BR_CONFIG_* bits. BRAID_NO_URING=1 sets BR_CONFIG_NO_URING. */
+	unsigned flags;
+	/**
+	 * The most threads the blocking pool runs at once:
+	 * BRAID_BLOCKING_THREADS if set, else 64. At most 4096.
+	 */
 	unsigned blocking_threads;
-	/* blocking calls queued (waiting for a
-	 * thread) at most, default 65536 */
+	/**
+	 * The most blocking calls queued while they wait for a thread:
+	 * default 65536.
+	 */
 	unsigned blocking_queue;
-	/* a blocking-pool thread idle this long
-	 * exits, default 10000 ms */
+	/**
+	 * A blocking-pool thread idle this many milliseconds exits: default
+	 * 10000.
+	 */
 	unsigned blocking_idle_ms;
-	/* stall detector: a task that holds its
-	 * worker this many ms without suspending is
-	 * reported once on stderr; BRAID_STALL_MS,
-	 * else 25; negative (or BRAID_STALL_MS=0)
-	 * turns it off; at most 3600000 */
+	/**
+	 * The stall detector's threshold in milliseconds: a task that holds
+	 * its worker this long without suspending is reported once on
+	 * stderr. BRAID_STALL_MS if set, else 25. A negative value (or
+	 * BRAID_STALL_MS=0) turns the detector off. At most 3600000.
+	 */
 	int stall_ms;
 } br_config;
 
 /* br_runtime_features() bits: what the kernel gave this runtime. */
-#define BR_FEAT_URING 0x01u	    /* workers park in io_uring */
-#define BR_FEAT_SINGLE_ISSUER 0x02u /* rings use IORING_SETUP_SINGLE_ISSUER */
-#define BR_FEAT_DEFER_TASKRUN 0x04u /* rings use IORING_SETUP_DEFER_TASKRUN */
-#define BR_FEAT_MSG_RING 0x08u	    /* workers wake each other by MSG_RING */
-#define BR_FEAT_SEND_MSG_RING \
-	0x10u /* plain threads wake by REGISTER_SEND_MSG_RING */
-#define BR_FEAT_GUARD_INSTALL 0x20u /* stack guards by MADV_GUARD_INSTALL */
-#define BR_FEAT_COOP_TASKRUN 0x40u  /* rings use IORING_SETUP_COOP_TASKRUN */
-#define BR_FEAT_FIXED_FILES 0x80u   /* writers send through registered files */
+/** Workers park in io_uring. */
+#define BR_FEAT_URING 0x01u
+/** Rings are set up with IORING_SETUP_SINGLE_ISSUER. */
+#define BR_FEAT_SINGLE_ISSUER 0x02u
+/** Rings are set up with IORING_SETUP_DEFER_TASKRUN. */
+#define BR_FEAT_DEFER_TASKRUN 0x04u
+/** Workers wake each other with IORING_OP_MSG_RING. */
+#define BR_FEAT_MSG_RING 0x08u
+/** Plain threads wake workers with IORING_REGISTER_SEND_MSG_RING. */
+#define BR_FEAT_SEND_MSG_RING 0x10u
+/** Stack guard pages are made with MADV_GUARD_INSTALL. */
+#define BR_FEAT_GUARD_INSTALL 0x20u
+/** Rings are set up with IORING_SETUP_COOP_TASKRUN. */
+#define BR_FEAT_COOP_TASKRUN 0x40u
+/** Writers send through registered files. */
+#define BR_FEAT_FIXED_FILES 0x80u
 
-/*
+/**
  * br_runtime_new - start a runtime: its worker threads, each with a loop.
  *
  * Several runtimes may live in one process; they never share a worker.
@@ -202,7 +258,7 @@ typedef struct br_config {
  */
 BR_API int br_runtime_new(br_runtime **out, const br_config *cfg);
 
-/*
+/**
  * br_runtime_free - shut a runtime down and free it.
  *
  * New spawns fail with BR_ECLOSED from the moment it is called. Every task
@@ -220,25 +276,25 @@ BR_API int br_runtime_new(br_runtime **out, const br_config *cfg);
  */
 BR_API void br_runtime_free(br_runtime *rt);
 
-/*
+/**
  * br_runtime_workers - the number of worker threads, 0 if rt is not a live
  * runtime. Context: any thread.
  */
 BR_API unsigned br_runtime_workers(const br_runtime *rt);
 
-/*
+/**
  * br_runtime_features - the BR_FEAT_* bits in force for rt, 0 if rt is not
  * a live runtime. Context: any thread.
  */
 BR_API unsigned br_runtime_features(const br_runtime *rt);
 
-/*
+/**
  * br_current_runtime - the runtime whose task or loop is calling, or NULL
  * on a plain thread. Context: any thread.
  */
 BR_API br_runtime *br_current_runtime(void);
 
-/*
+/**
  * br_worker_id - the index (0..workers-1) of the worker running the
  * calling task or loop callback, -1 on a plain thread. A task may move
  * between workers at any suspension point, so the value is only a hint
@@ -248,7 +304,7 @@ BR_API int br_worker_id(void);
 
 typedef void *(*br_task_fn)(void *arg);
 
-/*
+/**
  * br_run - asyncio.run(): start a runtime, run main(arg) as a task, wait
  * for it, shut the runtime down.
  *
@@ -258,21 +314,27 @@ typedef void *(*br_task_fn)(void *arg);
  */
 BR_API int br_run(const br_config *cfg, br_task_fn main, void *arg,
 		  void **value);
+/** @} */
 
 /* ------------------------------------------------------------------ */
 /* Futures and promises                                                */
 /* ------------------------------------------------------------------ */
 
+/**
+ * @defgroup braid_futures Futures and promises
+ * @{
+ */
+
 typedef enum br_state {
 	BR_PENDING = 0,
-	BR_DONE = 1,	  /* completed with a value */
-	BR_FAILED = 2,	  /* completed with an error and a message */
-	BR_CANCELLED = 3, /* cancelled; error is -ECANCELED */
+	BR_DONE = 1,	  /**< completed with a value */
+	BR_FAILED = 2,	  /**< completed with an error and a message */
+	BR_CANCELLED = 3, /**< cancelled; error is -ECANCELED */
 } br_state;
 
 typedef void (*br_future_fn)(br_future *f, void *arg);
 
-/*
+/**
  * br_await - wait for f to complete.
  *
  * From a task the task suspends and its worker runs other tasks; a task
@@ -290,27 +352,27 @@ typedef void (*br_future_fn)(br_future *f, void *arg);
  */
 BR_API int br_await(br_future *f, void **value);
 
-/*
+/**
  * br_future_state - the state of f now; BR_FAILED if f is not a live
  * future. Borrows f. Context: any thread.
  */
 BR_API br_state br_future_state(const br_future *f);
 
-/*
+/**
  * br_future_error - 0 while pending or DONE, the error once FAILED,
  * -ECANCELED once CANCELLED, BR_EBADOBJ if f is not a live future.
  * Context: any thread.
  */
 BR_API int br_future_error(const br_future *f);
 
-/*
+/**
  * br_future_message - a message describing the failure, "" unless FAILED
  * or CANCELLED. Valid while the caller holds a reference to f.
  * Context: any thread.
  */
 BR_API const char *br_future_message(const br_future *f);
 
-/*
+/**
  * br_future_bytes - the owned byte buffer of a DONE future (process jobs,
  * subprocess output, br_promise_resolve_bytes()), NULL if it has none.
  * Stores its length in *len when len is not NULL (0 if none). Valid while
@@ -318,20 +380,20 @@ BR_API const char *br_future_message(const br_future *f);
  */
 BR_API const void *br_future_bytes(const br_future *f, size_t *len);
 
-/*
+/**
  * br_future_retain - take another reference to f. Returns f.
  * Context: any thread.
  */
 BR_API br_future *br_future_retain(br_future *f);
 
-/*
+/**
  * br_future_release - drop a reference; the last one frees f. Releasing a
  * task's future does not cancel the task: it runs on, detached, and frees
  * itself when it ends. NULL is a no-op. Context: any thread.
  */
 BR_API void br_future_release(br_future *f);
 
-/*
+/**
  * br_future_on_done - call cb(f, arg) once f completes.
  *
  * If f has already completed, cb runs at once on the calling thread;
@@ -342,7 +404,7 @@ BR_API void br_future_release(br_future *f);
  */
 BR_API int br_future_on_done(br_future *f, br_future_fn cb, void *arg);
 
-/*
+/**
  * br_promise_new - a future that the caller completes (asyncio's
  * loop.create_future()).
  *
@@ -351,7 +413,7 @@ BR_API int br_future_on_done(br_future *f, br_future_fn cb, void *arg);
  */
 BR_API br_future *br_promise_new(void);
 
-/*
+/**
  * br_promise_resolve - complete p as DONE with value.
  *
  * Returns 0; BR_EDONE if p has already completed (p is unchanged);
@@ -360,7 +422,7 @@ BR_API br_future *br_promise_new(void);
  */
 BR_API int br_promise_resolve(br_future *p, void *value);
 
-/*
+/**
  * br_promise_resolve_bytes - complete p as DONE with a byte buffer, read
  * back with br_future_bytes(). Takes ownership of buf (malloc'd; freed with
  * the future, also on error). Errors as br_promise_resolve.
@@ -368,14 +430,14 @@ BR_API int br_promise_resolve(br_future *p, void *value);
  */
 BR_API int br_promise_resolve_bytes(br_future *p, void *buf, size_t len);
 
-/*
+/**
  * br_promise_reject - complete p as FAILED with error (< 0) and a copy of
  * message (may be NULL). Errors as br_promise_resolve, and -EINVAL if
  * error >= 0. Context: any thread.
  */
 BR_API int br_promise_reject(br_future *p, int error, const char *message);
 
-/*
+/**
  * br_cancel - request cancellation of f.
  *
  * A task that has not started never runs. A running task sees -ECANCELED
@@ -390,21 +452,27 @@ BR_API int br_promise_reject(br_future *p, int error, const char *message);
  * has already started), BR_EBADOBJ. Borrows f. Context: any thread.
  */
 BR_API int br_cancel(br_future *f);
+/** @} */
 
 /* ------------------------------------------------------------------ */
 /* Tasks                                                               */
 /* ------------------------------------------------------------------ */
 
+/**
+ * @defgroup braid_tasks Tasks
+ * @{
+ */
+
 /* br_spawn_opts.flags */
-#define BR_SPAWN_PINNED 0x1u /* run only on opts.worker; never stolen */
+#define BR_SPAWN_PINNED 0x1u /**< run only on opts.worker; never stolen */
 
 typedef struct br_spawn_opts {
-	size_t stack_size; /* 0: the runtime's; rounded up to whole pages */
-	unsigned worker;   /* with BR_SPAWN_PINNED: the worker index */
-	unsigned flags;	   /* BR_SPAWN_* */
+	size_t stack_size; /**< 0: the runtime's; rounded up to whole pages */
+	unsigned worker;   /**< with BR_SPAWN_PINNED: the worker index */
+	unsigned flags;	   /**< BR_SPAWN_* */
 } br_spawn_opts;
 
-/*
+/**
  * br_spawn - create a task running fn(arg) on rt (asyncio.create_task).
  *
  * The task is a small record until a worker starts it; then it gets a
@@ -419,7 +487,7 @@ typedef struct br_spawn_opts {
  */
 BR_API br_future *br_spawn(br_runtime *rt, br_task_fn fn, void *arg);
 
-/*
+/**
  * br_spawn_on - br_spawn() pinned to worker (0..workers-1): the task runs
  * only there and is never stolen (thread-per-core style).
  * Errors as br_spawn, and -EINVAL if worker is out of range.
@@ -428,7 +496,7 @@ BR_API br_future *br_spawn(br_runtime *rt, br_task_fn fn, void *arg);
 BR_API br_future *br_spawn_on(br_runtime *rt, unsigned worker, br_task_fn fn,
 			      void *arg);
 
-/*
+/**
  * br_spawn_ex - br_spawn() with options (opts may be NULL).
  * Errors as br_spawn_on, and -EINVAL for a stack size over 1 GiB or
  * unknown flags. Context: any thread.
@@ -436,7 +504,7 @@ BR_API br_future *br_spawn_on(br_runtime *rt, unsigned worker, br_task_fn fn,
 BR_API br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
 			      const br_spawn_opts *opts);
 
-/*
+/**
  * br_fail - make the calling task end FAILED with code (< 0) and a copy of
  * message when it returns. Returns NULL, so a task can write
  * `return br_fail(-EIO, "disk gone");`. A code >= 0 becomes
@@ -445,26 +513,32 @@ BR_API br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
  */
 BR_API void *br_fail(int code, const char *message);
 
-/*
+/**
  * br_cancelled - 1 if cancellation of the calling task has been requested,
  * else 0 (also outside a task). Context: any thread.
  */
 BR_API int br_cancelled(void);
 
-/*
+/**
  * br_current - the calling task's own future, borrowed (valid while the
  * task runs), NULL outside a task. Context: any thread.
  */
 BR_API br_future *br_current(void);
+/** @} */
 
 /* ------------------------------------------------------------------ */
 /* Combinators and task groups                                         */
 /* ------------------------------------------------------------------ */
 
-/* br_gather_ex flags */
-#define BR_GATHER_FAIL_FAST 0x1u /* first failure cancels the rest */
+/**
+ * @defgroup braid_combinators Combinators and task groups
+ * @{
+ */
 
-/*
+/* br_gather_ex flags */
+#define BR_GATHER_FAIL_FAST 0x1u /**< first failure cancels the rest */
+
+/**
  * br_gather - wait for every future in fs[0..n) (asyncio.gather).
  *
  * Stores each DONE future's value in values[i] (NULL for the others) in
@@ -476,7 +550,7 @@ BR_API br_future *br_current(void);
  */
 BR_API int br_gather(br_future *const *fs, size_t n, void **values);
 
-/*
+/**
  * br_gather_ex - br_gather() with flags. With BR_GATHER_FAIL_FAST the first
  * input to fail or be cancelled (in completion order) cancels all the
  * others; the call still waits for every input, and returns that first
@@ -485,7 +559,7 @@ BR_API int br_gather(br_future *const *fs, size_t n, void **values);
 BR_API int br_gather_ex(br_future *const *fs, size_t n, void **values,
 			unsigned flags);
 
-/*
+/**
  * br_wait_any - wait until at least one of fs[0..n) has completed
  * (asyncio.wait with FIRST_COMPLETED).
  *
@@ -497,7 +571,7 @@ BR_API int br_gather_ex(br_future *const *fs, size_t n, void **values,
  */
 BR_API int br_wait_any(br_future *const *fs, size_t n, int64_t timeout_ms);
 
-/*
+/**
  * br_wait_for - br_await() with a deadline (asyncio.wait_for).
  *
  * If f has not completed after timeout_ms (< 0: no timeout), requests its
@@ -506,7 +580,7 @@ BR_API int br_wait_any(br_future *const *fs, size_t n, int64_t timeout_ms);
  */
 BR_API int br_wait_for(br_future *f, int64_t timeout_ms, void **value);
 
-/*
+/**
  * br_shield - a future that completes as f does, but whose cancellation
  * does not reach f (asyncio.shield). Returns a new reference, never NULL.
  * Borrows f. Context: any thread.
@@ -515,7 +589,7 @@ BR_API br_future *br_shield(br_future *f);
 
 typedef struct br_as_completed br_as_completed;
 
-/*
+/**
  * br_as_completed_new - an iterator over fs[0..n) in completion order.
  *
  * Returns a new iterator (free it with br_as_completed_free), or NULL if
@@ -525,7 +599,7 @@ typedef struct br_as_completed br_as_completed;
  */
 BR_API br_as_completed *br_as_completed_new(br_future *const *fs, size_t n);
 
-/*
+/**
  * br_as_completed_next - wait for the next input to complete and return it
  * (one of the caller's own pointers from fs, borrowed). Inputs complete
  * before br_as_completed_new() come out first, in argument order. Returns
@@ -536,12 +610,12 @@ BR_API br_as_completed *br_as_completed_new(br_future *const *fs, size_t n);
  */
 BR_API br_future *br_as_completed_next(br_as_completed *it);
 
-/* br_as_completed_free - free the iterator; NULL is a no-op. */
+/** br_as_completed_free - free the iterator; NULL is a no-op. */
 BR_API void br_as_completed_free(br_as_completed *it);
 
 typedef struct br_group br_group;
 
-/*
+/**
  * br_group_new - a task group (asyncio.TaskGroup, libdill bundles): tasks
  * spawned into it are waited for together, and the first one to fail
  * cancels all the others.
@@ -551,7 +625,7 @@ typedef struct br_group br_group;
  */
 BR_API int br_group_new(br_group **out, br_runtime *rt);
 
-/*
+/**
  * br_group_spawn - br_spawn() into the group. Returns a new reference,
  * never NULL. A group that has already seen a failure, or is being
  * waited for and finished, gives a CANCELLED future without running fn.
@@ -559,7 +633,7 @@ BR_API int br_group_new(br_group **out, br_runtime *rt);
  */
 BR_API br_future *br_group_spawn(br_group *g, br_task_fn fn, void *arg);
 
-/*
+/**
  * br_group_wait - wait for every task of the group, including tasks
  * spawned while waiting. Returns 0 if none ended FAILED (tasks cancelled,
  * by the group or anyone else, are not failures), else the first
@@ -569,22 +643,28 @@ BR_API br_future *br_group_spawn(br_group *g, br_task_fn fn, void *arg);
  */
 BR_API int br_group_wait(br_group *g);
 
-/* br_group_cancel - request cancellation of every task in the group. */
+/** br_group_cancel - request cancellation of every task in the group. */
 BR_API int br_group_cancel(br_group *g);
 
-/*
+/**
  * br_group_free - cancel the group's remaining tasks, wait for them, free
  * the group. NULL is a no-op. Context: as br_group_wait.
  */
 BR_API void br_group_free(br_group *g);
+/** @} */
 
 /* ------------------------------------------------------------------ */
 /* Callbacks on the loop                                               */
 /* ------------------------------------------------------------------ */
 
+/**
+ * @defgroup braid_callbacks Callbacks on the loop
+ * @{
+ */
+
 typedef void (*br_callback_fn)(void *arg);
 
-/*
+/**
  * br_call_soon - run fn(arg) on one of rt's loops, on the worker's own
  * stack without a fiber (asyncio's loop.call_soon). fn must not suspend:
  * task-only calls return BR_ENOTTASK there.
@@ -597,19 +677,22 @@ typedef void (*br_callback_fn)(void *arg);
  */
 BR_API br_future *br_call_soon(br_runtime *rt, br_callback_fn fn, void *arg);
 
-/*
+/**
  * br_call_later - br_call_soon() after delay_ms (<= 0: as soon as
  * possible). Cancel it with br_cancel() on the returned future.
  * Context: any thread.
  */
 BR_API br_future *br_call_later(br_runtime *rt, int64_t delay_ms,
 				br_callback_fn fn, void *arg);
+/** @} */
 
 /* ------------------------------------------------------------------ */
 /* I/O on the loops                                                    */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
+ * @defgroup braid_io I/O on the loops
+ *
  * Every call below looks blocking and returns what the kernel reports: a
  * byte count or 0 on success, a negative errno on failure (never through
  * errno). Called from a task, the operation goes through its worker's
@@ -641,9 +724,10 @@ BR_API br_future *br_call_later(br_runtime *rt, int64_t delay_ms,
  *
  * Sockets made by braid (br_accept, br_socket, the tcp/unix/udp helpers)
  * are close-on-exec.
+ * @{
  */
 
-/*
+/**
  * br_io_timeout - set the calling task's timeout for each later I/O call,
  * in milliseconds; < 0 means none (the default). Returns the previous
  * value. From a plain thread it sets the thread's own, which the calls
@@ -666,7 +750,7 @@ BR_API ssize_t br_recvfrom(int fd, void *buf, size_t len, int flags,
 BR_API ssize_t br_sendto(int fd, const void *buf, size_t len, int flags,
 			 const struct sockaddr *addr, socklen_t addrlen);
 
-/*
+/**
  * br_accept - accept a connection on listening socket fd. flags are
  * accept4()'s; SOCK_CLOEXEC is always added. Returns the new fd.
  */
@@ -676,31 +760,31 @@ BR_API int br_connect(int fd, const struct sockaddr *addr, socklen_t len);
 BR_API int br_close(int fd);
 BR_API int br_shutdown(int fd, int how);
 
-/* br_openat - openat(2); O_CLOEXEC is always added. Returns the fd. */
+/** br_openat - openat(2); O_CLOEXEC is always added. Returns the fd. */
 BR_API int br_openat(int dirfd, const char *path, int flags, mode_t mode);
 
-/* br_fsync - fsync(2), or fdatasync(2) when datasync is non-zero. */
+/** br_fsync - fsync(2), or fdatasync(2) when datasync is non-zero. */
 BR_API int br_fsync(int fd, int datasync);
 
 struct statx;
-/* br_statx - statx(2). */
+/** br_statx - statx(2). */
 BR_API int br_statx(int dirfd, const char *path, int flags, unsigned mask,
 		    struct statx *out);
 
-/*
+/**
  * br_splice - splice(2): move up to len bytes from fd_in to fd_out, one of
  * which must be a pipe. An offset of -1 means the fd's own position.
  */
 BR_API ssize_t br_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out,
 			 size_t len, unsigned flags);
 
-/*
+/**
  * br_poll - wait until fd is ready for events (POLLIN, POLLOUT, ...).
  * Returns the events that are ready (> 0), or a negative errno.
  */
 BR_API int br_poll(int fd, short events);
 
-/* Single-call deadlines: as the calls above, with timeout_ms (< 0: the
+/** Single-call deadlines: as the calls above, with timeout_ms (< 0: the
  * task's br_io_timeout). -ETIMEDOUT when it passes. */
 BR_API ssize_t br_read_timeout(int fd, void *buf, size_t len,
 			       int64_t timeout_ms);
@@ -716,7 +800,7 @@ BR_API int br_connect_timeout(int fd, const struct sockaddr *addr,
 			      socklen_t len, int64_t timeout_ms);
 BR_API int br_poll_timeout(int fd, short events, int64_t timeout_ms);
 
-/*
+/**
  * br_write_all / br_send_all - write all len bytes, looping over short
  * writes. Returns len, or a negative errno (bytes already written are
  * lost to the caller's view: treat the stream as broken).
@@ -726,7 +810,7 @@ BR_API ssize_t br_send_all(int fd, const void *buf, size_t len, int flags);
 
 /* ---- sockets ---- */
 
-/*
+/**
  * br_tcp_listen - a TCP socket bound to host:port and listening, with
  * SO_REUSEADDR. host may be numeric or a name ("localhost"), or NULL for
  * every address; port 0 picks a free one (see br_local_port). backlog <= 0
@@ -736,29 +820,29 @@ BR_API ssize_t br_send_all(int fd, const void *buf, size_t len, int flags);
  */
 BR_API int br_tcp_listen(const char *host, uint16_t port, int backlog);
 
-/*
+/**
  * br_tcp_connect - connect to host:port, trying each address the name
  * resolves to in turn; TCP_NODELAY is set. Returns the fd or the last
  * address's negative errno. Honours the task's br_io_timeout per address.
  */
 BR_API int br_tcp_connect(const char *host, uint16_t port);
 
-/* br_unix_listen / br_unix_connect - the same for a Unix-domain stream
+/** br_unix_listen / br_unix_connect - the same for a Unix-domain stream
  * socket at path (a leading '@' names an abstract socket). */
 BR_API int br_unix_listen(const char *path, int backlog);
 BR_API int br_unix_connect(const char *path);
 
-/*
+/**
  * br_udp_bind - a UDP socket bound to host:port (NULL host: any). Use
  * br_sendto/br_recvfrom on it. Returns the fd or a negative errno.
  */
 BR_API int br_udp_bind(const char *host, uint16_t port);
 
-/* br_local_port - the local port socket fd is bound to, or a negative
+/** br_local_port - the local port socket fd is bound to, or a negative
  * errno. */
 BR_API int br_local_port(int fd);
 
-/*
+/**
  * Acceptors: a server's stream of connections from one listening socket
  * through a single multishot accept (IORING_ACCEPT_MULTISHOT), so that a
  * busy listener costs no SQE per connection. Without io_uring, without
@@ -767,14 +851,14 @@ BR_API int br_local_port(int fd);
  */
 typedef struct br_acceptor br_acceptor;
 
-/*
+/**
  * br_acceptor_new - an acceptor for listening socket lfd, which it
  * borrows (close lfd after br_acceptor_free). Returns 0, -EINVAL (out
  * NULL), -EBADF (lfd < 0), -ENOMEM. Context: any thread.
  */
 BR_API int br_acceptor_new(br_acceptor **out, int lfd);
 
-/*
+/**
  * br_acceptor_next - the next connection: a new close-on-exec fd, or the
  * accept's negative errno (-EMFILE, ...; the acceptor stays usable), or
  * -ECANCELED if the calling task is cancelled while waiting (connections
@@ -787,7 +871,7 @@ BR_API int br_acceptor_new(br_acceptor **out, int lfd);
  */
 BR_API int br_acceptor_next(br_acceptor *a);
 
-/*
+/**
  * br_acceptor_free - stop accepting, close the connections accepted but
  * never taken, and free a; waits for the kernel to let go of it. No call
  * may be in progress on a. NULL is a no-op. Context: any thread; from a
@@ -795,7 +879,7 @@ BR_API int br_acceptor_next(br_acceptor *a);
  */
 BR_API void br_acceptor_free(br_acceptor *a);
 
-/*
+/**
  * Readers: a connection's incoming bytes from one multishot recv into
  * buffers the kernel picks from its worker's provided-buffer ring
  * (IORING_RECV_MULTISHOT with IOSQE_BUFFER_SELECT), so a busy connection
@@ -806,14 +890,14 @@ BR_API void br_acceptor_free(br_acceptor *a);
  */
 typedef struct br_reader br_reader;
 
-/*
+/**
  * br_reader_new - a reader for connected socket fd, which it borrows
  * (close fd after br_reader_free). Returns 0, -EINVAL (out NULL), -EBADF
  * (fd < 0), -ENOMEM. Context: any thread.
  */
 BR_API int br_reader_new(br_reader **out, int fd);
 
-/*
+/**
  * br_reader_recv - the next bytes received: stores a pointer to them in
  * *data and returns how many (at most 4096), 0 at end of stream, or the
  * receive's negative errno (-ECONNRESET, ...; -ECANCELED if the calling
@@ -827,7 +911,7 @@ BR_API int br_reader_new(br_reader **out, int fd);
  */
 BR_API ssize_t br_reader_recv(br_reader *r, const void **data);
 
-/*
+/**
  * br_reader_free - stop receiving, give the buffers back and free r;
  * waits for the kernel to let go of it. Bytes received but not yet taken
  * are dropped. No call may be in progress on r, and a reader a task has
@@ -837,7 +921,7 @@ BR_API ssize_t br_reader_recv(br_reader *r, const void **data);
  */
 BR_API void br_reader_free(br_reader *r);
 
-/*
+/**
  * Writers: a stream socket's outgoing bytes, copied and sent in order by
  * one IORING_OP_SEND at a time on the ring of the writer's worker, while
  * the writing task goes on (asyncio's StreamWriter.write()). A server
@@ -851,7 +935,7 @@ BR_API void br_reader_free(br_reader *r);
  */
 typedef struct br_writer br_writer;
 
-/*
+/**
  * br_writer_new - a writer for connected stream socket fd, which it
  * borrows: close fd after br_writer_free (until then the writer may hold
  * the socket open through its ring). Returns 0, -EINVAL (out NULL),
@@ -859,7 +943,7 @@ typedef struct br_writer br_writer;
  */
 BR_API int br_writer_new(br_writer **out, int fd);
 
-/*
+/**
  * br_writer_write - queue n bytes of data to be sent after those written
  * before; returns n once they are copied. It waits only while 64 KiB or
  * more are queued, until at most 16 KiB are. A send that fails drops
@@ -879,7 +963,7 @@ BR_API int br_writer_new(br_writer **out, int fd);
  */
 BR_API ssize_t br_writer_write(br_writer *w, const void *data, size_t n);
 
-/*
+/**
  * br_writer_drain - wait until every byte written has been sent (taken
  * by the socket). Returns 0, the sticky send error, -ECANCELED (the
  * calling task was cancelled; the bytes are still queued and still
@@ -888,7 +972,7 @@ BR_API ssize_t br_writer_write(br_writer *w, const void *data, size_t n);
  */
 BR_API int br_writer_drain(br_writer *w);
 
-/*
+/**
  * br_writer_free - stop sending and free w; waits for the kernel to let
  * go of its buffers and unregisters fd. Bytes not yet sent are dropped:
  * call br_writer_drain() first to keep them. No call may be in progress
@@ -898,12 +982,15 @@ BR_API int br_writer_drain(br_writer *w);
  * for a task on the writer's worker.
  */
 BR_API void br_writer_free(br_writer *w);
+/** @} */
 
 /* ------------------------------------------------------------------ */
 /* Synchronisation                                                     */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
+ * @defgroup braid_sync Synchronisation
+ *
  * Mutex, condition variable, semaphore, event, wait group and read-write
  * lock. Each is a fixed-size object the caller embeds or declares, made
  * ready by its BR_*_INIT initialiser or its _init function; neither
@@ -934,6 +1021,7 @@ BR_API void br_writer_free(br_writer *w);
  *   - _destroy is optional for objects nobody uses any more; it returns
  *     -EBUSY (and changes nothing) while the object is held or waited
  *     on. A destroyed object may be initialised again.
+ * @{
  */
 
 typedef struct br_mutex {
@@ -962,26 +1050,26 @@ typedef struct br_rwlock {
 #define BR_EVENT_INIT { { 0 } }
 #define BR_WAITGROUP_INIT { { 0 } }
 #define BR_RWLOCK_INIT { { 0 } }
-/* A semaphore holding n units, 0 <= n <= BR_SEM_MAX. */
+/** A semaphore holding n units, 0 <= n <= BR_SEM_MAX. */
 #define BR_SEM_INIT(n) { { (uint64_t)(n) } }
 /* clang-format on */
 
-#define BR_SEM_MAX 0x7fffffff	    /* units a semaphore holds at most */
-#define BR_WAITGROUP_MAX 0x7fffffff /* a wait group's count at most */
+#define BR_SEM_MAX 0x7fffffff	    /**< units a semaphore holds at most */
+#define BR_WAITGROUP_MAX 0x7fffffff /**< a wait group's count at most */
 
-/*
+/**
  * br_mutex_init - make *m an unlocked mutex (as BR_MUTEX_INIT does).
  * Returns 0 or -EINVAL. Context: any thread.
  */
 BR_API int br_mutex_init(br_mutex *m);
 
-/*
+/**
  * br_mutex_destroy - retire *m. Returns 0, -EBUSY if it is locked or
  * waited on. Context: any thread.
  */
 BR_API int br_mutex_destroy(br_mutex *m);
 
-/*
+/**
  * br_mutex_lock - lock m, waiting as long as it takes.
  *
  * Not recursive: locking a mutex the caller holds waits forever. A
@@ -994,32 +1082,32 @@ BR_API int br_mutex_destroy(br_mutex *m);
  */
 BR_API int br_mutex_lock(br_mutex *m);
 
-/* br_mutex_lock_until, br_mutex_lock_for - br_mutex_lock() with a
+/** br_mutex_lock_until, br_mutex_lock_for - br_mutex_lock() with a
  * deadline or a timeout: -ETIMEDOUT. */
 BR_API int br_mutex_lock_until(br_mutex *m, int64_t deadline_ns);
 BR_API int br_mutex_lock_for(br_mutex *m, int64_t timeout_ms);
 
-/*
+/**
  * br_mutex_trylock - lock m if that needs no wait: 0, or -EBUSY.
  * Context: any thread (never waits).
  */
 BR_API int br_mutex_trylock(br_mutex *m);
 
-/*
+/**
  * br_mutex_unlock - unlock m. Any task or thread may unlock a locked
  * mutex (it need not be the one that locked it). Returns 0, or -EPERM if
  * m is not locked. Context: any thread (never waits).
  */
 BR_API int br_mutex_unlock(br_mutex *m);
 
-/*
+/**
  * br_cond_init, br_cond_destroy - as for the mutex (BR_COND_INIT).
  * Context: any thread.
  */
 BR_API int br_cond_init(br_cond *c);
 BR_API int br_cond_destroy(br_cond *c);
 
-/*
+/**
  * br_cond_wait - unlock m, wait until c is signalled, lock m again.
  *
  * The caller must hold m (-EPERM if m is not locked at all). Whatever the
@@ -1033,7 +1121,7 @@ BR_API int br_cond_wait(br_cond *c, br_mutex *m);
 BR_API int br_cond_wait_until(br_cond *c, br_mutex *m, int64_t deadline_ns);
 BR_API int br_cond_wait_for(br_cond *c, br_mutex *m, int64_t timeout_ms);
 
-/*
+/**
  * br_cond_signal, br_cond_broadcast - wake the longest waiter of c, or
  * every waiter; nothing if none waits (a signal is not remembered).
  * Returns 0. Context: any thread (never waits).
@@ -1041,16 +1129,16 @@ BR_API int br_cond_wait_for(br_cond *c, br_mutex *m, int64_t timeout_ms);
 BR_API int br_cond_signal(br_cond *c);
 BR_API int br_cond_broadcast(br_cond *c);
 
-/*
+/**
  * br_sem_init - make *s a semaphore holding value units (BR_SEM_INIT(n)).
  * Returns 0, -EINVAL if value > BR_SEM_MAX. Context: any thread.
  */
 BR_API int br_sem_init(br_sem *s, unsigned value);
 
-/* br_sem_destroy - as br_mutex_destroy (-EBUSY while waited on). */
+/** br_sem_destroy - as br_mutex_destroy (-EBUSY while waited on). */
 BR_API int br_sem_destroy(br_sem *s);
 
-/*
+/**
  * br_sem_wait - take one unit, waiting until one is posted. A post hands
  * its unit to the longest waiter, so the count never goes negative and a
  * late arrival cannot take a unit a waiter was promised. Returns 0, or as
@@ -1060,45 +1148,45 @@ BR_API int br_sem_wait(br_sem *s);
 BR_API int br_sem_wait_until(br_sem *s, int64_t deadline_ns);
 BR_API int br_sem_wait_for(br_sem *s, int64_t timeout_ms);
 
-/* br_sem_trywait - take a unit if one is there: 0, or -EAGAIN. Context:
+/** br_sem_trywait - take a unit if one is there: 0, or -EAGAIN. Context:
  * any thread (never waits). */
 BR_API int br_sem_trywait(br_sem *s);
 
-/*
+/**
  * br_sem_post - add one unit, or give it to the longest waiter. Returns
  * 0, -EOVERFLOW at BR_SEM_MAX units. Context: any thread (never waits).
  */
 BR_API int br_sem_post(br_sem *s);
 
-/*
+/**
  * br_sem_value - the units available now (>= 0; a snapshot), or an
  * error. Context: any thread.
  */
 BR_API int br_sem_value(br_sem *s);
 
-/*
+/**
  * br_event_init, br_event_destroy - a clear event (BR_EVENT_INIT);
  * destroy as br_mutex_destroy. Context: any thread.
  */
 BR_API int br_event_init(br_event *e);
 BR_API int br_event_destroy(br_event *e);
 
-/*
+/**
  * br_event_set - set e and release every waiter (asyncio.Event.set).
  * Waits that start while e is set return at once. Returns 0.
  * Context: any thread (never waits).
  */
 BR_API int br_event_set(br_event *e);
 
-/* br_event_clear - clear e: later waits wait. Returns 0. Context: any
+/** br_event_clear - clear e: later waits wait. Returns 0. Context: any
  * thread. */
 BR_API int br_event_clear(br_event *e);
 
-/* br_event_is_set - 1 if e is set, 0 if not, or an error. Context: any
+/** br_event_is_set - 1 if e is set, 0 if not, or an error. Context: any
  * thread. */
 BR_API int br_event_is_set(br_event *e);
 
-/*
+/**
  * br_event_wait - wait until e is set. Returns 0, or as the common rules
  * say.
  */
@@ -1106,7 +1194,7 @@ BR_API int br_event_wait(br_event *e);
 BR_API int br_event_wait_until(br_event *e, int64_t deadline_ns);
 BR_API int br_event_wait_for(br_event *e, int64_t timeout_ms);
 
-/*
+/**
  * br_waitgroup_init, br_waitgroup_destroy - a wait group with count 0
  * (BR_WAITGROUP_INIT); destroy gives -EBUSY while the count is not 0 or
  * somebody waits. Context: any thread.
@@ -1114,7 +1202,7 @@ BR_API int br_event_wait_for(br_event *e, int64_t timeout_ms);
 BR_API int br_waitgroup_init(br_waitgroup *g);
 BR_API int br_waitgroup_destroy(br_waitgroup *g);
 
-/*
+/**
  * br_waitgroup_add - add delta (may be negative) to g's count (Go's
  * sync.WaitGroup.Add). When the count reaches 0 every waiter is released.
  * Returns 0, or -EINVAL (the count would go below 0 or above
@@ -1123,13 +1211,13 @@ BR_API int br_waitgroup_destroy(br_waitgroup *g);
  */
 BR_API int br_waitgroup_add(br_waitgroup *g, int64_t delta);
 
-/* br_waitgroup_done - br_waitgroup_add(g, -1). */
+/** br_waitgroup_done - br_waitgroup_add(g, -1). */
 BR_API int br_waitgroup_done(br_waitgroup *g);
 
-/* br_waitgroup_count - g's count now, or an error. Context: any thread. */
+/** br_waitgroup_count - g's count now, or an error. Context: any thread. */
 BR_API int br_waitgroup_count(br_waitgroup *g);
 
-/*
+/**
  * br_waitgroup_wait - wait until g's count is 0 (at once if it is).
  * Returns 0, or as the common rules say.
  */
@@ -1137,14 +1225,14 @@ BR_API int br_waitgroup_wait(br_waitgroup *g);
 BR_API int br_waitgroup_wait_until(br_waitgroup *g, int64_t deadline_ns);
 BR_API int br_waitgroup_wait_for(br_waitgroup *g, int64_t timeout_ms);
 
-/*
+/**
  * br_rwlock_init, br_rwlock_destroy - an unlocked read-write lock
  * (BR_RWLOCK_INIT); destroy as br_mutex_destroy. Context: any thread.
  */
 BR_API int br_rwlock_init(br_rwlock *l);
 BR_API int br_rwlock_destroy(br_rwlock *l);
 
-/*
+/**
  * br_rwlock_rdlock - lock l for reading: many readers may hold it at
  * once, never with a writer. A reader arriving while a writer waits
  * queues behind it, so writers are not starved; waiters are let in in
@@ -1155,7 +1243,7 @@ BR_API int br_rwlock_rdlock(br_rwlock *l);
 BR_API int br_rwlock_rdlock_until(br_rwlock *l, int64_t deadline_ns);
 BR_API int br_rwlock_rdlock_for(br_rwlock *l, int64_t timeout_ms);
 
-/*
+/**
  * br_rwlock_wrlock - lock l for writing, alone. Returns 0, or as the
  * common rules say.
  */
@@ -1163,25 +1251,28 @@ BR_API int br_rwlock_wrlock(br_rwlock *l);
 BR_API int br_rwlock_wrlock_until(br_rwlock *l, int64_t deadline_ns);
 BR_API int br_rwlock_wrlock_for(br_rwlock *l, int64_t timeout_ms);
 
-/*
+/**
  * br_rwlock_tryrdlock, br_rwlock_trywrlock - lock if that needs no wait:
  * 0, or -EBUSY. Context: any thread (never waits).
  */
 BR_API int br_rwlock_tryrdlock(br_rwlock *l);
 BR_API int br_rwlock_trywrlock(br_rwlock *l);
 
-/*
+/**
  * br_rwlock_unlock - release the caller's hold, read or write, and let
  * the next waiters in. Returns 0, or -EPERM if l is not locked.
  * Context: any thread (never waits).
  */
 BR_API int br_rwlock_unlock(br_rwlock *l);
+/** @} */
 
 /* ------------------------------------------------------------------ */
 /* Channels                                                            */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
+ * @defgroup braid_channels Channels
+ *
  * A br_chan carries elements of one fixed size between any number of
  * senders and receivers (tasks and plain threads alike), in FIFO order
  * per sender. It buffers up to its capacity; with capacity 0 every send
@@ -1195,14 +1286,15 @@ BR_API int br_rwlock_unlock(br_rwlock *l);
  * cancellation, loop callbacks, context). In addition BR_ECLOSED means
  * the channel is closed: senders get it at once; receivers get the
  * elements still buffered first, then BR_ECLOSED.
+ * @{
  */
 typedef struct br_chan br_chan;
 
-#define BR_CHAN_ELEM_MAX 65536	   /* bytes per element at most */
-#define BR_CHAN_CAP_MAX (1u << 24) /* capacity at most */
-#define BR_CHAN_SELECT_MAX 1024	   /* cases of a select at most */
+#define BR_CHAN_ELEM_MAX 65536	   /**< bytes per element at most */
+#define BR_CHAN_CAP_MAX (1u << 24) /**< capacity at most */
+#define BR_CHAN_SELECT_MAX 1024	   /**< cases of a select at most */
 
-/*
+/**
  * br_chan_new - a channel of elements of elem_size bytes holding up to
  * capacity of them (0: unbuffered). Stores it in *out and returns 0;
  * -EINVAL (out NULL, elem_size 0 or over BR_CHAN_ELEM_MAX, capacity over
@@ -1210,14 +1302,14 @@ typedef struct br_chan br_chan;
  */
 BR_API int br_chan_new(br_chan **out, size_t elem_size, size_t capacity);
 
-/*
+/**
  * br_chan_free - free ch and any elements still buffered. Nobody may be
  * using ch, or wait on it, any more (close it and let them finish
  * first). NULL is a no-op. Context: any thread.
  */
 BR_API void br_chan_free(br_chan *ch);
 
-/*
+/**
  * br_chan_close - close ch: every waiting sender gets BR_ECLOSED (its
  * element is not sent) and every waiting receiver BR_ECLOSED (nothing
  * was buffered, or it would not wait). Returns 0, BR_ECLOSED if ch was
@@ -1225,7 +1317,7 @@ BR_API void br_chan_free(br_chan *ch);
  */
 BR_API int br_chan_close(br_chan *ch);
 
-/*
+/**
  * br_chan_send - copy elem_size bytes from elem into ch: to a waiting
  * receiver, else into the buffer, else wait for room or a receiver.
  * Returns 0 once the element is in ch or delivered; BR_ECLOSED; -EINVAL
@@ -1237,11 +1329,11 @@ BR_API int br_chan_send_until(br_chan *ch, const void *elem,
 			      int64_t deadline_ns);
 BR_API int br_chan_send_for(br_chan *ch, const void *elem, int64_t timeout_ms);
 
-/* br_chan_try_send - send if that needs no wait: 0, -EAGAIN, BR_ECLOSED.
+/** br_chan_try_send - send if that needs no wait: 0, -EAGAIN, BR_ECLOSED.
  * Context: any thread (never waits). */
 BR_API int br_chan_try_send(br_chan *ch, const void *elem);
 
-/*
+/**
  * br_chan_recv - take the oldest element of ch into out (elem_size bytes;
  * out may be NULL to drop it), waiting for one if none is there. Returns
  * 0; BR_ECLOSED once ch is closed and empty; or as the common rules say.
@@ -1250,28 +1342,37 @@ BR_API int br_chan_recv(br_chan *ch, void *out);
 BR_API int br_chan_recv_until(br_chan *ch, void *out, int64_t deadline_ns);
 BR_API int br_chan_recv_for(br_chan *ch, void *out, int64_t timeout_ms);
 
-/* br_chan_try_recv - receive if that needs no wait: 0, -EAGAIN,
+/** br_chan_try_recv - receive if that needs no wait: 0, -EAGAIN,
  * BR_ECLOSED. Context: any thread (never waits). */
 BR_API int br_chan_try_recv(br_chan *ch, void *out);
 
-/* br_chan_len, br_chan_cap - elements buffered now (a snapshot) and the
+/** br_chan_len, br_chan_cap - elements buffered now (a snapshot) and the
  * capacity, or an error. Context: any thread. */
 BR_API long br_chan_len(br_chan *ch);
 BR_API long br_chan_cap(br_chan *ch);
 
 /* br_chan_case.op */
+/** The case sends *elem on its channel. */
 #define BR_CHAN_SEND 1
+/** The case receives from its channel into elem. */
 #define BR_CHAN_RECV 2
 
-/* One case of br_chan_select(). */
+/** One case of br_chan_select(). */
 typedef struct br_chan_case {
-	br_chan *chan; /* NULL: the case is skipped (never ready) */
-	unsigned op;   /* BR_CHAN_SEND or BR_CHAN_RECV */
-	void *elem; /* send: the element; recv: where to store it (or NULL) */
-	int result; /* out: 0, or BR_ECLOSED, for the case that fired */
+	/** The channel; NULL skips the case (it is never ready). */
+	br_chan *chan;
+	/** BR_CHAN_SEND or BR_CHAN_RECV. */
+	unsigned op;
+	/**
+	 * For a send, the element to send; for a receive, where to store the
+	 * element received (or NULL to drop it).
+	 */
+	void *elem;
+	/** Out: 0 or BR_ECLOSED, set for the case that fired. */
+	int result;
 } br_chan_case;
 
-/*
+/**
  * br_chan_select - do the first of several sends and receives that can
  * proceed (Go's select).
  *
@@ -1289,12 +1390,18 @@ BR_API int br_chan_select(br_chan_case *cs, size_t n);
 BR_API int br_chan_select_until(br_chan_case *cs, size_t n,
 				int64_t deadline_ns);
 BR_API int br_chan_select_for(br_chan_case *cs, size_t n, int64_t timeout_ms);
+/** @} */
 
 /* ------------------------------------------------------------------ */
 /* Blocking pool                                                       */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
+ * @defgroup braid_blocking Blocking pool
+ * @{
+ */
+
+/**
  * br_spawn_blocking - run fn(arg) on a thread of rt's blocking pool
  * (tokio::spawn_blocking, asyncio.to_thread): for code that blocks its
  * thread, which must not run in a task.
@@ -1314,20 +1421,30 @@ BR_API int br_chan_select_for(br_chan_case *cs, size_t n, int64_t timeout_ms);
  * full, or no thread could be started), or -ENOMEM. Context: any thread.
  */
 BR_API br_future *br_spawn_blocking(br_runtime *rt, br_task_fn fn, void *arg);
+/** @} */
 
 /* ------------------------------------------------------------------ */
 /* Subprocesses                                                        */
 /* ------------------------------------------------------------------ */
 
-/* What a child's stdin, stdout or stderr is (br_exec_opts.*_mode). */
+/**
+ * @defgroup braid_subprocess Subprocesses
+ * @{
+ */
+
+/** What a child's stdin, stdout or stderr is (br_exec_opts.*_mode). */
 enum {
-	BR_EXEC_INHERIT = 0, /* the parent's own fd (the default) */
-	BR_EXEC_NULL = 1,    /* /dev/null */
-	BR_EXEC_PIPE = 2,    /* a pipe whose parent end the caller gets */
-	BR_EXEC_CAPTURE = 3, /* stdout/stderr only: collected into the future */
+	/** The parent's own fd (the default). */
+	BR_EXEC_INHERIT = 0,
+	/** /dev/null. */
+	BR_EXEC_NULL = 1,
+	/** A pipe, whose parent end the caller gets. */
+	BR_EXEC_PIPE = 2,
+	/** For stdout and stderr only: collected into the future's bytes. */
+	BR_EXEC_CAPTURE = 3,
 };
 
-/*
+/**
  * br_exec_opts - options of br_exec(); all zeros means "inherit
  * everything, no timeout". The input fields must stay valid until
  * br_exec() returns, except stdin_data (see below).
@@ -1372,12 +1489,12 @@ typedef struct br_exec_opts {
 	const void *stdin_data;
 	size_t stdin_len;
 	int64_t timeout_ms;
-	int stdin_fd;  /* out */
-	int stdout_fd; /* out */
-	int stderr_fd; /* out */
+	int stdin_fd;  /**< out */
+	int stdout_fd; /**< out */
+	int stderr_fd; /**< out */
 } br_exec_opts;
 
-/*
+/**
  * br_exec - run the program argv[0] with arguments argv (NULL-terminated)
  * as a child process (asyncio.create_subprocess_exec).
  *
@@ -1422,7 +1539,7 @@ typedef struct br_exec_opts {
 BR_API br_future *br_exec(br_runtime *rt, const char *const *argv,
 			  br_exec_opts *opts);
 
-/*
+/**
  * br_exec_status - how the child of a DONE br_exec() future ended: stores
  * its exit code in *code (-1 if it was killed by a signal) and the signal
  * in *signo (0 if it exited); either pointer may be NULL.
@@ -1432,18 +1549,21 @@ BR_API br_future *br_exec(br_runtime *rt, const char *const *argv,
  */
 BR_API int br_exec_status(const br_future *f, int *code, int *signo);
 
-/*
+/**
  * br_exec_exit_code - the child's exit code, or 128 + the signal that
  * killed it (the shell's $?), or a negative error as br_exec_status().
  * Borrows f. Context: any thread.
  */
 BR_API int br_exec_exit_code(const br_future *f);
+/** @} */
 
 /* ------------------------------------------------------------------ */
 /* Process pool                                                        */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
+ * @defgroup braid_pool Process pool
+ *
  * A pool of worker processes for CPU-bound jobs (Python's
  * multiprocessing.Pool and ProcessPoolExecutor), awaited like any task.
  *
@@ -1498,11 +1618,12 @@ BR_API int br_exec_exit_code(const br_future *f);
  * The zygote keeps a spare copy of itself; if the zygote dies, the spare
  * takes over. A worker stopped by SIGSTOP is not detected: its job waits
  * until it continues, its time limit passes, or br_cancel() kills it.
+ * @{
  */
 typedef struct br_pool br_pool;
 typedef struct br_job br_job;
 
-/*
+/**
  * br_zygote_start - fork the zygote now, for a program that will have
  * threads before its first br_runtime_new() (see above). Returns 0 (also
  * when already done), -EBUSY if the process already has other threads,
@@ -1510,7 +1631,7 @@ typedef struct br_job br_job;
  */
 BR_API int br_zygote_start(void);
 
-/*
+/**
  * br_mpi_serve - join the MPI job this program was launched in, so that
  * pools made with br_pool_config.mpi span its ranks. Call it first thing
  * in main(), before any thread starts, with main's argc and argv.
@@ -1532,19 +1653,19 @@ BR_API int br_zygote_start(void);
  */
 BR_API int br_mpi_serve(int *argc, char ***argv);
 
-/* A job: reads len bytes at in (valid for the call), writes its output
+/** A job: reads len bytes at in (valid for the call), writes its output
  * with br_job_write(), returns 0 or a negative error. Runs in a worker
  * process, on its only thread, outside any runtime. */
 typedef int (*br_job_fn)(br_job *job, const void *in, size_t len);
 
-/* A worker's initializer: arg/len are a copy of br_pool_config's init_arg
- * bytes. Returns 0, or a negative error that fails br_pool_new(). */
-
-/* How long an initializer may run when the pool has no timeout_ms. */
+/** How long an initializer may run when the pool has no timeout_ms. */
 #define BR_POOL_INIT_TIMEOUT_MS 30000
+
+/** A worker's initializer: arg/len are a copy of br_pool_config's init_arg
+ * bytes. Returns 0, or a negative error that fails br_pool_new(). */
 typedef int (*br_pool_init_fn)(const void *arg, size_t len);
 
-/*
+/**
  * br_pool_config - zero fields take the defaults.
  *
  *   workers       worker processes: default the number of online CPUs,
@@ -1581,7 +1702,7 @@ typedef struct br_pool_config {
 	int mpi;
 } br_pool_config;
 
-/*
+/**
  * br_pool_new - start a pool of worker processes for rt.
  *
  * Returns once every worker has run its initializer. Stores the pool in
@@ -1595,7 +1716,7 @@ typedef struct br_pool_config {
 BR_API int br_pool_new(br_pool **out, br_runtime *rt,
 		       const br_pool_config *cfg);
 
-/*
+/**
  * br_pool_free - cancel every job still queued or running (their futures
  * end CANCELLED), kill and reap every worker, and free the pool. Futures
  * stay valid for whoever holds them. To drain instead, await the futures
@@ -1605,7 +1726,7 @@ BR_API int br_pool_new(br_pool **out, br_runtime *rt,
  */
 BR_API void br_pool_free(br_pool *pool);
 
-/*
+/**
  * br_submit - run fn(in, len) in a worker (ProcessPoolExecutor.submit).
  * in is copied before the call returns. The future completes DONE with
  * the job's output as its bytes, or FAILED with the job's error (and
@@ -1619,12 +1740,12 @@ BR_API void br_pool_free(br_pool *pool);
 BR_API br_future *br_submit(br_pool *pool, br_job_fn fn, const void *in,
 			    size_t len);
 
-/* br_submit_timeout - br_submit() with its own time limit: > 0 ms, or 0
+/** br_submit_timeout - br_submit() with its own time limit: > 0 ms, or 0
  * for none (the pool's default does not apply). */
 BR_API br_future *br_submit_timeout(br_pool *pool, br_job_fn fn, const void *in,
 				    size_t len, int64_t timeout_ms);
 
-/*
+/**
  * br_map - run fn on each of the n items of item_size bytes at items
  * (Pool.map), chunk items per job (0: about n / (4 * workers), bounded by
  * the size of a ring slot). items is read as chunks are handed to
@@ -1640,7 +1761,7 @@ BR_API br_future *br_submit_timeout(br_pool *pool, br_job_fn fn, const void *in,
 BR_API br_future *br_map(br_pool *pool, br_job_fn fn, const void *items,
 			 size_t item_size, size_t n, size_t chunk);
 
-/*
+/**
  * br_map_result - the output of item i of a DONE br_map() future: its
  * address (NULL if i is out of range or f is not such a future) and its
  * length in *len. Valid while the caller holds f. Context: any thread.
@@ -1648,11 +1769,11 @@ BR_API br_future *br_map(br_pool *pool, br_job_fn fn, const void *items,
 BR_API const void *br_map_result(const br_future *f, size_t i, size_t *len);
 
 /* br_imap_new flags */
-#define BR_IMAP_UNORDERED 0x1u /* completion order, not input order */
+#define BR_IMAP_UNORDERED 0x1u /**< completion order, not input order */
 
 typedef struct br_imap br_imap;
 
-/*
+/**
  * br_imap_new - start running fn over items as br_map() does, and iterate
  * over the results as they come (Pool.imap, imap_unordered). items must
  * stay valid until br_imap_free(). Errors as br_map(), returned.
@@ -1662,7 +1783,7 @@ BR_API int br_imap_new(br_imap **out, br_pool *pool, br_job_fn fn,
 		       const void *items, size_t item_size, size_t n,
 		       size_t chunk, unsigned flags);
 
-/*
+/**
  * br_imap_next - wait for the next item: in input order, or with
  * BR_IMAP_UNORDERED in the order chunks complete. Stores its index in
  * *index and, if it succeeded, its output in *out and *len (valid until the
@@ -1675,21 +1796,21 @@ BR_API int br_imap_new(br_imap **out, br_pool *pool, br_job_fn fn,
 BR_API int br_imap_next(br_imap *it, size_t *index, const void **out,
 			size_t *len);
 
-/* br_imap_message - the message of the item br_imap_next last returned an
+/** br_imap_message - the message of the item br_imap_next last returned an
  * error for, "" otherwise. */
 BR_API const char *br_imap_message(const br_imap *it);
 
-/* br_imap_free - cancel what is left and free it. NULL is a no-op. */
+/** br_imap_free - cancel what is left and free it. NULL is a no-op. */
 BR_API void br_imap_free(br_imap *it);
 
-/*
+/**
  * br_job_write - append len bytes to the output of the running job.
  * Returns 0, -EINVAL (job NULL, or data NULL with len > 0), -EMSGSIZE
  * (the output would pass max_payload). Context: the job, in its worker.
  */
 BR_API int br_job_write(br_job *job, const void *data, size_t len);
 
-/*
+/**
  * br_job_fail - set the message the job's future fails with; returns
  * error, so a job can end with `return br_job_fail(job, -EINVAL, "...")`.
  * error must be negative (-EINVAL is used otherwise). message may be
@@ -1697,64 +1818,87 @@ BR_API int br_job_write(br_job *job, const void *data, size_t len);
  */
 BR_API int br_job_fail(br_job *job, int error, const char *message);
 
-/*
+/**
  * br_pool_pids - store up to n of the pool's current worker pids in pids;
  * returns how many workers the pool has, or -EINVAL / BR_EBADOBJ.
  * A pid is 0 while that worker is being replaced. Context: any thread.
  */
 BR_API int br_pool_pids(br_pool *pool, pid_t *pids, size_t n);
+/** @} */
 
 /* ------------------------------------------------------------------ */
 /* Stats and tracing                                                   */
 /* ------------------------------------------------------------------ */
 
-/*
+/**
+ * @defgroup braid_stats Stats and tracing
+ * @{
+ */
+
+/**
  * Counters of one worker (or, in br_runtime_stats.total, of the whole
  * runtime) since the runtime started. Each worker writes its own with
  * plain stores and br_stats() reads them without stopping anybody, so a
  * figure read while the runtime is busy may be a little behind; once the
- * work has ended (its futures awaited), the figures are exact. The struct is 32
- * counters long whatever the version: new counters take the place of
- * reserved ones, so its size and the fields' offsets never change.
+ * work has ended (its futures awaited), the figures are exact. The
+ * struct is 32 counters long whatever the version: new counters take the
+ * place of reserved ones, so its size and the fields' offsets never
+ * change.
  */
 typedef struct br_worker_stats {
-	/* tasks started here, children that br_await()
-	 * ran inline included; a task is counted once,
-	 * where it starts, however often it resumes */
+	/**
+	 * Tasks started here, children that br_await() ran inline included.
+	 * A task is counted once, where it starts, however often it resumes.
+	 */
 	uint64_t tasks_run;
-	/* run slices: times a task was switched in
-	 * (its first run and every resumption);
-	 * under BRAID_STATS or BRAID_TRACE only */
+	/**
+	 * Run slices: the times a task was switched in (its first run and
+	 * every resumption). Counted under BRAID_STATS or BRAID_TRACE only.
+	 */
 	uint64_t slices;
-	/* steals tried (a victim's queue looked non-empty
-	 * and a task was taken from it or lost to a
-	 * race) and won (at least one task came back) */
+	/**
+	 * Steals tried: a victim's queue looked non-empty, and a task was
+	 * taken from it or lost to a race.
+	 */
 	uint64_t steals_tried;
+	/** Steals won: at least one task came back. */
 	uint64_t steals_won;
-	/* times the worker slept in its ring wait (or
-	 * ppoll without io_uring), and how many of those
-	 * sleeps were ended by another thread handing it
-	 * work rather than by its own I/O or timers */
+	/**
+	 * Times the worker slept in its ring wait (or in ppoll without
+	 * io_uring).
+	 */
 	uint64_t parks;
+	/**
+	 * Those sleeps that another thread ended by handing the worker work,
+	 * rather than its own I/O or timers.
+	 */
 	uint64_t wakeups;
-	/* ring operations of tasks submitted here and
-	 * their final completions reaped here (multishot
-	 * accepts and receives are not counted) */
+	/**
+	 * Ring operations of tasks submitted here. Multishot accepts and
+	 * receives are not counted.
+	 */
 	uint64_t io_submitted;
+	/**
+	 * Final completions of those operations reaped here. Multishot
+	 * accepts and receives are not counted.
+	 */
 	uint64_t io_completed;
-	/* timers that fired: sleeps and deadlines that
-	 * woke a task, and br_call_later callbacks */
+	/**
+	 * Timers that fired: sleeps and deadlines that woke a task, and
+	 * br_call_later() callbacks.
+	 */
 	uint64_t timers_fired;
-	/* br_spawn_blocking() calls made from here */
+	/** br_spawn_blocking() calls made from here. */
 	uint64_t blocking_calls;
-	/* process-pool jobs finished and handed back */
+	/** Process-pool jobs finished and handed back. */
 	uint64_t proc_jobs;
-	/* run slices the stall detector reported */
+	/** Run slices that the stall detector reported. */
 	uint64_t stalls;
+	/** Room for later counters; br_stats() stores 0 there. */
 	uint64_t reserved[20];
 } br_worker_stats;
 
-/*
+/**
  * What br_stats() fills. The caller provides the array for the per-worker
  * figures (or none), so the struct stays small whatever the worker count.
  *
@@ -1772,7 +1916,7 @@ typedef struct br_runtime_stats {
 	br_worker_stats total;
 } br_runtime_stats;
 
-/*
+/**
  * br_stats - read rt's counters into *stats (see br_runtime_stats).
  *
  * Counting costs each worker a few plain increments of its own memory.
@@ -1790,11 +1934,12 @@ typedef struct br_runtime_stats {
  * is reported once per run slice, while it is still running, as
  *   braid: stall: task 1.57 (crunch in ./prog+0x1234) has held worker 1
  *          for 26 ms (threshold 25 ms)
- * The task id is <worker where it started>.<its start count there>; the
- * function is named through dladdr(), which needs -rdynamic for functions
- * of the program itself (otherwise the object and offset are given, for
- * addr2line). A child run inline by br_await() is reported under the task
- * that awaited it. Loop callbacks (br_call_soon) are not watched.
+ * The task id is W.N, where W is the worker where it started and N its
+ * start count there; the function is named through dladdr(), which
+ * needs -rdynamic for functions of the program itself (otherwise the
+ * object and offset are given, for addr2line). A child run inline by
+ * br_await() is reported under the task that awaited it. Loop callbacks
+ * (br_call_soon) are not watched.
  *
  * BRAID_TRACE=file.json writes a Chrome trace-event timeline of the
  * runtime when br_runtime_free() runs: each task's run slices on its
@@ -1809,6 +1954,7 @@ typedef struct br_runtime_stats {
  * Context: any thread.
  */
 BR_API int br_stats(br_runtime *rt, br_runtime_stats *stats);
+/** @} */
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,8 @@
  * must answer pipelined requests in order with correct lengths, and meet
  * malformed requests with 400 and a closed connection, never a crash.
  * The subprocess example must print its pipeline and gathered results.
+ * Every example prints its usage on stdout and exits 0 for --help, and
+ * on stderr with status 2 for an option it does not know.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -320,5 +322,77 @@ Test(examples, parallel_primes_counts_right_on_every_worker, .timeout = 60.0)
 	cr_assert_eq(workers, 2, "%s", text);
 	free(text);
 	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+/* Every example, as its users start it. */
+static const char *const examples[] = { "asyncio_tour", "echo_server",
+					"http_server",	"parallel_primes",
+					"pipeline",	"subprocess",
+					"trace_tour" };
+
+/* Run example name with one argument; return its exit code and what it
+ * wrote to stdout (keep 1) or stderr (keep 2), the other going to
+ * /dev/null. */
+static int run_example(br_runtime *rt, const char *name, const char *arg,
+		       int keep, char **text)
+{
+	const char *argv[] = { example_path(name), arg, NULL };
+	br_exec_opts o = {
+		.stdout_mode = keep == 1 ? BR_EXEC_CAPTURE : BR_EXEC_NULL,
+		.stderr_mode = keep == 2 ? BR_EXEC_CAPTURE : BR_EXEC_NULL,
+	};
+	const char *out;
+	size_t len;
+	br_future *f;
+	int code;
+
+	f = br_exec(rt, argv, &o);
+	t_await_value(f);
+	code = br_exec_exit_code(f);
+	out = br_future_bytes(f, &len);
+	*text = strndup(out ? out : "", len);
+	cr_assert_not_null(*text);
+	br_future_release(f);
+	return code;
+}
+
+Test(examples, every_example_prints_its_usage_on_stdout_for_help,
+     .timeout = 30.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	char *text;
+
+	for (size_t i = 0; i < sizeof(examples) / sizeof(examples[0]); i++) {
+		cr_assert_eq(run_example(rt, examples[i], "--help", 1, &text),
+			     0, "%s --help", examples[i]);
+		cr_assert(!strncmp(text, "usage: ", 7), "%s --help:\n%s",
+			  examples[i], text);
+		free(text);
+	}
+	br_runtime_free(rt);
+}
+
+Test(examples, every_example_refuses_an_unknown_option_with_status_2,
+     .timeout = 30.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	char *text;
+
+	for (size_t i = 0; i < sizeof(examples) / sizeof(examples[0]); i++) {
+		/* The usage goes to stderr, and nothing to stdout: the
+		 * program did not start its work. */
+		cr_assert_eq(run_example(rt, examples[i], "--no-such-option", 2,
+					 &text),
+			     2, "%s --no-such-option", examples[i]);
+		cr_assert(strstr(text, "usage: "), "%s --no-such-option:\n%s",
+			  examples[i], text);
+		free(text);
+		cr_assert_eq(run_example(rt, examples[i], "--no-such-option", 1,
+					 &text),
+			     2);
+		cr_assert_str_eq(text, "", "%s wrote to stdout", examples[i]);
+		free(text);
+	}
 	br_runtime_free(rt);
 }

@@ -4,7 +4,9 @@
  * a tiny run of it (every workload under every model, the Python ones
  * when python3 is there) writes valid JSON in which every figure is
  * positive and the models agree on their results, and draws its plots
- * when gnuplot is there; its verdict line follows the figures it is given
+ * when gnuplot is there, and reports each measurement on stderr as it
+ * goes; it answers --help and refuses an unknown option; its verdict line
+ * follows the figures it is given
  * (the winner, the ratios, ties, missing figures); its summary statistics
  * are right.
  */
@@ -144,10 +146,11 @@ static int have(const char *prog)
 Test(models, tiny_run_has_every_model_and_workload_with_positive_figures,
      .timeout = 120)
 {
-	static char exe[4096], tool[4200], json[200], out[200], png[200];
+	static char exe[4096], tool[4200], json[200], out[200], err[200],
+		png[200];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	posix_spawn_file_actions_t fa;
-	char *argv[16], *text;
+	char *argv[16], *text, *progress;
 	int st, python, i = 0;
 	pid_t pid;
 
@@ -160,6 +163,7 @@ Test(models, tiny_run_has_every_model_and_workload_with_positive_figures,
 	cr_assert_not_null(mkdtemp(dir));
 	snprintf(json, sizeof(json), "%s/models.json", dir);
 	snprintf(out, sizeof(out), "%s/out.txt", dir);
+	snprintf(err, sizeof(err), "%s/err.txt", dir);
 	argv[i++] = tool;
 	argv[i++] = (char *)"--scale";
 	argv[i++] = (char *)"0.01";
@@ -174,12 +178,15 @@ Test(models, tiny_run_has_every_model_and_workload_with_positive_figures,
 	argv[i] = NULL;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT, 0644);
+	posix_spawn_file_actions_addopen(&fa, 2, err, O_WRONLY | O_CREAT, 0644);
 	cr_assert_eq(posix_spawn(&pid, tool, &fa, NULL, argv, environ), 0);
 	posix_spawn_file_actions_destroy(&fa);
 	cr_assert_eq(waitpid(pid, &st, 0), pid);
 	text = t_read_file(out, NULL);
+	progress = t_read_file(err, NULL);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-		  "bench/models failed (status %d):\n%s", st, text);
+		  "bench/models failed (status %d):\n%s\n%s", st, text,
+		  progress);
 	free(text);
 
 	text = t_read_file(json, NULL);
@@ -200,6 +207,12 @@ Test(models, tiny_run_has_every_model_and_workload_with_positive_figures,
 
 			if (models_models[m].python && !python)
 				continue;
+			snprintf(key, sizeof(key), ": %s under %s ... ",
+				 models_workload_names[w],
+				 models_models[m].name);
+			cr_assert_not_null(strstr(progress, key),
+					   "no progress line with '%s' in:\n%s",
+					   key, progress);
 			p = result_line(text, models_workload_names[w],
 					models_models[m].name);
 			cr_assert_not_null(strstr(p, "\"ok\": true"), "%.200s",
@@ -232,6 +245,7 @@ Test(models, tiny_run_has_every_model_and_workload_with_positive_figures,
 		}
 	}
 	free(text);
+	free(progress);
 	if (have("gnuplot"))
 		for (int w = 0; w < MW_COUNT; w++) {
 			struct stat sb;
@@ -241,6 +255,65 @@ Test(models, tiny_run_has_every_model_and_workload_with_positive_figures,
 			cr_assert_eq(stat(png, &sb), 0, "no %s", png);
 			cr_assert_gt(sb.st_size, 1000);
 		}
+	rm_rf(dir);
+}
+
+/* Run bench/models with one argument, its stdout and stderr into files
+ * of dir; return its exit status (or -1 if it did not exit). */
+static int run_tool_with(const char *arg, char **out, char **err)
+{
+	static char exe[4096], tool[4200], o[200], e[200];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	char *argv[] = { tool, (char *)arg, NULL };
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	int st;
+
+	cr_assert_gt(n, 0);
+	exe[n] = '\0';
+	*strrchr(exe, '/') = '\0'; /* .../tests */
+	snprintf(tool, sizeof(tool), "%s/../bench/models", exe);
+	if (access(tool, X_OK) != 0)
+		cr_skip_test("%s is not built", tool);
+	snprintf(o, sizeof(o), "%s/out.txt", dir);
+	snprintf(e, sizeof(e), "%s/err.txt", dir);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, o,
+					 O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	posix_spawn_file_actions_addopen(&fa, 2, e,
+					 O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert_eq(posix_spawn(&pid, tool, &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	*out = t_read_file(o, NULL);
+	*err = t_read_file(e, NULL);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(models, help_prints_the_usage_on_stdout_and_exits_0, .timeout = 10)
+{
+	char *out, *err;
+
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert_eq(run_tool_with("--help", &out, &err), 0, "%s", err);
+	cr_assert(!strncmp(out, "usage: models ", 14), "%s", out);
+	cr_assert_str_eq(err, "");
+	free(out);
+	free(err);
+	rm_rf(dir);
+}
+
+Test(models, an_unknown_option_prints_the_usage_on_stderr_and_exits_2,
+     .timeout = 10)
+{
+	char *out, *err;
+
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert_eq(run_tool_with("--no-such-option", &out, &err), 2);
+	cr_assert_str_eq(out, "", "measured something: %s", out);
+	cr_assert(strstr(err, "usage: models "), "%s", err);
+	free(out);
+	free(err);
 	rm_rf(dir);
 }
 

@@ -359,6 +359,32 @@ Test(runtime, version_string_matches_the_macros, .timeout = 10.0)
 	cr_assert_str_eq(br_version_string(), want);
 }
 
+/* A program compares versions in the preprocessor with BR_VERSION_HEX. */
+#if BR_VERSION_HEX < 0x000100 || BR_VERSION_HEX > 0xffffff
+#error "BR_VERSION_HEX is not usable in #if"
+#endif
+
+Test(runtime, version_hex_agrees_with_the_string_and_the_macros,
+     .timeout = 10.0)
+{
+	unsigned major, minor, patch;
+
+	cr_assert_eq(sscanf(br_version_string(), "%u.%u.%u", &major, &minor,
+			    &patch),
+		     3);
+	cr_assert_eq(major, BR_VERSION_MAJOR);
+	cr_assert_eq(minor, BR_VERSION_MINOR);
+	cr_assert_eq(patch, BR_VERSION_PATCH);
+	cr_assert_lt(minor, 256);
+	cr_assert_lt(patch, 256);
+	cr_assert_eq(BR_VERSION_HEX, (major << 16) | (minor << 8) | patch,
+		     "BR_VERSION_HEX is %#x for version %s", BR_VERSION_HEX,
+		     br_version_string());
+	cr_assert_eq(BR_VERSION_HEX >> 16, BR_VERSION_MAJOR);
+	cr_assert_eq((BR_VERSION_HEX >> 8) & 0xff, BR_VERSION_MINOR);
+	cr_assert_eq(BR_VERSION_HEX & 0xff, BR_VERSION_PATCH);
+}
+
 /* ------------------------------------------------------------------ */
 /* Wake-ups                                                            */
 /* ------------------------------------------------------------------ */

@@ -11,6 +11,9 @@
 #   make test-asan      test-unit in the asan variant
 #   make test-tsan      the concurrency programs in the tsan variant
 #   make test-valgrind  release programs under valgrind (optional)
+#   make test-install   tests/install_check.sh: a staged make install, a
+#                       program built against it with pkg-config and with
+#                       CMake, the man pages (with Doxygen), uninstall
 #   make stress         the stress programs at full scale
 #
 # STRESS_SCALE sets BRAID_STRESS_SCALE for test-unit and test-tsan (default
@@ -56,7 +59,7 @@ done;
 endef
 
 .PHONY: test check test-unit test-asan test-tsan test-valgrind stress \
-	test-fallbacks
+	test-fallbacks test-install
 
 $(B)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
@@ -97,6 +100,7 @@ test:
 	$(Q)$(MAKE) --no-print-directory format-check
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-unit
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-fallbacks
+	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-install
 	$(Q)$(MAKE) --no-print-directory VARIANT=asan WERROR=1 test-unit
 	$(Q)$(MAKE) --no-print-directory VARIANT=tsan WERROR=1 test-tsan
 	$(if $(filter %tests/cross.mk,$(MAKEFILE_LIST)),$(Q)$(MAKE) --no-print-directory test-cross)
@@ -154,6 +158,10 @@ else
 test-valgrind:
 	$(Q)$(MAKE) --no-print-directory VARIANT=release test-valgrind
 endif
+
+# The script runs make install and uninstall itself, with this variant.
+test-install: $(B)/libbraid.a $(B)/libbraid.so
+	$(Q)MAKE="$(MAKE)" CC="$(CC)" VARIANT=$(VARIANT) tests/install_check.sh
 
 stress: $(STRESS_BIN)
 	$(Q)fail=0; \
