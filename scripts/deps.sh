@@ -9,7 +9,9 @@
 # Required packages (build and `make test`; cmake for the test that
 # builds a program against an installed braid with find_package) are
 # checked first; optional groups (cross-architecture check, bench peers,
-# bench tools, docs: Doxygen for `make docs` and the man pages) after. Each
+# bench tools, docs: Doxygen for `make docs` and the man pages; mpi:
+# Open MPI for libbraid-mpi and its tests; mpi-peers: mpi4py and Dask for
+# the cluster benchmark) after. Each
 # package is checked with dpkg-query, so when everything is present the
 # script prints nothing, makes no network access and exits 0 at once.
 #
@@ -32,7 +34,9 @@ required="build-essential pkg-config liburing-dev libcriterion-dev
 optional_groups="cross:gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 peers:libtbb-dev golang-go libuv1-dev wrk nginx
 bench-tools:python3 gnuplot-nox
-docs:doxygen"
+docs:doxygen
+mpi:libopenmpi-dev openmpi-bin
+mpi-peers:python3-mpi4py python3-distributed"
 
 # is_installed PKG: true if dpkg says PKG is installed. qemu-user is also
 # satisfied by qemu-user-static, which provides qemu-aarch64-static.

@@ -279,16 +279,24 @@ static void check_faults(void)
 
 /* ---- a rank that dies ---- */
 
+static int64_t ended_at[64];
+
+static void note_end(br_future *f, void *arg)
+{
+	ended_at[(intptr_t)arg] = br_now_ns();
+}
+
 static void check_recovery(int victim)
 {
 	enum {
-		N = 64
+		N = 32
 	};
-	uint32_t ms = 3000, short_ms = 5;
+	uint32_t ms = 1000, short_ms = 5;
 	br_future *fs[N];
 	pid_t server = 0;
 	int64_t t0;
 	int died = 0, ok = 0;
+	int64_t slowest = 0;
 
 	/* Find the victim rank's server process, a job's parent there:
 	 * jobs beyond the local workers' share go to other ranks. */
@@ -308,8 +316,10 @@ static void check_recovery(int victim)
 	CHECK(server > 0, "no job ran on rank %d", victim);
 	if (server <= 0)
 		return;
-	for (int i = 0; i < N; i++)
+	for (int i = 0; i < N; i++) {
 		fs[i] = br_submit(pool, nap_job, &ms, sizeof(ms));
+		br_future_on_done(fs[i], note_end, (void *)(intptr_t)i);
+	}
 	usleep(300 * 1000);
 	CHECK(kill(server, SIGKILL) == 0, "kill rank %d", victim);
 	t0 = br_now_ns();
@@ -321,9 +331,12 @@ static void check_recovery(int victim)
 		if (r == BR_EWORKERDIED &&
 		    strstr(br_future_message(fs[i]), want)) {
 			died++;
-			CHECK(br_now_ns() - t0 < 2500 * 1000000LL,
+			CHECK(ended_at[i] - t0 < 2000 * 1000000LL,
 			      "failed %lld ms after the kill",
-			      (long long)((br_now_ns() - t0) / 1000000));
+			      (long long)((ended_at[i] - t0) / 1000000));
+			slowest = ended_at[i] - t0 > slowest ?
+					  ended_at[i] - t0 :
+					  slowest;
 		} else {
 			CHECK(r == 0, "job %d: %d (%s)", i, r,
 			      br_future_message(fs[i]));
@@ -343,9 +356,9 @@ static void check_recovery(int victim)
 		br_future_release(f);
 	}
 	if (!failures)
-		printf("mpi: recovery ok (%d jobs failed with rank %d, %d "
-		       "ran elsewhere)\n",
-		       died, victim, ok);
+		printf("mpi: recovery ok (%d jobs failed with rank %d at most "
+		       "%lld ms after it died, %d ran elsewhere)\n",
+		       died, victim, (long long)(slowest / 1000000), ok);
 }
 
 static int count_fds(void)
@@ -387,7 +400,8 @@ int main(int argc, char **argv)
 	}
 	br_pool_free(pool);
 	br_runtime_free(rt);
-	CHECK(count_fds() == fds, "descriptors %d -> %d", fds, count_fds());
+	/* Fewer is MPI's: it closes its connection to a dead rank. */
+	CHECK(count_fds() <= fds, "descriptors %d -> %d", fds, count_fds());
 	if (failures) {
 		fprintf(stderr, "mpi_pool: %d checks failed\n", failures);
 		return 1;

@@ -101,6 +101,7 @@ test:
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-unit
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-fallbacks
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-install
+	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-mpi
 	$(Q)$(MAKE) --no-print-directory VARIANT=asan WERROR=1 test-unit
 	$(Q)$(MAKE) --no-print-directory VARIANT=tsan WERROR=1 test-tsan
 	$(if $(filter %tests/cross.mk,$(MAKEFILE_LIST)),$(Q)$(MAKE) --no-print-directory test-cross)

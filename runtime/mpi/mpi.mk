@@ -71,3 +71,30 @@ else
 test-mpi:
 	@echo "  MPI     skipped: no $(MPICC) (Debian: libopenmpi-dev openmpi-bin)"
 endif
+
+# Installed beside libbraid, with a pkg-config file of its own, so that
+# only programs that ask for braid-mpi link MPI.
+.PHONY: install-mpi uninstall-mpi
+install: install-mpi
+uninstall: uninstall-mpi
+ifeq ($(HAVE_MPI),1)
+install-mpi: $(MPI_LIBS)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 $(B)/libbraid-mpi.a $(DESTDIR)$(LIBDIR)/libbraid-mpi.a
+	install -m 755 $(B)/libbraid-mpi.so \
+		$(DESTDIR)$(LIBDIR)/libbraid-mpi.so.$(BR_VERSION)
+	ln -sf libbraid-mpi.so.$(BR_VERSION) \
+		$(DESTDIR)$(LIBDIR)/libbraid-mpi.so.$(BR_MAJOR)
+	ln -sf libbraid-mpi.so.$(BR_MAJOR) $(DESTDIR)$(LIBDIR)/libbraid-mpi.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(PC_LIBDIR)|' \
+	    -e 's|@INCDIR@|$(PC_INCDIR)|' -e 's|@VERSION@|$(BR_VERSION)|' \
+	    runtime/mpi/braid-mpi.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/braid-mpi.pc
+else
+install-mpi:
+	@echo "  INSTALL libbraid-mpi skipped: no $(MPICC)"
+endif
+uninstall-mpi:
+	rm -f $(DESTDIR)$(LIBDIR)/libbraid-mpi.a $(DESTDIR)$(LIBDIR)/libbraid-mpi.so \
+	      $(DESTDIR)$(LIBDIR)/libbraid-mpi.so.$(BR_MAJOR) \
+	      $(DESTDIR)$(LIBDIR)/libbraid-mpi.so.$(BR_VERSION) \
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/braid-mpi.pc
