@@ -35,7 +35,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "remote.h"
@@ -69,68 +68,27 @@ struct sfn {
 	uint64_t offset;
 };
 
-struct sendbuf {
-	MPI_Request req;
-	struct sendbuf *next;
-	char data[];
-};
-
 static struct {
 	br_runtime *rt;
 	struct spool *pools;
 	struct sjob *running;
 	struct sfn *fns; /* by id */
 	size_t nfns;
-	struct sendbuf *sends;
+	struct br__mpi_out *sends;
 	pthread_mutex_t lock;
 	struct sjob *done, **done_tail; /* under lock */
 	_Atomic uint32_t bell, sleeping;
 	int bye;
 } S = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void send_to_0(const void *msg, size_t len, int tag)
 {
-	struct sendbuf *b = malloc(sizeof(*b) + len);
-
-	if (!b)
-		return;
-	memcpy(b->data, msg, len);
-	if (MPI_Isend(b->data, (int)len, MPI_BYTE, 0, tag, br__mpi_comm,
-		      &b->req) != MPI_SUCCESS) {
-		free(b);
-		return;
-	}
-	b->next = S.sends;
-	S.sends = b;
+	br__mpi_send_copy(&S.sends, 0, tag, msg, len);
 }
 
 static int test_sends(void)
 {
-	struct sendbuf **pp = &S.sends;
-	int n = 0;
-
-	while (*pp) {
-		struct sendbuf *b = *pp;
-		int done = 0;
-
-		MPI_Test(&b->req, &done, MPI_STATUS_IGNORE);
-		if (done) {
-			*pp = b->next;
-			free(b);
-			n++;
-		} else {
-			pp = &b->next;
-		}
-	}
-	return n;
+	return br__mpi_test(&S.sends, NULL);
 }
 
 /* ---- pools ---- */
@@ -344,17 +302,25 @@ static void on_cancel(const struct mw_head *h, const char *body, size_t len)
 	}
 }
 
-/* Send back what completed, in batches. Returns how many. */
-static int send_results(void)
+/* Take every completed job off the queue, in order. */
+static struct sjob *take_done(void)
 {
 	struct sjob *done;
-	int sent = 0;
 
 	pthread_mutex_lock(&S.lock);
 	done = S.done;
 	S.done = NULL;
 	S.done_tail = &S.done;
 	pthread_mutex_unlock(&S.lock);
+	return done;
+}
+
+/* Send back what completed, in batches. Returns how many. */
+static int send_results(void)
+{
+	struct sjob *done = take_done();
+	int sent = 0;
+
 	while (done) {
 		struct mw_head h = { MW_RESULTS, done->pool, 0, 0 };
 		size_t len = sizeof(h), n = 0;
@@ -423,13 +389,8 @@ static int send_results(void)
 /* Forget what completed, sending nothing. */
 static void drop_results(void)
 {
-	struct sjob *done;
+	struct sjob *done = take_done();
 
-	pthread_mutex_lock(&S.lock);
-	done = S.done;
-	S.done = NULL;
-	S.done_tail = &S.done;
-	pthread_mutex_unlock(&S.lock);
 	while (done) {
 		struct sjob *next = done->done_next;
 
@@ -443,28 +404,17 @@ static void drop_results(void)
 
 static int receive(void)
 {
-	int n = 0;
+	int n = 0, src, tag;
+	size_t len;
+	char *buf;
 
-	while (!S.bye) {
-		MPI_Status st;
-		int flag = 0, count = 0;
-		char *buf;
+	while (!S.bye && (buf = br__mpi_recv(0, &src, &tag, &len))) {
 		struct mw_head h;
 
-		if (MPI_Iprobe(0, MPI_ANY_TAG, br__mpi_comm, &flag, &st) !=
-			    MPI_SUCCESS ||
-		    !flag)
-			break;
-		MPI_Get_count(&st, MPI_BYTE, &count);
-		buf = malloc(count > 0 ? (size_t)count : 1);
-		if (!buf)
-			break;
-		MPI_Recv(buf, count, MPI_BYTE, 0, st.MPI_TAG, br__mpi_comm,
-			 MPI_STATUS_IGNORE);
 		n++;
-		if ((size_t)count >= sizeof(h)) {
+		if (len >= sizeof(h)) {
 			const char *body = buf + sizeof(h);
-			size_t blen = (size_t)count - sizeof(h);
+			size_t blen = len - sizeof(h);
 
 			memcpy(&h, buf, sizeof(h));
 			switch (h.type) {
@@ -504,7 +454,7 @@ void br__mpi_serve_forever(void)
 						.flags = BR_CONFIG_QUIET }) < 0)
 		S.rt = NULL; /* every pool start then fails, and says so */
 	while (!S.bye) {
-		int64_t now = now_ns();
+		int64_t now = br__mpi_now();
 		int n = receive();
 
 		n += send_results();
