@@ -252,7 +252,8 @@ static int http_length(const char *v, size_t n, uint64_t *out)
  * the status to answer, or HTTP_MORE if the head is not all in yet (and
  * the bytes so far are not wrong). With 200, 404 or 405, *rq describes
  * the request; with an error status (400, 413, 431, 501) rq->close is
- * set and the rest of *rq is meaningless.
+ * set, rq->head_only is not (an error answer has its body) and the rest
+ * of *rq is meaningless.
  */
 static int http_parse(const char *p, size_t n, struct http_req *rq)
 {
@@ -267,6 +268,7 @@ static int http_parse(const char *p, size_t n, struct http_req *rq)
 	int i;
 
 	rq->close = 1;
+	rq->head_only = 0;
 	if (n > HTTP_HEAD_MAX)
 		n = HTTP_HEAD_MAX;
 	e = p + n;
@@ -402,7 +404,7 @@ static size_t http_serve(const char *buf, size_t n, uint64_t *skip,
 		status = http_parse(buf + used, n - used, &rq);
 		if (status == HTTP_MORE)
 			break;
-		http_answer(o, status, status < 400 && rq.head_only, rq.close);
+		http_answer(o, status, rq.head_only, rq.close);
 		if (rq.close) {
 			*verdict = HTTP_CLOSE;
 			break;
