@@ -143,7 +143,7 @@ uninstall:
 	      $(DESTDIR)$(LIBDIR)/libbraid.so.$(BR_MAJOR).$(BR_MINOR).$(BR_PATCH) \
 	      $(DESTDIR)$(LIBDIR)/pkgconfig/braid.pc
 
-FORMAT_SRC = $(wildcard runtime/*.[ch] include/*.h tests/*.[ch] bench/*.[ch] bench/peers/*.[ch] examples/*.[ch])
+FORMAT_SRC = $(wildcard runtime/*.[ch] include/*.h tests/*.[ch] tests/fuzz/*.[ch] bench/*.[ch] bench/peers/*.[ch] examples/*.[ch])
 format:
 	clang-format -i $(FORMAT_SRC)
 format-check:

@@ -67,6 +67,11 @@
 #ifndef HTTP_OUT_MAX
 #define HTTP_OUT_MAX 65536 /* answers gathered before they are sent */
 #endif
+/* Called by http_input() with the bytes of in->buf about to be parsed;
+ * the fuzz target makes the rest of the buffer unreadable with it. */
+#ifndef HTTP_INPUT_BOUNDS
+#define HTTP_INPUT_BOUNDS(buf, n, cap) ((void)0)
+#endif
 
 #define HTTP_MORE (-1) /* http_parse(): the head is not all in yet */
 
@@ -439,6 +444,7 @@ static int http_input(struct http_in *in, const char *got, size_t k,
 			memcpy(in->buf + in->have, got, k);
 		data = in->buf;
 		n = in->have += k;
+		HTTP_INPUT_BOUNDS(in->buf, n, sizeof(in->buf));
 	}
 	used = http_serve(data, n, &in->skip, o, &verdict);
 	in->have = n - used;

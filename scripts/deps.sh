@@ -7,7 +7,8 @@
 # Usage: scripts/deps.sh   (also run by `make deps`, `make demo` and CI)
 #
 # Required packages (build and `make test`) are checked first; optional
-# groups (cross-architecture check, bench peers, bench tools) after. Each
+# groups (cross-architecture check, bench peers, bench tools, the
+# libFuzzer targets of `make fuzz`) after. Each
 # package is checked with dpkg-query, so when everything is present the
 # script prints nothing, makes no network access and exits 0 at once.
 #
@@ -29,7 +30,8 @@ required="build-essential pkg-config liburing-dev libcriterion-dev
 # Optional groups, one per line: a name, a colon, then its packages.
 optional_groups="cross:gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 peers:libtbb-dev golang-go libuv1-dev wrk nginx
-bench-tools:python3 gnuplot-nox"
+bench-tools:python3 gnuplot-nox
+fuzz:clang libclang-rt-14-dev"
 
 # is_installed PKG: true if dpkg says PKG is installed. qemu-user is also
 # satisfied by qemu-user-static, which provides qemu-aarch64-static.
