@@ -233,6 +233,21 @@ static void http_connection(const char *v, size_t n, int *close, int *keep)
 	}
 }
 
+/* Whether field name p[0..n) is lower (lower case letters and '-'),
+ * ignoring case. The name is all tchar, and for those, c | 0x20 folds
+ * only the upper case letters onto what lower holds. */
+static int http_name_is(const char *p, size_t n, const char *lower, size_t len)
+{
+	size_t i;
+
+	if (n != len)
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((p[i] | 0x20) != lower[i])
+			return 0;
+	return 1;
+}
+
 /* Content-Length's value: 1*DIGIT, at most 2^64 - 1. 0 or -1. */
 static int http_length(const char *v, size_t n, uint64_t *out)
 {
@@ -287,11 +302,15 @@ static int http_parse(const char *p, size_t n, struct http_req *rq)
 		return 400;
 	mlen = (size_t)(q++ - p);
 	target = q;
+	if (q == e)
+		return HTTP_END;
+	if (*q != '/') /* origin form only */
+		return 400;
 	while (q < e && http_is(*q, HTTP_CU))
 		q++;
 	if (q == e)
 		return HTTP_END;
-	if (*q != ' ' || q == target || *target != '/')
+	if (*q != ' ')
 		return 400;
 	tlen = (size_t)(q++ - target);
 	for (i = 0; i < 10; i++, q++) {
@@ -343,13 +362,12 @@ static int http_parse(const char *p, size_t n, struct http_req *rq)
 		if (*q++ != '\n')
 			return 400;
 
-		if (nlen == 4 && !strncasecmp(name, "host", 4)) {
+		if (http_name_is(name, nlen, "host", 4)) {
 			if (++hosts > 1)
 				return 400;
-		} else if (nlen == 10 && !strncasecmp(name, "connection", 10)) {
+		} else if (http_name_is(name, nlen, "connection", 10)) {
 			http_connection(v, vlen, &close, &keep);
-		} else if (nlen == 14 &&
-			   !strncasecmp(name, "content-length", 14)) {
+		} else if (http_name_is(name, nlen, "content-length", 14)) {
 			uint64_t l;
 
 			if (http_length(v, vlen, &l) < 0 ||
@@ -357,8 +375,7 @@ static int http_parse(const char *p, size_t n, struct http_req *rq)
 				return 400;
 			len = l;
 			has_len = 1;
-		} else if (nlen == 17 &&
-			   !strncasecmp(name, "transfer-encoding", 17)) {
+		} else if (http_name_is(name, nlen, "transfer-encoding", 17)) {
 			te = 1;
 		}
 	}
