@@ -206,7 +206,7 @@ $(DOCS)/.stamp: include/braid.h docs/Doxyfile
 	$(Q)if [ -s $(DOCS)/warnings.log ]; then cat $(DOCS)/warnings.log >&2; fi
 	$(Q)touch $@
 
-FORMAT_SRC = $(wildcard runtime/*.[ch] runtime/mpi/*.[ch] include/*.h tests/*.[ch] tests/install/*.c bench/*.[ch] bench/peers/*.[ch] examples/*.[ch])
+FORMAT_SRC = $(wildcard runtime/*.[ch] runtime/mpi/*.[ch] include/*.h tests/*.[ch] tests/install/*.c tests/fuzz/*.[ch] bench/*.[ch] bench/peers/*.[ch] examples/*.[ch])
 format:
 	clang-format -i $(FORMAT_SRC)
 format-check:
