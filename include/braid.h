@@ -886,14 +886,19 @@ BR_API void br_acceptor_free(br_acceptor *a);
  * costs no SQE per receive and holds no buffer while idle. The data is
  * lent, not copied. Without io_uring, without multishot recv or buffer
  * rings in the kernel, or from a plain thread, each call is a br_recv()
- * into the reader's own buffer.
+ * into the reader's own buffer; on a pipe, a file or a terminal, a
+ * br_read(). The StreamReader verbs (readline, readuntil, readexactly)
+ * read on top of it and keep what follows what they return for the next
+ * call of any of them, br_reader_recv() included.
  */
 typedef struct br_reader br_reader;
 
 /**
- * br_reader_new - a reader for connected socket fd, which it borrows
- * (close fd after br_reader_free). Returns 0, -EINVAL (out NULL), -EBADF
- * (fd < 0), -ENOMEM. Context: any thread.
+ * br_reader_new - a reader for fd, a connected socket or any descriptor
+ * open for reading (pipe, file at its current position, terminal), which
+ * it borrows (close fd after br_reader_free). Returns 0, -EINVAL (out
+ * NULL), -EBADF (fd < 0, not open for reading, a directory), the error of
+ * fcntl or fstat, -ENOMEM. Context: any thread.
  */
 BR_API int br_reader_new(br_reader **out, int fd);
 
@@ -912,6 +917,34 @@ BR_API int br_reader_new(br_reader **out, int fd);
 BR_API ssize_t br_reader_recv(br_reader *r, const void **data);
 
 /**
+ * br_reader_readuntil - read up to and including the first dlen bytes
+ * equal to delim (asyncio's StreamReader.readuntil): copies them into buf
+ * and returns their length, at most max. Returns -EMSGSIZE if the
+ * delimiter is not within the first max bytes, 0 at the end of the stream
+ * with nothing pending, -EPIPE if the stream ends before a delimiter, or
+ * the receive's error; in each of these cases every byte received stays
+ * readable by the next call. -EINVAL (r, delim or buf NULL, dlen 0),
+ * BR_EBADOBJ. Context: as br_reader_recv.
+ */
+BR_API ssize_t br_reader_readuntil(br_reader *r, const void *delim, size_t dlen,
+				   void *buf, size_t max);
+
+/**
+ * br_reader_readline - br_reader_readuntil() with a newline as the
+ * delimiter, but a last line without its newline is returned whole at the
+ * end of the stream, as asyncio's readline does. Context: as
+ * br_reader_recv.
+ */
+BR_API ssize_t br_reader_readline(br_reader *r, void *buf, size_t max);
+
+/**
+ * br_reader_readexactly - read exactly n bytes into buf and return n, or
+ * -EPIPE if the stream ends first (what came stays readable), or the
+ * receive's error. Context: as br_reader_recv.
+ */
+BR_API ssize_t br_reader_readexactly(br_reader *r, void *buf, size_t n);
+
+/**
  * br_reader_free - stop receiving, give the buffers back and free r;
  * waits for the kernel to let go of it. Bytes received but not yet taken
  * are dropped. No call may be in progress on r, and a reader a task has
@@ -922,8 +955,9 @@ BR_API ssize_t br_reader_recv(br_reader *r, const void **data);
 BR_API void br_reader_free(br_reader *r);
 
 /**
- * Writers: a stream socket's outgoing bytes, copied and sent in order by
- * one IORING_OP_SEND at a time on the ring of the writer's worker, while
+ * Writers: a descriptor's outgoing bytes (a stream socket, a pipe, a file,
+ * a terminal), copied and sent in order by one IORING_OP_SEND (or WRITE,
+ * for what is not a socket) at a time on the ring of the writer's worker, while
  * the writing task goes on (asyncio's StreamWriter.write()). A server
  * that answers requests waits only for the next request, not for its
  * answer's send. Sends carry MSG_NOSIGNAL; br_io_timeout() does not
@@ -936,10 +970,12 @@ BR_API void br_reader_free(br_reader *r);
 typedef struct br_writer br_writer;
 
 /**
- * br_writer_new - a writer for connected stream socket fd, which it
- * borrows: close fd after br_writer_free (until then the writer may hold
- * the socket open through its ring). Returns 0, -EINVAL (out NULL),
- * -EBADF (fd < 0), -ENOMEM. Context: any thread.
+ * br_writer_new - a writer for fd: a connected stream socket, or any
+ * descriptor open for writing (pipe, file at its current position,
+ * terminal). Borrows fd: close it after br_writer_free (until then the
+ * writer may hold it open through its ring). Returns 0, -EINVAL (out
+ * NULL), -EBADF (fd < 0, not open for writing, a directory), the error
+ * of fcntl or fstat, -ENOMEM. Context: any thread.
  */
 BR_API int br_writer_new(br_writer **out, int fd);
 
