@@ -31,6 +31,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+struct addrinfo; /* <netdb.h>: br_getaddrinfo() */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -819,6 +821,21 @@ BR_API ssize_t br_send_all(int fd, const void *buf, size_t len, int flags);
  * waits for it on the blocking pool (br_spawn_blocking).
  */
 BR_API int br_tcp_listen(const char *host, uint16_t port, int backlog);
+
+/**
+ * br_getaddrinfo - getaddrinfo(3) that never blocks a loop: a name is
+ * resolved on the runtime's blocking pool while the calling task waits
+ * (a numeric host needs no resolver and is answered at once); from a
+ * plain thread it is the plain call. hints may be NULL (any family,
+ * AI_ADDRCONFIG). Stores the list in *res, to free with freeaddrinfo(3),
+ * and returns 0; or -EINVAL (res NULL, or host and service both NULL),
+ * -ENOENT (no such name or service), -EAGAIN (try again later), -ENOMEM,
+ * -EAFNOSUPPORT, -ECANCELED (the task was cancelled: the lookup finishes
+ * on its own and is dropped). Context: any thread; suspends a task,
+ * blocks a plain thread.
+ */
+BR_API int br_getaddrinfo(const char *host, const char *service,
+			  const struct addrinfo *hints, struct addrinfo **res);
 
 /**
  * br_tcp_connect - connect to host:port, trying each address the name
