@@ -774,6 +774,50 @@ BR_API int br_statx(int dirfd, const char *path, int flags, unsigned mask,
 		    struct statx *out);
 
 /**
+ * br_unlinkat - unlinkat(2) (flags 0 or AT_REMOVEDIR), br_renameat -
+ * renameat(2), br_mkdirat - mkdirat(2): through the ring where the kernel
+ * has the operation (Linux 5.11, 5.11 and 5.15), else on the runtime's
+ * blocking pool, so a slow disk never blocks a loop; from a plain thread
+ * the plain call. Return 0 or the call's negative errno; -EFAULT for a
+ * NULL path. Context: any thread; suspends a task, blocks a plain
+ * thread.
+ */
+BR_API int br_unlinkat(int dirfd, const char *path, int flags);
+BR_API int br_renameat(int olddirfd, const char *oldpath, int newdirfd,
+		       const char *newpath);
+BR_API int br_mkdirat(int dirfd, const char *path, mode_t mode);
+
+/**
+ * br_listdir - the names in directory path, but "." and "..", sorted
+ * (strcmp): stores a NULL-terminated array of them in *names, one
+ * allocation to free() with the strings in it, and returns how many. Runs
+ * on the runtime's blocking pool from a task (io_uring has no directory
+ * read). Errors: -EFAULT (NULL argument), -ENOMEM, opendir's errno
+ * (-ENOENT, -ENOTDIR, -EACCES, ...); *names is then NULL. Context: any
+ * thread; suspends a task, blocks a plain thread.
+ */
+BR_API ssize_t br_listdir(const char *path, char ***names);
+
+/**
+ * br_read_file - the whole file at path, in one call: stores a malloc'd
+ * buffer (to free(), with a zero byte after the data, for text) in *buf
+ * and returns the file's length; -EFBIG if it holds more than max bytes,
+ * or the error of open or read (*buf is then NULL). Context: any thread;
+ * suspends a task, blocks a plain thread.
+ */
+BR_API ssize_t br_read_file(const char *path, void **buf, size_t max);
+
+/**
+ * br_write_file - make the file at path hold exactly len bytes of buf
+ * (created with mode, or truncated): returns len, or the error of open,
+ * write or close. Not atomic: a reader may see it part written (write to
+ * a temporary and br_renameat() it for that). Context: any thread;
+ * suspends a task, blocks a plain thread.
+ */
+BR_API ssize_t br_write_file(const char *path, const void *buf, size_t len,
+			     mode_t mode);
+
+/**
  * br_splice - splice(2): move up to len bytes from fd_in to fd_out, one of
  * which must be a pipe. An offset of -1 means the fd's own position.
  */
