@@ -12,9 +12,10 @@
  *   -h, --help         print this usage and exit
  *
  * Prints "listening on HOST:PORT" on stdout once it accepts connections.
- * The signals are blocked in every thread and taken by sigwait() on the
- * main thread, which then frees the runtime: every task is cancelled,
- * each connection task closes its socket, and the process exits 0.
+ * The signals are blocked in every thread and read by a task from a
+ * br_signal; the main thread, which waits for that task, then frees the
+ * runtime: every task is cancelled, each connection task closes its
+ * socket, and the process exits 0.
  *
  * Accepting: when accept fails for want of descriptors or memory
  * (EMFILE, ENFILE, ENOMEM, ENOBUFS; any error but a client that gave up
@@ -225,6 +226,13 @@ static __attribute__((noreturn)) void serve_usage(const struct serve *s,
 	exit(status);
 }
 
+/* Until SIGINT or SIGTERM comes, through the loop. */
+static void *serve_wait_signal(void *arg)
+{
+	br_signal_next(arg);
+	return NULL;
+}
+
 static int serve_main(int argc, char **argv, struct serve *s)
 {
 	static const struct option opts[] = {
@@ -239,9 +247,10 @@ static int serve_main(int argc, char **argv, struct serve *s)
 	const char *host = "127.0.0.1";
 	long port = 8080;
 	br_config cfg = { 0 };
-	br_future *acc, *sweep = NULL;
+	br_future *acc, *sweep = NULL, *waiter;
+	br_signal *stop = NULL;
 	sigset_t sigs;
-	int c, sig, err;
+	int c, err;
 	char *end;
 
 	while ((c = getopt_long(argc, argv, "p:w:H:h", opts, NULL)) != -1) {
@@ -281,11 +290,16 @@ static int serve_main(int argc, char **argv, struct serve *s)
 	}
 	if (optind < argc)
 		serve_usage(s, 2);
-	/* Before any thread exists, so that every thread inherits it. */
+	/* Before any thread exists, so that every thread blocks them: a
+	 * task reads them from the loop. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	err = br_signal_new(&stop, &sigs);
+	if (err < 0) {
+		fprintf(stderr, "%s: signals: %s\n", s->name, br_strerror(err));
+		return 1;
+	}
 	signal(SIGPIPE, SIG_IGN);
 
 	s->lfd = br_tcp_listen(host, (uint16_t)port, 4096);
@@ -304,7 +318,10 @@ static int serve_main(int argc, char **argv, struct serve *s)
 		sweep = br_spawn(s->rt, serve_sweep, s);
 	printf("listening on %s:%d\n", host, br_local_port(s->lfd));
 	fflush(stdout);
-	sigwait(&sigs, &sig);
+	/* The main thread waits for the task that waits for the signal. */
+	waiter = br_spawn(s->rt, serve_wait_signal, stop);
+	br_await(waiter, NULL);
+	br_future_release(waiter);
 	br_cancel(acc);
 	br_future_release(acc);
 	if (sweep) {
@@ -312,6 +329,7 @@ static int serve_main(int argc, char **argv, struct serve *s)
 		br_future_release(sweep);
 	}
 	br_runtime_free(s->rt);
+	br_signal_free(stop);
 	close(s->lfd);
 	return 0;
 }

@@ -25,6 +25,7 @@
 #ifndef BRAID_H
 #define BRAID_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -687,6 +688,53 @@ BR_API br_future *br_call_soon(br_runtime *rt, br_callback_fn fn, void *arg);
 BR_API br_future *br_call_later(br_runtime *rt, int64_t delay_ms,
 				br_callback_fn fn, void *arg);
 /** @} */
+
+/**
+ * Signals through the loop. A signal object reads the signals of a set
+ * from a signalfd through the ring: a task waiting for SIGTERM costs
+ * nothing until it comes, and then runs as ordinary task code.
+ * br_signal_new blocks the set in the calling thread; braid's own threads
+ * block every asynchronous signal, so a program that calls it from its
+ * main thread before it starts threads of its own (or blocks the set in
+ * them itself) gets every such signal there. The signals stay blocked
+ * after br_signal_free.
+ */
+typedef struct br_signal br_signal;
+
+/**
+ * br_signal_new - a signal object for the signals in set. Returns 0,
+ * -EINVAL (out or set NULL, or set holds SIGKILL, SIGSTOP or a fault
+ * signal), -ENOMEM, or the error of signalfd(2). Context: any thread (the
+ * program's main thread, see above).
+ */
+BR_API int br_signal_new(br_signal **out, const sigset_t *set);
+
+/**
+ * br_signal_next - wait for the next signal of s's set and return its
+ * number; or -ECANCELED (the task was cancelled), -EBUSY (another call
+ * waits on s), -EINVAL (s NULL), BR_EBADOBJ. Context: any thread;
+ * suspends a task, blocks a plain thread.
+ */
+BR_API int br_signal_next(br_signal *s);
+
+/** br_signal_free - close s. NULL is a no-op. Context: any thread, with
+ * no call in progress on s. */
+BR_API void br_signal_free(br_signal *s);
+
+/** A signal handler run on the loop: the signal's number, and the arg
+ * given to br_signal_handler(). */
+typedef void (*br_signal_fn)(int signo, void *arg);
+
+/**
+ * br_signal_handler - asyncio's loop.add_signal_handler: a task of rt that
+ * calls fn(signo, arg) on the loop each time signo arrives, as ordinary
+ * task code (not in a signal handler). Returns a new reference to the
+ * task's future; br_cancel() removes the handler. FAILED with -EINVAL
+ * (fn NULL, signo out of range), -ENOMEM or br_signal_new's error.
+ * Context: as br_signal_new.
+ */
+BR_API br_future *br_signal_handler(br_runtime *rt, int signo, br_signal_fn fn,
+				    void *arg);
 
 /* ------------------------------------------------------------------ */
 /* I/O on the loops                                                    */

@@ -34,7 +34,7 @@ endif
 
 # test-tsan runs the programs where threads meet: scheduler, futures,
 # combinators, tasks, timers, groups, the deque, and every stress program.
-TSAN_TESTS  := runtime future combine task timer group deque io io_net sync chan fs streams \
+TSAN_TESTS  := runtime future combine task timer group deque io io_net sync chan fs streams signal \
                blocking exec forkexec pool stats
 TSAN_BIN    := $(filter $(TSAN_TESTS:%=$(B)/tests/test_%),$(TEST_BIN))
 
