@@ -81,6 +81,26 @@ $(B)/tests/test_models: $(B)/tests/test_models.o $(TEST_HELPER) \
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TEST_HELPER) \
 		$(B)/bench/models_verdict.o $(B)/libbraid.a $(LDLIBS) -lcriterion
 
+# test_stack links tests/stack_frames.c twice: with the stack-clash
+# protection every program gets (Makefile) and without it, to show what an
+# unprobed frame does. -rdynamic lets the overflow report name them.
+STACK_FRAMES := $(B)/tests/stack_frames_probed.o $(B)/tests/stack_frames_plain.o
+$(B)/tests/stack_frames_probed.o: tests/stack_frames.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -fstack-clash-protection \
+		-DFRAMES_SUFFIX=_probed -c -o $@ $<
+$(B)/tests/stack_frames_plain.o: tests/stack_frames.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -fno-stack-clash-protection \
+		-DFRAMES_SUFFIX=_plain -c -o $@ $<
+$(B)/tests/test_stack: $(B)/tests/test_stack.o $(TEST_HELPER) $(STACK_FRAMES) \
+		       $(B)/libbraid.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -rdynamic -o $@ $< $(TEST_HELPER) $(STACK_FRAMES) \
+		$(B)/libbraid.a $(LDLIBS) -lcriterion
+
 # The stall detector names task functions with dladdr(), which sees a
 # program's own functions only when they are exported.
 $(B)/tests/test_stats: TEST_LDFLAGS := -rdynamic
@@ -90,7 +110,7 @@ $(B)/tests/%: $(B)/tests/%.o $(TEST_HELPER) $(B)/libbraid.a
 	$(Q)$(CC) $(CFLAGS) $(TEST_LDFLAGS) -o $@ $< $(TEST_HELPER) \
 		$(B)/libbraid.a $(LDLIBS) -lcriterion
 
-.SECONDARY: $(TEST_OBJ) $(TEST_HELPER)
+.SECONDARY: $(TEST_OBJ) $(TEST_HELPER) $(STACK_FRAMES)
 
 test:
 	$(Q)scripts/deps.sh
