@@ -26,9 +26,13 @@
  *   - held is the buffer lent to the caller, or -1; it goes back to the
  *     kernel at the caller's next call or at free.
  *
- * Concurrency: all fields after creation, the owner worker only.
+ * Concurrency: all fields after creation, the owner worker only, except
+ * busy: taken by compare-and-swap by the caller of br_reader_recv on any
+ * thread (acquire), given back by it (release), so that a second
+ * concurrent caller gets -EBUSY on every path, with or without a ring.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
@@ -43,6 +47,8 @@ struct br_reader {
 	int fallback; /* br_recv into fbuf */
 	int held;     /* buffer lent to the caller, or -1 */
 	char *fbuf;
+	/* A caller is inside br_reader_recv (any thread; see recv_one()). */
+	_Atomic int busy;
 };
 
 /* Give the kernel back every buffer queued for the caller. Owner. */
@@ -133,19 +139,19 @@ static void *recv_on_owner(void *arg)
 	return NULL;
 }
 
+static ssize_t recv_one(br_reader *r, struct br__task *t, const void **data);
+
 ssize_t br_reader_recv(br_reader *r, const void **data)
 {
 	struct br__task *t = br__task_current();
-	struct br__worker *w;
-	struct br__mshot_res e;
-	int err;
+	int expect = 0, err;
+	ssize_t n;
 
 	if (!r || !data)
 		return -EINVAL;
 	if (r->magic != BR__MAGIC_READER)
 		return BR_EBADOBJ;
 	*data = NULL;
-	w = br__worker_current();
 	if (!t && r->o.w) {
 		/* Tied to a worker whose ring may hold bytes for us: take
 		 * them there, as a task, and wait. */
@@ -154,6 +160,24 @@ ssize_t br_reader_recv(br_reader *r, const void **data)
 		err = br__mshot_on_worker(r->o.w, recv_on_owner, &rr, NULL);
 		return err < 0 ? err : rr.ret;
 	}
+	/* One caller at a time, on every path: the ring's waiter slot
+	 * would say so too, but a loop without a ring, a plain thread and
+	 * the fallback to br_recv() have none (and share fbuf). */
+	if (!atomic_compare_exchange_strong_explicit(&r->busy, &expect, 1,
+						     memory_order_acquire,
+						     memory_order_relaxed))
+		return -EBUSY;
+	n = recv_one(r, t, data);
+	atomic_store_explicit(&r->busy, 0, memory_order_release);
+	return n;
+}
+
+static ssize_t recv_one(br_reader *r, struct br__task *t, const void **data)
+{
+	struct br__worker *w = br__worker_current();
+	struct br__mshot_res e;
+	int err;
+
 	if (!t || !w->ring.on || r->fallback)
 		return recv_plain(r, data);
 	err = br__mshot_tie(&r->o);

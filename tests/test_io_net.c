@@ -660,38 +660,38 @@ static void *acc_next(void *arg)
 Test(net, a_second_acceptor_caller_gets_ebusy_and_the_first_the_connection,
      .timeout = 30.0)
 {
-	br_runtime *rt = t_runtime(2, 0);
-	int lfd = br_tcp_listen("127.0.0.1", 0, 16), c1;
-	br_acceptor *a;
-	br_future *first, *second;
-	void *v;
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		int lfd = br_tcp_listen("127.0.0.1", 0, 16), c1;
+		br_acceptor *a;
+		br_future *first, *second;
+		void *v;
 
-	cr_assert_geq(lfd, 0);
-	if (!(br_runtime_features(rt) & BR_FEAT_URING)) {
-		/* Without a ring both calls are plain blocking accepts. */
+		cr_assert_geq(lfd, 0);
+		cr_assert_eq(br_acceptor_new(&a, lfd), 0);
+		first = br_spawn(rt, acc_next, a);
+		br_sleep_ms(30);
+		cr_assert_eq(br_future_state(first), BR_PENDING);
+		second = br_spawn(rt, acc_next, a);
+		cr_assert_eq(br_await(second, &v), 0);
+		cr_assert_eq((intptr_t)v, -EBUSY, "flags %#x: %d", flags,
+			     (int)(intptr_t)v);
+		br_future_release(second);
+		/* From a plain thread. */
+		cr_assert_eq(br_acceptor_next(a), -EBUSY, "flags %#x", flags);
+		c1 = br_tcp_connect("127.0.0.1", (uint16_t)br_local_port(lfd));
+		cr_assert_geq(c1, 0);
+		cr_assert_eq(br_await(first, &v), 0);
+		cr_assert_geq((intptr_t)v, 0,
+			      "the waiting caller got no connection");
+		close((int)(intptr_t)v);
+		br_future_release(first);
+		br_acceptor_free(a);
+		close(c1);
 		close(lfd);
 		br_runtime_free(rt);
-		return;
 	}
-	cr_assert_eq(br_acceptor_new(&a, lfd), 0);
-	first = br_spawn(rt, acc_next, a);
-	br_sleep_ms(30);
-	cr_assert_eq(br_future_state(first), BR_PENDING);
-	second = br_spawn(rt, acc_next, a);
-	cr_assert_eq(br_await(second, &v), 0);
-	cr_assert_eq((intptr_t)v, -EBUSY);
-	br_future_release(second);
-	cr_assert_eq(br_acceptor_next(a), -EBUSY); /* from a plain thread */
-	c1 = br_tcp_connect("127.0.0.1", (uint16_t)br_local_port(lfd));
-	cr_assert_geq(c1, 0);
-	cr_assert_eq(br_await(first, &v), 0);
-	cr_assert_geq((intptr_t)v, 0, "the waiting caller got no connection");
-	close((int)(intptr_t)v);
-	br_future_release(first);
-	br_acceptor_free(a);
-	close(c1);
-	close(lfd);
-	br_runtime_free(rt);
 }
 
 /* ---- readers ---- */
@@ -900,38 +900,37 @@ static void *rd_second(void *arg)
 Test(net, a_second_reader_caller_gets_ebusy_and_the_first_its_bytes,
      .timeout = 30.0)
 {
-	br_runtime *rt = t_runtime(2, 0);
-	struct pair p = tcp_pair();
-	struct rd_first x = { 0 };
-	br_future *first, *second;
-	void *v;
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct pair p = tcp_pair();
+		struct rd_first x = { 0 };
+		br_future *first, *second;
+		void *v;
 
-	if (!(br_runtime_features(rt) & BR_FEAT_URING)) {
-		/* Without a ring both calls are plain blocking receives. */
-		br_runtime_free(rt);
+		cr_assert_eq(br_reader_new(&x.r, p.b), 0);
+		first = br_spawn(rt, rd_first_wait, &x);
+		br_sleep_ms(30);
+		cr_assert_eq(br_future_state(first), BR_PENDING);
+		/* From a task, and from this plain thread. */
+		second = br_spawn(rt, rd_second, x.r);
+		cr_assert_eq(br_await(second, &v), 0);
+		cr_assert_eq((intptr_t)v, -EBUSY, "flags %#x: %d", flags,
+			     (int)(intptr_t)v);
+		br_future_release(second);
+		cr_assert_eq(rd_second(x.r), (void *)(intptr_t)-EBUSY,
+			     "flags %#x", flags);
+		/* The first caller was left waiting, and still gets the
+		 * bytes. */
+		cr_assert_eq(write(p.a, "first", 5), 5);
+		await_ok(first);
+		cr_assert_eq(x.n, 5);
+		cr_assert_eq(memcmp(x.got, "first", 5), 0);
+		br_reader_free(x.r);
 		close(p.a);
 		close(p.b);
-		return;
+		br_runtime_free(rt);
 	}
-	cr_assert_eq(br_reader_new(&x.r, p.b), 0);
-	first = br_spawn(rt, rd_first_wait, &x);
-	br_sleep_ms(30);
-	cr_assert_eq(br_future_state(first), BR_PENDING);
-	/* From a task, and from this plain thread (a task on the owner). */
-	second = br_spawn(rt, rd_second, x.r);
-	cr_assert_eq(br_await(second, &v), 0);
-	cr_assert_eq((intptr_t)v, -EBUSY);
-	br_future_release(second);
-	cr_assert_eq(rd_second(x.r), (void *)(intptr_t)-EBUSY);
-	/* The first caller was left waiting, and still gets the bytes. */
-	cr_assert_eq(write(p.a, "first", 5), 5);
-	await_ok(first);
-	cr_assert_eq(x.n, 5);
-	cr_assert_eq(memcmp(x.got, "first", 5), 0);
-	br_reader_free(x.r);
-	close(p.a);
-	close(p.b);
-	br_runtime_free(rt);
 }
 
 /* ---- writers ---- */
@@ -1265,39 +1264,43 @@ static void *race_recv(struct first_race *x, int me)
  * the other finds it taken (-EBUSY). */
 Test(net, first_receives_from_two_workers_agree_on_one_owner, .timeout = 60.0)
 {
-	br_runtime *rt = t_runtime(2, 0);
-	int round;
+	/* Without a ring there is no owner, but still one caller at a
+	 * time: the same answers. */
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		int round;
 
-	if (!(br_runtime_features(rt) & BR_FEAT_URING)) {
-		/* Without a ring both are plain receives: no owner. */
+		for (round = 0; round < 300; round++) {
+			struct first_race x = { .call = race_recv };
+			br_future *f[2];
+			int sv[2], i;
+
+			cr_assert_eq(socketpair(AF_UNIX,
+						SOCK_STREAM | SOCK_CLOEXEC, 0,
+						sv),
+				     0);
+			cr_assert_eq(br_reader_new((br_reader **)&x.obj, sv[0]),
+				     0);
+			first_race_start(rt, &x, f);
+			/* One of them returns at once; then the other gets a
+			 * byte. */
+			while (br_future_state(f[0]) == BR_PENDING &&
+			       br_future_state(f[1]) == BR_PENDING)
+				usleep(100);
+			cr_assert_eq(write(sv[1], "x", 1), 1);
+			for (i = 0; i < 2; i++)
+				await_ok(f[i]);
+			cr_assert((x.ret[0] == 1 && x.ret[1] == -EBUSY) ||
+					  (x.ret[0] == -EBUSY && x.ret[1] == 1),
+				  "flags %#x round %d: %zd %zd", flags, round,
+				  x.ret[0], x.ret[1]);
+			br_reader_free(x.obj);
+			close(sv[0]);
+			close(sv[1]);
+		}
 		br_runtime_free(rt);
-		return;
 	}
-	for (round = 0; round < 300; round++) {
-		struct first_race x = { .call = race_recv };
-		br_future *f[2];
-		int sv[2], i;
-
-		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
-					sv),
-			     0);
-		cr_assert_eq(br_reader_new((br_reader **)&x.obj, sv[0]), 0);
-		first_race_start(rt, &x, f);
-		/* One of them returns at once; then the other gets a byte. */
-		while (br_future_state(f[0]) == BR_PENDING &&
-		       br_future_state(f[1]) == BR_PENDING)
-			usleep(100);
-		cr_assert_eq(write(sv[1], "x", 1), 1);
-		for (i = 0; i < 2; i++)
-			await_ok(f[i]);
-		cr_assert((x.ret[0] == 1 && x.ret[1] == -EBUSY) ||
-				  (x.ret[0] == -EBUSY && x.ret[1] == 1),
-			  "round %d: %zd %zd", round, x.ret[0], x.ret[1]);
-		br_reader_free(x.obj);
-		close(sv[0]);
-		close(sv[1]);
-	}
-	br_runtime_free(rt);
 }
 
 static void *wr_open_close(void *arg)
