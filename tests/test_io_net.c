@@ -1394,3 +1394,155 @@ Test(net, writers_check_their_arguments, .timeout = 30.0)
 		br_runtime_free(rt);
 	}
 }
+
+/* ---- the same answers on both loops, and no call blocks a worker ---- */
+
+static void *recv_dontwait(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char c;
+
+	return (void *)(intptr_t)br_recv(fd, &c, 1, MSG_DONTWAIT);
+}
+
+Test(net, recv_with_msg_dontwait_on_an_empty_socket_gives_eagain,
+     .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		int sv[2];
+		br_future *f;
+		void *v = NULL;
+
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+					sv),
+			     0);
+		f = br_spawn(rt, recv_dontwait, (void *)(intptr_t)sv[0]);
+		cr_assert_eq(br_wait_for(f, 5000, &v), 0,
+			     "flags %#x: the receive waited for data", flags);
+		cr_assert_eq((intptr_t)v, -EAGAIN, "flags %#x: %d", flags,
+			     (int)(intptr_t)v);
+		br_future_release(f);
+		close(sv[0]);
+		close(sv[1]);
+		br_runtime_free(rt);
+	}
+}
+
+/* Socket calls on a pipe: ENOTSOCK, whether or not it has data. */
+static void *socket_calls_on_pipe(void *arg)
+{
+	int *p = arg;
+	char c = 'x';
+	struct iovec iov = { .iov_base = &c, .iov_len = 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	T_REQUIRE(br_recv(p[0], &c, 1, 0) == -ENOTSOCK);
+	T_REQUIRE(br_recv_timeout(p[0], &c, 1, 0, 100) == -ENOTSOCK);
+	T_REQUIRE(br_recvmsg(p[0], &m, 0) == -ENOTSOCK);
+	T_REQUIRE(br_send(p[1], &c, 1, 0) == -ENOTSOCK);
+	T_REQUIRE(br_sendmsg(p[1], &m, 0) == -ENOTSOCK);
+	T_REQUIRE(br_accept(p[0], NULL, NULL, 0) == -ENOTSOCK);
+	return NULL;
+}
+
+Test(net, socket_calls_on_a_pipe_give_enotsock, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		int p[2];
+		br_future *f;
+		void *v = NULL;
+
+		cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+		f = br_spawn(rt, socket_calls_on_pipe, p);
+		cr_assert_eq(br_wait_for(f, 5000, &v), 0,
+			     "flags %#x: a call waited on the empty pipe",
+			     flags);
+		cr_assert_null(v, "flags %#x: %s", flags, (char *)v);
+		br_future_release(f);
+		close(p[0]);
+		close(p[1]);
+		br_runtime_free(rt);
+	}
+}
+
+/* A task that yields a few times, then sleeps 50 ms: it returns how long
+ * the sleep took, in ms. */
+static void *sleep_50(void *arg)
+{
+	int64_t t0;
+
+	for (int i = 0; i < 10; i++)
+		br_yield();
+	t0 = br_now_ns();
+	br_sleep_ms(50);
+	return (void *)(intptr_t)t_elapsed_ms(t0);
+}
+
+/* The worker of rt runs other tasks and fires their deadlines: a
+ * 50 ms sleep ends within a (loose) second. */
+static void assert_worker_runs(br_runtime *rt, unsigned flags)
+{
+	br_future *s = br_spawn(rt, sleep_50, NULL);
+	void *v = NULL;
+
+	cr_assert_eq(br_wait_for(s, 3000, &v), 0,
+		     "flags %#x: the worker stalled", flags);
+	cr_assert_geq((intptr_t)v, 50);
+	cr_assert_lt((intptr_t)v, 1000, "flags %#x: the sleep took %d ms",
+		     flags, (int)(intptr_t)v);
+	br_future_release(s);
+}
+
+static void *accept_one(void *arg)
+{
+	return (void *)(intptr_t)br_accept((int)(intptr_t)arg, NULL, NULL, 0);
+}
+
+/* Two tasks wait to accept on one blocking listener and one client
+ * comes: the readiness wakes both, one takes the connection, and the
+ * other must wait again, not block the worker in accept(2). */
+Test(net, tasks_racing_for_a_connection_on_a_blocking_listener_never_stall,
+     .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		int lfd = br_tcp_listen("127.0.0.1", 0, 16), c1, c2;
+		uint16_t port;
+		br_future *a, *b;
+		void *va = NULL, *vb = NULL;
+
+		cr_assert_geq(lfd, 0);
+		cr_assert_eq(fcntl(lfd, F_GETFL) & O_NONBLOCK, 0);
+		port = (uint16_t)br_local_port(lfd);
+		a = br_spawn(rt, accept_one, (void *)(intptr_t)lfd);
+		b = br_spawn(rt, accept_one, (void *)(intptr_t)lfd);
+		br_sleep_ms(30);
+		c1 = br_tcp_connect("127.0.0.1", port);
+		cr_assert_geq(c1, 0);
+		br_sleep_ms(30);
+		assert_worker_runs(rt, flags);
+		/* The listener was left as it was. */
+		cr_assert_eq(fcntl(lfd, F_GETFL) & O_NONBLOCK, 0);
+		c2 = br_tcp_connect("127.0.0.1", port);
+		cr_assert_geq(c2, 0);
+		cr_assert_eq(br_await(a, &va), 0);
+		cr_assert_eq(br_await(b, &vb), 0);
+		cr_assert_geq((intptr_t)va, 0);
+		cr_assert_geq((intptr_t)vb, 0);
+		/* The accepted fds are blocking, as asked. */
+		cr_assert_eq(fcntl((int)(intptr_t)va, F_GETFL) & O_NONBLOCK, 0);
+		close((int)(intptr_t)va);
+		close((int)(intptr_t)vb);
+		br_future_release(a);
+		br_future_release(b);
+		close(c1);
+		close(c2);
+		close(lfd);
+		br_runtime_free(rt);
+	}
+}
