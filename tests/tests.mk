@@ -130,10 +130,12 @@ test-unit: $(TEST_BIN) $(STRESS_BIN)
 	$(call run_tests,$(STRESS_BIN),BRAID_STRESS_SCALE=$(STRESS_SCALE),--jobs 1) \
 	exit $$fail
 
-# The wake-up paths this kernel does not take by itself: workers parked on
-# futexes (no io_uring), and rings woken through an eventfd (no
-# IORING_REGISTER_SEND_MSG_RING). The programs where threads meet.
-FALLBACK_BIN := $(filter $(addprefix $(B)/tests/test_,runtime future task combine io_net pool),$(TEST_BIN))
+# The wake-up paths this kernel does not take by itself: workers parked in
+# ppoll() (no io_uring), and rings woken through an eventfd (no
+# IORING_REGISTER_SEND_MSG_RING). The programs where threads meet, and the
+# whole I/O suite (test_io, test_io_net, stress_io), whose every call must
+# give the same answer without a ring.
+FALLBACK_BIN := $(filter $(addprefix $(B)/tests/test_,runtime future task combine io io_net pool),$(TEST_BIN))
 test-fallbacks: $(FALLBACK_BIN) $(STRESS_BIN)
 	$(Q)fail=0; \
 	$(call run_tests,$(FALLBACK_BIN) $(STRESS_BIN),BRAID_NO_URING=1,--jobs 1) \
