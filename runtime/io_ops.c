@@ -29,8 +29,11 @@
  *     a read the page cache cannot serve at once (RWF_NOWAIT's EAGAIN),
  *     or any transfer where RWF_NOWAIT is refused, goes to the blocking
  *     pool, as io_uring punts it to its own workers.
- * A call on the blocking pool is awaited without cancellation, since its
- * buffer is the caller's; it is short (readiness came first) or a file's.
+ * openat tries a lookup from the kernel's caches with O_NONBLOCK first,
+ * as the ring does (openat_nowait); statx and fsync, and the openat that
+ * needs more, go to the blocking pool. A call on the blocking pool is
+ * awaited without cancellation, since its buffers are the caller's; it
+ * is short (readiness came first) or a file system's.
  * That is what libuv does for files (its thread pool) and roughly what Go
  * does for fds it did not open non-blocking (a thread blocks, and the
  * scheduler carries on elsewhere). accept() and connect() have no
@@ -49,11 +52,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -64,6 +69,9 @@
 
 #ifndef RWF_NOWAIT
 #define RWF_NOWAIT 0x00000008
+#endif
+#ifndef RESOLVE_CACHED
+#define RESOLVE_CACHED 0x20
 #endif
 
 #define NONE (-1) /* no timeout of the call's own: the task's */
@@ -121,37 +129,57 @@ enum how {
 	BY_POOL_READY, /* readiness on the loop, then the blocking pool */
 };
 
-struct pool_call {
-	int op, fd, flags;
-	void *addr;
-	size_t len;
-	int64_t off;
+/* A call made on the blocking pool for a task. */
+struct pool_fn {
+	long (*fn)(void *arg); /* returns the count or -errno */
+	void *arg;
 	long ret;
 };
 
-static void *pool_call_run(void *arg)
+static void *pool_fn_run(void *arg)
 {
-	struct pool_call *c = arg;
+	struct pool_fn *p = arg;
 
-	c->ret = BR__SYS(
-		sys_transfer(c->op, c->fd, c->addr, c->len, c->off, c->flags));
+	p->ret = p->fn(p->arg);
 	return NULL;
 }
 
-/* Make the call on the blocking pool and wait for it, not cancellably:
- * the buffer is the caller's until the call returns. */
-static ssize_t on_pool(int op, int fd, void *addr, size_t len, int64_t off,
-		       int flags)
+/* fn(arg) on the blocking pool, waited for not cancellably: its buffers
+ * are the caller's until it returns. */
+static long on_pool_fn(long (*fn)(void *), void *arg)
 {
-	struct pool_call c = { op, fd, flags, addr, len, off, -EIO };
-	br_future *f =
-		br_spawn_blocking(br_current_runtime(), pool_call_run, &c);
+	struct pool_fn p = { fn, arg, -EIO };
+	br_future *f = br_spawn_blocking(br_current_runtime(), pool_fn_run, &p);
 	int err = br__wait_any(&f, 1, -1, BR__WAIT_NOCANCEL);
 
 	if (err >= 0)
 		err = br_future_error(f);
 	br_future_release(f);
-	return err < 0 ? err : c.ret;
+	return err < 0 ? err : p.ret;
+}
+
+struct pool_transfer {
+	int op, fd, flags;
+	void *addr;
+	size_t len;
+	int64_t off;
+};
+
+static long pool_transfer_run(void *arg)
+{
+	struct pool_transfer *c = arg;
+
+	return BR__SYS(
+		sys_transfer(c->op, c->fd, c->addr, c->len, c->off, c->flags));
+}
+
+/* A transfer on the blocking pool. */
+static ssize_t on_pool(int op, int fd, void *addr, size_t len, int64_t off,
+		       int flags)
+{
+	struct pool_transfer c = { op, fd, flags, addr, len, off };
+
+	return on_pool_fn(pool_transfer_run, &c);
 }
 
 /* The readiness a transfer waits for. */
@@ -639,6 +667,75 @@ int br_shutdown(int fd, int how)
 	return (int)BR__SYS(shutdown(fd, how));
 }
 
+/* openat, statx and fsync on the blocking pool (loops without a ring):
+ * a path lookup or a flush can wait for a disk or a network file
+ * system. */
+struct pool_path {
+	int dirfd, flags, fd;
+	const char *path;
+	mode_t mode;
+	unsigned mask;
+	struct statx *out;
+};
+
+static long pool_openat_run(void *arg)
+{
+	struct pool_path *c = arg;
+
+	return BR__SYS(openat(c->dirfd, c->path, c->flags, c->mode));
+}
+
+static long pool_statx_run(void *arg)
+{
+	struct pool_path *c = arg;
+
+	return BR__SYS(statx(c->dirfd, c->path, c->flags, c->mask, c->out));
+}
+
+static long pool_fsync_run(void *arg)
+{
+	struct pool_path *c = arg;
+
+	return BR__SYS(c->flags ? fdatasync(c->fd) : fsync(c->fd));
+}
+
+/*
+ * openat on a loop without a ring, as the ring's IORING_OP_OPENAT does
+ * it: first with a lookup that only uses the kernel's caches
+ * (RESOLVE_CACHED, Linux 5.12) and O_NONBLOCK, which a FIFO needs so as
+ * not to wait for its other end (the ring, like this, opens a FIFO's
+ * read end at once and gives ENXIO for a write end nobody reads), then
+ * O_NONBLOCK taken off the new description unless the caller asked for
+ * it. What needs more (O_CREAT, O_TRUNC, a lookup not in the cache, an
+ * older kernel) goes to the blocking pool.
+ */
+static int openat_nowait(int dirfd, const char *path, int flags, mode_t mode)
+{
+	struct open_how how = { .flags = (uint64_t)(flags | O_NONBLOCK),
+				.resolve = RESOLVE_CACHED };
+	struct pool_path c = {
+		.dirfd = dirfd, .flags = flags, .path = path, .mode = mode
+	};
+	int fd, fl;
+
+	if (!(flags & (O_CREAT | O_TRUNC | O_TMPFILE))) {
+		fd = (int)BR__SYS(
+			syscall(SYS_openat2, dirfd, path, &how, sizeof(how)));
+		if (fd >= 0) {
+			fl = fcntl(fd, F_GETFL);
+			if (!(flags & O_NONBLOCK) && fl >= 0)
+				fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+			return fd;
+		}
+		/* EAGAIN: not in the cache; ENOSYS, EINVAL: no openat2 or
+		 * RESOLVE_CACHED here (or a flag it refuses and openat
+		 * ignores). The pool's openat gives the answer. */
+		if (fd != -EAGAIN && fd != -ENOSYS && fd != -EINVAL)
+			return fd;
+	}
+	return (int)on_pool_fn(pool_openat_run, &c);
+}
+
 int br_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
 	struct br__io io;
@@ -654,11 +751,14 @@ int br_openat(int dirfd, const char *path, int flags, mode_t mode)
 	}
 	if (m != BR__IO_SYS)
 		return m;
+	if (io.dontwait)
+		return openat_nowait(dirfd, path, flags, mode);
 	return (int)BR__SYS(openat(dirfd, path, flags, mode));
 }
 
 int br_fsync(int fd, int datasync)
 {
+	struct pool_path c = { .fd = fd, .flags = datasync };
 	struct br__io io;
 	int m = br__io_start(&io, fd, 0, NONE);
 
@@ -669,12 +769,19 @@ int br_fsync(int fd, int datasync)
 	}
 	if (m != BR__IO_SYS)
 		return m;
+	if (io.dontwait && fd >= 0)
+		return (int)on_pool_fn(pool_fsync_run, &c);
 	return (int)BR__SYS(datasync ? fdatasync(fd) : fsync(fd));
 }
 
 int br_statx(int dirfd, const char *path, int flags, unsigned mask,
 	     struct statx *out)
 {
+	struct pool_path c = { .dirfd = dirfd,
+			       .flags = flags,
+			       .path = path,
+			       .mask = mask,
+			       .out = out };
 	struct br__io io;
 	int m;
 
@@ -687,6 +794,8 @@ int br_statx(int dirfd, const char *path, int flags, unsigned mask,
 	}
 	if (m != BR__IO_SYS)
 		return m;
+	if (io.dontwait)
+		return (int)on_pool_fn(pool_statx_run, &c);
 	return (int)BR__SYS(statx(dirfd, path, flags, mask, out));
 }
 

@@ -874,3 +874,64 @@ Test(io, a_splice_into_a_full_blocking_pipe_never_stalls_the_worker,
 		br_runtime_free(rt);
 	}
 }
+
+struct fifo_open {
+	const char *path;
+	int flags;
+	int ret;
+};
+
+static void *open_fifo(void *arg)
+{
+	struct fifo_open *o = arg;
+
+	o->ret = br_openat(AT_FDCWD, o->path, o->flags, 0);
+	return NULL;
+}
+
+/* Open one end of path in a task; the result, which must come at once
+ * (the worker would otherwise wait for the other end). */
+static int open_fifo_end(br_runtime *rt, const char *path, int oflags,
+			 unsigned flags)
+{
+	struct fifo_open o = { path, oflags, -EIO };
+	br_future *f = br_spawn(rt, open_fifo, &o);
+
+	cr_assert_eq(br_wait_for(f, 5000, NULL), 0,
+		     "flags %#x: opening the FIFO (%#x) waited", flags, oflags);
+	br_future_release(f);
+	return o.ret;
+}
+
+/* As the ring opens it: a FIFO's read end at once, without waiting for a
+ * writer, and ENXIO for a write end that nobody reads. */
+Test(io, opening_a_fifo_never_waits_for_its_other_end, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		char path[] = "/tmp/braid-fifo-XXXXXX", *file;
+		int r, w;
+		char c = 0;
+
+		cr_assert_not_null(mkdtemp(path));
+		cr_assert_gt(asprintf(&file, "%s/fifo", path), 0);
+		cr_assert_eq(mkfifo(file, 0600), 0);
+		cr_assert_eq(open_fifo_end(rt, file, O_WRONLY, flags), -ENXIO);
+		r = open_fifo_end(rt, file, O_RDONLY, flags);
+		cr_assert_geq(r, 0, "flags %#x: %d", flags, r);
+		/* The caller did not ask for O_NONBLOCK. */
+		cr_assert_eq(fcntl(r, F_GETFL) & O_NONBLOCK, 0);
+		w = open_fifo_end(rt, file, O_WRONLY, flags);
+		cr_assert_geq(w, 0, "flags %#x: %d", flags, w);
+		cr_assert_eq(write(w, "f", 1), 1);
+		cr_assert_eq(read(r, &c, 1), 1);
+		cr_assert_eq(c, 'f');
+		close(r);
+		close(w);
+		unlink(file);
+		rmdir(path);
+		free(file);
+		br_runtime_free(rt);
+	}
+}
