@@ -260,6 +260,7 @@ static ssize_t transfer_nowait(struct br__io *io, int op, int fd, void *addr,
 			       size_t len, int64_t off, int flags)
 {
 	enum how how = is_socket_op(op) ? BY_SOCKET : BY_NOWAIT;
+	size_t got = 0; /* MSG_WAITALL's bytes so far */
 	short ev = direction(op);
 	int in = ev == POLLIN, kind_known = 0, m;
 	struct iovec one = { addr, len };
@@ -296,6 +297,22 @@ static ssize_t transfer_nowait(struct br__io *io, int op, int fd, void *addr,
 				    as_socket_call(op, fd, addr, len);
 			if (flags & MSG_DONTWAIT)
 				return r; /* the caller's own: no wait */
+			/* MSG_WAITALL with MSG_DONTWAIT stops at what has
+			 * arrived: go on until the whole length, EOF or an
+			 * error, as the ring's receive does. */
+			if (op == IORING_OP_RECV && (flags & MSG_WAITALL) &&
+			    (r > 0 || (r == -EAGAIN && got))) {
+				if (r > 0) {
+					got += (size_t)r;
+					if ((size_t)r == len)
+						return (ssize_t)got;
+					addr = (char *)addr + r;
+					len -= (size_t)r;
+					continue;
+				}
+			} else if (got) {
+				return (ssize_t)got; /* EOF or an error */
+			}
 			break;
 		case BY_PLAIN:
 			r = BR__SYS(sys_transfer(op, fd, addr, len, off, 0));
@@ -313,7 +330,7 @@ static ssize_t transfer_nowait(struct br__io *io, int op, int fd, void *addr,
 			return r;
 		m = br__io_ready(io, ev);
 		if (m != BR__IO_SYS)
-			return m;
+			return got ? (ssize_t)got : m; /* keep what came */
 	}
 }
 

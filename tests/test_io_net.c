@@ -1546,3 +1546,48 @@ Test(net, tasks_racing_for_a_connection_on_a_blocking_listener_never_stall,
 		br_runtime_free(rt);
 	}
 }
+
+struct waitall {
+	int fd;
+	char buf[10];
+	ssize_t ret;
+};
+
+static void *recv_waitall(void *arg)
+{
+	struct waitall *x = arg;
+
+	x->ret = br_recv(x->fd, x->buf, sizeof(x->buf), MSG_WAITALL);
+	return NULL;
+}
+
+/* MSG_WAITALL: the receive waits for the whole length, across several
+ * arrivals, on both loops. */
+Test(net, recv_with_msg_waitall_waits_for_the_whole_length, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		struct waitall x = { 0 };
+		int sv[2];
+		br_future *f;
+
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+					sv),
+			     0);
+		x.fd = sv[0];
+		f = br_spawn(rt, recv_waitall, &x);
+		cr_assert_eq(write(sv[1], "01234", 5), 5);
+		br_sleep_ms(50);
+		cr_assert_eq(br_future_state(f), BR_PENDING,
+			     "flags %#x: returned %zd", flags, x.ret);
+		cr_assert_eq(write(sv[1], "56789", 5), 5);
+		t_await_value(f);
+		cr_assert_eq(x.ret, 10, "flags %#x: %zd", flags, x.ret);
+		cr_assert_eq(memcmp(x.buf, "0123456789", 10), 0);
+		br_future_release(f);
+		close(sv[0]);
+		close(sv[1]);
+		br_runtime_free(rt);
+	}
+}
