@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1588,6 +1589,67 @@ Test(net, recv_with_msg_waitall_waits_for_the_whole_length, .timeout = 30.0)
 		br_future_release(f);
 		close(sv[0]);
 		close(sv[1]);
+		br_runtime_free(rt);
+	}
+}
+
+struct uconn {
+	int fd;
+	struct sockaddr_un sa;
+	int ret;
+};
+
+static void *connect_unix(void *arg)
+{
+	struct uconn *u = arg;
+
+	u->ret = br_connect(u->fd, (struct sockaddr *)&u->sa, sizeof(u->sa));
+	return NULL;
+}
+
+/* A Unix listener's backlog is full: a blocking connect waits until the
+ * listener accepts, on both loops (without a ring a non-blocking connect
+ * says EAGAIN, which is not the answer), and the worker goes on. */
+Test(net, connecting_to_a_full_unix_backlog_waits_for_an_accept,
+     .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		struct uconn u = { .ret = 1 };
+		int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), c1, a;
+		br_future *f;
+
+		cr_assert_geq(lfd, 0);
+		u.sa.sun_family = AF_UNIX;
+		snprintf(u.sa.sun_path + 1, sizeof(u.sa.sun_path) - 1,
+			 "braid-backlog-%d-%u", (int)getpid(), flags);
+		cr_assert_eq(bind(lfd, (struct sockaddr *)&u.sa, sizeof(u.sa)),
+			     0);
+		cr_assert_eq(listen(lfd, 0), 0);
+		/* Fill the backlog. */
+		c1 = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			    0);
+		cr_assert_eq(
+			connect(c1, (struct sockaddr *)&u.sa, sizeof(u.sa)), 0);
+		u.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		f = br_spawn(rt, connect_unix, &u);
+		br_sleep_ms(30);
+		assert_worker_runs(rt, flags);
+		cr_assert_eq(br_future_state(f), BR_PENDING,
+			     "flags %#x: connect returned %d", flags, u.ret);
+		a = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		cr_assert_geq(a, 0);
+		t_await_value(f);
+		cr_assert_eq(u.ret, 0, "flags %#x: %d", flags, u.ret);
+		br_future_release(f);
+		close(a);
+		a = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		cr_assert_geq(a, 0);
+		close(a);
+		close(c1);
+		close(u.fd);
+		close(lfd);
 		br_runtime_free(rt);
 	}
 }
