@@ -48,8 +48,16 @@ ifeq ($(WERROR),1)
 WARN += -Werror
 endif
 
+# Every frame larger than a page probes its pages from the top down, so a
+# task's stack overflow meets its guard instead of stepping over it into
+# another task's stack (runtime/stack.c). Tests, examples and benches get
+# it too: README asks programs built on braid to use it.
+CLASHFLAGS := $(shell $(CC) -fstack-clash-protection -Werror -c -x c \
+		/dev/null -o /dev/null 2>/dev/null && echo -fstack-clash-protection)
+
 override CPPFLAGS += -D_GNU_SOURCE -Iinclude -Iruntime
-override CFLAGS   := $(CSTD) $(WARN) $(VFLAGS) -pthread -MMD -MP $(CFLAGS)
+override CFLAGS   := $(CSTD) $(WARN) $(VFLAGS) $(CLASHFLAGS) -pthread -MMD -MP \
+		     $(CFLAGS)
 LIBFLAGS := -fvisibility=hidden -fPIC
 SOFLAGS  := -shared -Wl,-z,defs -Wl,-z,relro,-z,now -Wl,-z,noexecstack
 LDLIBS   := -luring -pthread

@@ -767,10 +767,15 @@ BR_API br_future *br_signal_handler(br_runtime *rt, int signo, br_signal_fn fn,
  * returns -ETIMEDOUT (or the result, if it won the race). Timeouts are
  * linked to the operation in the kernel (IORING_OP_LINK_TIMEOUT).
  *
- * Without io_uring (br_runtime_features() lacks BR_FEAT_URING) a task
- * waits for readiness on its loop and then makes the syscall; regular
- * files and calls without a readiness notion (openat, fsync, statx,
- * close) run as plain syscalls on the loop.
+ * Without io_uring (br_runtime_features() lacks BR_FEAT_URING) the calls
+ * give the same answers, and none blocks the worker thread, whatever mode
+ * the fd is in: a task makes each call non-blocking by itself
+ * (MSG_DONTWAIT, RWF_NOWAIT) and waits for readiness on its loop when it
+ * must. A regular file the page cache cannot serve at once, an fd that
+ * refuses RWF_NOWAIT (a terminal), fsync, statx and an openat that needs
+ * a disk are made on the blocking pool; such a call cannot be cancelled
+ * once it runs. accept and connect on a blocking socket set O_NONBLOCK on
+ * it for the one call. close and shutdown run as plain syscalls.
  *
  * Sockets made by braid (br_accept, br_socket, the tcp/unix/udp helpers)
  * are close-on-exec.

@@ -44,8 +44,10 @@
  *   registers (fd, events) with its worker, which ppoll()s them together
  *   with its wake-up eventfd when it parks (only to sleep until one is
  *   ready) and without waiting at its poll points, which wake the ready
- *   ones; once the fd is ready, the task makes the syscall itself.
- *   Calls with no readiness notion run as plain syscalls.
+ *   ones; once the fd is ready, the task makes the syscall itself. The
+ *   transfers try the call first (io_ops.c makes it one that cannot
+ *   block) and wait only when it says EAGAIN (br__io_ready). Calls with
+ *   no readiness notion run as plain syscalls.
  *
  * Invariants
  *   - An operation's br__io stays valid until done is set: its task is
@@ -97,6 +99,22 @@ static void poll_unlink(struct br__ring *r, struct br__io *io)
 
 /* Wait on the loop until fd is ready for io->events, the deadline passes
  * or the task is cancelled. Returns BR__IO_SYS or the error. */
+static int wait_ready(struct br__io *io, struct br__task *t);
+
+int br__io_ready(struct br__io *io, short events)
+{
+	struct br__task *t = br__task_current();
+
+	if (br__task_cancel_pending(t)) {
+		t->cancel_seen = 1;
+		return -ECANCELED;
+	}
+	if (io->deadline >= 0 && br_now_ns() >= io->deadline)
+		return -ETIMEDOUT;
+	io->events = events;
+	return wait_ready(io, t);
+}
+
 static int wait_ready(struct br__io *io, struct br__task *t)
 {
 	struct br__worker *w = br__worker_current();
@@ -204,7 +222,9 @@ int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
 	struct br__task *t = br__task_current();
 	struct br__worker *w;
 	struct io_uring *ring;
+	int try_first = events & BR__IO_TRY;
 
+	events &= (short)~BR__IO_TRY;
 	io->dontwait = 0;
 	if (!t) {
 		if (br__worker_current())
@@ -235,8 +255,11 @@ int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
 	w = br__worker_current();
 	if (!w->ring.on) {
 		io->dontwait = MSG_DONTWAIT;
-		/* poll() ignores negative fds; the syscall reports EBADF. */
-		return events && fd >= 0 ? wait_ready(io, t) : BR__IO_SYS;
+		/* poll() ignores negative fds; the syscall reports EBADF.
+		 * BR__IO_TRY: the caller tries first and waits with
+		 * br__io_ready() only if it must. */
+		return events && fd >= 0 && !try_first ? wait_ready(io, t) :
+							 BR__IO_SYS;
 	}
 	ring = &w->ring.ring;
 	/* Room for the operation and its linked timeout in one batch: a

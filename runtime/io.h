@@ -54,6 +54,19 @@ struct br__io {
  */
 int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms);
 
+/* In br__io_start()'s events: on a worker without a ring, return
+ * BR__IO_SYS at once, without waiting for readiness; the caller tries
+ * its call and waits with br__io_ready() on EAGAIN. */
+#define BR__IO_TRY ((short)0x4000)
+
+/*
+ * br__io_ready - on a worker without a ring, after br__io_start() gave
+ * BR__IO_SYS: wait on the loop until the fd is ready for events (POLLIN,
+ * POLLOUT), within the call's deadline. Returns BR__IO_SYS, -ETIMEDOUT or
+ * -ECANCELED. Context: the task that called br__io_start().
+ */
+int br__io_ready(struct br__io *io, short events);
+
 /*
  * br__io_wait - submit the prepared SQE (batched with the tick's others)
  * and wait for its final completion. Returns the result as the call

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "braid.h"
+#include "future.h"
 #include "io.h"
 #include "task.h"
 
@@ -182,7 +183,7 @@ static long fs_off_loop(struct fs_call *c)
 	if (br_future_on_done(f, fs_unrun, h) < 0 &&
 	    br_future_state(f) != BR_PENDING)
 		fs_unrun(f, h);
-	r = br_await(f, NULL);
+	r = br__await_shielded(f); /* as net.c's lookup, and for its reason */
 	br_future_release(f);
 	if (r == 0) {
 		r = h->ret;

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "braid.h"
+#include "future.h"
 #include "internal.h"
 
 struct lookup {
@@ -137,7 +138,13 @@ static int lookup(const char *host, const char *service,
 	if (br_future_on_done(done, lookup_unrun, l) < 0 &&
 	    br_future_state(done) != BR_PENDING)
 		lookup_unrun(done, l);
-	err = br_await(done, NULL);
+	/* Through a shield: a cancelled task stops waiting, but the call
+	 * is not cancelled with it. Had it been, its future would end
+	 * CANCELLED while getaddrinfo still ran, and lookup_unrun and
+	 * lookup_call would both drop the call's reference. Cancelled, it
+	 * completes only if it never ran (the runtime closed while it was
+	 * queued). */
+	err = br__await_shielded(done);
 	if (err == 0) {
 		err = eai_to_errno(l->err, 0);
 		*res = l->res;

@@ -37,12 +37,16 @@
  *   - held is the buffer lent to the caller, or -1; it goes back to the
  *     kernel at the caller's next call or at free.
  *
- * Concurrency: all fields after creation, the owner worker only; pend,
- * the caller (one caller at a time, as for every reader call).
+ * Concurrency: all fields after creation, the owner worker only, except
+ * busy and pend: busy is taken by compare-and-swap by the caller of any
+ * public call on any thread (acquire), and given back by it (release), so
+ * that a second concurrent caller gets -EBUSY on every path, with or
+ * without a ring; pend belongs to the caller that holds busy.
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <fcntl.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -64,6 +68,8 @@ struct br_reader {
 		size_t off, len, cap; /* bytes [off, len) wait */
 		size_t scanned;	      /* from off: no delimiter before it */
 	} pend;
+	/* A caller is inside a public call (any thread; see claim()). */
+	_Atomic int busy;
 };
 
 /* Give the kernel back every buffer queued for the caller. Owner. */
@@ -166,16 +172,16 @@ static void *recv_on_owner(void *arg)
 	return NULL;
 }
 
-/* The next bytes from the kernel, lent until the next call. */
+static ssize_t recv_one(br_reader *r, struct br__task *t, const void **data);
+
+/* The next bytes from the kernel, lent until the next call. The caller
+ * holds busy (on a plain thread, the hop to the owner runs under it). */
 static ssize_t next_chunk(br_reader *r, const void **data)
 {
 	struct br__task *t = br__task_current();
-	struct br__worker *w;
-	struct br__mshot_res e;
 	int err;
 
 	*data = NULL;
-	w = br__worker_current();
 	if (!t && r->o.w) {
 		/* Tied to a worker whose ring may hold bytes for us: take
 		 * them there, as a task, and wait. */
@@ -184,6 +190,34 @@ static ssize_t next_chunk(br_reader *r, const void **data)
 		err = br__mshot_on_worker(r->o.w, recv_on_owner, &rr, NULL);
 		return err < 0 ? err : rr.ret;
 	}
+	return recv_one(r, t, data);
+}
+
+/* One caller at a time, on every path: the ring's waiter slot would say
+ * so too, but a loop without a ring, a plain thread and the fallback to
+ * br_recv() have none (and share fbuf and pend). 0, or -EBUSY. */
+static int claim(br_reader *r)
+{
+	int expect = 0;
+
+	return atomic_compare_exchange_strong_explicit(&r->busy, &expect, 1,
+						       memory_order_acquire,
+						       memory_order_relaxed) ?
+		       0 :
+		       -EBUSY;
+}
+
+static void unclaim(br_reader *r)
+{
+	atomic_store_explicit(&r->busy, 0, memory_order_release);
+}
+
+static ssize_t recv_one(br_reader *r, struct br__task *t, const void **data)
+{
+	struct br__worker *w = br__worker_current();
+	struct br__mshot_res e;
+	int err;
+
 	if (!t || !w->ring.on || r->fallback)
 		return recv_plain(r, data);
 	err = br__mshot_tie(&r->o);
@@ -240,19 +274,24 @@ static ssize_t next_chunk(br_reader *r, const void **data)
 
 ssize_t br_reader_recv(br_reader *r, const void **data)
 {
-	size_t n;
+	ssize_t n;
 
 	if (!r || !data)
 		return -EINVAL;
 	if (r->magic != BR__MAGIC_READER)
 		return BR_EBADOBJ;
-	n = r->pend.len - r->pend.off;
-	if (!n)
-		return next_chunk(r, data);
-	/* What the line verbs left: lent like a received buffer. */
-	*data = r->pend.p + r->pend.off;
-	r->pend.off = r->pend.len = r->pend.scanned = 0;
-	return (ssize_t)n;
+	if (claim(r) < 0)
+		return -EBUSY;
+	n = (ssize_t)(r->pend.len - r->pend.off);
+	if (!n) {
+		n = next_chunk(r, data);
+	} else {
+		/* What the line verbs left: lent like a received buffer. */
+		*data = r->pend.p + r->pend.off;
+		r->pend.off = r->pend.len = r->pend.scanned = 0;
+	}
+	unclaim(r);
+	return n;
 }
 
 /* ---- the StreamReader verbs ---- */
@@ -350,27 +389,35 @@ ssize_t br_reader_readuntil(br_reader *r, const void *delim, size_t dlen,
 			    void *buf, size_t max)
 {
 	int err = verb_check(r, buf, max);
+	ssize_t n;
 
 	if (err < 0)
 		return err;
 	if (!delim || !dlen)
 		return -EINVAL;
-	return until(r, delim, dlen, buf, max, 0);
+	if (claim(r) < 0)
+		return -EBUSY;
+	n = until(r, delim, dlen, buf, max, 0);
+	unclaim(r);
+	return n;
 }
 
 ssize_t br_reader_readline(br_reader *r, void *buf, size_t max)
 {
 	int err = verb_check(r, buf, max);
-
-	return err < 0 ? err : until(r, "\n", 1, buf, max, 1);
-}
-
-ssize_t br_reader_readexactly(br_reader *r, void *buf, size_t n)
-{
-	int err = verb_check(r, buf, n);
+	ssize_t n;
 
 	if (err < 0)
 		return err;
+	if (claim(r) < 0)
+		return -EBUSY;
+	n = until(r, "\n", 1, buf, max, 1);
+	unclaim(r);
+	return n;
+}
+
+static ssize_t exactly(br_reader *r, void *buf, size_t n)
+{
 	while (pending(r) < n) {
 		ssize_t got = fill(r);
 
@@ -380,6 +427,20 @@ ssize_t br_reader_readexactly(br_reader *r, void *buf, size_t n)
 			return -EPIPE; /* what came stays readable */
 	}
 	return take(r, buf, n);
+}
+
+ssize_t br_reader_readexactly(br_reader *r, void *buf, size_t n)
+{
+	int err = verb_check(r, buf, n);
+	ssize_t got;
+
+	if (err < 0)
+		return err;
+	if (claim(r) < 0)
+		return -EBUSY;
+	got = exactly(r, buf, n);
+	unclaim(r);
+	return got;
 }
 
 static void release(struct br__mshot_obj *o)
