@@ -32,7 +32,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-struct addrinfo; /* <netdb.h>: br_getaddrinfo() */
+/** <netdb.h>'s, for br_getaddrinfo(). */
+struct addrinfo;
 
 #ifdef __cplusplus
 extern "C" {
