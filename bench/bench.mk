@@ -29,11 +29,11 @@
 # Debian installs them.
 
 BENCH_B     := build/release$(BSUFFIX)
-BENCH_NAMES := fib skynet switch sleep chan blocking spawn pool echo_client
+BENCH_NAMES := fib skynet switch sleep chan handoff blocking spawn pool echo_client
 BENCH_BIN   := $(BENCH_NAMES:%=$(BENCH_B)/bench/%)
 BENCH_PEERS := $(addprefix $(BENCH_B)/bench/peers/, \
                  fib_tbb skynet_tbb fib_omp fib_go skynet_go switch_go sleep_go \
-                 chan_go chan_pthread blocking_pthread pool_pthread spawn_c spawn_go \
+                 chan_go chan_pthread handoff_go handoff_pthread blocking_pthread pool_pthread spawn_c spawn_go \
                  pool_fork \
                  echo_epoll echo_uring echo_uv echo_go http_go)
 BENCH_EXAMPLES := $(patsubst examples/%.c,$(BENCH_B)/examples/%, \

@@ -43,8 +43,8 @@ import bench_net  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = "build/release/bench"
-WORKLOADS = ("fib", "skynet", "switch", "sleep", "chan", "blocking",
-             "spawn", "pool", "echo", "http")
+WORKLOADS = ("fib", "skynet", "switch", "sleep", "chan", "handoff",
+             "blocking", "spawn", "pool", "echo", "http")
 QUICK_WORKLOADS = ("fib", "switch", "skynet")
 NET = ("echo", "http")
 SCRUB_PREFIXES = ("BRAID_", "OMP_", "GOMP_")
@@ -64,6 +64,24 @@ LABELS = {
     ("chan", "pingpong-apart"):
         "channel ping-pong, tasks pinned to different workers",
     ("chan", "mutex"): "contended mutex, per lock/unlock",
+    ("handoff", "promise"):
+        "promise ping-pong, tasks pinned to workers 0 and 1, per round trip",
+    ("handoff", "chan"):
+        "channel ping-pong, tasks pinned to workers 0 and 1, per round trip",
+    ("handoff", "thread"):
+        "a plain thread and a task passing promises, per round trip",
+    ("handoff", "idle"): "idle runtime, CPU per second",
+    ("handoff", "light"):
+        "one hand-off per ms from a plain thread to a task, CPU",
+    ("handoff", "light-timer"): "a task sleeping 1 ms in a loop, CPU",
+    ("handoff", "storm-max"):
+        "1,000,000 spawns from a task: longest wait to first run",
+    ("handoff", "storm-p999"):
+        "1,000,000 spawns from a task: 99.9th percentile wait",
+    ("handoff", "storm-thread-max"):
+        "1,000,000 spawns from a plain thread: longest wait to first run",
+    ("handoff", "storm-thread-p999"):
+        "1,000,000 spawns from a plain thread: 99.9th percentile wait",
     ("blocking", "burst"): "burst of blocking calls (empty), per call",
     ("blocking", "serial"): "blocking calls one at a time, per call",
     ("spawn", "window"): "{n:,} runs of /bin/true, 16 in flight, per spawn",
@@ -108,6 +126,16 @@ NOTES = {
         "goroutines calling exec.Command().Run() with GOMAXPROCS of the "
         "row. Each first makes 64 untimed spawns.",
 }
+NOTES[("handoff", "promise", 2)] = (
+    "Hand-offs: every braid row crosses threads (tasks pinned to different "
+    "workers, or a plain thread and a task). Go's free goroutines stay on "
+    "one P (a woken goroutine runs next on its waker's thread); the "
+    "locked ones (runtime.LockOSThread) cross threads as braid's do. The "
+    "pthread and eventfd peers run two threads pinned to CPUs 0 and 1. "
+    "Idle and light: CPU time of the whole process (getrusage) over wall "
+    "time, measured over 5 s after 200 ms of settling. Storms: the time "
+    "from the line before each spawn (or go statement) to the task's "
+    "first line; Go's goroutines are started from a goroutine.")
 NOTES[("pool", "map", 2)] = (
     "Process pool: 2 worker processes. braid's br_map chunks by itself; "
     "Python's Pool.map uses its default chunksize; the per-job peers "
@@ -138,6 +166,16 @@ PEER_NAMES = {
     "pthread": "pthreads",
     ("chan", "pingpong", "pthread"): "pthread mutex+condvar hand-off",
     ("chan", "mutex", "pthread"): "pthread_mutex",
+    ("handoff", "pingpong", "go"): "Go unbuffered channels, free",
+    ("handoff", "pingpong", "go-locked"):
+        "Go unbuffered channels, goroutines locked to threads",
+    ("handoff", "pingpong", "pthread"): "pthread mutex+condvar, 2 CPUs",
+    ("handoff", "pingpong", "eventfd"): "eventfd, 2 CPUs",
+    ("handoff", "light", "go"): "Go time.Sleep + channel send",
+    ("handoff", "light", "pthread"): "pthread clock_nanosleep + condvar",
+    ("handoff", "idle", "go"): "Go runtime, GOMAXPROCS=2",
+    ("handoff", "storm-max", "go"): "Go goroutines",
+    ("handoff", "storm-p999", "go"): "Go goroutines",
     ("blocking", "burst", "pthread"): "pthread pool, 4 threads",
     ("blocking", "serial", "pthread"): "pthread pool, 4 threads",
     "python": "Python asyncio.to_thread",
@@ -157,6 +195,12 @@ BRAID_NAMES = {
     ("chan", "pingpong"): "br_chan",
     ("chan", "pingpong-apart"): "br_chan",
     ("chan", "mutex"): "br_mutex",
+    ("handoff", "promise"): "promises",
+    ("handoff", "chan"): "br_chan",
+    ("handoff", "thread"): "promises",
+    ("handoff", "idle"): "2 workers",
+    ("handoff", "light"): "br_promise_resolve",
+    ("handoff", "light-timer"): "br_sleep_ms",
     ("blocking", "burst"): "br_spawn_blocking",
     ("blocking", "serial"): "br_spawn_blocking",
     ("spawn", "window"): "br_exec",
@@ -254,6 +298,32 @@ def configs(quick):
     go("chan", "chan_go", 2, m)
     out.append(Config("chan", "pthread", 2, peers + "/chan_pthread",
                       m + ["--workers", 2]))
+
+    hb = BIN + "/handoff"
+    hq = 10 if quick else 1
+    for mode, n in (("promise", 200000), ("chan", 200000),
+                    ("thread", 50000), ("storm", 1000000),
+                    ("storm-thread", 1000000)):
+        out.append(Config("handoff", "braid", 2, hb,
+                          ["--workers", 2, "--mode", mode, "--n", n // hq]))
+    ms = 1000 if quick else 5000
+    for mode in ("idle", "light", "light-timer"):
+        out.append(Config("handoff", "braid", 2, hb,
+                          ["--workers", 2, "--mode", mode, "--ms", ms]))
+    go("handoff", "handoff_go", 2, ["-mode", "pingpong", "-n",
+                                    1000000 // hq])
+    # A hand-off through the kernel costs 10-100 us here: smaller n.
+    out.append(Config("handoff", "go-locked", 2, peers + "/handoff_go",
+                      ["-mode", "pingpong-locked", "-n", 30000 // hq],
+                      {"GOMAXPROCS": "2"}))
+    for mode in ("idle", "light"):
+        go("handoff", "handoff_go", 2, ["-mode", mode, "-ms", ms])
+    go("handoff", "handoff_go", 2, ["-mode", "storm", "-n", 1000000 // hq])
+    for mode, impl in (("condvar", "pthread"), ("eventfd", "eventfd")):
+        out.append(Config("handoff", impl, 2, peers + "/handoff_pthread",
+                          ["--mode", mode, "--n", 20000 // hq]))
+    out.append(Config("handoff", "pthread", 2, peers + "/handoff_pthread",
+                      ["--mode", "light", "--ms", ms]))
 
     for mode, n, pyn in (("burst", 100000, 20000), ("serial", 10000, 5000)):
         b = ["--mode", mode, "--n", n]
@@ -374,10 +444,23 @@ def run_one(cfg, env, timeout):
 # Per-job costs whose peers run a smaller n (one job at a time is slow
 # there): one row for all n, so that the ratios are made.
 ANY_N = {("pool", "submit")}
+# Workloads whose rows pair whatever n each program ran.
+ANY_N_WORKLOADS = {"handoff"}
+
+# A peer figure that stands against several of braid's: (workload, the
+# peer's metric) -> braid's metrics. summarise() copies the peer's entry
+# under each, keeping the peer's own metric in "peer_metric".
+SHARED_PEER = {
+    ("handoff", "pingpong"): ("promise", "chan", "thread"),
+    ("handoff", "light"): ("light", "light-timer"),
+    ("handoff", "storm-max"): ("storm-max", "storm-thread-max"),
+    ("handoff", "storm-p999"): ("storm-p999", "storm-thread-p999"),
+}
 
 
 def key_of(d):
-    n = 0 if (d["workload"], d["metric"]) in ANY_N else int(d.get("n", 0))
+    n = 0 if ((d["workload"], d["metric"]) in ANY_N or
+              d["workload"] in ANY_N_WORKLOADS) else int(d.get("n", 0))
     return (d["workload"], d["metric"], int(d.get("threads", 0)), n,
             d["impl"])
 
@@ -407,6 +490,16 @@ def summarise(lines):
             "max": max(vals), "runs": len(vals), "values": vals,
             "cmd": ds[0].get("cmd", ""),
         })
+    shared = []
+    for s in out:
+        wm = (s["workload"], s["metric"])
+        if s["impl"] == "braid" or wm not in SHARED_PEER:
+            shared.append(s)
+            continue
+        for m in SHARED_PEER[wm]:
+            c = dict(s, metric=m, peer_metric=s["metric"])
+            shared.append(c)
+    out = shared
     order = {k: i for i, k in enumerate(LABELS)}
     out.sort(key=lambda s: (WORKLOADS.index(s["workload"])
                             if s["workload"] in WORKLOADS else 99,
@@ -445,7 +538,7 @@ def label(s):
 
 def peer_name(s):
     return PEER_NAMES.get(
-        (s["workload"], s["metric"], s["impl"]),
+        (s["workload"], s.get("peer_metric", s["metric"]), s["impl"]),
         PEER_NAMES.get((s["workload"], s["impl"]),
                        PEER_NAMES.get(s["impl"], s["impl"])))
 
@@ -470,12 +563,12 @@ def config_text(s):
 
 def print_table(summary):
     print()
-    print("%-8s %-13s %3s %8s %-7s %10s %10s %10s %-9s %-6s %s" %
+    print("%-8s %-17s %3s %8s %-9s %10s %10s %10s %-9s %-6s %s" %
           ("workload", "metric", "thr", "n", "impl", "median", "min", "max",
            "unit", "better", "braid/peer"))
     for s in summary:
         ratio = s.get("ratio_braid_over_peer")
-        print("%-8s %-13s %3d %8d %-7s %10s %10s %10s %-9s %-6s %s" %
+        print("%-8s %-17s %3d %8d %-9s %10s %10s %10s %-9s %-6s %s" %
               (s["workload"], s["metric"], s["threads"], s["n"], s["impl"],
                fmt(s["median"]), fmt(s["min"]), fmt(s["max"]), s["unit"],
                better_text(s), "%.2f" % ratio if ratio is not None else ""))

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 
 // goline.go - the JSON line a Go peer prints for one figure, as
-// bench/bench.h writes them (impl "go", one run, threads GOMAXPROCS).
+// bench/bench.h writes them (impl "go" unless printLineAs names another,
+// one run, threads GOMAXPROCS).
 // bench/bench.mk builds it into every Go peer.
 package main
 
@@ -31,11 +32,17 @@ type goLine struct {
 
 // printLine prints figure v of workload's metric, measured over n.
 func printLine(workload, metric, unit string, n int64, v float64) {
+	printLineAs("go", workload, metric, unit, n, v)
+}
+
+// printLineAs is printLine for a peer that is not plain goroutines, named
+// impl in the line (handoff_go.go's goroutines locked to threads).
+func printLineAs(impl, workload, metric, unit string, n int64, v float64) {
 	cmd := strings.Join(os.Args, " ")
 	if g, ok := os.LookupEnv("GOMAXPROCS"); ok {
 		cmd = "GOMAXPROCS=" + g + " " + cmd
 	}
-	line, _ := json.Marshal(goLine{workload, "go", metric, unit, n,
+	line, _ := json.Marshal(goLine{workload, impl, metric, unit, n,
 		runtime.GOMAXPROCS(0), v, v, v, 1, []float64{v}, cmd})
 	fmt.Println(string(line))
 }
