@@ -12,8 +12,13 @@
  *       than half the workers search, so an idle runtime does not have
  *       every worker hammering every other's deque.
  *     - When a searcher finds work it stops searching; if it was the last
- *       searcher it wakes one parked worker, which starts searching in its
+ *       searcher and more work is in sight (the injection queue or a
+ *       deque), it wakes one parked worker, which starts searching in its
  *       place: work that appears in bursts fans out one worker at a time.
+ *       Go and Tokio wake one whether or not more work is in sight, which
+ *       costs a wake-up and a search per hand-off when tasks come one at a
+ *       time (a plain thread resolving a promise each millisecond woke
+ *       both workers of a 2-worker runtime, twice the CPU of one).
  *     - Whoever makes work visible to other workers calls
  *       br__idle_notify(): it wakes one parked worker, and only if nobody
  *       is searching (a searcher will find the work).
@@ -34,6 +39,17 @@
  *   either find T or be the last one and re-check. Wake-ups themselves are
  *   sticky (a CQE posted to the ring, or a futex word set to 1), so a
  *   wake-up sent before the target enters its wait is not lost either.
+ *
+ *   The last searcher that finds work plays the parker's part too: it
+ *   leaves with a seq_cst RMW of the state and then looks for more work,
+ *   so a submitter that saw it searching and woke nobody (S's RMW first)
+ *   has its task seen by that look, and one that came after it sees no
+ *   searcher and wakes somebody itself.
+ *
+ *   A wake-up goes through br__worker_wake(), which sends a parked worker
+ *   one message per park however many wakers find it (worker.c), so a
+ *   notification and pinned tasks sent to the same worker never wake it
+ *   twice.
  *
  *   Local pushes (a task spawned on its own worker's deque) call notify
  *   without the full fence: such work can never be lost, because the
@@ -97,7 +113,8 @@ void br__idle_stop_search(struct br_runtime *rt)
 	uint32_t prev = atomic_fetch_sub_explicit(&rt->idle.state, 1,
 						  memory_order_seq_cst);
 
-	if ((prev & SEARCH_MASK) == 1)
+	/* After the RMW, as a parking last searcher re-checks (header). */
+	if ((prev & SEARCH_MASK) == 1 && br__work_visible(rt))
 		br__idle_notify(rt, 1);
 }
 
@@ -162,5 +179,5 @@ void br__idle_notify(struct br_runtime *rt, int remote)
 	atomic_fetch_add_explicit(&idle->state, UNPARK_ONE + 1,
 				  memory_order_seq_cst);
 	pthread_mutex_unlock(&idle->lock);
-	br__ring_wake(&rt->workers[id]);
+	br__worker_wake(&rt->workers[id]);
 }

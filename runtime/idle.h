@@ -30,8 +30,9 @@ void br__idle_term(struct br__idle *idle);
  * Returns 1 if the caller is now searching. Context: a worker. */
 int br__idle_try_search(struct br__idle *idle);
 
-/* Leave the searching state; if it was the last searcher, wake a parked
- * worker to take over. Context: a searching worker. */
+/* Leave the searching state; if it was the last searcher and more work
+ * is in sight, wake a parked worker to take over. Context: a searching
+ * worker. */
 void br__idle_stop_search(struct br_runtime *rt);
 
 /* Park accounting: returns 1 if the caller was the last searcher, which

@@ -52,12 +52,35 @@
  *     starts them and removed by the worker they end on.
  *   - Lock order: reg_lock, then remote_lock / inject lock / idle lock.
  *
+ * Waking a parked worker
+ *   w->parked says whether w needs a wake-up message (AWAKE: no, it will
+ *   look at its queues; ASLEEP: yes; WOKEN: one is on its way). A waker
+ *   makes its work visible, then br__worker_wake() moves ASLEEP to WOKEN
+ *   with a CAS and only the winner sends the message: a burst of pinned
+ *   tasks, or a pinned task and an idle.c notification, wake a parked
+ *   worker once, not once each (each message is a system call for the
+ *   sender and a pass through the wait for the worker).
+ *
+ *   The worker stores ASLEEP before it puts itself on idle.c's list of
+ *   sleepers, so a notifier that picks it from the list always finds it
+ *   ASLEEP or WOKEN and never skips a needed message; it re-checks its
+ *   queues after the store and sleeps only if they are empty. After the
+ *   wait it exchanges parked back to AWAKE and looks at its queues before
+ *   it can park again. A message that was sent but not needed (the
+ *   re-check found work, or I/O or a timer ended the wait first) stays in
+ *   the ring and ends the next wait at once: one extra pass, never a lost
+ *   wake-up.
+ *
  * Memory ordering
  *   - rq_len and parked form a Dekker pair: the sender increments rq_len
- *     (seq_cst, under the lock) then reads parked (seq_cst); the worker
- *     stores parked = 1 (seq_cst) then reads rq_len (seq_cst) before it
- *     sleeps. Either the worker sees the task or the sender sees it parked
- *     and wakes it.
+ *     (seq_cst, under the lock) then reads parked (seq_cst, in
+ *     br__worker_wake()); the worker stores parked = ASLEEP (seq_cst) then
+ *     reads rq_len (seq_cst) before it sleeps. Either the worker sees the
+ *     task or the sender sees it asleep and wakes it. A sender that finds
+ *     WOKEN read it before the worker's exchange back to AWAKE (seq_cst),
+ *     which the worker's next look at its queues follows: it sees the
+ *     task. idle.c's notifications pair the same way through the idle
+ *     state.
  *   - The ARMED -> PARKED CAS is release (fiber.c).
  */
 #include <errno.h>
@@ -141,7 +164,18 @@ void br__worker_remote_push(struct br__worker *w, struct br__task *t)
 	/* seq_cst: Dekker pair with parked; see the header. */
 	atomic_fetch_add_explicit(&w->rq_len, 1, memory_order_seq_cst);
 	pthread_mutex_unlock(&w->remote_lock);
-	if (atomic_load_explicit(&w->parked, memory_order_seq_cst))
+	br__worker_wake(w);
+}
+
+void br__worker_wake(struct br__worker *w)
+{
+	/* seq_cst: the Dekker pair with park() (header). */
+	uint32_t p = atomic_load_explicit(&w->parked, memory_order_seq_cst);
+
+	if (p == BR__PARK_ASLEEP &&
+	    atomic_compare_exchange_strong_explicit(
+		    &w->parked, &p, BR__PARK_WOKEN, memory_order_seq_cst,
+		    memory_order_seq_cst))
 		br__ring_wake(w);
 }
 
@@ -330,10 +364,8 @@ static struct br__task *find_work(struct br__worker *w)
 	}
 }
 
-/* Is there work anywhere a parking worker must not sleep through? */
-static int work_anywhere(struct br__worker *w)
+int br__work_visible(struct br_runtime *rt)
 {
-	struct br_runtime *rt = w->rt;
 	unsigned i;
 
 	if (br__inject_nonempty(&rt->inject))
@@ -347,11 +379,14 @@ static int work_anywhere(struct br__worker *w)
 static void park(struct br__worker *w)
 {
 	struct br_runtime *rt = w->rt;
-	int last = br__idle_park(&rt->idle, w);
+	int last;
 
-	/* seq_cst: Dekker pair with br__worker_remote_push(). */
-	atomic_store_explicit(&w->parked, 1, memory_order_seq_cst);
-	if (!(last && work_anywhere(w)) &&
+	/* seq_cst: Dekker pair with br__worker_wake(); before the worker
+	 * joins idle.c's sleepers, so a notifier finds it ASLEEP (header). */
+	atomic_store_explicit(&w->parked, BR__PARK_ASLEEP,
+			      memory_order_seq_cst);
+	last = br__idle_park(&rt->idle, w);
+	if (!(last && br__work_visible(rt)) &&
 	    !atomic_load_explicit(&w->rq_len, memory_order_seq_cst) &&
 	    !atomic_load_explicit(&rt->stop, memory_order_seq_cst)) {
 		int64_t t0 = br__obs_clock(&w->obs);
@@ -360,7 +395,10 @@ static void park(struct br__worker *w)
 		br__ring_park(w, br__timers_next(w));
 		br__obs_span(&w->obs, BR__TR_PARK, t0, 0);
 	}
-	atomic_store_explicit(&w->parked, 0, memory_order_relaxed);
+	/* seq_cst: a waker that saw WOKEN read it before this, and the
+	 * queues are looked at after it (header). */
+	atomic_exchange_explicit(&w->parked, BR__PARK_AWAKE,
+				 memory_order_seq_cst);
 	if (br__idle_unpark(&rt->idle, w))
 		br__stat_add(&w->obs, BR__ST_WAKEUPS, 1);
 	br__watchdog_unparked(&rt->obs);

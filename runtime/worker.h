@@ -28,6 +28,13 @@ enum {
 	BR__AFTER_MOVE,	 /* queue it on after_target (io.c) */
 };
 
+/* br__worker.parked: whether a wake-up must be sent, and whether one is. */
+enum {
+	BR__PARK_AWAKE,	 /* running or spinning: it will see its queues */
+	BR__PARK_ASLEEP, /* in or near the ring wait: send it a wake-up */
+	BR__PARK_WOKEN,	 /* a wake-up is on its way: send no other */
+};
+
 struct br__blocking;
 
 struct br__worker {
@@ -75,7 +82,7 @@ struct br__worker {
 	BR__CACHE_ALIGNED pthread_mutex_t remote_lock;
 	struct br__fifo rq;	 /* pinned tasks sent here; under remote_lock */
 	_Atomic uint32_t rq_len; /* seq_cst; see worker.c */
-	_Atomic uint32_t parked; /* seq_cst; 1 while in or near park */
+	_Atomic uint32_t parked; /* BR__PARK_*, seq_cst; see worker.c */
 	pthread_mutex_t reg_lock;    /* protects live_fibers */
 	struct br__list live_fibers; /* of struct br__fiber, through reg */
 };
@@ -120,6 +127,18 @@ void *br__worker_main(void *arg);
 
 /* Queue t on worker w's remote queue and wake w. Context: any thread. */
 void br__worker_remote_push(struct br__worker *w, struct br__task *t);
+
+/*
+ * br__worker_wake - wake w if it is parked, with one message per park
+ * however many callers find it asleep. The caller has made its work
+ * visible with a seq_cst operation first (worker.c: the Dekker pair).
+ * Context: any thread.
+ */
+void br__worker_wake(struct br__worker *w);
+
+/* Is there work in rt's injection queue or any deque? seq_cst read of the
+ * injection queue's length (idle.c). Context: any thread. */
+int br__work_visible(struct br_runtime *rt);
 
 /* Put t in w's LIFO slot, moving the previous occupant to the deque.
  * Context: worker w. */
