@@ -20,12 +20,32 @@
  *        prepared and reap what completed, in one io_uring_enter;
  *     7. the injection queue;
  *     8. stealing: as a searcher (idle.c), half of a random victim's deque,
- *        spinning briefly before giving up, because a wake-up through the
- *        kernel costs far more than a spin that finds work; a runtime of
- *        one worker has nobody to steal from and parks at once (spinning
- *        for I/O costs an HTTP server requests per CPU-second, as
+ *        spinning before giving up (below); a runtime of one worker
+ *        has nobody to steal from and parks at once (spinning for I/O
+ *        costs an HTTP server requests per CPU-second, as
  *        docs/ARCHITECTURE.md measures);
  *     9. park in the ring wait until the next timer.
+ *
+ * Spinning
+ *   A wake-up through the kernel costs 20 us or more here, a spin that
+ *   finds work nothing, so a worker out of work spins before it parks: it
+ *   steals, takes from the injection queue and watches its own queues
+ *   (pinned tasks, and I/O every 16 rounds). Only searchers spin (at most
+ *   half the workers, idle.c), so an idle runtime never has every worker
+ *   spinning; a worker that may not search watches its own queues for
+ *   SLOT_WAIT_NS and takes a searcher's place if one comes free meanwhile
+ *   (two workers passing messages change roles at every hand-off, and the
+ *   one that has just sent usually finds the other still counted as
+ *   searching for a few hundred ns), else parks.
+ *
+ *   How long a searcher spins adapts, as glibc's adaptive mutexes do: a
+ *   spin that found work doubles the next one (up to SPIN_MAX_NS, about a
+ *   park and a wake-up), one that did not halves it (down to SPIN_MIN_NS).
+ *   Message passing between workers keeps the spin long and stays out of
+ *   the kernel; work that trickles in (one task per millisecond from a
+ *   plain thread) shrinks it to SPIN_MIN_NS, so the wake-up it needs
+ *   anyway is all it costs: a fixed 30 us spin after each such task was
+ *   most of the CPU a lightly loaded runtime used.
  *
  *   The scheduler runs on the worker thread's own stack. A fiber that
  *   stops running tells it why in w->after before switching out; the
@@ -97,9 +117,14 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-/* How long an idle worker looks for work before it parks: about what a
- * park and a wake-up through the kernel cost. */
-#define SPIN_NS (30 * BR__NS_PER_US)
+/* How long an idle worker searches before it parks (header: "Spinning"):
+ * up to about what a park and a wake-up through the kernel cost, doubled
+ * by each spin that found work and halved by each that did not. */
+#define SPIN_MAX_NS (32 * BR__NS_PER_US)
+#define SPIN_MIN_NS (2 * BR__NS_PER_US)
+/* How long a worker that may not search (half the workers do) watches
+ * its own queues for a searcher to give up its place. */
+#define SLOT_WAIT_NS (2 * BR__NS_PER_US)
 /* Every GLOBAL_POLL_INTERVAL-th tick looks at the injection queue, the
  * yielded list, the timers and the ring before local work, so that none
  * of them starves behind a busy loop (Go's schedule() checks its global
@@ -298,12 +323,71 @@ static struct br__task *steal(struct br__worker *w)
 	return NULL;
 }
 
+/*
+ * Look for work before parking, for as long as a park and a wake-up
+ * through the kernel would cost when spins have been paying off lately,
+ * and briefly when they have not (header: "Spinning"). Returns a task,
+ * or NULL to park.
+ */
+static struct br__task *spin(struct br__worker *w)
+{
+	struct br_runtime *rt = w->rt;
+	struct br__task *t;
+	int64_t until = 0, now;
+	unsigned round;
+
+	for (round = 0;; round++) {
+		t = NULL;
+		if (!w->searching && br__idle_try_search(&rt->idle)) {
+			w->searching = 1;
+			until = 0; /* the searcher's budget starts now */
+		}
+		if (w->searching) {
+			t = steal(w);
+			if (!t)
+				t = br__inject_pop(&rt->inject);
+		}
+		if (!t &&
+		    atomic_load_explicit(&w->rq_len, memory_order_relaxed))
+			t = next_local(w);
+		if (t || atomic_load_explicit(&rt->stop, memory_order_relaxed))
+			break;
+		if ((round & 15) == 15) {
+			/* I/O finished meanwhile is local work too. Without
+			 * a ring that check is a ppoll system call: leave it
+			 * to park(), which makes it anyway. */
+			if (w->ring.on)
+				br__ring_poll(w);
+			if (w->lifo || !br__fifo_empty(&w->pq)) {
+				t = next_local(w);
+				break;
+			}
+			now = br_now_ns();
+			if (!until)
+				until = now + (w->searching ? w->spin_ns :
+							      SLOT_WAIT_NS);
+			else if (now >= until)
+				break;
+		}
+		br__cpu_relax();
+	}
+	if (w->searching) {
+		if (t)
+			w->spin_ns = w->spin_ns * 2 > SPIN_MAX_NS ?
+					     SPIN_MAX_NS :
+					     w->spin_ns * 2;
+		else
+			w->spin_ns = w->spin_ns / 2 < SPIN_MIN_NS ?
+					     SPIN_MIN_NS :
+					     w->spin_ns / 2;
+	}
+	return t;
+}
+
 static struct br__task *find_work(struct br__worker *w)
 {
 	struct br_runtime *rt = w->rt;
 	struct br__task *t;
-	int64_t until = 0;
-	unsigned round;
 
 	run_timers(w);
 	/* Alone, the park that follows when nothing turns up submits and
@@ -328,40 +412,7 @@ static struct br__task *find_work(struct br__worker *w)
 	 * queues (idle.c: the last searcher to park must). */
 	if (rt->nworkers == 1)
 		return NULL;
-	/* Spin about as long as a park and wake-up would cost. A worker
-	 * that may not search (half the workers already do) still watches
-	 * its own remote queue, where pinned tasks and their wake-ups
-	 * arrive. */
-	for (round = 0;; round++) {
-		t = NULL;
-		if (w->searching) {
-			t = steal(w);
-			if (!t)
-				t = br__inject_pop(&rt->inject);
-		}
-		if (!t &&
-		    atomic_load_explicit(&w->rq_len, memory_order_relaxed))
-			t = next_local(w);
-		if (t || atomic_load_explicit(&rt->stop, memory_order_relaxed))
-			return t;
-		if ((round & 15) == 15) {
-			int64_t now = br_now_ns();
-
-			/* I/O finished meanwhile is local work too. Without
-			 * a ring that check is a ppoll system call: leave it
-			 * to park(), which makes it anyway. */
-			if (w->ring.on)
-				br__ring_poll(w);
-			if (w->lifo || !br__fifo_empty(&w->pq))
-				return next_local(w);
-
-			if (!until)
-				until = now + SPIN_NS;
-			else if (now >= until)
-				return NULL;
-		}
-		br__cpu_relax();
-	}
+	return spin(w);
 }
 
 int br__work_visible(struct br_runtime *rt)
@@ -673,6 +724,7 @@ static void worker_start(struct br__worker *w)
 
 	br__tls_worker = w;
 	br__promise_cache_enable();
+	w->spin_ns = SPIN_MAX_NS;
 	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
 		pthread_attr_getstack(&attr, &w->sched_stack_lo,
 				      &w->sched_stack_size);

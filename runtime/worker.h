@@ -56,7 +56,8 @@ struct br__worker {
 	 * summed by br_runtime_free. */
 	_Atomic int64_t live;
 	int searching;
-	void *sched_sp;		  /* scheduler context while a fiber runs */
+	int64_t spin_ns; /* how long the next spin may last (worker.c) */
+	void *sched_sp;	 /* scheduler context while a fiber runs */
 	struct br__task *current; /* task on top of the running fiber */
 	/* The running fiber, or NULL; written by the owner at every switch
 	 * (fiber.c), read by the watchdog; owner reads go through
