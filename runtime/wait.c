@@ -31,20 +31,38 @@
  *   collect futures that are already complete: anything else would block
  *   the loop that has to complete them (BR_EDEADLK).
  *
+ *   A plain thread spins on its wait word before it sleeps
+ *   (br__thread_spin, futex.c: up to about a futex sleep and wake-up, less
+ *   when its recent spins found nothing): a task that answers within
+ *   microseconds then costs neither side a system call. It announces its
+ *   sleep by moving the word WAITING -> ASLEEP, and a firing waiter calls
+ *   FUTEX_WAKE only if its exchange to DONE returns ASLEEP: one wake-up,
+ *   and only for a sleeper.
+ *
+ *   The firing waiter stores its DONE before the FUTEX_WAKE, so the woken
+ *   thread never waits in br__future_unwait() for the waker to come back
+ *   from the system call (with DONE after the wake, the woken thread
+ *   spun on the waiter until its waker returned from the kernel, a
+ *   convoy of two threads on one wake-up). The thread may then return
+ *   and its stack, where the word lives, be reused before the wake-up
+ *   is made: a FUTEX_WAKE on such an address at worst wakes whatever
+ *   waits there then, and every futex wait in braid (and glibc's)
+ *   re-checks its word after waking, as waitq.c's completions already
+ *   rely on.
+ *
  * Memory ordering
- *   - fire_thread: the release store of the futex word pairs with the
- *     waiter's acquire load; DONE is released after the futex wake so the
- *     word, which lives on the waiter's stack, outlives the wake call.
+ *   - fire_thread: the release exchange of the futex word pairs with the
+ *     waiter's acquire loads (the spin, the CAS to ASLEEP and the load
+ *     after the futex wait); the exchange and the CAS act on one word, so
+ *     either the CAS sees DONE and the thread does not sleep, or the
+ *     exchange sees ASLEEP and wakes it.
  */
 #include <errno.h>
-#include <linux/futex.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "clock.h"
 #include "fiber.h"
+#include "futex.h"
 #include "future.h"
 #include "task.h"
 #include "timer.h"
@@ -60,14 +78,25 @@ static void fire_task(struct br__waiter *w, struct br_future *f)
 	atomic_store_explicit(&w->st, BR__W_DONE, memory_order_release);
 }
 
+/* A plain thread's wait word (thread_wait()). */
+enum {
+	TW_WAITING, /* spinning, or about to sleep */
+	TW_DONE,    /* a waiter fired */
+	TW_ASLEEP,  /* sleeping on the futex: a firing must wake it */
+};
+
 static void fire_thread(struct br__waiter *w, struct br_future *f)
 {
 	_Atomic uint32_t *word = w->u.futex;
+	uint32_t old;
 
-	/* Release: pairs with thread_wait()'s acquire load. */
-	atomic_store_explicit(word, 1, memory_order_release);
-	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	/* Release: pairs with thread_wait()'s acquire loads; the old value
+	 * says whether the thread sleeps. */
+	old = atomic_exchange_explicit(word, TW_DONE, memory_order_acq_rel);
+	/* Release: the waiter may reuse w, and return, once it sees DONE. */
 	atomic_store_explicit(&w->st, BR__W_DONE, memory_order_release);
+	if (old == TW_ASLEEP)
+		br__futex_wake(word); /* the word may be gone: see header */
 }
 
 static int first_done(br_future *const *fs, size_t n)
@@ -168,19 +197,23 @@ static int thread_wait(br_future *const *fs, size_t n, struct br__waiter *ws,
 		ws[i].u.futex = &word;
 	}
 	linked = link_all(fs, ws, n, &done);
-	/* Acquire: pairs with fire_thread()'s release. */
-	while (!done && !atomic_load_explicit(&word, memory_order_acquire)) {
-		struct timespec ts, *tp = NULL;
+	if (!done)
+		done = br__thread_spin(&word, ~0u, TW_DONE, deadline);
+	while (!done) {
+		uint32_t v = TW_WAITING;
 
-		if (deadline >= 0) {
-			int64_t rel = deadline - br_now_ns();
-
-			if (rel <= 0)
-				break;
-			ts = br__ns_to_ts(rel);
-			tp = &ts;
-		}
-		syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, tp, NULL, 0);
+		if (deadline >= 0 && br_now_ns() >= deadline)
+			break;
+		/* Acquire on failure: pairs with fire_thread()'s release. */
+		if (!atomic_compare_exchange_strong_explicit(
+			    &word, &v, TW_ASLEEP, memory_order_acquire,
+			    memory_order_acquire) &&
+		    v == TW_DONE)
+			break;
+		br__futex_wait(&word, TW_ASLEEP, deadline);
+		/* Acquire: pairs with fire_thread()'s release. */
+		done = atomic_load_explicit(&word, memory_order_acquire) ==
+		       TW_DONE;
 	}
 	unlink_all(fs, ws, linked);
 	r = first_done(fs, n);

@@ -50,7 +50,11 @@
  *   - br__wq_complete() copies the fiber and seq before its DONE store, so
  *     it touches nothing on the waiter's stack after the waiter may have
  *     returned; a late wake-up of an old seq fails harmlessly.
- *   - A thread sets SLEEP in the state word with a CAS before it sleeps on
+ *   - A thread first spins on the state word for a while
+ *     (br__thread_spin: up to about a futex sleep and wake-up, less when
+ *     its recent spins found nothing), so a task that completes its wait
+ *     within microseconds costs neither side a system call. Then it sets
+ *     SLEEP in the state word with a CAS before it sleeps on
  *     the word; the completer's exchange to DONE returns the old word, and
  *     it calls FUTEX_WAKE exactly when SLEEP was set. Either the exchange
  *     comes first (the futex wait then sees a changed word and returns) or
@@ -376,6 +380,9 @@ static int task_end(struct br__wait *wt, int64_t deadline)
 
 static int thread_end(struct br__wait *wt, int64_t deadline)
 {
+	/* A waker is usually a task a few hundred ns away from completing
+	 * the wait: spin before setting SLEEP (header). */
+	br__thread_spin(&wt->state, BR__WS_PHASE, BR__WS_DONE, deadline);
 	for (;;) {
 		/* Acquire: pairs with br__wq_complete()'s release. */
 		uint32_t s =
