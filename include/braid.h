@@ -485,6 +485,20 @@ typedef struct br_spawn_opts {
  * spawning worker's queue, where idle workers steal it; from elsewhere,
  * to rt's injection queue.
  *
+ * Start order. Tasks spawned together from a task (or a loop callback) of rt
+ * start newest first on the spawning worker (depth first, as Cilk and oneTBB
+ * do: the child spawned last is still in cache, and br_await() or
+ * br_gather() of a child that has not started runs it inline, after any
+ * unstarted siblings spawned later), while idle workers steal the oldest
+ * first. The wait is bounded all the same: one pick in 61 takes the worker's
+ * oldest task instead of its newest, so a task never waits behind an endless
+ * stream of newer ones. Tasks spawned from a plain thread (or another
+ * runtime's task) start in creation order, as asyncio's do, each on
+ * whichever worker takes it first, so consecutive ones may run at the same
+ * time; a worker takes from that queue at least once in 61 picks. Code that
+ * needs one task to start before another should wait for it, not rely on the
+ * order.
+ *
  * Returns a new reference, never NULL; a FAILED future with -EINVAL (fn
  * NULL), BR_EBADOBJ (rt not a runtime), BR_ECLOSED (rt shutting down) or
  * -ENOMEM. Context: any thread.
@@ -493,7 +507,8 @@ BR_API br_future *br_spawn(br_runtime *rt, br_task_fn fn, void *arg);
 
 /**
  * br_spawn_on - br_spawn() pinned to worker (0..workers-1): the task runs
- * only there and is never stolen (thread-per-core style).
+ * only there and is never stolen (thread-per-core style). Tasks pinned to
+ * one worker start in creation order, from any thread.
  * Errors as br_spawn, and -EINVAL if worker is out of range.
  * Context: any thread.
  */

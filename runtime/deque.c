@@ -23,7 +23,8 @@
  *
  * Concurrency
  *   - br__deque_push(), br__deque_pop(): owner only.
- *   - br__deque_steal(): any other thread.
+ *   - br__deque_steal(): any thread, the owner included (worker.c takes
+ *     its oldest item so now and then), since it never pops meanwhile.
  *
  * Memory ordering
  *   - push: the slot store (relaxed) is published by the release store of

@@ -59,7 +59,8 @@ void *br__deque_pop(struct br__deque *dq);
 /*
  * br__deque_steal - take the oldest item, or NULL if the deque looked
  * empty or another thief (or the owner) won the race for it.
- * Context: any thread except the owner.
+ * Context: any thread; the owner too, for its oldest item (it is then
+ * one more thief: it never pops at the same time).
  */
 void *br__deque_steal(struct br__deque *dq);
 

@@ -23,7 +23,12 @@
  *     - otherwise the runtime's injection queue, with a notification.
  *   New tasks spawned from a task of the runtime go to the bottom of the
  *   spawning worker's deque instead, where br_await() can take a child
- *   back and run it inline, and thieves can take the oldest.
+ *   back and run it inline, and thieves can take the oldest. New pinned
+ *   tasks go behind their worker's other pinned tasks (its FIFO queue
+ *   when spawned there, else its remote queue, also FIFO), never to the
+ *   LIFO slot, which is for tasks woken by a message: so pinned tasks
+ *   start in creation order. worker.c's "Start order" gives the order of
+ *   the others.
  *
  *   Cancellation is a request: the cancel flag is stored (seq_cst), then the
  *   task's fiber, if it has one, is woken from whatever suspension it is in.
@@ -223,7 +228,16 @@ static void schedule_new(struct br__worker *w, struct br__task *t)
 {
 	struct br_runtime *rt = t->rt;
 
-	if (!(t->flags & BR__T_PINNED) && w && w->rt == rt) {
+	if (t->flags & BR__T_PINNED) {
+		/* Behind the worker's other pinned tasks, not in its LIFO
+		 * slot: pinned tasks start in creation order (header). */
+		if (w == &rt->workers[t->pin])
+			br__worker_push_pinned(w, t);
+		else
+			br__worker_remote_push(&rt->workers[t->pin], t);
+		return;
+	}
+	if (w && w->rt == rt) {
 		br__worker_push_local(w, t);
 		return;
 	}

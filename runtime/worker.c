@@ -26,6 +26,21 @@
  *        docs/ARCHITECTURE.md measures);
  *     9. park in the ring wait until the next timer.
  *
+ * Start order
+ *   Tasks spawned from a task of this worker go to the bottom of its deque,
+ *   and the worker pops the bottom: the newest starts first, as in Cilk, TBB
+ *   and Lace, so a fork-join child is still in cache when it runs and
+ *   br_await() can run an unstarted child inline (wait.c); thieves take the
+ *   oldest from the top. Popped alone that order would let a task wait for
+ *   ever behind newer ones (a task that keeps spawning keeps the bottom
+ *   full), so on one tick in GLOBAL_POLL_INTERVAL (OLDEST_TICK) the worker
+ *   takes its deque's oldest task instead, with a thief's CAS on the top: a
+ *   task with k older ones queued on its worker starts within about
+ *   GLOBAL_POLL_INTERVAL * (k + 1) ticks however many newer ones arrive.
+ *   Tasks from plain threads go through the injection queue in creation
+ *   order, and pinned tasks through their worker's FIFO queues (braid.h
+ *   states both for users).
+ *
  * Spinning
  *   A wake-up through the kernel costs 20 us or more here, a spin that
  *   finds work nothing, so a worker out of work spins before it parks: it
@@ -131,6 +146,10 @@
  * queue every 61st time too; a prime keeps the check out of step with
  * periodic patterns of tasks). */
 #define GLOBAL_POLL_INTERVAL 61
+/* The tick, out of every GLOBAL_POLL_INTERVAL, on which the deque's
+ * oldest task goes first (header: "Start order"): half-way between the
+ * ticks that look at the injection queue. */
+#define OLDEST_TICK (GLOBAL_POLL_INTERVAL / 2)
 /* Runs in a row from the LIFO slot before its occupant goes behind the
  * rest: two tasks waking each other keep their data in cache, but cannot
  * starve the others (Tokio's MAX_LIFO_POLLS_PER_TICK). */
@@ -180,6 +199,11 @@ void br__worker_push_lifo(struct br__worker *w, struct br__task *t)
 		br__task_fifo_push(&w->pq, old);
 	else
 		br__worker_push_local(w, old);
+}
+
+void br__worker_push_pinned(struct br__worker *w, struct br__task *t)
+{
+	br__task_fifo_push(&w->pq, t);
 }
 
 void br__worker_remote_push(struct br__worker *w, struct br__task *t)
@@ -241,7 +265,9 @@ static struct br__task *next_local(struct br__worker *w)
 	struct br_runtime *rt = w->rt;
 	struct br__task *t;
 
-	if (br__unlikely(tick_next(w) % GLOBAL_POLL_INTERVAL == 0)) {
+	uint32_t tick = tick_next(w) % GLOBAL_POLL_INTERVAL;
+
+	if (br__unlikely(tick == 0)) {
 		/* Timers and I/O first: returning a task ahead of them would
 		 * skip them for as long as the global or yield queue is never
 		 * empty here, and a loop kept busy so (one task yielding in a
@@ -252,6 +278,12 @@ static struct br__task *next_local(struct br__worker *w)
 		if (t)
 			return t;
 		t = br__task_fifo_pop(&w->yq);
+		if (t)
+			return t;
+	} else if (br__unlikely(tick == OLDEST_TICK)) {
+		/* The deque's oldest task instead of its newest: no task
+		 * waits behind an endless stream of newer ones (header). */
+		t = br__deque_steal(&w->dq);
 		if (t)
 			return t;
 	}
@@ -636,6 +668,7 @@ void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
 {
 	struct br__task *next = NULL;
 	struct br__fiber *nf;
+	uint32_t tick;
 
 	if (after == BR__AFTER_YIELD) {
 		/* Safe before the switch: only this worker reads its yielded
@@ -645,11 +678,12 @@ void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
 	}
 	/* Every GLOBAL_POLL_INTERVAL-th hand-off goes through the scheduler,
 	 * so the injection queue, the remote queue and the timers keep their
-	 * turn: the tick is advanced here only for a direct hand-off, so the
-	 * scheduler's own increment is the one that lands on the interval. */
-	if ((atomic_load_explicit(&w->tick, memory_order_relaxed) + 1) %
-		    GLOBAL_POLL_INTERVAL !=
-	    0) {
+	 * turn, and so does the deque's oldest task (OLDEST_TICK): the tick
+	 * is advanced here only for a direct hand-off, so the scheduler's own
+	 * increment is the one that lands on those ticks. */
+	tick = (atomic_load_explicit(&w->tick, memory_order_relaxed) + 1) %
+	       GLOBAL_POLL_INTERVAL;
+	if (tick != 0 && tick != OLDEST_TICK) {
 		next = pick_direct(w);
 		if (next)
 			tick_next(w);

@@ -145,6 +145,10 @@ int br__work_visible(struct br_runtime *rt);
  * Context: worker w. */
 void br__worker_push_lifo(struct br__worker *w, struct br__task *t);
 
+/* Queue a new task pinned to w behind w's other pinned tasks (FIFO).
+ * Context: worker w. */
+void br__worker_push_pinned(struct br__worker *w, struct br__task *t);
+
 /* Push a new task on w's deque and tell idle workers. Worker w. */
 void br__worker_push_local(struct br__worker *w, struct br__task *t);
 

@@ -665,3 +665,188 @@ Test(task, spawn_ex_stack_size_gives_a_bigger_stack, .timeout = 20.0)
 	br_future_release(f);
 	br_runtime_free(rt);
 }
+
+/* ---- the order in which tasks spawned together start (braid.h) ---- */
+
+#define ORDER_N 40
+
+static atomic_int order_next;
+static int order_seen[ORDER_N * 2];
+
+static void *record_start(void *arg)
+{
+	order_seen[atomic_fetch_add(&order_next, 1)] = (int)(intptr_t)arg;
+	return NULL;
+}
+
+static br_future *order_fs[ORDER_N * 2];
+
+static void *spawn_order_children(void *arg)
+{
+	br_runtime *rt = br_current_runtime();
+
+	T_REQUIRE(rt != NULL);
+	for (intptr_t i = 0; i < ORDER_N; i++)
+		order_fs[i] = br_spawn(rt, record_start, (void *)i);
+	return NULL; /* the test thread awaits them */
+}
+
+/*
+ * Checks that order_seen[0..n) starts newest first, except that one pick
+ * in 61 may take the oldest task left instead (worker.c's OLDEST_TICK);
+ * with n < 61 that happens at most once.
+ */
+static void assert_newest_first(int n)
+{
+	char left[ORDER_N] = { 0 };
+	int out_of_turn = 0;
+
+	memset(left, 1, (size_t)n);
+	for (int k = 0; k < n; k++) {
+		int v = order_seen[k], lo = 0, hi = n - 1;
+
+		while (!left[lo])
+			lo++;
+		while (!left[hi])
+			hi--;
+		if (v != hi) {
+			cr_assert_eq(v, lo,
+				     "start %d: task %d, want the newest (%d) "
+				     "or, once, the oldest (%d)",
+				     k, v, hi, lo);
+			out_of_turn++;
+		}
+		left[v] = 0;
+	}
+	cr_assert_leq(out_of_turn, 1);
+}
+
+Test(task, tasks_spawned_from_a_task_start_newest_first, .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_future *p = br_spawn(rt, spawn_order_children, NULL);
+
+	t_assert_task_ok(p);
+	for (int i = 0; i < ORDER_N; i++) {
+		t_assert_task_ok(order_fs[i]);
+	}
+	cr_assert_eq(atomic_load(&order_next), ORDER_N);
+	assert_newest_first(ORDER_N);
+	br_runtime_free(rt);
+}
+
+/* The task spawned first waits behind a chain of newer tasks that each
+ * spawn the next: it must start long before the chain ends. */
+#define CHAIN_LEN 5000
+
+static atomic_int chain_gen;
+static atomic_int first_started_at = -1;
+
+static void *first_task(void *arg)
+{
+	atomic_store(&first_started_at, atomic_load(&chain_gen));
+	return NULL;
+}
+
+static void *chain_link(void *arg)
+{
+	br_runtime *rt = br_current_runtime();
+	int g = atomic_fetch_add(&chain_gen, 1) + 1;
+
+	if (g < CHAIN_LEN)
+		br_future_release(br_spawn(rt, chain_link, NULL));
+	return NULL;
+}
+
+static void *spawn_first_then_chain(void *arg)
+{
+	br_runtime *rt = br_current_runtime();
+
+	T_REQUIRE(rt != NULL);
+	order_fs[0] = br_spawn(rt, first_task, NULL);
+	br_future_release(br_spawn(rt, chain_link, NULL));
+	return NULL;
+}
+
+Test(task, an_older_task_starts_while_newer_ones_keep_coming, .timeout = 30.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_future *p = br_spawn(rt, spawn_first_then_chain, NULL);
+
+	t_assert_task_ok(p);
+	t_assert_task_ok(order_fs[0]);
+	/* Newest first alone would start it after all CHAIN_LEN links; the
+	 * bound is one pick in 61 (braid.h), with slack for the other
+	 * ticks a worker counts. */
+	cr_assert_geq(atomic_load(&first_started_at), 0);
+	cr_assert_lt(atomic_load(&first_started_at), 4 * 61,
+		     "the oldest task started after %d newer ones",
+		     atomic_load(&first_started_at));
+	br_runtime_free(rt);
+}
+
+Test(task, tasks_spawned_from_a_plain_thread_start_in_creation_order,
+     .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+
+	for (intptr_t i = 0; i < ORDER_N; i++)
+		order_fs[i] = br_spawn(rt, record_start, (void *)i);
+	for (int i = 0; i < ORDER_N; i++) {
+		t_assert_task_ok(order_fs[i]);
+	}
+	cr_assert_eq(atomic_load(&order_next), ORDER_N);
+	for (int i = 0; i < ORDER_N; i++)
+		cr_assert_eq(order_seen[i], i, "start %d: task %d", i,
+			     order_seen[i]);
+	br_runtime_free(rt);
+}
+
+/* Pinned tasks spawned from a task start in creation order, on the
+ * spawning worker (its own FIFO queue) as on another (its remote
+ * queue). */
+static atomic_int pinned_next[2];
+static int pinned_seen[2][ORDER_N];
+
+static void *record_pinned(void *arg)
+{
+	intptr_t i = (intptr_t)arg;
+	int w = (int)(i / ORDER_N);
+
+	pinned_seen[w][atomic_fetch_add(&pinned_next[w], 1)] =
+		(int)(i % ORDER_N);
+	return NULL;
+}
+
+static void *spawn_pinned_children(void *arg)
+{
+	br_runtime *rt = br_current_runtime();
+
+	T_REQUIRE(rt != NULL);
+	for (intptr_t i = 0; i < ORDER_N; i++) {
+		order_fs[i] = br_spawn_on(rt, 0, record_pinned, (void *)i);
+		order_fs[ORDER_N + i] = br_spawn_on(rt, 1, record_pinned,
+						    (void *)(ORDER_N + i));
+	}
+	return NULL;
+}
+
+Test(task, pinned_tasks_start_in_creation_order, .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_spawn_opts o = { .worker = 0, .flags = BR_SPAWN_PINNED };
+	br_future *p = br_spawn_ex(rt, spawn_pinned_children, NULL, &o);
+
+	t_assert_task_ok(p);
+	for (int i = 0; i < 2 * ORDER_N; i++) {
+		t_assert_task_ok(order_fs[i]);
+	}
+	for (int w = 0; w < 2; w++) {
+		cr_assert_eq(atomic_load(&pinned_next[w]), ORDER_N);
+		for (int i = 0; i < ORDER_N; i++)
+			cr_assert_eq(pinned_seen[w][i], i,
+				     "worker %d, start %d: task %d", w, i,
+				     pinned_seen[w][i]);
+	}
+	br_runtime_free(rt);
+}
