@@ -224,8 +224,11 @@ void br__worker_wake(struct br__worker *w)
 	if (p == BR__PARK_ASLEEP &&
 	    atomic_compare_exchange_strong_explicit(
 		    &w->parked, &p, BR__PARK_WOKEN, memory_order_seq_cst,
-		    memory_order_seq_cst))
+		    memory_order_seq_cst)) {
+		atomic_fetch_add_explicit(&w->wakes_sent, 1,
+					  memory_order_relaxed);
 		br__ring_wake(w);
+	}
 }
 
 static void drain_remote(struct br__worker *w)
@@ -468,6 +471,11 @@ static void park(struct br__worker *w)
 	 * joins idle.c's sleepers, so a notifier finds it ASLEEP (header). */
 	atomic_store_explicit(&w->parked, BR__PARK_ASLEEP,
 			      memory_order_seq_cst);
+	/* Relaxed: a count for tests; only this thread writes it. */
+	atomic_store_explicit(
+		&w->asleep,
+		atomic_load_explicit(&w->asleep, memory_order_relaxed) + 1,
+		memory_order_relaxed);
 	last = br__idle_park(&rt->idle, w);
 	if (!(last && br__work_visible(rt)) &&
 	    !atomic_load_explicit(&w->rq_len, memory_order_seq_cst) &&

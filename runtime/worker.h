@@ -84,6 +84,11 @@ struct br__worker {
 	struct br__fifo rq;	 /* pinned tasks sent here; under remote_lock */
 	_Atomic uint32_t rq_len; /* seq_cst; see worker.c */
 	_Atomic uint32_t parked; /* BR__PARK_*, seq_cst; see worker.c */
+	/* Times parked went to ASLEEP (the owner writes) and wake-up messages
+	 * sent for that (any waker): the second never exceeds the first
+	 * (tests; relaxed). */
+	_Atomic uint64_t asleep;
+	_Atomic uint64_t wakes_sent;
 	pthread_mutex_t reg_lock;    /* protects live_fibers */
 	struct br__list live_fibers; /* of struct br__fiber, through reg */
 };

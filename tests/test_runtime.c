@@ -4,7 +4,8 @@
  * worker counts from the config and BRAID_WORKERS, the threads and file
  * descriptors a runtime holds and gives back, shutdown with live tasks,
  * br_run(), the io_uring and fallback features, wake-ups of parked
- * workers, and a mixed workload over the configuration matrix.
+ * workers (one per park, read from worker.h's counters), and a mixed
+ * workload over the configuration matrix.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -17,6 +18,7 @@
 #include <criterion/parameterized.h>
 
 #include "helpers.h"
+#include "worker.h"
 
 struct where {
 	br_runtime *rt;
@@ -414,6 +416,58 @@ Test(runtime, plain_thread_spawns_wake_parked_workers, .timeout = 60.0)
 			br_future_release(f);
 			if (t_rand(&seed) % 4 == 0)
 				br_sleep_ns((int64_t)(t_rand(&seed) % 200000));
+		}
+		br_runtime_free(rt);
+	}
+}
+
+/*
+ * Bursts of pinned tasks from a plain thread, mixed with unpinned ones
+ * (whose notifications also wake parked workers), sent while worker 1
+ * sleeps: every waker finds it asleep until it is up again, and each must
+ * not send a message of its own. Each time a worker goes to sleep it may
+ * be sent one wake-up, never more (worker.c's parked word).
+ */
+Test(runtime, a_parked_worker_is_woken_once_per_park, .timeout = 60.0)
+{
+	for (int i = 0; i < T_CONFIG_COUNT; i++) {
+		const struct t_config *c = &t_config_matrix[i];
+		br_runtime *rt;
+		struct br__worker *w1;
+		br_future *fs[200];
+
+		if (c->workers < 2)
+			continue;
+		rt = t_runtime(c->workers, c->flags);
+		w1 = &rt->workers[1];
+		for (int burst = 0; burst < 20; burst++) {
+			int64_t t0 = br_now_ns();
+
+			/* Until worker 1 sleeps (or 1 s: then the burst
+			 * finds it awake, which proves less but passes). */
+			while (atomic_load(&w1->parked) != BR__PARK_ASLEEP &&
+			       br_now_ns() - t0 < 1000000000)
+				br_sleep_ms(1);
+			for (uintptr_t k = 0; k < 200; k++)
+				fs[k] = k % 4 ? br_spawn_on(rt, 1, echo,
+							    (void *)k) :
+						br_spawn(rt, echo, (void *)k);
+			for (uintptr_t k = 0; k < 200; k++) {
+				cr_assert_eq((uintptr_t)t_await_value(fs[k]),
+					     k);
+				br_future_release(fs[k]);
+			}
+		}
+		cr_assert_gt(atomic_load(&w1->wakes_sent), 0);
+		for (unsigned k = 0; k < c->workers; k++) {
+			struct br__worker *w = &rt->workers[k];
+
+			cr_assert_leq(
+				atomic_load(&w->wakes_sent),
+				atomic_load(&w->asleep),
+				"worker %u: %lu wake-ups for %lu parks", k,
+				(unsigned long)atomic_load(&w->wakes_sent),
+				(unsigned long)atomic_load(&w->asleep));
 		}
 		br_runtime_free(rt);
 	}
