@@ -35,8 +35,14 @@
  *       T (S pushed T before its RMW).
  *     - P's first: S sees no searcher and P parked, so S wakes a parked
  *       worker (P or another, which then searches and finds T).
- *   Non-last parkers skip the re-check: some searcher remains, and it will
- *   either find T or be the last one and re-check. Wake-ups themselves are
+ *   Non-last parkers skip the re-check of the deques: some searcher
+ *   remains, and it will either find T or be the last one and re-check.
+ *   Every parker does re-check the injection queue (worker.c), as Go's
+ *   findRunnable looks at the global queue before it parks: a worker
+ *   that was denied a searcher's place and parks just after the last
+ *   searcher found other work and woke nobody (everybody was still
+ *   awake) would otherwise leave outside submissions to the busy worker's
+ *   61st ticks. Wake-ups themselves are
  *   sticky (a CQE posted to the ring, or a futex word set to 1), so a
  *   wake-up sent before the target enters its wait is not lost either.
  *

@@ -47,8 +47,9 @@
  *   steals, takes from the injection queue and watches its own queues
  *   (pinned tasks, and I/O every 16 rounds). Only searchers spin (at most
  *   half the workers, idle.c), so an idle runtime never has every worker
- *   spinning; a worker that may not search watches its own queues for
- *   SLOT_WAIT_NS and takes a searcher's place if one comes free meanwhile
+ *   spinning; a worker that may not search watches its own queues and the
+ *   injection queue for SLOT_WAIT_NS and takes a searcher's place if one
+ *   comes free meanwhile
  *   (two workers passing messages change roles at every hand-off, and the
  *   one that has just sent usually finds the other still counted as
  *   searching for a few hundred ns), else parks.
@@ -377,11 +378,10 @@ static struct br__task *spin(struct br__worker *w)
 			w->searching = 1;
 			until = 0; /* the searcher's budget starts now */
 		}
-		if (w->searching) {
+		if (w->searching)
 			t = steal(w);
-			if (!t)
-				t = br__inject_pop(&rt->inject);
-		}
+		if (!t)
+			t = br__inject_pop(&rt->inject);
 		if (!t &&
 		    atomic_load_explicit(&w->rq_len, memory_order_relaxed))
 			t = next_local(w);
@@ -477,7 +477,12 @@ static void park(struct br__worker *w)
 		atomic_load_explicit(&w->asleep, memory_order_relaxed) + 1,
 		memory_order_relaxed);
 	last = br__idle_park(&rt->idle, w);
+	/* Every parker looks at the injection queue again (seq_cst, after
+	 * its RMW in br__idle_park()), as Go's findRunnable looks at the
+	 * global queue before it gives up its P; only the last searcher
+	 * looks at every deque (idle.c). */
 	if (!(last && br__work_visible(rt)) &&
+	    !br__inject_nonempty(&rt->inject) &&
 	    !atomic_load_explicit(&w->rq_len, memory_order_seq_cst) &&
 	    !atomic_load_explicit(&rt->stop, memory_order_seq_cst)) {
 		int64_t t0 = br__obs_clock(&w->obs);
