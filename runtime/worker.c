@@ -41,6 +41,19 @@
  *   order, and pinned tasks through their worker's FIFO queues (braid.h
  *   states both for users).
  *
+ * Woken tasks
+ *   A task woken by a task of this worker goes to its LIFO slot (task.c),
+ *   where it runs as soon as the waker suspends, often straight from the
+ *   waker's fiber (br__worker_leave()): the message it was woken for is
+ *   still in cache, as with Go's runnext and Tokio's LIFO slot. A waker
+ *   that goes on running instead would keep it waiting, so the slot is
+ *   also open to searchers, as Go's runnext is: a searcher that sees the
+ *   same task in a worker's slot for LIFO_GRACE_NS while that worker's
+ *   tick does not move (one slice running all along) takes it with a CAS.
+ *   The owner puts tasks in with an exchange and takes them out with an
+ *   exchange or a CAS, so a task leaves the slot exactly once. A pinned
+ *   task taken so goes back to its worker's remote queue.
+ *
  * Spinning
  *   A wake-up through the kernel costs 20 us or more here, a spin that
  *   finds work nothing, so a worker out of work spins before it parks: it
@@ -155,6 +168,10 @@
  * rest: two tasks waking each other keep their data in cache, but cannot
  * starve the others (Tokio's MAX_LIFO_POLLS_PER_TICK). */
 #define LIFO_RUNS_MAX 3
+/* How long a woken task may wait in the LIFO slot of a worker that keeps
+ * running one slice before a searcher takes it (Go's thieves wait about
+ * 3 us before taking a running P's runnext). */
+#define LIFO_GRACE_NS (3 * BR__NS_PER_US)
 /* At most this many tasks taken from a victim in one steal. */
 #define STEAL_MAX 32
 
@@ -190,10 +207,12 @@ static int is_pinned(struct br__task *t)
 
 void br__worker_push_lifo(struct br__worker *w, struct br__task *t)
 {
-	struct br__task *old = w->lifo;
+	struct br__task *old;
 
 	BR__ASSERT_OWNER(w);
-	w->lifo = t;
+	/* acq_rel: publishes t to a thief's CAS (header: "Woken tasks"),
+	 * and takes back an occupant no thief took. */
+	old = atomic_exchange_explicit(&w->lifo, t, memory_order_acq_rel);
 	if (!old)
 		return;
 	if (is_pinned(old))
@@ -264,6 +283,13 @@ static inline uint32_t tick_next(struct br__worker *w)
 	return t;
 }
 
+/* Take the LIFO slot's task, unless a thief took it first. acq_rel:
+ * pairs with the thieves' CAS (header: "Woken tasks"). */
+static inline struct br__task *lifo_take(struct br__worker *w)
+{
+	return atomic_exchange_explicit(&w->lifo, NULL, memory_order_acq_rel);
+}
+
 static struct br__task *next_local(struct br__worker *w)
 {
 	struct br_runtime *rt = w->rt;
@@ -293,9 +319,8 @@ static struct br__task *next_local(struct br__worker *w)
 	}
 	if (atomic_load_explicit(&w->rq_len, memory_order_relaxed))
 		drain_remote(w);
-	if (w->lifo) {
-		t = w->lifo;
-		w->lifo = NULL;
+	if (atomic_load_explicit(&w->lifo, memory_order_relaxed) &&
+	    (t = lifo_take(w)) != NULL) {
 		if (w->lifo_runs < LIFO_RUNS_MAX) {
 			w->lifo_runs++;
 			return t;
@@ -360,6 +385,56 @@ static struct br__task *steal(struct br__worker *w)
 }
 
 /*
+ * A searcher's look at the other workers' LIFO slots: a woken task left
+ * there for LIFO_GRACE_NS while its worker ran one slice (its tick did
+ * not move) is taken, as Go's thieves take a runnext (header: "Woken
+ * tasks"). now is the searcher's clock. Context: worker w, searching.
+ */
+static struct br__task *steal_lifo(struct br__worker *w, int64_t now)
+{
+	struct br_runtime *rt = w->rt;
+	unsigned i;
+
+	for (i = 0; i < rt->nworkers; i++) {
+		struct br__worker *v = &rt->workers[i];
+		struct br__task *t =
+			atomic_load_explicit(&v->lifo, memory_order_relaxed);
+		uint32_t tick;
+
+		if (v == w || !t)
+			continue;
+		tick = atomic_load_explicit(&v->tick, memory_order_relaxed);
+		if (w->lv_worker != v || w->lv_task != t ||
+		    w->lv_tick != tick) {
+			w->lv_worker = v;
+			w->lv_task = t;
+			w->lv_tick = tick;
+			w->lv_since = now;
+			continue;
+		}
+		if (now - w->lv_since < LIFO_GRACE_NS)
+			continue;
+		/* acq_rel: pairs with the owner's exchange that put t there;
+		 * success makes t ours (the owner's exchange or CAS then
+		 * finds the slot empty). */
+		if (!atomic_compare_exchange_strong_explicit(
+			    &v->lifo, &t, NULL, memory_order_acq_rel,
+			    memory_order_relaxed))
+			continue;
+		w->lv_worker = NULL;
+		if (is_pinned(t)) {
+			/* Never ours to run: back to its worker, behind
+			 * the pinned tasks sent there. */
+			br__worker_remote_push(v, t);
+			continue;
+		}
+		br__obs_steal(&w->obs, i);
+		return t;
+	}
+	return NULL;
+}
+
+/*
  * Look for work before parking, for as long as a park and a wake-up
  * through the kernel would cost when spins have been paying off lately,
  * and briefly when they have not (header: "Spinning"). Returns a task,
@@ -393,11 +468,18 @@ static struct br__task *spin(struct br__worker *w)
 			 * to park(), which makes it anyway. */
 			if (w->ring.on)
 				br__ring_poll(w);
-			if (w->lifo || !br__fifo_empty(&w->pq)) {
+			if (atomic_load_explicit(&w->lifo,
+						 memory_order_relaxed) ||
+			    !br__fifo_empty(&w->pq)) {
 				t = next_local(w);
 				break;
 			}
 			now = br_now_ns();
+			if (w->searching) {
+				t = steal_lifo(w, now);
+				if (t)
+					break;
+			}
 			if (!until)
 				until = now + (w->searching ? w->spin_ns :
 							      SLOT_WAIT_NS);
@@ -653,13 +735,21 @@ static void run(struct br__worker *w, struct br__task *t)
  * queued; only tasks that already have a fiber. */
 static struct br__task *pick_direct(struct br__worker *w)
 {
-	struct br__task *t = w->lifo;
+	struct br__task *t =
+		atomic_load_explicit(&w->lifo, memory_order_relaxed);
 
 	if (t) {
-		if (w->lifo_runs >= 3 || (t->flags & BR__T_CALLBACK) ||
+		/* Only this worker puts a task there, so t is still the one
+		 * it put unless a thief took it: read, then claim. */
+		if (w->lifo_runs >= LIFO_RUNS_MAX ||
+		    (t->flags & BR__T_CALLBACK) ||
 		    !atomic_load_explicit(&t->fiber, memory_order_relaxed))
 			return NULL;
-		w->lifo = NULL;
+		/* acq_rel: pairs with the thieves' CAS (header). */
+		if (!atomic_compare_exchange_strong_explicit(
+			    &w->lifo, &t, NULL, memory_order_acq_rel,
+			    memory_order_relaxed))
+			return NULL;
 		w->lifo_runs++;
 		return t;
 	}
@@ -745,9 +835,9 @@ static void worker_exit(struct br__worker *w)
 	struct br__task *t;
 
 	/* Only callbacks can be left: every task has ended. */
-	if (w->lifo)
-		br__task_drop(w->lifo);
-	w->lifo = NULL;
+	t = atomic_exchange_explicit(&w->lifo, NULL, memory_order_acq_rel);
+	if (t)
+		br__task_drop(t);
 	drain_remote(w);
 	drop_queue(&w->pq);
 	drop_queue(&w->yq);

@@ -41,11 +41,10 @@ struct br__worker {
 	/* ---- owner-only: touched by this worker's thread alone ---- */
 	struct br_runtime *rt;
 	unsigned id;
-	struct br__deque dq;   /* spawned tasks; thieves steal */
-	struct br__task *lifo; /* the task woken last */
-	unsigned lifo_runs;    /* LIFO runs in a row, capped (worker.c) */
-	struct br__fifo yq;    /* yielded tasks */
-	struct br__fifo pq;    /* pinned tasks moved in from the remote queue */
+	struct br__deque dq; /* spawned tasks; thieves steal */
+	unsigned lifo_runs;  /* LIFO runs in a row, capped (worker.c) */
+	struct br__fifo yq;  /* yielded tasks */
+	struct br__fifo pq;  /* pinned tasks moved in from the remote queue */
 	/* Scheduler ticks plus direct hand-offs: it moves before every switch
 	 * into a fiber, so with fiber it tells run slices apart (the stall
 	 * detector's heartbeat, stats.c); written by the owner, read by the
@@ -57,7 +56,13 @@ struct br__worker {
 	_Atomic int64_t live;
 	int searching;
 	int64_t spin_ns; /* how long the next spin may last (worker.c) */
-	void *sched_sp;	 /* scheduler context while a fiber runs */
+	/* A searcher's note of another worker's LIFO slot: which worker,
+	 * the task and tick seen there, since when (worker.c). */
+	struct br__worker *lv_worker;
+	struct br__task *lv_task;
+	uint32_t lv_tick;
+	int64_t lv_since;
+	void *sched_sp;		  /* scheduler context while a fiber runs */
 	struct br__task *current; /* task on top of the running fiber */
 	/* The running fiber, or NULL; written by the owner at every switch
 	 * (fiber.c), read by the watchdog; owner reads go through
@@ -80,6 +85,10 @@ struct br__worker {
 	struct br__obs obs;
 
 	/* ---- shared: touched by other threads ---- */
+	/* The task woken last: put in and taken out by the owner, taken by
+	 * searchers after a grace (worker.c: "Woken tasks"). On a line of
+	 * its own, away from what remote pushers write. */
+	BR__CACHE_ALIGNED _Atomic(struct br__task *) lifo;
 	BR__CACHE_ALIGNED pthread_mutex_t remote_lock;
 	struct br__fifo rq;	 /* pinned tasks sent here; under remote_lock */
 	_Atomic uint32_t rq_len; /* seq_cst; see worker.c */

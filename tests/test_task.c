@@ -850,3 +850,61 @@ Test(task, pinned_tasks_start_in_creation_order, .timeout = 20.0)
 	}
 	br_runtime_free(rt);
 }
+
+/* ---- a woken task is not stuck behind a waker that keeps running ---- */
+
+static atomic_int woken_ran;
+static br_future *wake_promise;
+
+static void *await_the_wake(void *arg)
+{
+	int r = br_await(wake_promise, NULL);
+
+	T_REQUIRE(r == 0);
+	atomic_store(&woken_ran, 1);
+	return NULL;
+}
+
+/* Wakes await_the_wake (into this worker's LIFO slot), then computes for
+ * up to 2 s without suspending. Returns 1 if the woken task ran
+ * meanwhile, on another worker. */
+static void *wake_then_compute(void *arg)
+{
+	int64_t t0;
+
+	if (br_promise_resolve(wake_promise, NULL) < 0)
+		return NULL;
+	t0 = br_now_ns();
+	while (!atomic_load(&woken_ran) && br_now_ns() - t0 < 2000000000)
+		;
+	return (void *)(intptr_t)atomic_load(&woken_ran);
+}
+
+static void *nothing(void *arg)
+{
+	return arg;
+}
+
+Test(task, a_task_woken_by_a_running_task_is_taken_by_an_idle_worker,
+     .timeout = 30.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_future *waiter, *waker;
+
+	wake_promise = br_promise_new();
+	waiter = br_spawn(rt, await_the_wake, NULL);
+	br_sleep_ms(50); /* until it waits */
+	waker = br_spawn(rt, wake_then_compute, NULL);
+	/* Tasks from here keep the other worker waking up and searching,
+	 * which is when it looks at the waker's LIFO slot. */
+	while (br_future_state(waker) == BR_PENDING) {
+		br_future_release(br_spawn(rt, nothing, NULL));
+		br_sleep_ms(1);
+	}
+	cr_assert_eq((intptr_t)t_await_value(waker), 1,
+		     "the woken task waited for its waker to finish");
+	t_assert_task_ok(waiter);
+	br_future_release(waker);
+	br_future_release(wake_promise);
+	br_runtime_free(rt);
+}
