@@ -149,6 +149,20 @@ int br__future_complete(struct br_future *f, br_state state, void *value,
 			void *bytes, size_t len, int error, const char *msg);
 
 /*
+ * br__future_complete_sole - br__future_complete() for a future no other
+ * thread can reach while it runs: the caller holds its only reference and
+ * no waiter is linked (wait.c: a child run inline for the task that
+ * awaits it). The state is published with a release store instead of
+ * under the lock, which saves the one locked instruction a fork-join
+ * child otherwise pays to complete. Falls back to br__future_complete()
+ * if f has waiters or is not pending. Context: the thread that alone can
+ * reach f.
+ */
+int br__future_complete_sole(struct br_future *f, br_state state, void *value,
+			     void *bytes, size_t len, int error,
+			     const char *msg);
+
+/*
  * br__future_wait_on - link w to f. Returns 1 if linked, 0 if f has
  * already completed (w is left unlinked; nothing will fire it).
  */

@@ -347,10 +347,13 @@ int br__task_cancel_pending(struct br__task *t)
 	return 0;
 }
 
-void br__task_finish(struct br__task *t, void *value)
+static void task_finish(struct br__task *t, void *value, int sole)
 {
 	struct br_runtime *rt = t->rt; /* t may be gone after completion */
 	void *bytes = t->out_bytes;
+	int (*complete)(struct br_future *, br_state, void *, void *, size_t,
+			int, const char *) = sole ? br__future_complete_sole :
+						    br__future_complete;
 
 	/* Only its runner completes a task (a callback never gets here). */
 	BR_DEBUG_ASSERT(!(t->flags & BR__T_CALLBACK) &&
@@ -359,15 +362,24 @@ void br__task_finish(struct br__task *t, void *value)
 	if (t->fail_code || t->cancel_seen)
 		free(bytes);
 	if (t->fail_code)
-		br__future_complete(&t->fut, BR_FAILED, NULL, NULL, 0,
-				    t->fail_code, t->fail_msg);
+		complete(&t->fut, BR_FAILED, NULL, NULL, 0, t->fail_code,
+			 t->fail_msg);
 	else if (t->cancel_seen)
-		br__future_complete(&t->fut, BR_CANCELLED, NULL, NULL, 0,
-				    -ECANCELED, "cancelled");
+		complete(&t->fut, BR_CANCELLED, NULL, NULL, 0, -ECANCELED,
+			 "cancelled");
 	else
-		br__future_complete(&t->fut, BR_DONE, value, bytes, t->out_len,
-				    0, NULL);
+		complete(&t->fut, BR_DONE, value, bytes, t->out_len, 0, NULL);
 	br__live_add(rt, -1);
+}
+
+void br__task_finish(struct br__task *t, void *value)
+{
+	task_finish(t, value, 0);
+}
+
+void br__task_finish_sole(struct br__task *t, void *value)
+{
+	task_finish(t, value, 1);
 }
 
 void br__task_drop(struct br__task *t)

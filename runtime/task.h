@@ -126,6 +126,13 @@ void br__task_suspend(int cancellable);
 void br__task_finish(struct br__task *t, void *value);
 
 /*
+ * br__task_finish_sole - br__task_finish() for a task no other thread can
+ * reach (br__future_complete_sole()): the child br_await() ran inline
+ * while its caller holds the only reference. Context: as br__task_finish.
+ */
+void br__task_finish_sole(struct br__task *t, void *value);
+
+/*
  * br__task_set_bytes - give the calling task's future the byte buffer buf
  * (malloc'd, len bytes) if the task ends DONE; it is freed if the task ends
  * otherwise. Takes ownership of buf; replaces (and frees) an earlier one.

@@ -287,8 +287,9 @@ static struct br__task *take_bottom(struct br__worker *w, struct br__task *want,
 	return NULL;
 }
 
-/* Run the unstarted task c on the calling task p's fiber. */
-static void run_inline(struct br__task *p, struct br__task *c)
+/* Run the unstarted task c on the calling task p's fiber; awaited: c is
+ * the task p awaits (p holds a reference to it). */
+static void run_inline(struct br__task *p, struct br__task *c, int awaited)
 {
 	struct br__worker *w = br__worker_current();
 	struct br__fiber *f = br__worker_fiber(w);
@@ -313,8 +314,17 @@ static void run_inline(struct br__task *p, struct br__task *c)
 	w->current = p;
 	atomic_store_explicit(&c->fiber, NULL, memory_order_relaxed);
 	c->inline_parent = NULL;
-	br__task_finish(c,
-			v); /* may free c: a helped sibling may be detached */
+	/* The awaited child with one reference: p's, and p is right here
+	 * waiting for this call, so nobody else can reach c and it completes
+	 * without the future's lock (future.c). A sibling's one reference
+	 * may have been handed to another task, which may be linking a
+	 * waiter now: it takes the lock. Relaxed: with one reference, only
+	 * its holder could change the count. */
+	if (awaited &&
+	    atomic_load_explicit(&c->fut.refs, memory_order_relaxed) == 1)
+		br__task_finish_sole(c, v);
+	else /* may free c: a helped sibling may be detached */
+		br__task_finish(c, v);
 }
 
 /*
@@ -337,7 +347,7 @@ static void help_inline(struct br__task *p, struct br__task *c)
 		b = take_bottom(w, c, p);
 		if (!b)
 			return;
-		run_inline(p, b);
+		run_inline(p, b, b == c);
 		if (b == c)
 			return;
 		w = br__worker_current();
