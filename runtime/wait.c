@@ -39,6 +39,15 @@
  *   FUTEX_WAKE only if its exchange to DONE returns ASLEEP: one wake-up,
  *   and only for a sleeper.
  *
+ *   A task's waiter stores its DONE before it wakes the fiber, for the
+ *   same reason as below: the woken task unlinks its waiters at once, and
+ *   waited in br__future_unwait() for a DONE that came only after the
+ *   waker had queued it on its worker and woken that worker, a system
+ *   call when the worker was parked (bench/handoff --mode promise: each
+ *   run slice of 48 us was mostly that wait, with BRAID_TRACE). It copies
+ *   the fiber and seq first; a wake-up that comes after the task has moved
+ *   on to another suspension fails its seq check (fiber.c).
+ *
  *   The firing waiter stores its DONE before the FUTEX_WAKE, so the woken
  *   thread never waits in br__future_unwait() for the waker to come back
  *   from the system call (with DONE after the wake, the woken thread
@@ -73,9 +82,15 @@
 
 static void fire_task(struct br__waiter *w, struct br_future *f)
 {
-	br__fiber_wake(w->u.task.fiber, w->u.task.seq);
-	/* Release: the waiter's owner may reuse w once it sees DONE. */
+	/* Copied out: w is gone once DONE is stored; fiber headers are
+	 * never freed, and a wake-up for a seq the task has left fails. */
+	struct br__fiber *fiber = w->u.task.fiber;
+	uint64_t seq = w->u.task.seq;
+
+	/* Release: the waiter's owner may reuse w once it sees DONE. Before
+	 * the wake-up (header): the woken task must not wait for it. */
 	atomic_store_explicit(&w->st, BR__W_DONE, memory_order_release);
+	br__fiber_wake(fiber, seq);
 }
 
 /* A plain thread's wait word (thread_wait()). */
