@@ -61,13 +61,19 @@ void br__futex_wake(_Atomic uint32_t *word)
 
 /* A plain thread's spin before it sleeps (br__thread_spin): a waker that
  * is a task a few hundred ns from answering then costs neither side a
- * system call. Up to about what a futex sleep and wake-up cost, halved
- * by every spin that finds nothing (a thread waiting for slow work soon
- * spins 1 us), doubled by every one that succeeds. */
-#define THREAD_SPIN_MAX_NS (32 * BR__NS_PER_US)
+ * system call. THREAD_SPIN_NS (about a futex sleep and wake-up) or more
+ * after a spin that succeeds; after one that failed, the sleep decides
+ * (br__thread_slept): after a short one (the answer came soon, maybe late
+ * only because its sender had to be woken too) the next spin lasts half
+ * as long again as that sleep, up to THREAD_SPIN_MAX_NS; a long one
+ * halves it, so a thread waiting for slow work soon spins 1 us (worker.c's
+ * "Spinning" explains the same rule for workers). */
+#define THREAD_SPIN_NS (32 * BR__NS_PER_US)
 #define THREAD_SPIN_MIN_NS (1 * BR__NS_PER_US)
+#define THREAD_SPIN_MAX_NS (128 * BR__NS_PER_US)
+#define THREAD_SHORT_SLEEP_NS THREAD_SPIN_MAX_NS
 
-static __thread int64_t thread_spin_ns = THREAD_SPIN_MAX_NS;
+static __thread int64_t thread_spin_ns = THREAD_SPIN_NS;
 
 int br__thread_spin(_Atomic uint32_t *word, uint32_t mask, uint32_t want,
 		    int64_t deadline)
@@ -88,16 +94,23 @@ int br__thread_spin(_Atomic uint32_t *word, uint32_t mask, uint32_t want,
 				if (deadline >= 0 && deadline < until)
 					until = deadline;
 			} else if (now >= until) {
-				if (thread_spin_ns / 2 >= THREAD_SPIN_MIN_NS)
-					thread_spin_ns /= 2;
-				return 0;
+				return 0; /* br__thread_slept() judges */
 			}
 		}
 		br__cpu_relax();
 	}
-	if (thread_spin_ns * 2 <= THREAD_SPIN_MAX_NS)
-		thread_spin_ns *= 2;
+	if (thread_spin_ns < THREAD_SPIN_NS)
+		thread_spin_ns = THREAD_SPIN_NS;
 	return 1;
+}
+
+void br__thread_slept(int64_t ns)
+{
+	if (ns < THREAD_SHORT_SLEEP_NS)
+		thread_spin_ns = ns + ns / 2 < THREAD_SPIN_NS ? THREAD_SPIN_NS :
+								ns + ns / 2;
+	else if (thread_spin_ns / 2 >= THREAD_SPIN_MIN_NS)
+		thread_spin_ns /= 2;
 }
 
 void br__futex_wait_shared(_Atomic uint32_t *word, uint32_t val)

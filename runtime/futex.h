@@ -40,12 +40,14 @@ void br__futex_wake(_Atomic uint32_t *word);
  * (*word & mask) != want, for at most the calling thread's spin budget
  * and never past deadline_ns (< 0: none). Returns 1 if the word got
  * there (acquire load), 0 if the budget ran out. The budget adapts per
- * thread: a spin that ends with the word there doubles it (up to about a
- * futex sleep and wake-up), one that runs out halves it (futex.c).
+ * thread: after a spin that runs out, the caller sleeps and then reports
+ * how long with br__thread_slept(), which makes the next spin outlast a
+ * short sleep and halves it after a long one (futex.c).
  * Context: a plain thread (never a task).
  */
 int br__thread_spin(_Atomic uint32_t *word, uint32_t mask, uint32_t want,
 		    int64_t deadline_ns);
+void br__thread_slept(int64_t ns);
 
 /* The same on a word in memory shared between processes (the process
  * pool's rings), without a deadline; wake_shared wakes up to n. */

@@ -206,6 +206,7 @@ static int thread_wait(br_future *const *fs, size_t n, struct br__waiter *ws,
 	_Atomic uint32_t word = 0;
 	size_t i, linked;
 	int done = 0, r;
+	int64_t slept = -1;
 
 	for (i = 0; i < n; i++) {
 		ws[i].fire = fire_thread;
@@ -225,11 +226,15 @@ static int thread_wait(br_future *const *fs, size_t n, struct br__waiter *ws,
 			    memory_order_acquire) &&
 		    v == TW_DONE)
 			break;
+		if (slept < 0)
+			slept = br_now_ns();
 		br__futex_wait(&word, TW_ASLEEP, deadline);
 		/* Acquire: pairs with fire_thread()'s release. */
 		done = atomic_load_explicit(&word, memory_order_acquire) ==
 		       TW_DONE;
 	}
+	if (slept >= 0)
+		br__thread_slept(br_now_ns() - slept);
 	unlink_all(fs, ws, linked);
 	r = first_done(fs, n);
 	return r >= 0 ? r : -ETIMEDOUT;

@@ -378,23 +378,27 @@ static int task_end(struct br__wait *wt, int64_t deadline)
 	}
 }
 
-static int thread_end(struct br__wait *wt, int64_t deadline)
+static int thread_sleep(struct br__wait *wt, int64_t deadline)
 {
-	/* A waker is usually a task a few hundred ns away from completing
-	 * the wait: spin before setting SLEEP (header). */
-	br__thread_spin(&wt->state, BR__WS_PHASE, BR__WS_DONE, deadline);
+	int64_t slept = -1;
+
 	for (;;) {
 		/* Acquire: pairs with br__wq_complete()'s release. */
 		uint32_t s =
 			atomic_load_explicit(&wt->state, memory_order_acquire);
 		uint32_t ph = s & BR__WS_PHASE;
 
-		if (ph == BR__WS_DONE)
+		if (ph == BR__WS_DONE) {
+			if (slept >= 0)
+				br__thread_slept(br_now_ns() - slept);
 			return wt->result;
+		}
 		if (ph == BR__WS_WAITING && deadline >= 0 &&
 		    br_now_ns() >= deadline) {
-			if (try_abort(wt))
+			if (try_abort(wt)) {
+				br__thread_slept(INT64_MAX);
 				return -ETIMEDOUT;
+			}
 			continue;
 		}
 		if (!(s & BR__WS_SLEEP)) {
@@ -406,9 +410,20 @@ static int thread_end(struct br__wait *wt, int64_t deadline)
 				continue;
 			s |= BR__WS_SLEEP;
 		}
+		if (slept < 0)
+			slept = br_now_ns();
 		br__futex_wait(&wt->state, s,
 			       ph == BR__WS_WAITING ? deadline : -1);
 	}
+}
+
+static int thread_end(struct br__wait *wt, int64_t deadline)
+{
+	/* A waker is usually a task a few hundred ns away from completing
+	 * the wait: spin before setting SLEEP (header), and tell the spin
+	 * how long the sleep was if it came to one. */
+	br__thread_spin(&wt->state, BR__WS_PHASE, BR__WS_DONE, deadline);
+	return thread_sleep(wt, deadline);
 }
 
 int br__wait_end(struct br__wait *wt, int64_t deadline)

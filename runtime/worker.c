@@ -67,14 +67,25 @@
  *   one that has just sent usually finds the other still counted as
  *   searching for a few hundred ns), else parks.
  *
- *   How long a searcher spins adapts, as glibc's adaptive mutexes do: a
- *   spin that found work doubles the next one (up to SPIN_MAX_NS, about a
- *   park and a wake-up), one that did not halves it (down to SPIN_MIN_NS).
- *   Message passing between workers keeps the spin long and stays out of
- *   the kernel; work that trickles in (one task per millisecond from a
- *   plain thread) shrinks it to SPIN_MIN_NS, so the wake-up it needs
- *   anyway is all it costs: a fixed 30 us spin after each such task was
- *   most of the CPU a lightly loaded runtime used.
+ *   How long a searcher spins adapts, as glibc's adaptive mutexes do. A
+ *   spin that found work leaves the next one at SPIN_NS (about a park and
+ *   a wake-up through the kernel) or more. One that found nothing is
+ *   judged by the park that follows: if work came within SHORT_PARK_NS,
+ *   the next spin lasts half as long again as that park did; if not, it
+ *   is half as long as this one (down to SPIN_MIN_NS). Judging by the
+ *   failed spin alone would trap two workers passing messages: once both
+ *   park, each answer comes after the other's wake-up through the
+ *   kernel, later than a spin of about that cost, so every spin fails and
+ *   every hand-off parks (bench/handoff --mode promise, BRAID_TRACE: 32 us
+ *   spins, then parks of 40 us, the wake-up latency of this VM). A spin
+ *   longer than the last short park outlasts the partner's wake-up, the
+ *   partner then finds this worker still spinning and sends no wake-up,
+ *   and both stay out of the kernel. Work that trickles in (one task per
+ *   millisecond from a plain thread) shrinks the spin to SPIN_MIN_NS, so
+ *   the wake-up it needs anyway is most of what it costs: a fixed 30 us
+ *   spin after each such task was most of the CPU a lightly loaded
+ *   runtime used. Work that comes every 40 to 130 us keeps spins that
+ *   fail each time: that is the price of catching the faster cases.
  *
  *   The scheduler runs on the worker thread's own stack. A fiber that
  *   stops running tells it why in w->after before switching out; the
@@ -147,10 +158,14 @@
 #endif
 
 /* How long an idle worker searches before it parks (header: "Spinning"):
- * up to about what a park and a wake-up through the kernel cost, doubled
- * by each spin that found work and halved by each that did not. */
-#define SPIN_MAX_NS (32 * BR__NS_PER_US)
+ * SPIN_NS after a spin that found work, half as long after each park that
+ * lasted SHORT_PARK_NS or more (down to SPIN_MIN_NS), and after a shorter
+ * park half as long again as that park (up to SPIN_MAX_NS), since the
+ * work came that soon even with its sender's own wake-up in the way. */
+#define SPIN_NS (32 * BR__NS_PER_US)
 #define SPIN_MIN_NS (2 * BR__NS_PER_US)
+#define SPIN_MAX_NS (128 * BR__NS_PER_US)
+#define SHORT_PARK_NS SPIN_MAX_NS
 /* How long a worker that may not search (half the workers do) watches
  * its own queues for a searcher to give up its place. */
 #define SLOT_WAIT_NS (2 * BR__NS_PER_US)
@@ -488,16 +503,11 @@ static struct br__task *spin(struct br__worker *w)
 		}
 		br__cpu_relax();
 	}
-	if (w->searching) {
-		if (t)
-			w->spin_ns = w->spin_ns * 2 > SPIN_MAX_NS ?
-					     SPIN_MAX_NS :
-					     w->spin_ns * 2;
-		else
-			w->spin_ns = w->spin_ns / 2 < SPIN_MIN_NS ?
-					     SPIN_MIN_NS :
-					     w->spin_ns / 2;
-	}
+	/* A searcher's spin that paid off makes the next one at least
+	 * SPIN_NS; one that did not leaves the verdict to the park that
+	 * follows (park()). */
+	if (w->searching && t && w->spin_ns < SPIN_NS)
+		w->spin_ns = SPIN_NS;
 	return t;
 }
 
@@ -567,11 +577,22 @@ static void park(struct br__worker *w)
 	    !br__inject_nonempty(&rt->inject) &&
 	    !atomic_load_explicit(&w->rq_len, memory_order_seq_cst) &&
 	    !atomic_load_explicit(&rt->stop, memory_order_seq_cst)) {
-		int64_t t0 = br__obs_clock(&w->obs);
+		int64_t t0 = br__obs_clock(&w->obs), slept = br_now_ns();
 
 		br__stat_add(&w->obs, BR__ST_PARKS, 1);
 		br__ring_park(w, br__timers_next(w));
 		br__obs_span(&w->obs, BR__TR_PARK, t0, 0);
+		/* Work came soon after the spin gave up: a full spin would
+		 * have caught it, or would have, had the worker that sent
+		 * it not been asleep too. Else spinning does not pay now
+		 * (header: "Spinning"). */
+		slept = br_now_ns() - slept;
+		if (slept < SHORT_PARK_NS)
+			w->spin_ns = slept + slept / 2 < SPIN_NS ?
+					     SPIN_NS :
+					     slept + slept / 2;
+		else if (w->spin_ns / 2 >= SPIN_MIN_NS)
+			w->spin_ns /= 2;
 	}
 	/* seq_cst: a waker that saw WOKEN read it before this, and the
 	 * queues are looked at after it (header). */
@@ -861,7 +882,7 @@ static void worker_start(struct br__worker *w)
 
 	br__tls_worker = w;
 	br__promise_cache_enable();
-	w->spin_ns = SPIN_MAX_NS;
+	w->spin_ns = SPIN_NS;
 	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
 		pthread_attr_getstack(&attr, &w->sched_stack_lo,
 				      &w->sched_stack_size);
