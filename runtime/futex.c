@@ -63,17 +63,14 @@ void br__futex_wake(_Atomic uint32_t *word)
  * is a task a few hundred ns from answering then costs neither side a
  * system call. THREAD_SPIN_NS (about a futex sleep and wake-up) or more
  * after a spin that succeeds; after one that failed, the sleep decides
- * (br__thread_slept): after a short one (the answer came soon, maybe late
- * only because its sender had to be woken too) the next spin lasts half
- * as long again as that sleep, up to THREAD_SPIN_MAX_NS; a long one
- * halves it, so a thread waiting for slow work soon spins 1 us (worker.c's
- * "Spinning" explains the same rule for workers). */
+ * (br__thread_slept, struct br__spin_budget in futex.h), so a thread
+ * waiting for slow work soon spins 1 us (worker.c's "Spinning" explains
+ * the same rule for workers). */
 #define THREAD_SPIN_NS (32 * BR__NS_PER_US)
 #define THREAD_SPIN_MIN_NS (1 * BR__NS_PER_US)
 #define THREAD_SPIN_MAX_NS (128 * BR__NS_PER_US)
-#define THREAD_SHORT_SLEEP_NS THREAD_SPIN_MAX_NS
 
-static __thread int64_t thread_spin_ns = THREAD_SPIN_NS;
+static __thread struct br__spin_budget thread_spin = { THREAD_SPIN_NS, 0 };
 
 int br__thread_spin(_Atomic uint32_t *word, uint32_t mask, uint32_t want,
 		    int64_t deadline)
@@ -90,7 +87,7 @@ int br__thread_spin(_Atomic uint32_t *word, uint32_t mask, uint32_t want,
 			int64_t now = br_now_ns();
 
 			if (!until) {
-				until = now + thread_spin_ns;
+				until = now + thread_spin.ns;
 				if (deadline >= 0 && deadline < until)
 					until = deadline;
 			} else if (now >= until) {
@@ -99,18 +96,14 @@ int br__thread_spin(_Atomic uint32_t *word, uint32_t mask, uint32_t want,
 		}
 		br__cpu_relax();
 	}
-	if (thread_spin_ns < THREAD_SPIN_NS)
-		thread_spin_ns = THREAD_SPIN_NS;
+	br__spin_paid(&thread_spin, THREAD_SPIN_NS);
 	return 1;
 }
 
 void br__thread_slept(int64_t ns)
 {
-	if (ns < THREAD_SHORT_SLEEP_NS)
-		thread_spin_ns = ns + ns / 2 < THREAD_SPIN_NS ? THREAD_SPIN_NS :
-								ns + ns / 2;
-	else if (thread_spin_ns / 2 >= THREAD_SPIN_MIN_NS)
-		thread_spin_ns /= 2;
+	br__spin_missed(&thread_spin, ns, THREAD_SPIN_NS, THREAD_SPIN_MIN_NS,
+			THREAD_SPIN_MAX_NS);
 }
 
 void br__futex_wait_shared(_Atomic uint32_t *word, uint32_t val)

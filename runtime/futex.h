@@ -49,6 +49,43 @@ int br__thread_spin(_Atomic uint32_t *word, uint32_t mask, uint32_t want,
 		    int64_t deadline_ns);
 void br__thread_slept(int64_t ns);
 
+/*
+ * An adaptive spin budget, for a worker before it parks (worker.c's
+ * "Spinning") and a plain thread before its futex (futex.c): ns is how
+ * long the next spin may last, within [min, max], and base is the spin
+ * a success earns. A spin that finds nothing is judged by the sleep that
+ * follows. If that sleep was short (under max), a longer spin would have
+ * caught the work (at worst the sender had to be woken too), so the next
+ * spin lasts half as long again as the sleep; but only for the first two
+ * misses in a row, and then one in 16, since on a machine with more
+ * runnable threads than CPUs the sender may simply not be running, and
+ * spinning for it only takes the CPU away from it. Otherwise the next
+ * spin is half as long. Owned by one thread.
+ */
+struct br__spin_budget {
+	int64_t ns;
+	unsigned misses; /* spins in a row that ended in a sleep */
+};
+
+static inline void br__spin_paid(struct br__spin_budget *b, int64_t base)
+{
+	b->misses = 0;
+	if (b->ns < base)
+		b->ns = base;
+}
+
+static inline void br__spin_missed(struct br__spin_budget *b, int64_t slept,
+				   int64_t base, int64_t min, int64_t max)
+{
+	unsigned m = b->misses++;
+	int64_t want = slept + slept / 2;
+
+	if (slept < max && (m < 2 || m % 16 == 0))
+		b->ns = want < base ? base : want > max ? max : want;
+	else if (b->ns / 2 >= min)
+		b->ns /= 2;
+}
+
 /* The same on a word in memory shared between processes (the process
  * pool's rings), without a deadline; wake_shared wakes up to n. */
 void br__futex_wait_shared(_Atomic uint32_t *word, uint32_t val);

@@ -67,25 +67,27 @@
  *   one that has just sent usually finds the other still counted as
  *   searching for a few hundred ns), else parks.
  *
- *   How long a searcher spins adapts, as glibc's adaptive mutexes do. A
- *   spin that found work leaves the next one at SPIN_NS (about a park and
- *   a wake-up through the kernel) or more. One that found nothing is
- *   judged by the park that follows: if work came within SHORT_PARK_NS,
- *   the next spin lasts half as long again as that park did; if not, it
- *   is half as long as this one (down to SPIN_MIN_NS). Judging by the
- *   failed spin alone would trap two workers passing messages: once both
- *   park, each answer comes after the other's wake-up through the
- *   kernel, later than a spin of about that cost, so every spin fails and
- *   every hand-off parks (bench/handoff --mode promise, BRAID_TRACE: 32 us
- *   spins, then parks of 40 us, the wake-up latency of this VM). A spin
- *   longer than the last short park outlasts the partner's wake-up, the
- *   partner then finds this worker still spinning and sends no wake-up,
- *   and both stay out of the kernel. Work that trickles in (one task per
- *   millisecond from a plain thread) shrinks the spin to SPIN_MIN_NS, so
- *   the wake-up it needs anyway is most of what it costs: a fixed 30 us
- *   spin after each such task was most of the CPU a lightly loaded
- *   runtime used. Work that comes every 40 to 130 us keeps spins that
- *   fail each time: that is the price of catching the faster cases.
+ *   How long a searcher spins adapts, as glibc's adaptive mutexes do. A spin
+ *   that found work leaves the next one at SPIN_NS (about a park and a
+ *   wake-up through the kernel) or more. One that found nothing is judged by
+ *   the park that follows: if work came within SPIN_MAX_NS, the next spin
+ *   lasts half as long again as that park did (for the first two such misses
+ *   in a row, then one in 16: on a machine with more runnable threads than
+ *   CPUs the sender may just not be running); if not, it is half as long as
+ *   this one (down to SPIN_MIN_NS). Judging by the failed spin alone would
+ *   trap two workers passing messages: once both park, each answer comes
+ *   after the other's wake-up through the kernel, later than a spin of about
+ *   that cost, so every spin fails and every hand-off parks (bench/handoff
+ *   --mode promise, BRAID_TRACE: 32 us spins, then parks of 40 us, the
+ *   wake-up latency of this VM). A spin longer than the last short park
+ *   outlasts the partner's wake-up, the partner then finds this worker still
+ *   spinning and sends no wake-up, and both stay out of the kernel. Work
+ *   that trickles in (one task per millisecond from a plain thread) shrinks
+ *   the spin to SPIN_MIN_NS, so the wake-up it needs anyway is most of what
+ *   it costs: a fixed 30 us spin after each such task was most of the CPU a
+ *   lightly loaded runtime used. Work that comes every 40 to 130 us wastes
+ *   two long spins in every 16 misses: that is the price of catching the
+ *   faster cases.
  *
  *   The scheduler runs on the worker thread's own stack. A fiber that
  *   stops running tells it why in w->after before switching out; the
@@ -157,15 +159,12 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-/* How long an idle worker searches before it parks (header: "Spinning"):
- * SPIN_NS after a spin that found work, half as long after each park that
- * lasted SHORT_PARK_NS or more (down to SPIN_MIN_NS), and after a shorter
- * park half as long again as that park (up to SPIN_MAX_NS), since the
- * work came that soon even with its sender's own wake-up in the way. */
+/* How long an idle worker searches before it parks (header: "Spinning";
+ * futex.h's struct br__spin_budget): SPIN_NS or more after a spin that
+ * found work, between SPIN_MIN_NS and SPIN_MAX_NS otherwise. */
 #define SPIN_NS (32 * BR__NS_PER_US)
 #define SPIN_MIN_NS (2 * BR__NS_PER_US)
 #define SPIN_MAX_NS (128 * BR__NS_PER_US)
-#define SHORT_PARK_NS SPIN_MAX_NS
 /* How long a worker that may not search (half the workers do) watches
  * its own queues for a searcher to give up its place. */
 #define SLOT_WAIT_NS (2 * BR__NS_PER_US)
@@ -496,7 +495,7 @@ static struct br__task *spin(struct br__worker *w)
 					break;
 			}
 			if (!until)
-				until = now + (w->searching ? w->spin_ns :
+				until = now + (w->searching ? w->spin.ns :
 							      SLOT_WAIT_NS);
 			else if (now >= until)
 				break;
@@ -506,8 +505,8 @@ static struct br__task *spin(struct br__worker *w)
 	/* A searcher's spin that paid off makes the next one at least
 	 * SPIN_NS; one that did not leaves the verdict to the park that
 	 * follows (park()). */
-	if (w->searching && t && w->spin_ns < SPIN_NS)
-		w->spin_ns = SPIN_NS;
+	if (w->searching && t)
+		br__spin_paid(&w->spin, SPIN_NS);
 	return t;
 }
 
@@ -582,17 +581,10 @@ static void park(struct br__worker *w)
 		br__stat_add(&w->obs, BR__ST_PARKS, 1);
 		br__ring_park(w, br__timers_next(w));
 		br__obs_span(&w->obs, BR__TR_PARK, t0, 0);
-		/* Work came soon after the spin gave up: a full spin would
-		 * have caught it, or would have, had the worker that sent
-		 * it not been asleep too. Else spinning does not pay now
-		 * (header: "Spinning"). */
-		slept = br_now_ns() - slept;
-		if (slept < SHORT_PARK_NS)
-			w->spin_ns = slept + slept / 2 < SPIN_NS ?
-					     SPIN_NS :
-					     slept + slept / 2;
-		else if (w->spin_ns / 2 >= SPIN_MIN_NS)
-			w->spin_ns /= 2;
+		/* How soon work came decides the next spin (futex.h, and
+		 * the header's "Spinning"). */
+		br__spin_missed(&w->spin, br_now_ns() - slept, SPIN_NS,
+				SPIN_MIN_NS, SPIN_MAX_NS);
 	}
 	/* seq_cst: a waker that saw WOKEN read it before this, and the
 	 * queues are looked at after it (header). */
@@ -882,7 +874,7 @@ static void worker_start(struct br__worker *w)
 
 	br__tls_worker = w;
 	br__promise_cache_enable();
-	w->spin_ns = SPIN_NS;
+	w->spin.ns = SPIN_NS;
 	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
 		pthread_attr_getstack(&attr, &w->sched_stack_lo,
 				      &w->sched_stack_size);

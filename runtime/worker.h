@@ -13,6 +13,7 @@
 #include "braid.h"
 #include "deque.h"
 #include "fiber.h"
+#include "futex.h"
 #include "internal.h"
 #include "ring.h"
 #include "runtime.h"
@@ -55,7 +56,7 @@ struct br__worker {
 	 * summed by br_runtime_free. */
 	_Atomic int64_t live;
 	int searching;
-	int64_t spin_ns; /* how long the next spin may last (worker.c) */
+	struct br__spin_budget spin; /* the next spin's length (worker.c) */
 	/* A searcher's note of another worker's LIFO slot: which worker,
 	 * the task and tick seen there, since when (worker.c). */
 	struct br__worker *lv_worker;
