@@ -1809,7 +1809,8 @@ BR_API int br_mpi_serve(int *argc, char ***argv);
  * process, on its only thread, outside any runtime. */
 typedef int (*br_job_fn)(br_job *job, const void *in, size_t len);
 
-/** How long an initializer may run when the pool has no timeout_ms. */
+/** How long a worker may take to start and run its initializer, unless
+ * br_pool_config.init_timeout_ms says otherwise. */
 #define BR_POOL_INIT_TIMEOUT_MS 30000
 
 /** A worker's initializer: arg/len are a copy of br_pool_config's init_arg
@@ -1823,9 +1824,8 @@ typedef int (*br_pool_init_fn)(const void *arg, size_t len);
  *                 at most 256.
  *   init          run once in each worker before its first job
  *                 (replacements included); NULL: none. It must return
- *                 within timeout_ms, or BR_POOL_INIT_TIMEOUT_MS when
- *                 timeout_ms is 0: past it the worker is killed, and
- *                 br_pool_new fails with -ETIMEDOUT (a replacement
+ *                 within init_timeout_ms: past it the worker is killed,
+ *                 and br_pool_new fails with -ETIMEDOUT (a replacement
  *                 counts as a failed initializer).
  *   init_arg, init_len
  *                 bytes copied to each worker for init, at most 64 KiB.
@@ -1835,6 +1835,9 @@ typedef int (*br_pool_init_fn)(const void *arg, size_t len);
  *                 starts the job; 0: none.
  *   max_payload   largest input or output of one job (or one br_map
  *                 chunk), default 64 MiB, at most 1 GiB.
+ *   init_timeout_ms
+ *                 how long a worker may take to start and run init, from
+ *                 its fork; default BR_POOL_INIT_TIMEOUT_MS.
  *   mpi           1: the pool spans every rank of the MPI job that
  *                 br_mpi_serve() joined (libbraid-mpi): each rank runs
  *                 workers of its own (workers per rank; 0: its CPUs), and
@@ -1851,6 +1854,7 @@ typedef struct br_pool_config {
 	int64_t timeout_ms;
 	size_t max_payload;
 	int mpi;
+	int64_t init_timeout_ms;
 } br_pool_config;
 
 /**

@@ -396,6 +396,7 @@ int br_pool_new(br_pool **out, br_runtime *rt, const br_pool_config *cfg)
 	if (cfg->workers > BR__POOL_MAX_WORKERS ||
 	    cfg->init_len > BR__POOL_MAX_INIT ||
 	    (cfg->init_len && !cfg->init_arg) || cfg->timeout_ms < 0 ||
+	    cfg->init_timeout_ms < 0 ||
 	    cfg->max_payload > BR__POOL_MAX_PAYLOAD)
 		return -EINVAL;
 	if (!rt->zygote || !br__zygote_get())
@@ -413,8 +414,9 @@ int br_pool_new(br_pool **out, br_runtime *rt, const br_pool_config *cfg)
 	p->memfd = p->efd = -1;
 	p->nworkers = cfg->workers ? cfg->workers : online_cpus();
 	p->timeout_ns = cfg->timeout_ms * 1000000;
-	p->init_limit_ns = br__ms_to_ns(
-		cfg->timeout_ms ? cfg->timeout_ms : BR_POOL_INIT_TIMEOUT_MS);
+	p->init_limit_ns = br__ms_to_ns(cfg->init_timeout_ms ?
+						cfg->init_timeout_ms :
+						BR_POOL_INIT_TIMEOUT_MS);
 	p->max_payload = cfg->max_payload ? cfg->max_payload :
 					    BR__POOL_DEFAULT_PAYLOAD;
 	pthread_mutex_init(&p->lock, NULL);
