@@ -116,6 +116,12 @@ BR_API const char *br_strerror(int code);
 
 /**
  * @defgroup braid_time Time
+ *
+ * Every delay, timeout and deadline this API takes may be any int64_t
+ * value, INT64_MAX and INT64_MIN included: conversions saturate and never
+ * wrap, so a limit too long to pass (about 146 years or more) never
+ * passes, and nothing fires early. What zero and negative values mean is
+ * given with each call.
  * @{
  */
 
