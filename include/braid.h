@@ -760,6 +760,8 @@ BR_API br_future *br_signal_handler(br_runtime *rt, int signo, br_signal_fn fn,
  *
  * Buffers, iovecs, addresses and message headers must stay valid until
  * the call returns, and are never touched by the kernel after it has.
+ * A negative descriptor gives -EBADF at once, from a task or a plain
+ * thread, whatever the deadline.
  *
  * Cancellation: br_cancel() on a task blocked in one of these cancels the
  * operation in the kernel (IORING_OP_ASYNC_CANCEL on the ring that owns
