@@ -820,6 +820,12 @@ BR_API ssize_t br_sendto(int fd, const void *buf, size_t len, int flags,
 BR_API int br_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
 		     int flags);
 BR_API int br_connect(int fd, const struct sockaddr *addr, socklen_t len);
+
+/**
+ * br_close - close(2). Not cancellable: in a task that has been cancelled
+ * it still closes fd and returns close's result (0, or its error), so a
+ * cancelled task can release its descriptors. No deadline applies.
+ */
 BR_API int br_close(int fd);
 BR_API int br_shutdown(int fd, int how);
 

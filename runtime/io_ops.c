@@ -46,6 +46,9 @@
  * deadline; and io_uring may wait for one fd's readiness before it looks
  * at the other (splice).
  *
+ * br_close() is not cancellable (br__io_start_release): a cancelled task
+ * must be able to close what it holds.
+ *
  * A receive right after the task's send on the same socket is the
  * request/response pattern: the answer cannot have arrived yet, so the
  * recv asks the kernel to wait for readiness before its first attempt
@@ -675,7 +678,7 @@ int br_close(int fd)
 
 	if (fd < 0)
 		return -EBADF;
-	m = br__io_start(&io, fd, 0, NONE);
+	m = br__io_start_release(&io, fd);
 
 	if (m == BR__IO_RING) {
 		io_uring_prep_close(io.sqe, fd);

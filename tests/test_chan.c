@@ -612,3 +612,40 @@ Test(chan, tasks_and_threads_share_channels, .timeout = 20.0)
 	br_chan_free(ch[1]);
 	br_runtime_free(rt);
 }
+
+struct closer {
+	br_chan *ch;
+	atomic_int started;
+	int waited;
+	int closed;
+};
+
+static void *close_when_cancelled(void *arg)
+{
+	struct closer *c = arg;
+
+	atomic_store(&c->started, 1);
+	c->waited = br_sleep_ms(20000);
+	c->closed = br_chan_close(c->ch);
+	return NULL;
+}
+
+/* Closing releases the channel's waiters: a cancelled task may do it. */
+Test(chan, a_cancelled_task_closes_a_channel, .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	struct closer c = { .ch = new_chan(sizeof(long), 0) };
+	br_future *f = br_spawn(rt, close_when_cancelled, &c);
+	long v;
+
+	cr_assert_eq(t_spin_until(&c.started, 1, 5000 * T_NS_PER_MS), 0);
+	br_sleep_ms(20);
+	cr_assert_eq(br_cancel(f), 0);
+	br_await(f, NULL);
+	cr_assert_eq(c.waited, -ECANCELED);
+	cr_assert_eq(c.closed, 0);
+	cr_assert_eq(br_chan_recv(c.ch, &v), BR_ECLOSED);
+	br_future_release(f);
+	br_chan_free(c.ch);
+	br_runtime_free(rt);
+}

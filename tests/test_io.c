@@ -1034,3 +1034,54 @@ Test(io, negative_fds_give_ebadf_at_once_from_tasks_and_threads,
 	close(p[0]);
 	close(p[1]);
 }
+
+/* What a cancelled task did with its descriptors, for the test. */
+struct release_rec {
+	int fd[2];
+	atomic_int started;
+	int slept;	/* the cancelled sleep's result */
+	int closed[2];	/* br_close()'s results */
+	int still_open; /* descriptors left open after br_close */
+};
+
+static void *close_after_cancel(void *arg)
+{
+	struct release_rec *r = arg;
+
+	atomic_store(&r->started, 1);
+	r->slept = br_sleep_ms(20000);
+	for (int i = 0; i < 2; i++) {
+		r->closed[i] = br_close(r->fd[i]);
+		if (fcntl(r->fd[i], F_GETFD) >= 0)
+			r->still_open++;
+	}
+	return NULL;
+}
+
+/* Closing releases a descriptor: a task cancelled before the call, or
+ * while it waits for the ring, still closes it. */
+Test(io, a_cancelled_task_still_closes_its_fds, .timeout = 20.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct release_rec r = { 0 };
+		br_future *f;
+
+		make_pipe(r.fd);
+		f = br_spawn(rt, close_after_cancel, &r);
+		cr_assert_eq(t_spin_until(&r.started, 1, 5000 * T_NS_PER_MS),
+			     0);
+		br_sleep_ms(20);
+		cr_assert_eq(br_cancel(f), 0);
+		br_await(f, NULL);
+		cr_assert_eq(r.slept, -ECANCELED);
+		cr_assert_eq(r.closed[0], 0, "br_close: %s",
+			     br_strerror(r.closed[0]));
+		cr_assert_eq(r.closed[1], 0, "br_close: %s",
+			     br_strerror(r.closed[1]));
+		cr_assert_eq(r.still_open, 0, "the descriptors stayed open");
+		br_future_release(f);
+		br_runtime_free(rt);
+	}
+}

@@ -1697,3 +1697,75 @@ Test(net, connecting_to_a_full_unix_backlog_waits_for_an_accept,
 		br_runtime_free(rt);
 	}
 }
+
+/* ---- releasing from a cancelled task, and freed objects ---- */
+
+struct held {
+	int lfd, sv[2];
+	atomic_int started;
+	int waited; /* the reader's cancelled wait */
+	int closed; /* br_close of the writer's and reader's socket */
+};
+
+/*
+ * Ties an acceptor, a reader and a writer to this task's worker (the
+ * reader waits, so its receive is armed), is cancelled in the reader's
+ * wait, and then, cancelled, frees all three and closes the socket.
+ */
+static void *hold_then_release(void *arg)
+{
+	struct held *h = arg;
+	br_acceptor *a;
+	br_reader *r;
+	br_writer *w;
+	const void *data;
+
+	T_REQUIRE(br_acceptor_new(&a, h->lfd) == 0);
+	T_REQUIRE(br_reader_new(&r, h->sv[0]) == 0);
+	T_REQUIRE(br_writer_new(&w, h->sv[0]) == 0);
+	T_REQUIRE(br_writer_write(w, "hi", 2) == 2);
+	T_REQUIRE(br_writer_drain(w) == 0);
+	atomic_store(&h->started, 1);
+	h->waited = (int)br_reader_recv(r, &data);
+	br_writer_free(w);
+	br_reader_free(r);
+	br_acceptor_free(a);
+	h->closed = br_close(h->sv[0]);
+	return NULL;
+}
+
+Test(net, a_cancelled_task_frees_its_readers_writers_and_acceptors,
+     .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct held h = { .lfd = br_tcp_listen("127.0.0.1", 0, 4) };
+		br_future *f;
+		char buf[4];
+
+		cr_assert_geq(h.lfd, 0);
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+					h.sv),
+			     0);
+		f = br_spawn(rt, hold_then_release, &h);
+		cr_assert_eq(t_spin_until(&h.started, 1, 5000 * T_NS_PER_MS),
+			     0);
+		br_sleep_ms(30);
+		cr_assert_eq(br_cancel(f), 0);
+		br_await(f, NULL);
+		cr_assert_eq(br_future_error(f), -ECANCELED, "%s",
+			     br_future_message(f));
+		cr_assert_eq(h.waited, -ECANCELED);
+		cr_assert_eq(h.closed, 0, "br_close: %s",
+			     br_strerror(h.closed));
+		/* The socket really closed: nothing (a registered file, an
+		 * armed receive) kept it open. */
+		cr_assert_eq(br_recv_timeout(h.sv[1], buf, 2, 0, 5000), 2);
+		cr_assert_eq(br_recv_timeout(h.sv[1], buf, 1, 0, 5000), 0);
+		br_future_release(f);
+		close(h.sv[1]);
+		close(h.lfd);
+		br_runtime_free(rt);
+	}
+}
