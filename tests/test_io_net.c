@@ -1769,3 +1769,69 @@ Test(net, a_cancelled_task_frees_its_readers_writers_and_acceptors,
 		br_runtime_free(rt);
 	}
 }
+
+static void *use_freed_objects(void *arg)
+{
+	int *sv = arg, lfd = br_tcp_listen("127.0.0.1", 0, 4);
+	const void *data;
+	char buf[8];
+	br_acceptor *a, *a2;
+	br_reader *r, *r2;
+	br_writer *w, *w2;
+
+	T_REQUIRE(lfd >= 0);
+	T_REQUIRE(br_acceptor_new(&a, lfd) == 0);
+	T_REQUIRE(br_reader_new(&r, sv[0]) == 0);
+	T_REQUIRE(br_writer_new(&w, sv[0]) == 0);
+	T_REQUIRE(br_writer_write(w, "x", 1) == 1);
+	br_acceptor_free(a);
+	br_reader_free(r);
+	br_writer_free(w);
+	/* New objects of the same kinds do not bring the old ones back. */
+	T_REQUIRE(br_acceptor_new(&a2, lfd) == 0);
+	T_REQUIRE(br_reader_new(&r2, sv[0]) == 0);
+	T_REQUIRE(br_writer_new(&w2, sv[0]) == 0);
+	T_REQUIRE(br_acceptor_next(a) == BR_EBADOBJ);
+	T_REQUIRE(br_reader_recv(r, &data) == BR_EBADOBJ);
+	T_REQUIRE(br_reader_readline(r, buf, sizeof(buf)) == BR_EBADOBJ);
+	T_REQUIRE(br_reader_readexactly(r, buf, 1) == BR_EBADOBJ);
+	T_REQUIRE(br_reader_readuntil(r, "\n", 1, buf, sizeof(buf)) ==
+		  BR_EBADOBJ);
+	T_REQUIRE(br_writer_write(w, "x", 1) == BR_EBADOBJ);
+	T_REQUIRE(br_writer_drain(w) == BR_EBADOBJ);
+	/* Freeing again is a no-op. */
+	br_acceptor_free(a);
+	br_reader_free(r);
+	br_writer_free(w);
+	br_acceptor_free(a2);
+	br_reader_free(r2);
+	br_writer_free(w2);
+	close(lfd);
+	return NULL;
+}
+
+/* braid.h: BR_EBADOBJ for a freed acceptor, reader or writer; under ASan
+ * this also proves the check reads no freed memory. */
+Test(net, calls_on_freed_acceptors_readers_and_writers_give_ebadobj,
+     .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		int sv[2];
+
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+					sv),
+			     0);
+		await_ok(br_spawn(rt, use_freed_objects, sv));
+		/* And from a plain thread. */
+		{
+			const char *msg = use_freed_objects(sv);
+
+			cr_assert_null(msg, "%s", msg);
+		}
+		close(sv[0]);
+		close(sv[1]);
+		br_runtime_free(rt);
+	}
+}
