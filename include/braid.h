@@ -442,8 +442,9 @@ BR_API int br_promise_resolve(br_future *p, void *value);
 /**
  * br_promise_resolve_bytes - complete p as DONE with a byte buffer, read
  * back with br_future_bytes(). Takes ownership of buf (malloc'd; freed with
- * the future, also on error). Errors as br_promise_resolve.
- * Context: any thread.
+ * the future, also on error). buf may be NULL only with len 0 (no bytes).
+ * Errors as br_promise_resolve, and -EINVAL for buf NULL with len > 0 (p
+ * stays pending). Context: any thread.
  */
 BR_API int br_promise_resolve_bytes(br_future *p, void *buf, size_t len);
 
