@@ -498,6 +498,14 @@ def print_table(summary):
                better_text(s), "%.2f" % ratio if ratio is not None else ""))
 
 
+def load_text(samples):
+    """The 1-minute load averages seen: 'a to b', or '?'."""
+    if not samples:
+        return "?"
+    lo, hi = min(samples), max(samples)
+    return "%.1f" % lo if lo == hi else "%.1f to %.1f" % (lo, hi)
+
+
 def markdown(summary, mach, runs, failures, skipped):
     def fig(s):
         if s["runs"] == 1:
@@ -537,12 +545,13 @@ def markdown(summary, mach, runs, failures, skipped):
         "better (times, latencies, memory) below 1 means braid is faster "
         "or smaller; where higher is better (round trips or requests per "
         "second and per server CPU-second) above 1 means braid does more. "
-        "Machine: %s, %s CPUs, Linux %s, gcc %s, %s; %s." % (
+        "Machine: %s, %s CPUs, Linux %s, gcc %s, %s; %s; load average "
+        "%s over the run (from other work too)." % (
                  "Median of up to %d interleaved runs (min–max in "
                  "parentheses)" % runs if runs > 1 else "One run of each",
                  mach["cpu"] or mach["arch"], mach["nproc"],
                  mach["kernel"], mach["gcc"] or "?", mach["go"] or "no go",
-                 mach["date"]),
+                 mach["date"], load_text(mach.get("load", []))),
     ]
     seen = {k[:3] for k in seen}
     notes = [text for k, text in NOTES.items() if k in seen]
@@ -623,7 +632,11 @@ def main():
     env = clean_env()
     lines, failures = [], []
     total = max(rounds_of(c) for c in todo)
+    # The 1-minute load average before each round and at the end: the
+    # machine may be shared, and a busy one moves every figure.
+    load = []
     for rnd in range(total):
+        load.append(os.getloadavg()[0])
         order = [c for c in todo if rnd < rounds_of(c)]
         rng.shuffle(order)
         for i, c in enumerate(order):
@@ -646,7 +659,9 @@ def main():
 
     summary = summarise(lines)
     print_table(summary)
+    load.append(os.getloadavg()[0])
     mach = machine()
+    mach["load"] = load
     out = a.out or ("build/bench/summary" if a.quick else
                     "build/bench/results")
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
