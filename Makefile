@@ -119,7 +119,9 @@ $(B)/examples/%: examples/%.c $(wildcard examples/*.h) $(B)/libbraid.a
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(EXAMPLE_LDFLAGS) -o $@ $< \
 		$(B)/libbraid.a $(LDLIBS)
 
-EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
+# cluster_primes needs MPI: runtime/mpi/mpi.mk builds it, when it can.
+EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%, \
+              $(filter-out examples/cluster_primes.c,$(wildcard examples/*.c)))
 examples: $(EXAMPLES)
 
 -include tests/tests.mk

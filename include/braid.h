@@ -17,6 +17,14 @@
  *   - "Returns a new reference." means the caller must release it;
  *     "Borrows x." means the caller keeps its reference; "Valid until ..."
  *     gives a pointer's lifetime.
+ *   - BR_EBADOBJ means the pointer is not a live object of the kind the
+ *     call takes. It is detected for a pointer to readable memory that
+ *     does not hold such an object (its magic does not match), and for an
+ *     acceptor, reader, writer or channel that has been freed, until 256
+ *     more objects of its kind have been freed after it (its memory is
+ *     kept, poisoned, until then); freeing it again within that time does
+ *     nothing. Any other use of an object after its free or last release
+ *     is undefined, as after free().
  *   - "Context:" says from where the function may be called. A "task" is
  *     code running inside br_spawn()'s function; a "plain thread" is any
  *     other thread, including a runtime's worker thread outside a task
@@ -117,6 +125,12 @@ BR_API const char *br_strerror(int code);
 
 /**
  * @defgroup braid_time Time
+ *
+ * Every delay, timeout and deadline this API takes may be any int64_t
+ * value, INT64_MAX and INT64_MIN included: conversions saturate and never
+ * wrap, so a limit too long to pass (about 146 years or more) never
+ * passes, and nothing fires early. What zero and negative values mean is
+ * given with each call.
  * @{
  */
 
@@ -429,8 +443,9 @@ BR_API int br_promise_resolve(br_future *p, void *value);
 /**
  * br_promise_resolve_bytes - complete p as DONE with a byte buffer, read
  * back with br_future_bytes(). Takes ownership of buf (malloc'd; freed with
- * the future, also on error). Errors as br_promise_resolve.
- * Context: any thread.
+ * the future, also on error). buf may be NULL only with len 0 (no bytes).
+ * Errors as br_promise_resolve, and -EINVAL for buf NULL with len > 0 (p
+ * stays pending). Context: any thread.
  */
 BR_API int br_promise_resolve_bytes(br_future *p, void *buf, size_t len);
 
@@ -770,6 +785,8 @@ BR_API br_future *br_signal_handler(br_runtime *rt, int signo, br_signal_fn fn,
  *
  * Buffers, iovecs, addresses and message headers must stay valid until
  * the call returns, and are never touched by the kernel after it has.
+ * A negative descriptor gives -EBADF at once, from a task or a plain
+ * thread, whatever the deadline.
  *
  * Cancellation: br_cancel() on a task blocked in one of these cancels the
  * operation in the kernel (IORING_OP_ASYNC_CANCEL on the ring that owns
@@ -828,6 +845,12 @@ BR_API ssize_t br_sendto(int fd, const void *buf, size_t len, int flags,
 BR_API int br_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
 		     int flags);
 BR_API int br_connect(int fd, const struct sockaddr *addr, socklen_t len);
+
+/**
+ * br_close - close(2). Not cancellable: in a task that has been cancelled
+ * it still closes fd and returns close's result (0, or its error), so a
+ * cancelled task can release its descriptors. No deadline applies.
+ */
 BR_API int br_close(int fd);
 BR_API int br_shutdown(int fd, int how);
 
@@ -996,7 +1019,8 @@ BR_API int br_acceptor_new(br_acceptor **out, int lfd);
  * task ties the acceptor to that task's worker, and later calls move
  * there; only tasks of that runtime may call it then (-EINVAL
  * otherwise). One caller at a time: a call while another task waits in
- * one gives -EBUSY. BR_EBADOBJ for a freed acceptor.
+ * one gives -EBUSY. BR_EBADOBJ for a freed acceptor (within the bound
+ * the conventions at the top of braid.h give).
  * Context: a task (suspends), or a plain thread (blocks).
  */
 BR_API int br_acceptor_next(br_acceptor *a);
@@ -1041,7 +1065,8 @@ BR_API int br_reader_new(br_reader **out, int fd);
  * br_reader_free(r). The first call from a task ties the reader to that
  * task's worker; later calls move there, and only tasks of that runtime
  * may call it (-EINVAL otherwise). One caller at a time: a call while
- * another task waits in one gives -EBUSY. BR_EBADOBJ for a freed reader.
+ * another task waits in one gives -EBUSY. BR_EBADOBJ for a freed reader
+ * (within the bound the conventions at the top of braid.h give).
  * Context: a task (suspends), or a plain thread (blocks).
  */
 BR_API ssize_t br_reader_recv(br_reader *r, const void **data);
@@ -1120,7 +1145,8 @@ BR_API int br_writer_new(br_writer **out, int fd);
  * task is waiting in a call on w, or the ring has no free SQE), -ENOMEM,
  * -EINVAL (w NULL, data NULL with n > 0, or a writer tied to another
  * runtime), BR_ECLOSED (a plain thread's call while the runtime
- * closes), BR_EBADOBJ for a freed writer. The first call from a task
+ * closes), BR_EBADOBJ for a freed writer (within the bound the
+ * conventions at the top give). The first call from a task
  * ties the writer to that task's worker (and registers fd with its ring
  * when it can: BR_FEAT_FIXED_FILES); later calls move there, and a plain
  * thread's call runs there as a task. A plain thread's call on a writer
@@ -1471,7 +1497,9 @@ BR_API int br_chan_new(br_chan **out, size_t elem_size, size_t capacity);
 /**
  * br_chan_free - free ch and any elements still buffered. Nobody may be
  * using ch, or wait on it, any more (close it and let them finish
- * first). NULL is a no-op. Context: any thread.
+ * first). NULL is a no-op; calls on a freed channel give BR_EBADOBJ
+ * within the bound the conventions at the top of braid.h give.
+ * Context: any thread.
  */
 BR_API void br_chan_free(br_chan *ch);
 
@@ -1824,7 +1852,8 @@ BR_API int br_mpi_serve(int *argc, char ***argv);
  * process, on its only thread, outside any runtime. */
 typedef int (*br_job_fn)(br_job *job, const void *in, size_t len);
 
-/** How long an initializer may run when the pool has no timeout_ms. */
+/** How long a worker may take to start and run its initializer, unless
+ * br_pool_config.init_timeout_ms says otherwise. */
 #define BR_POOL_INIT_TIMEOUT_MS 30000
 
 /** A worker's initializer: arg/len are a copy of br_pool_config's init_arg
@@ -1838,9 +1867,8 @@ typedef int (*br_pool_init_fn)(const void *arg, size_t len);
  *                 at most 256.
  *   init          run once in each worker before its first job
  *                 (replacements included); NULL: none. It must return
- *                 within timeout_ms, or BR_POOL_INIT_TIMEOUT_MS when
- *                 timeout_ms is 0: past it the worker is killed, and
- *                 br_pool_new fails with -ETIMEDOUT (a replacement
+ *                 within init_timeout_ms: past it the worker is killed,
+ *                 and br_pool_new fails with -ETIMEDOUT (a replacement
  *                 counts as a failed initializer).
  *   init_arg, init_len
  *                 bytes copied to each worker for init, at most 64 KiB.
@@ -1850,6 +1878,9 @@ typedef int (*br_pool_init_fn)(const void *arg, size_t len);
  *                 starts the job; 0: none.
  *   max_payload   largest input or output of one job (or one br_map
  *                 chunk), default 64 MiB, at most 1 GiB.
+ *   init_timeout_ms
+ *                 how long a worker may take to start and run init, from
+ *                 its fork; default BR_POOL_INIT_TIMEOUT_MS.
  *   mpi           1: the pool spans every rank of the MPI job that
  *                 br_mpi_serve() joined (libbraid-mpi): each rank runs
  *                 workers of its own (workers per rank; 0: its CPUs), and
@@ -1866,6 +1897,7 @@ typedef struct br_pool_config {
 	int64_t timeout_ms;
 	size_t max_payload;
 	int mpi;
+	int64_t init_timeout_ms;
 } br_pool_config;
 
 /**

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "mshot.h"
+#include "quarantine.h"
 #include "task.h"
 #include "worker.h"
 
@@ -42,6 +43,10 @@ struct br_acceptor {
 	/* A caller is inside br_acceptor_next (any thread; see next()). */
 	_Atomic int busy;
 };
+
+/* Freed acceptors, whose magic a stale call may still check. */
+static struct br__quarantine freed =
+	BR__QUARANTINE_INIT(struct br_acceptor, magic);
 
 /* A CQE of the multishot accept, on the owner. */
 static void on_cqe(struct br__mshot *m, int res, uint32_t flags)
@@ -166,7 +171,7 @@ static void release(struct br__mshot_obj *o)
 	}
 	a->magic = BR__MAGIC_DEAD;
 	br__mshot_queue_free(o);
-	free(a);
+	br__quarantine_free(&freed, a);
 }
 
 void br_acceptor_free(br_acceptor *a)

@@ -30,6 +30,11 @@
  *   until then. The call returns the CQE's result: -ECANCELED, or the real
  *   result if the operation won the race. A cancelled operation that had
  *   a deadline and was not cancelled by braid timed out: -ETIMEDOUT.
+ *   A release (br_close, br__io_start_release) is never cancelled: it
+ *   starts in a task already cancelled and waits out its completion
+ *   without waking for cancellation requests, since a cancelled task must
+ *   still be able to let go of its descriptors (a close cancelled in the
+ *   kernel before it ran would leave the fd open).
  *
  *   No lost completion: done is written and read only on the owner
  *   thread, so the waiter's "arm, then check done" and the owner's "set
@@ -217,7 +222,8 @@ void br__io_poll_fallback(struct br__worker *w, int64_t timeout_ns, int wake)
 
 /* ---- the ring ---- */
 
-int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
+static int start(struct br__io *io, int fd, short events, int64_t timeout_ms,
+		 int nocancel)
 {
 	struct br__task *t = br__task_current();
 	struct br__worker *w;
@@ -226,6 +232,7 @@ int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
 
 	events &= (short)~BR__IO_TRY;
 	io->dontwait = 0;
+	io->nocancel = (uint8_t)nocancel;
 	if (!t) {
 		if (br__worker_current())
 			return BR_ENOTTASK; /* a loop callback */
@@ -244,12 +251,14 @@ int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
 		}
 		return BR__IO_SYS;
 	}
-	if (br__task_cancel_pending(t)) {
+	if (!nocancel && br__task_cancel_pending(t)) {
 		t->cancel_seen = 1;
 		return -ECANCELED;
 	}
-	io->deadline =
-		br__deadline_ms(timeout_ms >= 0 ? timeout_ms : t->io_timeout);
+	io->deadline = nocancel ?
+			       -1 :
+			       br__deadline_ms(timeout_ms >= 0 ? timeout_ms :
+								 t->io_timeout);
 	io->fd = fd;
 	io->events = events;
 	w = br__worker_current();
@@ -277,6 +286,16 @@ int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
 	io->res = 0;
 	io->cqe_flags = 0;
 	return BR__IO_RING;
+}
+
+int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
+{
+	return start(io, fd, events, timeout_ms, 0);
+}
+
+int br__io_start_release(struct br__io *io, int fd)
+{
+	return start(io, fd, 0, -1, 1);
 }
 
 /* Ask the kernel to cancel io. On the owner. */
@@ -313,13 +332,14 @@ int br__io_wait(struct br__io *io)
 			br__fiber_disarm(io->fiber, seq);
 			break;
 		}
-		if (!io->cancel_sent && br__task_cancel_pending(t)) {
+		if (!io->cancel_sent && !io->nocancel &&
+		    br__task_cancel_pending(t)) {
 			br__fiber_disarm(io->fiber, seq);
 			cancel_in_kernel(io);
 			continue;
 		}
 		io->seq = seq;
-		br__task_suspend(!io->cancel_sent);
+		br__task_suspend(!io->cancel_sent && !io->nocancel);
 	}
 	br__obs_span(&io->w->obs, BR__TR_IO, t0, op);
 	res = io->res;

@@ -40,6 +40,15 @@
  * per-call form: on a blocking socket, O_NONBLOCK is set around the one
  * call, under a lock, and restored.
  *
+ * Every call that takes a descriptor refuses a negative one first
+ * (-EBADF at once): poll() skips negative fds, so a plain thread with a
+ * deadline, and a loop without a ring, would otherwise wait out the
+ * deadline; and io_uring may wait for one fd's readiness before it looks
+ * at the other (splice).
+ *
+ * br_close() is not cancellable (br__io_start_release): a cancelled task
+ * must be able to close what it holds.
+ *
  * A receive right after the task's send on the same socket is the
  * request/response pattern: the answer cannot have arrived yet, so the
  * recv asks the kernel to wait for readiness before its first attempt
@@ -349,6 +358,8 @@ static ssize_t transfer(int op, int fd, void *addr, size_t len, int64_t off,
 	ssize_t r;
 	int m;
 
+	if (fd < 0)
+		return -EBADF;
 	if (op == IORING_OP_SEND || op == IORING_OP_SENDMSG)
 		flags |= MSG_NOSIGNAL;
 	for (;;) {
@@ -565,6 +576,8 @@ static int do_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
 	struct br__io io;
 	int m, r;
 
+	if (fd < 0)
+		return -EBADF;
 	if (addr && !addrlen)
 		return -EFAULT;
 	flags |= SOCK_CLOEXEC;
@@ -606,6 +619,8 @@ static int do_connect(int fd, const struct sockaddr *addr, socklen_t len,
 	struct br__io io;
 	int m;
 
+	if (fd < 0)
+		return -EBADF;
 	if (!addr)
 		return -EFAULT;
 	m = br__io_start(&io, fd, 0, tmo);
@@ -659,7 +674,11 @@ int br_connect_timeout(int fd, const struct sockaddr *addr, socklen_t len,
 int br_close(int fd)
 {
 	struct br__io io;
-	int m = br__io_start(&io, fd, 0, NONE);
+	int m;
+
+	if (fd < 0)
+		return -EBADF;
+	m = br__io_start_release(&io, fd);
 
 	if (m == BR__IO_RING) {
 		io_uring_prep_close(io.sqe, fd);
@@ -673,7 +692,11 @@ int br_close(int fd)
 int br_shutdown(int fd, int how)
 {
 	struct br__io io;
-	int m = br__io_start(&io, fd, 0, NONE);
+	int m;
+
+	if (fd < 0)
+		return -EBADF;
+	m = br__io_start(&io, fd, 0, NONE);
 
 	if (m == BR__IO_RING) {
 		io_uring_prep_shutdown(io.sqe, fd, how);
@@ -777,7 +800,11 @@ int br_fsync(int fd, int datasync)
 {
 	struct pool_path c = { .fd = fd, .flags = datasync };
 	struct br__io io;
-	int m = br__io_start(&io, fd, 0, NONE);
+	int m;
+
+	if (fd < 0)
+		return -EBADF;
+	m = br__io_start(&io, fd, 0, NONE);
 
 	if (m == BR__IO_RING) {
 		io_uring_prep_fsync(io.sqe, fd,
@@ -825,6 +852,8 @@ ssize_t br_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out,
 
 	ssize_t r;
 
+	if (fd_in < 0 || fd_out < 0)
+		return -EBADF;
 	len = clamp_len(len);
 	m = br__io_start(&io, fd_in, POLLIN | BR__IO_TRY, NONE);
 	if (m == BR__IO_RING) {

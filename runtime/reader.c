@@ -52,6 +52,7 @@
 #include <sys/stat.h>
 
 #include "mshot.h"
+#include "quarantine.h"
 #include "task.h"
 #include "worker.h"
 
@@ -71,6 +72,10 @@ struct br_reader {
 	/* A caller is inside a public call (any thread; see claim()). */
 	_Atomic int busy;
 };
+
+/* Freed readers, whose magic a stale call may still check. */
+static struct br__quarantine freed =
+	BR__QUARANTINE_INIT(struct br_reader, magic);
 
 /* Give the kernel back every buffer queued for the caller. Owner. */
 static void return_queued(struct br_reader *r)
@@ -454,7 +459,7 @@ static void release(struct br__mshot_obj *o)
 	r->magic = BR__MAGIC_DEAD;
 	free(r->fbuf);
 	free(r->pend.p);
-	free(r);
+	br__quarantine_free(&freed, r);
 }
 
 void br_reader_free(br_reader *r)

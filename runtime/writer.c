@@ -60,6 +60,7 @@
 #include <sys/stat.h>
 
 #include "mshot.h"
+#include "quarantine.h"
 #include "task.h"
 #include "worker.h"
 
@@ -85,6 +86,10 @@ struct br_writer {
 	size_t off;  /* its bytes already sent */
 	struct wbuf b[2];
 };
+
+/* Freed writers, whose magic a stale call may still check. */
+static struct br__quarantine freed =
+	BR__QUARANTINE_INIT(struct br_writer, magic);
 
 static size_t queued(const struct br_writer *w)
 {
@@ -357,7 +362,7 @@ static void release(struct br__mshot_obj *o)
 	w->magic = BR__MAGIC_DEAD;
 	free(w->b[0].p);
 	free(w->b[1].p);
-	free(w);
+	br__quarantine_free(&freed, w);
 }
 
 void br_writer_free(br_writer *w)

@@ -944,3 +944,144 @@ Test(io, opening_a_fifo_never_waits_for_its_other_end, .timeout = 30.0)
 		br_runtime_free(rt);
 	}
 }
+
+/*
+ * Every call that takes a descriptor, on negative ones (AT_FDCWD's value
+ * included), with a deadline and a task default that would otherwise be
+ * waited out: -EBADF at once, never -ETIMEDOUT.
+ */
+static void *negative_fds(void *arg)
+{
+	static const int bad[] = { -1, -100, INT32_MIN };
+	char c = 0;
+	struct iovec iov = { &c, 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct sockaddr_storage sa = { .ss_family = AF_UNIX };
+	socklen_t sl = sizeof(sa);
+	int64_t t0 = br_now_ns(), old = br_io_timeout(3000);
+	int *p = arg;
+	void *obj;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int fd = bad[i];
+
+		T_REQUIRE(br_read(fd, &c, 1) == -EBADF);
+		T_REQUIRE(br_write(fd, &c, 1) == -EBADF);
+		T_REQUIRE(br_pread(fd, &c, 1, 0) == -EBADF);
+		T_REQUIRE(br_pwrite(fd, &c, 1, 0) == -EBADF);
+		T_REQUIRE(br_readv(fd, &iov, 1) == -EBADF);
+		T_REQUIRE(br_writev(fd, &iov, 1) == -EBADF);
+		T_REQUIRE(br_recv(fd, &c, 1, 0) == -EBADF);
+		T_REQUIRE(br_send(fd, &c, 1, 0) == -EBADF);
+		T_REQUIRE(br_recvmsg(fd, &msg, 0) == -EBADF);
+		T_REQUIRE(br_sendmsg(fd, &msg, 0) == -EBADF);
+		T_REQUIRE(br_recvfrom(fd, &c, 1, 0, (struct sockaddr *)&sa,
+				      &sl) == -EBADF);
+		T_REQUIRE(br_sendto(fd, &c, 1, 0, NULL, 0) == -EBADF);
+		T_REQUIRE(br_accept(fd, NULL, NULL, 0) == -EBADF);
+		T_REQUIRE(br_connect(fd, (struct sockaddr *)&sa,
+				     sizeof(sa_family_t)) == -EBADF);
+		T_REQUIRE(br_shutdown(fd, SHUT_RDWR) == -EBADF);
+		T_REQUIRE(br_fsync(fd, 1) == -EBADF);
+		T_REQUIRE(br_splice(fd, -1, p[1], -1, 1, 0) == -EBADF);
+		T_REQUIRE(br_splice(p[0], -1, fd, -1, 1, 0) == -EBADF);
+		T_REQUIRE(br_poll(fd, POLLIN) == -EBADF);
+		T_REQUIRE(br_read_timeout(fd, &c, 1, 3000) == -EBADF);
+		T_REQUIRE(br_write_timeout(fd, &c, 1, 3000) == -EBADF);
+		T_REQUIRE(br_recv_timeout(fd, &c, 1, 0, 3000) == -EBADF);
+		T_REQUIRE(br_send_timeout(fd, &c, 1, 0, 3000) == -EBADF);
+		T_REQUIRE(br_accept_timeout(fd, NULL, NULL, 0, 3000) == -EBADF);
+		T_REQUIRE(br_connect_timeout(fd, (struct sockaddr *)&sa,
+					     sizeof(sa_family_t),
+					     3000) == -EBADF);
+		T_REQUIRE(br_poll_timeout(fd, POLLIN, 3000) == -EBADF);
+		T_REQUIRE(br_write_all(fd, &c, 1) == -EBADF);
+		T_REQUIRE(br_send_all(fd, &c, 1, 0) == -EBADF);
+		T_REQUIRE(br_local_port(fd) == -EBADF);
+		T_REQUIRE(br_acceptor_new((br_acceptor **)&obj, fd) == -EBADF);
+		T_REQUIRE(br_reader_new((br_reader **)&obj, fd) == -EBADF);
+		T_REQUIRE(br_writer_new((br_writer **)&obj, fd) == -EBADF);
+		/* And br_close. */
+		T_REQUIRE(br_close(fd) == -EBADF);
+	}
+	br_io_timeout(old);
+	T_REQUIRE(br_now_ns() - t0 < 1000 * T_NS_PER_MS);
+	return NULL;
+}
+
+Test(io, negative_fds_give_ebadf_at_once_from_tasks_and_threads,
+     .timeout = 60.0)
+{
+	int p[2];
+
+	make_pipe(p);
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		br_future *f = br_spawn(rt, negative_fds, p);
+
+		await_ok(f);
+		br_future_release(f);
+		br_runtime_free(rt);
+	}
+	/* The same from a plain thread, which honours its deadlines by
+	 * polling first: poll() skips a negative fd and would wait. */
+	{
+		const char *msg = negative_fds(p);
+
+		cr_assert_null(msg, "%s", msg);
+	}
+	close(p[0]);
+	close(p[1]);
+}
+
+/* What a cancelled task did with its descriptors, for the test. */
+struct release_rec {
+	int fd[2];
+	atomic_int started;
+	int slept;	/* the cancelled sleep's result */
+	int closed[2];	/* br_close()'s results */
+	int still_open; /* descriptors left open after br_close */
+};
+
+static void *close_after_cancel(void *arg)
+{
+	struct release_rec *r = arg;
+
+	atomic_store(&r->started, 1);
+	r->slept = br_sleep_ms(20000);
+	for (int i = 0; i < 2; i++) {
+		r->closed[i] = br_close(r->fd[i]);
+		if (fcntl(r->fd[i], F_GETFD) >= 0)
+			r->still_open++;
+	}
+	return NULL;
+}
+
+/* Closing releases a descriptor: a task cancelled before the call, or
+ * while it waits for the ring, still closes it. */
+Test(io, a_cancelled_task_still_closes_its_fds, .timeout = 20.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct release_rec r = { 0 };
+		br_future *f;
+
+		make_pipe(r.fd);
+		f = br_spawn(rt, close_after_cancel, &r);
+		cr_assert_eq(t_spin_until(&r.started, 1, 5000 * T_NS_PER_MS),
+			     0);
+		br_sleep_ms(20);
+		cr_assert_eq(br_cancel(f), 0);
+		br_await(f, NULL);
+		cr_assert_eq(r.slept, -ECANCELED);
+		cr_assert_eq(r.closed[0], 0, "br_close: %s",
+			     br_strerror(r.closed[0]));
+		cr_assert_eq(r.closed[1], 0, "br_close: %s",
+			     br_strerror(r.closed[1]));
+		cr_assert_eq(r.still_open, 0, "the descriptors stayed open");
+		br_future_release(f);
+		br_runtime_free(rt);
+	}
+}

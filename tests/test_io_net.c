@@ -1697,3 +1697,141 @@ Test(net, connecting_to_a_full_unix_backlog_waits_for_an_accept,
 		br_runtime_free(rt);
 	}
 }
+
+/* ---- releasing from a cancelled task, and freed objects ---- */
+
+struct held {
+	int lfd, sv[2];
+	atomic_int started;
+	int waited; /* the reader's cancelled wait */
+	int closed; /* br_close of the writer's and reader's socket */
+};
+
+/*
+ * Ties an acceptor, a reader and a writer to this task's worker (the
+ * reader waits, so its receive is armed), is cancelled in the reader's
+ * wait, and then, cancelled, frees all three and closes the socket.
+ */
+static void *hold_then_release(void *arg)
+{
+	struct held *h = arg;
+	br_acceptor *a;
+	br_reader *r;
+	br_writer *w;
+	const void *data;
+
+	T_REQUIRE(br_acceptor_new(&a, h->lfd) == 0);
+	T_REQUIRE(br_reader_new(&r, h->sv[0]) == 0);
+	T_REQUIRE(br_writer_new(&w, h->sv[0]) == 0);
+	T_REQUIRE(br_writer_write(w, "hi", 2) == 2);
+	T_REQUIRE(br_writer_drain(w) == 0);
+	atomic_store(&h->started, 1);
+	h->waited = (int)br_reader_recv(r, &data);
+	br_writer_free(w);
+	br_reader_free(r);
+	br_acceptor_free(a);
+	h->closed = br_close(h->sv[0]);
+	return NULL;
+}
+
+Test(net, a_cancelled_task_frees_its_readers_writers_and_acceptors,
+     .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct held h = { .lfd = br_tcp_listen("127.0.0.1", 0, 4) };
+		br_future *f;
+		char buf[4];
+
+		cr_assert_geq(h.lfd, 0);
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+					h.sv),
+			     0);
+		f = br_spawn(rt, hold_then_release, &h);
+		cr_assert_eq(t_spin_until(&h.started, 1, 5000 * T_NS_PER_MS),
+			     0);
+		br_sleep_ms(30);
+		cr_assert_eq(br_cancel(f), 0);
+		br_await(f, NULL);
+		cr_assert_eq(br_future_error(f), -ECANCELED, "%s",
+			     br_future_message(f));
+		cr_assert_eq(h.waited, -ECANCELED);
+		cr_assert_eq(h.closed, 0, "br_close: %s",
+			     br_strerror(h.closed));
+		/* The socket really closed: nothing (a registered file, an
+		 * armed receive) kept it open. */
+		cr_assert_eq(br_recv_timeout(h.sv[1], buf, 2, 0, 5000), 2);
+		cr_assert_eq(br_recv_timeout(h.sv[1], buf, 1, 0, 5000), 0);
+		br_future_release(f);
+		close(h.sv[1]);
+		close(h.lfd);
+		br_runtime_free(rt);
+	}
+}
+
+static void *use_freed_objects(void *arg)
+{
+	int *sv = arg, lfd = br_tcp_listen("127.0.0.1", 0, 4);
+	const void *data;
+	char buf[8];
+	br_acceptor *a, *a2;
+	br_reader *r, *r2;
+	br_writer *w, *w2;
+
+	T_REQUIRE(lfd >= 0);
+	T_REQUIRE(br_acceptor_new(&a, lfd) == 0);
+	T_REQUIRE(br_reader_new(&r, sv[0]) == 0);
+	T_REQUIRE(br_writer_new(&w, sv[0]) == 0);
+	T_REQUIRE(br_writer_write(w, "x", 1) == 1);
+	br_acceptor_free(a);
+	br_reader_free(r);
+	br_writer_free(w);
+	/* New objects of the same kinds do not bring the old ones back. */
+	T_REQUIRE(br_acceptor_new(&a2, lfd) == 0);
+	T_REQUIRE(br_reader_new(&r2, sv[0]) == 0);
+	T_REQUIRE(br_writer_new(&w2, sv[0]) == 0);
+	T_REQUIRE(br_acceptor_next(a) == BR_EBADOBJ);
+	T_REQUIRE(br_reader_recv(r, &data) == BR_EBADOBJ);
+	T_REQUIRE(br_reader_readline(r, buf, sizeof(buf)) == BR_EBADOBJ);
+	T_REQUIRE(br_reader_readexactly(r, buf, 1) == BR_EBADOBJ);
+	T_REQUIRE(br_reader_readuntil(r, "\n", 1, buf, sizeof(buf)) ==
+		  BR_EBADOBJ);
+	T_REQUIRE(br_writer_write(w, "x", 1) == BR_EBADOBJ);
+	T_REQUIRE(br_writer_drain(w) == BR_EBADOBJ);
+	/* Freeing again is a no-op. */
+	br_acceptor_free(a);
+	br_reader_free(r);
+	br_writer_free(w);
+	br_acceptor_free(a2);
+	br_reader_free(r2);
+	br_writer_free(w2);
+	close(lfd);
+	return NULL;
+}
+
+/* braid.h: BR_EBADOBJ for a freed acceptor, reader or writer; under ASan
+ * this also proves the check reads no freed memory. */
+Test(net, calls_on_freed_acceptors_readers_and_writers_give_ebadobj,
+     .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		int sv[2];
+
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+					sv),
+			     0);
+		await_ok(br_spawn(rt, use_freed_objects, sv));
+		/* And from a plain thread. */
+		{
+			const char *msg = use_freed_objects(sv);
+
+			cr_assert_null(msg, "%s", msg);
+		}
+		close(sv[0]);
+		close(sv[1]);
+		br_runtime_free(rt);
+	}
+}

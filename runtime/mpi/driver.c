@@ -424,7 +424,6 @@ static int receive(void)
 	char *buf;
 
 	while ((buf = br__mpi_recv(MPI_ANY_SOURCE, &src, &tag, &len))) {
-		n++;
 		if (src > 0 && src < br__mpi_size &&
 		    len >= sizeof(struct mw_head)) {
 			struct mw_head h;
@@ -433,6 +432,10 @@ static int receive(void)
 
 			memcpy(&h, buf, sizeof(h));
 			D.ranks[src].heard = br__mpi_now();
+			/* A beat says a rank lives; it is not work to poll
+			 * for, or an idle driver would never nap long. */
+			if (h.type != MW_BEAT)
+				n++;
 			if (h.type == MW_POOL_READY)
 				on_ready(src, &h, body, blen);
 			else if (h.type == MW_RESULTS)
@@ -549,7 +552,7 @@ static void *driver_main(void *arg)
 
 		n += receive();
 		n += fill_all();
-		n += test_sends();
+		test_sends();
 		now = br__mpi_now();
 		if (now - last_check > BEAT_NS / 2) {
 			check_deaths(now);

@@ -41,9 +41,13 @@
 #include "wire.h"
 
 #define BEAT_NS (100 * 1000000LL)
-/* Naps while jobs run here, and while none do. */
+/* Naps while jobs run here, and while none do. MPI cannot ring the bell,
+ * so a job that arrives at an idle rank waits out at most the idle nap;
+ * the naps grow to it from 20 us, so only a rank idle for a while is that
+ * slow to answer, and a pool idle for good costs about 1 ms of CPU per
+ * second here. */
 #define NAP_BUSY_NS (500 * 1000LL)
-#define NAP_IDLE_NS (2 * 1000000LL)
+#define NAP_IDLE_NS (20 * 1000000LL)
 /* Results per message, at most. */
 #define MAX_RESULTS 512
 #define MSG_MAX 1024
@@ -457,8 +461,10 @@ void br__mpi_serve_forever(void)
 		int64_t now = br__mpi_now();
 		int n = receive();
 
+		/* Progress is jobs in and results out: a beat, or a send that
+		 * completed, is not a reason to keep polling. */
 		n += send_results();
-		n += test_sends();
+		test_sends();
 		if (now - last_beat >= BEAT_NS) {
 			send_to_0(&beat, sizeof(beat), MW_BEAT);
 			last_beat = now;
@@ -468,7 +474,7 @@ void br__mpi_serve_forever(void)
 			continue;
 		}
 		br__mpi_nap(&S.bell, &S.sleeping, &idle,
-			    S.running ? NAP_BUSY_NS : NAP_IDLE_NS);
+			    S.running || S.sends ? NAP_BUSY_NS : NAP_IDLE_NS);
 	}
 	/* Rank 0 is done: what still runs is cancelled, and what comes back
 	 * from it is dropped here. Then say goodbye, and let the last
