@@ -312,7 +312,7 @@ switch_in(struct br__worker *w, struct br__fiber *f)
 #ifdef BR__TSAN
 	__tsan_switch_to_fiber(f->tsan, 0);
 #endif
-	br__obs_slice_count(&w->obs);
+	br__obs_slice_count(&w->obs, f);
 	/* Release: the fiber's labels (obs_id, obs_fn) before it, for the
 	 * watchdog (stats.c); a plain store on x86. */
 	atomic_store_explicit(&w->fiber, f, memory_order_release);
@@ -381,7 +381,7 @@ switch_to(struct br__worker *w, struct br__fiber *from, struct br__fiber *to)
 #ifdef BR__TSAN
 	__tsan_switch_to_fiber(to->tsan, 0);
 #endif
-	br__obs_slice_count(&w->obs);
+	br__obs_slice_count(&w->obs, to);
 	/* Release: as in switch_in(). */
 	atomic_store_explicit(&w->fiber, to, memory_order_release);
 	w->current = to->top;

@@ -83,6 +83,7 @@
 #include "fiber.h"
 #include "futex.h"
 #include "stats.h"
+#include "task.h"
 #include "worker.h"
 
 _Static_assert(sizeof(br_worker_stats) == 32 * sizeof(uint64_t),
@@ -246,6 +247,76 @@ static void print_row(FILE *f, const char *label, const br_worker_stats *s)
 		(unsigned long long)s->stalls);
 }
 
+/* ---- waits of runnable tasks ---- */
+
+static unsigned wait_bucket(int64_t ns)
+{
+	unsigned m;
+
+	if (ns < 8)
+		return ns < 0 ? 0 : (unsigned)ns;
+	m = 63u - (unsigned)__builtin_clzll((unsigned long long)ns);
+	return 8 + (m - 3) * 8 + (unsigned)((ns >> (m - 3)) & 7);
+}
+
+/* The least ns above every wait in bucket i. */
+static int64_t wait_bucket_top(unsigned i)
+{
+	unsigned m = (i - 8) / 8 + 3, s = (i - 8) % 8;
+
+	if (i < 8)
+		return (int64_t)i + 1;
+	return (int64_t)(9 + s) << (m - 3);
+}
+
+void br__obs_wait_end(struct br__obs *o, struct br__fiber *f)
+{
+	struct br__task *t = f->top;
+	int64_t d;
+
+	if (!t->ready_ns)
+		return;
+	d = br_now_ns() - t->ready_ns;
+	t->ready_ns = 0;
+	if (d > o->wait_max)
+		o->wait_max = d;
+	o->wait_hist[wait_bucket(d)]++;
+}
+
+/* One line: how long runnable tasks waited to run, over every worker. */
+static void print_waits(FILE *f, struct br_runtime *rt)
+{
+	static const double q[] = { 0.5, 0.99, 0.999 };
+	uint64_t n = 0, seen = 0;
+	int64_t max = 0, at[3] = { 0, 0, 0 };
+	unsigned i, j, k = 0;
+
+	for (i = 0; i < rt->nworkers; i++) {
+		if (rt->workers[i].obs.wait_max > max)
+			max = rt->workers[i].obs.wait_max;
+		for (j = 0; j < BR__WAIT_BUCKETS; j++)
+			n += rt->workers[i].obs.wait_hist[j];
+	}
+	if (!n)
+		return;
+	for (j = 0; j < BR__WAIT_BUCKETS && k < 3; j++) {
+		for (i = 0; i < rt->nworkers; i++)
+			seen += rt->workers[i].obs.wait_hist[j];
+		while (k < 3 && (double)seen >= q[k] * (double)n) {
+			at[k] = wait_bucket_top(j);
+			if (at[k] > max)
+				at[k] = max;
+			k++;
+		}
+	}
+	fprintf(f,
+		"runnable waits: %llu, median %.1f us, p99 %.1f us, "
+		"p99.9 %.1f us, max %.1f us (queued to running; "
+		"percentiles at most 12.5%% high)\n",
+		(unsigned long long)n, at[0] / 1e3, at[1] / 1e3, at[2] / 1e3,
+		max / 1e3);
+}
+
 /* The BRAID_STATS table, on stderr in one write. */
 static void print_stats(struct br_runtime *rt)
 {
@@ -270,6 +341,7 @@ static void print_stats(struct br_runtime *rt)
 	read_totals(rt, &total, &ext);
 	print_row(f, "threads", &ext);
 	print_row(f, "total", &total);
+	print_waits(f, rt);
 	fclose(f);
 	if (buf && write(STDERR_FILENO, buf, len) < 0)
 		(void)0; /* nowhere left to say so */
@@ -485,6 +557,7 @@ int br__obs_init(struct br_runtime *rt)
 	int ret, on = 0;
 
 	rt->obs.print_stats = env_on("BRAID_STATS");
+	rt->obs.waits = rt->obs.print_stats;
 	if (path && *path) {
 		ret = br__trace_init(rt, path);
 		if (ret < 0)

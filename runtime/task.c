@@ -187,6 +187,7 @@ static struct br__task *task_new(struct br_runtime *rt, uint32_t flags)
 	t->fail_msg = NULL;
 	t->out_bytes = NULL;
 	t->out_len = 0;
+	t->ready_ns = 0;
 	atomic_init(&t->claimed, 0);
 	t->cb = NULL;
 	t->deadline = 0;
@@ -219,6 +220,7 @@ void br__task_schedule(struct br__task *t)
 		br__worker_push_lifo(w, t);
 		return;
 	}
+	br__obs_ready(&rt->obs, &t->ready_ns);
 	br__inject_push(&rt->inject, t);
 	br__idle_notify(rt, 1);
 }

@@ -55,6 +55,10 @@ struct br__task {
 	 * finish on that fiber hands them to the future */
 	void *out_bytes;
 	size_t out_len;
+	/* BRAID_STATS: when it was last made runnable (monotonic ns), until
+	 * it runs; else 0. Written by whoever queues it, before the queue
+	 * publishes it; read and cleared by the worker that switches to it. */
+	int64_t ready_ns;
 };
 
 /* Task FIFOs (the worker's queues, the injection queue) link tasks

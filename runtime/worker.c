@@ -203,6 +203,7 @@ void br__fiber_entered(void);
 void br__worker_push_local(struct br__worker *w, struct br__task *t)
 {
 	BR__ASSERT_OWNER(w);
+	br__obs_ready(&w->rt->obs, &t->ready_ns);
 	if (br__unlikely(br__deque_push(&w->dq, t) < 0)) {
 		br__inject_push(&w->rt->inject, t);
 		br__idle_notify(w->rt, 1);
@@ -224,6 +225,7 @@ void br__worker_push_lifo(struct br__worker *w, struct br__task *t)
 	struct br__task *old;
 
 	BR__ASSERT_OWNER(w);
+	br__obs_ready(&w->rt->obs, &t->ready_ns);
 	/* acq_rel: publishes t to a thief's CAS (header: "Woken tasks"),
 	 * and takes back an occupant no thief took. */
 	old = atomic_exchange_explicit(&w->lifo, t, memory_order_acq_rel);
@@ -237,11 +239,13 @@ void br__worker_push_lifo(struct br__worker *w, struct br__task *t)
 
 void br__worker_push_pinned(struct br__worker *w, struct br__task *t)
 {
+	br__obs_ready(&w->rt->obs, &t->ready_ns);
 	br__task_fifo_push(&w->pq, t);
 }
 
 void br__worker_remote_push(struct br__worker *w, struct br__task *t)
 {
+	br__obs_ready(&w->rt->obs, &t->ready_ns);
 	pthread_mutex_lock(&w->remote_lock);
 	br__task_fifo_push(&w->rq, t);
 	/* seq_cst: Dekker pair with parked; see the header. */
@@ -789,6 +793,7 @@ void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
 	if (after == BR__AFTER_YIELD) {
 		/* Safe before the switch: only this worker reads its yielded
 		 * list, and it is busy switching away from f. */
+		br__obs_ready(&w->rt->obs, &f->top->ready_ns);
 		br__task_fifo_push(&w->yq, f->top);
 		after = BR__AFTER_NONE;
 	}

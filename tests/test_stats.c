@@ -344,6 +344,57 @@ Test(stats, braid_stats_prints_a_table_at_free, .timeout = 10.0)
 	free(c.text);
 }
 
+static void *noop_task(void *arg)
+{
+	return arg;
+}
+
+/* Spawns a task onto its own worker's queue, then keeps the worker for
+ * 20 ms before it yields: on one worker the child waits at least that
+ * long to run. */
+static void *hold_worker(void *arg)
+{
+	br_future *child = br_spawn(br_current_runtime(), noop_task, NULL);
+
+	T_REQUIRE(child);
+	t_busy_ns(20 * T_NS_PER_MS);
+	br_yield();
+	T_REQUIRE(br_await(child, NULL) == 0);
+	br_future_release(child);
+	return NULL;
+}
+
+Test(stats, braid_stats_reports_how_long_runnable_tasks_waited, .timeout = 20.0)
+{
+	struct capture c;
+	const char *out, *line;
+	unsigned long long n = 0;
+	double med, p99, p999, max;
+	br_runtime *rt;
+
+	setenv("BRAID_STATS", "1", 1);
+	setenv("BRAID_STALL_MS", "0", 1);
+	capture_start(&c);
+	rt = t_runtime(1, 0);
+	t_assert_task_ok(br_spawn(rt, hold_worker, NULL));
+	br_runtime_free(rt);
+	out = capture_end(&c);
+	unsetenv("BRAID_STALL_MS");
+	line = strstr(out, "runnable waits: ");
+	cr_assert_not_null(line, "%s", out);
+	cr_assert_eq(sscanf(line,
+			    "runnable waits: %llu, median %lf us, p99 %lf us, "
+			    "p99.9 %lf us, max %lf us",
+			    &n, &med, &p99, &p999, &max),
+		     5, "%s", line);
+	/* The parent, from the injection queue, its child, and the parent
+	 * again after its yield. */
+	cr_assert_geq(n, 3, "%s", line);
+	cr_assert_geq(max, 20000.0, "%s", line);
+	cr_assert(med <= p99 && p99 <= p999 && p999 <= max, "%s", line);
+	free(c.text);
+}
+
 /* ------------------------------------------------------------------ */
 /* The stall detector                                                  */
 /* ------------------------------------------------------------------ */
