@@ -75,7 +75,7 @@ static __thread struct br__spin_budget thread_spin = { THREAD_SPIN_NS, 0 };
 int br__thread_spin(_Atomic uint32_t *word, uint32_t mask, uint32_t want,
 		    int64_t deadline)
 {
-	int64_t until = 0;
+	int64_t until = -1; /* set at the first look at the clock */
 	unsigned round;
 
 	for (round = 0;; round++) {
@@ -86,7 +86,9 @@ int br__thread_spin(_Atomic uint32_t *word, uint32_t mask, uint32_t want,
 		if ((round & 15) == 15) {
 			int64_t now = br_now_ns();
 
-			if (!until) {
+			if (until < 0) {
+				/* A deadline may be 0 or past: then the spin
+				 * ends at the next look. */
 				until = now + thread_spin.ns;
 				if (deadline >= 0 && deadline < until)
 					until = deadline;
