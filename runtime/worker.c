@@ -226,6 +226,14 @@ void br__worker_push_lifo(struct br__worker *w, struct br__task *t)
 
 	BR__ASSERT_OWNER(w);
 	br__obs_ready(&w->rt->obs, &t->ready_ns);
+	/* Only this worker fills the slot, so an empty one stays empty
+	 * until it does: a plain release store then, which publishes t to
+	 * a thief's CAS. The usual hand-off so pays no locked instruction
+	 * here (a quarter of a ping-pong round trip on one worker). */
+	if (!atomic_load_explicit(&w->lifo, memory_order_relaxed)) {
+		atomic_store_explicit(&w->lifo, t, memory_order_release);
+		return;
+	}
 	/* acq_rel: publishes t to a thief's CAS (header: "Woken tasks"),
 	 * and takes back an occupant no thief took. */
 	old = atomic_exchange_explicit(&w->lifo, t, memory_order_acq_rel);
