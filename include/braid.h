@@ -2125,8 +2125,8 @@ typedef struct br_runtime_stats {
  * count. Otherwise they stay 0. The other counters are always kept. With
  * BRAID_STATS=1 in the environment when the runtime is created,
  * br_runtime_free() prints the table on stderr, and a line on how long
- * runnable tasks waited from being queued (spawned, woken, yielded) to
- * running: median, p99, p99.9 and max, over every worker. Those waits
+ * runnable tasks waited from being queued (spawned or woken; not after
+ * br_yield()) to running: median, p99, p99.9 and max, over every worker. Those waits
  * cost a clock read at each queueing and each switch into a task, under
  * BRAID_STATS only.
  *
