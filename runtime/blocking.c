@@ -366,7 +366,9 @@ static void start(struct br__blocking *p, struct bthread *t)
 	t->join = 0;
 	atomic_init(&t->wake, T_IDLE);
 	br__signals_block(&old);
-	r = pthread_create(&t->tid, NULL, thread_main, t);
+	r = BR__FAULT("braid/blocking/thread") ?
+		    EAGAIN :
+		    pthread_create(&t->tid, NULL, thread_main, t);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r == 0)
 		return;

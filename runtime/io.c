@@ -243,7 +243,7 @@ int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
 	 * link must not be split across submissions. */
 	if (io_uring_sq_space_left(ring) < 2)
 		io_uring_submit(ring);
-	io->sqe = io_uring_get_sqe(ring);
+	io->sqe = BR__FAULT("braid/ring/sqe") ? NULL : io_uring_get_sqe(ring);
 	if (!io->sqe)
 		return -EBUSY; /* not reached: entries >= 2 after a flush */
 	io->w = w;

@@ -291,7 +291,9 @@ static int make_shm(struct br_pool *p, const br_pool_config *cfg)
 	arena_off = off;
 	off += arena;
 
-	p->memfd = memfd_create("braid-pool", MFD_CLOEXEC);
+	p->memfd = BR__FAULT_ERRNO("braid/pool/memfd", EMFILE) ?
+			   -1 :
+			   memfd_create("braid-pool", MFD_CLOEXEC);
 	if (p->memfd < 0)
 		return -errno;
 	if (ftruncate(p->memfd, (off_t)off) < 0)
@@ -424,7 +426,9 @@ int br_pool_new(br_pool **out, br_runtime *rt, const br_pool_config *cfg)
 	p->w = calloc(p->nworkers, sizeof(*p->w));
 	r = p->w ? make_shm(p, cfg) : -ENOMEM;
 	if (r == 0) {
-		p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		p->efd = BR__FAULT_ERRNO("braid/pool/eventfd", EMFILE) ?
+				 -1 :
+				 eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (p->efd < 0)
 			r = -errno;
 	}

@@ -277,8 +277,10 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 		rt->zygote = br__zygote_get();
 	br__signals_block(&old);
 	for (i = 0; i < rt->nworkers; i++) {
-		ret = pthread_create(&rt->workers[i].thread, NULL,
-				     br__worker_main, &rt->workers[i]);
+		ret = BR__FAULT("braid/runtime/thread") ?
+			      EAGAIN :
+			      pthread_create(&rt->workers[i].thread, NULL,
+					     br__worker_main, &rt->workers[i]);
 		if (ret) {
 			pthread_sigmask(SIG_SETMASK, &old, NULL);
 			stop_workers(rt, i);

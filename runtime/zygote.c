@@ -278,7 +278,9 @@ static void make_spare(pid_t parent)
 		send_with_fd(ZFD, &h, sizeof(h), NULL, 0);
 		return;
 	}
-	pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+	pid = BR__FAULT_ERRNO("braid/zygote/spare", EAGAIN) ?
+		      -1 :
+		      syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
 	if (pid == 0) {
 		close(sp[0]);
 		spare_main(sp[1], parent);
@@ -303,7 +305,10 @@ __attribute__((noreturn)) static void serve(pid_t parent)
 			_exit(0); /* the program closed us, or died */
 		if (rq.op != Z_FORK)
 			continue;
-		pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+		pid = BR__FAULT_ERRNO("braid/zygote/worker", EAGAIN) ?
+			      -1 :
+			      syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0,
+				      0, 0);
 		if (pid == 0) {
 			close(ZFD);
 			br__pool_worker_main(fds[0], fds[1], rq.idx);
@@ -361,7 +366,7 @@ static int start(void)
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
-	pid = fork();
+	pid = BR__FAULT_ERRNO("braid/zygote/fork", EAGAIN) ? -1 : fork();
 	if (pid < 0) {
 		close(sv[0]);
 		close(sv[1]);
