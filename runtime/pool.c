@@ -346,6 +346,24 @@ static unsigned online_cpus(void)
 static void task_ended(struct br__waiter *w, struct br_future *f)
 {
 	struct br_pool *p = w->u.obj;
+	int err = 0;
+
+	/* A task of the pool that fails never ran (no stack for it): then
+	 * nothing collects results, watches a worker or times jobs out, and
+	 * what waits would wait for good. Fail it, and what comes. */
+	if (br_future_state(f) == BR_FAILED) {
+		pthread_mutex_lock(&p->lock);
+		if (!p->closing && !p->broken) {
+			err = br_future_error(f);
+			p->broken = "the pool could not run one of its tasks";
+			p->broken_err = err;
+		}
+		pthread_mutex_unlock(&p->lock);
+		if (err)
+			br__pool_fail_all(p, BR_FAILED, err,
+					  "the pool could not run one of its "
+					  "tasks");
+	}
 
 	/* Release: the last touch of w (future.h); p may go with the put. */
 	atomic_store_explicit(&w->st, BR__W_DONE, memory_order_release);

@@ -39,6 +39,18 @@ static void fail_point(const char *name, int once)
 #define NEED_FAULTS() cr_skip_test("needs a faults build (make FAULTS=1)")
 #endif
 
+/* Criterion's test processes have threads by the time a test runs: the
+ * zygote for the pool tests must start before them. */
+__attribute__((constructor)) static void start_zygote(void)
+{
+	br_zygote_start();
+}
+
+static int echo_job(br_job *job, const void *in, size_t len)
+{
+	return br_job_write(job, in, len);
+}
+
 /* A worker thread that cannot start fails br_runtime_new with -EAGAIN;
  * the workers never started have no ring, and freeing them closed their
  * eventfd, which read 0 from the zeroed record: stdin. */
@@ -60,4 +72,84 @@ Test(faults, runtime_whose_thread_cannot_start_leaves_stdin_open, .timeout = 30)
 	cr_assert_null(rt);
 	cr_assert_geq(fcntl(0, F_GETFD), 0, "stdin was closed");
 	t_assert_no_leaked_fds(fds);
+}
+
+struct hold {
+	atomic_int started, release;
+};
+
+/* Hold the worker without suspending until released. */
+static void *hold_worker(void *arg)
+{
+	struct hold *h = arg;
+
+	atomic_store(&h->started, 1);
+	t_spin_until(&h->release, 1, 30000 * T_NS_PER_MS);
+	return NULL;
+}
+
+/* The pool's collector, timer and watchers are tasks: if they could not
+ * get a stack, jobs waited for good. They fail instead. The one worker
+ * is held (by a task on a stack of its own size, not from the slabs)
+ * while the pool starts, so that the pool's tasks are still queued when
+ * stacks run out. */
+Test(faults, pool_whose_tasks_cannot_get_a_stack_fails_its_jobs, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_spawn_opts big = { .stack_size = 256 * 1024 };
+	br_pool_config cfg = { .workers = 1 };
+	struct hold h = { 0 };
+	br_future *f, *held;
+	br_pool *pool;
+	int r;
+
+	NEED_FAULTS();
+	held = br_spawn_ex(rt, hold_worker, &h, &big);
+	cr_assert_eq(t_spin_until(&h.started, 1, 10000 * T_NS_PER_MS), 0);
+	fail_point("braid/stack/mmap", 0);
+	r = br_pool_new(&pool, rt, &cfg);
+	cr_assert_eq(r, 0, "br_pool_new: %s", br_strerror(r));
+	f = br_submit(pool, echo_job, "x", 1);
+	atomic_store(&h.release, 1);
+	t_assert_task_ok(held);
+	r = br_await(f, NULL);
+	cr_assert_eq(r, -ENOMEM, "the job ended with %s", br_strerror(r));
+	cr_assert_eq(br_future_state(f), BR_FAILED);
+	br_future_release(f);
+	f = br_submit(pool, echo_job, "y", 1);
+	cr_assert_eq(br_await(f, NULL), -ENOMEM, "a later job fails too");
+	br_future_release(f);
+	br_pool_free(pool);
+	br_runtime_free(rt);
+}
+
+/* Without SQEs a pool task's poll fails with -EBUSY. The collector and
+ * the watchers took that for the end of the pool and stopped, so jobs
+ * waited for good; they wait a moment and poll again instead. */
+Test(faults, pool_keeps_serving_while_sqes_run_out, .timeout = 60)
+{
+	br_runtime *rt;
+	br_pool_config cfg = { .workers = 1 };
+	br_pool *pool;
+	br_future *f;
+	size_t len;
+	int r, i;
+
+	NEED_FAULTS();
+	if (!t_uring_available())
+		cr_skip_test("no io_uring: no SQEs to run out of");
+	rt = t_runtime(1, 0);
+	r = br_pool_new(&pool, rt, &cfg);
+	cr_assert_eq(r, 0, "br_pool_new: %s", br_strerror(r));
+	fail_point("braid/ring/sqe", 0);
+	for (i = 0; i < 3; i++) {
+		f = br_submit(pool, echo_job, "abc", 3);
+		r = br_await(f, NULL);
+		cr_assert_eq(r, 0, "job %d: %s", i, br_strerror(r));
+		cr_assert_eq(br_future_bytes(f, &len) != NULL, 1);
+		cr_assert_eq(len, 3);
+		br_future_release(f);
+	}
+	br_pool_free(pool);
+	br_runtime_free(rt);
 }
