@@ -757,6 +757,13 @@ BR_API ssize_t br_sendto(int fd, const void *buf, size_t len, int flags,
 BR_API int br_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
 		     int flags);
 BR_API int br_connect(int fd, const struct sockaddr *addr, socklen_t len);
+
+/**
+ * br_close - close(2). Like close(2), it releases fd whatever it
+ * returns: when the ring cannot take the request (no SQE), or the
+ * calling task is cancelled or past its deadline before the close ran,
+ * fd is closed with close(2) at once. Returns 0 or a negative errno.
+ */
 BR_API int br_close(int fd);
 BR_API int br_shutdown(int fd, int how);
 

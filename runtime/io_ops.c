@@ -361,14 +361,20 @@ int br_connect_timeout(int fd, const struct sockaddr *addr, socklen_t len,
 int br_close(int fd)
 {
 	struct br__io io;
-	int m = br__io_start(&io, fd, 0, NONE);
+	int m = br__io_start(&io, fd, 0, NONE), r;
 
 	if (m == BR__IO_RING) {
 		io_uring_prep_close(io.sqe, fd);
-		return br__io_wait(&io);
-	}
-	if (m != BR__IO_SYS)
+		r = br__io_wait(&io);
+		/* Cancelled, or timed out, before it ran: still open. */
+		if (r != -ECANCELED && r != -ETIMEDOUT)
+			return r;
+	} else if (m == BR_ENOTTASK) {
 		return m;
+	}
+	/* No SQE, a cancelled task, or a ring's close that never ran: a
+	 * descriptor must not outlive its close, and close(2) never waits
+	 * for a peer. */
 	return (int)BR__SYS(close(fd));
 }
 

@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -151,5 +152,35 @@ Test(faults, pool_keeps_serving_while_sqes_run_out, .timeout = 60)
 		br_future_release(f);
 	}
 	br_pool_free(pool);
+	br_runtime_free(rt);
+}
+
+static void *close_fd(void *arg)
+{
+	return (void *)(intptr_t)br_close((int)(intptr_t)arg);
+}
+
+/* Without an SQE br_close returned -EBUSY and left the descriptor open:
+ * a close must release it whatever happens. */
+Test(faults, close_without_an_sqe_still_releases_the_fd, .timeout = 30)
+{
+	br_runtime *rt;
+	struct pollfd pfd;
+	br_future *f;
+	int p[2];
+
+	NEED_FAULTS();
+	if (!t_uring_available())
+		cr_skip_test("no io_uring: no SQEs to run out of");
+	rt = t_runtime(1, 0);
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	fail_point("braid/ring/sqe", 0);
+	f = br_spawn(rt, close_fd, (void *)(intptr_t)p[1]);
+	cr_assert_eq((intptr_t)t_await_value(f), 0);
+	pfd = (struct pollfd){ .fd = p[0], .events = POLLIN };
+	cr_assert_eq(poll(&pfd, 1, 0), 1);
+	cr_assert(pfd.revents & POLLHUP, "the write end is still open");
+	br_future_release(f);
+	close(p[0]);
 	br_runtime_free(rt);
 }

@@ -295,6 +295,56 @@ Test(io, cancelling_a_blocked_read_returns_ecanceled, .timeout = 20.0)
 	}
 }
 
+struct closer {
+	int fd;
+	atomic_int waiting;
+	int slept, closed;
+};
+
+/* Waits to be cancelled, then closes its fd, as cleanup code does. */
+static void *close_after_cancel(void *arg)
+{
+	struct closer *c = arg;
+
+	atomic_store(&c->waiting, 1);
+	c->slept = br_sleep_ms(60000);
+	c->closed = br_close(c->fd);
+	return NULL;
+}
+
+/* A cancelled task's br_close used to return -ECANCELED and leave the
+ * descriptor open for good: cleanup code in a cancelled task leaked
+ * every fd it closed. */
+Test(io, close_in_a_cancelled_task_still_releases_the_fd, .timeout = 20.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		struct closer c = { 0 };
+		struct pollfd pfd;
+		br_future *f;
+		int p[2];
+
+		make_pipe(p);
+		c.fd = p[1];
+		f = br_spawn(rt, close_after_cancel, &c);
+		cr_assert_eq(t_wait_until(&c.waiting, 1, 10000 * T_NS_PER_MS),
+			     0);
+		cr_assert_eq(br_cancel(f), 0);
+		br_await(f, NULL);
+		cr_assert_eq(c.slept, -ECANCELED);
+		cr_assert_eq(c.closed, 0, "br_close: %s (flags %u)",
+			     br_strerror(c.closed), flags);
+		/* The write end is gone: the read end hangs up. */
+		pfd = (struct pollfd){ .fd = p[0], .events = POLLIN };
+		cr_assert_eq(poll(&pfd, 1, 0), 1);
+		cr_assert(pfd.revents & POLLHUP, "the write end is still open");
+		br_future_release(f);
+		close(p[0]);
+		br_runtime_free(rt);
+	}
+}
+
 Test(io, runtime_free_cancels_tasks_blocked_in_io, .timeout = 20.0)
 {
 	FOR_EACH_MODE(flags)
