@@ -10,7 +10,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -40,10 +43,37 @@ static void fail_point(const char *name, int once)
 #define NEED_FAULTS() cr_skip_test("needs a faults build (make FAULTS=1)")
 #endif
 
+/* Set in the environment of a copy of this program that checks a
+ * zygote's start by itself (zygote_hello_child). */
+#define ZYGOTE_CHILD_ENV "T_FAULTS_ZYGOTE_HELLO"
+
+/*
+ * In a fresh process of one thread: start a zygote whose hello fails.
+ * Exits 0 if the start failed with -EPIPE and left no child, 1 if it
+ * returned anything else, 2 if a child was left.
+ */
+static __attribute__((noreturn)) void zygote_hello_child(void)
+{
+#ifdef BR_FAULTS
+	int r;
+
+	fiu_init(0);
+	fiu_enable("braid/zygote/hello", 1, NULL, FIU_ONETIME);
+	r = br_zygote_start();
+	if (r != -EPIPE)
+		_exit(1);
+	_exit(t_count_children() == 0 ? 0 : 2);
+#else
+	_exit(3);
+#endif
+}
+
 /* Criterion's test processes have threads by the time a test runs: the
  * zygote for the pool tests must start before them. */
 __attribute__((constructor)) static void start_zygote(void)
 {
+	if (getenv(ZYGOTE_CHILD_ENV))
+		zygote_hello_child();
 	br_zygote_start();
 }
 
@@ -183,4 +213,41 @@ Test(faults, close_without_an_sqe_still_releases_the_fd, .timeout = 30)
 	br_future_release(f);
 	close(p[0]);
 	br_runtime_free(rt);
+}
+
+/* A zygote that could not send its hello served on, while the program
+ * waited for that hello for good (holding the zygote lock, inside
+ * br_runtime_new or br_zygote_start); and the spare it had made was a
+ * child nobody knew of. It now exits, and the program reaps the spare.
+ * Zygotes start only in a process of one thread, so a copy of this
+ * program started afresh does the start (zygote_hello_child). */
+Test(faults, zygote_that_cannot_say_hello_ends_and_leaves_no_child,
+     .timeout = 60)
+{
+	int64_t start;
+	pid_t pid;
+	int st = 0;
+
+	NEED_FAULTS();
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		setenv(ZYGOTE_CHILD_ENV, "1", 1);
+		execl("/proc/self/exe", "test_faults", (char *)NULL);
+		_exit(4);
+	}
+	start = br_now_ns();
+	while (waitpid(pid, &st, WNOHANG) == 0) {
+		if (br_now_ns() - start > 20000 * T_NS_PER_MS) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			cr_assert_fail("the start hung waiting for the hello");
+		}
+		usleep(10000);
+	}
+	cr_assert(WIFEXITED(st), "status %d", st);
+	cr_assert_eq(WEXITSTATUS(st), 0,
+		     "exit %d: 1 the start did not fail with -EPIPE, 2 a "
+		     "child was left",
+		     WEXITSTATUS(st));
 }
