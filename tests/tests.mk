@@ -15,6 +15,8 @@
 #                       program built against it with pkg-config and with
 #                       CMake, the man pages (with Doxygen), uninstall
 #   make stress         the stress programs at full scale
+#   make test-faults    the fault sweep (tests/faults.mk); make test runs
+#                       its short form, test-faults-short
 #
 # STRESS_SCALE sets BRAID_STRESS_SCALE for test-unit and test-tsan (default
 # 1, which keeps every stress program well under a minute in asan);
@@ -103,6 +105,7 @@ test:
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-install
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-mpi
 	$(Q)$(MAKE) --no-print-directory VARIANT=asan WERROR=1 test-unit
+	$(Q)$(MAKE) --no-print-directory VARIANT=asan FAULTS=1 WERROR=1 test-faults-short
 	$(Q)$(MAKE) --no-print-directory VARIANT=tsan WERROR=1 test-tsan
 	$(if $(filter %tests/cross.mk,$(MAKEFILE_LIST)),$(Q)$(MAKE) --no-print-directory test-cross)
 
@@ -169,4 +172,5 @@ stress: $(STRESS_BIN)
 	$(call run_tests,$(STRESS_BIN),BRAID_STRESS_SCALE=10,--jobs 1) \
 	exit $$fail
 
+-include tests/faults.mk
 -include $(wildcard $(B)/tests/*.d)
