@@ -32,7 +32,8 @@ before it is killed. The short sweep (make test) runs every braid point
 once and always. The full sweep (make test-faults) adds random, the POSIX
 groups in all three modes, and runs each unit test program under every
 braid point failing always, where only crashes and hangs count (the
-tests' assertions may fail under a fault, and leak checks are off).
+tests' assertions may fail under a fault, and leak checks are off:
+ASan's, and the tests' own with T_NO_LEAK_CHECK).
 
 Each run's output goes to BUILD/faults/<point>.<mode>.log. The summary
 gives the number of points and runs, and each failure with its log.
@@ -234,9 +235,11 @@ def main():
                 name = os.path.basename(t)
                 log = os.path.join(logs, "%s.%s.log"
                                    % (point.replace("/", "_"), name))
+                env = sanitizer_env(0)
+                env["T_NO_LEAK_CHECK"] = "1"
                 verdict, out = run_one(
                     fiu_cmd(point, "always", False, [t, "--jobs", "2"]),
-                    sanitizer_env(0), 30 * a.timeout, log)
+                    env, 30 * a.timeout, log)
                 unit_runs += 1
                 bad = CRIT_CRASH_RE.findall(out)
                 if verdict in ("hang",) or verdict.startswith("signal") \

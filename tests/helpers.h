@@ -99,6 +99,8 @@ void t_assert_no_leaked_fds(int before);
  * outlive tests, started by a constructor or replaced by a test.
  * A test that must leave something behind on purpose calls
  * t_leak_expect(fds, threads, children) with what it leaves.
+ * T_NO_LEAK_CHECK in the environment turns the check off (the fault
+ * sweep sets it: under a fault, failed assertions leave things behind).
  */
 #define T_LEAK_WAIT_MS 5000
 void t_leak_init(void);

@@ -17,6 +17,8 @@
 #   make stress         the stress programs at full scale
 #   make test-faults    the fault sweep (tests/faults.mk); make test runs
 #                       its short form, test-faults-short
+#   make soak           servers and pools under load for SOAK_S seconds
+#                       (tests/soak.mk); make test runs it for 60 s
 #
 # STRESS_SCALE sets BRAID_STRESS_SCALE for test-unit and test-tsan (default
 # 1, which keeps every stress program well under a minute in asan);
@@ -106,6 +108,7 @@ test:
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-mpi
 	$(Q)$(MAKE) --no-print-directory VARIANT=asan WERROR=1 test-unit
 	$(Q)$(MAKE) --no-print-directory VARIANT=asan FAULTS=1 WERROR=1 test-faults-short
+	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 soak SOAK_S=$(SOAK_TEST_S)
 	$(Q)$(MAKE) --no-print-directory VARIANT=tsan WERROR=1 test-tsan
 	$(if $(filter %tests/cross.mk,$(MAKEFILE_LIST)),$(Q)$(MAKE) --no-print-directory test-cross)
 
@@ -173,4 +176,5 @@ stress: $(STRESS_BIN)
 	exit $$fail
 
 -include tests/faults.mk
+-include tests/soak.mk
 -include $(wildcard $(B)/tests/*.d)
