@@ -407,7 +407,10 @@ br_future *br_exec(br_runtime *rt, const char *const *argv, br_exec_opts *opts)
 	x->cap_fd = -1;
 	x->in_data = o->stdin_data;
 	x->in_len = o->stdin_len;
-	x->deadline = o->timeout_ms > 0 ? start + o->timeout_ms * 1000000 : -1;
+	x->deadline =
+		o->timeout_ms > 0 ?
+			br__deadline_add(start, br__ms_to_ns(o->timeout_ms)) :
+			-1;
 	if (o->stdin_data)
 		x->in_fd = par[0];
 	for (i = 0; i < 3; i++) {

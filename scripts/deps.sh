@@ -12,7 +12,7 @@
 # bench tools, docs: Doxygen for `make docs` and the man pages; mpi:
 # Open MPI for libbraid-mpi and its tests; mpi-peers: mpi4py and Dask for
 # the cluster benchmark; faults: libfiu and fiu-run for the fault sweep,
-# make test-faults) after. Each
+# make test-faults; fuzz: the libFuzzer targets of `make fuzz`) after. Each
 # package is checked with dpkg-query, so when everything is present the
 # script prints nothing, makes no network access and exits 0 at once.
 #
@@ -38,7 +38,8 @@ bench-tools:python3 gnuplot-nox
 docs:doxygen
 mpi:libopenmpi-dev openmpi-bin
 mpi-peers:python3-mpi4py python3-distributed
-faults:libfiu-dev fiu-utils gdb"
+faults:libfiu-dev fiu-utils gdb
+fuzz:clang libclang-rt-14-dev"
 
 # is_installed PKG: true if dpkg says PKG is installed. qemu-user is also
 # satisfied by qemu-user-static, which provides qemu-aarch64-static.
