@@ -416,8 +416,7 @@ int br_pool_new(br_pool **out, br_runtime *rt, const br_pool_config *cfg)
 	if (cfg->workers > BR__POOL_MAX_WORKERS ||
 	    cfg->init_len > BR__POOL_MAX_INIT ||
 	    (cfg->init_len && !cfg->init_arg) || cfg->timeout_ms < 0 ||
-	    cfg->init_timeout_ms < 0 ||
-	    cfg->max_payload > BR__POOL_MAX_PAYLOAD)
+	    cfg->init_timeout_ms < 0 || cfg->max_payload > BR__POOL_MAX_PAYLOAD)
 		return -EINVAL;
 	if (!rt->zygote || !br__zygote_get())
 		return -ENOTSUP;

@@ -12,7 +12,8 @@
 # bench tools, docs: Doxygen for `make docs` and the man pages; mpi:
 # Open MPI for libbraid-mpi and its tests; mpi-peers: mpi4py and Dask for
 # the cluster benchmark; faults: libfiu and fiu-run for the fault sweep,
-# make test-faults; fuzz: the libFuzzer targets of `make fuzz`) after. Each
+# make test-faults; fuzz: the libFuzzer targets of `make fuzz`; soak: wrk
+# and gdb for `make soak`, which make test runs) after. Each
 # package is checked with dpkg-query, so when everything is present the
 # script prints nothing, makes no network access and exits 0 at once.
 #
@@ -39,7 +40,8 @@ docs:doxygen
 mpi:libopenmpi-dev openmpi-bin
 mpi-peers:python3-mpi4py python3-distributed
 faults:libfiu-dev fiu-utils gdb
-fuzz:clang libclang-rt-14-dev"
+fuzz:clang libclang-rt-14-dev
+soak:wrk gdb python3"
 
 # is_installed PKG: true if dpkg says PKG is installed. qemu-user is also
 # satisfied by qemu-user-static, which provides qemu-aarch64-static.

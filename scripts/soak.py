@@ -28,7 +28,10 @@ client stops, the servers are left to close what the clients closed, and
 each server is sampled: RSS, descriptors, threads and children from
 /proc. tests/soak samples itself at the same rhythm, in a quiet state of
 its own. Sampling quiet states makes the figures comparable: what stays
-open then is what the process keeps, not what the load holds.
+open then is what the process keeps, not what the load holds. The
+programs run with glibc's mmap threshold at 8 KB (MALLOC_ENV below says
+why), so that RSS follows what is allocated rather than what the
+allocator keeps of what was freed.
 
 The soak fails on:
   - errors: wrk socket errors or non-2xx answers, an echo that comes back
@@ -81,9 +84,20 @@ class Failure:
 fails = Failure()
 
 
+# glibc keeps the memory of freed blocks: after the warm-up's floods, a
+# server's arenas hold many megabytes of free chunks, and RSS creeps up
+# for minutes as later blocks touch pages of them for the first time
+# (the HTTP example's 24 KB per connection, say), while what is in use
+# stays flat. Blocks of 8 KB and more are mapped on their own under this
+# threshold and unmapped when freed, so RSS follows what is allocated: a
+# leak of them still shows, and fragmentation does not pass for one.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "8192"}
+
+
 def start_server(path, log):
     p = subprocess.Popen([path, "--port", "0", "--workers", "2"],
-                         stdout=subprocess.PIPE, stderr=log, text=True)
+                         stdout=subprocess.PIPE, stderr=log, text=True,
+                         env=dict(os.environ, **MALLOC_ENV))
     line = p.stdout.readline()
     m = re.search(r"listening on [\d.]+:(\d+)", line)
     if not m:
@@ -388,10 +402,12 @@ def main():
                                    open(os.path.join(logs, "http.log"), "w"))
     echo, echo_port = start_server(os.path.join(ex, "echo_server"),
                                    open(os.path.join(logs, "echo.log"), "w"))
+    # It runs until SIGTERM, so that its rounds cover the whole soak.
     pool = subprocess.Popen([os.path.join(a.build, "tests", "soak"),
-                             "--seconds", str(int(rounds * a.round + 1)),
+                             "--seconds", "0",
                              "--round-ms", str(int(a.round * 1000))],
                             stdout=subprocess.PIPE, text=True, bufsize=1,
+                            env=dict(os.environ, **MALLOC_ENV),
                             stderr=open(os.path.join(logs, "pool.log"), "w"))
     pool_samples = []
     pool_last = [time.monotonic()]
@@ -476,10 +492,12 @@ def main():
               "garbage %d half %d flood %d"
               % (rnd + 1, h["rss_kb"], h["fds"], h["threads"], e["rss_kb"],
                  e["fds"], e["threads"],
-                 ("rss %s kB fds %s thr %s kids %s jobs %s died %s"
+                 ("rss %s kB heap %s kB fds %s thr %s kids %s jobs %s "
+                  "died %s"
                   % tuple(pool_samples[-1][k] for k in
-                          ("rss_kb", "fds", "threads", "children", "jobs",
-                           "died"))) if pool_samples else "-",
+                          ("rss_kb", "heap_kb", "fds", "threads",
+                           "children", "jobs", "died")))
+                 if pool_samples else "-",
                  stats["wrk"], stats["echo"], stats["loris"],
                  stats["garbage"], stats["half"], stats["flood"]),
               flush=True)
@@ -490,7 +508,7 @@ def main():
             if p.poll() is None:
                 print("---- %s (pid %d) ----\n%s"
                       % (name, p.pid, backtrace(p.pid)))
-    for p in (http, echo):
+    for p in (http, echo, pool):
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
     for name, p in (("http_server", http), ("echo_server", echo)):
@@ -502,7 +520,7 @@ def main():
             fails.add("%s did not exit within 30 s of SIGTERM" % name)
             p.kill()
     try:
-        rc = pool.wait(timeout=rounds * a.round + 120)
+        rc = pool.wait(timeout=a.round + 120)
         if rc != 0:
             fails.add("tests/soak exited with %d" % rc)
     except subprocess.TimeoutExpired:
@@ -516,7 +534,7 @@ def main():
         for k in ("rss_kb", "fds", "threads", "children"):
             series.append(("%s %s" % (name, k),
                            [s[k] for s in samples[name]]))
-    for k in ("rss_kb", "fds", "threads", "children"):
+    for k in ("rss_kb", "fds", "threads", "children", "heap_kb"):
         series.append(("pool %s" % k, [int(s[k]) for s in pool_samples]))
     for name, v in series:
         d = drift_of(v, warm)
@@ -525,6 +543,12 @@ def main():
                 fails.add("%s: too few samples (%d)" % (name, len(v)))
             continue
         first, last, pct = d
+        if name.endswith("heap_kb"):
+            # Only shown: a few hundred KiB, where the bounded
+            # quarantine of freed channels (two a round) still fills.
+            print("  %-6s  %-18s %10.0f -> %10.0f  %+6.2f%%"
+                  % ("info", name, first, last, pct))
+            continue
         bad = pct > a.drift
         print("  %-6s  %-18s %10.0f -> %10.0f  %+6.2f%%"
               % ("DRIFT" if bad else "ok", name, first, last, pct))

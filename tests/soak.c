@@ -6,6 +6,10 @@
  *
  *   soak [--seconds N] [--round-ms N] [--workers N]
  *
+ * It runs for N seconds, or with --seconds 0 until SIGTERM or SIGINT; a
+ * signal ends it after the round under way, with status 0 if all went
+ * well.
+ *
  * Design
  *   Each round has a busy part and a quiet part. While busy, a killer
  *   thread SIGKILLs a random pool worker every 5 to 50 ms; a task keeps
@@ -16,8 +20,11 @@
  *   threads are left to exit (blocking_idle_ms is short here) and the
  *   pool to replace its dead workers, and one line is printed:
  *
- *     sample round=R t=S settle_ms=Q rss_kb=K fds=F threads=T
- *            children=C jobs=J died=D blocking=B items=I errors=E
+ *     sample round=R t=S settle_ms=Q rss_kb=K heap_kb=H fds=F
+ *            threads=T children=C jobs=J died=D blocking=B items=I
+ *            errors=E
+ *
+ *   (heap_kb: what malloc has handed out and not had back.)
  *
  *   Jobs may end DONE (their bytes are checked) or with BR_EWORKERDIED
  *   (the killer got their worker); anything else, a wrong value, a sum
@@ -32,6 +39,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -54,6 +62,12 @@ static br_pool *pool;
 static atomic_int busy; /* the load runs while set */
 static atomic_long jobs, died, blocking, items, errors;
 static unsigned nworkers = 2;
+static volatile sig_atomic_t stop; /* SIGTERM or SIGINT came */
+
+static void on_stop(int sig)
+{
+	stop = 1;
+}
 
 static void err(const char *what, long v)
 {
@@ -278,6 +292,14 @@ static int children(void)
 	return n;
 }
 
+/* What malloc has handed out and not had back, mapped blocks included. */
+static long heap_kb(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return (long)((mi.uordblks + mi.hblkhd) / 1024);
+}
+
 static long rss_kb(void)
 {
 	FILE *f = fopen("/proc/self/status", "r");
@@ -350,6 +372,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	br_config cfg = { .workers = 2, .blocking_idle_ms = 50 };
+	struct sigaction sa = { .sa_handler = on_stop };
 	br_pool_config pcfg = { 0 };
 	long seconds = 60, round_ms = 5000;
 	int64_t end, t0;
@@ -372,8 +395,12 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (round_ms < 100 || nworkers < 1 || nworkers > 64)
+	if (round_ms < 100 || nworkers < 1 || nworkers > 64 || seconds < 0)
 		return 2;
+	/* Before the runtime's threads, which inherit nothing of it but
+	 * share the process's handlers. */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
 	r = br_runtime_new(&rt, &cfg);
 	if (r < 0) {
 		fprintf(stderr, "soak: runtime: %s\n", br_strerror(r));
@@ -390,7 +417,8 @@ int main(int argc, char **argv)
 	threads0 = count_dir("/proc/self/task");
 	t0 = br_now_ns();
 	end = t0 + (int64_t)seconds * 1000000000;
-	while (br_now_ns() < end && !atomic_load(&errors)) {
+	while (!stop && (!seconds || br_now_ns() < end) &&
+	       !atomic_load(&errors)) {
 		int64_t q = br_now_ns(), quiet;
 
 		/* Four fifths busy, the rest to settle. */
@@ -413,19 +441,19 @@ int main(int argc, char **argv)
 			fputc('\n', stderr);
 			err("the quiet state never came", 0);
 		}
-		printf("sample round=%d t=%.1f settle_ms=%ld rss_kb=%ld fds=%d "
-		       "threads=%d children=%d jobs=%ld died=%ld blocking=%ld "
-		       "items=%ld errors=%ld\n",
+		printf("sample round=%d t=%.1f settle_ms=%ld rss_kb=%ld "
+		       "heap_kb=%ld fds=%d threads=%d children=%d jobs=%ld "
+		       "died=%ld blocking=%ld items=%ld errors=%ld\n",
 		       ++round, (double)(br_now_ns() - t0) / 1e9,
 		       (long)((br_now_ns() - quiet) / 1000000), rss_kb(),
-		       count_dir("/proc/self/fd") - 1,
+		       heap_kb(), count_dir("/proc/self/fd") - 1,
 		       count_dir("/proc/self/task"), children(),
 		       atomic_load(&jobs), atomic_load(&died),
 		       atomic_load(&blocking), atomic_load(&items),
 		       atomic_load(&errors));
 		fflush(stdout);
 		/* The rest of the round, if settling was quick. */
-		while (br_now_ns() - q < round_ms * 1000000)
+		while (!stop && br_now_ns() - q < round_ms * 1000000)
 			nap_ms(10);
 	}
 	br_pool_free(pool);
