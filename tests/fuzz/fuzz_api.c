@@ -7,8 +7,10 @@
  * Design
  *   An input is a program: each op is one byte (op % OP_COUNT) followed
  *   by the bytes its arguments take, read from the input as needed (0
- *   once it is used up). It runs on a fresh runtime of two workers from
- *   the fuzzer's thread, which acts as a plain thread of the program:
+ *   once it is used up). It runs on a runtime of two workers, made once
+ *   for the process (a runtime per input costs more than most inputs:
+ *   its threads and rings), from the fuzzer's thread, which acts as a
+ *   plain thread of the program:
  *   - spawns (plain and pinned) of small task bodies: return a value,
  *     fail, sleep, yield, send to or receive from a channel (with a
  *     timeout), select over both channels, take the mutex or the
@@ -27,9 +29,11 @@
  *   Every wait is bounded (at most WAIT_MAX_MS), so an input never waits
  *   for good on what it set up itself.
  *
- *   At the end of the input, the pool and the runtime are freed (which
- *   cancels what still runs), helper threads are joined, and then every
- *   future the input made is checked:
+ *   Each input is a scenario of its own: at its end every task it made
+ *   (even one whose future it let go) is cancelled and awaited, so none
+ *   runs on into the next input; the pool is freed (which cancels what
+ *   still runs), helper threads are joined, and then every future the
+ *   input made is checked:
  *   - a task's or a job's future is no longer PENDING; a promise is
  *     PENDING only if nothing completed it, and otherwise in the state
  *     its first successful resolve, reject or cancel gave it;
@@ -41,6 +45,8 @@
  *     BR_EWORKERDIED, a job past its limit with -ETIMEDOUT, one writing
  *     too much with -EMSGSIZE (or any of them CANCELLED, if cancelled or
  *     cut short by the pool's end);
+ *   - a task's future that ended CANCELLED was cancelled: by the input,
+ *     by a wait that timed out on it, or at the end;
  *   and the process's descriptors, threads and children are those it had
  *   before the input (the zygote and its spare, started once, aside).
  *   A failed check prints what it saw and aborts: libFuzzer saves the
@@ -66,15 +72,15 @@
 
 #include "braid.h"
 
-#define SLOTS 16	   /* futures held at once */
-#define OPS_MAX 64	   /* ops run per input */
-#define WAIT_MAX_MS 10	   /* the longest any wait of the input takes */
-#define SLEEP_MAX_MS 3	   /* the longest sleep */
-#define JOBS_MAX 6	   /* pool jobs per input: each may cost a fork */
-#define THREADS_MAX 4	   /* helper threads per input */
-#define PAYLOAD_MAX 65536  /* the pool's max_payload */
-#define JOB_LIMIT_MS 20	   /* the time limit of a job that sleeps */
-#define SETTLE_MS 5000	   /* how long leftovers may take to go */
+#define SLOTS 16	  /* futures held at once */
+#define OPS_MAX 64	  /* ops run per input */
+#define WAIT_MAX_MS 10	  /* the longest any wait of the input takes */
+#define SLEEP_MAX_MS 3	  /* the longest sleep */
+#define JOBS_MAX 6	  /* pool jobs per input: each may cost a fork */
+#define THREADS_MAX 4	  /* helper threads per input */
+#define PAYLOAD_MAX 65536 /* the pool's max_payload */
+#define JOB_LIMIT_MS 20	  /* the time limit of a job that sleeps */
+#define SETTLE_MS 5000	  /* how long leftovers may take to go */
 
 /* ---- the input ---- */
 
@@ -102,7 +108,15 @@ enum kind {
 	K_OTHER,   /* a future whose outcome is not predicted */
 };
 
-enum job { J_ECHO, J_ABORT, J_KILL, J_SLOW, J_BIG, J_FAIL, J_COUNT };
+enum job {
+	J_ECHO,
+	J_ABORT,
+	J_KILL,
+	J_SLOW,
+	J_BIG,
+	J_FAIL,
+	J_COUNT
+};
 
 struct fut {
 	br_future *f;
@@ -120,6 +134,9 @@ struct fut {
 	int settled_error;
 	intptr_t settled_value;
 	int maybe_cancelled;
+	/* A task's own reference, kept to cancel and await it at the end
+	 * even after the input has let go of f. */
+	br_future *task;
 };
 
 /* Every future made, for the checks at the end (slots are a window on
@@ -150,8 +167,7 @@ struct targ {
 static struct targ targs[ALL_MAX];
 static int ntargs;
 
-static __attribute__((noreturn)) void fail(const char *what, int i,
-					   long got)
+static __attribute__((noreturn)) void fail(const char *what, int i, long got)
 {
 	fprintf(stderr,
 		"fuzz_api: CHECK FAILED: %s (future %d, kind %d, job %d, "
@@ -303,6 +319,10 @@ static void *task(void *arg)
 		r = br_await(f, &v);
 		if (r == 0 && (intptr_t)v != t->a % (SLEEP_MAX_MS + 1))
 			return br_fail(-EPROTO, "child's value");
+		/* Cancelled while awaiting it: the child ends soon (it only
+		 * sleeps) and must not outlive the input. */
+		while (br_future_state(f) == BR_PENDING)
+			br_yield();
 		br_future_release(f);
 		return NULL;
 	}
@@ -451,8 +471,14 @@ static void spawn_task(struct in *in, int pinned)
 	}
 	f = pinned ? br_spawn_on(rt, worker, task, t) : br_spawn(rt, task, t);
 	i = add(f, K_TASK);
-	if (i < 0)
+	if (i < 0) {
+		/* No room to track it: it must still end with the input. */
+		br_cancel(f);
+		br_await(f, NULL);
+		br_future_release(f);
 		return;
+	}
+	all[i].task = br_future_retain(f);
 	if (t->kind == T_RETURN || t->kind == T_SLEEP || t->kind == T_YIELD) {
 		all[i].has_value = 1;
 		all[i].value = t->a;
@@ -552,10 +578,12 @@ static void run_op(struct in *in)
 		break;
 	case O_SEND:
 		v = (int)byte(in);
-		br_chan_send_for(chans[byte(in) & 1], &v, byte(in) % WAIT_MAX_MS);
+		br_chan_send_for(chans[byte(in) & 1], &v,
+				 byte(in) % WAIT_MAX_MS);
 		break;
 	case O_RECV:
-		br_chan_recv_for(chans[byte(in) & 1], &v, byte(in) % WAIT_MAX_MS);
+		br_chan_recv_for(chans[byte(in) & 1], &v,
+				 byte(in) % WAIT_MAX_MS);
 		break;
 	case O_CLOSE:
 		br_chan_close(chans[byte(in) & 1]);
@@ -566,9 +594,8 @@ static void run_op(struct in *in)
 				fail("unlock of a held mutex", -1, 0);
 			mu_held = 0;
 		} else {
-			mu_held = br_mutex_lock_for(&mu,
-						    byte(in) % WAIT_MAX_MS) ==
-				  0;
+			mu_held = br_mutex_lock_for(
+					  &mu, byte(in) % WAIT_MAX_MS) == 0;
 		}
 		break;
 	case O_SEM:
@@ -609,8 +636,8 @@ static void run_op(struct in *in)
 		if (jobs >= JOBS_MAX || !get_pool())
 			break;
 		jobs++;
-		put_slot(in, add(br_map(pool, job_echo, items,
-					sizeof(items[0]), 4, byte(in) % 3),
+		put_slot(in, add(br_map(pool, job_echo, items, sizeof(items[0]),
+					4, byte(in) % 3),
 				 K_MAP));
 		break;
 	}
@@ -725,33 +752,44 @@ static int count_dir(const char *path)
 	return n;
 }
 
-/* Children but the zygote and its spare, which live for good. */
+/* Children but the zygote and its spare, which live for good: each
+ * thread's children, from /proc/self/task/<tid>/children (cheaper than a
+ * scan of /proc on a busy machine). */
 static int children(void)
 {
-	DIR *d = opendir("/proc");
+	DIR *d = opendir("/proc/self/task");
 	struct dirent *e;
 	int n = 0;
 
 	if (!d)
 		return -1;
 	while ((e = readdir(d))) {
-		char path[300], buf[512], *p;
+		char path[300], buf[512];
 		FILE *f;
-		int ppid;
+		int pid;
 
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+		if (e->d_name[0] == '.')
 			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		snprintf(path, sizeof(path), "/proc/self/task/%s/children",
+			 e->d_name);
 		f = fopen(path, "r");
 		if (!f)
 			continue;
-		p = fgets(buf, sizeof(buf), f);
+		while (fscanf(f, "%d", &pid) == 1) {
+			FILE *c;
+			char *p = NULL;
+
+			snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+			c = fopen(path, "r");
+			if (c) {
+				p = fgets(buf, sizeof(buf), c);
+				fclose(c);
+			}
+			if (!p || (!strstr(buf, "(braid-zygote)") &&
+				   !strstr(buf, "(braid-spare)")))
+				n++;
+		}
 		fclose(f);
-		if (!p || strstr(buf, "(braid-zygote)") ||
-		    strstr(buf, "(braid-spare)") || !(p = strrchr(buf, ')')))
-			continue;
-		if (sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == getpid())
-			n++;
 	}
 	closedir(d);
 	return n;
@@ -764,27 +802,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+	/* Blocking-pool threads, if anything starts one, go soon after
+	 * their last call, so that the thread count settles. */
+	br_config cfg = { .workers = 2,
+			  .blocking_idle_ms = 20,
+			  .flags = BR_CONFIG_QUIET };
+	int r;
+
 	/* Before libFuzzer's threads, if any: pools need a zygote. */
 	br_zygote_start();
 	signal(SIGPIPE, SIG_IGN);
+	r = br_runtime_new(&rt, &cfg);
+	if (r < 0)
+		fail("br_runtime_new", -1, r);
 	return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	br_config cfg = { .workers = 2, .flags = BR_CONFIG_QUIET };
 	struct in in = { data, size };
 	struct timespec ms = { 0, 1000000 };
-	int r, fds, thr, kids;
+	int fds, thr, kids;
 	int64_t t0;
 
 	/* What the process has between inputs. */
 	base_fds = count_dir("/proc/self/fd");
 	base_threads = count_dir("/proc/self/task");
 	base_children = children();
-	r = br_runtime_new(&rt, &cfg);
-	if (r < 0)
-		fail("br_runtime_new", -1, r);
 	nall = ntargs = nthreads = jobs = pool_tried = mu_held = 0;
 	pool = NULL;
 	memset(slot, 0xff, sizeof(slot));
@@ -796,13 +840,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int k = 0; k < OPS_MAX && in.n; k++)
 		run_op(&in);
 
-	/* The end: everything still running is cancelled by the frees. */
+	/* The end: every task is cancelled and awaited (each wait of theirs
+	 * is bounded or cancellable), then the pool is freed, which cancels
+	 * its jobs. */
 	if (mu_held)
 		br_mutex_unlock(&mu);
 	br_chan_close(chans[0]);
 	br_chan_close(chans[1]);
+	for (int i = 0; i < nall; i++)
+		if (all[i].task)
+			br_cancel(all[i].task);
+	for (int i = 0; i < nall; i++)
+		if (all[i].task)
+			br_await(all[i].task, NULL);
 	br_pool_free(pool);
-	br_runtime_free(rt);
 	for (int k = 0; k < nthreads; k++)
 		pthread_join(threads[k], NULL);
 	/* The helper threads' resolves are settled in the order they ran:
@@ -813,8 +864,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (int i = 0; i < nall; i++)
 			if (all[i].f == rs->p && all[i].kind == K_PROMISE &&
 			    all[i].settled == BR_PENDING && rs->first == 0) {
-				all[i].settled =
-					rs->reject ? BR_FAILED : BR_DONE;
+				all[i].settled = rs->reject ? BR_FAILED :
+							      BR_DONE;
 				all[i].settled_error = rs->reject ? -EIO : 0;
 				all[i].settled_value = rs->value;
 			}
@@ -823,31 +874,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < nall; i++)
 		if (all[i].f)
 			check(i);
-	for (int i = 0; i < nall; i++)
+	for (int i = 0; i < nall; i++) {
 		br_future_release(all[i].f);
+		br_future_release(all[i].task);
+	}
 	for (int k = 0; k < ntargs; k++)
 		for (int d = 0; d < targs[k].ndeps; d++)
 			br_future_release(targs[k].deps[d]);
 	br_chan_free(chans[0]);
 	br_chan_free(chans[1]);
 
-	/* Exited threads leave procfs a moment after their join. */
+	/* Exited threads leave procfs a moment after their join. Fewer
+	 * than at the start is no leak: a blocking-pool thread of an
+	 * earlier input may have ended meanwhile. */
 	t0 = br_now_ns();
 	for (;;) {
 		fds = count_dir("/proc/self/fd");
 		thr = count_dir("/proc/self/task");
 		kids = children();
-		if ((fds == base_fds && thr == base_threads &&
-		     kids == base_children) ||
+		if ((fds <= base_fds && thr <= base_threads &&
+		     kids <= base_children) ||
 		    br_now_ns() - t0 > SETTLE_MS * INT64_C(1000000))
 			break;
 		nanosleep(&ms, NULL);
 	}
-	if (fds != base_fds)
+	if (fds > base_fds)
 		fail("descriptors left", -1, fds - base_fds);
-	if (thr != base_threads)
+	if (thr > base_threads)
 		fail("threads left", -1, thr - base_threads);
-	if (kids != base_children)
+	if (kids > base_children)
 		fail("children left", -1, kids - base_children);
 	return 0;
 }
