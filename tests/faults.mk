@@ -12,8 +12,9 @@
 #   make test-faults        the full sweep in asan: every point fails
 #                           once, always and at random (1%) over the
 #                           scenario, the POSIX groups likewise, and the
-#                           unit test programs run under every point
-#                           failing always (crashes and hangs only)
+#                           core, I/O, pool and sync unit test programs
+#                           run under every point failing always
+#                           (crashes and hangs only)
 #   make test-faults-short  every point once and always over the
 #                           scenario (make test runs it)
 #
