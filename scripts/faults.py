@@ -16,7 +16,8 @@ wrappers, with -x) before main:
   once    the point fails the first time it is reached (libfiu's
           onetime flag);
   always  it fails every time;
-  random  it fails with probability 1% each time (--full only).
+  random  it fails with probability 1% each time (--full only), over
+          RANDOM_PASSES passes of the scenario.
 
 libfiu's POSIX wrappers cannot run under ASan (its malloc wrapper is
 called while ASan resolves its own interceptors, before the wrapper has
@@ -71,6 +72,10 @@ POSIX_GROUPS = {
 # hours on a small machine).
 UNIT_SUITES = ["test_task", "test_future", "test_runtime", "test_io",
                "test_io_net", "test_pool", "test_sync", "test_chan"]
+
+# Passes of the scenario in random mode (its -n): with one, most points
+# are reached a handful of times and a 1% chance almost never fires.
+RANDOM_PASSES = 10
 
 MODES = {
     "once": "enable name={},onetime",
@@ -215,10 +220,13 @@ def main():
     for point, mode, posix in jobs:
         log = os.path.join(logs, "%s.%s.log" % (point.replace("/", "_")
                                                  .replace("*", "all"), mode))
-        verdict, out = run_one(fiu_cmd(point, mode, posix,
-                                       [posix_scenario if posix
-                                        else scenario]),
-                               sanitizer_env(1), a.timeout, log)
+        prog = [posix_scenario if posix else scenario]
+        if mode == "random":
+            prog += ["-n", str(RANDOM_PASSES)]
+        verdict, out = run_one(fiu_cmd(point, mode, posix, prog),
+                               sanitizer_env(1),
+                               a.timeout * (RANDOM_PASSES if mode ==
+                                            "random" else 1), log)
         runs += 1
         c = calls(out)
         hit = ("%d ok, %d errors" % c) if c else "no summary"

@@ -23,8 +23,8 @@ figures are compared).
 
 Each program's stderr goes to BUILD/soak/<name>.log.
 
-Time goes in rounds (--round, default 5 s): four fifths load, then every
-client stops, the servers are left to close what the clients closed, and
+Time goes in rounds (--round, default 5 s) until S seconds have passed:
+three fifths load, then every client stops, the servers are left to close what the clients closed, and
 each server is sampled: RSS, descriptors, threads and children from
 /proc. tests/soak samples itself at the same rhythm, in a quiet state of
 its own. Sampling quiet states makes the figures comparable: what stays
@@ -40,8 +40,8 @@ The soak fails on:
     exiting;
   - hangs: a probe that gets no answer within 10 s, tests/soak missing a
     sample for 120 s (each hang is backtraced with gdb);
-  - drift: after the warm-up (--warmup, default a third of the run, at
-    least two rounds), the median of the last three samples of any
+  - drift: after the warm-up (--warmup, default a third of the run), the
+    median of the last three samples of any
     figure above the median of the first three by more than --drift
     percent (default 1).
 At the end the servers get SIGTERM and must exit 0. A table of the
@@ -386,13 +386,10 @@ def main():
     ap.add_argument("--drift", type=float, default=1.0)
     a = ap.parse_args()
 
-    rounds = max(int(a.seconds / a.round), 8)
-    warm = int((a.warmup if a.warmup is not None else a.seconds / 3)
-               / a.round)
-    warm = max(warm, 2)
-    if rounds - warm < 6:
-        raise SystemExit("soak: too short: %d rounds after a warm-up of %d"
-                         % (rounds - warm, warm))
+    warmup = a.warmup if a.warmup is not None else a.seconds / 3
+    if (a.seconds - warmup) / a.round < 6:
+        raise SystemExit("soak: too short: under 6 rounds after the "
+                         "warm-up")
     ex = os.path.join(a.build, "examples")
     logs = os.path.join(a.build, "soak")
     os.makedirs(logs, exist_ok=True)
@@ -424,12 +421,18 @@ def main():
     stats = {k: 0 for k in ("wrk", "echo", "loris", "garbage", "half",
                             "flood")}
     samples = {"http": [], "echo": []}
-    print("  SOAK    %d rounds of %.0f s (warm-up %d), http :%d, echo :%d,"
-          " pool pid %d" % (rounds, a.round, warm, http_port, echo_port,
+    print("  SOAK    %.0f s in rounds of %.0f s (warm-up %.0f s), http :%d,"
+          " echo :%d, pool pid %d" % (a.seconds, a.round, warmup, http_port,
+                                       echo_port,
                             pool.pid), flush=True)
-    busy = a.round * 4 / 5
+    busy = a.round * 3 / 5
     hung = False
-    for rnd in range(rounds):
+    start = time.monotonic()
+    warm = 0  # the servers' samples taken in the warm-up
+    rnd = -1
+    while time.monotonic() - start < a.seconds:
+        rnd += 1
+        warming = time.monotonic() - start < warmup
         go = threading.Event()
         go.set()
         seed = rnd * 100
@@ -450,10 +453,10 @@ def main():
                              args=(echo_port, go, stats, False)),
             threading.Thread(target=flood,
                              args=(http_port, go, stats, seed + 12,
-                                   FLOOD * (2 if rnd < warm else 1))),
+                                   FLOOD * (2 if warming else 1))),
             threading.Thread(target=flood,
                              args=(echo_port, go, stats, seed + 13,
-                                   FLOOD * (2 if rnd < warm else 1))),
+                                   FLOOD * (2 if warming else 1))),
         ]
         for t in threads:
             t.daemon = True
@@ -479,6 +482,8 @@ def main():
         settle(echo.pid)
         samples["http"].append(proc_sample(http.pid))
         samples["echo"].append(proc_sample(echo.pid))
+        if warming:
+            warm += 1
         if pool.poll() is not None and pool.returncode != 0:
             fails.add("tests/soak exited with %d" % pool.returncode)
             break
@@ -536,8 +541,10 @@ def main():
                            [s[k] for s in samples[name]]))
     for k in ("rss_kb", "fds", "threads", "children", "heap_kb"):
         series.append(("pool %s" % k, [int(s[k]) for s in pool_samples]))
+    # tests/soak's warm-up: its samples from the same first seconds.
+    pool_warm = sum(1 for s in pool_samples if float(s["t"]) < warmup)
     for name, v in series:
-        d = drift_of(v, warm)
+        d = drift_of(v, pool_warm if name.startswith("pool") else warm)
         if d is None:
             if not fails.errors:
                 fails.add("%s: too few samples (%d)" % (name, len(v)))
@@ -558,7 +565,7 @@ def main():
     print("  SOAK    %.0f s: wrk %d requests, %d echoes, %d slow-loris "
           "bytes, %d garbage, %d half-closed, %d flood connections; "
           "pool %s jobs, %s died with their worker; %d errors"
-          % (rounds * a.round, stats["wrk"], stats["echo"], stats["loris"],
+          % (time.monotonic() - start, stats["wrk"], stats["echo"], stats["loris"],
              stats["garbage"], stats["half"], stats["flood"],
              pool_samples[-1]["jobs"] if pool_samples else "0",
              pool_samples[-1]["died"] if pool_samples else "0",

@@ -28,8 +28,10 @@
  *   Exit status: 0 if every check held, whether the calls succeeded or
  *   failed with errors; 1 if a check failed. A crash, a hang and a
  *   sanitizer report are for the sweep to see. -v prints every error
- *   return; the last line always counts the calls that succeeded and
- *   the ones that failed with an error.
+ *   return; -n N makes N passes on each backend instead of one (the
+ *   sweep's random mode: one pass reaches most points too few times for
+ *   a 1% chance to fire); the last line always counts the calls that
+ *   succeeded and the ones that failed with an error.
  *
  * Concurrency
  *   The main thread drives; tasks, a helper thread and pool jobs share
@@ -889,16 +891,23 @@ static void pass(unsigned flags)
 
 int main(int argc, char **argv)
 {
-	int fds, threads, children, n, tries;
+	int fds, threads, children, n, tries, passes = 1;
 
-	verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-v") == 0)
+			verbose = 1;
+		else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
+			passes = atoi(argv[++i]);
+	}
 	signal(SIGPIPE, SIG_IGN); /* a write to a closed pipe is EPIPE */
 	fds = count_fds();
 	threads = count_threads();
 	children = count_children(0);
 	note_fds();
-	pass(0);
-	pass(BR_CONFIG_NO_URING);
+	for (int i = 0; i < passes; i++) {
+		pass(0);
+		pass(BR_CONFIG_NO_URING);
+	}
 
 	/* Exited threads leave procfs a moment after their join, and a
 	 * loaded machine makes that moment long. */
