@@ -17,9 +17,9 @@ on many connections held open), garbage (random bytes, then half the
 time a half-close), half-closes (a request or a message, then
 shutdown(SHUT_WR), reading what comes until end of file), and floods
 (hundreds of connections opened at once, then closed, half of them with
-a reset; twice as many during the warm-up, so that the servers reach
-their high-water mark of connections, and of task stacks, before the
-figures are compared).
+a reset; during the warm-up twice as many, each making a request first,
+so that the servers reach their high-water mark of connections, and of
+task stacks in use, before the figures are compared).
 
 Each program's stderr goes to BUILD/soak/<name>.log.
 
@@ -67,6 +67,12 @@ PROBE_TIMEOUT = 10.0
 # so that the servers reach the most connections (and so the most task
 # stacks) they will ever hold before the figures are compared.
 FLOOD = 300
+# In the warm-up each flood connection also makes a request, so that the
+# servers' stacks reach the depth of real work on as many tasks as they
+# will ever run at once (stacks stay mapped, and their touched pages
+# resident, once used).
+FLOOD_GET = b"GET / HTTP/1.1\r\nHost: soak\r\n\r\n"
+FLOOD_ECHO = b"flood " * 200
 
 
 class Failure:
@@ -91,7 +97,12 @@ fails = Failure()
 # stays flat. Blocks of 8 KB and more are mapped on their own under this
 # threshold and unmapped when freed, so RSS follows what is allocated: a
 # leak of them still shows, and fragmentation does not pass for one.
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "8192"}
+# glibc also makes a new arena when a new thread first allocates and the
+# others are busy, up to eight per core, each keeping what it grew to:
+# with the blocking pool's threads coming and going, RSS stepped up by a
+# few hundred KiB at random after ten minutes, malloc's bytes in use
+# flat. Two arenas are reached in the warm-up.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "8192", "MALLOC_ARENA_MAX": "2"}
 
 
 def start_server(path, log):
@@ -282,7 +293,10 @@ def half_close(port, go, stats, http):
         time.sleep(0.01)
 
 
-def flood(port, go, stats, seed, n):
+def flood(port, go, stats, seed, n, ask=None):
+    """Open n connections at once, then close them (half with a reset).
+    With ask, every connection first sends it and reads an answer, so
+    that n tasks at once go as deep into their stacks as real work."""
     rng = random.Random(seed)
     while go.is_set():
         conns = []
@@ -292,6 +306,22 @@ def flood(port, go, stats, seed, n):
             except OSError as e:
                 fails.add("flood connect: %s" % e)
                 break
+        if ask:
+            for s in conns:
+                try:
+                    s.sendall(ask)
+                except OSError as e:
+                    fails.add("flood send: %s" % e)
+            for s in conns:
+                try:
+                    s.settimeout(PROBE_TIMEOUT)
+                    if not s.recv(65536):
+                        fails.add("flood: no answer")
+                except socket.timeout:
+                    fails.add("flood: no answer within %d s"
+                              % PROBE_TIMEOUT)
+                except OSError as e:
+                    fails.add("flood recv: %s" % e)
         for s in conns:
             if rng.random() < 0.5:
                 # SO_LINGER 0: close sends a reset.
@@ -453,10 +483,12 @@ def main():
                              args=(echo_port, go, stats, False)),
             threading.Thread(target=flood,
                              args=(http_port, go, stats, seed + 12,
-                                   FLOOD * (2 if warming else 1))),
+                                   FLOOD * (2 if warming else 1),
+                                   FLOOD_GET if warming else None)),
             threading.Thread(target=flood,
                              args=(echo_port, go, stats, seed + 13,
-                                   FLOOD * (2 if warming else 1))),
+                                   FLOOD * (2 if warming else 1),
+                                   FLOOD_ECHO if warming else None)),
         ]
         for t in threads:
             t.daemon = True

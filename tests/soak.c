@@ -4,7 +4,11 @@
  * random killer, blocking calls, channels and a mutex, all at once, in
  * rounds, with a sample of the process at the end of each.
  *
- *   soak [--seconds N] [--round-ms N] [--workers N]
+ *   soak [--seconds N] [--round-ms N] [--workers N] [--load LOAD]
+ *
+ * LOAD picks the parts of the load (all by default, "pkbc"): p the
+ * pool's jobs, k the killer, b blocking calls, c the channel and mutex;
+ * fewer, to tell which one a drift comes from.
  *
  * It runs for N seconds, or with --seconds 0 until SIGTERM or SIGINT; a
  * signal ends it after the round under way, with status 0 if all went
@@ -63,6 +67,7 @@ static atomic_int busy; /* the load runs while set */
 static atomic_long jobs, died, blocking, items, errors;
 static unsigned nworkers = 2;
 static volatile sig_atomic_t stop; /* SIGTERM or SIGINT came */
+static const char *load = "pkbc";
 
 static void on_stop(int sig)
 {
@@ -342,16 +347,19 @@ static void round_of(int ms)
 		return;
 	}
 	atomic_store(&busy, 1);
-	if (pthread_create(&kt, NULL, killer, NULL) != 0)
+	if (strchr(load, 'k') && pthread_create(&kt, NULL, killer, NULL) != 0)
 		err("pthread_create", 0);
-	fs[0] = br_spawn(rt, submitter, NULL);
-	fs[1] = br_spawn(rt, blocking_load, NULL);
-	fs[2] = br_spawn(rt, producer, &pl);
-	fs[3] = br_spawn(rt, consumer, &pl);
+	fs[0] = strchr(load, 'p') ? br_spawn(rt, submitter, NULL) : NULL;
+	fs[1] = strchr(load, 'b') ? br_spawn(rt, blocking_load, NULL) : NULL;
+	fs[2] = strchr(load, 'c') ? br_spawn(rt, producer, &pl) : NULL;
+	fs[3] = strchr(load, 'c') ? br_spawn(rt, consumer, &pl) : NULL;
 	nap_ms(ms);
 	atomic_store(&busy, 0);
-	pthread_join(kt, NULL);
+	if (strchr(load, 'k'))
+		pthread_join(kt, NULL);
 	for (int i = 0; i < 4; i++) {
+		if (!fs[i])
+			continue;
 		r = br_await(fs[i], i == 2 ? &sent : i == 3 ? &got : NULL);
 		if (r < 0)
 			err(br_future_message(fs[i]), r);
@@ -369,16 +377,22 @@ int main(int argc, char **argv)
 		{ "seconds", required_argument, NULL, 's' },
 		{ "round-ms", required_argument, NULL, 'r' },
 		{ "workers", required_argument, NULL, 'w' },
+		{ "load", required_argument, NULL, 'l' },
 		{ NULL, 0, NULL, 0 },
 	};
-	br_config cfg = { .workers = 2, .blocking_idle_ms = 50 };
+	/* At most as many blocking threads as blocking_load keeps busy,
+	 * so the first round reaches the most there will ever be (and the
+	 * thread stacks glibc keeps for reuse) rather than a later one. */
+	br_config cfg = { .workers = 2,
+			  .blocking_threads = 8,
+			  .blocking_idle_ms = 50 };
 	struct sigaction sa = { .sa_handler = on_stop };
 	br_pool_config pcfg = { 0 };
 	long seconds = 60, round_ms = 5000;
 	int64_t end, t0;
 	int c, threads0, r, round = 0;
 
-	while ((c = getopt_long(argc, argv, "s:r:w:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:r:w:l:", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			seconds = atol(optarg);
@@ -389,9 +403,13 @@ int main(int argc, char **argv)
 		case 'w':
 			nworkers = (unsigned)atoi(optarg);
 			break;
+		case 'l':
+			load = optarg;
+			break;
 		default:
 			fprintf(stderr, "usage: soak [--seconds N] "
-					"[--round-ms N] [--workers N]\n");
+					"[--round-ms N] [--workers N] "
+					"[--load pkbc]\n");
 			return 2;
 		}
 	}
