@@ -24,11 +24,14 @@
  *   threads are left to exit (blocking_idle_ms is short here) and the
  *   pool to replace its dead workers, and one line is printed:
  *
- *     sample round=R t=S settle_ms=Q rss_kb=K heap_kb=H fds=F
- *            threads=T children=C jobs=J died=D blocking=B items=I
- *            errors=E
+ *     sample round=R t=S settle_ms=Q rss_kb=K shmem_kb=M heap_kb=H
+ *            fds=F threads=T children=C jobs=J died=D blocking=B
+ *            items=I errors=E
  *
- *   (heap_kb: what malloc has handed out and not had back.)
+ *   rss_kb is the private resident memory (RssAnon + RssFile); shmem_kb
+ *   the resident pages of the pool's shared mapping (RssShmem), which
+ *   the process shares with its workers; heap_kb what malloc has handed
+ *   out and not had back (threads' caches of freed blocks included).
  *
  *   Jobs may end DONE (their bytes are checked) or with BR_EWORKERDIED
  *   (the killer got their worker); anything else, a wrong value, a sum
@@ -60,6 +63,7 @@
 #define JOB_INPUT_MAX 4096
 #define CHAN_CAP 16
 #define SETTLE_MS 60000 /* how long a quiet part may take to settle */
+#define STABLE_MS 200	/* how long the quiet state must hold */
 
 static br_runtime *rt;
 static br_pool *pool;
@@ -305,15 +309,19 @@ static long heap_kb(void)
 	return (long)((mi.uordblks + mi.hblkhd) / 1024);
 }
 
-static long rss_kb(void)
+/* A field of /proc/self/status, in kB; -1 if it is not there. */
+static long status_kb(const char *field)
 {
 	FILE *f = fopen("/proc/self/status", "r");
 	char line[256];
+	size_t n = strlen(field);
 	long kb = -1;
 
 	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+		if (strncmp(line, field, n) == 0 && line[n] == ':') {
+			kb = atol(line + n + 1);
 			break;
+		}
 	if (f)
 		fclose(f);
 	return kb;
@@ -331,6 +339,26 @@ static int settled(int threads0)
 	/* The workers, the zygote and its spare. */
 	return count_dir("/proc/self/task") == threads0 &&
 	       children() == (int)nworkers + 2;
+}
+
+/* Wait for the quiet state to hold for STABLE_MS: a worker the killer
+ * got just before it stopped still counts as a child, and as a worker,
+ * until the pool has reaped it, so one look can see a quiet state that
+ * is about to end. 0 if it never held that long within SETTLE_MS. */
+static int settle(int threads0)
+{
+	int64_t t0 = br_now_ns(), since = -1;
+
+	while (br_now_ns() - t0 < SETTLE_MS * INT64_C(1000000)) {
+		if (!settled(threads0))
+			since = -1;
+		else if (since < 0)
+			since = br_now_ns();
+		else if (br_now_ns() - since >= STABLE_MS * INT64_C(1000000))
+			return 1;
+		nap_ms(10);
+	}
+	return 0;
 }
 
 static void round_of(int ms)
@@ -442,10 +470,7 @@ int main(int argc, char **argv)
 		/* Four fifths busy, the rest to settle. */
 		round_of((int)(round_ms * 4 / 5));
 		quiet = br_now_ns();
-		while (!settled(threads0) &&
-		       br_now_ns() - quiet < SETTLE_MS * INT64_C(1000000))
-			nap_ms(10);
-		if (!settled(threads0)) {
+		if (!settle(threads0)) {
 			pid_t pids[64];
 			int n = br_pool_pids(pool, pids, 64);
 
@@ -460,11 +485,14 @@ int main(int argc, char **argv)
 			err("the quiet state never came", 0);
 		}
 		printf("sample round=%d t=%.1f settle_ms=%ld rss_kb=%ld "
-		       "heap_kb=%ld fds=%d threads=%d children=%d jobs=%ld "
-		       "died=%ld blocking=%ld items=%ld errors=%ld\n",
+		       "shmem_kb=%ld heap_kb=%ld fds=%d threads=%d "
+		       "children=%d jobs=%ld died=%ld blocking=%ld items=%ld "
+		       "errors=%ld\n",
 		       ++round, (double)(br_now_ns() - t0) / 1e9,
-		       (long)((br_now_ns() - quiet) / 1000000), rss_kb(),
-		       heap_kb(), count_dir("/proc/self/fd") - 1,
+		       (long)((br_now_ns() - quiet) / 1000000),
+		       status_kb("RssAnon") + status_kb("RssFile"),
+		       status_kb("RssShmem"), heap_kb(),
+		       count_dir("/proc/self/fd") - 1,
 		       count_dir("/proc/self/task"), children(),
 		       atomic_load(&jobs), atomic_load(&died),
 		       atomic_load(&blocking), atomic_load(&items),
