@@ -112,14 +112,15 @@ struct io_uring_sqe *br__ring_sqe(struct br__ring *r)
 	return sqe;
 }
 
-void br__ring_cancel(struct br__worker *w, uint64_t ud)
+int br__ring_cancel(struct br__worker *w, uint64_t ud)
 {
 	struct io_uring_sqe *sqe = br__ring_sqe(&w->ring);
 
 	if (!sqe)
-		return; /* not reached after a flush; the request runs on */
+		return -EBUSY; /* the ring took no submission: ask again */
 	io_uring_prep_cancel64(sqe, ud, 0);
 	io_uring_sqe_set_data64(sqe, BR__UD_IGNORE);
+	return 0;
 }
 
 static int ring_eventfd(int flags)

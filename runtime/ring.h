@@ -94,8 +94,10 @@ void br__ring_poll(struct br__worker *w);
 struct io_uring_sqe *br__ring_sqe(struct br__ring *r);
 
 /* br__ring_cancel - ask the kernel to cancel the request carrying
- * user_data ud on w's ring; the cancel's own CQE is ignored. Worker w. */
-void br__ring_cancel(struct br__worker *w, uint64_t ud);
+ * user_data ud on w's ring; the cancel's own CQE is ignored. Worker w.
+ * 0, or -EBUSY if the ring had no SQE for the cancel (nothing was asked;
+ * the request runs on). */
+int br__ring_cancel(struct br__worker *w, uint64_t ud);
 
 /*
  * br__ring_bufs - set up w's provided-buffer ring (group 0) if it is not

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -33,8 +34,16 @@ static void fail_point(const char *name, int once)
 	cr_assert_eq(fiu_init(0), 0);
 	cr_assert_eq(fiu_enable(name, 1, NULL, once ? FIU_ONETIME : 0), 0);
 }
+static void clear_point(const char *name)
+{
+	cr_assert_eq(fiu_disable(name), 0);
+}
 #define NEED_FAULTS() ((void)0)
 #else
+static void clear_point(const char *name)
+{
+	(void)name;
+}
 static void fail_point(const char *name, int once)
 {
 	(void)name;
@@ -42,6 +51,55 @@ static void fail_point(const char *name, int once)
 }
 #define NEED_FAULTS() cr_skip_test("needs a faults build (make FAULTS=1)")
 #endif
+
+struct silent_read {
+	int fd;
+	atomic_int started;
+};
+
+static void *read_silent(void *arg)
+{
+	struct silent_read *sr = arg;
+	char c;
+
+	atomic_store(&sr->started, 1);
+	return (void *)(intptr_t)br_read(sr->fd, &c, 1);
+}
+
+/* A cancel whose ASYNC_CANCEL found no SQE was taken as sent: the read
+ * of a silent pipe went on in the kernel, and its task (and
+ * br_runtime_free after it) waited for good. The cancel is now asked
+ * again until an SQE carries it. */
+Test(faults, cancel_without_an_sqe_is_asked_again, .timeout = 30)
+{
+	struct silent_read sr = { 0 };
+	br_runtime *rt;
+	br_future *f;
+	int p[2], r;
+
+	NEED_FAULTS();
+	if (!t_uring_available())
+		cr_skip_test("no io_uring: no SQEs to run out of");
+	rt = t_runtime(1, 0);
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	sr.fd = p[0];
+	f = br_spawn(rt, read_silent, &sr);
+	cr_assert_eq(t_wait_until(&sr.started, 1, 10000 * T_NS_PER_MS), 0);
+	br_sleep_ms(50); /* the read is in the kernel */
+	/* Every SQE fails while the cancel is first asked for. */
+	fail_point("braid/ring/sqe", 0);
+	cr_assert_eq(br_cancel(f), 0);
+	br_sleep_ms(100);
+	clear_point("braid/ring/sqe");
+	r = br_wait_for(f, 10000, NULL);
+	cr_assert_neq(r, -ETIMEDOUT, "the cancelled read never ended");
+	cr_assert_eq(r, -ECANCELED, "%s", br_strerror(r));
+	cr_assert_eq(br_future_state(f), BR_CANCELLED);
+	br_future_release(f);
+	close(p[0]);
+	close(p[1]);
+	br_runtime_free(rt);
+}
 
 /* Set in the environment of a copy of this program that checks a
  * zygote's start by itself (zygote_hello_child). */
