@@ -101,6 +101,37 @@ Test(faults, cancel_without_an_sqe_is_asked_again, .timeout = 30)
 	br_runtime_free(rt);
 }
 
+static void *blocking_echo(void *arg)
+{
+	return arg;
+}
+
+/* With no memory for a blocking-pool thread's record and no thread yet,
+ * a blocking call stayed queued for good: nothing would ever run it, and
+ * its awaiter (and br_runtime_free) waited. It now fails with -ENOMEM. */
+Test(faults, blocking_call_without_memory_for_a_thread_fails, .timeout = 30)
+{
+	br_runtime *rt;
+	br_future *f;
+	int r;
+
+	NEED_FAULTS();
+	rt = t_runtime(1, 0);
+	fail_point("braid/blocking/alloc", 0);
+	f = br_spawn_blocking(rt, blocking_echo, (void *)(intptr_t)7);
+	r = br_wait_for(f, 10000, NULL);
+	cr_assert_neq(r, -ETIMEDOUT, "the blocking call never ended");
+	cr_assert_eq(r, -ENOMEM, "%s", br_strerror(r));
+	cr_assert_eq(br_future_state(f), BR_FAILED);
+	br_future_release(f);
+	clear_point("braid/blocking/alloc");
+	/* Memory is back: the next call runs. */
+	f = br_spawn_blocking(rt, blocking_echo, (void *)(intptr_t)7);
+	cr_assert_eq((intptr_t)t_await_value(f), 7);
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
 /* Set in the environment of a copy of this program that checks a
  * zygote's start by itself (zygote_hello_child). */
 #define ZYGOTE_CHILD_ENV "T_FAULTS_ZYGOTE_HELLO"
