@@ -130,10 +130,15 @@ static int ring_eventfd(int flags)
 	return eventfd(0, flags);
 }
 
+/* Keep a read pending on the wake-up eventfd. Without an SQE for it, the
+ * park tries again, and waits at most BR__RING_REARM_NS until it has. */
 static void arm_eventfd(struct br__ring *r)
 {
 	struct io_uring_sqe *sqe = br__ring_sqe(r);
 
+	r->efd_unarmed = !sqe;
+	if (!sqe)
+		return;
 	io_uring_prep_read(sqe, r->efd, &r->efd_buf, sizeof(r->efd_buf), 0);
 	io_uring_sqe_set_data64(sqe, BR__UD_EVENTFD);
 }
@@ -423,6 +428,13 @@ void br__ring_park(struct br__worker *w, int64_t deadline_ns)
 	if (!r->on) {
 		br__io_poll_fallback(w, rel, 0);
 		return;
+	}
+	if (r->efd_unarmed)
+		arm_eventfd(r);
+	if (r->efd_unarmed && (rel < 0 || rel > BR__RING_REARM_NS)) {
+		/* A wake-up through the eventfd would be missed. */
+		ts = br__ns_to_kts(BR__RING_REARM_NS);
+		tp = &ts;
 	}
 	io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, tp, NULL);
 }

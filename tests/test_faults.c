@@ -340,3 +340,36 @@ Test(faults, zygote_that_cannot_say_hello_ends_and_leaves_no_child,
 		     "child was left",
 		     WEXITSTATUS(st));
 }
+
+static void *await_promise(void *arg)
+{
+	return (void *)(intptr_t)br_await(arg, NULL);
+}
+
+/* The read kept pending on a ring's wake-up eventfd found no SQE when
+ * the ring was set up, and the ring wrote through a NULL SQE. The park
+ * now arms it, and waits only briefly until it has. The wake-up comes
+ * through the eventfd here (no IORING_REGISTER_SEND_MSG_RING). */
+Test(faults, a_wakeup_eventfd_armed_without_an_sqe_still_wakes, .timeout = 30)
+{
+	br_runtime *rt;
+	br_future *p, *f;
+	void *v = NULL;
+
+	NEED_FAULTS();
+	if (!t_uring_available())
+		cr_skip_test("no io_uring: no SQEs to run out of");
+	setenv("BRAID_NO_SEND_MSG_RING", "1", 1);
+	fail_point("braid/ring/sqe", 1);
+	rt = t_runtime(1, 0);
+	p = br_promise_new();
+	f = br_spawn(rt, await_promise, p);
+	usleep(50 * 1000); /* the task waits, its worker parks */
+	cr_assert_eq(br_promise_resolve(p, NULL), 0);
+	cr_assert_eq(br_wait_for(f, 5000, &v), 0, "the task was not woken");
+	cr_assert_eq((intptr_t)v, 0);
+	br_future_release(f);
+	br_future_release(p);
+	br_runtime_free(rt);
+	clear_point("braid/ring/sqe");
+}
