@@ -170,9 +170,26 @@ BR_API int br_yield(void);
 typedef struct br_runtime br_runtime;
 typedef struct br_future br_future;
 
+/* br_log_fn levels: the values of syslog(3)'s LOG_ERR, LOG_WARNING and
+ * LOG_INFO, so that a hook may hand them to syslog() as they are. */
+#define BR_LOG_ERR 3	 /**< misuse, or something that failed */
+#define BR_LOG_WARNING 4 /**< a fallback in force, a stall */
+#define BR_LOG_INFO 6	 /**< reports asked for (BRAID_STATS) */
+
+/**
+ * A receiver of braid's own messages (br_config.log): level is one of
+ * BR_LOG_*, msg one message without the "braid: " prefix and without a
+ * final newline (the BRAID_STATS table spans several lines), valid for
+ * the call. It runs on the thread that has something to say: a worker,
+ * the stall detector's thread, or the caller of br_runtime_new() or
+ * br_runtime_free(), maybe on several at once. It must not block for
+ * long, and must not wait for the runtime's tasks.
+ */
+typedef void (*br_log_fn)(int level, const char *msg, void *arg);
+
 /* br_config.flags */
 #define BR_CONFIG_NO_URING 0x1u	 /**< use the futex fallback, not io_uring */
-#define BR_CONFIG_QUIET 0x2u	 /**< no warning on stderr about fallbacks */
+#define BR_CONFIG_QUIET 0x2u	 /**< no warning about fallbacks */
 #define BR_CONFIG_NO_ZYGOTE 0x4u /**< no process pools (see br_pool_new) */
 
 /**
@@ -217,11 +234,23 @@ typedef struct br_config {
 	unsigned blocking_idle_ms;
 	/**
 	 * The stall detector's threshold in milliseconds: a task that holds
-	 * its worker this long without suspending is reported once on
-	 * stderr. BRAID_STALL_MS if set, else 25. A negative value (or
+	 * its worker this long without suspending is reported once (see
+	 * log). BRAID_STALL_MS if set, else 25. A negative value (or
 	 * BRAID_STALL_MS=0) turns the detector off. At most 3600000.
 	 */
 	int stall_ms;
+	/**
+	 * Where braid's own messages go: the warning that io_uring is
+	 * unavailable, stall reports, misuse such as br_runtime_free()
+	 * from a worker, a BRAID_TRACE file that cannot be written, and
+	 * the BRAID_STATS table. NULL writes each to stderr as
+	 * "braid: <msg>" in one write. Two messages always go to stderr:
+	 * a stack overflow's report (written from a signal handler) and a
+	 * failed internal assertion (written as the process aborts).
+	 */
+	br_log_fn log;
+	/** Passed to log as its last argument. */
+	void *log_arg;
 } br_config;
 
 /* br_runtime_features() bits: what the kernel gave this runtime. */
@@ -247,9 +276,10 @@ typedef struct br_config {
  *
  * Several runtimes may live in one process; they never share a worker.
  * If io_uring cannot be set up (old kernel, seccomp, io_uring_disabled),
- * the runtime still starts, prints one line on stderr (unless
- * BR_CONFIG_QUIET), and parks workers in ppoll() with I/O waiting for
- * readiness; br_runtime_features() tells which.
+ * the runtime still starts, says so once (a BR_LOG_WARNING message, see
+ * br_config.log; none with BR_CONFIG_QUIET), and parks workers in
+ * ppoll() with I/O waiting for readiness; br_runtime_features() tells
+ * which.
  *
  * On success stores a new runtime in *out and returns 0. Errors: -EINVAL
  * (out NULL, a config field out of range), -ENOMEM, -EAGAIN (threads could
@@ -1926,7 +1956,8 @@ typedef struct br_runtime_stats {
  * BRAID_TRACE, so that the default switch pays a predicted branch and no
  * count. Otherwise they stay 0. The other counters are always kept. With
  * BRAID_STATS=1 in the environment when the runtime is created,
- * br_runtime_free() prints the table on stderr.
+ * br_runtime_free() prints the table (a BR_LOG_INFO message, see
+ * br_config.log).
  *
  * The stall detector (br_config.stall_ms, on by default at 25 ms) watches
  * from a thread of its own that sleeps while every worker is parked:

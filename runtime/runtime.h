@@ -39,7 +39,9 @@ struct br_runtime {
 	pthread_mutex_t start_lock;   /* protects started and start_err */
 	pthread_cond_t start_cond;
 	unsigned started;
-	int ring_err; /* first ring set-up error, for the warning */
+	int ring_err;  /* first ring set-up error, for the warning */
+	br_log_fn log; /* br_config.log, or NULL: stderr (log.c) */
+	void *log_arg;
 	struct br__worker *workers;    /* nworkers of them, cache aligned */
 	struct br__blocking *blocking; /* br_spawn_blocking's pool */
 	int zygote;	       /* holds a reference to the zygote (pool.c) */

@@ -82,6 +82,7 @@
 #include "clock.h"
 #include "fiber.h"
 #include "futex.h"
+#include "log.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -246,7 +247,7 @@ static void print_row(FILE *f, const char *label, const br_worker_stats *s)
 		(unsigned long long)s->stalls);
 }
 
-/* The BRAID_STATS table, on stderr in one write. */
+/* The BRAID_STATS table, as one message (log.c). */
 static void print_stats(struct br_runtime *rt)
 {
 	br_worker_stats one, total, ext;
@@ -257,7 +258,7 @@ static void print_stats(struct br_runtime *rt)
 
 	if (!f)
 		return;
-	fprintf(f, "braid stats: %u worker%s\n", rt->nworkers,
+	fprintf(f, "stats: %u worker%s\n", rt->nworkers,
 		rt->nworkers == 1 ? "" : "s");
 	fprintf(f, "%-9s %9s %9s %15s %8s %8s %9s %9s %8s %8s %7s %6s\n", "",
 		"tasks", "slices", "steals won/try", "parks", "wakeups",
@@ -271,8 +272,8 @@ static void print_stats(struct br_runtime *rt)
 	print_row(f, "threads", &ext);
 	print_row(f, "total", &total);
 	fclose(f);
-	if (buf && write(STDERR_FILENO, buf, len) < 0)
-		(void)0; /* nowhere left to say so */
+	if (buf)
+		br__log(rt, BR_LOG_INFO, "%s", buf);
 	free(buf);
 }
 
@@ -323,8 +324,7 @@ static void report(struct br__watchdog *wd, unsigned i, struct seen *s,
 		atomic_load_explicit(&s->fiber->obs_id, memory_order_relaxed);
 	uintptr_t fn =
 		atomic_load_explicit(&s->fiber->obs_fn, memory_order_relaxed);
-	char name[192], line[320];
-	int len;
+	char name[192];
 
 	/* The slice may have ended while we read its labels. Acquire:
 	 * as in sample(). */
@@ -334,17 +334,13 @@ static void report(struct br__watchdog *wd, unsigned i, struct seen *s,
 	s->reported = 1;
 	br__stat_add(&w->obs, BR__ST_STALLS, 1);
 	br__obs_fn_name(fn, name, sizeof(name));
-	len = snprintf(line, sizeof(line),
-		       "braid: stall: task %u.%llu (%s) has held worker %u "
-		       "for %lld ms (threshold %lld ms)\n",
-		       (unsigned)(id >> 40),
-		       (unsigned long long)(id & ((UINT64_C(1) << 40) - 1)),
-		       name, i, (long long)((now - s->since) / BR__NS_PER_MS),
-		       (long long)(wd->threshold_ns / BR__NS_PER_MS));
-	if (len > (int)sizeof(line) - 1)
-		len = (int)sizeof(line) - 1;
-	if (write(STDERR_FILENO, line, (size_t)len) < 0)
-		(void)0; /* nowhere left to say so */
+	br__log(wd->rt, BR_LOG_WARNING,
+		"stall: task %u.%llu (%s) has held worker %u for %lld ms "
+		"(threshold %lld ms)",
+		(unsigned)(id >> 40),
+		(unsigned long long)(id & ((UINT64_C(1) << 40) - 1)), name, i,
+		(long long)((now - s->since) / BR__NS_PER_MS),
+		(long long)(wd->threshold_ns / BR__NS_PER_MS));
 }
 
 /* One sample of every worker. Returns 1 if some worker runs a task. */

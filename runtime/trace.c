@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "log.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -408,7 +409,7 @@ void br__trace_write(struct br_runtime *rt)
 		return;
 	o->f = fopen(tr->path, "w");
 	if (!o->f) {
-		fprintf(stderr, "braid: BRAID_TRACE: cannot write %s: %s\n",
+		br__log(rt, BR_LOG_ERR, "BRAID_TRACE: cannot write %s: %s",
 			tr->path, strerror(errno));
 		free(o);
 		return;
@@ -432,7 +433,7 @@ void br__trace_write(struct br_runtime *rt)
 		"\"dropped_events\":%llu}}\n",
 		br_version_string(), (unsigned long long)dropped);
 	if (fclose(o->f) != 0)
-		fprintf(stderr, "braid: BRAID_TRACE: cannot write %s: %s\n",
+		br__log(rt, BR_LOG_ERR, "BRAID_TRACE: cannot write %s: %s",
 			tr->path, strerror(errno));
 	free(o);
 }

@@ -4,13 +4,15 @@
  * counters that add up in closed runs, its bad input, the BRAID_STATS
  * table, the stall detector (fires for a spinning task, stays silent for
  * a yielding one, can be turned off), and the BRAID_TRACE file (valid
- * JSON with balanced events, bounded by BRAID_TRACE_EVENTS).
+ * JSON with balanced events, bounded by BRAID_TRACE_EVENTS), and the
+ * br_config.log hook that takes those messages instead of stderr.
  *
  * What the runtime prints goes to stderr, so the tests that read it point
  * fd 2 at a temporary file for the runtime's lifetime. The trace file is
  * checked by a small JSON parser below, so the test needs no Python.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -147,7 +149,7 @@ static void check_closed_run(unsigned workers, int stats)
 	}
 	capture_start(&c); /* the table BRAID_STATS prints at free */
 	br_runtime_free(rt);
-	cr_assert(strstr(capture_end(&c), "braid stats:"));
+	cr_assert(strstr(capture_end(&c), "braid: stats:"));
 	free(c.text);
 }
 
@@ -338,7 +340,7 @@ Test(stats, braid_stats_prints_a_table_at_free, .timeout = 10.0)
 	t_assert_task_ok(br_spawn(rt, fan_out, NULL));
 	br_runtime_free(rt);
 	out = capture_end(&c);
-	cr_assert(strstr(out, "braid stats: 2 workers"), "%s", out);
+	cr_assert(strstr(out, "braid: stats: 2 workers"), "%s", out);
 	cr_assert(strstr(out, "worker 1"), "%s", out);
 	cr_assert(strstr(out, "total"), "%s", out);
 	free(c.text);
@@ -863,4 +865,91 @@ Test(trace, an_unwritable_path_is_reported_not_fatal, .timeout = 30.0)
 	out = capture_end(&c);
 	cr_assert(strstr(out, "braid: BRAID_TRACE: cannot write"), "%s", out);
 	free(c.text);
+}
+
+/* ------------------------------------------------------------------ */
+/* The logging hook                                                    */
+/* ------------------------------------------------------------------ */
+
+/* What a hook received; the hook runs on braid's threads. */
+struct logged {
+	pthread_mutex_t lock;
+	unsigned n;
+	int levels[8];
+	char text[4096]; /* every message, one per line */
+};
+
+static void log_hook(int level, const char *msg, void *arg)
+{
+	struct logged *l = arg;
+	size_t used;
+
+	pthread_mutex_lock(&l->lock);
+	if (l->n < 8)
+		l->levels[l->n] = level;
+	l->n++;
+	used = strlen(l->text);
+	snprintf(l->text + used, sizeof(l->text) - used, "%s|\n", msg);
+	pthread_mutex_unlock(&l->lock);
+}
+
+static void *free_own_runtime(void *arg)
+{
+	br_runtime_free(br_current_runtime()); /* refused: logged */
+	return arg;
+}
+
+Test(log, stalls_and_misuse_go_to_the_hook_not_stderr, .timeout = 20.0)
+{
+	struct logged l = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	br_config cfg = {
+		.workers = 1, .stall_ms = 20, .log = log_hook, .log_arg = &l
+	};
+	struct capture c;
+	const char *out;
+	br_runtime *rt;
+	br_future *f;
+
+	capture_start(&c);
+	rt = t_runtime_cfg(&cfg);
+	f = br_spawn(rt, stall_spinner, NULL);
+	t_await_value(f);
+	br_future_release(f);
+	f = br_spawn(rt, free_own_runtime, NULL);
+	t_await_value(f);
+	br_future_release(f);
+	br_runtime_free(rt);
+	out = capture_end(&c);
+	cr_assert_null(strstr(out, "braid"), "stderr: %s", out);
+	cr_assert_eq(l.n, 2, "%s", l.text);
+	cr_assert_eq(l.levels[0], BR_LOG_WARNING);
+	cr_assert_eq(l.levels[1], BR_LOG_ERR);
+	/* No prefix and no newline of braid's own in the messages. */
+	cr_assert_eq(strncmp(l.text, "stall: task 0.", 14), 0, "%s", l.text);
+	cr_assert(strstr(l.text, "(stall_spinner)"), "%s", l.text);
+	cr_assert(strstr(l.text, "(threshold 20 ms)|\n"), "%s", l.text);
+	cr_assert(strstr(l.text, "\nbr_runtime_free called from one of its "
+				 "own workers; ignored|\n"),
+		  "%s", l.text);
+	free(c.text);
+}
+
+Test(log, the_stats_table_is_one_info_message, .timeout = 20.0)
+{
+	struct logged l = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	br_config cfg = { .workers = 2, .log = log_hook, .log_arg = &l };
+	br_runtime *rt;
+
+	setenv("BRAID_STATS", "1", 1);
+	rt = t_runtime_cfg(&cfg);
+	t_assert_task_ok(br_spawn(rt, fan_out, NULL));
+	br_runtime_free(rt);
+	cr_assert_eq(l.n, 1, "%s", l.text);
+	cr_assert_eq(l.levels[0], BR_LOG_INFO);
+	cr_assert_eq(strncmp(l.text, "stats: 2 workers\n", 17), 0, "%s",
+		     l.text);
+	cr_assert(strstr(l.text, "\ntotal "), "%s", l.text);
+	/* The table's last newline is dropped, as for any message. */
+	cr_assert_eq(strstr(l.text, "|\n") - l.text + 2, (long)strlen(l.text),
+		     "%s", l.text);
 }
