@@ -630,13 +630,26 @@ typedef struct br_as_completed br_as_completed;
 BR_API br_as_completed *br_as_completed_new(br_future *const *fs, size_t n);
 
 /**
- * br_as_completed_next - wait for the next input to complete and return it
- * (one of the caller's own pointers from fs, borrowed). Inputs complete
- * before br_as_completed_new() come out first, in argument order. Returns
- * NULL when every input has been returned, or if the waiting task is
- * cancelled (the inputs are not cancelled), or from a loop callback when
- * nothing has completed.
- * Context: any thread; suspends a task, blocks a plain thread.
+ * br_as_completed_next_ex - wait for the next input to complete and store
+ * it in *out (one of the caller's own pointers from fs, borrowed). Inputs
+ * complete before br_as_completed_new() come out first, in argument
+ * order.
+ *
+ * Returns 0 with *out set; otherwise stores NULL in *out and returns
+ * BR_EDONE once every input has been returned, -ECANCELED if the waiting
+ * task is cancelled (the inputs are not cancelled, and the iterator
+ * stays usable), BR_EDEADLK from a loop callback when nothing has
+ * completed, -EINVAL (it or out NULL), BR_EBADOBJ (it is not a live
+ * iterator). Context: any thread; suspends a task, blocks a plain
+ * thread.
+ */
+BR_API int br_as_completed_next_ex(br_as_completed *it, br_future **out);
+
+/**
+ * br_as_completed_next - br_as_completed_next_ex() returning the future,
+ * or NULL for every outcome other than 0: the end, a cancellation of the
+ * waiting task, a loop callback. Use the _ex form to tell them apart.
+ * Context: as br_as_completed_next_ex.
  */
 BR_API br_future *br_as_completed_next(br_as_completed *it);
 

@@ -239,12 +239,17 @@ br_as_completed *br_as_completed_new(br_future *const *fs, size_t n)
 	return it;
 }
 
-br_future *br_as_completed_next(br_as_completed *it)
+int br_as_completed_next_ex(br_as_completed *it, br_future **out)
 {
 	struct br__task *t;
 
-	if (!it || it->magic != BR__MAGIC_ITER)
-		return NULL;
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!it)
+		return -EINVAL;
+	if (it->magic != BR__MAGIC_ITER)
+		return BR_EBADOBJ;
 	for (;;) {
 		_Atomic uint32_t word = 0;
 		struct br__worker *w;
@@ -255,11 +260,12 @@ br_future *br_as_completed_next(br_as_completed *it)
 			size_t i = it->done[it->head++];
 
 			pthread_mutex_unlock(&it->lock);
-			return it->fs[i];
+			*out = it->fs[i];
+			return 0;
 		}
 		if (it->head == it->n) {
 			pthread_mutex_unlock(&it->lock);
-			return NULL;
+			return BR_EDONE;
 		}
 		t = br__task_current();
 		w = br__worker_current();
@@ -269,13 +275,13 @@ br_future *br_as_completed_next(br_as_completed *it)
 				br__fiber_disarm(br__worker_fiber(w), seq);
 				pthread_mutex_unlock(&it->lock);
 				t->cancel_seen = 1;
-				return NULL;
+				return -ECANCELED;
 			}
 			it->wfiber = br__worker_fiber(w);
 			it->wseq = seq;
 		} else if (w) {
 			pthread_mutex_unlock(&it->lock);
-			return NULL; /* a loop callback must not block */
+			return BR_EDEADLK; /* a loop callback must not block */
 		} else {
 			it->wfiber = NULL;
 			it->wword = &word;
@@ -295,9 +301,17 @@ br_future *br_as_completed_next(br_as_completed *it)
 		pthread_mutex_unlock(&it->lock);
 		if (t && br__task_cancel_pending(t)) {
 			t->cancel_seen = 1;
-			return NULL;
+			return -ECANCELED;
 		}
 	}
+}
+
+br_future *br_as_completed_next(br_as_completed *it)
+{
+	br_future *f;
+
+	br_as_completed_next_ex(it, &f);
+	return f;
 }
 
 void br_as_completed_free(br_as_completed *it)

@@ -401,10 +401,9 @@ static int imap_next(br_imap *it, size_t *index, const void **out, size_t *len)
 		int r;
 
 		if (it->ac) {
-			f = br_as_completed_next(it->ac);
-			if (!f)
-				return it->next < it->nchunks ? -ECANCELED :
-								BR_EDONE;
+			r = br_as_completed_next_ex(it->ac, &f);
+			if (r < 0)
+				return r;
 			it->next++;
 		} else {
 			if (it->next == it->nchunks)
