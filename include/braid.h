@@ -156,6 +156,77 @@ BR_API int br_sleep_until(int64_t deadline_ns);
  * Context: any thread.
  */
 BR_API int br_yield(void);
+
+/**
+ * A deadline scope (asyncio's `async with timeout()`, Trio's
+ * move_on_after): storage for one, on the caller's stack, between
+ * br_deadline_enter() and br_deadline_leave().
+ *
+ * Inside a scope, every wait of the calling task (or plain thread) that a
+ * cancellation could end also ends, with -ETIMEDOUT, once the scope's
+ * deadline has passed: I/O calls (the *_timeout variants and
+ * br_io_timeout() included: the nearer deadline wins), sleeps, br_await()
+ * and br_wait_for() (which then cancel what they awaited, as a
+ * cancellation of the awaiting task would; wrap it in br_shield() to
+ * spare it), br_wait_any(), br_gather() (which then cancels the inputs
+ * still pending and waits for them), br_as_completed_next_ex(),
+ * br_group_wait() (which cancels the group's tasks and waits for them),
+ * br_imap_next(), every wait of the synchronisation objects, channels
+ * and select, and acceptors, readers and writers. A pool job's or a
+ * subprocess's future awaited so is cancelled: the job's worker or the
+ * child is killed. A wait that can complete at once still does, even
+ * past the deadline (a free mutex is taken, bytes already there are
+ * read), and a result that races the deadline is never dropped. A
+ * cancelled task still sees -ECANCELED: a cancellation is the more
+ * precise answer. Once the deadline has passed, every later wait in the
+ * scope ends at once: leave the scope to wait again.
+ *
+ * Scopes nest: the nearest deadline of the scopes the caller is inside
+ * applies, and leaving one restores what applied before it was entered.
+ * A scope belongs to the task that entered it: tasks it spawns, and
+ * children br_await() would run inline on its stack (inside a scope it
+ * runs none), do not inherit it. From a plain thread, the scopes are
+ * the thread's own.
+ */
+typedef struct br_deadline {
+	uint64_t opaque_[4];
+} br_deadline;
+
+/**
+ * br_deadline_enter - enter the scope *scope, whose deadline is
+ * timeout_ms milliseconds from now. A negative timeout (or one too long
+ * to ever pass) gives the scope no deadline of its own: the outer ones
+ * still apply. 0 is a deadline that has passed already.
+ *
+ * Returns 0, -EINVAL (scope NULL), -EBUSY (scope is entered already).
+ * Context: any thread; a task's scopes are its own wherever it runs.
+ */
+BR_API int br_deadline_enter(br_deadline *scope, int64_t timeout_ms);
+
+/**
+ * br_deadline_enter_at - br_deadline_enter() with an absolute deadline on
+ * br_now_ns()'s clock; a negative one (or one over a century away) is
+ * none. Context: any thread.
+ */
+BR_API int br_deadline_enter_at(br_deadline *scope, int64_t deadline_ns);
+
+/**
+ * br_deadline_leave - leave the scope *scope, and any scope entered in it
+ * and not left, and restore the deadline that applied before it.
+ *
+ * Returns 0; -ETIMEDOUT if the scope's own deadline has passed (the
+ * waits that failed in it may have failed for that); -EINVAL if scope is
+ * NULL or not a scope the caller is inside (left already, or another
+ * task's). Context: the task or thread that entered it.
+ */
+BR_API int br_deadline_leave(br_deadline *scope);
+
+/**
+ * br_deadline_current - the deadline (a br_now_ns() time) that the
+ * calling task's or thread's scopes give its waits, -1 if none.
+ * Context: any thread.
+ */
+BR_API int64_t br_deadline_current(void);
 /** @} */
 
 /* ------------------------------------------------------------------ */
@@ -374,7 +445,9 @@ typedef void (*br_future_fn)(br_future *f, void *arg);
  * otherwise stores NULL and returns the future's error (-ECANCELED for
  * BR_CANCELLED). If the awaiting task itself is cancelled while it waits,
  * returns -ECANCELED at once and passes the cancellation on to f (use
- * br_shield() to prevent that).
+ * br_shield() to prevent that); the same when the caller's deadline
+ * scope (br_deadline_enter) passes, with -ETIMEDOUT. Inside a scope a
+ * task runs no child inline.
  *
  * Borrows f. Errors: BR_EBADOBJ if f is not a live future, BR_EDEADLK if
  * called from a loop callback on a future not yet complete.
@@ -575,7 +648,9 @@ BR_API br_future *br_current(void);
  * argument order, when values is not NULL. Always waits for all of them.
  * Returns 0 if all are DONE, else the error of the first one, in argument
  * order, that is not. Borrows fs[i]. Errors: -EINVAL (fs NULL with n > 0),
- * BR_EBADOBJ, and br_await's. n == 0 returns 0.
+ * BR_EBADOBJ, and br_await's: -ECANCELED or -ETIMEDOUT when the wait
+ * itself ends (the caller was cancelled, or its deadline scope passed),
+ * and the inputs still pending are cancelled then. n == 0 returns 0.
  * Context: any thread; suspends a task, blocks a plain thread.
  */
 BR_API int br_gather(br_future *const *fs, size_t n, void **values);
@@ -596,7 +671,8 @@ BR_API int br_gather_ex(br_future *const *fs, size_t n, void **values,
  * Returns the lowest index of a completed future, or -ETIMEDOUT after
  * timeout_ms (< 0: no timeout; 0: just poll). Cancels nothing. Borrows
  * fs[i]. Errors: -EINVAL (fs NULL or n == 0), BR_EBADOBJ, -ECANCELED (the
- * waiting task was cancelled). Context: any thread; suspends a task,
+ * waiting task was cancelled); -ETIMEDOUT also when the caller's deadline
+ * scope passes. Context: any thread; suspends a task,
  * blocks a plain thread.
  */
 BR_API int br_wait_any(br_future *const *fs, size_t n, int64_t timeout_ms);
@@ -681,7 +757,8 @@ BR_API br_future *br_group_spawn(br_group *g, br_task_fn fn, void *arg);
  * spawned while waiting. Returns 0 if none ended FAILED (tasks cancelled,
  * by the group or anyone else, are not failures), else the first
  * failure's error (in completion order). If the waiting task is cancelled,
- * cancels the group's tasks, still waits for them, and returns -ECANCELED.
+ * cancels the group's tasks, still waits for them, and returns -ECANCELED;
+ * likewise with -ETIMEDOUT when the caller's deadline scope passes.
  * Context: any thread; suspends a task, blocks a plain thread.
  */
 BR_API int br_group_wait(br_group *g);
@@ -755,8 +832,10 @@ BR_API br_future *br_call_later(br_runtime *rt, int64_t delay_ms,
  * a result is never dropped.
  *
  * Deadlines: br_io_timeout() gives the calling task a timeout applied to
- * each later call, and the *_timeout variants take one for a single call.
- * An operation still pending at its deadline is cancelled and the call
+ * each later call, and the *_timeout variants take one for a single call;
+ * a deadline scope (br_deadline_enter) gives one to every call inside it.
+ * A call's deadline is the nearer of its own and the scope's. An
+ * operation still pending at its deadline is cancelled and the call
  * returns -ETIMEDOUT (or the result, if it won the race). Timeouts are
  * linked to the operation in the kernel (IORING_OP_LINK_TIMEOUT).
  *
@@ -774,7 +853,9 @@ BR_API br_future *br_call_later(br_runtime *rt, int64_t delay_ms,
  * br_io_timeout - set the calling task's timeout for each later I/O call,
  * in milliseconds; < 0 means none (the default). Returns the previous
  * value. From a plain thread it sets the thread's own, which the calls
- * honour by polling first. Context: any thread.
+ * honour by polling first. It is the per-call case of a deadline scope:
+ * a call's deadline is the nearer of now + timeout_ms and the scope's
+ * (br_deadline_enter). Context: any thread.
  */
 BR_API int64_t br_io_timeout(int64_t timeout_ms);
 
@@ -904,8 +985,9 @@ BR_API int br_acceptor_new(br_acceptor **out, int lfd);
 /**
  * br_acceptor_next - the next connection: a new close-on-exec fd, or the
  * accept's negative errno (-EMFILE, ...; the acceptor stays usable), or
- * -ECANCELED if the calling task is cancelled while waiting (connections
- * that arrive meanwhile wait for the next call). The first call from a
+ * -ECANCELED if the calling task is cancelled while waiting, -ETIMEDOUT
+ * if its deadline scope passes (connections that arrive meanwhile wait
+ * for the next call). The first call from a
  * task ties the acceptor to that task's worker, and later calls move
  * there; only tasks of that runtime may call it then (-EINVAL
  * otherwise). One caller at a time: a call while another task waits in
@@ -944,8 +1026,9 @@ BR_API int br_reader_new(br_reader **out, int fd);
  * br_reader_recv - the next bytes received: stores a pointer to them in
  * *data and returns how many (at most 4096), 0 at end of stream, or the
  * receive's negative errno (-ECONNRESET, ...; -ECANCELED if the calling
- * task is cancelled while waiting: bytes that arrive meanwhile wait for
- * the next call). *data stays valid until the next call on r or
+ * task is cancelled while waiting, -ETIMEDOUT if its deadline scope
+ * passes: bytes that arrive meanwhile wait for the next call). *data
+ * stays valid until the next call on r or
  * br_reader_free(r). The first call from a task ties the reader to that
  * task's worker; later calls move there, and only tasks of that runtime
  * may call it (-EINVAL otherwise). One caller at a time: a call while
@@ -993,7 +1076,8 @@ BR_API int br_writer_new(br_writer **out, int fd);
  * everything queued, and this call and every later one returns its
  * negative errno (-EPIPE, -ECONNRESET, ...; -EIO if the socket took no
  * byte of a send). Not queued, with the stream intact: -ECANCELED (the
- * calling task was cancelled while waiting for room), -EBUSY (another
+ * calling task was cancelled while waiting for room), -ETIMEDOUT (its
+ * deadline scope passed meanwhile), -EBUSY (another
  * task is waiting in a call on w, or the ring has no free SQE), -ENOMEM,
  * -EINVAL (w NULL, data NULL with n > 0, or a writer tied to another
  * runtime), BR_ECLOSED (a plain thread's call while the runtime
@@ -1010,7 +1094,7 @@ BR_API ssize_t br_writer_write(br_writer *w, const void *data, size_t n);
  * br_writer_drain - wait until every byte written has been sent (taken
  * by the socket). Returns 0, the sticky send error, -ECANCELED (the
  * calling task was cancelled; the bytes are still queued and still
- * sent), -EBUSY, -EINVAL, BR_ECLOSED, BR_EBADOBJ, as br_writer_write.
+ * sent), -ETIMEDOUT (its deadline scope passed; likewise), -EBUSY, -EINVAL, BR_ECLOSED, BR_EBADOBJ, as br_writer_write.
  * Context: a task (suspends), or a plain thread (blocks).
  */
 BR_API int br_writer_drain(br_writer *w);
@@ -1056,6 +1140,9 @@ BR_API void br_writer_free(br_writer *w);
  *     left consistent. If the object was handed to the waiter in the
  *     same instant (a lock, a semaphore unit, a signal), the wait
  *     succeeds instead: a grant is never dropped.
+ *   - Inside a deadline scope (br_deadline_enter) a wait also ends with
+ *     -ETIMEDOUT once the scope's deadline passes (the nearer of it and
+ *     an _until or _for deadline applies), under the same rules.
  *   - Waiting from a loop callback (a worker outside any task) would
  *     stall its loop: a call that would have to wait returns BR_EDEADLK
  *     there; calls that do not wait work.
@@ -1833,7 +1920,8 @@ BR_API int br_imap_new(br_imap **out, br_pool *pool, br_job_fn fn,
  * next call or br_imap_free; any pointer may be NULL) and returns 0; if
  * it failed, returns its error (br_imap_message() says more). BR_EDONE
  * once every item has been returned. -ECANCELED if the calling task is
- * cancelled. -EBUSY while another call on it is in progress (one caller
+ * cancelled, -ETIMEDOUT if its deadline scope passes (the chunk waited
+ * for is cancelled then, as br_await() does). -EBUSY while another call on it is in progress (one caller
  * at a time). Context: any thread (a task suspends; a thread blocks).
  */
 BR_API int br_imap_next(br_imap *it, size_t *index, const void **out,

@@ -18,6 +18,11 @@
  *   every waiter (br__future_unwait waits for a firing one to finish), so
  *   no callback can run on a freed iterator.
  *
+ *   Every wait here honours the caller's deadline scope (deadline.c):
+ *   br_as_completed_next_ex() with a timer, a gather by cancelling the
+ *   inputs it still waits for when the scope passes, as a cancellation
+ *   of the gathering task does.
+ *
  * Invariants
  *   - as_completed: head <= ndone <= n; done[0..ndone) are distinct.
  *
@@ -36,9 +41,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fiber.h"
 #include "future.h"
+#include "futex.h"
 #include "task.h"
+#include "timer.h"
 #include "wait.h"
 #include "worker.h"
 
@@ -61,10 +69,13 @@ int br_gather_ex(br_future *const *fs, size_t n, void **values, unsigned flags)
 		 * first in argument order. */
 		for (i = n; i-- > 0;) {
 			r = br_await(fs[i], values ? &values[i] : NULL);
-			/* Still pending after br_await: the wait itself failed
-			 * (the gathering task was cancelled, a loop callback
-			 * cannot wait, no memory); that is the answer. */
-			if (r < 0 && br__future_state(fs[i]) == BR_PENDING)
+			/* Still pending after br_await, or ended otherwise
+			 * than it says: the wait itself failed (the gathering
+			 * task was cancelled, its deadline scope passed and
+			 * br_await cancelled the input, a loop callback cannot
+			 * wait, no memory); that is the answer. */
+			if (r < 0 && (br__future_state(fs[i]) == BR_PENDING ||
+				      br__future_result(fs[i], NULL) != r))
 				first = r;
 		}
 		for (i = 0; i < n && !first; i++)
@@ -91,8 +102,11 @@ int br_gather_ex(br_future *const *fs, size_t n, void **values, unsigned flags)
 		else
 			r = 0;
 		free(pend);
-		if (r == -ECANCELED && !first) {
-			first = -ECANCELED; /* the gathering task */
+		/* The gathering task was cancelled, or its deadline scope
+		 * passed: cancel the rest as for a failure, and wait for
+		 * them all the same. */
+		if ((r == -ECANCELED || r == -ETIMEDOUT) && !first) {
+			first = r;
 			continue;
 		}
 		if (r < 0 && r != -ECANCELED)
@@ -252,8 +266,10 @@ int br_as_completed_next_ex(br_as_completed *it, br_future **out)
 		return BR_EBADOBJ;
 	for (;;) {
 		_Atomic uint32_t word = 0;
+		struct br__timer *tm = NULL;
 		struct br__worker *w;
 		uint64_t seq = 0;
+		int64_t dl;
 
 		pthread_mutex_lock(&it->lock);
 		if (it->head < it->ndone) {
@@ -269,6 +285,16 @@ int br_as_completed_next_ex(br_as_completed *it, br_future **out)
 		}
 		t = br__task_current();
 		w = br__worker_current();
+		dl = br__task_deadline(t);
+		if (t && br__task_cancel_pending(t)) {
+			pthread_mutex_unlock(&it->lock);
+			t->cancel_seen = 1;
+			return -ECANCELED;
+		}
+		if (dl >= 0 && br_now_ns() >= dl && (t || !w)) {
+			pthread_mutex_unlock(&it->lock);
+			return -ETIMEDOUT; /* its deadline scope passed */
+		}
 		if (t) {
 			seq = br__fiber_arm(br__worker_fiber(w));
 			if (br__task_cancel_pending(t)) {
@@ -289,20 +315,36 @@ int br_as_completed_next_ex(br_as_completed *it, br_future **out)
 		it->waiting = 1;
 		pthread_mutex_unlock(&it->lock);
 		if (t) {
-			br__task_suspend(1);
+			/* Still armed: a timer added now wakes this
+			 * suspension even if it fires before the switch. */
+			if (dl >= 0)
+				tm = br__timer_wake_at(w, dl, it->wfiber, seq);
+			if (dl < 0 || tm)
+				br__task_suspend(1);
+			else
+				br__fiber_disarm(it->wfiber, seq);
+			if (tm)
+				br__timer_cancel(br__worker_current(), tm);
 		} else {
+			/* Acquire: pairs with iter_fire()'s release. */
 			while (!atomic_load_explicit(&word,
-						     memory_order_acquire))
-				syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0,
-					NULL, NULL, 0);
+						     memory_order_acquire) &&
+			       (dl < 0 || br_now_ns() < dl))
+				br__futex_wait(&word, 0, dl);
 		}
+		/* Under the lock: a firing that saw waiting has finished
+		 * with word and the fiber once we hold it. */
 		pthread_mutex_lock(&it->lock);
 		it->waiting = 0;
 		pthread_mutex_unlock(&it->lock);
+		if (t && !tm && dl >= 0)
+			return -ENOMEM; /* no timer for the deadline */
 		if (t && br__task_cancel_pending(t)) {
 			t->cancel_seen = 1;
 			return -ECANCELED;
 		}
+		/* Round again: an input that completed meanwhile comes out
+		 * even past the deadline, else the deadline ends it. */
 	}
 }
 

@@ -29,7 +29,9 @@
  *   operation's buffer is on the task's stack and the kernel may write it
  *   until then. The call returns the CQE's result: -ECANCELED, or the real
  *   result if the operation won the race. A cancelled operation that had
- *   a deadline and was not cancelled by braid timed out: -ETIMEDOUT.
+ *   a deadline and was not cancelled by braid timed out: -ETIMEDOUT. The
+ *   deadline is the nearer of the call's own (its timeout, or the task's
+ *   br_io_timeout) and the task's deadline scope's (deadline.c).
  *
  *   No lost completion: done is written and read only on the owner
  *   thread, so the waiter's "arm, then check done" and the owner's "set
@@ -207,16 +209,23 @@ int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
 
 	io->dontwait = 0;
 	if (!t) {
+		int64_t dl, left;
+
 		if (br__worker_current())
 			return BR_ENOTTASK; /* a loop callback */
 		if (timeout_ms < 0)
 			timeout_ms = thread_io_timeout;
-		if (timeout_ms >= 0 && events) {
+		dl = br__deadline_min(br__deadline_ms(timeout_ms),
+				      br__thread_dl.deadline);
+		if (dl >= 0 && events) {
 			struct pollfd p = { .fd = fd, .events = events };
-			int n = poll(&p, 1,
-				     timeout_ms > INT32_MAX ? -1 :
-							      (int)timeout_ms);
+			int n;
 
+			left = dl - br_now_ns();
+			left = left <= 0 ? 0 :
+					   (left + BR__NS_PER_MS - 1) /
+						   BR__NS_PER_MS;
+			n = poll(&p, 1, left > INT32_MAX ? -1 : (int)left);
 			if (n == 0)
 				return -ETIMEDOUT;
 			if (n < 0)
@@ -228,8 +237,11 @@ int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
 		t->cancel_seen = 1;
 		return -ECANCELED;
 	}
-	io->deadline =
-		br__deadline_ms(timeout_ms >= 0 ? timeout_ms : t->io_timeout);
+	/* The nearer of the call's own deadline and the task's scope's:
+	 * br_io_timeout() is a scope around each single call. */
+	io->deadline = br__deadline_min(
+		br__deadline_ms(timeout_ms >= 0 ? timeout_ms : t->io_timeout),
+		t->dl.deadline);
 	io->fd = fd;
 	io->events = events;
 	w = br__worker_current();

@@ -38,6 +38,7 @@
 #include "futex.h"
 #include "pool.h"
 #include "runtime.h"
+#include "wait.h"
 #include "zygote.h"
 
 struct br_pool *br__pool_get(struct br_pool *p)
@@ -435,7 +436,12 @@ int br_pool_new(br_pool **out, br_runtime *rt, const br_pool_config *cfg)
 	}
 	if (r == 0) {
 		f = br_spawn_blocking(rt, br__pool_start, p);
-		r = br_await(f, &v);
+		/* Not ended by a cancellation or a deadline scope: the call
+		 * uses p until it returns, and its initializers are
+		 * bounded by their own time limit. */
+		r = br__wait_any(&f, 1, -1, BR__WAIT_NOCANCEL);
+		if (r >= 0)
+			r = br__future_result(f, &v);
 		if (r == 0)
 			r = (int)(intptr_t)v;
 		br_future_release(f);

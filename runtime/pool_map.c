@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "pool.h"
+#include "wait.h"
 
 /* A map's failure message: the item number, and the item's own message
  * (BR__POOL_MSG_MAX) after it. */
@@ -409,10 +410,15 @@ static int imap_next(br_imap *it, size_t *index, const void **out, size_t *len)
 			if (it->next == it->nchunks)
 				return BR_EDONE;
 			f = &it->chunks[it->next]->fut;
-			r = br_await(f, NULL);
-			if (r == -ECANCELED &&
-			    br__future_state(f) == BR_PENDING)
-				return r; /* the caller was cancelled */
+			/* The wait itself failing (the caller was cancelled,
+			 * or its deadline scope passed) is told from the
+			 * chunk's own failure; the chunk is cancelled then,
+			 * as br_await() would. */
+			r = br__wait_any(&f, 1, -1, 0);
+			if (r < 0) {
+				br_cancel(f);
+				return r;
+			}
 			it->next++;
 		}
 		it->cur = f;

@@ -35,6 +35,9 @@
  *   CANCELLED whatever it returns; if it never sees the request, it keeps its
  *   value.
  *
+ *   A sleep ends at the nearer of its own end and the task's deadline
+ *   scope (deadline.c), with -ETIMEDOUT when the scope's came first.
+ *
  * Invariants
  *   - The live count (br__live_sum) counts tasks, not callbacks, spawned
  *     and not yet completed.
@@ -177,6 +180,7 @@ static struct br__task *task_new(struct br_runtime *rt, uint32_t flags)
 	t->stack_size = 0;
 	t->cancel_seen = 0;
 	t->io_timeout = -1;
+	t->dl = BR__DL_NONE;
 	t->last_send_fd = -1;
 	t->fail_code = 0;
 	t->fail_msg = NULL;
@@ -509,10 +513,14 @@ int br_yield(void)
 int br_sleep_until(int64_t deadline)
 {
 	struct br__task *t = br__task_current();
+	int64_t scope = br__task_deadline(t), until;
 	struct br__worker *w;
 	struct br__timer *tm;
 	uint64_t seq;
+	/* A deadline scope nearer than the sleep's end cuts it short. */
+	int cut = scope >= 0 && scope < deadline;
 
+	until = cut ? scope : deadline;
 	if (!t) {
 		struct timespec ts;
 
@@ -520,11 +528,11 @@ int br_sleep_until(int64_t deadline)
 			return BR_ENOTTASK; /* would stall the loop */
 		if (deadline <= br_now_ns())
 			return 0;
-		ts = br__ns_to_ts(deadline);
+		ts = br__ns_to_ts(until);
 		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
 				       NULL) == EINTR)
 			;
-		return 0;
+		return cut ? -ETIMEDOUT : 0;
 	}
 	if (deadline <= br_now_ns())
 		return br_yield();
@@ -536,7 +544,12 @@ int br_sleep_until(int64_t deadline)
 			t->cancel_seen = 1;
 			return -ECANCELED;
 		}
-		tm = br__timer_wake_at(w, deadline, br__worker_fiber(w), seq);
+		if (br_now_ns() >= until) {
+			/* Only a scope's deadline can have passed here. */
+			br__fiber_disarm(br__worker_fiber(w), seq);
+			return cut ? -ETIMEDOUT : 0;
+		}
+		tm = br__timer_wake_at(w, until, br__worker_fiber(w), seq);
 		if (!tm) {
 			br__fiber_disarm(br__worker_fiber(w), seq);
 			return -ENOMEM;
@@ -547,8 +560,8 @@ int br_sleep_until(int64_t deadline)
 			t->cancel_seen = 1;
 			return -ECANCELED;
 		}
-		if (br_now_ns() >= deadline)
-			return 0;
+		if (br_now_ns() >= until)
+			return cut ? -ETIMEDOUT : 0;
 		/* Woken early but not cancelled: a stale wake-up. */
 	}
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "braid.h"
+#include "deadline.h"
 #include "future.h"
 #include "internal.h"
 #include "list.h"
@@ -50,7 +51,9 @@ struct br__task {
 	br_callback_fn cb;  /* callbacks: the function */
 	int64_t deadline;   /* callbacks: not before (monotonic ns) */
 	int64_t io_timeout; /* br_io_timeout(), ms; -1: none */
-	int last_send_fd;   /* the socket of its last ring send, or -1 */
+	/* Its deadline scopes (deadline.c); code on its fiber only. */
+	struct br__dl_state dl;
+	int last_send_fd; /* the socket of its last ring send, or -1 */
 	/* br__task_set_bytes(): code on the task's fiber writes them, the
 	 * finish on that fiber hands them to the future */
 	void *out_bytes;
@@ -143,5 +146,17 @@ void br__task_run_callback(struct br__task *t);
 
 /* The calling task, or NULL (noinline: never cache across suspension). */
 struct br__task *br__task_current(void);
+
+/*
+ * br__task_deadline - the nearest deadline of the scopes t (the calling
+ * task), or the calling plain thread when t is NULL, is inside: -1 for
+ * none. Every wait that a cancellation may end takes the nearer of its
+ * own deadline and this one (deadline.c). Context: code of t, or the
+ * thread.
+ */
+static inline int64_t br__task_deadline(const struct br__task *t)
+{
+	return t ? t->dl.deadline : br__thread_dl.deadline;
+}
 
 #endif /* BR_TASK_H */

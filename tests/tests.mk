@@ -33,7 +33,7 @@ endif
 # test-tsan runs the programs where threads meet: scheduler, futures,
 # combinators, tasks, timers, groups, the deque, and every stress program.
 TSAN_TESTS  := runtime future combine task timer group deque io io_net sync chan \
-               blocking exec forkexec pool stats
+               blocking exec forkexec pool stats deadline
 TSAN_BIN    := $(filter $(TSAN_TESTS:%=$(B)/tests/test_%),$(TEST_BIN))
 
 STRESS_SCALE    ?= 1
