@@ -158,6 +158,47 @@ BR_API int br_sleep_until(int64_t deadline_ns);
 BR_API int br_yield(void);
 
 /**
+ * A repeating timer without drift (Go's time.Ticker, libuv's repeating
+ * uv_timer): tick k falls at start + k * period, start being the moment
+ * br_ticker_new() (or br_ticker_reset()) ran, however late each wake-up
+ * is. It holds no timer while nobody waits on it.
+ */
+typedef struct br_ticker br_ticker;
+
+/**
+ * br_ticker_new - a ticker with a period of period_ms milliseconds (> 0;
+ * a period too long to pass saturates). Stores it in *out and returns 0;
+ * -EINVAL (out NULL, period_ms <= 0), -ENOMEM. Context: any thread.
+ */
+BR_API int br_ticker_new(br_ticker **out, int64_t period_ms);
+
+/**
+ * br_ticker_next - wait for the next tick not yet delivered, as
+ * br_sleep_until() does (a task suspends, a plain thread sleeps).
+ *
+ * Returns how many ticks were skipped (>= 0): 0 when the caller was in
+ * time; n when it came back after n + 1 ticks had passed, which it then
+ * gets at once as one (the latest), so a slow caller is not handed a
+ * burst of ticks. Errors: -ECANCELED (the calling task was cancelled),
+ * -ETIMEDOUT (its deadline scope passed), BR_ENOTTASK (a loop callback),
+ * -ENOMEM; the tick then stays due. -EINVAL (t NULL), BR_EBADOBJ,
+ * -EBUSY (another call on t is in progress: one caller at a time).
+ * Context: any thread; suspends a task, blocks a plain thread.
+ */
+BR_API int64_t br_ticker_next(br_ticker *t);
+
+/**
+ * br_ticker_reset - restart t from now with period_ms (> 0). Returns 0,
+ * -EINVAL, BR_EBADOBJ, -EBUSY (a call on t is in progress).
+ * Context: any thread.
+ */
+BR_API int br_ticker_reset(br_ticker *t, int64_t period_ms);
+
+/** br_ticker_free - free t; no call may be in progress on it. NULL is a
+ * no-op. Context: any thread. */
+BR_API void br_ticker_free(br_ticker *t);
+
+/**
  * A deadline scope (asyncio's `async with timeout()`, Trio's
  * move_on_after): storage for one, on the caller's stack, between
  * br_deadline_enter() and br_deadline_leave().
@@ -803,6 +844,23 @@ BR_API br_future *br_call_soon(br_runtime *rt, br_callback_fn fn, void *arg);
  * Context: any thread.
  */
 BR_API br_future *br_call_later(br_runtime *rt, int64_t delay_ms,
+				br_callback_fn fn, void *arg);
+
+/**
+ * br_call_every - run fn(arg) every period_ms milliseconds (> 0), on the
+ * ticks of a br_ticker: the first a period from now, none skipped while
+ * fn keeps up, none made up when it does not (a run of fn longer than
+ * the period skips the ticks it overlapped). Unlike br_call_soon's, fn
+ * runs in a task of rt, so it may wait.
+ *
+ * Returns a new reference to that task's future, never NULL. It stays
+ * pending until br_cancel() (from anywhere, fn included: br_current()
+ * is that future) or br_runtime_free() stops the task at its next wait,
+ * and then ends BR_CANCELLED; a run of fn in progress finishes first.
+ * Errors on the future: -EINVAL (fn NULL, period_ms <= 0), and
+ * br_spawn's. Context: any thread.
+ */
+BR_API br_future *br_call_every(br_runtime *rt, int64_t period_ms,
 				br_callback_fn fn, void *arg);
 /** @} */
 
