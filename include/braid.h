@@ -610,10 +610,18 @@ BR_API int br_cancel(br_future *f);
 /* br_spawn_opts.flags */
 #define BR_SPAWN_PINNED 0x1u /**< run only on opts.worker; never stolen */
 
+/** Bytes of a task's name that are kept, its final NUL included. */
+#define BR_TASK_NAME_MAX 32
+
 typedef struct br_spawn_opts {
 	size_t stack_size; /**< 0: the runtime's; rounded up to whole pages */
 	unsigned worker;   /**< with BR_SPAWN_PINNED: the worker index */
 	unsigned flags;	   /**< BR_SPAWN_* */
+	/**
+	 * The task's name, copied (cut to BR_TASK_NAME_MAX - 1 bytes), or
+	 * NULL for none: see br_task_set_name().
+	 */
+	const char *name;
 } br_spawn_opts;
 
 /**
@@ -668,6 +676,71 @@ BR_API int br_cancelled(void);
  * task runs), NULL outside a task. Context: any thread.
  */
 BR_API br_future *br_current(void);
+
+/**
+ * br_task_set_name - name the calling task (a copy of name, cut to
+ * BR_TASK_NAME_MAX - 1 bytes; NULL or "" removes it), as
+ * br_spawn_opts.name does at spawn. The stall detector's reports and the
+ * BRAID_TRACE timeline show a task's name in place of its function's. A
+ * child that br_await() runs inline on its parent's stack has a name of
+ * its own, but is reported under its parent's, as its run slices are
+ * its parent's. Returns 0, BR_ENOTTASK outside a task, -ENOMEM (the name
+ * is unchanged). Context: task only.
+ */
+BR_API int br_task_set_name(const char *name);
+
+/**
+ * br_task_name - the calling task's name, NULL if it has none or outside
+ * a task. Valid until the task renames itself or ends.
+ * Context: any thread.
+ */
+BR_API const char *br_task_name(void);
+
+/**
+ * Task-local values (asyncio's contextvars, Go's context values): a
+ * pointer per task and key, for request ids and the like. Keys are made
+ * once for the process (at most BR_TASK_LOCAL_KEYS of them) and valid in
+ * every runtime. Each task starts with every value NULL, except those of
+ * keys made with BR_TASK_LOCAL_INHERIT, which a task spawned (br_spawn
+ * and its kin, br_group_spawn) starts with its spawner's, the same
+ * pointer. A child that br_await() runs inline on its parent's stack is
+ * a task of its own here too. Outside a task (a plain thread, a loop
+ * callback) the values are the thread's own.
+ */
+typedef unsigned br_task_local_key;
+
+/** Keys a process may make at most. */
+#define BR_TASK_LOCAL_KEYS 128
+/** br_task_local_key_new flag: tasks spawned start with the value. */
+#define BR_TASK_LOCAL_INHERIT 0x1u
+
+/**
+ * br_task_local_key_new - make a key. destroy (may be NULL) is called
+ * with each non-NULL value still set when its task ends (on the task's
+ * stack, before its future completes: it must not wait) or its thread
+ * exits. flags: 0 or BR_TASK_LOCAL_INHERIT, which takes no destroy
+ * (several tasks share such a value: the program frees it).
+ *
+ * Stores the key (never 0) in *key and returns 0; -EINVAL (key NULL,
+ * unknown flags, BR_TASK_LOCAL_INHERIT with destroy), -EAGAIN (all
+ * BR_TASK_LOCAL_KEYS are made). Keys are never freed. Context: any
+ * thread.
+ */
+BR_API int br_task_local_key_new(br_task_local_key *key,
+				 void (*destroy)(void *value), unsigned flags);
+
+/**
+ * br_task_local_set - set the calling task's (or thread's) value for key;
+ * the value it replaces is not destroyed. Returns 0, -EINVAL (not a key
+ * made by br_task_local_key_new), -ENOMEM. Context: any thread.
+ */
+BR_API int br_task_local_set(br_task_local_key key, void *value);
+
+/**
+ * br_task_local_get - the calling task's (or thread's) value for key,
+ * NULL if none is set or key is not a key. Context: any thread.
+ */
+BR_API void *br_task_local_get(br_task_local_key key);
 /** @} */
 
 /* ------------------------------------------------------------------ */
@@ -2122,10 +2195,11 @@ typedef struct br_runtime_stats {
  * from a thread of its own that sleeps while every worker is parked:
  * a task that has held its worker past the threshold without suspending
  * is reported once per run slice, while it is still running, as
- *   braid: stall: task 1.57 (crunch in ./prog+0x1234) has held worker 1
+ *   braid: stall: task 1.57 (crunch) has held worker 1
  *          for 26 ms (threshold 25 ms)
  * The task id is W.N, where W is the worker where it started and N its
- * start count there; the function is named through dladdr(), which
+ * start count there. The task's name (br_task_set_name) is given if it
+ * has one, else its function, named through dladdr(), which
  * needs -rdynamic for functions of the program itself (otherwise the
  * object and offset are given, for addr2line). A child run inline by
  * br_await() is reported under the task that awaited it. Loop callbacks
@@ -2133,7 +2207,7 @@ typedef struct br_runtime_stats {
  *
  * BRAID_TRACE=file.json writes a Chrome trace-event timeline of the
  * runtime when br_runtime_free() runs: each task's run slices on its
- * worker's track, parks, steals, I/O waits, and process-pool jobs on their
+ * worker's track (named after the task, or its function), parks, steals, I/O waits, and process-pool jobs on their
  * worker process's track; ui.perfetto.dev and chrome://tracing open it.
  * Each worker keeps its last BRAID_TRACE_EVENTS events (default 65536) in
  * a ring, so the file stays bounded however long the program runs. Several

@@ -26,7 +26,7 @@
  *   from the first sample that saw it, is a lower bound, short by at most one
  *   period; a slice is never reported before it has really run for the
  *   threshold. The report names the task through its fiber's header (obs_id,
- *   obs_fn), which is never freed (fiber.c), so a stale read is at worst a
+ *   obs_name, obs_fn), which is never freed (fiber.c), so a stale read is at worst a
  *   wrong name, and the fiber and tick are re-read after the name to drop a
  *   slice that ended meanwhile. Reading the clock at every switch instead
  *   would cost more than the switch itself.
@@ -324,7 +324,7 @@ static void report(struct br__watchdog *wd, unsigned i, struct seen *s,
 		atomic_load_explicit(&s->fiber->obs_id, memory_order_relaxed);
 	uintptr_t fn =
 		atomic_load_explicit(&s->fiber->obs_fn, memory_order_relaxed);
-	char name[192];
+	char name[192], task_name[BR_TASK_NAME_MAX];
 
 	/* The slice may have ended while we read its labels. Acquire:
 	 * as in sample(). */
@@ -333,7 +333,12 @@ static void report(struct br__watchdog *wd, unsigned i, struct seen *s,
 		return;
 	s->reported = 1;
 	br__stat_add(&w->obs, BR__ST_STALLS, 1);
-	br__obs_fn_name(fn, name, sizeof(name));
+	/* The task's name if it has one, else its function's. */
+	br__name_read(s->fiber, task_name);
+	if (task_name[0])
+		snprintf(name, sizeof(name), "%s", task_name);
+	else
+		br__obs_fn_name(fn, name, sizeof(name));
 	br__log(wd->rt, BR_LOG_WARNING,
 		"stall: task %u.%llu (%s) has held worker %u for %lld ms "
 		"(threshold %lld ms)",

@@ -69,6 +69,7 @@
 #include "clock.h"
 #include "fiber.h"
 #include "task.h"
+#include "tasklocal.h"
 #include "timer.h"
 #include "worker.h"
 
@@ -100,6 +101,8 @@ void br__task_free(struct br__task *t)
 {
 	BR_DEBUG_ASSERT(br__future_state(&t->fut) != BR_PENDING);
 	free(t->fail_msg);
+	free(t->name);
+	br__locals_free(t);
 	br__future_destroy(&t->fut);
 #ifndef BR__SANITIZED
 	/* No suspension in here: the thread-local can be read directly. */
@@ -110,6 +113,16 @@ void br__task_free(struct br__task *t)
 		return;
 	}
 #endif
+	free(t);
+}
+
+/* A record that never left br_spawn_ex(): its future is still pending,
+ * which br__task_free() would not accept. */
+static void free_unstarted(struct br__task *t)
+{
+	free(t->name);
+	br__locals_free(t);
+	free(t->fail_msg);
 	free(t);
 }
 
@@ -181,6 +194,8 @@ static struct br__task *task_new(struct br_runtime *rt, uint32_t flags)
 	t->cancel_seen = 0;
 	t->io_timeout = -1;
 	t->dl = BR__DL_NONE;
+	t->name = NULL;
+	t->locals = NULL;
 	t->last_send_fd = -1;
 	t->fail_code = 0;
 	t->fail_msg = NULL;
@@ -276,6 +291,15 @@ br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
 			t->stack_size = opts->stack_size < BR__STACK_MIN ?
 						BR__STACK_MIN :
 						opts->stack_size;
+		t->name = br__name_copy(opts->name, NULL);
+		if (opts->name && opts->name[0] && !t->name) {
+			free_unstarted(t);
+			return &br__future_enomem;
+		}
+	}
+	if (br__locals_inherit(t) < 0) {
+		free_unstarted(t);
+		return &br__future_enomem;
 	}
 	br__live_add_on(w, rt, 1);
 	/* A spawn racing br_runtime_free may miss closing here; the task is
@@ -283,7 +307,7 @@ br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
 	 * lost). */
 	if (atomic_load_explicit(&rt->closing, memory_order_relaxed)) {
 		br__live_add_on(w, rt, -1);
-		br__task_free(t);
+		free_unstarted(t);
 		return br__future_failed(BR_ECLOSED,
 					 "br_spawn: the runtime is closing");
 	}
@@ -345,6 +369,9 @@ void br__task_finish(struct br__task *t, void *value)
 	/* Only its runner completes a task (a callback never gets here). */
 	BR_DEBUG_ASSERT(!(t->flags & BR__T_CALLBACK) &&
 			br__future_state(&t->fut) == BR_PENDING);
+	/* Before the future completes: whoever awaits it sees the
+	 * destructors done. */
+	br__locals_end(t);
 	t->out_bytes = NULL;
 	if (t->fail_code || t->cancel_seen)
 		free(bytes);

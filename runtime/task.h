@@ -53,6 +53,11 @@ struct br__task {
 	int64_t io_timeout; /* br_io_timeout(), ms; -1: none */
 	/* Its deadline scopes (deadline.c); code on its fiber only. */
 	struct br__dl_state dl;
+	/* Its name (malloc'd, or NULL) and task-local values (tasklocal.c):
+	 * set by the spawner before it is queued, then by code on its
+	 * fiber only. */
+	char *name;
+	struct br__locals *locals;
 	int last_send_fd; /* the socket of its last ring send, or -1 */
 	/* br__task_set_bytes(): code on the task's fiber writes them, the
 	 * finish on that fiber hands them to the future */

@@ -502,7 +502,7 @@ static void run(struct br__worker *w, struct br__task *t)
 			return;
 		}
 		f->root = f->top = t;
-		br__obs_task_start(&w->obs, w->id, f, t->fn);
+		br__obs_task_start(&w->obs, w->id, f, t->fn, t->name);
 		f->pinned = !!(t->flags & BR__T_PINNED);
 		f->pin = t->pin;
 		br__fiber_prepare(f, fiber_main, f);
