@@ -1711,8 +1711,9 @@ enum {
  * br_exec() returns, except stdin_data (see below).
  *
  *   envp         the child's environment, a NULL-terminated array of
- *                "NAME=value"; NULL inherits the parent's. The program is
- *                looked up in the parent's PATH either way.
+ *                "NAME=value"; NULL inherits the parent's (with
+ *                BR_EXEC_CLEAN_ENV: entries added to the kept ones). The
+ *                program is looked up in the parent's PATH either way.
  *   cwd          the child's working directory; NULL inherits it.
  *   stdin_mode   BR_EXEC_INHERIT, BR_EXEC_NULL or BR_EXEC_PIPE. stdin is
  *                a connected stream socket, not a pipe, so writes after
@@ -1733,13 +1734,28 @@ enum {
  *                stdin_len 0 gives the child an empty stdin. Not copied:
  *                must stay valid until the future completes.
  *   timeout_ms   > 0: at this many milliseconds after br_exec() the child
- *                is killed (SIGKILL), reaped, and the future FAILS with
- *                -ETIMEDOUT; <= 0: no limit.
+ *                (with its group, see flags) is killed (SIGKILL),
+ *                reaped, and the future FAILS with -ETIMEDOUT; what it
+ *                wrote before is kept (br_exec_output); <= 0: no limit.
  *   stdin_fd, stdout_fd, stderr_fd
  *                out: for each BR_EXEC_PIPE stream, the parent's end
  *                (close-on-exec; the caller reads or writes it, e.g. with
  *                br_read/br_send, and must close it); -1 otherwise. Set
  *                when br_exec() returns a future that is not FAILED.
+ *   flags        BR_EXEC_* bits below; 0: none.
+ *   max_output   > 0: the most bytes of captured output kept. Output
+ *                past it kills the child (with its group, see flags),
+ *                and the future FAILS with -EMSGSIZE, its first
+ *                max_output bytes readable with br_exec_output(); 0: no
+ *                limit (but memory).
+ *   pass_fds, npass_fds
+ *                fds of this process (each >= 3) that the child gets
+ *                too, open under the same numbers: their close-on-exec
+ *                is cleared in the child only. Every other fd but the
+ *                child's stdin, stdout and stderr stays closed to it.
+ *   env_keep     with BR_EXEC_CLEAN_ENV: a NULL-terminated list of names
+ *                of variables the child gets from this process's
+ *                environment (those set), an allowlist.
  */
 typedef struct br_exec_opts {
 	const char *const *envp;
@@ -1753,7 +1769,30 @@ typedef struct br_exec_opts {
 	int stdin_fd;  /**< out */
 	int stdout_fd; /**< out */
 	int stderr_fd; /**< out */
+	unsigned flags;
+	size_t max_output;
+	const int *pass_fds;
+	size_t npass_fds;
+	const char *const *env_keep;
 } br_exec_opts;
+
+/* br_exec_opts.flags */
+/**
+ * The child leads a process group of its own (setpgid), as a shell job:
+ * a time limit, br_cancel(), max_output or the runtime closing kill the
+ * whole group, so what it started in the background (sh -c 'sleep 9 &')
+ * goes with it. Nothing is killed when the child exits by itself.
+ */
+#define BR_EXEC_NEW_PGROUP 0x1u
+/** As BR_EXEC_NEW_PGROUP, in a session of its own (setsid): no
+ * controlling terminal either. */
+#define BR_EXEC_NEW_SESSION 0x2u
+/**
+ * The child's environment is only the variables env_keep names (from
+ * this process's) and then the entries of envp (which win over a kept
+ * variable of the same name): nothing else leaks from this process.
+ */
+#define BR_EXEC_CLEAN_ENV 0x4u
 
 /**
  * br_exec - run the program argv[0] with arguments argv (NULL-terminated)
@@ -1776,14 +1815,18 @@ typedef struct br_exec_opts {
  * (int)(intptr_t)value); read it with br_exec_status() or
  * br_exec_exit_code(). With a capture, the output is the future's bytes.
  *
- * br_cancel() on the future kills the child (SIGKILL), reaps it, and the
- * future ends CANCELLED. Whatever ends the future (exit, timeout, cancel,
- * the runtime closing), the child has been reaped by then: braid never
- * leaves a zombie.
+ * br_cancel() on the future kills the child (SIGKILL; its whole group
+ * with BR_EXEC_NEW_PGROUP or _NEW_SESSION), reaps it, and the future ends
+ * CANCELLED. Whatever ends the future (exit, timeout, cancel, the
+ * runtime closing), the child has been reaped by then: braid never
+ * leaves a zombie. Output captured up to a time limit, a cancellation or
+ * max_output stays readable with br_exec_output().
  *
  * Returns a new reference, never NULL: a FAILED future with -EINVAL (argv
  * NULL or empty, a bad mode, stdin_data with stdin_mode set, stdin_len
- * without stdin_data), BR_EBADOBJ (rt not a runtime), BR_ECLOSED,
+ * without stdin_data, unknown flags, npass_fds without pass_fds, a
+ * pass_fds entry below 3, env_keep without BR_EXEC_CLEAN_ENV), -EBADF (a
+ * pass_fds entry that is not open), BR_EBADOBJ (rt not a runtime), BR_ECLOSED,
  * -ENOENT (no such program, or no such cwd), -EACCES (not executable) or
  * another error of the clone, the child's set-up or its execve(), of pipe
  * creation or pidfd_open() (-ENOSYS before Linux 5.3), or -ENOMEM. The
@@ -1799,6 +1842,19 @@ typedef struct br_exec_opts {
  */
 BR_API br_future *br_exec(br_runtime *rt, const char *const *argv,
 			  br_exec_opts *opts);
+
+/**
+ * br_exec_output - the output a br_exec() future captured
+ * (BR_EXEC_CAPTURE), whatever its end: for a DONE future, the same as
+ * br_future_bytes(); for one FAILED (-ETIMEDOUT, -EMSGSIZE, ...) or
+ * CANCELLED, what the child wrote before its end, as far as it was read
+ * (bytes still in the pipe when the child was killed included). Stores
+ * the length in *len when len is not NULL. NULL (and 0) while pending,
+ * without a capture, or for a future that is not a br_exec() child's (a
+ * br_exec() that could not start the child gives such a FAILED one).
+ * Valid while the caller holds a reference to f. Context: any thread.
+ */
+BR_API const void *br_exec_output(const br_future *f, size_t *len);
 
 /**
  * br_exec_status - how the child of a DONE br_exec() future ended: stores

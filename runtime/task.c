@@ -201,6 +201,7 @@ static struct br__task *task_new(struct br_runtime *rt, uint32_t flags)
 	t->fail_msg = NULL;
 	t->out_bytes = NULL;
 	t->out_len = 0;
+	t->out_keep = 0;
 	atomic_init(&t->claimed, 0);
 	t->cb = NULL;
 	t->deadline = 0;
@@ -373,14 +374,17 @@ void br__task_finish(struct br__task *t, void *value)
 	 * destructors done. */
 	br__locals_end(t);
 	t->out_bytes = NULL;
-	if (t->fail_code || t->cancel_seen)
+	if ((t->fail_code || t->cancel_seen) && !t->out_keep) {
 		free(bytes);
+		bytes = NULL;
+		t->out_len = 0;
+	}
 	if (t->fail_code)
-		br__future_complete(&t->fut, BR_FAILED, NULL, NULL, 0,
+		br__future_complete(&t->fut, BR_FAILED, NULL, bytes, t->out_len,
 				    t->fail_code, t->fail_msg);
 	else if (t->cancel_seen)
-		br__future_complete(&t->fut, BR_CANCELLED, NULL, NULL, 0,
-				    -ECANCELED, "cancelled");
+		br__future_complete(&t->fut, BR_CANCELLED, NULL, bytes,
+				    t->out_len, -ECANCELED, "cancelled");
 	else
 		br__future_complete(&t->fut, BR_DONE, value, bytes, t->out_len,
 				    0, NULL);
@@ -499,6 +503,15 @@ int br__task_set_bytes(void *buf, size_t len)
 	t->out_bytes = buf;
 	t->out_len = len;
 	return 0;
+}
+
+int br__task_set_output(void *buf, size_t len)
+{
+	int r = br__task_set_bytes(buf, len);
+
+	if (r == 0)
+		br__task_current()->out_keep = 1;
+	return r;
 }
 
 int br_cancelled(void)

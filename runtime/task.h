@@ -63,6 +63,7 @@ struct br__task {
 	 * finish on that fiber hands them to the future */
 	void *out_bytes;
 	size_t out_len;
+	int out_keep; /* the future keeps them whatever its end */
 };
 
 /* Task FIFOs (the worker's queues, the injection queue) link tasks
@@ -141,6 +142,13 @@ void br__task_finish(struct br__task *t, void *value);
  * Context: task only.
  */
 int br__task_set_bytes(void *buf, size_t len);
+
+/*
+ * br__task_set_output - br__task_set_bytes() for bytes the future keeps
+ * however the task ends, FAILED and CANCELLED included (a subprocess's
+ * output up to its time limit). Context: task only.
+ */
+int br__task_set_output(void *buf, size_t len);
 
 /* Complete t as CANCELLED without running it (it never started); t may
  * be freed by the time this returns. */
