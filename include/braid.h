@@ -2069,21 +2069,64 @@ BR_API br_future *br_submit_timeout(br_pool *pool, br_job_fn fn, const void *in,
  * workers, so it must stay valid until the future completes.
  *
  * The future completes DONE once every item has; its outputs are read in
- * input order with br_map_result(). If items fail, it ends FAILED with the
- * error of the lowest-numbered failed item and a message naming it.
- * br_cancel() cancels every chunk. n == 0 completes DONE at once.
- * Returns a new reference, never NULL; errors as br_submit(), and
+ * input order with br_map_result(). By default one failed item fails the
+ * map: it ends FAILED with the error of the lowest-numbered failed item
+ * and a message naming it, and the other items' outputs are dropped (use
+ * br_map_ex() with BR_MAP_ITEM_ERRORS to keep them). An item fails when
+ * its job returns an error, when its output runs past max_payload
+ * (-EMSGSIZE), or with its whole chunk: the chunk's worker died
+ * (BR_EWORKERDIED), its time limit passed (-ETIMEDOUT), or it was
+ * cancelled. br_cancel() cancels every chunk. n == 0 completes DONE at
+ * once. Returns a new reference, never NULL; errors as br_submit(), and
  * -EINVAL for items NULL with n > 0 or item_size 0.
  */
 BR_API br_future *br_map(br_pool *pool, br_job_fn fn, const void *items,
 			 size_t item_size, size_t n, size_t chunk);
 
+/* br_map_ex flags */
+/**
+ * A failed item fails only itself: the map ends DONE once every item has
+ * ended, and each item's output, or its error and message, is read with
+ * br_map_item(). br_cancel() on the map still ends it CANCELLED.
+ */
+#define BR_MAP_ITEM_ERRORS 0x1u
+
+/**
+ * br_map_ex - br_map() with flags (BR_MAP_ITEM_ERRORS, or 0 for br_map's
+ * behaviour). Errors as br_map, and -EINVAL for unknown flags.
+ * Context: any thread.
+ */
+BR_API br_future *br_map_ex(br_pool *pool, br_job_fn fn, const void *items,
+			    size_t item_size, size_t n, size_t chunk,
+			    unsigned flags);
+
 /**
  * br_map_result - the output of item i of a DONE br_map() future: its
- * address (NULL if i is out of range or f is not such a future) and its
- * length in *len. Valid while the caller holds f. Context: any thread.
+ * address and its length in *len. NULL (and 0) if i is out of range, f
+ * is not such a future, or item i failed (BR_MAP_ITEM_ERRORS).
+ * Valid while the caller holds f. Context: any thread.
  */
 BR_API const void *br_map_result(const br_future *f, size_t i, size_t *len);
+
+/**
+ * br_map_item - item i of a br_map() or br_map_ex() future, success or
+ * failure: if it succeeded, stores 0 in *err and its length in *len and
+ * returns its output (as br_map_result); otherwise returns NULL, stores
+ * 0 in *len and in *err the item's error (BR_MAP_ITEM_ERRORS), or why
+ * there is no item: -EAGAIN (f still pending), the map's own error (f
+ * FAILED or CANCELLED), -EINVAL (i out of range, or f not a map),
+ * BR_EBADOBJ. len and err may be NULL. Valid while the caller holds f.
+ * Context: any thread.
+ */
+BR_API const void *br_map_item(const br_future *f, size_t i, size_t *len,
+			       int *err);
+
+/**
+ * br_map_item_message - the message of item i when it failed (what its
+ * job gave br_job_fail(), or its chunk's failure), "" otherwise. Valid
+ * while the caller holds f. Context: any thread.
+ */
+BR_API const char *br_map_item_message(const br_future *f, size_t i);
 
 /* br_imap_new flags */
 #define BR_IMAP_UNORDERED 0x1u /**< completion order, not input order */

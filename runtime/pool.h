@@ -153,7 +153,9 @@ struct pmap {
 	struct br_pool *pool;
 	size_t n, nchunks;
 	struct pjob **chunks;
-	_Atomic size_t left; /* chunks not yet settled, + 1 while queueing */
+	_Atomic size_t left;  /* chunks not yet settled, + 1 while queueing */
+	unsigned flags;	      /* BR_MAP_*, fixed at creation */
+	atomic_int cancelled; /* br_cancel() was called on it */
 };
 _Static_assert(offsetof(struct pmap, fut) == 0,
 	       "a map is its future: future.c frees it through map_ops");

@@ -305,6 +305,109 @@ Test(pool, map_fails_with_the_lowest_failed_item, .timeout = 60)
 	finish(p, rt);
 }
 
+/* Its item back, except item 7, whose worker dies. */
+static int die_on_7_job(br_job *job, const void *in, size_t len)
+{
+	uint32_t k;
+
+	memcpy(&k, in, sizeof(k));
+	if (k == 7)
+		raise(SIGKILL);
+	return br_job_write(job, &k, sizeof(k));
+}
+
+Test(pool, map_item_errors_keeps_every_other_items_result, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
+	uint32_t items[100];
+	size_t len;
+	int err;
+	br_future *f;
+
+	for (uint32_t i = 0; i < 100; i++)
+		items[i] = i;
+	f = br_map_ex(p, fail_odd_job, items, sizeof(items[0]), 100, 4,
+		      BR_MAP_ITEM_ERRORS);
+	cr_assert_eq(br_await(f, NULL), 0, "%s", br_future_message(f));
+	for (uint32_t i = 0; i < 100; i++) {
+		const uint32_t *o = br_map_item(f, i, &len, &err);
+
+		if (i % 2) {
+			cr_assert_null(o);
+			cr_assert_eq(err, -EDOM, "item %u", i);
+			cr_assert_eq(len, 0);
+			cr_assert_str_eq(br_map_item_message(f, i), "odd item");
+			cr_assert_null(br_map_result(f, i, &len));
+		} else {
+			cr_assert_not_null(o, "item %u", i);
+			cr_assert_eq(err, 0);
+			cr_assert_eq(len, sizeof(*o));
+			cr_assert_eq(*o, i);
+			cr_assert_str_eq(br_map_item_message(f, i), "");
+			cr_assert_eq(br_map_result(f, i, NULL), o);
+		}
+	}
+	cr_assert_null(br_map_item(f, 100, &len, &err));
+	cr_assert_eq(err, -EINVAL);
+	br_future_release(f);
+
+	/* By default the first failure fails the map, as br_map. */
+	f = br_map_ex(p, fail_odd_job, items, sizeof(items[0]), 100, 4, 0);
+	cr_assert_eq(br_await(f, NULL), -EDOM);
+	cr_assert_null(br_map_item(f, 0, &len, &err));
+	cr_assert_eq(err, -EDOM, "the map's own error");
+	br_future_release(f);
+	f = br_map_ex(p, fail_odd_job, items, sizeof(items[0]), 100, 4, 0x10);
+	cr_assert_eq(br_await(f, NULL), -EINVAL);
+	br_future_release(f);
+	cr_assert_null(br_map_item(NULL, 0, NULL, &err));
+	cr_assert_eq(err, BR_EBADOBJ);
+	finish(p, rt);
+}
+
+Test(pool, map_item_errors_a_dead_chunk_fails_only_its_items, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
+	uint32_t items[20];
+	size_t len;
+	int err;
+	br_future *f;
+
+	for (uint32_t i = 0; i < 20; i++)
+		items[i] = i;
+	/* Chunks of 4: items 4..7 share the job whose worker dies. */
+	f = br_map_ex(p, die_on_7_job, items, sizeof(items[0]), 20, 4,
+		      BR_MAP_ITEM_ERRORS);
+	cr_assert_eq(br_await(f, NULL), 0, "%s", br_future_message(f));
+	for (uint32_t i = 0; i < 20; i++) {
+		const uint32_t *o = br_map_item(f, i, &len, &err);
+
+		if (i >= 4 && i <= 7) {
+			cr_assert_null(o);
+			cr_assert_eq(err, BR_EWORKERDIED, "item %u: %d", i,
+				     err);
+			cr_assert_str_neq(br_map_item_message(f, i), "");
+		} else {
+			cr_assert_eq(err, 0, "item %u", i);
+			cr_assert_eq(*o, i);
+		}
+	}
+	br_future_release(f);
+
+	/* A cancelled map still ends CANCELLED. */
+	f = br_map_ex(p, forever_job, items, sizeof(items[0]), 4, 1,
+		      BR_MAP_ITEM_ERRORS);
+	cr_assert_eq(br_cancel(f), 0);
+	cr_assert_eq(br_await(f, NULL), -ECANCELED);
+	cr_assert_eq(br_future_state(f), BR_CANCELLED);
+	cr_assert_null(br_map_item(f, 0, &len, &err));
+	cr_assert_eq(err, -ECANCELED);
+	br_future_release(f);
+	finish(p, rt);
+}
+
 static void check_imap(unsigned flags)
 {
 	enum {
