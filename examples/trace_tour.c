@@ -17,7 +17,9 @@
  *   build/release/examples/trace_tour [trace.json]
  *
  * BRAID_TRACE, when set, wins over the argument. The trace and the stall
- * report name task functions with dladdr(), which sees only exported
+ * report show a task's name (br_spawn_opts.name, br_task_set_name) when
+ * it has one: the ping-pong pair and the hog here. Other tasks are shown
+ * by their function, named with dladdr(), which sees only exported
  * symbols: so the task functions here are not static, and the Makefile
  * links this program with -rdynamic. Otherwise they show the program and
  * an offset, for addr2line.
@@ -121,15 +123,20 @@ void *tour(void *arg)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return br_fail(-1, "socketpair");
 	fs[n++] = br_spawn(rt, tree, (void *)12);
-	fs[n++] = br_spawn(rt, echo_side, (void *)(intptr_t)sv[0]);
-	fs[n++] = br_spawn(rt, ping_side, (void *)(intptr_t)sv[1]);
+	fs[n++] = br_spawn_ex(rt, echo_side, (void *)(intptr_t)sv[0],
+			      &(br_spawn_opts){ .name = "pong" });
+	fs[n++] = br_spawn_ex(rt, ping_side, (void *)(intptr_t)sv[1],
+			      &(br_spawn_opts){ .name = "ping" });
 	for (int i = 0; i < 4; i++)
 		fs[n++] = br_spawn(rt, napper, NULL);
 	for (int i = 0; i < 3; i++)
 		fs[n++] = br_spawn_blocking(rt, blocking_call, NULL);
 	/* Pinned: br_gather() would otherwise run it inline on this task's
 	 * fiber, and the stall would be reported under tour's name. */
-	fs[n++] = br_spawn_on(rt, 1, hog, NULL);
+	fs[n++] = br_spawn_ex(rt, hog, NULL,
+			      &(br_spawn_opts){ .worker = 1,
+						.flags = BR_SPAWN_PINNED,
+						.name = "hog (40 ms)" });
 	br_gather(fs, (size_t)n, NULL);
 	for (int i = 0; i < n; i++)
 		br_future_release(fs[i]);
