@@ -717,8 +717,8 @@ typedef unsigned br_task_local_key;
 /**
  * br_task_local_key_new - make a key. destroy (may be NULL) is called
  * with each non-NULL value still set when its task ends (on the task's
- * stack, before its future completes: it must not wait) or its thread
- * exits. flags: 0 or BR_TASK_LOCAL_INHERIT, which takes no destroy
+ * stack, before its future completes: it must not wait, nor call the
+ * br_task_local_* functions) or its thread exits. flags: 0 or BR_TASK_LOCAL_INHERIT, which takes no destroy
  * (several tasks share such a value: the program frees it).
  *
  * Stores the key (never 0) in *key and returns 0; -EINVAL (key NULL,
