@@ -718,8 +718,9 @@ typedef unsigned br_task_local_key;
  * br_task_local_key_new - make a key. destroy (may be NULL) is called
  * with each non-NULL value still set when its task ends (on the task's
  * stack, before its future completes: it must not wait, nor call the
- * br_task_local_* functions) or its thread exits. flags: 0 or BR_TASK_LOCAL_INHERIT, which takes no destroy
- * (several tasks share such a value: the program frees it).
+ * br_task_local_* functions) or its thread exits. flags: 0 or
+ * BR_TASK_LOCAL_INHERIT, which takes no destroy (several tasks share
+ * such a value: the program frees it).
  *
  * Stores the key (never 0) in *key and returns 0; -EINVAL (key NULL,
  * unknown flags, BR_TASK_LOCAL_INHERIT with destroy), -EAGAIN (all
@@ -1225,7 +1226,8 @@ BR_API ssize_t br_writer_write(br_writer *w, const void *data, size_t n);
  * br_writer_drain - wait until every byte written has been sent (taken
  * by the socket). Returns 0, the sticky send error, -ECANCELED (the
  * calling task was cancelled; the bytes are still queued and still
- * sent), -ETIMEDOUT (its deadline scope passed; likewise), -EBUSY, -EINVAL, BR_ECLOSED, BR_EBADOBJ, as br_writer_write.
+ * sent), -ETIMEDOUT (its deadline scope passed; likewise), -EBUSY,
+ * -EINVAL, BR_ECLOSED, BR_EBADOBJ, as br_writer_write.
  * Context: a task (suspends), or a plain thread (blocks).
  */
 BR_API int br_writer_drain(br_writer *w);
@@ -2151,8 +2153,9 @@ BR_API int br_imap_new(br_imap **out, br_pool *pool, br_job_fn fn,
  * it failed, returns its error (br_imap_message() says more). BR_EDONE
  * once every item has been returned. -ECANCELED if the calling task is
  * cancelled, -ETIMEDOUT if its deadline scope passes (the chunk waited
- * for is cancelled then, as br_await() does). -EBUSY while another call on it is in progress (one caller
- * at a time). Context: any thread (a task suspends; a thread blocks).
+ * for is cancelled then, as br_await() does). -EBUSY while another call
+ * on it is in progress (one caller at a time). Context: any thread (a
+ * task suspends; a thread blocks).
  */
 BR_API int br_imap_next(br_imap *it, size_t *index, const void **out,
 			size_t *len);
@@ -2306,8 +2309,9 @@ typedef struct br_runtime_stats {
  *
  * BRAID_TRACE=file.json writes a Chrome trace-event timeline of the
  * runtime when br_runtime_free() runs: each task's run slices on its
- * worker's track (named after the task, or its function), parks, steals, I/O waits, and process-pool jobs on their
- * worker process's track; ui.perfetto.dev and chrome://tracing open it.
+ * worker's track (named after the task, or its function), parks,
+ * steals, I/O waits, and process-pool jobs on their worker process's
+ * track; ui.perfetto.dev and chrome://tracing open it.
  * Each worker keeps its last BRAID_TRACE_EVENTS events (default 65536) in
  * a ring, so the file stays bounded however long the program runs. Several
  * runtimes with the same file overwrite each other's.

@@ -25,11 +25,12 @@
  *   previous sample that saw something else, so the duration given, counted
  *   from the first sample that saw it, is a lower bound, short by at most one
  *   period; a slice is never reported before it has really run for the
- *   threshold. The report names the task through its fiber's header (obs_id,
- *   obs_name, obs_fn), which is never freed (fiber.c), so a stale read is at worst a
- *   wrong name, and the fiber and tick are re-read after the name to drop a
- *   slice that ended meanwhile. Reading the clock at every switch instead
- *   would cost more than the switch itself.
+ *   threshold. The report names the task through its fiber's header
+ *   (obs_id, obs_name, obs_fn), which is never freed (fiber.c), so a
+ *   stale read is at worst a wrong name, and the fiber and tick are
+ *   re-read after the name to drop a slice that ended meanwhile. Reading
+ *   the clock at every switch instead would cost more than the switch
+ *   itself.
  *
  *   The watchdog costs the workers nothing while they run. When every
  *   worker is parked and none has parked again for a few samples, it stops

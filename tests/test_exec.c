@@ -4,8 +4,9 @@
  * feeding and output capture (up to 100 MiB), timeouts, cancellation, the
  * environment and working directory, many children at once, and that no
  * child outlives its future; process groups killed whole, output kept
- * past a time limit, max_output, pass_fds and a clean environment. Each test runs with io_uring (when the kernel
- * has it) and with the readiness fallback.
+ * past a time limit, max_output, pass_fds and a clean environment. Each
+ * test runs with io_uring (when the kernel has it) and with the readiness
+ * fallback.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
