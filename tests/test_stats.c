@@ -955,6 +955,15 @@ static void log_hook(int level, const char *msg, void *arg)
 	pthread_mutex_unlock(&l->lock);
 }
 
+/* Not static: named by dladdr(). Long, so that a loaded machine still
+ * runs the watchdog while it spins. */
+void *long_spinner(void *arg);
+void *long_spinner(void *arg)
+{
+	t_busy_ns(200 * T_NS_PER_MS);
+	return arg;
+}
+
 static void *free_own_runtime(void *arg)
 {
 	br_runtime_free(br_current_runtime()); /* refused: logged */
@@ -971,10 +980,11 @@ Test(log, stalls_and_misuse_go_to_the_hook_not_stderr, .timeout = 20.0)
 	const char *out;
 	br_runtime *rt;
 	br_future *f;
+	unsigned i, errs;
 
 	capture_start(&c);
 	rt = t_runtime_cfg(&cfg);
-	f = br_spawn(rt, stall_spinner, NULL);
+	f = br_spawn(rt, long_spinner, NULL);
 	t_await_value(f);
 	br_future_release(f);
 	f = br_spawn(rt, free_own_runtime, NULL);
@@ -983,12 +993,21 @@ Test(log, stalls_and_misuse_go_to_the_hook_not_stderr, .timeout = 20.0)
 	br_runtime_free(rt);
 	out = capture_end(&c);
 	cr_assert_null(strstr(out, "braid"), "stderr: %s", out);
-	cr_assert_eq(l.n, 2, "%s", l.text);
+	/* The spinner's stall first; one error, the misuse. A slow machine
+	 * may add stall warnings, before or after it. */
+	cr_assert(l.n >= 2 && l.n <= 8, "%s", l.text);
 	cr_assert_eq(l.levels[0], BR_LOG_WARNING);
-	cr_assert_eq(l.levels[1], BR_LOG_ERR);
+	errs = 0;
+	for (i = 0; i < l.n; i++) {
+		cr_assert(l.levels[i] == BR_LOG_WARNING ||
+				  l.levels[i] == BR_LOG_ERR,
+			  "%s", l.text);
+		errs += l.levels[i] == BR_LOG_ERR;
+	}
+	cr_assert_eq(errs, 1, "%s", l.text);
 	/* No prefix and no newline of braid's own in the messages. */
 	cr_assert_eq(strncmp(l.text, "stall: task 0.", 14), 0, "%s", l.text);
-	cr_assert(strstr(l.text, "(stall_spinner)"), "%s", l.text);
+	cr_assert(strstr(l.text, "(long_spinner)"), "%s", l.text);
 	cr_assert(strstr(l.text, "(threshold 20 ms)|\n"), "%s", l.text);
 	cr_assert(strstr(l.text, "\nbr_runtime_free called from one of its "
 				 "own workers; ignored|\n"),
@@ -999,7 +1018,10 @@ Test(log, stalls_and_misuse_go_to_the_hook_not_stderr, .timeout = 20.0)
 Test(log, the_stats_table_is_one_info_message, .timeout = 20.0)
 {
 	struct logged l = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	br_config cfg = { .workers = 2, .log = log_hook, .log_arg = &l };
+	/* No stall detector: a slow build must not add a report. */
+	br_config cfg = {
+		.workers = 2, .stall_ms = -1, .log = log_hook, .log_arg = &l
+	};
 	br_runtime *rt;
 
 	setenv("BRAID_STATS", "1", 1);
