@@ -18,6 +18,7 @@
 #                       markdown table to bench/results/ (what README
 #                       shows, and what git keeps)
 #   BENCH_ARGS=...      extra runner options, e.g. BENCH_ARGS="--only fib"
+#                       or "--only cluster" (the MPI workload alone)
 #   COMPARE_ARGS=...    extra bench/models options, e.g. "--runs 5"
 #
 # Benchmarks always use the release variant, whatever VARIANT says: the
@@ -26,7 +27,10 @@
 # a note and the runner leaves them out. The echo and http workloads also
 # need braid's examples/echo_server and examples/http_server, which
 # bench-build builds when their sources exist; nginx and wrk are used as
-# Debian installs them.
+# Debian installs them. The cluster workload (bench/cluster.c and its
+# plain MPI peer) is built with $(MPICC) when runtime/mpi/mpi.mk found it
+# (HAVE_MPI), and left out otherwise; its Python peers need mpi4py and
+# Dask (scripts/deps.sh, group mpi-peers).
 
 BENCH_B     := build/release$(BSUFFIX)
 BENCH_NAMES := fib skynet switch sleep chan blocking spawn pool echo_client
@@ -38,6 +42,9 @@ BENCH_PEERS := $(addprefix $(BENCH_B)/bench/peers/, \
                  echo_epoll echo_uring echo_uv echo_go http_go)
 BENCH_EXAMPLES := $(patsubst examples/%.c,$(BENCH_B)/examples/%, \
                     $(wildcard examples/echo_server.c examples/http_server.c))
+# The cluster workload's programs, when there is MPI (runtime/mpi/mpi.mk).
+BENCH_MPI   := $(if $(HAVE_MPI),$(BENCH_B)/bench/cluster \
+                 $(BENCH_B)/bench/peers/cluster_mpi)
 BENCH_ARGS  ?=
 COMPARE_ARGS ?=
 UPDATE_RESULTS ?= 0
@@ -71,7 +78,7 @@ bench-core:
 bench-core-programs: $(addprefix $(BENCH_B)/bench/,fib skynet switch)
 
 bench-programs: $(BENCH_BIN) $(BENCH_PEERS) $(BENCH_EXAMPLES) \
-                $(BENCH_B)/bench/models
+                $(BENCH_B)/bench/models $(BENCH_MPI)
 
 # The timing needs the machine to itself. A run leaves the committed
 # bench/results/ alone unless UPDATE_RESULTS=1 asks for the copy that
@@ -112,6 +119,22 @@ $(BENCH_B)/bench/%: bench/%.c bench/bench.h include/braid.h \
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BENCH_B)/libbraid.a $(LDLIBS)
+
+# The cluster workload: braid's side links libbraid-mpi (br_mpi_serve);
+# the peer is a plain MPI program. Both need an MPI compiler wrapper.
+$(BENCH_B)/bench/cluster: bench/cluster.c bench/cluster.h bench/bench.h \
+                          include/braid.h $(BENCH_B)/libbraid-mpi.a \
+                          $(BENCH_B)/libbraid.a
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  MPICC   $<")
+	$(Q)$(MPICC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BENCH_B)/libbraid-mpi.a \
+		$(BENCH_B)/libbraid.a $(LDLIBS)
+
+$(BENCH_B)/bench/peers/cluster_mpi: bench/peers/cluster_mpi.c bench/cluster.h \
+                                    bench/bench.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  MPICC   $<")
+	$(Q)$(MPICC) -O2 -std=gnu11 -o $@ $<
 
 # The peers are plain programs, built with their own toolchain's usual
 # flags (the Python peers need no build: the runner starts python3). A missing toolchain prints a note and leaves no binary, so the
@@ -189,4 +212,4 @@ $(BENCH_B)/bench/peers/%_go: bench/peers/%_go.go bench/peers/goline.go
 $(BENCH_B)/bench/peers/echo_go $(BENCH_B)/bench/peers/http_go: \
 	bench/peers/netpeer.go
 
--include $(BENCH_BIN:=.d)
+-include $(BENCH_BIN:=.d) $(BENCH_B)/bench/cluster.d

@@ -17,6 +17,14 @@
  *   - "Returns a new reference." means the caller must release it;
  *     "Borrows x." means the caller keeps its reference; "Valid until ..."
  *     gives a pointer's lifetime.
+ *   - BR_EBADOBJ means the pointer is not a live object of the kind the
+ *     call takes. It is detected for a pointer to readable memory that
+ *     does not hold such an object (its magic does not match), and for an
+ *     acceptor, reader, writer or channel that has been freed, until 256
+ *     more objects of its kind have been freed after it (its memory is
+ *     kept, poisoned, until then); freeing it again within that time does
+ *     nothing. Any other use of an object after its free or last release
+ *     is undefined, as after free().
  *   - "Context:" says from where the function may be called. A "task" is
  *     code running inside br_spawn()'s function; a "plain thread" is any
  *     other thread, including a runtime's worker thread outside a task
@@ -25,11 +33,15 @@
 #ifndef BRAID_H
 #define BRAID_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+
+/** <netdb.h>'s, for br_getaddrinfo(). */
+struct addrinfo;
 
 #ifdef __cplusplus
 extern "C" {
@@ -113,6 +125,12 @@ BR_API const char *br_strerror(int code);
 
 /**
  * @defgroup braid_time Time
+ *
+ * Every delay, timeout and deadline this API takes may be any int64_t
+ * value, INT64_MAX and INT64_MIN included: conversions saturate and never
+ * wrap, so a limit too long to pass (about 146 years or more) never
+ * passes, and nothing fires early. What zero and negative values mean is
+ * given with each call.
  * @{
  */
 
@@ -569,8 +587,9 @@ BR_API int br_promise_resolve(br_future *p, void *value);
 /**
  * br_promise_resolve_bytes - complete p as DONE with a byte buffer, read
  * back with br_future_bytes(). Takes ownership of buf (malloc'd; freed with
- * the future, also on error). Errors as br_promise_resolve.
- * Context: any thread.
+ * the future, also on error). buf may be NULL only with len 0 (no bytes).
+ * Errors as br_promise_resolve, and -EINVAL for buf NULL with len > 0 (p
+ * stays pending). Context: any thread.
  */
 BR_API int br_promise_resolve_bytes(br_future *p, void *buf, size_t len);
 
@@ -938,6 +957,53 @@ BR_API br_future *br_call_every(br_runtime *rt, int64_t period_ms,
 				br_callback_fn fn, void *arg);
 /** @} */
 
+/**
+ * Signals through the loop. A signal object reads the signals of a set
+ * from a signalfd through the ring: a task waiting for SIGTERM costs
+ * nothing until it comes, and then runs as ordinary task code.
+ * br_signal_new blocks the set in the calling thread; braid's own threads
+ * block every asynchronous signal, so a program that calls it from its
+ * main thread before it starts threads of its own (or blocks the set in
+ * them itself) gets every such signal there. The signals stay blocked
+ * after br_signal_free.
+ */
+typedef struct br_signal br_signal;
+
+/**
+ * br_signal_new - a signal object for the signals in set. Returns 0,
+ * -EINVAL (out or set NULL, or set holds SIGKILL, SIGSTOP or a fault
+ * signal), -ENOMEM, or the error of signalfd(2). Context: any thread (the
+ * program's main thread, see above).
+ */
+BR_API int br_signal_new(br_signal **out, const sigset_t *set);
+
+/**
+ * br_signal_next - wait for the next signal of s's set and return its
+ * number; or -ECANCELED (the task was cancelled), -EBUSY (another call
+ * waits on s), -EINVAL (s NULL), BR_EBADOBJ. Context: any thread;
+ * suspends a task, blocks a plain thread.
+ */
+BR_API int br_signal_next(br_signal *s);
+
+/** br_signal_free - close s. NULL is a no-op. Context: any thread, with
+ * no call in progress on s. */
+BR_API void br_signal_free(br_signal *s);
+
+/** A signal handler run on the loop: the signal's number, and the arg
+ * given to br_signal_handler(). */
+typedef void (*br_signal_fn)(int signo, void *arg);
+
+/**
+ * br_signal_handler - asyncio's loop.add_signal_handler: a task of rt that
+ * calls fn(signo, arg) on the loop each time signo arrives, as ordinary
+ * task code (not in a signal handler). Returns a new reference to the
+ * task's future; br_cancel() removes the handler. FAILED with -EINVAL
+ * (fn NULL, signo out of range), -ENOMEM or br_signal_new's error.
+ * Context: as br_signal_new.
+ */
+BR_API br_future *br_signal_handler(br_runtime *rt, int signo, br_signal_fn fn,
+				    void *arg);
+
 /* ------------------------------------------------------------------ */
 /* I/O on the loops                                                    */
 /* ------------------------------------------------------------------ */
@@ -956,6 +1022,8 @@ BR_API br_future *br_call_every(br_runtime *rt, int64_t period_ms,
  *
  * Buffers, iovecs, addresses and message headers must stay valid until
  * the call returns, and are never touched by the kernel after it has.
+ * A negative descriptor gives -EBADF at once, from a task or a plain
+ * thread, whatever the deadline.
  *
  * Cancellation: br_cancel() on a task blocked in one of these cancels the
  * operation in the kernel (IORING_OP_ASYNC_CANCEL on the ring that owns
@@ -971,10 +1039,15 @@ BR_API br_future *br_call_every(br_runtime *rt, int64_t period_ms,
  * returns -ETIMEDOUT (or the result, if it won the race). Timeouts are
  * linked to the operation in the kernel (IORING_OP_LINK_TIMEOUT).
  *
- * Without io_uring (br_runtime_features() lacks BR_FEAT_URING) a task
- * waits for readiness on its loop and then makes the syscall; regular
- * files and calls without a readiness notion (openat, fsync, statx,
- * close) run as plain syscalls on the loop.
+ * Without io_uring (br_runtime_features() lacks BR_FEAT_URING) the calls
+ * give the same answers, and none blocks the worker thread, whatever mode
+ * the fd is in: a task makes each call non-blocking by itself
+ * (MSG_DONTWAIT, RWF_NOWAIT) and waits for readiness on its loop when it
+ * must. A regular file the page cache cannot serve at once, an fd that
+ * refuses RWF_NOWAIT (a terminal), fsync, statx and an openat that needs
+ * a disk are made on the blocking pool; such a call cannot be cancelled
+ * once it runs. accept and connect on a blocking socket set O_NONBLOCK on
+ * it for the one call. close and shutdown run as plain syscalls.
  *
  * Sockets made by braid (br_accept, br_socket, the tcp/unix/udp helpers)
  * are close-on-exec.
@@ -1013,6 +1086,12 @@ BR_API ssize_t br_sendto(int fd, const void *buf, size_t len, int flags,
 BR_API int br_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
 		     int flags);
 BR_API int br_connect(int fd, const struct sockaddr *addr, socklen_t len);
+
+/**
+ * br_close - close(2). Not cancellable: in a task that has been cancelled
+ * it still closes fd and returns close's result (0, or its error), so a
+ * cancelled task can release its descriptors. No deadline applies.
+ */
 BR_API int br_close(int fd);
 BR_API int br_shutdown(int fd, int how);
 
@@ -1026,6 +1105,50 @@ struct statx;
 /** br_statx - statx(2). */
 BR_API int br_statx(int dirfd, const char *path, int flags, unsigned mask,
 		    struct statx *out);
+
+/**
+ * br_unlinkat - unlinkat(2) (flags 0 or AT_REMOVEDIR), br_renameat -
+ * renameat(2), br_mkdirat - mkdirat(2): through the ring where the kernel
+ * has the operation (Linux 5.11, 5.11 and 5.15), else on the runtime's
+ * blocking pool, so a slow disk never blocks a loop; from a plain thread
+ * the plain call. Return 0 or the call's negative errno; -EFAULT for a
+ * NULL path. Context: any thread; suspends a task, blocks a plain
+ * thread.
+ */
+BR_API int br_unlinkat(int dirfd, const char *path, int flags);
+BR_API int br_renameat(int olddirfd, const char *oldpath, int newdirfd,
+		       const char *newpath);
+BR_API int br_mkdirat(int dirfd, const char *path, mode_t mode);
+
+/**
+ * br_listdir - the names in directory path, but "." and "..", sorted
+ * (strcmp): stores a NULL-terminated array of them in *names, one
+ * allocation to free() with the strings in it, and returns how many. Runs
+ * on the runtime's blocking pool from a task (io_uring has no directory
+ * read). Errors: -EFAULT (NULL argument), -ENOMEM, opendir's errno
+ * (-ENOENT, -ENOTDIR, -EACCES, ...); *names is then NULL. Context: any
+ * thread; suspends a task, blocks a plain thread.
+ */
+BR_API ssize_t br_listdir(const char *path, char ***names);
+
+/**
+ * br_read_file - the whole file at path, in one call: stores a malloc'd
+ * buffer (to free(), with a zero byte after the data, for text) in *buf
+ * and returns the file's length; -EFBIG if it holds more than max bytes,
+ * or the error of open or read (*buf is then NULL). Context: any thread;
+ * suspends a task, blocks a plain thread.
+ */
+BR_API ssize_t br_read_file(const char *path, void **buf, size_t max);
+
+/**
+ * br_write_file - make the file at path hold exactly len bytes of buf
+ * (created with mode, or truncated): returns len, or the error of open,
+ * write or close. Not atomic: a reader may see it part written (write to
+ * a temporary and br_renameat() it for that). Context: any thread;
+ * suspends a task, blocks a plain thread.
+ */
+BR_API ssize_t br_write_file(const char *path, const void *buf, size_t len,
+			     mode_t mode);
 
 /**
  * br_splice - splice(2): move up to len bytes from fd_in to fd_out, one of
@@ -1077,6 +1200,21 @@ BR_API ssize_t br_send_all(int fd, const void *buf, size_t len, int flags);
 BR_API int br_tcp_listen(const char *host, uint16_t port, int backlog);
 
 /**
+ * br_getaddrinfo - getaddrinfo(3) that never blocks a loop: a name is
+ * resolved on the runtime's blocking pool while the calling task waits
+ * (a numeric host needs no resolver and is answered at once); from a
+ * plain thread it is the plain call. hints may be NULL (any family,
+ * AI_ADDRCONFIG). Stores the list in *res, to free with freeaddrinfo(3),
+ * and returns 0; or -EINVAL (res NULL, or host and service both NULL),
+ * -ENOENT (no such name or service), -EAGAIN (try again later), -ENOMEM,
+ * -EAFNOSUPPORT, -ECANCELED (the task was cancelled: the lookup finishes
+ * on its own and is dropped). Context: any thread; suspends a task,
+ * blocks a plain thread.
+ */
+BR_API int br_getaddrinfo(const char *host, const char *service,
+			  const struct addrinfo *hints, struct addrinfo **res);
+
+/**
  * br_tcp_connect - connect to host:port, trying each address the name
  * resolves to in turn; TCP_NODELAY is set. Returns the fd or the last
  * address's negative errno. Honours the task's br_io_timeout per address.
@@ -1123,7 +1261,8 @@ BR_API int br_acceptor_new(br_acceptor **out, int lfd);
  * task ties the acceptor to that task's worker, and later calls move
  * there; only tasks of that runtime may call it then (-EINVAL
  * otherwise). One caller at a time: a call while another task waits in
- * one gives -EBUSY. BR_EBADOBJ for a freed acceptor.
+ * one gives -EBUSY. BR_EBADOBJ for a freed acceptor (within the bound
+ * the conventions at the top of braid.h give).
  * Context: a task (suspends), or a plain thread (blocks).
  */
 BR_API int br_acceptor_next(br_acceptor *a);
@@ -1143,14 +1282,19 @@ BR_API void br_acceptor_free(br_acceptor *a);
  * costs no SQE per receive and holds no buffer while idle. The data is
  * lent, not copied. Without io_uring, without multishot recv or buffer
  * rings in the kernel, or from a plain thread, each call is a br_recv()
- * into the reader's own buffer.
+ * into the reader's own buffer; on a pipe, a file or a terminal, a
+ * br_read(). The StreamReader verbs (readline, readuntil, readexactly)
+ * read on top of it and keep what follows what they return for the next
+ * call of any of them, br_reader_recv() included.
  */
 typedef struct br_reader br_reader;
 
 /**
- * br_reader_new - a reader for connected socket fd, which it borrows
- * (close fd after br_reader_free). Returns 0, -EINVAL (out NULL), -EBADF
- * (fd < 0), -ENOMEM. Context: any thread.
+ * br_reader_new - a reader for fd, a connected socket or any descriptor
+ * open for reading (pipe, file at its current position, terminal), which
+ * it borrows (close fd after br_reader_free). Returns 0, -EINVAL (out
+ * NULL), -EBADF (fd < 0, not open for reading, a directory), the error of
+ * fcntl or fstat, -ENOMEM. Context: any thread.
  */
 BR_API int br_reader_new(br_reader **out, int fd);
 
@@ -1164,10 +1308,39 @@ BR_API int br_reader_new(br_reader **out, int fd);
  * br_reader_free(r). The first call from a task ties the reader to that
  * task's worker; later calls move there, and only tasks of that runtime
  * may call it (-EINVAL otherwise). One caller at a time: a call while
- * another task waits in one gives -EBUSY. BR_EBADOBJ for a freed reader.
+ * another task waits in one gives -EBUSY. BR_EBADOBJ for a freed reader
+ * (within the bound the conventions at the top of braid.h give).
  * Context: a task (suspends), or a plain thread (blocks).
  */
 BR_API ssize_t br_reader_recv(br_reader *r, const void **data);
+
+/**
+ * br_reader_readuntil - read up to and including the first dlen bytes
+ * equal to delim (asyncio's StreamReader.readuntil): copies them into buf
+ * and returns their length, at most max. Returns -EMSGSIZE if the
+ * delimiter is not within the first max bytes, 0 at the end of the stream
+ * with nothing pending, -EPIPE if the stream ends before a delimiter, or
+ * the receive's error; in each of these cases every byte received stays
+ * readable by the next call. -EINVAL (r, delim or buf NULL, dlen 0),
+ * BR_EBADOBJ. Context: as br_reader_recv.
+ */
+BR_API ssize_t br_reader_readuntil(br_reader *r, const void *delim, size_t dlen,
+				   void *buf, size_t max);
+
+/**
+ * br_reader_readline - br_reader_readuntil() with a newline as the
+ * delimiter, but a last line without its newline is returned whole at the
+ * end of the stream, as asyncio's readline does. Context: as
+ * br_reader_recv.
+ */
+BR_API ssize_t br_reader_readline(br_reader *r, void *buf, size_t max);
+
+/**
+ * br_reader_readexactly - read exactly n bytes into buf and return n, or
+ * -EPIPE if the stream ends first (what came stays readable), or the
+ * receive's error. Context: as br_reader_recv.
+ */
+BR_API ssize_t br_reader_readexactly(br_reader *r, void *buf, size_t n);
 
 /**
  * br_reader_free - stop receiving, give the buffers back and free r;
@@ -1180,8 +1353,9 @@ BR_API ssize_t br_reader_recv(br_reader *r, const void **data);
 BR_API void br_reader_free(br_reader *r);
 
 /**
- * Writers: a stream socket's outgoing bytes, copied and sent in order by
- * one IORING_OP_SEND at a time on the ring of the writer's worker, while
+ * Writers: a descriptor's outgoing bytes (a stream socket, a pipe, a file,
+ * a terminal), copied and sent in order by one IORING_OP_SEND (or WRITE,
+ * for what is not a socket) at a time on the ring of the writer's worker, while
  * the writing task goes on (asyncio's StreamWriter.write()). A server
  * that answers requests waits only for the next request, not for its
  * answer's send. Sends carry MSG_NOSIGNAL; br_io_timeout() does not
@@ -1194,10 +1368,12 @@ BR_API void br_reader_free(br_reader *r);
 typedef struct br_writer br_writer;
 
 /**
- * br_writer_new - a writer for connected stream socket fd, which it
- * borrows: close fd after br_writer_free (until then the writer may hold
- * the socket open through its ring). Returns 0, -EINVAL (out NULL),
- * -EBADF (fd < 0), -ENOMEM. Context: any thread.
+ * br_writer_new - a writer for fd: a connected stream socket, or any
+ * descriptor open for writing (pipe, file at its current position,
+ * terminal). Borrows fd: close it after br_writer_free (until then the
+ * writer may hold it open through its ring). Returns 0, -EINVAL (out
+ * NULL), -EBADF (fd < 0, not open for writing, a directory), the error
+ * of fcntl or fstat, -ENOMEM. Context: any thread.
  */
 BR_API int br_writer_new(br_writer **out, int fd);
 
@@ -1213,7 +1389,8 @@ BR_API int br_writer_new(br_writer **out, int fd);
  * task is waiting in a call on w, or the ring has no free SQE), -ENOMEM,
  * -EINVAL (w NULL, data NULL with n > 0, or a writer tied to another
  * runtime), BR_ECLOSED (a plain thread's call while the runtime
- * closes), BR_EBADOBJ for a freed writer. The first call from a task
+ * closes), BR_EBADOBJ for a freed writer (within the bound the
+ * conventions at the top give). The first call from a task
  * ties the writer to that task's worker (and registers fd with its ring
  * when it can: BR_FEAT_FIXED_FILES); later calls move there, and a plain
  * thread's call runs there as a task. A plain thread's call on a writer
@@ -1568,7 +1745,9 @@ BR_API int br_chan_new(br_chan **out, size_t elem_size, size_t capacity);
 /**
  * br_chan_free - free ch and any elements still buffered. Nobody may be
  * using ch, or wait on it, any more (close it and let them finish
- * first). NULL is a no-op. Context: any thread.
+ * first). NULL is a no-op; calls on a freed channel give BR_EBADOBJ
+ * within the bound the conventions at the top of braid.h give.
+ * Context: any thread.
  */
 BR_API void br_chan_free(br_chan *ch);
 
@@ -1977,7 +2156,8 @@ BR_API int br_mpi_serve(int *argc, char ***argv);
  * process, on its only thread, outside any runtime. */
 typedef int (*br_job_fn)(br_job *job, const void *in, size_t len);
 
-/** How long an initializer may run when the pool has no timeout_ms. */
+/** How long a worker may take to start and run its initializer, unless
+ * br_pool_config.init_timeout_ms says otherwise. */
 #define BR_POOL_INIT_TIMEOUT_MS 30000
 
 /** A worker's initializer: arg/len are a copy of br_pool_config's init_arg
@@ -1991,9 +2171,8 @@ typedef int (*br_pool_init_fn)(const void *arg, size_t len);
  *                 at most 256.
  *   init          run once in each worker before its first job
  *                 (replacements included); NULL: none. It must return
- *                 within timeout_ms, or BR_POOL_INIT_TIMEOUT_MS when
- *                 timeout_ms is 0: past it the worker is killed, and
- *                 br_pool_new fails with -ETIMEDOUT (a replacement
+ *                 within init_timeout_ms: past it the worker is killed,
+ *                 and br_pool_new fails with -ETIMEDOUT (a replacement
  *                 counts as a failed initializer).
  *   init_arg, init_len
  *                 bytes copied to each worker for init, at most 64 KiB.
@@ -2003,6 +2182,9 @@ typedef int (*br_pool_init_fn)(const void *arg, size_t len);
  *                 starts the job; 0: none.
  *   max_payload   largest input or output of one job (or one br_map
  *                 chunk), default 64 MiB, at most 1 GiB.
+ *   init_timeout_ms
+ *                 how long a worker may take to start and run init, from
+ *                 its fork; default BR_POOL_INIT_TIMEOUT_MS.
  *   mpi           1: the pool spans every rank of the MPI job that
  *                 br_mpi_serve() joined (libbraid-mpi): each rank runs
  *                 workers of its own (workers per rank; 0: its CPUs), and
@@ -2019,6 +2201,7 @@ typedef struct br_pool_config {
 	int64_t timeout_ms;
 	size_t max_payload;
 	int mpi;
+	int64_t init_timeout_ms;
 } br_pool_config;
 
 /**

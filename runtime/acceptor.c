@@ -19,14 +19,19 @@
  *   CQE. Connections accepted but never taken are closed then.
  *
  * Concurrency: all fields after creation, the owner worker only (magic
- * and lfd are read anywhere).
+ * and lfd are read anywhere), except busy: taken by compare-and-swap by
+ * the caller of br_acceptor_next on any thread (acquire), given back by
+ * it (release), so that a second concurrent caller gets -EBUSY on every
+ * path, with or without a ring.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "mshot.h"
+#include "quarantine.h"
 #include "task.h"
 #include "worker.h"
 
@@ -35,7 +40,13 @@ struct br_acceptor {
 	uint32_t magic;
 	int lfd;
 	int fallback; /* no multishot accept here: br_accept */
+	/* A caller is inside br_acceptor_next (any thread; see next()). */
+	_Atomic int busy;
 };
+
+/* Freed acceptors, whose magic a stale call may still check. */
+static struct br__quarantine freed =
+	BR__QUARANTINE_INIT(struct br_acceptor, magic);
 
 /* A CQE of the multishot accept, on the owner. */
 static void on_cqe(struct br__mshot *m, int res, uint32_t flags)
@@ -84,11 +95,13 @@ static void *next_on_owner(void *arg)
 	return (void *)(intptr_t)br_acceptor_next(a);
 }
 
+static int next(br_acceptor *a, struct br__task *t, struct br__worker *w);
+
 int br_acceptor_next(br_acceptor *a)
 {
 	struct br__task *t = br__task_current();
 	struct br__worker *w;
-	int err;
+	int expect = 0, r;
 
 	if (!a || a->magic != BR__MAGIC_ACCEPTOR)
 		return a ? BR_EBADOBJ : -EINVAL;
@@ -98,9 +111,25 @@ int br_acceptor_next(br_acceptor *a)
 		 * take one there, as a task, and wait. */
 		void *v = NULL;
 
-		err = br__mshot_on_worker(a->o.w, next_on_owner, &a, &v);
-		return err < 0 ? err : (int)(intptr_t)v;
+		r = br__mshot_on_worker(a->o.w, next_on_owner, &a, &v);
+		return r < 0 ? r : (int)(intptr_t)v;
 	}
+	/* One caller at a time, on every path: the ring's waiter slot
+	 * would say so too, but a loop without a ring, a plain thread and
+	 * the fallback to br_accept() have none. */
+	if (!atomic_compare_exchange_strong_explicit(&a->busy, &expect, 1,
+						     memory_order_acquire,
+						     memory_order_relaxed))
+		return -EBUSY;
+	r = next(a, t, w);
+	atomic_store_explicit(&a->busy, 0, memory_order_release);
+	return r;
+}
+
+static int next(br_acceptor *a, struct br__task *t, struct br__worker *w)
+{
+	int err;
+
 	if (!t || !w->ring.on || a->fallback)
 		return br_accept(a->lfd, NULL, NULL, 0);
 	err = br__mshot_tie(&a->o);
@@ -142,7 +171,7 @@ static void release(struct br__mshot_obj *o)
 	}
 	a->magic = BR__MAGIC_DEAD;
 	br__mshot_queue_free(o);
-	free(a);
+	br__quarantine_free(&freed, a);
 }
 
 void br_acceptor_free(br_acceptor *a)

@@ -62,13 +62,16 @@
  *   acquire, which pairs with the release after the partner's copy.
  *
  * Lifetime
- *   br_chan_new() allocates the channel and its ring in one block;
- *   br_chan_free() frees it, once nobody uses it.
+ *   br_chan_new() allocates the channel and its ring; br_chan_free(),
+ *   once nobody uses it, frees the ring and hands the channel to the
+ *   quarantine (quarantine.c), which keeps its poisoned magic readable
+ *   for a while: a call on a freed channel gives BR_EBADOBJ.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "quarantine.h"
 #include "sync.h"
 #include "waitq.h"
 
@@ -89,8 +92,12 @@ struct br_chan {
 	size_t head, len;      /* the ring; protected by lock */
 	struct br__wq sendq;   /* protected by lock */
 	struct br__wq recvq;   /* protected by lock */
-	unsigned char *ring;   /* cap * esize bytes after the struct */
+	unsigned char *ring;   /* cap * esize bytes; NULL if cap is 0 */
 };
+
+/* Freed channels, whose magic a stale call may still check. */
+static struct br__quarantine freed_chans =
+	BR__QUARANTINE_INIT(struct br_chan, magic);
 
 static int chan_ok(const struct br_chan *ch)
 {
@@ -130,17 +137,22 @@ static inline void copy(void *dst, const void *src, size_t n)
 int br_chan_new(br_chan **out, size_t elem_size, size_t capacity)
 {
 	struct br_chan *ch;
-	size_t hdr = (sizeof(*ch) + 15) & ~(size_t)15;
 
 	if (!out || elem_size == 0 || elem_size > BR_CHAN_ELEM_MAX ||
 	    capacity > BR_CHAN_CAP_MAX)
 		return -EINVAL;
-	ch = calloc(1, hdr + elem_size * capacity);
+	ch = calloc(1, sizeof(*ch));
 	if (!ch)
 		return -ENOMEM;
+	if (capacity) {
+		ch->ring = calloc(capacity, elem_size);
+		if (!ch->ring) {
+			free(ch);
+			return -ENOMEM;
+		}
+	}
 	ch->esize = elem_size;
 	ch->cap = capacity;
-	ch->ring = (unsigned char *)ch + hdr;
 	atomic_init(&ch->lock, 0);
 	ch->magic = BR__MAGIC_CHAN;
 	*out = ch;
@@ -152,7 +164,8 @@ void br_chan_free(br_chan *ch)
 	if (!chan_ok(ch))
 		return;
 	ch->magic = BR__MAGIC_DEAD;
-	free(ch);
+	free(ch->ring);
+	br__quarantine_free(&freed_chans, ch);
 }
 
 /*

@@ -10,9 +10,17 @@
  *   a caller's number by hand: a product that would overflow saturates,
  *   and a deadline too far away to matter is no deadline at all.
  *
+ *   Every time argument of the API is an int64_t the caller may set to
+ *   anything, INT64_MAX and INT64_MIN included, so a conversion saturates
+ *   instead of wrapping (a wrapped sum is a deadline in the past, and the
+ *   call would fire at once). A delay saturates at BR__FOREVER_NS, not at
+ *   INT64_MAX, so that code adding it to a time of its own (the pool's
+ *   start + limit) cannot overflow either.
+ *
  * Invariants
- *   - br__ms_to_ns() and br__deadline_add() never overflow: they saturate
- *     at INT64_MAX.
+ *   - br__ms_to_ns() gives a value in [-BR__FOREVER_NS, BR__FOREVER_NS];
+ *     br__deadline_add() and br__deadline_in() saturate at INT64_MAX.
+ *     None of them overflows, whatever its argument.
  *
  * Concurrency
  *   None: pure functions and a read of the clock.
@@ -30,28 +38,47 @@
 #define BR__NS_PER_MS INT64_C(1000000)
 #define BR__NS_PER_S INT64_C(1000000000)
 
-/* ms in nanoseconds, saturating at INT64_MAX; ms >= 0. */
+/*
+ * The longest delay the runtime keeps, about 146 years: a delay this
+ * long never passes, and adding it to a time of the monotonic clock,
+ * which counts from boot, cannot overflow.
+ */
+#define BR__FOREVER_NS (INT64_MAX / 2)
+
+/* ms in nanoseconds, any ms, saturating at +-BR__FOREVER_NS. */
 static inline int64_t br__ms_to_ns(int64_t ms)
 {
-	return ms > INT64_MAX / BR__NS_PER_MS ? INT64_MAX : ms * BR__NS_PER_MS;
+	if (ms > BR__FOREVER_NS / BR__NS_PER_MS)
+		return BR__FOREVER_NS;
+	if (ms < -(BR__FOREVER_NS / BR__NS_PER_MS))
+		return -BR__FOREVER_NS;
+	return ms * BR__NS_PER_MS;
 }
 
-/* t + d for a time t and a delay d >= 0, saturating at INT64_MAX. */
+/* t + d for a time t >= 0 and a delay d >= 0, saturating at INT64_MAX. */
 static inline int64_t br__deadline_add(int64_t t, int64_t d)
 {
 	return d > INT64_MAX - t ? INT64_MAX : t + d;
 }
 
+/* The time d >= 0 nanoseconds from now, saturating at INT64_MAX. */
+static inline int64_t br__deadline_in(int64_t d)
+{
+	return br__deadline_add(br_now_ns(), d);
+}
+
 /*
  * br__deadline_ms - the deadline timeout_ms from now: -1 (none) for a
- * negative timeout, or for one so long (over a century) that it can
- * never pass.
+ * negative timeout, or for one so long (BR__FOREVER_NS or more) that it
+ * can never pass.
  */
 static inline int64_t br__deadline_ms(int64_t timeout_ms)
 {
-	if (timeout_ms < 0 || timeout_ms > INT64_MAX / (2 * BR__NS_PER_MS))
+	int64_t ns = br__ms_to_ns(timeout_ms);
+
+	if (ns < 0 || ns >= BR__FOREVER_NS)
 		return -1;
-	return br_now_ns() + timeout_ms * BR__NS_PER_MS;
+	return br_now_ns() + ns;
 }
 
 /* A time or a delay in nanoseconds (>= 0) as a timespec. */

@@ -174,6 +174,17 @@ br_future *br_shield(br_future *f)
 	return p;
 }
 
+int br__await_shielded(br_future *f)
+{
+	br_future *s = br_shield(f);
+	int r = br_await(s, NULL);
+
+	br_future_release(s);
+	if (r == -ECANCELED && br__future_state(f) == BR_PENDING)
+		return r; /* the caller was cancelled; f goes on */
+	return br__future_result(f, NULL);
+}
+
 /* ---- as_completed ---- */
 
 struct br_as_completed {

@@ -111,7 +111,7 @@ int br_deadline_enter(br_deadline *scope, int64_t timeout_ms)
 int br_deadline_enter_at(br_deadline *scope, int64_t deadline_ns)
 {
 	/* A deadline a century away is none (clock.h). */
-	if (deadline_ns < 0 || deadline_ns - br_now_ns() > INT64_MAX / 2)
+	if (deadline_ns < 0 || deadline_ns - br_now_ns() >= BR__FOREVER_NS)
 		deadline_ns = -1;
 	return enter(scope, deadline_ns);
 }

@@ -474,6 +474,8 @@ int br_promise_resolve_bytes(br_future *p, void *buf, size_t len)
 {
 	int ret = promise_check(p);
 
+	if (!ret && !buf && len)
+		ret = -EINVAL; /* a length of bytes that are not there */
 	if (ret < 0) {
 		free(buf);
 		return ret;

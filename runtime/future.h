@@ -167,6 +167,15 @@ void br__future_destroy(struct br_future *f);
 /* Result of a completed future in br_await's shape. */
 int br__future_result(const struct br_future *f, void **value);
 
+/*
+ * br__await_shielded - await f, but if the calling task is cancelled,
+ * stop waiting without cancelling f (br_await would: asyncio's rule), and
+ * return -ECANCELED while f goes on. Otherwise f's result. For a call the
+ * caller shares memory with, which must not end before it stops using it.
+ * Context: any thread; suspends a task, blocks a plain thread.
+ */
+int br__await_shielded(struct br_future *f);
+
 /* Make a new heap promise with refs references (NULL if out of memory). */
 struct br_future *br__promise_alloc(uint32_t refs);
 

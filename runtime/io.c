@@ -32,6 +32,12 @@
  *   a deadline and was not cancelled by braid timed out: -ETIMEDOUT. The
  *   deadline is the nearer of the call's own (its timeout, or the task's
  *   br_io_timeout) and the task's deadline scope's (deadline.c).
+ *   A release (br_close, br__io_start_release) is never cancelled and
+ *   has no deadline, not even a scope's: it starts in a task already
+ *   cancelled and waits out its completion without waking for
+ *   cancellation requests, since a cancelled task must still be able to
+ *   let go of its descriptors (a close cancelled in the kernel before it
+ *   ran would leave the fd open).
  *
  *   No lost completion: done is written and read only on the owner
  *   thread, so the waiter's "arm, then check done" and the owner's "set
@@ -46,8 +52,10 @@
  *   registers (fd, events) with its worker, which ppoll()s them together
  *   with its wake-up eventfd when it parks (only to sleep until one is
  *   ready) and without waiting at its poll points, which wake the ready
- *   ones; once the fd is ready, the task makes the syscall itself.
- *   Calls with no readiness notion run as plain syscalls.
+ *   ones; once the fd is ready, the task makes the syscall itself. The
+ *   transfers try the call first (io_ops.c makes it one that cannot
+ *   block) and wait only when it says EAGAIN (br__io_ready). Calls with
+ *   no readiness notion run as plain syscalls.
  *
  * Invariants
  *   - An operation's br__io stays valid until done is set: its task is
@@ -99,6 +107,22 @@ static void poll_unlink(struct br__ring *r, struct br__io *io)
 
 /* Wait on the loop until fd is ready for io->events, the deadline passes
  * or the task is cancelled. Returns BR__IO_SYS or the error. */
+static int wait_ready(struct br__io *io, struct br__task *t);
+
+int br__io_ready(struct br__io *io, short events)
+{
+	struct br__task *t = br__task_current();
+
+	if (br__task_cancel_pending(t)) {
+		t->cancel_seen = 1;
+		return -ECANCELED;
+	}
+	if (io->deadline >= 0 && br_now_ns() >= io->deadline)
+		return -ETIMEDOUT;
+	io->events = events;
+	return wait_ready(io, t);
+}
+
 static int wait_ready(struct br__io *io, struct br__task *t)
 {
 	struct br__worker *w = br__worker_current();
@@ -201,13 +225,17 @@ void br__io_poll_fallback(struct br__worker *w, int64_t timeout_ns, int wake)
 
 /* ---- the ring ---- */
 
-int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
+static int start(struct br__io *io, int fd, short events, int64_t timeout_ms,
+		 int nocancel)
 {
 	struct br__task *t = br__task_current();
 	struct br__worker *w;
 	struct io_uring *ring;
+	int try_first = events & BR__IO_TRY;
 
+	events &= (short)~BR__IO_TRY;
 	io->dontwait = 0;
+	io->nocancel = (uint8_t)nocancel;
 	if (!t) {
 		int64_t dl, left;
 
@@ -233,22 +261,30 @@ int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
 		}
 		return BR__IO_SYS;
 	}
-	if (br__task_cancel_pending(t)) {
+	if (!nocancel && br__task_cancel_pending(t)) {
 		t->cancel_seen = 1;
 		return -ECANCELED;
 	}
 	/* The nearer of the call's own deadline and the task's scope's:
-	 * br_io_timeout() is a scope around each single call. */
-	io->deadline = br__deadline_min(
-		br__deadline_ms(timeout_ms >= 0 ? timeout_ms : t->io_timeout),
-		t->dl.deadline);
+	 * br_io_timeout() is a scope around each single call. A release
+	 * has none. */
+	io->deadline =
+		nocancel ?
+			-1 :
+			br__deadline_min(br__deadline_ms(timeout_ms >= 0 ?
+								 timeout_ms :
+								 t->io_timeout),
+					 t->dl.deadline);
 	io->fd = fd;
 	io->events = events;
 	w = br__worker_current();
 	if (!w->ring.on) {
 		io->dontwait = MSG_DONTWAIT;
-		/* poll() ignores negative fds; the syscall reports EBADF. */
-		return events && fd >= 0 ? wait_ready(io, t) : BR__IO_SYS;
+		/* poll() ignores negative fds; the syscall reports EBADF.
+		 * BR__IO_TRY: the caller tries first and waits with
+		 * br__io_ready() only if it must. */
+		return events && fd >= 0 && !try_first ? wait_ready(io, t) :
+							 BR__IO_SYS;
 	}
 	ring = &w->ring.ring;
 	/* Room for the operation and its linked timeout in one batch: a
@@ -266,6 +302,16 @@ int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
 	io->res = 0;
 	io->cqe_flags = 0;
 	return BR__IO_RING;
+}
+
+int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms)
+{
+	return start(io, fd, events, timeout_ms, 0);
+}
+
+int br__io_start_release(struct br__io *io, int fd)
+{
+	return start(io, fd, 0, -1, 1);
 }
 
 /* Ask the kernel to cancel io. On the owner. */
@@ -302,13 +348,14 @@ int br__io_wait(struct br__io *io)
 			br__fiber_disarm(io->fiber, seq);
 			break;
 		}
-		if (!io->cancel_sent && br__task_cancel_pending(t)) {
+		if (!io->cancel_sent && !io->nocancel &&
+		    br__task_cancel_pending(t)) {
 			br__fiber_disarm(io->fiber, seq);
 			cancel_in_kernel(io);
 			continue;
 		}
 		io->seq = seq;
-		br__task_suspend(!io->cancel_sent);
+		br__task_suspend(!io->cancel_sent && !io->nocancel);
 	}
 	br__obs_span(&io->w->obs, BR__TR_IO, t0, op);
 	res = io->res;

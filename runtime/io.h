@@ -38,6 +38,7 @@ struct br__io {
 	int fd;		     /* for the poll fallback */
 	uint8_t done;	     /* final completion reaped; owner thread only */
 	uint8_t cancel_sent; /* ASYNC_CANCEL submitted; owner thread only */
+	uint8_t nocancel;    /* a release (close): never cancelled */
 	/* BR__IO_SYS from a task without a ring: MSG_DONTWAIT, and -EAGAIN
 	 * means wait again; else 0. */
 	int dontwait;
@@ -53,6 +54,28 @@ struct br__io {
  * BR_ENOTTASK) that the call returns as is. Context: any thread.
  */
 int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms);
+
+/* In br__io_start()'s events: on a worker without a ring, return
+ * BR__IO_SYS at once, without waiting for readiness; the caller tries
+ * its call and waits with br__io_ready() on EAGAIN. */
+#define BR__IO_TRY ((short)0x4000)
+
+/*
+ * br__io_ready - on a worker without a ring, after br__io_start() gave
+ * BR__IO_SYS: wait on the loop until the fd is ready for events (POLLIN,
+ * POLLOUT), within the call's deadline. Returns BR__IO_SYS, -ETIMEDOUT or
+ * -ECANCELED. Context: the task that called br__io_start().
+ */
+int br__io_ready(struct br__io *io, short events);
+
+/*
+ * br__io_start_release - br__io_start() for an operation that lets go of
+ * something (a close): a task cancelled before or during it still does
+ * it, and waits for its completion without cancelling it in the kernel,
+ * so that a cancelled task can release what it holds. No readiness and
+ * no deadline. Context: any thread.
+ */
+int br__io_start_release(struct br__io *io, int fd);
 
 /*
  * br__io_wait - submit the prepared SQE (batched with the tick's others)

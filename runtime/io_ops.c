@@ -11,8 +11,43 @@
  *     if (m != BR__IO_SYS)    return m            (error before starting)
  *     return the syscall's result as -errno or the count
  *
- * Socket calls without a ring loop on -EAGAIN with MSG_DONTWAIT, so a
- * readiness that another task consumed first never blocks the loop.
+ * Without a ring, no call may block the worker thread, whatever mode the
+ * caller left its fd in (transfer_nowait). O_NONBLOCK belongs to the open
+ * file description, which other processes may share (a terminal, a pipe
+ * to a shell), so braid never sets it on an fd it was given for a
+ * transfer; each call is made non-blocking by itself, tried first, and
+ * waits on the loop for readiness only when it says EAGAIN:
+ *   - socket calls with MSG_DONTWAIT;
+ *   - reads and writes with preadv2/pwritev2(RWF_NOWAIT), which sockets,
+ *     pipes (Linux 6.x) and regular files of most file systems honour;
+ *   - what refuses RWF_NOWAIT: a socket on an older kernel through its
+ *     socket call, an fd already O_NONBLOCK as it is, and anything else
+ *     (a terminal, a character device, an older kernel's pipe) by waiting
+ *     for readiness and then making the call on the blocking pool, a
+ *     write cut to PIPE_BUF so that it fits what readiness promised;
+ *   - regular files and block devices, where readiness means nothing:
+ *     a read the page cache cannot serve at once (RWF_NOWAIT's EAGAIN),
+ *     or any transfer where RWF_NOWAIT is refused, goes to the blocking
+ *     pool, as io_uring punts it to its own workers.
+ * openat tries a lookup from the kernel's caches with O_NONBLOCK first,
+ * as the ring does (openat_nowait); statx and fsync, and the openat that
+ * needs more, go to the blocking pool. A call on the blocking pool is
+ * awaited without cancellation, since its buffers are the caller's; it
+ * is short (readiness came first) or a file system's.
+ * That is what libuv does for files (its thread pool) and roughly what Go
+ * does for fds it did not open non-blocking (a thread blocks, and the
+ * scheduler carries on elsewhere). accept() and connect() have no
+ * per-call form: on a blocking socket, O_NONBLOCK is set around the one
+ * call, under a lock, and restored.
+ *
+ * Every call that takes a descriptor refuses a negative one first
+ * (-EBADF at once): poll() skips negative fds, so a plain thread with a
+ * deadline, and a loop without a ring, would otherwise wait out the
+ * deadline; and io_uring may wait for one fd's readiness before it looks
+ * at the other (splice).
+ *
+ * br_close() is not cancellable (br__io_start_release): a cancelled task
+ * must be able to close what it holds.
  *
  * A receive right after the task's send on the same socket is the
  * request/response pattern: the answer cannot have arrived yet, so the
@@ -25,16 +60,28 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "braid.h"
 #include "io.h"
 #include "task.h"
+#include "wait.h"
+
+#ifndef RWF_NOWAIT
+#define RWF_NOWAIT 0x00000008
+#endif
+#ifndef RESOLVE_CACHED
+#define RESOLVE_CACHED 0x20
+#endif
 
 #define NONE (-1) /* no timeout of the call's own: the task's */
 
@@ -80,25 +127,243 @@ static long sys_transfer(int op, int fd, void *addr, size_t len, int64_t off,
 	}
 }
 
+/* ---- transfers that cannot block a loop without a ring ---- */
+
+/* How transfer_nowait() makes a call on one fd. */
+enum how {
+	BY_NOWAIT,     /* preadv2/pwritev2 with RWF_NOWAIT */
+	BY_SOCKET,     /* a socket call with MSG_DONTWAIT */
+	BY_PLAIN,      /* the fd is O_NONBLOCK already */
+	BY_POOL,       /* a file: on the blocking pool */
+	BY_POOL_READY, /* readiness on the loop, then the blocking pool */
+};
+
+/* A call made on the blocking pool for a task. */
+struct pool_fn {
+	long (*fn)(void *arg); /* returns the count or -errno */
+	void *arg;
+	long ret;
+};
+
+static void *pool_fn_run(void *arg)
+{
+	struct pool_fn *p = arg;
+
+	p->ret = p->fn(p->arg);
+	return NULL;
+}
+
+/* fn(arg) on the blocking pool, waited for not cancellably: its buffers
+ * are the caller's until it returns. */
+static long on_pool_fn(long (*fn)(void *), void *arg)
+{
+	struct pool_fn p = { fn, arg, -EIO };
+	br_future *f = br_spawn_blocking(br_current_runtime(), pool_fn_run, &p);
+	int err = br__wait_any(&f, 1, -1, BR__WAIT_NOCANCEL);
+
+	if (err >= 0)
+		err = br_future_error(f);
+	br_future_release(f);
+	return err < 0 ? err : p.ret;
+}
+
+struct pool_transfer {
+	int op, fd, flags;
+	void *addr;
+	size_t len;
+	int64_t off;
+};
+
+static long pool_transfer_run(void *arg)
+{
+	struct pool_transfer *c = arg;
+
+	return BR__SYS(
+		sys_transfer(c->op, c->fd, c->addr, c->len, c->off, c->flags));
+}
+
+/* A transfer on the blocking pool. */
+static ssize_t on_pool(int op, int fd, void *addr, size_t len, int64_t off,
+		       int flags)
+{
+	struct pool_transfer c = { op, fd, flags, addr, len, off };
+
+	return on_pool_fn(pool_transfer_run, &c);
+}
+
+/* The readiness a transfer waits for. */
+static short direction(int op)
+{
+	return op == IORING_OP_READ || op == IORING_OP_READV ||
+			       op == IORING_OP_RECV || op == IORING_OP_RECVMSG ?
+		       POLLIN :
+		       POLLOUT;
+}
+
+/* How to make calls on fd that RWF_NOWAIT refused (or, after EAGAIN,
+ * whether fd is a file). */
+static enum how classify(int fd, int after_eagain)
+{
+	struct stat st;
+	int fl;
+
+	if (fstat(fd, &st) < 0)
+		return BY_PLAIN; /* the call itself will give the error */
+	if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode))
+		return BY_POOL;
+	if (after_eagain)
+		return BY_NOWAIT;
+	if (S_ISSOCK(st.st_mode))
+		return BY_SOCKET;
+	fl = fcntl(fd, F_GETFL);
+	return fl >= 0 && (fl & O_NONBLOCK) ? BY_PLAIN : BY_POOL_READY;
+}
+
+/* A read or write op on a socket as the socket call it amounts to:
+ * read(2) and write(2) are recv and send with no flags (so a write
+ * still raises SIGPIPE, as write(2) and the ring's write do). */
+static ssize_t as_socket_call(int op, int fd, void *addr, size_t len)
+{
+	struct msghdr m = { .msg_iov = addr, .msg_iovlen = len };
+
+	switch (op) {
+	case IORING_OP_READ:
+		return BR__SYS(recv(fd, addr, len, MSG_DONTWAIT));
+	case IORING_OP_WRITE:
+		return BR__SYS(send(fd, addr, len, MSG_DONTWAIT));
+	case IORING_OP_READV:
+		return BR__SYS(recvmsg(fd, &m, MSG_DONTWAIT));
+	default:
+		return BR__SYS(sendmsg(fd, &m, MSG_DONTWAIT));
+	}
+}
+
+/* A write on the blocking pool after readiness: at most PIPE_BUF bytes
+ * (of the first non-empty buffer, for a vector), which a pipe that polled
+ * writable takes without blocking. A short write, as a non-blocking
+ * write would be. */
+static ssize_t write_ready_on_pool(int op, int fd, void *addr, size_t len)
+{
+	const struct iovec *iov = addr;
+
+	if (op == IORING_OP_WRITEV) {
+		size_t i;
+
+		for (i = 0; i < len && !iov[i].iov_len; i++)
+			;
+		if (i == len)
+			return on_pool(op, fd, addr, len, -1, 0);
+		addr = iov[i].iov_base;
+		len = iov[i].iov_len;
+	}
+	return on_pool(IORING_OP_WRITE, fd, addr,
+		       len > PIPE_BUF ? PIPE_BUF : len, -1, 0);
+}
+
+/*
+ * transfer_nowait - op on a loop without a ring (header). io came from
+ * br__io_start(..., BR__IO_TRY); flags are the caller's MSG_* flags for
+ * socket ops, with MSG_NOSIGNAL added for sends.
+ */
+static ssize_t transfer_nowait(struct br__io *io, int op, int fd, void *addr,
+			       size_t len, int64_t off, int flags)
+{
+	enum how how = is_socket_op(op) ? BY_SOCKET : BY_NOWAIT;
+	size_t got = 0; /* MSG_WAITALL's bytes so far */
+	short ev = direction(op);
+	int in = ev == POLLIN, kind_known = 0, m;
+	struct iovec one = { addr, len };
+	const struct iovec *iov = &one;
+	int cnt = 1;
+	ssize_t r;
+
+	if (op == IORING_OP_READV || op == IORING_OP_WRITEV) {
+		iov = addr;
+		cnt = (int)len;
+	}
+	for (;;) {
+		switch (how) {
+		case BY_NOWAIT:
+			r = BR__SYS(
+				in ? preadv2(fd, iov, cnt, off, RWF_NOWAIT) :
+				     pwritev2(fd, iov, cnt, off, RWF_NOWAIT));
+			if (r == -EOPNOTSUPP || r == -ENOSYS) {
+				how = classify(fd, 0);
+				kind_known = 1;
+				continue;
+			}
+			if (r == -EAGAIN && !kind_known) {
+				how = classify(fd, 1);
+				kind_known = 1;
+				if (how == BY_POOL)
+					continue;
+			}
+			break;
+		case BY_SOCKET:
+			r = is_socket_op(op) ?
+				    BR__SYS(sys_transfer(op, fd, addr, len, off,
+							 flags | MSG_DONTWAIT)) :
+				    as_socket_call(op, fd, addr, len);
+			if (flags & MSG_DONTWAIT)
+				return r; /* the caller's own: no wait */
+			/* MSG_WAITALL with MSG_DONTWAIT stops at what has
+			 * arrived: go on until the whole length, EOF or an
+			 * error, as the ring's receive does. */
+			if (op == IORING_OP_RECV && (flags & MSG_WAITALL) &&
+			    (r > 0 || (r == -EAGAIN && got))) {
+				if (r > 0) {
+					got += (size_t)r;
+					if ((size_t)r == len)
+						return (ssize_t)got;
+					addr = (char *)addr + r;
+					len -= (size_t)r;
+					continue;
+				}
+			} else if (got) {
+				return (ssize_t)got; /* EOF or an error */
+			}
+			break;
+		case BY_PLAIN:
+			r = BR__SYS(sys_transfer(op, fd, addr, len, off, 0));
+			break;
+		case BY_POOL:
+			return on_pool(op, fd, addr, len, off, 0);
+		default: /* BY_POOL_READY */
+			m = br__io_ready(io, ev);
+			if (m != BR__IO_SYS)
+				return m;
+			return in ? on_pool(op, fd, addr, len, off, 0) :
+				    write_ready_on_pool(op, fd, addr, len);
+		}
+		if (r != -EAGAIN && r != -EWOULDBLOCK)
+			return r;
+		m = br__io_ready(io, ev);
+		if (m != BR__IO_SYS)
+			return got ? (ssize_t)got : m; /* keep what came */
+	}
+}
+
 /*
  * transfer - one read, write, vector or socket transfer (op): through the
- * ring, or as the plain syscall (after waiting for readiness ev on a loop
- * without a ring; ev 0 for files at an offset). len is the iovec count
- * for vectors and 1 for messages; off is -1 for the fd's own position;
- * flags are MSG_* for socket ops.
+ * ring, or as the plain syscall on a plain thread, or one that cannot
+ * block on a loop without a ring (transfer_nowait). len is the iovec
+ * count for vectors and 1 for messages; off is -1 for the fd's own
+ * position; flags are MSG_* for socket ops.
  */
 static ssize_t transfer(int op, int fd, void *addr, size_t len, int64_t off,
-			int flags, short ev, int64_t tmo)
+			int flags, int64_t tmo)
 {
 	int sock = is_socket_op(op), first;
 	struct br__io io;
 	ssize_t r;
 	int m;
 
+	if (fd < 0)
+		return -EBADF;
 	if (op == IORING_OP_SEND || op == IORING_OP_SENDMSG)
 		flags |= MSG_NOSIGNAL;
 	for (;;) {
-		m = br__io_start(&io, fd, ev, tmo);
+		m = br__io_start(&io, fd, direction(op) | BR__IO_TRY, tmo);
 		if (m == BR__IO_RING) {
 			first = op == IORING_OP_RECV &&
 				io.task->last_send_fd == fd &&
@@ -127,44 +392,42 @@ static ssize_t transfer(int op, int fd, void *addr, size_t len, int64_t off,
 		}
 		if (m != BR__IO_SYS)
 			return m;
-		r = BR__SYS(sys_transfer(op, fd, addr, len, off,
-					 flags | (sock ? io.dontwait : 0)));
-		if (r != -EAGAIN || !sock || !io.dontwait ||
-		    (flags & MSG_DONTWAIT))
-			return r;
+		if (io.dontwait && fd >= 0)
+			return transfer_nowait(&io, op, fd, addr, len, off,
+					       flags);
+		return BR__SYS(sys_transfer(op, fd, addr, len, off, flags));
 	}
 }
 
 ssize_t br_read(int fd, void *buf, size_t len)
 {
-	return transfer(IORING_OP_READ, fd, buf, clamp_len(len), -1, 0, POLLIN,
-			NONE);
+	return transfer(IORING_OP_READ, fd, buf, clamp_len(len), -1, 0, NONE);
 }
 
 ssize_t br_read_timeout(int fd, void *buf, size_t len, int64_t timeout_ms)
 {
-	return transfer(IORING_OP_READ, fd, buf, clamp_len(len), -1, 0, POLLIN,
+	return transfer(IORING_OP_READ, fd, buf, clamp_len(len), -1, 0,
 			timeout_ms);
 }
 
 ssize_t br_write(int fd, const void *buf, size_t len)
 {
 	return transfer(IORING_OP_WRITE, fd, (void *)buf, clamp_len(len), -1, 0,
-			POLLOUT, NONE);
+			NONE);
 }
 
 ssize_t br_write_timeout(int fd, const void *buf, size_t len,
 			 int64_t timeout_ms)
 {
 	return transfer(IORING_OP_WRITE, fd, (void *)buf, clamp_len(len), -1, 0,
-			POLLOUT, timeout_ms);
+			timeout_ms);
 }
 
 ssize_t br_pread(int fd, void *buf, size_t len, off_t offset)
 {
 	if (offset < 0)
 		return -EINVAL;
-	return transfer(IORING_OP_READ, fd, buf, clamp_len(len), offset, 0, 0,
+	return transfer(IORING_OP_READ, fd, buf, clamp_len(len), offset, 0,
 			NONE);
 }
 
@@ -173,7 +436,7 @@ ssize_t br_pwrite(int fd, const void *buf, size_t len, off_t offset)
 	if (offset < 0)
 		return -EINVAL;
 	return transfer(IORING_OP_WRITE, fd, (void *)buf, clamp_len(len),
-			offset, 0, 0, NONE);
+			offset, 0, NONE);
 }
 
 ssize_t br_readv(int fd, const struct iovec *iov, int iovcnt)
@@ -181,7 +444,7 @@ ssize_t br_readv(int fd, const struct iovec *iov, int iovcnt)
 	if (iovcnt < 0 || (iovcnt > 0 && !iov))
 		return -EINVAL;
 	return transfer(IORING_OP_READV, fd, (void *)iov, (size_t)iovcnt, -1, 0,
-			POLLIN, NONE);
+			NONE);
 }
 
 ssize_t br_writev(int fd, const struct iovec *iov, int iovcnt)
@@ -189,48 +452,47 @@ ssize_t br_writev(int fd, const struct iovec *iov, int iovcnt)
 	if (iovcnt < 0 || (iovcnt > 0 && !iov))
 		return -EINVAL;
 	return transfer(IORING_OP_WRITEV, fd, (void *)iov, (size_t)iovcnt, -1,
-			0, POLLOUT, NONE);
+			0, NONE);
 }
 
 ssize_t br_recv(int fd, void *buf, size_t len, int flags)
 {
 	return transfer(IORING_OP_RECV, fd, buf, clamp_len(len), 0, flags,
-			POLLIN, NONE);
+			NONE);
 }
 
 ssize_t br_recv_timeout(int fd, void *buf, size_t len, int flags,
 			int64_t timeout_ms)
 {
 	return transfer(IORING_OP_RECV, fd, buf, clamp_len(len), 0, flags,
-			POLLIN, timeout_ms);
+			timeout_ms);
 }
 
 ssize_t br_send(int fd, const void *buf, size_t len, int flags)
 {
 	return transfer(IORING_OP_SEND, fd, (void *)buf, clamp_len(len), 0,
-			flags, POLLOUT, NONE);
+			flags, NONE);
 }
 
 ssize_t br_send_timeout(int fd, const void *buf, size_t len, int flags,
 			int64_t timeout_ms)
 {
 	return transfer(IORING_OP_SEND, fd, (void *)buf, clamp_len(len), 0,
-			flags, POLLOUT, timeout_ms);
+			flags, timeout_ms);
 }
 
 ssize_t br_recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	if (!msg)
 		return -EFAULT;
-	return transfer(IORING_OP_RECVMSG, fd, msg, 1, 0, flags, POLLIN, NONE);
+	return transfer(IORING_OP_RECVMSG, fd, msg, 1, 0, flags, NONE);
 }
 
 ssize_t br_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	if (!msg)
 		return -EFAULT;
-	return transfer(IORING_OP_SENDMSG, fd, (void *)msg, 1, 0, flags,
-			POLLOUT, NONE);
+	return transfer(IORING_OP_SENDMSG, fd, (void *)msg, 1, 0, flags, NONE);
 }
 
 ssize_t br_recvfrom(int fd, void *buf, size_t len, int flags,
@@ -262,37 +524,81 @@ ssize_t br_sendto(int fd, const void *buf, size_t len, int flags,
 	return br_sendmsg(fd, &msg, flags);
 }
 
+/*
+ * accept() and connect() have no per-call non-blocking form. On a loop
+ * without a ring, a blocking socket is made O_NONBLOCK for the one call
+ * and then restored. The lock makes the read, set, call and restore one
+ * step among braid's callers, so that two of them cannot each read the
+ * other's temporary flag and leave it set for good. Another process
+ * sharing the socket, or a plain thread of this one that calls accept()
+ * itself, can see the flag for that moment.
+ */
+static pthread_mutex_t nb_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int accept_nb(int fd, struct sockaddr *addr, socklen_t *addrlen,
+		     int flags)
+{
+	int fl, r;
+
+	pthread_mutex_lock(&nb_lock);
+	fl = fcntl(fd, F_GETFL);
+	if (fl >= 0 && !(fl & O_NONBLOCK))
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	r = (int)BR__SYS(accept4(fd, addr, addrlen, flags));
+	if (fl >= 0 && !(fl & O_NONBLOCK))
+		fcntl(fd, F_SETFL, fl);
+	pthread_mutex_unlock(&nb_lock);
+	return r;
+}
+
+static int connect_nb(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	int fl, r;
+
+	pthread_mutex_lock(&nb_lock);
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0) {
+		pthread_mutex_unlock(&nb_lock);
+		return -errno;
+	}
+	if (!(fl & O_NONBLOCK))
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	r = (int)BR__SYS(connect(fd, addr, len));
+	if (!(fl & O_NONBLOCK))
+		fcntl(fd, F_SETFL, fl);
+	pthread_mutex_unlock(&nb_lock);
+	return r;
+}
+
 static int do_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
 		     int flags, int64_t tmo)
 {
 	struct br__io io;
 	int m, r;
 
+	if (fd < 0)
+		return -EBADF;
 	if (addr && !addrlen)
 		return -EFAULT;
 	flags |= SOCK_CLOEXEC;
+	m = br__io_start(&io, fd, POLLIN | BR__IO_TRY, tmo);
+	if (m == BR__IO_RING) {
+		io_uring_prep_accept(io.sqe, fd, addr, addrlen, flags);
+		return br__io_wait(&io);
+	}
+	if (m != BR__IO_SYS)
+		return m;
+	if (!io.dontwait || fd < 0)
+		return (int)BR__SYS(accept4(fd, addr, addrlen, flags));
+	/* Another task may take the connection that made the listener
+	 * readable: try, and wait again on EAGAIN. */
 	for (;;) {
-		m = br__io_start(&io, fd, POLLIN, tmo);
-		if (m == BR__IO_RING) {
-			io_uring_prep_accept(io.sqe, fd, addr, addrlen, flags);
-			return br__io_wait(&io);
-		}
+		r = accept_nb(fd, addr, addrlen, flags);
+		if (r != -EAGAIN && r != -EWOULDBLOCK)
+			return r;
+		m = br__io_ready(&io, POLLIN);
 		if (m != BR__IO_SYS)
 			return m;
-		if (!io.dontwait)
-			return (int)BR__SYS(accept4(fd, addr, addrlen, flags));
-		/* Another task may have taken the connection that made the
-		 * listener readable: never block the loop on it. */
-		r = (int)BR__SYS(
-			accept4(fd, addr, addrlen, flags | SOCK_NONBLOCK));
-		if (r >= 0 && !(flags & SOCK_NONBLOCK)) {
-			int fl = fcntl(r, F_GETFL);
-
-			if (fl >= 0)
-				fcntl(r, F_SETFL, fl & ~O_NONBLOCK);
-		}
-		if (r != -EAGAIN)
-			return r;
 	}
 }
 
@@ -313,6 +619,8 @@ static int do_connect(int fd, const struct sockaddr *addr, socklen_t len,
 	struct br__io io;
 	int m;
 
+	if (fd < 0)
+		return -EBADF;
 	if (!addr)
 		return -EFAULT;
 	m = br__io_start(&io, fd, 0, tmo);
@@ -322,19 +630,24 @@ static int do_connect(int fd, const struct sockaddr *addr, socklen_t len,
 	}
 	if (m != BR__IO_SYS)
 		return m;
-	if (io.dontwait) {
+	if (io.dontwait && fd >= 0) {
 		/* Without a ring: start it non-blocking, then wait for
-		 * writability and read the outcome. */
-		int fl = fcntl(fd, F_GETFL), err = 0;
+		 * writability and read the outcome. A Unix socket whose
+		 * listener's backlog is full says EAGAIN where a blocking
+		 * connect would wait: wait a little and try again. */
+		int err = 0;
 		socklen_t elen = sizeof(err);
 
-		if (fl < 0)
-			return -errno;
-		if (!(fl & O_NONBLOCK))
-			fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-		m = connect(fd, addr, len) < 0 ? -errno : 0;
-		if (!(fl & O_NONBLOCK))
-			fcntl(fd, F_SETFL, fl);
+		for (;;) {
+			m = connect_nb(fd, addr, len);
+			if (m != -EAGAIN)
+				break;
+			if (io.deadline >= 0 && br_now_ns() >= io.deadline)
+				return -ETIMEDOUT;
+			m = br_sleep_ms(1);
+			if (m < 0)
+				return m;
+		}
 		if (m != -EINPROGRESS)
 			return m;
 		m = br_poll_timeout(fd, POLLOUT, tmo);
@@ -361,7 +674,11 @@ int br_connect_timeout(int fd, const struct sockaddr *addr, socklen_t len,
 int br_close(int fd)
 {
 	struct br__io io;
-	int m = br__io_start(&io, fd, 0, NONE);
+	int m;
+
+	if (fd < 0)
+		return -EBADF;
+	m = br__io_start_release(&io, fd);
 
 	if (m == BR__IO_RING) {
 		io_uring_prep_close(io.sqe, fd);
@@ -375,7 +692,11 @@ int br_close(int fd)
 int br_shutdown(int fd, int how)
 {
 	struct br__io io;
-	int m = br__io_start(&io, fd, 0, NONE);
+	int m;
+
+	if (fd < 0)
+		return -EBADF;
+	m = br__io_start(&io, fd, 0, NONE);
 
 	if (m == BR__IO_RING) {
 		io_uring_prep_shutdown(io.sqe, fd, how);
@@ -384,6 +705,75 @@ int br_shutdown(int fd, int how)
 	if (m != BR__IO_SYS)
 		return m;
 	return (int)BR__SYS(shutdown(fd, how));
+}
+
+/* openat, statx and fsync on the blocking pool (loops without a ring):
+ * a path lookup or a flush can wait for a disk or a network file
+ * system. */
+struct pool_path {
+	int dirfd, flags, fd;
+	const char *path;
+	mode_t mode;
+	unsigned mask;
+	struct statx *out;
+};
+
+static long pool_openat_run(void *arg)
+{
+	struct pool_path *c = arg;
+
+	return BR__SYS(openat(c->dirfd, c->path, c->flags, c->mode));
+}
+
+static long pool_statx_run(void *arg)
+{
+	struct pool_path *c = arg;
+
+	return BR__SYS(statx(c->dirfd, c->path, c->flags, c->mask, c->out));
+}
+
+static long pool_fsync_run(void *arg)
+{
+	struct pool_path *c = arg;
+
+	return BR__SYS(c->flags ? fdatasync(c->fd) : fsync(c->fd));
+}
+
+/*
+ * openat on a loop without a ring, as the ring's IORING_OP_OPENAT does
+ * it: first with a lookup that only uses the kernel's caches
+ * (RESOLVE_CACHED, Linux 5.12) and O_NONBLOCK, which a FIFO needs so as
+ * not to wait for its other end (the ring, like this, opens a FIFO's
+ * read end at once and gives ENXIO for a write end nobody reads), then
+ * O_NONBLOCK taken off the new description unless the caller asked for
+ * it. What needs more (O_CREAT, O_TRUNC, a lookup not in the cache, an
+ * older kernel) goes to the blocking pool.
+ */
+static int openat_nowait(int dirfd, const char *path, int flags, mode_t mode)
+{
+	struct open_how how = { .flags = (uint64_t)(flags | O_NONBLOCK),
+				.resolve = RESOLVE_CACHED };
+	struct pool_path c = {
+		.dirfd = dirfd, .flags = flags, .path = path, .mode = mode
+	};
+	int fd, fl;
+
+	if (!(flags & (O_CREAT | O_TRUNC | O_TMPFILE))) {
+		fd = (int)BR__SYS(
+			syscall(SYS_openat2, dirfd, path, &how, sizeof(how)));
+		if (fd >= 0) {
+			fl = fcntl(fd, F_GETFL);
+			if (!(flags & O_NONBLOCK) && fl >= 0)
+				fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+			return fd;
+		}
+		/* EAGAIN: not in the cache; ENOSYS, EINVAL: no openat2 or
+		 * RESOLVE_CACHED here (or a flag it refuses and openat
+		 * ignores). The pool's openat gives the answer. */
+		if (fd != -EAGAIN && fd != -ENOSYS && fd != -EINVAL)
+			return fd;
+	}
+	return (int)on_pool_fn(pool_openat_run, &c);
 }
 
 int br_openat(int dirfd, const char *path, int flags, mode_t mode)
@@ -401,13 +791,20 @@ int br_openat(int dirfd, const char *path, int flags, mode_t mode)
 	}
 	if (m != BR__IO_SYS)
 		return m;
+	if (io.dontwait)
+		return openat_nowait(dirfd, path, flags, mode);
 	return (int)BR__SYS(openat(dirfd, path, flags, mode));
 }
 
 int br_fsync(int fd, int datasync)
 {
+	struct pool_path c = { .fd = fd, .flags = datasync };
 	struct br__io io;
-	int m = br__io_start(&io, fd, 0, NONE);
+	int m;
+
+	if (fd < 0)
+		return -EBADF;
+	m = br__io_start(&io, fd, 0, NONE);
 
 	if (m == BR__IO_RING) {
 		io_uring_prep_fsync(io.sqe, fd,
@@ -416,12 +813,19 @@ int br_fsync(int fd, int datasync)
 	}
 	if (m != BR__IO_SYS)
 		return m;
+	if (io.dontwait && fd >= 0)
+		return (int)on_pool_fn(pool_fsync_run, &c);
 	return (int)BR__SYS(datasync ? fdatasync(fd) : fsync(fd));
 }
 
 int br_statx(int dirfd, const char *path, int flags, unsigned mask,
 	     struct statx *out)
 {
+	struct pool_path c = { .dirfd = dirfd,
+			       .flags = flags,
+			       .path = path,
+			       .mask = mask,
+			       .out = out };
 	struct br__io io;
 	int m;
 
@@ -434,6 +838,8 @@ int br_statx(int dirfd, const char *path, int flags, unsigned mask,
 	}
 	if (m != BR__IO_SYS)
 		return m;
+	if (io.dontwait)
+		return (int)on_pool_fn(pool_statx_run, &c);
 	return (int)BR__SYS(statx(dirfd, path, flags, mask, out));
 }
 
@@ -444,8 +850,12 @@ ssize_t br_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out,
 	loff_t oi = off_in, oo = off_out;
 	int m;
 
+	ssize_t r;
+
+	if (fd_in < 0 || fd_out < 0)
+		return -EBADF;
 	len = clamp_len(len);
-	m = br__io_start(&io, fd_in, POLLIN, NONE);
+	m = br__io_start(&io, fd_in, POLLIN | BR__IO_TRY, NONE);
 	if (m == BR__IO_RING) {
 		io_uring_prep_splice(io.sqe, fd_in, off_in, fd_out, off_out,
 				     (unsigned)len, flags);
@@ -453,8 +863,25 @@ ssize_t br_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out,
 	}
 	if (m != BR__IO_SYS)
 		return m;
-	return BR__SYS(splice(fd_in, off_in < 0 ? NULL : &oi, fd_out,
-			      off_out < 0 ? NULL : &oo, len, flags));
+	if (!io.dontwait || fd_in < 0 || fd_out < 0)
+		return BR__SYS(splice(fd_in, off_in < 0 ? NULL : &oi, fd_out,
+				      off_out < 0 ? NULL : &oo, len, flags));
+	/* Without a ring: the pipe side(s) non-blocking for this call;
+	 * on EAGAIN, wait for the side that is not ready. A socket or a
+	 * file on the other side is read or written as it is. */
+	for (;;) {
+		struct pollfd p = { .fd = fd_in, .events = POLLIN };
+
+		r = BR__SYS(splice(fd_in, off_in < 0 ? NULL : &oi, fd_out,
+				   off_out < 0 ? NULL : &oo, len,
+				   flags | SPLICE_F_NONBLOCK));
+		if (r != -EAGAIN || (flags & SPLICE_F_NONBLOCK))
+			return r;
+		io.fd = poll(&p, 1, 0) == 1 ? fd_out : fd_in;
+		m = br__io_ready(&io, io.fd == fd_in ? POLLIN : POLLOUT);
+		if (m != BR__IO_SYS)
+			return m;
+	}
 }
 
 static int do_poll(int fd, short events, int64_t tmo)

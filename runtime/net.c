@@ -33,12 +33,13 @@
 #include <unistd.h>
 
 #include "braid.h"
+#include "future.h"
 #include "internal.h"
 
 struct lookup {
 	_Atomic int refs;
 	char *host;
-	char port[8];
+	char *service;
 	struct addrinfo hints;
 	struct addrinfo *res;
 	int err; /* getaddrinfo's EAI_* */
@@ -51,6 +52,7 @@ static void lookup_put(struct lookup *l)
 	if (l->res)
 		freeaddrinfo(l->res);
 	free(l->host);
+	free(l->service);
 	free(l);
 }
 
@@ -58,7 +60,7 @@ static void *lookup_call(void *arg)
 {
 	struct lookup *l = arg;
 
-	l->err = getaddrinfo(l->host, l->port, &l->hints, &l->res);
+	l->err = getaddrinfo(l->host, l->service, &l->hints, &l->res);
 	lookup_put(l);
 	return NULL;
 }
@@ -95,39 +97,38 @@ static int eai_to_errno(int eai, int sys_errno)
 	}
 }
 
-/* Resolve host:port into *res (freeaddrinfo it). 0 or a negative errno. */
-static int resolve(const char *host, uint16_t port, int socktype, int passive,
-		   struct addrinfo **res)
+/* getaddrinfo off the loops: on the blocking pool from a task, at once
+ * from a plain thread (or for what needs no resolver: a number). */
+static int lookup(const char *host, const char *service,
+		  const struct addrinfo *given, struct addrinfo **res)
 {
-	struct addrinfo hints = { 0 };
-	char ps[8];
+	struct addrinfo hints = *given;
 	struct lookup *l;
 	br_future *done;
 	int eai, err;
 
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = socktype;
-	hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
-	snprintf(ps, sizeof(ps), "%u", (unsigned)port);
-	hints.ai_flags |= AI_NUMERICHOST;
-	eai = getaddrinfo(host, ps, &hints, res);
-	if (eai != EAI_NONAME || !host)
+	/* A number needs no resolver. AI_ADDRCONFIG is for names: with no
+	 * address but loopback's configured, it would refuse 127.0.0.1. */
+	hints.ai_flags = (hints.ai_flags | AI_NUMERICHOST) & ~AI_ADDRCONFIG;
+	eai = getaddrinfo(host, service, &hints, res);
+	if (eai != EAI_NONAME || !host || (given->ai_flags & AI_NUMERICHOST))
 		return eai_to_errno(eai, errno);
-	hints.ai_flags &= ~AI_NUMERICHOST;
-	hints.ai_flags |= AI_ADDRCONFIG;
+	hints.ai_flags = given->ai_flags;
 	if (!br_current()) {
-		eai = getaddrinfo(host, ps, &hints, res);
+		eai = getaddrinfo(host, service, &hints, res);
 		return eai_to_errno(eai, errno);
 	}
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
 	l->host = br__strdup(host);
-	if (!l->host) {
+	l->service = service ? br__strdup(service) : NULL;
+	if (!l->host || (service && !l->service)) {
+		free(l->host);
+		free(l->service);
 		free(l);
 		return -ENOMEM;
 	}
-	memcpy(l->port, ps, sizeof(ps));
 	l->hints = hints;
 	atomic_init(&l->refs, 2);
 	done = br_spawn_blocking(br_current_runtime(), lookup_call, l);
@@ -137,7 +138,13 @@ static int resolve(const char *host, uint16_t port, int socktype, int passive,
 	if (br_future_on_done(done, lookup_unrun, l) < 0 &&
 	    br_future_state(done) != BR_PENDING)
 		lookup_unrun(done, l);
-	err = br_await(done, NULL);
+	/* Through a shield: a cancelled task stops waiting, but the call
+	 * is not cancelled with it. Had it been, its future would end
+	 * CANCELLED while getaddrinfo still ran, and lookup_unrun and
+	 * lookup_call would both drop the call's reference. Cancelled, it
+	 * completes only if it never ran (the runtime closed while it was
+	 * queued). */
+	err = br__await_shielded(done);
 	if (err == 0) {
 		err = eai_to_errno(l->err, 0);
 		*res = l->res;
@@ -146,6 +153,33 @@ static int resolve(const char *host, uint16_t port, int socktype, int passive,
 	br_future_release(done);
 	lookup_put(l);
 	return err;
+}
+
+/* Resolve host:port into *res (freeaddrinfo it). 0 or a negative errno. */
+static int resolve(const char *host, uint16_t port, int socktype, int passive,
+		   struct addrinfo **res)
+{
+	struct addrinfo hints = { 0 };
+	char ps[8];
+
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = socktype;
+	hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG |
+			 (passive ? AI_PASSIVE : 0);
+	snprintf(ps, sizeof(ps), "%u", (unsigned)port);
+	return lookup(host, ps, &hints, res);
+}
+
+int br_getaddrinfo(const char *host, const char *service,
+		   const struct addrinfo *hints, struct addrinfo **res)
+{
+	struct addrinfo def = { .ai_family = AF_UNSPEC,
+				.ai_flags = AI_ADDRCONFIG };
+
+	if (!res || (!host && !service))
+		return -EINVAL;
+	*res = NULL;
+	return lookup(host, service, hints ? hints : &def, res);
 }
 
 static int new_socket(int family, int type)

@@ -203,7 +203,7 @@ br_future *br_submit_timeout(br_pool *pool, br_job_fn fn, const void *in,
 	if (timeout_ms < 0)
 		return br__future_failed(-EINVAL,
 					 "br_submit_timeout: negative limit");
-	return submit(pool, fn, in, len, timeout_ms * 1000000);
+	return submit(pool, fn, in, len, br__ms_to_ns(timeout_ms));
 }
 
 /* The shared mapping, the memfd and the eventfd go, and the job table
@@ -397,7 +397,7 @@ int br_pool_new(br_pool **out, br_runtime *rt, const br_pool_config *cfg)
 	if (cfg->workers > BR__POOL_MAX_WORKERS ||
 	    cfg->init_len > BR__POOL_MAX_INIT ||
 	    (cfg->init_len && !cfg->init_arg) || cfg->timeout_ms < 0 ||
-	    cfg->max_payload > BR__POOL_MAX_PAYLOAD)
+	    cfg->init_timeout_ms < 0 || cfg->max_payload > BR__POOL_MAX_PAYLOAD)
 		return -EINVAL;
 	if (!rt->zygote || !br__zygote_get())
 		return -ENOTSUP;
@@ -413,9 +413,10 @@ int br_pool_new(br_pool **out, br_runtime *rt, const br_pool_config *cfg)
 	p->rt = rt;
 	p->memfd = p->efd = -1;
 	p->nworkers = cfg->workers ? cfg->workers : online_cpus();
-	p->timeout_ns = cfg->timeout_ms * 1000000;
-	p->init_limit_ns = br__ms_to_ns(
-		cfg->timeout_ms ? cfg->timeout_ms : BR_POOL_INIT_TIMEOUT_MS);
+	p->timeout_ns = br__ms_to_ns(cfg->timeout_ms);
+	p->init_limit_ns = br__ms_to_ns(cfg->init_timeout_ms ?
+						cfg->init_timeout_ms :
+						BR_POOL_INIT_TIMEOUT_MS);
 	p->max_payload = cfg->max_payload ? cfg->max_payload :
 					    BR__POOL_DEFAULT_PAYLOAD;
 	pthread_mutex_init(&p->lock, NULL);

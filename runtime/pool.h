@@ -297,6 +297,10 @@ void br__pool_fail_job(struct pjob *j, br_state st, int err, const char *msg);
 void br__pool_fail_all(struct br_pool *p, br_state st, int err,
 		       const char *msg);
 
+/* The same for the jobs shipped to rank only (rank < 0: every job). */
+void br__pool_fail_where(struct br_pool *p, int rank, br_state st, int err,
+			 const char *msg);
+
 /* Drain worker w's result ring and complete what it holds. Returns how
  * many results it took. */
 int br__pool_drain(struct br_pool *p, unsigned w);

@@ -404,6 +404,12 @@ int br__pool_claim_job(struct br_pool *p, struct pjob *j)
 
 void br__pool_fail_all(struct br_pool *p, br_state st, int err, const char *msg)
 {
+	br__pool_fail_where(p, -1, st, err, msg);
+}
+
+void br__pool_fail_where(struct br_pool *p, int rank, br_state st, int err,
+			 const char *msg)
+{
 	struct pjob **v;
 	size_t n = 0;
 
@@ -412,7 +418,9 @@ void br__pool_fail_all(struct br_pool *p, br_state st, int err, const char *msg)
 	for (uint32_t i = 0; v && i < p->tabn; i++) {
 		struct pjob *j = p->tab[i];
 
-		if (j && br__pool_claim_job(p, j))
+		if (j &&
+		    (rank < 0 || (j->where == W_REMOTE && j->rank == rank)) &&
+		    br__pool_claim_job(p, j))
 			v[n++] = j;
 	}
 	pthread_mutex_unlock(&p->lock);

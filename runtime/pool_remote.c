@@ -180,22 +180,8 @@ void br__remote_fail(br_pool *p, uint64_t id, int err, const char *msg)
 
 void br__remote_lost(br_pool *p, int rank, const char *why)
 {
-	struct pjob **v;
-	size_t n = 0;
-
-	pthread_mutex_lock(&p->lock);
-	v = calloc(p->tabn ? p->tabn : 1, sizeof(*v));
-	for (uint32_t i = 0; v && i < p->tabn; i++) {
-		struct pjob *j = p->tab[i];
-
-		if (j && j->where == W_REMOTE && j->rank == rank &&
-		    br__pool_claim_job(p, j))
-			v[n++] = j;
-	}
-	pthread_mutex_unlock(&p->lock);
-	for (size_t i = 0; i < n; i++)
-		br__pool_fail_job(v[i], BR_FAILED, BR_EWORKERDIED, why);
-	free(v);
+	if (rank >= 0)
+		br__pool_fail_where(p, rank, BR_FAILED, BR_EWORKERDIED, why);
 }
 
 br_future *br__remote_run(br_pool *p, br_job_fn fn, const void *in, size_t len,

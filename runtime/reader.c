@@ -22,17 +22,37 @@
  *   and freeing waits for the request's last CQE, then gives every
  *   queued or lent buffer back.
  *
+ *   Any descriptor open for reading works: a pipe, a file or a terminal
+ *   is read with br_read() into the reader's own buffer (a multishot
+ *   receive is for sockets).
+ *
+ *   The StreamReader verbs (br_reader_readline, _readuntil,
+ *   _readexactly) copy what they receive into a pending buffer, take what
+ *   they return from its front, and leave the rest there for the next
+ *   call, br_reader_recv() included: past a limit or at an early end,
+ *   nothing is lost. They scan each byte once: a search resumes where the
+ *   last one stopped.
+ *
  * Invariants
  *   - held is the buffer lent to the caller, or -1; it goes back to the
  *     kernel at the caller's next call or at free.
  *
- * Concurrency: all fields after creation, the owner worker only.
+ * Concurrency: all fields after creation, the owner worker only, except
+ * busy and pend: busy is taken by compare-and-swap by the caller of any
+ * public call on any thread (acquire), and given back by it (release), so
+ * that a second concurrent caller gets -EBUSY on every path, with or
+ * without a ring; pend belongs to the caller that holds busy.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "mshot.h"
+#include "quarantine.h"
 #include "task.h"
 #include "worker.h"
 
@@ -42,8 +62,20 @@ struct br_reader {
 	int fd;
 	int fallback; /* br_recv into fbuf */
 	int held;     /* buffer lent to the caller, or -1 */
+	int sock;     /* fd is a socket: recv, else read */
 	char *fbuf;
+	struct {
+		char *p;
+		size_t off, len, cap; /* bytes [off, len) wait */
+		size_t scanned;	      /* from off: no delimiter before it */
+	} pend;
+	/* A caller is inside a public call (any thread; see claim()). */
+	_Atomic int busy;
 };
+
+/* Freed readers, whose magic a stale call may still check. */
+static struct br__quarantine freed =
+	BR__QUARANTINE_INIT(struct br_reader, magic);
 
 /* Give the kernel back every buffer queued for the caller. Owner. */
 static void return_queued(struct br_reader *r)
@@ -82,11 +114,18 @@ static void on_cqe(struct br__mshot *m, int res, uint32_t flags)
 int br_reader_new(br_reader **out, int fd)
 {
 	struct br_reader *r;
+	struct stat st;
+	int fl;
 
 	if (!out)
 		return -EINVAL;
 	if (fd < 0)
 		return -EBADF;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	if ((fl & O_ACCMODE) == O_WRONLY || S_ISDIR(st.st_mode))
+		return -EBADF; /* nothing could ever be read */
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
@@ -94,6 +133,8 @@ int br_reader_new(br_reader **out, int fd)
 	r->magic = BR__MAGIC_READER;
 	r->fd = fd;
 	r->held = -1;
+	r->sock = S_ISSOCK(st.st_mode);
+	r->fallback = !r->sock;
 	*out = r;
 	return 0;
 }
@@ -114,7 +155,8 @@ static ssize_t recv_plain(struct br_reader *r, const void **data)
 		if (!r->fbuf)
 			return -ENOMEM;
 	}
-	n = br_recv(r->fd, r->fbuf, BR__BUF_SIZE, 0);
+	n = r->sock ? br_recv(r->fd, r->fbuf, BR__BUF_SIZE, 0) :
+		      br_read(r->fd, r->fbuf, BR__BUF_SIZE);
 	*data = r->fbuf;
 	return n;
 }
@@ -125,27 +167,26 @@ struct remote_recv {
 	ssize_t ret;
 };
 
+static ssize_t next_chunk(br_reader *r, const void **data);
+
 static void *recv_on_owner(void *arg)
 {
 	struct remote_recv *rr = arg;
 
-	rr->ret = br_reader_recv(rr->r, rr->data);
+	rr->ret = next_chunk(rr->r, rr->data);
 	return NULL;
 }
 
-ssize_t br_reader_recv(br_reader *r, const void **data)
+static ssize_t recv_one(br_reader *r, struct br__task *t, const void **data);
+
+/* The next bytes from the kernel, lent until the next call. The caller
+ * holds busy (on a plain thread, the hop to the owner runs under it). */
+static ssize_t next_chunk(br_reader *r, const void **data)
 {
 	struct br__task *t = br__task_current();
-	struct br__worker *w;
-	struct br__mshot_res e;
 	int err;
 
-	if (!r || !data)
-		return -EINVAL;
-	if (r->magic != BR__MAGIC_READER)
-		return BR_EBADOBJ;
 	*data = NULL;
-	w = br__worker_current();
 	if (!t && r->o.w) {
 		/* Tied to a worker whose ring may hold bytes for us: take
 		 * them there, as a task, and wait. */
@@ -154,6 +195,34 @@ ssize_t br_reader_recv(br_reader *r, const void **data)
 		err = br__mshot_on_worker(r->o.w, recv_on_owner, &rr, NULL);
 		return err < 0 ? err : rr.ret;
 	}
+	return recv_one(r, t, data);
+}
+
+/* One caller at a time, on every path: the ring's waiter slot would say
+ * so too, but a loop without a ring, a plain thread and the fallback to
+ * br_recv() have none (and share fbuf and pend). 0, or -EBUSY. */
+static int claim(br_reader *r)
+{
+	int expect = 0;
+
+	return atomic_compare_exchange_strong_explicit(&r->busy, &expect, 1,
+						       memory_order_acquire,
+						       memory_order_relaxed) ?
+		       0 :
+		       -EBUSY;
+}
+
+static void unclaim(br_reader *r)
+{
+	atomic_store_explicit(&r->busy, 0, memory_order_release);
+}
+
+static ssize_t recv_one(br_reader *r, struct br__task *t, const void **data)
+{
+	struct br__worker *w = br__worker_current();
+	struct br__mshot_res e;
+	int err;
+
 	if (!t || !w->ring.on || r->fallback)
 		return recv_plain(r, data);
 	err = br__mshot_tie(&r->o);
@@ -208,6 +277,177 @@ ssize_t br_reader_recv(br_reader *r, const void **data)
 	}
 }
 
+ssize_t br_reader_recv(br_reader *r, const void **data)
+{
+	ssize_t n;
+
+	if (!r || !data)
+		return -EINVAL;
+	if (r->magic != BR__MAGIC_READER)
+		return BR_EBADOBJ;
+	if (claim(r) < 0)
+		return -EBUSY;
+	n = (ssize_t)(r->pend.len - r->pend.off);
+	if (!n) {
+		n = next_chunk(r, data);
+	} else {
+		/* What the line verbs left: lent like a received buffer. */
+		*data = r->pend.p + r->pend.off;
+		r->pend.off = r->pend.len = r->pend.scanned = 0;
+	}
+	unclaim(r);
+	return n;
+}
+
+/* ---- the StreamReader verbs ---- */
+
+static size_t pending(const struct br_reader *r)
+{
+	return r->pend.len - r->pend.off;
+}
+
+/* Receive the next bytes onto the end of pend. Returns how many, 0 at
+ * the end of the stream, or a negative error (pend unchanged). */
+static ssize_t fill(struct br_reader *r)
+{
+	const void *data;
+	ssize_t n = next_chunk(r, &data);
+
+	if (n <= 0)
+		return n;
+	if (r->pend.off && r->pend.cap - r->pend.len < (size_t)n) {
+		/* Slide what waits to the front before growing. */
+		memmove(r->pend.p, r->pend.p + r->pend.off, pending(r));
+		r->pend.len -= r->pend.off;
+		r->pend.off = 0;
+	}
+	if (r->pend.cap - r->pend.len < (size_t)n) {
+		size_t cap = r->pend.cap ? r->pend.cap : BR__BUF_SIZE;
+		char *p;
+
+		while (cap - r->pend.len < (size_t)n)
+			cap *= 2;
+		p = realloc(r->pend.p, cap);
+		if (!p)
+			return -ENOMEM; /* the bytes are lost: as a reader's */
+		r->pend.p = p;
+		r->pend.cap = cap;
+	}
+	memcpy(r->pend.p + r->pend.len, data, (size_t)n);
+	r->pend.len += (size_t)n;
+	return n;
+}
+
+/* Hand n bytes from the front of pend to buf. */
+static ssize_t take(struct br_reader *r, void *buf, size_t n)
+{
+	memcpy(buf, r->pend.p + r->pend.off, n);
+	r->pend.off += n;
+	r->pend.scanned = 0;
+	if (r->pend.off == r->pend.len)
+		r->pend.off = r->pend.len = 0;
+	return (ssize_t)n;
+}
+
+static int verb_check(const br_reader *r, const void *buf, size_t max)
+{
+	if (!r || (!buf && max))
+		return -EINVAL;
+	return r->magic == BR__MAGIC_READER ? 0 : BR_EBADOBJ;
+}
+
+/* readuntil, and readline (partial: a last line without its delimiter
+ * at the end of the stream is returned, as asyncio's readline does). */
+static ssize_t until(br_reader *r, const void *delim, size_t dlen, void *buf,
+		     size_t max, int partial)
+{
+	for (;;) {
+		size_t have = pending(r), from = r->pend.scanned;
+		const char *at = r->pend.p + r->pend.off;
+		const char *hit = have >= dlen ? memmem(at + from, have - from,
+							delim, dlen) :
+						 NULL;
+		ssize_t n;
+
+		if (hit) {
+			size_t len = (size_t)(hit - at) + dlen;
+
+			return len > max ? -EMSGSIZE : take(r, buf, len);
+		}
+		if (have >= max)
+			return -EMSGSIZE; /* it could not fit: it stays */
+		/* A delimiter may straddle what came and what comes. */
+		r->pend.scanned = have >= dlen ? have - dlen + 1 : 0;
+		n = fill(r);
+		if (n < 0)
+			return n;
+		if (n == 0) {
+			have = pending(r);
+			if (!have)
+				return 0;
+			return partial ? take(r, buf, have) : -EPIPE;
+		}
+	}
+}
+
+ssize_t br_reader_readuntil(br_reader *r, const void *delim, size_t dlen,
+			    void *buf, size_t max)
+{
+	int err = verb_check(r, buf, max);
+	ssize_t n;
+
+	if (err < 0)
+		return err;
+	if (!delim || !dlen)
+		return -EINVAL;
+	if (claim(r) < 0)
+		return -EBUSY;
+	n = until(r, delim, dlen, buf, max, 0);
+	unclaim(r);
+	return n;
+}
+
+ssize_t br_reader_readline(br_reader *r, void *buf, size_t max)
+{
+	int err = verb_check(r, buf, max);
+	ssize_t n;
+
+	if (err < 0)
+		return err;
+	if (claim(r) < 0)
+		return -EBUSY;
+	n = until(r, "\n", 1, buf, max, 1);
+	unclaim(r);
+	return n;
+}
+
+static ssize_t exactly(br_reader *r, void *buf, size_t n)
+{
+	while (pending(r) < n) {
+		ssize_t got = fill(r);
+
+		if (got < 0)
+			return got;
+		if (got == 0)
+			return -EPIPE; /* what came stays readable */
+	}
+	return take(r, buf, n);
+}
+
+ssize_t br_reader_readexactly(br_reader *r, void *buf, size_t n)
+{
+	int err = verb_check(r, buf, n);
+	ssize_t got;
+
+	if (err < 0)
+		return err;
+	if (claim(r) < 0)
+		return -EBUSY;
+	got = exactly(r, buf, n);
+	unclaim(r);
+	return got;
+}
+
 static void release(struct br__mshot_obj *o)
 {
 	struct br_reader *r = (struct br_reader *)o;
@@ -218,7 +458,8 @@ static void release(struct br__mshot_obj *o)
 	br__mshot_queue_free(o);
 	r->magic = BR__MAGIC_DEAD;
 	free(r->fbuf);
-	free(r);
+	free(r->pend.p);
+	br__quarantine_free(&freed, r);
 }
 
 void br_reader_free(br_reader *r)

@@ -6,15 +6,37 @@
  * Design
  *   Each stack is an anonymous MAP_NORESERVE mapping, so only the pages a
  *   task touches cost memory (a sleeping task with a shallow stack holds
- *   one page). Its lowest page is a guard:
+ *   one page). Below its usable part lies a guard region of GUARD_SIZE:
  *     - MADV_GUARD_INSTALL (Linux 6.13+, value 102, not yet in glibc's
- *       headers) when the kernel has it: the guard costs no VMA, and
- *       adjacent stacks merge into one mapping, so vm.max_map_count never
- *       caps the number of live stacks;
+ *       headers) when the kernel has it: the guard costs no memory and no
+ *       VMA, and adjacent stacks merge into one mapping, so
+ *       vm.max_map_count never caps the number of live stacks;
  *     - else mprotect(PROT_NONE), which splits the mapping (two VMAs per
- *       stack, a cap near 32k live stacks at the default map count);
+ *       stack, a cap near 32k live stacks at the default map count) but
+ *       costs no memory either;
  *     - and when even that fails (ENOMEM at the map-count limit), a canary
- *       word at the bottom, checked at every switch out of the fiber.
+ *       word at the bottom, checked at every switch out of the fiber. The
+ *       region stays reserved, so an overflow of less than GUARD_SIZE
+ *       still writes only memory that no other stack uses.
+ *
+ *   The guard is 64 KiB, not one page. A function's frame is reserved
+ *   with one move of the stack pointer, and its first store may land
+ *   anywhere in it: a frame larger than the guard can step over it into
+ *   the stack below, another task's, and corrupt it in silence. Built
+ *   with -fstack-clash-protection, as braid is and as README asks of
+ *   programs (their task functions' frames are the ones that overflow),
+ *   every frame larger than the compiler's probe interval touches each
+ *   page in order from the top, so it meets the guard first. GCC on
+ *   x86-64 probes frames above 4 KiB; on AArch64 it leaves frames below
+ *   its assumed 64 KiB guard (stack-clash-protection-guard-size=16)
+ *   unprobed, so 64 KiB is the least guard that is sound there. Without
+ *   the option, the same 64 KiB still stops every frame up to that size.
+ *   The guard is free where it matters: with MADV_GUARD_INSTALL or
+ *   mprotect it commits no memory and adds no VMA over a one-page guard.
+ *   It costs address space (128 KiB per default stack instead of 68 KiB)
+ *   and the page tables over it: docs/ARCHITECTURE.md gives the figures
+ *   for 100,000 sleeping tasks.
+ *
  *   Stacks of the runtime's default size come in slabs of 64 carved from one
  *   mapping, and go back to the runtime's pool rather than being unmapped:
  *   munmap of a thread's stack in a multi-threaded process costs a TLB
@@ -29,18 +51,23 @@
  *   A guard fault raises SIGSEGV on the task's stack, where no handler can
  *   run, so each worker installs an alternate signal stack. forkexec.c
  *   also lends it to a child between clone and exec, while the worker
- *   thread waits with every signal blocked. The handler
- *   recognises a fault inside (or just below) the running fiber's guard,
- *   writes one line naming the task, its function and its stack size, and
- *   aborts. Any other SIGSEGV goes to the handler that was there before.
- *
- * Invariants
- *   - f->map .. f->lo is the guard page; [f->lo, f->hi) is usable.
- *
+ *   thread waits with every signal blocked. The handler takes a fault as
+ *   the running fiber's overflow when it lies in the fiber's guard, or
+ *   when the interrupted stack pointer is below the fiber's stack and the
+ *   fault lies between that stack pointer and the stack: an unprobed frame
+ *   that jumped the guard and faulted further down (in another stack's
+ *   guard, say). It writes one line naming the task, its function, its
+ *   stack size and the two ways to raise it, and aborts. Any other SIGSEGV
+ *   goes to the handler that was there before.
+
  * Concurrency
  *   - Allocation and freeing: the worker owning the fiber.
  *   - The handler runs on the faulting thread; it reads only that
- *     thread's worker and fiber and calls only async-signal-safe code.
+ *     thread's worker and fiber and calls only async-signal-safe code,
+ *     but for dladdr() to name the function: the process is about to
+ *     abort, and dladdr's lock is one the faulting thread cannot hold
+ *     (glibc's is recursive, and a task's code does not load objects
+ *     while it overflows).
  *
  * Lifetime
  *   Slabs live from their creation until br__stack_pool_term() at runtime
@@ -48,6 +75,7 @@
  *   br__stack_free(); alternate signal stacks live as long as their
  *   worker thread.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -55,6 +83,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/ucontext.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -76,6 +105,10 @@
 
 /* Stacks per slab. */
 #define SLAB_STACKS 64
+
+/* The guard region below each stack: the header says why 64 KiB. A
+ * multiple of every page size Linux uses (4, 16 and 64 KiB). */
+#define GUARD_SIZE ((size_t)64 << 10)
 
 struct br__stack_slab {
 	struct br__stack_slab *next;
@@ -124,14 +157,33 @@ static size_t put_num(char *buf, size_t at, size_t cap, uintptr_t v,
 static void report_overflow(struct br__fiber *f, void *addr)
 {
 	struct br__task *t = f->top;
-	char buf[320];
+	uintptr_t fn = t ? (uintptr_t)t->fn : 0;
+	char buf[512];
 	size_t n = 0;
+	Dl_info info;
 	ssize_t r;
 
 	n = put_str(buf, n, sizeof(buf), "braid: stack overflow in task ");
 	n = put_num(buf, n, sizeof(buf), (uintptr_t)t, 16);
 	n = put_str(buf, n, sizeof(buf), " (fn ");
-	n = put_num(buf, n, sizeof(buf), t ? (uintptr_t)t->fn : 0, 16);
+	/* The name if the program exports it, else object and offset for
+	 * addr2line; then the address. */
+	if (fn && dladdr((void *)fn, &info)) {
+		if (info.dli_sname && (uintptr_t)info.dli_saddr == fn) {
+			n = put_str(buf, n, sizeof(buf), info.dli_sname);
+			n = put_str(buf, n, sizeof(buf), " at ");
+		} else if (info.dli_fname) {
+			const char *o = strrchr(info.dli_fname, '/');
+
+			n = put_str(buf, n, sizeof(buf),
+				    o ? o + 1 : info.dli_fname);
+			n = put_str(buf, n, sizeof(buf), "+");
+			n = put_num(buf, n, sizeof(buf),
+				    fn - (uintptr_t)info.dli_fbase, 16);
+			n = put_str(buf, n, sizeof(buf), " at ");
+		}
+	}
+	n = put_num(buf, n, sizeof(buf), fn, 16);
 	n = put_str(buf, n, sizeof(buf), "): its stack is ");
 	n = put_num(buf, n, sizeof(buf), f->size, 10);
 	n = put_str(buf, n, sizeof(buf), " bytes");
@@ -145,15 +197,48 @@ static void report_overflow(struct br__fiber *f, void *addr)
 	(void)r;
 }
 
+/* The interrupted stack pointer, or 0 where this file does not know the
+ * architecture's context layout. */
+static uintptr_t fault_sp(void *uc)
+{
+	ucontext_t *u = uc;
+
+#if defined(__x86_64__)
+	return (uintptr_t)u->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+	return (uintptr_t)u->uc_mcontext.sp;
+#else
+	(void)u;
+	return 0;
+#endif
+}
+
+/* Below the stack pointer, stores reach at most this far: x86-64's red
+ * zone is 128 bytes, and AArch64 stores a pair at most 512 bytes below
+ * it when it allocates a frame. */
+#define BELOW_SP 4096
+
+/* Is a fault at a, with the stack pointer at sp, f's overflow? */
+static int is_overflow(struct br__fiber *f, uintptr_t a, uintptr_t sp)
+{
+	uintptr_t map = (uintptr_t)f->map, lo = (uintptr_t)f->lo;
+
+	if (a >= map && a < lo)
+		return 1; /* in the guard */
+	/* A frame that stepped over the guard: the stack pointer is below
+	 * the stack, at most a maximal stack's size, and the fault lies
+	 * between it and the stack. */
+	return sp && sp < lo && lo - sp <= BR__STACK_MAX && a < lo &&
+	       a + BELOW_SP >= sp;
+}
+
 static void on_segv(int sig, siginfo_t *si, void *uc)
 {
 	struct br__worker *w = br__tls_worker;
 	struct br__fiber *f = w ? br__worker_fiber(w) : NULL;
 	char *a = si->si_addr;
 
-	/* A frame bigger than the guard may skip past it; count faults
-	 * up to 64 KiB below the mapping as overflows too. */
-	if (f && a < (char *)f->lo && a + 65536 >= (char *)f->map) {
+	if (f && is_overflow(f, (uintptr_t)a, fault_sp(uc))) {
 		report_overflow(f, a);
 		abort();
 	}
@@ -245,22 +330,22 @@ int br__stack_alloc(struct br__fiber *f, size_t size)
 	char *p;
 
 	size = (size + page - 1) & ~(page - 1);
-	len = size + page;
+	len = GUARD_SIZE + size;
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1,
 		 0);
 	if (p == MAP_FAILED)
 		return -errno;
-	if (guard_install && madvise(p, page, MADV_GUARD_INSTALL) == 0)
+	if (guard_install && madvise(p, GUARD_SIZE, MADV_GUARD_INSTALL) == 0)
 		f->guard = BR__GUARD_PAGE;
-	else if (mprotect(p, page, PROT_NONE) == 0)
+	else if (mprotect(p, GUARD_SIZE, PROT_NONE) == 0)
 		f->guard = BR__GUARD_PAGE;
 	else
 		f->guard = BR__GUARD_CANARY;
 	f->slab = 0;
 	f->map = p;
 	f->map_len = len;
-	f->lo = p + page;
+	f->lo = p + GUARD_SIZE;
 	f->hi = p + len;
 	f->size = size;
 	if (f->guard == BR__GUARD_CANARY)
@@ -324,7 +409,7 @@ struct br__fiber *br__stack_slab_new(struct br__stack_pool *p, unsigned *n)
 	struct iovec guards[SLAB_STACKS], tops[SLAB_STACKS];
 	struct br__fiber *list = NULL, *f;
 	struct br__stack_slab *sl;
-	size_t each = p->size + page;
+	size_t each = GUARD_SIZE + p->size;
 	uint8_t guard = BR__GUARD_PAGE;
 	unsigned i;
 	char *m;
@@ -343,17 +428,19 @@ struct br__fiber *br__stack_slab_new(struct br__stack_pool *p, unsigned *n)
 	sl->map = m;
 	for (i = 0; i < SLAB_STACKS; i++) {
 		guards[i].iov_base = m + i * each;
-		guards[i].iov_len = page;
+		guards[i].iov_len = GUARD_SIZE;
 		tops[i].iov_base = m + (i + 1) * each - page;
 		tops[i].iov_len = page;
 	}
 	if (!guard_install ||
 	    advise_batch(guards, SLAB_STACKS, MADV_GUARD_INSTALL) < 0) {
 		for (i = 0; i < SLAB_STACKS; i++) {
-			if (guard_install && madvise(guards[i].iov_base, page,
-						     MADV_GUARD_INSTALL) == 0)
+			if (guard_install &&
+			    madvise(guards[i].iov_base, GUARD_SIZE,
+				    MADV_GUARD_INSTALL) == 0)
 				continue;
-			if (mprotect(guards[i].iov_base, page, PROT_NONE) < 0)
+			if (mprotect(guards[i].iov_base, GUARD_SIZE,
+				     PROT_NONE) < 0)
 				guard = BR__GUARD_CANARY;
 		}
 	}
@@ -366,7 +453,7 @@ struct br__fiber *br__stack_slab_new(struct br__stack_pool *p, unsigned *n)
 			break;
 		f->map = m + i * each;
 		f->map_len = each;
-		f->lo = m + i * each + page;
+		f->lo = m + i * each + GUARD_SIZE;
 		f->hi = m + (i + 1) * each;
 		f->size = p->size;
 		f->guard = guard;

@@ -466,8 +466,9 @@ br_future *br_call_soon(br_runtime *rt, br_callback_fn fn, void *arg)
 br_future *br_call_later(br_runtime *rt, int64_t delay_ms, br_callback_fn fn,
 			 void *arg)
 {
-	return call_at(rt, delay_ms > 0 ? br_now_ns() + delay_ms * 1000000 : 0,
-		       fn, arg);
+	return call_at(
+		rt, delay_ms > 0 ? br__deadline_in(br__ms_to_ns(delay_ms)) : 0,
+		fn, arg);
 }
 
 void br__task_suspend(int cancellable)
@@ -610,12 +611,10 @@ int br_sleep_ns(int64_t ns)
 {
 	if (ns <= 0)
 		return br__task_current() ? br_yield() : 0;
-	return br_sleep_until(br_now_ns() + ns);
+	return br_sleep_until(br__deadline_in(ns));
 }
 
 int br_sleep_ms(int64_t ms)
 {
-	if (ms > INT64_MAX / 1000000)
-		ms = INT64_MAX / 1000000;
-	return br_sleep_ns(ms * 1000000);
+	return br_sleep_ns(br__ms_to_ns(ms));
 }

@@ -28,6 +28,14 @@
  *   a ring, and plain threads while no task has tied the writer, send at
  *   once with br_send_all().
  *
+ *   Any descriptor open for writing works: br_writer_new() asks the
+ *   kernel what fd is, and for anything but a socket (a pipe, a file, a
+ *   terminal) uses IORING_OP_WRITE at the file's current position (offset
+ *   -1) instead of a send, and br_write_all() on the plain path. A pipe
+ *   whose reader is gone is then -EPIPE too (SIGPIPE is the program's to
+ *   ignore; braid's threads block it). A descriptor not open for writing
+ *   fails at br_writer_new(), not at its first drain.
+ *
  * Invariants
  *   - While o.armed, b[fl] is in the kernel's hands from off to its len;
  *     otherwise b[fl] is empty. b[fl ^ 1] is pending: written, not sent.
@@ -47,9 +55,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "mshot.h"
+#include "quarantine.h"
 #include "task.h"
 #include "worker.h"
 
@@ -70,10 +81,15 @@ struct br_writer {
 	int fd;
 	int err;     /* the first send error, or 0 */
 	int slot;    /* fd's registered file on the owner's ring, -1 none */
+	int sock;    /* fd is a socket: send, not write */
 	unsigned fl; /* the buffer in flight while o.armed */
 	size_t off;  /* its bytes already sent */
 	struct wbuf b[2];
 };
+
+/* Freed writers, whose magic a stale call may still check. */
+static struct br__quarantine freed =
+	BR__QUARANTINE_INIT(struct br_writer, magic);
 
 static size_t queued(const struct br_writer *w)
 {
@@ -97,8 +113,12 @@ static int send_rest(struct br_writer *w)
 		return -EBUSY;
 	if (len > SEND_MAX) /* the SQE's length is 32 bits */
 		len = SEND_MAX;
-	io_uring_prep_send(sqe, w->slot >= 0 ? w->slot : w->fd, b->p + w->off,
-			   len, MSG_NOSIGNAL);
+	if (w->sock)
+		io_uring_prep_send(sqe, w->slot >= 0 ? w->slot : w->fd,
+				   b->p + w->off, len, MSG_NOSIGNAL);
+	else
+		io_uring_prep_write(sqe, w->slot >= 0 ? w->slot : w->fd,
+				    b->p + w->off, (unsigned)len, (__u64)-1);
 	if (w->slot >= 0)
 		sqe->flags |= IOSQE_FIXED_FILE;
 	return 0;
@@ -157,17 +177,25 @@ static void on_cqe(struct br__mshot *m, int res, uint32_t flags)
 int br_writer_new(br_writer **out, int fd)
 {
 	struct br_writer *w;
+	struct stat st;
+	int fl;
 
 	if (!out)
 		return -EINVAL;
 	if (fd < 0)
 		return -EBADF;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	if ((fl & O_ACCMODE) == O_RDONLY || S_ISDIR(st.st_mode))
+		return -EBADF; /* nothing could ever be written */
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
 	w->o.m.cqe = on_cqe;
 	w->magic = BR__MAGIC_WRITER;
 	w->fd = fd;
+	w->sock = S_ISSOCK(st.st_mode);
 	w->slot = SLOT_UNTRIED;
 	*out = w;
 	return 0;
@@ -273,7 +301,8 @@ ssize_t br_writer_write(br_writer *w, const void *data, size_t n)
 	if (!n)
 		return 0;
 	if (!err) {
-		r = br_send_all(w->fd, data, n, MSG_NOSIGNAL);
+		r = w->sock ? br_send_all(w->fd, data, n, MSG_NOSIGNAL) :
+			      br_write_all(w->fd, data, n);
 		if (r < 0)
 			w->err = (int)r;
 		return r;
@@ -333,7 +362,7 @@ static void release(struct br__mshot_obj *o)
 	w->magic = BR__MAGIC_DEAD;
 	free(w->b[0].p);
 	free(w->b[1].p);
-	free(w);
+	br__quarantine_free(&freed, w);
 }
 
 void br_writer_free(br_writer *w)

@@ -130,12 +130,17 @@ static long threads_now(void)
 	return v;
 }
 
-/* Receive a request; a FORK request carries two descriptors. Returns 0,
- * or -1 when the socket closed or the message makes no sense. */
-static int recv_req(int sock, struct zreq *rq, int fds[2])
+/*
+ * Receive one message of exactly len bytes on sock into msg, and up to
+ * nfds descriptors (SCM_RIGHTS, close-on-exec) into fds; *got is how many
+ * came. Returns 0, or -1 when the socket closed or the message has
+ * another size.
+ */
+static int recv_with_fds(int sock, void *msg, size_t len, int *fds, int nfds,
+			 int *got)
 {
 	char cbuf[CMSG_SPACE(2 * sizeof(int))];
-	struct iovec iov = { rq, sizeof(*rq) };
+	struct iovec iov = { msg, len };
 	struct msghdr mh = { 0 };
 	struct cmsghdr *c;
 	ssize_t n;
@@ -147,16 +152,28 @@ static int recv_req(int sock, struct zreq *rq, int fds[2])
 	do
 		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
-	if (n != sizeof(*rq))
+	*got = 0;
+	if (n < 0 || (size_t)n != len)
 		return -1;
-	if (rq->op != Z_FORK)
-		return 0;
 	c = CMSG_FIRSTHDR(&mh);
-	if (!c || c->cmsg_type != SCM_RIGHTS ||
-	    c->cmsg_len != CMSG_LEN(2 * sizeof(int)))
-		return -1;
-	memcpy(fds, CMSG_DATA(c), 2 * sizeof(int));
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+		size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+		*got = (int)(k < (size_t)nfds ? k : (size_t)nfds);
+		memcpy(fds, CMSG_DATA(c), (size_t)*got * sizeof(int));
+	}
 	return 0;
+}
+
+/* Receive a request; a FORK request carries two descriptors. Returns 0,
+ * or -1 when the socket closed or the message makes no sense. */
+static int recv_req(int sock, struct zreq *rq, int fds[2])
+{
+	int got;
+
+	if (recv_with_fds(sock, rq, sizeof(*rq), fds, 2, &got) < 0)
+		return -1;
+	return rq->op != Z_FORK || got == 2 ? 0 : -1;
 }
 
 /* Send msg (len bytes) on sock, with fd as SCM_RIGHTS when fd >= 0.
@@ -195,30 +212,17 @@ static int send_with_fd(int sock, const void *msg, size_t len, const int *fds,
  * none). Returns 0, or -EPIPE if the socket closed or spoke nonsense. */
 static int recv_hello(int sock, pid_t *spare, int *fd)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))];
 	struct zhello h;
-	struct iovec iov = { &h, sizeof(h) };
-	struct msghdr mh = { 0 };
-	struct cmsghdr *c;
-	ssize_t n;
+	int got;
 
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = cbuf;
-	mh.msg_controllen = sizeof(cbuf);
-	do
-		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	if (n != sizeof(h))
-		return -EPIPE;
 	*fd = -1;
-	*spare = h.spare > 0 ? (pid_t)h.spare : 0;
-	c = CMSG_FIRSTHDR(&mh);
-	if (c && c->cmsg_type == SCM_RIGHTS &&
-	    c->cmsg_len == CMSG_LEN(sizeof(int)))
-		memcpy(fd, CMSG_DATA(c), sizeof(int));
-	if (*spare && *fd < 0)
-		*spare = 0; /* a spare nobody can reach */
+	if (recv_with_fds(sock, &h, sizeof(h), fd, 1, &got) < 0)
+		return -EPIPE;
+	*spare = h.spare > 0 && got == 1 ? (pid_t)h.spare : 0; /* reachable */
+	if (!*spare && *fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
 	return 0;
 }
 

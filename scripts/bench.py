@@ -12,6 +12,12 @@ ratio below 1 means braid is faster or smaller); the throughput metrics
 of echo and http are higher-is-better (above 1 means braid does more),
 and the tables say which way each row goes.
 
+The cluster workload (scripts/bench_cluster.py) runs its programs under
+mpirun, 3 ranks on this machine, over shared memory and over TCP, with
+a plain MPI program, mpi4py.futures and Dask as peers; it needs MPI
+(libopenmpi-dev), and its Python peers python3-mpi4py and
+python3-distributed.
+
 The echo and http workloads (scripts/bench_net.py) start a server and
 drive it with a load generator: the server is pinned to one CPU, the
 generator to another, and they take 3 rounds by default instead of 5.
@@ -39,12 +45,13 @@ import subprocess
 import sys
 
 sys.dont_write_bytecode = True  # keep scripts/ free of __pycache__
+import bench_cluster  # noqa: E402
 import bench_net  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = "build/release/bench"
 WORKLOADS = ("fib", "skynet", "switch", "sleep", "chan", "blocking",
-             "spawn", "pool", "echo", "http")
+             "spawn", "pool", "cluster", "echo", "http")
 QUICK_WORKLOADS = ("fib", "switch", "skynet")
 NET = ("echo", "http")
 SCRUB_PREFIXES = ("BRAID_", "OMP_", "GOMP_")
@@ -71,6 +78,7 @@ LABELS = {
     ("pool", "submit"): "tiny jobs submitted one by one, per job",
     ("pool", "cpu"): "{n} jobs of 50 ms on 2 processes, wall over ideal",
 }
+LABELS.update(bench_cluster.LABELS)
 LABELS.update(bench_net.LABELS)
 
 # Footnotes for the markdown table, shown when their row is there.
@@ -115,10 +123,12 @@ NOTES[("pool", "map", 2)] = (
     "C fork per job) pass one job at a time and use smaller n where a job "
     "costs more. cpu: 64 jobs of 50 ms of arithmetic; 1.0 is the sum of "
     "the job times / 2, with one job timed in the parent first.")
+NOTES.update(bench_cluster.NOTES)
 NOTES.update(bench_net.NOTES)
 
 # Figures that describe a run rather than rank it: no ratio.
-NO_RATIO = {("sleep", "peak_alive")} | bench_net.NO_RATIO
+NO_RATIO = ({("sleep", "peak_alive")} | bench_net.NO_RATIO |
+            bench_cluster.NO_RATIO)
 
 # What each peer is, per workload and metric where it differs.
 PEER_NAMES = {
@@ -148,6 +158,7 @@ PEER_NAMES = {
     "fork": "C fork per job",
     ("pool", "cpu", "pthread"): "2 pthreads pulling from a counter",
 }
+PEER_NAMES.update(bench_cluster.PEER_NAMES)
 PEER_NAMES.update(bench_net.PEER_NAMES)
 
 # What braid does in each workload, for the table.
@@ -164,6 +175,7 @@ BRAID_NAMES = {
     ("pool", "submit"): "br_submit",
     ("pool", "cpu"): "br_submit",
 }
+BRAID_NAMES.update(bench_cluster.BRAID_NAMES)
 
 
 class Config:
@@ -295,7 +307,7 @@ def configs(quick):
     out.append(Config("pool", "braid", 2, BIN + "/pool", cpu))
     out.append(Config("pool", "pthread", 2, peers + "/pool_pthread",
                       cpu[2:]))
-    return out + bench_net.configs(quick)
+    return out + bench_cluster.configs(quick) + bench_net.configs(quick)
 
 
 def clean_env():
@@ -373,7 +385,10 @@ def run_one(cfg, env, timeout):
 
 # Per-job costs whose peers run a smaller n (one job at a time is slow
 # there): one row for all n, so that the ratios are made.
-ANY_N = {("pool", "submit")}
+ANY_N = {("pool", "submit")} | bench_cluster.ANY_N
+
+
+bench_cluster.RUN_ONE = run_one
 
 
 def key_of(d):
@@ -465,6 +480,8 @@ def config_text(s):
     text = "%d thread%s" % (s["threads"], "" if s["threads"] == 1 else "s")
     if s["workload"] in NET:
         text = "server on " + text
+    if s["workload"] == "cluster":
+        text = "%d ranks" % s["threads"]
     return text
 
 
@@ -479,6 +496,14 @@ def print_table(summary):
               (s["workload"], s["metric"], s["threads"], s["n"], s["impl"],
                fmt(s["median"]), fmt(s["min"]), fmt(s["max"]), s["unit"],
                better_text(s), "%.2f" % ratio if ratio is not None else ""))
+
+
+def load_text(samples):
+    """The 1-minute load averages seen: 'a to b', or '?'."""
+    if not samples:
+        return "?"
+    lo, hi = min(samples), max(samples)
+    return "%.1f" % lo if lo == hi else "%.1f to %.1f" % (lo, hi)
 
 
 def markdown(summary, mach, runs, failures, skipped):
@@ -520,12 +545,13 @@ def markdown(summary, mach, runs, failures, skipped):
         "better (times, latencies, memory) below 1 means braid is faster "
         "or smaller; where higher is better (round trips or requests per "
         "second and per server CPU-second) above 1 means braid does more. "
-        "Machine: %s, %s CPUs, Linux %s, gcc %s, %s; %s." % (
+        "Machine: %s, %s CPUs, Linux %s, gcc %s, %s; %s; load average "
+        "%s over the run (from other work too)." % (
                  "Median of up to %d interleaved runs (min–max in "
                  "parentheses)" % runs if runs > 1 else "One run of each",
                  mach["cpu"] or mach["arch"], mach["nproc"],
                  mach["kernel"], mach["gcc"] or "?", mach["go"] or "no go",
-                 mach["date"]),
+                 mach["date"], load_text(mach.get("load", []))),
     ]
     seen = {k[:3] for k in seen}
     notes = [text for k, text in NOTES.items() if k in seen]
@@ -606,7 +632,11 @@ def main():
     env = clean_env()
     lines, failures = [], []
     total = max(rounds_of(c) for c in todo)
+    # The 1-minute load average before each round and at the end: the
+    # machine may be shared, and a busy one moves every figure.
+    load = []
     for rnd in range(total):
+        load.append(os.getloadavg()[0])
         order = [c for c in todo if rnd < rounds_of(c)]
         rng.shuffle(order)
         for i, c in enumerate(order):
@@ -629,7 +659,9 @@ def main():
 
     summary = summarise(lines)
     print_table(summary)
+    load.append(os.getloadavg()[0])
     mach = machine()
+    mach["load"] = load
     out = a.out or ("build/bench/summary" if a.quick else
                     "build/bench/results")
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)

@@ -11,7 +11,8 @@
 # checked first; optional groups (cross-architecture check, bench peers,
 # bench tools, docs: Doxygen for `make docs` and the man pages; mpi:
 # Open MPI for libbraid-mpi and its tests; mpi-peers: mpi4py and Dask for
-# the cluster benchmark) after. Each
+# the cluster benchmark; fuzz: the libFuzzer targets of `make fuzz`)
+# after. Each
 # package is checked with dpkg-query, so when everything is present the
 # script prints nothing, makes no network access and exits 0 at once.
 #
@@ -36,7 +37,8 @@ peers:libtbb-dev golang-go libuv1-dev wrk nginx
 bench-tools:python3 gnuplot-nox
 docs:doxygen
 mpi:libopenmpi-dev openmpi-bin
-mpi-peers:python3-mpi4py python3-distributed"
+mpi-peers:python3-mpi4py python3-distributed
+fuzz:clang libclang-rt-14-dev"
 
 # is_installed PKG: true if dpkg says PKG is installed. qemu-user is also
 # satisfied by qemu-user-static, which provides qemu-aarch64-static.

@@ -165,6 +165,22 @@ Test(api_errors, resolve_bytes_on_null_still_frees_the_buffer, .timeout = 10.0)
 		     BR_EBADOBJ);
 }
 
+Test(api_errors, resolve_bytes_without_a_buffer_but_a_length_is_einval,
+     .timeout = 10.0)
+{
+	br_future *p = br_promise_new();
+	size_t len = 1;
+
+	cr_assert_eq(br_promise_resolve_bytes(p, NULL, 100), -EINVAL);
+	cr_assert_eq(br_future_state(p), BR_PENDING, "p must stay pending");
+	/* No buffer and no length is a valid empty result. */
+	cr_assert_eq(br_promise_resolve_bytes(p, NULL, 0), 0);
+	cr_assert_eq(br_future_state(p), BR_DONE);
+	cr_assert_null(br_future_bytes(p, &len));
+	cr_assert_eq(len, 0);
+	br_future_release(p);
+}
+
 Test(api_errors, future_calls_on_a_fake_object_give_ebadobj, .timeout = 10.0)
 {
 	br_future *fake = fake_object();

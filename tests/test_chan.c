@@ -612,3 +612,68 @@ Test(chan, tasks_and_threads_share_channels, .timeout = 20.0)
 	br_chan_free(ch[1]);
 	br_runtime_free(rt);
 }
+
+/* braid.h: BR_EBADOBJ for a freed channel; under ASan this also proves
+ * the check reads no freed memory. */
+Test(chan, calls_on_a_freed_channel_give_ebadobj, .timeout = 20.0)
+{
+	br_chan *ch = new_chan(sizeof(long), 4), *ch2;
+	long v = 1;
+	br_chan_case cs = { .op = BR_CHAN_RECV, .elem = &v };
+
+	cr_assert_eq(br_chan_send(ch, &v), 0);
+	br_chan_free(ch);
+	/* A new channel does not bring the old one back. */
+	ch2 = new_chan(sizeof(long), 4);
+	cr_assert_eq(br_chan_send(ch, &v), BR_EBADOBJ);
+	cr_assert_eq(br_chan_send_for(ch, &v, 10), BR_EBADOBJ);
+	cr_assert_eq(br_chan_try_send(ch, &v), BR_EBADOBJ);
+	cr_assert_eq(br_chan_recv(ch, &v), BR_EBADOBJ);
+	cr_assert_eq(br_chan_recv_until(ch, &v, -1), BR_EBADOBJ);
+	cr_assert_eq(br_chan_try_recv(ch, &v), BR_EBADOBJ);
+	cr_assert_eq(br_chan_close(ch), BR_EBADOBJ);
+	cr_assert_eq(br_chan_len(ch), BR_EBADOBJ);
+	cr_assert_eq(br_chan_cap(ch), BR_EBADOBJ);
+	cs.chan = ch;
+	cr_assert_eq(br_chan_select(&cs, 1), BR_EBADOBJ);
+	br_chan_free(ch); /* freeing again is a no-op */
+	cr_assert_eq(br_chan_try_recv(ch2, &v), -EAGAIN);
+	br_chan_free(ch2);
+}
+
+struct closer {
+	br_chan *ch;
+	atomic_int started;
+	int waited;
+	int closed;
+};
+
+static void *close_when_cancelled(void *arg)
+{
+	struct closer *c = arg;
+
+	atomic_store(&c->started, 1);
+	c->waited = br_sleep_ms(20000);
+	c->closed = br_chan_close(c->ch);
+	return NULL;
+}
+
+/* Closing releases the channel's waiters: a cancelled task may do it. */
+Test(chan, a_cancelled_task_closes_a_channel, .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	struct closer c = { .ch = new_chan(sizeof(long), 0) };
+	br_future *f = br_spawn(rt, close_when_cancelled, &c);
+	long v;
+
+	cr_assert_eq(t_spin_until(&c.started, 1, 5000 * T_NS_PER_MS), 0);
+	br_sleep_ms(20);
+	cr_assert_eq(br_cancel(f), 0);
+	br_await(f, NULL);
+	cr_assert_eq(c.waited, -ECANCELED);
+	cr_assert_eq(c.closed, 0);
+	cr_assert_eq(br_chan_recv(c.ch, &v), BR_ECLOSED);
+	br_future_release(f);
+	br_chan_free(c.ch);
+	br_runtime_free(rt);
+}

@@ -9,6 +9,7 @@
  * requires, even in the single-threaded order tests.
  */
 #include <stdint.h>
+#include <string.h>
 #include <stdlib.h>
 
 #include <criterion/criterion.h>
@@ -55,6 +56,16 @@ static void steal_from_another_thread(struct steal_all *s)
 	t_thread_join(t);
 }
 
+/* Set s up for a steal of at most max items from dq. (Field by field: a
+ * compound literal of the whole struct is a temporary of its size on the
+ * stack in an unoptimised build.) */
+static void steal_reset(struct steal_all *s, struct br__deque *dq, size_t max)
+{
+	memset(s, 0, sizeof(*s));
+	s->dq = dq;
+	s->max = max;
+}
+
 Test(deque, pop_is_lifo, .timeout = 10.0)
 {
 	struct br__deque dq;
@@ -79,7 +90,7 @@ Test(deque, steal_is_fifo, .timeout = 10.0)
 	init(&dq, 4);
 	for (uintptr_t i = 0; i < 10; i++)
 		push(&dq, i);
-	s = (struct steal_all){ .dq = &dq, .max = 4096 };
+	steal_reset(&s, &dq, 4096);
 	steal_from_another_thread(&s);
 	cr_assert_eq(s.n, 10);
 	for (uintptr_t i = 0; i < 10; i++)
@@ -96,7 +107,7 @@ Test(deque, owner_and_thief_take_from_opposite_ends, .timeout = 10.0)
 	init(&dq, 3);
 	for (uintptr_t i = 0; i < 8; i++)
 		push(&dq, i);
-	s = (struct steal_all){ .dq = &dq, .max = 3 };
+	steal_reset(&s, &dq, 3);
 	steal_from_another_thread(&s);
 	cr_assert_eq(s.n, 3);
 	for (uintptr_t i = 0; i < 3; i++)
@@ -107,7 +118,7 @@ Test(deque, owner_and_thief_take_from_opposite_ends, .timeout = 10.0)
 	/* Push after steals and pops, then drain from both ends again. */
 	push(&dq, 100);
 	cr_assert_eq(br__deque_pop(&dq), ITEM(100));
-	s = (struct steal_all){ .dq = &dq, .max = 4096 };
+	steal_reset(&s, &dq, 4096);
 	steal_from_another_thread(&s);
 	cr_assert_eq(s.n, 3);
 	cr_assert_eq(s.got[0], 3);
@@ -128,7 +139,7 @@ Test(deque, growth_past_the_initial_capacity_keeps_every_item, .timeout = 10.0)
 		push(&dq, i);
 	cr_assert_eq(br__deque_size(&dq), (int64_t)n);
 	/* Half from the top by a thief, in order; half from the bottom. */
-	s = (struct steal_all){ .dq = &dq, .max = n / 2 };
+	steal_reset(&s, &dq, n / 2);
 	steal_from_another_thread(&s);
 	cr_assert_eq(s.n, n / 2);
 	for (uintptr_t i = 0; i < n / 2; i++)
@@ -150,7 +161,7 @@ Test(deque, wraps_around_the_buffer_many_times, .timeout = 10.0)
 		push(&dq, round * 3);
 		push(&dq, round * 3 + 1);
 		push(&dq, round * 3 + 2);
-		s = (struct steal_all){ .dq = &dq, .max = 1 };
+		steal_reset(&s, &dq, 1);
 		steal_from_another_thread(&s);
 		cr_assert_eq(s.n, 1);
 		cr_assert_eq(s.got[0], round * 3);

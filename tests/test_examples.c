@@ -3,21 +3,26 @@
  * test_examples.c - the example servers as their users run them: started
  * as processes on 127.0.0.1 with a free port, spoken to over TCP, and
  * stopped with SIGTERM, after which they must exit 0. The HTTP server
- * must answer pipelined requests in order with correct lengths, and meet
- * malformed requests with 400 and a closed connection, never a crash.
- * The subprocess example must print its pipeline and gathered results.
- * Every example prints its usage on stdout and exits 0 for --help, and
- * on stderr with status 2 for an option it does not know.
+ * must answer pipelined requests in order with correct lengths, meet
+ * malformed or ambiguous requests with an error answer and a closed
+ * connection, never a crash, and drop connections that stall, so that
+ * idle clients cannot lock new ones out at the descriptor limit. Each
+ * HTTP test runs the server on both backends (io_uring and
+ * BRAID_NO_URING=1). The subprocess example must print its pipeline and
+ * gathered results. Every example prints its usage on stdout and exits 0
+ * for --help, and on stderr with status 2 for an option it does not know.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,18 +32,39 @@
 struct server {
 	pid_t pid;
 	int port;
+	int err; /* the server's stderr, when captured; else -1 */
 };
 
+struct server_opts {
+	int no_uring;		 /* run with BRAID_NO_URING=1 */
+	const char *const *args; /* more arguments, NULL-terminated */
+	long nofile;		 /* RLIMIT_NOFILE for the server, 0: ours */
+	int capture_stderr;	 /* read it with server_stderr() */
+};
+
+/* The backends every HTTP test runs the server on. */
+#define BACKENDS 2
+static const char *const backend_names[BACKENDS] = { "io_uring",
+						     "BRAID_NO_URING=1" };
+
 /* Start build/<variant>/examples/<name> next to this test's directory. */
-static struct server start(const char *name)
+static struct server start_ex(const char *name, const struct server_opts *o)
 {
 	static char exe[4096], path[4200];
+	static const struct server_opts none = { 0 };
+	const char *argv[32] = { name, "--port", "0", "--workers", "2" };
 	char line[128];
-	struct server s = { 0 };
+	struct server s = { .err = -1 };
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	int out[2];
+	int out[2], err[2] = { -1, -1 }, argc;
 	FILE *f;
 
+	if (!o)
+		o = &none;
+	for (argc = 5; o->args && o->args[argc - 5]; argc++) {
+		cr_assert_lt(argc, 31);
+		argv[argc] = o->args[argc - 5];
+	}
 	cr_assert_gt(n, 0);
 	exe[n] = '\0';
 	*strrchr(exe, '/') = '\0'; /* .../tests */
@@ -46,20 +72,42 @@ static struct server start(const char *name)
 	if (access(path, X_OK) != 0)
 		cr_skip_test("%s is not built (make examples)", path);
 	cr_assert_eq(pipe(out), 0);
+	if (o->capture_stderr)
+		cr_assert_eq(pipe(err), 0);
 	s.pid = fork();
 	cr_assert_geq(s.pid, 0);
 	if (s.pid == 0) {
+		int fd;
+
 		/* A failed assertion ends this test's process before stop():
 		 * the server then goes with it. */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		dup2(out[1], 1);
-		close(out[0]);
-		close(out[1]);
-		execl(path, name, "--port", "0", "--workers", "2",
-		      (char *)NULL);
+		if (err[1] >= 0)
+			dup2(err[1], 2);
+		/* Only 0, 1 and 2, so that the descriptor limit is the
+		 * server's alone. */
+		for (fd = 3; fd < 1024; fd++)
+			close(fd);
+		if (o->no_uring)
+			setenv("BRAID_NO_URING", "1", 1);
+		else
+			unsetenv("BRAID_NO_URING");
+		if (o->nofile > 0) {
+			struct rlimit rl = { (rlim_t)o->nofile,
+					     (rlim_t)o->nofile };
+
+			if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+				_exit(126);
+		}
+		execv(path, (char *const *)argv);
 		_exit(127);
 	}
 	close(out[1]);
+	if (err[1] >= 0) {
+		close(err[1]);
+		s.err = err[0];
+	}
 	f = fdopen(out[0], "r");
 	cr_assert_not_null(fgets(line, sizeof(line), f), "%s said nothing",
 			   name);
@@ -67,6 +115,11 @@ static struct server start(const char *name)
 		     "%s", line);
 	fclose(f);
 	return s;
+}
+
+static struct server start(const char *name)
+{
+	return start_ex(name, NULL);
 }
 
 static void stop(struct server s)
@@ -77,6 +130,20 @@ static void stop(struct server s)
 	cr_assert_eq(waitpid(s.pid, &status, 0), s.pid);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		  "server status %#x", status);
+}
+
+/* After stop(): everything the server wrote on its captured stderr,
+ * NUL-terminated, in buf. */
+static void server_stderr(struct server s, char *buf, size_t cap)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	cr_assert_geq(s.err, 0);
+	while (got < cap - 1 && (n = read(s.err, buf + got, cap - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = '\0';
+	close(s.err);
 }
 
 static int dial(int port)
@@ -123,111 +190,488 @@ static size_t count(const char *hay, const char *needle)
 	return k;
 }
 
-Test(examples, http_server_answers_pipelined_requests_in_order, .timeout = 30.0)
+/* Milliseconds until the server closes fd (what comes first is read and
+ * dropped), or -1 if it has not closed within limit_ms. */
+static int64_t ms_until_closed(int fd, int64_t limit_ms)
 {
-	struct server s = start("http_server");
-	int fd = dial(s.port);
-	char buf[4096];
-	static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Type: "
-				 "text/plain\r\nContent-Length: 5\r\n\r\nhello";
+	int64_t t0 = br_now_ns();
+	char buf[512];
+
+	for (;;) {
+		int64_t left = limit_ms - t_elapsed_ms(t0);
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			return -1;
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return t_elapsed_ms(t0);
+	}
+}
+
+static const char ok_answer[] = "HTTP/1.1 200 OK\r\nContent-Type: "
+				"text/plain\r\nContent-Length: 5\r\n\r\nhello";
+
+Test(examples, http_server_answers_pipelined_requests_in_order, .timeout = 60.0)
+{
 	static const char nf[] = "HTTP/1.1 404 Not Found\r\nContent-Type: "
 				 "text/plain\r\nContent-Length: 9\r\n\r\n"
 				 "Not Found";
-	char want[1024];
+	char want[1024], buf[4096];
+	int b;
 
-	snprintf(want, sizeof(want), "%s%s%s", ok, nf, ok);
-	exchange(fd,
-		 "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
-		 "GET /missing HTTP/1.1\r\nHost: a\r\n\r\n"
-		 "POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody"
-		 "GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
-		 buf, sizeof(buf), 0);
-	/* 200, 404, 405 for the POST (its body skipped), then 200 with
-	 * Connection: close, after which the server closed. */
-	cr_assert_eq(count(buf, "HTTP/1.1 "), 4, "%s", buf);
-	cr_assert_eq(strncmp(buf, want, strlen(ok) + strlen(nf)), 0, "%s", buf);
-	cr_assert_not_null(strstr(buf, "405 Method Not Allowed"), "%s", buf);
-	cr_assert_not_null(strstr(buf, "Connection: close\r\n"), "%s", buf);
-	close(fd);
-	stop(s);
+	snprintf(want, sizeof(want), "%s%s%s", ok_answer, nf, ok_answer);
+	for (b = 0; b < BACKENDS; b++) {
+		struct server_opts o = { .no_uring = b };
+		struct server s = start_ex("http_server", &o);
+		int fd = dial(s.port);
+
+		exchange(fd,
+			 "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+			 "GET /missing HTTP/1.1\r\nHost: a\r\n\r\n"
+			 "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "
+			 "4\r\n\r\nbody"
+			 "GET / HTTP/1.1\r\nHost: a\r\nConnection: "
+			 "close\r\n\r\n",
+			 buf, sizeof(buf), 0);
+		/* 200, 404, 405 for the POST (its body skipped), then 200
+		 * with Connection: close, after which the server closed. */
+		cr_assert_eq(count(buf, "HTTP/1.1 "), 4, "%s: %s",
+			     backend_names[b], buf);
+		cr_assert_eq(strncmp(buf, want, strlen(ok_answer) + strlen(nf)),
+			     0, "%s: %s", backend_names[b], buf);
+		cr_assert_not_null(strstr(buf, "405 Method Not Allowed"), "%s",
+				   buf);
+		cr_assert_not_null(strstr(buf, "Connection: close\r\n"), "%s",
+				   buf);
+		close(fd);
+		stop(s);
+	}
 }
 
 Test(examples, http_server_assembles_requests_that_arrive_in_pieces,
-     .timeout = 30.0)
+     .timeout = 60.0)
 {
 	static const char req[] =
 		"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 		"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
-		"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
-		"GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
-	struct server s = start("http_server");
-	int fd = dial(s.port), one = 1;
-	const char *p;
-	char buf[4096];
-	size_t i;
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+		"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+	int b;
 
-	/* Byte by byte, each its own segment: heads, a body and the next
-	 * head are cut at every possible place. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	for (i = 0; i + 1 < sizeof(req); i++) {
-		cr_assert_eq(send(fd, req + i, 1, MSG_NOSIGNAL), 1);
-		usleep(200);
+	for (b = 0; b < BACKENDS; b++) {
+		struct server_opts o = { .no_uring = b };
+		struct server s = start_ex("http_server", &o);
+		int fd = dial(s.port), one = 1;
+		const char *p;
+		char buf[4096];
+		size_t i;
+
+		/* Byte by byte, each its own segment: heads, a body and the
+		 * next head are cut at every possible place. */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		for (i = 0; i + 1 < sizeof(req); i++) {
+			cr_assert_eq(send(fd, req + i, 1, MSG_NOSIGNAL), 1);
+			usleep(200);
+		}
+		exchange(fd, "", buf, sizeof(buf), 0);
+		cr_assert_eq(count(buf, "HTTP/1.1 "), 4, "%s: %s",
+			     backend_names[b], buf);
+		p = strstr(buf, "200 OK");
+		cr_assert_not_null(p, "%s", buf);
+		p = strstr(p, "404 Not Found");
+		cr_assert_not_null(p, "%s", buf);
+		p = strstr(p, "405 Method Not Allowed");
+		cr_assert_not_null(p, "%s", buf);
+		p = strstr(p, "200 OK");
+		cr_assert_not_null(p, "%s", buf);
+		cr_assert_not_null(strstr(p, "Connection: close\r\n"), "%s",
+				   buf);
+		close(fd);
+		stop(s);
 	}
-	exchange(fd, "", buf, sizeof(buf), 0);
-	cr_assert_eq(count(buf, "HTTP/1.1 "), 4, "%s", buf);
-	p = strstr(buf, "200 OK");
-	cr_assert_not_null(p, "%s", buf);
-	p = strstr(p, "404 Not Found");
-	cr_assert_not_null(p, "%s", buf);
-	p = strstr(p, "405 Method Not Allowed");
-	cr_assert_not_null(p, "%s", buf);
-	p = strstr(p, "200 OK");
-	cr_assert_not_null(p, "%s", buf);
-	cr_assert_not_null(strstr(p, "Connection: close\r\n"), "%s", buf);
-	close(fd);
-	stop(s);
 }
 
-Test(examples, http_server_closes_malformed_requests_with_400, .timeout = 30.0)
+/* An answer to HEAD has no body, whatever its status: a body there would
+ * be read as the start of the next answer. */
+Test(examples, http_server_answers_head_without_a_body, .timeout = 60.0)
 {
-	static const char *const bad[] = {
-		"garbage\r\n\r\n",
-		"GET /\r\n\r\n",
-		"GET / HTTP/2.0\r\n\r\n",
-		"GET noslash HTTP/1.1\r\n\r\n",
-		"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
-		"GET / HTTP/1.1\r\nContent-Length: x1\r\n\r\n",
-		"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-		"G\x01T / HTTP/1.1\r\n\r\n",
-	};
-	struct server s = start("http_server");
-	static char big[12000];
+	static const char want[] =
+		"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+		"Content-Length: 5\r\n\r\n"
+		"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
+		"Content-Length: 9\r\n\r\n"
+		"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+		"Content-Length: 5\r\nConnection: close\r\n\r\nhello";
+	char buf[4096];
+	int b;
+
+	for (b = 0; b < BACKENDS; b++) {
+		struct server_opts o = { .no_uring = b };
+		struct server s = start_ex("http_server", &o);
+		int fd = dial(s.port);
+
+		exchange(fd,
+			 "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"
+			 "HEAD /missing HTTP/1.1\r\nHost: a\r\n\r\n"
+			 "GET / HTTP/1.1\r\nHost: a\r\nConnection: "
+			 "close\r\n\r\n",
+			 buf, sizeof(buf), 0);
+		cr_assert_str_eq(buf, want, "%s", backend_names[b]);
+		close(fd);
+		stop(s);
+	}
+}
+
+/* A request, and the start of the one answer it must get before the
+ * server closes the connection. */
+struct refusal {
+	const char *req;
+	const char *status; /* "400 ", ... */
+};
+
+static void expect_refusals(const struct refusal *r, size_t n)
+{
 	char buf[4096];
 	size_t i;
-	int fd;
+	int b;
 
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+	for (b = 0; b < BACKENDS; b++) {
+		struct server_opts o = { .no_uring = b };
+		struct server s = start_ex("http_server", &o);
+		int fd;
+
+		for (i = 0; i < n; i++) {
+			fd = dial(s.port);
+			exchange(fd, r[i].req, buf, sizeof(buf), 0);
+			cr_assert_eq(strncmp(buf, "HTTP/1.1 ", 9), 0,
+				     "%s: request %zu got: %s",
+				     backend_names[b], i, buf);
+			cr_assert_eq(strncmp(buf + 9, r[i].status,
+					     strlen(r[i].status)),
+				     0, "%s: request %zu (want %s) got: %s",
+				     backend_names[b], i, r[i].status, buf);
+			cr_assert_eq(count(buf, "HTTP/1.1 "), 1,
+				     "%s: request %zu got: %s",
+				     backend_names[b], i, buf);
+			cr_assert_not_null(strstr(buf, "Connection: close"),
+					   "%s: request %zu got: %s",
+					   backend_names[b], i, buf);
+			close(fd);
+		}
+		/* Still serving after all that. */
 		fd = dial(s.port);
-		exchange(fd, bad[i], buf, sizeof(buf), 0);
-		cr_assert_eq(strncmp(buf, "HTTP/1.1 400 Bad Request\r\n", 26),
-			     0, "request %zu got: %s", i, buf);
-		cr_assert_not_null(strstr(buf, "Connection: close"));
+		exchange(fd, "GET / HTTP/1.0\r\n\r\n", buf, sizeof(buf), 0);
+		cr_assert_eq(strncmp(buf, "HTTP/1.1 200 OK", 15), 0, "%s", buf);
 		close(fd);
+		stop(s);
 	}
-	/* A head that never ends within 8 KiB. */
+}
+
+Test(examples, http_server_closes_malformed_requests_with_400, .timeout = 60.0)
+{
+	static const struct refusal bad[] = {
+		{ "garbage\r\n\r\n", "400 " },
+		{ "GET /\r\n\r\n", "400 " },
+		{ "GET / HTTP/2.0\r\n\r\n", "400 " },
+		{ "GET noslash HTTP/1.1\r\nHost: a\r\n\r\n", "400 " },
+		{ "GET / HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n",
+		  "400 " },
+		{ "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x1\r\n\r\n",
+		  "400 " },
+		{ "G\x01T / HTTP/1.1\r\nHost: a\r\n\r\n", "400 " },
+		/* white space before the colon; an empty name */
+		{ "GET / HTTP/1.1\r\nHost : a\r\n\r\n", "400 " },
+		{ "GET / HTTP/1.1\r\nHost: a\r\n: x\r\n\r\n", "400 " },
+		/* obs-fold: a line that continues the previous one */
+		{ "GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n", "400 " },
+		{ "GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n\tY: 2\r\n\r\n",
+		  "400 " },
+		/* a bare LF, which another parser would take as a line end;
+		 * control characters */
+		{ "GET / HTTP/1.1\r\nHost: a\r\nX: 1\nContent-Length: 5\r\n"
+		  "\r\n",
+		  "400 " },
+		{ "GET / HTTP/1.1\r\nHost: a\r\nX: a\x7f\r\n\r\n", "400 " },
+		{ "GET /a\tb HTTP/1.1\r\nHost: a\r\n\r\n", "400 " },
+		/* HTTP/1.1 needs exactly one Host */
+		{ "GET / HTTP/1.1\r\n\r\n", "400 " },
+		{ "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400 " },
+	};
+
+	expect_refusals(bad, sizeof(bad) / sizeof(bad[0]));
+}
+
+Test(examples, http_server_refuses_content_lengths_that_are_not_one_number,
+     .timeout = 60.0)
+{
+	static const struct refusal bad[] = {
+		{ "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+		  "400 " },
+		{ "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+		  "400 " },
+		{ "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n",
+		  "400 " },
+		{ "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5 5\r\n\r\n",
+		  "400 " },
+		{ "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+		  "400 " },
+		{ "GET / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n",
+		  "400 " },
+		/* 2^64 and beyond */
+		{ "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: "
+		  "18446744073709551616\r\n\r\n",
+		  "400 " },
+		{ "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: "
+		  "99999999999999999999999\r\n\r\n",
+		  "400 " },
+		/* Two framings: smuggling. */
+		{ "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n"
+		  "Content-Length: 5\r\n\r\n",
+		  "400 " },
+		{ "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+		  "Transfer-Encoding: chunked\r\n\r\n",
+		  "400 " },
+		{ "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+		  "Content-Length: 5\r\n\r\n",
+		  "400 " },
+		/* No chunked bodies here; a body over 1 MiB. */
+		{ "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
+		  "chunked\r\n\r\n0\r\n\r\n",
+		  "501 " },
+		{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "
+		  "999999999999\r\n\r\n",
+		  "413 " },
+	};
+
+	expect_refusals(bad, sizeof(bad) / sizeof(bad[0]));
+}
+
+/* The smuggling case itself: with two Content-Length lines, the last one
+ * winning would turn the next request into body, or a body into the next
+ * request. One 400, nothing else answered. */
+Test(examples, http_server_refuses_conflicting_content_lengths, .timeout = 60.0)
+{
+	static const char *const req[] = {
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n"
+		"Content-Length: 36\r\n\r\n"
+		"GET /hidden HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 36\r\n"
+		"Content-Length: 0\r\n\r\n"
+		"GET /hidden HTTP/1.1\r\nHost: a\r\n\r\n",
+	};
+	char buf[4096];
+	size_t i;
+	int b;
+
+	for (b = 0; b < BACKENDS; b++) {
+		struct server_opts o = { .no_uring = b };
+		struct server s = start_ex("http_server", &o);
+
+		for (i = 0; i < 2; i++) {
+			int fd = dial(s.port);
+
+			exchange(fd, req[i], buf, sizeof(buf), 0);
+			cr_assert_eq(
+				strncmp(buf, "HTTP/1.1 400 Bad Request", 24), 0,
+				"%s: %zu: %s", backend_names[b], i, buf);
+			cr_assert_eq(count(buf, "HTTP/1.1 "), 1, "%s: %zu: %s",
+				     backend_names[b], i, buf);
+			close(fd);
+		}
+		stop(s);
+	}
+}
+
+/* RFC 9110 8.6 lets a recipient take repeated identical values as one. */
+Test(examples, http_server_takes_identical_content_lengths_as_one,
+     .timeout = 60.0)
+{
+	char buf[4096];
+	int b;
+
+	for (b = 0; b < BACKENDS; b++) {
+		struct server_opts o = { .no_uring = b };
+		struct server s = start_ex("http_server", &o);
+		int fd = dial(s.port);
+
+		exchange(fd,
+			 "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
+			 "content-length: 4\r\n\r\nbody"
+			 "GET / HTTP/1.1\r\nHost: a\r\nConnection: "
+			 "close\r\n\r\n",
+			 buf, sizeof(buf), 0);
+		cr_assert_eq(count(buf, "HTTP/1.1 "), 2, "%s: %s",
+			     backend_names[b], buf);
+		cr_assert_eq(strncmp(buf, "HTTP/1.1 405 ", 13), 0, "%s", buf);
+		cr_assert_not_null(strstr(buf, "HTTP/1.1 200 OK"), "%s", buf);
+		close(fd);
+		stop(s);
+	}
+}
+
+/* A head that does not end within 8 KiB gets 431: one long line, or many
+ * short ones. */
+Test(examples, http_server_answers_431_to_a_head_over_8_kib, .timeout = 60.0)
+{
+	static char big[12000], lines[12000];
+	char buf[4096];
+	size_t i;
+	int b;
+
 	memset(big, 'a', sizeof(big) - 1);
-	big[sizeof(big) - 1] = '\0';
 	memcpy(big, "GET / HTTP/1.1\r\nX: ", 19);
-	fd = dial(s.port);
-	exchange(fd, big, buf, sizeof(buf), 0);
-	cr_assert_eq(strncmp(buf, "HTTP/1.1 400", 12), 0, "%s", buf);
-	close(fd);
-	/* Still serving after all that. */
-	fd = dial(s.port);
-	exchange(fd, "GET / HTTP/1.0\r\n\r\n", buf, sizeof(buf), 0);
-	cr_assert_eq(strncmp(buf, "HTTP/1.1 200 OK", 15), 0, "%s", buf);
-	close(fd);
-	stop(s);
+	strcpy(lines, "GET / HTTP/1.1\r\nHost: a\r\n");
+	for (i = strlen(lines); i + 10 < sizeof(lines); i += 9)
+		memcpy(lines + i, "X: 1234\r\n", 9);
+	lines[i] = '\0';
+	for (b = 0; b < BACKENDS; b++) {
+		struct server_opts o = { .no_uring = b };
+		struct server s = start_ex("http_server", &o);
+		int fd = dial(s.port);
+
+		exchange(fd, big, buf, sizeof(buf), 0);
+		cr_assert_eq(strncmp(buf, "HTTP/1.1 431 ", 13), 0, "%s: %s",
+			     backend_names[b], buf);
+		close(fd);
+		fd = dial(s.port);
+		exchange(fd, lines, buf, sizeof(buf), 0);
+		cr_assert_eq(strncmp(buf, "HTTP/1.1 431 ", 13), 0, "%s: %s",
+			     backend_names[b], buf);
+		close(fd);
+		stop(s);
+	}
+}
+
+/* A client that opens a connection and sends nothing, or sends its head
+ * a byte at a time and never finishes it, is cut off at the head
+ * timeout: a trickle does not move the deadline. */
+Test(examples, http_server_closes_connections_whose_head_is_late,
+     .timeout = 60.0)
+{
+	static const char *const args[] = { "--head-timeout", "500", NULL };
+	static const char head[] = "GET / HTTP/1.1\r\nHost: a\r\nX: ";
+	int b;
+
+	for (b = 0; b < BACKENDS; b++) {
+		struct server_opts o = { .no_uring = b, .args = args };
+		struct server s = start_ex("http_server", &o);
+		int silent = dial(s.port), slow = dial(s.port);
+		int64_t t0 = br_now_ns(), ms;
+		size_t i;
+
+		ms = ms_until_closed(silent, 5000);
+		cr_assert_geq(ms, 450, "%s: closed after %lld ms",
+			      backend_names[b], (long long)ms);
+		/* A byte every 50 ms, for up to 5 s. */
+		t0 = br_now_ns();
+		for (i = 0;; i++) {
+			char c = i < sizeof(head) - 1 ? head[i] : 'x';
+
+			if (send(slow, &c, 1, MSG_NOSIGNAL) != 1 ||
+			    ms_until_closed(slow, 50) >= 0)
+				break;
+			cr_assert_lt(t_elapsed_ms(t0), 5000,
+				     "%s: a trickling head is still open",
+				     backend_names[b]);
+		}
+		close(silent);
+		close(slow);
+		stop(s);
+	}
+}
+
+/* A kept-alive connection waits up to the idle timeout for its next
+ * request, even past the head timeout, and is closed after it. */
+Test(examples, http_server_closes_idle_connections_after_the_idle_timeout,
+     .timeout = 60.0)
+{
+	static const char *const args[] = { "--head-timeout", "300",
+					    "--idle-timeout", "1500", NULL };
+	static const char req[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+	char buf[4096];
+	int b;
+
+	for (b = 0; b < BACKENDS; b++) {
+		struct server_opts o = { .no_uring = b, .args = args };
+		struct server s = start_ex("http_server", &o);
+		int fd = dial(s.port);
+		int64_t t0, ms;
+
+		exchange(fd, req, buf, sizeof(buf), strlen(ok_answer));
+		cr_assert_str_eq(buf, ok_answer, "%s", backend_names[b]);
+		/* Past the head timeout, within the idle one: served. */
+		usleep(700 * 1000);
+		exchange(fd, req, buf, sizeof(buf), strlen(ok_answer));
+		cr_assert_str_eq(buf, ok_answer, "%s", backend_names[b]);
+		t0 = br_now_ns();
+		ms = ms_until_closed(fd, 6000);
+		cr_assert_geq(ms, 0, "%s: an idle connection is still open",
+			      backend_names[b]);
+		cr_assert_geq(t_elapsed_ms(t0), 1400,
+			      "%s: closed after %lld ms", backend_names[b],
+			      (long long)ms);
+		close(fd);
+		stop(s);
+	}
+}
+
+/*
+ * At the descriptor limit, connections that sit idle must not lock new
+ * clients out: they time out, the acceptor (backing off meanwhile, and
+ * logging once per burst, not once per try) takes the waiting ones, and
+ * a new client is served. The server runs with RLIMIT_NOFILE at 40 and
+ * 60 connections are opened, each sending one request, then nothing.
+ */
+Test(examples, http_server_serves_new_clients_at_the_descriptor_limit,
+     .timeout = 90.0)
+{
+	static const char *const args[] = { "--head-timeout", "1000",
+					    "--idle-timeout", "1000", NULL };
+	static const char req[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+	enum {
+		IDLE = 60
+	};
+	static char err[65536];
+	int b, i;
+
+	for (b = 0; b < BACKENDS; b++) {
+		struct server_opts o = { .no_uring = b,
+					 .args = args,
+					 .nofile = 40,
+					 .capture_stderr = 1 };
+		struct server s = start_ex("http_server", &o);
+		int idle[IDLE], fd;
+		char buf[4096];
+		size_t lines;
+
+		for (i = 0; i < IDLE; i++) {
+			idle[i] = dial(s.port);
+			cr_assert_eq(send(idle[i], req, strlen(req),
+					  MSG_NOSIGNAL),
+				     (ssize_t)strlen(req));
+		}
+		usleep(300 * 1000); /* the limit is reached, accepts fail */
+		fd = dial(s.port);
+		exchange(fd,
+			 "GET / HTTP/1.1\r\nHost: a\r\nConnection: "
+			 "close\r\n\r\n",
+			 buf, sizeof(buf), 0);
+		cr_assert_eq(strncmp(buf, "HTTP/1.1 200 OK", 15), 0,
+			     "%s: the new client got: %s", backend_names[b],
+			     buf);
+		close(fd);
+		for (i = 0; i < IDLE; i++)
+			close(idle[i]);
+		stop(s);
+		server_stderr(s, err, sizeof(err));
+		lines = count(err, "accept");
+		cr_assert_geq(lines, 1, "%s: no accept failed: %s",
+			      backend_names[b], err);
+		cr_assert_leq(lines, 8, "%s: %zu lines about accept:\n%.2000s",
+			      backend_names[b], lines, err);
+	}
 }
 
 Test(examples, echo_server_echoes_and_stops_on_sigterm, .timeout = 30.0)
@@ -328,11 +772,59 @@ Test(examples, parallel_primes_counts_right_on_every_worker, .timeout = 60.0)
 	br_runtime_free(rt);
 }
 
-/* Every example, as its users start it. */
+/* Without mpirun, the MPI example is an ordinary program: its pool is
+ * local, and it counts right (tests.mk's test-mpi runs it on 3 ranks). It
+ * is built only where MPI is, and the test skips elsewhere. */
+Test(examples, cluster_primes_without_mpirun_counts_on_a_local_pool,
+     .timeout = 60.0)
+{
+	const char *path = example_path("cluster_primes");
+	br_runtime *rt = t_runtime(1, 0);
+	br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE };
+	const char *argv[] = { path,	"--limit",   "1000000", "--chunk",
+			       "10000", "--workers", "2",	NULL };
+	const char *out;
+	char *text;
+	size_t len;
+	br_future *f;
+
+	f = br_exec(rt, argv, &o);
+	t_await_value(f);
+	out = br_future_bytes(f, &len);
+	text = strndup(out ? out : "", len);
+	cr_assert_eq(br_exec_exit_code(f), 0, "%s", text);
+	cr_assert(strstr(text, "\ncheck: 3 jobs and a task agree: 3245 "
+			       "primes below 30000\n"),
+		  "%s", text);
+	cr_assert(strstr(text, "\n78498 primes below 1000000 in "), "%s", text);
+	cr_assert(strstr(text, "\n  rank 0 ("), "%s", text);
+	cr_assert(strstr(text, "\n1 rank took part\n"), "%s", text);
+	free(text);
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+/* Every example, as its users start it; the last needs MPI and is left
+ * out where it is not built (see examples_built). */
 static const char *const examples[] = { "asyncio_tour", "echo_server",
 					"http_server",	"parallel_primes",
 					"pipeline",	"subprocess",
-					"trace_tour" };
+					"trace_tour",	"cluster_primes" };
+
+/* How many of examples[] to run: all, or all but the MPI one when there
+ * was no MPI to build it with. */
+static size_t examples_built(void)
+{
+	static char exe[4096], path[4200];
+	size_t n = sizeof(examples) / sizeof(examples[0]);
+	ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	cr_assert_gt(len, 0);
+	exe[len] = '\0';
+	*strrchr(exe, '/') = '\0';
+	snprintf(path, sizeof(path), "%s/../examples/%s", exe, examples[n - 1]);
+	return access(path, X_OK) == 0 ? n : n - 1;
+}
 
 /* Run example name with one argument; return its exit code and what it
  * wrote to stdout (keep 1) or stderr (keep 2), the other going to
@@ -366,7 +858,7 @@ Test(examples, every_example_prints_its_usage_on_stdout_for_help,
 	br_runtime *rt = t_runtime(1, 0);
 	char *text;
 
-	for (size_t i = 0; i < sizeof(examples) / sizeof(examples[0]); i++) {
+	for (size_t i = 0; i < examples_built(); i++) {
 		cr_assert_eq(run_example(rt, examples[i], "--help", 1, &text),
 			     0, "%s --help", examples[i]);
 		cr_assert(!strncmp(text, "usage: ", 7), "%s --help:\n%s",
@@ -382,7 +874,7 @@ Test(examples, every_example_refuses_an_unknown_option_with_status_2,
 	br_runtime *rt = t_runtime(1, 0);
 	char *text;
 
-	for (size_t i = 0; i < sizeof(examples) / sizeof(examples[0]); i++) {
+	for (size_t i = 0; i < examples_built(); i++) {
 		/* The usage goes to stderr, and nothing to stdout: the
 		 * program did not start its work. */
 		cr_assert_eq(run_example(rt, examples[i], "--no-such-option", 2,

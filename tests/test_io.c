@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -669,6 +671,417 @@ Test(io, io_completes_while_another_task_keeps_yielding, .timeout = 20.0)
 		cr_assert_eq(s.got, 1);
 		close(p[0]);
 		close(p[1]);
+		br_runtime_free(rt);
+	}
+}
+
+/* ---- no call blocks a worker, whatever the fd's own mode ---- */
+
+/* A task that yields a few times, then sleeps 50 ms: it returns how long
+ * the sleep took, in ms. */
+static void *sleep_50(void *arg)
+{
+	int64_t t0;
+
+	for (int i = 0; i < 10; i++)
+		br_yield();
+	t0 = br_now_ns();
+	br_sleep_ms(50);
+	return (void *)(intptr_t)t_elapsed_ms(t0);
+}
+
+/* The worker of rt runs other tasks and fires their deadlines: a
+ * 50 ms sleep ends within a (loose) second. */
+static void assert_worker_runs(br_runtime *rt, unsigned flags)
+{
+	br_future *s = br_spawn(rt, sleep_50, NULL);
+	void *v = NULL;
+
+	cr_assert_eq(br_wait_for(s, 3000, &v), 0,
+		     "flags %#x: the worker stalled", flags);
+	cr_assert_geq((intptr_t)v, 50);
+	cr_assert_lt((intptr_t)v, 1000, "flags %#x: the sleep took %d ms",
+		     flags, (int)(intptr_t)v);
+	br_future_release(s);
+}
+
+#define BIG_WRITE (1024 * 1024)
+
+struct big {
+	int fd;
+	unsigned char *buf;
+	ssize_t ret;
+	atomic_int calls; /* br_write calls that returned */
+};
+
+static void *write_big(void *arg)
+{
+	struct big *b = arg;
+	size_t done = 0;
+
+	while (done < BIG_WRITE) {
+		ssize_t r = br_write(b->fd, b->buf + done, BIG_WRITE - done);
+
+		atomic_fetch_add(&b->calls, 1);
+		if (r <= 0) {
+			b->ret = r;
+			return NULL;
+		}
+		done += (size_t)r;
+	}
+	b->ret = (ssize_t)done;
+	return NULL;
+}
+
+/* A 1 MiB write to a blocking pipe that nobody reads yet: the writer
+ * waits on the loop, and the worker goes on running other tasks and
+ * firing their deadlines. Then a reader drains the pipe and every byte
+ * arrives in order. */
+Test(io, a_large_write_to_a_blocking_pipe_never_stalls_the_worker,
+     .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		struct big b = { 0 };
+		unsigned char *got = malloc(BIG_WRITE);
+		size_t have = 0;
+		int p[2];
+		br_future *w;
+
+		cr_assert_not_null(got);
+		b.buf = malloc(BIG_WRITE);
+		cr_assert_not_null(b.buf);
+		for (size_t i = 0; i < BIG_WRITE; i++)
+			b.buf[i] = (unsigned char)(i * 131 + (i >> 12));
+		make_pipe(p);
+		cr_assert_eq(fcntl(p[1], F_GETFL) & O_NONBLOCK, 0);
+		b.fd = p[1];
+		w = br_spawn(rt, write_big, &b);
+		br_sleep_ms(30);
+		assert_worker_runs(rt, flags);
+		cr_assert_eq(br_future_state(w), BR_PENDING);
+		/* The pipe was left blocking. */
+		cr_assert_eq(fcntl(p[1], F_GETFL) & O_NONBLOCK, 0);
+		while (have < BIG_WRITE) {
+			ssize_t n = read(p[0], got + have, BIG_WRITE - have);
+
+			cr_assert_gt(n, 0);
+			have += (size_t)n;
+		}
+		t_await_value(w);
+		cr_assert_eq(b.ret, BIG_WRITE, "flags %#x: %zd", flags, b.ret);
+		cr_assert_eq(memcmp(got, b.buf, BIG_WRITE), 0);
+		br_future_release(w);
+		close(p[0]);
+		close(p[1]);
+		free(got);
+		free(b.buf);
+		br_runtime_free(rt);
+	}
+}
+
+static void *read_rw(void *arg)
+{
+	struct rw *r = arg;
+
+	r->ret = br_read(r->fd, r->buf, r->len);
+	return NULL;
+}
+
+/* A read from a terminal (a pty, blocking) that nobody types into: as
+ * for the pipe. A terminal cannot be read without blocking per call
+ * (RWF_NOWAIT), so the loop waits for it to be readable and reads on the
+ * blocking pool. */
+Test(io, a_read_from_a_silent_blocking_terminal_never_stalls_the_worker,
+     .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		struct rw r = { .len = 5 };
+		int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+		br_future *f;
+
+		cr_assert_geq(m, 0);
+		cr_assert_eq(grantpt(m), 0);
+		cr_assert_eq(unlockpt(m), 0);
+		r.fd = open(ptsname(m), O_RDWR | O_NOCTTY | O_CLOEXEC);
+		cr_assert_geq(r.fd, 0);
+		f = br_spawn(rt, read_rw, &r);
+		br_sleep_ms(30);
+		assert_worker_runs(rt, flags);
+		cr_assert_eq(br_future_state(f), BR_PENDING);
+		cr_assert_eq(write(m, "line\n", 5), 5);
+		t_await_value(f);
+		cr_assert_eq(r.ret, 5, "flags %#x: %zd", flags, r.ret);
+		cr_assert_eq(memcmp(r.buf, "line\n", 5), 0);
+		br_future_release(f);
+		close(r.fd);
+		close(m);
+		br_runtime_free(rt);
+	}
+}
+
+struct spl {
+	int in, out;
+	ssize_t ret;
+};
+
+static void *splice_once(void *arg)
+{
+	struct spl *s = arg;
+
+	s->ret = br_splice(s->in, -1, s->out, -1, 4096, 0);
+	return NULL;
+}
+
+/* A splice from a pipe with data into a full blocking pipe: the task
+ * waits for room on the loop, and the worker goes on. */
+Test(io, a_splice_into_a_full_blocking_pipe_never_stalls_the_worker,
+     .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		int a[2], b[2];
+		struct spl s;
+		static char buf[65536];
+		size_t filled = 0;
+		br_future *f;
+		ssize_t n;
+
+		make_pipe(a);
+		make_pipe(b);
+		cr_assert_eq(write(a[1], "spliced", 7), 7);
+		/* Fill b through a non-blocking moment of our own pipe. */
+		cr_assert_eq(fcntl(b[1], F_SETFL, O_NONBLOCK), 0);
+		memset(buf, 'f', sizeof(buf));
+		while ((n = write(b[1], buf, sizeof(buf))) > 0)
+			filled += (size_t)n;
+		cr_assert_eq(fcntl(b[1], F_SETFL, 0), 0);
+		s = (struct spl){ .in = a[0], .out = b[1] };
+		f = br_spawn(rt, splice_once, &s);
+		br_sleep_ms(30);
+		assert_worker_runs(rt, flags);
+		cr_assert_eq(br_future_state(f), BR_PENDING);
+		while (filled > 0) {
+			n = read(b[0], buf,
+				 filled < sizeof(buf) ? filled : sizeof(buf));
+			cr_assert_gt(n, 0);
+			filled -= (size_t)n;
+		}
+		t_await_value(f);
+		cr_assert_eq(s.ret, 7, "flags %#x: %zd", flags, s.ret);
+		cr_assert_eq(read(b[0], buf, 7), 7);
+		cr_assert_eq(memcmp(buf, "spliced", 7), 0);
+		br_future_release(f);
+		close(a[0]);
+		close(a[1]);
+		close(b[0]);
+		close(b[1]);
+		br_runtime_free(rt);
+	}
+}
+
+struct fifo_open {
+	const char *path;
+	int flags;
+	int ret;
+};
+
+static void *open_fifo(void *arg)
+{
+	struct fifo_open *o = arg;
+
+	o->ret = br_openat(AT_FDCWD, o->path, o->flags, 0);
+	return NULL;
+}
+
+/* Open one end of path in a task; the result, which must come at once
+ * (the worker would otherwise wait for the other end). */
+static int open_fifo_end(br_runtime *rt, const char *path, int oflags,
+			 unsigned flags)
+{
+	struct fifo_open o = { path, oflags, -EIO };
+	br_future *f = br_spawn(rt, open_fifo, &o);
+
+	cr_assert_eq(br_wait_for(f, 5000, NULL), 0,
+		     "flags %#x: opening the FIFO (%#x) waited", flags, oflags);
+	br_future_release(f);
+	return o.ret;
+}
+
+/* As the ring opens it: a FIFO's read end at once, without waiting for a
+ * writer, and ENXIO for a write end that nobody reads. */
+Test(io, opening_a_fifo_never_waits_for_its_other_end, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		char path[] = "/tmp/braid-fifo-XXXXXX", *file;
+		int r, w;
+		char c = 0;
+
+		cr_assert_not_null(mkdtemp(path));
+		cr_assert_gt(asprintf(&file, "%s/fifo", path), 0);
+		cr_assert_eq(mkfifo(file, 0600), 0);
+		cr_assert_eq(open_fifo_end(rt, file, O_WRONLY, flags), -ENXIO);
+		r = open_fifo_end(rt, file, O_RDONLY, flags);
+		cr_assert_geq(r, 0, "flags %#x: %d", flags, r);
+		/* The caller did not ask for O_NONBLOCK. */
+		cr_assert_eq(fcntl(r, F_GETFL) & O_NONBLOCK, 0);
+		w = open_fifo_end(rt, file, O_WRONLY, flags);
+		cr_assert_geq(w, 0, "flags %#x: %d", flags, w);
+		cr_assert_eq(write(w, "f", 1), 1);
+		cr_assert_eq(read(r, &c, 1), 1);
+		cr_assert_eq(c, 'f');
+		close(r);
+		close(w);
+		unlink(file);
+		rmdir(path);
+		free(file);
+		br_runtime_free(rt);
+	}
+}
+
+/*
+ * Every call that takes a descriptor, on negative ones (AT_FDCWD's value
+ * included), with a deadline and a task default that would otherwise be
+ * waited out: -EBADF at once, never -ETIMEDOUT.
+ */
+static void *negative_fds(void *arg)
+{
+	static const int bad[] = { -1, -100, INT32_MIN };
+	char c = 0;
+	struct iovec iov = { &c, 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct sockaddr_storage sa = { .ss_family = AF_UNIX };
+	socklen_t sl = sizeof(sa);
+	int64_t t0 = br_now_ns(), old = br_io_timeout(3000);
+	int *p = arg;
+	void *obj;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int fd = bad[i];
+
+		T_REQUIRE(br_read(fd, &c, 1) == -EBADF);
+		T_REQUIRE(br_write(fd, &c, 1) == -EBADF);
+		T_REQUIRE(br_pread(fd, &c, 1, 0) == -EBADF);
+		T_REQUIRE(br_pwrite(fd, &c, 1, 0) == -EBADF);
+		T_REQUIRE(br_readv(fd, &iov, 1) == -EBADF);
+		T_REQUIRE(br_writev(fd, &iov, 1) == -EBADF);
+		T_REQUIRE(br_recv(fd, &c, 1, 0) == -EBADF);
+		T_REQUIRE(br_send(fd, &c, 1, 0) == -EBADF);
+		T_REQUIRE(br_recvmsg(fd, &msg, 0) == -EBADF);
+		T_REQUIRE(br_sendmsg(fd, &msg, 0) == -EBADF);
+		T_REQUIRE(br_recvfrom(fd, &c, 1, 0, (struct sockaddr *)&sa,
+				      &sl) == -EBADF);
+		T_REQUIRE(br_sendto(fd, &c, 1, 0, NULL, 0) == -EBADF);
+		T_REQUIRE(br_accept(fd, NULL, NULL, 0) == -EBADF);
+		T_REQUIRE(br_connect(fd, (struct sockaddr *)&sa,
+				     sizeof(sa_family_t)) == -EBADF);
+		T_REQUIRE(br_shutdown(fd, SHUT_RDWR) == -EBADF);
+		T_REQUIRE(br_fsync(fd, 1) == -EBADF);
+		T_REQUIRE(br_splice(fd, -1, p[1], -1, 1, 0) == -EBADF);
+		T_REQUIRE(br_splice(p[0], -1, fd, -1, 1, 0) == -EBADF);
+		T_REQUIRE(br_poll(fd, POLLIN) == -EBADF);
+		T_REQUIRE(br_read_timeout(fd, &c, 1, 3000) == -EBADF);
+		T_REQUIRE(br_write_timeout(fd, &c, 1, 3000) == -EBADF);
+		T_REQUIRE(br_recv_timeout(fd, &c, 1, 0, 3000) == -EBADF);
+		T_REQUIRE(br_send_timeout(fd, &c, 1, 0, 3000) == -EBADF);
+		T_REQUIRE(br_accept_timeout(fd, NULL, NULL, 0, 3000) == -EBADF);
+		T_REQUIRE(br_connect_timeout(fd, (struct sockaddr *)&sa,
+					     sizeof(sa_family_t),
+					     3000) == -EBADF);
+		T_REQUIRE(br_poll_timeout(fd, POLLIN, 3000) == -EBADF);
+		T_REQUIRE(br_write_all(fd, &c, 1) == -EBADF);
+		T_REQUIRE(br_send_all(fd, &c, 1, 0) == -EBADF);
+		T_REQUIRE(br_local_port(fd) == -EBADF);
+		T_REQUIRE(br_acceptor_new((br_acceptor **)&obj, fd) == -EBADF);
+		T_REQUIRE(br_reader_new((br_reader **)&obj, fd) == -EBADF);
+		T_REQUIRE(br_writer_new((br_writer **)&obj, fd) == -EBADF);
+		/* And br_close. */
+		T_REQUIRE(br_close(fd) == -EBADF);
+	}
+	br_io_timeout(old);
+	T_REQUIRE(br_now_ns() - t0 < 1000 * T_NS_PER_MS);
+	return NULL;
+}
+
+Test(io, negative_fds_give_ebadf_at_once_from_tasks_and_threads,
+     .timeout = 60.0)
+{
+	int p[2];
+
+	make_pipe(p);
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		br_future *f = br_spawn(rt, negative_fds, p);
+
+		await_ok(f);
+		br_future_release(f);
+		br_runtime_free(rt);
+	}
+	/* The same from a plain thread, which honours its deadlines by
+	 * polling first: poll() skips a negative fd and would wait. */
+	{
+		const char *msg = negative_fds(p);
+
+		cr_assert_null(msg, "%s", msg);
+	}
+	close(p[0]);
+	close(p[1]);
+}
+
+/* What a cancelled task did with its descriptors, for the test. */
+struct release_rec {
+	int fd[2];
+	atomic_int started;
+	int slept;	/* the cancelled sleep's result */
+	int closed[2];	/* br_close()'s results */
+	int still_open; /* descriptors left open after br_close */
+};
+
+static void *close_after_cancel(void *arg)
+{
+	struct release_rec *r = arg;
+
+	atomic_store(&r->started, 1);
+	r->slept = br_sleep_ms(20000);
+	for (int i = 0; i < 2; i++) {
+		r->closed[i] = br_close(r->fd[i]);
+		if (fcntl(r->fd[i], F_GETFD) >= 0)
+			r->still_open++;
+	}
+	return NULL;
+}
+
+/* Closing releases a descriptor: a task cancelled before the call, or
+ * while it waits for the ring, still closes it. */
+Test(io, a_cancelled_task_still_closes_its_fds, .timeout = 20.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct release_rec r = { 0 };
+		br_future *f;
+
+		make_pipe(r.fd);
+		f = br_spawn(rt, close_after_cancel, &r);
+		cr_assert_eq(t_spin_until(&r.started, 1, 5000 * T_NS_PER_MS),
+			     0);
+		br_sleep_ms(20);
+		cr_assert_eq(br_cancel(f), 0);
+		br_await(f, NULL);
+		cr_assert_eq(r.slept, -ECANCELED);
+		cr_assert_eq(r.closed[0], 0, "br_close: %s",
+			     br_strerror(r.closed[0]));
+		cr_assert_eq(r.closed[1], 0, "br_close: %s",
+			     br_strerror(r.closed[1]));
+		cr_assert_eq(r.still_open, 0, "the descriptors stayed open");
+		br_future_release(f);
 		br_runtime_free(rt);
 	}
 }

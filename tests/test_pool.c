@@ -746,6 +746,9 @@ Test(pool, bad_input_gives_clear_errors, .timeout = 60)
 		     -EINVAL);
 	cr_assert_eq(br_pool_new(&q, rt, &(br_pool_config){ .timeout_ms = -1 }),
 		     -EINVAL);
+	cr_assert_eq(br_pool_new(&q, rt,
+				 &(br_pool_config){ .init_timeout_ms = -1 }),
+		     -EINVAL);
 	f = br_submit(NULL, sum_job, NULL, 0);
 	cr_assert_eq(br_future_error(f), -EINVAL);
 	br_future_release(f);
@@ -1263,7 +1266,7 @@ static int stuck_init_fn(const void *arg, size_t len)
 	return 0;
 }
 
-/* An initializer that never returns is held to the pool's time limit:
+/* An initializer that never returns is held to the pool's limit:
  * br_pool_new fails with -ETIMEDOUT instead of hanging, and leaves no
  * process behind. */
 Test(pool, an_initializer_that_never_returns_fails_pool_new, .timeout = 60)
@@ -1285,7 +1288,7 @@ Test(pool, an_initializer_that_never_returns_fails_pool_new, .timeout = 60)
 					       .init = stuck_init_fn,
 					       .init_arg = path,
 					       .init_len = strlen(path) + 1,
-					       .timeout_ms = 300 }),
+					       .init_timeout_ms = 300 }),
 		-ETIMEDOUT);
 	cr_assert_lt(t_elapsed_ms(t0), 5000);
 	unlink(path);
@@ -1310,7 +1313,7 @@ Test(pool, a_replacement_stuck_in_its_initializer_fails_jobs, .timeout = 60)
 					   .init = stuck_init_fn,
 					   .init_arg = path,
 					   .init_len = strlen(path) + 1,
-					   .timeout_ms = 200 });
+					   .init_timeout_ms = 200 });
 	fd = open(path, O_CREAT | O_WRONLY, 0600);
 	cr_assert_geq(fd, 0);
 	close(fd);

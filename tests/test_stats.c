@@ -153,7 +153,7 @@ static void check_closed_run(unsigned workers, int stats)
 	free(c.text);
 }
 
-Test(stats, tasks_run_equals_tasks_spawned_in_a_closed_run, .timeout = 30.0)
+Test(stats, tasks_run_equals_tasks_spawned_in_a_closed_run, .timeout = 120.0)
 {
 	check_closed_run(1, 0);
 	check_closed_run(2, 0);
@@ -354,6 +354,21 @@ Test(stats, braid_stats_prints_a_table_at_free, .timeout = 10.0)
 void *stall_spinner(void *arg);
 void *stall_spinner(void *arg)
 {
+	br_runtime_stats st = { 0 };
+	int64_t end = br_now_ns() + 10000 * T_NS_PER_MS;
+
+	/* At least 50 ms, and on until the watchdog has seen the stall: on
+	 * a loaded machine it may not run in the first 50. */
+	t_busy_ns(50 * T_NS_PER_MS);
+	while (br_stats(br_current_runtime(), &st) >= 0 && !st.total.stalls &&
+	       br_now_ns() < end)
+		t_busy_ns(T_NS_PER_MS);
+	return arg;
+}
+
+/* 50 ms of work, however the watchdog is set. */
+static void *busy_50ms(void *arg)
+{
 	t_busy_ns(50 * T_NS_PER_MS);
 	return arg;
 }
@@ -462,13 +477,13 @@ Test(stall, braid_stall_ms_0_and_a_negative_config_turn_it_off, .timeout = 20.0)
 	const char *out;
 
 	setenv("BRAID_STALL_MS", "0", 1);
-	out = run_watched(&c, &cfg, stall_spinner, &stalls);
+	out = run_watched(&c, &cfg, busy_50ms, &stalls);
 	cr_assert_null(strstr(out, "braid: stall"), "%s", out);
 	cr_assert_eq(stalls, 0);
 	free(c.text);
 	unsetenv("BRAID_STALL_MS");
 	cfg.stall_ms = -1;
-	out = run_watched(&c, &cfg, stall_spinner, &stalls);
+	out = run_watched(&c, &cfg, busy_50ms, &stalls);
 	cr_assert_null(strstr(out, "braid: stall"), "%s", out);
 	cr_assert_eq(stalls, 0);
 	free(c.text);

@@ -954,3 +954,61 @@ Test(sync, a_writer_that_times_out_lets_the_readers_behind_it_in,
 	br_future_release(fr);
 	br_runtime_free(rt);
 }
+
+struct releaser {
+	br_mutex m;
+	br_rwlock l;
+	br_sem s;
+	br_event e;
+	br_waitgroup g;
+	atomic_int started;
+	int waited;
+	int rets[5];
+};
+
+static void *release_when_cancelled(void *arg)
+{
+	struct releaser *r = arg;
+
+	if (br_mutex_lock(&r->m) || br_rwlock_wrlock(&r->l))
+		return (void *)"could not lock";
+	atomic_store(&r->started, 1);
+	r->waited = br_sleep_ms(20000);
+	r->rets[0] = br_mutex_unlock(&r->m);
+	r->rets[1] = br_rwlock_unlock(&r->l);
+	r->rets[2] = br_sem_post(&r->s);
+	r->rets[3] = br_event_set(&r->e);
+	r->rets[4] = br_waitgroup_done(&r->g);
+	return NULL;
+}
+
+/* Calls that release (never wait) work in a cancelled task: what it
+ * holds must not stay held. */
+Test(sync, a_cancelled_task_releases_what_it_holds, .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	struct releaser r = { .m = BR_MUTEX_INIT,
+			      .l = BR_RWLOCK_INIT,
+			      .s = BR_SEM_INIT(0),
+			      .e = BR_EVENT_INIT,
+			      .g = BR_WAITGROUP_INIT };
+	br_future *f;
+
+	cr_assert_eq(br_waitgroup_add(&r.g, 1), 0);
+	f = br_spawn(rt, release_when_cancelled, &r);
+	cr_assert_eq(t_spin_until(&r.started, 1, 5000 * T_NS_PER_MS), 0);
+	br_sleep_ms(20);
+	cr_assert_eq(br_cancel(f), 0);
+	br_await(f, NULL);
+	cr_assert_eq(r.waited, -ECANCELED);
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(r.rets[i], 0, "release call %d: %s", i,
+			     br_strerror(r.rets[i]));
+	cr_assert_eq(br_mutex_trylock(&r.m), 0);
+	cr_assert_eq(br_rwlock_trywrlock(&r.l), 0);
+	cr_assert_eq(br_sem_trywait(&r.s), 0);
+	cr_assert_eq(br_event_is_set(&r.e), 1);
+	cr_assert_eq(br_waitgroup_count(&r.g), 0);
+	br_future_release(f);
+	br_runtime_free(rt);
+}

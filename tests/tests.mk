@@ -15,6 +15,8 @@
 #                       program built against it with pkg-config and with
 #                       CMake, the man pages (with Doxygen), uninstall
 #   make stress         the stress programs at full scale
+#   make fuzz           the libFuzzer targets (tests/fuzz.mk); make test
+#                       runs each for FUZZ_TEST_S seconds (fuzz-smoke)
 #
 # STRESS_SCALE sets BRAID_STRESS_SCALE for test-unit and test-tsan (default
 # 1, which keeps every stress program well under a minute in asan);
@@ -32,7 +34,7 @@ endif
 
 # test-tsan runs the programs where threads meet: scheduler, futures,
 # combinators, tasks, timers, groups, the deque, and every stress program.
-TSAN_TESTS  := runtime future combine task timer group deque io io_net sync chan \
+TSAN_TESTS  := runtime future combine task timer group deque io io_net sync chan fs streams signal \
                blocking exec forkexec pool stats deadline
 TSAN_BIN    := $(filter $(TSAN_TESTS:%=$(B)/tests/test_%),$(TEST_BIN))
 
@@ -84,6 +86,26 @@ $(B)/tests/test_models: $(B)/tests/test_models.o $(TEST_HELPER) \
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TEST_HELPER) \
 		$(B)/bench/models_verdict.o $(B)/libbraid.a $(LDLIBS) -lcriterion
 
+# test_stack links tests/stack_frames.c twice: with the stack-clash
+# protection every program gets (Makefile) and without it, to show what an
+# unprobed frame does. -rdynamic lets the overflow report name them.
+STACK_FRAMES := $(B)/tests/stack_frames_probed.o $(B)/tests/stack_frames_plain.o
+$(B)/tests/stack_frames_probed.o: tests/stack_frames.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -fstack-clash-protection \
+		-DFRAMES_SUFFIX=_probed -c -o $@ $<
+$(B)/tests/stack_frames_plain.o: tests/stack_frames.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -fno-stack-clash-protection \
+		-DFRAMES_SUFFIX=_plain -c -o $@ $<
+$(B)/tests/test_stack: $(B)/tests/test_stack.o $(TEST_HELPER) $(STACK_FRAMES) \
+		       $(B)/libbraid.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -rdynamic -o $@ $< $(TEST_HELPER) $(STACK_FRAMES) \
+		$(B)/libbraid.a $(LDLIBS) -lcriterion
+
 # The stall detector names task functions with dladdr(), which sees a
 # program's own functions only when they are exported.
 $(B)/tests/test_stats: TEST_LDFLAGS := -rdynamic
@@ -93,7 +115,7 @@ $(B)/tests/%: $(B)/tests/%.o $(TEST_HELPER) $(B)/libbraid.a
 	$(Q)$(CC) $(CFLAGS) $(TEST_LDFLAGS) -o $@ $< $(TEST_HELPER) \
 		$(B)/libbraid.a $(LDLIBS) -lcriterion
 
-.SECONDARY: $(TEST_OBJ) $(TEST_HELPER)
+.SECONDARY: $(TEST_OBJ) $(TEST_HELPER) $(STACK_FRAMES)
 
 test:
 	$(Q)scripts/deps.sh
@@ -103,6 +125,7 @@ test:
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-install
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-mpi
 	$(Q)$(MAKE) --no-print-directory VARIANT=asan WERROR=1 test-unit
+	$(Q)$(MAKE) --no-print-directory fuzz-smoke
 	$(Q)$(MAKE) --no-print-directory VARIANT=tsan WERROR=1 test-tsan
 	$(if $(filter %tests/cross.mk,$(MAKEFILE_LIST)),$(Q)$(MAKE) --no-print-directory test-cross)
 
@@ -115,10 +138,12 @@ test-unit: $(TEST_BIN) $(STRESS_BIN)
 	$(call run_tests,$(STRESS_BIN),BRAID_STRESS_SCALE=$(STRESS_SCALE),--jobs 1) \
 	exit $$fail
 
-# The wake-up paths this kernel does not take by itself: workers parked on
-# futexes (no io_uring), and rings woken through an eventfd (no
-# IORING_REGISTER_SEND_MSG_RING). The programs where threads meet.
-FALLBACK_BIN := $(filter $(addprefix $(B)/tests/test_,runtime future task combine io_net pool),$(TEST_BIN))
+# The wake-up paths this kernel does not take by itself: workers parked in
+# ppoll() (no io_uring), and rings woken through an eventfd (no
+# IORING_REGISTER_SEND_MSG_RING). The programs where threads meet, and the
+# whole I/O suite (test_io, test_io_net, stress_io), whose every call must
+# give the same answer without a ring.
+FALLBACK_BIN := $(filter $(addprefix $(B)/tests/test_,runtime future task combine io io_net pool),$(TEST_BIN))
 test-fallbacks: $(FALLBACK_BIN) $(STRESS_BIN)
 	$(Q)fail=0; \
 	$(call run_tests,$(FALLBACK_BIN) $(STRESS_BIN),BRAID_NO_URING=1,--jobs 1) \
@@ -169,4 +194,5 @@ stress: $(STRESS_BIN)
 	$(call run_tests,$(STRESS_BIN),BRAID_STRESS_SCALE=10,--jobs 1) \
 	exit $$fail
 
+-include tests/fuzz.mk
 -include $(wildcard $(B)/tests/*.d)

@@ -44,7 +44,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "remote.h"
 #include "wire.h"
@@ -89,18 +88,10 @@ struct cmd {
 };
 
 struct drank {
-	int dead;
 	int64_t heard;
 	char host[60];
 	uint8_t *known; /* fn ids named to it, a byte each */
 	size_t known_n;
-};
-
-struct sendbuf {
-	MPI_Request req;
-	int rank;
-	struct sendbuf *next;
-	char data[];
 };
 
 struct fnent {
@@ -118,7 +109,8 @@ static struct {
 	struct cmd *cmds, **cmds_tail; /* under lock */
 	struct dpool *pools;
 	struct drank *ranks;
-	struct sendbuf *sends;
+	struct br__mpi_out *sends;
+	uint8_t *dead;	   /* by rank: it stopped answering */
 	struct fnent *fns; /* id i + 1 is fns[i] */
 	size_t nfns, fncap;
 	uint32_t next_id;
@@ -126,68 +118,16 @@ static struct {
 	int any_dead;
 } D = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* ---- sending ---- */
-
-static struct sendbuf *buf_new(size_t len)
-{
-	struct sendbuf *b = malloc(sizeof(*b) + len);
-
-	return b;
-}
-
-/* Send b (len bytes of data, a message of type tag) to rank; b is freed
- * once MPI is done with it. */
-static void send_buf(struct sendbuf *b, size_t len, int rank, int tag)
-{
-	b->rank = rank;
-	if (MPI_Isend(b->data, (int)len, MPI_BYTE, rank, tag, br__mpi_comm,
-		      &b->req) != MPI_SUCCESS) {
-		free(b);
-		return;
-	}
-	b->next = D.sends;
-	D.sends = b;
-}
 
 static void send_small(int rank, int tag, const void *msg, size_t len)
 {
-	struct sendbuf *b = buf_new(len);
-
-	if (!b)
-		return;
-	memcpy(b->data, msg, len);
-	send_buf(b, len, rank, tag);
+	br__mpi_send_copy(&D.sends, rank, tag, msg, len);
 }
 
-/* Free the buffers MPI has finished with; those to dead ranks stay. */
 static int test_sends(void)
 {
-	struct sendbuf **pp = &D.sends;
-	int n = 0;
-
-	while (*pp) {
-		struct sendbuf *b = *pp;
-		int done = 0;
-
-		if (!D.ranks[b->rank].dead)
-			MPI_Test(&b->req, &done, MPI_STATUS_IGNORE);
-		if (done) {
-			*pp = b->next;
-			free(b);
-			n++;
-		} else {
-			pp = &b->next;
-		}
-	}
-	return n;
+	return br__mpi_test(&D.sends, D.dead);
 }
 
 /* ---- job functions' names ---- */
@@ -226,7 +166,7 @@ static void name_fn(int rank, uint32_t id)
 	struct drank *r = &D.ranks[rank];
 	const struct fnent *f = &D.fns[id - 1];
 	size_t nl = strlen(f->name);
-	struct sendbuf *b;
+	struct br__mpi_out *b;
 	struct mw_head h = { MW_FN, 0, id, 0 };
 	struct mw_fn m = { f->offset, (uint32_t)nl, 0 };
 
@@ -242,13 +182,13 @@ static void name_fn(int rank, uint32_t id)
 		r->known = k;
 		r->known_n = n;
 	}
-	b = buf_new(sizeof(h) + sizeof(m) + nl);
+	b = br__mpi_out_new(sizeof(h) + sizeof(m) + nl);
 	if (!b)
 		return;
 	memcpy(b->data, &h, sizeof(h));
 	memcpy(b->data + sizeof(h), &m, sizeof(m));
 	memcpy(b->data + sizeof(h) + sizeof(m), f->name, nl);
-	send_buf(b, sizeof(h) + sizeof(m) + nl, rank, MW_FN);
+	br__mpi_send(&D.sends, b, sizeof(h) + sizeof(m) + nl, rank, MW_FN);
 	r->known[id] = 1;
 }
 
@@ -259,7 +199,7 @@ static void announce(struct dpool *dp)
 	const char *iname = "";
 	uint64_t ioff = UINT64_MAX;
 	size_t nl, len;
-	struct sendbuf *b;
+	struct br__mpi_out *b;
 	struct mw_head h = { MW_POOL_NEW, dp->id, 0, 0 };
 	struct mw_pool_new m;
 
@@ -283,11 +223,11 @@ static void announce(struct dpool *dp)
 	};
 	len = sizeof(h) + sizeof(m) + nl + dp->cfg.init_len;
 	for (int r = 1; r < br__mpi_size; r++) {
-		if (D.ranks[r].dead) {
+		if (D.dead[r]) {
 			dp->answered++;
 			continue;
 		}
-		b = buf_new(len);
+		b = br__mpi_out_new(len);
 		if (!b) {
 			dp->answered++;
 			continue;
@@ -298,7 +238,7 @@ static void announce(struct dpool *dp)
 		if (dp->cfg.init_len)
 			memcpy(b->data + sizeof(h) + sizeof(m) + nl,
 			       dp->init_arg, dp->cfg.init_len);
-		send_buf(b, len, r, MW_POOL_NEW);
+		br__mpi_send(&D.sends, b, len, r, MW_POOL_NEW);
 	}
 }
 
@@ -318,7 +258,7 @@ static void dpool_free(struct dpool *dp)
 	struct dpool **pp;
 
 	for (int r = 1; r < br__mpi_size; r++)
-		if (!D.ranks[r].dead)
+		if (!D.dead[r])
 			send_small(r, MW_POOL_FREE, &h, sizeof(h));
 	for (pp = &D.pools; *pp; pp = &(*pp)->next)
 		if (*pp == dp) {
@@ -355,10 +295,10 @@ static int fill(struct dpool *dp, int rank)
 	static uint32_t ids[MAX_BATCH];
 	struct mw_head h = { MW_JOBS, dp->id, 0, 0 };
 	size_t n, room, len;
-	struct sendbuf *b;
+	struct br__mpi_out *b;
 	char *at;
 
-	if (D.ranks[rank].dead || pr->workers <= 0 || pr->inflight >= window)
+	if (D.dead[rank] || pr->workers <= 0 || pr->inflight >= window)
 		return 0;
 	room = window - pr->inflight;
 	if (room > MAX_BATCH)
@@ -373,7 +313,7 @@ static int fill(struct dpool *dp, int rank)
 			name_fn(rank, ids[i]);
 		len += mw_pad8(jobs[i].len);
 	}
-	b = buf_new(len);
+	b = br__mpi_out_new(len);
 	if (!b) {
 		for (size_t i = 0; i < n; i++)
 			br__remote_fail(dp->p, jobs[i].id, -ENOMEM,
@@ -395,7 +335,7 @@ static int fill(struct dpool *dp, int rank)
 			memcpy(at, jobs[i].in, jobs[i].len);
 		at += mw_pad8(jobs[i].len);
 	}
-	send_buf(b, len, rank, MW_JOBS);
+	br__mpi_send(&D.sends, b, len, rank, MW_JOBS);
 	pr->inflight += (unsigned)n;
 	return (int)n;
 }
@@ -479,39 +419,31 @@ static void on_results(int src, const struct mw_head *h, const char *body,
 
 static int receive(void)
 {
-	int n = 0;
+	int n = 0, src, tag;
+	size_t len;
+	char *buf;
 
-	for (;;) {
-		MPI_Status st;
-		int flag = 0, count = 0;
-		char *buf;
-
-		if (MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, br__mpi_comm, &flag,
-			       &st) != MPI_SUCCESS ||
-		    !flag)
-			return n;
-		MPI_Get_count(&st, MPI_BYTE, &count);
-		buf = malloc(count > 0 ? (size_t)count : 1);
-		if (!buf)
-			return n;
-		MPI_Recv(buf, count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG,
-			 br__mpi_comm, MPI_STATUS_IGNORE);
-		n++;
-		if (st.MPI_SOURCE > 0 && st.MPI_SOURCE < br__mpi_size &&
-		    (size_t)count >= sizeof(struct mw_head)) {
+	while ((buf = br__mpi_recv(MPI_ANY_SOURCE, &src, &tag, &len))) {
+		if (src > 0 && src < br__mpi_size &&
+		    len >= sizeof(struct mw_head)) {
 			struct mw_head h;
 			const char *body = buf + sizeof(h);
-			size_t blen = (size_t)count - sizeof(h);
+			size_t blen = len - sizeof(h);
 
 			memcpy(&h, buf, sizeof(h));
-			D.ranks[st.MPI_SOURCE].heard = now_ns();
+			D.ranks[src].heard = br__mpi_now();
+			/* A beat says a rank lives; it is not work to poll
+			 * for, or an idle driver would never nap long. */
+			if (h.type != MW_BEAT)
+				n++;
 			if (h.type == MW_POOL_READY)
-				on_ready(st.MPI_SOURCE, &h, body, blen);
+				on_ready(src, &h, body, blen);
 			else if (h.type == MW_RESULTS)
-				on_results(st.MPI_SOURCE, &h, body, blen);
+				on_results(src, &h, body, blen);
 		}
 		free(buf);
 	}
+	return n;
 }
 
 /* ---- ranks that stopped answering ---- */
@@ -522,9 +454,9 @@ static void check_deaths(int64_t now)
 		struct drank *dr = &D.ranks[r];
 		char why[200];
 
-		if (dr->dead || now - dr->heard < DEAD_NS)
+		if (D.dead[r] || now - dr->heard < DEAD_NS)
 			continue;
-		dr->dead = 1;
+		D.dead[r] = 1;
 		D.any_dead = 1;
 		snprintf(why, sizeof(why),
 			 "rank %d on host %s died: no word from it for %lld "
@@ -568,7 +500,7 @@ static int run_commands(void)
 			maybe_ready(c->dp);
 		} else if (c->op == CMD_FREE) {
 			dpool_free(c->dp);
-		} else if (!D.ranks[c->rank].dead) {
+		} else if (!D.dead[c->rank]) {
 			struct {
 				struct mw_head h;
 				uint64_t id;
@@ -620,8 +552,8 @@ static void *driver_main(void *arg)
 
 		n += receive();
 		n += fill_all();
-		n += test_sends();
-		now = now_ns();
+		test_sends();
+		now = br__mpi_now();
 		if (now - last_check > BEAT_NS / 2) {
 			check_deaths(now);
 			last_check = now;
@@ -695,8 +627,8 @@ static void op_cancel(void *state, int rank, uint64_t id)
 /* Sends to live ranks still under way. */
 static int live_sends(void)
 {
-	for (struct sendbuf *b = D.sends; b; b = b->next)
-		if (!D.ranks[b->rank].dead)
+	for (struct br__mpi_out *b = D.sends; b; b = b->next)
+		if (!D.dead[b->rank])
 			return 1;
 	return 0;
 }
@@ -709,38 +641,29 @@ static int live_sends(void)
 static void farewell(void)
 {
 	int left = 0;
-	int64_t heard = now_ns();
+	int64_t heard = br__mpi_now();
 	uint8_t *gone = calloc((size_t)br__mpi_size, 1);
 
 	for (int r = 1; r < br__mpi_size; r++)
-		left += !D.ranks[r].dead;
+		left += !D.dead[r];
 	while ((left || live_sends()) && gone) {
-		MPI_Status st;
-		int flag = 0, count = 0;
+		int src, tag;
+		size_t len;
+		char *buf;
 
 		test_sends();
-		if (MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, br__mpi_comm, &flag,
-			       &st) == MPI_SUCCESS &&
-		    flag) {
-			char *buf;
-
-			MPI_Get_count(&st, MPI_BYTE, &count);
-			buf = malloc(count > 0 ? (size_t)count : 1);
-			if (!buf)
-				break;
-			MPI_Recv(buf, count, MPI_BYTE, st.MPI_SOURCE,
-				 st.MPI_TAG, br__mpi_comm, MPI_STATUS_IGNORE);
+		buf = br__mpi_recv(MPI_ANY_SOURCE, &src, &tag, &len);
+		if (buf) {
 			free(buf);
-			heard = now_ns();
-			if (st.MPI_TAG == MW_BYE && st.MPI_SOURCE > 0 &&
-			    st.MPI_SOURCE < br__mpi_size &&
-			    !gone[st.MPI_SOURCE]) {
-				gone[st.MPI_SOURCE] = 1;
+			heard = br__mpi_now();
+			if (tag == MW_BYE && src > 0 && src < br__mpi_size &&
+			    !gone[src]) {
+				gone[src] = 1;
 				left--;
 			}
 			continue;
 		}
-		if (now_ns() - heard > DEAD_NS) {
+		if (br__mpi_now() - heard > DEAD_NS) {
 			D.any_dead = 1;
 			break;
 		}
@@ -758,12 +681,13 @@ static const struct br__remote_ops ops = {
 
 int br__mpi_driver_start(void)
 {
-	int64_t now = now_ns();
+	int64_t now = br__mpi_now();
 	int r;
 
 	D.cmds_tail = &D.cmds;
 	D.ranks = calloc((size_t)br__mpi_size, sizeof(*D.ranks));
-	if (!D.ranks)
+	D.dead = calloc((size_t)br__mpi_size, 1);
+	if (!D.ranks || !D.dead)
 		return -ENOMEM;
 	for (int i = 0; i < br__mpi_size; i++)
 		D.ranks[i].heard = now;
@@ -789,7 +713,7 @@ void br__mpi_driver_stop(void)
 	if (finalized || br__mpi_comm == MPI_COMM_NULL || !D.ranks)
 		return;
 	for (int r = 1; r < br__mpi_size; r++)
-		if (!D.ranks[r].dead)
+		if (!D.dead[r])
 			send_small(r, MW_BYE, &bye, sizeof(bye));
 	farewell();
 	/* With a rank dead, MPI_Finalize would wait for it for ever. */

@@ -6,8 +6,10 @@
 # MPI, and braid builds and tests without it.
 #
 #   make                 also builds $(B)/libbraid-mpi.{a,so}
+#   make examples        also builds $(B)/examples/cluster_primes
 #   make test-mpi        the MPI tests under mpirun -np 3, over shared
-#                        memory and over TCP (part of `make test`)
+#                        memory and over TCP, and cluster_primes once
+#                        (part of `make test`)
 #   MPIRUN_FLAGS=...     extra mpirun options
 
 MPICC        ?= mpicc
@@ -46,12 +48,25 @@ $(B)/tests/mpi_%: tests/mpi_%.c $(TEST_HELPER) $(MPI_LIBS) $(B)/libbraid.a
 
 MPI_TEST_BIN := $(if $(HAVE_MPI),$(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/mpi_*.c)))
 
+# The example that spans ranks; the plain examples rule (Makefile) leaves
+# it out. tests/test_examples.c runs it without mpirun, test-mpi with.
+MPI_EXAMPLES := $(if $(HAVE_MPI),$(B)/examples/cluster_primes)
+examples: $(MPI_EXAMPLES)
+$(B)/tests/test_examples: $(MPI_EXAMPLES)
+
+$(B)/examples/cluster_primes: examples/cluster_primes.c $(MPI_LIBS) \
+			      $(B)/libbraid.a
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  MPICC   $<")
+	$(Q)$(MPICC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(B)/libbraid-mpi.a \
+		$(B)/libbraid.a $(LDLIBS)
+
 .PHONY: test-mpi
 ifeq ($(HAVE_MPI),1)
 # Each program runs over shared memory (vader) and over TCP, which
 # stands in for separate hosts, and again under --enable-recovery, where
 # it kills one rank on purpose (BRAID_MPI_KILL_RANK).
-test-mpi: $(MPI_TEST_BIN)
+test-mpi: $(MPI_TEST_BIN) $(MPI_EXAMPLES)
 	$(Q)fail=0; for t in $(MPI_TEST_BIN); do \
 	  for btl in vader,self tcp,self; do \
 	    echo "  MPI     $$t (btl $$btl)"; \
@@ -66,7 +81,19 @@ test-mpi: $(MPI_TEST_BIN)
 	  if grep -q "^mpi: recovery ok" $(B)/tests/mpi_recovery.out; then :; else \
 	    cat $(B)/tests/mpi_recovery.out; \
 	    echo "  FAILED  $$t (a rank killed)"; fail=1; fi; \
-	done; exit $$fail
+	done; \
+	echo "  MPI     $(B)/examples/cluster_primes (3 ranks, btl tcp,self)"; \
+	env $(MPIRUN_ENV) timeout 300 $(MPIRUN) --oversubscribe -np 3 \
+	  --mca btl tcp,self $(MPIRUN_FLAGS) $(B)/examples/cluster_primes \
+	  --limit 1000000 --chunk 10000 --workers 1 \
+	  > $(B)/examples/cluster_primes.out 2>&1; \
+	if grep -q "^78498 primes below 1000000 " $(B)/examples/cluster_primes.out && \
+	   grep -q "^check: 3 jobs and a task agree: 3245 primes" \
+	     $(B)/examples/cluster_primes.out && \
+	   grep -q "^3 ranks took part" $(B)/examples/cluster_primes.out; then :; else \
+	  cat $(B)/examples/cluster_primes.out; \
+	  echo "  FAILED  $(B)/examples/cluster_primes"; fail=1; fi; \
+	exit $$fail
 else
 test-mpi:
 	@echo "  MPI     skipped: no $(MPICC) (Debian: libopenmpi-dev openmpi-bin)"

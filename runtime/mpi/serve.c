@@ -96,6 +96,88 @@ int br_mpi_serve(int *argc, char ***argv)
 	return 0;
 }
 
+struct br__mpi_out *br__mpi_out_new(size_t len)
+{
+	return malloc(sizeof(struct br__mpi_out) + len);
+}
+
+void br__mpi_send(struct br__mpi_out **list, struct br__mpi_out *out,
+		  size_t len, int rank, int tag)
+{
+	out->rank = rank;
+	if (MPI_Isend(out->data, (int)len, MPI_BYTE, rank, tag, br__mpi_comm,
+		      &out->req) != MPI_SUCCESS) {
+		free(out);
+		return;
+	}
+	out->next = *list;
+	*list = out;
+}
+
+void br__mpi_send_copy(struct br__mpi_out **list, int rank, int tag,
+		       const void *msg, size_t len)
+{
+	struct br__mpi_out *out = br__mpi_out_new(len);
+
+	if (!out)
+		return;
+	memcpy(out->data, msg, len);
+	br__mpi_send(list, out, len, rank, tag);
+}
+
+int br__mpi_test(struct br__mpi_out **list, const uint8_t *dead)
+{
+	int n = 0;
+
+	while (*list) {
+		struct br__mpi_out *out = *list;
+		int done = 0;
+
+		if (!dead || !dead[out->rank])
+			MPI_Test(&out->req, &done, MPI_STATUS_IGNORE);
+		if (done) {
+			*list = out->next;
+			free(out);
+			n++;
+		} else {
+			list = &out->next;
+		}
+	}
+	return n;
+}
+
+char *br__mpi_recv(int source, int *src, int *tag, size_t *len)
+{
+	MPI_Status st;
+	int flag = 0, count = 0;
+	char *buf;
+
+	if (MPI_Iprobe(source, MPI_ANY_TAG, br__mpi_comm, &flag, &st) !=
+		    MPI_SUCCESS ||
+	    !flag)
+		return NULL;
+	MPI_Get_count(&st, MPI_BYTE, &count);
+	if (count < 0)
+		count = 0;
+	buf = malloc((size_t)count + 1);
+	if (!buf)
+		return NULL;
+	MPI_Recv(buf, count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, br__mpi_comm,
+		 MPI_STATUS_IGNORE);
+	*src = st.MPI_SOURCE;
+	*tag = st.MPI_TAG;
+	*len = (size_t)count;
+	return buf;
+}
+
+int64_t br__mpi_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 void br__mpi_ring(_Atomic uint32_t *bell, _Atomic uint32_t *sleeping)
 {
 	/* seq_cst: a Dekker pair with br__mpi_nap's store of sleeping and

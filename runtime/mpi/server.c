@@ -35,16 +35,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "remote.h"
 #include "wire.h"
 
 #define BEAT_NS (100 * 1000000LL)
-/* Naps while jobs run here, and while none do. */
+/* Naps while jobs run here, and while none do. MPI cannot ring the bell,
+ * so a job that arrives at an idle rank waits out at most the idle nap;
+ * the naps grow to it from 20 us, so only a rank idle for a while is that
+ * slow to answer, and a pool idle for good costs about 1 ms of CPU per
+ * second here. */
 #define NAP_BUSY_NS (500 * 1000LL)
-#define NAP_IDLE_NS (2 * 1000000LL)
+#define NAP_IDLE_NS (20 * 1000000LL)
 /* Results per message, at most. */
 #define MAX_RESULTS 512
 #define MSG_MAX 1024
@@ -69,68 +72,27 @@ struct sfn {
 	uint64_t offset;
 };
 
-struct sendbuf {
-	MPI_Request req;
-	struct sendbuf *next;
-	char data[];
-};
-
 static struct {
 	br_runtime *rt;
 	struct spool *pools;
 	struct sjob *running;
 	struct sfn *fns; /* by id */
 	size_t nfns;
-	struct sendbuf *sends;
+	struct br__mpi_out *sends;
 	pthread_mutex_t lock;
 	struct sjob *done, **done_tail; /* under lock */
 	_Atomic uint32_t bell, sleeping;
 	int bye;
 } S = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void send_to_0(const void *msg, size_t len, int tag)
 {
-	struct sendbuf *b = malloc(sizeof(*b) + len);
-
-	if (!b)
-		return;
-	memcpy(b->data, msg, len);
-	if (MPI_Isend(b->data, (int)len, MPI_BYTE, 0, tag, br__mpi_comm,
-		      &b->req) != MPI_SUCCESS) {
-		free(b);
-		return;
-	}
-	b->next = S.sends;
-	S.sends = b;
+	br__mpi_send_copy(&S.sends, 0, tag, msg, len);
 }
 
 static int test_sends(void)
 {
-	struct sendbuf **pp = &S.sends;
-	int n = 0;
-
-	while (*pp) {
-		struct sendbuf *b = *pp;
-		int done = 0;
-
-		MPI_Test(&b->req, &done, MPI_STATUS_IGNORE);
-		if (done) {
-			*pp = b->next;
-			free(b);
-			n++;
-		} else {
-			pp = &b->next;
-		}
-	}
-	return n;
+	return br__mpi_test(&S.sends, NULL);
 }
 
 /* ---- pools ---- */
@@ -344,17 +306,25 @@ static void on_cancel(const struct mw_head *h, const char *body, size_t len)
 	}
 }
 
-/* Send back what completed, in batches. Returns how many. */
-static int send_results(void)
+/* Take every completed job off the queue, in order. */
+static struct sjob *take_done(void)
 {
 	struct sjob *done;
-	int sent = 0;
 
 	pthread_mutex_lock(&S.lock);
 	done = S.done;
 	S.done = NULL;
 	S.done_tail = &S.done;
 	pthread_mutex_unlock(&S.lock);
+	return done;
+}
+
+/* Send back what completed, in batches. Returns how many. */
+static int send_results(void)
+{
+	struct sjob *done = take_done();
+	int sent = 0;
+
 	while (done) {
 		struct mw_head h = { MW_RESULTS, done->pool, 0, 0 };
 		size_t len = sizeof(h), n = 0;
@@ -423,13 +393,8 @@ static int send_results(void)
 /* Forget what completed, sending nothing. */
 static void drop_results(void)
 {
-	struct sjob *done;
+	struct sjob *done = take_done();
 
-	pthread_mutex_lock(&S.lock);
-	done = S.done;
-	S.done = NULL;
-	S.done_tail = &S.done;
-	pthread_mutex_unlock(&S.lock);
 	while (done) {
 		struct sjob *next = done->done_next;
 
@@ -443,28 +408,17 @@ static void drop_results(void)
 
 static int receive(void)
 {
-	int n = 0;
+	int n = 0, src, tag;
+	size_t len;
+	char *buf;
 
-	while (!S.bye) {
-		MPI_Status st;
-		int flag = 0, count = 0;
-		char *buf;
+	while (!S.bye && (buf = br__mpi_recv(0, &src, &tag, &len))) {
 		struct mw_head h;
 
-		if (MPI_Iprobe(0, MPI_ANY_TAG, br__mpi_comm, &flag, &st) !=
-			    MPI_SUCCESS ||
-		    !flag)
-			break;
-		MPI_Get_count(&st, MPI_BYTE, &count);
-		buf = malloc(count > 0 ? (size_t)count : 1);
-		if (!buf)
-			break;
-		MPI_Recv(buf, count, MPI_BYTE, 0, st.MPI_TAG, br__mpi_comm,
-			 MPI_STATUS_IGNORE);
 		n++;
-		if ((size_t)count >= sizeof(h)) {
+		if (len >= sizeof(h)) {
 			const char *body = buf + sizeof(h);
-			size_t blen = (size_t)count - sizeof(h);
+			size_t blen = len - sizeof(h);
 
 			memcpy(&h, buf, sizeof(h));
 			switch (h.type) {
@@ -504,11 +458,13 @@ void br__mpi_serve_forever(void)
 						.flags = BR_CONFIG_QUIET }) < 0)
 		S.rt = NULL; /* every pool start then fails, and says so */
 	while (!S.bye) {
-		int64_t now = now_ns();
+		int64_t now = br__mpi_now();
 		int n = receive();
 
+		/* Progress is jobs in and results out: a beat, or a send that
+		 * completed, is not a reason to keep polling. */
 		n += send_results();
-		n += test_sends();
+		test_sends();
 		if (now - last_beat >= BEAT_NS) {
 			send_to_0(&beat, sizeof(beat), MW_BEAT);
 			last_beat = now;
@@ -518,7 +474,7 @@ void br__mpi_serve_forever(void)
 			continue;
 		}
 		br__mpi_nap(&S.bell, &S.sleeping, &idle,
-			    S.running ? NAP_BUSY_NS : NAP_IDLE_NS);
+			    S.running || S.sends ? NAP_BUSY_NS : NAP_IDLE_NS);
 	}
 	/* Rank 0 is done: what still runs is cancelled, and what comes back
 	 * from it is dropped here. Then say goodbye, and let the last

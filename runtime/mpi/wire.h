@@ -121,6 +121,37 @@ void br__mpi_nap(_Atomic uint32_t *bell, _Atomic uint32_t *sleeping,
 		 unsigned *idle, int64_t max_ns);
 void br__mpi_ring(_Atomic uint32_t *bell, _Atomic uint32_t *sleeping);
 
+/* A message on its way: freed once MPI is done with its buffer. */
+struct br__mpi_out {
+	MPI_Request req;
+	int rank;
+	struct br__mpi_out *next;
+	char data[];
+};
+
+/* A message of len bytes to fill, or NULL. */
+struct br__mpi_out *br__mpi_out_new(size_t len);
+
+/* Send out's first len bytes to rank as tag, and keep it on *list until
+ * MPI is done with it (br__mpi_test). br__mpi_send_copy: the same for a
+ * copy of msg. */
+void br__mpi_send(struct br__mpi_out **list, struct br__mpi_out *out,
+		  size_t len, int rank, int tag);
+void br__mpi_send_copy(struct br__mpi_out **list, int rank, int tag,
+		       const void *msg, size_t len);
+
+/* Free what MPI is done with on *list; messages to a rank r with
+ * dead[r] set (dead may be NULL) are left alone. Returns how many. */
+int br__mpi_test(struct br__mpi_out **list, const uint8_t *dead);
+
+/* The next message from source (or MPI_ANY_SOURCE) that has arrived, in
+ * a malloc'd buffer with its source, tag and length; NULL if none. */
+char *br__mpi_recv(int source, int *src, int *tag, size_t *len);
+
+/* CLOCK_MONOTONIC in nanoseconds (this library does not see braid's
+ * internal clock). */
+int64_t br__mpi_now(void);
+
 /* names.c: a function's object and offset, and back. */
 int br__mpi_name_of(const void *fn, const char **name, uint64_t *offset);
 void *br__mpi_resolve(const char *name, uint64_t offset);

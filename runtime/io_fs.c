@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * io_fs.c - file-system calls: unlink, rename, mkdir, a directory
+ * listing, and a whole file read or written in one call.
+ *
+ * Design
+ *   What io_uring has (IORING_OP_UNLINKAT and RENAMEAT since Linux 5.11,
+ *   MKDIRAT since 5.15) goes through the worker's ring like any other
+ *   operation (io.c). A kernel that lacks one answers -EINVAL once: the
+ *   process remembers, and such calls then run on the runtime's blocking
+ *   pool, as a listing always does (io_uring has no getdents). So does
+ *   every one of them in a task on a worker without a ring: a file-system
+ *   call may block for as long as the disk takes, and a loop must not.
+ *   From a plain thread each is the plain system call.
+ *
+ *   br_read_file and br_write_file are built on br_openat, br_read and
+ *   br_write: a task suspends for each.
+ *
+ * Concurrency
+ *   Each call touches its arguments and its own records; the "kernel
+ *   lacks it" flags are relaxed atomics (a second caller at worst tries
+ *   the ring once more).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "braid.h"
+#include "future.h"
+#include "io.h"
+#include "task.h"
+
+/* A call; a blocking-pool thread makes a copy of it for a task. */
+struct fs_call {
+	int op;
+	int dirfd, dirfd2, flags;
+	const char *path, *path2;
+	mode_t mode;
+	char **names; /* listing: the result */
+	long ret;
+	_Atomic int refs; /* a copy on the pool: the task's and the call's */
+};
+
+enum {
+	FS_UNLINK,
+	FS_RENAME,
+	FS_MKDIR,
+	FS_LIST
+};
+
+/* The kernel refused the operation's opcode (too old): by op. */
+static _Atomic int no_ring_op[FS_LIST];
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names in path but . and .., sorted, in one allocation: an array
+ * of pointers, NULL-terminated, followed by the strings. */
+static long list(const char *path, char ***out)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	size_t n = 0, bytes = 0, at;
+	char **v, *s;
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		n++;
+		bytes += strlen(e->d_name) + 1;
+	}
+	v = malloc((n + 1) * sizeof(*v) + bytes);
+	if (!v) {
+		closedir(d);
+		return -ENOMEM;
+	}
+	rewinddir(d);
+	s = (char *)(v + n + 1);
+	at = 0;
+	/* Entries made since the count are left out, not overrun. */
+	while (at < n && (e = readdir(d))) {
+		size_t len = strlen(e->d_name) + 1;
+
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (len > bytes)
+			break;
+		memcpy(s, e->d_name, len);
+		v[at++] = s;
+		s += len;
+		bytes -= len;
+	}
+	closedir(d);
+	v[at] = NULL;
+	qsort(v, at, sizeof(*v), by_name);
+	*out = v;
+	return (long)at;
+}
+
+static long fs_sys(struct fs_call *c)
+{
+	switch (c->op) {
+	case FS_UNLINK:
+		return BR__SYS(unlinkat(c->dirfd, c->path, c->flags));
+	case FS_RENAME:
+		return BR__SYS(
+			renameat(c->dirfd, c->path, c->dirfd2, c->path2));
+	case FS_MKDIR:
+		return BR__SYS(mkdirat(c->dirfd, c->path, c->mode));
+	default:
+		return list(c->path, &c->names);
+	}
+}
+
+/* Drop a reference to the pool's copy c; the last frees it, and a
+ * listing nobody took. */
+static void call_put(struct fs_call *c)
+{
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	free(c->names);
+	free(c);
+}
+
+static void *fs_thread(void *arg)
+{
+	struct fs_call *c = arg;
+
+	c->ret = fs_sys(c);
+	call_put(c);
+	return NULL;
+}
+
+/* The call's reference, when it never ran (the pool refused it, or the
+ * runtime cancelled it while queued). */
+static void fs_unrun(br_future *f, void *arg)
+{
+	if (br_future_state(f) != BR_DONE)
+		call_put(arg);
+}
+
+/*
+ * On the blocking pool from a task, else at once. The pool runs a copy,
+ * paths included, that it shares with the task: a cancelled task stops
+ * waiting (-ECANCELED), and the call, which cannot be stopped, finishes
+ * on its own and frees what it made.
+ */
+static long fs_off_loop(struct fs_call *c)
+{
+	size_t l1, l2;
+	struct fs_call *h;
+	br_future *f;
+	long r;
+
+	if (!br__task_current())
+		return fs_sys(c);
+	l1 = strlen(c->path) + 1;
+	l2 = c->path2 ? strlen(c->path2) + 1 : 0;
+	h = malloc(sizeof(*h) + l1 + l2);
+	if (!h)
+		return -ENOMEM;
+	*h = *c;
+	h->path = memcpy((char *)(h + 1), c->path, l1);
+	if (l2)
+		h->path2 = memcpy((char *)(h + 1) + l1, c->path2, l2);
+	h->names = NULL;
+	h->ret = -EINTR;
+	atomic_init(&h->refs, 2);
+	f = br_spawn_blocking(br_current_runtime(), fs_thread, h);
+	/* Out of memory for the callback: settle it now if the call is
+	 * over; else the copy is left to leak rather than risk a double
+	 * free. */
+	if (br_future_on_done(f, fs_unrun, h) < 0 &&
+	    br_future_state(f) != BR_PENDING)
+		fs_unrun(f, h);
+	r = br__await_shielded(f); /* as net.c's lookup, and for its reason */
+	br_future_release(f);
+	if (r == 0) {
+		r = h->ret;
+		c->names = h->names;
+		h->names = NULL;
+	}
+	call_put(h);
+	return r;
+}
+
+static long fs_call(struct fs_call *c)
+{
+	struct br__io io;
+	int m;
+
+	if (c->op == FS_LIST ||
+	    atomic_load_explicit(&no_ring_op[c->op], memory_order_relaxed))
+		return fs_off_loop(c);
+	m = br__io_start(&io, -1, 0, -1);
+	if (m == BR__IO_SYS)
+		return fs_off_loop(c);
+	if (m != BR__IO_RING)
+		return m;
+	if (c->op == FS_UNLINK)
+		io_uring_prep_unlinkat(io.sqe, c->dirfd, c->path, c->flags);
+	else if (c->op == FS_RENAME)
+		io_uring_prep_renameat(io.sqe, c->dirfd, c->path, c->dirfd2,
+				       c->path2, 0);
+	else
+		io_uring_prep_mkdirat(io.sqe, c->dirfd, c->path, c->mode);
+	m = br__io_wait(&io);
+	if (m != -EINVAL)
+		return m;
+	/* Not this kernel's opcode, or a real EINVAL: the system call
+	 * tells which, and answers either way. */
+	m = (int)fs_off_loop(c);
+	if (m != -EINVAL)
+		atomic_store_explicit(&no_ring_op[c->op], 1,
+				      memory_order_relaxed);
+	return m;
+}
+
+int br_unlinkat(int dirfd, const char *path, int flags)
+{
+	struct fs_call c = {
+		.op = FS_UNLINK, .dirfd = dirfd, .path = path, .flags = flags
+	};
+
+	if (!path)
+		return -EFAULT;
+	if (flags & ~AT_REMOVEDIR)
+		return -EINVAL;
+	return (int)fs_call(&c);
+}
+
+int br_renameat(int olddirfd, const char *oldpath, int newdirfd,
+		const char *newpath)
+{
+	struct fs_call c = { .op = FS_RENAME,
+			     .dirfd = olddirfd,
+			     .path = oldpath,
+			     .dirfd2 = newdirfd,
+			     .path2 = newpath };
+
+	if (!oldpath || !newpath)
+		return -EFAULT;
+	return (int)fs_call(&c);
+}
+
+int br_mkdirat(int dirfd, const char *path, mode_t mode)
+{
+	struct fs_call c = {
+		.op = FS_MKDIR, .dirfd = dirfd, .path = path, .mode = mode
+	};
+
+	if (!path)
+		return -EFAULT;
+	return (int)fs_call(&c);
+}
+
+ssize_t br_listdir(const char *path, char ***names)
+{
+	struct fs_call c = { .op = FS_LIST, .path = path };
+	long r;
+
+	if (!path || !names)
+		return -EFAULT;
+	*names = NULL;
+	r = fs_call(&c);
+	if (r >= 0)
+		*names = c.names;
+	return r;
+}
+
+ssize_t br_read_file(const char *path, void **buf, size_t max)
+{
+	/* Room for max bytes, one more (which tells the file is longer),
+	 * and a terminating zero. */
+	size_t len = 0, cap = 0, lim = max < SIZE_MAX - 2 ? max + 2 : SIZE_MAX;
+	char *b = NULL;
+	ssize_t r;
+	int fd;
+
+	if (!path || !buf)
+		return -EFAULT;
+	*buf = NULL;
+	fd = br_openat(AT_FDCWD, path, O_RDONLY, 0);
+	if (fd < 0)
+		return fd;
+	for (;;) {
+		if (cap - len < 2) {
+			size_t ncap = cap ? cap * 2 : 4096;
+			char *nb;
+
+			if (ncap > lim)
+				ncap = lim; /* one past max tells */
+			nb = ncap > cap ? realloc(b, ncap) : NULL;
+			if (!nb) {
+				r = ncap > cap ? -ENOMEM : -EFBIG;
+				goto fail;
+			}
+			b = nb;
+			cap = ncap;
+		}
+		r = br_read(fd, b + len, cap - len - 1);
+		if (r < 0)
+			goto fail;
+		if (r == 0)
+			break;
+		len += (size_t)r;
+		if (len > max) {
+			r = -EFBIG;
+			goto fail;
+		}
+	}
+	br_close(fd);
+	b[len] = '\0'; /* room kept: a convenience for text */
+	*buf = b;
+	return (ssize_t)len;
+fail:
+	br_close(fd);
+	free(b);
+	return r;
+}
+
+ssize_t br_write_file(const char *path, const void *buf, size_t len,
+		      mode_t mode)
+{
+	ssize_t r;
+	int fd, c;
+
+	if (!path || (!buf && len))
+		return -EFAULT;
+	fd = br_openat(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+	if (fd < 0)
+		return fd;
+	r = br_write_all(fd, buf, len);
+	c = br_close(fd);
+	return r < 0 ? r : c < 0 ? c : r;
+}

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_signal.c - signals through the loop (signal.c): a task reads the
+ * signals sent to the process, on both backends; a handler on the loop
+ * runs for each; a cancelled reader and a removed handler let go.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include "helpers.h"
+
+static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
+#define FOR_EACH_MODE(flags)                                           \
+	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
+		for (unsigned flags = modes[mi_], once_ = 1; once_; once_ = 0)
+
+static void *next_two(void *arg)
+{
+	br_signal *s = arg;
+
+	T_REQUIRE(br_signal_next(s) == SIGUSR1);
+	T_REQUIRE(br_signal_next(s) == SIGUSR2);
+	return NULL;
+}
+
+Test(signal, a_task_reads_the_signals_sent_to_the_process, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		sigset_t set;
+		br_signal *s = NULL;
+		br_runtime *rt;
+		br_future *f;
+
+		sigemptyset(&set);
+		sigaddset(&set, SIGUSR1);
+		sigaddset(&set, SIGUSR2);
+		/* Before the runtime's threads: they inherit the mask. */
+		cr_assert_eq(br_signal_new(&s, &set), 0);
+		rt = t_runtime(2, flags);
+		f = br_spawn(rt, next_two, s);
+		usleep(20 * 1000);
+		cr_assert_eq(kill(getpid(), SIGUSR1), 0);
+		usleep(20 * 1000);
+		cr_assert_eq(kill(getpid(), SIGUSR2), 0);
+		t_assert_task_ok(f);
+		br_runtime_free(rt);
+		br_signal_free(s);
+	}
+}
+
+static atomic_int handled;
+
+static void on_hup(int signo, void *arg)
+{
+	if (signo == SIGHUP && arg == &handled)
+		atomic_fetch_add(&handled, 1);
+}
+
+Test(signal, a_handler_on_the_loop_runs_for_each_signal_until_removed,
+     .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		br_future *h = br_signal_handler(rt, SIGHUP, on_hup, &handled);
+
+		atomic_store(&handled, 0);
+		cr_assert_eq(br_future_state(h), BR_PENDING);
+		for (int i = 1; i <= 3; i++) {
+			cr_assert_eq(kill(getpid(), SIGHUP), 0);
+			cr_assert_eq(t_wait_until(&handled, i,
+						  10000 * T_NS_PER_MS),
+				     0, "handled %d of %d",
+				     atomic_load(&handled), i);
+		}
+		cr_assert_eq(br_cancel(h), 0);
+		cr_assert_eq(br_await(h, NULL), -ECANCELED);
+		br_future_release(h);
+		br_runtime_free(rt);
+	}
+}
+
+static void *next_one(void *arg)
+{
+	return (void *)(intptr_t)br_signal_next(arg);
+}
+
+Test(signal, a_waiting_reader_is_cancelled_and_a_second_caller_is_refused,
+     .timeout = 30.0)
+{
+	sigset_t set;
+	br_signal *s = NULL;
+	br_runtime *rt;
+	br_future *f;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	cr_assert_eq(br_signal_new(&s, &set), 0);
+	rt = t_runtime(1, 0);
+	f = br_spawn(rt, next_one, s);
+	usleep(50 * 1000);
+	cr_assert_eq(br_signal_next(s), -EBUSY);
+	cr_assert_eq(br_cancel(f), 0);
+	cr_assert_eq(br_await(f, NULL), -ECANCELED);
+	br_future_release(f);
+	br_runtime_free(rt);
+	br_signal_free(s);
+}
+
+Test(signal, bad_arguments_give_einval, .timeout = 10.0)
+{
+	sigset_t set;
+	br_signal *s = NULL;
+	br_future *f;
+
+	sigemptyset(&set);
+	cr_assert_eq(br_signal_new(NULL, &set), -EINVAL);
+	cr_assert_eq(br_signal_new(&s, NULL), -EINVAL);
+	sigemptyset(&set);
+	sigaddset(&set, SIGKILL);
+	cr_assert_eq(br_signal_new(&s, &set), -EINVAL);
+	cr_assert_eq(br_signal_next(NULL), -EINVAL);
+	br_signal_free(NULL);
+	f = br_signal_handler(NULL, SIGHUP, NULL, NULL);
+	cr_assert_eq(br_future_error(f), -EINVAL);
+	br_future_release(f);
+}
