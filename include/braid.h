@@ -231,9 +231,12 @@ BR_API void br_ticker_free(br_ticker *t);
  * still pending and waits for them), br_as_completed_next_ex(),
  * br_group_wait() (which cancels the group's tasks and waits for them),
  * br_imap_next(), every wait of the synchronisation objects, channels
- * and select, and acceptors, readers and writers. A pool job's or a
- * subprocess's future awaited so is cancelled: the job's worker or the
- * child is killed. A wait that can complete at once still does, even
+ * and select, acceptors, readers (the line verbs included: the bytes
+ * received stay readable), writers, signal objects, and the calls that
+ * run on the blocking pool for their caller (br_getaddrinfo, br_listdir,
+ * the file calls where the ring lacks them: such a call finishes on its
+ * own and its result is dropped). A pool job's or a subprocess's future
+ * awaited so is cancelled: the job's worker or the child is killed. A wait that can complete at once still does, even
  * past the deadline (a free mutex is taken, bytes already there are
  * read), and a result that races the deadline is never dropped. A
  * cancelled task still sees -ECANCELED: a cancellation is the more
@@ -979,8 +982,9 @@ BR_API int br_signal_new(br_signal **out, const sigset_t *set);
 
 /**
  * br_signal_next - wait for the next signal of s's set and return its
- * number; or -ECANCELED (the task was cancelled), -EBUSY (another call
- * waits on s), -EINVAL (s NULL), BR_EBADOBJ. Context: any thread;
+ * number; or -ECANCELED (the task was cancelled), -ETIMEDOUT (its
+ * deadline scope passed), -EBUSY (another call waits on s), -EINVAL (s
+ * NULL), BR_EBADOBJ. Context: any thread;
  * suspends a task, blocks a plain thread.
  */
 BR_API int br_signal_next(br_signal *s);
@@ -1208,7 +1212,8 @@ BR_API int br_tcp_listen(const char *host, uint16_t port, int backlog);
  * and returns 0; or -EINVAL (res NULL, or host and service both NULL),
  * -ENOENT (no such name or service), -EAGAIN (try again later), -ENOMEM,
  * -EAFNOSUPPORT, -ECANCELED (the task was cancelled: the lookup finishes
- * on its own and is dropped). Context: any thread; suspends a task,
+ * on its own and is dropped), -ETIMEDOUT (its deadline scope passed;
+ * likewise). Context: any thread; suspends a task,
  * blocks a plain thread.
  */
 BR_API int br_getaddrinfo(const char *host, const char *service,

@@ -180,8 +180,10 @@ int br__await_shielded(br_future *f)
 	int r = br_await(s, NULL);
 
 	br_future_release(s);
-	if (r == -ECANCELED && br__future_state(f) == BR_PENDING)
-		return r; /* the caller was cancelled; f goes on */
+	/* The caller was cancelled, or its deadline scope passed (or it
+	 * cannot wait at all): f goes on. */
+	if (r < 0 && br__future_state(f) == BR_PENDING)
+		return r;
 	return br__future_result(f, NULL);
 }
 

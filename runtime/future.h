@@ -168,9 +168,10 @@ void br__future_destroy(struct br_future *f);
 int br__future_result(const struct br_future *f, void **value);
 
 /*
- * br__await_shielded - await f, but if the calling task is cancelled,
- * stop waiting without cancelling f (br_await would: asyncio's rule), and
- * return -ECANCELED while f goes on. Otherwise f's result. For a call the
+ * br__await_shielded - await f, but if the calling task is cancelled
+ * or its deadline scope passes, stop waiting without cancelling f
+ * (br_await would: asyncio's rule), and return -ECANCELED or -ETIMEDOUT
+ * while f goes on. Otherwise f's result. For a call the
  * caller shares memory with, which must not end before it stops using it.
  * Context: any thread; suspends a task, blocks a plain thread.
  */

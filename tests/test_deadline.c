@@ -13,7 +13,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,13 @@
 #include <criterion/criterion.h>
 
 #include "helpers.h"
+
+/* Criterion starts a thread in each test process before the test runs:
+ * fork the zygote (for the pool) while the process still has one. */
+__attribute__((constructor)) static void start_zygote(void)
+{
+	br_zygote_start();
+}
 
 /* Both loop kinds; the ring one only where the kernel has io_uring. */
 static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
@@ -265,6 +274,162 @@ Test(deadline, each_kind_of_wait_times_out_on_a_plain_thread, .timeout = 60.0)
 	cr_assert_null(msg, "%s", msg);
 	kinds_teardown(&k);
 	br_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------------ */
+/* Line reads, writers, signals, pool jobs                             */
+/* ------------------------------------------------------------------ */
+
+/* What the waits below use: a socket with half a line in it, a pipe
+ * whose buffer is full, a signal that never comes, a pool. */
+struct streams {
+	br_pool *pool;
+	int sock, peer;
+	int pipe_r, pipe_w;
+};
+
+static int forever_job(br_job *job, const void *in, size_t len)
+{
+	(void)job;
+	(void)in;
+	(void)len;
+	for (;;)
+		pause();
+	return 0;
+}
+
+/* A write queued behind a full pipe, then its drain: whichever waits. */
+static int write_then_drain(br_writer *w)
+{
+	ssize_t n = br_writer_write(w, "x", 1);
+
+	return n < 0 ? (int)n : br_writer_drain(w);
+}
+
+static void *wait_on_streams(void *arg)
+{
+	struct streams *st = arg;
+	char line[64];
+	br_reader *rd;
+	br_writer *wr;
+	br_signal *sig;
+	br_future *f;
+	sigset_t set;
+
+	/* Half a line: each verb times out, and nothing is lost. */
+	T_REQUIRE(write(st->peer, "half", 4) == 4);
+	T_REQUIRE(br_reader_new(&rd, st->sock) == 0);
+	EXPECT_TIMEOUT(br_reader_readline(rd, line, sizeof(line)));
+	EXPECT_TIMEOUT(br_reader_readuntil(rd, "\r\n", 2, line, sizeof(line)));
+	EXPECT_TIMEOUT(br_reader_readexactly(rd, line, 10));
+	T_REQUIRE(write(st->peer, " a line\n", 8) == 8);
+	T_REQUIRE(br_reader_readline(rd, line, sizeof(line)) == 12);
+	T_REQUIRE(memcmp(line, "half a line\n", 12) == 0);
+	br_reader_free(rd);
+
+	T_REQUIRE(br_writer_new(&wr, st->pipe_w) == 0);
+	EXPECT_TIMEOUT(write_then_drain(wr));
+	br_writer_free(wr);
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR2);
+	T_REQUIRE(br_signal_new(&sig, &set) == 0);
+	EXPECT_TIMEOUT(br_signal_next(sig));
+	br_signal_free(sig);
+
+	/* A job awaited in a scope is cancelled: its worker is killed. */
+	f = br_submit(st->pool, forever_job, NULL, 0);
+	EXPECT_TIMEOUT(br_await(f, NULL));
+	T_REQUIRE(br_await(f, NULL) == -ECANCELED);
+	br_future_release(f);
+	return NULL;
+}
+
+Test(deadline, line_reads_writers_signals_and_jobs_time_out, .timeout = 60.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		struct streams st;
+		int sp[2], p[2];
+		char fill[4096];
+		const char *msg;
+		pthread_t th;
+
+		memset(fill, 'f', sizeof(fill));
+		cr_assert_eq(br_pool_new(&st.pool, rt,
+					 &(br_pool_config){ .workers = 1 }),
+			     0);
+		for (int from_thread = 0; from_thread < 2; from_thread++) {
+			cr_assert_eq(socketpair(AF_UNIX,
+						SOCK_STREAM | SOCK_CLOEXEC, 0,
+						sp),
+				     0);
+			cr_assert_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+			while (write(p[1], fill, sizeof(fill)) > 0)
+				;
+			/* The writer wants it as any program leaves it. */
+			cr_assert_eq(fcntl(p[1], F_SETFL, 0), 0);
+			st.sock = sp[0];
+			st.peer = sp[1];
+			st.pipe_r = p[0];
+			st.pipe_w = p[1];
+			if (from_thread) {
+				t_thread_start(&th, wait_on_streams, &st);
+				msg = t_thread_join(th);
+				cr_assert_null(msg, "%s", msg);
+			} else {
+				t_assert_task_ok(
+					br_spawn(rt, wait_on_streams, &st));
+			}
+			close(sp[0]);
+			close(sp[1]);
+			close(p[0]);
+			close(p[1]);
+		}
+		br_pool_free(st.pool);
+		br_runtime_free(rt);
+	}
+}
+
+/* The blocking pool's one thread is held: a name lookup and a directory
+ * listing queue behind it, and their waits end with the scope. */
+static void *lookups_and_listings(void *arg)
+{
+	atomic_int *release = arg;
+	struct addrinfo *res = (struct addrinfo *)1;
+	char **names = (char **)1;
+	br_future *hold;
+
+	hold = br_spawn_blocking(br_current_runtime(), hold_thread, release);
+	EXPECT_TIMEOUT(br_getaddrinfo("localhost", "80", NULL, &res));
+	T_REQUIRE(res == NULL);
+	EXPECT_TIMEOUT(br_listdir(".", &names));
+	T_REQUIRE(names == NULL);
+	atomic_store(release, 1);
+	T_REQUIRE(br_await(hold, NULL) == 0);
+	br_future_release(hold);
+	/* Out of the scopes, the same calls work. */
+	T_REQUIRE(br_listdir(".", &names) >= 0);
+	free(names);
+	return NULL;
+}
+
+Test(deadline, lookups_and_listings_on_the_blocking_pool_time_out,
+     .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_config cfg = { .workers = 1,
+				  .flags = flags,
+				  .blocking_threads = 1 };
+		br_runtime *rt = t_runtime_cfg(&cfg);
+		atomic_int release;
+
+		atomic_init(&release, 0);
+		t_assert_task_ok(br_spawn(rt, lookups_and_listings, &release));
+		br_runtime_free(rt);
+	}
 }
 
 /* ------------------------------------------------------------------ */
