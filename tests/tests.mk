@@ -140,10 +140,11 @@ test-unit: $(TEST_BIN) $(STRESS_BIN)
 
 # The wake-up paths this kernel does not take by itself: workers parked in
 # ppoll() (no io_uring), and rings woken through an eventfd (no
-# IORING_REGISTER_SEND_MSG_RING). The programs where threads meet, and the
-# whole I/O suite (test_io, test_io_net, stress_io), whose every call must
-# give the same answer without a ring.
-FALLBACK_BIN := $(filter $(addprefix $(B)/tests/test_,runtime future task combine io io_net pool),$(TEST_BIN))
+# IORING_REGISTER_SEND_MSG_RING). The programs where threads meet, timers
+# and deadline scopes, and the whole I/O suite (test_io, test_io_net,
+# test_fs, test_streams, test_signal, test_exec, stress_io), whose every
+# call must give the same answer without a ring.
+FALLBACK_BIN := $(filter $(addprefix $(B)/tests/test_,runtime future task combine timer deadline io io_net fs streams signal exec pool),$(TEST_BIN))
 test-fallbacks: $(FALLBACK_BIN) $(STRESS_BIN)
 	$(Q)fail=0; \
 	$(call run_tests,$(FALLBACK_BIN) $(STRESS_BIN),BRAID_NO_URING=1,--jobs 1) \
