@@ -6,7 +6,8 @@
  * The workload, on two workers:
  *   - a fork-join tree of small CPU tasks (idle workers steal them);
  *   - tasks passing a byte back and forth over a socket pair (I/O waits);
- *   - tasks that sleep (timers) and calls on the blocking pool;
+ *   - tasks that tick on a br_ticker (timers) and calls on the
+ *     blocking pool;
  *   - one task that computes for 40 ms without suspending, which the
  *     stall detector reports on stderr while it runs.
  *
@@ -38,7 +39,7 @@
 void *tree(void *arg);
 void *echo_side(void *arg);
 void *ping_side(void *arg);
-void *napper(void *arg);
+void *ticking(void *arg);
 void *blocking_call(void *arg);
 void *hog(void *arg);
 void *tour(void *arg);
@@ -91,10 +92,16 @@ void *ping_side(void *arg)
 	return NULL;
 }
 
-void *napper(void *arg)
+/* Five ticks 2 ms apart, on a grid that does not drift. */
+void *ticking(void *arg)
 {
+	br_ticker *t;
+
+	if (br_ticker_new(&t, 2) < 0)
+		return br_fail(-12, "br_ticker_new");
 	for (int i = 0; i < 5; i++)
-		br_sleep_ms(2);
+		br_ticker_next(t);
+	br_ticker_free(t);
 	return arg;
 }
 
@@ -128,7 +135,7 @@ void *tour(void *arg)
 	fs[n++] = br_spawn_ex(rt, ping_side, (void *)(intptr_t)sv[1],
 			      &(br_spawn_opts){ .name = "ping" });
 	for (int i = 0; i < 4; i++)
-		fs[n++] = br_spawn(rt, napper, NULL);
+		fs[n++] = br_spawn(rt, ticking, NULL);
 	for (int i = 0; i < 3; i++)
 		fs[n++] = br_spawn_blocking(rt, blocking_call, NULL);
 	/* Pinned: br_gather() would otherwise run it inline on this task's
