@@ -29,9 +29,8 @@
  *     a read the page cache cannot serve at once (RWF_NOWAIT's EAGAIN),
  *     or any transfer where RWF_NOWAIT is refused, goes to the blocking
  *     pool, as io_uring punts it to its own workers.
- * openat tries a lookup from the kernel's caches with O_NONBLOCK first,
- * as the ring does (openat_nowait); statx and fsync, and the openat that
- * needs more, go to the blocking pool. A call on the blocking pool is
+ * openat, statx and fsync
+ * are in io_fs.c. A call on the blocking pool is
  * awaited without cancellation, since its buffers are the caller's; it
  * is short (readiness came first) or a file system's.
  * That is what libuv does for files (its thread pool) and roughly what Go
@@ -61,13 +60,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/openat2.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -78,9 +75,6 @@
 
 #ifndef RWF_NOWAIT
 #define RWF_NOWAIT 0x00000008
-#endif
-#ifndef RESOLVE_CACHED
-#define RESOLVE_CACHED 0x20
 #endif
 
 #define NONE (-1) /* no timeout of the call's own: the task's */
@@ -153,9 +147,7 @@ static void *pool_fn_run(void *arg)
 	return NULL;
 }
 
-/* fn(arg) on the blocking pool, waited for not cancellably: its buffers
- * are the caller's until it returns. */
-static long on_pool_fn(long (*fn)(void *), void *arg)
+long br__io_on_pool(long (*fn)(void *), void *arg)
 {
 	struct pool_fn p = { fn, arg, -EIO };
 	br_future *f = br_spawn_blocking(br_current_runtime(), pool_fn_run, &p);
@@ -188,7 +180,7 @@ static ssize_t on_pool(int op, int fd, void *addr, size_t len, int64_t off,
 {
 	struct pool_transfer c = { op, fd, flags, addr, len, off };
 
-	return on_pool_fn(pool_transfer_run, &c);
+	return br__io_on_pool(pool_transfer_run, &c);
 }
 
 /* The readiness a transfer waits for. */
@@ -705,142 +697,6 @@ int br_shutdown(int fd, int how)
 	if (m != BR__IO_SYS)
 		return m;
 	return (int)BR__SYS(shutdown(fd, how));
-}
-
-/* openat, statx and fsync on the blocking pool (loops without a ring):
- * a path lookup or a flush can wait for a disk or a network file
- * system. */
-struct pool_path {
-	int dirfd, flags, fd;
-	const char *path;
-	mode_t mode;
-	unsigned mask;
-	struct statx *out;
-};
-
-static long pool_openat_run(void *arg)
-{
-	struct pool_path *c = arg;
-
-	return BR__SYS(openat(c->dirfd, c->path, c->flags, c->mode));
-}
-
-static long pool_statx_run(void *arg)
-{
-	struct pool_path *c = arg;
-
-	return BR__SYS(statx(c->dirfd, c->path, c->flags, c->mask, c->out));
-}
-
-static long pool_fsync_run(void *arg)
-{
-	struct pool_path *c = arg;
-
-	return BR__SYS(c->flags ? fdatasync(c->fd) : fsync(c->fd));
-}
-
-/*
- * openat on a loop without a ring, as the ring's IORING_OP_OPENAT does
- * it: first with a lookup that only uses the kernel's caches
- * (RESOLVE_CACHED, Linux 5.12) and O_NONBLOCK, which a FIFO needs so as
- * not to wait for its other end (the ring, like this, opens a FIFO's
- * read end at once and gives ENXIO for a write end nobody reads), then
- * O_NONBLOCK taken off the new description unless the caller asked for
- * it. What needs more (O_CREAT, O_TRUNC, a lookup not in the cache, an
- * older kernel) goes to the blocking pool.
- */
-static int openat_nowait(int dirfd, const char *path, int flags, mode_t mode)
-{
-	struct open_how how = { .flags = (uint64_t)(flags | O_NONBLOCK),
-				.resolve = RESOLVE_CACHED };
-	struct pool_path c = {
-		.dirfd = dirfd, .flags = flags, .path = path, .mode = mode
-	};
-	int fd, fl;
-
-	if (!(flags & (O_CREAT | O_TRUNC | O_TMPFILE))) {
-		fd = (int)BR__SYS(
-			syscall(SYS_openat2, dirfd, path, &how, sizeof(how)));
-		if (fd >= 0) {
-			fl = fcntl(fd, F_GETFL);
-			if (!(flags & O_NONBLOCK) && fl >= 0)
-				fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-			return fd;
-		}
-		/* EAGAIN: not in the cache; ENOSYS, EINVAL: no openat2 or
-		 * RESOLVE_CACHED here (or a flag it refuses and openat
-		 * ignores). The pool's openat gives the answer. */
-		if (fd != -EAGAIN && fd != -ENOSYS && fd != -EINVAL)
-			return fd;
-	}
-	return (int)on_pool_fn(pool_openat_run, &c);
-}
-
-int br_openat(int dirfd, const char *path, int flags, mode_t mode)
-{
-	struct br__io io;
-	int m;
-
-	if (!path)
-		return -EFAULT;
-	flags |= O_CLOEXEC;
-	m = br__io_start(&io, -1, 0, NONE);
-	if (m == BR__IO_RING) {
-		io_uring_prep_openat(io.sqe, dirfd, path, flags, mode);
-		return br__io_wait(&io);
-	}
-	if (m != BR__IO_SYS)
-		return m;
-	if (io.dontwait)
-		return openat_nowait(dirfd, path, flags, mode);
-	return (int)BR__SYS(openat(dirfd, path, flags, mode));
-}
-
-int br_fsync(int fd, int datasync)
-{
-	struct pool_path c = { .fd = fd, .flags = datasync };
-	struct br__io io;
-	int m;
-
-	if (fd < 0)
-		return -EBADF;
-	m = br__io_start(&io, fd, 0, NONE);
-
-	if (m == BR__IO_RING) {
-		io_uring_prep_fsync(io.sqe, fd,
-				    datasync ? IORING_FSYNC_DATASYNC : 0);
-		return br__io_wait(&io);
-	}
-	if (m != BR__IO_SYS)
-		return m;
-	if (io.dontwait && fd >= 0)
-		return (int)on_pool_fn(pool_fsync_run, &c);
-	return (int)BR__SYS(datasync ? fdatasync(fd) : fsync(fd));
-}
-
-int br_statx(int dirfd, const char *path, int flags, unsigned mask,
-	     struct statx *out)
-{
-	struct pool_path c = { .dirfd = dirfd,
-			       .flags = flags,
-			       .path = path,
-			       .mask = mask,
-			       .out = out };
-	struct br__io io;
-	int m;
-
-	if (!path || !out)
-		return -EFAULT;
-	m = br__io_start(&io, -1, 0, NONE);
-	if (m == BR__IO_RING) {
-		io_uring_prep_statx(io.sqe, dirfd, path, flags, mask, out);
-		return br__io_wait(&io);
-	}
-	if (m != BR__IO_SYS)
-		return m;
-	if (io.dontwait)
-		return (int)on_pool_fn(pool_statx_run, &c);
-	return (int)BR__SYS(statx(dirfd, path, flags, mask, out));
 }
 
 ssize_t br_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out,

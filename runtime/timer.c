@@ -191,14 +191,25 @@ static unsigned fire(struct br__timer *t)
 unsigned br__timers_run(struct br__worker *w, int64_t now)
 {
 	struct br__timers *tm = &w->timers;
+	uint32_t end = tm->n;
 	unsigned n = 0;
 
+	/*
+	 * Pop the expired timers first, each into the slot the heap gives up
+	 * (as heapsort does): heap[tm->n .. end) then holds them from the
+	 * latest deadline to the earliest. Each woken task takes the LIFO
+	 * slot and pushes the one before it onto the deque, which runs newest
+	 * first, so firing latest first runs a batch in deadline order. Firing
+	 * adds no timer, so the slots stay ours.
+	 */
 	while (tm->n && tm->heap[0]->deadline <= now) {
 		struct br__timer *t = tm->heap[0];
 
 		heap_remove(tm, 0);
-		n += fire(t);
+		tm->heap[tm->n] = t;
 	}
+	for (uint32_t i = tm->n; i < end; i++)
+		n += fire(tm->heap[i]);
 	if (n)
 		br__stat_add(&w->obs, BR__ST_TIMERS_FIRED, n);
 	return n;

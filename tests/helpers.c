@@ -263,3 +263,29 @@ char *t_read_file(const char *path, size_t *len)
 		*len = (size_t)n;
 	return buf;
 }
+
+/* A task that yields a few times, then sleeps 50 ms: it returns how long
+ * the sleep took, in ms. */
+static void *sleep_50(void *arg)
+{
+	int64_t t0;
+
+	for (int i = 0; i < 10; i++)
+		br_yield();
+	t0 = br_now_ns();
+	br_sleep_ms(50);
+	return (void *)(intptr_t)t_elapsed_ms(t0);
+}
+
+void t_assert_worker_runs(br_runtime *rt, unsigned flags)
+{
+	br_future *s = br_spawn(rt, sleep_50, NULL);
+	void *v = NULL;
+
+	cr_assert_eq(br_wait_for(s, 3000, &v), 0,
+		     "flags %#x: the worker stalled", flags);
+	cr_assert_geq((intptr_t)v, 50);
+	cr_assert_lt((intptr_t)v, 1000, "flags %#x: the sleep took %d ms",
+		     flags, (int)(intptr_t)v);
+	br_future_release(s);
+}

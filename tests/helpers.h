@@ -142,4 +142,11 @@ void t_assert_task_ok(br_future *f);
  */
 char *t_read_file(const char *path, size_t *len);
 
+/*
+ * t_assert_worker_runs - assert that rt's worker still runs other tasks
+ * and fires their deadlines: a task's 50 ms sleep ends within a (loose)
+ * second. flags is printed with a failure (the runtime's flags).
+ */
+void t_assert_worker_runs(br_runtime *rt, unsigned flags);
+
 #endif /* T_HELPERS_H */

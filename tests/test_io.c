@@ -677,34 +677,6 @@ Test(io, io_completes_while_another_task_keeps_yielding, .timeout = 20.0)
 
 /* ---- no call blocks a worker, whatever the fd's own mode ---- */
 
-/* A task that yields a few times, then sleeps 50 ms: it returns how long
- * the sleep took, in ms. */
-static void *sleep_50(void *arg)
-{
-	int64_t t0;
-
-	for (int i = 0; i < 10; i++)
-		br_yield();
-	t0 = br_now_ns();
-	br_sleep_ms(50);
-	return (void *)(intptr_t)t_elapsed_ms(t0);
-}
-
-/* The worker of rt runs other tasks and fires their deadlines: a
- * 50 ms sleep ends within a (loose) second. */
-static void assert_worker_runs(br_runtime *rt, unsigned flags)
-{
-	br_future *s = br_spawn(rt, sleep_50, NULL);
-	void *v = NULL;
-
-	cr_assert_eq(br_wait_for(s, 3000, &v), 0,
-		     "flags %#x: the worker stalled", flags);
-	cr_assert_geq((intptr_t)v, 50);
-	cr_assert_lt((intptr_t)v, 1000, "flags %#x: the sleep took %d ms",
-		     flags, (int)(intptr_t)v);
-	br_future_release(s);
-}
-
 #define BIG_WRITE (1024 * 1024)
 
 struct big {
@@ -759,7 +731,7 @@ Test(io, a_large_write_to_a_blocking_pipe_never_stalls_the_worker,
 		b.fd = p[1];
 		w = br_spawn(rt, write_big, &b);
 		br_sleep_ms(30);
-		assert_worker_runs(rt, flags);
+		t_assert_worker_runs(rt, flags);
 		cr_assert_eq(br_future_state(w), BR_PENDING);
 		/* The pipe was left blocking. */
 		cr_assert_eq(fcntl(p[1], F_GETFL) & O_NONBLOCK, 0);
@@ -810,7 +782,7 @@ Test(io, a_read_from_a_silent_blocking_terminal_never_stalls_the_worker,
 		cr_assert_geq(r.fd, 0);
 		f = br_spawn(rt, read_rw, &r);
 		br_sleep_ms(30);
-		assert_worker_runs(rt, flags);
+		t_assert_worker_runs(rt, flags);
 		cr_assert_eq(br_future_state(f), BR_PENDING);
 		cr_assert_eq(write(m, "line\n", 5), 5);
 		t_await_value(f);
@@ -863,7 +835,7 @@ Test(io, a_splice_into_a_full_blocking_pipe_never_stalls_the_worker,
 		s = (struct spl){ .in = a[0], .out = b[1] };
 		f = br_spawn(rt, splice_once, &s);
 		br_sleep_ms(30);
-		assert_worker_runs(rt, flags);
+		t_assert_worker_runs(rt, flags);
 		cr_assert_eq(br_future_state(f), BR_PENDING);
 		while (filled > 0) {
 			n = read(b[0], buf,

@@ -1514,34 +1514,6 @@ Test(net, socket_calls_on_a_pipe_give_enotsock, .timeout = 30.0)
 	}
 }
 
-/* A task that yields a few times, then sleeps 50 ms: it returns how long
- * the sleep took, in ms. */
-static void *sleep_50(void *arg)
-{
-	int64_t t0;
-
-	for (int i = 0; i < 10; i++)
-		br_yield();
-	t0 = br_now_ns();
-	br_sleep_ms(50);
-	return (void *)(intptr_t)t_elapsed_ms(t0);
-}
-
-/* The worker of rt runs other tasks and fires their deadlines: a
- * 50 ms sleep ends within a (loose) second. */
-static void assert_worker_runs(br_runtime *rt, unsigned flags)
-{
-	br_future *s = br_spawn(rt, sleep_50, NULL);
-	void *v = NULL;
-
-	cr_assert_eq(br_wait_for(s, 3000, &v), 0,
-		     "flags %#x: the worker stalled", flags);
-	cr_assert_geq((intptr_t)v, 50);
-	cr_assert_lt((intptr_t)v, 1000, "flags %#x: the sleep took %d ms",
-		     flags, (int)(intptr_t)v);
-	br_future_release(s);
-}
-
 static void *accept_one(void *arg)
 {
 	return (void *)(intptr_t)br_accept((int)(intptr_t)arg, NULL, NULL, 0);
@@ -1570,7 +1542,7 @@ Test(net, tasks_racing_for_a_connection_on_a_blocking_listener_never_stall,
 		c1 = br_tcp_connect("127.0.0.1", port);
 		cr_assert_geq(c1, 0);
 		br_sleep_ms(30);
-		assert_worker_runs(rt, flags);
+		t_assert_worker_runs(rt, flags);
 		/* The listener was left as it was. */
 		cr_assert_eq(fcntl(lfd, F_GETFL) & O_NONBLOCK, 0);
 		c2 = br_tcp_connect("127.0.0.1", port);
@@ -1679,7 +1651,7 @@ Test(net, connecting_to_a_full_unix_backlog_waits_for_an_accept,
 		u.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		f = br_spawn(rt, connect_unix, &u);
 		br_sleep_ms(30);
-		assert_worker_runs(rt, flags);
+		t_assert_worker_runs(rt, flags);
 		cr_assert_eq(br_future_state(f), BR_PENDING,
 			     "flags %#x: connect returned %d", flags, u.ret);
 		a = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
