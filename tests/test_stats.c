@@ -373,9 +373,12 @@ static void *busy_50ms(void *arg)
 	return arg;
 }
 
+/* Yields for 500 ms: twice the threshold below, which is long enough
+ * that a loaded machine's preemption between two yields does not pass
+ * it. */
 static void *stall_yielder(void *arg)
 {
-	int64_t end = br_now_ns() + 50 * T_NS_PER_MS;
+	int64_t end = br_now_ns() + 500 * T_NS_PER_MS;
 
 	while (br_now_ns() < end)
 		br_yield();
@@ -443,9 +446,10 @@ Test(stall, a_named_task_is_reported_by_its_name, .timeout = 20.0)
 	free(c.text);
 }
 
-Test(stall, a_task_yielding_for_50_ms_is_not_reported, .timeout = 20.0)
+Test(stall, a_task_yielding_for_twice_the_threshold_is_not_reported,
+     .timeout = 20.0)
 {
-	br_config cfg = { .stall_ms = 25 };
+	br_config cfg = { .stall_ms = 250 };
 	struct capture c;
 	uint64_t stalls;
 	const char *out = run_watched(&c, &cfg, stall_yielder, &stalls);
