@@ -1297,7 +1297,8 @@ Test(pool, an_initializer_that_never_returns_fails_pool_new, .timeout = 60)
 }
 
 /* A replacement whose initializer never returns is killed at the limit
- * and counts as a failed initializer: jobs fail instead of waiting. */
+ * and counts as a failed initializer: jobs fail instead of waiting. The
+ * limit leaves the first worker time to start on a loaded machine. */
 Test(pool, a_replacement_stuck_in_its_initializer_fails_jobs, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(1, 0);
@@ -1313,7 +1314,7 @@ Test(pool, a_replacement_stuck_in_its_initializer_fails_jobs, .timeout = 60)
 					   .init = stuck_init_fn,
 					   .init_arg = path,
 					   .init_len = strlen(path) + 1,
-					   .init_timeout_ms = 200 });
+					   .init_timeout_ms = 2000 });
 	fd = open(path, O_CREAT | O_WRONLY, 0600);
 	cr_assert_geq(fd, 0);
 	close(fd);
