@@ -2293,8 +2293,10 @@ BR_API br_future *br_map_ex(br_pool *pool, br_job_fn fn, const void *items,
 /**
  * br_map_result - the output of item i of a DONE br_map() future: its
  * address and its length in *len. NULL (and 0) if i is out of range, f
- * is not such a future, or item i failed (BR_MAP_ITEM_ERRORS).
- * Valid while the caller holds f. Context: any thread.
+ * is not such a future, or item i failed (BR_MAP_ITEM_ERRORS). The
+ * outputs lie back to back, so an item's bytes have no alignment: copy
+ * them out (memcpy) to read a number. Valid while the caller holds f.
+ * Context: any thread.
  */
 BR_API const void *br_map_result(const br_future *f, size_t i, size_t *len);
 

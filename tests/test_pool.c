@@ -331,7 +331,8 @@ Test(pool, map_item_errors_keeps_every_other_items_result, .timeout = 60)
 		      BR_MAP_ITEM_ERRORS);
 	cr_assert_eq(br_await(f, NULL), 0, "%s", br_future_message(f));
 	for (uint32_t i = 0; i < 100; i++) {
-		const uint32_t *o = br_map_item(f, i, &len, &err);
+		const void *o = br_map_item(f, i, &len, &err);
+		uint32_t v;
 
 		if (i % 2) {
 			cr_assert_null(o);
@@ -342,8 +343,11 @@ Test(pool, map_item_errors_keeps_every_other_items_result, .timeout = 60)
 		} else {
 			cr_assert_not_null(o, "item %u", i);
 			cr_assert_eq(err, 0);
-			cr_assert_eq(len, sizeof(*o));
-			cr_assert_eq(*o, i);
+			cr_assert_eq(len, sizeof(v));
+			/* Not aligned: an item's bytes follow the messages
+			 * of the failed items before it. */
+			memcpy(&v, o, sizeof(v));
+			cr_assert_eq(v, i);
 			cr_assert_str_eq(br_map_item_message(f, i), "");
 			cr_assert_eq(br_map_result(f, i, NULL), o);
 		}
