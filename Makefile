@@ -5,6 +5,9 @@
 # detector, BRAID_STATS, BRAID_TRACE; -DBR_NO_OBS) into
 # build/$(VARIANT)-noobs/: the peer that scripts/obs_cost.py measures its
 # cost against. Such a build is for measuring only; its br_stats() reads 0.
+# FAULTS=1 compiles braid's fault points in (-DBR_FAULTS, linked with
+# libfiu: runtime/internal.h) into build/$(VARIANT)-faults/, for
+# `make test-faults` (tests/faults.mk); e.g. make VARIANT=asan FAULTS=1.
 
 CC      ?= gcc
 VARIANT ?= release
@@ -15,6 +18,7 @@ MANDIR  ?= $(PREFIX)/share/man
 DOXYGEN ?= doxygen
 WERROR  ?= 0
 OBS     ?= 1
+FAULTS  ?= 0
 
 VARIANTS := release debug asan tsan
 ifeq ($(filter $(VARIANT),$(VARIANTS)),)
@@ -24,6 +28,10 @@ endif
 ifeq ($(OBS),0)
 BSUFFIX := -noobs
 override CPPFLAGS += -DBR_NO_OBS
+endif
+ifeq ($(FAULTS),1)
+BSUFFIX := $(BSUFFIX)-faults
+override CPPFLAGS += -DBR_FAULTS
 endif
 B := build/$(VARIANT)$(BSUFFIX)
 
@@ -61,6 +69,9 @@ override CFLAGS   := $(CSTD) $(WARN) $(VFLAGS) $(CLASHFLAGS) -pthread -MMD -MP \
 LIBFLAGS := -fvisibility=hidden -fPIC
 SOFLAGS  := -shared -Wl,-z,defs -Wl,-z,relro,-z,now -Wl,-z,noexecstack
 LDLIBS   := -luring -pthread
+ifeq ($(FAULTS),1)
+LDLIBS   += -lfiu
+endif
 SANLD    := $(filter -fsanitize=%,$(VFLAGS))
 
 LIB_SRC := $(wildcard runtime/*.c)

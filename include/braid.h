@@ -1092,9 +1092,12 @@ BR_API int br_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
 BR_API int br_connect(int fd, const struct sockaddr *addr, socklen_t len);
 
 /**
- * br_close - close(2). Not cancellable: in a task that has been cancelled
+ * br_close - close(2). Like close(2), it releases fd whatever it
+ * returns, and it is not cancellable: in a task that has been cancelled
  * it still closes fd and returns close's result (0, or its error), so a
- * cancelled task can release its descriptors. No deadline applies.
+ * cancelled task can release its descriptors; when the ring cannot take
+ * the request (no SQE), fd is closed with close(2) at once. No deadline
+ * applies. Returns 0 or a negative errno.
  */
 BR_API int br_close(int fd);
 BR_API int br_shutdown(int fd, int how);

@@ -322,6 +322,7 @@ static int searchers(struct br__blocking *p)
 struct todo {
 	struct bthread *kick;  /* wake this idle thread */
 	struct bthread *start; /* start a thread on this record */
+	struct call *orphans;  /* fail these: no thread, none to come */
 };
 
 /*
@@ -338,7 +339,8 @@ static struct bthread *reserve(struct br__blocking *p)
 		t->join = t->joinable;
 		t->old_tid = t->tid;
 	} else {
-		t = calloc(1, sizeof(*t));
+		t = BR__FAULT("braid/blocking/alloc") ? NULL :
+							calloc(1, sizeof(*t));
 		if (!t)
 			return NULL;
 		t->pool = p;
@@ -367,7 +369,9 @@ static void start(struct br__blocking *p, struct bthread *t)
 	t->join = 0;
 	atomic_init(&t->wake, T_IDLE);
 	br__signals_block(&old);
-	r = pthread_create(&t->tid, NULL, thread_main, t);
+	r = BR__FAULT("braid/blocking/thread") ?
+		    EAGAIN :
+		    pthread_create(&t->tid, NULL, thread_main, t);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r == 0)
 		return;
@@ -390,6 +394,8 @@ static void act(struct br__blocking *p, struct todo *td)
 		kick(td->kick);
 	if (td->start)
 		start(p, td->start);
+	end_all(td->orphans, BR_FAILED, -ENOMEM,
+		"br_spawn_blocking: no memory to start a thread");
 }
 
 /*
@@ -402,6 +408,7 @@ static void want_searcher(struct br__blocking *p, struct todo *td)
 	struct bthread *t;
 
 	td->kick = td->start = NULL;
+	td->orphans = NULL;
 	if (!queued(p) || searchers(p) ||
 	    atomic_load_explicit(&p->closing, memory_order_relaxed))
 		return;
@@ -413,6 +420,11 @@ static void want_searcher(struct br__blocking *p, struct todo *td)
 		td->kick = t;
 	} else if (p->nthreads < p->max) {
 		td->start = reserve(p);
+		/* No memory for the record: with no thread at all, nothing
+		 * would ever run what is queued. Fail it, as start() does
+		 * when the thread itself cannot be made. */
+		if (!td->start && p->nthreads == 0)
+			td->orphans = pop_all(p);
 	}
 }
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "internal.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -27,6 +28,8 @@
 
 int br__child_pidfd(pid_t pid)
 {
+	if (BR__FAULT_ERRNO("braid/child/pidfd", EMFILE))
+		return -1;
 	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 

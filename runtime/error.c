@@ -9,11 +9,15 @@
  *   come from strerrordesc_np, which, unlike strerror, returns a static
  *   string and is async-signal-safe.
  *
+ *   In a faults build, br__fault() asks libfiu about a fault point
+ *   (internal.h) and says on stderr when the first one fails.
+ *
  * Concurrency
- *   None: no shared state.
+ *   None: no shared state but br__fault's flag, taken with an exchange.
  */
 #include <errno.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +65,27 @@ char *br__strdup(const char *s)
 {
 	return s ? strdup(s) : NULL;
 }
+
+#ifdef BR_FAULTS
+int br__fault(const char *name)
+{
+	static _Atomic int said;
+	char buf[160];
+	int n;
+
+	if (!fiu_fail(name))
+		return 0;
+	if (!atomic_exchange(&said, 1)) {
+		n = snprintf(buf, sizeof(buf), "braid: fault point %s failed\n",
+			     name);
+		if (n > 0)
+			(void)!write(STDERR_FILENO, buf,
+				     (size_t)n < sizeof(buf) ? (size_t)n :
+							       sizeof(buf) - 1);
+	}
+	return 1;
+}
+#endif
 
 void br__backoff(unsigned *spins)
 {

@@ -150,6 +150,8 @@ static struct br__fiber *hdr_chunk(void)
 	struct br__fiber *c;
 	unsigned i;
 
+	if (BR__FAULT("braid/fiber/header"))
+		return NULL;
 	c = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (c == MAP_FAILED)

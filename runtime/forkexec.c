@@ -516,6 +516,8 @@ int br__spawn(const struct br__spawn_plan *p, pid_t *pid, int *pidfd)
 	int moved[3] = { -1, -1, -1 }, r, i;
 
 	*pidfd = -1;
+	if (BR__FAULT("braid/exec/spawn"))
+		return -EAGAIN;
 	r = lift_low_sources(&q, moved);
 	if (r == 0)
 		r = spawn_plan(&q, pid, pidfd);

@@ -253,6 +253,8 @@ struct br_future *br__promise_alloc(uint32_t refs)
 {
 	struct br_future *f = pcache.head;
 
+	if (BR__FAULT("braid/future/alloc"))
+		return NULL;
 	if (f) {
 		pcache.head = (struct br_future *)f->value;
 		pcache.n--;

@@ -12,6 +12,18 @@
  *   the kernel's lockdep_assert_held and Go's throw("bad g status").
  *   Both print the expression, the file and the line, then abort.
  *
+ *   Fault points (BR__FAULT) name the places where braid takes a
+ *   resource from the system: a stack, a task or future record, a ring,
+ *   an SQE, an eventfd, a pidfd, a memfd, a fork, a thread. In a faults
+ *   build (make FAULTS=1, -DBR_FAULTS, linked with libfiu) each asks
+ *   libfiu whether to fail; the site then fails the way the real call
+ *   does (NULL or -1 with errno, or a negative errno), so the error path
+ *   that runs is the one a real shortage would take. In every other
+ *   build a point is the constant 0 and costs nothing. The first point
+ *   to fail in a process says so on stderr, so a sweep can tell a point
+ *   that failed without a trace from one that was never reached.
+ *   scripts/faults.py finds the points by their names in the runtime.
+ *
  * Concurrency
  *   None: macros and constants only.
  */
@@ -33,6 +45,26 @@
 	((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define BR__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/*
+ * BR__FAULT(name) - nonzero when the fault point name (a string literal,
+ * "braid/<area>/<what>") is to fail this time; always 0 outside a faults
+ * build. BR__FAULT_ERRNO(name, err) also sets errno to err when it
+ * fails, for sites that stand in for a call reporting through errno.
+ */
+#ifdef BR_FAULTS
+#include <errno.h>
+#ifndef FIU_ENABLE
+#define FIU_ENABLE 1 /* fiu.h declares its calls only with it */
+#endif
+#include <fiu.h>
+int br__fault(const char *name);
+#define BR__FAULT(name) br__unlikely(br__fault(name))
+#define BR__FAULT_ERRNO(name, err) (BR__FAULT(name) ? (errno = (err), 1) : 0)
+#else
+#define BR__FAULT(name) 0
+#define BR__FAULT_ERRNO(name, err) 0
+#endif
 
 BR__COLD __attribute__((noreturn)) void
 br__assert_fail(const char *expr, const char *file, int line);

@@ -291,7 +291,7 @@ static int start(struct br__io *io, int fd, short events, int64_t timeout_ms,
 	 * link must not be split across submissions. */
 	if (io_uring_sq_space_left(ring) < 2)
 		io_uring_submit(ring);
-	io->sqe = io_uring_get_sqe(ring);
+	io->sqe = BR__FAULT("braid/ring/sqe") ? NULL : io_uring_get_sqe(ring);
 	if (!io->sqe)
 		return -EBUSY; /* not reached: entries >= 2 after a flush */
 	io->w = w;
@@ -314,11 +314,16 @@ int br__io_start_release(struct br__io *io, int fd)
 	return start(io, fd, 0, -1, 1);
 }
 
-/* Ask the kernel to cancel io. On the owner. */
-static void cancel_in_kernel(struct br__io *io)
+/* Ask the kernel to cancel io. On the owner. 0, or -EBUSY if no SQE
+ * could carry the cancel: then nothing was asked, and the caller must
+ * ask again, or a request that never completes by itself (a read of a
+ * silent peer) keeps its task waiting for good. */
+static int cancel_in_kernel(struct br__io *io)
 {
+	if (br__ring_cancel(io->w, (uint64_t)(uintptr_t)io) < 0)
+		return -EBUSY;
 	io->cancel_sent = 1;
-	br__ring_cancel(io->w, (uint64_t)(uintptr_t)io);
+	return 0;
 }
 
 int br__io_wait(struct br__io *io)
@@ -351,7 +356,13 @@ int br__io_wait(struct br__io *io)
 		if (!io->cancel_sent && !io->nocancel &&
 		    br__task_cancel_pending(t)) {
 			br__fiber_disarm(io->fiber, seq);
-			cancel_in_kernel(io);
+			if (cancel_in_kernel(io) < 0) {
+				/* Let the loop submit and reap, then ask
+				 * again; io's completion, if it comes
+				 * meanwhile, is seen at the top. */
+				br__worker_leave(w, br__worker_fiber(w),
+						 BR__AFTER_YIELD, 0);
+			}
 			continue;
 		}
 		io->seq = seq;

@@ -676,8 +676,10 @@ int br_close(int fd)
 		io_uring_prep_close(io.sqe, fd);
 		return br__io_wait(&io);
 	}
-	if (m != BR__IO_SYS)
+	if (m == BR_ENOTTASK)
 		return m;
+	/* No SQE for it (or no ring): a descriptor must not outlive its
+	 * close, and close(2) never waits for a peer. */
 	return (int)BR__SYS(close(fd));
 }
 

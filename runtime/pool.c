@@ -292,7 +292,9 @@ static int make_shm(struct br_pool *p, const br_pool_config *cfg)
 	arena_off = off;
 	off += arena;
 
-	p->memfd = memfd_create("braid-pool", MFD_CLOEXEC);
+	p->memfd = BR__FAULT_ERRNO("braid/pool/memfd", EMFILE) ?
+			   -1 :
+			   memfd_create("braid-pool", MFD_CLOEXEC);
 	if (p->memfd < 0)
 		return -errno;
 	if (ftruncate(p->memfd, (off_t)off) < 0)
@@ -345,6 +347,24 @@ static unsigned online_cpus(void)
 static void task_ended(struct br__waiter *w, struct br_future *f)
 {
 	struct br_pool *p = w->u.obj;
+	int err = 0;
+
+	/* A task of the pool that fails never ran (no stack for it): then
+	 * nothing collects results, watches a worker or times jobs out, and
+	 * what waits would wait for good. Fail it, and what comes. */
+	if (br_future_state(f) == BR_FAILED) {
+		pthread_mutex_lock(&p->lock);
+		if (!p->closing && !p->broken) {
+			err = br_future_error(f);
+			p->broken = "the pool could not run one of its tasks";
+			p->broken_err = err;
+		}
+		pthread_mutex_unlock(&p->lock);
+		if (err)
+			br__pool_fail_all(p, BR_FAILED, err,
+					  "the pool could not run one of its "
+					  "tasks");
+	}
 
 	/* Release: the last touch of w (future.h); p may go with the put. */
 	atomic_store_explicit(&w->st, BR__W_DONE, memory_order_release);
@@ -426,7 +446,9 @@ int br_pool_new(br_pool **out, br_runtime *rt, const br_pool_config *cfg)
 	p->w = calloc(p->nworkers, sizeof(*p->w));
 	r = p->w ? make_shm(p, cfg) : -ENOMEM;
 	if (r == 0) {
-		p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		p->efd = BR__FAULT_ERRNO("braid/pool/eventfd", EMFILE) ?
+				 -1 :
+				 eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (p->efd < 0)
 			r = -errno;
 	}

@@ -193,7 +193,8 @@ struct br_pool {
 	pthread_cond_t quiet; /* inflight reached 0 */
 	unsigned inflight;    /* forks and reaps under way */
 	int closing;
-	const char *broken; /* no worker can ever run: why */
+	const char *broken; /* no job can ever run: why */
+	int broken_err;	    /* and the error jobs fail with */
 	/* job table: id = gen << 32 | index */
 	struct pjob **tab;
 	uint32_t tabcap, tabn, *freeidx, nfree;
@@ -331,6 +332,17 @@ void *br__pool_timer(void *arg);
 /* Kill every worker, wait for forks and reaps in flight, reap. Caller set
  * closing. */
 void br__pool_stop_workers(struct br_pool *p);
+
+/*
+ * br__pool_poll - how the pool's tasks wait for fd to be readable: 0, or
+ * -ETIMEDOUT after timeout_ms (< 0: none), or -ECANCELED once the task
+ * is cancelled (the pool or the runtime closes), or another error of
+ * br_poll() that is not a shortage. A shortage (no SQE, no memory) is
+ * not an end: the task waits a moment, looks with a plain poll(2), and
+ * asks the loop again, so the pool never loses its collector or a
+ * watcher to one. Context: a task of the pool.
+ */
+int br__pool_poll(int fd, int64_t timeout_ms);
 
 /* ---- pool_remote.c ---- */
 

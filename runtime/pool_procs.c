@@ -57,6 +57,8 @@
  * these bounds (a finer check costs wake-ups for nothing). */
 #define TIMER_MIN_NS (1 * BR__NS_PER_MS)
 #define TIMER_MAX_NS (100 * BR__NS_PER_MS)
+/* A pause before a pool task asks its loop again after a shortage. */
+#define SHORTAGE_RETRY_MS 1
 /* Room for a death's description ("worker process N was killed by ..."). */
 #define WHY_MAX 160
 
@@ -238,13 +240,17 @@ static int replace(struct br_pool *p, struct pworker *pw)
 		f = br_spawn_blocking(p->rt, fork_call, pw);
 		if (br_future_state(f) == BR_FAILED) {
 			inflight_done(p); /* it never ran */
+			r = br_future_error(f);
 			br_future_release(f);
-			return BR_ECLOSED;
+			if (r == BR_ECLOSED)
+				return r;
+			v = (void *)(intptr_t)r; /* a shortage: try again */
+		} else {
+			r = br_await(f, &v);
+			br_future_release(f);
+			if (r < 0)
+				return r; /* cancelled: fork_call cleans up */
 		}
-		r = br_await(f, &v);
-		br_future_release(f);
-		if (r < 0)
-			return r; /* cancelled: fork_call cleans up */
 		if ((intptr_t)v == 0)
 			return 0;
 		if (++tries >= FORK_TRIES)
@@ -263,8 +269,10 @@ static void disable(struct br_pool *p, struct pworker *pw, const char *why)
 	pthread_mutex_lock(&p->lock);
 	pw->disabled = 1;
 	all = all_disabled(p);
-	if (all)
+	if (all && !p->broken) {
 		p->broken = why;
+		p->broken_err = BR_EWORKERDIED;
+	}
 	pthread_mutex_unlock(&p->lock);
 	if (all)
 		br__pool_fail_all(p, BR_FAILED, BR_EWORKERDIED, why);
@@ -284,9 +292,8 @@ static int wait_for_death(struct br_pool *p, struct pworker *pw, int pidfd,
 	while (atomic_load_explicit(state, memory_order_acquire) ==
 	       BR__PW_STARTING) {
 		int64_t left = pw->started_ns + p->init_limit_ns - br_now_ns();
-		int r = left > 0 ? br_poll_timeout(pidfd, POLLIN,
-						   (left + BR__NS_PER_MS - 1) /
-							   BR__NS_PER_MS) :
+		int r = left > 0 ? br__pool_poll(pidfd, (left + BR__NS_PER_MS -
+							 1) / BR__NS_PER_MS) :
 				   -ETIMEDOUT;
 
 		if (r != -ETIMEDOUT)
@@ -300,7 +307,42 @@ static int wait_for_death(struct br_pool *p, struct pworker *pw, int pidfd,
 		*init_overrun = 1;
 		break;
 	}
-	return br_poll(pidfd, POLLIN) < 0 ? -ECANCELED : 0;
+	return br__pool_poll(pidfd, -1) < 0 ? -ECANCELED : 0;
+}
+
+int br__pool_poll(int fd, int64_t timeout_ms)
+{
+	int64_t end = timeout_ms < 0 ? -1 :
+				       br_now_ns() + br__ms_to_ns(timeout_ms);
+
+	for (;;) {
+		int64_t left = end < 0 ? -1 : end - br_now_ns();
+		int r;
+
+		if (end >= 0 && left <= 0)
+			return -ETIMEDOUT;
+		r = end < 0 ? br_poll(fd, POLLIN) :
+			      br_poll_timeout(fd, POLLIN,
+					      (left + BR__NS_PER_MS - 1) /
+						      BR__NS_PER_MS);
+		if (r >= 0)
+			return 0;
+		if (r == -ECANCELED || br_cancelled())
+			return -ECANCELED;
+		if (r != -EBUSY && r != -ENOMEM && r != -EAGAIN &&
+		    r != -ENOBUFS)
+			return r;
+		/* A shortage: wait a moment, look without the loop, and
+		 * ask the loop again. */
+		r = br_sleep_ms(SHORTAGE_RETRY_MS);
+		if (r == -ECANCELED || br_cancelled())
+			return -ECANCELED;
+		if (r < 0)
+			br_yield(); /* no timer either */
+		if (poll(&(struct pollfd){ .fd = fd, .events = POLLIN }, 1, 0) >
+		    0)
+			return 0;
+	}
 }
 
 void *br__pool_watch(void *arg)
@@ -387,6 +429,7 @@ void *br__pool_timer(void *arg)
 		return NULL;
 	for (;;) {
 		int64_t iv, now;
+		int r;
 
 		if (!atomic_load_explicit(&p->timed, memory_order_acquire)) {
 			br_event_clear(&p->timed_ev);
@@ -403,9 +446,10 @@ void *br__pool_timer(void *arg)
 			iv = TIMER_MIN_NS;
 		if (iv > TIMER_MAX_NS)
 			iv = TIMER_MAX_NS;
-		if (br_sleep_ns(iv) < 0)
+		r = br_sleep_ns(iv);
+		if (r == -ECANCELED || br_cancelled())
 			break;
-		now = br_now_ns();
+		now = br_now_ns(); /* after a shortage too: check anyway */
 		pthread_mutex_lock(&p->lock);
 		for (unsigned w = 0; w < p->nworkers && !p->closing; w++) {
 			struct br__pool_wstate *ws = br__pool_ws(p->shm, w);

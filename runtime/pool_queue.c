@@ -248,8 +248,9 @@ int br__pool_enqueue(struct br_pool *p, struct pjob *j, int copy)
 
 	pthread_mutex_lock(&p->lock);
 	if (p->closing || p->broken) {
+		r = p->closing ? BR_ECLOSED : p->broken_err;
 		pthread_mutex_unlock(&p->lock);
-		return p->closing ? BR_ECLOSED : BR_EWORKERDIED;
+		return r;
 	}
 	r = tab_insert(p, j);
 	if (r < 0) {
@@ -570,7 +571,7 @@ void *br__pool_collector(void *arg)
 					      memory_order_relaxed);
 			continue;
 		}
-		if (br_poll(p->efd, POLLIN) < 0)
+		if (br__pool_poll(p->efd, -1) < 0)
 			break; /* cancelled: the pool or the runtime closes */
 		(void)!read(p->efd, &v, sizeof(v));
 	}

@@ -100,8 +100,11 @@ static int send_msg_ring(int fd)
 
 struct io_uring_sqe *br__ring_sqe(struct br__ring *r)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+	struct io_uring_sqe *sqe;
 
+	if (BR__FAULT("braid/ring/sqe"))
+		return NULL;
+	sqe = io_uring_get_sqe(&r->ring);
 	if (!sqe) {
 		io_uring_submit(&r->ring);
 		sqe = io_uring_get_sqe(&r->ring);
@@ -109,20 +112,33 @@ struct io_uring_sqe *br__ring_sqe(struct br__ring *r)
 	return sqe;
 }
 
-void br__ring_cancel(struct br__worker *w, uint64_t ud)
+int br__ring_cancel(struct br__worker *w, uint64_t ud)
 {
 	struct io_uring_sqe *sqe = br__ring_sqe(&w->ring);
 
 	if (!sqe)
-		return; /* not reached after a flush; the request runs on */
+		return -EBUSY; /* the ring took no submission: ask again */
 	io_uring_prep_cancel64(sqe, ud, 0);
 	io_uring_sqe_set_data64(sqe, BR__UD_IGNORE);
+	return 0;
 }
 
+static int ring_eventfd(int flags)
+{
+	if (BR__FAULT_ERRNO("braid/ring/eventfd", EMFILE))
+		return -1;
+	return eventfd(0, flags);
+}
+
+/* Keep a read pending on the wake-up eventfd. Without an SQE for it, the
+ * park tries again, and waits at most BR__RING_REARM_NS until it has. */
 static void arm_eventfd(struct br__ring *r)
 {
 	struct io_uring_sqe *sqe = br__ring_sqe(r);
 
+	r->efd_unarmed = !sqe;
+	if (!sqe)
+		return;
 	io_uring_prep_read(sqe, r->efd, &r->efd_buf, sizeof(r->efd_buf), 0);
 	io_uring_sqe_set_data64(sqe, BR__UD_EVENTFD);
 }
@@ -196,7 +212,10 @@ int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags)
 	r->efd = -1;
 	if (!(flags & BR_CONFIG_NO_URING)) {
 		for (i = 0; i < BR__ARRAY_SIZE(tries); i++) {
-			ret = io_uring_queue_init(entries, &r->ring, tries[i]);
+			ret = BR__FAULT("braid/ring/setup") ?
+				      -ENOMEM :
+				      io_uring_queue_init(entries, &r->ring,
+							  tries[i]);
 			/* ENOSYS, EPERM, ENOMEM: no ring at all */
 			if (ret != -EINVAL)
 				break;
@@ -204,7 +223,7 @@ int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags)
 	}
 	if (ret < 0 || (flags & BR_CONFIG_NO_URING)) {
 		/* Without an eventfd either, parking polls every ms (io.c). */
-		r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		r->efd = ring_eventfd(EFD_CLOEXEC | EFD_NONBLOCK);
 		return flags & BR_CONFIG_NO_URING ? 0 : ret;
 	}
 	r->on = 1;
@@ -231,7 +250,7 @@ int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags)
 	    send_msg_ring(r->ring.ring_fd) >= 0)
 		r->features |= BR_FEAT_SEND_MSG_RING;
 	else {
-		r->efd = eventfd(0, EFD_CLOEXEC);
+		r->efd = ring_eventfd(EFD_CLOEXEC);
 		if (r->efd < 0) {
 			ret = -errno;
 			io_uring_queue_exit(&r->ring);
@@ -240,7 +259,7 @@ int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags)
 			r->files_nfree = 0;
 			r->on = 0;
 			r->features = 0;
-			r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+			r->efd = ring_eventfd(EFD_CLOEXEC | EFD_NONBLOCK);
 			return ret;
 		}
 		arm_eventfd(r);
@@ -409,6 +428,13 @@ void br__ring_park(struct br__worker *w, int64_t deadline_ns)
 	if (!r->on) {
 		br__io_poll_fallback(w, rel, 0);
 		return;
+	}
+	if (r->efd_unarmed)
+		arm_eventfd(r);
+	if (r->efd_unarmed && (rel < 0 || rel > BR__RING_REARM_NS)) {
+		/* A wake-up through the eventfd would be missed. */
+		ts = br__ns_to_kts(BR__RING_REARM_NS);
+		tp = &ts;
 	}
 	io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, tp, NULL);
 }

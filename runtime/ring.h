@@ -30,6 +30,7 @@ struct br__ring {
 	int efd;
 	unsigned features; /* BR_FEAT_* this ring got */
 	uint64_t efd_buf;  /* the pending eventfd read's buffer */
+	int efd_unarmed;   /* no SQE was had for that read: park arms it */
 	/* Without a ring: tasks waiting for readiness (io.c), and ppoll's
 	 * array. */
 	struct br__io *pollers;
@@ -49,6 +50,11 @@ struct br__ring {
 
 /* Registered-file slots per ring, at most (RLIMIT_NOFILE caps it). */
 #define BR__FILES 4096
+
+/* How long a park waits at most while its wake-up eventfd has no read
+ * pending (no SQE was to be had): a missed wake-up costs this, not a
+ * hang. */
+#define BR__RING_REARM_NS (1000 * 1000LL)
 
 /* Provided buffers: how many, and how big. */
 #define BR__BUF_COUNT 512
@@ -94,8 +100,10 @@ void br__ring_poll(struct br__worker *w);
 struct io_uring_sqe *br__ring_sqe(struct br__ring *r);
 
 /* br__ring_cancel - ask the kernel to cancel the request carrying
- * user_data ud on w's ring; the cancel's own CQE is ignored. Worker w. */
-void br__ring_cancel(struct br__worker *w, uint64_t ud);
+ * user_data ud on w's ring; the cancel's own CQE is ignored. Worker w.
+ * 0, or -EBUSY if the ring had no SQE for the cancel (nothing was asked;
+ * the request runs on). */
+int br__ring_cancel(struct br__worker *w, uint64_t ud);
 
 /*
  * br__ring_bufs - set up w's provided-buffer ring (group 0) if it is not

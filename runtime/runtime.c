@@ -267,6 +267,9 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 		w->rt = rt;
 		w->id = i;
 		w->rng = (i + 1) * 2654435761u;
+		/* Its thread makes its ring; until then there is nothing for
+		 * br__ring_exit() to close (0 would be stdin). */
+		w->ring.efd = -1;
 		pthread_mutex_init(&w->remote_lock, NULL);
 		pthread_mutex_init(&w->reg_lock, NULL);
 		br__timers_init(&w->timers);
@@ -280,8 +283,10 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 		rt->zygote = br__zygote_get();
 	br__signals_block(&old);
 	for (i = 0; i < rt->nworkers; i++) {
-		ret = pthread_create(&rt->workers[i].thread, NULL,
-				     br__worker_main, &rt->workers[i]);
+		ret = BR__FAULT("braid/runtime/thread") ?
+			      EAGAIN :
+			      pthread_create(&rt->workers[i].thread, NULL,
+					     br__worker_main, &rt->workers[i]);
 		if (ret) {
 			pthread_sigmask(SIG_SETMASK, &old, NULL);
 			stop_workers(rt, i);

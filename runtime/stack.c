@@ -291,8 +291,10 @@ int br__stack_thread_init(struct br__worker *w)
 {
 	stack_t ss;
 
-	w->altstack = mmap(NULL, ALTSTACK_SIZE, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	w->altstack = BR__FAULT_ERRNO("braid/stack/altstack", ENOMEM) ?
+			      MAP_FAILED :
+			      mmap(NULL, ALTSTACK_SIZE, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (w->altstack == MAP_FAILED) {
 		w->altstack = NULL;
 		return -ENOMEM;
@@ -331,6 +333,8 @@ int br__stack_alloc(struct br__fiber *f, size_t size)
 
 	size = (size + page - 1) & ~(page - 1);
 	len = GUARD_SIZE + size;
+	if (BR__FAULT_ERRNO("braid/stack/mmap", ENOMEM))
+		return -errno;
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1,
 		 0);
@@ -414,6 +418,8 @@ struct br__fiber *br__stack_slab_new(struct br__stack_pool *p, unsigned *n)
 	unsigned i;
 	char *m;
 
+	if (BR__FAULT("braid/stack/mmap"))
+		return NULL;
 	sl = malloc(sizeof(*sl));
 	if (!sl)
 		return NULL;

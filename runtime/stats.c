@@ -447,7 +447,9 @@ static int watchdog_start(struct br_runtime *rt)
 	if (wd->period_ns < WATCH_MIN_NS)
 		wd->period_ns = WATCH_MIN_NS;
 	br__signals_block(&old);
-	ret = pthread_create(&wd->thread, NULL, watchdog_main, wd);
+	ret = BR__FAULT("braid/stats/thread") ?
+		      EAGAIN :
+		      pthread_create(&wd->thread, NULL, watchdog_main, wd);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret) {
 		free(wd);

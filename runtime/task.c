@@ -85,6 +85,8 @@ static struct br__task *task_alloc(void)
 {
 	struct br__task *t;
 
+	if (BR__FAULT("braid/task/alloc"))
+		return NULL;
 #ifndef BR__SANITIZED
 	if (tcache.head) {
 		t = br__fifo_entry(tcache.head, struct br__task, link);

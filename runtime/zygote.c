@@ -56,6 +56,7 @@
  *     serialised by xlock (one request and its answer at a time), and a
  *     promotion happens under xlock too. Lock order: xlock, then zlock.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -269,27 +270,39 @@ __attribute__((noreturn)) static void spare_main(int sock, pid_t parent)
  * Make a spare of this zygote (a clone, child of the program) and say
  * hello on ZFD: the spare's pid and the socket to it. Without a spare,
  * the hello says why, and the zygote serves on: it only cannot be
- * replaced.
+ * replaced. A hello that cannot be sent ends the zygote (and its spare,
+ * which nobody would know of): the program waits for that hello, and
+ * sees end of file instead.
  */
 static void make_spare(pid_t parent)
 {
 	struct zhello h;
-	int sp[2];
+	int sp[2], r;
 	long pid;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
 		h.spare = -errno;
-		send_with_fd(ZFD, &h, sizeof(h), NULL, 0);
+		if (send_with_fd(ZFD, &h, sizeof(h), NULL, 0) < 0)
+			_exit(1);
 		return;
 	}
-	pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+	pid = BR__FAULT_ERRNO("braid/zygote/spare", EAGAIN) ?
+		      -1 :
+		      syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
 	if (pid == 0) {
 		close(sp[0]);
 		spare_main(sp[1], parent);
 	}
 	close(sp[1]);
 	h.spare = pid < 0 ? -errno : pid;
-	send_with_fd(ZFD, &h, sizeof(h), &sp[0], pid < 0 ? 0 : 1);
+	r = BR__FAULT("braid/zygote/hello") ?
+		    -EIO :
+		    send_with_fd(ZFD, &h, sizeof(h), &sp[0], pid < 0 ? 0 : 1);
+	if (r < 0) {
+		if (pid > 0)
+			kill((pid_t)pid, SIGKILL);
+		_exit(1);
+	}
 	close(sp[0]);
 }
 
@@ -307,7 +320,10 @@ __attribute__((noreturn)) static void serve(pid_t parent)
 			_exit(0); /* the program closed us, or died */
 		if (rq.op != Z_FORK)
 			continue;
-		pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+		pid = BR__FAULT_ERRNO("braid/zygote/worker", EAGAIN) ?
+			      -1 :
+			      syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0,
+				      0, 0);
 		if (pid == 0) {
 			close(ZFD);
 			br__pool_worker_main(fds[0], fds[1], rq.idx);
@@ -356,6 +372,43 @@ __attribute__((noreturn)) static void zygote_main(int sock, pid_t parent)
 	serve(parent);
 }
 
+/*
+ * A zygote that gave no hello may have made a spare first: a child of
+ * ours whose pid we never learnt. Reap every child named as a zygote or
+ * a spare (one not renamed yet is still "braid-zygote"): at start() no
+ * other can exist, as no zygote, and so no pool, is left.
+ */
+static void reap(pid_t pid);
+
+static void reap_strays(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		char path[300], buf[512], *p;
+		FILE *f;
+		int ppid;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		p = fgets(buf, sizeof(buf), f);
+		fclose(f);
+		if (!p || !(p = strrchr(buf, ')')) ||
+		    sscanf(p + 1, " %*c %d", &ppid) != 1 || ppid != getpid())
+			continue;
+		if (strstr(buf, "(braid-spare)") ||
+		    strstr(buf, "(braid-zygote)"))
+			reap((pid_t)atoi(e->d_name));
+	}
+	if (d)
+		closedir(d);
+}
+
 /* Fork the zygote and take its hello. Caller holds zlock; the process
  * has one thread. */
 static int start(void)
@@ -365,7 +418,7 @@ static int start(void)
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
-	pid = fork();
+	pid = BR__FAULT_ERRNO("braid/zygote/fork", EAGAIN) ? -1 : fork();
 	if (pid < 0) {
 		close(sv[0]);
 		close(sv[1]);
@@ -381,6 +434,7 @@ static int start(void)
 		kill(pid, SIGKILL);
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
+		reap_strays();
 		return -EPIPE;
 	}
 	zsock = sv[0];

@@ -11,8 +11,9 @@
 # checked first; optional groups (cross-architecture check, bench peers,
 # bench tools, docs: Doxygen for `make docs` and the man pages; mpi:
 # Open MPI for libbraid-mpi and its tests; mpi-peers: mpi4py and Dask for
-# the cluster benchmark; fuzz: the libFuzzer targets of `make fuzz`)
-# after. Each
+# the cluster benchmark; faults: libfiu and fiu-run for the fault sweep,
+# make test-faults; fuzz: the libFuzzer targets of `make fuzz`; soak: wrk
+# and gdb for `make soak`, which make test runs) after. Each
 # package is checked with dpkg-query, so when everything is present the
 # script prints nothing, makes no network access and exits 0 at once.
 #
@@ -38,7 +39,9 @@ bench-tools:python3 gnuplot-nox
 docs:doxygen
 mpi:libopenmpi-dev openmpi-bin
 mpi-peers:python3-mpi4py python3-distributed
-fuzz:clang libclang-rt-14-dev"
+faults:libfiu-dev fiu-utils gdb
+fuzz:clang libclang-rt-14-dev
+soak:wrk gdb python3"
 
 # is_installed PKG: true if dpkg says PKG is installed. qemu-user is also
 # satisfied by qemu-user-static, which provides qemu-aarch64-static.

@@ -81,6 +81,32 @@ void t_assert_threads_return_to(int baseline);
 /* t_assert_no_leaked_fds - assert that no fd is open beyond before. */
 void t_assert_no_leaked_fds(int before);
 
+/*
+ * t_leak_init, t_leak_fini - the leak accounting every test file puts on
+ * each of its suites:
+ *
+ *   TestSuite(name, .init = t_leak_init, .fini = t_leak_fini);
+ *
+ * init counts the process's descriptors, threads and children before
+ * the test (after the suite's own init, before the test's); fini, after
+ * the test's own fini, waits up to T_LEAK_WAIT_MS for them to come back
+ * (exited threads leave procfs a moment after their join; a blocking
+ * pool's threads exit after an idle period) and, if they do not, prints
+ * what is left (each new descriptor and what it names, each thread's
+ * and child's name) and aborts: Criterion reports the test as crashed in
+ * its teardown and the run fails. The zygote and its spare
+ * ("braid-zygote", "braid-spare") are not counted: they legitimately
+ * outlive tests, started by a constructor or replaced by a test.
+ * A test that must leave something behind on purpose calls
+ * t_leak_expect(fds, threads, children) with what it leaves.
+ * T_NO_LEAK_CHECK in the environment turns the check off (the fault
+ * sweep sets it: under a fault, failed assertions leave things behind).
+ */
+#define T_LEAK_WAIT_MS 5000
+void t_leak_init(void);
+void t_leak_fini(void);
+void t_leak_expect(int fds, int threads, int children);
+
 /* t_busy_ns - spin on the CPU for ns nanoseconds without suspending. */
 void t_busy_ns(int64_t ns);
 

@@ -16,6 +16,9 @@
 
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(api_errors, .init = t_leak_init, .fini = t_leak_fini);
+
 /*
  * Readable memory that holds no braid object: entry points must reject it
  * by its magic rather than crash or trust it. 64 KiB is bigger than any

@@ -15,6 +15,9 @@
 
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(blocking, .init = t_leak_init, .fini = t_leak_fini);
+
 static br_runtime *pool_runtime(unsigned workers, unsigned max_threads,
 				unsigned max_queue, unsigned idle_ms)
 {

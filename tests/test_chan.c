@@ -14,6 +14,9 @@
 
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(chan, .init = t_leak_init, .fini = t_leak_fini);
+
 static br_chan *new_chan(size_t esize, size_t cap)
 {
 	br_chan *ch = NULL;

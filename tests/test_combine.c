@@ -15,6 +15,9 @@
 
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(combine, .init = t_leak_init, .fini = t_leak_fini);
+
 /* A task that sleeps ms, then returns value or fails with error. */
 struct job {
 	int ms;

@@ -32,6 +32,9 @@
 
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(examples, .init = t_leak_init, .fini = t_leak_fini);
+
 struct server {
 	pid_t pid;
 	int port;

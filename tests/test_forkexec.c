@@ -23,6 +23,9 @@
 #include "forkexec.h"
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(forkexec, .init = t_leak_init, .fini = t_leak_fini);
+
 /* Each way: clone3 (where built), clone() with the per-signal loop, and
  * posix_spawnp(). */
 #define FOR_EACH_WAY(way)                 \

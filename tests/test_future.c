@@ -14,6 +14,9 @@
 
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(future, .init = t_leak_init, .fini = t_leak_fini);
+
 #define SENTINEL ((void *)0x5e5e)
 
 Test(future, promise_starts_pending, .timeout = 10.0)

@@ -12,6 +12,9 @@
 
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(group, .init = t_leak_init, .fini = t_leak_fini);
+
 struct job {
 	int ms;
 	int error;

@@ -19,6 +19,9 @@
 
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(io, .init = t_leak_init, .fini = t_leak_fini);
+
 /* Both loop kinds; the ring one only where the kernel has io_uring. */
 static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
 #define FOR_EACH_MODE(flags)                                           \

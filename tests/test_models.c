@@ -24,6 +24,9 @@
 #include "../bench/models.h"
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(models, .init = t_leak_init, .fini = t_leak_fini);
+
 extern char **environ;
 
 /* ---- a JSON syntax check, just enough for the tool's output ---- */

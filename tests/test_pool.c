@@ -22,6 +22,9 @@
 #include "helpers.h"
 #include "pool.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(pool, .init = t_leak_init, .fini = t_leak_fini);
+
 /* ---- jobs (they run in worker processes) ---- */
 
 static int echo_job(br_job *job, const void *in, size_t len)
@@ -924,6 +927,9 @@ Test(pool, jobs_fail_when_no_worker_can_be_started, .timeout = 60)
 	br_pool_free(p);
 	br_runtime_free(rt);
 	cr_assert_eq(t_count_children(), 0);
+	/* The zygote and its spare are gone for good, and with them the
+	 * program's socket to the zygote. */
+	t_leak_expect(-1, 0, 0);
 }
 
 /* Every job, done or failed, counts once in br_stats. */

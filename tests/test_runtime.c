@@ -18,6 +18,9 @@
 
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(runtime, .init = t_leak_init, .fini = t_leak_fini);
+
 struct where {
 	br_runtime *rt;
 	pthread_t thread;

@@ -25,6 +25,9 @@
 #include "helpers.h"
 #include "stack_frames.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(stack, .init = t_leak_init, .fini = t_leak_fini);
+
 #define FRAME_BYTES 1024
 
 /* Read through a volatile so the recursion cannot be bounded or folded. */

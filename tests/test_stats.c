@@ -26,6 +26,11 @@
 #include "helpers.h"
 #include "stats.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(stats, .init = t_leak_init, .fini = t_leak_fini);
+TestSuite(stall, .init = t_leak_init, .fini = t_leak_fini);
+TestSuite(trace, .init = t_leak_init, .fini = t_leak_fini);
+
 /* ------------------------------------------------------------------ */
 /* Capturing stderr                                                    */
 /* ------------------------------------------------------------------ */

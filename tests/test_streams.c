@@ -19,6 +19,8 @@
 
 #include "helpers.h"
 
+TestSuite(streams, .init = t_leak_init, .fini = t_leak_fini);
+
 static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
 #define FOR_EACH_MODE(flags)                                           \
 	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \

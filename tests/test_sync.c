@@ -14,6 +14,9 @@
 
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(sync, .init = t_leak_init, .fini = t_leak_fini);
+
 /* ------------------------------------------------------------------ */
 /* Shared scaffolding                                                  */
 /* ------------------------------------------------------------------ */

@@ -14,6 +14,9 @@
 
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(task, .init = t_leak_init, .fini = t_leak_fini);
+
 static void *add_one(void *arg)
 {
 	return (void *)((uintptr_t)arg + 1);

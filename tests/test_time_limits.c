@@ -28,6 +28,8 @@
 
 #include "helpers.h"
 
+TestSuite(time_limits, .init = t_leak_init, .fini = t_leak_fini);
+
 /* Both loop kinds; the ring one only where the kernel has io_uring. */
 static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
 #define FOR_EACH_MODE(flags)                                           \

@@ -15,6 +15,9 @@
 
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(timer, .init = t_leak_init, .fini = t_leak_fini);
+
 struct sleep_rec {
 	int64_t ask_ns;
 	int ret;

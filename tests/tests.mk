@@ -15,6 +15,10 @@
 #                       program built against it with pkg-config and with
 #                       CMake, the man pages (with Doxygen), uninstall
 #   make stress         the stress programs at full scale
+#   make test-faults    the fault sweep (tests/faults.mk); make test runs
+#                       its short form, test-faults-short
+#   make soak           servers and pools under load for SOAK_S seconds
+#                       (tests/soak.mk); make test runs it for 60 s
 #   make fuzz           the libFuzzer targets (tests/fuzz.mk); make test
 #                       runs each for FUZZ_TEST_S seconds (fuzz-smoke)
 #
@@ -125,6 +129,8 @@ test:
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-install
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-mpi
 	$(Q)$(MAKE) --no-print-directory VARIANT=asan WERROR=1 test-unit
+	$(Q)$(MAKE) --no-print-directory VARIANT=asan FAULTS=1 WERROR=1 test-faults-short
+	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 soak SOAK_S=$(SOAK_TEST_S)
 	$(Q)$(MAKE) --no-print-directory fuzz-smoke
 	$(Q)$(MAKE) --no-print-directory VARIANT=tsan WERROR=1 test-tsan
 	$(if $(filter %tests/cross.mk,$(MAKEFILE_LIST)),$(Q)$(MAKE) --no-print-directory test-cross)
@@ -195,5 +201,7 @@ stress: $(STRESS_BIN)
 	$(call run_tests,$(STRESS_BIN),BRAID_STRESS_SCALE=10,--jobs 1) \
 	exit $$fail
 
+-include tests/faults.mk
+-include tests/soak.mk
 -include tests/fuzz.mk
 -include $(wildcard $(B)/tests/*.d)

@@ -1,0 +1,375 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_faults.c - regression tests for what the fault sweep found: each
+ * test fails one of braid's fault points (runtime/internal.h) with
+ * libfiu and checks that the failure ends as an error, never as a hang,
+ * a crash or a leak. The points exist only in a faults build (make
+ * FAULTS=1, run by make test-faults-short); elsewhere the tests skip.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(faults, .init = t_leak_init, .fini = t_leak_fini);
+
+#ifdef BR_FAULTS
+#define FIU_ENABLE 1 /* else fiu.h makes fiu_init() a constant */
+#include <fiu-control.h>
+#include <fiu.h>
+
+/* Make fault point name fail every time it is reached, or only the
+ * next time (once). */
+static void fail_point(const char *name, int once)
+{
+	cr_assert_eq(fiu_init(0), 0);
+	cr_assert_eq(fiu_enable(name, 1, NULL, once ? FIU_ONETIME : 0), 0);
+}
+static void clear_point(const char *name)
+{
+	cr_assert_eq(fiu_disable(name), 0);
+}
+#define NEED_FAULTS() ((void)0)
+#else
+static void clear_point(const char *name)
+{
+	(void)name;
+}
+static void fail_point(const char *name, int once)
+{
+	(void)name;
+	(void)once;
+}
+#define NEED_FAULTS() cr_skip_test("needs a faults build (make FAULTS=1)")
+#endif
+
+struct silent_read {
+	int fd;
+	atomic_int started;
+};
+
+static void *read_silent(void *arg)
+{
+	struct silent_read *sr = arg;
+	char c;
+
+	atomic_store(&sr->started, 1);
+	return (void *)(intptr_t)br_read(sr->fd, &c, 1);
+}
+
+/* A cancel whose ASYNC_CANCEL found no SQE was taken as sent: the read
+ * of a silent pipe went on in the kernel, and its task (and
+ * br_runtime_free after it) waited for good. The cancel is now asked
+ * again until an SQE carries it. */
+Test(faults, cancel_without_an_sqe_is_asked_again, .timeout = 30)
+{
+	struct silent_read sr = { 0 };
+	br_runtime *rt;
+	br_future *f;
+	int p[2], r;
+
+	NEED_FAULTS();
+	if (!t_uring_available())
+		cr_skip_test("no io_uring: no SQEs to run out of");
+	rt = t_runtime(1, 0);
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	sr.fd = p[0];
+	f = br_spawn(rt, read_silent, &sr);
+	cr_assert_eq(t_wait_until(&sr.started, 1, 10000 * T_NS_PER_MS), 0);
+	br_sleep_ms(50); /* the read is in the kernel */
+	/* Every SQE fails while the cancel is first asked for. */
+	fail_point("braid/ring/sqe", 0);
+	cr_assert_eq(br_cancel(f), 0);
+	br_sleep_ms(100);
+	clear_point("braid/ring/sqe");
+	r = br_wait_for(f, 10000, NULL);
+	cr_assert_neq(r, -ETIMEDOUT, "the cancelled read never ended");
+	cr_assert_eq(r, -ECANCELED, "%s", br_strerror(r));
+	cr_assert_eq(br_future_state(f), BR_CANCELLED);
+	br_future_release(f);
+	close(p[0]);
+	close(p[1]);
+	br_runtime_free(rt);
+}
+
+static void *blocking_echo(void *arg)
+{
+	return arg;
+}
+
+/* With no memory for a blocking-pool thread's record and no thread yet,
+ * a blocking call stayed queued for good: nothing would ever run it, and
+ * its awaiter (and br_runtime_free) waited. It now fails with -ENOMEM. */
+Test(faults, blocking_call_without_memory_for_a_thread_fails, .timeout = 30)
+{
+	br_runtime *rt;
+	br_future *f;
+	int r;
+
+	NEED_FAULTS();
+	rt = t_runtime(1, 0);
+	fail_point("braid/blocking/alloc", 0);
+	f = br_spawn_blocking(rt, blocking_echo, (void *)(intptr_t)7);
+	r = br_wait_for(f, 10000, NULL);
+	cr_assert_neq(r, -ETIMEDOUT, "the blocking call never ended");
+	cr_assert_eq(r, -ENOMEM, "%s", br_strerror(r));
+	cr_assert_eq(br_future_state(f), BR_FAILED);
+	br_future_release(f);
+	clear_point("braid/blocking/alloc");
+	/* Memory is back: the next call runs. */
+	f = br_spawn_blocking(rt, blocking_echo, (void *)(intptr_t)7);
+	cr_assert_eq((intptr_t)t_await_value(f), 7);
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+/* Set in the environment of a copy of this program that checks a
+ * zygote's start by itself (zygote_hello_child). */
+#define ZYGOTE_CHILD_ENV "T_FAULTS_ZYGOTE_HELLO"
+
+/*
+ * In a fresh process of one thread: start a zygote whose hello fails.
+ * Exits 0 if the start failed with -EPIPE and left no child, 1 if it
+ * returned anything else, 2 if a child was left.
+ */
+static __attribute__((noreturn)) void zygote_hello_child(void)
+{
+#ifdef BR_FAULTS
+	int r;
+
+	fiu_init(0);
+	fiu_enable("braid/zygote/hello", 1, NULL, FIU_ONETIME);
+	r = br_zygote_start();
+	if (r != -EPIPE)
+		_exit(1);
+	_exit(t_count_children() == 0 ? 0 : 2);
+#else
+	_exit(3);
+#endif
+}
+
+/* Criterion's test processes have threads by the time a test runs: the
+ * zygote for the pool tests must start before them. */
+__attribute__((constructor)) static void start_zygote(void)
+{
+	if (getenv(ZYGOTE_CHILD_ENV))
+		zygote_hello_child();
+	br_zygote_start();
+}
+
+static int echo_job(br_job *job, const void *in, size_t len)
+{
+	return br_job_write(job, in, len);
+}
+
+/* A worker thread that cannot start fails br_runtime_new with -EAGAIN;
+ * the workers never started have no ring, and freeing them closed their
+ * eventfd, which read 0 from the zeroed record: stdin. */
+Test(faults, runtime_whose_thread_cannot_start_leaves_stdin_open, .timeout = 30)
+{
+	br_config cfg = { .workers = 2, .flags = BR_CONFIG_QUIET };
+	br_runtime *rt = NULL;
+	int fds, r;
+
+	NEED_FAULTS();
+	if (fcntl(0, F_GETFD) < 0) {
+		cr_assert_eq(open("/dev/null", O_RDONLY), 0);
+		t_leak_expect(1, 0, 0); /* stays open */
+	}
+	fds = t_count_fds();
+	fail_point("braid/runtime/thread", 1);
+	r = br_runtime_new(&rt, &cfg);
+	cr_assert_eq(r, -EAGAIN, "br_runtime_new: %s", br_strerror(r));
+	cr_assert_null(rt);
+	cr_assert_geq(fcntl(0, F_GETFD), 0, "stdin was closed");
+	t_assert_no_leaked_fds(fds);
+}
+
+struct hold {
+	atomic_int started, release;
+};
+
+/* Hold the worker without suspending until released. */
+static void *hold_worker(void *arg)
+{
+	struct hold *h = arg;
+
+	atomic_store(&h->started, 1);
+	t_spin_until(&h->release, 1, 30000 * T_NS_PER_MS);
+	return NULL;
+}
+
+/* The pool's collector, timer and watchers are tasks: if they could not
+ * get a stack, jobs waited for good. They fail instead. The one worker
+ * is held (by a task on a stack of its own size, not from the slabs)
+ * while the pool starts, so that the pool's tasks are still queued when
+ * stacks run out. */
+Test(faults, pool_whose_tasks_cannot_get_a_stack_fails_its_jobs, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_spawn_opts big = { .stack_size = 256 * 1024 };
+	br_pool_config cfg = { .workers = 1 };
+	struct hold h = { 0 };
+	br_future *f, *held;
+	br_pool *pool;
+	int r;
+
+	NEED_FAULTS();
+	held = br_spawn_ex(rt, hold_worker, &h, &big);
+	cr_assert_eq(t_spin_until(&h.started, 1, 10000 * T_NS_PER_MS), 0);
+	fail_point("braid/stack/mmap", 0);
+	r = br_pool_new(&pool, rt, &cfg);
+	cr_assert_eq(r, 0, "br_pool_new: %s", br_strerror(r));
+	f = br_submit(pool, echo_job, "x", 1);
+	atomic_store(&h.release, 1);
+	t_assert_task_ok(held);
+	r = br_await(f, NULL);
+	cr_assert_eq(r, -ENOMEM, "the job ended with %s", br_strerror(r));
+	cr_assert_eq(br_future_state(f), BR_FAILED);
+	br_future_release(f);
+	f = br_submit(pool, echo_job, "y", 1);
+	cr_assert_eq(br_await(f, NULL), -ENOMEM, "a later job fails too");
+	br_future_release(f);
+	br_pool_free(pool);
+	br_runtime_free(rt);
+}
+
+/* Without SQEs a pool task's poll fails with -EBUSY. The collector and
+ * the watchers took that for the end of the pool and stopped, so jobs
+ * waited for good; they wait a moment and poll again instead. */
+Test(faults, pool_keeps_serving_while_sqes_run_out, .timeout = 60)
+{
+	br_runtime *rt;
+	br_pool_config cfg = { .workers = 1 };
+	br_pool *pool;
+	br_future *f;
+	size_t len;
+	int r, i;
+
+	NEED_FAULTS();
+	if (!t_uring_available())
+		cr_skip_test("no io_uring: no SQEs to run out of");
+	rt = t_runtime(1, 0);
+	r = br_pool_new(&pool, rt, &cfg);
+	cr_assert_eq(r, 0, "br_pool_new: %s", br_strerror(r));
+	fail_point("braid/ring/sqe", 0);
+	for (i = 0; i < 3; i++) {
+		f = br_submit(pool, echo_job, "abc", 3);
+		r = br_await(f, NULL);
+		cr_assert_eq(r, 0, "job %d: %s", i, br_strerror(r));
+		cr_assert_eq(br_future_bytes(f, &len) != NULL, 1);
+		cr_assert_eq(len, 3);
+		br_future_release(f);
+	}
+	br_pool_free(pool);
+	br_runtime_free(rt);
+}
+
+static void *close_fd(void *arg)
+{
+	return (void *)(intptr_t)br_close((int)(intptr_t)arg);
+}
+
+/* Without an SQE br_close returned -EBUSY and left the descriptor open:
+ * a close must release it whatever happens. */
+Test(faults, close_without_an_sqe_still_releases_the_fd, .timeout = 30)
+{
+	br_runtime *rt;
+	struct pollfd pfd;
+	br_future *f;
+	int p[2];
+
+	NEED_FAULTS();
+	if (!t_uring_available())
+		cr_skip_test("no io_uring: no SQEs to run out of");
+	rt = t_runtime(1, 0);
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	fail_point("braid/ring/sqe", 0);
+	f = br_spawn(rt, close_fd, (void *)(intptr_t)p[1]);
+	cr_assert_eq((intptr_t)t_await_value(f), 0);
+	pfd = (struct pollfd){ .fd = p[0], .events = POLLIN };
+	cr_assert_eq(poll(&pfd, 1, 0), 1);
+	cr_assert(pfd.revents & POLLHUP, "the write end is still open");
+	br_future_release(f);
+	close(p[0]);
+	br_runtime_free(rt);
+}
+
+/* A zygote that could not send its hello served on, while the program
+ * waited for that hello for good (holding the zygote lock, inside
+ * br_runtime_new or br_zygote_start); and the spare it had made was a
+ * child nobody knew of. It now exits, and the program reaps the spare.
+ * Zygotes start only in a process of one thread, so a copy of this
+ * program started afresh does the start (zygote_hello_child). */
+Test(faults, zygote_that_cannot_say_hello_ends_and_leaves_no_child,
+     .timeout = 60)
+{
+	int64_t start;
+	pid_t pid;
+	int st = 0;
+
+	NEED_FAULTS();
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		setenv(ZYGOTE_CHILD_ENV, "1", 1);
+		execl("/proc/self/exe", "test_faults", (char *)NULL);
+		_exit(4);
+	}
+	start = br_now_ns();
+	while (waitpid(pid, &st, WNOHANG) == 0) {
+		if (br_now_ns() - start > 20000 * T_NS_PER_MS) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			cr_assert_fail("the start hung waiting for the hello");
+		}
+		usleep(10000);
+	}
+	cr_assert(WIFEXITED(st), "status %d", st);
+	cr_assert_eq(WEXITSTATUS(st), 0,
+		     "exit %d: 1 the start did not fail with -EPIPE, 2 a "
+		     "child was left",
+		     WEXITSTATUS(st));
+}
+
+static void *await_promise(void *arg)
+{
+	return (void *)(intptr_t)br_await(arg, NULL);
+}
+
+/* The read kept pending on a ring's wake-up eventfd found no SQE when
+ * the ring was set up, and the ring wrote through a NULL SQE. The park
+ * now arms it, and waits only briefly until it has. The wake-up comes
+ * through the eventfd here (no IORING_REGISTER_SEND_MSG_RING). */
+Test(faults, a_wakeup_eventfd_armed_without_an_sqe_still_wakes, .timeout = 30)
+{
+	br_runtime *rt;
+	br_future *p, *f;
+	void *v = NULL;
+
+	NEED_FAULTS();
+	if (!t_uring_available())
+		cr_skip_test("no io_uring: no SQEs to run out of");
+	setenv("BRAID_NO_SEND_MSG_RING", "1", 1);
+	fail_point("braid/ring/sqe", 1);
+	rt = t_runtime(1, 0);
+	p = br_promise_new();
+	f = br_spawn(rt, await_promise, p);
+	usleep(50 * 1000); /* the task waits, its worker parks */
+	cr_assert_eq(br_promise_resolve(p, NULL), 0);
+	cr_assert_eq(br_wait_for(f, 5000, &v), 0, "the task was not woken");
+	cr_assert_eq((intptr_t)v, 0);
+	br_future_release(f);
+	br_future_release(p);
+	br_runtime_free(rt);
+	clear_point("braid/ring/sqe");
+}
