@@ -33,8 +33,7 @@ struct br__task {
 	/* Set when it starts (its own) or runs inline (its parent's); read by
 	 * br_cancel. */
 	_Atomic(struct br__fiber *) fiber;
-	/* The task that spawned it, if any; only compared, never dereferenced.
-	 * The task that spawned it, if any; only compared, never dereferenced. */
+	/* The task that spawned it, if any; only compared, never dereferenced. */
 	struct br__task *spawner;
 	/* The task that runs it inline; read only by code on the fiber. */
 	struct br__task *inline_parent;
@@ -45,8 +44,7 @@ struct br__task {
 	int cancel_seen;	 /* a suspension returned -ECANCELED */
 	int fail_code;		 /* set by br_fail() */
 	char *fail_msg;
-	/* Callbacks: set by the runner or by br_cancel, whichever comes first.
-	 * Callbacks: set by the runner or by br_cancel, whichever comes first. */
+	/* Callbacks: set by the runner or by br_cancel, whichever comes first. */
 	_Atomic int claimed;
 	br_callback_fn cb;  /* callbacks: the function */
 	int64_t deadline;   /* callbacks: not before (monotonic ns) */

@@ -259,7 +259,7 @@ Test(timer, sleepers_due_together_wake_in_deadline_order, .timeout = 10.0)
 {
 	br_runtime *rt =
 		t_runtime_cfg(&(br_config){ .workers = 1, .stall_ms = -1 });
-	struct order o = { .base = br_now_ns() + 100 * T_NS_PER_MS };
+	struct order o = { .base = br_now_ns() + 1000 * T_NS_PER_MS };
 	struct order_arg args[N_SLEEPERS];
 	br_future *fs[N_SLEEPERS], *hold;
 	static const int perm[N_SLEEPERS] = { 3, 12, 0, 9, 15, 6, 1,  10,
