@@ -28,7 +28,6 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "runtime.h"
 
 #define PREFIX "braid: "
 #define LINE_MAX_STACK 512
@@ -60,7 +59,7 @@ static void to_stderr(const char *msg, size_t len)
 		free(p);
 }
 
-void br__log(const struct br_runtime *rt, int level, const char *fmt, ...)
+void br__log(const struct br__log_sink *to, int level, const char *fmt, ...)
 {
 	char buf[LINE_MAX_STACK], *msg = buf;
 	va_list ap;
@@ -84,8 +83,8 @@ void br__log(const struct br_runtime *rt, int level, const char *fmt, ...)
 	}
 	while (len > 0 && msg[len - 1] == '\n')
 		msg[--len] = '\0';
-	if (rt && rt->log)
-		rt->log(level, msg, rt->log_arg);
+	if (to && to->fn)
+		to->fn(level, msg, to->arg);
 	else
 		to_stderr(msg, (size_t)len);
 	if (msg != buf)

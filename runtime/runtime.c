@@ -163,8 +163,7 @@ static int configure(struct br_runtime *rt, const br_config *cfg)
 	rt->stack_size = c.stack_size;
 	rt->ring_entries = c.ring_entries;
 	rt->flags = c.flags;
-	rt->log = c.log;
-	rt->log_arg = c.log_arg;
+	rt->log = (struct br__log_sink){ c.log, c.log_arg };
 	return 0;
 }
 
@@ -312,7 +311,7 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 		return ret;
 	}
 	if (rt->ring_err && !(rt->flags & BR_CONFIG_QUIET))
-		br__log(rt, BR_LOG_WARNING,
+		br__log(&rt->log, BR_LOG_WARNING,
 			"io_uring unavailable (%s); workers park in "
 			"ppoll and I/O waits for readiness instead",
 			strerror(-rt->ring_err));
@@ -331,13 +330,13 @@ void br_runtime_free(br_runtime *rt)
 	if (!br__runtime_ok(rt))
 		return;
 	if (me && me->rt == rt) {
-		br__log(rt, BR_LOG_ERR,
+		br__log(&rt->log, BR_LOG_ERR,
 			"br_runtime_free called from one of its own "
 			"workers; ignored");
 		return;
 	}
 	if (br__blocking_is_own_thread(rt->blocking)) {
-		br__log(rt, BR_LOG_ERR,
+		br__log(&rt->log, BR_LOG_ERR,
 			"br_runtime_free called from its own blocking "
 			"pool; ignored");
 		return;

@@ -274,7 +274,7 @@ static void print_stats(struct br_runtime *rt)
 	print_row(f, "total", &total);
 	fclose(f);
 	if (buf)
-		br__log(rt, BR_LOG_INFO, "%s", buf);
+		br__log(&rt->log, BR_LOG_INFO, "%s", buf);
 	free(buf);
 }
 
@@ -340,7 +340,7 @@ static void report(struct br__watchdog *wd, unsigned i, struct seen *s,
 		snprintf(name, sizeof(name), "%s", task_name);
 	else
 		br__obs_fn_name(fn, name, sizeof(name));
-	br__log(wd->rt, BR_LOG_WARNING,
+	br__log(&wd->rt->log, BR_LOG_WARNING,
 		"stall: task %u.%llu (%s) has held worker %u for %lld ms "
 		"(threshold %lld ms)",
 		(unsigned)(id >> 40),

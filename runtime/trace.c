@@ -431,8 +431,9 @@ void br__trace_write(struct br_runtime *rt)
 		return;
 	o->f = fopen(tr->path, "w");
 	if (!o->f) {
-		br__log(rt, BR_LOG_ERR, "BRAID_TRACE: cannot write %s: %s",
-			tr->path, strerror(errno));
+		br__log(&rt->log, BR_LOG_ERR,
+			"BRAID_TRACE: cannot write %s: %s", tr->path,
+			strerror(errno));
 		free(o);
 		return;
 	}
@@ -455,8 +456,9 @@ void br__trace_write(struct br_runtime *rt)
 		"\"dropped_events\":%llu}}\n",
 		br_version_string(), (unsigned long long)dropped);
 	if (fclose(o->f) != 0)
-		br__log(rt, BR_LOG_ERR, "BRAID_TRACE: cannot write %s: %s",
-			tr->path, strerror(errno));
+		br__log(&rt->log, BR_LOG_ERR,
+			"BRAID_TRACE: cannot write %s: %s", tr->path,
+			strerror(errno));
 	free(o);
 }
 #endif /* BR_NO_OBS */
