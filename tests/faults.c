@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #include "braid.h"
+#include "census.h"
 
 /* The longest any one wait may take before it counts as a lost wake-up:
  * far past anything the scenario does on a loaded machine. */
@@ -145,66 +146,6 @@ static int first_done(br_future *const *fs, size_t n)
 }
 
 /* ---- what is left behind ---- */
-
-static int count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
-static int count_fds(void)
-{
-	return count_dir("/proc/self/fd") - 1; /* opendir's own */
-}
-
-static int count_threads(void)
-{
-	return count_dir("/proc/self/task");
-}
-
-/* Children of this process, live or zombie; with say, each is named on
- * stderr. */
-static int count_children(int say)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char path[300], buf[512], *p;
-		FILE *fp;
-		int ppid;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		fp = fopen(path, "r");
-		if (!fp)
-			continue;
-		p = fgets(buf, sizeof(buf), fp);
-		fclose(fp);
-		if (!p || !(p = strrchr(buf, ')')))
-			continue;
-		if (sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == getpid()) {
-			n++;
-			if (say)
-				fprintf(stderr, "faults: child left: %s\n",
-					buf);
-		}
-	}
-	closedir(d);
-	return n;
-}
 
 #define MAX_FDS 1024
 static unsigned char fds_at_start[MAX_FDS];
@@ -900,9 +841,9 @@ int main(int argc, char **argv)
 			passes = atoi(argv[++i]);
 	}
 	signal(SIGPIPE, SIG_IGN); /* a write to a closed pipe is EPIPE */
-	fds = count_fds();
-	threads = count_threads();
-	children = count_children(0);
+	fds = census_fds();
+	threads = census_threads();
+	children = census_children(0, NULL);
 	note_fds();
 	for (int i = 0; i < passes; i++) {
 		pass(0);
@@ -911,18 +852,18 @@ int main(int argc, char **argv)
 
 	/* Exited threads leave procfs a moment after their join, and a
 	 * loaded machine makes that moment long. */
-	for (tries = 0; (n = count_threads()) != threads && tries < 5000;
+	for (tries = 0; (n = census_threads()) != threads && tries < 5000;
 	     tries++)
 		nap_ms(1);
 	if (n != threads)
 		BAD("threads left", n - threads);
-	if ((n = count_fds()) != fds) {
+	if ((n = census_fds()) != fds) {
 		BAD("descriptors left", n - fds);
 		say_fds();
 	}
-	if ((n = count_children(0)) != children) {
+	if ((n = census_children(0, NULL)) != children) {
 		BAD("children left", n - children);
-		count_children(1);
+		census_children(0, stderr);
 	}
 	fprintf(stderr,
 		"faults: %d calls succeeded, %d failed with an error, "

@@ -15,6 +15,7 @@
 
 #include <criterion/criterion.h>
 
+#include "census.h"
 #include "helpers.h"
 
 const struct t_config t_config_matrix[T_CONFIG_COUNT] = {
@@ -44,82 +45,20 @@ br_runtime *t_runtime(unsigned workers, unsigned flags)
 	return t_runtime_cfg(&cfg);
 }
 
-/*
- * Count the live or zombie children of this process, from procfs; with
- * own_only, leave out the zygote and its spare. With out, print each one
- * counted there.
- */
-static int children(int own_only, FILE *out)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char path[300], buf[512], *p, *comm;
-		FILE *fp;
-		int ppid;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		fp = fopen(path, "r");
-		if (!fp)
-			continue;
-		p = fgets(buf, sizeof(buf), fp);
-		fclose(fp);
-		/* The command name may hold spaces: parse after its ')'. */
-		if (!p || !(p = strrchr(buf, ')')))
-			continue;
-		if (sscanf(p + 1, " %*c %d", &ppid) != 1 || ppid != getpid())
-			continue;
-		*p = '\0';
-		comm = strchr(buf, '(');
-		comm = comm ? comm + 1 : buf;
-		if (own_only && (strcmp(comm, "braid-zygote") == 0 ||
-				 strcmp(comm, "braid-spare") == 0))
-			continue;
-		if (out)
-			fprintf(out, "  child %s (%s)\n", e->d_name, comm);
-		n++;
-	}
-	closedir(d);
-	return n;
-}
-
 /* The number of live or zombie children of this process, from procfs. */
 int t_count_children(void)
 {
-	return children(0, NULL);
-}
-
-static int count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)) != NULL) {
-		if (e->d_name[0] != '.')
-			n++;
-	}
-	closedir(d);
-	return n;
+	return census_children(0, NULL);
 }
 
 int t_count_threads(void)
 {
-	return count_dir("/proc/self/task");
+	return census_threads();
 }
 
 int t_count_fds(void)
 {
-	/* opendir() holds one descriptor of its own while counting. */
-	return count_dir("/proc/self/fd") - 1;
+	return census_fds();
 }
 
 void t_assert_threads_return_to(int baseline)
@@ -180,7 +119,7 @@ void t_leak_init(void)
 		return;
 	leak.fds = t_count_fds();
 	leak.threads = t_count_threads();
-	leak.children = children(1, NULL);
+	leak.children = census_children(1, NULL);
 	fds_open(leak.open);
 	leak.on = 1;
 }
@@ -237,7 +176,7 @@ static void leak_report(int fds, int threads, int kids)
 	}
 	if (d)
 		closedir(d);
-	children(1, stderr);
+	census_children(1, stderr);
 }
 
 void t_leak_fini(void)
@@ -250,7 +189,7 @@ void t_leak_fini(void)
 	for (;;) {
 		fds = t_count_fds();
 		threads = t_count_threads();
-		kids = children(1, NULL);
+		kids = census_children(1, NULL);
 		if ((fds == leak.fds && threads == leak.threads &&
 		     kids == leak.children) ||
 		    br_now_ns() - start > T_LEAK_WAIT_MS * T_NS_PER_MS)

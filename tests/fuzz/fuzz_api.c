@@ -71,6 +71,7 @@
 #include <unistd.h>
 
 #include "braid.h"
+#include "../census.h"
 
 #define SLOTS 16	  /* futures held at once */
 #define OPS_MAX 64	  /* ops run per input */
@@ -738,20 +739,6 @@ static void check(int i)
 
 /* ---- what is left behind ---- */
 
-static int count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
 /* Children but the zygote and its spare, which live for good: each
  * thread's children, from /proc/self/task/<tid>/children (cheaper than a
  * scan of /proc on a busy machine). */
@@ -826,8 +813,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int64_t t0;
 
 	/* What the process has between inputs. */
-	base_fds = count_dir("/proc/self/fd");
-	base_threads = count_dir("/proc/self/task");
+	base_fds = census_dir("/proc/self/fd");
+	base_threads = census_dir("/proc/self/task");
 	base_children = children();
 	nall = ntargs = nthreads = jobs = pool_tried = mu_held = 0;
 	pool = NULL;
@@ -889,8 +876,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * earlier input may have ended meanwhile. */
 	t0 = br_now_ns();
 	for (;;) {
-		fds = count_dir("/proc/self/fd");
-		thr = count_dir("/proc/self/task");
+		fds = census_dir("/proc/self/fd");
+		thr = census_dir("/proc/self/task");
 		kids = children();
 		if ((fds <= base_fds && thr <= base_threads &&
 		     kids <= base_children) ||
