@@ -409,9 +409,10 @@ static br_future *spawn_watcher(br_runtime *rt, struct exec *x)
 		br_spawn_opts so = { .worker = (unsigned)id,
 				     .flags = BR_SPAWN_PINNED };
 
-		return br_spawn_ex(rt, exec_task, x, &so);
+		return br__spawn_task(rt, exec_task, x, &so,
+				      BR__T_RUNS_CANCELLED);
 	}
-	return br_spawn(rt, exec_task, x);
+	return br__spawn_task(rt, exec_task, x, NULL, BR__T_RUNS_CANCELLED);
 }
 
 static br_future *fail(int code, const char *msg)

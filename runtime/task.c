@@ -252,13 +252,12 @@ static void schedule_new(struct br__worker *w, struct br__task *t)
 	br__task_schedule(t);
 }
 
-br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
-		       const br_spawn_opts *opts)
+br_future *br__spawn_task(br_runtime *rt, br_task_fn fn, void *arg,
+			  const br_spawn_opts *opts, uint32_t flags)
 {
 	/* Spawning never suspends: read the thread-local directly. */
 	struct br__worker *w = br__tls_worker;
 	struct br__task *t;
-	uint32_t flags = 0;
 
 	if (!br__runtime_ok(rt))
 		return br__future_failed(BR_EBADOBJ,
@@ -316,6 +315,12 @@ br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
 	}
 	schedule_new(w, t);
 	return &t->fut;
+}
+
+br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
+		       const br_spawn_opts *opts)
+{
+	return br__spawn_task(rt, fn, arg, opts, 0);
 }
 
 br_future *br_spawn(br_runtime *rt, br_task_fn fn, void *arg)

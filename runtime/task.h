@@ -23,6 +23,10 @@ struct br__worker;
 #define BR__T_PINNED 0x1u /* runs only on worker pin */
 /* br_call_soon/later: no fiber, and fn is a br_callback_fn. */
 #define BR__T_CALLBACK 0x2u
+/* Starts even when cancelled before it started (its first wait then ends
+ * with -ECANCELED), so that it can settle what it holds; dropped unrun
+ * only by a closing runtime. */
+#define BR__T_RUNS_CANCELLED 0x4u
 
 struct br__task {
 	struct br_future fut; /* first: a task is its own future */
@@ -147,6 +151,20 @@ int br__task_set_bytes(void *buf, size_t len);
  * output up to its time limit). Context: task only.
  */
 int br__task_set_output(void *buf, size_t len);
+
+/* br_spawn_ex with BR__T_* flags of the runtime's own (flags). */
+br_future *br__spawn_task(br_runtime *rt, br_task_fn fn, void *arg,
+			  const br_spawn_opts *opts, uint32_t flags);
+
+/* Whether the unstarted task t is to be dropped rather than started: its
+ * runtime is closing, or it was cancelled (unless BR__T_RUNS_CANCELLED). */
+static inline int br__task_start_dropped(const struct br__task *t, int closing)
+{
+	if (closing)
+		return 1;
+	return atomic_load_explicit(&t->cancel, memory_order_relaxed) &&
+	       !(t->flags & BR__T_RUNS_CANCELLED);
+}
 
 /* Complete t as CANCELLED without running it (it never started); t may
  * be freed by the time this returns. */

@@ -278,8 +278,9 @@ static void run_inline(struct br__task *p, struct br__task *c)
 	struct br__fiber *f = br__worker_fiber(w);
 	void *v;
 
-	if (atomic_load_explicit(&c->cancel, memory_order_relaxed) ||
-	    atomic_load_explicit(&w->rt->closing, memory_order_relaxed)) {
+	if (br__task_start_dropped(
+		    c, atomic_load_explicit(&w->rt->closing,
+					    memory_order_relaxed))) {
 		br__task_drop(c);
 		return;
 	}

@@ -487,8 +487,9 @@ static void run(struct br__worker *w, struct br__task *t)
 	}
 	f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
 	if (!f) {
-		if (atomic_load_explicit(&t->cancel, memory_order_relaxed) ||
-		    atomic_load_explicit(&rt->closing, memory_order_relaxed)) {
+		if (br__task_start_dropped(
+			    t, atomic_load_explicit(&rt->closing,
+						    memory_order_relaxed))) {
 			br__task_drop(t);
 			return;
 		}

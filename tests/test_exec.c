@@ -727,6 +727,56 @@ Test(exec, a_child_that_exits_leaves_its_group_alone, .timeout = 30)
 	br_runtime_free(rt);
 }
 
+/*
+ * From a task that keeps its worker: the child writes, and the cancel
+ * comes before the task that watches the child ever started. The watcher
+ * was dropped unrun then, and what the child had written was lost; it
+ * now starts anyway, finds itself cancelled and drains the pipe.
+ */
+static void *cancel_before_the_watcher_starts(void *arg)
+{
+	int p[2], pass[1];
+	char script[128], line[8];
+	br_exec_opts o;
+	br_future *f;
+	const char *out;
+	size_t len;
+
+	T_REQUIRE(pipe2(p, O_CLOEXEC) == 0);
+	pass[0] = p[1];
+	snprintf(script, sizeof(script),
+		 "echo partial; echo x >&%d; exec sleep 30", p[1]);
+	o = (br_exec_opts){ .stdout_mode = BR_EXEC_CAPTURE,
+			    .pass_fds = pass,
+			    .npass_fds = 1 };
+	f = br_exec(br_current_runtime(), bash(script), &o);
+	close(p[1]);
+	/* A plain read: the worker stays here, so the watcher waits. */
+	T_REQUIRE(read_line(p[0], line, sizeof(line)) > 0);
+	T_REQUIRE(br_cancel(f) == 0);
+	T_REQUIRE(br_await(f, NULL) == -ECANCELED);
+	out = br_exec_output(f, &len);
+	T_REQUIRE(len == 8);
+	T_REQUIRE(memcmp(out, "partial\n", 8) == 0);
+	br_future_release(f);
+	close(p[0]);
+	return NULL;
+}
+
+Test(exec, output_written_before_a_cancel_that_beats_the_watcher_is_kept,
+     .timeout = 60)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+
+		t_assert_task_ok(
+			br_spawn(rt, cancel_before_the_watcher_starts, NULL));
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
 Test(exec, output_captured_before_a_cancel_or_time_limit_is_kept, .timeout = 60)
 {
 	FOR_EACH_MODE(flags)
