@@ -318,6 +318,8 @@ static void *exec_task(void *arg)
 		br__wait_any(&feeder, 1, -1, BR__WAIT_NOCANCEL);
 		br_future_release(feeder);
 	}
+	/* A feeder cancelled before it started never closed its end. */
+	close_fd(&x->in_fd);
 	close_fd(&x->cap_fd);
 	close_fd(&x->pidfd);
 	/* Kept however the future ends: br_exec_output() reads it. */

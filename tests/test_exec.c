@@ -192,6 +192,39 @@ Test(exec, stdin_data_is_fed_and_stdout_captured, .timeout = 30)
 	}
 }
 
+/* The child exits while this task keeps its worker, so the watcher finds
+ * it gone at once and cancels the stdin feeder before it ever ran. */
+static void *exit_before_the_feeder_starts(void *arg)
+{
+	br_exec_opts o = { .stdin_data = "ignored", .stdin_len = 7 };
+	br_future *f = br_exec(br_current_runtime(), sh("exit 5"), &o);
+	int code = -1;
+
+	usleep(200 * 1000); /* a plain sleep: the worker stays here */
+	T_REQUIRE(br_await(f, NULL) == 0);
+	T_REQUIRE(br_exec_status(f, &code, NULL) == 0 && code == 5);
+	br_future_release(f);
+	return NULL;
+}
+
+/* The stdin socket of a child that exits before its feeder task starts
+ * was never closed (the suite's leak check names it). */
+Test(exec, stdin_of_a_child_gone_before_its_feeder_started_is_closed,
+     .timeout = 30)
+{
+	FOR_EACH_MODE(flags)
+	{
+		int fds = t_count_fds();
+		br_runtime *rt = t_runtime(1, flags);
+
+		t_assert_task_ok(
+			br_spawn(rt, exit_before_the_feeder_starts, NULL));
+		br_runtime_free(rt);
+		cr_assert_eq(t_count_fds(), fds, "a descriptor was left open");
+		assert_no_children();
+	}
+}
+
 Test(exec, stderr_capture_joins_stdout_in_order, .timeout = 30)
 {
 	FOR_EACH_MODE(flags)
