@@ -344,27 +344,34 @@ static unsigned online_cpus(void)
 		       1;
 }
 
+/* A task of the pool that fails never ran (no stack for it): then
+ * nothing collects results, watches a worker or times jobs out, and what
+ * waits would wait for good. Fail it, and what comes. */
+static void task_failed(struct br_pool *p, int error)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&p->lock);
+	if (!p->closing && !p->broken) {
+		err = error;
+		p->broken = "the pool could not run one of its tasks";
+		p->broken_err = err;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (err)
+		br__pool_fail_all(p, BR_FAILED, err,
+				  "the pool could not run one of its tasks");
+}
+
 static void task_ended(struct br__waiter *w, struct br_future *f)
 {
 	struct br_pool *p = w->u.obj;
-	int err = 0;
 
-	/* A task of the pool that fails never ran (no stack for it): then
-	 * nothing collects results, watches a worker or times jobs out, and
-	 * what waits would wait for good. Fail it, and what comes. */
-	if (br_future_state(f) == BR_FAILED) {
-		pthread_mutex_lock(&p->lock);
-		if (!p->closing && !p->broken) {
-			err = br_future_error(f);
-			p->broken = "the pool could not run one of its tasks";
-			p->broken_err = err;
-		}
-		pthread_mutex_unlock(&p->lock);
-		if (err)
-			br__pool_fail_all(p, BR_FAILED, err,
-					  "the pool could not run one of its "
-					  "tasks");
-	}
+	if (br_future_state(f) == BR_FAILED)
+		task_failed(p, br_future_error(f));
+	/* The reference pool_task took for us: br_pool_free may drop the
+	 * pool's own while this runs. */
+	br_future_release(f);
 
 	/* Release: the last touch of w (future.h); p may go with the put. */
 	atomic_store_explicit(&w->st, BR__W_DONE, memory_order_release);
@@ -393,8 +400,14 @@ static br_future *pool_task(struct br_pool *p, br_task_fn fn, void *arg,
 	}
 	ended->fire = task_ended;
 	ended->u.obj = p;
-	if (!br__future_wait_on(f, ended))
-		br__pool_put(p); /* it has ended already */
+	br_future_retain(f); /* task_ended's, to read f */
+	if (!br__future_wait_on(f, ended)) {
+		/* It has ended already. */
+		if (br_future_state(f) == BR_FAILED)
+			task_failed(p, br_future_error(f));
+		br_future_release(f);
+		br__pool_put(p);
+	}
 	return f;
 }
 
