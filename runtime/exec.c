@@ -39,7 +39,11 @@
  *   waiting, so the output up to the end is kept: the task hands its
  *   buffer to the future however it ends (br__task_set_output), where
  *   br_exec_output() finds it. Output past max_output ends the child the
- *   same way, with -EMSGSIZE and its first max_output bytes.
+ *   same way, with -EMSGSIZE and its first max_output bytes. The task
+ *   starts even when it was cancelled before it started
+ *   (BR__T_RUNS_CANCELLED), so what the child wrote by then is kept too.
+ *   The stdin feeder is an ordinary task: if it never started, the
+ *   watcher closes its end of the socketpair.
  *
  *   Where the task runs: spawned from a task of the runtime, it is
  *   pinned to the spawning worker. It spends its life waiting on that
