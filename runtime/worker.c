@@ -120,6 +120,12 @@ static int is_pinned(struct br__task *t)
 	return (t->flags & BR__T_PINNED) || (f && f->pinned);
 }
 
+/*
+ * t runs next. The task it displaces from the slot was to run next too,
+ * so it keeps that place: first of the pinned queue, or on top of the
+ * deque (which runs newest first). A burst of wake-ups then runs newest
+ * first, whichever queue its tasks go to.
+ */
 void br__worker_push_lifo(struct br__worker *w, struct br__task *t)
 {
 	struct br__task *old = w->lifo;
@@ -129,7 +135,7 @@ void br__worker_push_lifo(struct br__worker *w, struct br__task *t)
 	if (!old)
 		return;
 	if (is_pinned(old))
-		br__task_fifo_push(&w->pq, old);
+		br__fifo_push_front(&w->pq, &old->link);
 	else
 		br__worker_push_local(w, old);
 }

@@ -251,11 +251,12 @@ static void *hold_past_deadlines(void *arg)
 
 /*
  * Timers that expire while their worker is busy fire in one batch, and
- * the batch still runs in deadline order: each woken task takes the LIFO
- * slot and pushes the one before it to the deque, which runs newest
- * first, so the batch once ran latest deadline first.
+ * the batch still runs in deadline order, for sleepers pinned to the
+ * worker (pinned) as for the others. Each woken task takes the LIFO slot
+ * and pushes the one before it to the deque, which runs newest first, so
+ * the batch once ran latest deadline first.
  */
-Test(timer, sleepers_due_together_wake_in_deadline_order, .timeout = 10.0)
+static void sleepers_due_together(int pinned)
 {
 	br_runtime *rt =
 		t_runtime_cfg(&(br_config){ .workers = 1, .stall_ms = -1 });
@@ -269,7 +270,8 @@ Test(timer, sleepers_due_together_wake_in_deadline_order, .timeout = 10.0)
 		args[i] = (struct order_arg){ .o = &o,
 					      .rank = perm[i],
 					      .step_ns = T_NS_PER_MS };
-		fs[i] = br_spawn(rt, sleep_rank, &args[i]);
+		fs[i] = pinned ? br_spawn_on(rt, 0, sleep_rank, &args[i]) :
+				 br_spawn(rt, sleep_rank, &args[i]);
 	}
 	hold = br_spawn(rt, hold_past_deadlines, &o);
 	t_assert_task_ok(hold);
@@ -284,6 +286,19 @@ Test(timer, sleepers_due_together_wake_in_deadline_order, .timeout = 10.0)
 		cr_assert_eq(o.woke[i], i, "wake %d was rank %d", i, o.woke[i]);
 #endif
 	br_runtime_free(rt);
+}
+
+Test(timer, sleepers_due_together_wake_in_deadline_order, .timeout = 10.0)
+{
+	sleepers_due_together(0);
+}
+
+/* Pinned sleepers wake into the pinned queue, not the deque: the batch
+ * ran as 0, 15, 14, ..., 1 there while the order held for the deque. */
+Test(timer, pinned_sleepers_due_together_wake_in_deadline_order,
+     .timeout = 10.0)
+{
+	sleepers_due_together(1);
 }
 
 Test(timer, plain_thread_sleeps_for_at_least_the_delay, .timeout = 10.0)
