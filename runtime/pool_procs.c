@@ -291,10 +291,9 @@ static int wait_for_death(struct br_pool *p, struct pworker *pw, int pidfd,
 
 	while (atomic_load_explicit(state, memory_order_acquire) ==
 	       BR__PW_STARTING) {
-		int64_t left = pw->started_ns + p->init_limit_ns - br_now_ns();
-		int r = left > 0 ? br__pool_poll(pidfd, (left + BR__NS_PER_MS -
-							 1) / BR__NS_PER_MS) :
-				   -ETIMEDOUT;
+		int r = br__pool_poll(pidfd,
+				      br__deadline_add(pw->started_ns,
+						       p->init_limit_ns));
 
 		if (r != -ETIMEDOUT)
 			return r < 0 ? r : 0;
@@ -310,21 +309,32 @@ static int wait_for_death(struct br_pool *p, struct pworker *pw, int pidfd,
 	return br__pool_poll(pidfd, -1) < 0 ? -ECANCELED : 0;
 }
 
-int br__pool_poll(int fd, int64_t timeout_ms)
+/* After a shortage: a moment's nap, or a yield when even the nap's timer
+ * cannot be had, so a task of the pool never holds its worker. Returns
+ * -ECANCELED once the task is cancelled, else 0. */
+static int shortage_pause(int64_t ns)
 {
-	int64_t end = timeout_ms < 0 ? -1 :
-				       br_now_ns() + br__ms_to_ns(timeout_ms);
+	int r = br_sleep_ns(ns);
 
+	if (r == -ECANCELED || br_cancelled())
+		return -ECANCELED;
+	if (r < 0)
+		br_yield();
+	return 0;
+}
+
+int br__pool_poll(int fd, int64_t deadline_ns)
+{
 	for (;;) {
-		int64_t left = end < 0 ? -1 : end - br_now_ns();
+		int64_t left = deadline_ns < 0 ? -1 : deadline_ns - br_now_ns();
 		int r;
 
-		if (end >= 0 && left <= 0)
+		if (deadline_ns >= 0 && left <= 0)
 			return -ETIMEDOUT;
-		r = end < 0 ? br_poll(fd, POLLIN) :
-			      br_poll_timeout(fd, POLLIN,
-					      (left + BR__NS_PER_MS - 1) /
-						      BR__NS_PER_MS);
+		r = left < 0 ? br_poll(fd, POLLIN) :
+			       br_poll_timeout(fd, POLLIN,
+					       (left + BR__NS_PER_MS - 1) /
+						       BR__NS_PER_MS);
 		if (r >= 0)
 			return 0;
 		if (r == -ECANCELED || br_cancelled())
@@ -334,11 +344,8 @@ int br__pool_poll(int fd, int64_t timeout_ms)
 			return r;
 		/* A shortage: wait a moment, look without the loop, and
 		 * ask the loop again. */
-		r = br_sleep_ms(SHORTAGE_RETRY_MS);
-		if (r == -ECANCELED || br_cancelled())
+		if (shortage_pause(br__ms_to_ns(SHORTAGE_RETRY_MS)) < 0)
 			return -ECANCELED;
-		if (r < 0)
-			br_yield(); /* no timer either */
 		if (poll(&(struct pollfd){ .fd = fd, .events = POLLIN }, 1, 0) >
 		    0)
 			return 0;
@@ -429,7 +436,6 @@ void *br__pool_timer(void *arg)
 		return NULL;
 	for (;;) {
 		int64_t iv, now;
-		int r;
 
 		if (!atomic_load_explicit(&p->timed, memory_order_acquire)) {
 			br_event_clear(&p->timed_ev);
@@ -446,8 +452,7 @@ void *br__pool_timer(void *arg)
 			iv = TIMER_MIN_NS;
 		if (iv > TIMER_MAX_NS)
 			iv = TIMER_MAX_NS;
-		r = br_sleep_ns(iv);
-		if (r == -ECANCELED || br_cancelled())
+		if (shortage_pause(iv) < 0)
 			break;
 		now = br_now_ns(); /* after a shortage too: check anyway */
 		pthread_mutex_lock(&p->lock);

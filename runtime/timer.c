@@ -103,7 +103,8 @@ static void heap_remove(struct br__timers *tm, uint32_t i)
 struct br__timer *br__timer_wake_at(struct br__worker *w, int64_t deadline,
 				    struct br__fiber *f, uint64_t seq)
 {
-	struct br__timer *t = malloc(sizeof(*t));
+	struct br__timer *t =
+		BR__FAULT("braid/timer/alloc") ? NULL : malloc(sizeof(*t));
 
 	if (!t)
 		return NULL;

@@ -373,3 +373,38 @@ Test(faults, a_wakeup_eventfd_armed_without_an_sqe_still_wakes, .timeout = 30)
 	br_runtime_free(rt);
 	clear_point("braid/ring/sqe");
 }
+
+static int nap_job(br_job *job, const void *in, size_t len)
+{
+	usleep(2000 * 1000);
+	return 0;
+}
+
+/* With no memory for a timer, the pool's time-limit task looped without
+ * ever suspending (its sleep failed at once), and held the only worker:
+ * the collector never ran and the job's future never completed. It now
+ * yields when it cannot sleep, and the limit still holds. */
+Test(faults, pool_time_limits_hold_without_memory_for_timers, .timeout = 30)
+{
+	br_runtime *rt;
+	br_pool *pool;
+	br_future *f;
+	int r;
+
+	NEED_FAULTS();
+	rt = t_runtime(1, 0);
+	r = br_pool_new(&pool, rt,
+			&(br_pool_config){ .workers = 1, .timeout_ms = 100 });
+	cr_assert_eq(r, 0, "br_pool_new: %s", br_strerror(r));
+	fail_point("braid/timer/alloc", 0);
+	f = br_submit(pool, nap_job, NULL, 0);
+	for (int ms = 0; ms < 10000 && br_future_state(f) == BR_PENDING; ms++)
+		usleep(1000);
+	clear_point("braid/timer/alloc");
+	cr_assert_eq(br_future_state(f), BR_FAILED, "the job did not end");
+	cr_assert_eq(br_future_error(f), -ETIMEDOUT, "%s",
+		     br_future_message(f));
+	br_future_release(f);
+	br_pool_free(pool);
+	br_runtime_free(rt);
+}
