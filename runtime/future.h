@@ -57,6 +57,12 @@ struct br__future_ops {
 #define BR__FOPS_ORPHAN 0x2u
 #define BR__FOPS_STATIC 0x4u /* immortal: retain and release do nothing */
 
+/*
+ * Called once f has completed. f is valid inside only if the waiter holds
+ * a reference to it (br_future_on_done's waiters do, and combinators hold
+ * their inputs): the completer of a task holds none, and another thread's
+ * last release may free f as soon as the state is stored.
+ */
 typedef void (*br__fire_fn)(struct br__waiter *w, struct br_future *f);
 
 /*
