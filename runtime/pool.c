@@ -176,12 +176,8 @@ static br_future *submit(br_pool *pool, br_job_fn fn, const void *in,
 	r = br__pool_enqueue(pool, j, 1);
 	if (r < 0) {
 		j->where = W_DONE;
-		br__future_complete(
-			&j->fut, BR_FAILED, NULL, NULL, 0, r,
-			r == BR_ECLOSED	    ? "br_submit: the pool is closing" :
-			r == BR_EWORKERDIED ? "br_submit: no worker can be "
-					      "started" :
-					      br_strerror(r));
+		br__future_complete(&j->fut, BR_FAILED, NULL, NULL, 0, r,
+				    br__pool_refusal(pool, r));
 		br_future_release(&j->fut); /* the table's */
 		return &j->fut;
 	}
@@ -359,8 +355,7 @@ static void task_failed(struct br_pool *p, int error)
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (err)
-		br__pool_fail_all(p, BR_FAILED, err,
-				  "the pool could not run one of its tasks");
+		br__pool_fail_all(p, BR_FAILED, err, p->broken);
 }
 
 static void task_ended(struct br__waiter *w, struct br_future *f)
@@ -401,13 +396,8 @@ static br_future *pool_task(struct br_pool *p, br_task_fn fn, void *arg,
 	ended->fire = task_ended;
 	ended->u.obj = p;
 	br_future_retain(f); /* task_ended's, to read f */
-	if (!br__future_wait_on(f, ended)) {
-		/* It has ended already. */
-		if (br_future_state(f) == BR_FAILED)
-			task_failed(p, br_future_error(f));
-		br_future_release(f);
-		br__pool_put(p);
-	}
+	if (!br__future_wait_on(f, ended))
+		task_ended(ended, f); /* it has ended already */
 	return f;
 }
 

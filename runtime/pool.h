@@ -254,6 +254,10 @@ int br__pool_job_cancel(struct pjob *j);
 
 /* ---- pool_queue.c ---- */
 
+/* What a job refused by br__pool_enqueue with err fails with: why the
+ * pool takes no more jobs. */
+const char *br__pool_refusal(const struct br_pool *p, int err);
+
 /*
  * br__pool_enqueue - put j in the table, then the ring, or the overflow
  * list behind the jobs already there. copy: give j a private copy of its

@@ -300,7 +300,7 @@ static int make_chunks(struct br_pool *p, br_job_fn fn, const char *items,
 			for (size_t d = c; d < nchunks; d++) {
 				cs[d]->where = W_DONE;
 				br__pool_fail_job(cs[d], BR_FAILED, r,
-						  br_strerror(r));
+						  br__pool_refusal(p, r));
 			}
 			break;
 		}

@@ -240,6 +240,16 @@ static void note_timeout(struct br_pool *p, int64_t ns)
 		br_event_set(&p->timed_ev);
 }
 
+const char *br__pool_refusal(const struct br_pool *p, int err)
+{
+	if (err == BR_ECLOSED)
+		return "the pool is closing";
+	/* Set once under the lock that br__pool_enqueue's refusal took. */
+	if (p->broken && err == p->broken_err)
+		return p->broken;
+	return br_strerror(err);
+}
+
 /* Queue j (ring, else overflow). copy: make a private copy of the input
  * if it has to wait in overflow. 0, or a negative error (j untouched). */
 int br__pool_enqueue(struct br_pool *p, struct pjob *j, int copy)

@@ -200,7 +200,7 @@ br_future *br__remote_run(br_pool *p, br_job_fn fn, const void *in, size_t len,
 	r = br__pool_enqueue(p, j, 1);
 	if (r < 0) {
 		j->where = W_DONE;
-		br__pool_fail_job(j, BR_FAILED, r, br_strerror(r));
+		br__pool_fail_job(j, BR_FAILED, r, br__pool_refusal(p, r));
 		return &j->fut;
 	}
 	br__pool_wake_workers(p, 1);

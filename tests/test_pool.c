@@ -923,6 +923,9 @@ Test(pool, jobs_fail_when_no_worker_can_be_started, .timeout = 60)
 	br_future_release(g);
 	f = br_submit(p, sum_job, NULL, 0);
 	cr_assert_eq(br_future_error(f), BR_EWORKERDIED);
+	/* A job refused later says why the pool takes no more. */
+	cr_assert(strstr(br_future_message(f), "the zygote is gone"),
+		  "%s", br_future_message(f));
 	br_future_release(f);
 	br_pool_free(p);
 	br_runtime_free(rt);
