@@ -7,7 +7,8 @@
 # test into its own process and runs them two at a time.
 #
 #   make test           release, asan and tsan, WERROR=1; what CI runs
-#   make test-unit      every test and stress program in $(VARIANT)
+#   make test-unit      every test and stress program in $(VARIANT), after
+#                       test-suites: each suite has the leak accounting
 #   make test-asan      test-unit in the asan variant
 #   make test-tsan      the concurrency programs in the tsan variant
 #   make test-valgrind  release programs under valgrind (optional)
@@ -65,7 +66,7 @@ done;
 endef
 
 .PHONY: test check test-unit test-asan test-tsan test-valgrind stress \
-	test-fallbacks test-install
+	test-fallbacks test-install test-suites
 
 $(B)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
@@ -142,8 +143,18 @@ test:
 
 check: test
 
+# Every suite a test names has the leak accounting of helpers.h, so that
+# a new suite cannot go without it.
+test-suites:
+	$(Q)fail=0; for f in $(TEST_SRC) $(STRESS_SRC); do \
+		for s in $$(sed -En 's/^(Test|ParameterizedTestParameters)\(([a-z_0-9]+),.*/\2/p' $$f | sort -u); do \
+			grep -Eq "^TestSuite\($$s, \.init = t_leak_init, \.fini = t_leak_fini\);" $$f || \
+				{ echo "$$f: suite $$s has no TestSuite($$s, .init = t_leak_init, .fini = t_leak_fini)"; fail=1; }; \
+		done; \
+	done; exit $$fail
+
 # Stress programs run one test at a time: each already loads both CPUs.
-test-unit: $(TEST_BIN) $(STRESS_BIN)
+test-unit: test-suites $(TEST_BIN) $(STRESS_BIN)
 	$(Q)fail=0; \
 	$(call run_tests,$(TEST_BIN),,--jobs 2) \
 	$(call run_tests,$(STRESS_BIN),BRAID_STRESS_SCALE=$(STRESS_SCALE),--jobs 1) \
