@@ -22,7 +22,8 @@
 #   make soak           servers and pools under load for SOAK_S seconds
 #                       (tests/soak.mk); make test runs it for 60 s
 #   make fuzz           the libFuzzer targets (tests/fuzz.mk); make test
-#                       runs each for FUZZ_TEST_S seconds (fuzz-smoke)
+#                       runs those of FUZZ_IN_TEST (the HTTP parser's)
+#                       for FUZZ_TEST_S seconds each (fuzz-smoke)
 #
 # STRESS_SCALE sets BRAID_STRESS_SCALE for test-unit and test-tsan (default
 # 1, which keeps every stress program well under a minute in asan);
