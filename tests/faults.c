@@ -166,34 +166,7 @@ static int first_done(br_future *const *fs, size_t n)
 
 /* ---- what is left behind ---- */
 
-#define MAX_FDS 1024
-static unsigned char fds_at_start[MAX_FDS];
-
-static void note_fds(void)
-{
-	for (int fd = 0; fd < MAX_FDS; fd++)
-		fds_at_start[fd] = fcntl(fd, F_GETFD) >= 0;
-}
-
-/* Name each descriptor open now and not at the start, or the reverse. */
-static void say_fds(void)
-{
-	char path[64], target[256];
-	ssize_t n;
-
-	for (int fd = 0; fd < MAX_FDS; fd++) {
-		int now = fcntl(fd, F_GETFD) >= 0;
-
-		if (now == fds_at_start[fd])
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-		n = readlink(path, target, sizeof(target) - 1);
-		target[n > 0 ? n : 0] = '\0';
-		fprintf(stderr, "faults: fd %d %s %s\n", fd,
-			now ? "left open:" : "closed, open at the start",
-			target);
-	}
-}
+static struct census_fdset fds_at_start;
 
 static void nap_ms(long ms)
 {
@@ -865,7 +838,7 @@ int main(int argc, char **argv)
 	fds = census_fds();
 	threads = census_threads();
 	children = census_children(0, NULL);
-	note_fds();
+	census_fds_note(&fds_at_start);
 	for (int i = 0; i < passes; i++) {
 		pass(0);
 		pass(BR_CONFIG_NO_URING);
@@ -880,7 +853,7 @@ int main(int argc, char **argv)
 		BAD("threads left", n - threads);
 	if ((n = census_fds()) != fds) {
 		BAD("descriptors left", n - fds);
-		say_fds();
+		census_fds_say(&fds_at_start, stderr, "faults: ");
 	}
 	if ((n = census_children(0, NULL)) != children) {
 		BAD("children left", n - children);
