@@ -85,31 +85,11 @@ void t_assert_no_leaked_fds(int before)
 
 /* ---- leak accounting ---- */
 
-#define LEAK_FDS 1024 /* descriptors remembered one by one */
-
 static struct {
 	int on;
 	int fds, threads, children;
-	unsigned char open[LEAK_FDS / 8]; /* which were open at init */
+	struct census_fdset open; /* which were open at init */
 } leak;
-
-static void fds_open(unsigned char *bits)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-
-	memset(bits, 0, LEAK_FDS / 8);
-	if (!d)
-		return;
-	while ((e = readdir(d))) {
-		int fd = atoi(e->d_name);
-
-		if (e->d_name[0] != '.' && fd >= 0 && fd < LEAK_FDS &&
-		    fd != dirfd(d))
-			bits[fd / 8] |= (unsigned char)(1u << (fd % 8));
-	}
-	closedir(d);
-}
 
 void t_leak_init(void)
 {
@@ -120,7 +100,7 @@ void t_leak_init(void)
 	leak.fds = t_count_fds();
 	leak.threads = t_count_threads();
 	leak.children = census_children(1, NULL);
-	fds_open(leak.open);
+	census_fds_note(&leak.open);
 	leak.on = 1;
 }
 
@@ -134,30 +114,16 @@ void t_leak_expect(int fds, int threads, int children_left)
 /* What is open now and was not at init, and every thread's name. */
 static void leak_report(int fds, int threads, int kids)
 {
-	unsigned char now[LEAK_FDS / 8];
-	char path[64], target[256];
+	char path[64];
 	DIR *d;
 	struct dirent *e;
-	ssize_t n;
 
 	fprintf(stderr,
 		"leak: %d descriptors (%d before the test), %d threads "
 		"(%d before), %d children (%d before) after %d ms\n",
 		fds, leak.fds, threads, leak.threads, kids, leak.children,
 		T_LEAK_WAIT_MS);
-	fds_open(now);
-	for (int fd = 0; fd < LEAK_FDS; fd++) {
-		int was = leak.open[fd / 8] >> (fd % 8) & 1;
-		int is = now[fd / 8] >> (fd % 8) & 1;
-
-		if (was == is)
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-		n = readlink(path, target, sizeof(target) - 1);
-		target[n > 0 ? n : 0] = '\0';
-		fprintf(stderr, "  fd %d %s %s\n", fd,
-			is ? "opened:" : "closed (was open before)", target);
-	}
+	census_fds_say(&leak.open, stderr, "  ");
 	d = opendir("/proc/self/task");
 	while (d && (e = readdir(d))) {
 		char comm[300];

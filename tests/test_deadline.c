@@ -26,6 +26,9 @@
 
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(deadline, .init = t_leak_init, .fini = t_leak_fini);
+
 /* Criterion starts a thread in each test process before the test runs:
  * fork the zygote (for the pool) while the process still has one. */
 __attribute__((constructor)) static void start_zygote(void)

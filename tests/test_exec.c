@@ -601,6 +601,7 @@ static const int ways[] = { BR__SPAWN_BEST, BR__SPAWN_POSIX };
 static int count_group(pid_t pgid, int *orphan_sleeps)
 {
 	DIR *d = opendir("/proc");
+	struct census_proc p;
 	struct dirent *e;
 	int n = 0;
 
@@ -608,27 +609,12 @@ static int count_group(pid_t pgid, int *orphan_sleeps)
 		*orphan_sleeps = 0;
 	cr_assert_not_null(d);
 	while ((e = readdir(d))) {
-		char path[300], buf[512], comm[64], *p, st;
-		int ppid, pgrp;
-		FILE *fp;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		fp = fopen(path, "r");
-		if (!fp)
-			continue;
-		p = fgets(buf, sizeof(buf), fp);
-		fclose(fp);
-		if (!p || !(p = strrchr(buf, ')')) || !strchr(buf, '('))
-			continue;
-		snprintf(comm, sizeof(comm), "%.*s",
-			 (int)(p - strchr(buf, '(') - 1), strchr(buf, '(') + 1);
-		if (sscanf(p + 1, " %c %d %d", &st, &ppid, &pgrp) != 3 ||
-		    pgrp != pgid || st == 'Z')
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' ||
+		    census_stat(e->d_name, &p) != 0 || p.pgrp != pgid ||
+		    p.state == 'Z')
 			continue;
 		n++;
-		if (orphan_sleeps && ppid == 1 && !strcmp(comm, "sleep"))
+		if (orphan_sleeps && p.ppid == 1 && !strcmp(p.comm, "sleep"))
 			(*orphan_sleeps)++;
 	}
 	closedir(d);

@@ -8,7 +8,6 @@
  * that no process outlives the runtime.
  */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -126,15 +125,11 @@ __attribute__((constructor)) static void start_zygote(void)
 	br_zygote_start();
 }
 
-/* This process's children that are not the zygote: workers, zombies. */
-static pid_t child_named(const char *comm);
-
+/* This process's children but the zygote and its spare, which live as
+ * long as the process: workers, zombies. */
 static int count_stray(void)
 {
-	int n = t_count_children();
-
-	/* The zygote and its spare live as long as the process. */
-	return n - !!child_named("braid-zygote") - !!child_named("braid-spare");
+	return census_children(1, NULL);
 }
 
 static br_pool *pool_of(br_runtime *rt, const br_pool_config *cfg)
@@ -833,46 +828,19 @@ Test(pool, no_job_lost_while_workers_are_killed, .timeout = 180)
 	finish(p, rt);
 }
 
-/* The pid of this process's child named comm, from procfs, or 0. */
-static pid_t child_named(const char *comm)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	pid_t found = 0;
-
-	cr_assert_not_null(d);
-	while (!found && (e = readdir(d))) {
-		char path[300], name[32];
-		FILE *f;
-		int ppid = 0;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fscanf(f, "%*d (%31[^)]) %*c %d", name, &ppid) == 2 &&
-		    ppid == getpid() && !strcmp(name, comm))
-			found = (pid_t)atoi(e->d_name);
-		fclose(f);
-	}
-	closedir(d);
-	return found;
-}
-
 /* A zygote that dies is replaced by its spare: workers are still
  * replaced, and new pools still start. */
 Test(pool, a_dead_zygote_is_replaced, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(1, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 }), *q;
-	pid_t z = child_named("braid-zygote"), w;
+	pid_t z = census_child_named("braid-zygote"), w;
 	br_future *f;
 	int32_t v = 7;
 
 	cr_assert_gt(z, 0);
-	cr_assert_gt(child_named("braid-spare"), 0, "the zygote has a spare");
+	cr_assert_gt(census_child_named("braid-spare"), 0,
+		     "the zygote has a spare");
 	cr_assert_eq(kill(z, SIGKILL), 0);
 	cr_assert_eq(waitpid(z, NULL, 0), z);
 	f = br_submit(p, forever_job, NULL, 0);
@@ -891,7 +859,7 @@ Test(pool, a_dead_zygote_is_replaced, .timeout = 60)
 	cr_assert_eq(await_within(f, 10000), 0, "%s", br_future_message(f));
 	br_future_release(f);
 	br_pool_free(q);
-	cr_assert_gt(child_named("braid-spare"), 0, "a new spare");
+	cr_assert_gt(census_child_named("braid-spare"), 0, "a new spare");
 	finish(p, rt);
 }
 
@@ -901,8 +869,8 @@ Test(pool, jobs_fail_when_no_worker_can_be_started, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(1, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
-	pid_t z = child_named("braid-zygote"), s = child_named("braid-spare"),
-	      w;
+	pid_t z = census_child_named("braid-zygote"),
+	      s = census_child_named("braid-spare"), w;
 	br_future *f, *g;
 
 	cr_assert_gt(z, 0);
@@ -1109,7 +1077,7 @@ Test(pool, a_job_that_signals_its_group_kills_only_its_worker, .timeout = 60)
 	br_runtime *rt = t_runtime(2, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
 	br_pool *q = pool_of(rt, &(br_pool_config){ .workers = 2 }), *r;
-	pid_t z = child_named("braid-zygote"), qpids[2], after[2];
+	pid_t z = census_child_named("braid-zygote"), qpids[2], after[2];
 	br_future *f = br_submit(p, kill_group_job, NULL, 0);
 	int32_t v = 5;
 
@@ -1118,7 +1086,7 @@ Test(pool, a_job_that_signals_its_group_kills_only_its_worker, .timeout = 60)
 	cr_assert(strstr(br_future_message(f), "signal 15"), "%s",
 		  br_future_message(f));
 	br_future_release(f);
-	cr_assert_eq(child_named("braid-zygote"), z, "the zygote lives");
+	cr_assert_eq(census_child_named("braid-zygote"), z, "the zygote lives");
 	br_pool_pids(q, after, 2);
 	cr_assert(after[0] == qpids[0] && after[1] == qpids[1],
 		  "the other pool's workers live");

@@ -30,6 +30,7 @@
 TestSuite(stats, .init = t_leak_init, .fini = t_leak_fini);
 TestSuite(stall, .init = t_leak_init, .fini = t_leak_fini);
 TestSuite(trace, .init = t_leak_init, .fini = t_leak_fini);
+TestSuite(log, .init = t_leak_init, .fini = t_leak_fini);
 
 /* ------------------------------------------------------------------ */
 /* Capturing stderr                                                    */

@@ -16,6 +16,7 @@
 
 /* Every test leaves no descriptor, thread or child behind (helpers.h). */
 TestSuite(task, .init = t_leak_init, .fini = t_leak_fini);
+TestSuite(task_local, .init = t_leak_init, .fini = t_leak_fini);
 
 static void *add_one(void *arg)
 {

@@ -17,6 +17,8 @@
 
 /* Every test leaves no descriptor, thread or child behind (helpers.h). */
 TestSuite(timer, .init = t_leak_init, .fini = t_leak_fini);
+TestSuite(ticker, .init = t_leak_init, .fini = t_leak_fini);
+TestSuite(call_every, .init = t_leak_init, .fini = t_leak_fini);
 
 struct sleep_rec {
 	int64_t ask_ns;
