@@ -43,6 +43,7 @@
 #include "future.h"
 #include "io.h"
 #include "task.h"
+#include "worker.h"
 
 #ifndef RESOLVE_CACHED
 #define RESOLVE_CACHED 0x20
@@ -298,7 +299,8 @@ static void fs_unrun(br_future *f, void *arg)
 }
 
 /*
- * On the blocking pool from a task, else at once. The pool runs a copy,
+ * On the blocking pool from a task, at once from a plain thread, and
+ * BR_ENOTTASK from a loop callback (which must not stall its loop). The pool runs a copy,
  * paths included, that it shares with the task: a cancelled task stops
  * waiting (-ECANCELED), and the call, which cannot be stopped, finishes
  * on its own and frees what it made.
@@ -310,8 +312,11 @@ static long fs_off_loop(struct fs_call *c)
 	br_future *f;
 	long r;
 
-	if (!br__task_current())
+	if (!br__task_current()) {
+		if (br__worker_current())
+			return BR_ENOTTASK; /* a loop callback */
 		return fs_sys(c);
+	}
 	l1 = strlen(c->path) + 1;
 	l2 = c->path2 ? strlen(c->path2) + 1 : 0;
 	h = malloc(sizeof(*h) + l1 + l2);

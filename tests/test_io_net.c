@@ -1447,6 +1447,50 @@ Test(net, getaddrinfo_answers_tasks_and_threads_alike, .timeout = 30.0)
 	cr_assert_null(resolve_names(NULL));
 }
 
+/* A loop callback must not stall its loop on a resolver: a name, or a
+ * service name (looked up through NSS), gets BR_ENOTTASK there, on both
+ * backends; numbers need none and are answered at once. */
+struct cb_gai {
+	int name, service, numbers;
+	struct addrinfo *res;
+};
+
+static void gai_in_callback(void *arg)
+{
+	struct cb_gai *c = arg;
+	struct addrinfo *res = NULL;
+
+	c->name = br_getaddrinfo("localhost", "80", NULL, &res);
+	if (res)
+		freeaddrinfo(res);
+	res = NULL;
+	c->service = br_getaddrinfo(NULL, "http", NULL, &res);
+	if (res)
+		freeaddrinfo(res);
+	c->numbers = br_getaddrinfo("127.0.0.1", "80", NULL, &c->res);
+}
+
+Test(net, getaddrinfo_from_a_loop_callback_gets_enottask, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		struct cb_gai c = { 0 };
+		br_future *f = br_call_soon(rt, gai_in_callback, &c);
+
+		cr_assert_eq(br_await(f, NULL), 0);
+		br_future_release(f);
+		cr_assert_eq(c.name, BR_ENOTTASK, "flags %#x: %d", flags,
+			     c.name);
+		cr_assert_eq(c.service, BR_ENOTTASK, "flags %#x: %d", flags,
+			     c.service);
+		cr_assert_eq(c.numbers, 0, "flags %#x: %d", flags, c.numbers);
+		cr_assert_not_null(c.res);
+		freeaddrinfo(c.res);
+		br_runtime_free(rt);
+	}
+}
+
 /* ---- the same answers on both loops, and no call blocks a worker ---- */
 
 static void *recv_dontwait(void *arg)
