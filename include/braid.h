@@ -1132,7 +1132,8 @@ BR_API int br_mkdirat(int dirfd, const char *path, mode_t mode);
  * (strcmp): stores a NULL-terminated array of them in *names, one
  * allocation to free() with the strings in it, and returns how many. Runs
  * on the runtime's blocking pool from a task (io_uring has no directory
- * read). Errors: -EFAULT (NULL argument), -ENOMEM, opendir's errno
+ * read). Errors: -EFAULT (NULL argument), -ENOMEM, BR_ENOTTASK (a loop
+ * callback), opendir's errno
  * (-ENOENT, -ENOTDIR, -EACCES, ...); *names is then NULL. Context: any
  * thread; suspends a task, blocks a plain thread.
  */
@@ -1209,8 +1210,9 @@ BR_API int br_tcp_listen(const char *host, uint16_t port, int backlog);
 /**
  * br_getaddrinfo - getaddrinfo(3) that never blocks a loop: a name is
  * resolved on the runtime's blocking pool while the calling task waits
- * (a numeric host needs no resolver and is answered at once); from a
- * plain thread it is the plain call. hints may be NULL (any family,
+ * (a numeric host with a numeric service, or none, needs no resolver and
+ * is answered at once, even in a loop callback; a name there gets
+ * BR_ENOTTASK); from a plain thread it is the plain call. hints may be NULL (any family,
  * AI_ADDRCONFIG). Stores the list in *res, to free with freeaddrinfo(3),
  * and returns 0; or -EINVAL (res NULL, or host and service both NULL),
  * -ENOENT (no such name or service), -EAGAIN (try again later), -ENOMEM,

@@ -29,7 +29,9 @@
  *   operation's buffer is on the task's stack and the kernel may write it
  *   until then. The call returns the CQE's result: -ECANCELED, or the real
  *   result if the operation won the race. A cancelled operation that had
- *   a deadline and was not cancelled by braid timed out: -ETIMEDOUT. The
+ *   a deadline and was not cancelled by braid timed out: -ETIMEDOUT (as
+ *   is one that an io-wq thread was blocked in, which the timeout's
+ *   cancellation interrupts: -EINTR once the deadline has passed). The
  *   deadline is the nearer of the call's own (its timeout, or the task's
  *   br_io_timeout) and the task's deadline scope's (deadline.c).
  *   A release (br_close, br__io_start_release) is never cancelled and
@@ -375,7 +377,12 @@ int br__io_wait(struct br__io *io)
 			res = -ECANCELED;
 			t->cancel_seen = 1;
 		}
-	} else if (res == -ECANCELED && io->deadline >= 0) {
+	} else if (io->deadline >= 0 &&
+		   (res == -ECANCELED ||
+		    (res == -EINTR && br_now_ns() >= io->deadline))) {
+		/* The linked timeout cancelled it: before it ran, or while
+		 * an io-wq thread blocked in it (a connect waiting for a
+		 * full backlog), which the cancellation interrupts. */
 		res = -ETIMEDOUT;
 	}
 	return res;

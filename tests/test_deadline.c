@@ -435,6 +435,69 @@ Test(deadline, lookups_and_listings_on_the_blocking_pool_time_out,
 	}
 }
 
+/* The blocking pool's one thread is held: an open that needs the pool
+ * (O_CREAT, on a loop without a ring) and an fsync wait for it, and
+ * their waits end with the scope; the open, finished on its own later,
+ * closes the fd nobody took (the leak check sees to it). With a ring
+ * they need no pool and may answer in time. */
+struct held_pool {
+	atomic_int release;
+	unsigned flags;
+};
+
+static void *opens_and_syncs(void *arg)
+{
+	struct held_pool *hp = arg;
+	atomic_int *release = &hp->release;
+	char path[] = "/tmp/braid-dl-open-XXXXXX";
+	int fd = mkstemp(path), r;
+	br_deadline d;
+	br_future *hold;
+	int64_t t0;
+
+	T_REQUIRE(fd >= 0);
+	hold = br_spawn_blocking(br_current_runtime(), hold_thread, release);
+	/* Either answer, but within the scope, not when the pool's thread
+	 * comes free (10 s). */
+	T_REQUIRE(br_deadline_enter(&d, SCOPE_MS) == 0);
+	t0 = br_now_ns();
+	r = br_openat(AT_FDCWD, path, O_RDWR | O_CREAT, 0600);
+	T_REQUIRE((r >= 0 && br_close(r) == 0) || r == -ETIMEDOUT);
+	T_REQUIRE(!(hp->flags & BR_CONFIG_NO_URING) || r == -ETIMEDOUT);
+	r = br_fsync(fd, 0);
+	T_REQUIRE(r == 0 || r == -ETIMEDOUT);
+	T_REQUIRE(!(hp->flags & BR_CONFIG_NO_URING) || r == -ETIMEDOUT);
+	T_REQUIRE(br_now_ns() - t0 < 1000 * T_NS_PER_MS);
+	br_deadline_leave(&d);
+	atomic_store(release, 1);
+	T_REQUIRE(br_await(hold, NULL) == 0);
+	br_future_release(hold);
+	/* Out of the scopes, the same calls work. */
+	r = br_openat(AT_FDCWD, path, O_RDWR | O_CREAT, 0600);
+	T_REQUIRE(r >= 0 && br_close(r) == 0);
+	T_REQUIRE(br_fsync(fd, 0) == 0);
+	T_REQUIRE(br_close(fd) == 0);
+	T_REQUIRE(unlink(path) == 0);
+	return NULL;
+}
+
+Test(deadline, opens_and_syncs_on_the_blocking_pool_time_out,
+     .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_config cfg = { .workers = 1,
+				  .flags = flags,
+				  .blocking_threads = 1 };
+		br_runtime *rt = t_runtime_cfg(&cfg);
+		struct held_pool hp = { .flags = flags };
+
+		atomic_init(&hp.release, 0);
+		t_assert_task_ok(br_spawn(rt, opens_and_syncs, &hp));
+		br_runtime_free(rt);
+	}
+}
+
 /* ------------------------------------------------------------------ */
 /* Waits that need not wait                                            */
 /* ------------------------------------------------------------------ */
