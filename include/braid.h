@@ -170,7 +170,9 @@ BR_API int br_sleep_until(int64_t deadline_ns);
  *
  * The task goes behind every task already runnable on its worker and may
  * resume on another worker. Returns 0, or -ECANCELED if the task has been
- * cancelled. From a plain thread it calls sched_yield() and returns 0.
+ * cancelled (it yields all the same, so a cancelled task that polls with
+ * br_yield lets others run). From a plain thread it calls sched_yield()
+ * and returns 0.
  * Context: any thread.
  */
 BR_API int br_yield(void);

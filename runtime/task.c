@@ -545,10 +545,8 @@ int br_yield(void)
 		sched_yield();
 		return 0;
 	}
-	if (br__task_cancel_pending(t)) {
-		t->cancel_seen = 1;
-		return -ECANCELED;
-	}
+	/* Cancelled, it yields all the same: a task that loops on br_yield
+	 * while it winds down must not starve its worker. */
 	w = br__worker_current();
 	br__worker_leave(w, br__worker_fiber(w), BR__AFTER_YIELD, 0);
 	if (br__task_cancel_pending(t)) {

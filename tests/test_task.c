@@ -271,6 +271,46 @@ Test(task, yield_keeps_one_worker_fair, .timeout = 10.0)
 	br_runtime_free(rt);
 }
 
+/* Cancelled, it still yields: -ECANCELED says so, and the sibling it
+ * waits for runs meanwhile. */
+static void *cancelled_yields_to_sibling(void)
+{
+	atomic_int flag = 0;
+	br_future *sib;
+	long spins = 0;
+
+	T_REQUIRE(br_cancel(br_current()) == 0);
+	sib = br_spawn(br_current_runtime(), set_flag, &flag);
+	while (!atomic_load(&flag) && spins < 1000000) {
+		T_REQUIRE(br_yield() == -ECANCELED);
+		spins++;
+	}
+	T_REQUIRE(atomic_load(&flag) == 1);
+	T_REQUIRE(spins == 1);
+	br_future_release(sib);
+	return NULL;
+}
+
+/* A cancelled task ends CANCELLED whatever it returns: the verdict goes
+ * out through arg. */
+static void *cancelled_yield(void *arg)
+{
+	*(void **)arg = cancelled_yields_to_sibling();
+	return NULL;
+}
+
+Test(task, a_cancelled_task_that_yields_lets_its_sibling_run, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	void *why = (void *)"never ran";
+	br_future *f = br_spawn(rt, cancelled_yield, &why);
+
+	cr_assert_eq(br_await(f, NULL), -ECANCELED);
+	cr_assert_null(why, "%s", (const char *)why);
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
 /* ------------------------------------------------------------------ */
 /* br_fail                                                             */
 /* ------------------------------------------------------------------ */
