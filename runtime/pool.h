@@ -102,6 +102,10 @@
 /* A job's message is copied out of the worker's result into this much
  * room (BR__POOL item messages are capped likewise in pool_worker.c). */
 #define BR__POOL_MSG_MAX 1024
+/* A worker whose zygote's answer was lost is looked for this long: it
+ * takes its index first thing, within microseconds of its clone unless
+ * the machine is starved. */
+#define BR__POOL_ADOPT_NS (1000 * BR__NS_PER_MS)
 
 enum {
 	JOB_SUBMIT, /* br_submit: one item, its output is the future's bytes */
@@ -168,6 +172,7 @@ struct pworker {
 	unsigned init_fails;
 	int64_t started_ns; /* when it was forked: its initializer's clock */
 	int disabled;	    /* its initializer failed INIT_FAILS_MAX times */
+	uint32_t gen;	    /* of its last fork request (BR__PW_OWNER) */
 	br_future *watch;
 	struct br__waiter watch_ended; /* drops the watcher's reference */
 	struct br_pool *pool;
