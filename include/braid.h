@@ -2232,11 +2232,12 @@ BR_API int br_pool_new(br_pool **out, br_runtime *rt,
 
 /**
  * br_pool_free - cancel every job still queued or running (their futures
- * end CANCELLED), kill and reap every worker, and free the pool. Futures
- * stay valid for whoever holds them. To drain instead, await the futures
- * first. Must be called before br_runtime_free() of the pool's runtime.
- * NULL is a no-op. Context: any thread (a task suspends; a plain thread
- * blocks), not a job.
+ * end CANCELLED), kill and reap every worker, and free the pool. When it
+ * returns, every future of the pool's jobs has completed; they stay valid
+ * for whoever holds them. To drain instead, await the futures first. Must
+ * be called before br_runtime_free() of the pool's runtime. NULL is a
+ * no-op. Context: any thread (a task suspends; a plain thread blocks), not
+ * a job, nor a done-callback of one of the pool's own futures.
  */
 BR_API void br_pool_free(br_pool *pool);
 

@@ -233,6 +233,7 @@ static void settle_dead(struct br_pool *p, unsigned w, const char *why)
 					  "cancelled: its worker was killed");
 		else
 			br__pool_fail_job(j, BR_FAILED, BR_EWORKERDIED, why);
+		br__pool_settled(p, 1);
 	}
 	/* What the dead worker can no longer do, somebody must:
 	 *   - it may have died asleep, counted among the sleepers, so that
