@@ -132,7 +132,8 @@ $(B)/examples/%: examples/%.c $(wildcard examples/*.h) $(B)/libbraid.a
 
 # cluster_primes needs MPI: runtime/mpi/mpi.mk builds it, when it can.
 EXAMPLES := $(patsubst examples/%.c,$(B)/examples/%, \
-              $(filter-out examples/cluster_primes.c,$(wildcard examples/*.c)))
+              $(filter-out examples/cluster_primes.c,$(wildcard examples/*.c)) \
+              $(wildcard examples/recipes/*.c))
 examples: $(EXAMPLES)
 
 -include tests/tests.mk
@@ -227,7 +228,7 @@ $(DOCS)/.stamp: include/braid.h docs/Doxyfile
 	$(Q)if [ -s $(DOCS)/warnings.log ]; then cat $(DOCS)/warnings.log >&2; fi
 	$(Q)touch $@
 
-FORMAT_SRC = $(wildcard runtime/*.[ch] runtime/mpi/*.[ch] include/*.h tests/*.[ch] tests/install/*.c tests/fuzz/*.[ch] bench/*.[ch] bench/peers/*.[ch] examples/*.[ch])
+FORMAT_SRC = $(wildcard runtime/*.[ch] runtime/mpi/*.[ch] include/*.h tests/*.[ch] tests/install/*.c tests/fuzz/*.[ch] bench/*.[ch] bench/peers/*.[ch] examples/*.[ch] examples/recipes/*.c)
 format:
 	clang-format -i $(FORMAT_SRC)
 format-check:

@@ -8,7 +8,8 @@
  * sleep returns at once (as asyncio.sleep(-1) does) and it returns "Get
  * to the past". The program awaits a single task, gathers the first group
  * (results in argument order), walks the second with as_completed from
- * inside a task (completion order: the negative sleeps first), gathers
+ * inside a task (completion order: the negative sleeps first) under a
+ * deadline scope (asyncio's `async with asyncio.timeout(5)`), gathers
  * the third, and frees everything. All groups run at the same time, so
  * the whole tour takes about one 300 ms sleep.
  */
@@ -61,12 +62,17 @@ static void *walk_as_completed(void *arg)
 	br_future **fs = arg;
 	br_as_completed *it = br_as_completed_new(fs, NTASKS);
 	int64_t t0 = br_now_ns();
+	br_deadline scope;
 	br_future *f;
 	size_t used = 0;
+	int r;
 
 	if (!it)
 		return br_fail(-ENOMEM, "as_completed: out of memory");
-	while ((f = br_as_completed_next(it))) {
+	/* async with asyncio.timeout(5): every wait below ends with
+	 * -ETIMEDOUT if the walk is not over in 5 s. */
+	br_deadline_enter(&scope, 5000);
+	while ((r = br_as_completed_next_ex(it, &f)) == 0) {
 		void *v;
 
 		br_await(f, &v); /* already complete: returns at once */
@@ -78,7 +84,11 @@ static void *walk_as_completed(void *arg)
 		if (used >= sizeof(walk_log))
 			break;
 	}
+	br_deadline_leave(&scope);
 	br_as_completed_free(it);
+	/* BR_EDONE is the end; anything else stopped the walk early. */
+	if (r < 0 && r != BR_EDONE)
+		return br_fail(r, "as_completed: the walk was cut short");
 	return NULL;
 }
 

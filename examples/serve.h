@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * serve.h - the part every example server shares: flags, a listening
- * socket on 127.0.0.1, one acceptor task spawning a task per connection,
- * connection deadlines, and a clean shutdown on SIGINT or SIGTERM.
+ * socket on 127.0.0.1, one acceptor task spawning a task per connection
+ * (named "conn N" in stall reports and traces), connection deadlines,
+ * and a clean shutdown on SIGINT or SIGTERM.
  *
  *   -p, --port N       port to listen on (default 8080; 0 picks a free one)
  *   -w, --workers N    loops (default: one per CPU)
@@ -158,6 +159,7 @@ static void *serve_accept(void *arg)
 {
 	struct serve *s = arg;
 	br_acceptor *acc;
+	unsigned long nconn = 0;
 	unsigned long failed = 0; /* failures in this burst */
 	int64_t wait_ms = 0;
 	int one = 1;
@@ -196,8 +198,15 @@ static void *serve_accept(void *arg)
 			wait_ms = 0;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		br_future_release(
-			br_spawn(s->rt, s->conn, (void *)(intptr_t)fd));
+		{
+			/* Named, for stall reports and BRAID_TRACE. */
+			char name[BR_TASK_NAME_MAX];
+			br_spawn_opts o = { .name = name };
+
+			snprintf(name, sizeof(name), "conn %lu", ++nconn);
+			br_future_release(br_spawn_ex(
+				s->rt, s->conn, (void *)(intptr_t)fd, &o));
+		}
 	}
 	br_acceptor_free(acc);
 	return NULL;

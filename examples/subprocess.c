@@ -8,8 +8,10 @@
  * stage's stdin_data. The runtime feeds the input and reads the output
  * through its loop at the same time, so no stage can deadlock on a full
  * pipe. Then a few independent commands start together and br_gather()
- * waits for all of them; one of them fails on purpose, and one runs past
- * its timeout and is killed.
+ * waits for all of them; one of them fails on purpose, and one, a shell
+ * with a job in the background, runs past its timeout: it runs in a
+ * process group of its own, so the whole group is killed (nothing is
+ * left behind), and what it printed before stays readable.
  *
  * Run it: build/release/examples/subprocess
  */
@@ -81,15 +83,17 @@ static int concurrent(br_runtime *rt)
 		{ "uname", "-s", NULL },
 		{ "sh", "-c", "echo $((6 * 7))", NULL },
 		{ "sh", "-c", "echo to stderr >&2; exit 3", NULL },
-		{ "sleep", "5", NULL },
+		{ "sh", "-c", "echo working; sleep 5 & wait", NULL },
 	};
 	br_future *fs[NCMDS];
 	int i;
 
 	for (i = 0; i < NCMDS; i++) {
+		/* The shell gets a second: time to say it is working. */
 		br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE,
 				   .stderr_mode = BR_EXEC_CAPTURE,
-				   .timeout_ms = 200 };
+				   .timeout_ms = i == NCMDS - 1 ? 1000 : 200,
+				   .flags = BR_EXEC_NEW_PGROUP };
 
 		fs[i] = br_exec(rt, cmds[i], &o);
 	}
@@ -103,12 +107,19 @@ static int concurrent(br_runtime *rt)
 			snprintf(title + strlen(title),
 				 sizeof(title) - strlen(title), "%s%s",
 				 k ? " " : "", cmds[i][k]);
-		if (br_future_state(fs[i]) == BR_DONE)
+		if (br_future_state(fs[i]) == BR_DONE) {
 			show(title, fs[i]);
-		else
+		} else {
+			size_t len;
+			const char *out = br_exec_output(fs[i], &len);
+
 			printf("%s: %s (%s)\n", title,
 			       br_strerror(br_future_error(fs[i])),
 			       br_future_message(fs[i]));
+			if (len)
+				printf("    printed before that: %.*s",
+				       (int)len, out);
+		}
 		br_future_release(fs[i]);
 	}
 	return 0;

@@ -6,7 +6,8 @@
  * The workload, on two workers:
  *   - a fork-join tree of small CPU tasks (idle workers steal them);
  *   - tasks passing a byte back and forth over a socket pair (I/O waits);
- *   - tasks that sleep (timers) and calls on the blocking pool;
+ *   - tasks that tick on a br_ticker (timers) and calls on the
+ *     blocking pool;
  *   - one task that computes for 40 ms without suspending, which the
  *     stall detector reports on stderr while it runs.
  *
@@ -17,7 +18,9 @@
  *   build/release/examples/trace_tour [trace.json]
  *
  * BRAID_TRACE, when set, wins over the argument. The trace and the stall
- * report name task functions with dladdr(), which sees only exported
+ * report show a task's name (br_spawn_opts.name, br_task_set_name) when
+ * it has one: the ping-pong pair and the hog here. Other tasks are shown
+ * by their function, named with dladdr(), which sees only exported
  * symbols: so the task functions here are not static, and the Makefile
  * links this program with -rdynamic. Otherwise they show the program and
  * an offset, for addr2line.
@@ -36,7 +39,7 @@
 void *tree(void *arg);
 void *echo_side(void *arg);
 void *ping_side(void *arg);
-void *napper(void *arg);
+void *ticking(void *arg);
 void *blocking_call(void *arg);
 void *hog(void *arg);
 void *tour(void *arg);
@@ -89,10 +92,16 @@ void *ping_side(void *arg)
 	return NULL;
 }
 
-void *napper(void *arg)
+/* Five ticks 2 ms apart, on a grid that does not drift. */
+void *ticking(void *arg)
 {
+	br_ticker *t;
+
+	if (br_ticker_new(&t, 2) < 0)
+		return br_fail(-12, "br_ticker_new");
 	for (int i = 0; i < 5; i++)
-		br_sleep_ms(2);
+		br_ticker_next(t);
+	br_ticker_free(t);
 	return arg;
 }
 
@@ -121,15 +130,20 @@ void *tour(void *arg)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return br_fail(-1, "socketpair");
 	fs[n++] = br_spawn(rt, tree, (void *)12);
-	fs[n++] = br_spawn(rt, echo_side, (void *)(intptr_t)sv[0]);
-	fs[n++] = br_spawn(rt, ping_side, (void *)(intptr_t)sv[1]);
+	fs[n++] = br_spawn_ex(rt, echo_side, (void *)(intptr_t)sv[0],
+			      &(br_spawn_opts){ .name = "pong" });
+	fs[n++] = br_spawn_ex(rt, ping_side, (void *)(intptr_t)sv[1],
+			      &(br_spawn_opts){ .name = "ping" });
 	for (int i = 0; i < 4; i++)
-		fs[n++] = br_spawn(rt, napper, NULL);
+		fs[n++] = br_spawn(rt, ticking, NULL);
 	for (int i = 0; i < 3; i++)
 		fs[n++] = br_spawn_blocking(rt, blocking_call, NULL);
 	/* Pinned: br_gather() would otherwise run it inline on this task's
 	 * fiber, and the stall would be reported under tour's name. */
-	fs[n++] = br_spawn_on(rt, 1, hog, NULL);
+	fs[n++] = br_spawn_ex(rt, hog, NULL,
+			      &(br_spawn_opts){ .worker = 1,
+						.flags = BR_SPAWN_PINNED,
+						.name = "hog (40 ms)" });
 	br_gather(fs, (size_t)n, NULL);
 	for (int i = 0; i < n; i++)
 		br_future_release(fs[i]);

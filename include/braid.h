@@ -170,10 +170,127 @@ BR_API int br_sleep_until(int64_t deadline_ns);
  *
  * The task goes behind every task already runnable on its worker and may
  * resume on another worker. Returns 0, or -ECANCELED if the task has been
- * cancelled. From a plain thread it calls sched_yield() and returns 0.
+ * cancelled (it yields all the same, so a cancelled task that polls with
+ * br_yield lets others run). From a plain thread it calls sched_yield()
+ * and returns 0.
  * Context: any thread.
  */
 BR_API int br_yield(void);
+
+/**
+ * A repeating timer without drift (Go's time.Ticker, libuv's repeating
+ * uv_timer): tick k falls at start + k * period, start being the moment
+ * br_ticker_new() (or br_ticker_reset()) ran, however late each wake-up
+ * is. It holds no timer while nobody waits on it.
+ */
+typedef struct br_ticker br_ticker;
+
+/**
+ * br_ticker_new - a ticker with a period of period_ms milliseconds (> 0;
+ * a period too long to pass saturates). Stores it in *out and returns 0;
+ * -EINVAL (out NULL, period_ms <= 0), -ENOMEM. Context: any thread.
+ */
+BR_API int br_ticker_new(br_ticker **out, int64_t period_ms);
+
+/**
+ * br_ticker_next - wait for the next tick not yet delivered, as
+ * br_sleep_until() does (a task suspends, a plain thread sleeps).
+ *
+ * Returns how many ticks were skipped (>= 0): 0 when the caller was in
+ * time; n when it came back after n + 1 ticks had passed, which it then
+ * gets at once as one (the latest), so a slow caller is not handed a
+ * burst of ticks. Errors: -ECANCELED (the calling task was cancelled),
+ * -ETIMEDOUT (its deadline scope passed), BR_ENOTTASK (a loop callback),
+ * -ENOMEM; the tick then stays due. -EINVAL (t NULL), BR_EBADOBJ,
+ * -EBUSY (another call on t is in progress: one caller at a time).
+ * Context: any thread; suspends a task, blocks a plain thread.
+ */
+BR_API int64_t br_ticker_next(br_ticker *t);
+
+/**
+ * br_ticker_reset - restart t from now with period_ms (> 0). Returns 0,
+ * -EINVAL, BR_EBADOBJ, -EBUSY (a call on t is in progress).
+ * Context: any thread.
+ */
+BR_API int br_ticker_reset(br_ticker *t, int64_t period_ms);
+
+/** br_ticker_free - free t; no call may be in progress on it. NULL is a
+ * no-op. Context: any thread. */
+BR_API void br_ticker_free(br_ticker *t);
+
+/**
+ * A deadline scope (asyncio's `async with timeout()`, Trio's
+ * move_on_after): storage for one, on the caller's stack, between
+ * br_deadline_enter() and br_deadline_leave().
+ *
+ * Inside a scope, every wait of the calling task (or plain thread) that a
+ * cancellation could end also ends, with -ETIMEDOUT, once the scope's
+ * deadline has passed: I/O calls (the *_timeout variants and
+ * br_io_timeout() included: the nearer deadline wins), sleeps, br_await()
+ * and br_wait_for() (which then cancel what they awaited, as a
+ * cancellation of the awaiting task would; wrap it in br_shield() to
+ * spare it), br_wait_any(), br_gather() (which then cancels the inputs
+ * still pending and waits for them), br_as_completed_next_ex(),
+ * br_group_wait() (which cancels the group's tasks and waits for them),
+ * br_imap_next(), every wait of the synchronisation objects, channels
+ * and select, acceptors, readers (the line verbs included: the bytes
+ * received stay readable), writers, signal objects, and the calls that
+ * run on the blocking pool for their caller (br_getaddrinfo, br_listdir,
+ * the file calls where the ring lacks them: such a call finishes on its
+ * own and its result is dropped). A pool job's or a subprocess's future
+ * awaited so is cancelled: the job's worker or the child is killed. A wait that can complete at once still does, even
+ * past the deadline (a free mutex is taken, bytes already there are
+ * read), and a result that races the deadline is never dropped. A
+ * cancelled task still sees -ECANCELED: a cancellation is the more
+ * precise answer. Once the deadline has passed, every later wait in the
+ * scope ends at once: leave the scope to wait again.
+ *
+ * Scopes nest: the nearest deadline of the scopes the caller is inside
+ * applies, and leaving one restores what applied before it was entered.
+ * A scope belongs to the task that entered it: tasks it spawns, and
+ * children br_await() would run inline on its stack (inside a scope it
+ * runs none), do not inherit it. From a plain thread, the scopes are
+ * the thread's own.
+ */
+typedef struct br_deadline {
+	uint64_t opaque_[4];
+} br_deadline;
+
+/**
+ * br_deadline_enter - enter the scope *scope, whose deadline is
+ * timeout_ms milliseconds from now. A negative timeout (or one too long
+ * to ever pass) gives the scope no deadline of its own: the outer ones
+ * still apply. 0 is a deadline that has passed already.
+ *
+ * Returns 0, -EINVAL (scope NULL), -EBUSY (scope is entered already).
+ * Context: any thread; a task's scopes are its own wherever it runs.
+ */
+BR_API int br_deadline_enter(br_deadline *scope, int64_t timeout_ms);
+
+/**
+ * br_deadline_enter_at - br_deadline_enter() with an absolute deadline on
+ * br_now_ns()'s clock; a negative one (or one over a century away) is
+ * none. Context: any thread.
+ */
+BR_API int br_deadline_enter_at(br_deadline *scope, int64_t deadline_ns);
+
+/**
+ * br_deadline_leave - leave the scope *scope, and any scope entered in it
+ * and not left, and restore the deadline that applied before it.
+ *
+ * Returns 0; -ETIMEDOUT if the scope's own deadline has passed (the
+ * waits that failed in it may have failed for that); -EINVAL if scope is
+ * NULL or not a scope the caller is inside (left already, or another
+ * task's). Context: the task or thread that entered it.
+ */
+BR_API int br_deadline_leave(br_deadline *scope);
+
+/**
+ * br_deadline_current - the deadline (a br_now_ns() time) that the
+ * calling task's or thread's scopes give its waits, -1 if none.
+ * Context: any thread.
+ */
+BR_API int64_t br_deadline_current(void);
 /** @} */
 
 /* ------------------------------------------------------------------ */
@@ -188,9 +305,26 @@ BR_API int br_yield(void);
 typedef struct br_runtime br_runtime;
 typedef struct br_future br_future;
 
+/* br_log_fn levels: the values of syslog(3)'s LOG_ERR, LOG_WARNING and
+ * LOG_INFO, so that a hook may hand them to syslog() as they are. */
+#define BR_LOG_ERR 3	 /**< misuse, or something that failed */
+#define BR_LOG_WARNING 4 /**< a fallback in force, a stall */
+#define BR_LOG_INFO 6	 /**< reports asked for (BRAID_STATS) */
+
+/**
+ * A receiver of braid's own messages (br_config.log): level is one of
+ * BR_LOG_*, msg one message without the "braid: " prefix and without a
+ * final newline (the BRAID_STATS table spans several lines), valid for
+ * the call. It runs on the thread that has something to say: a worker,
+ * the stall detector's thread, or the caller of br_runtime_new() or
+ * br_runtime_free(), maybe on several at once. It must not block for
+ * long, and must not wait for the runtime's tasks.
+ */
+typedef void (*br_log_fn)(int level, const char *msg, void *arg);
+
 /* br_config.flags */
 #define BR_CONFIG_NO_URING 0x1u	 /**< use the futex fallback, not io_uring */
-#define BR_CONFIG_QUIET 0x2u	 /**< no warning on stderr about fallbacks */
+#define BR_CONFIG_QUIET 0x2u	 /**< no warning about fallbacks */
 #define BR_CONFIG_NO_ZYGOTE 0x4u /**< no process pools (see br_pool_new) */
 
 /**
@@ -235,11 +369,23 @@ typedef struct br_config {
 	unsigned blocking_idle_ms;
 	/**
 	 * The stall detector's threshold in milliseconds: a task that holds
-	 * its worker this long without suspending is reported once on
-	 * stderr. BRAID_STALL_MS if set, else 25. A negative value (or
+	 * its worker this long without suspending is reported once (see
+	 * log). BRAID_STALL_MS if set, else 25. A negative value (or
 	 * BRAID_STALL_MS=0) turns the detector off. At most 3600000.
 	 */
 	int stall_ms;
+	/**
+	 * Where braid's own messages go: the warning that io_uring is
+	 * unavailable, stall reports, misuse such as br_runtime_free()
+	 * from a worker, a BRAID_TRACE file that cannot be written, and
+	 * the BRAID_STATS table. NULL writes each to stderr as
+	 * "braid: <msg>" in one write. Two messages always go to stderr:
+	 * a stack overflow's report (written from a signal handler) and a
+	 * failed internal assertion (written as the process aborts).
+	 */
+	br_log_fn log;
+	/** Passed to log as its last argument. */
+	void *log_arg;
 } br_config;
 
 /* br_runtime_features() bits: what the kernel gave this runtime. */
@@ -265,9 +411,10 @@ typedef struct br_config {
  *
  * Several runtimes may live in one process; they never share a worker.
  * If io_uring cannot be set up (old kernel, seccomp, io_uring_disabled),
- * the runtime still starts, prints one line on stderr (unless
- * BR_CONFIG_QUIET), and parks workers in ppoll() with I/O waiting for
- * readiness; br_runtime_features() tells which.
+ * the runtime still starts, says so once (a BR_LOG_WARNING message, see
+ * br_config.log; none with BR_CONFIG_QUIET), and parks workers in
+ * ppoll() with I/O waiting for readiness; br_runtime_features() tells
+ * which.
  *
  * On success stores a new runtime in *out and returns 0. Errors: -EINVAL
  * (out NULL, a config field out of range), -ENOMEM, -EAGAIN (threads could
@@ -362,7 +509,9 @@ typedef void (*br_future_fn)(br_future *f, void *arg);
  * otherwise stores NULL and returns the future's error (-ECANCELED for
  * BR_CANCELLED). If the awaiting task itself is cancelled while it waits,
  * returns -ECANCELED at once and passes the cancellation on to f (use
- * br_shield() to prevent that).
+ * br_shield() to prevent that); the same when the caller's deadline
+ * scope (br_deadline_enter) passes, with -ETIMEDOUT. Inside a scope a
+ * task runs no child inline.
  *
  * Borrows f. Errors: BR_EBADOBJ if f is not a live future, BR_EDEADLK if
  * called from a loop callback on a future not yet complete.
@@ -485,10 +634,18 @@ BR_API int br_cancel(br_future *f);
 /* br_spawn_opts.flags */
 #define BR_SPAWN_PINNED 0x1u /**< run only on opts.worker; never stolen */
 
+/** Bytes of a task's name that are kept, its final NUL included. */
+#define BR_TASK_NAME_MAX 32
+
 typedef struct br_spawn_opts {
 	size_t stack_size; /**< 0: the runtime's; rounded up to whole pages */
 	unsigned worker;   /**< with BR_SPAWN_PINNED: the worker index */
 	unsigned flags;	   /**< BR_SPAWN_* */
+	/**
+	 * The task's name, copied (cut to BR_TASK_NAME_MAX - 1 bytes), or
+	 * NULL for none: see br_task_set_name().
+	 */
+	const char *name;
 } br_spawn_opts;
 
 /**
@@ -558,6 +715,72 @@ BR_API int br_cancelled(void);
  * task runs), NULL outside a task. Context: any thread.
  */
 BR_API br_future *br_current(void);
+
+/**
+ * br_task_set_name - name the calling task (a copy of name, cut to
+ * BR_TASK_NAME_MAX - 1 bytes; NULL or "" removes it), as
+ * br_spawn_opts.name does at spawn. The stall detector's reports and the
+ * BRAID_TRACE timeline show a task's name in place of its function's. A
+ * child that br_await() runs inline on its parent's stack has a name of
+ * its own, but is reported under its parent's, as its run slices are
+ * its parent's. Returns 0, BR_ENOTTASK outside a task, -ENOMEM (the name
+ * is unchanged). Context: task only.
+ */
+BR_API int br_task_set_name(const char *name);
+
+/**
+ * br_task_name - the calling task's name, NULL if it has none or outside
+ * a task. Valid until the task renames itself or ends.
+ * Context: any thread.
+ */
+BR_API const char *br_task_name(void);
+
+/**
+ * Task-local values (asyncio's contextvars, Go's context values): a
+ * pointer per task and key, for request ids and the like. Keys are made
+ * once for the process (at most BR_TASK_LOCAL_KEYS of them) and valid in
+ * every runtime. Each task starts with every value NULL, except those of
+ * keys made with BR_TASK_LOCAL_INHERIT, which a task spawned (br_spawn
+ * and its kin, br_group_spawn) starts with its spawner's, the same
+ * pointer. A child that br_await() runs inline on its parent's stack is
+ * a task of its own here too. Outside a task (a plain thread, a loop
+ * callback) the values are the thread's own.
+ */
+typedef unsigned br_task_local_key;
+
+/** Keys a process may make at most. */
+#define BR_TASK_LOCAL_KEYS 128
+/** br_task_local_key_new flag: tasks spawned start with the value. */
+#define BR_TASK_LOCAL_INHERIT 0x1u
+
+/**
+ * br_task_local_key_new - make a key. destroy (may be NULL) is called
+ * with each non-NULL value still set when its task ends (on the task's
+ * stack, before its future completes: it must not wait, nor call the
+ * br_task_local_* functions) or its thread exits. flags: 0 or
+ * BR_TASK_LOCAL_INHERIT, which takes no destroy (several tasks share
+ * such a value: the program frees it).
+ *
+ * Stores the key (never 0) in *key and returns 0; -EINVAL (key NULL,
+ * unknown flags, BR_TASK_LOCAL_INHERIT with destroy), -EAGAIN (all
+ * BR_TASK_LOCAL_KEYS are made). Keys are never freed. Context: any
+ * thread.
+ */
+BR_API int br_task_local_key_new(br_task_local_key *key,
+				 void (*destroy)(void *value), unsigned flags);
+
+/**
+ * br_task_local_set - set the calling task's (or thread's) value for key;
+ * the value it replaces is not destroyed. Returns 0, -EINVAL (not a key
+ * made by br_task_local_key_new), -ENOMEM. Context: any thread.
+ */
+BR_API int br_task_local_set(br_task_local_key key, void *value);
+
+/**
+ * br_task_local_get - the calling task's (or thread's) value for key,
+ * NULL if none is set or key is not a key. Context: any thread.
+ */
+BR_API void *br_task_local_get(br_task_local_key key);
 /** @} */
 
 /* ------------------------------------------------------------------ */
@@ -579,7 +802,9 @@ BR_API br_future *br_current(void);
  * argument order, when values is not NULL. Always waits for all of them.
  * Returns 0 if all are DONE, else the error of the first one, in argument
  * order, that is not. Borrows fs[i]. Errors: -EINVAL (fs NULL with n > 0),
- * BR_EBADOBJ, and br_await's. n == 0 returns 0.
+ * BR_EBADOBJ, and br_await's: -ECANCELED or -ETIMEDOUT when the wait
+ * itself ends (the caller was cancelled, or its deadline scope passed),
+ * and the inputs still pending are cancelled then. n == 0 returns 0.
  * Context: any thread; suspends a task, blocks a plain thread.
  */
 BR_API int br_gather(br_future *const *fs, size_t n, void **values);
@@ -600,7 +825,8 @@ BR_API int br_gather_ex(br_future *const *fs, size_t n, void **values,
  * Returns the lowest index of a completed future, or -ETIMEDOUT after
  * timeout_ms (< 0: no timeout; 0: just poll). Cancels nothing. Borrows
  * fs[i]. Errors: -EINVAL (fs NULL or n == 0), BR_EBADOBJ, -ECANCELED (the
- * waiting task was cancelled). Context: any thread; suspends a task,
+ * waiting task was cancelled); -ETIMEDOUT also when the caller's deadline
+ * scope passes. Context: any thread; suspends a task,
  * blocks a plain thread.
  */
 BR_API int br_wait_any(br_future *const *fs, size_t n, int64_t timeout_ms);
@@ -634,13 +860,26 @@ typedef struct br_as_completed br_as_completed;
 BR_API br_as_completed *br_as_completed_new(br_future *const *fs, size_t n);
 
 /**
- * br_as_completed_next - wait for the next input to complete and return it
- * (one of the caller's own pointers from fs, borrowed). Inputs complete
- * before br_as_completed_new() come out first, in argument order. Returns
- * NULL when every input has been returned, or if the waiting task is
- * cancelled (the inputs are not cancelled), or from a loop callback when
- * nothing has completed.
- * Context: any thread; suspends a task, blocks a plain thread.
+ * br_as_completed_next_ex - wait for the next input to complete and store
+ * it in *out (one of the caller's own pointers from fs, borrowed). Inputs
+ * complete before br_as_completed_new() come out first, in argument
+ * order.
+ *
+ * Returns 0 with *out set; otherwise stores NULL in *out and returns
+ * BR_EDONE once every input has been returned, -ECANCELED if the waiting
+ * task is cancelled (the inputs are not cancelled, and the iterator
+ * stays usable), BR_EDEADLK from a loop callback when nothing has
+ * completed, -EINVAL (it or out NULL), BR_EBADOBJ (it is not a live
+ * iterator). Context: any thread; suspends a task, blocks a plain
+ * thread.
+ */
+BR_API int br_as_completed_next_ex(br_as_completed *it, br_future **out);
+
+/**
+ * br_as_completed_next - br_as_completed_next_ex() returning the future,
+ * or NULL for every outcome other than 0: the end, a cancellation of the
+ * waiting task, a loop callback. Use the _ex form to tell them apart.
+ * Context: as br_as_completed_next_ex.
  */
 BR_API br_future *br_as_completed_next(br_as_completed *it);
 
@@ -672,7 +911,8 @@ BR_API br_future *br_group_spawn(br_group *g, br_task_fn fn, void *arg);
  * spawned while waiting. Returns 0 if none ended FAILED (tasks cancelled,
  * by the group or anyone else, are not failures), else the first
  * failure's error (in completion order). If the waiting task is cancelled,
- * cancels the group's tasks, still waits for them, and returns -ECANCELED.
+ * cancels the group's tasks, still waits for them, and returns -ECANCELED;
+ * likewise with -ETIMEDOUT when the caller's deadline scope passes.
  * Context: any thread; suspends a task, blocks a plain thread.
  */
 BR_API int br_group_wait(br_group *g);
@@ -718,6 +958,23 @@ BR_API br_future *br_call_soon(br_runtime *rt, br_callback_fn fn, void *arg);
  */
 BR_API br_future *br_call_later(br_runtime *rt, int64_t delay_ms,
 				br_callback_fn fn, void *arg);
+
+/**
+ * br_call_every - run fn(arg) every period_ms milliseconds (> 0), on the
+ * ticks of a br_ticker: the first a period from now, none skipped while
+ * fn keeps up, none made up when it does not (a run of fn longer than
+ * the period skips the ticks it overlapped). Unlike br_call_soon's, fn
+ * runs in a task of rt, so it may wait.
+ *
+ * Returns a new reference to that task's future, never NULL. It stays
+ * pending until br_cancel() (from anywhere, fn included: br_current()
+ * is that future) or br_runtime_free() stops the task at its next wait,
+ * and then ends BR_CANCELLED; a run of fn in progress finishes first.
+ * Errors on the future: -EINVAL (fn NULL, period_ms <= 0), and
+ * br_spawn's. Context: any thread.
+ */
+BR_API br_future *br_call_every(br_runtime *rt, int64_t period_ms,
+				br_callback_fn fn, void *arg);
 /** @} */
 
 /**
@@ -742,8 +999,9 @@ BR_API int br_signal_new(br_signal **out, const sigset_t *set);
 
 /**
  * br_signal_next - wait for the next signal of s's set and return its
- * number; or -ECANCELED (the task was cancelled), -EBUSY (another call
- * waits on s), -EINVAL (s NULL), BR_EBADOBJ. Context: any thread;
+ * number; or -ECANCELED (the task was cancelled), -ETIMEDOUT (its
+ * deadline scope passed), -EBUSY (another call waits on s), -EINVAL (s
+ * NULL), BR_EBADOBJ. Context: any thread;
  * suspends a task, blocks a plain thread.
  */
 BR_API int br_signal_next(br_signal *s);
@@ -795,8 +1053,10 @@ BR_API br_future *br_signal_handler(br_runtime *rt, int signo, br_signal_fn fn,
  * a result is never dropped.
  *
  * Deadlines: br_io_timeout() gives the calling task a timeout applied to
- * each later call, and the *_timeout variants take one for a single call.
- * An operation still pending at its deadline is cancelled and the call
+ * each later call, and the *_timeout variants take one for a single call;
+ * a deadline scope (br_deadline_enter) gives one to every call inside it.
+ * A call's deadline is the nearer of its own and the scope's. An
+ * operation still pending at its deadline is cancelled and the call
  * returns -ETIMEDOUT (or the result, if it won the race). Timeouts are
  * linked to the operation in the kernel (IORING_OP_LINK_TIMEOUT).
  *
@@ -819,7 +1079,9 @@ BR_API br_future *br_signal_handler(br_runtime *rt, int signo, br_signal_fn fn,
  * br_io_timeout - set the calling task's timeout for each later I/O call,
  * in milliseconds; < 0 means none (the default). Returns the previous
  * value. From a plain thread it sets the thread's own, which the calls
- * honour by polling first. Context: any thread.
+ * honour by polling first. It is the per-call case of a deadline scope:
+ * a call's deadline is the nearer of now + timeout_ms and the scope's
+ * (br_deadline_enter). Context: any thread.
  */
 BR_API int64_t br_io_timeout(int64_t timeout_ms);
 
@@ -887,7 +1149,8 @@ BR_API int br_mkdirat(int dirfd, const char *path, mode_t mode);
  * (strcmp): stores a NULL-terminated array of them in *names, one
  * allocation to free() with the strings in it, and returns how many. Runs
  * on the runtime's blocking pool from a task (io_uring has no directory
- * read). Errors: -EFAULT (NULL argument), -ENOMEM, opendir's errno
+ * read). Errors: -EFAULT (NULL argument), -ENOMEM, BR_ENOTTASK (a loop
+ * callback), opendir's errno
  * (-ENOENT, -ENOTDIR, -EACCES, ...); *names is then NULL. Context: any
  * thread; suspends a task, blocks a plain thread.
  */
@@ -964,13 +1227,15 @@ BR_API int br_tcp_listen(const char *host, uint16_t port, int backlog);
 /**
  * br_getaddrinfo - getaddrinfo(3) that never blocks a loop: a name is
  * resolved on the runtime's blocking pool while the calling task waits
- * (a numeric host needs no resolver and is answered at once); from a
- * plain thread it is the plain call. hints may be NULL (any family,
+ * (a numeric host with a numeric service, or none, needs no resolver and
+ * is answered at once, even in a loop callback; a name there gets
+ * BR_ENOTTASK); from a plain thread it is the plain call. hints may be NULL (any family,
  * AI_ADDRCONFIG). Stores the list in *res, to free with freeaddrinfo(3),
  * and returns 0; or -EINVAL (res NULL, or host and service both NULL),
  * -ENOENT (no such name or service), -EAGAIN (try again later), -ENOMEM,
  * -EAFNOSUPPORT, -ECANCELED (the task was cancelled: the lookup finishes
- * on its own and is dropped). Context: any thread; suspends a task,
+ * on its own and is dropped), -ETIMEDOUT (its deadline scope passed;
+ * likewise). Context: any thread; suspends a task,
  * blocks a plain thread.
  */
 BR_API int br_getaddrinfo(const char *host, const char *service,
@@ -1017,8 +1282,9 @@ BR_API int br_acceptor_new(br_acceptor **out, int lfd);
 /**
  * br_acceptor_next - the next connection: a new close-on-exec fd, or the
  * accept's negative errno (-EMFILE, ...; the acceptor stays usable), or
- * -ECANCELED if the calling task is cancelled while waiting (connections
- * that arrive meanwhile wait for the next call). The first call from a
+ * -ECANCELED if the calling task is cancelled while waiting, -ETIMEDOUT
+ * if its deadline scope passes (connections that arrive meanwhile wait
+ * for the next call). The first call from a
  * task ties the acceptor to that task's worker, and later calls move
  * there; only tasks of that runtime may call it then (-EINVAL
  * otherwise). One caller at a time: a call while another task waits in
@@ -1063,8 +1329,9 @@ BR_API int br_reader_new(br_reader **out, int fd);
  * br_reader_recv - the next bytes received: stores a pointer to them in
  * *data and returns how many (at most 4096), 0 at end of stream, or the
  * receive's negative errno (-ECONNRESET, ...; -ECANCELED if the calling
- * task is cancelled while waiting: bytes that arrive meanwhile wait for
- * the next call). *data stays valid until the next call on r or
+ * task is cancelled while waiting, -ETIMEDOUT if its deadline scope
+ * passes: bytes that arrive meanwhile wait for the next call). *data
+ * stays valid until the next call on r or
  * br_reader_free(r). The first call from a task ties the reader to that
  * task's worker; later calls move there, and only tasks of that runtime
  * may call it (-EINVAL otherwise). One caller at a time: a call while
@@ -1144,7 +1411,8 @@ BR_API int br_writer_new(br_writer **out, int fd);
  * everything queued, and this call and every later one returns its
  * negative errno (-EPIPE, -ECONNRESET, ...; -EIO if the socket took no
  * byte of a send). Not queued, with the stream intact: -ECANCELED (the
- * calling task was cancelled while waiting for room), -EBUSY (another
+ * calling task was cancelled while waiting for room), -ETIMEDOUT (its
+ * deadline scope passed meanwhile), -EBUSY (another
  * task is waiting in a call on w, or the ring has no free SQE), -ENOMEM,
  * -EINVAL (w NULL, data NULL with n > 0, or a writer tied to another
  * runtime), BR_ECLOSED (a plain thread's call while the runtime
@@ -1162,7 +1430,8 @@ BR_API ssize_t br_writer_write(br_writer *w, const void *data, size_t n);
  * br_writer_drain - wait until every byte written has been sent (taken
  * by the socket). Returns 0, the sticky send error, -ECANCELED (the
  * calling task was cancelled; the bytes are still queued and still
- * sent), -EBUSY, -EINVAL, BR_ECLOSED, BR_EBADOBJ, as br_writer_write.
+ * sent), -ETIMEDOUT (its deadline scope passed; likewise), -EBUSY,
+ * -EINVAL, BR_ECLOSED, BR_EBADOBJ, as br_writer_write.
  * Context: a task (suspends), or a plain thread (blocks).
  */
 BR_API int br_writer_drain(br_writer *w);
@@ -1208,6 +1477,9 @@ BR_API void br_writer_free(br_writer *w);
  *     left consistent. If the object was handed to the waiter in the
  *     same instant (a lock, a semaphore unit, a signal), the wait
  *     succeeds instead: a grant is never dropped.
+ *   - Inside a deadline scope (br_deadline_enter) a wait also ends with
+ *     -ETIMEDOUT once the scope's deadline passes (the nearer of it and
+ *     an _until or _for deadline applies), under the same rules.
  *   - Waiting from a loop callback (a worker outside any task) would
  *     stall its loop: a call that would have to wait returns BR_EDEADLK
  *     there; calls that do not wait work.
@@ -1647,8 +1919,9 @@ enum {
  * br_exec() returns, except stdin_data (see below).
  *
  *   envp         the child's environment, a NULL-terminated array of
- *                "NAME=value"; NULL inherits the parent's. The program is
- *                looked up in the parent's PATH either way.
+ *                "NAME=value"; NULL inherits the parent's (with
+ *                BR_EXEC_CLEAN_ENV: entries added to the kept ones). The
+ *                program is looked up in the parent's PATH either way.
  *   cwd          the child's working directory; NULL inherits it.
  *   stdin_mode   BR_EXEC_INHERIT, BR_EXEC_NULL or BR_EXEC_PIPE. stdin is
  *                a connected stream socket, not a pipe, so writes after
@@ -1669,13 +1942,28 @@ enum {
  *                stdin_len 0 gives the child an empty stdin. Not copied:
  *                must stay valid until the future completes.
  *   timeout_ms   > 0: at this many milliseconds after br_exec() the child
- *                is killed (SIGKILL), reaped, and the future FAILS with
- *                -ETIMEDOUT; <= 0: no limit.
+ *                (with its group, see flags) is killed (SIGKILL),
+ *                reaped, and the future FAILS with -ETIMEDOUT; what it
+ *                wrote before is kept (br_exec_output); <= 0: no limit.
  *   stdin_fd, stdout_fd, stderr_fd
  *                out: for each BR_EXEC_PIPE stream, the parent's end
  *                (close-on-exec; the caller reads or writes it, e.g. with
  *                br_read/br_send, and must close it); -1 otherwise. Set
  *                when br_exec() returns a future that is not FAILED.
+ *   flags        BR_EXEC_* bits below; 0: none.
+ *   max_output   > 0: the most bytes of captured output kept. Output
+ *                past it kills the child (with its group, see flags),
+ *                and the future FAILS with -EMSGSIZE, its first
+ *                max_output bytes readable with br_exec_output(); 0: no
+ *                limit (but memory).
+ *   pass_fds, npass_fds
+ *                fds of this process (each >= 3) that the child gets
+ *                too, open under the same numbers: their close-on-exec
+ *                is cleared in the child only. Every other fd but the
+ *                child's stdin, stdout and stderr stays closed to it.
+ *   env_keep     with BR_EXEC_CLEAN_ENV: a NULL-terminated list of names
+ *                of variables the child gets from this process's
+ *                environment (those set), an allowlist.
  */
 typedef struct br_exec_opts {
 	const char *const *envp;
@@ -1689,7 +1977,30 @@ typedef struct br_exec_opts {
 	int stdin_fd;  /**< out */
 	int stdout_fd; /**< out */
 	int stderr_fd; /**< out */
+	unsigned flags;
+	size_t max_output;
+	const int *pass_fds;
+	size_t npass_fds;
+	const char *const *env_keep;
 } br_exec_opts;
+
+/* br_exec_opts.flags */
+/**
+ * The child leads a process group of its own (setpgid), as a shell job:
+ * a time limit, br_cancel(), max_output or the runtime closing kill the
+ * whole group, so what it started in the background (sh -c 'sleep 9 &')
+ * goes with it. Nothing is killed when the child exits by itself.
+ */
+#define BR_EXEC_NEW_PGROUP 0x1u
+/** As BR_EXEC_NEW_PGROUP, in a session of its own (setsid): no
+ * controlling terminal either. */
+#define BR_EXEC_NEW_SESSION 0x2u
+/**
+ * The child's environment is only the variables env_keep names (from
+ * this process's) and then the entries of envp (which win over a kept
+ * variable of the same name): nothing else leaks from this process.
+ */
+#define BR_EXEC_CLEAN_ENV 0x4u
 
 /**
  * br_exec - run the program argv[0] with arguments argv (NULL-terminated)
@@ -1712,14 +2023,18 @@ typedef struct br_exec_opts {
  * (int)(intptr_t)value); read it with br_exec_status() or
  * br_exec_exit_code(). With a capture, the output is the future's bytes.
  *
- * br_cancel() on the future kills the child (SIGKILL), reaps it, and the
- * future ends CANCELLED. Whatever ends the future (exit, timeout, cancel,
- * the runtime closing), the child has been reaped by then: braid never
- * leaves a zombie.
+ * br_cancel() on the future kills the child (SIGKILL; its whole group
+ * with BR_EXEC_NEW_PGROUP or _NEW_SESSION), reaps it, and the future ends
+ * CANCELLED. Whatever ends the future (exit, timeout, cancel, the
+ * runtime closing), the child has been reaped by then: braid never
+ * leaves a zombie. Output captured up to a time limit, a cancellation or
+ * max_output stays readable with br_exec_output().
  *
  * Returns a new reference, never NULL: a FAILED future with -EINVAL (argv
  * NULL or empty, a bad mode, stdin_data with stdin_mode set, stdin_len
- * without stdin_data), BR_EBADOBJ (rt not a runtime), BR_ECLOSED,
+ * without stdin_data, unknown flags, npass_fds without pass_fds, a
+ * pass_fds entry below 3, env_keep without BR_EXEC_CLEAN_ENV), -EBADF (a
+ * pass_fds entry that is not open), BR_EBADOBJ (rt not a runtime), BR_ECLOSED,
  * -ENOENT (no such program, or no such cwd), -EACCES (not executable) or
  * another error of the clone, the child's set-up or its execve(), of pipe
  * creation or pidfd_open() (-ENOSYS before Linux 5.3), or -ENOMEM. The
@@ -1735,6 +2050,19 @@ typedef struct br_exec_opts {
  */
 BR_API br_future *br_exec(br_runtime *rt, const char *const *argv,
 			  br_exec_opts *opts);
+
+/**
+ * br_exec_output - the output a br_exec() future captured
+ * (BR_EXEC_CAPTURE), whatever its end: for a DONE future, the same as
+ * br_future_bytes(); for one FAILED (-ETIMEDOUT, -EMSGSIZE, ...) or
+ * CANCELLED, what the child wrote before its end, as far as it was read
+ * (bytes still in the pipe when the child was killed included). Stores
+ * the length in *len when len is not NULL. NULL (and 0) while pending,
+ * without a capture, or for a future that is not a br_exec() child's (a
+ * br_exec() that could not start the child gives such a FAILED one).
+ * Valid while the caller holds a reference to f. Context: any thread.
+ */
+BR_API const void *br_exec_output(const br_future *f, size_t *len);
 
 /**
  * br_exec_status - how the child of a DONE br_exec() future ended: stores
@@ -1919,11 +2247,12 @@ BR_API int br_pool_new(br_pool **out, br_runtime *rt,
 
 /**
  * br_pool_free - cancel every job still queued or running (their futures
- * end CANCELLED), kill and reap every worker, and free the pool. Futures
- * stay valid for whoever holds them. To drain instead, await the futures
- * first. Must be called before br_runtime_free() of the pool's runtime.
- * NULL is a no-op. Context: any thread (a task suspends; a plain thread
- * blocks), not a job.
+ * end CANCELLED), kill and reap every worker, and free the pool. When it
+ * returns, every future of the pool's jobs has completed; they stay valid
+ * for whoever holds them. To drain instead, await the futures first. Must
+ * be called before br_runtime_free() of the pool's runtime. NULL is a
+ * no-op. Context: any thread (a task suspends; a plain thread blocks), not
+ * a job, nor a done-callback of one of the pool's own futures.
  */
 BR_API void br_pool_free(br_pool *pool);
 
@@ -1953,21 +2282,66 @@ BR_API br_future *br_submit_timeout(br_pool *pool, br_job_fn fn, const void *in,
  * workers, so it must stay valid until the future completes.
  *
  * The future completes DONE once every item has; its outputs are read in
- * input order with br_map_result(). If items fail, it ends FAILED with the
- * error of the lowest-numbered failed item and a message naming it.
- * br_cancel() cancels every chunk. n == 0 completes DONE at once.
- * Returns a new reference, never NULL; errors as br_submit(), and
+ * input order with br_map_result(). By default one failed item fails the
+ * map: it ends FAILED with the error of the lowest-numbered failed item
+ * and a message naming it, and the other items' outputs are dropped (use
+ * br_map_ex() with BR_MAP_ITEM_ERRORS to keep them). An item fails when
+ * its job returns an error, when its output runs past max_payload
+ * (-EMSGSIZE), or with its whole chunk: the chunk's worker died
+ * (BR_EWORKERDIED), its time limit passed (-ETIMEDOUT), or it was
+ * cancelled. br_cancel() cancels every chunk. n == 0 completes DONE at
+ * once. Returns a new reference, never NULL; errors as br_submit(), and
  * -EINVAL for items NULL with n > 0 or item_size 0.
  */
 BR_API br_future *br_map(br_pool *pool, br_job_fn fn, const void *items,
 			 size_t item_size, size_t n, size_t chunk);
 
+/* br_map_ex flags */
+/**
+ * A failed item fails only itself: the map ends DONE once every item has
+ * ended, and each item's output, or its error and message, is read with
+ * br_map_item(). br_cancel() on the map still ends it CANCELLED.
+ */
+#define BR_MAP_ITEM_ERRORS 0x1u
+
+/**
+ * br_map_ex - br_map() with flags (BR_MAP_ITEM_ERRORS, or 0 for br_map's
+ * behaviour). Errors as br_map, and -EINVAL for unknown flags.
+ * Context: any thread.
+ */
+BR_API br_future *br_map_ex(br_pool *pool, br_job_fn fn, const void *items,
+			    size_t item_size, size_t n, size_t chunk,
+			    unsigned flags);
+
 /**
  * br_map_result - the output of item i of a DONE br_map() future: its
- * address (NULL if i is out of range or f is not such a future) and its
- * length in *len. Valid while the caller holds f. Context: any thread.
+ * address and its length in *len. NULL (and 0) if i is out of range, f
+ * is not such a future, or item i failed (BR_MAP_ITEM_ERRORS). The
+ * outputs lie back to back, so an item's bytes have no alignment: copy
+ * them out (memcpy) to read a number. Valid while the caller holds f.
+ * Context: any thread.
  */
 BR_API const void *br_map_result(const br_future *f, size_t i, size_t *len);
+
+/**
+ * br_map_item - item i of a br_map() or br_map_ex() future, success or
+ * failure: if it succeeded, stores 0 in *err and its length in *len and
+ * returns its output (as br_map_result); otherwise returns NULL, stores
+ * 0 in *len and in *err the item's error (BR_MAP_ITEM_ERRORS), or why
+ * there is no item: -EAGAIN (f still pending), the map's own error (f
+ * FAILED or CANCELLED), -EINVAL (i out of range, or f not a map),
+ * BR_EBADOBJ. len and err may be NULL. Valid while the caller holds f.
+ * Context: any thread.
+ */
+BR_API const void *br_map_item(const br_future *f, size_t i, size_t *len,
+			       int *err);
+
+/**
+ * br_map_item_message - the message of item i when it failed (what its
+ * job gave br_job_fail(), or its chunk's failure), "" otherwise. Valid
+ * while the caller holds f. Context: any thread.
+ */
+BR_API const char *br_map_item_message(const br_future *f, size_t i);
 
 /* br_imap_new flags */
 #define BR_IMAP_UNORDERED 0x1u /**< completion order, not input order */
@@ -1991,8 +2365,10 @@ BR_API int br_imap_new(br_imap **out, br_pool *pool, br_job_fn fn,
  * next call or br_imap_free; any pointer may be NULL) and returns 0; if
  * it failed, returns its error (br_imap_message() says more). BR_EDONE
  * once every item has been returned. -ECANCELED if the calling task is
- * cancelled. -EBUSY while another call on it is in progress (one caller
- * at a time). Context: any thread (a task suspends; a thread blocks).
+ * cancelled, -ETIMEDOUT if its deadline scope passes (the chunk waited
+ * for is cancelled then, as br_await() does). -EBUSY while another call
+ * on it is in progress (one caller at a time). Context: any thread (a
+ * task suspends; a thread blocks).
  */
 BR_API int br_imap_next(br_imap *it, size_t *index, const void **out,
 			size_t *len);
@@ -2127,20 +2503,22 @@ typedef struct br_runtime_stats {
  * BRAID_TRACE, so that the default switch pays a predicted branch and no
  * count. Otherwise they stay 0. The other counters are always kept. With
  * BRAID_STATS=1 in the environment when the runtime is created,
- * br_runtime_free() prints the table on stderr, and a line on how long
- * runnable tasks waited from being queued (spawned or woken; not after
- * br_yield()) to running: median, p99, p99.9 and max, over every worker. Those waits
- * cost a clock read at each queueing and each switch into a task, under
+ * br_runtime_free() prints the table (a BR_LOG_INFO message, see
+ * br_config.log), and a line on how long runnable tasks waited from
+ * being queued (spawned or woken; not after br_yield()) to running:
+ * median, p99, p99.9 and max, over every worker. Those waits cost a
+ * clock read at each queueing and each switch into a task, under
  * BRAID_STATS only.
  *
  * The stall detector (br_config.stall_ms, on by default at 25 ms) watches
  * from a thread of its own that sleeps while every worker is parked:
  * a task that has held its worker past the threshold without suspending
  * is reported once per run slice, while it is still running, as
- *   braid: stall: task 1.57 (crunch in ./prog+0x1234) has held worker 1
+ *   braid: stall: task 1.57 (crunch) has held worker 1
  *          for 26 ms (threshold 25 ms)
  * The task id is W.N, where W is the worker where it started and N its
- * start count there; the function is named through dladdr(), which
+ * start count there. The task's name (br_task_set_name) is given if it
+ * has one, else its function, named through dladdr(), which
  * needs -rdynamic for functions of the program itself (otherwise the
  * object and offset are given, for addr2line). A child run inline by
  * br_await() is reported under the task that awaited it. Loop callbacks
@@ -2148,8 +2526,9 @@ typedef struct br_runtime_stats {
  *
  * BRAID_TRACE=file.json writes a Chrome trace-event timeline of the
  * runtime when br_runtime_free() runs: each task's run slices on its
- * worker's track, parks, steals, I/O waits, and process-pool jobs on their
- * worker process's track; ui.perfetto.dev and chrome://tracing open it.
+ * worker's track (named after the task, or its function), parks,
+ * steals, I/O waits, and process-pool jobs on their worker process's
+ * track; ui.perfetto.dev and chrome://tracing open it.
  * Each worker keeps its last BRAID_TRACE_EVENTS events (default 65536) in
  * a ring, so the file stays bounded however long the program runs. Several
  * runtimes with the same file overwrite each other's.

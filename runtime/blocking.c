@@ -94,6 +94,7 @@
 #include <unistd.h>
 
 #include "blocking.h"
+#include "deadline.h"
 #include "clock.h"
 #include "futex.h"
 #include "future.h"
@@ -434,6 +435,9 @@ static void run(struct call *c)
 	if (br__future_state(&c->fut) == BR_PENDING) {
 		void *v = c->fn(c->arg);
 
+		/* A deadline scope the call entered and never left ends
+		 * with it, not in the next call on this thread. */
+		br__deadline_thread_reset();
 		/* BR_EDONE if cancelled meanwhile: the value is dropped. */
 		br__future_complete(&c->fut, BR_DONE, v, NULL, 0, 0, NULL);
 	}

@@ -18,6 +18,11 @@
  *   every waiter (br__future_unwait waits for a firing one to finish), so
  *   no callback can run on a freed iterator.
  *
+ *   Every wait here honours the caller's deadline scope (deadline.c):
+ *   br_as_completed_next_ex() with a timer, a gather by cancelling the
+ *   inputs it still waits for when the scope passes, as a cancellation
+ *   of the gathering task does.
+ *
  * Invariants
  *   - as_completed: head <= ndone <= n; done[0..ndone) are distinct.
  *
@@ -36,9 +41,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fiber.h"
 #include "future.h"
+#include "futex.h"
 #include "task.h"
+#include "timer.h"
 #include "wait.h"
 #include "worker.h"
 
@@ -61,10 +69,13 @@ int br_gather_ex(br_future *const *fs, size_t n, void **values, unsigned flags)
 		 * first in argument order. */
 		for (i = n; i-- > 0;) {
 			r = br_await(fs[i], values ? &values[i] : NULL);
-			/* Still pending after br_await: the wait itself failed
-			 * (the gathering task was cancelled, a loop callback
-			 * cannot wait, no memory); that is the answer. */
-			if (r < 0 && br__future_state(fs[i]) == BR_PENDING)
+			/* Still pending after br_await, or ended otherwise
+			 * than it says: the wait itself failed (the gathering
+			 * task was cancelled, its deadline scope passed and
+			 * br_await cancelled the input, a loop callback cannot
+			 * wait, no memory); that is the answer. */
+			if (r < 0 && (br__future_state(fs[i]) == BR_PENDING ||
+				      br__future_result(fs[i], NULL) != r))
 				first = r;
 		}
 		for (i = 0; i < n && !first; i++)
@@ -91,8 +102,11 @@ int br_gather_ex(br_future *const *fs, size_t n, void **values, unsigned flags)
 		else
 			r = 0;
 		free(pend);
-		if (r == -ECANCELED && !first) {
-			first = -ECANCELED; /* the gathering task */
+		/* The gathering task was cancelled, or its deadline scope
+		 * passed: cancel the rest as for a failure, and wait for
+		 * them all the same. */
+		if ((r == -ECANCELED || r == -ETIMEDOUT) && !first) {
+			first = r;
 			continue;
 		}
 		if (r < 0 && r != -ECANCELED)
@@ -166,8 +180,10 @@ int br__await_shielded(br_future *f)
 	int r = br_await(s, NULL);
 
 	br_future_release(s);
-	if (r == -ECANCELED && br__future_state(f) == BR_PENDING)
-		return r; /* the caller was cancelled; f goes on */
+	/* The caller was cancelled, or its deadline scope passed (or it
+	 * cannot wait at all): f goes on. */
+	if (r < 0 && br__future_state(f) == BR_PENDING)
+		return r;
 	return br__future_result(f, NULL);
 }
 
@@ -250,43 +266,61 @@ br_as_completed *br_as_completed_new(br_future *const *fs, size_t n)
 	return it;
 }
 
-br_future *br_as_completed_next(br_as_completed *it)
+int br_as_completed_next_ex(br_as_completed *it, br_future **out)
 {
 	struct br__task *t;
 
-	if (!it || it->magic != BR__MAGIC_ITER)
-		return NULL;
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!it)
+		return -EINVAL;
+	if (it->magic != BR__MAGIC_ITER)
+		return BR_EBADOBJ;
 	for (;;) {
 		_Atomic uint32_t word = 0;
+		struct br__timer *tm = NULL;
 		struct br__worker *w;
 		uint64_t seq = 0;
+		int64_t dl;
 
 		pthread_mutex_lock(&it->lock);
 		if (it->head < it->ndone) {
 			size_t i = it->done[it->head++];
 
 			pthread_mutex_unlock(&it->lock);
-			return it->fs[i];
+			*out = it->fs[i];
+			return 0;
 		}
 		if (it->head == it->n) {
 			pthread_mutex_unlock(&it->lock);
-			return NULL;
+			return BR_EDONE;
 		}
 		t = br__task_current();
 		w = br__worker_current();
+		dl = br__task_deadline(t);
+		if (t && br__task_cancel_pending(t)) {
+			pthread_mutex_unlock(&it->lock);
+			t->cancel_seen = 1;
+			return -ECANCELED;
+		}
+		if (dl >= 0 && br_now_ns() >= dl && (t || !w)) {
+			pthread_mutex_unlock(&it->lock);
+			return -ETIMEDOUT; /* its deadline scope passed */
+		}
 		if (t) {
 			seq = br__fiber_arm(br__worker_fiber(w));
 			if (br__task_cancel_pending(t)) {
 				br__fiber_disarm(br__worker_fiber(w), seq);
 				pthread_mutex_unlock(&it->lock);
 				t->cancel_seen = 1;
-				return NULL;
+				return -ECANCELED;
 			}
 			it->wfiber = br__worker_fiber(w);
 			it->wseq = seq;
 		} else if (w) {
 			pthread_mutex_unlock(&it->lock);
-			return NULL; /* a loop callback must not block */
+			return BR_EDEADLK; /* a loop callback must not block */
 		} else {
 			it->wfiber = NULL;
 			it->wword = &word;
@@ -294,21 +328,45 @@ br_future *br_as_completed_next(br_as_completed *it)
 		it->waiting = 1;
 		pthread_mutex_unlock(&it->lock);
 		if (t) {
-			br__task_suspend(1);
+			/* Still armed: a timer added now wakes this
+			 * suspension even if it fires before the switch. */
+			if (dl >= 0)
+				tm = br__timer_wake_at(w, dl, it->wfiber, seq);
+			if (dl < 0 || tm)
+				br__task_suspend(1);
+			else
+				br__fiber_disarm(it->wfiber, seq);
+			if (tm)
+				br__timer_cancel(br__worker_current(), tm);
 		} else {
+			/* Acquire: pairs with iter_fire()'s release. */
 			while (!atomic_load_explicit(&word,
-						     memory_order_acquire))
-				syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0,
-					NULL, NULL, 0);
+						     memory_order_acquire) &&
+			       (dl < 0 || br_now_ns() < dl))
+				br__futex_wait(&word, 0, dl);
 		}
+		/* Under the lock: a firing that saw waiting has finished
+		 * with word and the fiber once we hold it. */
 		pthread_mutex_lock(&it->lock);
 		it->waiting = 0;
 		pthread_mutex_unlock(&it->lock);
+		if (t && !tm && dl >= 0)
+			return -ENOMEM; /* no timer for the deadline */
 		if (t && br__task_cancel_pending(t)) {
 			t->cancel_seen = 1;
-			return NULL;
+			return -ECANCELED;
 		}
+		/* Round again: an input that completed meanwhile comes out
+		 * even past the deadline, else the deadline ends it. */
 	}
+}
+
+br_future *br_as_completed_next(br_as_completed *it)
+{
+	br_future *f;
+
+	br_as_completed_next_ex(it, &f);
+	return f;
 }
 
 void br_as_completed_free(br_as_completed *it)

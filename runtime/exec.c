@@ -30,7 +30,20 @@
  *   child with pidfd_send_signal(SIGKILL) and reaps it at once with a
  *   blocking waitid: after SIGKILL the exit is a matter of microseconds,
  *   and a cancelled task could not wait on the loop anyway (its every
- *   later suspension returns -ECANCELED).
+ *   later suspension returns -ECANCELED). A child started in a group of
+ *   its own (BR_EXEC_NEW_PGROUP, _NEW_SESSION: setpgid or setsid in the
+ *   child before its exec) has its whole group killed first, with
+ *   kill(-pid): the group's id is the child's pid, which nobody can take
+ *   before the child is reaped, just after. Then whatever the child (and
+ *   its group) wrote and is still in the capture pipe is read without
+ *   waiting, so the output up to the end is kept: the task hands its
+ *   buffer to the future however it ends (br__task_set_output), where
+ *   br_exec_output() finds it. Output past max_output ends the child the
+ *   same way, with -EMSGSIZE and its first max_output bytes. The task
+ *   starts even when it was cancelled before it started
+ *   (BR__T_RUNS_CANCELLED), so what the child wrote by then is kept too.
+ *   The stdin feeder is an ordinary task: if it never started, the
+ *   watcher closes its end of the socketpair.
  *
  *   Where the task runs: spawned from a task of the runtime, it is
  *   pinned to the spawning worker. It spends its life waiting on that
@@ -45,7 +58,8 @@
  *
  * Invariants
  *   - Every fd braid creates here is close-on-exec in the parent; the
- *     child's 0/1/2 come only from the plan.
+ *     child's 0/1/2 come only from the plan, and pass_fds are the only
+ *     others it gets.
  *   - No zombie: the child is reaped before anyone waiting on the future
  *     is woken. Either exec_task() runs, and reaps on every path out of
  *     it before it returns; or it never runs (the spawn of the task
@@ -88,6 +102,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -113,6 +128,8 @@ struct exec {
 	const void *in_data;
 	size_t in_len;
 	int64_t deadline; /* monotonic ns, -1: none */
+	size_t max_out;	  /* captured bytes kept at most; 0: no limit */
+	int group;	  /* the child leads a process group of its own */
 	_Atomic int claimed;
 };
 
@@ -147,45 +164,112 @@ static void *feed_task(void *arg)
 	return NULL;
 }
 
-/* Read cap_fd to end of file into *buf; 0 or a negative errno. */
-static int capture(struct exec *x, char **buf, size_t *len)
-{
-	size_t cap = 0;
-	char *b = NULL;
+/* The captured bytes so far, in a buffer that doubles. */
+struct out {
+	char *b;
+	size_t len, cap;
+};
 
-	*len = 0;
+/* Room for at least CAPTURE_MIN / 2 more bytes; 0 or -ENOMEM. */
+static int out_room(struct out *o)
+{
+	size_t ncap;
+	char *nb;
+
+	if (o->cap - o->len >= CAPTURE_MIN / 2)
+		return 0;
+	ncap = o->cap ? o->cap * 2 : CAPTURE_MIN;
+	nb = realloc(o->b, ncap);
+	if (!nb)
+		return -ENOMEM;
+	o->b = nb;
+	o->cap = ncap;
+	return 0;
+}
+
+/* How much the next read may take: up to one byte past max_out, which
+ * tells that the output passed it. */
+static size_t out_want(const struct exec *x, const struct out *o)
+{
+	size_t want = o->cap - o->len;
+
+	if (x->max_out && want > x->max_out + 1 - o->len)
+		want = x->max_out + 1 - o->len;
+	return want;
+}
+
+/* The output passed max_out: keep max_out bytes. */
+static int out_over(const struct exec *x, struct out *o)
+{
+	if (!x->max_out || o->len <= x->max_out)
+		return 0;
+	o->len = x->max_out;
+	return -EMSGSIZE;
+}
+
+/* Read cap_fd to end of file into o; 0 or a negative errno, with what
+ * was read before it kept in o. */
+static int capture(struct exec *x, struct out *o)
+{
 	for (;;) {
 		int64_t ms = left_ms(x);
 		ssize_t n;
+		int r;
 
 		if (ms == 0)
-			break;
-		if (cap - *len < CAPTURE_MIN / 2) {
-			size_t ncap = cap ? cap * 2 : CAPTURE_MIN;
-			char *nb = realloc(b, ncap);
-
-			if (!nb) {
-				free(b);
-				return -ENOMEM;
-			}
-			b = nb;
-			cap = ncap;
-		}
-		n = br_read_timeout(x->cap_fd, b + *len, cap - *len, ms);
+			return -ETIMEDOUT;
+		r = out_room(o);
+		if (r < 0)
+			return r;
+		n = br_read_timeout(x->cap_fd, o->b + o->len, out_want(x, o),
+				    ms);
 		if (n == -EINTR || n == -EAGAIN)
 			continue;
-		if (n < 0) {
-			free(b);
+		if (n <= 0)
 			return (int)n;
-		}
-		if (n == 0) {
-			*buf = b;
-			return 0;
-		}
-		*len += (size_t)n;
+		o->len += (size_t)n;
+		r = out_over(x, o);
+		if (r < 0)
+			return r;
 	}
-	free(b);
-	return -ETIMEDOUT;
+}
+
+/*
+ * After a time limit or a cancellation killed the child: take what it
+ * wrote before its end and is still in the pipe, without waiting (a
+ * process outside the group may hold the pipe open). Plain reads: a
+ * cancelled task's every wait would end at once.
+ */
+static void drain(struct exec *x, struct out *o)
+{
+	int fl = fcntl(x->cap_fd, F_GETFL);
+
+	if (fl < 0 || fcntl(x->cap_fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return;
+	while (out_room(o) == 0) {
+		ssize_t n = read(x->cap_fd, o->b + o->len, out_want(x, o));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		o->len += (size_t)n;
+		if (out_over(x, o) < 0)
+			break;
+	}
+}
+
+/*
+ * Reap the child, killing it first (and its whole group, when it leads
+ * one) if kill_it: the group's id is the child's pid, which cannot be
+ * reused before the child is reaped, so the signal cannot reach a
+ * stranger. Returns the wait status or -ECHILD (br__child_reap).
+ */
+static int end_child(pid_t pid, int pidfd, int group, int kill_it)
+{
+	if (kill_it && group)
+		kill(-pid, SIGKILL);
+	return br__child_reap(pid, pidfd, kill_it);
 }
 
 /* Wait for the child to exit (not reaped yet); 0 or a negative errno. */
@@ -209,8 +293,7 @@ static void *exec_task(void *arg)
 {
 	struct exec *x = arg;
 	br_future *feeder = NULL;
-	char *out = NULL;
-	size_t out_len = 0;
+	struct out out = { NULL, 0, 0 };
 	int err = 0, status;
 
 	if (atomic_exchange(&x->claimed, 1))
@@ -226,32 +309,42 @@ static void *exec_task(void *arg)
 		}
 	}
 	if (!err && x->cap_fd >= 0)
-		err = capture(x, &out, &out_len);
+		err = capture(x, &out);
 	if (!err)
 		err = wait_exit(x);
-	status = br__child_reap(x->pid, x->pidfd, err != 0);
+	status = end_child(x->pid, x->pidfd, x->group, err != 0);
 	if (status < 0 && !err)
 		err = status;
+	if ((err == -ETIMEDOUT || err == -ECANCELED) && x->cap_fd >= 0)
+		drain(x, &out);
 	if (feeder) {
 		br_cancel(feeder);
 		br__wait_any(&feeder, 1, -1, BR__WAIT_NOCANCEL);
 		br_future_release(feeder);
 	}
+	/* A feeder cancelled before it started never closed its end. */
+	close_fd(&x->in_fd);
 	close_fd(&x->cap_fd);
 	close_fd(&x->pidfd);
-	if (err)
-		free(out);
+	/* Kept however the future ends: br_exec_output() reads it. */
+	if (out.b)
+		br__task_set_output(out.b, out.len);
 	if (err == -ECANCELED)
 		return NULL; /* the task ends CANCELLED */
 	if (err == -ETIMEDOUT)
-		return br_fail(err, "br_exec: timed out; the child was killed");
+		return br_fail(err, x->group ?
+					    "br_exec: timed out; the child's "
+					    "process group was killed" :
+					    "br_exec: timed out; the child "
+					    "was killed");
+	if (err == -EMSGSIZE)
+		return br_fail(err, "br_exec: the output passed max_output; "
+				    "the child was killed");
 	if (err == -ECHILD)
 		return br_fail(err, "br_exec: the child was reaped elsewhere "
 				    "(is SIGCHLD ignored?)");
 	if (err)
 		return br_fail(err, "br_exec: waiting for the child failed");
-	if (out)
-		br__task_set_bytes(out, out_len);
 	return (void *)(intptr_t)status;
 }
 
@@ -261,7 +354,7 @@ static void exec_done(br_future *f, void *arg)
 
 	if (!atomic_exchange(&x->claimed, 1)) {
 		/* The task never ran: the child is ours to end. */
-		br__child_reap(x->pid, x->pidfd, 1);
+		end_child(x->pid, x->pidfd, x->group, 1);
 		close_fd(&x->in_fd);
 		close_fd(&x->cap_fd);
 		close_fd(&x->pidfd);
@@ -322,14 +415,99 @@ static br_future *spawn_watcher(br_runtime *rt, struct exec *x)
 		br_spawn_opts so = { .worker = (unsigned)id,
 				     .flags = BR_SPAWN_PINNED };
 
-		return br_spawn_ex(rt, exec_task, x, &so);
+		return br__spawn_task(rt, exec_task, x, &so,
+				      BR__T_RUNS_CANCELLED);
 	}
-	return br_spawn(rt, exec_task, x);
+	return br__spawn_task(rt, exec_task, x, NULL, BR__T_RUNS_CANCELLED);
 }
 
 static br_future *fail(int code, const char *msg)
 {
 	return br__future_failed(code, msg);
+}
+
+#define EXEC_FLAGS \
+	(BR_EXEC_NEW_PGROUP | BR_EXEC_NEW_SESSION | BR_EXEC_CLEAN_ENV)
+
+/* The options added after the first release; NULL if they are fine,
+ * else why not (-EINVAL, or -EBADF for a pass_fds entry not open). */
+static const char *check_more(const br_exec_opts *o, int *err)
+{
+	*err = -EINVAL;
+	if (o->flags & ~EXEC_FLAGS)
+		return "br_exec: unknown flags";
+	if (o->npass_fds && !o->pass_fds)
+		return "br_exec: npass_fds without pass_fds";
+	if (o->env_keep && !(o->flags & BR_EXEC_CLEAN_ENV))
+		return "br_exec: env_keep needs BR_EXEC_CLEAN_ENV";
+	for (size_t k = 0; k < o->npass_fds; k++) {
+		if (o->pass_fds[k] < 3)
+			return "br_exec: pass_fds may not hold 0, 1 or 2 "
+			       "(use the stdio modes)";
+		if (fcntl(o->pass_fds[k], F_GETFD) < 0) {
+			*err = -EBADF;
+			return "br_exec: a pass_fds entry is not open";
+		}
+	}
+	*err = 0;
+	return NULL;
+}
+
+static void env_free(char **env)
+{
+	if (!env)
+		return;
+	for (char **e = env; *e; e++)
+		free(*e);
+	free(env);
+}
+
+/* Does env entry "NAME=value" set name (len bytes)? */
+static int env_sets(const char *entry, const char *name, size_t len)
+{
+	return !strncmp(entry, name, len) && entry[len] == '=';
+}
+
+/*
+ * BR_EXEC_CLEAN_ENV: the variables named in keep, as this process has
+ * them, then every entry of add (which wins over a kept one of the same
+ * name). A NULL-terminated array of malloc'd strings, or NULL (-ENOMEM).
+ */
+static char **clean_env(const char *const *keep, const char *const *add)
+{
+	size_t nk = 0, na = 0, n = 0;
+	char **env;
+
+	while (keep && keep[nk])
+		nk++;
+	while (add && add[na])
+		na++;
+	env = calloc(nk + na + 1, sizeof(*env));
+	if (!env)
+		return NULL;
+	for (size_t i = 0; i < nk; i++) {
+		size_t len = strlen(keep[i]);
+		const char *v = getenv(keep[i]);
+		int dup = 0;
+
+		for (size_t j = 0; j < na && !dup; j++)
+			dup = env_sets(add[j], keep[i], len);
+		if (!v || dup || !len || strchr(keep[i], '='))
+			continue;
+		env[n] = malloc(len + strlen(v) + 2);
+		if (!env[n])
+			goto nomem;
+		sprintf(env[n++], "%s=%s", keep[i], v);
+	}
+	for (size_t j = 0; j < na; j++) {
+		env[n] = br__strdup(add[j]);
+		if (!env[n++])
+			goto nomem;
+	}
+	return env;
+nomem:
+	env_free(env);
+	return NULL;
 }
 
 br_future *br_exec(br_runtime *rt, const char *const *argv, br_exec_opts *opts)
@@ -342,6 +520,8 @@ br_future *br_exec(br_runtime *rt, const char *const *argv, br_exec_opts *opts)
 	struct exec *x;
 	br_future *f;
 	int64_t start = br_now_ns();
+	char **env = NULL;
+	const char *why;
 	pid_t pid;
 	int err, i, pidfd;
 
@@ -357,17 +537,32 @@ br_future *br_exec(br_runtime *rt, const char *const *argv, br_exec_opts *opts)
 	if ((o->stdin_len && !o->stdin_data) ||
 	    (o->stdin_data && o->stdin_mode != BR_EXEC_INHERIT))
 		return fail(-EINVAL, "br_exec: stdin_data needs stdin_mode 0");
+	why = check_more(o, &err);
+	if (why)
+		return fail(err, why);
 	if (atomic_load_explicit(&rt->closing, memory_order_relaxed))
 		return fail(BR_ECLOSED, "br_exec: the runtime is closing");
+	if (o->flags & BR_EXEC_CLEAN_ENV) {
+		env = clean_env(o->env_keep, o->envp);
+		if (!env)
+			return fail(-ENOMEM, "br_exec: out of memory");
+	}
 	x = calloc(1, sizeof(*x));
-	if (!x)
+	if (!x) {
+		env_free(env);
 		return fail(-ENOMEM, "br_exec: out of memory");
+	}
 	if (o->stdin_data)
 		modes[0] = BR_EXEC_CAPTURE; /* fed by the feeder task */
 
 	plan.argv = argv;
-	plan.envp = o->envp ? (char *const *)o->envp : environ;
+	plan.envp = env ? env : o->envp ? (char *const *)o->envp : environ;
 	plan.cwd = o->cwd;
+	plan.group = (o->flags & BR_EXEC_NEW_SESSION) ? BR__GROUP_SESSION :
+		     (o->flags & BR_EXEC_NEW_PGROUP)  ? BR__GROUP_NEW :
+							BR__GROUP_SAME;
+	plan.keep = o->pass_fds;
+	plan.nkeep = o->npass_fds;
 	for (i = 0; i < 3; i++) {
 		/* stderr joins stdout's capture pipe (2>&1). */
 		if (i == 2 && modes[2] == BR_EXEC_CAPTURE &&
@@ -381,6 +576,8 @@ br_future *br_exec(br_runtime *rt, const char *const *argv, br_exec_opts *opts)
 	}
 
 	err = br__spawn(&plan, &pid, &pidfd);
+	env_free(env);
+	env = NULL;
 	for (i = 0; i < 3; i++)
 		close_fd(&chi[i]);
 	if (err)
@@ -395,7 +592,7 @@ br_future *br_exec(br_runtime *rt, const char *const *argv, br_exec_opts *opts)
 			err = -ECHILD;
 		} else {
 			err = -errno;
-			br__child_reap(pid, -1, 1);
+			end_child(pid, -1, plan.group != BR__GROUP_SAME, 1);
 		}
 		goto err_fds;
 	}
@@ -411,6 +608,8 @@ br_future *br_exec(br_runtime *rt, const char *const *argv, br_exec_opts *opts)
 		o->timeout_ms > 0 ?
 			br__deadline_add(start, br__ms_to_ns(o->timeout_ms)) :
 			-1;
+	x->max_out = o->max_output;
+	x->group = plan.group != BR__GROUP_SAME;
 	if (o->stdin_data)
 		x->in_fd = par[0];
 	for (i = 0; i < 3; i++) {
@@ -449,6 +648,7 @@ err_fds:
 		close_fd(&par[i]);
 		close_fd(&chi[i]);
 	}
+	env_free(env);
 	free(x);
 	if (err == -ENOENT)
 		return fail(err, "br_exec: no such program");
@@ -456,6 +656,21 @@ err_fds:
 		return fail(err, "br_exec: the child was reaped elsewhere "
 				 "(is SIGCHLD ignored?)");
 	return fail(err, "br_exec: could not start the child");
+}
+
+const void *br_exec_output(const br_future *f, size_t *len)
+{
+	if (len)
+		*len = 0;
+	/* An exec future is exec_task()'s; a child that never started
+	 * gives a plain FAILED future, with no output. */
+	if (!br__future_ok(f) || !br__future_is_task(f) ||
+	    ((const struct br__task *)f)->fn != exec_task ||
+	    br__future_state(f) == BR_PENDING)
+		return NULL;
+	if (len)
+		*len = f->len;
+	return f->bytes;
 }
 
 int br_exec_status(const br_future *f, int *code, int *signo)

@@ -81,6 +81,10 @@ struct br__fiber {
 	 * watchdog (stats.c) */
 	_Atomic uint64_t obs_id;
 	_Atomic uintptr_t obs_fn;
+	/* The root task's name, NUL-padded words (tasklocal.c): written by
+	 * that worker and by br_task_set_name() on the fiber, read by the
+	 * watchdog and the trace */
+	_Atomic uint64_t obs_name[4];
 #endif
 };
 

@@ -28,7 +28,9 @@
  *     - the child runs child_main(), which makes raw system calls only
  *       (inline asm: no errno, no PLT, no libc lock) and is built without
  *       sanitizer instrumentation, since it runs on memory shared with a
- *       parent that is frozen mid-call;
+ *       parent that is frozen mid-call. It calls setpgid or setsid first
+ *       when asked, so the group exists before the parent learns the
+ *       pid and may signal it;
  *     - a failure before or at the exec (chdir, open, dup, execve) is
  *       written to the parent's memory before the child exits 127; the
  *       parent reads it after clone() returns (CLONE_VFORK: after the
@@ -51,7 +53,9 @@
  *
  * Invariants
  *   - No fd is created in the child except its 0, 1 and 2; every fd of
- *     the parent is close-on-exec or the caller's business. A source fd
+ *     the parent is close-on-exec or the caller's business (the plan's
+ *     keep list, whose close-on-exec the child clears in its own copy
+ *     of the descriptor table). A source fd
  *     below 3 that must move out of the way is copied above 2 by the
  *     parent, before either way of starting the child, and closed after.
  *   - The child never returns from child_main() into code of the parent.
@@ -108,7 +112,7 @@ static int spawn_posix(const struct br__spawn_plan *p, pid_t *pid)
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t sigs;
-	int err, i;
+	int err, i, flags;
 
 	err = posix_spawn_file_actions_init(&fa);
 	if (err)
@@ -123,10 +127,21 @@ static int spawn_posix(const struct br__spawn_plan *p, pid_t *pid)
 	sigaddset(&sigs, SIGPIPE);
 	sigaddset(&sigs, SIGXFSZ);
 	posix_spawnattr_setsigdefault(&attr, &sigs);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
-						POSIX_SPAWN_SETSIGDEF);
+	flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+	if (p->group == BR__GROUP_NEW) {
+		flags |= POSIX_SPAWN_SETPGROUP;
+		posix_spawnattr_setpgroup(&attr, 0);
+	} else if (p->group == BR__GROUP_SESSION) {
+		flags |= POSIX_SPAWN_SETSID;
+	}
+	posix_spawnattr_setflags(&attr, (short)flags);
 	if (p->cwd)
 		err = posix_spawn_file_actions_addchdir_np(&fa, p->cwd);
+	/* dup2 of an fd onto itself clears its close-on-exec (glibc 2.29,
+	 * POSIX.1-2024). */
+	for (size_t k = 0; k < p->nkeep && !err; k++)
+		err = posix_spawn_file_actions_adddup2(&fa, p->keep[k],
+						       p->keep[k]);
 	for (i = 0; i < 3 && !err; i++) {
 		int s = p->stdio[i];
 
@@ -267,8 +282,20 @@ static CHILD_CODE int child_main(void *arg)
 		sa.handler = sa.flags = sa.restorer = sa.mask = 0;
 		rsys(SYS_rt_sigaction, sig, (long)&sa, 0, 8);
 	}
+	if (p->group == BR__GROUP_NEW)
+		r = rsys(SYS_setpgid, 0, 0, 0, 0);
+	else if (p->group == BR__GROUP_SESSION)
+		r = rsys(SYS_setsid, 0, 0, 0, 0);
+	if (r < 0)
+		goto fail;
 	if (p->cwd) {
 		r = rsys(SYS_chdir, (long)p->cwd, 0, 0, 0);
+		if (r < 0)
+			goto fail;
+	}
+	/* The child's own copy of the table: the parent's flags stay. */
+	for (size_t k = 0; k < p->nkeep; k++) {
+		r = rsys(SYS_fcntl, p->keep[k], F_SETFD, 0, 0);
 		if (r < 0)
 			goto fail;
 	}

@@ -63,8 +63,9 @@
  *
  * Lifetime
  *   Promises are malloc'd by br_promise_new() and freed by the last
- *   release. The completer must hold a reference while it fires waiters.
- *   The out-of-memory future is static and immortal.
+ *   release. The completer holds no reference while it fires waiters (a
+ *   task's runner has none): a waiter that reads f holds one of its own
+ *   (br__fire_fn). The out-of-memory future is static and immortal.
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -57,6 +57,12 @@ struct br__future_ops {
 #define BR__FOPS_ORPHAN 0x2u
 #define BR__FOPS_STATIC 0x4u /* immortal: retain and release do nothing */
 
+/*
+ * Called once f has completed. f is valid inside only if the waiter holds
+ * a reference to it (br_future_on_done's waiters do, and combinators hold
+ * their inputs): the completer of a task holds none, and another thread's
+ * last release may free f as soon as the state is stored.
+ */
 typedef void (*br__fire_fn)(struct br__waiter *w, struct br_future *f);
 
 /*
@@ -182,9 +188,10 @@ void br__future_destroy(struct br_future *f);
 int br__future_result(const struct br_future *f, void **value);
 
 /*
- * br__await_shielded - await f, but if the calling task is cancelled,
- * stop waiting without cancelling f (br_await would: asyncio's rule), and
- * return -ECANCELED while f goes on. Otherwise f's result. For a call the
+ * br__await_shielded - await f, but if the calling task is cancelled
+ * or its deadline scope passes, stop waiting without cancelling f
+ * (br_await would: asyncio's rule), and return -ECANCELED or -ETIMEDOUT
+ * while f goes on. Otherwise f's result. For a call the
  * caller shares memory with, which must not end before it stops using it.
  * Context: any thread; suspends a task, blocks a plain thread.
  */

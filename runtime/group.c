@@ -153,8 +153,8 @@ br_future *br_group_spawn(br_group *g, br_task_fn fn, void *arg)
 }
 
 /* Wait until pending reaches zero; returns -ECANCELED if the waiting task
- * was cancelled (the group's tasks are cancelled then, and still waited
- * for), else 0. */
+ * was cancelled, -ETIMEDOUT if its deadline scope passed (the group's
+ * tasks are cancelled then, and still waited for), else 0. */
 static int wait_idle(struct br_group *g)
 {
 	unsigned flags = 0;
@@ -180,10 +180,13 @@ static int wait_idle(struct br_group *g)
 		pthread_mutex_unlock(&g->lock);
 		r = br__wait_any(&p, 1, -1, flags);
 		br_future_release(p);
-		if (r == -ECANCELED) {
+		if (r == -ECANCELED || r == -ETIMEDOUT) {
+			/* The waiting task was cancelled, or its deadline
+			 * scope passed: the group's tasks end too, and are
+			 * still waited for. */
 			cancel_all(g, NULL);
 			flags = BR__WAIT_NOCANCEL;
-			ret = -ECANCELED;
+			ret = r;
 		} else if (r < 0) {
 			return r;
 		}

@@ -103,6 +103,8 @@ int br__gettid(void);
 #define BR__MAGIC_WRITER 0x62725752u   /* "brWR" */
 #define BR__MAGIC_POOL 0x6272504cu     /* "brPL" */
 #define BR__MAGIC_IMAP 0x6272494du     /* "brIM" */
+#define BR__MAGIC_DEADLINE 0x6272444cu /* "brDL" */
+#define BR__MAGIC_TICKER 0x62725443u   /* "brTC" */
 #define BR__MAGIC_DEAD 0xdeadbeefu
 
 /* Sanitizer builds, for gcc and clang alike (QEMU's test). */

@@ -29,12 +29,17 @@
  *   operation's buffer is on the task's stack and the kernel may write it
  *   until then. The call returns the CQE's result: -ECANCELED, or the real
  *   result if the operation won the race. A cancelled operation that had
- *   a deadline and was not cancelled by braid timed out: -ETIMEDOUT.
- *   A release (br_close, br__io_start_release) is never cancelled: it
- *   starts in a task already cancelled and waits out its completion
- *   without waking for cancellation requests, since a cancelled task must
- *   still be able to let go of its descriptors (a close cancelled in the
- *   kernel before it ran would leave the fd open).
+ *   a deadline and was not cancelled by braid timed out: -ETIMEDOUT (as
+ *   is one that an io-wq thread was blocked in, which the timeout's
+ *   cancellation interrupts: -EINTR once the deadline has passed). The
+ *   deadline is the nearer of the call's own (its timeout, or the task's
+ *   br_io_timeout) and the task's deadline scope's (deadline.c).
+ *   A release (br_close, br__io_start_release) is never cancelled and
+ *   has no deadline, not even a scope's: it starts in a task already
+ *   cancelled and waits out its completion without waking for
+ *   cancellation requests, since a cancelled task must still be able to
+ *   let go of its descriptors (a close cancelled in the kernel before it
+ *   ran would leave the fd open).
  *
  *   No lost completion: done is written and read only on the owner
  *   thread, so the waiter's "arm, then check done" and the owner's "set
@@ -234,16 +239,23 @@ static int start(struct br__io *io, int fd, short events, int64_t timeout_ms,
 	io->dontwait = 0;
 	io->nocancel = (uint8_t)nocancel;
 	if (!t) {
+		int64_t dl, left;
+
 		if (br__worker_current())
 			return BR_ENOTTASK; /* a loop callback */
 		if (timeout_ms < 0)
 			timeout_ms = thread_io_timeout;
-		if (timeout_ms >= 0 && events) {
+		dl = br__deadline_min(br__deadline_ms(timeout_ms),
+				      br__thread_dl.deadline);
+		if (dl >= 0 && events) {
 			struct pollfd p = { .fd = fd, .events = events };
-			int n = poll(&p, 1,
-				     timeout_ms > INT32_MAX ? -1 :
-							      (int)timeout_ms);
+			int n;
 
+			left = dl - br_now_ns();
+			left = left <= 0 ? 0 :
+					   (left + BR__NS_PER_MS - 1) /
+						   BR__NS_PER_MS;
+			n = poll(&p, 1, left > INT32_MAX ? -1 : (int)left);
 			if (n == 0)
 				return -ETIMEDOUT;
 			if (n < 0)
@@ -255,10 +267,16 @@ static int start(struct br__io *io, int fd, short events, int64_t timeout_ms,
 		t->cancel_seen = 1;
 		return -ECANCELED;
 	}
-	io->deadline = nocancel ?
-			       -1 :
-			       br__deadline_ms(timeout_ms >= 0 ? timeout_ms :
-								 t->io_timeout);
+	/* The nearer of the call's own deadline and the task's scope's:
+	 * br_io_timeout() is a scope around each single call. A release
+	 * has none. */
+	io->deadline =
+		nocancel ?
+			-1 :
+			br__deadline_min(br__deadline_ms(timeout_ms >= 0 ?
+								 timeout_ms :
+								 t->io_timeout),
+					 t->dl.deadline);
 	io->fd = fd;
 	io->events = events;
 	w = br__worker_current();
@@ -359,7 +377,12 @@ int br__io_wait(struct br__io *io)
 			res = -ECANCELED;
 			t->cancel_seen = 1;
 		}
-	} else if (res == -ECANCELED && io->deadline >= 0) {
+	} else if (io->deadline >= 0 &&
+		   (res == -ECANCELED ||
+		    (res == -EINTR && br_now_ns() >= io->deadline))) {
+		/* The linked timeout cancelled it: before it ran, or while
+		 * an io-wq thread blocked in it (a connect waiting for a
+		 * full backlog), which the cancellation interrupts. */
 		res = -ETIMEDOUT;
 	}
 	return res;

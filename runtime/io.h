@@ -93,13 +93,6 @@ int br__io_wait(struct br__io *io);
 	})
 
 /*
- * br__io_on_pool - fn(arg) on the blocking pool, waited for not
- * cancellably: its buffers are the caller's until it returns. Returns
- * fn's result (a count or -errno), or the pool's error. Context: a task.
- */
-long br__io_on_pool(long (*fn)(void *), void *arg);
-
-/*
  * A multishot operation's record: its CQEs carry (uintptr_t)m | 1 and go
  * to m->cqe on the owner thread. The record must outlive the last CQE
  * (the one without IORING_CQE_F_MORE).

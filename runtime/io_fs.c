@@ -7,8 +7,9 @@
  *   openat, statx and fsync prepare their SQE as io_ops.c's calls do.
  *   Without a ring, openat tries a lookup from the kernel's caches with
  *   O_NONBLOCK first, as the ring does (openat_nowait); statx and fsync,
- *   and the openat that needs more, go to the blocking pool, waited for
- *   not cancellably (their buffers are the caller's).
+ *   and the openat that needs more, go to the blocking pool as a copy
+ *   (fs_off_loop), so that a task cancelled or past its deadline scope
+ *   stops waiting for them.
  *
  *   What io_uring has (IORING_OP_UNLINKAT and RENAMEAT since Linux 5.11,
  *   MKDIRAT since 5.15) goes through the worker's ring like any other
@@ -43,163 +44,35 @@
 #include "future.h"
 #include "io.h"
 #include "task.h"
+#include "worker.h"
 
 #ifndef RESOLVE_CACHED
 #define RESOLVE_CACHED 0x20
 #endif
 
-/* openat, statx and fsync on the blocking pool (loops without a ring):
- * a path lookup or a flush can wait for a disk or a network file
- * system. */
-struct pool_path {
-	int dirfd, flags, fd;
-	const char *path;
-	mode_t mode;
-	unsigned mask;
-	struct statx *out;
-};
-
-static long pool_openat_run(void *arg)
-{
-	struct pool_path *c = arg;
-
-	return BR__SYS(openat(c->dirfd, c->path, c->flags, c->mode));
-}
-
-static long pool_statx_run(void *arg)
-{
-	struct pool_path *c = arg;
-
-	return BR__SYS(statx(c->dirfd, c->path, c->flags, c->mask, c->out));
-}
-
-static long pool_fsync_run(void *arg)
-{
-	struct pool_path *c = arg;
-
-	return BR__SYS(c->flags ? fdatasync(c->fd) : fsync(c->fd));
-}
-
-/*
- * openat on a loop without a ring, as the ring's IORING_OP_OPENAT does
- * it: first with a lookup that only uses the kernel's caches
- * (RESOLVE_CACHED, Linux 5.12) and O_NONBLOCK, which a FIFO needs so as
- * not to wait for its other end (the ring, like this, opens a FIFO's
- * read end at once and gives ENXIO for a write end nobody reads), then
- * O_NONBLOCK taken off the new description unless the caller asked for
- * it. What needs more (O_CREAT, O_TRUNC, a lookup not in the cache, an
- * older kernel) goes to the blocking pool.
- */
-static int openat_nowait(int dirfd, const char *path, int flags, mode_t mode)
-{
-	struct open_how how = { .flags = (uint64_t)(flags | O_NONBLOCK),
-				.resolve = RESOLVE_CACHED };
-	struct pool_path c = {
-		.dirfd = dirfd, .flags = flags, .path = path, .mode = mode
-	};
-	int fd, fl;
-
-	if (!(flags & (O_CREAT | O_TRUNC | O_TMPFILE))) {
-		fd = (int)BR__SYS(
-			syscall(SYS_openat2, dirfd, path, &how, sizeof(how)));
-		if (fd >= 0) {
-			fl = fcntl(fd, F_GETFL);
-			if (!(flags & O_NONBLOCK) && fl >= 0)
-				fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-			return fd;
-		}
-		/* EAGAIN: not in the cache; ENOSYS, EINVAL: no openat2 or
-		 * RESOLVE_CACHED here (or a flag it refuses and openat
-		 * ignores). The pool's openat gives the answer. */
-		if (fd != -EAGAIN && fd != -ENOSYS && fd != -EINVAL)
-			return fd;
-	}
-	return (int)br__io_on_pool(pool_openat_run, &c);
-}
-
-int br_openat(int dirfd, const char *path, int flags, mode_t mode)
-{
-	struct br__io io;
-	int m;
-
-	if (!path)
-		return -EFAULT;
-	flags |= O_CLOEXEC;
-	m = br__io_start(&io, -1, 0, -1);
-	if (m == BR__IO_RING) {
-		io_uring_prep_openat(io.sqe, dirfd, path, flags, mode);
-		return br__io_wait(&io);
-	}
-	if (m != BR__IO_SYS)
-		return m;
-	if (io.dontwait)
-		return openat_nowait(dirfd, path, flags, mode);
-	return (int)BR__SYS(openat(dirfd, path, flags, mode));
-}
-
-int br_fsync(int fd, int datasync)
-{
-	struct pool_path c = { .fd = fd, .flags = datasync };
-	struct br__io io;
-	int m;
-
-	if (fd < 0)
-		return -EBADF;
-	m = br__io_start(&io, fd, 0, -1);
-
-	if (m == BR__IO_RING) {
-		io_uring_prep_fsync(io.sqe, fd,
-				    datasync ? IORING_FSYNC_DATASYNC : 0);
-		return br__io_wait(&io);
-	}
-	if (m != BR__IO_SYS)
-		return m;
-	if (io.dontwait && fd >= 0)
-		return (int)br__io_on_pool(pool_fsync_run, &c);
-	return (int)BR__SYS(datasync ? fdatasync(fd) : fsync(fd));
-}
-
-int br_statx(int dirfd, const char *path, int flags, unsigned mask,
-	     struct statx *out)
-{
-	struct pool_path c = { .dirfd = dirfd,
-			       .flags = flags,
-			       .path = path,
-			       .mask = mask,
-			       .out = out };
-	struct br__io io;
-	int m;
-
-	if (!path || !out)
-		return -EFAULT;
-	m = br__io_start(&io, -1, 0, -1);
-	if (m == BR__IO_RING) {
-		io_uring_prep_statx(io.sqe, dirfd, path, flags, mask, out);
-		return br__io_wait(&io);
-	}
-	if (m != BR__IO_SYS)
-		return m;
-	if (io.dontwait)
-		return (int)br__io_on_pool(pool_statx_run, &c);
-	return (int)BR__SYS(statx(dirfd, path, flags, mask, out));
-}
-
 /* A call; a blocking-pool thread makes a copy of it for a task. */
 struct fs_call {
 	int op;
-	int dirfd, dirfd2, flags;
+	int dirfd, dirfd2, flags; /* FS_FSYNC: dirfd is the file */
 	const char *path, *path2;
 	mode_t mode;
-	char **names; /* listing: the result */
-	long ret;
-	_Atomic int refs; /* a copy on the pool: the task's and the call's */
+	unsigned mask;	   /* FS_STATX */
+	struct statx *out; /* FS_STATX: the caller's */
+	struct statx stx;  /* FS_STATX: the copy's result */
+	char **names;	   /* FS_LIST: the result */
+	long ret;	   /* FS_OPEN: an fd nobody took is closed */
+	_Atomic int refs;  /* a copy on the pool: the task's and the call's */
 };
 
+/* The first three have ring opcodes that older kernels refuse. */
 enum {
 	FS_UNLINK,
 	FS_RENAME,
 	FS_MKDIR,
-	FS_LIST
+	FS_LIST,
+	FS_OPEN,
+	FS_FSYNC,
+	FS_STATX
 };
 
 /* The kernel refused the operation's opcode (too old): by op. */
@@ -265,17 +138,27 @@ static long fs_sys(struct fs_call *c)
 			renameat(c->dirfd, c->path, c->dirfd2, c->path2));
 	case FS_MKDIR:
 		return BR__SYS(mkdirat(c->dirfd, c->path, c->mode));
+	case FS_OPEN:
+		return BR__SYS(openat(c->dirfd, c->path, c->flags, c->mode));
+	case FS_FSYNC:
+		return BR__SYS(c->flags ? fdatasync(c->dirfd) :
+					  fsync(c->dirfd));
+	case FS_STATX:
+		return BR__SYS(
+			statx(c->dirfd, c->path, c->flags, c->mask, c->out));
 	default:
 		return list(c->path, &c->names);
 	}
 }
 
-/* Drop a reference to the pool's copy c; the last frees it, and a
- * listing nobody took. */
+/* Drop a reference to the pool's copy c; the last frees it, and what
+ * nobody took: a listing, an opened fd. */
 static void call_put(struct fs_call *c)
 {
 	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	if (c->op == FS_OPEN && c->ret >= 0)
+		close((int)c->ret);
 	free(c->names);
 	free(c);
 }
@@ -298,10 +181,12 @@ static void fs_unrun(br_future *f, void *arg)
 }
 
 /*
- * On the blocking pool from a task, else at once. The pool runs a copy,
- * paths included, that it shares with the task: a cancelled task stops
- * waiting (-ECANCELED), and the call, which cannot be stopped, finishes
- * on its own and frees what it made.
+ * On the blocking pool from a task, at once from a plain thread, and
+ * BR_ENOTTASK from a loop callback (which must not stall its loop). The
+ * pool runs a copy, paths and results included, that it shares with the
+ * task: a task cancelled, or past its deadline scope, stops waiting, and
+ * the call, which cannot be stopped, finishes on its own and frees what
+ * it made (closes the fd an open made).
  */
 static long fs_off_loop(struct fs_call *c)
 {
@@ -310,18 +195,23 @@ static long fs_off_loop(struct fs_call *c)
 	br_future *f;
 	long r;
 
-	if (!br__task_current())
+	if (!br__task_current()) {
+		if (br__worker_current())
+			return BR_ENOTTASK; /* a loop callback */
 		return fs_sys(c);
-	l1 = strlen(c->path) + 1;
+	}
+	l1 = c->path ? strlen(c->path) + 1 : 0;
 	l2 = c->path2 ? strlen(c->path2) + 1 : 0;
 	h = malloc(sizeof(*h) + l1 + l2);
 	if (!h)
 		return -ENOMEM;
 	*h = *c;
-	h->path = memcpy((char *)(h + 1), c->path, l1);
+	if (l1)
+		h->path = memcpy((char *)(h + 1), c->path, l1);
 	if (l2)
 		h->path2 = memcpy((char *)(h + 1) + l1, c->path2, l2);
 	h->names = NULL;
+	h->out = &h->stx;
 	h->ret = -EINTR;
 	atomic_init(&h->refs, 2);
 	f = br_spawn_blocking(br_current_runtime(), fs_thread, h);
@@ -337,9 +227,119 @@ static long fs_off_loop(struct fs_call *c)
 		r = h->ret;
 		c->names = h->names;
 		h->names = NULL;
+		if (c->op == FS_STATX && r == 0)
+			*c->out = h->stx;
+		h->ret = -EBADF; /* taken */
 	}
 	call_put(h);
 	return r;
+}
+
+/*
+ * openat on a loop without a ring, as the ring's IORING_OP_OPENAT does
+ * it: first with a lookup that only uses the kernel's caches
+ * (RESOLVE_CACHED, Linux 5.12) and O_NONBLOCK, which a FIFO needs so as
+ * not to wait for its other end (the ring, like this, opens a FIFO's
+ * read end at once and gives ENXIO for a write end nobody reads), then
+ * O_NONBLOCK taken off the new description unless the caller asked for
+ * it. What needs more (O_CREAT, O_TRUNC, a lookup not in the cache, an
+ * older kernel) goes to the blocking pool.
+ */
+static int openat_nowait(int dirfd, const char *path, int flags, mode_t mode)
+{
+	struct open_how how = { .flags = (uint64_t)(flags | O_NONBLOCK),
+				.resolve = RESOLVE_CACHED };
+	struct fs_call c = { .op = FS_OPEN,
+			     .dirfd = dirfd,
+			     .flags = flags,
+			     .path = path,
+			     .mode = mode };
+	int fd, fl;
+
+	if (!(flags & (O_CREAT | O_TRUNC | O_TMPFILE))) {
+		fd = (int)BR__SYS(
+			syscall(SYS_openat2, dirfd, path, &how, sizeof(how)));
+		if (fd >= 0) {
+			fl = fcntl(fd, F_GETFL);
+			if (!(flags & O_NONBLOCK) && fl >= 0)
+				fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+			return fd;
+		}
+		/* EAGAIN: not in the cache; ENOSYS, EINVAL: no openat2 or
+		 * RESOLVE_CACHED here (or a flag it refuses and openat
+		 * ignores). The pool's openat gives the answer. */
+		if (fd != -EAGAIN && fd != -ENOSYS && fd != -EINVAL)
+			return fd;
+	}
+	return (int)fs_off_loop(&c);
+}
+
+int br_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+	struct br__io io;
+	int m;
+
+	if (!path)
+		return -EFAULT;
+	flags |= O_CLOEXEC;
+	m = br__io_start(&io, -1, 0, -1);
+	if (m == BR__IO_RING) {
+		io_uring_prep_openat(io.sqe, dirfd, path, flags, mode);
+		return br__io_wait(&io);
+	}
+	if (m != BR__IO_SYS)
+		return m;
+	if (io.dontwait)
+		return openat_nowait(dirfd, path, flags, mode);
+	return (int)BR__SYS(openat(dirfd, path, flags, mode));
+}
+
+int br_fsync(int fd, int datasync)
+{
+	struct fs_call c = { .op = FS_FSYNC, .dirfd = fd, .flags = datasync };
+	struct br__io io;
+	int m;
+
+	if (fd < 0)
+		return -EBADF;
+	m = br__io_start(&io, fd, 0, -1);
+
+	if (m == BR__IO_RING) {
+		io_uring_prep_fsync(io.sqe, fd,
+				    datasync ? IORING_FSYNC_DATASYNC : 0);
+		return br__io_wait(&io);
+	}
+	if (m != BR__IO_SYS)
+		return m;
+	if (io.dontwait)
+		return (int)fs_off_loop(&c);
+	return (int)BR__SYS(datasync ? fdatasync(fd) : fsync(fd));
+}
+
+int br_statx(int dirfd, const char *path, int flags, unsigned mask,
+	     struct statx *out)
+{
+	struct fs_call c = { .op = FS_STATX,
+			     .dirfd = dirfd,
+			     .flags = flags,
+			     .path = path,
+			     .mask = mask,
+			     .out = out };
+	struct br__io io;
+	int m;
+
+	if (!path || !out)
+		return -EFAULT;
+	m = br__io_start(&io, -1, 0, -1);
+	if (m == BR__IO_RING) {
+		io_uring_prep_statx(io.sqe, dirfd, path, flags, mask, out);
+		return br__io_wait(&io);
+	}
+	if (m != BR__IO_SYS)
+		return m;
+	if (io.dontwait)
+		return (int)fs_off_loop(&c);
+	return (int)BR__SYS(statx(dirfd, path, flags, mask, out));
 }
 
 static long fs_call(struct fs_call *c)

@@ -147,7 +147,10 @@ static void *pool_fn_run(void *arg)
 	return NULL;
 }
 
-long br__io_on_pool(long (*fn)(void *), void *arg)
+/* fn(arg) on the blocking pool, waited for not cancellably: a transfer's
+ * buffer is the caller's until it returns. fn's result (a count or
+ * -errno), or the pool's error. Context: a task. */
+static long on_pool_fn(long (*fn)(void *), void *arg)
 {
 	struct pool_fn p = { fn, arg, -EIO };
 	br_future *f = br_spawn_blocking(br_current_runtime(), pool_fn_run, &p);
@@ -180,7 +183,7 @@ static ssize_t on_pool(int op, int fd, void *addr, size_t len, int64_t off,
 {
 	struct pool_transfer c = { op, fd, flags, addr, len, off };
 
-	return br__io_on_pool(pool_transfer_run, &c);
+	return on_pool_fn(pool_transfer_run, &c);
 }
 
 /* The readiness a transfer waits for. */
@@ -642,8 +645,10 @@ static int do_connect(int fd, const struct sockaddr *addr, socklen_t len,
 		}
 		if (m != -EINPROGRESS)
 			return m;
-		m = br_poll_timeout(fd, POLLOUT, tmo);
-		if (m < 0)
+		/* Within the same deadline: a new limit here would let the
+		 * call take twice its own. */
+		m = br__io_ready(&io, POLLOUT);
+		if (m != BR__IO_SYS)
 			return m;
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
 			return -errno;

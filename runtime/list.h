@@ -132,6 +132,15 @@ static inline void br__fifo_push(struct br__fifo *q, struct br__snode *n)
 	q->tail = n;
 }
 
+/* Put n first: it is the next br__fifo_pop() takes. */
+static inline void br__fifo_push_front(struct br__fifo *q, struct br__snode *n)
+{
+	n->next = q->head;
+	q->head = n;
+	if (!q->tail)
+		q->tail = n;
+}
+
 /* The oldest node, unlinked, or NULL if q is empty. */
 static inline struct br__snode *br__fifo_pop(struct br__fifo *q)
 {

@@ -24,6 +24,11 @@
  *   closing first: a handler that re-arms its object from a CQE
  *   (writer.c's next send) stops, so the wait ends.
  *
+ *   A wait that a cancellation may end also ends at the task's deadline
+ *   scope (deadline.c), with -ETIMEDOUT. A plain thread's call, run as
+ *   a task on the owner, is waited for to its end whatever happens: the
+ *   task works on the caller's memory.
+ *
  *   One task waits on an object at a time: a caller that finds another
  *   task's fiber in the waiter slot gets -EBUSY. The finishing wait
  *   (not cancellable) takes the slot regardless, since freeing during a
@@ -37,9 +42,12 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "clock.h"
 #include "fiber.h"
 #include "mshot.h"
 #include "task.h"
+#include "timer.h"
+#include "wait.h"
 #include "worker.h"
 
 int br__mshot_tie(struct br__mshot_obj *o)
@@ -124,12 +132,17 @@ void br__mshot_go_home(struct br__mshot_obj *o)
 int br__mshot_wait(struct br__mshot_obj *o, struct br__task *t,
 		   int (*cond)(const struct br__mshot_obj *), int cancellable)
 {
+	/* The task's deadline scope ends a wait a cancellation may end. */
+	int64_t dl = cancellable ? t->dl.deadline : -1;
+	struct br__timer *tm;
+	struct br__worker *w;
 	struct br__fiber *f;
 	uint64_t seq;
 
 	for (;;) {
 		br__mshot_go_home(o);
-		f = br__worker_fiber(br__worker_current());
+		w = br__worker_current();
+		f = br__worker_fiber(w);
 		/* One caller at a time: a second would take the waiter slot
 		 * and leave the first suspended for good. */
 		if (cancellable && o->waiter && o->waiter != f)
@@ -145,9 +158,17 @@ int br__mshot_wait(struct br__mshot_obj *o, struct br__task *t,
 			t->cancel_seen = 1;
 			return -ECANCELED;
 		}
+		tm = NULL;
+		if (dl >= 0 && (br_now_ns() >= dl ||
+				!(tm = br__timer_wake_at(w, dl, f, seq)))) {
+			br__fiber_disarm(f, seq);
+			return br_now_ns() >= dl ? -ETIMEDOUT : -ENOMEM;
+		}
 		o->waiter = f;
 		o->seq = seq;
 		br__task_suspend(cancellable);
+		if (tm)
+			br__timer_cancel(br__worker_current(), tm);
 	}
 }
 
@@ -180,8 +201,20 @@ int br__mshot_on_worker(struct br__worker *w, void *(*fn)(void *), void *arg,
 			void **value)
 {
 	br_future *f = br_spawn_on(w->rt, w->id, fn, arg);
-	int err = br_await(f, value);
+	int err = br__wait_any(&f, 1, -1, 0);
 
+	/* The caller was cancelled, or its deadline scope passed: the task
+	 * works on the caller's memory, so it is cancelled and waited for
+	 * all the same. If it finished anyway, its result stands (an fd
+	 * accepted must not be lost). */
+	if (err == -ECANCELED || err == -ETIMEDOUT) {
+		br_cancel(f);
+		br__wait_any(&f, 1, -1, BR__WAIT_NOCANCEL);
+		if (br__future_state(f) == BR_DONE)
+			err = 0;
+	}
+	if (err >= 0)
+		err = br__future_result(f, value);
 	br_future_release(f);
 	return err;
 }

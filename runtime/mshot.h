@@ -65,18 +65,21 @@ void br__mshot_go_home(struct br__mshot_obj *o);
 
 /*
  * br__mshot_wait - on the owner, suspend until cond(o) holds. Returns 0,
- * or -ECANCELED when cancellable and t is cancelled first. A cancellable
- * wait (the API's) returns -EBUSY while another task waits on o. Task
- * only.
+ * or when cancellable -ECANCELED if t is cancelled first, -ETIMEDOUT if
+ * t's deadline scope passes first (-ENOMEM: no timer for it). A
+ * cancellable wait (the API's) returns -EBUSY while another task waits
+ * on o. Task only.
  */
 int br__mshot_wait(struct br__mshot_obj *o, struct br__task *t,
 		   int (*cond)(const struct br__mshot_obj *), int cancellable);
 
 /*
  * br__mshot_on_worker - run fn(arg) as a task pinned to w (an object's
- * owner) and wait
- * for it; *value gets its value. Returns br_await()'s result. For plain
- * threads (and other runtimes' tasks) using an owned object.
+ * owner) and wait for it to end; *value gets its value. Returns 0 or
+ * the task's error, or -ECANCELED / -ETIMEDOUT when the caller was
+ * cancelled or its deadline scope passed (the task is cancelled then,
+ * and still waited for). For plain threads (and other runtimes' tasks)
+ * using an owned object.
  */
 int br__mshot_on_worker(struct br__worker *w, void *(*fn)(void *), void *arg,
 			void **value);

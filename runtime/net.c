@@ -4,11 +4,12 @@
  * Unix-domain stream sockets, UDP, and name resolution off the loops.
  *
  * Design
- *   Numeric addresses are parsed on the spot (getaddrinfo with
- *   AI_NUMERICHOST never blocks). A name needs a resolver that may block
- *   for seconds, which must never happen on a loop: a task runs the
- *   lookup on the runtime's blocking pool and awaits it; a plain thread
- *   just calls getaddrinfo. If the task stops waiting (cancelled), the
+ *   Numeric addresses and ports are parsed on the spot (getaddrinfo
+ *   with AI_NUMERICHOST | AI_NUMERICSERV never blocks). A host or
+ *   service name needs a resolver that may block for seconds, which must
+ *   never happen on a loop: a task runs the lookup on the runtime's
+ *   blocking pool and awaits it; a plain thread just calls getaddrinfo;
+ *   a loop callback, which cannot wait, gets BR_ENOTTASK. If the task stops waiting (cancelled), the
  *   lookup finishes on its pool thread and whoever of the two is last
  *   frees it (a reference count of two).
  *
@@ -35,6 +36,8 @@
 #include "braid.h"
 #include "future.h"
 #include "internal.h"
+#include "task.h"
+#include "worker.h"
 
 struct lookup {
 	_Atomic int refs;
@@ -97,8 +100,22 @@ static int eai_to_errno(int eai, int sys_errno)
 	}
 }
 
+/* Whether service needs no resolver: none, or a port number. */
+static int numeric_service(const char *service)
+{
+	if (!service)
+		return 1;
+	if (!*service)
+		return 0;
+	for (; *service; service++)
+		if (*service < '0' || *service > '9')
+			return 0;
+	return 1;
+}
+
 /* getaddrinfo off the loops: on the blocking pool from a task, at once
- * from a plain thread (or for what needs no resolver: a number). */
+ * from a plain thread (or for what needs no resolver: numbers), and
+ * BR_ENOTTASK from a loop callback. */
 static int lookup(const char *host, const char *service,
 		  const struct addrinfo *given, struct addrinfo **res)
 {
@@ -107,23 +124,30 @@ static int lookup(const char *host, const char *service,
 	br_future *done;
 	int eai, err;
 
-	/* A number needs no resolver. AI_ADDRCONFIG is for names: with no
+	/* Numbers need no resolver: a numeric host and a numeric service
+	 * (a service name like "http" is looked up through NSS, which may
+	 * read files or ask a server). AI_ADDRCONFIG is for names: with no
 	 * address but loopback's configured, it would refuse 127.0.0.1. */
-	hints.ai_flags = (hints.ai_flags | AI_NUMERICHOST) & ~AI_ADDRCONFIG;
+	hints.ai_flags = (hints.ai_flags | AI_NUMERICHOST | AI_NUMERICSERV) &
+			 ~AI_ADDRCONFIG;
 	eai = getaddrinfo(host, service, &hints, res);
-	if (eai != EAI_NONAME || !host || (given->ai_flags & AI_NUMERICHOST))
+	if (eai != EAI_NONAME ||
+	    ((!host || (given->ai_flags & AI_NUMERICHOST)) &&
+	     (numeric_service(service) || (given->ai_flags & AI_NUMERICSERV))))
 		return eai_to_errno(eai, errno);
 	hints.ai_flags = given->ai_flags;
-	if (!br_current()) {
+	if (!br__task_current()) {
+		if (br__worker_current())
+			return BR_ENOTTASK; /* a loop callback */
 		eai = getaddrinfo(host, service, &hints, res);
 		return eai_to_errno(eai, errno);
 	}
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
-	l->host = br__strdup(host);
+	l->host = host ? br__strdup(host) : NULL;
 	l->service = service ? br__strdup(service) : NULL;
-	if (!l->host || (service && !l->service)) {
+	if ((host && !l->host) || (service && !l->service)) {
 		free(l->host);
 		free(l->service);
 		free(l);

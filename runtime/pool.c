@@ -38,6 +38,7 @@
 #include "futex.h"
 #include "pool.h"
 #include "runtime.h"
+#include "wait.h"
 #include "zygote.h"
 
 struct br_pool *br__pool_get(struct br_pool *p)
@@ -131,6 +132,7 @@ int br__pool_job_cancel(struct pjob *j)
 	pthread_mutex_unlock(&p->lock);
 	if (mine) {
 		br__pool_fail_job(j, BR_CANCELLED, -ECANCELED, "cancelled");
+		br__pool_settled(p, 1);
 		br__pool_refill(p, 0);
 		return 0;
 	}
@@ -175,12 +177,8 @@ static br_future *submit(br_pool *pool, br_job_fn fn, const void *in,
 	r = br__pool_enqueue(pool, j, 1);
 	if (r < 0) {
 		j->where = W_DONE;
-		br__future_complete(
-			&j->fut, BR_FAILED, NULL, NULL, 0, r,
-			r == BR_ECLOSED	    ? "br_submit: the pool is closing" :
-			r == BR_EWORKERDIED ? "br_submit: no worker can be "
-					      "started" :
-					      br_strerror(r));
+		br__future_complete(&j->fut, BR_FAILED, NULL, NULL, 0, r,
+				    br__pool_refusal(pool, r));
 		br_future_release(&j->fut); /* the table's */
 		return &j->fut;
 	}
@@ -343,27 +341,33 @@ static unsigned online_cpus(void)
 		       1;
 }
 
+/* A task of the pool that fails never ran (no stack for it): then
+ * nothing collects results, watches a worker or times jobs out, and what
+ * waits would wait for good. Fail it, and what comes. */
+static void task_failed(struct br_pool *p, int error)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&p->lock);
+	if (!p->closing && !p->broken) {
+		err = error;
+		p->broken = "the pool could not run one of its tasks";
+		p->broken_err = err;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (err)
+		br__pool_fail_all(p, BR_FAILED, err, p->broken);
+}
+
 static void task_ended(struct br__waiter *w, struct br_future *f)
 {
 	struct br_pool *p = w->u.obj;
-	int err = 0;
 
-	/* A task of the pool that fails never ran (no stack for it): then
-	 * nothing collects results, watches a worker or times jobs out, and
-	 * what waits would wait for good. Fail it, and what comes. */
-	if (br_future_state(f) == BR_FAILED) {
-		pthread_mutex_lock(&p->lock);
-		if (!p->closing && !p->broken) {
-			err = br_future_error(f);
-			p->broken = "the pool could not run one of its tasks";
-			p->broken_err = err;
-		}
-		pthread_mutex_unlock(&p->lock);
-		if (err)
-			br__pool_fail_all(p, BR_FAILED, err,
-					  "the pool could not run one of its "
-					  "tasks");
-	}
+	if (br_future_state(f) == BR_FAILED)
+		task_failed(p, br_future_error(f));
+	/* The reference pool_task took for us: br_pool_free may drop the
+	 * pool's own while this runs. */
+	br_future_release(f);
 
 	/* Release: the last touch of w (future.h); p may go with the put. */
 	atomic_store_explicit(&w->st, BR__W_DONE, memory_order_release);
@@ -392,8 +396,9 @@ static br_future *pool_task(struct br_pool *p, br_task_fn fn, void *arg,
 	}
 	ended->fire = task_ended;
 	ended->u.obj = p;
+	br_future_retain(f); /* task_ended's, to read f */
 	if (!br__future_wait_on(f, ended))
-		br__pool_put(p); /* it has ended already */
+		task_ended(ended, f); /* it has ended already */
 	return f;
 }
 
@@ -458,7 +463,12 @@ int br_pool_new(br_pool **out, br_runtime *rt, const br_pool_config *cfg)
 	}
 	if (r == 0) {
 		f = br_spawn_blocking(rt, br__pool_start, p);
-		r = br_await(f, &v);
+		/* Not ended by a cancellation or a deadline scope: the call
+		 * uses p until it returns, and its initializers are
+		 * bounded by their own time limit. */
+		r = br__wait_any(&f, 1, -1, BR__WAIT_NOCANCEL);
+		if (r >= 0)
+			r = br__future_result(f, &v);
 		if (r == 0)
 			r = (int)(intptr_t)v;
 		br_future_release(f);
@@ -510,6 +520,12 @@ void br_pool_free(br_pool *p)
 	br__pool_fail_all(p, BR_CANCELLED, -ECANCELED,
 			  "cancelled: the pool was freed");
 	br__pool_remote_stop(p);
+	/* A job another thread claimed (a result, a death, a cancel) is
+	 * being completed there: it is done when this returns. */
+	pthread_mutex_lock(&p->lock);
+	while (p->settling)
+		pthread_cond_wait(&p->quiet, &p->lock);
+	pthread_mutex_unlock(&p->lock);
 	if (started) {
 		end_task(p->collector);
 		end_task(p->timer);

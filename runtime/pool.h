@@ -33,7 +33,10 @@
  *   - br__pool_claim_job() is the only way into W_DONE from the table,
  *     and it takes the job out of the table, the overflow list and the
  *     arena under the lock: whoever claims a job completes its future,
- *     exactly once, outside the lock.
+ *     exactly once, outside the lock, and then says so with
+ *     br__pool_settled(); pool->settling counts the claimed jobs not yet
+ *     completed, so that br_pool_free() returns only once every job's
+ *     future has completed.
  *   - W_OVERFLOW <=> j->link is on pool->overflow (FIFO, but a requeued
  *     job goes to the front); ov_n counts them.
  *   - W_REMOTE: j->rank is the rank it was shipped to; its input stays
@@ -102,6 +105,10 @@
 /* A job's message is copied out of the worker's result into this much
  * room (BR__POOL item messages are capped likewise in pool_worker.c). */
 #define BR__POOL_MSG_MAX 1024
+/* A worker whose zygote's answer was lost is looked for this long: it
+ * takes its index first thing, within microseconds of its clone unless
+ * the machine is starved. */
+#define BR__POOL_ADOPT_NS (1000 * BR__NS_PER_MS)
 
 enum {
 	JOB_SUBMIT, /* br_submit: one item, its output is the future's bytes */
@@ -153,7 +160,9 @@ struct pmap {
 	struct br_pool *pool;
 	size_t n, nchunks;
 	struct pjob **chunks;
-	_Atomic size_t left; /* chunks not yet settled, + 1 while queueing */
+	_Atomic size_t left;  /* chunks not yet settled, + 1 while queueing */
+	unsigned flags;	      /* BR_MAP_*, fixed at creation */
+	atomic_int cancelled; /* br_cancel() was called on it */
 };
 _Static_assert(offsetof(struct pmap, fut) == 0,
 	       "a map is its future: future.c frees it through map_ops");
@@ -166,6 +175,7 @@ struct pworker {
 	unsigned init_fails;
 	int64_t started_ns; /* when it was forked: its initializer's clock */
 	int disabled;	    /* its initializer failed INIT_FAILS_MAX times */
+	uint32_t gen;	    /* of its last fork request (BR__PW_OWNER) */
 	br_future *watch;
 	struct br__waiter watch_ended; /* drops the watcher's reference */
 	struct br_pool *pool;
@@ -190,6 +200,7 @@ struct br_pool {
 	pthread_mutex_t lock, drain;
 	pthread_cond_t quiet; /* inflight reached 0 */
 	unsigned inflight;    /* forks and reaps under way */
+	unsigned settling;    /* jobs claimed and not yet completed */
 	int closing;
 	const char *broken; /* no job can ever run: why */
 	int broken_err;	    /* and the error jobs fail with */
@@ -252,6 +263,10 @@ int br__pool_job_cancel(struct pjob *j);
 
 /* ---- pool_queue.c ---- */
 
+/* What a job refused by br__pool_enqueue with err fails with: why the
+ * pool takes no more jobs. */
+const char *br__pool_refusal(const struct br_pool *p, int err);
+
 /*
  * br__pool_enqueue - put j in the table, then the ring, or the overflow
  * list behind the jobs already there. copy: give j a private copy of its
@@ -270,9 +285,13 @@ struct pjob *br__pool_tab_find(struct br_pool *p, uint64_t id);
  * br__pool_claim_job - move j to W_DONE, taking it out of the table, the
  * overflow list and the arena, so nothing else settles it. Returns 1 if
  * the caller now owns its completion, 0 if j is NULL or already done.
- * Caller holds p->lock.
+ * Caller holds p->lock; it calls br__pool_settled() once it has
+ * completed what it claimed.
  */
 int br__pool_claim_job(struct br_pool *p, struct pjob *j);
+
+/* n jobs claimed by the caller have been completed. Takes p->lock. */
+void br__pool_settled(struct br_pool *p, unsigned n);
 
 /*
  * br__pool_requeue - give j, whose worker died for another job's sake,
@@ -333,14 +352,14 @@ void br__pool_stop_workers(struct br_pool *p);
 
 /*
  * br__pool_poll - how the pool's tasks wait for fd to be readable: 0, or
- * -ETIMEDOUT after timeout_ms (< 0: none), or -ECANCELED once the task
+ * -ETIMEDOUT at deadline_ns (CLOCK_MONOTONIC; < 0: none), or -ECANCELED once the task
  * is cancelled (the pool or the runtime closes), or another error of
  * br_poll() that is not a shortage. A shortage (no SQE, no memory) is
  * not an end: the task waits a moment, looks with a plain poll(2), and
  * asks the loop again, so the pool never loses its collector or a
  * watcher to one. Context: a task of the pool.
  */
-int br__pool_poll(int fd, int64_t timeout_ms);
+int br__pool_poll(int fd, int64_t deadline_ns);
 
 /* ---- pool_remote.c ---- */
 

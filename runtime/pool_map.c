@@ -10,7 +10,10 @@
  *   future (struct pmap) completes when the last chunk settles: it then
  *   gathers every item's output into one buffer, [n][n + 1 offsets][data],
  *   which br_map_result() indexes. By default the first failed item (by
- *   item number) fails the whole map. br_imap hands items out as chunks
+ *   item number) fails the whole map; with BR_MAP_ITEM_ERRORS the map
+ *   ends DONE and each item keeps its output or its error and message
+ *   (a chunk that failed whole, its worker dead or its time up, gives
+ *   each of its items its error). br_imap hands items out as chunks
  *   complete, in order or (BR_IMAP_UNORDERED) as they come, through
  *   br_as_completed.
  *
@@ -29,6 +32,7 @@
 #include <string.h>
 
 #include "pool.h"
+#include "wait.h"
 
 /* A map's failure message: the item number, and the item's own message
  * (BR__POOL_MSG_MAX) after it. */
@@ -47,15 +51,23 @@ static void map_free(struct br_future *f)
 	br__pool_put(p);
 }
 
+static void cancel_chunks(struct pmap *m)
+{
+	for (size_t i = 0; i < m->nchunks; i++)
+		if (br__future_state(&m->chunks[i]->fut) == BR_PENDING)
+			br__pool_job_cancel(m->chunks[i]);
+}
+
 /* Cancelling a map cancels its pending chunks; the last to settle
  * completes the map. */
 static int map_cancel(struct br_future *f)
 {
 	struct pmap *m = br__container_of(f, struct pmap, fut);
 
-	for (size_t i = 0; i < m->nchunks; i++)
-		if (br__future_state(&m->chunks[i]->fut) == BR_PENDING)
-			br__pool_job_cancel(m->chunks[i]);
+	/* Relaxed: read by whoever finishes the map, after the chunks'
+	 * settling, which the acq_rel count of left orders after this. */
+	atomic_store_explicit(&m->cancelled, 1, memory_order_relaxed);
+	cancel_chunks(m);
 	return 0;
 }
 
@@ -92,66 +104,112 @@ static size_t auto_chunk(struct br_pool *p, size_t item_size, size_t n,
 	return chunk;
 }
 
-static void map_finish(struct pmap *m)
+/* One item's outcome, read from its chunk. */
+struct item {
+	int err;	  /* 0, or the item's error */
+	const char *data; /* its output, or its message (not terminated) */
+	size_t len;
+};
+
+/* Walks the items of one chunk in order. */
+struct cursor {
+	struct pjob *j;
+	const char *b; /* the chunk's encoded outputs (DONE chunks) */
+	size_t blen, pos;
+	int broken; /* an item's output ran past max_payload */
+};
+
+static const char over_msg[] = "the chunk's output is over max_payload";
+
+static void cursor_init(struct cursor *c, struct pjob *j)
 {
-	size_t total = 0, bad = SIZE_MAX;
-	int err = 0;
-	char msg[MAP_MSG_MAX] = "";
-	uint64_t *hdr;
-	char *out, *d;
+	c->j = j;
+	c->b = br_future_bytes(&j->fut, &c->blen);
+	c->pos = 0;
+	c->broken = 0;
+}
 
-	/* Pass 1: sizes, and the first failure by item number. */
-	for (size_t c = 0; c < m->nchunks; c++) {
-		struct pjob *j = m->chunks[c];
-		size_t pos = 0, len;
-		const char *b = br_future_bytes(&j->fut, &len), *data = NULL;
-		struct br__pool_item it;
+static void cursor_next(struct cursor *c, struct item *it)
+{
+	struct br__pool_item pi;
+	const char *data = NULL;
 
-		if (br__future_state(&j->fut) != BR_DONE) {
-			if (bad == SIZE_MAX) {
-				bad = j->first;
-				err = j->fut.error;
-				snprintf(msg, sizeof(msg), "item %zu: %s", bad,
-					 j->fut.message ? j->fut.message : "");
-			}
-			continue;
-		}
-		for (uint32_t i = 0; i < j->nitems; i++) {
-			if (!br__pool_next_item(b, len, &pos, &it, &data)) {
-				if (bad == SIZE_MAX || j->first + i < bad) {
-					bad = j->first + i;
-					err = -EMSGSIZE;
-					snprintf(msg, sizeof(msg),
-						 "item %zu: the chunk's output "
-						 "is over max_payload",
-						 bad);
-				}
-				break;
-			}
-			if (it.error < 0) {
-				if (bad == SIZE_MAX || j->first + i < bad) {
-					bad = j->first + i;
-					err = it.error;
-					snprintf(
-						msg, sizeof(msg),
-						"item %zu: %.*s", bad,
-						(int)(it.len < BR__POOL_MSG_MAX ?
-							      it.len :
-							      BR__POOL_MSG_MAX),
-						data);
-				}
-				continue;
-			}
-			total += it.len;
-		}
-	}
-	if (bad != SIZE_MAX) {
-		br__future_complete(&m->fut, BR_FAILED, NULL, NULL, 0, err,
-				    msg);
+	if (br__future_state(&c->j->fut) != BR_DONE) {
+		/* The whole chunk failed (its worker died, its time ran
+		 * out, it was cancelled): so did each of its items. */
+		it->err = c->j->fut.error;
+		it->data = c->j->fut.message ? c->j->fut.message : "";
+		it->len = strlen(it->data);
 		return;
 	}
-	/* Pass 2: [n][offsets n + 1][data]. */
-	out = malloc((m->n + 2) * sizeof(uint64_t) + total + 1);
+	if (c->broken ||
+	    !br__pool_next_item(c->b, c->blen, &c->pos, &pi, &data)) {
+		c->broken = 1;
+		it->err = -EMSGSIZE;
+		it->data = over_msg;
+		it->len = sizeof(over_msg) - 1;
+		return;
+	}
+	it->err = pi.error < 0 ? pi.error : 0;
+	it->data = data;
+	it->len = pi.len;
+	if (it->err && it->len > BR__POOL_MSG_MAX)
+		it->len = BR__POOL_MSG_MAX;
+}
+
+/*
+ * The result buffer, which br_map_result() and br_map_item() index:
+ *
+ *   uint64_t n | uint64_t off[n + 1] | int32_t err[n], padded to 8 | data
+ *
+ * Item i's bytes are data[off[i] .. off[i + 1]): its output when err[i]
+ * is 0, else its message and a NUL (BR_MAP_ITEM_ERRORS only).
+ */
+static size_t errs_size(size_t n)
+{
+	return (n * sizeof(int32_t) + 7) & ~(size_t)7;
+}
+
+static size_t data_at(size_t n)
+{
+	return (n + 2) * sizeof(uint64_t) + errs_size(n);
+}
+
+static void map_finish(struct pmap *m)
+{
+	int keep = !!(m->flags & BR_MAP_ITEM_ERRORS);
+	size_t total = 0, bad = SIZE_MAX, k;
+	struct cursor c;
+	struct item it;
+	uint64_t *hdr;
+	int32_t *errs;
+	char *out, *d;
+
+	if (keep && atomic_load_explicit(&m->cancelled, memory_order_relaxed)) {
+		br__future_complete(&m->fut, BR_CANCELLED, NULL, NULL, 0,
+				    -ECANCELED, "cancelled");
+		return;
+	}
+	/* Pass 1: sizes, and (by default) the first failure by number. */
+	for (size_t ch = 0; ch < m->nchunks && bad == SIZE_MAX; ch++) {
+		cursor_init(&c, m->chunks[ch]);
+		for (uint32_t i = 0; i < c.j->nitems; i++) {
+			cursor_next(&c, &it);
+			if (it.err && !keep) {
+				char msg[MAP_MSG_MAX];
+
+				bad = c.j->first + i;
+				snprintf(msg, sizeof(msg), "item %zu: %.*s",
+					 bad, (int)it.len, it.data);
+				br__future_complete(&m->fut, BR_FAILED, NULL,
+						    NULL, 0, it.err, msg);
+				return;
+			}
+			total += it.len + (it.err ? 1 : 0);
+		}
+	}
+	/* Pass 2: the buffer above. */
+	out = malloc(data_at(m->n) + total + 1);
 	if (!out) {
 		br__future_complete(&m->fut, BR_FAILED, NULL, NULL, 0, -ENOMEM,
 				    "out of memory");
@@ -159,24 +217,26 @@ static void map_finish(struct pmap *m)
 	}
 	hdr = (uint64_t *)out;
 	hdr[0] = m->n;
-	d = out + (m->n + 2) * sizeof(uint64_t);
+	errs = (int32_t *)(out + (m->n + 2) * sizeof(uint64_t));
+	memset(errs, 0, errs_size(m->n));
+	d = out + data_at(m->n);
 	total = 0;
-	for (size_t c = 0; c < m->nchunks; c++) {
-		struct pjob *j = m->chunks[c];
-		size_t pos = 0, len;
-		const char *b = br_future_bytes(&j->fut, &len), *data = NULL;
-		struct br__pool_item it;
-
-		for (uint32_t i = 0; i < j->nitems; i++) {
-			br__pool_next_item(b, len, &pos, &it, &data);
-			hdr[1 + j->first + i] = total;
-			memcpy(d + total, data, it.len);
+	for (size_t ch = 0; ch < m->nchunks; ch++) {
+		cursor_init(&c, m->chunks[ch]);
+		for (uint32_t i = 0; i < c.j->nitems; i++) {
+			k = c.j->first + i;
+			cursor_next(&c, &it);
+			hdr[1 + k] = total;
+			errs[k] = it.err;
+			memcpy(d + total, it.data, it.len);
 			total += it.len;
+			if (it.err)
+				d[total++] = '\0';
 		}
 	}
 	hdr[1 + m->n] = total;
-	br__future_complete(&m->fut, BR_DONE, NULL, out,
-			    (m->n + 2) * sizeof(uint64_t) + total, 0, NULL);
+	br__future_complete(&m->fut, BR_DONE, NULL, out, data_at(m->n) + total,
+			    0, NULL);
 }
 
 /* A chunk of m settled; the last one completes m and drops the
@@ -240,7 +300,7 @@ static int make_chunks(struct br_pool *p, br_job_fn fn, const char *items,
 			for (size_t d = c; d < nchunks; d++) {
 				cs[d]->where = W_DONE;
 				br__pool_fail_job(cs[d], BR_FAILED, r,
-						  br_strerror(r));
+						  br__pool_refusal(p, r));
 			}
 			break;
 		}
@@ -275,14 +335,16 @@ static int map_args(struct br_pool *p, br_job_fn fn, const void *items,
 	return 0;
 }
 
-br_future *br_map(br_pool *pool, br_job_fn fn, const void *items,
-		  size_t item_size, size_t n, size_t chunk)
+br_future *br_map_ex(br_pool *pool, br_job_fn fn, const void *items,
+		     size_t item_size, size_t n, size_t chunk, unsigned flags)
 {
 	struct pmap *m;
 	int r = map_args(pool, fn, items, item_size, n);
 
 	if (r < 0)
 		return br__future_failed(r, "br_map: bad arguments");
+	if (flags & ~BR_MAP_ITEM_ERRORS)
+		return br__future_failed(-EINVAL, "br_map: unknown flags");
 	if (chunk && chunk * item_size > pool->max_payload)
 		return br__future_failed(-EMSGSIZE,
 					 "br_map: a chunk is over max_payload");
@@ -292,6 +354,8 @@ br_future *br_map(br_pool *pool, br_job_fn fn, const void *items,
 	br__future_init(&m->fut, &map_ops, 1);
 	m->pool = br__pool_get(pool);
 	m->n = n;
+	m->flags = flags;
+	atomic_init(&m->cancelled, 0);
 	if (n == 0) {
 		uint64_t *b = calloc(2, sizeof(uint64_t));
 
@@ -315,26 +379,83 @@ br_future *br_map(br_pool *pool, br_job_fn fn, const void *items,
 		return br__future_failed(r, "br_map: out of memory");
 	}
 	if (r > 0)
-		map_cancel(&m->fut);
+		cancel_chunks(m); /* the pool refused some: see make_chunks */
 	return &m->fut;
+}
+
+br_future *br_map(br_pool *pool, br_job_fn fn, const void *items,
+		  size_t item_size, size_t n, size_t chunk)
+{
+	return br_map_ex(pool, fn, items, item_size, n, chunk, 0);
+}
+
+/*
+ * Item i of a DONE map's buffer (see map_finish): its bytes, their
+ * length in *len and its error in *err. Returns NULL with *err < 0
+ * when f is not a DONE map or i is out of range.
+ */
+static const char *item_at(const br_future *f, size_t i, size_t *len, int *err)
+{
+	const uint64_t *hdr;
+	const int32_t *errs;
+
+	*len = 0;
+	if (!br__future_ok(f) || f->ops != &map_ops) {
+		*err = br__future_ok(f) ? -EINVAL : BR_EBADOBJ;
+		return NULL;
+	}
+	if (br__future_state(f) != BR_DONE) {
+		*err = br__future_state(f) == BR_PENDING ? -EAGAIN :
+							   br_future_error(f);
+		return NULL;
+	}
+	hdr = br_future_bytes(f, NULL);
+	if (!hdr || i >= hdr[0]) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	errs = (const int32_t *)(hdr + hdr[0] + 2);
+	*err = errs[i];
+	*len = hdr[2 + i] - hdr[1 + i];
+	return (const char *)hdr + data_at(hdr[0]) + hdr[1 + i];
 }
 
 const void *br_map_result(const br_future *f, size_t i, size_t *len)
 {
-	const uint64_t *hdr;
-	size_t blen;
+	size_t l;
+	int err;
+	const char *p = item_at(f, i, &l, &err);
 
+	if (err)
+		p = NULL, l = 0;
 	if (len)
-		*len = 0;
-	if (!br__future_ok(f) || f->ops != &map_ops ||
-	    br__future_state(f) != BR_DONE)
-		return NULL;
-	hdr = br_future_bytes(f, &blen);
-	if (!hdr || i >= hdr[0])
-		return NULL;
+		*len = l;
+	return p;
+}
+
+const void *br_map_item(const br_future *f, size_t i, size_t *len, int *err)
+{
+	size_t l;
+	int e;
+	const char *p = item_at(f, i, &l, &e);
+
+	if (e)
+		p = NULL, l = 0;
 	if (len)
-		*len = hdr[2 + i] - hdr[1 + i];
-	return (const char *)hdr + (hdr[0] + 2) * sizeof(uint64_t) + hdr[1 + i];
+		*len = l;
+	if (err)
+		*err = e;
+	return p;
+}
+
+const char *br_map_item_message(const br_future *f, size_t i)
+{
+	size_t l;
+	int e;
+	const char *p = item_at(f, i, &l, &e);
+
+	/* A failed item's bytes are its message and a NUL. */
+	return p && e < 0 ? p : "";
 }
 
 struct br_imap {
@@ -401,19 +522,23 @@ static int imap_next(br_imap *it, size_t *index, const void **out, size_t *len)
 		int r;
 
 		if (it->ac) {
-			f = br_as_completed_next(it->ac);
-			if (!f)
-				return it->next < it->nchunks ? -ECANCELED :
-								BR_EDONE;
+			r = br_as_completed_next_ex(it->ac, &f);
+			if (r < 0)
+				return r;
 			it->next++;
 		} else {
 			if (it->next == it->nchunks)
 				return BR_EDONE;
 			f = &it->chunks[it->next]->fut;
-			r = br_await(f, NULL);
-			if (r == -ECANCELED &&
-			    br__future_state(f) == BR_PENDING)
-				return r; /* the caller was cancelled */
+			/* The wait itself failing (the caller was cancelled,
+			 * or its deadline scope passed) is told from the
+			 * chunk's own failure; the chunk is cancelled then,
+			 * as br_await() would. */
+			r = br__wait_any(&f, 1, -1, 0);
+			if (r < 0) {
+				br_cancel(f);
+				return r;
+			}
 			it->next++;
 		}
 		it->cur = f;

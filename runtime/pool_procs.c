@@ -96,9 +96,38 @@ static void reset_wstate(struct br_pool *p, unsigned w)
 	atomic_store_explicit(&ws->cur_id, 0, memory_order_relaxed);
 	atomic_store_explicit(&ws->deadline, 0, memory_order_relaxed);
 	atomic_store_explicit(&ws->init_err, 0, memory_order_relaxed);
+	atomic_store_explicit(&ws->owner, BR__PW_OWNER(++p->w[w].gen, 0),
+			      memory_order_relaxed);
 	atomic_store_explicit(&ws->state, BR__PW_STARTING,
 			      memory_order_release);
 	pthread_mutex_unlock(&p->drain);
+}
+
+/*
+ * The zygote took the request for worker w and its answer was lost: the
+ * worker it may have made takes its index within BR__POOL_ADOPT_NS of
+ * starting. Its pid, or 0 after which no worker of that request can take
+ * the index (a late one leaves at once).
+ */
+static pid_t adopt(struct br_pool *p, unsigned w)
+{
+	struct br__pool_wstate *ws = br__pool_ws(p->shm, w);
+	uint32_t gen = p->w[w].gen;
+	int64_t until = br_now_ns() + BR__POOL_ADOPT_NS;
+	uint64_t o;
+
+	do {
+		o = atomic_load_explicit(&ws->owner, memory_order_acquire);
+		if (BR__PW_OWNER_PID(o))
+			return BR__PW_OWNER_PID(o);
+		usleep(1000);
+	} while (br_now_ns() < until);
+	o = BR__PW_OWNER(gen, 0);
+	if (atomic_compare_exchange_strong_explicit(
+		    &ws->owner, &o, BR__PW_OWNER(gen + 1, 0),
+		    memory_order_acq_rel, memory_order_acquire))
+		return 0;
+	return BR__PW_OWNER_PID(o); /* it came at the last moment */
 }
 
 /* Fork worker w through the zygote (blocking). 0 or a negative errno.
@@ -108,8 +137,15 @@ static int fork_worker(struct br_pool *p, unsigned w)
 	pid_t pid;
 	int pidfd, r = 0;
 
-	reset_wstate(p, w);
-	pid = br__zygote_fork(p->memfd, p->efd, w);
+	/* A lost answer with no worker to show for it is asked again, of
+	 * the zygote's spare that took over. */
+	for (int tries = 0; tries < 2; tries++) {
+		reset_wstate(p, w);
+		pid = br__zygote_fork(p->memfd, p->efd, w, p->w[w].gen);
+		if (pid != -ENOLINK || (pid = adopt(p, w)) != 0)
+			break;
+		pid = BR_EWORKERDIED;
+	}
 	if (pid < 0)
 		return pid;
 	pidfd = br__child_pidfd(pid);
@@ -197,6 +233,7 @@ static void settle_dead(struct br_pool *p, unsigned w, const char *why)
 					  "cancelled: its worker was killed");
 		else
 			br__pool_fail_job(j, BR_FAILED, BR_EWORKERDIED, why);
+		br__pool_settled(p, 1);
 	}
 	/* What the dead worker can no longer do, somebody must:
 	 *   - it may have died asleep, counted among the sleepers, so that
@@ -291,10 +328,9 @@ static int wait_for_death(struct br_pool *p, struct pworker *pw, int pidfd,
 
 	while (atomic_load_explicit(state, memory_order_acquire) ==
 	       BR__PW_STARTING) {
-		int64_t left = pw->started_ns + p->init_limit_ns - br_now_ns();
-		int r = left > 0 ? br__pool_poll(pidfd, (left + BR__NS_PER_MS -
-							 1) / BR__NS_PER_MS) :
-				   -ETIMEDOUT;
+		int r = br__pool_poll(pidfd,
+				      br__deadline_add(pw->started_ns,
+						       p->init_limit_ns));
 
 		if (r != -ETIMEDOUT)
 			return r < 0 ? r : 0;
@@ -310,21 +346,32 @@ static int wait_for_death(struct br_pool *p, struct pworker *pw, int pidfd,
 	return br__pool_poll(pidfd, -1) < 0 ? -ECANCELED : 0;
 }
 
-int br__pool_poll(int fd, int64_t timeout_ms)
+/* After a shortage: a moment's nap, or a yield when even the nap's timer
+ * cannot be had, so a task of the pool never holds its worker. Returns
+ * -ECANCELED once the task is cancelled, else 0. */
+static int shortage_pause(int64_t ns)
 {
-	int64_t end = timeout_ms < 0 ? -1 :
-				       br_now_ns() + br__ms_to_ns(timeout_ms);
+	int r = br_sleep_ns(ns);
 
+	if (r == -ECANCELED || br_cancelled())
+		return -ECANCELED;
+	if (r < 0)
+		br_yield();
+	return 0;
+}
+
+int br__pool_poll(int fd, int64_t deadline_ns)
+{
 	for (;;) {
-		int64_t left = end < 0 ? -1 : end - br_now_ns();
+		int64_t left = deadline_ns < 0 ? -1 : deadline_ns - br_now_ns();
 		int r;
 
-		if (end >= 0 && left <= 0)
+		if (deadline_ns >= 0 && left <= 0)
 			return -ETIMEDOUT;
-		r = end < 0 ? br_poll(fd, POLLIN) :
-			      br_poll_timeout(fd, POLLIN,
-					      (left + BR__NS_PER_MS - 1) /
-						      BR__NS_PER_MS);
+		r = left < 0 ? br_poll(fd, POLLIN) :
+			       br_poll_timeout(fd, POLLIN,
+					       (left + BR__NS_PER_MS - 1) /
+						       BR__NS_PER_MS);
 		if (r >= 0)
 			return 0;
 		if (r == -ECANCELED || br_cancelled())
@@ -334,11 +381,8 @@ int br__pool_poll(int fd, int64_t timeout_ms)
 			return r;
 		/* A shortage: wait a moment, look without the loop, and
 		 * ask the loop again. */
-		r = br_sleep_ms(SHORTAGE_RETRY_MS);
-		if (r == -ECANCELED || br_cancelled())
+		if (shortage_pause(br__ms_to_ns(SHORTAGE_RETRY_MS)) < 0)
 			return -ECANCELED;
-		if (r < 0)
-			br_yield(); /* no timer either */
 		if (poll(&(struct pollfd){ .fd = fd, .events = POLLIN }, 1, 0) >
 		    0)
 			return 0;
@@ -429,7 +473,6 @@ void *br__pool_timer(void *arg)
 		return NULL;
 	for (;;) {
 		int64_t iv, now;
-		int r;
 
 		if (!atomic_load_explicit(&p->timed, memory_order_acquire)) {
 			br_event_clear(&p->timed_ev);
@@ -446,8 +489,7 @@ void *br__pool_timer(void *arg)
 			iv = TIMER_MIN_NS;
 		if (iv > TIMER_MAX_NS)
 			iv = TIMER_MAX_NS;
-		r = br_sleep_ns(iv);
-		if (r == -ECANCELED || br_cancelled())
+		if (shortage_pause(iv) < 0)
 			break;
 		now = br_now_ns(); /* after a shortage too: check anyway */
 		pthread_mutex_lock(&p->lock);

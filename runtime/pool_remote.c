@@ -165,17 +165,21 @@ void br__remote_done(br_pool *p, uint64_t id, const void *items, size_t len)
 {
 	struct pjob *j = claim_remote(p, id);
 
-	if (j)
+	if (j) {
 		br__pool_settle_items(j, items, len);
+		br__pool_settled(p, 1);
+	}
 }
 
 void br__remote_fail(br_pool *p, uint64_t id, int err, const char *msg)
 {
 	struct pjob *j = claim_remote(p, id);
 
-	if (j)
+	if (j) {
 		br__pool_fail_job(j, BR_FAILED, err < 0 ? err : BR_EWORKERDIED,
 				  msg);
+		br__pool_settled(p, 1);
+	}
 }
 
 void br__remote_lost(br_pool *p, int rank, const char *why)
@@ -200,7 +204,7 @@ br_future *br__remote_run(br_pool *p, br_job_fn fn, const void *in, size_t len,
 	r = br__pool_enqueue(p, j, 1);
 	if (r < 0) {
 		j->where = W_DONE;
-		br__pool_fail_job(j, BR_FAILED, r, br_strerror(r));
+		br__pool_fail_job(j, BR_FAILED, r, br__pool_refusal(p, r));
 		return &j->fut;
 	}
 	br__pool_wake_workers(p, 1);

@@ -9,7 +9,7 @@
  *   BRAID_NO_URING). br_runtime_new starts the workers and waits until
  *   each has created its ring on its own thread, so the features it
  *   reports are the ones in force. A kernel without io_uring is not an
- *   error: the runtime says so once on stderr and parks on futexes.
+ *   error: the runtime says so once (log.c) and parks in ppoll().
  *
  *   Shutdown, in order (Tokio's worker.rs shutdown comment):
  *     1. closing = 1: spawns fail with BR_ECLOSED from now on;
@@ -47,6 +47,7 @@
 
 #include "blocking.h"
 #include "clock.h"
+#include "log.h"
 #include "task.h"
 #include "worker.h"
 #include "zygote.h"
@@ -162,6 +163,7 @@ static int configure(struct br_runtime *rt, const br_config *cfg)
 	rt->stack_size = c.stack_size;
 	rt->ring_entries = c.ring_entries;
 	rt->flags = c.flags;
+	rt->log = (struct br__log_sink){ c.log, c.log_arg };
 	return 0;
 }
 
@@ -309,9 +311,9 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 		return ret;
 	}
 	if (rt->ring_err && !(rt->flags & BR_CONFIG_QUIET))
-		fprintf(stderr,
-			"braid: io_uring unavailable (%s); workers park in "
-			"ppoll and I/O waits for readiness instead\n",
+		br__log(&rt->log, BR_LOG_WARNING,
+			"io_uring unavailable (%s); workers park in "
+			"ppoll and I/O waits for readiness instead",
 			strerror(-rt->ring_err));
 	rt->magic = BR__MAGIC_RUNTIME;
 	*out = rt;
@@ -328,13 +330,15 @@ void br_runtime_free(br_runtime *rt)
 	if (!br__runtime_ok(rt))
 		return;
 	if (me && me->rt == rt) {
-		fprintf(stderr, "braid: br_runtime_free called from one of "
-				"its own workers; ignored\n");
+		br__log(&rt->log, BR_LOG_ERR,
+			"br_runtime_free called from one of its own "
+			"workers; ignored");
 		return;
 	}
 	if (br__blocking_is_own_thread(rt->blocking)) {
-		fprintf(stderr, "braid: br_runtime_free called from its own "
-				"blocking pool; ignored\n");
+		br__log(&rt->log, BR_LOG_ERR,
+			"br_runtime_free called from its own blocking "
+			"pool; ignored");
 		return;
 	}
 	/* seq_cst: pairs with br_spawn_ex()'s re-check of closing. */

@@ -16,6 +16,7 @@
 #include "idle.h"
 #include "inject.h"
 #include "internal.h"
+#include "log.h"
 #include "stats.h"
 
 struct br__worker;
@@ -39,7 +40,8 @@ struct br_runtime {
 	pthread_mutex_t start_lock;   /* protects started and start_err */
 	pthread_cond_t start_cond;
 	unsigned started;
-	int ring_err; /* first ring set-up error, for the warning */
+	int ring_err;		 /* first ring set-up error, for the warning */
+	struct br__log_sink log; /* br_config.log and log_arg (log.c) */
 	struct br__worker *workers;    /* nworkers of them, cache aligned */
 	struct br__blocking *blocking; /* br_spawn_blocking's pool */
 	int zygote;	       /* holds a reference to the zygote (pool.c) */

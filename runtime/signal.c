@@ -13,7 +13,9 @@
  *   it starts threads of its own (or blocks the set in them). The
  *   signalfd is non-blocking: a task reads it with br_read, which
  *   suspends through the ring (or the readiness loop without one), so a
- *   task waiting for SIGTERM costs nothing until it comes.
+ *   task waiting for SIGTERM costs nothing until it comes. A plain
+ *   thread's br_read is the plain call: on EAGAIN it blocks in br_poll
+ *   (which honours its deadline scope) and reads again.
  *
  *   br_signal_handler is a task that loops on br_signal_next and calls
  *   the function each time, on the loop, as asyncio calls a handler from
@@ -32,6 +34,7 @@
  *   process by default at once.
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -93,9 +96,16 @@ int br_signal_next(br_signal *s)
 	/* Acquire/release: one call's reads after the last one's. */
 	if (atomic_exchange_explicit(&s->busy, 1, memory_order_acquire))
 		return -EBUSY;
-	do
+	do {
 		n = br_read(s->fd, &si, sizeof(si));
-	while (n == -EINTR);
+		/* A plain thread reads with the plain call, and the signalfd
+		 * is non-blocking: it waits for the fd, then reads again. */
+		if (n == -EAGAIN) {
+			int r = br_poll(s->fd, POLLIN);
+
+			n = r < 0 ? r : -EINTR;
+		}
+	} while (n == -EINTR);
 	atomic_store_explicit(&s->busy, 0, memory_order_release);
 	if (n < 0)
 		return (int)n;

@@ -25,11 +25,12 @@
  *   previous sample that saw something else, so the duration given, counted
  *   from the first sample that saw it, is a lower bound, short by at most one
  *   period; a slice is never reported before it has really run for the
- *   threshold. The report names the task through its fiber's header (obs_id,
- *   obs_fn), which is never freed (fiber.c), so a stale read is at worst a
- *   wrong name, and the fiber and tick are re-read after the name to drop a
- *   slice that ended meanwhile. Reading the clock at every switch instead
- *   would cost more than the switch itself.
+ *   threshold. The report names the task through its fiber's header
+ *   (obs_id, obs_name, obs_fn), which is never freed (fiber.c), so a
+ *   stale read is at worst a wrong name, and the fiber and tick are
+ *   re-read after the name to drop a slice that ended meanwhile. Reading
+ *   the clock at every switch instead would cost more than the switch
+ *   itself.
  *
  *   The watchdog costs the workers nothing while they run. When every
  *   worker is parked and none has parked again for a few samples, it stops
@@ -82,6 +83,7 @@
 #include "clock.h"
 #include "fiber.h"
 #include "futex.h"
+#include "log.h"
 #include "stats.h"
 #include "task.h"
 #include "worker.h"
@@ -317,7 +319,7 @@ static void print_waits(FILE *f, struct br_runtime *rt)
 		max / 1e3);
 }
 
-/* The BRAID_STATS table, on stderr in one write. */
+/* The BRAID_STATS table, as one message (log.c). */
 static void print_stats(struct br_runtime *rt)
 {
 	br_worker_stats one, total, ext;
@@ -328,7 +330,7 @@ static void print_stats(struct br_runtime *rt)
 
 	if (!f)
 		return;
-	fprintf(f, "braid stats: %u worker%s\n", rt->nworkers,
+	fprintf(f, "stats: %u worker%s\n", rt->nworkers,
 		rt->nworkers == 1 ? "" : "s");
 	fprintf(f, "%-9s %9s %9s %15s %8s %8s %9s %9s %8s %8s %7s %6s\n", "",
 		"tasks", "slices", "steals won/try", "parks", "wakeups",
@@ -343,8 +345,8 @@ static void print_stats(struct br_runtime *rt)
 	print_row(f, "total", &total);
 	print_waits(f, rt);
 	fclose(f);
-	if (buf && write(STDERR_FILENO, buf, len) < 0)
-		(void)0; /* nowhere left to say so */
+	if (buf)
+		br__log(&rt->log, BR_LOG_INFO, "%s", buf);
 	free(buf);
 }
 
@@ -395,8 +397,7 @@ static void report(struct br__watchdog *wd, unsigned i, struct seen *s,
 		atomic_load_explicit(&s->fiber->obs_id, memory_order_relaxed);
 	uintptr_t fn =
 		atomic_load_explicit(&s->fiber->obs_fn, memory_order_relaxed);
-	char name[192], line[320];
-	int len;
+	char name[192], task_name[BR_TASK_NAME_MAX];
 
 	/* The slice may have ended while we read its labels. Acquire:
 	 * as in sample(). */
@@ -405,18 +406,19 @@ static void report(struct br__watchdog *wd, unsigned i, struct seen *s,
 		return;
 	s->reported = 1;
 	br__stat_add(&w->obs, BR__ST_STALLS, 1);
-	br__obs_fn_name(fn, name, sizeof(name));
-	len = snprintf(line, sizeof(line),
-		       "braid: stall: task %u.%llu (%s) has held worker %u "
-		       "for %lld ms (threshold %lld ms)\n",
-		       (unsigned)(id >> 40),
-		       (unsigned long long)(id & ((UINT64_C(1) << 40) - 1)),
-		       name, i, (long long)((now - s->since) / BR__NS_PER_MS),
-		       (long long)(wd->threshold_ns / BR__NS_PER_MS));
-	if (len > (int)sizeof(line) - 1)
-		len = (int)sizeof(line) - 1;
-	if (write(STDERR_FILENO, line, (size_t)len) < 0)
-		(void)0; /* nowhere left to say so */
+	/* The task's name if it has one, else its function's. */
+	br__name_read(s->fiber, task_name);
+	if (task_name[0])
+		snprintf(name, sizeof(name), "%s", task_name);
+	else
+		br__obs_fn_name(fn, name, sizeof(name));
+	br__log(&wd->rt->log, BR_LOG_WARNING,
+		"stall: task %u.%llu (%s) has held worker %u for %lld ms "
+		"(threshold %lld ms)",
+		(unsigned)(id >> 40),
+		(unsigned long long)(id & ((UINT64_C(1) << 40) - 1)), name, i,
+		(long long)((now - s->since) / BR__NS_PER_MS),
+		(long long)(wd->threshold_ns / BR__NS_PER_MS));
 }
 
 /* One sample of every worker. Returns 1 if some worker runs a task. */

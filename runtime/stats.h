@@ -30,6 +30,7 @@
 #include "braid.h"
 #include "fiber.h"
 #include "internal.h"
+#include "tasklocal.h"
 
 struct br_runtime;
 struct br__trace_buf;
@@ -117,6 +118,9 @@ struct br__obs_rt {
 BR__COLD void br__trace_slice_begin(struct br__trace_buf *b,
 				    struct br__fiber *f);
 BR__COLD void br__trace_slice_end(struct br__trace_buf *b);
+/* The task of the open slice renamed itself: the slice takes the new
+ * name (NULL: none). */
+BR__COLD void br__trace_slice_rename(struct br__trace_buf *b, const char *name);
 BR__COLD void br__trace_span(struct br__trace_buf *b, unsigned kind,
 			     int64_t start, uint64_t arg);
 BR__COLD void br__trace_steal(struct br__trace_buf *b, unsigned victim);
@@ -218,11 +222,11 @@ static inline void br__obs_steal(struct br__obs *o, unsigned victim)
 }
 
 /*
- * br__obs_task_start - worker wid starts task fn on fiber f: count it and
- * label the fiber with the task's id (the worker and its start count
- * there) and function, for the stall detector and the trace. A child run
- * inline only counts (wait.c). Context: the worker owning o, before f is
- * switched in.
+ * br__obs_task_start - worker wid starts task fn (named name, or NULL) on
+ * fiber f: count it and label the fiber with the task's id (the worker
+ * and its start count there), function and name, for the stall detector
+ * and the trace. A child run inline only counts (wait.c). Context: the
+ * worker owning o, before f is switched in.
  */
 /* br__obs_task_count - count one task started (an inline child: only
  * counted, not labelled). Context: the worker owning o. */
@@ -233,10 +237,14 @@ static inline void br__obs_task_count(struct br__obs *o)
 }
 
 static inline void br__obs_task_start(struct br__obs *o, unsigned wid,
-				      struct br__fiber *f, void *(*fn)(void *))
+				      struct br__fiber *f, void *(*fn)(void *),
+				      const char *name)
 {
 	if (!o->on)
 		return;
+	/* A recycled fiber's label must not keep its last task's name. */
+	if (name || atomic_load_explicit(&f->obs_name[0], memory_order_relaxed))
+		br__name_label(f, name);
 	br__stat_add(o, BR__ST_TASKS_RUN, 1);
 	/* Relaxed: published by the release store of the worker's fiber
 	 * at the switch (fiber.c). */
@@ -299,7 +307,8 @@ static inline void br__obs_task_count(struct br__obs *o)
 }
 
 static inline void br__obs_task_start(struct br__obs *o, unsigned wid,
-				      struct br__fiber *f, void *(*fn)(void *))
+				      struct br__fiber *f, void *(*fn)(void *),
+				      const char *name)
 {
 }
 #endif /* BR_NO_OBS */

@@ -40,6 +40,9 @@
  *   CANCELLED whatever it returns; if it never sees the request, it keeps its
  *   value.
  *
+ *   A sleep ends at the nearer of its own end and the task's deadline
+ *   scope (deadline.c), with -ETIMEDOUT when the scope's came first.
+ *
  * Invariants
  *   - The live count (br__live_sum) counts tasks, not callbacks, spawned
  *     and not yet completed.
@@ -71,6 +74,7 @@
 #include "clock.h"
 #include "fiber.h"
 #include "task.h"
+#include "tasklocal.h"
 #include "timer.h"
 #include "worker.h"
 
@@ -104,6 +108,8 @@ void br__task_free(struct br__task *t)
 {
 	BR_DEBUG_ASSERT(br__future_state(&t->fut) != BR_PENDING);
 	free(t->fail_msg);
+	free(t->name);
+	br__locals_free(t);
 	br__future_destroy(&t->fut);
 #ifndef BR__SANITIZED
 	/* No suspension in here: the thread-local can be read directly. */
@@ -114,6 +120,16 @@ void br__task_free(struct br__task *t)
 		return;
 	}
 #endif
+	free(t);
+}
+
+/* A record that never left br_spawn_ex(): its future is still pending,
+ * which br__task_free() would not accept. */
+static void free_unstarted(struct br__task *t)
+{
+	free(t->name);
+	br__locals_free(t);
+	free(t->fail_msg);
 	free(t);
 }
 
@@ -184,12 +200,16 @@ static struct br__task *task_new(struct br_runtime *rt, uint32_t flags)
 	t->stack_size = 0;
 	t->cancel_seen = 0;
 	t->io_timeout = -1;
+	t->dl = BR__DL_NONE;
+	t->name = NULL;
+	t->locals = NULL;
 	t->last_send_fd = -1;
 	t->fail_code = 0;
 	t->fail_msg = NULL;
 	t->out_bytes = NULL;
 	t->out_len = 0;
 	t->ready_ns = 0;
+	t->out_keep = 0;
 	atomic_init(&t->claimed, 0);
 	t->cb = NULL;
 	t->deadline = 0;
@@ -248,13 +268,12 @@ static void schedule_new(struct br__worker *w, struct br__task *t)
 	br__task_schedule(t);
 }
 
-br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
-		       const br_spawn_opts *opts)
+br_future *br__spawn_task(br_runtime *rt, br_task_fn fn, void *arg,
+			  const br_spawn_opts *opts, uint32_t flags)
 {
 	/* Spawning never suspends: read the thread-local directly. */
 	struct br__worker *w = br__tls_worker;
 	struct br__task *t;
-	uint32_t flags = 0;
 
 	if (!br__runtime_ok(rt))
 		return br__future_failed(BR_EBADOBJ,
@@ -290,6 +309,15 @@ br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
 			t->stack_size = opts->stack_size < BR__STACK_MIN ?
 						BR__STACK_MIN :
 						opts->stack_size;
+		t->name = br__name_copy(opts->name, NULL);
+		if (opts->name && opts->name[0] && !t->name) {
+			free_unstarted(t);
+			return &br__future_enomem;
+		}
+	}
+	if (br__locals_inherit(t) < 0) {
+		free_unstarted(t);
+		return &br__future_enomem;
 	}
 	br__live_add_on(w, rt, 1);
 	/* A spawn racing br_runtime_free may miss closing here; the task is
@@ -297,12 +325,18 @@ br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
 	 * lost). */
 	if (atomic_load_explicit(&rt->closing, memory_order_relaxed)) {
 		br__live_add_on(w, rt, -1);
-		br__task_free(t);
+		free_unstarted(t);
 		return br__future_failed(BR_ECLOSED,
 					 "br_spawn: the runtime is closing");
 	}
 	schedule_new(w, t);
 	return &t->fut;
+}
+
+br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
+		       const br_spawn_opts *opts)
+{
+	return br__spawn_task(rt, fn, arg, opts, 0);
 }
 
 br_future *br_spawn(br_runtime *rt, br_task_fn fn, void *arg)
@@ -362,15 +396,21 @@ static void task_finish(struct br__task *t, void *value, int sole)
 	/* Only its runner completes a task (a callback never gets here). */
 	BR_DEBUG_ASSERT(!(t->flags & BR__T_CALLBACK) &&
 			br__future_state(&t->fut) == BR_PENDING);
+	/* Before the future completes: whoever awaits it sees the
+	 * destructors done. */
+	br__locals_end(t);
 	t->out_bytes = NULL;
-	if (t->fail_code || t->cancel_seen)
+	if ((t->fail_code || t->cancel_seen) && !t->out_keep) {
 		free(bytes);
+		bytes = NULL;
+		t->out_len = 0;
+	}
 	if (t->fail_code)
-		complete(&t->fut, BR_FAILED, NULL, NULL, 0, t->fail_code,
-			 t->fail_msg);
+		complete(&t->fut, BR_FAILED, NULL, bytes, t->out_len,
+			 t->fail_code, t->fail_msg);
 	else if (t->cancel_seen)
-		complete(&t->fut, BR_CANCELLED, NULL, NULL, 0, -ECANCELED,
-			 "cancelled");
+		complete(&t->fut, BR_CANCELLED, NULL, bytes, t->out_len,
+			 -ECANCELED, "cancelled");
 	else
 		complete(&t->fut, BR_DONE, value, bytes, t->out_len, 0, NULL);
 	br__live_add(rt, -1);
@@ -501,6 +541,15 @@ int br__task_set_bytes(void *buf, size_t len)
 	return 0;
 }
 
+int br__task_set_output(void *buf, size_t len)
+{
+	int r = br__task_set_bytes(buf, len);
+
+	if (r == 0)
+		br__task_current()->out_keep = 1;
+	return r;
+}
+
 int br_cancelled(void)
 {
 	struct br__task *t = br__task_current();
@@ -524,10 +573,8 @@ int br_yield(void)
 		sched_yield();
 		return 0;
 	}
-	if (br__task_cancel_pending(t)) {
-		t->cancel_seen = 1;
-		return -ECANCELED;
-	}
+	/* Cancelled, it yields all the same: a task that loops on br_yield
+	 * while it winds down must not starve its worker. */
 	w = br__worker_current();
 	br__worker_leave(w, br__worker_fiber(w), BR__AFTER_YIELD, 0);
 	if (br__task_cancel_pending(t)) {
@@ -540,10 +587,14 @@ int br_yield(void)
 int br_sleep_until(int64_t deadline)
 {
 	struct br__task *t = br__task_current();
+	int64_t scope = br__task_deadline(t), until;
 	struct br__worker *w;
 	struct br__timer *tm;
 	uint64_t seq;
+	/* A deadline scope nearer than the sleep's end cuts it short. */
+	int cut = scope >= 0 && scope < deadline;
 
+	until = cut ? scope : deadline;
 	if (!t) {
 		struct timespec ts;
 
@@ -551,11 +602,11 @@ int br_sleep_until(int64_t deadline)
 			return BR_ENOTTASK; /* would stall the loop */
 		if (deadline <= br_now_ns())
 			return 0;
-		ts = br__ns_to_ts(deadline);
+		ts = br__ns_to_ts(until);
 		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
 				       NULL) == EINTR)
 			;
-		return 0;
+		return cut ? -ETIMEDOUT : 0;
 	}
 	if (deadline <= br_now_ns())
 		return br_yield();
@@ -567,7 +618,12 @@ int br_sleep_until(int64_t deadline)
 			t->cancel_seen = 1;
 			return -ECANCELED;
 		}
-		tm = br__timer_wake_at(w, deadline, br__worker_fiber(w), seq);
+		if (br_now_ns() >= until) {
+			/* Only a scope's deadline can have passed here. */
+			br__fiber_disarm(br__worker_fiber(w), seq);
+			return cut ? -ETIMEDOUT : 0;
+		}
+		tm = br__timer_wake_at(w, until, br__worker_fiber(w), seq);
 		if (!tm) {
 			br__fiber_disarm(br__worker_fiber(w), seq);
 			return -ENOMEM;
@@ -578,8 +634,8 @@ int br_sleep_until(int64_t deadline)
 			t->cancel_seen = 1;
 			return -ECANCELED;
 		}
-		if (br_now_ns() >= deadline)
-			return 0;
+		if (br_now_ns() >= until)
+			return cut ? -ETIMEDOUT : 0;
 		/* Woken early but not cancelled: a stale wake-up. */
 	}
 }

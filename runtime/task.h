@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "braid.h"
+#include "deadline.h"
 #include "future.h"
 #include "internal.h"
 #include "list.h"
@@ -22,6 +23,10 @@ struct br__worker;
 #define BR__T_PINNED 0x1u /* runs only on worker pin */
 /* br_call_soon/later: no fiber, and fn is a br_callback_fn. */
 #define BR__T_CALLBACK 0x2u
+/* Starts even when cancelled before it started (its first wait then ends
+ * with -ECANCELED), so that it can settle what it holds; dropped unrun
+ * only by a closing runtime. */
+#define BR__T_RUNS_CANCELLED 0x4u
 
 struct br__task {
 	struct br_future fut; /* first: a task is its own future */
@@ -32,8 +37,7 @@ struct br__task {
 	/* Set when it starts (its own) or runs inline (its parent's); read by
 	 * br_cancel. */
 	_Atomic(struct br__fiber *) fiber;
-	/* The task that spawned it, if any; only compared, never dereferenced.
-	 * The task that spawned it, if any; only compared, never dereferenced. */
+	/* The task that spawned it, if any; only compared, never dereferenced. */
 	struct br__task *spawner;
 	/* The task that runs it inline; read only by code on the fiber. */
 	struct br__task *inline_parent;
@@ -44,13 +48,19 @@ struct br__task {
 	int cancel_seen;	 /* a suspension returned -ECANCELED */
 	int fail_code;		 /* set by br_fail() */
 	char *fail_msg;
-	/* Callbacks: set by the runner or by br_cancel, whichever comes first.
-	 * Callbacks: set by the runner or by br_cancel, whichever comes first. */
+	/* Callbacks: set by the runner or by br_cancel, whichever comes first. */
 	_Atomic int claimed;
 	br_callback_fn cb;  /* callbacks: the function */
 	int64_t deadline;   /* callbacks: not before (monotonic ns) */
 	int64_t io_timeout; /* br_io_timeout(), ms; -1: none */
-	int last_send_fd;   /* the socket of its last ring send, or -1 */
+	/* Its deadline scopes (deadline.c); code on its fiber only. */
+	struct br__dl_state dl;
+	/* Its name (malloc'd, or NULL) and task-local values (tasklocal.c):
+	 * set by the spawner before it is queued, then by code on its
+	 * fiber only. */
+	char *name;
+	struct br__locals *locals;
+	int last_send_fd; /* the socket of its last ring send, or -1 */
 	/* br__task_set_bytes(): code on the task's fiber writes them, the
 	 * finish on that fiber hands them to the future */
 	void *out_bytes;
@@ -59,6 +69,7 @@ struct br__task {
 	 * it runs; else 0. Written by whoever queues it, before the queue
 	 * publishes it; read and cleared by the worker that switches to it. */
 	int64_t ready_ns;
+	int out_keep; /* the future keeps them whatever its end */
 };
 
 /* Task FIFOs (the worker's queues, the injection queue) link tasks
@@ -145,6 +156,27 @@ void br__task_finish_sole(struct br__task *t, void *value);
  */
 int br__task_set_bytes(void *buf, size_t len);
 
+/*
+ * br__task_set_output - br__task_set_bytes() for bytes the future keeps
+ * however the task ends, FAILED and CANCELLED included (a subprocess's
+ * output up to its time limit). Context: task only.
+ */
+int br__task_set_output(void *buf, size_t len);
+
+/* br_spawn_ex with BR__T_* flags of the runtime's own (flags). */
+br_future *br__spawn_task(br_runtime *rt, br_task_fn fn, void *arg,
+			  const br_spawn_opts *opts, uint32_t flags);
+
+/* Whether the unstarted task t is to be dropped rather than started: its
+ * runtime is closing, or it was cancelled (unless BR__T_RUNS_CANCELLED). */
+static inline int br__task_start_dropped(const struct br__task *t, int closing)
+{
+	if (closing)
+		return 1;
+	return atomic_load_explicit(&t->cancel, memory_order_relaxed) &&
+	       !(t->flags & BR__T_RUNS_CANCELLED);
+}
+
 /* Complete t as CANCELLED without running it (it never started); t may
  * be freed by the time this returns. */
 void br__task_drop(struct br__task *t);
@@ -154,5 +186,17 @@ void br__task_run_callback(struct br__task *t);
 
 /* The calling task, or NULL (noinline: never cache across suspension). */
 struct br__task *br__task_current(void);
+
+/*
+ * br__task_deadline - the nearest deadline of the scopes t (the calling
+ * task), or the calling plain thread when t is NULL, is inside: -1 for
+ * none. Every wait that a cancellation may end takes the nearer of its
+ * own deadline and this one (deadline.c). Context: code of t, or the
+ * thread.
+ */
+static inline int64_t br__task_deadline(const struct br__task *t)
+{
+	return t ? t->dl.deadline : br__thread_dl.deadline;
+}
 
 #endif /* BR_TASK_H */

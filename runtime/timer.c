@@ -103,7 +103,8 @@ static void heap_remove(struct br__timers *tm, uint32_t i)
 struct br__timer *br__timer_wake_at(struct br__worker *w, int64_t deadline,
 				    struct br__fiber *f, uint64_t seq)
 {
-	struct br__timer *t = malloc(sizeof(*t));
+	struct br__timer *t =
+		BR__FAULT("braid/timer/alloc") ? NULL : malloc(sizeof(*t));
 
 	if (!t)
 		return NULL;
@@ -197,10 +198,9 @@ unsigned br__timers_run(struct br__worker *w, int64_t now)
 	/*
 	 * Pop the expired timers first, each into the slot the heap gives up
 	 * (as heapsort does): heap[tm->n .. end) then holds them from the
-	 * latest deadline to the earliest. Each woken task takes the LIFO
-	 * slot and pushes the one before it onto the deque, which runs newest
-	 * first, so firing latest first runs a batch in deadline order. Firing
-	 * adds no timer, so the slots stay ours.
+	 * latest deadline to the earliest. A burst of wake-ups runs newest
+	 * first (br__worker_push_lifo), so firing latest first runs a batch
+	 * in deadline order. Firing adds no timer, so the slots stay ours.
 	 */
 	while (tm->n && tm->heap[0]->deadline <= now) {
 		struct br__timer *t = tm->heap[0];

@@ -6,12 +6,14 @@
  * Design
  *   Each worker records into its own ring of fixed-size records, with no
  *   lock and no allocation: a run slice of a task (from its switch-in to
- *   its switch-out, named after the task's function), a park, an I/O wait
+ *   its switch-out, named after the task or its function), a park, an I/O wait
  *   (from the submission of the operation to its final completion), a
  *   steal. When the ring is full the oldest records are overwritten, so
  *   memory and the file stay bounded (BRAID_TRACE_EVENTS records per
- *   worker, default 65536, 40 bytes each) and the file keeps the end of
- *   the run, which is usually what one wants to look at. Process-pool
+ *   worker, default 65536, 72 bytes each) and the file keeps the end of
+ *   the run, which is usually what one wants to look at. A slice carries
+ *   the task's name when it has one (tasklocal.c), copied from its
+ *   fiber's label when the slice begins. Process-pool
  *   jobs come from whichever thread completes them, so they go to one
  *   shared ring under a mutex; they are coarse (a job is a round trip to
  *   another process).
@@ -52,7 +54,9 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "log.h"
 #include "stats.h"
+#include "tasklocal.h"
 #include "worker.h"
 
 #define DEFAULT_EVENTS 65536u
@@ -68,6 +72,8 @@ struct rec {
 	uint64_t arg;  /* SLICE: function; IO: opcode; STEAL: victim;
 			* JOB: pid */
 	uint32_t kind; /* BR__TR_* */
+	/* SLICE: the task's name, "" for none (the function names it) */
+	char name[BR_TASK_NAME_MAX];
 };
 
 struct br__trace_buf {
@@ -79,6 +85,7 @@ struct br__trace_buf {
 	int64_t slice_ts;
 	uint64_t slice_id;
 	uintptr_t slice_fn;
+	char slice_name[BR_TASK_NAME_MAX];
 	struct rec rec[];
 };
 
@@ -113,7 +120,17 @@ void br__trace_slice_begin(struct br__trace_buf *b, struct br__fiber *f)
 	 * it over ordered the labels before this switch. */
 	b->slice_id = atomic_load_explicit(&f->obs_id, memory_order_relaxed);
 	b->slice_fn = atomic_load_explicit(&f->obs_fn, memory_order_relaxed);
+	br__name_read(f, b->slice_name);
 	b->open = 1;
+}
+
+void br__trace_slice_rename(struct br__trace_buf *b, const char *name)
+{
+	if (!b->open)
+		return;
+	memset(b->slice_name, 0, sizeof(b->slice_name));
+	if (name)
+		strncpy(b->slice_name, name, sizeof(b->slice_name) - 1);
 }
 
 void br__trace_slice_end(struct br__trace_buf *b)
@@ -129,6 +146,7 @@ void br__trace_slice_end(struct br__trace_buf *b)
 	r->id = b->slice_id;
 	r->arg = b->slice_fn;
 	r->kind = BR__TR_SLICE;
+	memcpy(r->name, b->slice_name, sizeof(r->name));
 }
 
 void br__trace_span(struct br__trace_buf *b, unsigned kind, int64_t start,
@@ -330,16 +348,21 @@ static void event(struct out *o, const struct br__trace_buf *b,
 
 	switch (r->kind) {
 	case BR__TR_SLICE:
+		/* Named after the task if it has a name, else its
+		 * function; the function goes in args either way. */
 		sep(o);
 		fputs("{\"ph\":\"X\",\"cat\":\"task\",\"name\":", f);
-		put_str(f, fn_name(o, (uintptr_t)r->arg));
+		put_str(f,
+			r->name[0] ? r->name : fn_name(o, (uintptr_t)r->arg));
 		fprintf(f,
 			",\"ts\":%.3f,\"dur\":%.3f,\"pid\":%d,\"tid\":%u,"
-			"\"args\":{\"task\":\"%u.%llu\"}}",
+			"\"args\":{\"task\":\"%u.%llu\",\"fn\":",
 			us(o->tr, r->ts), (double)r->dur / BR__NS_PER_US,
 			o->pid, tid, (unsigned)(r->id >> 40),
 			(unsigned long long)(r->id &
 					     ((UINT64_C(1) << 40) - 1)));
+		put_str(f, fn_name(o, (uintptr_t)r->arg));
+		fputs("}}", f);
 		break;
 	case BR__TR_PARK:
 		sep(o);
@@ -408,8 +431,9 @@ void br__trace_write(struct br_runtime *rt)
 		return;
 	o->f = fopen(tr->path, "w");
 	if (!o->f) {
-		fprintf(stderr, "braid: BRAID_TRACE: cannot write %s: %s\n",
-			tr->path, strerror(errno));
+		br__log(&rt->log, BR_LOG_ERR,
+			"BRAID_TRACE: cannot write %s: %s", tr->path,
+			strerror(errno));
 		free(o);
 		return;
 	}
@@ -432,8 +456,9 @@ void br__trace_write(struct br_runtime *rt)
 		"\"dropped_events\":%llu}}\n",
 		br_version_string(), (unsigned long long)dropped);
 	if (fclose(o->f) != 0)
-		fprintf(stderr, "braid: BRAID_TRACE: cannot write %s: %s\n",
-			tr->path, strerror(errno));
+		br__log(&rt->log, BR_LOG_ERR,
+			"BRAID_TRACE: cannot write %s: %s", tr->path,
+			strerror(errno));
 	free(o);
 }
 #endif /* BR_NO_OBS */

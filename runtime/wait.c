@@ -22,6 +22,13 @@
  *   cancellation of the parent reaches it (br__task_cancel_pending() walks
  *   inline_parent).
  *
+ *   A deadline scope (deadline.c) bounds every wait that a cancellation
+ *   may end, as a cancellation that comes at a time: the wait's deadline
+ *   is the nearer of its own and the scope's, and br_await() passes the
+ *   end on to what it awaited, as it does a cancellation. A task inside
+ *   a scope runs no child inline: the child would hold the wait past
+ *   the deadline.
+ *
  *   Wake-ups may be spurious (a late cancellation request, fiber.c), so
  *   every wait re-checks its condition and waits again if nothing it
  *   waits for has happened.
@@ -249,9 +256,19 @@ int br__wait_any(br_future *const *fs, size_t n, int64_t deadline,
 
 	if (r >= 0)
 		return r;
-	if (deadline >= 0 && br_now_ns() >= deadline)
-		return -ETIMEDOUT;
 	t = br__task_current();
+	/* A deadline scope ends the wait as a cancellation would. */
+	if (!(flags & BR__WAIT_NOCANCEL))
+		deadline = br__deadline_min(deadline, br__task_deadline(t));
+	if (deadline >= 0 && br_now_ns() >= deadline) {
+		/* A cancellation is the more precise answer. */
+		if (t && !(flags & BR__WAIT_NOCANCEL) &&
+		    br__task_cancel_pending(t)) {
+			t->cancel_seen = 1;
+			return -ECANCELED;
+		}
+		return -ETIMEDOUT;
+	}
 	if (!t && br__worker_current())
 		return BR_EDEADLK;
 	if (n > STACK_WAITERS) {
@@ -315,8 +332,9 @@ static void run_inline(struct br__task *p, struct br__task *c, int awaited)
 	struct br__fiber *f = br__worker_fiber(w);
 	void *v;
 
-	if (atomic_load_explicit(&c->cancel, memory_order_relaxed) ||
-	    atomic_load_explicit(&w->rt->closing, memory_order_relaxed)) {
+	if (br__task_start_dropped(
+		    c, atomic_load_explicit(&w->rt->closing,
+					    memory_order_relaxed))) {
 		br__task_drop(c);
 		return;
 	}
@@ -388,8 +406,12 @@ int br_await(br_future *f, void **value)
 	t = br__task_current();
 	if (t) {
 		struct br__waiter w1;
+		int64_t dl = t->dl.deadline;
 
-		if (br__future_is_task(f)) {
+		/* Inside a deadline scope the child is left to a worker of
+		 * its own: run inline, it would hold this wait past the
+		 * deadline. */
+		if (br__future_is_task(f) && dl < 0) {
 			help_inline(t, (struct br__task *)f);
 			if (br__future_state(f) != BR_PENDING) {
 				r = br__future_result(f, value);
@@ -403,12 +425,16 @@ int br_await(br_future *f, void **value)
 			}
 		}
 		/* The message-passing path: straight to the task wait. */
-		r = task_wait(t, &f, 1, &w1, -1, 0);
+		if (dl >= 0 && br_now_ns() >= dl && !br__task_cancel_pending(t))
+			r = -ETIMEDOUT;
+		else
+			r = task_wait(t, &f, 1, &w1, dl, 0);
 	} else {
 		r = br__wait_any(&f, 1, -1, 0);
 	}
-	/* asyncio: cancelling the awaiter cancels what it awaits. */
-	if (r == -ECANCELED)
+	/* asyncio: cancelling the awaiter cancels what it awaits, and so
+	 * does its deadline scope passing. */
+	if (r == -ECANCELED || r == -ETIMEDOUT)
 		br_cancel(f);
 	if (r < 0)
 		return r;

@@ -428,6 +428,11 @@ static int thread_end(struct br__wait *wt, int64_t deadline)
 
 int br__wait_end(struct br__wait *wt, int64_t deadline)
 {
+	/* A deadline scope ends the wait as a cancellation would, at its
+	 * time: not for waits a cancellation cannot end. */
+	if (wt->cancellable)
+		deadline =
+			br__deadline_min(deadline, br__task_deadline(wt->task));
 	if (wt->fiber)
 		return task_end(wt, deadline);
 	return thread_end(wt, deadline);

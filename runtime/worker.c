@@ -220,6 +220,12 @@ static int is_pinned(struct br__task *t)
 	return (t->flags & BR__T_PINNED) || (f && f->pinned);
 }
 
+/*
+ * t runs next. The task it displaces from the slot was to run next too,
+ * so it keeps that place: first of the pinned queue, or on top of the
+ * deque (which runs newest first). A burst of wake-ups then runs newest
+ * first, whichever queue its tasks go to.
+ */
 void br__worker_push_lifo(struct br__worker *w, struct br__task *t)
 {
 	struct br__task *old;
@@ -240,7 +246,7 @@ void br__worker_push_lifo(struct br__worker *w, struct br__task *t)
 	if (!old)
 		return;
 	if (is_pinned(old))
-		br__task_fifo_push(&w->pq, old);
+		br__fifo_push_front(&w->pq, &old->link);
 	else
 		br__worker_push_local(w, old);
 }
@@ -728,8 +734,9 @@ static void run(struct br__worker *w, struct br__task *t)
 	}
 	f = atomic_load_explicit(&t->fiber, memory_order_relaxed);
 	if (!f) {
-		if (atomic_load_explicit(&t->cancel, memory_order_relaxed) ||
-		    atomic_load_explicit(&rt->closing, memory_order_relaxed)) {
+		if (br__task_start_dropped(
+			    t, atomic_load_explicit(&rt->closing,
+						    memory_order_relaxed))) {
 			br__task_drop(t);
 			return;
 		}
@@ -743,7 +750,7 @@ static void run(struct br__worker *w, struct br__task *t)
 			return;
 		}
 		f->root = f->top = t;
-		br__obs_task_start(&w->obs, w->id, f, t->fn);
+		br__obs_task_start(&w->obs, w->id, f, t->fn, t->name);
 		f->pinned = !!(t->flags & BR__T_PINNED);
 		f->pin = t->pin;
 		br__fiber_prepare(f, fiber_main, f);

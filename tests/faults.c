@@ -28,7 +28,10 @@
  *   Exit status: 0 if every check held, whether the calls succeeded or
  *   failed with errors; 1 if a check failed. A crash, a hang and a
  *   sanitizer report are for the sweep to see. -v prints every error
- *   return; -n N makes N passes on each backend instead of one (the
+ *   return; --strict (the sweep's run without faults) requires every
+ *   awaited future to end as it would without faults (the crashing job
+ *   with BR_EWORKERDIED, the one past its time limit with -ETIMEDOUT,
+ *   the others DONE); -n N makes N passes on each backend instead of one (the
  *   sweep's random mode: one pass reaches most points too few times for
  *   a 1% chance to fire); the last line always counts the calls that
  *   succeeded and the ones that failed with an error.
@@ -51,6 +54,7 @@
 #include <unistd.h>
 
 #include "braid.h"
+#include "census.h"
 
 /* The longest any one wait may take before it counts as a lost wake-up:
  * far past anything the scenario does on a loaded machine. */
@@ -63,6 +67,7 @@
 #define MAP_ITEMS 64
 
 static int verbose;
+static int strict;
 static atomic_int checks_failed;
 static atomic_int calls_ok;
 static atomic_int calls_err;
@@ -95,9 +100,14 @@ static int ok_ret(const char *what, long r, int line)
 
 /*
  * Await f (borrowed) and check that its state agrees with what br_await
- * returned. Returns 1 if it ended DONE, with its value in *value.
+ * returned. expect is the error f ought to end with (0: it ought to end
+ * DONE): any other error may come from a fault, but -ETIMEDOUT, unless
+ * expected, is a wait that ran out, a lost wake-up. With --strict (the
+ * run without faults), f must end exactly as expected. Returns 1 if it
+ * ended DONE, with its value in *value.
  */
-static int await_ok(const char *what, br_future *f, void **value, int line)
+static int await_ok(const char *what, br_future *f, void **value, int expect,
+		    int line)
 {
 	void *v = NULL;
 	int r = br_await(f, &v);
@@ -106,6 +116,8 @@ static int await_ok(const char *what, br_future *f, void **value, int line)
 
 	if (value)
 		*value = v;
+	if (strict && r != expect)
+		bad(what, line, r);
 	if (r == 0) {
 		if (st != BR_DONE || err != 0)
 			bad("await returned 0 but the state is", line, st);
@@ -116,15 +128,23 @@ static int await_ok(const char *what, br_future *f, void **value, int line)
 		bad("await's result and the state disagree", line, r);
 	else if (st == BR_CANCELLED && r != -ECANCELED)
 		bad("cancelled with", line, r);
+	if (r == -ETIMEDOUT && expect != -ETIMEDOUT)
+		bad("timed out (a lost wake-up?)", line, r);
 	if (!br_future_message(f))
 		bad("no message for error", line, r);
+	if (r == expect) {
+		atomic_fetch_add(&calls_ok, 1);
+		return 0;
+	}
 	atomic_fetch_add(&calls_err, 1);
 	if (verbose)
 		fprintf(stderr, "faults: %s: %s (%d): %s\n", what,
 			br_strerror(r), r, br_future_message(f));
 	return 0;
 }
-#define AWAIT(what, f, v) await_ok(what, f, v, __LINE__)
+#define AWAIT(what, f, v) await_ok(what, f, v, 0, __LINE__)
+/* f ought to fail with error err. */
+#define AWAIT_ERR(what, f, err) await_ok(what, f, NULL, err, __LINE__)
 
 static void nap_ms(long ms);
 
@@ -146,94 +166,7 @@ static int first_done(br_future *const *fs, size_t n)
 
 /* ---- what is left behind ---- */
 
-static int count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
-static int count_fds(void)
-{
-	return count_dir("/proc/self/fd") - 1; /* opendir's own */
-}
-
-static int count_threads(void)
-{
-	return count_dir("/proc/self/task");
-}
-
-/* Children of this process, live or zombie; with say, each is named on
- * stderr. */
-static int count_children(int say)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char path[300], buf[512], *p;
-		FILE *fp;
-		int ppid;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		fp = fopen(path, "r");
-		if (!fp)
-			continue;
-		p = fgets(buf, sizeof(buf), fp);
-		fclose(fp);
-		if (!p || !(p = strrchr(buf, ')')))
-			continue;
-		if (sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == getpid()) {
-			n++;
-			if (say)
-				fprintf(stderr, "faults: child left: %s\n",
-					buf);
-		}
-	}
-	closedir(d);
-	return n;
-}
-
-#define MAX_FDS 1024
-static unsigned char fds_at_start[MAX_FDS];
-
-static void note_fds(void)
-{
-	for (int fd = 0; fd < MAX_FDS; fd++)
-		fds_at_start[fd] = fcntl(fd, F_GETFD) >= 0;
-}
-
-/* Name each descriptor open now and not at the start, or the reverse. */
-static void say_fds(void)
-{
-	char path[64], target[256];
-	ssize_t n;
-
-	for (int fd = 0; fd < MAX_FDS; fd++) {
-		int now = fcntl(fd, F_GETFD) >= 0;
-
-		if (now == fds_at_start[fd])
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-		n = readlink(path, target, sizeof(target) - 1);
-		target[n > 0 ? n : 0] = '\0';
-		fprintf(stderr, "faults: fd %d %s %s\n", fd,
-			now ? "left open:" : "closed, open at the start",
-			target);
-	}
-}
+static struct census_fdset fds_at_start;
 
 static void nap_ms(long ms)
 {
@@ -330,7 +263,7 @@ static void core_tasks(br_runtime *rt)
 	if (r != -ETIMEDOUT && br_future_state(slow) == BR_PENDING)
 		BAD("wait_for on a pending task", r);
 	br_cancel(slow);
-	AWAIT("cancelled sleeper", slow, NULL);
+	AWAIT_ERR("cancelled sleeper", slow, -ECANCELED);
 	if (br_future_state(slow) == BR_DONE)
 		BAD("cancelled sleeper ended DONE", 0);
 	br_future_release(slow);
@@ -342,7 +275,7 @@ static void core_tasks(br_runtime *rt)
 	br_future_release(cb);
 	cb = br_call_later(rt, 60000, on_later, &fired);
 	br_cancel(cb);
-	AWAIT("cancelled call_later", cb, NULL);
+	AWAIT_ERR("cancelled call_later", cb, -ECANCELED);
 	br_future_release(cb);
 
 	/* A promise resolved from another thread. */
@@ -354,7 +287,7 @@ static void core_tasks(br_runtime *rt)
 			pthread_join(th, NULL);
 		} else {
 			br_promise_reject(p, -EAGAIN, "no thread");
-			AWAIT("rejected promise", p, NULL);
+			AWAIT_ERR("rejected promise", p, -EAGAIN);
 		}
 	} else {
 		AWAIT("promise_new", p, NULL);
@@ -808,9 +741,9 @@ static void process_pool(br_runtime *rt)
 				BAD("echo job bytes", len);
 		}
 	}
-	if (AWAIT("crashing job", fs[4], NULL))
+	if (AWAIT_ERR("crashing job", fs[4], BR_EWORKERDIED))
 		BAD("crashing job ended DONE", 0);
-	if (AWAIT("job past its limit", fs[5], NULL))
+	if (AWAIT_ERR("job past its limit", fs[5], -ETIMEDOUT))
 		BAD("job past its limit ended DONE", 0);
 	for (i = 0; i < 6; i++)
 		br_future_release(fs[i]);
@@ -896,14 +829,16 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-v") == 0)
 			verbose = 1;
+		else if (strcmp(argv[i], "--strict") == 0)
+			strict = 1;
 		else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
 			passes = atoi(argv[++i]);
 	}
 	signal(SIGPIPE, SIG_IGN); /* a write to a closed pipe is EPIPE */
-	fds = count_fds();
-	threads = count_threads();
-	children = count_children(0);
-	note_fds();
+	fds = census_fds();
+	threads = census_threads();
+	children = census_children(0, NULL);
+	census_fds_note(&fds_at_start);
 	for (int i = 0; i < passes; i++) {
 		pass(0);
 		pass(BR_CONFIG_NO_URING);
@@ -911,18 +846,18 @@ int main(int argc, char **argv)
 
 	/* Exited threads leave procfs a moment after their join, and a
 	 * loaded machine makes that moment long. */
-	for (tries = 0; (n = count_threads()) != threads && tries < 5000;
+	for (tries = 0; (n = census_threads()) != threads && tries < 5000;
 	     tries++)
 		nap_ms(1);
 	if (n != threads)
 		BAD("threads left", n - threads);
-	if ((n = count_fds()) != fds) {
+	if ((n = census_fds()) != fds) {
 		BAD("descriptors left", n - fds);
-		say_fds();
+		census_fds_say(&fds_at_start, stderr, "faults: ");
 	}
-	if ((n = count_children(0)) != children) {
+	if ((n = census_children(0, NULL)) != children) {
 		BAD("children left", n - children);
-		count_children(1);
+		census_children(0, stderr);
 	}
 	fprintf(stderr,
 		"faults: %d calls succeeded, %d failed with an error, "

@@ -58,6 +58,6 @@ test-faults test-faults-short:
 ifeq ($(HAVE_FIU),1)
 	$(Q)$(MAKE) --no-print-directory VARIANT=asan FAULTS=1 $@
 else
-	@echo "  SKIP    $@: no libfiu or fiu-run (scripts/deps.sh, group faults)"
+	@$(SKIP) "$@: no libfiu or fiu-run (scripts/deps.sh, group faults)"
 endif
 endif

@@ -17,13 +17,13 @@
 #
 #   make fuzz           each target for FUZZ_S seconds (default 60)
 #   make fuzz-smoke     each target for FUZZ_TEST_S seconds (default 20);
-#                       what make test runs
+#                       make test runs it with FUZZ=$(FUZZ_IN_TEST)
 #   make fuzz-build     build the targets
 #   FUZZ=<name>         only that target, e.g. make fuzz FUZZ=http_parse
 #
 # Without clang or its libFuzzer runtime (Debian: clang and
 # libclang-rt-14-dev, scripts/deps.sh's fuzz group), each of these prints
-# a note saying so and succeeds.
+# a note saying so and succeeds, or fails with STRICT=1 (make test).
 
 FUZZ_CC     ?= clang
 FUZZ_S      ?= 60
@@ -53,7 +53,7 @@ FUZZ_PROBE := mkdir -p $(FUZZ_B) && printf '%s\n' \
 	'{ return 0; }' > $(FUZZ_B)/probe.c && \
 	$(FUZZ_CC) -fsanitize=fuzzer -o $(FUZZ_B)/probe $(FUZZ_B)/probe.c \
 	>/dev/null 2>&1
-FUZZ_SKIP := echo "  SKIP    fuzz targets: $(FUZZ_CC) cannot build a libFuzzer" \
+FUZZ_SKIP = $(SKIP) "fuzz targets: $(FUZZ_CC) cannot build a libFuzzer" \
 	"program here (install clang and libclang-rt-14-dev: scripts/deps.sh," \
 	"group fuzz)"
 

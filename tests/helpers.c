@@ -15,6 +15,7 @@
 
 #include <criterion/criterion.h>
 
+#include "census.h"
 #include "helpers.h"
 
 const struct t_config t_config_matrix[T_CONFIG_COUNT] = {
@@ -44,82 +45,20 @@ br_runtime *t_runtime(unsigned workers, unsigned flags)
 	return t_runtime_cfg(&cfg);
 }
 
-/*
- * Count the live or zombie children of this process, from procfs; with
- * own_only, leave out the zygote and its spare. With out, print each one
- * counted there.
- */
-static int children(int own_only, FILE *out)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char path[300], buf[512], *p, *comm;
-		FILE *fp;
-		int ppid;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		fp = fopen(path, "r");
-		if (!fp)
-			continue;
-		p = fgets(buf, sizeof(buf), fp);
-		fclose(fp);
-		/* The command name may hold spaces: parse after its ')'. */
-		if (!p || !(p = strrchr(buf, ')')))
-			continue;
-		if (sscanf(p + 1, " %*c %d", &ppid) != 1 || ppid != getpid())
-			continue;
-		*p = '\0';
-		comm = strchr(buf, '(');
-		comm = comm ? comm + 1 : buf;
-		if (own_only && (strcmp(comm, "braid-zygote") == 0 ||
-				 strcmp(comm, "braid-spare") == 0))
-			continue;
-		if (out)
-			fprintf(out, "  child %s (%s)\n", e->d_name, comm);
-		n++;
-	}
-	closedir(d);
-	return n;
-}
-
 /* The number of live or zombie children of this process, from procfs. */
 int t_count_children(void)
 {
-	return children(0, NULL);
-}
-
-static int count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)) != NULL) {
-		if (e->d_name[0] != '.')
-			n++;
-	}
-	closedir(d);
-	return n;
+	return census_children(0, NULL);
 }
 
 int t_count_threads(void)
 {
-	return count_dir("/proc/self/task");
+	return census_threads();
 }
 
 int t_count_fds(void)
 {
-	/* opendir() holds one descriptor of its own while counting. */
-	return count_dir("/proc/self/fd") - 1;
+	return census_fds();
 }
 
 void t_assert_threads_return_to(int baseline)
@@ -146,31 +85,11 @@ void t_assert_no_leaked_fds(int before)
 
 /* ---- leak accounting ---- */
 
-#define LEAK_FDS 1024 /* descriptors remembered one by one */
-
 static struct {
 	int on;
 	int fds, threads, children;
-	unsigned char open[LEAK_FDS / 8]; /* which were open at init */
+	struct census_fdset open; /* which were open at init */
 } leak;
-
-static void fds_open(unsigned char *bits)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-
-	memset(bits, 0, LEAK_FDS / 8);
-	if (!d)
-		return;
-	while ((e = readdir(d))) {
-		int fd = atoi(e->d_name);
-
-		if (e->d_name[0] != '.' && fd >= 0 && fd < LEAK_FDS &&
-		    fd != dirfd(d))
-			bits[fd / 8] |= (unsigned char)(1u << (fd % 8));
-	}
-	closedir(d);
-}
 
 void t_leak_init(void)
 {
@@ -180,8 +99,8 @@ void t_leak_init(void)
 		return;
 	leak.fds = t_count_fds();
 	leak.threads = t_count_threads();
-	leak.children = children(1, NULL);
-	fds_open(leak.open);
+	leak.children = census_children(1, NULL);
+	census_fds_note(&leak.open);
 	leak.on = 1;
 }
 
@@ -195,30 +114,16 @@ void t_leak_expect(int fds, int threads, int children_left)
 /* What is open now and was not at init, and every thread's name. */
 static void leak_report(int fds, int threads, int kids)
 {
-	unsigned char now[LEAK_FDS / 8];
-	char path[64], target[256];
+	char path[64];
 	DIR *d;
 	struct dirent *e;
-	ssize_t n;
 
 	fprintf(stderr,
 		"leak: %d descriptors (%d before the test), %d threads "
 		"(%d before), %d children (%d before) after %d ms\n",
 		fds, leak.fds, threads, leak.threads, kids, leak.children,
 		T_LEAK_WAIT_MS);
-	fds_open(now);
-	for (int fd = 0; fd < LEAK_FDS; fd++) {
-		int was = leak.open[fd / 8] >> (fd % 8) & 1;
-		int is = now[fd / 8] >> (fd % 8) & 1;
-
-		if (was == is)
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-		n = readlink(path, target, sizeof(target) - 1);
-		target[n > 0 ? n : 0] = '\0';
-		fprintf(stderr, "  fd %d %s %s\n", fd,
-			is ? "opened:" : "closed (was open before)", target);
-	}
+	census_fds_say(&leak.open, stderr, "  ");
 	d = opendir("/proc/self/task");
 	while (d && (e = readdir(d))) {
 		char comm[300];
@@ -237,7 +142,7 @@ static void leak_report(int fds, int threads, int kids)
 	}
 	if (d)
 		closedir(d);
-	children(1, stderr);
+	census_children(1, stderr);
 }
 
 void t_leak_fini(void)
@@ -250,7 +155,7 @@ void t_leak_fini(void)
 	for (;;) {
 		fds = t_count_fds();
 		threads = t_count_threads();
-		kids = children(1, NULL);
+		kids = census_children(1, NULL);
 		if ((fds == leak.fds && threads == leak.threads &&
 		     kids == leak.children) ||
 		    br_now_ns() - start > T_LEAK_WAIT_MS * T_NS_PER_MS)

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "braid.h"
+#include "census.h" /* procfs counts, census_stat(), for every test */
 
 #define T_NS_PER_MS INT64_C(1000000)
 

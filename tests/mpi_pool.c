@@ -2,7 +2,7 @@
 /*
  * mpi_pool.c - a process pool across the ranks of an MPI job: results,
  * order, mixing with local futures, crashes and time limits on remote
- * ranks, cancel, br_imap, 100,000 jobs with every result checked, and
+ * ranks, initializers' limits on every rank, cancel, br_imap, 100,000 jobs with every result checked, and
  * nothing left behind. Run under mpirun -np 3 (tests.mk's test-mpi runs
  * it over shared memory and over TCP).
  *
@@ -134,24 +134,99 @@ static void *blocking_call(void *arg)
 
 /* ---- the checks ---- */
 
-static void check_tasks(br_runtime *rt)
+/*
+ * Rounds of TASKS submitters on pool until every rank has run jobs (at
+ * most ROUNDS_MAX): a rank joins a new pool when its server next looks,
+ * which an idle server does only every 20 ms, and one round can be over
+ * by then. Returns how many ranks ran jobs; *bad counts wrong results.
+ */
+#define ROUNDS_MAX 50
+
+static int rounds_until_every_rank(br_runtime *rt, int *bad)
 {
 	br_future *fs[TASKS];
-	int bad = 0, ranks = 0;
+	int ranks = 0;
 
-	for (intptr_t t = 0; t < TASKS; t++)
-		fs[t] = br_spawn(rt, submitter, (void *)t);
-	for (int t = 0; t < TASKS; t++) {
-		void *v = NULL;
-
-		CHECK(br_await(fs[t], &v) == 0, "%s", br_future_message(fs[t]));
-		bad += (int)(intptr_t)v;
-		br_future_release(fs[t]);
-	}
-	CHECK(bad == 0, "%d of %d jobs came back wrong", bad, TASKS * PER_TASK);
+	*bad = 0;
 	for (int r = 0; r < 8; r++)
-		ranks += atomic_load(&ranks_seen[r]) > 0;
+		atomic_store(&ranks_seen[r], 0);
+	for (int round = 0; round < ROUNDS_MAX && ranks < 3; round++) {
+		for (intptr_t t = 0; t < TASKS; t++)
+			fs[t] = br_spawn(rt, submitter, (void *)t);
+		for (int t = 0; t < TASKS; t++) {
+			void *v = NULL;
+
+			CHECK(br_await(fs[t], &v) == 0, "%s",
+			      br_future_message(fs[t]));
+			*bad += (int)(intptr_t)v;
+			br_future_release(fs[t]);
+		}
+		ranks = 0;
+		for (int r = 0; r < 8; r++)
+			ranks += atomic_load(&ranks_seen[r]) > 0;
+	}
+	return ranks;
+}
+
+static void check_tasks(br_runtime *rt)
+{
+	int bad, ranks = rounds_until_every_rank(rt, &bad);
+
+	CHECK(bad == 0, "%d jobs came back wrong", bad);
 	CHECK(ranks == 3, "jobs ran on %d ranks, not 3", ranks);
+}
+
+/* Initializers that hang on rank 1, and that take 2 s on ranks 1 and 2. */
+static int hang_on_rank_1(const void *arg, size_t len)
+{
+	if (my_rank() == 1)
+		sleep(60);
+	return 0;
+}
+
+static int slow_off_rank_0(const void *arg, size_t len)
+{
+	if (my_rank() > 0)
+		usleep(2000 * 1000);
+	return 0;
+}
+
+/*
+ * A pool's init_timeout_ms holds on every rank: rank 1's initializer is
+ * killed at 300 ms there, and rank 1 goes on serving the next pool (with
+ * the default limit of 30 s its serving thread sat in br_pool_new, silent,
+ * and rank 0 took it for dead). A rank whose initializer takes longer
+ * than the silence that counts as death is not taken for dead either,
+ * nor is its initializer held to the jobs' time limit (timeout_ms).
+ */
+static void check_initializers(br_runtime *rt)
+{
+	br_pool *saved = pool, *q;
+	int bad, ranks;
+
+	CHECK(br_pool_new(&q, rt,
+			  &(br_pool_config){ .workers = 1,
+					     .mpi = 1,
+					     .init = hang_on_rank_1,
+					     .init_timeout_ms = 300 }) == 0,
+	      "a pool whose rank 1 could not start");
+	br_pool_free(q);
+	CHECK(br_pool_new(&q, rt,
+			  &(br_pool_config){ .workers = 1,
+					     .mpi = 1,
+					     .init = slow_off_rank_0,
+					     .init_timeout_ms = 10000,
+					     /* jobs' limit, not the
+					      * initializers' */
+					     .timeout_ms = 1000 }) == 0,
+	      "a pool with slow initializers");
+	pool = q;
+	ranks = rounds_until_every_rank(rt, &bad);
+	pool = saved;
+	CHECK(bad == 0, "%d jobs came back wrong", bad);
+	CHECK(ranks == 3, "after slow initializers jobs ran on %d ranks",
+	      ranks);
+	br_pool_free(q);
 }
 
 static void check_mixed(br_runtime *rt)
@@ -397,6 +472,7 @@ int main(int argc, char **argv)
 		check_imap(0);
 		check_imap(BR_IMAP_UNORDERED);
 		check_faults();
+		check_initializers(rt);
 	}
 	br_pool_free(pool);
 	br_runtime_free(rt);

@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "braid.h"
+#include "census.h"
 
 #define BATCH 32
 #define JOB_INPUT_MAX 4096
@@ -258,49 +259,6 @@ static void *consumer(void *arg)
 
 /* ---- samples ---- */
 
-static int count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
-static int children(void)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char path[300], buf[512], *p;
-		FILE *f;
-		int ppid;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		p = fgets(buf, sizeof(buf), f);
-		fclose(f);
-		if (p && (p = strrchr(buf, ')')) &&
-		    sscanf(p + 1, " %*c %d", &ppid) == 1 && ppid == getpid())
-			n++;
-	}
-	closedir(d);
-	return n;
-}
-
 /* What malloc has handed out and not had back, mapped blocks included. */
 static long heap_kb(void)
 {
@@ -337,8 +295,8 @@ static int settled(int threads0)
 		if (pids[i] <= 0)
 			return 0;
 	/* The workers, the zygote and its spare. */
-	return count_dir("/proc/self/task") == threads0 &&
-	       children() == (int)nworkers + 2;
+	return census_dir("/proc/self/task") == threads0 &&
+	       census_children(0, NULL) == (int)nworkers + 2;
 }
 
 /* Wait for the quiet state to hold for STABLE_MS: a worker the killer
@@ -499,7 +457,7 @@ int main(int argc, char **argv)
 	}
 	prime();
 	nap_ms(200);
-	threads0 = count_dir("/proc/self/task");
+	threads0 = census_dir("/proc/self/task");
 	t0 = br_now_ns();
 	end = t0 + (int64_t)seconds * 1000000000;
 	while (!stop && (!seconds || br_now_ns() < end) &&
@@ -516,8 +474,8 @@ int main(int argc, char **argv)
 			fprintf(stderr,
 				"soak: not settled: %d threads (%d at the "
 				"start), %d children, workers:",
-				count_dir("/proc/self/task"), threads0,
-				children());
+				census_dir("/proc/self/task"), threads0,
+				census_children(0, NULL));
 			for (int i = 0; i < n && i < 64; i++)
 				fprintf(stderr, " %d", (int)pids[i]);
 			fputc('\n', stderr);
@@ -531,8 +489,8 @@ int main(int argc, char **argv)
 		       (long)((br_now_ns() - quiet) / 1000000),
 		       status_kb("RssAnon") + status_kb("RssFile"),
 		       status_kb("RssShmem"), heap_kb(),
-		       count_dir("/proc/self/fd") - 1,
-		       count_dir("/proc/self/task"), children(),
+		       census_dir("/proc/self/fd") - 1,
+		       census_dir("/proc/self/task"), census_children(0, NULL),
 		       atomic_load(&jobs), atomic_load(&died),
 		       atomic_load(&blocking), atomic_load(&items),
 		       atomic_load(&errors));

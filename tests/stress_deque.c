@@ -17,6 +17,9 @@
 #include "deque.h"
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(stress_deque, .init = t_leak_init, .fini = t_leak_fini);
+
 #define ITEM(i) ((void *)(uintptr_t)((i) + 1))
 #define INDEX(p) ((uintptr_t)(p)-1)
 #define MAX_THIEVES 4

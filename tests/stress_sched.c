@@ -15,6 +15,9 @@
 
 #include "helpers.h"
 
+/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+TestSuite(stress_sched, .init = t_leak_init, .fini = t_leak_fini);
+
 /* ------------------------------------------------------------------ */
 /* Spawn storm                                                         */
 /* ------------------------------------------------------------------ */

@@ -580,3 +580,91 @@ Test(combine, a_cancelled_waiter_stops_waiting, .timeout = 20.0)
 	br_future_release(p);
 	br_runtime_free(rt);
 }
+
+/* ------------------------------------------------------------------ */
+/* br_as_completed_next_ex: the end, a cancellation and misuse apart   */
+/* ------------------------------------------------------------------ */
+
+struct ac_ex {
+	br_as_completed *it;
+	atomic_int waiting;
+	int first, second;
+	br_future *got;
+};
+
+static void *as_completed_ex_twice(void *arg)
+{
+	struct ac_ex *a = arg;
+
+	a->first = br_as_completed_next_ex(a->it, &a->got);
+	atomic_store(&a->waiting, 1);
+	a->second = br_as_completed_next_ex(a->it, &a->got);
+	return NULL;
+}
+
+static void as_completed_from_a_callback(void *arg)
+{
+	struct ac_ex *a = arg;
+
+	a->first = br_as_completed_next_ex(a->it, &a->got);
+	atomic_store(&a->waiting, 1);
+}
+
+Test(combine, as_completed_next_ex_tells_the_end_from_a_cancellation,
+     .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_future *p[2] = { br_promise_new(), br_promise_new() };
+	struct ac_ex a = { .first = 1, .second = 1 };
+	br_future *t, *f = p[0];
+
+	br_promise_resolve(p[0], NULL);
+	a.it = br_as_completed_new(p, 2);
+	cr_assert_not_null(a.it);
+	t = br_spawn(rt, as_completed_ex_twice, &a);
+	cr_assert_eq(t_spin_until(&a.waiting, 1, 5000 * T_NS_PER_MS), 0);
+	br_sleep_ms(20); /* in its second call, most likely waiting */
+	br_cancel(t);
+	br_await(t, NULL);
+	cr_assert_eq(a.first, 0);
+	cr_assert_eq(a.second, -ECANCELED, "got %d", a.second);
+	cr_assert_null(a.got, "NULL stored on error");
+	cr_assert_eq(br_future_state(p[1]), BR_PENDING, "inputs not cancelled");
+	/* The iterator is still usable, from this thread now. */
+	br_promise_resolve(p[1], NULL);
+	cr_assert_eq(br_as_completed_next_ex(a.it, &f), 0);
+	cr_assert_eq(f, p[1]);
+	cr_assert_eq(br_as_completed_next_ex(a.it, &f), BR_EDONE);
+	cr_assert_null(f);
+	cr_assert_eq(br_as_completed_next_ex(a.it, &f), BR_EDONE, "again");
+	cr_assert_null(br_as_completed_next(a.it), "the old call still works");
+	br_as_completed_free(a.it);
+	br_future_release(t);
+	release_all(p, 2);
+	br_runtime_free(rt);
+}
+
+Test(combine, as_completed_next_ex_refuses_misuse, .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_future *p = br_promise_new(), *f = p, *cb;
+	uint64_t not_an_iterator[8] = { 0 };
+	struct ac_ex a = { .first = 1 };
+
+	a.it = br_as_completed_new(&p, 1);
+	cr_assert_eq(br_as_completed_next_ex(a.it, NULL), -EINVAL);
+	cr_assert_eq(br_as_completed_next_ex(NULL, &f), -EINVAL);
+	cr_assert_null(f);
+	cr_assert_eq(br_as_completed_next_ex((br_as_completed *)not_an_iterator,
+					     &f),
+		     BR_EBADOBJ);
+	/* A loop callback must not block its loop. */
+	cb = br_call_soon(rt, as_completed_from_a_callback, &a);
+	cr_assert_eq(br_await(cb, NULL), 0);
+	cr_assert_eq(a.first, BR_EDEADLK, "got %d", a.first);
+	cr_assert_null(a.got);
+	br_future_release(cb);
+	br_as_completed_free(a.it);
+	br_future_release(p);
+	br_runtime_free(rt);
+}

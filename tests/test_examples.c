@@ -13,7 +13,9 @@
  * for --help, and on stderr with status 2 for an option it does not know.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -24,6 +26,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,6 +46,7 @@ struct server_opts {
 	const char *const *args; /* more arguments, NULL-terminated */
 	long nofile;		 /* RLIMIT_NOFILE for the server, 0: ours */
 	int capture_stderr;	 /* read it with server_stderr() */
+	int bare;		 /* args only, not --port 0 --workers 2 */
 };
 
 /* The backends every HTTP test runs the server on. */
@@ -61,13 +65,17 @@ static struct server start_ex(const char *name, const struct server_opts *o)
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	int out[2], err[2] = { -1, -1 }, argc;
 	FILE *f;
+	int first;
 
 	if (!o)
 		o = &none;
-	for (argc = 5; o->args && o->args[argc - 5]; argc++) {
+	first = o->bare ? 1 : 5;
+
+	for (argc = first; o->args && o->args[argc - first]; argc++) {
 		cr_assert_lt(argc, 31);
-		argv[argc] = o->args[argc - 5];
+		argv[argc] = o->args[argc - first];
 	}
+	argv[argc] = NULL;
 	cr_assert_gt(n, 0);
 	exe[n] = '\0';
 	*strrchr(exe, '/') = '\0'; /* .../tests */
@@ -549,10 +557,15 @@ Test(examples, http_server_answers_431_to_a_head_over_8_kib, .timeout = 60.0)
 
 /* A client that opens a connection and sends nothing, or sends its head
  * a byte at a time and never finishes it, is cut off at the head
- * timeout: a trickle does not move the deadline. */
+ * timeout: a trickle does not move the deadline. The trickling client
+ * dials only after the silent one was measured, so that its whole head
+ * timeout is left for the trickle. */
 Test(examples, http_server_closes_connections_whose_head_is_late,
      .timeout = 60.0)
 {
+	enum {
+		HEAD_MS = 500
+	};
 	static const char *const args[] = { "--head-timeout", "500", NULL };
 	static const char head[] = "GET / HTTP/1.1\r\nHost: a\r\nX: ";
 	int b;
@@ -560,26 +573,36 @@ Test(examples, http_server_closes_connections_whose_head_is_late,
 	for (b = 0; b < BACKENDS; b++) {
 		struct server_opts o = { .no_uring = b, .args = args };
 		struct server s = start_ex("http_server", &o);
-		int silent = dial(s.port), slow = dial(s.port);
-		int64_t t0 = br_now_ns(), ms;
+		int silent = dial(s.port), slow;
+		int64_t t0, ms;
 		size_t i;
 
 		ms = ms_until_closed(silent, 5000);
-		cr_assert_geq(ms, 450, "%s: closed after %lld ms",
+		cr_assert_geq(ms, HEAD_MS * 9 / 10, "%s: closed after %lld ms",
 			      backend_names[b], (long long)ms);
-		/* A byte every 50 ms, for up to 5 s. */
+		close(silent);
+		/* A byte every 50 ms, until the server closes; one that
+		 * moved the deadline on each byte never would. */
 		t0 = br_now_ns();
+		slow = dial(s.port);
 		for (i = 0;; i++) {
 			char c = i < sizeof(head) - 1 ? head[i] : 'x';
 
 			if (send(slow, &c, 1, MSG_NOSIGNAL) != 1 ||
 			    ms_until_closed(slow, 50) >= 0)
 				break;
-			cr_assert_lt(t_elapsed_ms(t0), 5000,
-				     "%s: a trickling head is still open",
-				     backend_names[b]);
+			cr_assert_lt(t_elapsed_ms(t0), 4 * HEAD_MS,
+				     "%s: a trickling head is still open "
+				     "after %zu bytes",
+				     backend_names[b], i + 1);
 		}
-		close(silent);
+		ms = t_elapsed_ms(t0);
+		cr_assert_geq(i, 5, "%s: closed after %zu bytes",
+			      backend_names[b], i);
+		cr_assert(ms >= HEAD_MS * 9 / 10 && ms < 4 * HEAD_MS,
+			  "%s: the trickling head was closed %lld ms after "
+			  "its dial",
+			  backend_names[b], (long long)ms);
 		close(slow);
 		stop(s);
 	}
@@ -737,9 +760,225 @@ Test(examples, subprocess_prints_the_pipeline_and_the_gathered_commands,
 	cr_assert(strstr(text, "    42\n"), "%s", text);
 	cr_assert(strstr(text, "exit 3 (exit 3):\n    to stderr\n"), "%s",
 		  text);
-	cr_assert(strstr(text, "sleep 5: "), "%s", text);
+	/* The timed-out shell's group was killed, its output kept. */
+	cr_assert(strstr(text, "sleep 5 & wait: "), "%s", text);
+	cr_assert(strstr(text, "process group was killed"), "%s", text);
+	cr_assert(strstr(text, "printed before that: working\n"), "%s", text);
 	free(text);
 	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------------ */
+/* The README's recipes (examples/recipes)                             */
+/* ------------------------------------------------------------------ */
+
+/* The line server answers each line in capitals, tells a client that
+ * sends half a line past the deadline "timeout" and drops it, and stops
+ * on SIGTERM with a client connected. */
+Test(examples, recipe_line_server_has_a_deadline_per_request, .timeout = 60.0)
+{
+	static const char *const args[] = { "0", "300", NULL };
+
+	for (int b = 0; b < BACKENDS; b++) {
+		struct server_opts o = { .no_uring = b,
+					 .args = args,
+					 .bare = 1 };
+		struct server s = start_ex("recipes/upper", &o);
+		int fd = dial(s.port), slow;
+		int64_t t0;
+		char buf[256];
+
+		exchange(fd, "hello\nworld\n", buf, sizeof(buf), 12);
+		cr_assert_str_eq(buf, "HELLO\nWORLD\n", "%s", backend_names[b]);
+		/* The server's deadline starts after the connection does:
+		 * it cannot end the request sooner than 300 ms from t0. */
+		t0 = br_now_ns();
+		slow = dial(s.port);
+		exchange(slow, "half a li", buf, sizeof(buf), 0);
+		cr_assert_str_eq(buf, "timeout\n", "%s", backend_names[b]);
+		cr_assert_geq(t_elapsed_ms(t0), 300, "%s", backend_names[b]);
+		close(slow);
+		/* fd's own deadline has passed meanwhile: a new client. */
+		exchange(fd, "", buf, sizeof(buf), 0);
+		cr_assert_str_eq(buf, "timeout\n", "%s", backend_names[b]);
+		close(fd);
+		fd = dial(s.port);
+		exchange(fd, "again\n", buf, sizeof(buf), 6);
+		cr_assert_str_eq(buf, "AGAIN\n", "%s", backend_names[b]);
+		/* Stopped with a client connected: it exits 0, and the
+		 * client sees the end of the stream (after a "timeout" if
+		 * a slow machine let its deadline pass first). */
+		stop(s);
+		exchange(fd, "", buf, sizeof(buf), 0);
+		cr_assert(!strcmp(buf, "") || !strcmp(buf, "timeout\n"),
+			  "%s: %s", backend_names[b], buf);
+		close(fd);
+	}
+}
+
+/* Run recipe argv[0] with argv[1..]; its exit code, and its stdout,
+ * NUL-terminated, in *text (to free). */
+static int run_recipe(br_runtime *rt, const char **argv, int no_uring,
+		      char **text)
+{
+	static const char *const keep[] = { "PATH",	    "ASAN_OPTIONS",
+					    "LSAN_OPTIONS", "UBSAN_OPTIONS",
+					    "TSAN_OPTIONS", NULL };
+	const char *envp[] = { "BRAID_NO_URING=1", NULL };
+	br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE,
+			   .flags = BR_EXEC_CLEAN_ENV,
+			   .env_keep = keep,
+			   .envp = no_uring ? envp : NULL };
+	const char *out;
+	size_t len;
+	br_future *f;
+	int code;
+
+	argv[0] = example_path(argv[0]);
+	f = br_exec(rt, argv, &o);
+	t_await_value(f);
+	code = br_exec_exit_code(f);
+	out = br_future_bytes(f, &len);
+	*text = strndup(out ? out : "", len);
+	cr_assert_not_null(*text);
+	br_future_release(f);
+	return code;
+}
+
+/* Processes of anyone's whose command line is exactly argv: the killed
+ * group's must all be gone (a zombie has no command line). */
+static int count_processes(const char *const *argv)
+{
+	char want[256], buf[256], path[300];
+	size_t wlen = 0;
+	int n = 0;
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+
+	cr_assert_not_null(d);
+	for (int i = 0; argv[i]; i++) {
+		size_t l = strlen(argv[i]) + 1;
+
+		cr_assert_lt(wlen + l, sizeof(want));
+		memcpy(want + wlen, argv[i], l);
+		wlen += l;
+	}
+	while ((e = readdir(d))) {
+		ssize_t got;
+		int fd;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		got = read(fd, buf, sizeof(buf));
+		close(fd);
+		n += got == (ssize_t)wlen && !memcmp(buf, want, wlen);
+	}
+	closedir(d);
+	return n;
+}
+
+/* The command runner kills a shell at its time limit with what it left
+ * running in the background, keeps what it printed, and reports every
+ * command in order. */
+Test(examples, recipe_command_runner_kills_whole_groups_at_the_limit,
+     .timeout = 60.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	char cmd[128], s3[32], s5[32], want[512];
+
+	/* Durations of this process's own, so that the processes found
+	 * below can only be this test's. */
+	snprintf(s3, sizeof(s3), "30.%d", (int)getpid());
+	snprintf(s5, sizeof(s5), "50.%d", (int)getpid());
+	snprintf(cmd, sizeof(cmd), "echo started; sleep %s & sleep %s", s3, s5);
+	snprintf(want, sizeof(want),
+		 "$ %s\nstarted\n[killed at the time limit]\n"
+		 "$ echo out; echo err >&2\nout\nerr\n[exit 0]\n"
+		 "$ exit 3\n[exit 3]\n",
+		 cmd);
+	for (int b = 0; b < BACKENDS; b++) {
+		const char *argv[] = {
+			"recipes/runner",	  "1000",   cmd,
+			"echo out; echo err >&2", "exit 3", NULL
+		};
+		const char *bg[] = { "sleep", s3, NULL },
+			   *fg[] = { "sleep", s5, NULL };
+		char *text;
+		int64_t t0 = br_now_ns();
+
+		cr_assert_eq(run_recipe(rt, argv, b, &text), 1, "%s",
+			     backend_names[b]);
+		cr_assert_str_eq(text, want, "%s", backend_names[b]);
+		free(text);
+		/* Nothing left behind: give the killed a moment to go (a
+		 * sleep that was not killed lasts much longer). */
+		while ((count_processes(bg) || count_processes(fg)) &&
+		       t_elapsed_ms(t0) < 10000)
+			usleep(10 * 1000);
+		cr_assert_eq(count_processes(bg), 0, "%s", backend_names[b]);
+		cr_assert_eq(count_processes(fg), 0, "%s", backend_names[b]);
+	}
+	br_runtime_free(rt);
+}
+
+/* A file of len bytes of data at dir/name. */
+static void put_file(const char *dir, const char *name, const char *data)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	cr_assert_eq(br_write_file(path, data, strlen(data), 0644),
+		     (ssize_t)strlen(data), "%s", path);
+}
+
+/* The file walker hashes every regular file in name order, in the pool,
+ * and matches FNV-1a's published test vectors. */
+Test(examples, recipe_file_walker_hashes_each_file_in_the_pool, .timeout = 60.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	char dir[] = "/tmp/braid-hashwalk-XXXXXX", sub[64], link[64];
+	char want[1024], *text;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(sub, sizeof(sub), "%s/b", dir);
+	cr_assert_eq(mkdir(sub, 0755), 0);
+	put_file(dir, "a", "");
+	put_file(dir, "b/c", "a");
+	put_file(dir, "b/d", "foobar");
+	put_file(dir, "e", "chongo was here!\n");
+	/* Neither a link nor what is not a regular file is hashed. */
+	snprintf(link, sizeof(link), "%s/l", dir);
+	cr_assert_eq(symlink("a", link), 0);
+	snprintf(want, sizeof(want),
+		 "cbf29ce484222325  %s/a\n"
+		 "af63dc4c8601ec8c  %s/b/c\n"
+		 "85944171f73967e8  %s/b/d\n"
+		 "46810940eff5f915  %s/e\n",
+		 dir, dir, dir, dir);
+	for (int b = 0; b < BACKENDS; b++) {
+		const char *argv[] = { "recipes/hashwalk", dir, NULL };
+
+		cr_assert_eq(run_recipe(rt, argv, b, &text), 0, "%s",
+			     backend_names[b]);
+		cr_assert_str_eq(text, want, "%s", backend_names[b]);
+		free(text);
+	}
+	unlink(link);
+	snprintf(link, sizeof(link), "%s/a", dir);
+	unlink(link);
+	snprintf(link, sizeof(link), "%s/e", dir);
+	unlink(link);
+	snprintf(link, sizeof(link), "%s/b/c", dir);
+	unlink(link);
+	snprintf(link, sizeof(link), "%s/b/d", dir);
+	unlink(link);
+	rmdir(sub);
+	rmdir(dir);
 	br_runtime_free(rt);
 }
 

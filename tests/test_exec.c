@@ -3,8 +3,10 @@
  * test_exec.c - subprocesses: exit codes and signals, errors, stdin
  * feeding and output capture (up to 100 MiB), timeouts, cancellation, the
  * environment and working directory, many children at once, and that no
- * child outlives its future. Each test runs with io_uring (when the kernel
- * has it) and with the readiness fallback.
+ * child outlives its future; process groups killed whole, output kept
+ * past a time limit, max_output, pass_fds and a clean environment. Each
+ * test runs with io_uring (when the kernel has it) and with the readiness
+ * fallback.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -18,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "forkexec.h"
 #include "helpers.h"
 
 /* Every test leaves no descriptor, thread or child behind (helpers.h). */
@@ -43,6 +46,18 @@ static const char *const *sh(const char *script)
 	static const char *argv[4];
 
 	argv[0] = "sh";
+	argv[1] = "-c";
+	argv[2] = script;
+	argv[3] = NULL;
+	return argv;
+}
+
+/* For scripts that redirect to fds above 9, which dash does not take. */
+static const char *const *bash(const char *script)
+{
+	static const char *argv[4];
+
+	argv[0] = "bash";
 	argv[1] = "-c";
 	argv[2] = script;
 	argv[3] = NULL;
@@ -177,6 +192,39 @@ Test(exec, stdin_data_is_fed_and_stdout_captured, .timeout = 30)
 	}
 }
 
+/* The child exits while this task keeps its worker, so the watcher finds
+ * it gone at once and cancels the stdin feeder before it ever ran. */
+static void *exit_before_the_feeder_starts(void *arg)
+{
+	br_exec_opts o = { .stdin_data = "ignored", .stdin_len = 7 };
+	br_future *f = br_exec(br_current_runtime(), sh("exit 5"), &o);
+	int code = -1;
+
+	usleep(200 * 1000); /* a plain sleep: the worker stays here */
+	T_REQUIRE(br_await(f, NULL) == 0);
+	T_REQUIRE(br_exec_status(f, &code, NULL) == 0 && code == 5);
+	br_future_release(f);
+	return NULL;
+}
+
+/* The stdin socket of a child that exits before its feeder task starts
+ * was never closed (the suite's leak check names it). */
+Test(exec, stdin_of_a_child_gone_before_its_feeder_started_is_closed,
+     .timeout = 30)
+{
+	FOR_EACH_MODE(flags)
+	{
+		int fds = t_count_fds();
+		br_runtime *rt = t_runtime(1, flags);
+
+		t_assert_task_ok(
+			br_spawn(rt, exit_before_the_feeder_starts, NULL));
+		br_runtime_free(rt);
+		cr_assert_eq(t_count_fds(), fds, "a descriptor was left open");
+		assert_no_children();
+	}
+}
+
 Test(exec, stderr_capture_joins_stdout_in_order, .timeout = 30)
 {
 	FOR_EACH_MODE(flags)
@@ -282,12 +330,20 @@ Test(exec, timeout_kills_the_child, .timeout = 30)
 		br_future_release(f);
 
 		/* Output complete (stdout closed), then the exit is late: the
-		 * captured bytes are dropped with the failure. */
+		 * failed future has no bytes, but br_exec_output() keeps what
+		 * was captured. */
 		start = br_now_ns();
 		f = br_exec(rt, sh("echo partial; exec >&-; exec sleep 10"),
 			    &o);
 		cr_assert_eq(br_await(f, NULL), -ETIMEDOUT);
 		cr_assert_null(br_future_bytes(f, NULL));
+		{
+			size_t len;
+			const char *out = br_exec_output(f, &len);
+
+			cr_assert_eq(len, 8);
+			cr_assert_arr_eq(out, "partial\n", 8);
+		}
 		cr_assert_lt(t_elapsed_ms(start), 3000);
 		br_future_release(f);
 
@@ -529,4 +585,426 @@ Test(exec, many_children_in_flight_are_gathered, .timeout = 60)
 		br_runtime_free(rt);
 		assert_no_children();
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Process groups, kept output, max_output, pass_fds, clean env        */
+/* ------------------------------------------------------------------ */
+
+/* Both ways of starting a child (not under TSan, which has only one). */
+static const int ways[] = { BR__SPAWN_BEST, BR__SPAWN_POSIX };
+
+/*
+ * Live processes (zombies left out) whose process group is pgid, and how
+ * many of them are `sleep` with parent 1 (orphans); from procfs.
+ */
+static int count_group(pid_t pgid, int *orphan_sleeps)
+{
+	DIR *d = opendir("/proc");
+	struct census_proc p;
+	struct dirent *e;
+	int n = 0;
+
+	if (orphan_sleeps)
+		*orphan_sleeps = 0;
+	cr_assert_not_null(d);
+	while ((e = readdir(d))) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' ||
+		    census_stat(e->d_name, &p) != 0 || p.pgrp != pgid ||
+		    p.state == 'Z')
+			continue;
+		n++;
+		if (orphan_sleeps && p.ppid == 1 && !strcmp(p.comm, "sleep"))
+			(*orphan_sleeps)++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Wait up to 5 s for the group to empty (SIGKILL takes a moment). */
+static void assert_group_gone(pid_t pgid)
+{
+	int64_t end = br_now_ns() + 5000 * T_NS_PER_MS;
+	int n, orphans;
+
+	while ((n = count_group(pgid, &orphans)) > 0 && br_now_ns() < end)
+		usleep(10000);
+	cr_assert_eq(n, 0, "%d processes left in group %d", n, (int)pgid);
+	cr_assert_eq(orphans, 0, "an orphaned sleep of group %d", (int)pgid);
+}
+
+/* Read a line from fd (a plain thread: it blocks); returns its length,
+ * 0 at end of file. */
+static ssize_t read_line(int fd, char *buf, size_t n)
+{
+	size_t got = 0;
+
+	while (got + 1 < n) {
+		ssize_t r = read(fd, buf + got, 1);
+
+		if (r <= 0)
+			break;
+		if (buf[got++] == '\n')
+			break;
+	}
+	buf[got] = '\0';
+	return (ssize_t)got;
+}
+
+/*
+ * A shell that starts two background sleeps in its group and says so on
+ * a pipe; returns the future, the group's id in *pgid. Asserts that the
+ * group then holds the shell and both sleeps.
+ */
+static br_future *start_job(br_runtime *rt, unsigned flags, int64_t timeout,
+			    pid_t *pgid)
+{
+	br_exec_opts o = { .stdout_mode = BR_EXEC_PIPE,
+			   .flags = flags,
+			   .timeout_ms = timeout };
+	br_future *f =
+		br_exec(rt, sh("sleep 30 & sleep 30 & echo $$; wait"), &o);
+	char line[32];
+
+	cr_assert_neq(br_future_state(f), BR_FAILED, "%s",
+		      br_future_message(f));
+	cr_assert_gt(read_line(o.stdout_fd, line, sizeof(line)), 0);
+	close(o.stdout_fd);
+	*pgid = (pid_t)atoi(line);
+	cr_assert_gt(*pgid, 0);
+	/* The shell leads the group: its pid is the group's id. */
+	cr_assert_eq(count_group(*pgid, NULL), 3, "the shell and two sleeps");
+	return f;
+}
+
+Test(exec, a_time_limit_kills_the_whole_process_group, .timeout = 60)
+{
+	for (size_t w = 0; w < (sizeof(ways) / sizeof(ways[0])); w++) {
+		br__spawn_way = ways[w];
+		FOR_EACH_MODE(flags)
+		{
+			br_runtime *rt = t_runtime(1, flags);
+			pid_t pgid;
+			/* Long enough for the shell to start its sleeps on a
+			 * loaded machine: it must say so before the limit. */
+			br_future *f =
+				start_job(rt, BR_EXEC_NEW_PGROUP, 3000, &pgid);
+
+			cr_assert_eq(br_await(f, NULL), -ETIMEDOUT);
+			cr_assert(strstr(br_future_message(f), "group"), "%s",
+				  br_future_message(f));
+			assert_group_gone(pgid);
+			br_future_release(f);
+			br_runtime_free(rt);
+			assert_no_children();
+		}
+	}
+}
+
+Test(exec, cancel_kills_the_whole_session, .timeout = 60)
+{
+	for (size_t w = 0; w < (sizeof(ways) / sizeof(ways[0])); w++) {
+		br__spawn_way = ways[w];
+		FOR_EACH_MODE(flags)
+		{
+			br_runtime *rt = t_runtime(2, flags);
+			pid_t pgid;
+			br_future *f =
+				start_job(rt, BR_EXEC_NEW_SESSION, 0, &pgid);
+
+			/* In a session of its own, which it leads. */
+			cr_assert_eq(getsid(pgid), pgid);
+			cr_assert_eq(br_cancel(f), 0);
+			cr_assert_eq(br_await(f, NULL), -ECANCELED);
+			assert_group_gone(pgid);
+			br_future_release(f);
+			br_runtime_free(rt);
+			assert_no_children();
+		}
+	}
+}
+
+Test(exec, a_child_that_exits_leaves_its_group_alone, .timeout = 30)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_exec_opts o = { .flags = BR_EXEC_NEW_PGROUP,
+			   .stdout_mode = BR_EXEC_CAPTURE };
+	/* The background job closes stdout, so the capture ends when the
+	 * shell exits; it is ended by the test, not by braid. */
+	br_future *f = br_exec(rt, sh("sleep 30 >&- & echo $!"), &o);
+	const char *out;
+	pid_t bg;
+
+	cr_assert_eq(exit_code(f), 0);
+	out = br_future_bytes(f, NULL);
+	cr_assert_not_null(out);
+	bg = (pid_t)atoi(out);
+	cr_assert_gt(bg, 0);
+	cr_assert_eq(kill(bg, 0), 0, "the background sleep still runs");
+	kill(bg, SIGKILL);
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+/*
+ * From a task that keeps its worker: the child writes, and the cancel
+ * comes before the task that watches the child ever started. The watcher
+ * was dropped unrun then, and what the child had written was lost; it
+ * now starts anyway, finds itself cancelled and drains the pipe.
+ */
+static void *cancel_before_the_watcher_starts(void *arg)
+{
+	int p[2], pass[1];
+	char script[128], line[8];
+	br_exec_opts o;
+	br_future *f;
+	const char *out;
+	size_t len;
+
+	T_REQUIRE(pipe2(p, O_CLOEXEC) == 0);
+	pass[0] = p[1];
+	snprintf(script, sizeof(script),
+		 "echo partial; echo x >&%d; exec sleep 30", p[1]);
+	o = (br_exec_opts){ .stdout_mode = BR_EXEC_CAPTURE,
+			    .pass_fds = pass,
+			    .npass_fds = 1 };
+	f = br_exec(br_current_runtime(), bash(script), &o);
+	close(p[1]);
+	/* A plain read: the worker stays here, so the watcher waits. */
+	T_REQUIRE(read_line(p[0], line, sizeof(line)) > 0);
+	T_REQUIRE(br_cancel(f) == 0);
+	T_REQUIRE(br_await(f, NULL) == -ECANCELED);
+	out = br_exec_output(f, &len);
+	T_REQUIRE(len == 8);
+	T_REQUIRE(memcmp(out, "partial\n", 8) == 0);
+	br_future_release(f);
+	close(p[0]);
+	return NULL;
+}
+
+Test(exec, output_written_before_a_cancel_that_beats_the_watcher_is_kept,
+     .timeout = 60)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+
+		t_assert_task_ok(
+			br_spawn(rt, cancel_before_the_watcher_starts, NULL));
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
+Test(exec, output_captured_before_a_cancel_or_time_limit_is_kept, .timeout = 60)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		int p[2], pass[1];
+		char script[128], line[8];
+		br_exec_opts o;
+		br_future *f;
+		const char *out;
+		size_t len;
+		ssize_t said;
+
+		/* The shell says on a passed pipe when its output is out:
+		 * then the cancellation comes after it, for sure. */
+		cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+		pass[0] = p[1];
+		snprintf(script, sizeof(script),
+			 "echo partial; echo x >&%d; exec sleep 30", p[1]);
+		o = (br_exec_opts){ .stdout_mode = BR_EXEC_CAPTURE,
+				    .pass_fds = pass,
+				    .npass_fds = 1 };
+		f = br_exec(rt, bash(script), &o);
+		close(p[1]);
+		cr_assert_gt(read_line(p[0], line, sizeof(line)), 0);
+		cr_assert_eq(br_cancel(f), 0);
+		cr_assert_eq(br_await(f, NULL), -ECANCELED);
+		out = br_exec_output(f, &len);
+		cr_assert_eq(len, 8, "%zu bytes", len);
+		cr_assert_arr_eq(out, "partial\n", 8);
+		cr_assert_null(br_future_bytes(f, NULL));
+		br_future_release(f);
+		close(p[0]);
+
+		/* The same up to a time limit. */
+		cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+		pass[0] = p[1];
+		snprintf(script, sizeof(script),
+			 "echo partial; echo x >&%d; exec sleep 30", p[1]);
+		o = (br_exec_opts){ .stdout_mode = BR_EXEC_CAPTURE,
+				    .timeout_ms = 2000,
+				    .pass_fds = pass,
+				    .npass_fds = 1 };
+		f = br_exec(rt, bash(script), &o);
+		close(p[1]);
+		said = read_line(p[0], line, sizeof(line));
+		cr_assert_eq(br_await(f, NULL), -ETIMEDOUT);
+		out = br_exec_output(f, &len);
+		/* Said before the limit (nearly always): its output is kept;
+		 * a machine too loaded to start the shell in 2 s: none. */
+		if (said > 0) {
+			cr_assert_eq(len, 8, "%zu bytes", len);
+			cr_assert_arr_eq(out, "partial\n", 8);
+		} else {
+			cr_assert_eq(len, 0);
+		}
+		br_future_release(f);
+		close(p[0]);
+
+		/* A DONE future's output is its bytes; a child that never
+		 * started has none. */
+		o = (br_exec_opts){ .stdout_mode = BR_EXEC_CAPTURE };
+		f = br_exec(rt, sh("echo done"), &o);
+		cr_assert_eq(exit_code(f), 0);
+		cr_assert_eq(br_exec_output(f, &len), br_future_bytes(f, NULL));
+		cr_assert_eq(len, 5);
+		br_future_release(f);
+		{
+			const char *missing[] = { "braid-no-such-program-xyz",
+						  NULL };
+
+			f = br_exec(rt, missing, &o);
+			cr_assert_eq(br_await(f, NULL), -ENOENT);
+			cr_assert_null(br_exec_output(f, &len));
+			cr_assert_eq(len, 0);
+			br_future_release(f);
+		}
+		cr_assert_null(br_exec_output(NULL, &len));
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
+Test(exec, max_output_fails_with_emsgsize_and_keeps_the_first_bytes,
+     .timeout = 60)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		const char *yes[] = { "yes", NULL };
+		br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE,
+				   .max_output = 1001 };
+		br_future *f = br_exec(rt, yes, &o); /* endless otherwise */
+		const char *out;
+		size_t len;
+
+		cr_assert_eq(br_await(f, NULL), -EMSGSIZE);
+		cr_assert(strstr(br_future_message(f), "max_output"));
+		out = br_exec_output(f, &len);
+		cr_assert_eq(len, 1001);
+		for (size_t i = 0; i < len; i++)
+			cr_assert_eq(out[i], i % 2 ? '\n' : 'y', "byte %zu", i);
+		br_future_release(f);
+
+		/* Exactly max_output bytes is within it. */
+		o.max_output = 3;
+		f = br_exec(rt, sh("printf abc"), &o);
+		assert_output(f, "abc");
+		br_future_release(f);
+		f = br_exec(rt, sh("printf abcd"), &o);
+		cr_assert_eq(br_await(f, NULL), -EMSGSIZE);
+		out = br_exec_output(f, &len);
+		cr_assert_eq(len, 3);
+		cr_assert_arr_eq(out, "abc", 3);
+		br_future_release(f);
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
+Test(exec, pass_fds_reach_the_child_and_nothing_else_does, .timeout = 60)
+{
+	for (size_t w = 0; w < (sizeof(ways) / sizeof(ways[0])); w++) {
+		br_runtime *rt = t_runtime(1, 0);
+		int p[2], other[2], pass[1], bad[1];
+		char script[160], line[16];
+		br_exec_opts o;
+		br_future *f;
+
+		br__spawn_way = ways[w];
+		cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+		cr_assert_eq(pipe2(other, O_CLOEXEC), 0);
+		pass[0] = p[1];
+		snprintf(script, sizeof(script),
+			 "echo hello >&%d; { echo no >&%d; } 2>/dev/null || "
+			 "echo closed",
+			 p[1], other[1]);
+		o = (br_exec_opts){ .stdout_mode = BR_EXEC_CAPTURE,
+				    .pass_fds = pass,
+				    .npass_fds = 1 };
+		f = br_exec(rt, bash(script), &o);
+		assert_output(f, "closed\n");
+		br_future_release(f);
+		close(p[1]);
+		cr_assert_gt(read_line(p[0], line, sizeof(line)), 0);
+		cr_assert_str_eq(line, "hello\n");
+		/* Still close-on-exec here: only the child's copy changed. */
+		cr_assert_eq(fcntl(pass[0], F_GETFD), -1); /* closed above */
+		cr_assert_eq(fcntl(other[1], F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+
+		/* Refused: stdio numbers, a closed fd, a count alone. */
+		bad[0] = 1;
+		o = (br_exec_opts){ .pass_fds = bad, .npass_fds = 1 };
+		f = br_exec(rt, sh("true"), &o);
+		cr_assert_eq(br_await(f, NULL), -EINVAL);
+		br_future_release(f);
+		bad[0] = p[1]; /* closed */
+		f = br_exec(rt, sh("true"), &o);
+		cr_assert_eq(br_await(f, NULL), -EBADF);
+		br_future_release(f);
+		o = (br_exec_opts){ .npass_fds = 1 };
+		f = br_exec(rt, sh("true"), &o);
+		cr_assert_eq(br_await(f, NULL), -EINVAL);
+		br_future_release(f);
+		close(p[0]);
+		close(other[0]);
+		close(other[1]);
+		br_runtime_free(rt);
+		assert_no_children();
+	}
+}
+
+Test(exec, a_clean_environment_has_only_the_allowlist_and_envp, .timeout = 30)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	const char *env[] = { "env", NULL };
+	const char *keep[] = { "BRAID_TEST_KEEP", "BRAID_TEST_UNSET",
+			       "BRAID_TEST_OVER", NULL };
+	const char *add[] = { "EXTRA=1", "BRAID_TEST_OVER=new", NULL };
+	br_exec_opts o = { .stdout_mode = BR_EXEC_CAPTURE,
+			   .flags = BR_EXEC_CLEAN_ENV,
+			   .env_keep = keep,
+			   .envp = add };
+	br_future *f;
+
+	setenv("BRAID_TEST_KEEP", "kept", 1);
+	setenv("BRAID_TEST_DROP", "dropped", 1);
+	setenv("BRAID_TEST_OVER", "old", 1);
+	unsetenv("BRAID_TEST_UNSET");
+	/* env is found in this process's PATH, which the child lacks. */
+	f = br_exec(rt, env, &o);
+	assert_output(f,
+		      "BRAID_TEST_KEEP=kept\nEXTRA=1\nBRAID_TEST_OVER=new\n");
+	br_future_release(f);
+	/* Nothing kept, nothing added: an empty environment. */
+	o.env_keep = NULL;
+	o.envp = NULL;
+	f = br_exec(rt, env, &o);
+	assert_output(f, "");
+	br_future_release(f);
+	/* Refused: an allowlist without the flag, unknown flags. */
+	o = (br_exec_opts){ .env_keep = keep };
+	f = br_exec(rt, env, &o);
+	cr_assert_eq(br_await(f, NULL), -EINVAL);
+	br_future_release(f);
+	o = (br_exec_opts){ .flags = 0x100 };
+	f = br_exec(rt, env, &o);
+	cr_assert_eq(br_await(f, NULL), -EINVAL);
+	br_future_release(f);
+	br_runtime_free(rt);
+	assert_no_children();
 }

@@ -115,3 +115,47 @@ Test(fs, a_task_cancelled_during_a_listing_leaks_nothing, .timeout = 30.0)
 		br_runtime_free(rt);
 	}
 }
+
+/* A loop callback runs on the worker's own stack: a file-system call
+ * there would stall the loop for as long as the disk takes, so it is
+ * refused, on both backends, whatever the call. */
+struct cb_fs {
+	char dir[32];
+	int list, unlink, mkdir, rename;
+	char **names;
+};
+
+static void fs_in_callback(void *arg)
+{
+	struct cb_fs *c = arg;
+	char p[64];
+
+	snprintf(p, sizeof(p), "%s/x", c->dir);
+	c->list = (int)br_listdir(c->dir, &c->names);
+	c->unlink = br_unlinkat(AT_FDCWD, p, 0);
+	c->mkdir = br_mkdirat(AT_FDCWD, p, 0700);
+	c->rename = br_renameat(AT_FDCWD, p, AT_FDCWD, c->dir);
+}
+
+Test(fs, a_loop_callback_gets_enottask, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		struct cb_fs c = { .dir = "/tmp/braid-fs-XXXXXX" };
+		br_future *f;
+
+		cr_assert_not_null(mkdtemp(c.dir));
+		f = br_call_soon(rt, fs_in_callback, &c);
+		cr_assert_eq(br_await(f, NULL), 0);
+		br_future_release(f);
+		cr_assert_eq(c.list, BR_ENOTTASK, "flags %#x: %d", flags,
+			     c.list);
+		cr_assert_null(c.names);
+		cr_assert_eq(c.unlink, BR_ENOTTASK, "flags %#x", flags);
+		cr_assert_eq(c.mkdir, BR_ENOTTASK, "flags %#x", flags);
+		cr_assert_eq(c.rename, BR_ENOTTASK, "flags %#x", flags);
+		cr_assert_eq(rmdir(c.dir), 0);
+		br_runtime_free(rt);
+	}
+}

@@ -1447,6 +1447,50 @@ Test(net, getaddrinfo_answers_tasks_and_threads_alike, .timeout = 30.0)
 	cr_assert_null(resolve_names(NULL));
 }
 
+/* A loop callback must not stall its loop on a resolver: a name, or a
+ * service name (looked up through NSS), gets BR_ENOTTASK there, on both
+ * backends; numbers need none and are answered at once. */
+struct cb_gai {
+	int name, service, numbers;
+	struct addrinfo *res;
+};
+
+static void gai_in_callback(void *arg)
+{
+	struct cb_gai *c = arg;
+	struct addrinfo *res = NULL;
+
+	c->name = br_getaddrinfo("localhost", "80", NULL, &res);
+	if (res)
+		freeaddrinfo(res);
+	res = NULL;
+	c->service = br_getaddrinfo(NULL, "http", NULL, &res);
+	if (res)
+		freeaddrinfo(res);
+	c->numbers = br_getaddrinfo("127.0.0.1", "80", NULL, &c->res);
+}
+
+Test(net, getaddrinfo_from_a_loop_callback_gets_enottask, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		struct cb_gai c = { 0 };
+		br_future *f = br_call_soon(rt, gai_in_callback, &c);
+
+		cr_assert_eq(br_await(f, NULL), 0);
+		br_future_release(f);
+		cr_assert_eq(c.name, BR_ENOTTASK, "flags %#x: %d", flags,
+			     c.name);
+		cr_assert_eq(c.service, BR_ENOTTASK, "flags %#x: %d", flags,
+			     c.service);
+		cr_assert_eq(c.numbers, 0, "flags %#x: %d", flags, c.numbers);
+		cr_assert_not_null(c.res);
+		freeaddrinfo(c.res);
+		br_runtime_free(rt);
+	}
+}
+
 /* ---- the same answers on both loops, and no call blocks a worker ---- */
 
 static void *recv_dontwait(void *arg)
@@ -1811,6 +1855,69 @@ Test(net, calls_on_freed_acceptors_readers_and_writers_give_ebadobj,
 		}
 		close(sv[0]);
 		close(sv[1]);
+		br_runtime_free(rt);
+	}
+}
+
+static void *connect_unix_300ms(void *arg)
+{
+	struct uconn *u = arg;
+
+	u->ret = br_connect_timeout(u->fd, (struct sockaddr *)&u->sa,
+				    sizeof(u->sa), 300);
+	return NULL;
+}
+
+/* A connect to a Unix listener whose backlog stays full ends when its
+ * own limit passes, once: -ETIMEDOUT within its limit and a half, on
+ * both loops. */
+Test(net, connecting_to_a_full_unix_backlog_ends_at_its_limit, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		struct uconn u = { .ret = 1 };
+		int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), c[4];
+		int n = 0;
+		int64_t t0, took;
+		br_future *f;
+
+		cr_assert_geq(lfd, 0);
+		u.sa.sun_family = AF_UNIX;
+		snprintf(u.sa.sun_path + 1, sizeof(u.sa.sun_path) - 1,
+			 "braid-backlog-limit-%d-%u", (int)getpid(), flags);
+		cr_assert_eq(bind(lfd, (struct sockaddr *)&u.sa, sizeof(u.sa)),
+			     0);
+		cr_assert_eq(listen(lfd, 0), 0);
+		/* Fill the backlog: connect until the listener refuses. */
+		for (;;) {
+			cr_assert_lt(n, 4, "the backlog never filled");
+			c[n] = socket(
+				AF_UNIX,
+				SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+			if (connect(c[n], (struct sockaddr *)&u.sa,
+				    sizeof(u.sa)) < 0) {
+				cr_assert_eq(errno, EAGAIN);
+				close(c[n]);
+				break;
+			}
+			n++;
+		}
+		u.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		t0 = br_now_ns();
+		f = br_spawn(rt, connect_unix_300ms, &u);
+		t_await_value(f);
+		took = br_now_ns() - t0;
+		br_future_release(f);
+		cr_assert_eq(u.ret, -ETIMEDOUT, "flags %#x: %d", flags, u.ret);
+		cr_assert_geq(took, 300 * T_NS_PER_MS, "flags %#x", flags);
+		cr_assert_lt(took, 450 * T_NS_PER_MS,
+			     "flags %#x: %lld ms for a 300 ms limit", flags,
+			     (long long)(took / T_NS_PER_MS));
+		while (n-- > 0)
+			close(c[n]);
+		close(u.fd);
+		close(lfd);
 		br_runtime_free(rt);
 	}
 }

@@ -8,7 +8,6 @@
  * that no process outlives the runtime.
  */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -126,15 +125,11 @@ __attribute__((constructor)) static void start_zygote(void)
 	br_zygote_start();
 }
 
-/* This process's children that are not the zygote: workers, zombies. */
-static pid_t child_named(const char *comm);
-
+/* This process's children but the zygote and its spare, which live as
+ * long as the process: workers, zombies. */
 static int count_stray(void)
 {
-	int n = t_count_children();
-
-	/* The zygote and its spare live as long as the process. */
-	return n - !!child_named("braid-zygote") - !!child_named("braid-spare");
+	return census_children(1, NULL);
 }
 
 static br_pool *pool_of(br_runtime *rt, const br_pool_config *cfg)
@@ -304,6 +299,113 @@ Test(pool, map_fails_with_the_lowest_failed_item, .timeout = 60)
 	cr_assert(strstr(br_future_message(f), "item 41") != NULL, "%s",
 		  br_future_message(f));
 	cr_assert(strstr(br_future_message(f), "odd item") != NULL);
+	br_future_release(f);
+	finish(p, rt);
+}
+
+/* Its item back, except item 7, whose worker dies. */
+static int die_on_7_job(br_job *job, const void *in, size_t len)
+{
+	uint32_t k;
+
+	memcpy(&k, in, sizeof(k));
+	if (k == 7)
+		raise(SIGKILL);
+	return br_job_write(job, &k, sizeof(k));
+}
+
+Test(pool, map_item_errors_keeps_every_other_items_result, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
+	uint32_t items[100];
+	size_t len;
+	int err;
+	br_future *f;
+
+	for (uint32_t i = 0; i < 100; i++)
+		items[i] = i;
+	f = br_map_ex(p, fail_odd_job, items, sizeof(items[0]), 100, 4,
+		      BR_MAP_ITEM_ERRORS);
+	cr_assert_eq(br_await(f, NULL), 0, "%s", br_future_message(f));
+	for (uint32_t i = 0; i < 100; i++) {
+		const void *o = br_map_item(f, i, &len, &err);
+		uint32_t v;
+
+		if (i % 2) {
+			cr_assert_null(o);
+			cr_assert_eq(err, -EDOM, "item %u", i);
+			cr_assert_eq(len, 0);
+			cr_assert_str_eq(br_map_item_message(f, i), "odd item");
+			cr_assert_null(br_map_result(f, i, &len));
+		} else {
+			cr_assert_not_null(o, "item %u", i);
+			cr_assert_eq(err, 0);
+			cr_assert_eq(len, sizeof(v));
+			/* Not aligned: an item's bytes follow the messages
+			 * of the failed items before it. */
+			memcpy(&v, o, sizeof(v));
+			cr_assert_eq(v, i);
+			cr_assert_str_eq(br_map_item_message(f, i), "");
+			cr_assert_eq(br_map_result(f, i, NULL), o);
+		}
+	}
+	cr_assert_null(br_map_item(f, 100, &len, &err));
+	cr_assert_eq(err, -EINVAL);
+	br_future_release(f);
+
+	/* By default the first failure fails the map, as br_map. */
+	f = br_map_ex(p, fail_odd_job, items, sizeof(items[0]), 100, 4, 0);
+	cr_assert_eq(br_await(f, NULL), -EDOM);
+	cr_assert_null(br_map_item(f, 0, &len, &err));
+	cr_assert_eq(err, -EDOM, "the map's own error");
+	br_future_release(f);
+	f = br_map_ex(p, fail_odd_job, items, sizeof(items[0]), 100, 4, 0x10);
+	cr_assert_eq(br_await(f, NULL), -EINVAL);
+	br_future_release(f);
+	cr_assert_null(br_map_item(NULL, 0, NULL, &err));
+	cr_assert_eq(err, BR_EBADOBJ);
+	finish(p, rt);
+}
+
+Test(pool, map_item_errors_a_dead_chunk_fails_only_its_items, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
+	uint32_t items[20];
+	size_t len;
+	int err;
+	br_future *f;
+
+	for (uint32_t i = 0; i < 20; i++)
+		items[i] = i;
+	/* Chunks of 4: items 4..7 share the job whose worker dies. */
+	f = br_map_ex(p, die_on_7_job, items, sizeof(items[0]), 20, 4,
+		      BR_MAP_ITEM_ERRORS);
+	cr_assert_eq(br_await(f, NULL), 0, "%s", br_future_message(f));
+	for (uint32_t i = 0; i < 20; i++) {
+		const uint32_t *o = br_map_item(f, i, &len, &err);
+
+		if (i >= 4 && i <= 7) {
+			cr_assert_null(o);
+			cr_assert_eq(err, BR_EWORKERDIED, "item %u: %d", i,
+				     err);
+			cr_assert_str_neq(br_map_item_message(f, i), "");
+		} else {
+			cr_assert_eq(err, 0, "item %u", i);
+			cr_assert_eq(*o, i);
+		}
+	}
+	br_future_release(f);
+
+	/* A cancelled map still ends CANCELLED. */
+	f = br_map_ex(p, forever_job, items, sizeof(items[0]), 4, 1,
+		      BR_MAP_ITEM_ERRORS);
+	cr_assert_eq(br_cancel(f), 0);
+	cr_assert_eq(br_await(f, NULL), -ECANCELED);
+	cr_assert_eq(br_future_state(f), BR_CANCELLED);
+	cr_assert_null(br_map_item(f, 0, &len, &err));
+	cr_assert_eq(err, -ECANCELED);
 	br_future_release(f);
 	finish(p, rt);
 }
@@ -579,6 +681,48 @@ Test(pool, free_with_jobs_in_flight_cancels_them, .timeout = 60)
 	cr_assert_eq(count_stray(), 0);
 }
 
+static void *hold_worker(void *arg)
+{
+	usleep((useconds_t)(intptr_t)arg * 1000);
+	return NULL;
+}
+
+static void slow_callback(br_future *f, void *arg)
+{
+	(void)f;
+	atomic_store((atomic_int *)arg, 1);
+	usleep(300 * 1000);
+}
+
+/* The collector claims a batch of results, then completes them one by
+ * one: while the first one's done-callback ran, br_pool_free found the
+ * second claimed, left it alone and returned with its future pending.
+ * It now waits for what others claimed to be completed. */
+Test(pool, free_returns_after_every_jobs_future_has_completed, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
+	atomic_int in_callback = 0;
+	br_future *a, *b, *hold;
+
+	/* The runtime's one worker is held while the pool's worker runs
+	 * both jobs, so that the collector finds both results at once. */
+	hold = br_spawn(rt, hold_worker, (void *)(intptr_t)300);
+	a = br_submit(p, echo_job, "a", 2);
+	b = br_submit(p, echo_job, "b", 2);
+	cr_assert_eq(br_future_on_done(a, slow_callback, &in_callback), 0);
+	t_await_value(hold);
+	br_future_release(hold);
+	while (!atomic_load(&in_callback))
+		usleep(1000);
+	br_pool_free(p);
+	cr_assert_neq(br_future_state(b), BR_PENDING,
+		      "b pending after br_pool_free");
+	br_future_release(a);
+	br_future_release(b);
+	br_runtime_free(rt);
+}
+
 struct mix {
 	br_pool *p;
 	int ok;
@@ -726,46 +870,19 @@ Test(pool, no_job_lost_while_workers_are_killed, .timeout = 180)
 	finish(p, rt);
 }
 
-/* The pid of this process's child named comm, from procfs, or 0. */
-static pid_t child_named(const char *comm)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	pid_t found = 0;
-
-	cr_assert_not_null(d);
-	while (!found && (e = readdir(d))) {
-		char path[300], name[32];
-		FILE *f;
-		int ppid = 0;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fscanf(f, "%*d (%31[^)]) %*c %d", name, &ppid) == 2 &&
-		    ppid == getpid() && !strcmp(name, comm))
-			found = (pid_t)atoi(e->d_name);
-		fclose(f);
-	}
-	closedir(d);
-	return found;
-}
-
 /* A zygote that dies is replaced by its spare: workers are still
  * replaced, and new pools still start. */
 Test(pool, a_dead_zygote_is_replaced, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(1, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 }), *q;
-	pid_t z = child_named("braid-zygote"), w;
+	pid_t z = census_child_named("braid-zygote"), w;
 	br_future *f;
 	int32_t v = 7;
 
 	cr_assert_gt(z, 0);
-	cr_assert_gt(child_named("braid-spare"), 0, "the zygote has a spare");
+	cr_assert_gt(census_child_named("braid-spare"), 0,
+		     "the zygote has a spare");
 	cr_assert_eq(kill(z, SIGKILL), 0);
 	cr_assert_eq(waitpid(z, NULL, 0), z);
 	f = br_submit(p, forever_job, NULL, 0);
@@ -784,7 +901,7 @@ Test(pool, a_dead_zygote_is_replaced, .timeout = 60)
 	cr_assert_eq(await_within(f, 10000), 0, "%s", br_future_message(f));
 	br_future_release(f);
 	br_pool_free(q);
-	cr_assert_gt(child_named("braid-spare"), 0, "a new spare");
+	cr_assert_gt(census_child_named("braid-spare"), 0, "a new spare");
 	finish(p, rt);
 }
 
@@ -794,8 +911,8 @@ Test(pool, jobs_fail_when_no_worker_can_be_started, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(1, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
-	pid_t z = child_named("braid-zygote"), s = child_named("braid-spare"),
-	      w;
+	pid_t z = census_child_named("braid-zygote"),
+	      s = census_child_named("braid-spare"), w;
 	br_future *f, *g;
 
 	cr_assert_gt(z, 0);
@@ -816,6 +933,9 @@ Test(pool, jobs_fail_when_no_worker_can_be_started, .timeout = 60)
 	br_future_release(g);
 	f = br_submit(p, sum_job, NULL, 0);
 	cr_assert_eq(br_future_error(f), BR_EWORKERDIED);
+	/* A job refused later says why the pool takes no more. */
+	cr_assert(strstr(br_future_message(f), "the zygote is gone"), "%s",
+		  br_future_message(f));
 	br_future_release(f);
 	br_pool_free(p);
 	br_runtime_free(rt);
@@ -999,7 +1119,7 @@ Test(pool, a_job_that_signals_its_group_kills_only_its_worker, .timeout = 60)
 	br_runtime *rt = t_runtime(2, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
 	br_pool *q = pool_of(rt, &(br_pool_config){ .workers = 2 }), *r;
-	pid_t z = child_named("braid-zygote"), qpids[2], after[2];
+	pid_t z = census_child_named("braid-zygote"), qpids[2], after[2];
 	br_future *f = br_submit(p, kill_group_job, NULL, 0);
 	int32_t v = 5;
 
@@ -1008,7 +1128,7 @@ Test(pool, a_job_that_signals_its_group_kills_only_its_worker, .timeout = 60)
 	cr_assert(strstr(br_future_message(f), "signal 15"), "%s",
 		  br_future_message(f));
 	br_future_release(f);
-	cr_assert_eq(child_named("braid-zygote"), z, "the zygote lives");
+	cr_assert_eq(census_child_named("braid-zygote"), z, "the zygote lives");
 	br_pool_pids(q, after, 2);
 	cr_assert(after[0] == qpids[0] && after[1] == qpids[1],
 		  "the other pool's workers live");

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_signal.c - signals through the loop (signal.c): a task reads the
- * signals sent to the process, on both backends; a handler on the loop
- * runs for each; a cancelled reader and a removed handler let go.
+ * signals sent to the process, on both backends, and a plain thread waits
+ * for them; a handler on the loop runs for each; a cancelled reader and a
+ * removed handler let go.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -53,6 +55,37 @@ Test(signal, a_task_reads_the_signals_sent_to_the_process, .timeout = 30.0)
 		br_runtime_free(rt);
 		br_signal_free(s);
 	}
+}
+
+/* From a thread of its own, after a while: the main thread must be
+ * blocked in br_signal_next by then, or about to be. */
+static void *send_usr1_later(void *arg)
+{
+	usleep(50 * 1000);
+	T_REQUIRE(kill(getpid(), SIGUSR1) == 0);
+	return arg;
+}
+
+Test(signal, a_plain_thread_blocks_until_the_signal_comes, .timeout = 30.0)
+{
+	sigset_t set;
+	br_signal *s = NULL;
+	pthread_t th;
+	const char *msg;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	cr_assert_eq(br_signal_new(&s, &set), 0);
+	/* Twice: the first wait may find the signal there, not the second
+	 * if the sender is late (it blocks the set too: its thread
+	 * inherits the mask). */
+	for (int i = 0; i < 2; i++) {
+		t_thread_start(&th, send_usr1_later, NULL);
+		cr_assert_eq(br_signal_next(s), SIGUSR1);
+		msg = t_thread_join(th);
+		cr_assert_null(msg, "%s", msg);
+	}
+	br_signal_free(s);
 }
 
 static atomic_int handled;

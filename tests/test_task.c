@@ -16,6 +16,7 @@
 
 /* Every test leaves no descriptor, thread or child behind (helpers.h). */
 TestSuite(task, .init = t_leak_init, .fini = t_leak_fini);
+TestSuite(task_local, .init = t_leak_init, .fini = t_leak_fini);
 
 static void *add_one(void *arg)
 {
@@ -267,6 +268,46 @@ Test(task, yield_keeps_one_worker_fair, .timeout = 10.0)
 	t_await_value(b);
 	br_future_release(b);
 	cr_assert_eq(br_yield(), 0, "plain thread yield returns 0");
+	br_runtime_free(rt);
+}
+
+/* Cancelled, it still yields: -ECANCELED says so, and the sibling it
+ * waits for runs meanwhile. */
+static void *cancelled_yields_to_sibling(void)
+{
+	atomic_int flag = 0;
+	br_future *sib;
+	long spins = 0;
+
+	T_REQUIRE(br_cancel(br_current()) == 0);
+	sib = br_spawn(br_current_runtime(), set_flag, &flag);
+	while (!atomic_load(&flag) && spins < 1000000) {
+		T_REQUIRE(br_yield() == -ECANCELED);
+		spins++;
+	}
+	T_REQUIRE(atomic_load(&flag) == 1);
+	T_REQUIRE(spins == 1);
+	br_future_release(sib);
+	return NULL;
+}
+
+/* A cancelled task ends CANCELLED whatever it returns: the verdict goes
+ * out through arg. */
+static void *cancelled_yield(void *arg)
+{
+	*(void **)arg = cancelled_yields_to_sibling();
+	return NULL;
+}
+
+Test(task, a_cancelled_task_that_yields_lets_its_sibling_run, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	void *why = (void *)"never ran";
+	br_future *f = br_spawn(rt, cancelled_yield, &why);
+
+	cr_assert_eq(br_await(f, NULL), -ECANCELED);
+	cr_assert_null(why, "%s", (const char *)why);
+	br_future_release(f);
 	br_runtime_free(rt);
 }
 
@@ -910,4 +951,236 @@ Test(task, a_task_woken_by_a_running_task_is_taken_by_an_idle_worker,
 	br_future_release(waker);
 	br_future_release(wake_promise);
 	br_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------------ */
+/* Names                                                               */
+/* ------------------------------------------------------------------ */
+
+struct names {
+	br_runtime *rt;
+	char seen[6][BR_TASK_NAME_MAX + 8];
+};
+
+static void note_name(char *out)
+{
+	const char *n = br_task_name();
+
+	strcpy(out, n ? n : "(none)");
+}
+
+static void *named_child(void *arg)
+{
+	struct names *nm = arg;
+
+	note_name(nm->seen[3]);
+	return NULL;
+}
+
+static void *named_parent(void *arg)
+{
+	struct names *nm = arg;
+	br_spawn_opts o = { .name = "child" };
+	br_future *c;
+
+	note_name(nm->seen[0]);
+	T_REQUIRE(br_task_set_name("renamed") == 0);
+	note_name(nm->seen[1]);
+	T_REQUIRE(br_task_set_name("a name that is longer than thirty-one "
+				   "bytes") == 0);
+	note_name(nm->seen[2]);
+	/* Awaited at once: it runs inline, on this stack, as itself. */
+	c = br_spawn_ex(nm->rt, named_child, nm, &o);
+	T_REQUIRE(br_await(c, NULL) == 0);
+	br_future_release(c);
+	note_name(nm->seen[4]);
+	T_REQUIRE(br_task_set_name(NULL) == 0);
+	note_name(nm->seen[5]);
+	return NULL;
+}
+
+Test(task, a_name_given_at_spawn_or_set_later_is_the_tasks_own, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	struct names nm = { .rt = rt };
+	br_spawn_opts o = { .name = "parent" };
+
+	t_assert_task_ok(br_spawn_ex(rt, named_parent, &nm, &o));
+	cr_assert_str_eq(nm.seen[0], "parent");
+	cr_assert_str_eq(nm.seen[1], "renamed");
+	cr_assert_eq(strlen(nm.seen[2]), BR_TASK_NAME_MAX - 1);
+	cr_assert_eq(strncmp(nm.seen[2], "a name that is longer", 21), 0);
+	cr_assert_str_eq(nm.seen[3], "child");
+	cr_assert_eq(strncmp(nm.seen[4], "a name that is longer", 21), 0);
+	cr_assert_str_eq(nm.seen[5], "(none)");
+	cr_assert_eq(br_task_set_name("x"), BR_ENOTTASK);
+	cr_assert_null(br_task_name());
+	br_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------------ */
+/* Task-local values                                                   */
+/* ------------------------------------------------------------------ */
+
+static br_task_local_key req_key, ctx_key, buf_key;
+static atomic_int destroyed;
+static void *destroyed_value;
+
+static void destroy_buf(void *v)
+{
+	destroyed_value = v;
+	atomic_fetch_add(&destroyed, 1);
+	free(v);
+}
+
+static void make_keys(void)
+{
+	cr_assert_eq(br_task_local_key_new(&req_key, NULL,
+					   BR_TASK_LOCAL_INHERIT),
+		     0);
+	cr_assert_eq(br_task_local_key_new(&ctx_key, NULL, 0), 0);
+	cr_assert_eq(br_task_local_key_new(&buf_key, destroy_buf, 0), 0);
+	cr_assert_neq(req_key, 0);
+	cr_assert_neq(req_key, ctx_key);
+}
+
+struct locals_seen {
+	br_runtime *rt;
+	void *req, *ctx, *buf;
+	void *req_after_child;
+	int destroyed_before_await;
+	void *buf_set;
+};
+
+static void *child_reads_locals(void *arg)
+{
+	struct locals_seen *s = arg;
+
+	s->req = br_task_local_get(req_key);
+	s->ctx = br_task_local_get(ctx_key);
+	s->buf = br_task_local_get(buf_key);
+	/* Its own values: changing them leaves the parent's alone. */
+	br_task_local_set(req_key, (void *)43);
+	br_task_local_set(ctx_key, (void *)44);
+	return NULL;
+}
+
+static void *sets_a_buffer(void *arg)
+{
+	struct locals_seen *s = arg;
+
+	s->buf_set = malloc(16);
+	T_REQUIRE(br_task_local_set(buf_key, s->buf_set) == 0);
+	T_REQUIRE(br_task_local_get(buf_key) == s->buf_set);
+	return NULL;
+}
+
+static void *parent_with_locals(void *arg)
+{
+	struct locals_seen *s = arg;
+	br_future *c;
+
+	T_REQUIRE(br_task_local_get(req_key) == NULL);
+	T_REQUIRE(br_task_local_set(req_key, (void *)42) == 0);
+	T_REQUIRE(br_task_local_set(ctx_key, (void *)7) == 0);
+	T_REQUIRE(br_task_local_set(buf_key, NULL) == 0);
+	/* Awaited at once, so run inline on this stack: still a task of
+	 * its own, with the inherited value only. */
+	c = br_spawn(s->rt, child_reads_locals, s);
+	T_REQUIRE(br_await(c, NULL) == 0);
+	br_future_release(c);
+	s->req_after_child = br_task_local_get(req_key);
+	T_REQUIRE(br_task_local_get(ctx_key) == (void *)7);
+	c = br_spawn(s->rt, sets_a_buffer, s);
+	T_REQUIRE(br_await(c, NULL) == 0);
+	/* The destructor ran before the future completed. */
+	s->destroyed_before_await = atomic_load(&destroyed);
+	br_future_release(c);
+	return NULL;
+}
+
+Test(task_local, values_are_per_task_and_destroyed_at_its_end, .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	struct locals_seen s = {
+		.rt = rt, .req = (void *)1, .ctx = (void *)1, .buf = (void *)1
+	};
+
+	make_keys();
+	t_assert_task_ok(br_spawn(rt, parent_with_locals, &s));
+	cr_assert_eq(s.req, (void *)42, "an inheriting key passes on");
+	cr_assert_null(s.ctx, "a plain key does not");
+	cr_assert_null(s.buf);
+	cr_assert_eq(s.req_after_child, (void *)42);
+	cr_assert_eq(s.destroyed_before_await, 1);
+	cr_assert_eq(destroyed_value, s.buf_set);
+	br_runtime_free(rt);
+}
+
+static void *thread_sets_a_buffer(void *arg)
+{
+	void *b = malloc(8);
+
+	(void)arg;
+	T_REQUIRE(br_task_local_get(buf_key) == NULL);
+	T_REQUIRE(br_task_local_set(buf_key, b) == 0);
+	T_REQUIRE(br_task_local_get(buf_key) == b);
+	return NULL;
+}
+
+static void *spawned_from_a_thread(void *arg)
+{
+	return br_task_local_get(req_key);
+}
+
+Test(task_local, plain_threads_have_their_own_and_pass_inherited_ones_on,
+     .timeout = 10.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	pthread_t th;
+	const char *msg;
+	br_future *f;
+
+	make_keys();
+	t_thread_start(&th, thread_sets_a_buffer, NULL);
+	msg = t_thread_join(th);
+	cr_assert_null(msg, "%s", msg);
+	/* Destroyed when the thread exited. */
+	cr_assert_eq(atomic_load(&destroyed), 1);
+	cr_assert_null(br_task_local_get(buf_key), "another thread's value");
+	cr_assert_eq(br_task_local_set(req_key, (void *)99), 0);
+	f = br_spawn(rt, spawned_from_a_thread, NULL);
+	cr_assert_eq(t_await_value(f), (void *)99);
+	br_future_release(f);
+	cr_assert_eq(br_task_local_set(req_key, NULL), 0);
+	f = br_spawn(rt, spawned_from_a_thread, NULL);
+	cr_assert_null(t_await_value(f));
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+Test(task_local, bad_keys_are_refused, .timeout = 10.0)
+{
+	br_task_local_key k;
+	unsigned made = 0;
+	int r;
+
+	cr_assert_eq(br_task_local_key_new(NULL, NULL, 0), -EINVAL);
+	cr_assert_eq(br_task_local_key_new(&k, NULL, 0x100), -EINVAL);
+	cr_assert_eq(br_task_local_key_new(&k, destroy_buf,
+					   BR_TASK_LOCAL_INHERIT),
+		     -EINVAL, "an inherited value has several owners");
+	cr_assert_eq(br_task_local_set(0, (void *)1), -EINVAL);
+	cr_assert_eq(br_task_local_set(BR_TASK_LOCAL_KEYS + 1, (void *)1),
+		     -EINVAL);
+	cr_assert_eq(br_task_local_set(5, (void *)1), -EINVAL, "not made");
+	cr_assert_null(br_task_local_get(0));
+	cr_assert_null(br_task_local_get(5));
+	while ((r = br_task_local_key_new(&k, NULL, 0)) == 0)
+		made++;
+	cr_assert_eq(r, -EAGAIN);
+	cr_assert_eq(made, BR_TASK_LOCAL_KEYS);
+	cr_assert_eq(br_task_local_set(k, (void *)3), 0, "the last key works");
+	cr_assert_eq(br_task_local_get(k), (void *)3);
+	cr_assert_eq(br_task_local_set(k, NULL), 0);
 }

@@ -17,6 +17,8 @@
 
 /* Every test leaves no descriptor, thread or child behind (helpers.h). */
 TestSuite(timer, .init = t_leak_init, .fini = t_leak_fini);
+TestSuite(ticker, .init = t_leak_init, .fini = t_leak_fini);
+TestSuite(call_every, .init = t_leak_init, .fini = t_leak_fini);
 
 struct sleep_rec {
 	int64_t ask_ns;
@@ -251,15 +253,16 @@ static void *hold_past_deadlines(void *arg)
 
 /*
  * Timers that expire while their worker is busy fire in one batch, and
- * the batch still runs in deadline order: each woken task takes the LIFO
- * slot and pushes the one before it to the deque, which runs newest
- * first, so the batch once ran latest deadline first.
+ * the batch still runs in deadline order, for sleepers pinned to the
+ * worker (pinned) as for the others. Each woken task takes the LIFO slot
+ * and pushes the one before it to the deque, which runs newest first, so
+ * the batch once ran latest deadline first.
  */
-Test(timer, sleepers_due_together_wake_in_deadline_order, .timeout = 10.0)
+static void sleepers_due_together(int pinned)
 {
 	br_runtime *rt =
 		t_runtime_cfg(&(br_config){ .workers = 1, .stall_ms = -1 });
-	struct order o = { .base = br_now_ns() + 100 * T_NS_PER_MS };
+	struct order o = { .base = br_now_ns() + 1000 * T_NS_PER_MS };
 	struct order_arg args[N_SLEEPERS];
 	br_future *fs[N_SLEEPERS], *hold;
 	static const int perm[N_SLEEPERS] = { 3, 12, 0, 9, 15, 6, 1,  10,
@@ -269,7 +272,8 @@ Test(timer, sleepers_due_together_wake_in_deadline_order, .timeout = 10.0)
 		args[i] = (struct order_arg){ .o = &o,
 					      .rank = perm[i],
 					      .step_ns = T_NS_PER_MS };
-		fs[i] = br_spawn(rt, sleep_rank, &args[i]);
+		fs[i] = pinned ? br_spawn_on(rt, 0, sleep_rank, &args[i]) :
+				 br_spawn(rt, sleep_rank, &args[i]);
 	}
 	hold = br_spawn(rt, hold_past_deadlines, &o);
 	t_assert_task_ok(hold);
@@ -284,6 +288,19 @@ Test(timer, sleepers_due_together_wake_in_deadline_order, .timeout = 10.0)
 		cr_assert_eq(o.woke[i], i, "wake %d was rank %d", i, o.woke[i]);
 #endif
 	br_runtime_free(rt);
+}
+
+Test(timer, sleepers_due_together_wake_in_deadline_order, .timeout = 10.0)
+{
+	sleepers_due_together(0);
+}
+
+/* Pinned sleepers wake into the pinned queue, not the deque: the batch
+ * ran as 0, 15, 14, ..., 1 there while the order held for the deque. */
+Test(timer, pinned_sleepers_due_together_wake_in_deadline_order,
+     .timeout = 10.0)
+{
+	sleepers_due_together(1);
 }
 
 Test(timer, plain_thread_sleeps_for_at_least_the_delay, .timeout = 10.0)
@@ -445,4 +462,255 @@ Test(timer, a_pending_call_later_is_cancelled_by_runtime_free, .timeout = 10.0)
 	cr_assert_neq(br_future_state(f), BR_PENDING,
 		      "the future of a callback that can never run");
 	br_future_release(f);
+}
+
+/* ------------------------------------------------------------------ */
+/* Tickers and br_call_every                                           */
+/* ------------------------------------------------------------------ */
+
+#define TICK_MS 10
+
+struct tick_run {
+	int ticks;	  /* how many br_ticker_next() calls */
+	int64_t busy_ns;  /* work after each tick, without suspending */
+	int64_t t0;	  /* br_now_ns() just before br_ticker_new() */
+	int64_t k;	  /* ticks delivered plus skipped */
+	int64_t elapsed;  /* from t0 to the last return */
+	int64_t early_ns; /* the worst return before its tick (want 0) */
+	int64_t skipped;
+};
+
+static void *run_ticks(void *arg)
+{
+	struct tick_run *r = arg;
+	br_ticker *t;
+	int64_t n;
+
+	r->t0 = br_now_ns();
+	T_REQUIRE(br_ticker_new(&t, TICK_MS) == 0);
+	for (int i = 0; i < r->ticks; i++) {
+		int64_t at;
+
+		n = br_ticker_next(t);
+		T_REQUIRE(n >= 0);
+		at = br_now_ns();
+		r->skipped += n;
+		r->k += n + 1;
+		/* Tick k falls at start + k * period, start >= t0. */
+		if (r->t0 + r->k * TICK_MS * T_NS_PER_MS - at > r->early_ns)
+			r->early_ns = r->t0 + r->k * TICK_MS * T_NS_PER_MS - at;
+		r->elapsed = at - r->t0;
+		if (r->busy_ns)
+			t_busy_ns(r->busy_ns);
+	}
+	br_ticker_free(t);
+	return NULL;
+}
+
+/* The grid: no tick before its time, and the ticks counted (delivered
+ * and skipped) keep up with the clock instead of falling behind it. */
+static void assert_on_the_grid(const struct tick_run *r)
+{
+	cr_assert_leq(r->early_ns, 0, "a tick came %lld ns early",
+		      (long long)r->early_ns);
+	cr_assert_geq(r->elapsed, r->k * TICK_MS * T_NS_PER_MS);
+	/* A ticker that drifted by its callers' work would trail the clock
+	 * by that work times the ticks (900 ms below); one on the grid by
+	 * at most one late wake-up. */
+	cr_assert_lt(r->elapsed - r->k * TICK_MS * T_NS_PER_MS,
+		     600 * T_NS_PER_MS, "%lld ticks in %lld ms",
+		     (long long)r->k, (long long)(r->elapsed / T_NS_PER_MS));
+}
+
+Test(ticker, a_hundred_ticks_stay_on_the_grid, .timeout = 30.0)
+{
+	br_runtime *rt = t_runtime_cfg(&(br_config){ .workers = 2 });
+	struct tick_run r = { .ticks = 100 };
+
+	t_assert_task_ok(br_spawn(rt, run_ticks, &r));
+	cr_assert_eq(r.k, 100 + r.skipped);
+	cr_assert_geq(r.elapsed, 100 * TICK_MS * T_NS_PER_MS);
+	assert_on_the_grid(&r);
+	br_runtime_free(rt);
+}
+
+Test(ticker, a_slow_caller_does_not_drift, .timeout = 30.0)
+{
+	br_runtime *rt =
+		t_runtime_cfg(&(br_config){ .workers = 1, .stall_ms = -1 });
+	struct tick_run r = { .ticks = 100, .busy_ns = 9 * T_NS_PER_MS };
+
+	t_assert_task_ok(br_spawn(rt, run_ticks, &r));
+	assert_on_the_grid(&r);
+	br_runtime_free(rt);
+}
+
+Test(ticker, works_from_a_plain_thread, .timeout = 30.0)
+{
+	struct tick_run r = { .ticks = 20 };
+	const char *msg = run_ticks(&r);
+
+	cr_assert_null(msg, "%s", msg);
+	assert_on_the_grid(&r);
+}
+
+struct skip {
+	int64_t first, second, third;
+	int64_t t_third, start_floor;
+};
+
+static void *skip_ticks(void *arg)
+{
+	struct skip *s = arg;
+	br_ticker *t;
+
+	s->start_floor = br_now_ns();
+	T_REQUIRE(br_ticker_new(&t, 20) == 0);
+	s->first = br_ticker_next(t);
+	/* Away for over five periods: the ticks passed meanwhile come
+	 * back as one, at once, with their count. */
+	T_REQUIRE(br_sleep_ms(110) == 0);
+	s->second = br_ticker_next(t);
+	s->third = br_ticker_next(t);
+	s->t_third = br_now_ns();
+	br_ticker_free(t);
+	return NULL;
+}
+
+Test(ticker, ticks_missed_are_counted_and_not_replayed, .timeout = 30.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	struct skip s = { 0 };
+
+	t_assert_task_ok(br_spawn(rt, skip_ticks, &s));
+	cr_assert_geq(s.first, 0);
+	/* First returned at tick 1 + first (>= 20 ms), then 110 ms away:
+	 * tick first + 2 onwards, at least four, passed meanwhile. */
+	cr_assert_geq(s.second, 4, "skipped %lld", (long long)s.second);
+	/* The third waits for the next tick on the grid. */
+	cr_assert_geq(s.third, 0);
+	cr_assert_geq(s.t_third - s.start_floor,
+		      (s.first + s.second + s.third + 3) * 20 * T_NS_PER_MS);
+	br_runtime_free(rt);
+}
+
+struct tick_stop {
+	br_ticker *t;
+	atomic_int waiting;
+	int64_t in_scope, cancelled;
+};
+
+static void *tick_in_scope_then_wait(void *arg)
+{
+	struct tick_stop *s = arg;
+	br_deadline d;
+
+	br_deadline_enter(&d, 30);
+	s->in_scope = br_ticker_next(s->t);
+	br_deadline_leave(&d);
+	atomic_store(&s->waiting, 1);
+	s->cancelled = br_ticker_next(s->t);
+	return NULL;
+}
+
+Test(ticker, a_wait_ends_with_its_scope_or_a_cancellation, .timeout = 30.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	struct tick_stop s = { .in_scope = 1, .cancelled = 1 };
+	br_future *f;
+
+	cr_assert_eq(br_ticker_new(&s.t, 60000), 0);
+	f = br_spawn(rt, tick_in_scope_then_wait, &s);
+	cr_assert_eq(t_spin_until(&s.waiting, 1, 5000 * T_NS_PER_MS), 0);
+	cr_assert_eq(br_ticker_next(s.t), -EBUSY, "one caller at a time");
+	br_cancel(f);
+	cr_assert_eq(br_await(f, NULL), -ECANCELED);
+	cr_assert_eq(s.in_scope, -ETIMEDOUT);
+	cr_assert_eq(s.cancelled, -ECANCELED);
+	/* Usable again, restarted from now. */
+	cr_assert_eq(br_ticker_reset(s.t, 5), 0);
+	cr_assert_geq(br_ticker_next(s.t), 0);
+	br_ticker_free(s.t);
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+Test(ticker, bad_arguments_are_refused, .timeout = 10.0)
+{
+	br_ticker *t = (br_ticker *)1;
+	uint64_t not_a_ticker[8] = { 0 };
+
+	cr_assert_eq(br_ticker_new(NULL, 10), -EINVAL);
+	cr_assert_eq(br_ticker_new(&t, 0), -EINVAL);
+	cr_assert_null(t);
+	cr_assert_eq(br_ticker_new(&t, -5), -EINVAL);
+	cr_assert_eq(br_ticker_next(NULL), -EINVAL);
+	cr_assert_eq(br_ticker_next((br_ticker *)not_a_ticker), BR_EBADOBJ);
+	cr_assert_eq(br_ticker_reset(NULL, 10), -EINVAL);
+	cr_assert_eq(br_ticker_new(&t, INT64_MAX), 0, "saturates");
+	cr_assert_eq(br_ticker_reset(t, 0), -EINVAL);
+	br_ticker_free(t);
+	br_ticker_free(NULL);
+}
+
+static atomic_int every_runs;
+static int64_t every_first_ns;
+
+static void count_run(void *arg)
+{
+	if (atomic_fetch_add(&every_runs, 1) == 0)
+		every_first_ns = br_now_ns();
+}
+
+Test(call_every, runs_on_the_ticks_until_cancelled, .timeout = 30.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	int64_t t0 = br_now_ns();
+	br_future *f = br_call_every(rt, TICK_MS, count_run, NULL);
+	int n;
+
+	cr_assert_eq(t_wait_until(&every_runs, 20, 20000 * T_NS_PER_MS), 0);
+	/* Twenty runs take at least twenty periods. */
+	cr_assert_geq(br_now_ns() - t0, 20 * TICK_MS * T_NS_PER_MS);
+	cr_assert_geq(every_first_ns - t0, TICK_MS * T_NS_PER_MS);
+	cr_assert_eq(br_future_state(f), BR_PENDING);
+	cr_assert_eq(br_cancel(f), 0);
+	cr_assert_eq(br_await(f, NULL), -ECANCELED);
+	n = atomic_load(&every_runs);
+	br_sleep_ms(5 * TICK_MS);
+	cr_assert_eq(atomic_load(&every_runs), n, "ran after its end");
+	br_future_release(f);
+	f = br_call_every(rt, 0, count_run, NULL);
+	cr_assert_eq(br_await(f, NULL), -EINVAL);
+	br_future_release(f);
+	f = br_call_every(rt, 10, NULL, NULL);
+	cr_assert_eq(br_await(f, NULL), -EINVAL);
+	br_future_release(f);
+	br_runtime_free(rt);
+}
+
+static void slow_run(void *arg)
+{
+	atomic_fetch_add(&every_runs, 1);
+	t_busy_ns(3 * TICK_MS * T_NS_PER_MS); /* longer than a period */
+}
+
+Test(call_every, a_slow_callback_is_stopped_by_cancel_and_runtime_free,
+     .timeout = 30.0)
+{
+	br_runtime *rt =
+		t_runtime_cfg(&(br_config){ .workers = 1, .stall_ms = -1 });
+	br_future *f = br_call_every(rt, TICK_MS, slow_run, NULL);
+	br_future *g;
+
+	cr_assert_eq(t_wait_until(&every_runs, 3, 20000 * T_NS_PER_MS), 0);
+	/* Its ticks are always due: the cancellation is still seen. */
+	br_cancel(f);
+	cr_assert_eq(br_await(f, NULL), -ECANCELED);
+	g = br_call_every(rt, TICK_MS, slow_run, NULL);
+	cr_assert_eq(t_wait_until(&every_runs, 5, 20000 * T_NS_PER_MS), 0);
+	br_runtime_free(rt);
+	cr_assert_eq(br_future_state(g), BR_CANCELLED);
+	br_future_release(f);
+	br_future_release(g);
 }

@@ -23,7 +23,7 @@
  *
  *   A rank that dies under mpirun --enable-recovery never answers again,
  *   and a receive from it never returns: nothing here waits for one rank.
- *   Servers send a beat every BEAT_NS; a rank silent for DEAD_NS is dead,
+ *   Servers send a beat every BR__MPI_BEAT_NS; a rank silent for DEAD_NS is dead,
  *   and the jobs it held fail with BR_EWORKERDIED naming the rank and its
  *   host. Without --enable-recovery, MPI ends the whole job instead.
  *
@@ -51,11 +51,10 @@
 #define WINDOW_PER_WORKER 4
 #define MAX_BATCH 256
 #define BATCH_BYTES ((size_t)1 << 20)
-#define BEAT_NS (100 * 1000000LL)
-#define DEAD_NS (1500 * 1000000LL)
+#define DEAD_NS (15 * BR__MPI_BEAT_NS)
 /* Naps while jobs are out, and while none are. */
-#define NAP_BUSY_NS (500 * 1000LL)
-#define NAP_IDLE_NS (50 * 1000000LL)
+#define NAP_BUSY_NS (500 * BR__NS_PER_US)
+#define NAP_IDLE_NS (50 * BR__NS_PER_MS)
 
 enum {
 	CMD_NEW,
@@ -64,7 +63,8 @@ enum {
 };
 
 struct prank {
-	int workers; /* > 0 once it said ready */
+	int workers;  /* > 0 once it said ready */
+	int answered; /* it said ready, or why not */
 	unsigned inflight;
 };
 
@@ -75,6 +75,9 @@ struct dpool {
 	br_pool_config cfg;
 	void *init_arg;
 	unsigned answered, total;
+	/* Until then a rank that has not answered may be busy starting its
+	 * workers, and silent: its serving thread is in br_pool_new. */
+	int64_t start_by;
 	struct prank *r; /* by rank */
 	struct dpool *next;
 };
@@ -194,6 +197,26 @@ static void name_fn(int rank, uint32_t id)
 
 /* ---- pools ---- */
 
+/* Every rank has answered dp's start: tell the pool what it has. */
+static void maybe_ready(struct dpool *dp)
+{
+	if (dp->answered + 1 < (unsigned)br__mpi_size || !dp->ready)
+		return;
+	br_promise_resolve(dp->ready, (void *)(intptr_t)dp->total);
+	br_future_release(dp->ready);
+	dp->ready = NULL;
+}
+
+/* Rank r has answered dp's start, or never will (dead, or not asked). */
+static void mark_answered(struct dpool *dp, int r)
+{
+	if (dp->r[r].answered)
+		return;
+	dp->r[r].answered = 1;
+	dp->answered++;
+	maybe_ready(dp);
+}
+
 static void announce(struct dpool *dp)
 {
 	const char *iname = "";
@@ -212,10 +235,16 @@ static void announce(struct dpool *dp)
 		return;
 	}
 	nl = ioff == UINT64_MAX ? 0 : strlen(iname);
+	dp->start_by = br__deadline_add(
+		br__deadline_in(br__ms_to_ns(dp->cfg.init_timeout_ms ?
+						     dp->cfg.init_timeout_ms :
+						     BR_POOL_INIT_TIMEOUT_MS)),
+		DEAD_NS);
 	m = (struct mw_pool_new){
 		.workers = dp->cfg.workers,
 		.max_jobs = dp->cfg.max_jobs,
 		.timeout_ms = dp->cfg.timeout_ms,
+		.init_timeout_ms = dp->cfg.init_timeout_ms,
 		.max_payload = dp->cfg.max_payload,
 		.init_offset = ioff,
 		.name_len = (uint32_t)nl,
@@ -224,12 +253,12 @@ static void announce(struct dpool *dp)
 	len = sizeof(h) + sizeof(m) + nl + dp->cfg.init_len;
 	for (int r = 1; r < br__mpi_size; r++) {
 		if (D.dead[r]) {
-			dp->answered++;
+			mark_answered(dp, r);
 			continue;
 		}
 		b = br__mpi_out_new(len);
 		if (!b) {
-			dp->answered++;
+			mark_answered(dp, r);
 			continue;
 		}
 		memcpy(b->data, &h, sizeof(h));
@@ -240,16 +269,6 @@ static void announce(struct dpool *dp)
 			       dp->init_arg, dp->cfg.init_len);
 		br__mpi_send(&D.sends, b, len, r, MW_POOL_NEW);
 	}
-}
-
-/* Every rank has answered dp's start: tell the pool what it has. */
-static void maybe_ready(struct dpool *dp)
-{
-	if (dp->answered + 1 < (unsigned)br__mpi_size || !dp->ready)
-		return;
-	br_promise_resolve(dp->ready, (void *)(intptr_t)dp->total);
-	br_future_release(dp->ready);
-	dp->ready = NULL;
 }
 
 static void dpool_free(struct dpool *dp)
@@ -373,12 +392,13 @@ static void on_ready(int src, const struct mw_head *h, const char *body,
 	memcpy(&m, body, sizeof(m));
 	m.host[sizeof(m.host) - 1] = '\0';
 	memcpy(D.ranks[src].host, m.host, sizeof(m.host));
-	if (dp->r[src].workers == 0 && m.workers > 0) {
+	if (dp->r[src].answered)
+		return;
+	if (m.workers > 0) {
 		dp->r[src].workers = m.workers;
 		dp->total += (unsigned)m.workers;
 	}
-	dp->answered++;
-	maybe_ready(dp);
+	mark_answered(dp, src);
 }
 
 static void on_results(int src, const struct mw_head *h, const char *body,
@@ -431,7 +451,7 @@ static int receive(void)
 			size_t blen = len - sizeof(h);
 
 			memcpy(&h, buf, sizeof(h));
-			D.ranks[src].heard = br__mpi_now();
+			D.ranks[src].heard = br_now_ns();
 			/* A beat says a rank lives; it is not work to poll
 			 * for, or an idle driver would never nap long. */
 			if (h.type != MW_BEAT)
@@ -448,13 +468,23 @@ static int receive(void)
 
 /* ---- ranks that stopped answering ---- */
 
+/* Whether rank r may be silent because it is starting a pool's workers,
+ * which its initializer may make take up to the pool's init limit. */
+static int starting(int r, int64_t now)
+{
+	for (struct dpool *dp = D.pools; dp; dp = dp->next)
+		if (dp->ready && !dp->r[r].answered && now < dp->start_by)
+			return 1;
+	return 0;
+}
+
 static void check_deaths(int64_t now)
 {
 	for (int r = 1; r < br__mpi_size; r++) {
 		struct drank *dr = &D.ranks[r];
 		char why[200];
 
-		if (D.dead[r] || now - dr->heard < DEAD_NS)
+		if (D.dead[r] || now - dr->heard < DEAD_NS || starting(r, now))
 			continue;
 		D.dead[r] = 1;
 		D.any_dead = 1;
@@ -462,17 +492,15 @@ static void check_deaths(int64_t now)
 			 "rank %d on host %s died: no word from it for %lld "
 			 "ms",
 			 r, dr->host[0] ? dr->host : "?",
-			 (long long)(DEAD_NS / 1000000));
+			 (long long)(DEAD_NS / BR__NS_PER_MS));
 		for (struct dpool *dp = D.pools; dp; dp = dp->next) {
 			if (dp->r[r].workers > 0)
 				dp->total -= (unsigned)dp->r[r].workers;
 			dp->r[r].workers = -1;
 			dp->r[r].inflight = 0;
 			br__remote_lost(dp->p, r, why);
-			if (dp->ready) {
-				dp->answered++;
-				maybe_ready(dp);
-			}
+			if (dp->ready)
+				mark_answered(dp, r);
 		}
 	}
 }
@@ -553,8 +581,8 @@ static void *driver_main(void *arg)
 		n += receive();
 		n += fill_all();
 		test_sends();
-		now = br__mpi_now();
-		if (now - last_check > BEAT_NS / 2) {
+		now = br_now_ns();
+		if (now - last_check > BR__MPI_BEAT_NS / 2) {
 			check_deaths(now);
 			last_check = now;
 		}
@@ -641,7 +669,7 @@ static int live_sends(void)
 static void farewell(void)
 {
 	int left = 0;
-	int64_t heard = br__mpi_now();
+	int64_t heard = br_now_ns();
 	uint8_t *gone = calloc((size_t)br__mpi_size, 1);
 
 	for (int r = 1; r < br__mpi_size; r++)
@@ -655,7 +683,7 @@ static void farewell(void)
 		buf = br__mpi_recv(MPI_ANY_SOURCE, &src, &tag, &len);
 		if (buf) {
 			free(buf);
-			heard = br__mpi_now();
+			heard = br_now_ns();
 			if (tag == MW_BYE && src > 0 && src < br__mpi_size &&
 			    !gone[src]) {
 				gone[src] = 1;
@@ -663,7 +691,7 @@ static void farewell(void)
 			}
 			continue;
 		}
-		if (br__mpi_now() - heard > DEAD_NS) {
+		if (br_now_ns() - heard > DEAD_NS) {
 			D.any_dead = 1;
 			break;
 		}
@@ -681,7 +709,7 @@ static const struct br__remote_ops ops = {
 
 int br__mpi_driver_start(void)
 {
-	int64_t now = br__mpi_now();
+	int64_t now = br_now_ns();
 	int r;
 
 	D.cmds_tail = &D.cmds;

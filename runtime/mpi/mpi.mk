@@ -96,7 +96,7 @@ test-mpi: $(MPI_TEST_BIN) $(MPI_EXAMPLES)
 	exit $$fail
 else
 test-mpi:
-	@echo "  MPI     skipped: no $(MPICC) (Debian: libopenmpi-dev openmpi-bin)"
+	@$(SKIP) "test-mpi: no $(MPICC) (Debian: libopenmpi-dev openmpi-bin)"
 endif
 
 # Installed beside libbraid, with a pkg-config file of its own, so that

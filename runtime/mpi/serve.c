@@ -21,8 +21,9 @@
  *   busy. Neither side ever blocks in MPI. They test with MPI_Iprobe and
  *   MPI_Test, spin while work flows, and otherwise sleep on a futex with a
  *   growing nap (br__mpi_nap), which another thread with news for them
- *   cuts short (br__mpi_ring). An idle rank wakes a few hundred times a
- *   second for a probe that finds nothing.
+ *   cuts short (br__mpi_ring). An idle rank wakes once per longest nap
+ *   (driver.c's and server.c's NAP_IDLE_NS) for a probe that finds
+ *   nothing; what that costs is in docs/ARCHITECTURE.md.
  *
  * Concurrency
  *   br_mpi_serve: the main thread, once. After it, only the driver thread
@@ -168,14 +169,6 @@ char *br__mpi_recv(int source, int *src, int *tag, size_t *len)
 	*tag = st.MPI_TAG;
 	*len = (size_t)count;
 	return buf;
-}
-
-int64_t br__mpi_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 void br__mpi_ring(_Atomic uint32_t *bell, _Atomic uint32_t *sleeping)

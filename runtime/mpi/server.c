@@ -16,7 +16,7 @@
  *
  *   The serving thread is the only one that calls MPI. It never blocks in
  *   it: it probes, tests its sends, and naps on a futex (serve.c) while
- *   there is nothing to do; it says it is alive every BEAT_NS, so that
+ *   there is nothing to do; it says it is alive every BR__MPI_BEAT_NS, so that
  *   rank 0 can tell a dead rank from a quiet one.
  *
  *   A function this binary cannot find (the ranks run different
@@ -40,14 +40,13 @@
 #include "remote.h"
 #include "wire.h"
 
-#define BEAT_NS (100 * 1000000LL)
 /* Naps while jobs run here, and while none do. MPI cannot ring the bell,
  * so a job that arrives at an idle rank waits out at most the idle nap;
  * the naps grow to it from 20 us, so only a rank idle for a while is that
- * slow to answer, and a pool idle for good costs about 1 ms of CPU per
- * second here. */
-#define NAP_BUSY_NS (500 * 1000LL)
-#define NAP_IDLE_NS (20 * 1000000LL)
+ * slow to answer. The idle nap is how often an idle rank wakes, which is
+ * what an idle pool costs. */
+#define NAP_BUSY_NS (500 * BR__NS_PER_US)
+#define NAP_IDLE_NS (20 * BR__NS_PER_MS)
 /* Results per message, at most. */
 #define MAX_RESULTS 512
 #define MSG_MAX 1024
@@ -131,6 +130,7 @@ static void on_pool_new(const struct mw_head *h, const char *body, size_t len)
 	cfg.workers = m.workers;
 	cfg.max_jobs = m.max_jobs;
 	cfg.timeout_ms = m.timeout_ms;
+	cfg.init_timeout_ms = m.init_timeout_ms;
 	cfg.max_payload = m.max_payload;
 	cfg.init_len = m.init_len;
 	cfg.init_arg = m.init_len ? body + sizeof(m) + m.name_len : NULL;
@@ -458,14 +458,14 @@ void br__mpi_serve_forever(void)
 						.flags = BR_CONFIG_QUIET }) < 0)
 		S.rt = NULL; /* every pool start then fails, and says so */
 	while (!S.bye) {
-		int64_t now = br__mpi_now();
+		int64_t now = br_now_ns();
 		int n = receive();
 
 		/* Progress is jobs in and results out: a beat, or a send that
 		 * completed, is not a reason to keep polling. */
 		n += send_results();
 		test_sends();
-		if (now - last_beat >= BEAT_NS) {
+		if (now - last_beat >= BR__MPI_BEAT_NS) {
 			send_to_0(&beat, sizeof(beat), MW_BEAT);
 			last_beat = now;
 		}

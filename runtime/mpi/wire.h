@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "braid.h"
+#include "clock.h"
 
 enum {
 	MW_POOL_NEW = 1,
@@ -60,6 +61,7 @@ struct mw_pool_new {
 	uint32_t workers; /* per rank; 0: its CPUs */
 	uint32_t max_jobs;
 	int64_t timeout_ms;
+	int64_t init_timeout_ms;
 	uint64_t max_payload;
 	uint64_t init_offset; /* UINT64_MAX: no initializer */
 	uint32_t name_len;
@@ -121,6 +123,10 @@ void br__mpi_nap(_Atomic uint32_t *bell, _Atomic uint32_t *sleeping,
 		 unsigned *idle, int64_t max_ns);
 void br__mpi_ring(_Atomic uint32_t *bell, _Atomic uint32_t *sleeping);
 
+/* A server's beat: how often it tells rank 0 it lives (server.c), which
+ * the driver's death check counts on (driver.c). */
+#define BR__MPI_BEAT_NS (100 * BR__NS_PER_MS)
+
 /* A message on its way: freed once MPI is done with its buffer. */
 struct br__mpi_out {
 	MPI_Request req;
@@ -147,10 +153,6 @@ int br__mpi_test(struct br__mpi_out **list, const uint8_t *dead);
 /* The next message from source (or MPI_ANY_SOURCE) that has arrived, in
  * a malloc'd buffer with its source, tag and length; NULL if none. */
 char *br__mpi_recv(int source, int *src, int *tag, size_t *len);
-
-/* CLOCK_MONOTONIC in nanoseconds (this library does not see braid's
- * internal clock). */
-int64_t br__mpi_now(void);
 
 /* names.c: a function's object and offset, and back. */
 int br__mpi_name_of(const void *fn, const char **name, uint64_t *offset);

@@ -39,14 +39,16 @@
  *     its first successful resolve, reject or cancel gave it;
  *   - br_await returns at once what br_future_error says: 0 for DONE,
  *     -ECANCELED for CANCELLED, < 0 for FAILED, with a message;
- *   - what is known of the outcome holds: a task that returns v and
- *     ended DONE has v; one that fails with e and ended FAILED has e; an
+ *   - what is known of the outcome holds: a task that returns v ends
+ *     DONE with v (or CANCELLED); one that fails with e ends FAILED
+ *     with e (or CANCELLED); an
  *     echo job's bytes are its input; a crashing job ends FAILED with
  *     BR_EWORKERDIED, a job past its limit with -ETIMEDOUT, one writing
  *     too much with -EMSGSIZE (or any of them CANCELLED, if cancelled or
  *     cut short by the pool's end);
  *   - a task's future that ended CANCELLED was cancelled: by the input,
- *     by a wait that timed out on it, or at the end;
+ *     by a wait that timed out on it (the input's or a task's), or at
+ *     the end while it still ran;
  *   and the process's descriptors, threads and children are those it had
  *   before the input (the zygote and its spare, started once, aside).
  *   A failed check prints what it saw and aborts: libFuzzer saves the
@@ -58,7 +60,6 @@
  *   tasks record for the checks is written before their future
  *   completes and read after it has.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -71,6 +72,7 @@
 #include <unistd.h>
 
 #include "braid.h"
+#include "../census.h"
 
 #define SLOTS 16	  /* futures held at once */
 #define OPS_MAX 64	  /* ops run per input */
@@ -128,8 +130,9 @@ struct fut {
 	enum job job;
 	uint8_t job_in[8];
 	/* A promise: the call that completed it (the one that returned 0),
-	 * if it was one of ours; and whether something we cannot see may
-	 * have cancelled it (br_wait_for's timeout, a task awaiting it). */
+	 * if it was one of ours. Any future: whether something may have
+	 * cancelled it (a cancel of the input's, br_wait_for's timeout, a
+	 * task awaiting it, the end's cancel of a task still running). */
 	br_state settled;
 	int settled_error;
 	intptr_t settled_value;
@@ -527,6 +530,7 @@ static void run_op(struct in *in)
 	case O_CANCEL:
 		x = get_slot(in);
 		if (x) {
+			x->maybe_cancelled = 1;
 			r = br_cancel(x->f);
 			if (x->kind == K_PROMISE)
 				settle(x, r, BR_CANCELLED, -ECANCELED, 0);
@@ -677,6 +681,12 @@ static void check(int i)
 		fail("no message", i, err);
 	switch (x->kind) {
 	case K_TASK:
+		if (st == BR_CANCELLED && !x->maybe_cancelled)
+			fail("a task cancelled by nobody", i, err);
+		if (x->has_value && st == BR_FAILED)
+			fail("a task that returns ended FAILED", i, err);
+		if (x->has_error && st == BR_DONE)
+			fail("a task that fails ended DONE", i, 0);
 		if (st == BR_DONE && x->has_value && (intptr_t)v != x->value)
 			fail("a task's value", i, (long)(intptr_t)v);
 		if (st == BR_FAILED && x->has_error && err != x->error)
@@ -738,63 +748,6 @@ static void check(int i)
 
 /* ---- what is left behind ---- */
 
-static int count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
-/* Children but the zygote and its spare, which live for good: each
- * thread's children, from /proc/self/task/<tid>/children (cheaper than a
- * scan of /proc on a busy machine). */
-static int children(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char path[300], buf[512];
-		FILE *f;
-		int pid;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/children",
-			 e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		while (fscanf(f, "%d", &pid) == 1) {
-			FILE *c;
-			char *p = NULL;
-
-			snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-			c = fopen(path, "r");
-			if (c) {
-				p = fgets(buf, sizeof(buf), c);
-				fclose(c);
-			}
-			if (!p || (!strstr(buf, "(braid-zygote)") &&
-				   !strstr(buf, "(braid-spare)")))
-				n++;
-		}
-		fclose(f);
-	}
-	closedir(d);
-	return n;
-}
-
 static int base_fds, base_threads, base_children;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -826,9 +779,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int64_t t0;
 
 	/* What the process has between inputs. */
-	base_fds = count_dir("/proc/self/fd");
-	base_threads = count_dir("/proc/self/task");
-	base_children = children();
+	base_fds = census_fds();
+	base_threads = census_threads();
+	base_children = census_children(1, NULL);
 	nall = ntargs = nthreads = jobs = pool_tried = mu_held = 0;
 	pool = NULL;
 	memset(slot, 0xff, sizeof(slot));
@@ -847,9 +800,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		br_mutex_unlock(&mu);
 	br_chan_close(chans[0]);
 	br_chan_close(chans[1]);
-	for (int i = 0; i < nall; i++)
-		if (all[i].task)
-			br_cancel(all[i].task);
+	for (int i = 0; i < nall; i++) {
+		if (!all[i].task)
+			continue;
+		/* Only a task still running can end CANCELLED by this. */
+		if (br_future_state(all[i].task) == BR_PENDING)
+			all[i].maybe_cancelled = 1;
+		br_cancel(all[i].task);
+	}
 	for (int i = 0; i < nall; i++)
 		if (all[i].task)
 			br_await(all[i].task, NULL);
@@ -889,9 +847,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * earlier input may have ended meanwhile. */
 	t0 = br_now_ns();
 	for (;;) {
-		fds = count_dir("/proc/self/fd");
-		thr = count_dir("/proc/self/task");
-		kids = children();
+		fds = census_fds();
+		thr = census_threads();
+		kids = census_children(1, NULL);
 		if ((fds <= base_fds && thr <= base_threads &&
 		     kids <= base_children) ||
 		    br_now_ns() - t0 > SETTLE_MS * INT64_C(1000000))
