@@ -446,6 +446,7 @@ static struct br__task *steal_lifo(struct br__worker *w, int64_t now)
 		}
 		if (now - w->lv_since < LIFO_GRACE_NS)
 			continue;
+		br__stat_add(&w->obs, BR__ST_STEALS_TRIED, 1);
 		/* acq_rel: pairs with the owner's exchange that put t there;
 		 * success makes t ours (the owner's exchange or CAS then
 		 * finds the slot empty). */
