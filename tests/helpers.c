@@ -286,6 +286,34 @@ void t_assert_task_ok(br_future *f)
 	br_future_release(f);
 }
 
+struct t_on_failure {
+	void (*fn)(void *);
+	void *arg;
+};
+
+static void on_failure_cb(br_future *f, void *arg)
+{
+	struct t_on_failure *of = arg;
+
+	if (br_future_state(f) == BR_FAILED)
+		of->fn(of->arg);
+	free(of);
+}
+
+void t_on_failure(br_future *f, void (*fn)(void *), void *arg)
+{
+	struct t_on_failure *of = malloc(sizeof(*of));
+	int ret;
+
+	cr_assert_not_null(of);
+	of->fn = fn;
+	of->arg = arg;
+	ret = br_future_on_done(f, on_failure_cb, of);
+	if (ret < 0)
+		free(of);
+	cr_assert_eq(ret, 0, "br_future_on_done: %s", br_strerror(ret));
+}
+
 char *t_read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "r");

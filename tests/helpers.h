@@ -164,6 +164,18 @@ void *t_await_value(br_future *f);
 void t_assert_task_ok(br_future *f);
 
 /*
+ * t_on_failure - call fn(arg) when f fails, on the thread that fails it
+ * (or at once if it already has). A task's spawn fails when a worker
+ * finds no stack for it, after br_spawn() has returned (the fault sweep
+ * makes that happen): a test whose thread waits for what the task would
+ * have done (a channel partner, a wait group's done) passes fn to undo
+ * that wait, so that it fails its assertions instead of waiting for
+ * good. fn must not block. Asserts that the callback could be set. Test
+ * thread only.
+ */
+void t_on_failure(br_future *f, void (*fn)(void *), void *arg);
+
+/*
  * t_read_file - the whole file at path, NUL-terminated and malloc'd; its
  * length in *len if len is not NULL. Asserts that it could be read.
  */

@@ -595,6 +595,14 @@ static void *echo(void *arg)
 	return NULL;
 }
 
+static void close_both(void *arg)
+{
+	br_chan **ch = arg;
+
+	br_chan_close(ch[0]);
+	br_chan_close(ch[1]);
+}
+
 Test(chan, tasks_and_threads_share_channels, .timeout = 20.0)
 {
 	br_runtime *rt = t_runtime(2, 0);
@@ -603,6 +611,9 @@ Test(chan, tasks_and_threads_share_channels, .timeout = 20.0)
 	br_future *f = br_spawn(rt, echo, ch);
 	long v;
 
+	/* Without its partner this thread's first send would wait for
+	 * good: closed channels make it fail instead. */
+	t_on_failure(f, close_both, ch);
 	for (long i = 0; i < 2000; i++) {
 		cr_assert_eq(br_chan_send(ch[0], &i), 0);
 		cr_assert_eq(br_chan_recv(ch[1], &v), 0);
