@@ -59,6 +59,10 @@
  *   block) and wait only when it says EAGAIN (br__io_ready). Calls with
  *   no readiness notion run as plain syscalls.
  *
+ *   A plain thread makes the syscall itself; with a deadline, it first
+ *   poll()s for readiness until then, a day at most per poll() (which
+ *   takes an int of ms) so that a deadline months away is still kept.
+ *
  * Invariants
  *   - An operation's br__io stays valid until done is set: its task is
  *     suspended in br__io_wait() the whole time.
@@ -225,6 +229,40 @@ void br__io_poll_fallback(struct br__worker *w, int64_t timeout_ns, int wake)
 	}
 }
 
+/* ---- plain threads ---- */
+
+/*
+ * The longest poll() of a plain thread, a day. poll() takes an int of
+ * milliseconds, about 24.8 days at most, and a deadline may be up to a
+ * century away (clock.h): a longer wait is made of polls of at most
+ * this long, each followed by a look at the clock, so that it never
+ * passes poll() -1 (forever) or a wrapped count for a finite deadline.
+ */
+#define POLL_SLICE_MS (24 * 60 * 60 * 1000)
+
+/* Wait until fd is ready for events or the deadline dl (>= 0) passes.
+ * poll()'s count: 1 ready, 0 once dl has passed; or -errno. */
+static int poll_until(int fd, short events, int64_t dl)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int64_t left;
+	int ms, n;
+
+	do {
+		left = dl - br_now_ns();
+		if (left <= 0)
+			ms = 0;
+		else if (left >= POLL_SLICE_MS * BR__NS_PER_MS)
+			ms = POLL_SLICE_MS;
+		else
+			ms = (int)((left + BR__NS_PER_MS - 1) / BR__NS_PER_MS);
+		n = poll(&p, 1, ms);
+		if (n < 0)
+			return -errno;
+	} while (n == 0 && left > 0);
+	return n;
+}
+
 /* ---- the ring ---- */
 
 static int start(struct br__io *io, int fd, short events, int64_t timeout_ms,
@@ -239,7 +277,7 @@ static int start(struct br__io *io, int fd, short events, int64_t timeout_ms,
 	io->dontwait = 0;
 	io->nocancel = (uint8_t)nocancel;
 	if (!t) {
-		int64_t dl, left;
+		int64_t dl;
 
 		if (br__worker_current())
 			return BR_ENOTTASK; /* a loop callback */
@@ -248,18 +286,12 @@ static int start(struct br__io *io, int fd, short events, int64_t timeout_ms,
 		dl = br__deadline_min(br__deadline_ms(timeout_ms),
 				      br__thread_dl.deadline);
 		if (dl >= 0 && events) {
-			struct pollfd p = { .fd = fd, .events = events };
-			int n;
+			int n = poll_until(fd, events, dl);
 
-			left = dl - br_now_ns();
-			left = left <= 0 ? 0 :
-					   (left + BR__NS_PER_MS - 1) /
-						   BR__NS_PER_MS;
-			n = poll(&p, 1, left > INT32_MAX ? -1 : (int)left);
 			if (n == 0)
 				return -ETIMEDOUT;
 			if (n < 0)
-				return -errno;
+				return n;
 		}
 		return BR__IO_SYS;
 	}
