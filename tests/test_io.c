@@ -399,18 +399,23 @@ static void io_in_callback(void *arg)
 
 Test(io, loop_callbacks_get_enottask, .timeout = 20.0)
 {
-	br_runtime *rt = t_runtime(1, 0);
-	int p[2];
-	br_future *f;
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		int p[2];
+		br_future *f;
 
-	make_pipe(p);
-	f = br_call_soon(rt, io_in_callback, &p[0]);
-	await_ok(f);
-	cr_assert_eq(atomic_load(&cb_ret), BR_ENOTTASK);
-	br_future_release(f);
-	close(p[0]);
-	close(p[1]);
-	br_runtime_free(rt);
+		make_pipe(p);
+		atomic_store(&cb_ret, 0);
+		f = br_call_soon(rt, io_in_callback, &p[0]);
+		await_ok(f);
+		cr_assert_eq(atomic_load(&cb_ret), BR_ENOTTASK, "flags %#x",
+			     flags);
+		br_future_release(f);
+		close(p[0]);
+		close(p[1]);
+		br_runtime_free(rt);
+	}
 }
 
 static void *file_meta(void *arg)
