@@ -76,7 +76,6 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 
 #include "clock.h"
 #include "fiber.h"
@@ -123,8 +122,6 @@ int br__io_ready(struct br__io *io, short events)
 		t->cancel_seen = 1;
 		return -ECANCELED;
 	}
-	if (io->deadline >= 0 && br_now_ns() >= io->deadline)
-		return -ETIMEDOUT;
 	io->events = events;
 	return wait_ready(io, t);
 }
@@ -271,10 +268,7 @@ static int start(struct br__io *io, int fd, short events, int64_t timeout_ms,
 	struct br__task *t = br__task_current();
 	struct br__worker *w;
 	struct io_uring *ring;
-	int try_first = events & BR__IO_TRY;
-
-	events &= (short)~BR__IO_TRY;
-	io->dontwait = 0;
+	io->task = t;
 	io->nocancel = (uint8_t)nocancel;
 	if (!t) {
 		int64_t dl;
@@ -312,14 +306,8 @@ static int start(struct br__io *io, int fd, short events, int64_t timeout_ms,
 	io->fd = fd;
 	io->events = events;
 	w = br__worker_current();
-	if (!w->ring.on) {
-		io->dontwait = MSG_DONTWAIT;
-		/* poll() ignores negative fds; the syscall reports EBADF.
-		 * BR__IO_TRY: the caller tries first and waits with
-		 * br__io_ready() only if it must. */
-		return events && fd >= 0 && !try_first ? wait_ready(io, t) :
-							 BR__IO_SYS;
-	}
+	if (!w->ring.on)
+		return BR__IO_SYS; /* the caller tries, then br__io_ready() */
 	ring = &w->ring.ring;
 	/* Room for the operation and its linked timeout in one batch: a
 	 * link must not be split across submissions. */
@@ -329,7 +317,6 @@ static int start(struct br__io *io, int fd, short events, int64_t timeout_ms,
 	if (!io->sqe)
 		return -EBUSY; /* not reached: entries >= 2 after a flush */
 	io->w = w;
-	io->task = t;
 	io->fiber = br__worker_fiber(w);
 	io->done = 0;
 	io->cancel_sent = 0;

@@ -289,7 +289,7 @@ int br_openat(int dirfd, const char *path, int flags, mode_t mode)
 	}
 	if (m != BR__IO_SYS)
 		return m;
-	if (io.dontwait)
+	if (br__io_nowait(&io))
 		return openat_nowait(dirfd, path, flags, mode);
 	return (int)BR__SYS(openat(dirfd, path, flags, mode));
 }
@@ -311,7 +311,7 @@ int br_fsync(int fd, int datasync)
 	}
 	if (m != BR__IO_SYS)
 		return m;
-	if (io.dontwait)
+	if (br__io_nowait(&io))
 		return (int)fs_off_loop(&c);
 	return (int)BR__SYS(datasync ? fdatasync(fd) : fsync(fd));
 }
@@ -337,7 +337,7 @@ int br_statx(int dirfd, const char *path, int flags, unsigned mask,
 	}
 	if (m != BR__IO_SYS)
 		return m;
-	if (io.dontwait)
+	if (br__io_nowait(&io))
 		return (int)fs_off_loop(&c);
 	return (int)BR__SYS(statx(dirfd, path, flags, mask, out));
 }
