@@ -73,9 +73,11 @@
  *   - The fallback poll list: the owner only.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 
 #include "clock.h"
 #include "fiber.h"
@@ -417,4 +419,22 @@ void br__io_complete(struct br__io *io, int res, uint32_t flags)
 	br__stat_add(&io->w->obs, BR__ST_IO_COMPLETED, 1);
 	io->done = 1; /* from here io may be gone once f runs */
 	br__fiber_wake(f, seq);
+}
+
+/* ---- descriptors for streams ---- */
+
+int br__fd_stream(int fd, int write)
+{
+	struct stat st;
+	int fl;
+
+	if (fd < 0)
+		return -EBADF;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	if ((fl & O_ACCMODE) == (write ? O_RDONLY : O_WRONLY) ||
+	    S_ISDIR(st.st_mode))
+		return -EBADF;
+	return S_ISSOCK(st.st_mode);
 }

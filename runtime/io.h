@@ -90,6 +90,16 @@ int br__io_start_release(struct br__io *io, int fd);
  */
 int br__io_wait(struct br__io *io);
 
+/*
+ * br__fd_stream - whether fd can carry a stream in the direction asked
+ * (writing when write, else reading), as br_reader_new() and
+ * br_writer_new() ask the kernel: 1 for a socket, 0 for anything else
+ * open that way; -EBADF for a negative fd, one open only the other way
+ * or a directory (nothing could ever go through it), or -errno.
+ * Context: any thread.
+ */
+int br__fd_stream(int fd, int write);
+
 /* A plain syscall's return in braid's convention: the count, or -errno
  * read after the call (a function argument would be read in any order). */
 #define BR__SYS(call)                               \

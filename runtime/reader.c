@@ -44,13 +44,12 @@
  * without a ring; pend belongs to the caller that holds busy.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
+#include "io.h"
 #include "mshot.h"
 #include "quarantine.h"
 #include "task.h"
@@ -114,18 +113,13 @@ static void on_cqe(struct br__mshot *m, int res, uint32_t flags)
 int br_reader_new(br_reader **out, int fd)
 {
 	struct br_reader *r;
-	struct stat st;
-	int fl;
+	int sock;
 
 	if (!out)
 		return -EINVAL;
-	if (fd < 0)
-		return -EBADF;
-	fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || fstat(fd, &st) < 0)
-		return -errno;
-	if ((fl & O_ACCMODE) == O_WRONLY || S_ISDIR(st.st_mode))
-		return -EBADF; /* nothing could ever be read */
+	sock = br__fd_stream(fd, 0);
+	if (sock < 0)
+		return sock;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
@@ -133,7 +127,7 @@ int br_reader_new(br_reader **out, int fd)
 	r->magic = BR__MAGIC_READER;
 	r->fd = fd;
 	r->held = -1;
-	r->sock = S_ISSOCK(st.st_mode);
+	r->sock = sock;
 	r->fallback = !r->sock;
 	*out = r;
 	return 0;
