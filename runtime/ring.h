@@ -29,6 +29,7 @@ struct br__ring {
 	 * the eventfd parking polls; or -1. */
 	int efd;
 	unsigned features; /* BR_FEAT_* this ring got */
+	unsigned ops;	   /* BR__OP_* its kernel has (probed at set-up) */
 	uint64_t efd_buf;  /* the pending eventfd read's buffer */
 	int efd_unarmed;   /* no SQE was had for that read: park arms it */
 	/* Without a ring: tasks waiting for readiness (io.c), and ppoll's
@@ -47,6 +48,12 @@ struct br__ring {
 	int *files_free;
 	unsigned files_nfree;
 };
+
+/* Opcodes newer than the ring itself that braid can do without (io_fs.c
+ * runs their calls on the blocking pool instead): bits of br__ring.ops. */
+#define BR__OP_UNLINKAT 0x1u /* Linux 5.11 */
+#define BR__OP_RENAMEAT 0x2u /* Linux 5.11 */
+#define BR__OP_MKDIRAT 0x4u  /* Linux 5.15 */
 
 /* Registered-file slots per ring, at most (RLIMIT_NOFILE caps it). */
 #define BR__FILES 4096
