@@ -29,15 +29,14 @@
  *     a read the page cache cannot serve at once (RWF_NOWAIT's EAGAIN),
  *     or any transfer where RWF_NOWAIT is refused, goes to the blocking
  *     pool, as io_uring punts it to its own workers.
- * openat, statx and fsync
- * are in io_fs.c. A call on the blocking pool is
- * awaited without cancellation, since its buffers are the caller's; it
- * is short (readiness came first) or a file system's.
- * That is what libuv does for files (its thread pool) and roughly what Go
- * does for fds it did not open non-blocking (a thread blocks, and the
- * scheduler carries on elsewhere). accept() and connect() have no
- * per-call form: on a blocking socket, O_NONBLOCK is set around the one
- * call, under a lock, and restored.
+ * A call on the blocking pool is awaited without cancellation, since its
+ * buffers are the caller's; it is short (readiness came first) or a file
+ * system's. That is what libuv does for files (its thread pool) and
+ * roughly what Go does for fds it did not open non-blocking (a thread
+ * blocks, and the scheduler carries on elsewhere). accept() and connect()
+ * have no per-call form: on a blocking socket, O_NONBLOCK is set around
+ * the one call, under a lock, and restored. openat, statx and fsync are
+ * in io_fs.c.
  *
  * Every call that takes a descriptor refuses a negative one first
  * (-EBADF at once): poll() skips negative fds, so a plain thread with a

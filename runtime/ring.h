@@ -10,6 +10,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "clock.h"
+
 struct br__worker;
 
 /* CQE user_data of wake-up messages; real operations carry pointers. */
@@ -61,7 +63,7 @@ struct br__ring {
 /* How long a park waits at most while its wake-up eventfd has no read
  * pending (no SQE was to be had): a missed wake-up costs this, not a
  * hang. */
-#define BR__RING_REARM_NS (1000 * 1000LL)
+#define BR__RING_REARM_NS BR__NS_PER_MS
 
 /* Provided buffers: how many, and how big. */
 #define BR__BUF_COUNT 512
