@@ -444,6 +444,23 @@ Test(faults, a_wakeup_eventfd_armed_without_an_sqe_still_wakes, .timeout = 30)
 	cr_assert_eq(br_promise_resolve(p, NULL), 0);
 	cr_assert_eq(br_wait_for(f, 5000, &v), 0, "the task was not woken");
 	cr_assert_eq((intptr_t)v, 0);
+	/* And it was armed, not just woken by the short parks that stand in
+	 * until it is: idle, the worker parks for good, not every 1 ms. */
+	{
+		br_worker_stats ws[1];
+		br_runtime_stats st = { .workers = ws, .nworkers = 1 };
+		uint64_t parks;
+
+		usleep(20 * 1000);
+		cr_assert_eq(br_stats(rt, &st), 1);
+		parks = st.total.parks;
+		usleep(200 * 1000);
+		cr_assert_eq(br_stats(rt, &st), 1);
+		cr_assert_lt(st.total.parks - parks, 20,
+			     "%llu parks in 200 ms idle: the eventfd is not "
+			     "armed",
+			     (unsigned long long)(st.total.parks - parks));
+	}
 	br_future_release(f);
 	br_future_release(p);
 	br_runtime_free(rt);

@@ -22,8 +22,8 @@
 #   make soak           servers and pools under load for SOAK_S seconds
 #                       (tests/soak.mk); make test runs it for 60 s
 #   make fuzz           the libFuzzer targets (tests/fuzz.mk); make test
-#                       runs those of FUZZ_IN_TEST (the HTTP parser's)
-#                       for FUZZ_TEST_S seconds each (fuzz-smoke)
+#                       runs those of FUZZ_IN_TEST (all of them) for
+#                       FUZZ_TEST_S seconds each (fuzz-smoke)
 #
 # STRESS_SCALE sets BRAID_STRESS_SCALE for test-unit and test-tsan (default
 # 1, which keeps every stress program well under a minute in asan);
@@ -137,10 +137,8 @@ $(B)/tests/%: $(B)/tests/%.o $(TEST_HELPER) $(B)/libbraid.a
 
 .SECONDARY: $(TEST_OBJ) $(TEST_HELPER) $(STACK_FRAMES)
 
-# The fuzz targets make test runs for FUZZ_TEST_S seconds each. fuzz_api
-# is left to make fuzz until the hang it found is fixed: a teardown await
-# that once did not return after a run of seed inputs in one process.
-FUZZ_IN_TEST ?= http_parse
+# The fuzz targets make test runs for FUZZ_TEST_S seconds each.
+FUZZ_IN_TEST ?= api http_parse
 
 test:
 	$(Q)scripts/deps.sh
@@ -152,7 +150,7 @@ test:
 	$(Q)$(MAKE) --no-print-directory VARIANT=asan WERROR=1 test-unit
 	$(Q)$(MAKE) --no-print-directory WERROR=1 STRICT=1 test-faults-short
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 STRICT=1 soak SOAK_S=$(SOAK_TEST_S)
-	$(Q)$(MAKE) --no-print-directory STRICT=1 fuzz-smoke FUZZ=$(FUZZ_IN_TEST)
+	$(Q)$(MAKE) --no-print-directory STRICT=1 fuzz-smoke FUZZ="$(FUZZ_IN_TEST)"
 	$(Q)$(MAKE) --no-print-directory VARIANT=tsan WERROR=1 test-tsan
 	$(if $(filter %tests/cross.mk,$(MAKEFILE_LIST)),$(Q)$(MAKE) --no-print-directory test-cross)
 
