@@ -228,8 +228,8 @@ int main(int argc, char **argv)
 	uint64_t limit = 10000000, chunk = 100000, workers = 0, total = 0;
 	struct range *items;
 	size_t n;
-	br_runtime *rt;
-	br_pool *pool;
+	br_runtime *rt = NULL;
+	br_pool *pool = NULL;
 	br_future *f;
 	int64_t t0, wall;
 	int err, c, ranks;
@@ -275,19 +275,23 @@ int main(int argc, char **argv)
 					  .mpi = 1,
 				  });
 	if (err < 0 || !items) {
-		fprintf(stderr, "start: %s\n", br_strerror(err));
+		fprintf(stderr, "start: %s\n",
+			br_strerror(err < 0 ? err : -ENOMEM));
+		br_runtime_free(rt); /* NULL is a no-op */
+		free(items);
 		return 1;
 	}
 	printf("counting primes below %llu in %zu ranges of %llu\n",
 	       (unsigned long long)limit, n, (unsigned long long)chunk);
 	err = check(rt, pool);
+	if (err < 0)
+		goto out; /* check() said why */
 	t0 = br_now_ns();
 	/* chunk 0: br_map cuts the items into chunks by itself. */
 	f = br_map(pool, count_job, items, sizeof(*items), n, 0);
-	if (err == 0)
-		err = br_await(f, NULL);
+	err = br_await(f, NULL);
 	wall = br_now_ns() - t0;
-	if (br_future_state(f) == BR_DONE) {
+	if (err == 0) {
 		for (size_t i = 0; i < n; i++) {
 			size_t len;
 			const struct answer *a = br_map_result(f, i, &len);
@@ -299,10 +303,11 @@ int main(int argc, char **argv)
 		       (double)wall / 1e9);
 		ranks = report(f, n);
 		printf("%d rank%s took part\n", ranks, ranks == 1 ? "" : "s");
-	} else if (br_future_state(f) != BR_PENDING) {
+	} else {
 		fprintf(stderr, "map: %s\n", br_future_message(f));
 	}
 	br_future_release(f);
+out:
 	br_pool_free(pool);
 	br_runtime_free(rt);
 	free(items);

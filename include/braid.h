@@ -238,12 +238,13 @@ BR_API void br_ticker_free(br_ticker *t);
  * run on the blocking pool for their caller (br_getaddrinfo, br_listdir,
  * the file calls where the ring lacks them: such a call finishes on its
  * own and its result is dropped). A pool job's or a subprocess's future
- * awaited so is cancelled: the job's worker or the child is killed. A wait that can complete at once still does, even
- * past the deadline (a free mutex is taken, bytes already there are
- * read), and a result that races the deadline is never dropped. A
- * cancelled task still sees -ECANCELED: a cancellation is the more
- * precise answer. Once the deadline has passed, every later wait in the
- * scope ends at once: leave the scope to wait again.
+ * awaited so is cancelled: the job's worker or the child is killed. A
+ * wait that can complete at once still does, even past the deadline (a
+ * free mutex is taken, bytes already there are read), and a result that
+ * races the deadline is never dropped. A cancelled task still sees
+ * -ECANCELED: a cancellation is the more precise answer. Once the
+ * deadline has passed, every later wait in the scope ends at once: leave
+ * the scope to wait again.
  *
  * Scopes nest: the nearest deadline of the scopes the caller is inside
  * applies, and leaving one restores what applied before it was entered.
@@ -1214,8 +1215,8 @@ BR_API int br_tcp_listen(const char *host, uint16_t port, int backlog);
  * resolved on the runtime's blocking pool while the calling task waits
  * (a numeric host with a numeric service, or none, needs no resolver and
  * is answered at once, even in a loop callback; a name there gets
- * BR_ENOTTASK); from a plain thread it is the plain call. hints may be NULL (any family,
- * AI_ADDRCONFIG). Stores the list in *res, to free with freeaddrinfo(3),
+ * BR_ENOTTASK); from a plain thread it is the plain call. hints may be
+ * NULL (any family, AI_ADDRCONFIG). Stores the list in *res, to free with freeaddrinfo(3),
  * and returns 0; or -EINVAL (res NULL, or host and service both NULL),
  * -ENOENT (no such name or service), -EAGAIN (try again later), -ENOMEM,
  * -EAFNOSUPPORT, -ECANCELED (the task was cancelled: the lookup finishes
@@ -2232,11 +2233,12 @@ BR_API int br_pool_new(br_pool **out, br_runtime *rt,
 
 /**
  * br_pool_free - cancel every job still queued or running (their futures
- * end CANCELLED), kill and reap every worker, and free the pool. Futures
- * stay valid for whoever holds them. To drain instead, await the futures
- * first. Must be called before br_runtime_free() of the pool's runtime.
- * NULL is a no-op. Context: any thread (a task suspends; a plain thread
- * blocks), not a job.
+ * end CANCELLED), kill and reap every worker, and free the pool. When it
+ * returns, every future of the pool's jobs has completed; they stay valid
+ * for whoever holds them. To drain instead, await the futures first. Must
+ * be called before br_runtime_free() of the pool's runtime. NULL is a
+ * no-op. Context: any thread (a task suspends; a plain thread blocks), not
+ * a job, nor a done-callback of one of the pool's own futures.
  */
 BR_API void br_pool_free(br_pool *pool);
 

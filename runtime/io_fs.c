@@ -13,8 +13,9 @@
  *
  *   What io_uring has (IORING_OP_UNLINKAT and RENAMEAT since Linux 5.11,
  *   MKDIRAT since 5.15) goes through the worker's ring like any other
- *   operation (io.c). A kernel that lacks one answers -EINVAL once: the
- *   process remembers, and such calls then run on the runtime's blocking
+ *   operation (io.c), and its -EINVAL is the call's answer: which of
+ *   them the kernel has is known from the ring's probe at set-up
+ *   (ring.c, br__ring.ops). One it lacks runs on the runtime's blocking
  *   pool, as a listing always does (io_uring has no getdents). So does
  *   every one of them in a task on a worker without a ring: a file-system
  *   call may block for as long as the disk takes, and a loop must not.
@@ -24,9 +25,9 @@
  *   br_write: a task suspends for each.
  *
  * Concurrency
- *   Each call touches its arguments and its own records; the "kernel
- *   lacks it" flags are relaxed atomics (a second caller at worst tries
- *   the ring once more).
+ *   Each call touches its arguments and its own records, and reads its
+ *   worker's probed opcodes, which are written before the worker runs
+ *   any task.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -75,8 +76,12 @@ enum {
 	FS_STATX
 };
 
-/* The kernel refused the operation's opcode (too old): by op. */
-static _Atomic int no_ring_op[FS_LIST];
+/* The ring opcode of each of the first three, as a bit of br__ring.ops. */
+static const unsigned ring_op[FS_LIST] = {
+	[FS_UNLINK] = BR__OP_UNLINKAT,
+	[FS_RENAME] = BR__OP_RENAMEAT,
+	[FS_MKDIR] = BR__OP_MKDIRAT,
+};
 
 static int by_name(const void *a, const void *b)
 {
@@ -289,7 +294,7 @@ int br_openat(int dirfd, const char *path, int flags, mode_t mode)
 	}
 	if (m != BR__IO_SYS)
 		return m;
-	if (io.dontwait)
+	if (br__io_nowait(&io))
 		return openat_nowait(dirfd, path, flags, mode);
 	return (int)BR__SYS(openat(dirfd, path, flags, mode));
 }
@@ -311,7 +316,7 @@ int br_fsync(int fd, int datasync)
 	}
 	if (m != BR__IO_SYS)
 		return m;
-	if (io.dontwait)
+	if (br__io_nowait(&io))
 		return (int)fs_off_loop(&c);
 	return (int)BR__SYS(datasync ? fdatasync(fd) : fsync(fd));
 }
@@ -337,24 +342,26 @@ int br_statx(int dirfd, const char *path, int flags, unsigned mask,
 	}
 	if (m != BR__IO_SYS)
 		return m;
-	if (io.dontwait)
+	if (br__io_nowait(&io))
 		return (int)fs_off_loop(&c);
 	return (int)BR__SYS(statx(dirfd, path, flags, mask, out));
 }
 
+/* Through the ring when the calling task's worker has one whose kernel
+ * has op's opcode; else on the blocking pool (or the plain call from a
+ * plain thread, BR_ENOTTASK from a loop callback: fs_off_loop). */
 static long fs_call(struct fs_call *c)
 {
+	struct br__worker *w = br__worker_current();
 	struct br__io io;
 	int m;
 
-	if (c->op == FS_LIST ||
-	    atomic_load_explicit(&no_ring_op[c->op], memory_order_relaxed))
+	if (c->op == FS_LIST || !br__task_current() || !w->ring.on ||
+	    !(w->ring.ops & ring_op[c->op]))
 		return fs_off_loop(c);
 	m = br__io_start(&io, -1, 0, -1);
-	if (m == BR__IO_SYS)
-		return fs_off_loop(c);
 	if (m != BR__IO_RING)
-		return m;
+		return m; /* -ECANCELED, -ETIMEDOUT */
 	if (c->op == FS_UNLINK)
 		io_uring_prep_unlinkat(io.sqe, c->dirfd, c->path, c->flags);
 	else if (c->op == FS_RENAME)
@@ -362,16 +369,7 @@ static long fs_call(struct fs_call *c)
 				       c->path2, 0);
 	else
 		io_uring_prep_mkdirat(io.sqe, c->dirfd, c->path, c->mode);
-	m = br__io_wait(&io);
-	if (m != -EINVAL)
-		return m;
-	/* Not this kernel's opcode, or a real EINVAL: the system call
-	 * tells which, and answers either way. */
-	m = (int)fs_off_loop(c);
-	if (m != -EINVAL)
-		atomic_store_explicit(&no_ring_op[c->op], 1,
-				      memory_order_relaxed);
-	return m;
+	return br__io_wait(&io);
 }
 
 int br_unlinkat(int dirfd, const char *path, int flags)

@@ -9,8 +9,6 @@
 
 #include "braid.h"
 
-#include "braid.h"
-
 /* Where a runtime's messages go: br_config.log and its argument. */
 struct br__log_sink {
 	br_log_fn fn; /* NULL: stderr */
@@ -20,7 +18,8 @@ struct br__log_sink {
 /*
  * br__log - format a message and hand it to the sink's hook (a runtime's
  * br_config.log), or write it to stderr as one line "braid: <msg>" when
- * it has none or to is NULL. The message has no "braid: " prefix and no final newline.
+ * it has none or to is NULL. The message has no "braid: " prefix and no
+ * final newline.
  * Context: any thread; not a signal handler (the hook may take locks).
  */
 __attribute__((format(printf, 3, 4))) void

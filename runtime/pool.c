@@ -132,6 +132,7 @@ int br__pool_job_cancel(struct pjob *j)
 	pthread_mutex_unlock(&p->lock);
 	if (mine) {
 		br__pool_fail_job(j, BR_CANCELLED, -ECANCELED, "cancelled");
+		br__pool_settled(p, 1);
 		br__pool_refill(p, 0);
 		return 0;
 	}
@@ -519,6 +520,12 @@ void br_pool_free(br_pool *p)
 	br__pool_fail_all(p, BR_CANCELLED, -ECANCELED,
 			  "cancelled: the pool was freed");
 	br__pool_remote_stop(p);
+	/* A job another thread claimed (a result, a death, a cancel) is
+	 * being completed there: it is done when this returns. */
+	pthread_mutex_lock(&p->lock);
+	while (p->settling)
+		pthread_cond_wait(&p->quiet, &p->lock);
+	pthread_mutex_unlock(&p->lock);
 	if (started) {
 		end_task(p->collector);
 		end_task(p->timer);

@@ -33,7 +33,10 @@
  *   - br__pool_claim_job() is the only way into W_DONE from the table,
  *     and it takes the job out of the table, the overflow list and the
  *     arena under the lock: whoever claims a job completes its future,
- *     exactly once, outside the lock.
+ *     exactly once, outside the lock, and then says so with
+ *     br__pool_settled(); pool->settling counts the claimed jobs not yet
+ *     completed, so that br_pool_free() returns only once every job's
+ *     future has completed.
  *   - W_OVERFLOW <=> j->link is on pool->overflow (FIFO, but a requeued
  *     job goes to the front); ov_n counts them.
  *   - W_REMOTE: j->rank is the rank it was shipped to; its input stays
@@ -102,6 +105,10 @@
 /* A job's message is copied out of the worker's result into this much
  * room (BR__POOL item messages are capped likewise in pool_worker.c). */
 #define BR__POOL_MSG_MAX 1024
+/* A worker whose zygote's answer was lost is looked for this long: it
+ * takes its index first thing, within microseconds of its clone unless
+ * the machine is starved. */
+#define BR__POOL_ADOPT_NS (1000 * BR__NS_PER_MS)
 
 enum {
 	JOB_SUBMIT, /* br_submit: one item, its output is the future's bytes */
@@ -168,6 +175,7 @@ struct pworker {
 	unsigned init_fails;
 	int64_t started_ns; /* when it was forked: its initializer's clock */
 	int disabled;	    /* its initializer failed INIT_FAILS_MAX times */
+	uint32_t gen;	    /* of its last fork request (BR__PW_OWNER) */
 	br_future *watch;
 	struct br__waiter watch_ended; /* drops the watcher's reference */
 	struct br_pool *pool;
@@ -192,6 +200,7 @@ struct br_pool {
 	pthread_mutex_t lock, drain;
 	pthread_cond_t quiet; /* inflight reached 0 */
 	unsigned inflight;    /* forks and reaps under way */
+	unsigned settling;    /* jobs claimed and not yet completed */
 	int closing;
 	const char *broken; /* no job can ever run: why */
 	int broken_err;	    /* and the error jobs fail with */
@@ -276,9 +285,13 @@ struct pjob *br__pool_tab_find(struct br_pool *p, uint64_t id);
  * br__pool_claim_job - move j to W_DONE, taking it out of the table, the
  * overflow list and the arena, so nothing else settles it. Returns 1 if
  * the caller now owns its completion, 0 if j is NULL or already done.
- * Caller holds p->lock.
+ * Caller holds p->lock; it calls br__pool_settled() once it has
+ * completed what it claimed.
  */
 int br__pool_claim_job(struct br_pool *p, struct pjob *j);
+
+/* n jobs claimed by the caller have been completed. Takes p->lock. */
+void br__pool_settled(struct br_pool *p, unsigned n);
 
 /*
  * br__pool_requeue - give j, whose worker died for another job's sake,

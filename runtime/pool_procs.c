@@ -96,9 +96,38 @@ static void reset_wstate(struct br_pool *p, unsigned w)
 	atomic_store_explicit(&ws->cur_id, 0, memory_order_relaxed);
 	atomic_store_explicit(&ws->deadline, 0, memory_order_relaxed);
 	atomic_store_explicit(&ws->init_err, 0, memory_order_relaxed);
+	atomic_store_explicit(&ws->owner, BR__PW_OWNER(++p->w[w].gen, 0),
+			      memory_order_relaxed);
 	atomic_store_explicit(&ws->state, BR__PW_STARTING,
 			      memory_order_release);
 	pthread_mutex_unlock(&p->drain);
+}
+
+/*
+ * The zygote took the request for worker w and its answer was lost: the
+ * worker it may have made takes its index within BR__POOL_ADOPT_NS of
+ * starting. Its pid, or 0 after which no worker of that request can take
+ * the index (a late one leaves at once).
+ */
+static pid_t adopt(struct br_pool *p, unsigned w)
+{
+	struct br__pool_wstate *ws = br__pool_ws(p->shm, w);
+	uint32_t gen = p->w[w].gen;
+	int64_t until = br_now_ns() + BR__POOL_ADOPT_NS;
+	uint64_t o;
+
+	do {
+		o = atomic_load_explicit(&ws->owner, memory_order_acquire);
+		if (BR__PW_OWNER_PID(o))
+			return BR__PW_OWNER_PID(o);
+		usleep(1000);
+	} while (br_now_ns() < until);
+	o = BR__PW_OWNER(gen, 0);
+	if (atomic_compare_exchange_strong_explicit(
+		    &ws->owner, &o, BR__PW_OWNER(gen + 1, 0),
+		    memory_order_acq_rel, memory_order_acquire))
+		return 0;
+	return BR__PW_OWNER_PID(o); /* it came at the last moment */
 }
 
 /* Fork worker w through the zygote (blocking). 0 or a negative errno.
@@ -108,8 +137,15 @@ static int fork_worker(struct br_pool *p, unsigned w)
 	pid_t pid;
 	int pidfd, r = 0;
 
-	reset_wstate(p, w);
-	pid = br__zygote_fork(p->memfd, p->efd, w);
+	/* A lost answer with no worker to show for it is asked again, of
+	 * the zygote's spare that took over. */
+	for (int tries = 0; tries < 2; tries++) {
+		reset_wstate(p, w);
+		pid = br__zygote_fork(p->memfd, p->efd, w, p->w[w].gen);
+		if (pid != -ENOLINK || (pid = adopt(p, w)) != 0)
+			break;
+		pid = BR_EWORKERDIED;
+	}
 	if (pid < 0)
 		return pid;
 	pidfd = br__child_pidfd(pid);
@@ -197,6 +233,7 @@ static void settle_dead(struct br_pool *p, unsigned w, const char *why)
 					  "cancelled: its worker was killed");
 		else
 			br__pool_fail_job(j, BR_FAILED, BR_EWORKERDIED, why);
+		br__pool_settled(p, 1);
 	}
 	/* What the dead worker can no longer do, somebody must:
 	 *   - it may have died asleep, counted among the sleepers, so that

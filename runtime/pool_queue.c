@@ -410,7 +410,19 @@ int br__pool_claim_job(struct br_pool *p, struct pjob *j)
 		tab_remove(p, j);
 	arena_free(p, j);
 	j->where = W_DONE;
+	p->settling++;
 	return 1;
+}
+
+void br__pool_settled(struct br_pool *p, unsigned n)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->settling -= n;
+	if (!p->settling && p->closing)
+		pthread_cond_broadcast(&p->quiet);
+	pthread_mutex_unlock(&p->lock);
 }
 
 void br__pool_fail_all(struct br_pool *p, br_state st, int err, const char *msg)
@@ -438,6 +450,7 @@ void br__pool_fail_where(struct br_pool *p, int rank, br_state st, int err,
 	for (size_t i = 0; i < n; i++)
 		br__pool_fail_job(v[i], st, err, msg);
 	free(v);
+	br__pool_settled(p, (unsigned)n);
 }
 
 /* Drain worker w's result ring; completes what it finds. One hold of
@@ -449,7 +462,7 @@ int br__pool_drain(struct br_pool *p, unsigned w)
 	struct pjob *got[BR__POOL_RESULTS];
 	int mine[BR__POOL_RESULTS];
 	uint64_t head, tail;
-	unsigned n;
+	unsigned n, claimed = 0;
 
 	pthread_mutex_lock(&p->drain);
 	head = atomic_load_explicit(&ws->res_head, memory_order_relaxed);
@@ -483,6 +496,7 @@ int br__pool_drain(struct br_pool *p, unsigned w)
 					   r->end_ns);
 			br__stats_proc_job(p->rt);
 		}
+		claimed += mine[i] != 0;
 		if (mine[i] == 1)
 			br__pool_settle_items(got[i], data, len);
 		else if (mine[i] == 2)
@@ -505,6 +519,7 @@ int br__pool_drain(struct br_pool *p, unsigned w)
 		atomic_store_explicit(&ws->res_head, tail,
 				      memory_order_seq_cst);
 	pthread_mutex_unlock(&p->drain);
+	br__pool_settled(p, claimed);
 	if (atomic_load_explicit(&ws->res_wait, memory_order_seq_cst)) {
 		atomic_store_explicit(&ws->res_wait, 0, memory_order_relaxed);
 		atomic_fetch_add_explicit(&ws->res_bell, 1,

@@ -165,17 +165,21 @@ void br__remote_done(br_pool *p, uint64_t id, const void *items, size_t len)
 {
 	struct pjob *j = claim_remote(p, id);
 
-	if (j)
+	if (j) {
 		br__pool_settle_items(j, items, len);
+		br__pool_settled(p, 1);
+	}
 }
 
 void br__remote_fail(br_pool *p, uint64_t id, int err, const char *msg)
 {
 	struct pjob *j = claim_remote(p, id);
 
-	if (j)
+	if (j) {
 		br__pool_fail_job(j, BR_FAILED, err < 0 ? err : BR_EWORKERDIED,
 				  msg);
+		br__pool_settled(p, 1);
+	}
 }
 
 void br__remote_lost(br_pool *p, int rank, const char *why)

@@ -51,6 +51,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "internal.h"
 
@@ -146,6 +147,17 @@ enum {
 	BR__PW_RETIRED = 3, /* left after max_jobs */
 };
 
+/*
+ * A worker's index is taken by the worker of one fork request: the
+ * parent stores BR__PW_OWNER(gen, 0) with a new generation before it
+ * asks the zygote, and the worker that request made swaps its pid in
+ * before it touches anything else. A worker whose request the parent
+ * gave up on (the zygote's answer was lost) finds another generation
+ * there and leaves: two workers never serve one index.
+ */
+#define BR__PW_OWNER(gen, pid) ((uint64_t)(gen) << 32 | (uint32_t)(pid))
+#define BR__PW_OWNER_PID(o) ((pid_t)(uint32_t)(o))
+
 struct br__pool_wstate {
 	BR__CACHE_ALIGNED _Atomic uint64_t res_tail; /* worker writes */
 	_Atomic uint32_t res_wait;		     /* worker sleeps */
@@ -154,6 +166,7 @@ struct br__pool_wstate {
 	_Atomic uint32_t big_busy; /* 1 until the parent took big out */
 	_Atomic uint64_t cur_id;   /* the job running, 0 between jobs */
 	_Atomic int64_t deadline;  /* its deadline (monotonic ns), 0: none */
+	_Atomic uint64_t owner;	   /* BR__PW_OWNER: who took this index */
 	BR__CACHE_ALIGNED _Atomic uint64_t res_head; /* parent writes */
 	_Atomic uint32_t res_bell;
 };
@@ -299,11 +312,12 @@ static inline void br__pool_sleeper_gone(struct br__pool_shm *s, unsigned w)
 void br__pool_populate(struct br__pool_shm *s, unsigned w);
 
 /*
- * br__pool_worker_main - the body of a worker process: map fd, run the
- * initializer, then jobs until told to close or max_jobs. Never returns.
+ * br__pool_worker_main - the body of a worker process: map fd, take
+ * index idx for request gen (or leave), run the initializer, then jobs
+ * until told to close or max_jobs. Never returns.
  * Context: a fresh child of the zygote.
  */
 __attribute__((noreturn)) void br__pool_worker_main(int memfd, int efd,
-						    unsigned idx);
+						    unsigned idx, uint32_t gen);
 
 #endif /* BR_POOL_SHM_H */

@@ -271,7 +271,7 @@ static struct br__pool_slot *next_job(struct br__pool_shm *s, unsigned idx,
 }
 
 __attribute__((noreturn)) void br__pool_worker_main(int memfd, int efd,
-						    unsigned idx)
+						    unsigned idx, uint32_t gen)
 {
 	struct br__pool_shm *s;
 	struct br__pool_wstate *ws;
@@ -295,6 +295,14 @@ __attribute__((noreturn)) void br__pool_worker_main(int memfd, int efd,
 		_exit(0); /* the program died before PDEATHSIG was set */
 	prctl(PR_SET_NAME, "braid-pool");
 	ws = br__pool_ws(s, idx);
+	{
+		uint64_t mine = BR__PW_OWNER(gen, 0);
+
+		if (!atomic_compare_exchange_strong_explicit(
+			    &ws->owner, &mine, BR__PW_OWNER(gen, pid),
+			    memory_order_acq_rel, memory_order_acquire))
+			_exit(0); /* the parent gave up on this request */
+	}
 	br__pool_populate(s, idx + 1);
 	if (s->init_fn) {
 		br_pool_init_fn init = (br_pool_init_fn)(uintptr_t)s->init_fn;

@@ -60,6 +60,13 @@
  *   stack size and the two ways to raise it, and aborts. Any other SIGSEGV
  *   goes to the handler that was there before.
 
+ * Invariants
+ *   - [f->map, f->lo) is the guard, GUARD_SIZE bytes; [f->lo, f->hi) is
+ *     the usable stack; f->map_len covers both.
+ *   - A stack guarded by neither MADV_GUARD_INSTALL nor mprotect holds
+ *     BR__STACK_CANARY in its lowest usable word until it overflows.
+ *   - A default-size stack belongs to its slab for the runtime's life.
+ *
  * Concurrency
  *   - Allocation and freeing: the worker owning the fiber.
  *   - The handler runs on the faulting thread; it reads only that

@@ -31,6 +31,11 @@
  *   or another worker; and the parent kills a dead worker's whole group,
  *   so that no grandchild outlives it.
  *
+ *   A lost answer (the zygote died after its clone, or the program's
+ *   receive failed) is not asked again, which could make a second worker
+ *   for one index; the spare takes over, and the pool finds the worker
+ *   by what it writes in the pool's memory (pool_shm.h, BR__PW_OWNER).
+ *
  *   A zygote can still die (a user's kill, the OOM killer), and a process
  *   with threads cannot fork a clean one again. So each zygote keeps a
  *   spare: a clone of itself, made before it serves its first request,
@@ -85,6 +90,7 @@ enum {
 struct zreq {
 	unsigned op;
 	unsigned idx;
+	uint32_t gen; /* Z_FORK: the worker takes index idx for it */
 };
 
 /* A new zygote's first message: its spare's pid (or a negative errno if
@@ -326,13 +332,14 @@ __attribute__((noreturn)) static void serve(pid_t parent)
 				      0, 0);
 		if (pid == 0) {
 			close(ZFD);
-			br__pool_worker_main(fds[0], fds[1], rq.idx);
+			br__pool_worker_main(fds[0], fds[1], rq.idx, rq.gen);
 		}
 		if (pid < 0)
 			pid = -errno;
 		close(fds[0]);
 		close(fds[1]);
-		if (send(ZFD, &pid, sizeof(pid), MSG_NOSIGNAL) != sizeof(pid))
+		if (BR__FAULT("braid/zygote/reply") ||
+		    send(ZFD, &pid, sizeof(pid), MSG_NOSIGNAL) != sizeof(pid))
 			_exit(0);
 	}
 }
@@ -548,9 +555,25 @@ static int promote(void)
 	return 0;
 }
 
-pid_t br__zygote_fork(int memfd, int efd, unsigned idx)
+/* No spare to take over from a zygote that cannot be trusted to answer
+ * in turn: there is none from now on (forks fail -ENOTSUP). Caller holds
+ * xlock. */
+static void forsake(void)
 {
-	struct zreq rq = { .op = Z_FORK, .idx = idx };
+	pid_t old;
+
+	pthread_mutex_lock(&zlock);
+	close(zsock);
+	zsock = -1;
+	old = zpid;
+	zpid = 0;
+	pthread_mutex_unlock(&zlock);
+	reap(old);
+}
+
+pid_t br__zygote_fork(int memfd, int efd, unsigned idx, uint32_t gen)
+{
+	struct zreq rq = { .op = Z_FORK, .idx = idx, .gen = gen };
 	const int fds[2] = { memfd, efd };
 	long pid = -ENOTSUP;
 
@@ -569,17 +592,26 @@ pid_t br__zygote_fork(int memfd, int efd, unsigned idx)
 		r = send_with_fd(sock, &rq, sizeof(rq), fds, 2);
 		if (r == 0) {
 			do
-				n = recv(sock, &pid, sizeof(pid), 0);
+				n = BR__FAULT_ERRNO("braid/zygote/answer",
+						    ENOMEM) ?
+					    -1 :
+					    recv(sock, &pid, sizeof(pid), 0);
 			while (n < 0 && errno == EINTR);
 			if (n == sizeof(pid))
 				break;
-			r = n < 0 ? -errno : -EPIPE;
+			/* It took the request and its answer is lost: it
+			 * may have made a worker, which the caller looks
+			 * for. Asked again, it could make a second. A
+			 * zygote whose answer may still come is no use
+			 * either: its spare takes over. */
+			if (promote() < 0)
+				forsake();
+			pid = -ENOLINK;
+			break;
 		}
 		pid = r;
-		/* The zygote is gone: its spare takes over, and is asked
-		 * again. (Had it died between its clone and its answer, the
-		 * worker it made would be left unknown: a window of
-		 * microseconds, which only a kill from outside can hit.) */
+		/* The zygote was gone before it took the request: its spare
+		 * takes over, and is asked again. */
 		if ((r != -EPIPE && r != -ECONNRESET) || promote() < 0)
 			break;
 	}

@@ -6,6 +6,7 @@
 #ifndef BR_ZYGOTE_H
 #define BR_ZYGOTE_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 /*
@@ -22,11 +23,14 @@ void br__zygote_put(void);
 
 /*
  * br__zygote_fork - have the zygote fork a pool worker that runs
- * br__pool_worker_main(memfd, efd, idx) as a child of this process.
- * Returns its pid, or a negative errno (-ENOTSUP without a zygote).
+ * br__pool_worker_main(memfd, efd, idx, gen) as a child of this process.
+ * Returns its pid, or a negative errno (-ENOTSUP without a zygote);
+ * -ENOLINK if the zygote took the request and its answer was lost: a
+ * worker may have been made, and says so in the pool's memory
+ * (BR__PW_OWNER).
  * Blocks for the fork (about a millisecond). Context: a plain thread (the
  * blocking pool), never a loop.
  */
-pid_t br__zygote_fork(int memfd, int efd, unsigned idx);
+pid_t br__zygote_fork(int memfd, int efd, unsigned idx, uint32_t gen);
 
 #endif /* BR_ZYGOTE_H */

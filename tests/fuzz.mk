@@ -17,8 +17,7 @@
 #
 #   make fuzz           each target for FUZZ_S seconds (default 60)
 #   make fuzz-smoke     each target for FUZZ_TEST_S seconds (default 20);
-#                       make test runs it with FUZZ=$(FUZZ_IN_TEST), the
-#                       HTTP parser's target only (tests/tests.mk says why)
+#                       make test runs it with FUZZ=$(FUZZ_IN_TEST)
 #   make fuzz-build     build the targets
 #   FUZZ=<name>         only that target, e.g. make fuzz FUZZ=http_parse
 #

@@ -196,7 +196,8 @@ static int slow_off_rank_0(const void *arg, size_t len)
  * killed at 300 ms there, and rank 1 goes on serving the next pool (with
  * the default limit of 30 s its serving thread sat in br_pool_new, silent,
  * and rank 0 took it for dead). A rank whose initializer takes longer
- * than the silence that counts as death is not taken for dead either.
+ * than the silence that counts as death is not taken for dead either,
+ * nor is its initializer held to the jobs' time limit (timeout_ms).
  */
 static void check_initializers(br_runtime *rt)
 {
@@ -214,7 +215,10 @@ static void check_initializers(br_runtime *rt)
 			  &(br_pool_config){ .workers = 1,
 					     .mpi = 1,
 					     .init = slow_off_rank_0,
-					     .init_timeout_ms = 10000 }) == 0,
+					     .init_timeout_ms = 10000,
+					     /* jobs' limit, not the
+					      * initializers' */
+					     .timeout_ms = 1000 }) == 0,
 	      "a pool with slow initializers");
 	pool = q;
 	ranks = rounds_until_every_rank(rt, &bad);

@@ -481,8 +481,7 @@ static void *opens_and_syncs(void *arg)
 	return NULL;
 }
 
-Test(deadline, opens_and_syncs_on_the_blocking_pool_time_out,
-     .timeout = 30.0)
+Test(deadline, opens_and_syncs_on_the_blocking_pool_time_out, .timeout = 30.0)
 {
 	FOR_EACH_MODE(flags)
 	{

@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -157,13 +158,84 @@ static __attribute__((noreturn)) void zygote_hello_child(void)
 #endif
 }
 
+/* Set to a fault point in the environment of a copy of this program
+ * that runs a pool with the zygote's answer lost (answer_lost_child). */
+#define ANSWER_CHILD_ENV "T_FAULTS_ZYGOTE_ANSWER"
+
+static int echo_job(br_job *job, const void *in, size_t len);
+
+/*
+ * In a fresh process of one thread, with point failing once: a runtime
+ * forks its zygote, a pool of one worker runs a job, and both are freed.
+ * Exits 0 if the job ran and no child was left, 1 if the pool or the
+ * job failed, 2 if a child was left.
+ */
+static __attribute__((noreturn)) void answer_lost_child(const char *point)
+{
+#ifdef BR_FAULTS
+	br_config cfg = { .workers = 1 };
+	br_pool_config pc = { .workers = 1 };
+	br_runtime *rt = NULL;
+	br_pool *pool = NULL;
+	br_future *f;
+	int ok;
+
+	fiu_init(0);
+	fiu_enable(point, 1, NULL, FIU_ONETIME);
+	if (br_runtime_new(&rt, &cfg) < 0 || br_pool_new(&pool, rt, &pc) < 0)
+		_exit(1);
+	f = br_submit(pool, echo_job, "ok", 3);
+	ok = br_await(f, NULL) == 0 && br_future_bytes(f, NULL) &&
+	     strcmp(br_future_bytes(f, NULL), "ok") == 0;
+	br_future_release(f);
+	br_pool_free(pool);
+	br_runtime_free(rt);
+	if (!ok)
+		_exit(1);
+	_exit(t_count_children() == 0 ? 0 : 2);
+#else
+	(void)point;
+	_exit(3);
+#endif
+}
+
 /* Criterion's test processes have threads by the time a test runs: the
  * zygote for the pool tests must start before them. */
 __attribute__((constructor)) static void start_zygote(void)
 {
 	if (getenv(ZYGOTE_CHILD_ENV))
 		zygote_hello_child();
+	if (getenv(ANSWER_CHILD_ENV))
+		answer_lost_child(getenv(ANSWER_CHILD_ENV));
 	br_zygote_start();
+}
+
+/* Run a fresh copy of this program with name=value in its environment;
+ * its exit status (killed after 20 s: a hang). */
+static int run_copy(const char *name, const char *value)
+{
+	int64_t start;
+	pid_t pid;
+	int st = 0;
+
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		setenv(name, value, 1);
+		execl("/proc/self/exe", "test_faults", (char *)NULL);
+		_exit(4);
+	}
+	start = br_now_ns();
+	while (waitpid(pid, &st, WNOHANG) == 0) {
+		if (br_now_ns() - start > 20000 * T_NS_PER_MS) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			cr_assert_fail("the copy hung");
+		}
+		usleep(10000);
+	}
+	cr_assert(WIFEXITED(st), "status %d", st);
+	return WEXITSTATUS(st);
 }
 
 static int echo_job(br_job *job, const void *in, size_t len)
@@ -313,32 +385,36 @@ Test(faults, close_without_an_sqe_still_releases_the_fd, .timeout = 30)
 Test(faults, zygote_that_cannot_say_hello_ends_and_leaves_no_child,
      .timeout = 60)
 {
-	int64_t start;
-	pid_t pid;
-	int st = 0;
+	int st;
 
 	NEED_FAULTS();
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		setenv(ZYGOTE_CHILD_ENV, "1", 1);
-		execl("/proc/self/exe", "test_faults", (char *)NULL);
-		_exit(4);
-	}
-	start = br_now_ns();
-	while (waitpid(pid, &st, WNOHANG) == 0) {
-		if (br_now_ns() - start > 20000 * T_NS_PER_MS) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &st, 0);
-			cr_assert_fail("the start hung waiting for the hello");
-		}
-		usleep(10000);
-	}
-	cr_assert(WIFEXITED(st), "status %d", st);
-	cr_assert_eq(WEXITSTATUS(st), 0,
+	st = run_copy(ZYGOTE_CHILD_ENV, "1");
+	cr_assert_eq(st, 0,
 		     "exit %d: 1 the start did not fail with -EPIPE, 2 a "
 		     "child was left",
-		     WEXITSTATUS(st));
+		     st);
+}
+
+/* A zygote whose answer (the new worker's pid) was lost, on its side or
+ * the program's: the program asked again, and the first worker, which
+ * nobody knew of, served the same index as the second and was left a
+ * zombie; a lost answer read later was taken for the next worker's pid.
+ * The program now finds that worker by what it writes in the pool's
+ * memory, and asks a fresh zygote next time. */
+Test(faults, a_worker_whose_zygote_answer_is_lost_is_found, .timeout = 60)
+{
+	static const char *points[] = { "braid/zygote/reply",
+					"braid/zygote/answer" };
+
+	NEED_FAULTS();
+	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+		int st = run_copy(ANSWER_CHILD_ENV, points[i]);
+
+		cr_assert_eq(st, 0,
+			     "%s: exit %d: 1 the pool or its job failed, 2 a "
+			     "child was left",
+			     points[i], st);
+	}
 }
 
 static void *await_promise(void *arg)
@@ -368,6 +444,23 @@ Test(faults, a_wakeup_eventfd_armed_without_an_sqe_still_wakes, .timeout = 30)
 	cr_assert_eq(br_promise_resolve(p, NULL), 0);
 	cr_assert_eq(br_wait_for(f, 5000, &v), 0, "the task was not woken");
 	cr_assert_eq((intptr_t)v, 0);
+	/* And it was armed, not just woken by the short parks that stand in
+	 * until it is: idle, the worker parks for good, not every 1 ms. */
+	{
+		br_worker_stats ws[1];
+		br_runtime_stats st = { .workers = ws, .nworkers = 1 };
+		uint64_t parks;
+
+		usleep(20 * 1000);
+		cr_assert_eq(br_stats(rt, &st), 1);
+		parks = st.total.parks;
+		usleep(200 * 1000);
+		cr_assert_eq(br_stats(rt, &st), 1);
+		cr_assert_lt(st.total.parks - parks, 20,
+			     "%llu parks in 200 ms idle: the eventfd is not "
+			     "armed",
+			     (unsigned long long)(st.total.parks - parks));
+	}
 	br_future_release(f);
 	br_future_release(p);
 	br_runtime_free(rt);

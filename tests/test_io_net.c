@@ -187,10 +187,13 @@ static void *unknown_name(void *arg)
 
 Test(net, an_unknown_name_gives_enoent, .timeout = 30.0)
 {
-	br_runtime *rt = t_runtime(1, 0);
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
 
-	await_ok(br_spawn(rt, unknown_name, NULL));
-	br_runtime_free(rt);
+		await_ok(br_spawn(rt, unknown_name, NULL));
+		br_runtime_free(rt);
+	}
 }
 
 static void *refused(void *arg)
@@ -623,38 +626,42 @@ static void *acc_wait_forever(void *arg)
 Test(net, a_waiting_acceptor_is_cancelled_and_free_closes_queued_fds,
      .timeout = 30.0)
 {
-	br_runtime *rt = t_runtime(2, 0);
-	int lfd = br_tcp_listen("127.0.0.1", 0, 16), c1, fds;
-	br_acceptor *a;
-	br_future *f;
-	char c;
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		int lfd = br_tcp_listen("127.0.0.1", 0, 16), c1, fds;
+		br_acceptor *a;
+		br_future *f;
+		char c;
 
-	cr_assert_eq(br_acceptor_new(&a, lfd), 0);
-	f = br_spawn(rt, acc_wait_forever, &a);
-	br_sleep_ms(30);
-	cr_assert_eq(br_cancel(f), 0);
-	/* next() returned -ECANCELED to it, so the task ends CANCELLED. */
-	cr_assert_eq(br_await(f, NULL), -ECANCELED);
-	cr_assert_eq(br_future_state(f), BR_CANCELLED);
-	br_future_release(f);
-	/* A connection arrives while nobody waits: the armed multishot
-	 * accept takes it; freeing the acceptor must close it. */
-	c1 = br_tcp_connect("127.0.0.1", (uint16_t)br_local_port(lfd));
-	cr_assert_geq(c1, 0);
-	br_sleep_ms(30);
-	fds = t_count_fds();
-	br_acceptor_free(a); /* from this plain thread */
-	/* Only a ring's multishot accept takes connections ahead; the
-	 * client then sees the server side closed. */
-	if (br_runtime_features(rt) & BR_FEAT_URING) {
-		cr_assert_eq(t_count_fds(), fds - 1);
-		cr_assert_eq(br_recv_timeout(c1, &c, 1, 0, 2000), 0);
+		cr_assert_eq(br_acceptor_new(&a, lfd), 0);
+		f = br_spawn(rt, acc_wait_forever, &a);
+		br_sleep_ms(30);
+		cr_assert_eq(br_cancel(f), 0);
+		/* next() returned -ECANCELED to it, so the task ends
+		 * CANCELLED. */
+		cr_assert_eq(br_await(f, NULL), -ECANCELED);
+		cr_assert_eq(br_future_state(f), BR_CANCELLED);
+		br_future_release(f);
+		/* A connection arrives while nobody waits: the armed multishot
+		 * accept takes it; freeing the acceptor must close it. */
+		c1 = br_tcp_connect("127.0.0.1", (uint16_t)br_local_port(lfd));
+		cr_assert_geq(c1, 0);
+		br_sleep_ms(30);
+		fds = t_count_fds();
+		br_acceptor_free(a); /* from this plain thread */
+		/* Only a ring's multishot accept takes connections ahead; the
+		 * client then sees the server side closed. */
+		if (br_runtime_features(rt) & BR_FEAT_URING) {
+			cr_assert_eq(t_count_fds(), fds - 1);
+			cr_assert_eq(br_recv_timeout(c1, &c, 1, 0, 2000), 0);
+		}
+		close(c1);
+		close(lfd);
+		cr_assert_eq(br_acceptor_next(NULL), -EINVAL);
+		cr_assert_eq(br_acceptor_new(&a, -1), -EBADF);
+		br_runtime_free(rt);
 	}
-	close(c1);
-	close(lfd);
-	cr_assert_eq(br_acceptor_next(NULL), -EINVAL);
-	cr_assert_eq(br_acceptor_new(&a, -1), -EBADF);
-	br_runtime_free(rt);
 }
 
 static void *acc_next(void *arg)
@@ -1457,10 +1464,13 @@ static void *resolve_names(void *arg)
  * plain thread (the plain call). */
 Test(net, getaddrinfo_answers_tasks_and_threads_alike, .timeout = 30.0)
 {
-	br_runtime *rt = t_runtime(1, 0);
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
 
-	await_ok(br_spawn(rt, resolve_names, NULL));
-	br_runtime_free(rt);
+		await_ok(br_spawn(rt, resolve_names, NULL));
+		br_runtime_free(rt);
+	}
 	cr_assert_null(resolve_names(NULL));
 }
 

@@ -681,6 +681,48 @@ Test(pool, free_with_jobs_in_flight_cancels_them, .timeout = 60)
 	cr_assert_eq(count_stray(), 0);
 }
 
+static void *hold_worker(void *arg)
+{
+	usleep((useconds_t)(intptr_t)arg * 1000);
+	return NULL;
+}
+
+static void slow_callback(br_future *f, void *arg)
+{
+	(void)f;
+	atomic_store((atomic_int *)arg, 1);
+	usleep(300 * 1000);
+}
+
+/* The collector claims a batch of results, then completes them one by
+ * one: while the first one's done-callback ran, br_pool_free found the
+ * second claimed, left it alone and returned with its future pending.
+ * It now waits for what others claimed to be completed. */
+Test(pool, free_returns_after_every_jobs_future_has_completed, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
+	atomic_int in_callback = 0;
+	br_future *a, *b, *hold;
+
+	/* The runtime's one worker is held while the pool's worker runs
+	 * both jobs, so that the collector finds both results at once. */
+	hold = br_spawn(rt, hold_worker, (void *)(intptr_t)300);
+	a = br_submit(p, echo_job, "a", 2);
+	b = br_submit(p, echo_job, "b", 2);
+	cr_assert_eq(br_future_on_done(a, slow_callback, &in_callback), 0);
+	t_await_value(hold);
+	br_future_release(hold);
+	while (!atomic_load(&in_callback))
+		usleep(1000);
+	br_pool_free(p);
+	cr_assert_neq(br_future_state(b), BR_PENDING,
+		      "b pending after br_pool_free");
+	br_future_release(a);
+	br_future_release(b);
+	br_runtime_free(rt);
+}
+
 struct mix {
 	br_pool *p;
 	int ok;
@@ -892,8 +934,8 @@ Test(pool, jobs_fail_when_no_worker_can_be_started, .timeout = 60)
 	f = br_submit(p, sum_job, NULL, 0);
 	cr_assert_eq(br_future_error(f), BR_EWORKERDIED);
 	/* A job refused later says why the pool takes no more. */
-	cr_assert(strstr(br_future_message(f), "the zygote is gone"),
-		  "%s", br_future_message(f));
+	cr_assert(strstr(br_future_message(f), "the zygote is gone"), "%s",
+		  br_future_message(f));
 	br_future_release(f);
 	br_pool_free(p);
 	br_runtime_free(rt);

@@ -136,14 +136,17 @@ Test(signal, a_waiting_reader_is_cancelled_and_a_second_caller_is_refused,
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
 	cr_assert_eq(br_signal_new(&s, &set), 0);
-	rt = t_runtime(1, 0);
-	f = br_spawn(rt, next_one, s);
-	usleep(50 * 1000);
-	cr_assert_eq(br_signal_next(s), -EBUSY);
-	cr_assert_eq(br_cancel(f), 0);
-	cr_assert_eq(br_await(f, NULL), -ECANCELED);
-	br_future_release(f);
-	br_runtime_free(rt);
+	FOR_EACH_MODE(flags)
+	{
+		rt = t_runtime(1, flags);
+		f = br_spawn(rt, next_one, s);
+		usleep(50 * 1000);
+		cr_assert_eq(br_signal_next(s), -EBUSY, "flags %#x", flags);
+		cr_assert_eq(br_cancel(f), 0);
+		cr_assert_eq(br_await(f, NULL), -ECANCELED, "flags %#x", flags);
+		br_future_release(f);
+		br_runtime_free(rt);
+	}
 	br_signal_free(s);
 }
 

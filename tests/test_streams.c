@@ -8,9 +8,11 @@
  * task; the answers must be the same.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -274,4 +276,211 @@ Test(streams, a_reader_refuses_what_cannot_be_read, .timeout = 10.0)
 	cr_assert_eq(br_reader_readexactly(NULL, buf, 4), -EINVAL);
 	close(p[0]);
 	close(p[1]);
+}
+
+/* ---- delimiters split across reads ---- */
+
+/*
+ * Writes each piece to wfd only once the reader has taken everything
+ * before it (nothing is left unread at rfd), so that each piece comes to
+ * the reader in a read of its own, then closes wfd.
+ */
+static const char *feed_apart(int wfd, int rfd, const char *const *pieces)
+{
+	const char *fail = NULL;
+
+	for (size_t i = 0; pieces[i] && !fail; i++) {
+		size_t len = strlen(pieces[i]);
+		int64_t t0 = br_now_ns();
+		int left = 1;
+
+		while (left && br_now_ns() - t0 < 10000 * T_NS_PER_MS) {
+			if (ioctl(rfd, FIONREAD, &left) < 0)
+				return "FIONREAD failed";
+			if (left)
+				br_sleep_ms(1);
+		}
+		if (left)
+			fail = "the reader stopped reading";
+		br_sleep_ms(5); /* it waits for the next read */
+		if (!fail && write(wfd, pieces[i], len) != (ssize_t)len)
+			fail = "a write failed";
+	}
+	close(wfd);
+	return fail;
+}
+
+/* Each delimiter below arrives cut in two: "\r\n\r" then "\n", "\r" then
+ * "\n\r\n", "-" then "-", and a false start ("\r\n\rX") before it. */
+static const char *const split_pieces[] = {
+	"GET / HTTP/1.1\r\nHost: a\r\n\r",
+	"\n",
+	"one\r",
+	"\n\r\nbody-",
+	"-x\r\n\rX\r\n\r",
+	"\n",
+	NULL,
+};
+
+/* readuntil(delim) on r gives exactly the string want. */
+#define REQUIRE_UNTIL(r, delim, want)                                      \
+	do {                                                               \
+		char b_[64];                                               \
+		T_REQUIRE(br_reader_readuntil(r, delim, strlen(delim), b_, \
+					      sizeof(b_)) ==               \
+			  (ssize_t)strlen(want));                          \
+		T_REQUIRE(!memcmp(b_, want, strlen(want)));                \
+	} while (0)
+
+static void *read_split(void *arg)
+{
+	struct lines *l = arg;
+	br_reader *r = NULL;
+	char buf[8];
+
+	T_REQUIRE(br_reader_new(&r, l->fd) == 0);
+	REQUIRE_UNTIL(r, "\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+	REQUIRE_UNTIL(r, "\r\n\r\n", "one\r\n\r\n");
+	REQUIRE_UNTIL(r, "--", "body--");
+	REQUIRE_UNTIL(r, "\r\n\r\n", "x\r\n\rX\r\n\r\n");
+	T_REQUIRE(br_reader_readline(r, buf, sizeof(buf)) == 0);
+	br_reader_free(r);
+	return NULL;
+}
+
+struct split_run {
+	unsigned flags;
+	struct lines l;
+};
+
+static void *run_split(void *arg)
+{
+	struct split_run *s = arg;
+	br_runtime *rt = NULL;
+	void *v = (void *)"the task failed";
+	br_future *f;
+
+	if (br_runtime_new(&rt, &(br_config){ .workers = 1,
+					      .flags = s->flags |
+						       BR_CONFIG_QUIET }) < 0)
+		return (void *)"no runtime";
+	f = br_spawn(rt, read_split, &s->l);
+	br_await(f, &v);
+	br_future_release(f);
+	br_runtime_free(rt);
+	return v;
+}
+
+/* The reader runs in a task (on a thread of its own, which owns the
+ * runtime) while this thread feeds it the pieces apart. */
+static void split_in_task(unsigned flags, int rfd, int wfd)
+{
+	struct split_run s = { flags, { rfd } };
+	pthread_t th;
+	const char *msg, *fed;
+
+	t_thread_start(&th, run_split, &s);
+	fed = feed_apart(wfd, rfd, split_pieces);
+	msg = t_thread_join(th);
+	cr_assert_null(msg, "flags %#x: %s", flags, msg);
+	cr_assert_null(fed, "flags %#x: %s", flags, fed);
+}
+
+Test(streams, a_delimiter_split_across_two_reads_is_found, .timeout = 60.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		int p[2], sv[2];
+
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+					sv),
+			     0);
+		split_in_task(flags, sv[0], sv[1]);
+		close(sv[0]);
+		cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+		split_in_task(flags, p[0], p[1]);
+		close(p[0]);
+	}
+	/* And from a plain thread, fed by another. */
+	{
+		int p[2];
+		struct lines l;
+		pthread_t th;
+		const char *msg, *fed;
+
+		cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+		l.fd = p[0];
+		t_thread_start(&th, read_split, &l);
+		fed = feed_apart(p[1], p[0], split_pieces);
+		msg = t_thread_join(th);
+		cr_assert_null(msg, "%s", msg);
+		cr_assert_null(fed, "%s", fed);
+		close(p[0]);
+	}
+}
+
+/* A reader takes at most a page per read (its buffers' size, 4096):
+ * written at once, "x\n", 4092 'a's and "\r\n" fill the first read, and
+ * the "\r\n" that ends the delimiter comes with the second, after the
+ * pending bytes slid and grew to take it. */
+#define REFILL_AT 4096
+
+static void *read_refill(void *arg)
+{
+	struct lines *l = arg;
+	br_reader *r = NULL;
+	static __thread char buf[2 * REFILL_AT];
+	ssize_t n;
+
+	T_REQUIRE(br_reader_new(&r, l->fd) == 0);
+	T_REQUIRE(br_reader_readline(r, buf, sizeof(buf)) == 2);
+	T_REQUIRE(!memcmp(buf, "x\n", 2));
+	n = br_reader_readuntil(r, "\r\n\r\n", 4, buf, sizeof(buf));
+	T_REQUIRE(n == REFILL_AT);
+	for (ssize_t i = 0; i < REFILL_AT - 4; i++)
+		T_REQUIRE(buf[i] == 'a');
+	T_REQUIRE(!memcmp(buf + REFILL_AT - 4, "\r\n\r\n", 4));
+	T_REQUIRE(br_reader_readline(r, buf, sizeof(buf)) == 4);
+	T_REQUIRE(!memcmp(buf, "tail", 4));
+	T_REQUIRE(br_reader_readline(r, buf, sizeof(buf)) == 0);
+	br_reader_free(r);
+	return NULL;
+}
+
+static void feed_refill(int fd)
+{
+	static char data[REFILL_AT + 6];
+	size_t len = 0;
+
+	memcpy(data, "x\n", 2);
+	len = 2;
+	memset(data + len, 'a', REFILL_AT - 4);
+	len += REFILL_AT - 4;
+	memcpy(data + len, "\r\n\r\ntail", 8);
+	len += 8;
+	cr_assert_eq(len, REFILL_AT + 6);
+	cr_assert_eq(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+Test(streams, a_delimiter_split_at_a_buffer_refill_is_found, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		int p[2], sv[2];
+		struct lines l;
+
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+					sv),
+			     0);
+		feed_refill(sv[1]);
+		l.fd = sv[0];
+		in_task(flags, read_refill, &l);
+		close(sv[0]);
+		cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+		feed_refill(p[1]);
+		l.fd = p[0];
+		in_task(flags, read_refill, &l);
+		close(p[0]);
+	}
 }

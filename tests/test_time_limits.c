@@ -219,10 +219,16 @@ static int do_call(struct call *c)
 	return -ENOSYS;
 }
 
+/* Calls that have begun: a task cancelled before it ever ran would
+ * leave its call's ret at 0, and a slow machine (TSan) may not have run
+ * every task by the time PENDING_MS has passed. */
+static atomic_int calls_started;
+
 static void *run_call(void *arg)
 {
 	struct call *c = arg;
 
+	atomic_fetch_add(&calls_started, 1);
 	c->ret = do_call(c);
 	atomic_store(&c->done, 1);
 	return NULL;
@@ -385,8 +391,12 @@ static void tasks_stay_pending(unsigned flags, struct call *cs, size_t n)
 	br_future **fs = calloc(n, sizeof(*fs));
 
 	cr_assert_not_null(fs);
+	atomic_store(&calls_started, 0);
 	for (size_t i = 0; i < n; i++)
 		fs[i] = br_spawn(rt, run_call, &cs[i]);
+	cr_assert_eq(t_wait_until(&calls_started, (int)n, 10000 * T_NS_PER_MS),
+		     0, "%d of %zu calls started", atomic_load(&calls_started),
+		     n);
 	br_sleep_ms(PENDING_MS);
 	assert_still_waiting(cs, n);
 	for (size_t i = 0; i < n; i++)

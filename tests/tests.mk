@@ -22,8 +22,8 @@
 #   make soak           servers and pools under load for SOAK_S seconds
 #                       (tests/soak.mk); make test runs it for 60 s
 #   make fuzz           the libFuzzer targets (tests/fuzz.mk); make test
-#                       runs those of FUZZ_IN_TEST (the HTTP parser's)
-#                       for FUZZ_TEST_S seconds each (fuzz-smoke)
+#                       runs those of FUZZ_IN_TEST (all of them) for
+#                       FUZZ_TEST_S seconds each (fuzz-smoke)
 #
 # STRESS_SCALE sets BRAID_STRESS_SCALE for test-unit and test-tsan (default
 # 1, which keeps every stress program well under a minute in asan);
@@ -40,9 +40,10 @@ TEST_HELPER += $(B)/tests/tsan_criterion.o
 endif
 
 # test-tsan runs the programs where threads meet: scheduler, futures,
-# combinators, tasks, timers, groups, the deque, and every stress program.
+# combinators, tasks, timers, groups, the deque, every waiting call's time
+# limits, and every stress program.
 TSAN_TESTS  := runtime future combine task timer group deque io io_net sync chan fs streams signal \
-               blocking exec forkexec pool stats deadline
+               blocking exec forkexec pool stats deadline time_limits
 TSAN_BIN    := $(filter $(TSAN_TESTS:%=$(B)/tests/test_%),$(TEST_BIN))
 
 STRESS_SCALE    ?= 1
@@ -136,10 +137,8 @@ $(B)/tests/%: $(B)/tests/%.o $(TEST_HELPER) $(B)/libbraid.a
 
 .SECONDARY: $(TEST_OBJ) $(TEST_HELPER) $(STACK_FRAMES)
 
-# The fuzz targets make test runs for FUZZ_TEST_S seconds each. fuzz_api
-# is left to make fuzz until the hang it found is fixed: a teardown await
-# that once did not return after a run of seed inputs in one process.
-FUZZ_IN_TEST ?= http_parse
+# The fuzz targets make test runs for FUZZ_TEST_S seconds each.
+FUZZ_IN_TEST ?= api http_parse
 
 test:
 	$(Q)scripts/deps.sh
@@ -151,7 +150,7 @@ test:
 	$(Q)$(MAKE) --no-print-directory VARIANT=asan WERROR=1 test-unit
 	$(Q)$(MAKE) --no-print-directory WERROR=1 STRICT=1 test-faults-short
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 STRICT=1 soak SOAK_S=$(SOAK_TEST_S)
-	$(Q)$(MAKE) --no-print-directory STRICT=1 fuzz-smoke FUZZ=$(FUZZ_IN_TEST)
+	$(Q)$(MAKE) --no-print-directory STRICT=1 fuzz-smoke FUZZ="$(FUZZ_IN_TEST)"
 	$(Q)$(MAKE) --no-print-directory VARIANT=tsan WERROR=1 test-tsan
 	$(if $(filter %tests/cross.mk,$(MAKEFILE_LIST)),$(Q)$(MAKE) --no-print-directory test-cross)
 
@@ -176,11 +175,11 @@ test-unit: test-suites $(TEST_BIN) $(STRESS_BIN)
 
 # The wake-up paths this kernel does not take by itself: workers parked in
 # ppoll() (no io_uring), and rings woken through an eventfd (no
-# IORING_REGISTER_SEND_MSG_RING). The programs where threads meet, timers
-# and deadline scopes, and the whole I/O suite (test_io, test_io_net,
-# test_fs, test_streams, test_signal, test_exec, stress_io), whose every
-# call must give the same answer without a ring.
-FALLBACK_BIN := $(filter $(addprefix $(B)/tests/test_,runtime future task combine timer deadline io io_net fs streams signal exec pool),$(TEST_BIN))
+# IORING_REGISTER_SEND_MSG_RING). The programs where threads meet, timers,
+# deadline scopes and every call's time limits, and the whole I/O suite
+# (test_io, test_io_net, test_fs, test_streams, test_signal, test_exec,
+# stress_io), whose every call must give the same answer without a ring.
+FALLBACK_BIN := $(filter $(addprefix $(B)/tests/test_,runtime future task combine timer deadline time_limits io io_net fs streams signal exec pool),$(TEST_BIN))
 test-fallbacks: $(FALLBACK_BIN) $(STRESS_BIN)
 	$(Q)fail=0; \
 	$(call run_tests,$(FALLBACK_BIN) $(STRESS_BIN),BRAID_NO_URING=1,--jobs 1) \
