@@ -256,6 +256,8 @@ static int all_disabled(struct br_pool *p)
 	return 1;
 }
 
+static int shortage_pause(int64_t ns);
+
 /* Replace worker pw through the blocking pool; 0, or < 0 to give up (the
  * pool or the runtime is closing). */
 static int replace(struct br_pool *p, struct pworker *pw)
@@ -292,7 +294,7 @@ static int replace(struct br_pool *p, struct pworker *pw)
 			return 0;
 		if (++tries >= FORK_TRIES)
 			return (int)(intptr_t)v; /* the zygote is gone */
-		if (br_sleep_ms(FORK_RETRY_MS) < 0)
+		if (shortage_pause(br__ms_to_ns(FORK_RETRY_MS)) < 0)
 			return -ECANCELED;
 	}
 }
@@ -447,7 +449,7 @@ void *br__pool_watch(void *arg)
 					"every worker's initializer failed");
 				break;
 			}
-			if (br_sleep_ms(INIT_RETRY_MS) < 0)
+			if (shortage_pause(br__ms_to_ns(INIT_RETRY_MS)) < 0)
 				break;
 		} else {
 			pw->init_fails = 0;

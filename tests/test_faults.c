@@ -501,3 +501,63 @@ Test(faults, pool_time_limits_hold_without_memory_for_timers, .timeout = 30)
 	br_pool_free(pool);
 	br_runtime_free(rt);
 }
+
+static int sleepy_job(br_job *job, const void *in, size_t len)
+{
+	(void)job;
+	(void)in;
+	(void)len;
+	pause();
+	return 0;
+}
+
+static int quick_job(br_job *job, const void *in, size_t len)
+{
+	(void)job;
+	(void)in;
+	(void)len;
+	return 0;
+}
+
+/* With no memory for a timer, the pool's watcher took its failed pause
+ * between fork attempts for a cancel and stopped without failing what
+ * waited: with the zygote and its spare gone, a queued job waited for
+ * good. */
+Test(faults, pool_without_a_zygote_fails_queued_jobs_without_timers,
+     .timeout = 60)
+{
+	br_runtime *rt;
+	br_pool *pool;
+	br_future *f, *g;
+	pid_t z, s, w = 0;
+	int r;
+
+	NEED_FAULTS();
+	rt = t_runtime(1, 0);
+	r = br_pool_new(&pool, rt, &(br_pool_config){ .workers = 1 });
+	cr_assert_eq(r, 0, "br_pool_new: %s", br_strerror(r));
+	z = census_child_named("braid-zygote");
+	s = census_child_named("braid-spare");
+	cr_assert_gt(z, 0);
+	cr_assert_gt(s, 0);
+	cr_assert_eq(kill(s, SIGKILL), 0);
+	cr_assert_eq(waitpid(s, NULL, 0), s);
+	cr_assert_eq(kill(z, SIGKILL), 0);
+	cr_assert_eq(waitpid(z, NULL, 0), z);
+	f = br_submit(pool, sleepy_job, NULL, 0);
+	g = br_submit(pool, quick_job, NULL, 0);
+	usleep(50 * 1000);
+	br_pool_pids(pool, &w, 1);
+	cr_assert_gt(w, 0);
+	fail_point("braid/timer/alloc", 0);
+	cr_assert_eq(kill(w, SIGKILL), 0);
+	r = br_wait_for(g, 10000, NULL);
+	clear_point("braid/timer/alloc");
+	cr_assert_eq(r, BR_EWORKERDIED, "the queued job: %s", br_strerror(r));
+	cr_assert_eq(br_await(f, NULL), BR_EWORKERDIED);
+	br_future_release(f);
+	br_future_release(g);
+	br_pool_free(pool);
+	br_runtime_free(rt);
+	t_leak_expect(-1, 0, 0);
+}
