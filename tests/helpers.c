@@ -241,6 +241,8 @@ unsigned t_stress_scale(void)
 	return (unsigned)v;
 }
 
+const unsigned t_modes[2] = { 0, BR_CONFIG_NO_URING };
+
 int t_uring_available(void)
 {
 	struct io_uring ring;

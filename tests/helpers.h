@@ -146,6 +146,14 @@ unsigned t_stress_scale(void);
  */
 int t_uring_available(void);
 
+/* Both loop kinds, as flags for t_runtime(): the ring's (0) where the
+ * kernel has io_uring, and always BR_CONFIG_NO_URING's. Every test of
+ * I/O runs its body once for each. */
+extern const unsigned t_modes[2];
+#define FOR_EACH_MODE(flags)                                           \
+	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
+		for (unsigned flags = t_modes[mi_], once_ = 1; once_; once_ = 0)
+
 /* t_thread_start, t_thread_join - pthread wrappers that assert. */
 void t_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 void *t_thread_join(pthread_t t);

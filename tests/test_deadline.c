@@ -36,12 +36,6 @@ __attribute__((constructor)) static void start_zygote(void)
 	br_zygote_start();
 }
 
-/* Both loop kinds; the ring one only where the kernel has io_uring. */
-static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
-#define FOR_EACH_MODE(flags)                                           \
-	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
-		for (unsigned flags = modes[mi_], once_ = 1; once_; once_ = 0)
-
 /* The scope of each timed wait below, in milliseconds. */
 #define SCOPE_MS 30
 

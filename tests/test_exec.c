@@ -26,13 +26,6 @@
 /* Every test leaves no descriptor, thread or child behind (helpers.h). */
 TestSuite(exec, .init = t_leak_init, .fini = t_leak_fini);
 
-/* Both loop kinds; the ring one only where the kernel has io_uring. */
-static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
-
-#define FOR_EACH_MODE(flags)                                           \
-	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
-		for (unsigned flags = modes[mi_], once_ = 1; once_; once_ = 0)
-
 /* No child is left, alive or zombie, and none is waitable. */
 static void assert_no_children(void)
 {

@@ -19,11 +19,6 @@
 
 TestSuite(fs, .init = t_leak_init, .fini = t_leak_fini);
 
-static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
-#define FOR_EACH_MODE(flags)                                           \
-	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
-		for (unsigned flags = modes[mi_], once_ = 1; once_; once_ = 0)
-
 /* The whole story in a fresh directory under /tmp; returns NULL or the
  * failed condition. */
 static void *fs_story(void *arg)

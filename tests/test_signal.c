@@ -17,11 +17,6 @@
 
 TestSuite(signal, .init = t_leak_init, .fini = t_leak_fini);
 
-static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
-#define FOR_EACH_MODE(flags)                                           \
-	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
-		for (unsigned flags = modes[mi_], once_ = 1; once_; once_ = 0)
-
 static void *next_two(void *arg)
 {
 	br_signal *s = arg;

@@ -23,11 +23,6 @@
 
 TestSuite(streams, .init = t_leak_init, .fini = t_leak_fini);
 
-static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
-#define FOR_EACH_MODE(flags)                                           \
-	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
-		for (unsigned flags = modes[mi_], once_ = 1; once_; once_ = 0)
-
 /* Runs fn(arg) as a task of a fresh runtime in each mode, asserting it
  * returned NULL (T_REQUIRE's message otherwise). */
 static void in_task(unsigned flags, br_task_fn fn, void *arg)

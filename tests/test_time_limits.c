@@ -30,12 +30,6 @@
 
 TestSuite(time_limits, .init = t_leak_init, .fini = t_leak_fini);
 
-/* Both loop kinds; the ring one only where the kernel has io_uring. */
-static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
-#define FOR_EACH_MODE(flags)                                           \
-	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
-		for (unsigned flags = modes[mi_], once_ = 1; once_; once_ = 0)
-
 /* How long a call with a huge limit must still be waiting. */
 #define PENDING_MS 200
 
