@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -181,7 +182,8 @@ static __attribute__((noreturn)) void answer_lost_child(const char *point)
 	int ok;
 
 	fiu_init(0);
-	fiu_enable(point, 1, NULL, FIU_ONETIME);
+	if (fiu_enable(point, 1, NULL, FIU_ONETIME) != 0)
+		_exit(1);
 	if (br_runtime_new(&rt, &cfg) < 0 || br_pool_new(&pool, rt, &pc) < 0)
 		_exit(1);
 	f = br_submit(pool, echo_job, "ok", 3);
@@ -211,17 +213,22 @@ __attribute__((constructor)) static void start_zygote(void)
 }
 
 /* Run a fresh copy of this program with name=value in its environment;
- * its exit status (killed after 20 s: a hang). */
-static int run_copy(const char *name, const char *value)
+ * its exit status (killed after 20 s: a hang). What it and its children
+ * wrote on stderr goes to out (cap bytes, NUL-terminated), if given. */
+static int run_copy(const char *name, const char *value, char *out, size_t cap)
 {
+	int errfd = memfd_create("copy-stderr", MFD_CLOEXEC);
 	int64_t start;
+	ssize_t n;
 	pid_t pid;
 	int st = 0;
 
+	cr_assert_geq(errfd, 0);
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		setenv(name, value, 1);
+		dup2(errfd, STDERR_FILENO);
 		execl("/proc/self/exe", "test_faults", (char *)NULL);
 		_exit(4);
 	}
@@ -234,6 +241,11 @@ static int run_copy(const char *name, const char *value)
 		}
 		usleep(10000);
 	}
+	if (out) {
+		n = pread(errfd, out, cap - 1, 0);
+		out[n > 0 ? n : 0] = '\0';
+	}
+	close(errfd);
 	cr_assert(WIFEXITED(st), "status %d", st);
 	return WEXITSTATUS(st);
 }
@@ -388,7 +400,7 @@ Test(faults, zygote_that_cannot_say_hello_ends_and_leaves_no_child,
 	int st;
 
 	NEED_FAULTS();
-	st = run_copy(ZYGOTE_CHILD_ENV, "1");
+	st = run_copy(ZYGOTE_CHILD_ENV, "1", NULL, 0);
 	cr_assert_eq(st, 0,
 		     "exit %d: 1 the start did not fail with -EPIPE, 2 a "
 		     "child was left",
@@ -408,12 +420,19 @@ Test(faults, a_worker_whose_zygote_answer_is_lost_is_found, .timeout = 60)
 
 	NEED_FAULTS();
 	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
-		int st = run_copy(ANSWER_CHILD_ENV, points[i]);
+		char err[4096], fired[128];
+		int st =
+			run_copy(ANSWER_CHILD_ENV, points[i], err, sizeof(err));
 
 		cr_assert_eq(st, 0,
 			     "%s: exit %d: 1 the pool or its job failed, 2 a "
 			     "child was left",
 			     points[i], st);
+		/* The answer was lost indeed (runtime/error.c says so). */
+		snprintf(fired, sizeof(fired), "braid: fault point %s failed",
+			 points[i]);
+		cr_assert_not_null(strstr(err, fired), "%s never fired: %s",
+				   points[i], err);
 	}
 }
 
