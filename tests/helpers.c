@@ -10,6 +10,7 @@
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -239,6 +240,19 @@ unsigned t_stress_scale(void)
 	if (*end || v == 0 || v > 1000)
 		return 1;
 	return (unsigned)v;
+}
+
+void t_kill_zygote(void)
+{
+	pid_t z = census_child_named("braid-zygote");
+	pid_t s = census_child_named("braid-spare");
+
+	cr_assert_gt(z, 0, "no zygote");
+	cr_assert_gt(s, 0, "no spare");
+	cr_assert_eq(kill(s, SIGKILL), 0);
+	cr_assert_eq(waitpid(s, NULL, 0), s);
+	cr_assert_eq(kill(z, SIGKILL), 0);
+	cr_assert_eq(waitpid(z, NULL, 0), z);
 }
 
 const unsigned t_modes[2] = { 0, BR_CONFIG_NO_URING };

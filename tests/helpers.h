@@ -146,6 +146,10 @@ unsigned t_stress_scale(void);
  */
 int t_uring_available(void);
 
+/* t_kill_zygote - kill and reap the zygote and its spare, which must be
+ * this process's children: no pool worker can be started after it. */
+void t_kill_zygote(void);
+
 /* Both loop kinds, as flags for t_runtime(): the ring's (0) where the
  * kernel has io_uring, and always BR_CONFIG_NO_URING's. Every test of
  * I/O runs its body once for each. */

@@ -530,14 +530,6 @@ static int sleepy_job(br_job *job, const void *in, size_t len)
 	return 0;
 }
 
-static int quick_job(br_job *job, const void *in, size_t len)
-{
-	(void)job;
-	(void)in;
-	(void)len;
-	return 0;
-}
-
 /* With no memory for a timer, the pool's watcher took its failed pause
  * between fork attempts for a cancel and stopped without failing what
  * waited: with the zygote and its spare gone, a queued job waited for
@@ -548,24 +540,16 @@ Test(faults, pool_without_a_zygote_fails_queued_jobs_without_timers,
 	br_runtime *rt;
 	br_pool *pool;
 	br_future *f, *g;
-	pid_t z, s, w = 0;
+	pid_t w = 0;
 	int r;
 
 	NEED_FAULTS();
 	rt = t_runtime(1, 0);
 	r = br_pool_new(&pool, rt, &(br_pool_config){ .workers = 1 });
 	cr_assert_eq(r, 0, "br_pool_new: %s", br_strerror(r));
-	z = census_child_named("braid-zygote");
-	s = census_child_named("braid-spare");
-	cr_assert_gt(z, 0);
-	cr_assert_gt(s, 0);
-	cr_assert_eq(kill(s, SIGKILL), 0);
-	cr_assert_eq(waitpid(s, NULL, 0), s);
-	cr_assert_eq(kill(z, SIGKILL), 0);
-	cr_assert_eq(waitpid(z, NULL, 0), z);
+	t_kill_zygote();
 	f = br_submit(pool, sleepy_job, NULL, 0);
-	g = br_submit(pool, quick_job, NULL, 0);
-	usleep(50 * 1000);
+	g = br_submit(pool, echo_job, NULL, 0);
 	br_pool_pids(pool, &w, 1);
 	cr_assert_gt(w, 0);
 	fail_point("braid/timer/alloc", 0);

@@ -911,19 +911,12 @@ Test(pool, jobs_fail_when_no_worker_can_be_started, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(1, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
-	pid_t z = census_child_named("braid-zygote"),
-	      s = census_child_named("braid-spare"), w;
+	pid_t w;
 	br_future *f, *g;
 
-	cr_assert_gt(z, 0);
-	cr_assert_gt(s, 0);
-	cr_assert_eq(kill(s, SIGKILL), 0);
-	cr_assert_eq(waitpid(s, NULL, 0), s);
-	cr_assert_eq(kill(z, SIGKILL), 0);
-	cr_assert_eq(waitpid(z, NULL, 0), z);
+	t_kill_zygote();
 	f = br_submit(p, forever_job, NULL, 0);
 	g = br_submit(p, sum_job, NULL, 0);
-	usleep(50 * 1000);
 	br_pool_pids(p, &w, 1);
 	cr_assert_gt(w, 0);
 	cr_assert_eq(kill(w, SIGKILL), 0);
