@@ -838,6 +838,8 @@ int main(int argc, char **argv)
 	fds = census_fds();
 	threads = census_threads();
 	children = census_children(0, NULL);
+	if (children < 0)
+		BAD("cannot count this process's children", children);
 	census_fds_note(&fds_at_start);
 	for (int i = 0; i < passes; i++) {
 		pass(0);

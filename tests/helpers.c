@@ -101,6 +101,7 @@ void t_leak_init(void)
 	leak.fds = t_count_fds();
 	leak.threads = t_count_threads();
 	leak.children = census_children(1, NULL);
+	cr_assert_geq(leak.children, 0, "cannot count this process's children");
 	census_fds_note(&leak.open);
 	leak.on = 1;
 }

@@ -782,6 +782,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	base_fds = census_fds();
 	base_threads = census_threads();
 	base_children = census_children(1, NULL);
+	if (base_children < 0)
+		fail("cannot count this process's children", -1, base_children);
 	nall = ntargs = nthreads = jobs = pool_tried = mu_held = 0;
 	pool = NULL;
 	memset(slot, 0xff, sizeof(slot));
