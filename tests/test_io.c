@@ -1181,34 +1181,30 @@ static void far_read_in_task(br_runtime *rt, struct far_read *r, int wfd,
 Test(io, a_deadline_months_away_waits_in_bounded_polls_until_an_event,
      .timeout = 30.0)
 {
+	int p[2];
+
+	make_pipe(p);
+	{
+		struct far_read r = { .fd = p[0], .scope_ms = 60 * DAY_MS };
+		int64_t tmo = far_read_on_thread(&r, p[1]);
+
+		cr_assert_neq(tmo, -2, "the thread never polled");
+		cr_assert_neq(tmo, -1, "a finite deadline polled forever");
+		cr_assert_gt(tmo, 0);
+		cr_assert_leq(tmo, DAY_MS, "polled for %lld ms",
+			      (long long)tmo);
+	}
+	/* And in a task, on either loop. */
 	FOR_EACH_MODE(flags)
 	{
 		br_runtime *rt = t_runtime(1, flags);
-		int p[2];
+		struct far_read r = { .fd = p[0], .scope_ms = 60 * DAY_MS };
 
-		make_pipe(p);
-		{
-			struct far_read r = { .fd = p[0],
-					      .scope_ms = 60 * DAY_MS };
-			int64_t tmo = far_read_on_thread(&r, p[1]);
-
-			cr_assert_neq(tmo, -2, "the thread never polled");
-			cr_assert_neq(tmo, -1,
-				      "a finite deadline polled forever");
-			cr_assert_gt(tmo, 0);
-			cr_assert_leq(tmo, DAY_MS, "polled for %lld ms",
-				      (long long)tmo);
-		}
-		{
-			struct far_read r = { .fd = p[0],
-					      .scope_ms = 60 * DAY_MS };
-
-			far_read_in_task(rt, &r, p[1], flags);
-		}
-		close(p[0]);
-		close(p[1]);
+		far_read_in_task(rt, &r, p[1], flags);
 		br_runtime_free(rt);
 	}
+	close(p[0]);
+	close(p[1]);
 }
 
 Test(io, a_timeout_near_int_max_ms_does_not_fire_at_once, .timeout = 30.0)
@@ -1216,30 +1212,33 @@ Test(io, a_timeout_near_int_max_ms_does_not_fire_at_once, .timeout = 30.0)
 	static const int64_t tmos[] = { INT32_MAX - 1, INT32_MAX,
 					(int64_t)INT32_MAX + 1,
 					(int64_t)UINT32_MAX + 1 };
+	size_t n = sizeof(tmos) / sizeof(tmos[0]);
+	int p[2];
 
+	make_pipe(p);
+	for (size_t i = 0; i < n; i++) {
+		struct far_read r = { .fd = p[0],
+				      .scope_ms = -1,
+				      .timeout_ms = tmos[i] };
+		int64_t tmo = far_read_on_thread(&r, p[1]);
+
+		cr_assert(tmo > 0 && tmo <= tmos[i],
+			  "timeout %lld ms polled for %lld ms",
+			  (long long)tmos[i], (long long)tmo);
+	}
 	FOR_EACH_MODE(flags)
 	{
 		br_runtime *rt = t_runtime(1, flags);
-		int p[2];
-		size_t i;
 
-		make_pipe(p);
-		for (i = 0; i < sizeof(tmos) / sizeof(tmos[0]); i++) {
+		for (size_t i = 0; i < n; i++) {
 			struct far_read r = { .fd = p[0],
 					      .scope_ms = -1,
 					      .timeout_ms = tmos[i] };
-			int64_t tmo = far_read_on_thread(&r, p[1]);
 
-			cr_assert(tmo > 0 && tmo <= tmos[i],
-				  "timeout %lld ms polled for %lld ms",
-				  (long long)tmos[i], (long long)tmo);
-			r = (struct far_read){ .fd = p[0],
-					       .scope_ms = -1,
-					       .timeout_ms = tmos[i] };
 			far_read_in_task(rt, &r, p[1], flags);
 		}
-		close(p[0]);
-		close(p[1]);
 		br_runtime_free(rt);
 	}
+	close(p[0]);
+	close(p[1]);
 }
