@@ -72,22 +72,23 @@ POSIX_GROUPS = {
 }
 
 # The unit test programs the full sweep runs under every point: the
-# core, I/O, pool and sync suites (all of them, under every point, take
-# hours on a small machine).
+# core, I/O, pool and sync suites (every suite under every point would
+# multiply the sweep's time by the suites' count).
 UNIT_SUITES = ["test_task", "test_future", "test_runtime", "test_io",
                "test_io_net", "test_pool", "test_sync", "test_chan"]
 
 # A unit test program's run is a hang past UNIT_BOUND times --timeout.
 # Under a fault its tests fail fast or pass: a whole program takes about
-# as long as without faults (a minute at most here), while a test that
+# as long as without faults, well inside the bound, while a test that
 # hangs is ended by its own .timeout (Criterion reports it, and that
 # fails the run) or, if that does not fire, by this bound.
 UNIT_BOUND = 10
 
 # Unit test programs run at once (--unit-jobs), each with --jobs 2. One:
 # some tests spin two workers against each other (test_io_net's
-# first_*_from_two_workers tests), and with two programs at once on a
-# small machine they ran past their timeouts with no fault involved.
+# first_*_from_two_workers tests) and need the CPUs they assume; a second
+# program beside them can push them past their timeouts with no fault
+# involved.
 UNIT_JOBS = 1
 
 # Passes of the scenario in random mode (its -n): with one, most points
