@@ -1216,8 +1216,8 @@ BR_API int br_tcp_listen(const char *host, uint16_t port, int backlog);
  * (a numeric host with a numeric service, or none, needs no resolver and
  * is answered at once, even in a loop callback; a name there gets
  * BR_ENOTTASK); from a plain thread it is the plain call. hints may be
- * NULL (any family, AI_ADDRCONFIG). Stores the list in *res, to free with freeaddrinfo(3),
- * and returns 0; or -EINVAL (res NULL, or host and service both NULL),
+ * NULL (any family, AI_ADDRCONFIG). Stores the list in *res, to free
+ * with freeaddrinfo(3), and returns 0; or -EINVAL (res NULL, or host and service both NULL),
  * -ENOENT (no such name or service), -EAGAIN (try again later), -ENOMEM,
  * -EAFNOSUPPORT, -ECANCELED (the task was cancelled: the lookup finishes
  * on its own and is dropped), -ETIMEDOUT (its deadline scope passed;

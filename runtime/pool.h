@@ -352,12 +352,12 @@ void br__pool_stop_workers(struct br_pool *p);
 
 /*
  * br__pool_poll - how the pool's tasks wait for fd to be readable: 0, or
- * -ETIMEDOUT at deadline_ns (CLOCK_MONOTONIC; < 0: none), or -ECANCELED once the task
- * is cancelled (the pool or the runtime closes), or another error of
- * br_poll() that is not a shortage. A shortage (no SQE, no memory) is
- * not an end: the task waits a moment, looks with a plain poll(2), and
- * asks the loop again, so the pool never loses its collector or a
- * watcher to one. Context: a task of the pool.
+ * -ETIMEDOUT at deadline_ns (CLOCK_MONOTONIC; < 0: none), or -ECANCELED
+ * once the task is cancelled (the pool or the runtime closes), or
+ * another error of br_poll() that is not a shortage. A shortage (no SQE,
+ * no memory) is not an end: the task waits a moment, looks with a plain
+ * poll(2), and asks the loop again, so the pool never loses its
+ * collector or a watcher to one. Context: a task of the pool.
  */
 int br__pool_poll(int fd, int64_t deadline_ns);
 
