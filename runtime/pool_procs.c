@@ -256,7 +256,19 @@ static int all_disabled(struct br_pool *p)
 	return 1;
 }
 
-static int shortage_pause(int64_t ns);
+/* After a shortage: a moment's nap, or a yield when even the nap's timer
+ * cannot be had, so a task of the pool never holds its worker. Returns
+ * -ECANCELED once the task is cancelled, else 0. */
+static int shortage_pause(int64_t ns)
+{
+	int r = br_sleep_ns(ns);
+
+	if (r == -ECANCELED || br_cancelled())
+		return -ECANCELED;
+	if (r < 0)
+		br_yield();
+	return 0;
+}
 
 /* Replace worker pw through the blocking pool; 0, or < 0 to give up (the
  * pool or the runtime is closing). */
@@ -348,19 +360,6 @@ static int wait_for_death(struct br_pool *p, struct pworker *pw, int pidfd,
 	return br__pool_poll(pidfd, -1) < 0 ? -ECANCELED : 0;
 }
 
-/* After a shortage: a moment's nap, or a yield when even the nap's timer
- * cannot be had, so a task of the pool never holds its worker. Returns
- * -ECANCELED once the task is cancelled, else 0. */
-static int shortage_pause(int64_t ns)
-{
-	int r = br_sleep_ns(ns);
-
-	if (r == -ECANCELED || br_cancelled())
-		return -ECANCELED;
-	if (r < 0)
-		br_yield();
-	return 0;
-}
 
 int br__pool_poll(int fd, int64_t deadline_ns)
 {
