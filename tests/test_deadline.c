@@ -412,8 +412,9 @@ static void *lookups_and_listings(void *arg)
 	return NULL;
 }
 
-Test(deadline, lookups_and_listings_on_the_blocking_pool_time_out,
-     .timeout = 30.0)
+/* body, a task on both loops, with a blocking pool of one thread and a
+ * release flag for hold_thread, which holds that thread. */
+static void with_one_pool_thread(br_task_fn body)
 {
 	FOR_EACH_MODE(flags)
 	{
@@ -424,9 +425,15 @@ Test(deadline, lookups_and_listings_on_the_blocking_pool_time_out,
 		atomic_int release;
 
 		atomic_init(&release, 0);
-		t_assert_task_ok(br_spawn(rt, lookups_and_listings, &release));
+		t_assert_task_ok(br_spawn(rt, body, &release));
 		br_runtime_free(rt);
 	}
+}
+
+Test(deadline, lookups_and_listings_on_the_blocking_pool_time_out,
+     .timeout = 30.0)
+{
+	with_one_pool_thread(lookups_and_listings);
 }
 
 /* The blocking pool's one thread is held: without a ring, an open that
@@ -471,18 +478,7 @@ static void *opens_and_syncs(void *arg)
 
 Test(deadline, opens_and_syncs_on_the_blocking_pool_time_out, .timeout = 60.0)
 {
-	FOR_EACH_MODE(flags)
-	{
-		br_config cfg = { .workers = 1,
-				  .flags = flags,
-				  .blocking_threads = 1 };
-		br_runtime *rt = t_runtime_cfg(&cfg);
-		atomic_int release;
-
-		atomic_init(&release, 0);
-		t_assert_task_ok(br_spawn(rt, opens_and_syncs, &release));
-		br_runtime_free(rt);
-	}
+	with_one_pool_thread(opens_and_syncs);
 }
 
 /* ------------------------------------------------------------------ */
