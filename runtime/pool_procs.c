@@ -360,7 +360,6 @@ static int wait_for_death(struct br_pool *p, struct pworker *pw, int pidfd,
 	return br__pool_poll(pidfd, -1) < 0 ? -ECANCELED : 0;
 }
 
-
 int br__pool_poll(int fd, int64_t deadline_ns)
 {
 	for (;;) {
