@@ -134,10 +134,13 @@ static int wait_ready(struct br__io *io, struct br__task *t)
 	struct pollfd p = { .fd = io->fd, .events = io->events };
 	struct br__timer *tm = NULL;
 	uint64_t seq;
-	int err = 0;
+	int err = 0, n;
 
-	/* Ready already (or a bad fd, which the syscall will report). */
-	if (poll(&p, 1, 0) != 0)
+	/* Ready already (or a bad fd, which the syscall will report). A
+	 * look that failed (an interruption) is no answer: the loop's own
+	 * poll tells. */
+	n = poll(&p, 1, 0);
+	if (n > 0 || (n < 0 && errno != EINTR))
 		return BR__IO_SYS;
 	io->w = w;
 	io->fiber = br__worker_fiber(w);

@@ -761,15 +761,21 @@ static int do_poll(int fd, short events, int64_t tmo)
 	}
 	if (m != BR__IO_SYS)
 		return m;
-	/* A task waits on its loop, then asks what is ready; a plain
-	 * thread blocks in poll() (within its deadline, it has waited in
-	 * br__io_start() already). */
+	/* A task waits on its loop, then asks what is ready, and waits
+	 * again if the answer is nothing (its look failed, or what woke it
+	 * is gone): br_poll() never returns 0. A plain thread blocks in
+	 * poll() (within its deadline, it has waited in br__io_start()
+	 * already). */
 	if (br__io_nowait(&io)) {
-		m = br__io_ready(&io, events);
-		if (m != BR__IO_SYS)
-			return m;
+		do {
+			m = br__io_ready(&io, events);
+			if (m != BR__IO_SYS)
+				return m;
+			m = poll(&p, 1, 0);
+		} while (m == 0 || (m < 0 && errno == EINTR));
+	} else {
+		m = poll(&p, 1, -1);
 	}
-	m = poll(&p, 1, br__io_nowait(&io) ? 0 : -1);
 	if (m < 0)
 		return -errno;
 	if (p.revents & POLLNVAL)

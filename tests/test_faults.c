@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -164,6 +165,14 @@ static __attribute__((noreturn)) void zygote_hello_child(void)
 #define ANSWER_CHILD_ENV "T_FAULTS_ZYGOTE_ANSWER"
 
 static int echo_job(br_job *job, const void *in, size_t len);
+static int crash_job(br_job *job, const void *in, size_t len);
+
+/* Naps 500 ms, then echoes. */
+static int nap_echo_job(br_job *job, const void *in, size_t len)
+{
+	usleep(500 * 1000);
+	return br_job_write(job, in, len);
+}
 
 /*
  * In a fresh process of one thread, with point failing once: a runtime
@@ -201,6 +210,81 @@ static __attribute__((noreturn)) void answer_lost_child(const char *point)
 #endif
 }
 
+/* Set in the environment of a copy of this program run under libfiu's
+ * POSIX wrappers, whose pool's poll(2) calls fail (poll_fails_child):
+ * "collector" or "watcher", the pool's task they fail. */
+#define POLL_CHILD_ENV "T_FAULTS_POLL"
+#define POSIX_PRELOAD "/usr/lib/fiu/fiu_posix_preload.so"
+
+/*
+ * In a copy of this program under libfiu's POSIX wrappers: a pool of one
+ * worker on a runtime of one worker without io_uring, whose loop asks
+ * poll(2) what is ready. For "collector", every poll(2) fails while a
+ * job's result comes in; for "watcher", the first look of the watcher
+ * of a worker just replaced fails while it runs a job. Then a job runs.
+ * Exits 0 if the results came, 1 if the last did not, 2 if the watcher
+ * killed its live worker.
+ */
+static __attribute__((noreturn)) void poll_fails_child(const char *which)
+{
+#ifdef BR_FAULTS
+	br_config cfg = { .workers = 1, .flags = BR_CONFIG_NO_URING };
+	br_pool_config pc = { .workers = 1 };
+	br_runtime *rt = NULL;
+	br_pool *pool = NULL;
+	br_future *f;
+	int r;
+
+	fiu_init(0);
+	if (br_runtime_new(&rt, &cfg) < 0 || br_pool_new(&pool, rt, &pc) < 0)
+		_exit(1);
+	f = br_submit(pool, echo_job, "a", 2);
+	if (br_wait_for(f, 10000, NULL) != 0)
+		_exit(1);
+	br_future_release(f);
+	if (strcmp(which, "collector") == 0) {
+		/* The collector wakes for this result, then waits again: its
+		 * poll(2) fails, with any of the errors libfiu picks. */
+		fiu_enable("posix/io/net/poll", 1, NULL, 0);
+		f = br_submit(pool, echo_job, "b", 2);
+		br_wait_for(f, 1000, NULL);
+		br_future_release(f);
+		usleep(100 * 1000);
+		fiu_disable("posix/io/net/poll");
+	} else {
+		/* The replacement takes a job that naps 500 ms, and is
+		 * registered 300 ms late: by then the collector waits again,
+		 * and the next poll(2) is the new watcher's first look,
+		 * while its worker lives. */
+		br_future *nap;
+
+		fiu_enable("braid/pool/register_late", 1, NULL, 0);
+		f = br_submit(pool, crash_job, NULL, 0);
+		r = br_wait_for(f, 10000, NULL);
+		br_future_release(f);
+		if (r != BR_EWORKERDIED)
+			_exit(1);
+		nap = br_submit(pool, nap_echo_job, "n", 2);
+		usleep(100 * 1000);
+		fiu_enable("posix/io/net/poll", 1, NULL, FIU_ONETIME);
+		r = br_wait_for(nap, 10000, NULL);
+		br_future_release(nap);
+		fiu_disable("braid/pool/register_late");
+		if (r != 0)
+			_exit(2); /* its worker was killed */
+	}
+	f = br_submit(pool, echo_job, "c", 2);
+	r = br_wait_for(f, 10000, NULL);
+	br_future_release(f);
+	br_pool_free(pool);
+	br_runtime_free(rt);
+	_exit(r == 0 ? 0 : 1);
+#else
+	(void)which;
+	_exit(3);
+#endif
+}
+
 /* Criterion's test processes have threads by the time a test runs: the
  * zygote for the pool tests must start before them. */
 __attribute__((constructor)) static void start_zygote(void)
@@ -209,13 +293,17 @@ __attribute__((constructor)) static void start_zygote(void)
 		zygote_hello_child();
 	if (getenv(ANSWER_CHILD_ENV))
 		answer_lost_child(getenv(ANSWER_CHILD_ENV));
+	if (getenv(POLL_CHILD_ENV))
+		poll_fails_child(getenv(POLL_CHILD_ENV));
 	br_zygote_start();
 }
 
-/* Run a fresh copy of this program with name=value in its environment;
- * its exit status (killed after 20 s: a hang). What it and its children
- * wrote on stderr goes to out (cap bytes, NUL-terminated), if given. */
-static int run_copy(const char *name, const char *value, char *out, size_t cap)
+/* Run a fresh copy of this program with name=value in its environment,
+ * and preload (if not NULL) in LD_PRELOAD; its exit status (killed after
+ * 20 s: a hang). What it and its children wrote on stderr goes to out
+ * (cap bytes, NUL-terminated), if given. */
+static int run_copy(const char *name, const char *value, const char *preload,
+		    char *out, size_t cap)
 {
 	int errfd = memfd_create("copy-stderr", MFD_CLOEXEC);
 	int64_t start;
@@ -228,6 +316,8 @@ static int run_copy(const char *name, const char *value, char *out, size_t cap)
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		setenv(name, value, 1);
+		if (preload)
+			setenv("LD_PRELOAD", preload, 1);
 		dup2(errfd, STDERR_FILENO);
 		execl("/proc/self/exe", "test_faults", (char *)NULL);
 		_exit(4);
@@ -400,7 +490,7 @@ Test(faults, zygote_that_cannot_say_hello_ends_and_leaves_no_child,
 	int st;
 
 	NEED_FAULTS();
-	st = run_copy(ZYGOTE_CHILD_ENV, "1", NULL, 0);
+	st = run_copy(ZYGOTE_CHILD_ENV, "1", NULL, NULL, 0);
 	cr_assert_eq(st, 0,
 		     "exit %d: 1 the start did not fail with -EPIPE, 2 a "
 		     "child was left",
@@ -421,8 +511,8 @@ Test(faults, a_worker_whose_zygote_answer_is_lost_is_found, .timeout = 60)
 	NEED_FAULTS();
 	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
 		char err[4096], fired[128];
-		int st =
-			run_copy(ANSWER_CHILD_ENV, points[i], err, sizeof(err));
+		int st = run_copy(ANSWER_CHILD_ENV, points[i], NULL, err,
+				  sizeof(err));
 
 		cr_assert_eq(st, 0,
 			     "%s: exit %d: 1 the pool or its job failed, 2 a "
@@ -563,4 +653,177 @@ Test(faults, pool_without_a_zygote_fails_queued_jobs_without_timers,
 	br_pool_free(pool);
 	br_runtime_free(rt);
 	t_leak_expect(-1, 0, 0);
+}
+
+/* Leaves the file its input names, then waits for good. */
+static int mark_and_wait_job(br_job *job, const void *in, size_t len)
+{
+	char path[256];
+	int fd;
+
+	(void)job;
+	if (len >= sizeof(path))
+		return -EINVAL;
+	memcpy(path, in, len);
+	path[len] = '\0';
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	pause();
+	return 0;
+}
+
+static int crash_job(br_job *job, const void *in, size_t len)
+{
+	(void)job;
+	(void)in;
+	(void)len;
+	abort();
+}
+
+/* A replacement worker runs jobs from its first moment, but the thread
+ * that forked it registers it (its pid, the descriptor that can kill it)
+ * a little later. A job it claimed in between and cancelled then was
+ * never killed: br_cancel() answered BR_EDONE, and the job waited for
+ * good. The registration now kills a worker whose job was cancelled. */
+Test(faults, a_job_cancelled_before_its_worker_is_registered_ends,
+     .timeout = 60)
+{
+	char path[64];
+	br_runtime *rt;
+	br_pool *pool;
+	int r, in_window = 0;
+
+	NEED_FAULTS();
+	snprintf(path, sizeof(path), "/tmp/braid-late-%d", (int)getpid());
+	rt = t_runtime(1, 0);
+	r = br_pool_new(&pool, rt, &(br_pool_config){ .workers = 1 });
+	cr_assert_eq(r, 0, "br_pool_new: %s", br_strerror(r));
+	fail_point("braid/pool/register_late", 0);
+	/* The window lasts 300 ms: a loaded machine may miss it, so try a
+	 * few times. */
+	for (int tries = 0; tries < 5 && !in_window; tries++) {
+		br_future *x, *b;
+		pid_t w = -1;
+		int c;
+
+		unlink(path);
+		x = br_submit(pool, crash_job, NULL, 0);
+		cr_assert_eq(br_wait_for(x, 10000, NULL), BR_EWORKERDIED);
+		br_future_release(x);
+		/* Its replacement takes b as soon as it starts. */
+		b = br_submit(pool, mark_and_wait_job, path, strlen(path));
+		for (int ms = 0; ms < 10000 && access(path, F_OK) != 0; ms++)
+			usleep(1000);
+		cr_assert_eq(access(path, F_OK), 0, "the job never started");
+		c = br_cancel(b);
+		br_pool_pids(pool, &w, 1);
+		in_window = w == 0;
+		cr_assert_eq(c, 0, "br_cancel: %s", br_strerror(c));
+		r = br_wait_for(b, 10000, NULL);
+		cr_assert_eq(r, -ECANCELED, "the cancelled job: %s",
+			     br_strerror(r));
+		cr_assert_eq(br_future_state(b), BR_CANCELLED);
+		br_future_release(b);
+	}
+	clear_point("braid/pool/register_late");
+	unlink(path);
+	cr_assert(in_window, "no cancel came before the worker's registration");
+	br_pool_free(pool);
+	br_runtime_free(rt);
+}
+
+/* Adds a line to the file its input names, naps 500 ms, and echoes. */
+static int log_nap_echo_job(br_job *job, const void *in, size_t len)
+{
+	char path[256];
+	int fd;
+
+	if (len >= sizeof(path))
+		return -EINVAL;
+	memcpy(path, in, len);
+	path[len] = '\0';
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	(void)!write(fd, "x", 1);
+	close(fd);
+	usleep(500 * 1000);
+	return br_job_write(job, in, len);
+}
+
+/* A new worker whose pidfd could not be opened was killed, and the job
+ * it had claimed meanwhile stayed claimed: its future never ended (or
+ * ended BR_EWORKERDIED when the slot's next worker died). The job now
+ * goes round to the next worker. */
+Test(faults, a_job_held_by_a_worker_that_cannot_be_watched_goes_round,
+     .timeout = 60)
+{
+	char path[64];
+	br_runtime *rt;
+	br_pool *pool;
+	int r, runs = 0;
+
+	NEED_FAULTS();
+	snprintf(path, sizeof(path), "/tmp/braid-unwatched-%d", (int)getpid());
+	rt = t_runtime(1, 0);
+	r = br_pool_new(&pool, rt, &(br_pool_config){ .workers = 1 });
+	cr_assert_eq(r, 0, "br_pool_new: %s", br_strerror(r));
+	fail_point("braid/pool/register_late", 0);
+	/* The unwatched worker must take the job within the 300 ms it is
+	 * held up: a loaded machine may miss it, so try a few times. */
+	for (int tries = 0; tries < 5 && runs < 2; tries++) {
+		br_future *x, *b;
+		size_t n = 0;
+		const void *out;
+		struct stat st;
+
+		unlink(path);
+		x = br_submit(pool, crash_job, NULL, 0);
+		cr_assert_eq(br_wait_for(x, 10000, NULL), BR_EWORKERDIED);
+		br_future_release(x);
+		fail_point("braid/child/pidfd", 1);
+		b = br_submit(pool, log_nap_echo_job, path, strlen(path));
+		r = br_wait_for(b, 20000, NULL);
+		cr_assert_eq(r, 0, "the job: %s: %s", br_strerror(r),
+			     br_future_message(b));
+		out = br_future_bytes(b, &n);
+		cr_assert(n == strlen(path) && memcmp(out, path, n) == 0);
+		br_future_release(b);
+		runs = stat(path, &st) == 0 ? (int)st.st_size : 0;
+		clear_point("braid/child/pidfd");
+	}
+	clear_point("braid/pool/register_late");
+	unlink(path);
+	cr_assert_eq(runs, 2, "the unwatched worker never took the job");
+	br_pool_free(pool);
+	br_runtime_free(rt);
+}
+
+/* A failed poll(2) in a pool task's wait on the loop without io_uring
+ * (an interruption, or any error but a shortage):
+ *   - the collector took it for the pool closing and stopped, and every
+ *     result after it waited for good;
+ *   - br_poll() took a failed first look for "ready", looked again and
+ *     returned 0, nothing ready; a watcher took that for its worker's
+ *     death, and killed the live worker and the job it ran.
+ * br_poll() now waits again until something is ready, and the pool's
+ * tasks wait a moment and ask again after any failure. */
+Test(faults, a_failed_poll_does_not_stop_the_pool, .timeout = 60)
+{
+	static const char *const tasks[] = { "collector", "watcher" };
+
+	NEED_FAULTS();
+	if (access(POSIX_PRELOAD, R_OK) != 0)
+		cr_skip_test("no libfiu POSIX wrappers at " POSIX_PRELOAD);
+	for (size_t i = 0; i < 2; i++) {
+		int st = run_copy(POLL_CHILD_ENV, tasks[i], POSIX_PRELOAD, NULL,
+				  0);
+
+		cr_assert_eq(st, 0,
+			     "%s: exit %d: 1 the job after the failed poll "
+			     "never came back, 2 a live worker was killed",
+			     tasks[i], st);
+	}
 }
