@@ -644,7 +644,8 @@ static void tcp_io(br_runtime *rt)
 	/* The listener is the scenario's. If the server ends first, closing
 	 * it refuses or resets the client; if the client ends first, the
 	 * server may still wait in accept for a connection that never came:
-	 * one that closes at once wakes it. */
+	 * one that closes at once wakes it, or, when that connect fails
+	 * too, a cancel. */
 	if (first_done(both, 2) == 0) {
 		close(c.lfd);
 		AWAIT("tcp server", fs, NULL);
@@ -654,6 +655,8 @@ static void tcp_io(br_runtime *rt)
 		fd = br_tcp_connect("127.0.0.1", c.port);
 		if (fd >= 0)
 			close(fd);
+		else
+			br_cancel(fs);
 		if (AWAIT("tcp client", fc, &v) && v)
 			BAD("tcp echo bytes", v);
 		AWAIT("tcp server", fs, NULL);
