@@ -248,6 +248,27 @@ static void forget_program_state(void)
 __attribute__((noreturn)) static void serve(pid_t parent);
 
 /*
+ * Clone this zygote as a child of the program (CLONE_PARENT) that is
+ * named name from its first instant: a worker is never seen as a
+ * zygote, so that the program can tell its stray spares apart from
+ * workers that have not run yet (reap_strays). Returns as clone.
+ */
+static long clone_named(const char *name)
+{
+	long pid;
+
+	prctl(PR_SET_NAME, name);
+	pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+	if (pid != 0) {
+		int e = errno;
+
+		prctl(PR_SET_NAME, "braid-zygote");
+		errno = e;
+	}
+	return pid;
+}
+
+/*
  * A spare: wait on sock for Z_PROMOTE, then become the zygote on it. It
  * sits in a process group of its own, so that whatever kills the
  * zygote's group spares it. End of file: the program let it go.
@@ -294,7 +315,7 @@ static void make_spare(pid_t parent)
 	}
 	pid = BR__FAULT_ERRNO("braid/zygote/spare", EAGAIN) ?
 		      -1 :
-		      syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+		      clone_named("braid-spare");
 	if (pid == 0) {
 		close(sp[0]);
 		spare_main(sp[1], parent);
@@ -328,8 +349,7 @@ __attribute__((noreturn)) static void serve(pid_t parent)
 			continue;
 		pid = BR__FAULT_ERRNO("braid/zygote/worker", EAGAIN) ?
 			      -1 :
-			      syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0,
-				      0, 0);
+			      clone_named("braid-pool");
 		if (pid == 0) {
 			close(ZFD);
 			br__pool_worker_main(fds[0], fds[1], rq.idx, rq.gen);
@@ -381,13 +401,15 @@ __attribute__((noreturn)) static void zygote_main(int sock, pid_t parent)
 
 /*
  * A zygote that gave no hello may have made a spare first: a child of
- * ours whose pid we never learnt. Reap every child named as a zygote or
- * a spare (one not renamed yet is still "braid-zygote"): at start() no
- * other can exist, as no zygote, and so no pool, is left.
+ * ours whose pid we never learnt. Reap every child named name, or named
+ * as a zygote or a spare when name is NULL: at start() no other can
+ * exist, as no zygote, and so no pool, is left; when a promotion failed,
+ * no spare but strays is left (workers are named braid-pool from their
+ * first instant: clone_named).
  */
 static void reap(pid_t pid);
 
-static void reap_strays(void)
+static void reap_strays(const char *name)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *e;
@@ -408,8 +430,9 @@ static void reap_strays(void)
 		if (!p || !(p = strrchr(buf, ')')) ||
 		    sscanf(p + 1, " %*c %d", &ppid) != 1 || ppid != getpid())
 			continue;
-		if (strstr(buf, "(braid-spare)") ||
-		    strstr(buf, "(braid-zygote)"))
+		if (name ? strstr(buf, name) != NULL :
+			   strstr(buf, "(braid-spare)") ||
+				    strstr(buf, "(braid-zygote)"))
 			reap((pid_t)atoi(e->d_name));
 	}
 	if (d)
@@ -441,7 +464,7 @@ static int start(void)
 		kill(pid, SIGKILL);
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
-		reap_strays();
+		reap_strays(NULL);
 		return -EPIPE;
 	}
 	zsock = sv[0];
@@ -541,6 +564,8 @@ static int promote(void)
 		close(sock);
 		reap(spid);
 		spid = 0;
+		/* It may have made a spare before its hello was lost. */
+		reap_strays("(braid-spare)");
 		return -EPIPE;
 	}
 	pthread_mutex_lock(&zlock);

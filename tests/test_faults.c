@@ -20,10 +20,23 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "census.h"
 #include "helpers.h"
 
-/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+/* Every test leaves no descriptor, thread or child behind (helpers.h).
+ * The tests of faults_posix run a copy of this program under libfiu's
+ * POSIX wrappers, which do not run under ASan: make test-faults runs
+ * them in the debug variant. */
 TestSuite(faults, .init = t_leak_init, .fini = t_leak_fini);
+TestSuite(faults_posix, .init = t_leak_init, .fini = t_leak_fini);
+
+#if defined(__SANITIZE_ADDRESS__)
+#define NEED_POSIX_WRAPPERS()                                               \
+	cr_skip_test("libfiu's POSIX wrappers do not run under ASan (make " \
+		     "test-faults runs this in the debug variant)")
+#else
+#define NEED_POSIX_WRAPPERS() ((void)0)
+#endif
 
 #ifdef BR_FAULTS
 #define FIU_ENABLE 1 /* else fiu.h makes fiu_init() a constant */
@@ -210,6 +223,78 @@ static __attribute__((noreturn)) void answer_lost_child(const char *point)
 #endif
 }
 
+/* Set in the environment of a copy of this program whose promoted
+ * zygote cannot say hello (promoted_hello_child). */
+#define PROMOTED_CHILD_ENV "T_FAULTS_PROMOTED_HELLO"
+
+/* Where promoted_hello_child notes its first zygote's pid. */
+static char first_zygote_path[64];
+
+/* libfiu's say on braid/zygote/hello: fail in any zygote but the first
+ * (its pid is in first_zygote_path once it has said hello). */
+static int fail_if_promoted(const char *name, int *failnum, void **failinfo,
+			    unsigned *flags)
+{
+	char buf[32] = "";
+	int fd = open(first_zygote_path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	(void)name;
+	(void)failnum;
+	(void)failinfo;
+	(void)flags;
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 && atoi(buf) != (int)getpid();
+}
+
+/*
+ * In a fresh process of one thread: a runtime forks the zygote, which is
+ * then killed; the pool's first fork promotes the spare, whose hello
+ * fails after it made a spare of its own. Exits 0 if no child is left
+ * once the runtime is freed, 2 if one is.
+ */
+static __attribute__((noreturn)) void promoted_hello_child(void)
+{
+#ifdef BR_FAULTS
+	br_config cfg = { .workers = 1 };
+	br_pool_config pc = { .workers = 1 };
+	br_runtime *rt = NULL;
+	br_pool *pool = NULL;
+	char buf[32];
+	siginfo_t si;
+	pid_t z;
+	int fd, n;
+
+	snprintf(first_zygote_path, sizeof(first_zygote_path),
+		 "/tmp/braid-zygote-%d", (int)getpid());
+	fiu_init(0);
+	fiu_enable_external("braid/zygote/hello", 1, NULL, 0, fail_if_promoted);
+	if (br_runtime_new(&rt, &cfg) < 0)
+		_exit(1);
+	z = census_child_named("braid-zygote");
+	fd = open(first_zygote_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		  0600);
+	n = snprintf(buf, sizeof(buf), "%d", (int)z);
+	if (z <= 0 || fd < 0 || write(fd, buf, (size_t)n) != n)
+		_exit(1);
+	close(fd);
+	/* Dead (a zombie the program reaps), so the request finds it
+	 * gone. */
+	kill(z, SIGKILL);
+	waitid(P_PID, (id_t)z, &si, WEXITED | WNOWAIT);
+	if (br_pool_new(&pool, rt, &pc) == 0)
+		br_pool_free(pool);
+	br_runtime_free(rt);
+	unlink(first_zygote_path);
+	_exit(t_count_children() == 0 ? 0 : 2);
+#else
+	_exit(3);
+#endif
+}
+
 /* Set in the environment of a copy of this program run under libfiu's
  * POSIX wrappers, whose pool's poll(2) calls fail (poll_fails_child):
  * "collector" or "watcher", the pool's task they fail. */
@@ -293,6 +378,8 @@ __attribute__((constructor)) static void start_zygote(void)
 		zygote_hello_child();
 	if (getenv(ANSWER_CHILD_ENV))
 		answer_lost_child(getenv(ANSWER_CHILD_ENV));
+	if (getenv(PROMOTED_CHILD_ENV))
+		promoted_hello_child();
 	if (getenv(POLL_CHILD_ENV))
 		poll_fails_child(getenv(POLL_CHILD_ENV));
 	br_zygote_start();
@@ -810,11 +897,12 @@ Test(faults, a_job_held_by_a_worker_that_cannot_be_watched_goes_round,
  *     death, and killed the live worker and the job it ran.
  * br_poll() now waits again until something is ready, and the pool's
  * tasks wait a moment and ask again after any failure. */
-Test(faults, a_failed_poll_does_not_stop_the_pool, .timeout = 60)
+Test(faults_posix, a_failed_poll_does_not_stop_the_pool, .timeout = 60)
 {
 	static const char *const tasks[] = { "collector", "watcher" };
 
 	NEED_FAULTS();
+	NEED_POSIX_WRAPPERS();
 	if (access(POSIX_PRELOAD, R_OK) != 0)
 		cr_skip_test("no libfiu POSIX wrappers at " POSIX_PRELOAD);
 	for (size_t i = 0; i < 2; i++) {
@@ -826,4 +914,22 @@ Test(faults, a_failed_poll_does_not_stop_the_pool, .timeout = 60)
 			     "never came back, 2 a live worker was killed",
 			     tasks[i], st);
 	}
+}
+
+/* A spare promoted to zygote makes a spare of its own before its hello;
+ * when that hello was lost, the program reaped the promoted zygote but
+ * not its spare, a child whose pid it never learnt: a zombie left for
+ * good. The program now reaps the stray spares of a failed promotion
+ * (workers, named braid-pool from their first instant, are spared). */
+Test(faults, a_promoted_zygote_without_a_hello_leaves_no_child, .timeout = 60)
+{
+	char err[4096];
+	int st;
+
+	NEED_FAULTS();
+	st = run_copy(PROMOTED_CHILD_ENV, "1", NULL, err, sizeof(err));
+	cr_assert_eq(st, 0, "exit %d: 1 the set-up failed, 2 a child was left",
+		     st);
+	cr_assert_not_null(strstr(err, "fault point braid/zygote/hello failed"),
+			   "the promoted zygote's hello never failed: %s", err);
 }
