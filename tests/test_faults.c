@@ -742,23 +742,43 @@ Test(faults, pool_without_a_zygote_fails_queued_jobs_without_timers,
 	t_leak_expect(-1, 0, 0);
 }
 
-/* Leaves the file its input names, then waits for good. */
-static int mark_and_wait_job(br_job *job, const void *in, size_t len)
+/* Append a byte to the file named by the job's input (a path); 0 or a
+ * negative errno. */
+static int leave_mark(const void *in, size_t len)
 {
 	char path[256];
 	int fd;
 
-	(void)job;
 	if (len >= sizeof(path))
 		return -EINVAL;
 	memcpy(path, in, len);
 	path[len] = '\0';
-	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
+	(void)!write(fd, "x", 1);
 	close(fd);
+	return 0;
+}
+
+/* Leaves its mark, then waits for good. */
+static int mark_and_wait_job(br_job *job, const void *in, size_t len)
+{
+	int r = leave_mark(in, len);
+
+	(void)job;
+	if (r < 0)
+		return r;
 	pause();
 	return 0;
+}
+
+/* Leaves its mark, naps 500 ms, and echoes. */
+static int mark_nap_echo_job(br_job *job, const void *in, size_t len)
+{
+	int r = leave_mark(in, len);
+
+	return r < 0 ? r : nap_echo_job(job, in, len);
 }
 
 static int crash_job(br_job *job, const void *in, size_t len)
@@ -767,6 +787,41 @@ static int crash_job(br_job *job, const void *in, size_t len)
 	(void)in;
 	(void)len;
 	abort();
+}
+
+/* A runtime of one worker (*rt) and a pool of one worker whose
+ * replacements are registered 300 ms late (braid/pool/register_late);
+ * path (cap bytes) gets a file name of this test's own, named by what. */
+static br_pool *late_pool(br_runtime **rt, char *path, size_t cap,
+			  const char *what)
+{
+	br_pool *pool;
+	int r;
+
+	snprintf(path, cap, "/tmp/braid-%s-%d", what, (int)getpid());
+	unlink(path);
+	*rt = t_runtime(1, 0);
+	r = br_pool_new(&pool, *rt, &(br_pool_config){ .workers = 1 });
+	cr_assert_eq(r, 0, "br_pool_new: %s", br_strerror(r));
+	fail_point("braid/pool/register_late", 0);
+	return pool;
+}
+
+/* Crash the pool's worker: its replacement is being forked on return. */
+static void crash_worker(br_pool *pool)
+{
+	br_future *x = br_submit(pool, crash_job, NULL, 0);
+
+	cr_assert_eq(br_wait_for(x, 10000, NULL), BR_EWORKERDIED);
+	br_future_release(x);
+}
+
+static void late_pool_free(br_runtime *rt, br_pool *pool, const char *path)
+{
+	clear_point("braid/pool/register_late");
+	unlink(path);
+	br_pool_free(pool);
+	br_runtime_free(rt);
 }
 
 /* A replacement worker runs jobs from its first moment, but the thread
@@ -780,25 +835,19 @@ Test(faults, a_job_cancelled_before_its_worker_is_registered_ends,
 	char path[64];
 	br_runtime *rt;
 	br_pool *pool;
-	int r, in_window = 0;
+	int in_window = 0;
 
 	NEED_FAULTS();
-	snprintf(path, sizeof(path), "/tmp/braid-late-%d", (int)getpid());
-	rt = t_runtime(1, 0);
-	r = br_pool_new(&pool, rt, &(br_pool_config){ .workers = 1 });
-	cr_assert_eq(r, 0, "br_pool_new: %s", br_strerror(r));
-	fail_point("braid/pool/register_late", 0);
+	pool = late_pool(&rt, path, sizeof(path), "late");
 	/* The window lasts 300 ms: a loaded machine may miss it, so try a
 	 * few times. */
 	for (int tries = 0; tries < 5 && !in_window; tries++) {
-		br_future *x, *b;
+		br_future *b;
 		pid_t w = -1;
-		int c;
+		int c, r;
 
 		unlink(path);
-		x = br_submit(pool, crash_job, NULL, 0);
-		cr_assert_eq(br_wait_for(x, 10000, NULL), BR_EWORKERDIED);
-		br_future_release(x);
+		crash_worker(pool);
 		/* Its replacement takes b as soon as it starts. */
 		b = br_submit(pool, mark_and_wait_job, path, strlen(path));
 		for (int ms = 0; ms < 10000 && access(path, F_OK) != 0; ms++)
@@ -814,30 +863,8 @@ Test(faults, a_job_cancelled_before_its_worker_is_registered_ends,
 		cr_assert_eq(br_future_state(b), BR_CANCELLED);
 		br_future_release(b);
 	}
-	clear_point("braid/pool/register_late");
-	unlink(path);
+	late_pool_free(rt, pool, path);
 	cr_assert(in_window, "no cancel came before the worker's registration");
-	br_pool_free(pool);
-	br_runtime_free(rt);
-}
-
-/* Adds a line to the file its input names, naps 500 ms, and echoes. */
-static int log_nap_echo_job(br_job *job, const void *in, size_t len)
-{
-	char path[256];
-	int fd;
-
-	if (len >= sizeof(path))
-		return -EINVAL;
-	memcpy(path, in, len);
-	path[len] = '\0';
-	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	(void)!write(fd, "x", 1);
-	close(fd);
-	usleep(500 * 1000);
-	return br_job_write(job, in, len);
 }
 
 /* A new worker whose pidfd could not be opened was killed, and the job
@@ -850,28 +877,23 @@ Test(faults, a_job_held_by_a_worker_that_cannot_be_watched_goes_round,
 	char path[64];
 	br_runtime *rt;
 	br_pool *pool;
-	int r, runs = 0;
+	int runs = 0;
 
 	NEED_FAULTS();
-	snprintf(path, sizeof(path), "/tmp/braid-unwatched-%d", (int)getpid());
-	rt = t_runtime(1, 0);
-	r = br_pool_new(&pool, rt, &(br_pool_config){ .workers = 1 });
-	cr_assert_eq(r, 0, "br_pool_new: %s", br_strerror(r));
-	fail_point("braid/pool/register_late", 0);
+	pool = late_pool(&rt, path, sizeof(path), "unwatched");
 	/* The unwatched worker must take the job within the 300 ms it is
 	 * held up: a loaded machine may miss it, so try a few times. */
 	for (int tries = 0; tries < 5 && runs < 2; tries++) {
-		br_future *x, *b;
+		br_future *b;
 		size_t n = 0;
 		const void *out;
 		struct stat st;
+		int r;
 
 		unlink(path);
-		x = br_submit(pool, crash_job, NULL, 0);
-		cr_assert_eq(br_wait_for(x, 10000, NULL), BR_EWORKERDIED);
-		br_future_release(x);
+		crash_worker(pool);
 		fail_point("braid/child/pidfd", 1);
-		b = br_submit(pool, log_nap_echo_job, path, strlen(path));
+		b = br_submit(pool, mark_nap_echo_job, path, strlen(path));
 		r = br_wait_for(b, 20000, NULL);
 		cr_assert_eq(r, 0, "the job: %s: %s", br_strerror(r),
 			     br_future_message(b));
@@ -881,11 +903,8 @@ Test(faults, a_job_held_by_a_worker_that_cannot_be_watched_goes_round,
 		runs = stat(path, &st) == 0 ? (int)st.st_size : 0;
 		clear_point("braid/child/pidfd");
 	}
-	clear_point("braid/pool/register_late");
-	unlink(path);
+	late_pool_free(rt, pool, path);
 	cr_assert_eq(runs, 2, "the unwatched worker never took the job");
-	br_pool_free(pool);
-	br_runtime_free(rt);
 }
 
 /* A failed poll(2) in a pool task's wait on the loop without io_uring
