@@ -1164,8 +1164,11 @@ static void far_read_in_task(br_runtime *rt, struct far_read *r, int wfd,
 {
 	br_future *f = br_spawn(rt, far_read, r);
 
-	while (!atomic_load(&r->tid))
+	/* A task that cannot be made (a fault) never starts. */
+	while (!atomic_load(&r->tid) && br_future_state(f) == BR_PENDING)
 		br_sleep_ms(1);
+	cr_assert(atomic_load(&r->tid), "the task never started: %s",
+		  br_future_message(f));
 	br_sleep_ms(50);
 	cr_assert_eq(atomic_load(&r->done), 0,
 		     "the read ended at once: %zd (flags %u)", r->ret, flags);
