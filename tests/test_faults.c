@@ -227,6 +227,7 @@ static __attribute__((noreturn)) void answer_lost_child(const char *point)
  * zygote cannot say hello (promoted_hello_child). */
 #define PROMOTED_CHILD_ENV "T_FAULTS_PROMOTED_HELLO"
 
+#ifdef BR_FAULTS
 /* Where promoted_hello_child notes its first zygote's pid. */
 static char first_zygote_path[64];
 
@@ -249,6 +250,7 @@ static int fail_if_promoted(const char *name, int *failnum, void **failinfo,
 	close(fd);
 	return n > 0 && atoi(buf) != (int)getpid();
 }
+#endif
 
 /*
  * In a fresh process of one thread: a runtime forks the zygote, which is
