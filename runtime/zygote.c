@@ -248,16 +248,17 @@ static void forget_program_state(void)
 __attribute__((noreturn)) static void serve(pid_t parent);
 
 /*
- * Clone this zygote as a child of the program (CLONE_PARENT) that is
- * named name from its first instant: a worker is never seen as a
- * zygote, so that the program can tell its stray spares apart from
- * workers that have not run yet (reap_strays). Returns as clone.
+ * Clone this zygote as its spare, a child of the program (CLONE_PARENT)
+ * named braid-spare from its first instant: a spare killed before it
+ * ran is still told apart from the zygote and its workers (reap_strays).
+ * The zygote wears the name only for the clone, while the program waits
+ * for its hello. Returns as clone.
  */
-static long clone_named(const char *name)
+static long clone_spare(void)
 {
 	long pid;
 
-	prctl(PR_SET_NAME, name);
+	prctl(PR_SET_NAME, "braid-spare");
 	pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
 	if (pid != 0) {
 		int e = errno;
@@ -313,9 +314,8 @@ static void make_spare(pid_t parent)
 			_exit(1);
 		return;
 	}
-	pid = BR__FAULT_ERRNO("braid/zygote/spare", EAGAIN) ?
-		      -1 :
-		      clone_named("braid-spare");
+	pid = BR__FAULT_ERRNO("braid/zygote/spare", EAGAIN) ? -1 :
+							      clone_spare();
 	if (pid == 0) {
 		close(sp[0]);
 		spare_main(sp[1], parent);
@@ -349,7 +349,8 @@ __attribute__((noreturn)) static void serve(pid_t parent)
 			continue;
 		pid = BR__FAULT_ERRNO("braid/zygote/worker", EAGAIN) ?
 			      -1 :
-			      clone_named("braid-pool");
+			      syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0,
+				      0, 0);
 		if (pid == 0) {
 			close(ZFD);
 			br__pool_worker_main(fds[0], fds[1], rq.idx, rq.gen);
@@ -404,8 +405,8 @@ __attribute__((noreturn)) static void zygote_main(int sock, pid_t parent)
  * ours whose pid we never learnt. Reap every child named name, or named
  * as a zygote or a spare when name is NULL: at start() no other can
  * exist, as no zygote, and so no pool, is left; when a promotion failed,
- * no spare but strays is left (workers are named braid-pool from their
- * first instant: clone_named).
+ * no spare but strays is left, and a spare bears its name from its
+ * first instant (clone_spare), while a worker never does.
  */
 static void reap(pid_t pid);
 
