@@ -132,6 +132,21 @@ static pid_t adopt(struct br_pool *p, unsigned w)
 	return BR__PW_OWNER_PID(o); /* it came at the last moment */
 }
 
+/* The job in ring slot i if worker w claims it there, else NULL (and
+ * the slot's state in *st). Caller holds p->lock. */
+static struct pjob *held_job(struct br_pool *p, unsigned w, uint64_t i,
+			     uint64_t *st)
+{
+	struct br__pool_slot *sl = br__pool_slot(p->shm, i);
+	struct pjob *j;
+
+	*st = atomic_load_explicit(&sl->state, memory_order_acquire);
+	if (BR__JS_TAG(*st) != BR__JS_CLAIMED || BR__JS_OWNER(*st) != w)
+		return NULL;
+	j = br__pool_tab_find(p, sl->id);
+	return j && j->where == W_RING && j->pos == BR__JS_POS(*st) ? j : NULL;
+}
+
 /* Settle the job a dead worker w held, if any: br__pool_drain what it
  * finished, then look for the slot it still claims. */
 static void settle_dead(struct br_pool *p, unsigned w, const char *why)
@@ -150,15 +165,17 @@ static void settle_dead(struct br_pool *p, unsigned w, const char *why)
 		if (BR__JS_TAG(st) != BR__JS_CLAIMED || BR__JS_OWNER(st) != w)
 			continue;
 		pthread_mutex_lock(&p->lock);
-		j = br__pool_tab_find(p, sl->id);
-		if (j && j->where == W_RING && j->pos == BR__JS_POS(st)) {
-			kill = pw->kill_id == j->id ? pw->kill : KILL_NONE;
+		j = held_job(p, w, i, &st);
+		if (j) {
+			/* Why it was killed, as far as this job goes. */
 			if (j->cancel)
 				kill = KILL_CANCEL;
+			else if (pw->kill_id == j->id &&
+				 pw->kill != KILL_UNWATCHED)
+				kill = pw->kill;
 			/* Killed for a job it had finished, or for nothing
 			 * it ran: this one goes round again. */
-			if (pw->kill == KILL_NONE ||
-			    (kill != KILL_NONE && kill != KILL_UNWATCHED) ||
+			if (pw->kill == KILL_NONE || kill != KILL_NONE ||
 			    p->closing || br__pool_requeue(p, j, sl) < 0)
 				mine = br__pool_claim_job(p, j);
 		}
@@ -202,15 +219,10 @@ static void kill_for_held_cancel(struct br_pool *p, unsigned w)
 	struct pworker *pw = &p->w[w];
 
 	for (uint64_t i = 0; i < BR__POOL_JOBS; i++) {
-		uint64_t st = atomic_load_explicit(
-			&br__pool_slot(p->shm, i)->state, memory_order_acquire);
-		struct pjob *j;
+		uint64_t st;
+		struct pjob *j = held_job(p, w, i, &st);
 
-		if (BR__JS_TAG(st) != BR__JS_CLAIMED || BR__JS_OWNER(st) != w)
-			continue;
-		j = br__pool_tab_find(p, br__pool_slot(p->shm, i)->id);
-		if (j && j->cancel && j->where == W_RING &&
-		    j->pos == BR__JS_POS(st)) {
+		if (j && j->cancel) {
 			pw->kill = KILL_CANCEL;
 			pw->kill_id = j->id;
 			br__pool_kill_worker(pw->pid, pw->pidfd);
