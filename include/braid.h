@@ -238,12 +238,13 @@ BR_API void br_ticker_free(br_ticker *t);
  * run on the blocking pool for their caller (br_getaddrinfo, br_listdir,
  * the file calls where the ring lacks them: such a call finishes on its
  * own and its result is dropped). A pool job's or a subprocess's future
- * awaited so is cancelled: the job's worker or the child is killed. A wait that can complete at once still does, even
- * past the deadline (a free mutex is taken, bytes already there are
- * read), and a result that races the deadline is never dropped. A
- * cancelled task still sees -ECANCELED: a cancellation is the more
- * precise answer. Once the deadline has passed, every later wait in the
- * scope ends at once: leave the scope to wait again.
+ * awaited so is cancelled: the job's worker or the child is killed. A
+ * wait that can complete at once still does, even past the deadline (a
+ * free mutex is taken, bytes already there are read), and a result that
+ * races the deadline is never dropped. A cancelled task still sees
+ * -ECANCELED: a cancellation is the more precise answer. Once the
+ * deadline has passed, every later wait in the scope ends at once: leave
+ * the scope to wait again.
  *
  * Scopes nest: the nearest deadline of the scopes the caller is inside
  * applies, and leaving one restores what applied before it was entered.
@@ -1229,9 +1230,9 @@ BR_API int br_tcp_listen(const char *host, uint16_t port, int backlog);
  * resolved on the runtime's blocking pool while the calling task waits
  * (a numeric host with a numeric service, or none, needs no resolver and
  * is answered at once, even in a loop callback; a name there gets
- * BR_ENOTTASK); from a plain thread it is the plain call. hints may be NULL (any family,
- * AI_ADDRCONFIG). Stores the list in *res, to free with freeaddrinfo(3),
- * and returns 0; or -EINVAL (res NULL, or host and service both NULL),
+ * BR_ENOTTASK); from a plain thread it is the plain call. hints may be
+ * NULL (any family, AI_ADDRCONFIG). Stores the list in *res, to free
+ * with freeaddrinfo(3), and returns 0; or -EINVAL (res NULL, or host and service both NULL),
  * -ENOENT (no such name or service), -EAGAIN (try again later), -ENOMEM,
  * -EAFNOSUPPORT, -ECANCELED (the task was cancelled: the lookup finishes
  * on its own and is dropped), -ETIMEDOUT (its deadline scope passed;

@@ -34,6 +34,12 @@
  *   waits for running calls (which cannot be interrupted) and joins the
  *   threads. Workers never wait for the pool.
  *
+ *   br__offload is how braid's own calls that may block (file-system
+ *   calls without a ring, name lookups) run here for a task that may stop
+ *   waiting: the record is shared by the task and the call with a count
+ *   of two, awaited through a shield so that the call is never cancelled
+ *   under its thread, and the last of the two frees it.
+ *
  * No lost wake-ups
  *   A searcher decides to idle under the lock, after finding the queue
  *   empty. A submitter that found the queue empty (its exchange returned
@@ -701,4 +707,59 @@ void br__blocking_free(struct br__blocking *p)
 		free(t);
 	}
 	free(p);
+}
+
+/* ---- calls a task may stop waiting for ---- */
+
+int br__offload_where(void)
+{
+	if (br__task_current())
+		return 1;
+	return br__worker_current() ? BR_ENOTTASK : 0;
+}
+
+void br__offload_put(struct br__offload *c)
+{
+	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+		c->drop(c);
+}
+
+static void *offload_run(void *arg)
+{
+	struct br__offload *c = arg;
+
+	c->run(c);
+	br__offload_put(c);
+	return NULL;
+}
+
+/* The call's reference, when it never ran (the pool refused it, or the
+ * runtime cancelled it while it was queued). */
+static void offload_unrun(br_future *f, void *arg)
+{
+	if (br_future_state(f) != BR_DONE)
+		br__offload_put(arg);
+}
+
+int br__offload(struct br__offload *c)
+{
+	br_future *f;
+	int r;
+
+	atomic_init(&c->refs, 2);
+	f = br_spawn_blocking(br_current_runtime(), offload_run, c);
+	/* Out of memory for the callback: settle it now if the call is
+	 * over; else the record is left to leak rather than risk a double
+	 * drop. */
+	if (br_future_on_done(f, offload_unrun, c) < 0 &&
+	    br_future_state(f) != BR_PENDING)
+		offload_unrun(f, c);
+	/* Through a shield: the task stops waiting, but the call is not
+	 * cancelled with it. Had it been, its future would end CANCELLED
+	 * while run() still ran, and offload_unrun and offload_run would
+	 * both drop the call's reference. Cancelled, it completes only if
+	 * it never ran (the runtime closed while it was queued). */
+	r = br__await_shielded(f);
+	br_future_release(f);
+	return r;
 }

@@ -59,6 +59,10 @@
  *   block) and wait only when it says EAGAIN (br__io_ready). Calls with
  *   no readiness notion run as plain syscalls.
  *
+ *   A plain thread makes the syscall itself; with a deadline, it first
+ *   poll()s for readiness until then, a day at most per poll() (which
+ *   takes an int of ms) so that a deadline months away is still kept.
+ *
  * Invariants
  *   - An operation's br__io stays valid until done is set: its task is
  *     suspended in br__io_wait() the whole time.
@@ -69,10 +73,11 @@
  *   - The fallback poll list: the owner only.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "clock.h"
 #include "fiber.h"
@@ -119,8 +124,6 @@ int br__io_ready(struct br__io *io, short events)
 		t->cancel_seen = 1;
 		return -ECANCELED;
 	}
-	if (io->deadline >= 0 && br_now_ns() >= io->deadline)
-		return -ETIMEDOUT;
 	io->events = events;
 	return wait_ready(io, t);
 }
@@ -131,10 +134,13 @@ static int wait_ready(struct br__io *io, struct br__task *t)
 	struct pollfd p = { .fd = io->fd, .events = io->events };
 	struct br__timer *tm = NULL;
 	uint64_t seq;
-	int err = 0;
+	int err = 0, n;
 
-	/* Ready already (or a bad fd, which the syscall will report). */
-	if (poll(&p, 1, 0) != 0)
+	/* Ready already (or a bad fd, which the syscall will report). A
+	 * look that failed (an interruption) is no answer: the loop's own
+	 * poll tells. */
+	n = poll(&p, 1, 0);
+	if (n > 0 || (n < 0 && errno != EINTR))
 		return BR__IO_SYS;
 	io->w = w;
 	io->fiber = br__worker_fiber(w);
@@ -225,6 +231,40 @@ void br__io_poll_fallback(struct br__worker *w, int64_t timeout_ns, int wake)
 	}
 }
 
+/* ---- plain threads ---- */
+
+/*
+ * The longest poll() of a plain thread, a day. poll() takes an int of
+ * milliseconds, about 24.8 days at most, and a deadline may be up to a
+ * century away (clock.h): a longer wait is made of polls of at most
+ * this long, each followed by a look at the clock, so that it never
+ * passes poll() -1 (forever) or a wrapped count for a finite deadline.
+ */
+#define POLL_SLICE_MS (24 * 60 * 60 * 1000)
+
+/* Wait until fd is ready for events or the deadline dl (>= 0) passes.
+ * poll()'s count: 1 ready, 0 once dl has passed; or -errno. */
+static int poll_until(int fd, short events, int64_t dl)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int64_t left;
+	int ms, n;
+
+	do {
+		left = dl - br_now_ns();
+		if (left <= 0)
+			ms = 0;
+		else if (left >= POLL_SLICE_MS * BR__NS_PER_MS)
+			ms = POLL_SLICE_MS;
+		else
+			ms = (int)((left + BR__NS_PER_MS - 1) / BR__NS_PER_MS);
+		n = poll(&p, 1, ms);
+		if (n < 0)
+			return -errno;
+	} while (n == 0 && left > 0);
+	return n;
+}
+
 /* ---- the ring ---- */
 
 static int start(struct br__io *io, int fd, short events, int64_t timeout_ms,
@@ -233,13 +273,10 @@ static int start(struct br__io *io, int fd, short events, int64_t timeout_ms,
 	struct br__task *t = br__task_current();
 	struct br__worker *w;
 	struct io_uring *ring;
-	int try_first = events & BR__IO_TRY;
-
-	events &= (short)~BR__IO_TRY;
-	io->dontwait = 0;
+	io->task = t;
 	io->nocancel = (uint8_t)nocancel;
 	if (!t) {
-		int64_t dl, left;
+		int64_t dl;
 
 		if (br__worker_current())
 			return BR_ENOTTASK; /* a loop callback */
@@ -248,18 +285,12 @@ static int start(struct br__io *io, int fd, short events, int64_t timeout_ms,
 		dl = br__deadline_min(br__deadline_ms(timeout_ms),
 				      br__thread_dl.deadline);
 		if (dl >= 0 && events) {
-			struct pollfd p = { .fd = fd, .events = events };
-			int n;
+			int n = poll_until(fd, events, dl);
 
-			left = dl - br_now_ns();
-			left = left <= 0 ? 0 :
-					   (left + BR__NS_PER_MS - 1) /
-						   BR__NS_PER_MS;
-			n = poll(&p, 1, left > INT32_MAX ? -1 : (int)left);
 			if (n == 0)
 				return -ETIMEDOUT;
 			if (n < 0)
-				return -errno;
+				return n;
 		}
 		return BR__IO_SYS;
 	}
@@ -280,14 +311,8 @@ static int start(struct br__io *io, int fd, short events, int64_t timeout_ms,
 	io->fd = fd;
 	io->events = events;
 	w = br__worker_current();
-	if (!w->ring.on) {
-		io->dontwait = MSG_DONTWAIT;
-		/* poll() ignores negative fds; the syscall reports EBADF.
-		 * BR__IO_TRY: the caller tries first and waits with
-		 * br__io_ready() only if it must. */
-		return events && fd >= 0 && !try_first ? wait_ready(io, t) :
-							 BR__IO_SYS;
-	}
+	if (!w->ring.on)
+		return BR__IO_SYS; /* the caller tries, then br__io_ready() */
 	ring = &w->ring.ring;
 	/* Room for the operation and its linked timeout in one batch: a
 	 * link must not be split across submissions. */
@@ -297,7 +322,6 @@ static int start(struct br__io *io, int fd, short events, int64_t timeout_ms,
 	if (!io->sqe)
 		return -EBUSY; /* not reached: entries >= 2 after a flush */
 	io->w = w;
-	io->task = t;
 	io->fiber = br__worker_fiber(w);
 	io->done = 0;
 	io->cancel_sent = 0;
@@ -398,4 +422,22 @@ void br__io_complete(struct br__io *io, int res, uint32_t flags)
 	br__stat_add(&io->w->obs, BR__ST_IO_COMPLETED, 1);
 	io->done = 1; /* from here io may be gone once f runs */
 	br__fiber_wake(f, seq);
+}
+
+/* ---- descriptors for streams ---- */
+
+int br__fd_stream(int fd, int write)
+{
+	struct stat st;
+	int fl;
+
+	if (fd < 0)
+		return -EBADF;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fstat(fd, &st) < 0)
+		return -errno;
+	if ((fl & O_ACCMODE) == (write ? O_RDONLY : O_WRONLY) ||
+	    S_ISDIR(st.st_mode))
+		return -EBADF;
+	return S_ISSOCK(st.st_mode);
 }

@@ -39,9 +39,6 @@ struct br__io {
 	uint8_t done;	     /* final completion reaped; owner thread only */
 	uint8_t cancel_sent; /* ASYNC_CANCEL submitted; owner thread only */
 	uint8_t nocancel;    /* a release (close): never cancelled */
-	/* BR__IO_SYS from a task without a ring: MSG_DONTWAIT, and -EAGAIN
-	 * means wait again; else 0. */
-	int dontwait;
 	struct br__io *poll_next; /* the owner's fallback poll list */
 };
 
@@ -50,21 +47,30 @@ struct br__io {
  * (POLLIN/POLLOUT; 0 for calls without one) with a timeout in ms (< 0:
  * the task's default). Returns BR__IO_RING with io->sqe ready to prepare
  * (it carries user_data already), BR__IO_SYS when the caller should make
- * the plain syscall now, or a negative error (-ETIMEDOUT, -ECANCELED,
- * BR_ENOTTASK) that the call returns as is. Context: any thread.
+ * the syscall now, or a negative error (-ETIMEDOUT, -ECANCELED,
+ * BR_ENOTTASK) that the call returns as is. A plain thread with a
+ * deadline has waited for the readiness events by then. A task on a
+ * worker without a ring has not (br__io_nowait()). Context: any thread.
  */
 int br__io_start(struct br__io *io, int fd, short events, int64_t timeout_ms);
 
-/* In br__io_start()'s events: on a worker without a ring, return
- * BR__IO_SYS at once, without waiting for readiness; the caller tries
- * its call and waits with br__io_ready() on EAGAIN. */
-#define BR__IO_TRY ((short)0x4000)
+/*
+ * br__io_nowait - after br__io_start() gave BR__IO_SYS: 1 for a task on
+ * a worker without a ring, whose call must not block the worker (make it
+ * non-blocking, and on EAGAIN wait with br__io_ready()); 0 for a plain
+ * thread, which makes the plain blocking call.
+ */
+static inline int br__io_nowait(const struct br__io *io)
+{
+	return io->task != NULL;
+}
 
 /*
  * br__io_ready - on a worker without a ring, after br__io_start() gave
  * BR__IO_SYS: wait on the loop until the fd is ready for events (POLLIN,
- * POLLOUT), within the call's deadline. Returns BR__IO_SYS, -ETIMEDOUT or
- * -ECANCELED. Context: the task that called br__io_start().
+ * POLLOUT), within the call's deadline; an fd ready already is ready
+ * even past it. Returns BR__IO_SYS, -ETIMEDOUT or -ECANCELED.
+ * Context: the task that called br__io_start().
  */
 int br__io_ready(struct br__io *io, short events);
 
@@ -83,6 +89,16 @@ int br__io_start_release(struct br__io *io, int fd);
  * reports it. Context: the task that called br__io_start().
  */
 int br__io_wait(struct br__io *io);
+
+/*
+ * br__fd_stream - whether fd can carry a stream in the direction asked
+ * (writing when write, else reading), as br_reader_new() and
+ * br_writer_new() ask the kernel: 1 for a socket, 0 for anything else
+ * open that way; -EBADF for a negative fd, one open only the other way
+ * or a directory (nothing could ever go through it), or -errno.
+ * Context: any thread.
+ */
+int br__fd_stream(int fd, int write);
 
 /* A plain syscall's return in braid's convention: the count, or -errno
  * read after the call (a function argument would be read in any order). */

@@ -13,8 +13,9 @@
  *
  *   What io_uring has (IORING_OP_UNLINKAT and RENAMEAT since Linux 5.11,
  *   MKDIRAT since 5.15) goes through the worker's ring like any other
- *   operation (io.c). A kernel that lacks one answers -EINVAL once: the
- *   process remembers, and such calls then run on the runtime's blocking
+ *   operation (io.c), and its -EINVAL is the call's answer: which of
+ *   them the kernel has is known from the ring's probe at set-up
+ *   (ring.c, br__ring.ops). One it lacks runs on the runtime's blocking
  *   pool, as a listing always does (io_uring has no getdents). So does
  *   every one of them in a task on a worker without a ring: a file-system
  *   call may block for as long as the disk takes, and a loop must not.
@@ -24,15 +25,14 @@
  *   br_write: a task suspends for each.
  *
  * Concurrency
- *   Each call touches its arguments and its own records; the "kernel
- *   lacks it" flags are relaxed atomics (a second caller at worst tries
- *   the ring once more).
+ *   Each call touches its arguments and its own records, and reads its
+ *   worker's probed opcodes, which are written before the worker runs
+ *   any task.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +40,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "blocking.h"
 #include "braid.h"
-#include "future.h"
 #include "io.h"
 #include "task.h"
 #include "worker.h"
@@ -52,6 +52,7 @@
 
 /* A call; a blocking-pool thread makes a copy of it for a task. */
 struct fs_call {
+	struct br__offload oc; /* the copy's */
 	int op;
 	int dirfd, dirfd2, flags; /* FS_FSYNC: dirfd is the file */
 	const char *path, *path2;
@@ -61,7 +62,6 @@ struct fs_call {
 	struct statx stx;  /* FS_STATX: the copy's result */
 	char **names;	   /* FS_LIST: the result */
 	long ret;	   /* FS_OPEN: an fd nobody took is closed */
-	_Atomic int refs;  /* a copy on the pool: the task's and the call's */
 };
 
 /* The first three have ring opcodes that older kernels refuse. */
@@ -75,8 +75,12 @@ enum {
 	FS_STATX
 };
 
-/* The kernel refused the operation's opcode (too old): by op. */
-static _Atomic int no_ring_op[FS_LIST];
+/* The ring opcode of each of the first three, as a bit of br__ring.ops. */
+static const unsigned ring_op[FS_LIST] = {
+	[FS_UNLINK] = BR__OP_UNLINKAT,
+	[FS_RENAME] = BR__OP_RENAMEAT,
+	[FS_MKDIR] = BR__OP_MKDIRAT,
+};
 
 static int by_name(const void *a, const void *b)
 {
@@ -151,55 +155,42 @@ static long fs_sys(struct fs_call *c)
 	}
 }
 
-/* Drop a reference to the pool's copy c; the last frees it, and what
- * nobody took: a listing, an opened fd. */
-static void call_put(struct fs_call *c)
+static void fs_run(struct br__offload *o)
 {
-	if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
-		return;
+	struct fs_call *c = (struct fs_call *)o;
+
+	c->ret = fs_sys(c);
+}
+
+/* The copy, once the task and the call are done with it, and what
+ * nobody took: a listing, an opened fd. */
+static void fs_drop(struct br__offload *o)
+{
+	struct fs_call *c = (struct fs_call *)o;
+
 	if (c->op == FS_OPEN && c->ret >= 0)
 		close((int)c->ret);
 	free(c->names);
 	free(c);
 }
 
-static void *fs_thread(void *arg)
-{
-	struct fs_call *c = arg;
-
-	c->ret = fs_sys(c);
-	call_put(c);
-	return NULL;
-}
-
-/* The call's reference, when it never ran (the pool refused it, or the
- * runtime cancelled it while queued). */
-static void fs_unrun(br_future *f, void *arg)
-{
-	if (br_future_state(f) != BR_DONE)
-		call_put(arg);
-}
-
 /*
  * On the blocking pool from a task, at once from a plain thread, and
- * BR_ENOTTASK from a loop callback (which must not stall its loop). The
- * pool runs a copy, paths and results included, that it shares with the
- * task: a task cancelled, or past its deadline scope, stops waiting, and
- * the call, which cannot be stopped, finishes on its own and frees what
- * it made (closes the fd an open made).
+ * BR_ENOTTASK from a loop callback (br__offload_where). The pool runs a
+ * copy, paths and results included: a task cancelled, or past its
+ * deadline scope, stops waiting, and the call, which cannot be stopped,
+ * finishes on its own and frees what it made (closes the fd an open
+ * made).
  */
 static long fs_off_loop(struct fs_call *c)
 {
+	int where = br__offload_where();
 	size_t l1, l2;
 	struct fs_call *h;
-	br_future *f;
 	long r;
 
-	if (!br__task_current()) {
-		if (br__worker_current())
-			return BR_ENOTTASK; /* a loop callback */
-		return fs_sys(c);
-	}
+	if (where <= 0)
+		return where < 0 ? where : fs_sys(c);
 	l1 = c->path ? strlen(c->path) + 1 : 0;
 	l2 = c->path2 ? strlen(c->path2) + 1 : 0;
 	h = malloc(sizeof(*h) + l1 + l2);
@@ -210,19 +201,12 @@ static long fs_off_loop(struct fs_call *c)
 		h->path = memcpy((char *)(h + 1), c->path, l1);
 	if (l2)
 		h->path2 = memcpy((char *)(h + 1) + l1, c->path2, l2);
+	h->oc.run = fs_run;
+	h->oc.drop = fs_drop;
 	h->names = NULL;
 	h->out = &h->stx;
 	h->ret = -EINTR;
-	atomic_init(&h->refs, 2);
-	f = br_spawn_blocking(br_current_runtime(), fs_thread, h);
-	/* Out of memory for the callback: settle it now if the call is
-	 * over; else the copy is left to leak rather than risk a double
-	 * free. */
-	if (br_future_on_done(f, fs_unrun, h) < 0 &&
-	    br_future_state(f) != BR_PENDING)
-		fs_unrun(f, h);
-	r = br__await_shielded(f); /* as net.c's lookup, and for its reason */
-	br_future_release(f);
+	r = br__offload(&h->oc);
 	if (r == 0) {
 		r = h->ret;
 		c->names = h->names;
@@ -231,7 +215,7 @@ static long fs_off_loop(struct fs_call *c)
 			*c->out = h->stx;
 		h->ret = -EBADF; /* taken */
 	}
-	call_put(h);
+	br__offload_put(&h->oc);
 	return r;
 }
 
@@ -289,7 +273,7 @@ int br_openat(int dirfd, const char *path, int flags, mode_t mode)
 	}
 	if (m != BR__IO_SYS)
 		return m;
-	if (io.dontwait)
+	if (br__io_nowait(&io))
 		return openat_nowait(dirfd, path, flags, mode);
 	return (int)BR__SYS(openat(dirfd, path, flags, mode));
 }
@@ -311,7 +295,7 @@ int br_fsync(int fd, int datasync)
 	}
 	if (m != BR__IO_SYS)
 		return m;
-	if (io.dontwait)
+	if (br__io_nowait(&io))
 		return (int)fs_off_loop(&c);
 	return (int)BR__SYS(datasync ? fdatasync(fd) : fsync(fd));
 }
@@ -337,24 +321,26 @@ int br_statx(int dirfd, const char *path, int flags, unsigned mask,
 	}
 	if (m != BR__IO_SYS)
 		return m;
-	if (io.dontwait)
+	if (br__io_nowait(&io))
 		return (int)fs_off_loop(&c);
 	return (int)BR__SYS(statx(dirfd, path, flags, mask, out));
 }
 
+/* Through the ring when the calling task's worker has one whose kernel
+ * has op's opcode; else on the blocking pool (or the plain call from a
+ * plain thread, BR_ENOTTASK from a loop callback: fs_off_loop). */
 static long fs_call(struct fs_call *c)
 {
+	struct br__worker *w = br__worker_current();
 	struct br__io io;
 	int m;
 
-	if (c->op == FS_LIST ||
-	    atomic_load_explicit(&no_ring_op[c->op], memory_order_relaxed))
+	if (c->op == FS_LIST || !br__task_current() || !w->ring.on ||
+	    !(w->ring.ops & ring_op[c->op]))
 		return fs_off_loop(c);
 	m = br__io_start(&io, -1, 0, -1);
-	if (m == BR__IO_SYS)
-		return fs_off_loop(c);
 	if (m != BR__IO_RING)
-		return m;
+		return m; /* -ECANCELED, -ETIMEDOUT */
 	if (c->op == FS_UNLINK)
 		io_uring_prep_unlinkat(io.sqe, c->dirfd, c->path, c->flags);
 	else if (c->op == FS_RENAME)
@@ -362,16 +348,7 @@ static long fs_call(struct fs_call *c)
 				       c->path2, 0);
 	else
 		io_uring_prep_mkdirat(io.sqe, c->dirfd, c->path, c->mode);
-	m = br__io_wait(&io);
-	if (m != -EINVAL)
-		return m;
-	/* Not this kernel's opcode, or a real EINVAL: the system call
-	 * tells which, and answers either way. */
-	m = (int)fs_off_loop(c);
-	if (m != -EINVAL)
-		atomic_store_explicit(&no_ring_op[c->op], 1,
-				      memory_order_relaxed);
-	return m;
+	return br__io_wait(&io);
 }
 
 int br_unlinkat(int dirfd, const char *path, int flags)

@@ -29,15 +29,14 @@
  *     a read the page cache cannot serve at once (RWF_NOWAIT's EAGAIN),
  *     or any transfer where RWF_NOWAIT is refused, goes to the blocking
  *     pool, as io_uring punts it to its own workers.
- * openat, statx and fsync
- * are in io_fs.c. A call on the blocking pool is
- * awaited without cancellation, since its buffers are the caller's; it
- * is short (readiness came first) or a file system's.
- * That is what libuv does for files (its thread pool) and roughly what Go
- * does for fds it did not open non-blocking (a thread blocks, and the
- * scheduler carries on elsewhere). accept() and connect() have no
- * per-call form: on a blocking socket, O_NONBLOCK is set around the one
- * call, under a lock, and restored.
+ * A call on the blocking pool is awaited without cancellation, since its
+ * buffers are the caller's; it is short (readiness came first) or a file
+ * system's. That is what libuv does for files (its thread pool) and
+ * roughly what Go does for fds it did not open non-blocking (a thread
+ * blocks, and the scheduler carries on elsewhere). accept() and connect()
+ * have no per-call form: on a blocking socket, O_NONBLOCK is set around
+ * the one call, under a lock, and restored. openat, statx and fsync are
+ * in io_fs.c.
  *
  * Every call that takes a descriptor refuses a negative one first
  * (-EBADF at once): poll() skips negative fds, so a plain thread with a
@@ -257,7 +256,7 @@ static ssize_t write_ready_on_pool(int op, int fd, void *addr, size_t len)
 
 /*
  * transfer_nowait - op on a loop without a ring (header). io came from
- * br__io_start(..., BR__IO_TRY); flags are the caller's MSG_* flags for
+ * br__io_start(), which has not waited; flags are the caller's MSG_* flags for
  * socket ops, with MSG_NOSIGNAL added for sends.
  */
 static ssize_t transfer_nowait(struct br__io *io, int op, int fd, void *addr,
@@ -358,7 +357,7 @@ static ssize_t transfer(int op, int fd, void *addr, size_t len, int64_t off,
 	if (op == IORING_OP_SEND || op == IORING_OP_SENDMSG)
 		flags |= MSG_NOSIGNAL;
 	for (;;) {
-		m = br__io_start(&io, fd, direction(op) | BR__IO_TRY, tmo);
+		m = br__io_start(&io, fd, direction(op), tmo);
 		if (m == BR__IO_RING) {
 			first = op == IORING_OP_RECV &&
 				io.task->last_send_fd == fd &&
@@ -387,7 +386,7 @@ static ssize_t transfer(int op, int fd, void *addr, size_t len, int64_t off,
 		}
 		if (m != BR__IO_SYS)
 			return m;
-		if (io.dontwait && fd >= 0)
+		if (br__io_nowait(&io))
 			return transfer_nowait(&io, op, fd, addr, len, off,
 					       flags);
 		return BR__SYS(sys_transfer(op, fd, addr, len, off, flags));
@@ -576,14 +575,14 @@ static int do_accept(int fd, struct sockaddr *addr, socklen_t *addrlen,
 	if (addr && !addrlen)
 		return -EFAULT;
 	flags |= SOCK_CLOEXEC;
-	m = br__io_start(&io, fd, POLLIN | BR__IO_TRY, tmo);
+	m = br__io_start(&io, fd, POLLIN, tmo);
 	if (m == BR__IO_RING) {
 		io_uring_prep_accept(io.sqe, fd, addr, addrlen, flags);
 		return br__io_wait(&io);
 	}
 	if (m != BR__IO_SYS)
 		return m;
-	if (!io.dontwait || fd < 0)
+	if (!br__io_nowait(&io))
 		return (int)BR__SYS(accept4(fd, addr, addrlen, flags));
 	/* Another task may take the connection that made the listener
 	 * readable: try, and wait again on EAGAIN. */
@@ -625,7 +624,7 @@ static int do_connect(int fd, const struct sockaddr *addr, socklen_t len,
 	}
 	if (m != BR__IO_SYS)
 		return m;
-	if (io.dontwait && fd >= 0) {
+	if (br__io_nowait(&io)) {
 		/* Without a ring: start it non-blocking, then wait for
 		 * writability and read the outcome. A Unix socket whose
 		 * listener's backlog is full says EAGAIN where a blocking
@@ -718,7 +717,7 @@ ssize_t br_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out,
 	if (fd_in < 0 || fd_out < 0)
 		return -EBADF;
 	len = clamp_len(len);
-	m = br__io_start(&io, fd_in, POLLIN | BR__IO_TRY, NONE);
+	m = br__io_start(&io, fd_in, POLLIN, NONE);
 	if (m == BR__IO_RING) {
 		io_uring_prep_splice(io.sqe, fd_in, off_in, fd_out, off_out,
 				     (unsigned)len, flags);
@@ -726,7 +725,7 @@ ssize_t br_splice(int fd_in, int64_t off_in, int fd_out, int64_t off_out,
 	}
 	if (m != BR__IO_SYS)
 		return m;
-	if (!io.dontwait || fd_in < 0 || fd_out < 0)
+	if (!br__io_nowait(&io))
 		return BR__SYS(splice(fd_in, off_in < 0 ? NULL : &oi, fd_out,
 				      off_out < 0 ? NULL : &oo, len, flags));
 	/* Without a ring: the pipe side(s) non-blocking for this call;
@@ -762,8 +761,21 @@ static int do_poll(int fd, short events, int64_t tmo)
 	}
 	if (m != BR__IO_SYS)
 		return m;
-	/* The task waited for readiness already; a plain thread blocks. */
-	m = poll(&p, 1, io.dontwait ? 0 : -1);
+	/* A task waits on its loop, then asks what is ready, and waits
+	 * again if the answer is nothing (its look failed, or what woke it
+	 * is gone): br_poll() never returns 0. A plain thread blocks in
+	 * poll() (within its deadline, it has waited in br__io_start()
+	 * already). */
+	if (br__io_nowait(&io)) {
+		do {
+			m = br__io_ready(&io, events);
+			if (m != BR__IO_SYS)
+				return m;
+			m = poll(&p, 1, 0);
+		} while (m == 0 || (m < 0 && errno == EINTR));
+	} else {
+		m = poll(&p, 1, -1);
+	}
 	if (m < 0)
 		return -errno;
 	if (p.revents & POLLNVAL)

@@ -8,23 +8,22 @@
  *   with AI_NUMERICHOST | AI_NUMERICSERV never blocks). A host or
  *   service name needs a resolver that may block for seconds, which must
  *   never happen on a loop: a task runs the lookup on the runtime's
- *   blocking pool and awaits it; a plain thread just calls getaddrinfo;
- *   a loop callback, which cannot wait, gets BR_ENOTTASK. If the task stops waiting (cancelled), the
+ *   blocking pool and awaits it (br__offload); a plain thread just calls
+ *   getaddrinfo; a loop callback, which cannot wait, gets BR_ENOTTASK. If
+ *   the task stops waiting (cancelled, or past its deadline scope), the
  *   lookup finishes on its pool thread and whoever of the two is last
- *   frees it (a reference count of two).
+ *   frees it.
  *
  *   Every socket is made close-on-exec. Connecting goes through br_connect,
  *   so it suspends a task and honours its br_io_timeout.
  *
  * Concurrency: a lookup record is shared by the task and the pool
- * thread through its atomic count and the call's future; nothing else is
- * shared.
+ * thread (br__offload); nothing else is shared.
  */
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,14 +32,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "blocking.h"
 #include "braid.h"
-#include "future.h"
 #include "internal.h"
-#include "task.h"
-#include "worker.h"
 
 struct lookup {
-	_Atomic int refs;
+	struct br__offload oc;
 	char *host;
 	char *service;
 	struct addrinfo hints;
@@ -48,32 +45,23 @@ struct lookup {
 	int err; /* getaddrinfo's EAI_* */
 };
 
-static void lookup_put(struct lookup *l)
+static void lookup_run(struct br__offload *o)
 {
-	if (atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) != 1)
-		return;
+	struct lookup *l = (struct lookup *)o;
+
+	l->err = getaddrinfo(l->host, l->service, &l->hints, &l->res);
+}
+
+/* The record, and the list nobody took. */
+static void lookup_drop(struct br__offload *o)
+{
+	struct lookup *l = (struct lookup *)o;
+
 	if (l->res)
 		freeaddrinfo(l->res);
 	free(l->host);
 	free(l->service);
 	free(l);
-}
-
-static void *lookup_call(void *arg)
-{
-	struct lookup *l = arg;
-
-	l->err = getaddrinfo(l->host, l->service, &l->hints, &l->res);
-	lookup_put(l);
-	return NULL;
-}
-
-/* The call's reference, when the call never ran (the pool's queue was
- * full, or the runtime cancelled it while queued). */
-static void lookup_unrun(br_future *f, void *arg)
-{
-	if (br_future_state(f) != BR_DONE)
-		lookup_put(arg);
 }
 
 static int eai_to_errno(int eai, int sys_errno)
@@ -121,7 +109,6 @@ static int lookup(const char *host, const char *service,
 {
 	struct addrinfo hints = *given;
 	struct lookup *l;
-	br_future *done;
 	int eai, err;
 
 	/* Numbers need no resolver: a numeric host and a numeric service
@@ -136,46 +123,32 @@ static int lookup(const char *host, const char *service,
 	     (numeric_service(service) || (given->ai_flags & AI_NUMERICSERV))))
 		return eai_to_errno(eai, errno);
 	hints.ai_flags = given->ai_flags;
-	if (!br__task_current()) {
-		if (br__worker_current())
-			return BR_ENOTTASK; /* a loop callback */
+	err = br__offload_where();
+	if (err <= 0) {
+		if (err < 0)
+			return err;
 		eai = getaddrinfo(host, service, &hints, res);
 		return eai_to_errno(eai, errno);
 	}
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
+	l->oc.run = lookup_run;
+	l->oc.drop = lookup_drop;
 	l->host = host ? br__strdup(host) : NULL;
 	l->service = service ? br__strdup(service) : NULL;
 	if ((host && !l->host) || (service && !l->service)) {
-		free(l->host);
-		free(l->service);
-		free(l);
+		lookup_drop(&l->oc);
 		return -ENOMEM;
 	}
 	l->hints = hints;
-	atomic_init(&l->refs, 2);
-	done = br_spawn_blocking(br_current_runtime(), lookup_call, l);
-	/* Out of memory for the callback: settle it now if the call is
-	 * over; else the record is left to leak rather than risk a double
-	 * free. */
-	if (br_future_on_done(done, lookup_unrun, l) < 0 &&
-	    br_future_state(done) != BR_PENDING)
-		lookup_unrun(done, l);
-	/* Through a shield: a cancelled task stops waiting, but the call
-	 * is not cancelled with it. Had it been, its future would end
-	 * CANCELLED while getaddrinfo still ran, and lookup_unrun and
-	 * lookup_call would both drop the call's reference. Cancelled, it
-	 * completes only if it never ran (the runtime closed while it was
-	 * queued). */
-	err = br__await_shielded(done);
+	err = br__offload(&l->oc);
 	if (err == 0) {
 		err = eai_to_errno(l->err, 0);
 		*res = l->res;
 		l->res = NULL;
 	}
-	br_future_release(done);
-	lookup_put(l);
+	br__offload_put(&l->oc);
 	return err;
 }
 

@@ -121,11 +121,16 @@ int br__pool_job_cancel(struct pjob *j)
 			   BR__JS_OWNER(st) < p->nworkers) {
 			struct pworker *pw = &p->w[BR__JS_OWNER(st)];
 
+			/* A worker already dying for another job, or not
+			 * yet watched (its fork has not returned), is killed
+			 * for this one by whoever settles or registers it:
+			 * j->cancel tells them. */
+			j->cancel = 1;
+			killed = 1;
 			if (pw->kill == KILL_NONE && pw->pidfd >= 0) {
 				pw->kill = KILL_CANCEL;
 				pw->kill_id = j->id;
 				br__pool_kill_worker(pw->pid, pw->pidfd);
-				killed = 1;
 			}
 		}
 	}

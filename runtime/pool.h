@@ -126,7 +126,8 @@ enum {
 enum {
 	KILL_NONE,
 	KILL_TIMEOUT,
-	KILL_CANCEL
+	KILL_CANCEL,
+	KILL_UNWATCHED /* it could not be watched: what it held goes round */
 };
 
 struct pmap;
@@ -134,10 +135,11 @@ struct pmap;
 struct pjob {
 	struct br_future fut; /* first: the job's future (job_ops) */
 	struct br_pool *pool;
-	uint8_t type;  /* JOB_SUBMIT or JOB_CHUNK */
-	uint8_t where; /* W_*, under lock */
-	uint8_t timed; /* counted in pool->timed */
-	uint64_t id;   /* table index | generation << 32 */
+	uint8_t type;	/* JOB_SUBMIT or JOB_CHUNK */
+	uint8_t where;	/* W_*, under lock */
+	uint8_t timed;	/* counted in pool->timed */
+	uint8_t cancel; /* br_cancel() came while a worker held it; lock */
+	uint64_t id;	/* table index | generation << 32 */
 	br_job_fn fn;
 	const char *in; /* input: the caller's items, or own */
 	void *own;	/* a private copy of a submit's input */
@@ -352,12 +354,12 @@ void br__pool_stop_workers(struct br_pool *p);
 
 /*
  * br__pool_poll - how the pool's tasks wait for fd to be readable: 0, or
- * -ETIMEDOUT at deadline_ns (CLOCK_MONOTONIC; < 0: none), or -ECANCELED once the task
- * is cancelled (the pool or the runtime closes), or another error of
- * br_poll() that is not a shortage. A shortage (no SQE, no memory) is
- * not an end: the task waits a moment, looks with a plain poll(2), and
- * asks the loop again, so the pool never loses its collector or a
- * watcher to one. Context: a task of the pool.
+ * -ETIMEDOUT at deadline_ns (CLOCK_MONOTONIC; < 0: none), or -ECANCELED
+ * once the task is cancelled (the pool or the runtime closes). Any other
+ * failure of br_poll() (no SQE, no memory, an interrupted poll(2)) is not
+ * an end: the task waits a moment, looks with a plain poll(2), and asks
+ * the loop again, so the pool never loses its collector or a watcher to
+ * one. Context: a task of the pool.
  */
 int br__pool_poll(int fd, int64_t deadline_ns);
 

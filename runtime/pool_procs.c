@@ -53,6 +53,8 @@
 /* Forks tried before the zygote counts as gone, FORK_RETRY_MS apart. */
 #define FORK_TRIES 10
 #define FORK_RETRY_MS 100
+/* How long the braid/pool/register_late fault point holds a fork up. */
+#define REGISTER_LATE_MS 300
 /* The time-limit check's period: an eighth of the smallest limit, within
  * these bounds (a finer check costs wake-ups for nothing). */
 #define TIMER_MIN_NS (1 * BR__NS_PER_MS)
@@ -130,69 +132,23 @@ static pid_t adopt(struct br_pool *p, unsigned w)
 	return BR__PW_OWNER_PID(o); /* it came at the last moment */
 }
 
-/* Fork worker w through the zygote (blocking). 0 or a negative errno.
- * If the pool closed meanwhile, the new worker is killed and reaped. */
-static int fork_worker(struct br_pool *p, unsigned w)
+/* The job in ring slot i if worker w claims it there, else NULL (and
+ * the slot's state in *st). Caller holds p->lock. */
+static struct pjob *held_job(struct br_pool *p, unsigned w, uint64_t i,
+			     uint64_t *st)
 {
-	pid_t pid;
-	int pidfd, r = 0;
+	struct br__pool_slot *sl = br__pool_slot(p->shm, i);
+	struct pjob *j;
 
-	/* A lost answer with no worker to show for it is asked again, of
-	 * the zygote's spare that took over. */
-	for (int tries = 0; tries < 2; tries++) {
-		reset_wstate(p, w);
-		pid = br__zygote_fork(p->memfd, p->efd, w, p->w[w].gen);
-		if (pid != -ENOLINK || (pid = adopt(p, w)) != 0)
-			break;
-		pid = BR_EWORKERDIED;
-	}
-	if (pid < 0)
-		return pid;
-	pidfd = br__child_pidfd(pid);
-	if (pidfd < 0) {
-		r = -errno;
-		br__pool_kill_worker(pid, -1);
-		br__child_reap(pid, -1, 0);
-		return r;
-	}
-	pthread_mutex_lock(&p->lock);
-	/* Nobody would watch it: the pool, or its runtime, is closing. */
-	if (p->closing ||
-	    atomic_load_explicit(&p->rt->closing, memory_order_seq_cst)) {
-		pthread_mutex_unlock(&p->lock);
-		br__pool_kill_worker(pid, pidfd);
-		br__child_reap(pid, pidfd, 0);
-		close(pidfd);
-		return BR_ECLOSED;
-	}
-	p->w[w].pid = pid;
-	p->w[w].pidfd = pidfd;
-	p->w[w].started_ns = br_now_ns();
-	p->w[w].kill = KILL_NONE;
-	pthread_mutex_unlock(&p->lock);
-	return 0;
+	*st = atomic_load_explicit(&sl->state, memory_order_acquire);
+	if (BR__JS_TAG(*st) != BR__JS_CLAIMED || BR__JS_OWNER(*st) != w)
+		return NULL;
+	j = br__pool_tab_find(p, sl->id);
+	return j && j->where == W_RING && j->pos == BR__JS_POS(*st) ? j : NULL;
 }
 
-static void inflight_done(struct br_pool *p)
-{
-	pthread_mutex_lock(&p->lock);
-	if (--p->inflight == 0)
-		pthread_cond_broadcast(&p->quiet);
-	pthread_mutex_unlock(&p->lock);
-}
-
-static void *fork_call(void *arg)
-{
-	struct pworker *pw = arg;
-	struct br_pool *p = pw->pool;
-	int r = fork_worker(p, pw->idx);
-
-	inflight_done(p);
-	return (void *)(intptr_t)r;
-}
-
-/* Settle the job a dead worker w held, if any: br__pool_drain what it finished,
- * then look for the slot it still claims. */
+/* Settle the job a dead worker w held, if any: br__pool_drain what it
+ * finished, then look for the slot it still claims. */
 static void settle_dead(struct br_pool *p, unsigned w, const char *why)
 {
 	struct br__pool_shm *s = p->shm;
@@ -209,11 +165,16 @@ static void settle_dead(struct br_pool *p, unsigned w, const char *why)
 		if (BR__JS_TAG(st) != BR__JS_CLAIMED || BR__JS_OWNER(st) != w)
 			continue;
 		pthread_mutex_lock(&p->lock);
-		j = br__pool_tab_find(p, sl->id);
-		if (j && j->where == W_RING && j->pos == BR__JS_POS(st)) {
-			kill = pw->kill_id == j->id ? pw->kill : KILL_NONE;
-			/* Killed for a job it had finished: this one goes
-			 * round again. */
+		j = held_job(p, w, i, &st);
+		if (j) {
+			/* Why it was killed, as far as this job goes. */
+			if (j->cancel)
+				kill = KILL_CANCEL;
+			else if (pw->kill_id == j->id &&
+				 pw->kill != KILL_UNWATCHED)
+				kill = pw->kill;
+			/* Killed for a job it had finished, or for nothing
+			 * it ran: this one goes round again. */
 			if (pw->kill == KILL_NONE || kill != KILL_NONE ||
 			    p->closing || br__pool_requeue(p, j, sl) < 0)
 				mine = br__pool_claim_job(p, j);
@@ -248,12 +209,127 @@ static void settle_dead(struct br_pool *p, unsigned w, const char *why)
 	br__pool_kick_collector(p);
 }
 
+/*
+ * Worker w was just registered (its pidfd set, under lock): if a job it
+ * claimed before that was cancelled meanwhile, nobody could kill it for
+ * the cancel, so kill it now.
+ */
+static void kill_for_held_cancel(struct br_pool *p, unsigned w)
+{
+	struct pworker *pw = &p->w[w];
+
+	for (uint64_t i = 0; i < BR__POOL_JOBS; i++) {
+		uint64_t st;
+		struct pjob *j = held_job(p, w, i, &st);
+
+		if (j && j->cancel) {
+			pw->kill = KILL_CANCEL;
+			pw->kill_id = j->id;
+			br__pool_kill_worker(pw->pid, pw->pidfd);
+			return;
+		}
+	}
+}
+
+/* Kill and reap a new worker nobody will watch, with the processes its
+ * jobs started: its group's id is still its own while it is a zombie. */
+static void end_unwatched(pid_t pid, int pidfd)
+{
+	br__pool_kill_worker(pid, pidfd);
+	kill(-pid, SIGKILL);
+	br__child_reap(pid, pidfd, 0);
+	if (pidfd >= 0)
+		close(pidfd);
+}
+
+/* Fork worker w through the zygote (blocking). 0 or a negative errno.
+ * If the pool closed meanwhile, the new worker is killed and reaped. */
+static int fork_worker(struct br_pool *p, unsigned w)
+{
+	pid_t pid;
+	int pidfd, r = 0;
+
+	/* A lost answer with no worker to show for it is asked again, of
+	 * the zygote's spare that took over. */
+	for (int tries = 0; tries < 2; tries++) {
+		reset_wstate(p, w);
+		pid = br__zygote_fork(p->memfd, p->efd, w, p->w[w].gen);
+		if (pid != -ENOLINK || (pid = adopt(p, w)) != 0)
+			break;
+		pid = BR_EWORKERDIED;
+	}
+	if (pid < 0)
+		return pid;
+	/* In a faults build, the thread that forked is held up here, as a
+	 * preempted one would be: the worker runs jobs nobody watches yet. */
+	if (BR__FAULT("braid/pool/register_late"))
+		usleep(REGISTER_LATE_MS * 1000);
+	pidfd = br__child_pidfd(pid);
+	if (pidfd < 0) {
+		r = -errno;
+		end_unwatched(pid, -1);
+		/* It may have claimed a job already: that goes round. */
+		pthread_mutex_lock(&p->lock);
+		p->w[w].kill = KILL_UNWATCHED;
+		pthread_mutex_unlock(&p->lock);
+		settle_dead(p, w, "its worker process could not be watched");
+		return r;
+	}
+	pthread_mutex_lock(&p->lock);
+	/* Nobody would watch it: the pool, or its runtime, is closing. */
+	if (p->closing ||
+	    atomic_load_explicit(&p->rt->closing, memory_order_seq_cst)) {
+		pthread_mutex_unlock(&p->lock);
+		end_unwatched(pid, pidfd);
+		return BR_ECLOSED;
+	}
+	p->w[w].pid = pid;
+	p->w[w].pidfd = pidfd;
+	p->w[w].started_ns = br_now_ns();
+	p->w[w].kill = KILL_NONE;
+	kill_for_held_cancel(p, w);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+static void inflight_done(struct br_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	if (--p->inflight == 0)
+		pthread_cond_broadcast(&p->quiet);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void *fork_call(void *arg)
+{
+	struct pworker *pw = arg;
+	struct br_pool *p = pw->pool;
+	int r = fork_worker(p, pw->idx);
+
+	inflight_done(p);
+	return (void *)(intptr_t)r;
+}
+
 static int all_disabled(struct br_pool *p)
 {
 	for (unsigned w = 0; w < p->nworkers; w++)
 		if (!p->w[w].disabled)
 			return 0;
 	return 1;
+}
+
+/* After a shortage: a moment's nap, or a yield when even the nap's timer
+ * cannot be had, so a task of the pool never holds its worker. Returns
+ * -ECANCELED once the task is cancelled, else 0. */
+static int shortage_pause(int64_t ns)
+{
+	int r = br_sleep_ns(ns);
+
+	if (r == -ECANCELED || br_cancelled())
+		return -ECANCELED;
+	if (r < 0)
+		br_yield();
+	return 0;
 }
 
 /* Replace worker pw through the blocking pool; 0, or < 0 to give up (the
@@ -292,7 +368,7 @@ static int replace(struct br_pool *p, struct pworker *pw)
 			return 0;
 		if (++tries >= FORK_TRIES)
 			return (int)(intptr_t)v; /* the zygote is gone */
-		if (br_sleep_ms(FORK_RETRY_MS) < 0)
+		if (shortage_pause(br__ms_to_ns(FORK_RETRY_MS)) < 0)
 			return -ECANCELED;
 	}
 }
@@ -346,20 +422,6 @@ static int wait_for_death(struct br_pool *p, struct pworker *pw, int pidfd,
 	return br__pool_poll(pidfd, -1) < 0 ? -ECANCELED : 0;
 }
 
-/* After a shortage: a moment's nap, or a yield when even the nap's timer
- * cannot be had, so a task of the pool never holds its worker. Returns
- * -ECANCELED once the task is cancelled, else 0. */
-static int shortage_pause(int64_t ns)
-{
-	int r = br_sleep_ns(ns);
-
-	if (r == -ECANCELED || br_cancelled())
-		return -ECANCELED;
-	if (r < 0)
-		br_yield();
-	return 0;
-}
-
 int br__pool_poll(int fd, int64_t deadline_ns)
 {
 	for (;;) {
@@ -376,11 +438,9 @@ int br__pool_poll(int fd, int64_t deadline_ns)
 			return 0;
 		if (r == -ECANCELED || br_cancelled())
 			return -ECANCELED;
-		if (r != -EBUSY && r != -ENOMEM && r != -EAGAIN &&
-		    r != -ENOBUFS)
-			return r;
-		/* A shortage: wait a moment, look without the loop, and
-		 * ask the loop again. */
+		/* A shortage, or a failed poll(2): wait a moment, look
+		 * without the loop, and ask the loop again. The fds are the
+		 * pool's own, so no failure is for good while it lives. */
 		if (shortage_pause(br__ms_to_ns(SHORTAGE_RETRY_MS)) < 0)
 			return -ECANCELED;
 		if (poll(&(struct pollfd){ .fd = fd, .events = POLLIN }, 1, 0) >
@@ -447,7 +507,7 @@ void *br__pool_watch(void *arg)
 					"every worker's initializer failed");
 				break;
 			}
-			if (br_sleep_ms(INIT_RETRY_MS) < 0)
+			if (shortage_pause(br__ms_to_ns(INIT_RETRY_MS)) < 0)
 				break;
 		} else {
 			pw->init_fails = 0;

@@ -166,7 +166,7 @@ struct br__pool_wstate {
 	_Atomic uint32_t big_busy; /* 1 until the parent took big out */
 	_Atomic uint64_t cur_id;   /* the job running, 0 between jobs */
 	_Atomic int64_t deadline;  /* its deadline (monotonic ns), 0: none */
-	_Atomic uint64_t owner;	   /* BR__PW_OWNER: who took this index */
+	_Atomic uint64_t owner;	   /* BR__PW_OWNER: who took the index */
 	BR__CACHE_ALIGNED _Atomic uint64_t res_head; /* parent writes */
 	_Atomic uint32_t res_bell;
 };

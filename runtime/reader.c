@@ -44,13 +44,12 @@
  * without a ring; pend belongs to the caller that holds busy.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
+#include "io.h"
 #include "mshot.h"
 #include "quarantine.h"
 #include "task.h"
@@ -114,18 +113,13 @@ static void on_cqe(struct br__mshot *m, int res, uint32_t flags)
 int br_reader_new(br_reader **out, int fd)
 {
 	struct br_reader *r;
-	struct stat st;
-	int fl;
+	int sock;
 
 	if (!out)
 		return -EINVAL;
-	if (fd < 0)
-		return -EBADF;
-	fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || fstat(fd, &st) < 0)
-		return -errno;
-	if ((fl & O_ACCMODE) == O_WRONLY || S_ISDIR(st.st_mode))
-		return -EBADF; /* nothing could ever be read */
+	sock = br__fd_stream(fd, 0);
+	if (sock < 0)
+		return sock;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
@@ -133,7 +127,7 @@ int br_reader_new(br_reader **out, int fd)
 	r->magic = BR__MAGIC_READER;
 	r->fd = fd;
 	r->held = -1;
-	r->sock = S_ISSOCK(st.st_mode);
+	r->sock = sock;
 	r->fallback = !r->sock;
 	*out = r;
 	return 0;
@@ -349,15 +343,6 @@ static ssize_t take(struct br_reader *r, void *buf, size_t n)
 	return (ssize_t)n;
 }
 
-static int verb_check(const br_reader *r, const void *buf, size_t max)
-{
-	if (!r || (!buf && max))
-		return -EINVAL;
-	return r->magic == BR__MAGIC_READER ? 0 : BR_EBADOBJ;
-}
-
-/* readuntil, and readline (partial: a last line without its delimiter
- * at the end of the stream is returned, as asyncio's readline does). */
 static ssize_t until(br_reader *r, const void *delim, size_t dlen, void *buf,
 		     size_t max, int partial)
 {
@@ -390,37 +375,6 @@ static ssize_t until(br_reader *r, const void *delim, size_t dlen, void *buf,
 	}
 }
 
-ssize_t br_reader_readuntil(br_reader *r, const void *delim, size_t dlen,
-			    void *buf, size_t max)
-{
-	int err = verb_check(r, buf, max);
-	ssize_t n;
-
-	if (err < 0)
-		return err;
-	if (!delim || !dlen)
-		return -EINVAL;
-	if (claim(r) < 0)
-		return -EBUSY;
-	n = until(r, delim, dlen, buf, max, 0);
-	unclaim(r);
-	return n;
-}
-
-ssize_t br_reader_readline(br_reader *r, void *buf, size_t max)
-{
-	int err = verb_check(r, buf, max);
-	ssize_t n;
-
-	if (err < 0)
-		return err;
-	if (claim(r) < 0)
-		return -EBUSY;
-	n = until(r, "\n", 1, buf, max, 1);
-	unclaim(r);
-	return n;
-}
-
 static ssize_t exactly(br_reader *r, void *buf, size_t n)
 {
 	while (pending(r) < n) {
@@ -434,18 +388,50 @@ static ssize_t exactly(br_reader *r, void *buf, size_t n)
 	return take(r, buf, n);
 }
 
-ssize_t br_reader_readexactly(br_reader *r, void *buf, size_t n)
-{
-	int err = verb_check(r, buf, n);
-	ssize_t got;
+/* readline, readuntil and readexactly, one caller at a time (claim()).
+ * readline is readuntil("\n") that also returns a last line without
+ * one at the end of the stream, as asyncio's readline does. */
+enum verb {
+	VERB_LINE,
+	VERB_UNTIL,
+	VERB_EXACTLY
+};
 
-	if (err < 0)
-		return err;
+static ssize_t verb(br_reader *r, enum verb v, const void *delim, size_t dlen,
+		    void *buf, size_t max)
+{
+	ssize_t n;
+
+	if (!r || (!buf && max))
+		return -EINVAL;
+	if (r->magic != BR__MAGIC_READER)
+		return BR_EBADOBJ;
+	if (v == VERB_UNTIL && (!delim || !dlen))
+		return -EINVAL;
 	if (claim(r) < 0)
 		return -EBUSY;
-	got = exactly(r, buf, n);
+	if (v == VERB_EXACTLY)
+		n = exactly(r, buf, max);
+	else
+		n = until(r, delim, dlen, buf, max, v == VERB_LINE);
 	unclaim(r);
-	return got;
+	return n;
+}
+
+ssize_t br_reader_readline(br_reader *r, void *buf, size_t max)
+{
+	return verb(r, VERB_LINE, "\n", 1, buf, max);
+}
+
+ssize_t br_reader_readuntil(br_reader *r, const void *delim, size_t dlen,
+			    void *buf, size_t max)
+{
+	return verb(r, VERB_UNTIL, delim, dlen, buf, max);
+}
+
+ssize_t br_reader_readexactly(br_reader *r, void *buf, size_t n)
+{
+	return verb(r, VERB_EXACTLY, NULL, 0, buf, n);
 }
 
 static void release(struct br__mshot_obj *o)

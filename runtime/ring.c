@@ -36,6 +36,11 @@
  *   completions (IORING_SQ_TASKRUN, asked for with TASKRUN_FLAG), so a
  *   busy loop pays two loads per poll point and no syscall.
  *
+ *   Opcodes: one probe at set-up (IORING_REGISTER_PROBE) tells which of
+ *   the operations newer than the ring itself the kernel has (MSG_RING,
+ *   and the file-system calls io_fs.c otherwise runs on the blocking
+ *   pool), so that no call has to fail first to find out.
+ *
  *   Registered files: each ring has a sparse file table, set up with it,
  *   whose slots writers (writer.c) fill and empty with io_uring_register
  *   calls on the owner (SINGLE_ISSUER wants every call from there).
@@ -237,10 +242,17 @@ int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags)
 		r->features |= BR_FEAT_DEFER_TASKRUN;
 	if (tries[i] & IORING_SETUP_COOP_TASKRUN)
 		r->features |= BR_FEAT_COOP_TASKRUN;
+	/* A kernel without the probe (before 5.6) has none of these. */
 	probe = io_uring_get_probe_ring(&r->ring);
 	if (probe) {
 		if (io_uring_opcode_supported(probe, IORING_OP_MSG_RING))
 			r->features |= BR_FEAT_MSG_RING;
+		if (io_uring_opcode_supported(probe, IORING_OP_UNLINKAT))
+			r->ops |= BR__OP_UNLINKAT;
+		if (io_uring_opcode_supported(probe, IORING_OP_RENAMEAT))
+			r->ops |= BR__OP_RENAMEAT;
+		if (io_uring_opcode_supported(probe, IORING_OP_MKDIRAT))
+			r->ops |= BR__OP_MKDIRAT;
 		io_uring_free_probe(probe);
 	}
 	files_init(r);
@@ -259,6 +271,7 @@ int br__ring_init(struct br__worker *w, unsigned entries, unsigned flags)
 			r->files_nfree = 0;
 			r->on = 0;
 			r->features = 0;
+			r->ops = 0;
 			r->efd = ring_eventfd(EFD_CLOEXEC | EFD_NONBLOCK);
 			return ret;
 		}

@@ -10,6 +10,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "clock.h"
+
 struct br__worker;
 
 /* CQE user_data of wake-up messages; real operations carry pointers. */
@@ -29,6 +31,7 @@ struct br__ring {
 	 * the eventfd parking polls; or -1. */
 	int efd;
 	unsigned features; /* BR_FEAT_* this ring got */
+	unsigned ops;	   /* BR__OP_* its kernel has (probed at set-up) */
 	uint64_t efd_buf;  /* the pending eventfd read's buffer */
 	int efd_unarmed;   /* no SQE was had for that read: park arms it */
 	/* Without a ring: tasks waiting for readiness (io.c), and ppoll's
@@ -48,13 +51,19 @@ struct br__ring {
 	unsigned files_nfree;
 };
 
+/* Opcodes newer than the ring itself that braid can do without (io_fs.c
+ * runs their calls on the blocking pool instead): bits of br__ring.ops. */
+#define BR__OP_UNLINKAT 0x1u /* Linux 5.11 */
+#define BR__OP_RENAMEAT 0x2u /* Linux 5.11 */
+#define BR__OP_MKDIRAT 0x4u  /* Linux 5.15 */
+
 /* Registered-file slots per ring, at most (RLIMIT_NOFILE caps it). */
 #define BR__FILES 4096
 
 /* How long a park waits at most while its wake-up eventfd has no read
  * pending (no SQE was to be had): a missed wake-up costs this, not a
  * hang. */
-#define BR__RING_REARM_NS (1000 * 1000LL)
+#define BR__RING_REARM_NS BR__NS_PER_MS
 
 /* Provided buffers: how many, and how big. */
 #define BR__BUF_COUNT 512

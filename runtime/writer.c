@@ -55,10 +55,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
+#include "io.h"
 #include "mshot.h"
 #include "quarantine.h"
 #include "task.h"
@@ -177,25 +176,20 @@ static void on_cqe(struct br__mshot *m, int res, uint32_t flags)
 int br_writer_new(br_writer **out, int fd)
 {
 	struct br_writer *w;
-	struct stat st;
-	int fl;
+	int sock;
 
 	if (!out)
 		return -EINVAL;
-	if (fd < 0)
-		return -EBADF;
-	fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || fstat(fd, &st) < 0)
-		return -errno;
-	if ((fl & O_ACCMODE) == O_RDONLY || S_ISDIR(st.st_mode))
-		return -EBADF; /* nothing could ever be written */
+	sock = br__fd_stream(fd, 1);
+	if (sock < 0)
+		return sock;
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
 	w->o.m.cqe = on_cqe;
 	w->magic = BR__MAGIC_WRITER;
 	w->fd = fd;
-	w->sock = S_ISSOCK(st.st_mode);
+	w->sock = sock;
 	w->slot = SLOT_UNTRIED;
 	*out = w;
 	return 0;

@@ -248,6 +248,28 @@ static void forget_program_state(void)
 __attribute__((noreturn)) static void serve(pid_t parent);
 
 /*
+ * Clone this zygote as its spare, a child of the program (CLONE_PARENT)
+ * named braid-spare from its first instant: a spare killed before it
+ * ran is still told apart from the zygote and its workers (reap_strays).
+ * The zygote wears the name only for the clone, while the program waits
+ * for its hello. Returns as clone.
+ */
+static long clone_spare(void)
+{
+	long pid;
+
+	prctl(PR_SET_NAME, "braid-spare");
+	pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+	if (pid != 0) {
+		int e = errno;
+
+		prctl(PR_SET_NAME, "braid-zygote");
+		errno = e;
+	}
+	return pid;
+}
+
+/*
  * A spare: wait on sock for Z_PROMOTE, then become the zygote on it. It
  * sits in a process group of its own, so that whatever kills the
  * zygote's group spares it. End of file: the program let it go.
@@ -292,9 +314,8 @@ static void make_spare(pid_t parent)
 			_exit(1);
 		return;
 	}
-	pid = BR__FAULT_ERRNO("braid/zygote/spare", EAGAIN) ?
-		      -1 :
-		      syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+	pid = BR__FAULT_ERRNO("braid/zygote/spare", EAGAIN) ? -1 :
+							      clone_spare();
 	if (pid == 0) {
 		close(sp[0]);
 		spare_main(sp[1], parent);
@@ -381,13 +402,15 @@ __attribute__((noreturn)) static void zygote_main(int sock, pid_t parent)
 
 /*
  * A zygote that gave no hello may have made a spare first: a child of
- * ours whose pid we never learnt. Reap every child named as a zygote or
- * a spare (one not renamed yet is still "braid-zygote"): at start() no
- * other can exist, as no zygote, and so no pool, is left.
+ * ours whose pid we never learnt. Reap every child named name, or named
+ * as a zygote or a spare when name is NULL: at start() no other can
+ * exist, as no zygote, and so no pool, is left; when a promotion failed,
+ * no spare but strays is left, and a spare bears its name from its
+ * first instant (clone_spare), while a worker never does.
  */
 static void reap(pid_t pid);
 
-static void reap_strays(void)
+static void reap_strays(const char *name)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *e;
@@ -408,8 +431,9 @@ static void reap_strays(void)
 		if (!p || !(p = strrchr(buf, ')')) ||
 		    sscanf(p + 1, " %*c %d", &ppid) != 1 || ppid != getpid())
 			continue;
-		if (strstr(buf, "(braid-spare)") ||
-		    strstr(buf, "(braid-zygote)"))
+		if (name ? strstr(buf, name) != NULL :
+			   strstr(buf, "(braid-spare)") ||
+				    strstr(buf, "(braid-zygote)"))
 			reap((pid_t)atoi(e->d_name));
 	}
 	if (d)
@@ -441,7 +465,7 @@ static int start(void)
 		kill(pid, SIGKILL);
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
-		reap_strays();
+		reap_strays(NULL);
 		return -EPIPE;
 	}
 	zsock = sv[0];
@@ -541,6 +565,8 @@ static int promote(void)
 		close(sock);
 		reap(spid);
 		spid = 0;
+		/* It may have made a spare before its hello was lost. */
+		reap_strays("(braid-spare)");
 		return -EPIPE;
 	}
 	pthread_mutex_lock(&zlock);

@@ -5,7 +5,8 @@
 Usage: scripts/faults.py --build build/asan-faults
                          [--posix-build build/debug-faults] [--full]
                          [--timeout S] [--point NAME ...] [--mode MODE ...]
-                         [--no-posix] [--no-unit]
+                         [--no-posix] [--no-unit] [--unit-only]
+                         [--suite PROGRAM ...] [--unit-jobs N]
 
 The fault points are found in the runtime's sources: every
 BR__FAULT("braid/...") or BR__FAULT_ERRNO("braid/...", ...). Each run
@@ -32,10 +33,12 @@ and without a sanitizer report. A run that hangs is backtraced with gdb
 before it is killed. The short sweep (make test) runs every braid point
 once and always. The full sweep (make test-faults) adds random, the POSIX
 groups in all three modes, and runs the core, I/O, pool and sync unit
-test programs (UNIT_SUITES) under every braid point failing always,
-where only crashes and hangs count (the
-tests' assertions may fail under a fault, and leak checks are off:
-ASan's, and the tests' own with T_NO_LEAK_CHECK).
+test programs (UNIT_SUITES, or those named with --suite) under every
+braid point failing always, --unit-jobs programs at a time, where only
+crashes, sanitizer reports, tests that crash or time out and hangs count
+(the tests' assertions may fail under a fault, and leak checks are off:
+ASan's, and the tests' own with T_NO_LEAK_CHECK). --unit-only runs that
+part alone.
 
 Each run's output goes to BUILD/faults/<point>.<mode>.log. The summary
 gives the number of points and runs, and each failure with its log.
@@ -43,6 +46,7 @@ Exit status 0 if every run passed.
 """
 
 import argparse
+import concurrent.futures
 import os
 import re
 import signal
@@ -68,10 +72,24 @@ POSIX_GROUPS = {
 }
 
 # The unit test programs the full sweep runs under every point: the
-# core, I/O, pool and sync suites (all of them, under every point, take
-# hours on a small machine).
+# core, I/O, pool and sync suites (every suite under every point would
+# multiply the sweep's time by the suites' count).
 UNIT_SUITES = ["test_task", "test_future", "test_runtime", "test_io",
                "test_io_net", "test_pool", "test_sync", "test_chan"]
+
+# A unit test program's run is a hang past UNIT_BOUND times --timeout.
+# Under a fault its tests fail fast or pass: a whole program takes about
+# as long as without faults, well inside the bound, while a test that
+# hangs is ended by its own .timeout (Criterion reports it, and that
+# fails the run) or, if that does not fire, by this bound.
+UNIT_BOUND = 10
+
+# Unit test programs run at once (--unit-jobs), each with --jobs 2. One:
+# some tests spin two workers against each other (test_io_net's
+# first_*_from_two_workers tests) and need the CPUs they assume; a second
+# program beside them can push them past their timeouts with no fault
+# involved.
+UNIT_JOBS = 1
 
 # Passes of the scenario in random mode (its -n): with one, most points
 # are reached a handful of times and a 1% chance almost never fires.
@@ -173,6 +191,28 @@ def fiu_cmd(point, mode, posix, prog):
     return cmd + prog
 
 
+def run_unit(point, prog, timeout, logs):
+    """Run the unit test program prog under point failing always. Only a
+    crash, a sanitizer report, a Criterion test that crashes or times out
+    and a hang of the whole program count: assertions may fail."""
+    name = os.path.basename(prog)
+    log = os.path.join(logs, "%s.%s.log" % (point.replace("/", "_"), name))
+    env = sanitizer_env(0)
+    env["T_NO_LEAK_CHECK"] = "1"
+    t0 = time.monotonic()
+    verdict, out = run_one(
+        fiu_cmd(point, "always", False, [prog, "--jobs", "2"]),
+        env, UNIT_BOUND * timeout, log)
+    dt = time.monotonic() - t0
+    bad = CRIT_CRASH_RE.findall(out)
+    what = None
+    if bad:
+        what = "crash or timeout in %d tests" % len(bad)
+    elif verdict in ("hang", "sanitizer") or verdict.startswith("signal"):
+        what = verdict
+    return point, name, verdict, what, dt, log
+
+
 def calls(out):
     m = re.search(r"faults: (\d+) calls succeeded, (\d+) failed", out)
     return (int(m.group(1)), int(m.group(2))) if m else None
@@ -188,6 +228,9 @@ def main():
     ap.add_argument("--mode", action="append", default=[])
     ap.add_argument("--no-posix", action="store_true")
     ap.add_argument("--no-unit", action="store_true")
+    ap.add_argument("--unit-only", action="store_true")
+    ap.add_argument("--suite", action="append", default=[])
+    ap.add_argument("--unit-jobs", type=int, default=UNIT_JOBS)
     a = ap.parse_args()
 
     scenario = os.path.join(a.build, "tests", "faults")
@@ -199,17 +242,19 @@ def main():
             [p for p in a.point if p not in points]
     modes = a.mode or (["once", "always", "random"] if a.full
                        else ["once", "always"])
-    jobs = [(p, m, False) for p in points for m in modes]
-    if a.full and not a.no_posix and not a.point and a.posix_build:
+    jobs = [] if a.unit_only else \
+        [(p, m, False) for p in points for m in modes]
+    if a.full and not a.no_posix and not a.point and a.posix_build and \
+            not a.unit_only:
         jobs += [(g, m, True) for g in POSIX_GROUPS for m in modes]
     posix_scenario = os.path.join(a.posix_build or a.build, "tests",
                                   "faults")
 
     # A run without faults first: the scenario must pass on its own, with
     # every future ending as it does when nothing fails (--strict).
-    verdict, out = run_one([scenario, "--strict"], sanitizer_env(1),
-                           a.timeout, os.path.join(logs, "none.log"))
-    base = calls(out)
+    verdict, out = ("ok", "") if a.unit_only else \
+        run_one([scenario, "--strict"], sanitizer_env(1), a.timeout,
+                os.path.join(logs, "none.log"))
     print("  FAULTS  %d points: %s" % (len(points), " ".join(points)))
     if verdict != "ok":
         print("  FAILED  the scenario without faults: %s (%s/none.log)"
@@ -243,29 +288,18 @@ def main():
 
     unit_runs = 0
     if a.full and not a.no_unit:
-        tests = [os.path.join(a.build, "tests", t) for t in UNIT_SUITES]
-        for point in points:
-            for t in tests:
-                name = os.path.basename(t)
-                log = os.path.join(logs, "%s.%s.log"
-                                   % (point.replace("/", "_"), name))
-                env = sanitizer_env(0)
-                env["T_NO_LEAK_CHECK"] = "1"
-                verdict, out = run_one(
-                    fiu_cmd(point, "always", False, [t, "--jobs", "2"]),
-                    env, 30 * a.timeout, log)
+        units = [(p, os.path.join(a.build, "tests", t))
+                 for p in points for t in a.suite or UNIT_SUITES]
+        with concurrent.futures.ThreadPoolExecutor(a.unit_jobs) as ex:
+            for point, name, verdict, what, dt, log in ex.map(
+                    lambda u: run_unit(u[0], u[1], a.timeout, logs), units):
                 unit_runs += 1
-                bad = CRIT_CRASH_RE.findall(out)
-                if verdict in ("hang",) or verdict.startswith("signal") \
-                        or bad:
-                    what = verdict if not bad else \
-                        "crash or timeout in %d tests" % len(bad)
-                    print("  FAILED  %-28s %-16s %s" % (point, name, what))
-                    failures.append((point, name, what, log))
-                else:
-                    print("  ok      %-28s %-16s %s" % (point, name,
-                                                        verdict))
+                print("  %-6s  %-28s %-16s %s (%.0f s)"
+                      % ("FAILED" if what else "ok", point, name,
+                         what or verdict, dt))
                 sys.stdout.flush()
+                if what:
+                    failures.append((point, name, what, log))
 
     print("  FAULTS  %d points, %d scenario runs (%s), %d unit program runs,"
           " %d failed" % (len(points), runs, "/".join(modes), unit_runs,

@@ -133,14 +133,16 @@ typedef int census_fn(const char *pid, const struct census_proc *p, void *arg);
  * Call fn for every live or zombie child of this process: each thread's
  * children, from /proc/self/task/<tid>/children (much cheaper than a scan
  * of /proc on a busy machine). Returns what fn returned when it stopped
- * the walk, 0 at the end, -1 if procfs cannot be read.
+ * the walk, 0 at the end, -1 if procfs cannot be read or has no children
+ * files (a kernel without CONFIG_PROC_CHILDREN): a count of 0 then would
+ * hide every leaked child.
  */
 static inline int census_each_child(census_fn *fn, void *arg)
 {
 	DIR *d = opendir("/proc/self/task");
 	struct census_proc p;
 	struct dirent *e;
-	int r = 0;
+	int r = 0, read = 0;
 
 	if (!d)
 		return -1;
@@ -155,7 +157,8 @@ static inline int census_each_child(census_fn *fn, void *arg)
 			 e->d_name);
 		f = fopen(path, "r");
 		if (!f)
-			continue;
+			continue; /* a thread that has just exited */
+		read = 1;
 		while (!r && fscanf(f, "%d", &k) == 1) {
 			snprintf(pid, sizeof(pid), "%d", k);
 			if (census_stat(pid, &p) == 0)
@@ -164,7 +167,7 @@ static inline int census_each_child(census_fn *fn, void *arg)
 		fclose(f);
 	}
 	closedir(d);
-	return r;
+	return read ? r : -1;
 }
 
 /* The zygote and its spare, which live as long as the process. */

@@ -21,9 +21,10 @@
  *   its work (the bytes, sums and counts are checked), and every
  *   resource is released on every path. No wait is unbounded: an I/O or
  *   sync wait that times out (20 s) means a lost wake-up, which is a
- *   failed check, not an error return. After the runtimes are freed,
- *   the descriptors, threads and children of the process must be what
- *   they were at the start.
+ *   failed check, not an error return; a -ETIMEDOUT sooner than that is
+ *   a call's own (recv and connect may say it). After the runtimes are
+ *   freed, the descriptors, threads and children of the process must be
+ *   what they were at the start.
  *
  *   Exit status: 0 if every check held, whether the calls succeeded or
  *   failed with errors; 1 if a check failed. A crash, a hang and a
@@ -82,6 +83,20 @@ static void bad(const char *what, int line, long v)
 
 /* An int result of a call: >= 0 is success; < 0 must be an error code,
  * never a lost wake-up. Returns 1 on success. */
+/* When the current step of the pass began (CLOCK_MONOTONIC). */
+static _Atomic int64_t step_start_ns;
+
+/*
+ * -ETIMEDOUT is a lost wake-up only when a wait could have lasted its
+ * full WAIT_MS: recv() and connect() may also report it themselves (a
+ * peer that stopped answering, or a fault in their POSIX wrappers).
+ */
+static int lost_wakeup(long r)
+{
+	return r == -ETIMEDOUT && br_now_ns() - atomic_load(&step_start_ns) >=
+					  (int64_t)WAIT_MS * 1000000;
+}
+
 static int ok_ret(const char *what, long r, int line)
 {
 	if (r >= 0) {
@@ -92,7 +107,7 @@ static int ok_ret(const char *what, long r, int line)
 	if (verbose)
 		fprintf(stderr, "faults: %s: %s (%ld)\n", what,
 			br_strerror((int)r), r);
-	if (r == -ETIMEDOUT) /* every wait in here has a partner */
+	if (lost_wakeup(r)) /* every wait in here has a partner */
 		bad("timed out (a lost wake-up?)", line, r);
 	return 0;
 }
@@ -128,7 +143,7 @@ static int await_ok(const char *what, br_future *f, void **value, int expect,
 		bad("await's result and the state disagree", line, r);
 	else if (st == BR_CANCELLED && r != -ECANCELED)
 		bad("cancelled with", line, r);
-	if (r == -ETIMEDOUT && expect != -ETIMEDOUT)
+	if (expect != -ETIMEDOUT && lost_wakeup(r))
 		bad("timed out (a lost wake-up?)", line, r);
 	if (!br_future_message(f))
 		bad("no message for error", line, r);
@@ -644,7 +659,8 @@ static void tcp_io(br_runtime *rt)
 	/* The listener is the scenario's. If the server ends first, closing
 	 * it refuses or resets the client; if the client ends first, the
 	 * server may still wait in accept for a connection that never came:
-	 * one that closes at once wakes it. */
+	 * one that closes at once wakes it, or, when that connect fails
+	 * too, a cancel. */
 	if (first_done(both, 2) == 0) {
 		close(c.lfd);
 		AWAIT("tcp server", fs, NULL);
@@ -654,6 +670,8 @@ static void tcp_io(br_runtime *rt)
 		fd = br_tcp_connect("127.0.0.1", c.port);
 		if (fd >= 0)
 			close(fd);
+		else
+			br_cancel(fs);
 		if (AWAIT("tcp client", fc, &v) && v)
 			BAD("tcp echo bytes", v);
 		AWAIT("tcp server", fs, NULL);
@@ -796,6 +814,9 @@ static void *io_pass(void *arg)
 	return NULL;
 }
 
+/* Run one step of the pass, noting when it began. */
+#define STEP(call) (atomic_store(&step_start_ns, br_now_ns()), (void)(call))
+
 static void pass(unsigned flags)
 {
 	br_config cfg = { .workers = 2, .flags = flags | BR_CONFIG_QUIET };
@@ -807,18 +828,18 @@ static void pass(unsigned flags)
 	if (!OK("runtime_new", r))
 		return;
 	the_rt = rt;
-	core_tasks(rt);
-	sync_tasks(rt);
+	STEP(core_tasks(rt));
+	STEP(sync_tasks(rt));
 	/* I/O from tasks, then the same calls from a task spawned by a
 	 * task (its children run inline). */
-	pipe_io(rt);
-	tcp_io(rt);
-	f = br_spawn(rt, io_pass, NULL);
+	STEP(pipe_io(rt));
+	STEP(tcp_io(rt));
+	STEP(f = br_spawn(rt, io_pass, NULL));
 	AWAIT("I/O from a task", f, NULL);
 	br_future_release(f);
-	blocking_calls(rt);
-	process_pool(rt);
-	subprocess(rt);
+	STEP(blocking_calls(rt));
+	STEP(process_pool(rt));
+	STEP(subprocess(rt));
 	br_runtime_free(rt);
 }
 
@@ -838,6 +859,8 @@ int main(int argc, char **argv)
 	fds = census_fds();
 	threads = census_threads();
 	children = census_children(0, NULL);
+	if (children < 0)
+		BAD("cannot count this process's children", children);
 	census_fds_note(&fds_at_start);
 	for (int i = 0; i < passes; i++) {
 		pass(0);

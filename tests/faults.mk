@@ -32,21 +32,27 @@ $(B)/tests/faults: $(B)/tests/faults.o $(B)/libbraid.a
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(B)/libbraid.a $(LDLIBS)
 
 # libfiu's POSIX wrappers do not run under ASan (scripts/faults.py says
-# why): their groups run the debug variant's scenario.
+# why): their groups run the debug variant's scenario, and the tests that
+# use them (suite faults_posix) its test_faults.
+POSIX_TESTS := build/debug-faults/tests/test_faults
+POSIX_ONLY  := --filter 'faults_posix/*'
 ifeq ($(VARIANT)$(FAULTS),asan1)
 test-faults: $(B)/tests/faults $(B)/tests/test_faults $(TEST_BIN)
 	$(Q)$(MAKE) --no-print-directory VARIANT=debug FAULTS=1 \
-		build/debug-faults/tests/faults
+		build/debug-faults/tests/faults $(POSIX_TESTS)
 	$(Q)fail=0; \
 	$(call run_tests,$(B)/tests/test_faults,,--jobs 2) \
+	$(call run_tests,$(POSIX_TESTS),,$(POSIX_ONLY)) \
 	python3 scripts/faults.py --full --timeout $(FAULTS_TIMEOUT_S) \
 		--build $(B) --posix-build build/debug-faults \
 		$(FAULTS_ARGS) || fail=1; \
 	exit $$fail
 
 test-faults-short: $(B)/tests/faults $(B)/tests/test_faults
+	$(Q)$(MAKE) --no-print-directory VARIANT=debug FAULTS=1 $(POSIX_TESTS)
 	$(Q)fail=0; \
 	$(call run_tests,$(B)/tests/test_faults,,--jobs 2) \
+	$(call run_tests,$(POSIX_TESTS),,$(POSIX_ONLY)) \
 	python3 scripts/faults.py --timeout $(FAULTS_TIMEOUT_S) \
 		--build $(B) $(FAULTS_ARGS) || fail=1; \
 	exit $$fail

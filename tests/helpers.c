@@ -10,6 +10,7 @@
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -100,6 +101,7 @@ void t_leak_init(void)
 	leak.fds = t_count_fds();
 	leak.threads = t_count_threads();
 	leak.children = census_children(1, NULL);
+	cr_assert_geq(leak.children, 0, "cannot count this process's children");
 	census_fds_note(&leak.open);
 	leak.on = 1;
 }
@@ -241,6 +243,21 @@ unsigned t_stress_scale(void)
 	return (unsigned)v;
 }
 
+void t_kill_zygote(void)
+{
+	pid_t z = census_child_named("braid-zygote");
+	pid_t s = census_child_named("braid-spare");
+
+	cr_assert_gt(z, 0, "no zygote");
+	cr_assert_gt(s, 0, "no spare");
+	cr_assert_eq(kill(s, SIGKILL), 0);
+	cr_assert_eq(waitpid(s, NULL, 0), s);
+	cr_assert_eq(kill(z, SIGKILL), 0);
+	cr_assert_eq(waitpid(z, NULL, 0), z);
+}
+
+const unsigned t_modes[2] = { 0, BR_CONFIG_NO_URING };
+
 int t_uring_available(void)
 {
 	struct io_uring ring;
@@ -284,6 +301,34 @@ void t_assert_task_ok(br_future *f)
 
 	cr_assert_null(msg, "%s", msg);
 	br_future_release(f);
+}
+
+struct t_on_failure {
+	void (*fn)(void *);
+	void *arg;
+};
+
+static void on_failure_cb(br_future *f, void *arg)
+{
+	struct t_on_failure *of = arg;
+
+	if (br_future_state(f) == BR_FAILED)
+		of->fn(of->arg);
+	free(of);
+}
+
+void t_on_failure(br_future *f, void (*fn)(void *), void *arg)
+{
+	struct t_on_failure *of = malloc(sizeof(*of));
+	int ret;
+
+	cr_assert_not_null(of);
+	of->fn = fn;
+	of->arg = arg;
+	ret = br_future_on_done(f, on_failure_cb, of);
+	if (ret < 0)
+		free(of);
+	cr_assert_eq(ret, 0, "br_future_on_done: %s", br_strerror(ret));
 }
 
 char *t_read_file(const char *path, size_t *len)

@@ -146,6 +146,18 @@ unsigned t_stress_scale(void);
  */
 int t_uring_available(void);
 
+/* t_kill_zygote - kill and reap the zygote and its spare, which must be
+ * this process's children: no pool worker can be started after it. */
+void t_kill_zygote(void);
+
+/* Both loop kinds, as flags for t_runtime(): the ring's (0) where the
+ * kernel has io_uring, and always BR_CONFIG_NO_URING's. Every test of
+ * I/O runs its body once for each. */
+extern const unsigned t_modes[2];
+#define FOR_EACH_MODE(flags)                                           \
+	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
+		for (unsigned flags = t_modes[mi_], once_ = 1; once_; once_ = 0)
+
 /* t_thread_start, t_thread_join - pthread wrappers that assert. */
 void t_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 void *t_thread_join(pthread_t t);
@@ -162,6 +174,18 @@ void *t_await_value(br_future *f);
  * release it.
  */
 void t_assert_task_ok(br_future *f);
+
+/*
+ * t_on_failure - call fn(arg) when f fails, on the thread that fails it
+ * (or at once if it already has). A task's spawn fails when a worker
+ * finds no stack for it, after br_spawn() has returned (the fault sweep
+ * makes that happen): a test whose thread waits for what the task would
+ * have done (a channel partner, a wait group's done) passes fn to undo
+ * that wait, so that it fails its assertions instead of waiting for
+ * good. fn must not block. Asserts that the callback could be set. Test
+ * thread only.
+ */
+void t_on_failure(br_future *f, void (*fn)(void *), void *arg);
 
 /*
  * t_read_file - the whole file at path, NUL-terminated and malloc'd; its

@@ -2,8 +2,8 @@
 /*
  * mpi_pool.c - a process pool across the ranks of an MPI job: results,
  * order, mixing with local futures, crashes and time limits on remote
- * ranks, initializers' limits on every rank, cancel, br_imap, 100,000 jobs with every result checked, and
- * nothing left behind. Run under mpirun -np 3 (tests.mk's test-mpi runs
+ * ranks, initializers' limits on every rank, cancel, br_imap, 100,000
+ * jobs with every result checked, and nothing left behind. Run under mpirun -np 3 (tests.mk's test-mpi runs
  * it over shared memory and over TCP).
  *
  * Not a Criterion program: Criterion forks every test into a process of

@@ -215,6 +215,7 @@ static void order_test(size_t cap)
 	struct sender ss[ORD_SENDERS];
 	br_future *sf[ORD_TASK_SENDERS], *rf[ORD_RECEIVERS - 1];
 	pthread_t st[ORD_THREAD_SENDERS], rt_thread;
+	int failed = 0, closed;
 
 	o.ch = new_chan(sizeof(struct msg), cap);
 	for (int i = 0; i < ORD_RECEIVERS - 1; i++)
@@ -228,14 +229,22 @@ static void order_test(size_t cap)
 			t_thread_start(&st[i - ORD_TASK_SENDERS], ord_send,
 				       &ss[i]);
 	}
+	/* The threads use o and ss, on this stack: no assertion may end
+	 * the test before they are joined. */
 	for (int i = 0; i < ORD_TASK_SENDERS; i++)
-		t_assert_task_ok(sf[i]);
+		failed += br_await(sf[i], NULL) != 0;
 	for (int i = 0; i < ORD_THREAD_SENDERS; i++)
 		t_thread_join(st[i]);
-	cr_assert_eq(br_chan_close(o.ch), 0);
+	closed = br_chan_close(o.ch);
 	for (int i = 0; i < ORD_RECEIVERS - 1; i++)
-		t_assert_task_ok(rf[i]);
+		failed += br_await(rf[i], NULL) != 0;
 	t_thread_join(rt_thread);
+	cr_assert_eq(failed, 0, "%d tasks failed", failed);
+	cr_assert_eq(closed, 0);
+	for (int i = 0; i < ORD_TASK_SENDERS; i++)
+		br_future_release(sf[i]);
+	for (int i = 0; i < ORD_RECEIVERS - 1; i++)
+		br_future_release(rf[i]);
 	cr_assert_eq(atomic_load(&o.bad), 0, "%d out of order",
 		     atomic_load(&o.bad));
 	cr_assert_eq(atomic_load(&o.received), ORD_SENDERS * ORD_MSGS);
@@ -595,6 +604,14 @@ static void *echo(void *arg)
 	return NULL;
 }
 
+static void close_both(void *arg)
+{
+	br_chan **ch = arg;
+
+	br_chan_close(ch[0]);
+	br_chan_close(ch[1]);
+}
+
 Test(chan, tasks_and_threads_share_channels, .timeout = 20.0)
 {
 	br_runtime *rt = t_runtime(2, 0);
@@ -603,6 +620,9 @@ Test(chan, tasks_and_threads_share_channels, .timeout = 20.0)
 	br_future *f = br_spawn(rt, echo, ch);
 	long v;
 
+	/* Without its partner this thread's first send would wait for
+	 * good: closed channels make it fail instead. */
+	t_on_failure(f, close_both, ch);
 	for (long i = 0; i < 2000; i++) {
 		cr_assert_eq(br_chan_send(ch[0], &i), 0);
 		cr_assert_eq(br_chan_recv(ch[1], &v), 0);

@@ -26,13 +26,6 @@
 /* Every test leaves no descriptor, thread or child behind (helpers.h). */
 TestSuite(exec, .init = t_leak_init, .fini = t_leak_fini);
 
-/* Both loop kinds; the ring one only where the kernel has io_uring. */
-static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
-
-#define FOR_EACH_MODE(flags)                                           \
-	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
-		for (unsigned flags = modes[mi_], once_ = 1; once_; once_ = 0)
-
 /* No child is left, alive or zombie, and none is waitable. */
 static void assert_no_children(void)
 {
@@ -197,10 +190,20 @@ Test(exec, stdin_data_is_fed_and_stdout_captured, .timeout = 30)
 static void *exit_before_the_feeder_starts(void *arg)
 {
 	br_exec_opts o = { .stdin_data = "ignored", .stdin_len = 7 };
-	br_future *f = br_exec(br_current_runtime(), sh("exit 5"), &o);
-	int code = -1;
+	int p[2], pass[1], code = -1;
+	br_future *f;
+	char c;
 
-	usleep(200 * 1000); /* a plain sleep: the worker stays here */
+	T_REQUIRE(pipe2(p, O_CLOEXEC) == 0);
+	pass[0] = p[1];
+	o.pass_fds = pass;
+	o.npass_fds = 1;
+	f = br_exec(br_current_runtime(), sh("exit 5"), &o);
+	close(p[1]);
+	/* A plain read, which keeps the worker here: end of file once the
+	 * child, which held the pipe's other end, has exited. */
+	T_REQUIRE(read(p[0], &c, 1) == 0);
+	close(p[0]);
 	T_REQUIRE(br_await(f, NULL) == 0);
 	T_REQUIRE(br_exec_status(f, &code, NULL) == 0 && code == 5);
 	br_future_release(f);
@@ -747,6 +750,34 @@ Test(exec, a_child_that_exits_leaves_its_group_alone, .timeout = 30)
 }
 
 /*
+ * A shell that writes "partial\n" to its stdout (captured), then a line
+ * on a pipe passed to it, then sleeps: once that line is read from *said,
+ * its output is out. timeout_ms as br_exec_opts'. NULL if no pipe.
+ */
+static br_future *partial_then_sleep(br_runtime *rt, int64_t timeout_ms,
+				     int *said)
+{
+	char script[128];
+	int p[2], pass[1];
+	br_exec_opts o;
+	br_future *f;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return NULL;
+	pass[0] = p[1];
+	snprintf(script, sizeof(script),
+		 "echo partial; echo x >&%d; exec sleep 30", p[1]);
+	o = (br_exec_opts){ .stdout_mode = BR_EXEC_CAPTURE,
+			    .timeout_ms = timeout_ms,
+			    .pass_fds = pass,
+			    .npass_fds = 1 };
+	f = br_exec(rt, bash(script), &o);
+	close(p[1]);
+	*said = p[0];
+	return f;
+}
+
+/*
  * From a task that keeps its worker: the child writes, and the cancel
  * comes before the task that watches the child ever started. The watcher
  * was dropped unrun then, and what the child had written was lost; it
@@ -754,31 +785,23 @@ Test(exec, a_child_that_exits_leaves_its_group_alone, .timeout = 30)
  */
 static void *cancel_before_the_watcher_starts(void *arg)
 {
-	int p[2], pass[1];
-	char script[128], line[8];
-	br_exec_opts o;
+	char line[8];
 	br_future *f;
 	const char *out;
 	size_t len;
+	int said;
 
-	T_REQUIRE(pipe2(p, O_CLOEXEC) == 0);
-	pass[0] = p[1];
-	snprintf(script, sizeof(script),
-		 "echo partial; echo x >&%d; exec sleep 30", p[1]);
-	o = (br_exec_opts){ .stdout_mode = BR_EXEC_CAPTURE,
-			    .pass_fds = pass,
-			    .npass_fds = 1 };
-	f = br_exec(br_current_runtime(), bash(script), &o);
-	close(p[1]);
+	f = partial_then_sleep(br_current_runtime(), 0, &said);
+	T_REQUIRE(f);
 	/* A plain read: the worker stays here, so the watcher waits. */
-	T_REQUIRE(read_line(p[0], line, sizeof(line)) > 0);
+	T_REQUIRE(read_line(said, line, sizeof(line)) > 0);
 	T_REQUIRE(br_cancel(f) == 0);
 	T_REQUIRE(br_await(f, NULL) == -ECANCELED);
 	out = br_exec_output(f, &len);
 	T_REQUIRE(len == 8);
 	T_REQUIRE(memcmp(out, "partial\n", 8) == 0);
 	br_future_release(f);
-	close(p[0]);
+	close(said);
 	return NULL;
 }
 
@@ -801,26 +824,19 @@ Test(exec, output_captured_before_a_cancel_or_time_limit_is_kept, .timeout = 60)
 	FOR_EACH_MODE(flags)
 	{
 		br_runtime *rt = t_runtime(2, flags);
-		int p[2], pass[1];
-		char script[128], line[8];
+		char line[8];
 		br_exec_opts o;
 		br_future *f;
 		const char *out;
 		size_t len;
 		ssize_t said;
+		int rfd;
 
 		/* The shell says on a passed pipe when its output is out:
 		 * then the cancellation comes after it, for sure. */
-		cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-		pass[0] = p[1];
-		snprintf(script, sizeof(script),
-			 "echo partial; echo x >&%d; exec sleep 30", p[1]);
-		o = (br_exec_opts){ .stdout_mode = BR_EXEC_CAPTURE,
-				    .pass_fds = pass,
-				    .npass_fds = 1 };
-		f = br_exec(rt, bash(script), &o);
-		close(p[1]);
-		cr_assert_gt(read_line(p[0], line, sizeof(line)), 0);
+		f = partial_then_sleep(rt, 0, &rfd);
+		cr_assert_not_null(f);
+		cr_assert_gt(read_line(rfd, line, sizeof(line)), 0);
 		cr_assert_eq(br_cancel(f), 0);
 		cr_assert_eq(br_await(f, NULL), -ECANCELED);
 		out = br_exec_output(f, &len);
@@ -828,20 +844,12 @@ Test(exec, output_captured_before_a_cancel_or_time_limit_is_kept, .timeout = 60)
 		cr_assert_arr_eq(out, "partial\n", 8);
 		cr_assert_null(br_future_bytes(f, NULL));
 		br_future_release(f);
-		close(p[0]);
+		close(rfd);
 
 		/* The same up to a time limit. */
-		cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-		pass[0] = p[1];
-		snprintf(script, sizeof(script),
-			 "echo partial; echo x >&%d; exec sleep 30", p[1]);
-		o = (br_exec_opts){ .stdout_mode = BR_EXEC_CAPTURE,
-				    .timeout_ms = 2000,
-				    .pass_fds = pass,
-				    .npass_fds = 1 };
-		f = br_exec(rt, bash(script), &o);
-		close(p[1]);
-		said = read_line(p[0], line, sizeof(line));
+		f = partial_then_sleep(rt, 2000, &rfd);
+		cr_assert_not_null(f);
+		said = read_line(rfd, line, sizeof(line));
 		cr_assert_eq(br_await(f, NULL), -ETIMEDOUT);
 		out = br_exec_output(f, &len);
 		/* Said before the limit (nearly always): its output is kept;
@@ -853,7 +861,7 @@ Test(exec, output_captured_before_a_cancel_or_time_limit_is_kept, .timeout = 60)
 			cr_assert_eq(len, 0);
 		}
 		br_future_release(f);
-		close(p[0]);
+		close(rfd);
 
 		/* A DONE future's output is its bytes; a child that never
 		 * started has none. */

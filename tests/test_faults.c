@@ -15,13 +15,28 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "census.h"
 #include "helpers.h"
 
-/* Every test leaves no descriptor, thread or child behind (helpers.h). */
+/* Every test leaves no descriptor, thread or child behind (helpers.h).
+ * The tests of faults_posix run a copy of this program under libfiu's
+ * POSIX wrappers, which do not run under ASan: make test-faults runs
+ * them in the debug variant. */
 TestSuite(faults, .init = t_leak_init, .fini = t_leak_fini);
+TestSuite(faults_posix, .init = t_leak_init, .fini = t_leak_fini);
+
+#if defined(__SANITIZE_ADDRESS__)
+#define NEED_POSIX_WRAPPERS()                                               \
+	cr_skip_test("libfiu's POSIX wrappers do not run under ASan (make " \
+		     "test-faults runs this in the debug variant)")
+#else
+#define NEED_POSIX_WRAPPERS() ((void)0)
+#endif
 
 #ifdef BR_FAULTS
 #define FIU_ENABLE 1 /* else fiu.h makes fiu_init() a constant */
@@ -163,6 +178,14 @@ static __attribute__((noreturn)) void zygote_hello_child(void)
 #define ANSWER_CHILD_ENV "T_FAULTS_ZYGOTE_ANSWER"
 
 static int echo_job(br_job *job, const void *in, size_t len);
+static int crash_job(br_job *job, const void *in, size_t len);
+
+/* Naps 500 ms, then echoes. */
+static int nap_echo_job(br_job *job, const void *in, size_t len)
+{
+	usleep(500 * 1000);
+	return br_job_write(job, in, len);
+}
 
 /*
  * In a fresh process of one thread, with point failing once: a runtime
@@ -181,7 +204,8 @@ static __attribute__((noreturn)) void answer_lost_child(const char *point)
 	int ok;
 
 	fiu_init(0);
-	fiu_enable(point, 1, NULL, FIU_ONETIME);
+	if (fiu_enable(point, 1, NULL, FIU_ONETIME) != 0)
+		_exit(1);
 	if (br_runtime_new(&rt, &cfg) < 0 || br_pool_new(&pool, rt, &pc) < 0)
 		_exit(1);
 	f = br_submit(pool, echo_job, "ok", 3);
@@ -199,6 +223,155 @@ static __attribute__((noreturn)) void answer_lost_child(const char *point)
 #endif
 }
 
+/* Set in the environment of a copy of this program whose promoted
+ * zygote cannot say hello (promoted_hello_child). */
+#define PROMOTED_CHILD_ENV "T_FAULTS_PROMOTED_HELLO"
+
+#ifdef BR_FAULTS
+/* Where promoted_hello_child notes its first zygote's pid. */
+static char first_zygote_path[64];
+
+/* libfiu's say on braid/zygote/hello: fail in any zygote but the first
+ * (its pid is in first_zygote_path once it has said hello). */
+static int fail_if_promoted(const char *name, int *failnum, void **failinfo,
+			    unsigned *flags)
+{
+	char buf[32] = "";
+	int fd = open(first_zygote_path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	(void)name;
+	(void)failnum;
+	(void)failinfo;
+	(void)flags;
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 && atoi(buf) != (int)getpid();
+}
+#endif
+
+/*
+ * In a fresh process of one thread: a runtime forks the zygote, which is
+ * then killed; the pool's first fork promotes the spare, whose hello
+ * fails after it made a spare of its own. Exits 0 if no child is left
+ * once the runtime is freed, 2 if one is.
+ */
+static __attribute__((noreturn)) void promoted_hello_child(void)
+{
+#ifdef BR_FAULTS
+	br_config cfg = { .workers = 1 };
+	br_pool_config pc = { .workers = 1 };
+	br_runtime *rt = NULL;
+	br_pool *pool = NULL;
+	char buf[32];
+	siginfo_t si;
+	pid_t z;
+	int fd, n;
+
+	snprintf(first_zygote_path, sizeof(first_zygote_path),
+		 "/tmp/braid-zygote-%d", (int)getpid());
+	fiu_init(0);
+	fiu_enable_external("braid/zygote/hello", 1, NULL, 0, fail_if_promoted);
+	if (br_runtime_new(&rt, &cfg) < 0)
+		_exit(1);
+	z = census_child_named("braid-zygote");
+	fd = open(first_zygote_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		  0600);
+	n = snprintf(buf, sizeof(buf), "%d", (int)z);
+	if (z <= 0 || fd < 0 || write(fd, buf, (size_t)n) != n)
+		_exit(1);
+	close(fd);
+	/* Dead (a zombie the program reaps), so the request finds it
+	 * gone. */
+	kill(z, SIGKILL);
+	waitid(P_PID, (id_t)z, &si, WEXITED | WNOWAIT);
+	if (br_pool_new(&pool, rt, &pc) == 0)
+		br_pool_free(pool);
+	br_runtime_free(rt);
+	unlink(first_zygote_path);
+	_exit(t_count_children() == 0 ? 0 : 2);
+#else
+	_exit(3);
+#endif
+}
+
+/* Set in the environment of a copy of this program run under libfiu's
+ * POSIX wrappers, whose pool's poll(2) calls fail (poll_fails_child):
+ * "collector" or "watcher", the pool's task they fail. */
+#define POLL_CHILD_ENV "T_FAULTS_POLL"
+#define POSIX_PRELOAD "/usr/lib/fiu/fiu_posix_preload.so"
+
+/*
+ * In a copy of this program under libfiu's POSIX wrappers: a pool of one
+ * worker on a runtime of one worker without io_uring, whose loop asks
+ * poll(2) what is ready. For "collector", every poll(2) fails while a
+ * job's result comes in; for "watcher", the first look of the watcher
+ * of a worker just replaced fails while it runs a job. Then a job runs.
+ * Exits 0 if the results came, 1 if the last did not, 2 if the watcher
+ * killed its live worker.
+ */
+static __attribute__((noreturn)) void poll_fails_child(const char *which)
+{
+#ifdef BR_FAULTS
+	br_config cfg = { .workers = 1, .flags = BR_CONFIG_NO_URING };
+	br_pool_config pc = { .workers = 1 };
+	br_runtime *rt = NULL;
+	br_pool *pool = NULL;
+	br_future *f;
+	int r;
+
+	fiu_init(0);
+	if (br_runtime_new(&rt, &cfg) < 0 || br_pool_new(&pool, rt, &pc) < 0)
+		_exit(1);
+	f = br_submit(pool, echo_job, "a", 2);
+	if (br_wait_for(f, 10000, NULL) != 0)
+		_exit(1);
+	br_future_release(f);
+	if (strcmp(which, "collector") == 0) {
+		/* The collector wakes for this result, then waits again: its
+		 * poll(2) fails, with any of the errors libfiu picks. */
+		fiu_enable("posix/io/net/poll", 1, NULL, 0);
+		f = br_submit(pool, echo_job, "b", 2);
+		br_wait_for(f, 1000, NULL);
+		br_future_release(f);
+		usleep(100 * 1000);
+		fiu_disable("posix/io/net/poll");
+	} else {
+		/* The replacement takes a job that naps 500 ms, and is
+		 * registered 300 ms late: by then the collector waits again,
+		 * and the next poll(2) is the new watcher's first look,
+		 * while its worker lives. */
+		br_future *nap;
+
+		fiu_enable("braid/pool/register_late", 1, NULL, 0);
+		f = br_submit(pool, crash_job, NULL, 0);
+		r = br_wait_for(f, 10000, NULL);
+		br_future_release(f);
+		if (r != BR_EWORKERDIED)
+			_exit(1);
+		nap = br_submit(pool, nap_echo_job, "n", 2);
+		usleep(100 * 1000);
+		fiu_enable("posix/io/net/poll", 1, NULL, FIU_ONETIME);
+		r = br_wait_for(nap, 10000, NULL);
+		br_future_release(nap);
+		fiu_disable("braid/pool/register_late");
+		if (r != 0)
+			_exit(2); /* its worker was killed */
+	}
+	f = br_submit(pool, echo_job, "c", 2);
+	r = br_wait_for(f, 10000, NULL);
+	br_future_release(f);
+	br_pool_free(pool);
+	br_runtime_free(rt);
+	_exit(r == 0 ? 0 : 1);
+#else
+	(void)which;
+	_exit(3);
+#endif
+}
+
 /* Criterion's test processes have threads by the time a test runs: the
  * zygote for the pool tests must start before them. */
 __attribute__((constructor)) static void start_zygote(void)
@@ -207,21 +380,34 @@ __attribute__((constructor)) static void start_zygote(void)
 		zygote_hello_child();
 	if (getenv(ANSWER_CHILD_ENV))
 		answer_lost_child(getenv(ANSWER_CHILD_ENV));
+	if (getenv(PROMOTED_CHILD_ENV))
+		promoted_hello_child();
+	if (getenv(POLL_CHILD_ENV))
+		poll_fails_child(getenv(POLL_CHILD_ENV));
 	br_zygote_start();
 }
 
-/* Run a fresh copy of this program with name=value in its environment;
- * its exit status (killed after 20 s: a hang). */
-static int run_copy(const char *name, const char *value)
+/* Run a fresh copy of this program with name=value in its environment,
+ * and preload (if not NULL) in LD_PRELOAD; its exit status (killed after
+ * 20 s: a hang). What it and its children wrote on stderr goes to out
+ * (cap bytes, NUL-terminated), if given. */
+static int run_copy(const char *name, const char *value, const char *preload,
+		    char *out, size_t cap)
 {
+	int errfd = memfd_create("copy-stderr", MFD_CLOEXEC);
 	int64_t start;
+	ssize_t n;
 	pid_t pid;
 	int st = 0;
 
+	cr_assert_geq(errfd, 0);
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		setenv(name, value, 1);
+		if (preload)
+			setenv("LD_PRELOAD", preload, 1);
+		dup2(errfd, STDERR_FILENO);
 		execl("/proc/self/exe", "test_faults", (char *)NULL);
 		_exit(4);
 	}
@@ -234,6 +420,11 @@ static int run_copy(const char *name, const char *value)
 		}
 		usleep(10000);
 	}
+	if (out) {
+		n = pread(errfd, out, cap - 1, 0);
+		out[n > 0 ? n : 0] = '\0';
+	}
+	close(errfd);
 	cr_assert(WIFEXITED(st), "status %d", st);
 	return WEXITSTATUS(st);
 }
@@ -388,7 +579,7 @@ Test(faults, zygote_that_cannot_say_hello_ends_and_leaves_no_child,
 	int st;
 
 	NEED_FAULTS();
-	st = run_copy(ZYGOTE_CHILD_ENV, "1");
+	st = run_copy(ZYGOTE_CHILD_ENV, "1", NULL, NULL, 0);
 	cr_assert_eq(st, 0,
 		     "exit %d: 1 the start did not fail with -EPIPE, 2 a "
 		     "child was left",
@@ -408,12 +599,19 @@ Test(faults, a_worker_whose_zygote_answer_is_lost_is_found, .timeout = 60)
 
 	NEED_FAULTS();
 	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
-		int st = run_copy(ANSWER_CHILD_ENV, points[i]);
+		char err[4096], fired[128];
+		int st = run_copy(ANSWER_CHILD_ENV, points[i], NULL, err,
+				  sizeof(err));
 
 		cr_assert_eq(st, 0,
 			     "%s: exit %d: 1 the pool or its job failed, 2 a "
 			     "child was left",
 			     points[i], st);
+		/* The answer was lost indeed (runtime/error.c says so). */
+		snprintf(fired, sizeof(fired), "braid: fault point %s failed",
+			 points[i]);
+		cr_assert_not_null(strstr(err, fired), "%s never fired: %s",
+				   points[i], err);
 	}
 }
 
@@ -500,4 +698,259 @@ Test(faults, pool_time_limits_hold_without_memory_for_timers, .timeout = 30)
 	br_future_release(f);
 	br_pool_free(pool);
 	br_runtime_free(rt);
+}
+
+static int sleepy_job(br_job *job, const void *in, size_t len)
+{
+	(void)job;
+	(void)in;
+	(void)len;
+	pause();
+	return 0;
+}
+
+/* With no memory for a timer, the pool's watcher took its failed pause
+ * between fork attempts for a cancel and stopped without failing what
+ * waited: with the zygote and its spare gone, a queued job waited for
+ * good. */
+Test(faults, pool_without_a_zygote_fails_queued_jobs_without_timers,
+     .timeout = 60)
+{
+	br_runtime *rt;
+	br_pool *pool;
+	br_future *f, *g;
+	pid_t w = 0;
+	int r;
+
+	NEED_FAULTS();
+	rt = t_runtime(1, 0);
+	r = br_pool_new(&pool, rt, &(br_pool_config){ .workers = 1 });
+	cr_assert_eq(r, 0, "br_pool_new: %s", br_strerror(r));
+	t_kill_zygote();
+	f = br_submit(pool, sleepy_job, NULL, 0);
+	g = br_submit(pool, echo_job, NULL, 0);
+	br_pool_pids(pool, &w, 1);
+	cr_assert_gt(w, 0);
+	fail_point("braid/timer/alloc", 0);
+	cr_assert_eq(kill(w, SIGKILL), 0);
+	r = br_wait_for(g, 10000, NULL);
+	clear_point("braid/timer/alloc");
+	cr_assert_eq(r, BR_EWORKERDIED, "the queued job: %s", br_strerror(r));
+	cr_assert_eq(br_await(f, NULL), BR_EWORKERDIED);
+	br_future_release(f);
+	br_future_release(g);
+	br_pool_free(pool);
+	br_runtime_free(rt);
+	t_leak_expect(-1, 0, 0);
+}
+
+/* Append a byte to the file named by the job's input (a path); 0 or a
+ * negative errno. */
+static int leave_mark(const void *in, size_t len)
+{
+	char path[256];
+	int fd;
+
+	if (len >= sizeof(path))
+		return -EINVAL;
+	memcpy(path, in, len);
+	path[len] = '\0';
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	(void)!write(fd, "x", 1);
+	close(fd);
+	return 0;
+}
+
+/* Leaves its mark, then waits for good. */
+static int mark_and_wait_job(br_job *job, const void *in, size_t len)
+{
+	int r = leave_mark(in, len);
+
+	(void)job;
+	if (r < 0)
+		return r;
+	pause();
+	return 0;
+}
+
+/* Leaves its mark, naps 500 ms, and echoes. */
+static int mark_nap_echo_job(br_job *job, const void *in, size_t len)
+{
+	int r = leave_mark(in, len);
+
+	return r < 0 ? r : nap_echo_job(job, in, len);
+}
+
+static int crash_job(br_job *job, const void *in, size_t len)
+{
+	(void)job;
+	(void)in;
+	(void)len;
+	abort();
+}
+
+/* A runtime of one worker (*rt) and a pool of one worker whose
+ * replacements are registered 300 ms late (braid/pool/register_late);
+ * path (cap bytes) gets a file name of this test's own, named by what. */
+static br_pool *late_pool(br_runtime **rt, char *path, size_t cap,
+			  const char *what)
+{
+	br_pool *pool;
+	int r;
+
+	snprintf(path, cap, "/tmp/braid-%s-%d", what, (int)getpid());
+	unlink(path);
+	*rt = t_runtime(1, 0);
+	r = br_pool_new(&pool, *rt, &(br_pool_config){ .workers = 1 });
+	cr_assert_eq(r, 0, "br_pool_new: %s", br_strerror(r));
+	fail_point("braid/pool/register_late", 0);
+	return pool;
+}
+
+/* Crash the pool's worker: its replacement is being forked on return. */
+static void crash_worker(br_pool *pool)
+{
+	br_future *x = br_submit(pool, crash_job, NULL, 0);
+
+	cr_assert_eq(br_wait_for(x, 10000, NULL), BR_EWORKERDIED);
+	br_future_release(x);
+}
+
+static void late_pool_free(br_runtime *rt, br_pool *pool, const char *path)
+{
+	clear_point("braid/pool/register_late");
+	unlink(path);
+	br_pool_free(pool);
+	br_runtime_free(rt);
+}
+
+/* A replacement worker runs jobs from its first moment, but the thread
+ * that forked it registers it (its pid, the descriptor that can kill it)
+ * a little later. A job it claimed in between and cancelled then was
+ * never killed: br_cancel() answered BR_EDONE, and the job waited for
+ * good. The registration now kills a worker whose job was cancelled. */
+Test(faults, a_job_cancelled_before_its_worker_is_registered_ends,
+     .timeout = 60)
+{
+	char path[64];
+	br_runtime *rt;
+	br_pool *pool;
+	int in_window = 0;
+
+	NEED_FAULTS();
+	pool = late_pool(&rt, path, sizeof(path), "late");
+	/* The window lasts 300 ms: a loaded machine may miss it, so try a
+	 * few times. */
+	for (int tries = 0; tries < 5 && !in_window; tries++) {
+		br_future *b;
+		pid_t w = -1;
+		int c, r;
+
+		unlink(path);
+		crash_worker(pool);
+		/* Its replacement takes b as soon as it starts. */
+		b = br_submit(pool, mark_and_wait_job, path, strlen(path));
+		for (int ms = 0; ms < 10000 && access(path, F_OK) != 0; ms++)
+			usleep(1000);
+		cr_assert_eq(access(path, F_OK), 0, "the job never started");
+		c = br_cancel(b);
+		br_pool_pids(pool, &w, 1);
+		in_window = w == 0;
+		cr_assert_eq(c, 0, "br_cancel: %s", br_strerror(c));
+		r = br_wait_for(b, 10000, NULL);
+		cr_assert_eq(r, -ECANCELED, "the cancelled job: %s",
+			     br_strerror(r));
+		cr_assert_eq(br_future_state(b), BR_CANCELLED);
+		br_future_release(b);
+	}
+	late_pool_free(rt, pool, path);
+	cr_assert(in_window, "no cancel came before the worker's registration");
+}
+
+/* A new worker whose pidfd could not be opened was killed, and the job
+ * it had claimed meanwhile stayed claimed: its future never ended (or
+ * ended BR_EWORKERDIED when the slot's next worker died). The job now
+ * goes round to the next worker. */
+Test(faults, a_job_held_by_a_worker_that_cannot_be_watched_goes_round,
+     .timeout = 60)
+{
+	char path[64];
+	br_runtime *rt;
+	br_pool *pool;
+	int runs = 0;
+
+	NEED_FAULTS();
+	pool = late_pool(&rt, path, sizeof(path), "unwatched");
+	/* The unwatched worker must take the job within the 300 ms it is
+	 * held up: a loaded machine may miss it, so try a few times. */
+	for (int tries = 0; tries < 5 && runs < 2; tries++) {
+		br_future *b;
+		size_t n = 0;
+		const void *out;
+		struct stat st;
+		int r;
+
+		unlink(path);
+		crash_worker(pool);
+		fail_point("braid/child/pidfd", 1);
+		b = br_submit(pool, mark_nap_echo_job, path, strlen(path));
+		r = br_wait_for(b, 20000, NULL);
+		cr_assert_eq(r, 0, "the job: %s: %s", br_strerror(r),
+			     br_future_message(b));
+		out = br_future_bytes(b, &n);
+		cr_assert(n == strlen(path) && memcmp(out, path, n) == 0);
+		br_future_release(b);
+		runs = stat(path, &st) == 0 ? (int)st.st_size : 0;
+		clear_point("braid/child/pidfd");
+	}
+	late_pool_free(rt, pool, path);
+	cr_assert_eq(runs, 2, "the unwatched worker never took the job");
+}
+
+/* A failed poll(2) in a pool task's wait on the loop without io_uring
+ * (an interruption, or any error but a shortage):
+ *   - the collector took it for the pool closing and stopped, and every
+ *     result after it waited for good;
+ *   - br_poll() took a failed first look for "ready", looked again and
+ *     returned 0, nothing ready; a watcher took that for its worker's
+ *     death, and killed the live worker and the job it ran.
+ * br_poll() now waits again until something is ready, and the pool's
+ * tasks wait a moment and ask again after any failure. */
+Test(faults_posix, a_failed_poll_does_not_stop_the_pool, .timeout = 60)
+{
+	static const char *const tasks[] = { "collector", "watcher" };
+
+	NEED_FAULTS();
+	NEED_POSIX_WRAPPERS();
+	if (access(POSIX_PRELOAD, R_OK) != 0)
+		cr_skip_test("no libfiu POSIX wrappers at " POSIX_PRELOAD);
+	for (size_t i = 0; i < 2; i++) {
+		int st = run_copy(POLL_CHILD_ENV, tasks[i], POSIX_PRELOAD, NULL,
+				  0);
+
+		cr_assert_eq(st, 0,
+			     "%s: exit %d: 1 the job after the failed poll "
+			     "never came back, 2 a live worker was killed",
+			     tasks[i], st);
+	}
+}
+
+/* A spare promoted to zygote makes a spare of its own before its hello;
+ * when that hello was lost, the program reaped the promoted zygote but
+ * not its spare, a child whose pid it never learnt: a zombie left for
+ * good. The program now reaps the stray spares of a failed promotion
+ * (workers, named braid-pool from their first instant, are spared). */
+Test(faults, a_promoted_zygote_without_a_hello_leaves_no_child, .timeout = 60)
+{
+	char err[4096];
+	int st;
+
+	NEED_FAULTS();
+	st = run_copy(PROMOTED_CHILD_ENV, "1", NULL, err, sizeof(err));
+	cr_assert_eq(st, 0, "exit %d: 1 the set-up failed, 2 a child was left",
+		     st);
+	cr_assert_not_null(strstr(err, "fault point braid/zygote/hello failed"),
+			   "the promoted zygote's hello never failed: %s", err);
 }

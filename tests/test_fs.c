@@ -19,11 +19,6 @@
 
 TestSuite(fs, .init = t_leak_init, .fini = t_leak_fini);
 
-static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
-#define FOR_EACH_MODE(flags)                                           \
-	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
-		for (unsigned flags = modes[mi_], once_ = 1; once_; once_ = 0)
-
 /* The whole story in a fresh directory under /tmp; returns NULL or the
  * failed condition. */
 static void *fs_story(void *arg)
@@ -156,6 +151,56 @@ Test(fs, a_loop_callback_gets_enottask, .timeout = 30.0)
 		cr_assert_eq(c.mkdir, BR_ENOTTASK, "flags %#x", flags);
 		cr_assert_eq(c.rename, BR_ENOTTASK, "flags %#x", flags);
 		cr_assert_eq(rmdir(c.dir), 0);
+		br_runtime_free(rt);
+	}
+}
+
+static uint64_t pool_calls(void)
+{
+	br_runtime_stats st = { 0 };
+
+	br_stats(br_current_runtime(), &st);
+	return st.total.blocking_calls;
+}
+
+/* A rename that works and one that is a real -EINVAL (a directory into
+ * itself, the answer a kernel without the ring opcode also gives) must
+ * cost the same blocking-pool calls: none where the ring has the opcode,
+ * one where it has not or there is no ring. */
+static void *rename_into_itself(void *arg)
+{
+	char dir[] = "/tmp/braid-fs-XXXXXX", a[96], b[96], in_b[128];
+	uint64_t n, good, bad;
+
+	(void)arg;
+	T_REQUIRE(mkdtemp(dir));
+	snprintf(a, sizeof(a), "%s/a", dir);
+	snprintf(b, sizeof(b), "%s/b", dir);
+	snprintf(in_b, sizeof(in_b), "%s/sub", b);
+	T_REQUIRE(br_mkdirat(AT_FDCWD, a, 0700) == 0);
+	n = pool_calls();
+	T_REQUIRE(br_renameat(AT_FDCWD, a, AT_FDCWD, b) == 0);
+	good = pool_calls() - n;
+	n = pool_calls();
+	T_REQUIRE(br_renameat(AT_FDCWD, b, AT_FDCWD, in_b) == -EINVAL);
+	bad = pool_calls() - n;
+	T_REQUIRE(good <= 1 && bad == good);
+	T_REQUIRE(br_unlinkat(AT_FDCWD, b, AT_REMOVEDIR) == 0);
+	T_REQUIRE(rmdir(dir) == 0);
+	return NULL;
+}
+
+/* Whether the ring has an fs opcode is known from its probe at set-up:
+ * an -EINVAL from the ring is the answer, not run again on the blocking
+ * pool to find out. */
+Test(fs, a_real_einval_from_the_ring_is_not_asked_again_on_the_pool,
+     .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+
+		t_assert_task_ok(br_spawn(rt, rename_into_itself, NULL));
 		br_runtime_free(rt);
 	}
 }

@@ -15,18 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "helpers.h"
 
 /* Every test leaves no descriptor, thread or child behind (helpers.h). */
 TestSuite(io, .init = t_leak_init, .fini = t_leak_fini);
-
-/* Both loop kinds; the ring one only where the kernel has io_uring. */
-static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
-#define FOR_EACH_MODE(flags)                                           \
-	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
-		for (unsigned flags = modes[mi_], once_ = 1; once_; once_ = 0)
 
 /* Await a task whose function returns NULL or a T_REQUIRE message. */
 static void await_ok(br_future *f)
@@ -398,18 +393,23 @@ static void io_in_callback(void *arg)
 
 Test(io, loop_callbacks_get_enottask, .timeout = 20.0)
 {
-	br_runtime *rt = t_runtime(1, 0);
-	int p[2];
-	br_future *f;
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		int p[2];
+		br_future *f;
 
-	make_pipe(p);
-	f = br_call_soon(rt, io_in_callback, &p[0]);
-	await_ok(f);
-	cr_assert_eq(atomic_load(&cb_ret), BR_ENOTTASK);
-	br_future_release(f);
-	close(p[0]);
-	close(p[1]);
-	br_runtime_free(rt);
+		make_pipe(p);
+		atomic_store(&cb_ret, 0);
+		f = br_call_soon(rt, io_in_callback, &p[0]);
+		await_ok(f);
+		cr_assert_eq(atomic_load(&cb_ret), BR_ENOTTASK, "flags %#x",
+			     flags);
+		br_future_release(f);
+		close(p[0]);
+		close(p[1]);
+		br_runtime_free(rt);
+	}
 }
 
 static void *file_meta(void *arg)
@@ -1059,4 +1059,189 @@ Test(io, a_cancelled_task_still_closes_its_fds, .timeout = 20.0)
 		br_future_release(f);
 		br_runtime_free(rt);
 	}
+}
+
+/* ---- deadlines beyond what one poll() can wait ---- */
+
+#define DAY_MS (24 * 3600 * INT64_C(1000))
+
+/* A read of one byte inside a deadline scope (scope_ms >= 0) or with a
+ * timeout of its own (timeout_ms > 0), from a task or a plain thread. */
+struct far_read {
+	int fd;
+	int64_t scope_ms, timeout_ms;
+	ssize_t ret;
+	atomic_int tid; /* the reading thread, for a plain thread */
+	atomic_int done;
+};
+
+static void *far_read(void *arg)
+{
+	struct far_read *r = arg;
+	br_deadline scope;
+	char c;
+
+	if (r->scope_ms >= 0)
+		T_REQUIRE(br_deadline_enter(&scope, r->scope_ms) == 0);
+	atomic_store(&r->tid, (int)gettid());
+	r->ret = r->timeout_ms > 0 ?
+			 br_read_timeout(r->fd, &c, 1, r->timeout_ms) :
+			 br_read(r->fd, &c, 1);
+	atomic_store(&r->done, 1);
+	if (r->scope_ms >= 0)
+		T_REQUIRE(br_deadline_leave(&scope) == 0);
+	return NULL;
+}
+
+/*
+ * The timeout, in ms, of the poll() or ppoll() that thread tid is
+ * blocked in: -1 for none (forever), -2 if it is in no such call (yet).
+ * Read from procfs, which shows a blocked thread's system call and its
+ * arguments; a ppoll()'s timespec is in this process's memory.
+ */
+static int64_t blocked_poll_timeout_ms(int tid)
+{
+	char path[64], line[512];
+	unsigned long a[4];
+	long nr;
+	FILE *f;
+	int n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
+	f = fopen(path, "r");
+	if (!f)
+		return -2;
+	n = fgets(line, sizeof(line), f) ?
+		    sscanf(line, "%ld %lx %lx %lx %lx", &nr, &a[0], &a[1],
+			   &a[2], &a[3]) :
+		    0;
+	fclose(f);
+	if (n != 5)
+		return -2;
+#ifdef SYS_poll
+	if (nr == SYS_poll)
+		return (int)a[2] < 0 ? -1 : (int)a[2];
+#endif
+	if (nr == SYS_ppoll) {
+		const struct timespec *ts = (const struct timespec *)a[2];
+
+		return ts ? ts->tv_sec * INT64_C(1000) +
+				       ts->tv_nsec / T_NS_PER_MS :
+			    -1;
+	}
+	return -2;
+}
+
+/* Run r on a plain thread; return the timeout of the poll it blocks
+ * in, then wake it with a byte on wfd and check that it read it. */
+static int64_t far_read_on_thread(struct far_read *r, int wfd)
+{
+	int64_t tmo = -2, t0 = br_now_ns();
+	pthread_t th;
+	const char *msg;
+
+	t_thread_start(&th, far_read, r);
+	while (!atomic_load(&r->tid))
+		br_sleep_ms(1);
+	while (tmo == -2 && br_now_ns() - t0 < 5000 * T_NS_PER_MS) {
+		tmo = blocked_poll_timeout_ms(atomic_load(&r->tid));
+		if (tmo == -2)
+			br_sleep_ms(1);
+	}
+	br_sleep_ms(50);
+	cr_assert_eq(atomic_load(&r->done), 0, "the read ended at once: %zd",
+		     r->ret);
+	cr_assert_eq(write(wfd, "x", 1), 1);
+	msg = t_thread_join(th);
+	cr_assert_null(msg, "%s", msg);
+	cr_assert_eq(r->ret, 1, "got %zd", r->ret);
+	return tmo;
+}
+
+/* The same in a task of rt. */
+static void far_read_in_task(br_runtime *rt, struct far_read *r, int wfd,
+			     unsigned flags)
+{
+	br_future *f = br_spawn(rt, far_read, r);
+
+	/* A task that cannot be made (a fault) never starts. */
+	while (!atomic_load(&r->tid) && br_future_state(f) == BR_PENDING)
+		br_sleep_ms(1);
+	cr_assert(atomic_load(&r->tid), "the task never started: %s",
+		  br_future_message(f));
+	br_sleep_ms(50);
+	cr_assert_eq(atomic_load(&r->done), 0,
+		     "the read ended at once: %zd (flags %u)", r->ret, flags);
+	cr_assert_eq(write(wfd, "x", 1), 1);
+	await_ok(f);
+	br_future_release(f);
+	cr_assert_eq(r->ret, 1, "got %zd (flags %u)", r->ret, flags);
+}
+
+/* poll() takes an int of ms, about 24.8 days: a plain thread whose
+ * deadline is further away must still wait for that deadline, never
+ * for good, so each poll() it makes is bounded. */
+Test(io, a_deadline_months_away_waits_in_bounded_polls_until_an_event,
+     .timeout = 30.0)
+{
+	int p[2];
+
+	make_pipe(p);
+	{
+		struct far_read r = { .fd = p[0], .scope_ms = 60 * DAY_MS };
+		int64_t tmo = far_read_on_thread(&r, p[1]);
+
+		cr_assert_neq(tmo, -2, "the thread never polled");
+		cr_assert_neq(tmo, -1, "a finite deadline polled forever");
+		cr_assert_gt(tmo, 0);
+		cr_assert_leq(tmo, DAY_MS, "polled for %lld ms",
+			      (long long)tmo);
+	}
+	/* And in a task, on either loop. */
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		struct far_read r = { .fd = p[0], .scope_ms = 60 * DAY_MS };
+
+		far_read_in_task(rt, &r, p[1], flags);
+		br_runtime_free(rt);
+	}
+	close(p[0]);
+	close(p[1]);
+}
+
+Test(io, a_timeout_near_int_max_ms_does_not_fire_at_once, .timeout = 30.0)
+{
+	static const int64_t tmos[] = { INT32_MAX - 1, INT32_MAX,
+					(int64_t)INT32_MAX + 1,
+					(int64_t)UINT32_MAX + 1 };
+	size_t n = sizeof(tmos) / sizeof(tmos[0]);
+	int p[2];
+
+	make_pipe(p);
+	for (size_t i = 0; i < n; i++) {
+		struct far_read r = { .fd = p[0],
+				      .scope_ms = -1,
+				      .timeout_ms = tmos[i] };
+		int64_t tmo = far_read_on_thread(&r, p[1]);
+
+		cr_assert(tmo > 0 && tmo <= tmos[i],
+			  "timeout %lld ms polled for %lld ms",
+			  (long long)tmos[i], (long long)tmo);
+	}
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+
+		for (size_t i = 0; i < n; i++) {
+			struct far_read r = { .fd = p[0],
+					      .scope_ms = -1,
+					      .timeout_ms = tmos[i] };
+
+			far_read_in_task(rt, &r, p[1], flags);
+		}
+		br_runtime_free(rt);
+	}
+	close(p[0]);
+	close(p[1]);
 }

@@ -681,9 +681,24 @@ Test(pool, free_with_jobs_in_flight_cancels_them, .timeout = 60)
 	cr_assert_eq(count_stray(), 0);
 }
 
-static void *hold_worker(void *arg)
+/* Leaves a file at the path it is given, and answers the path. */
+static int mark_job(br_job *job, const void *in, size_t len)
 {
-	usleep((useconds_t)(intptr_t)arg * 1000);
+	int fd = open(in, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return br_job_fail(job, -errno, "cannot mark");
+	close(fd);
+	return br_job_write(job, in, len);
+}
+
+/* Holds its worker until the file at path arg exists. */
+static void *hold_until_marked(void *arg)
+{
+	int64_t end = br_now_ns() + 10000 * T_NS_PER_MS;
+
+	while (access(arg, F_OK) && br_now_ns() < end)
+		usleep(1000);
 	return NULL;
 }
 
@@ -703,24 +718,39 @@ Test(pool, free_returns_after_every_jobs_future_has_completed, .timeout = 60)
 	br_runtime *rt = t_runtime(1, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
 	atomic_int in_callback = 0;
-	br_future *a, *b, *hold;
+	char paths[3][64];
+	br_future *a, *b, *c, *hold;
+	size_t len;
 
-	/* The runtime's one worker is held while the pool's worker runs
-	 * both jobs, so that the collector finds both results at once. */
-	hold = br_spawn(rt, hold_worker, (void *)(intptr_t)300);
-	a = br_submit(p, echo_job, "a", 2);
-	b = br_submit(p, echo_job, "b", 2);
+	for (int i = 0; i < 3; i++) {
+		snprintf(paths[i], sizeof(paths[i]), "/tmp/braid-free-%d-%d",
+			 (int)getpid(), i);
+		unlink(paths[i]);
+	}
+	/* The runtime's one worker is held until the pool's one worker has
+	 * started c, so has returned from a and b, whose results the
+	 * collector then finds together. */
+	hold = br_spawn(rt, hold_until_marked, paths[2]);
+	a = br_submit(p, mark_job, paths[0], strlen(paths[0]) + 1);
+	b = br_submit(p, mark_job, paths[1], strlen(paths[1]) + 1);
+	c = br_submit(p, mark_job, paths[2], strlen(paths[2]) + 1);
 	cr_assert_eq(br_future_on_done(a, slow_callback, &in_callback), 0);
 	t_await_value(hold);
 	br_future_release(hold);
+	cr_assert_eq(access(paths[2], F_OK), 0, "c never ran");
 	while (!atomic_load(&in_callback))
 		usleep(1000);
 	br_pool_free(p);
-	cr_assert_neq(br_future_state(b), BR_PENDING,
-		      "b pending after br_pool_free");
+	cr_assert_eq(br_future_state(b), BR_DONE,
+		     "b in state %d (0: pending) after br_pool_free",
+		     br_future_state(b));
+	cr_assert_str_eq(br_future_bytes(b, &len), paths[1]);
 	br_future_release(a);
 	br_future_release(b);
+	br_future_release(c);
 	br_runtime_free(rt);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(unlink(paths[i]), 0);
 }
 
 struct mix {
@@ -911,19 +941,12 @@ Test(pool, jobs_fail_when_no_worker_can_be_started, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(1, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
-	pid_t z = census_child_named("braid-zygote"),
-	      s = census_child_named("braid-spare"), w;
+	pid_t w;
 	br_future *f, *g;
 
-	cr_assert_gt(z, 0);
-	cr_assert_gt(s, 0);
-	cr_assert_eq(kill(s, SIGKILL), 0);
-	cr_assert_eq(waitpid(s, NULL, 0), s);
-	cr_assert_eq(kill(z, SIGKILL), 0);
-	cr_assert_eq(waitpid(z, NULL, 0), z);
+	t_kill_zygote();
 	f = br_submit(p, forever_job, NULL, 0);
 	g = br_submit(p, sum_job, NULL, 0);
-	usleep(50 * 1000);
 	br_pool_pids(p, &w, 1);
 	cr_assert_gt(w, 0);
 	cr_assert_eq(kill(w, SIGKILL), 0);

@@ -17,11 +17,6 @@
 
 TestSuite(signal, .init = t_leak_init, .fini = t_leak_fini);
 
-static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
-#define FOR_EACH_MODE(flags)                                           \
-	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
-		for (unsigned flags = modes[mi_], once_ = 1; once_; once_ = 0)
-
 static void *next_two(void *arg)
 {
 	br_signal *s = arg;
@@ -136,14 +131,17 @@ Test(signal, a_waiting_reader_is_cancelled_and_a_second_caller_is_refused,
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
 	cr_assert_eq(br_signal_new(&s, &set), 0);
-	rt = t_runtime(1, 0);
-	f = br_spawn(rt, next_one, s);
-	usleep(50 * 1000);
-	cr_assert_eq(br_signal_next(s), -EBUSY);
-	cr_assert_eq(br_cancel(f), 0);
-	cr_assert_eq(br_await(f, NULL), -ECANCELED);
-	br_future_release(f);
-	br_runtime_free(rt);
+	FOR_EACH_MODE(flags)
+	{
+		rt = t_runtime(1, flags);
+		f = br_spawn(rt, next_one, s);
+		usleep(50 * 1000);
+		cr_assert_eq(br_signal_next(s), -EBUSY, "flags %#x", flags);
+		cr_assert_eq(br_cancel(f), 0);
+		cr_assert_eq(br_await(f, NULL), -ECANCELED, "flags %#x", flags);
+		br_future_release(f);
+		br_runtime_free(rt);
+	}
 	br_signal_free(s);
 }
 

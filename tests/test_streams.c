@@ -8,9 +8,11 @@
  * task; the answers must be the same.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,13 +20,9 @@
 #include <criterion/criterion.h>
 
 #include "helpers.h"
+#include "ring.h" /* BR__BUF_SIZE */
 
 TestSuite(streams, .init = t_leak_init, .fini = t_leak_fini);
-
-static const unsigned modes[] = { 0, BR_CONFIG_NO_URING };
-#define FOR_EACH_MODE(flags)                                           \
-	for (size_t mi_ = t_uring_available() ? 0 : 1; mi_ < 2; mi_++) \
-		for (unsigned flags = modes[mi_], once_ = 1; once_; once_ = 0)
 
 /* Runs fn(arg) as a task of a fresh runtime in each mode, asserting it
  * returned NULL (T_REQUIRE's message otherwise). */
@@ -274,4 +272,188 @@ Test(streams, a_reader_refuses_what_cannot_be_read, .timeout = 10.0)
 	cr_assert_eq(br_reader_readexactly(NULL, buf, 4), -EINVAL);
 	close(p[0]);
 	close(p[1]);
+}
+
+/* ---- delimiters split across reads ---- */
+
+/*
+ * Writes each piece to wfd only once the reader has taken everything
+ * before it (nothing is left unread at rfd), so that each piece comes to
+ * the reader in a read of its own, then closes wfd.
+ */
+static const char *feed_apart(int wfd, int rfd, const char *const *pieces)
+{
+	const char *fail = NULL;
+
+	for (size_t i = 0; pieces[i] && !fail; i++) {
+		size_t len = strlen(pieces[i]);
+		int64_t t0 = br_now_ns();
+		int left = 1;
+
+		while (left && br_now_ns() - t0 < 10000 * T_NS_PER_MS) {
+			if (ioctl(rfd, FIONREAD, &left) < 0)
+				return "FIONREAD failed";
+			if (left)
+				br_sleep_ms(1);
+		}
+		if (left)
+			fail = "the reader stopped reading";
+		/* Not needed for a read of its own: for the reader to be
+		 * parked in it when the piece comes. */
+		br_sleep_ms(5);
+		if (!fail && write(wfd, pieces[i], len) != (ssize_t)len)
+			fail = "a write failed";
+	}
+	close(wfd);
+	return fail;
+}
+
+/* Each delimiter below arrives cut in two: "\r\n\r" then "\n", "\r" then
+ * "\n\r\n", "-" then "-", and a false start ("\r\n\rX") before it. */
+static const char *const split_pieces[] = {
+	"GET / HTTP/1.1\r\nHost: a\r\n\r",
+	"\n",
+	"one\r",
+	"\n\r\nbody-",
+	"-x\r\n\rX\r\n\r",
+	"\n",
+	NULL,
+};
+
+/* readuntil(delim) on r gives exactly the string want. */
+#define REQUIRE_UNTIL(r, delim, want)                                      \
+	do {                                                               \
+		char b_[64];                                               \
+		T_REQUIRE(br_reader_readuntil(r, delim, strlen(delim), b_, \
+					      sizeof(b_)) ==               \
+			  (ssize_t)strlen(want));                          \
+		T_REQUIRE(!memcmp(b_, want, strlen(want)));                \
+	} while (0)
+
+static void *read_split(void *arg)
+{
+	struct lines *l = arg;
+	br_reader *r = NULL;
+	char buf[8];
+
+	T_REQUIRE(br_reader_new(&r, l->fd) == 0);
+	REQUIRE_UNTIL(r, "\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+	REQUIRE_UNTIL(r, "\r\n\r\n", "one\r\n\r\n");
+	REQUIRE_UNTIL(r, "--", "body--");
+	REQUIRE_UNTIL(r, "\r\n\r\n", "x\r\n\rX\r\n\r\n");
+	T_REQUIRE(br_reader_readline(r, buf, sizeof(buf)) == 0);
+	br_reader_free(r);
+	return NULL;
+}
+
+/* The reader runs in a task while this thread feeds it the pieces
+ * apart. */
+static void split_in_task(unsigned flags, int rfd, int wfd)
+{
+	br_runtime *rt = t_runtime(1, flags);
+	struct lines l = { rfd };
+	br_future *f = br_spawn(rt, read_split, &l);
+	const char *fed = feed_apart(wfd, rfd, split_pieces);
+
+	t_assert_task_ok(f);
+	cr_assert_null(fed, "flags %#x: %s", flags, fed);
+	br_runtime_free(rt);
+}
+
+Test(streams, a_delimiter_split_across_two_reads_is_found, .timeout = 60.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		int p[2], sv[2];
+
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+					sv),
+			     0);
+		split_in_task(flags, sv[0], sv[1]);
+		close(sv[0]);
+		cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+		split_in_task(flags, p[0], p[1]);
+		close(p[0]);
+	}
+	/* And from a plain thread, fed by another. */
+	{
+		int p[2];
+		struct lines l;
+		pthread_t th;
+		const char *msg, *fed;
+
+		cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+		l.fd = p[0];
+		t_thread_start(&th, read_split, &l);
+		fed = feed_apart(p[1], p[0], split_pieces);
+		msg = t_thread_join(th);
+		cr_assert_null(msg, "%s", msg);
+		cr_assert_null(fed, "%s", fed);
+		close(p[0]);
+	}
+}
+
+/* A reader takes at most one of its buffers per read (BR__BUF_SIZE):
+ * written at once, "x\n", then 'a's and "\r\n" fill the first read, and
+ * the "\r\n" that ends the delimiter comes with the second, after the
+ * pending bytes slid and grew to take it. */
+#define REFILL_AT BR__BUF_SIZE
+
+static void *read_refill(void *arg)
+{
+	struct lines *l = arg;
+	br_reader *r = NULL;
+	static __thread char buf[2 * REFILL_AT];
+	ssize_t n;
+
+	T_REQUIRE(br_reader_new(&r, l->fd) == 0);
+	T_REQUIRE(br_reader_readline(r, buf, sizeof(buf)) == 2);
+	T_REQUIRE(!memcmp(buf, "x\n", 2));
+	n = br_reader_readuntil(r, "\r\n\r\n", 4, buf, sizeof(buf));
+	T_REQUIRE(n == REFILL_AT);
+	for (ssize_t i = 0; i < REFILL_AT - 4; i++)
+		T_REQUIRE(buf[i] == 'a');
+	T_REQUIRE(!memcmp(buf + REFILL_AT - 4, "\r\n\r\n", 4));
+	T_REQUIRE(br_reader_readline(r, buf, sizeof(buf)) == 4);
+	T_REQUIRE(!memcmp(buf, "tail", 4));
+	T_REQUIRE(br_reader_readline(r, buf, sizeof(buf)) == 0);
+	br_reader_free(r);
+	return NULL;
+}
+
+static void feed_refill(int fd)
+{
+	static char data[REFILL_AT + 6];
+	size_t len = 0;
+
+	memcpy(data, "x\n", 2);
+	len = 2;
+	memset(data + len, 'a', REFILL_AT - 4);
+	len += REFILL_AT - 4;
+	memcpy(data + len, "\r\n\r\ntail", 8);
+	len += 8;
+	cr_assert_eq(write(fd, data, len), (ssize_t)len);
+	close(fd);
+}
+
+Test(streams, a_delimiter_split_at_a_buffer_refill_is_found, .timeout = 30.0)
+{
+	FOR_EACH_MODE(flags)
+	{
+		int p[2], sv[2];
+		struct lines l;
+
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+					sv),
+			     0);
+		feed_refill(sv[1]);
+		l.fd = sv[0];
+		in_task(flags, read_refill, &l);
+		close(sv[0]);
+		cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+		feed_refill(p[1]);
+		l.fd = p[0];
+		in_task(flags, read_refill, &l);
+		close(p[0]);
+	}
 }

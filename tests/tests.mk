@@ -40,9 +40,10 @@ TEST_HELPER += $(B)/tests/tsan_criterion.o
 endif
 
 # test-tsan runs the programs where threads meet: scheduler, futures,
-# combinators, tasks, timers, groups, the deque, and every stress program.
+# combinators, tasks, timers, groups, the deque, every waiting call's time
+# limits, and every stress program.
 TSAN_TESTS  := runtime future combine task timer group deque io io_net sync chan fs streams signal \
-               blocking exec forkexec pool stats deadline
+               blocking exec forkexec pool stats deadline time_limits
 TSAN_BIN    := $(filter $(TSAN_TESTS:%=$(B)/tests/test_%),$(TEST_BIN))
 
 STRESS_SCALE    ?= 1
@@ -174,11 +175,11 @@ test-unit: test-suites $(TEST_BIN) $(STRESS_BIN)
 
 # The wake-up paths this kernel does not take by itself: workers parked in
 # ppoll() (no io_uring), and rings woken through an eventfd (no
-# IORING_REGISTER_SEND_MSG_RING). The programs where threads meet, timers
-# and deadline scopes, and the whole I/O suite (test_io, test_io_net,
-# test_fs, test_streams, test_signal, test_exec, stress_io), whose every
-# call must give the same answer without a ring.
-FALLBACK_BIN := $(filter $(addprefix $(B)/tests/test_,runtime future task combine timer deadline io io_net fs streams signal exec pool),$(TEST_BIN))
+# IORING_REGISTER_SEND_MSG_RING). The programs where threads meet, timers,
+# deadline scopes and every call's time limits, and the whole I/O suite
+# (test_io, test_io_net, test_fs, test_streams, test_signal, test_exec,
+# stress_io), whose every call must give the same answer without a ring.
+FALLBACK_BIN := $(filter $(addprefix $(B)/tests/test_,runtime future task combine timer deadline time_limits io io_net fs streams signal exec pool),$(TEST_BIN))
 test-fallbacks: $(FALLBACK_BIN) $(STRESS_BIN)
 	$(Q)fail=0; \
 	$(call run_tests,$(FALLBACK_BIN) $(STRESS_BIN),BRAID_NO_URING=1,--jobs 1) \

@@ -23,8 +23,8 @@
  *
  *   A rank that dies under mpirun --enable-recovery never answers again,
  *   and a receive from it never returns: nothing here waits for one rank.
- *   Servers send a beat every BR__MPI_BEAT_NS; a rank silent for DEAD_NS is dead,
- *   and the jobs it held fail with BR_EWORKERDIED naming the rank and its
+ *   Servers send a beat every BR__MPI_BEAT_NS; a rank silent for DEAD_NS
+ *   is dead, and the jobs it held fail with BR_EWORKERDIED naming the rank and its
  *   host. Without --enable-recovery, MPI ends the whole job instead.
  *
  * Concurrency

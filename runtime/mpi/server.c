@@ -16,8 +16,8 @@
  *
  *   The serving thread is the only one that calls MPI. It never blocks in
  *   it: it probes, tests its sends, and naps on a futex (serve.c) while
- *   there is nothing to do; it says it is alive every BR__MPI_BEAT_NS, so that
- *   rank 0 can tell a dead rank from a quiet one.
+ *   there is nothing to do; it says it is alive every BR__MPI_BEAT_NS, so
+ *   that rank 0 can tell a dead rank from a quiet one.
  *
  *   A function this binary cannot find (the ranks run different
  *   binaries) fails each of its jobs with -ENOENT and a message naming

@@ -169,6 +169,7 @@ struct targ {
 };
 static struct targ targs[ALL_MAX];
 static int ntargs;
+static struct census_fdset base_fdset; /* which ones, for a leak's report */
 
 static __attribute__((noreturn)) void fail(const char *what, int i, long got)
 {
@@ -780,8 +781,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* What the process has between inputs. */
 	base_fds = census_fds();
+	census_fds_note(&base_fdset);
 	base_threads = census_threads();
 	base_children = census_children(1, NULL);
+	if (base_children < 0)
+		fail("cannot count this process's children", -1, base_children);
 	nall = ntargs = nthreads = jobs = pool_tried = mu_held = 0;
 	pool = NULL;
 	memset(slot, 0xff, sizeof(slot));
@@ -856,8 +860,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		nanosleep(&ms, NULL);
 	}
-	if (fds > base_fds)
+	if (fds > base_fds) {
+		census_fds_say(&base_fdset, stderr, "fuzz_api: ");
 		fail("descriptors left", -1, fds - base_fds);
+	}
 	if (thr > base_threads)
 		fail("threads left", -1, thr - base_threads);
 	if (kids > base_children)
