@@ -52,7 +52,10 @@
  *   tick does not move (one slice running all along) takes it with a CAS.
  *   The owner puts tasks in with an exchange and takes them out with an
  *   exchange or a CAS, so a task leaves the slot exactly once. A pinned
- *   task taken so goes back to its worker's remote queue.
+ *   task taken so goes back to its worker's remote queue. A runtime of
+ *   one worker has no searchers: its worker takes from its slot with a
+ *   plain load and store (lifo_claim()), which keeps a locked instruction
+ *   off every hand-off between its tasks.
  *
  * Spinning
  *   A wake-up through the kernel costs 20 us or more here, a spin that
@@ -315,11 +318,20 @@ static inline uint32_t tick_next(struct br__worker *w)
 	return t;
 }
 
-/* Take the LIFO slot's task, unless a thief took it first. acq_rel:
- * pairs with the thieves' CAS (header: "Woken tasks"). */
-static inline struct br__task *lifo_take(struct br__worker *w)
+/*
+ * Empty the LIFO slot, which held t when its owner w looked: 1 if t is
+ * w's to run, 0 if a thief took it first. Alone in its runtime, w has no
+ * thieves (header: "Woken tasks"), so a plain store empties the slot.
+ */
+static inline int lifo_claim(struct br__worker *w, struct br__task *t)
 {
-	return atomic_exchange_explicit(&w->lifo, NULL, memory_order_acq_rel);
+	if (w->rt->nworkers == 1) {
+		atomic_store_explicit(&w->lifo, NULL, memory_order_relaxed);
+		return 1;
+	}
+	/* acq_rel: pairs with the thieves' CAS (header). */
+	return atomic_compare_exchange_strong_explicit(
+		&w->lifo, &t, NULL, memory_order_acq_rel, memory_order_relaxed);
 }
 
 static struct br__task *next_local(struct br__worker *w)
@@ -351,8 +363,8 @@ static struct br__task *next_local(struct br__worker *w)
 	}
 	if (atomic_load_explicit(&w->rq_len, memory_order_relaxed))
 		drain_remote(w);
-	if (atomic_load_explicit(&w->lifo, memory_order_relaxed) &&
-	    (t = lifo_take(w)) != NULL) {
+	t = atomic_load_explicit(&w->lifo, memory_order_relaxed);
+	if (t && lifo_claim(w, t)) {
 		if (w->lifo_runs < LIFO_RUNS_MAX) {
 			w->lifo_runs++;
 			return t;
@@ -776,12 +788,8 @@ static struct br__task *pick_direct(struct br__worker *w)
 		 * it put unless a thief took it: read, then claim. */
 		if (w->lifo_runs >= LIFO_RUNS_MAX ||
 		    (t->flags & BR__T_CALLBACK) ||
-		    !atomic_load_explicit(&t->fiber, memory_order_relaxed))
-			return NULL;
-		/* acq_rel: pairs with the thieves' CAS (header). */
-		if (!atomic_compare_exchange_strong_explicit(
-			    &w->lifo, &t, NULL, memory_order_acq_rel,
-			    memory_order_relaxed))
+		    !atomic_load_explicit(&t->fiber, memory_order_relaxed) ||
+		    !lifo_claim(w, t))
 			return NULL;
 		w->lifo_runs++;
 		return t;
