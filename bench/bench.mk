@@ -114,7 +114,7 @@ $(B)/bench/models_verdict.o: bench/models_verdict.c bench/models.h
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(BENCH_B)/bench/%: bench/%.c bench/bench.h include/braid.h \
+$(BENCH_B)/bench/%: bench/%.c bench/bench.h bench/duel.h include/braid.h \
                     $(BENCH_B)/libbraid.a
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
@@ -151,7 +151,8 @@ $(BENCH_B)/bench/peers/%_tbb: bench/peers/%_tbb.cpp
 		$(CXX) $(PEER_CXXFLAGS) -o $@ $< -ltbb; \
 	fi
 
-$(BENCH_B)/bench/peers/%_pthread: bench/peers/%_pthread.c bench/bench.h
+$(BENCH_B)/bench/peers/%_pthread: bench/peers/%_pthread.c bench/bench.h \
+                                 bench/peers/mailbox.h
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) -O2 -std=gnu11 -pthread -o $@ $<
@@ -198,8 +199,10 @@ $(BENCH_B)/bench/peers/echo_uv: bench/peers/echo_uv.c bench/peers/echo_peer.h
 		$(CC) $(PEER_NET_CFLAGS) -o $@ $< -luv; \
 	fi
 
-# goline.go (the JSON line) is built into every Go peer.
-$(BENCH_B)/bench/peers/%_go: bench/peers/%_go.go bench/peers/goline.go
+# goline.go (the JSON line) and gostart.go (goroutines released
+# together) are built into every Go peer.
+$(BENCH_B)/bench/peers/%_go: bench/peers/%_go.go bench/peers/goline.go \
+                            bench/peers/gostart.go
 	@mkdir -p $(@D)
 	$(Q)if ! command -v $(GO) >/dev/null 2>&1; then \
 		echo "  SKIP    $@ (no go: apt-get install golang-go)"; \

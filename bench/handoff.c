@@ -8,8 +8,7 @@
  *     token n times (default 200,000) through promises: A resolves the
  *     promise B awaits, then B the one A awaits, a fresh promise each
  *     way per round. ns per round trip: wall time / n.
- *   chan: the same over two unbuffered br_chan, A pinned to worker 0 and
- *     B to worker 1. ns per round trip.
+ *   (The same over channels is bench/chan's --mode pingpong-apart.)
  *   thread: the main thread (a plain thread, not a worker) and one task
  *     (br_spawn from the main thread, not pinned) pass the token through
  *     promises, n times (default 50,000). ns per round trip.
@@ -50,6 +49,7 @@
 
 #include "braid.h"
 #include "bench.h"
+#include "duel.h"
 
 static br_runtime *rt;
 
@@ -79,95 +79,14 @@ static void sleep_until(int64_t t)
 		;
 }
 
-/* A promise with two references: one for its awaiter, one for its
- * resolver. */
-static br_future *promise2(void)
-{
-	br_future *p = br_promise_new();
-
-	check(br_future_error(p), "br_promise_new");
-	return br_future_retain(p);
-}
-
 /* ---- ping-pong through promises ---- */
-
-struct duel {
-	br_future *start; /* resolved by main when the clock starts */
-	long rounds;
-	/*
-	 * The promise the other side resolves next. ping is written by B (or
-	 * main, before the start) before B resolves pong, and read by A after
-	 * it awaits pong; pong is written by A before it resolves ping and
-	 * read by B after it awaits ping. The promises order the accesses.
-	 */
-	br_future *ping; /* A resolves it, B awaits it */
-	br_future *pong; /* B resolves it, A awaits it */
-};
-
-/* Side A: called in a task, or on the main thread (thread mode). */
-static void ping_side(struct duel *d)
-{
-	br_future *mine, *theirs;
-
-	for (long i = 0; i < d->rounds; i++) {
-		mine = promise2();
-		d->pong = mine;
-		theirs = d->ping;
-		check(br_promise_resolve(theirs, NULL), "resolve ping");
-		br_future_release(theirs);
-		check(br_await(mine, NULL), "await pong");
-		br_future_release(mine);
-	}
-}
-
-static void *pinger(void *arg)
-{
-	struct duel *d = arg;
-
-	check(br_await(d->start, NULL), "await start");
-	ping_side(d);
-	return NULL;
-}
-
-static void *ponger(void *arg)
-{
-	struct duel *d = arg;
-	br_future *mine = d->ping, *theirs;
-
-	check(br_await(d->start, NULL), "await start");
-	for (long i = 0; i < d->rounds; i++) {
-		check(br_await(mine, NULL), "await ping");
-		br_future_release(mine);
-		if (i + 1 < d->rounds) {
-			mine = promise2();
-			d->ping = mine;
-		}
-		theirs = d->pong;
-		check(br_promise_resolve(theirs, NULL), "resolve pong");
-		br_future_release(theirs);
-	}
-	return NULL;
-}
 
 static double promise_pingpong(long n)
 {
-	struct duel d = { .rounds = n };
-	br_future *a, *b;
-	int64_t t0, t1;
+	struct duel d = { .rounds = n, .ping = duel_promise() };
 
-	d.ping = promise2();
-	d.start = br_promise_new();
-	a = br_spawn_on(rt, 0, pinger, &d);
-	b = br_spawn_on(rt, 1, ponger, &d);
-	t0 = bench_now_ns();
-	check(br_promise_resolve(d.start, NULL), "resolve start");
-	check(br_await(a, NULL), "task A");
-	check(br_await(b, NULL), "task B");
-	t1 = bench_now_ns();
-	br_future_release(a);
-	br_future_release(b);
-	br_future_release(d.start);
-	return (double)(t1 - t0) / (double)n;
+	return (double)duel_run(rt, &d, duel_pinger, 0, duel_ponger, 1) /
+	       (double)n;
 }
 
 static double thread_pingpong(long n)
@@ -176,76 +95,16 @@ static double thread_pingpong(long n)
 	br_future *b;
 	int64_t t0, t1;
 
-	d.ping = promise2();
+	d.ping = duel_promise();
 	d.start = br_promise_new();
-	b = br_spawn(rt, ponger, &d);
+	b = br_spawn(rt, duel_ponger, &d);
 	t0 = bench_now_ns();
 	check(br_promise_resolve(d.start, NULL), "resolve start");
-	ping_side(&d);
+	duel_ping(&d);
 	check(br_await(b, NULL), "task B");
 	t1 = bench_now_ns();
 	br_future_release(b);
 	br_future_release(d.start);
-	return (double)(t1 - t0) / (double)n;
-}
-
-/* ---- ping-pong through channels ---- */
-
-struct chduel {
-	br_future *start;
-	br_chan *ping, *pong;
-	long rounds;
-};
-
-static void *chan_pinger(void *arg)
-{
-	struct chduel *d = arg;
-	long v;
-
-	check(br_await(d->start, NULL), "await start");
-	for (long i = 0; i < d->rounds; i++) {
-		check(br_chan_send(d->ping, &i), "send ping");
-		check(br_chan_recv(d->pong, &v), "recv pong");
-		if (v != i)
-			bench_die("handoff: pong %ld, want %ld", v, i);
-	}
-	return NULL;
-}
-
-static void *chan_ponger(void *arg)
-{
-	struct chduel *d = arg;
-	long v;
-
-	check(br_await(d->start, NULL), "await start");
-	for (long i = 0; i < d->rounds; i++) {
-		check(br_chan_recv(d->ping, &v), "recv ping");
-		check(br_chan_send(d->pong, &v), "send pong");
-	}
-	return NULL;
-}
-
-static double chan_pingpong(long n)
-{
-	struct chduel d = { .rounds = n };
-	br_future *a, *b;
-	int64_t t0, t1;
-
-	check(br_chan_new(&d.ping, sizeof(long), 0), "br_chan_new");
-	check(br_chan_new(&d.pong, sizeof(long), 0), "br_chan_new");
-	d.start = br_promise_new();
-	a = br_spawn_on(rt, 0, chan_pinger, &d);
-	b = br_spawn_on(rt, 1, chan_ponger, &d);
-	t0 = bench_now_ns();
-	check(br_promise_resolve(d.start, NULL), "resolve start");
-	check(br_await(a, NULL), "task A");
-	check(br_await(b, NULL), "task B");
-	t1 = bench_now_ns();
-	br_future_release(a);
-	br_future_release(b);
-	br_future_release(d.start);
-	br_chan_free(d.ping);
-	br_chan_free(d.pong);
 	return (double)(t1 - t0) / (double)n;
 }
 
@@ -305,7 +164,7 @@ static double light(long ms, int timer)
 		if (!k.ps)
 			bench_die("handoff: out of memory");
 		for (long i = 0; i < ms; i++)
-			k.ps[i] = promise2();
+			k.ps[i] = duel_promise();
 	}
 	cpu = window_open(&wall);
 	if (timer) {
@@ -378,7 +237,7 @@ static void storm(long n, int from_thread, double out[2])
 	if (!spawned_at || !waited)
 		bench_die("handoff: out of memory");
 	atomic_store(&left, n);
-	all_ran = promise2();
+	all_ran = duel_promise();
 	if (from_thread)
 		spawn_all();
 	else
@@ -406,7 +265,7 @@ int main(int argc, char **argv)
 	int err;
 
 	bench_parse(&o, argc, argv,
-		    "--mode promise|chan|thread|idle|light|light-timer|storm|"
+		    "--mode promise|thread|idle|light|light-timer|storm|"
 		    "storm-thread [--workers N] [--n N] [--ms MS]");
 	m = o.mode;
 	if (!m)
@@ -415,15 +274,11 @@ int main(int argc, char **argv)
 	err = br_runtime_new(&rt, &cfg);
 	if (err < 0)
 		bench_die("br_runtime_new: %s", br_strerror(err));
-	if ((!strcmp(m, "promise") || !strcmp(m, "chan")) &&
-	    br_runtime_workers(rt) < 2)
+	if (!strcmp(m, "promise") && br_runtime_workers(rt) < 2)
 		bench_die("handoff: --mode %s needs 2 workers", m);
 	if (!strcmp(m, "promise")) {
 		n = o.n ? o.n : 200000;
 		v = promise_pingpong(n);
-	} else if (!strcmp(m, "chan")) {
-		n = o.n ? o.n : 200000;
-		v = chan_pingpong(n);
 	} else if (!strcmp(m, "thread")) {
 		n = o.n ? o.n : 50000;
 		v = thread_pingpong(n);

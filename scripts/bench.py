@@ -73,8 +73,6 @@ LABELS = {
     ("chan", "mutex"): "contended mutex, per lock/unlock",
     ("handoff", "promise"):
         "promise ping-pong, tasks pinned to workers 0 and 1, per round trip",
-    ("handoff", "chan"):
-        "channel ping-pong, tasks pinned to workers 0 and 1, per round trip",
     ("handoff", "thread"):
         "a plain thread and a task passing promises, per round trip",
     ("handoff", "idle"): "idle runtime, CPU per second",
@@ -139,7 +137,9 @@ NOTES[("handoff", "promise", 2)] = (
     "workers, or a plain thread and a task). Go's free goroutines stay on "
     "one P (a woken goroutine runs next on its waker's thread); the "
     "locked ones (runtime.LockOSThread) cross threads as braid's do. The "
-    "pthread and eventfd peers run two threads pinned to CPUs 0 and 1. "
+    "pthread, eventfd and spin peers run two threads pinned to CPUs 0 and "
+    "1; spin hands over with a store the other thread spins for, so it "
+    "is what moving one cache line there and back costs. "
     "Idle and light: CPU time of the whole process (getrusage) over wall "
     "time, measured over 5 s after 200 ms of settling. Storms: the time "
     "from the line before each spawn (or go statement) to the task's "
@@ -181,6 +181,8 @@ PEER_NAMES = {
         "Go unbuffered channels, goroutines locked to threads",
     ("handoff", "pingpong", "pthread"): "pthread mutex+condvar, 2 CPUs",
     ("handoff", "pingpong", "eventfd"): "eventfd, 2 CPUs",
+    ("handoff", "pingpong", "spin"):
+        "two threads spinning on one cache line, 2 CPUs (the floor)",
     ("handoff", "light", "go"): "Go time.Sleep + channel send",
     ("handoff", "light", "pthread"): "pthread clock_nanosleep + condvar",
     ("handoff", "idle", "go"): "Go runtime, GOMAXPROCS=2",
@@ -207,7 +209,6 @@ BRAID_NAMES = {
     ("chan", "pingpong-apart"): "br_chan",
     ("chan", "mutex"): "br_mutex",
     ("handoff", "promise"): "promises",
-    ("handoff", "chan"): "br_chan",
     ("handoff", "thread"): "promises",
     ("handoff", "idle"): "2 workers",
     ("handoff", "light"): "br_promise_resolve",
@@ -313,7 +314,7 @@ def configs(quick):
 
     hb = BIN + "/handoff"
     hq = 10 if quick else 1
-    for mode, n in (("promise", 200000), ("chan", 200000),
+    for mode, n in (("promise", 200000),
                     ("thread", 50000), ("storm", 1000000),
                     ("storm-thread", 1000000)):
         out.append(Config("handoff", "braid", 2, hb,
@@ -334,6 +335,9 @@ def configs(quick):
     for mode, impl in (("condvar", "pthread"), ("eventfd", "eventfd")):
         out.append(Config("handoff", impl, 2, peers + "/handoff_pthread",
                           ["--mode", mode, "--n", 20000 // hq]))
+    # The machine's floor: two threads spinning on one cache line.
+    out.append(Config("handoff", "spin", 2, peers + "/handoff_pthread",
+                      ["--mode", "spin", "--n", 1000000 // hq]))
     out.append(Config("handoff", "pthread", 2, peers + "/handoff_pthread",
                       ["--mode", "light", "--ms", ms]))
 
@@ -463,7 +467,7 @@ ANY_N_WORKLOADS = {"handoff"}
 # peer's metric) -> braid's metrics. summarise() copies the peer's entry
 # under each, keeping the peer's own metric in "peer_metric".
 SHARED_PEER = {
-    ("handoff", "pingpong"): ("promise", "chan", "thread"),
+    ("handoff", "pingpong"): ("promise", "thread"),
     ("handoff", "light"): ("light", "light-timer"),
     ("handoff", "storm-max"): ("storm-max", "storm-thread-max"),
     ("handoff", "storm-p999"): ("storm-p999", "storm-thread-p999"),

@@ -25,25 +25,6 @@ import (
 	"time"
 )
 
-// race runs every function as a goroutine and returns the time from
-// releasing them to all of them having returned.
-func race(fs []func()) time.Duration {
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for _, f := range fs {
-		wg.Add(1)
-		go func(f func()) {
-			defer wg.Done()
-			<-start
-			f()
-		}(f)
-	}
-	t0 := time.Now()
-	close(start)
-	wg.Wait()
-	return time.Since(t0)
-}
-
 func pingpong(n int) time.Duration {
 	ping, pong := make(chan int), make(chan int)
 	return race([]func(){func() {

@@ -25,48 +25,14 @@
 #include <sched.h>
 
 #include "../bench.h"
+#include "mailbox.h"
 
 static void die(const char *what)
 {
 	bench_die("chan_pthread: %s", what);
 }
 
-struct box {
-	pthread_mutex_t m;
-	pthread_cond_t c;
-	int full;
-	long v;
-};
-
-static struct box boxes[2] = {
-	{ PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 },
-	{ PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 },
-};
-
-static void put(struct box *b, long v)
-{
-	pthread_mutex_lock(&b->m);
-	while (b->full)
-		pthread_cond_wait(&b->c, &b->m);
-	b->v = v;
-	b->full = 1;
-	pthread_cond_signal(&b->c);
-	pthread_mutex_unlock(&b->m);
-}
-
-static long take(struct box *b)
-{
-	long v;
-
-	pthread_mutex_lock(&b->m);
-	while (!b->full)
-		pthread_cond_wait(&b->c, &b->m);
-	v = b->v;
-	b->full = 0;
-	pthread_cond_signal(&b->c);
-	pthread_mutex_unlock(&b->m);
-	return v;
-}
+static struct mailbox boxes[2] = { MAILBOX_INIT, MAILBOX_INIT };
 
 static long rounds;
 static int cpu_of[2];
@@ -88,11 +54,8 @@ static void *pinger(void *arg)
 {
 	pin(cpu_of[0]);
 	pthread_barrier_wait(&start);
-	for (long i = 0; i < rounds; i++) {
-		put(&boxes[0], i);
-		if (take(&boxes[1]) != i)
-			die("pong out of order");
-	}
+	if (mailbox_ping(boxes, rounds) < 0)
+		die("pong out of order");
 	return NULL;
 }
 
@@ -100,8 +63,7 @@ static void *ponger(void *arg)
 {
 	pin(cpu_of[1]);
 	pthread_barrier_wait(&start);
-	for (long i = 0; i < rounds; i++)
-		put(&boxes[1], take(&boxes[0]));
+	mailbox_pong(boxes, rounds);
 	return NULL;
 }
 

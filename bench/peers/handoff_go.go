@@ -41,23 +41,6 @@ import (
 	"time"
 )
 
-func duel(a, b func()) time.Duration {
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for _, f := range []func(){a, b} {
-		wg.Add(1)
-		go func(f func()) {
-			defer wg.Done()
-			<-start
-			f()
-		}(f)
-	}
-	t0 := time.Now()
-	close(start)
-	wg.Wait()
-	return time.Since(t0)
-}
-
 func pingpong(n int, locked bool) time.Duration {
 	ping, pong := make(chan int), make(chan int)
 	var ready sync.WaitGroup

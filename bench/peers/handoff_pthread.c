@@ -13,6 +13,13 @@
  *   blocks in read() on its own and write()s the other's. Printed with
  *   impl "eventfd", metric "pingpong".
  *
+ *   --mode spin: the same with no kernel at all: both threads spin on one
+ *   word in a cache line of its own, each waiting for its turn and
+ *   handing it over with a store. This is the machine's floor for a
+ *   hand-off between two CPUs: one round trip moves the line there and
+ *   back. Printed with impl "spin", metric "pingpong"; n defaults to
+ *   1,000,000 for it.
+ *
  *   --mode light: one hand-off every millisecond for --ms ms (default
  *   5,000): one thread sleeps to the next millisecond and signals a
  *   condition variable another thread waits on. The process's CPU time
@@ -27,12 +34,14 @@
 #define _GNU_SOURCE /* CPU_SET, pthread_setaffinity_np */
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include "../bench.h"
+#include "mailbox.h"
 
 static void die(const char *what)
 {
@@ -54,52 +63,14 @@ static void pin(int cpu)
 
 /* ---- mutex + condition variable ---- */
 
-struct box {
-	pthread_mutex_t m;
-	pthread_cond_t c;
-	int full;
-	long v;
-};
-
-static struct box boxes[2] = {
-	{ PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 },
-	{ PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 },
-};
-
-static void put(struct box *b, long v)
-{
-	pthread_mutex_lock(&b->m);
-	while (b->full)
-		pthread_cond_wait(&b->c, &b->m);
-	b->v = v;
-	b->full = 1;
-	pthread_cond_signal(&b->c);
-	pthread_mutex_unlock(&b->m);
-}
-
-static long take(struct box *b)
-{
-	long v;
-
-	pthread_mutex_lock(&b->m);
-	while (!b->full)
-		pthread_cond_wait(&b->c, &b->m);
-	v = b->v;
-	b->full = 0;
-	pthread_cond_signal(&b->c);
-	pthread_mutex_unlock(&b->m);
-	return v;
-}
+static struct mailbox boxes[2] = { MAILBOX_INIT, MAILBOX_INIT };
 
 static void *cv_pinger(void *arg)
 {
 	pin(0);
 	pthread_barrier_wait(&start);
-	for (long i = 0; i < rounds; i++) {
-		put(&boxes[0], i);
-		if (take(&boxes[1]) != i)
-			die("pong out of order");
-	}
+	if (mailbox_ping(boxes, rounds) < 0)
+		die("pong out of order");
 	return NULL;
 }
 
@@ -107,8 +78,7 @@ static void *cv_ponger(void *arg)
 {
 	pin(1);
 	pthread_barrier_wait(&start);
-	for (long i = 0; i < rounds; i++)
-		put(&boxes[1], take(&boxes[0]));
+	mailbox_pong(boxes, rounds);
 	return NULL;
 }
 
@@ -154,6 +124,48 @@ static void *ev_ponger(void *arg)
 	return NULL;
 }
 
+/* ---- two spinning threads ---- */
+
+static struct {
+	_Alignas(64) atomic_long turn; /* odd: the ponger's turn */
+	char pad[64 - sizeof(atomic_long)];
+} line;
+
+static void spin_until(long v)
+{
+	while (atomic_load_explicit(&line.turn, memory_order_acquire) != v) {
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause();
+#elif defined(__aarch64__)
+		__asm__ volatile("yield");
+#endif
+	}
+}
+
+static void *spin_pinger(void *arg)
+{
+	pin(0);
+	pthread_barrier_wait(&start);
+	for (long i = 0; i < rounds; i++) {
+		atomic_store_explicit(&line.turn, 2 * i + 1,
+				      memory_order_release);
+		spin_until(2 * i + 2);
+	}
+	return NULL;
+}
+
+static void *spin_ponger(void *arg)
+{
+	pin(1);
+	pthread_barrier_wait(&start);
+	for (long i = 0; i < rounds; i++) {
+		spin_until(2 * i + 1);
+		atomic_store_explicit(&line.turn, 2 * i + 2,
+				      memory_order_release);
+	}
+	return NULL;
+}
+
 /* ---- one hand-off per millisecond ---- */
 
 static int64_t light_t0;
@@ -169,7 +181,7 @@ static void *ticker(void *arg)
 		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
 				       NULL))
 			;
-		put(&boxes[0], i);
+		mailbox_put(&boxes[0], i);
 	}
 	return NULL;
 }
@@ -178,7 +190,7 @@ static void *tick_taker(void *arg)
 {
 	pthread_barrier_wait(&start);
 	for (long i = 0; i < rounds; i++)
-		if (take(&boxes[0]) != i)
+		if (mailbox_take(&boxes[0]) != i)
 			die("tick out of order");
 	return NULL;
 }
@@ -220,9 +232,9 @@ int main(int argc, char **argv)
 	int64_t ns, cpu;
 
 	bench_parse(&o, argc, argv,
-		    "--mode condvar|eventfd|light [--n N] [--ms MS]");
+		    "--mode condvar|eventfd|spin|light [--n N] [--ms MS]");
 	if (!o.mode)
-		die("--mode is condvar, eventfd or light");
+		die("--mode is condvar, eventfd, spin or light");
 	rounds = o.n ? o.n : 20000;
 	if (!strcmp(o.mode, "condvar")) {
 		ns = run(cv_pinger, cv_ponger, &cpu);
@@ -236,13 +248,18 @@ int main(int argc, char **argv)
 		ns = run(ev_pinger, ev_ponger, &cpu);
 		bench_report("handoff", "eventfd", "pingpong", "ns", rounds, 2,
 			     (double)ns / (double)rounds, argc, argv);
+	} else if (!strcmp(o.mode, "spin")) {
+		rounds = o.n ? o.n : 1000000;
+		ns = run(spin_pinger, spin_ponger, &cpu);
+		bench_report("handoff", "spin", "pingpong", "ns", rounds, 2,
+			     (double)ns / (double)rounds, argc, argv);
 	} else if (!strcmp(o.mode, "light")) {
 		rounds = o.ms;
 		ns = run(ticker, tick_taker, &cpu);
 		bench_report("handoff", "pthread", "light", "%", o.ms, 2,
 			     (double)cpu * 100.0 / (double)ns, argc, argv);
 	} else {
-		die("--mode is condvar, eventfd or light");
+		die("--mode is condvar, eventfd, spin or light");
 	}
 	return 0;
 }

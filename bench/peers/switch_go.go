@@ -22,28 +22,8 @@ package main
 import (
 	"flag"
 	"runtime"
-	"sync"
 	"time"
 )
-
-// duel runs a and b as goroutines and returns the time from releasing
-// them to both having returned.
-func duel(a, b func()) time.Duration {
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for _, f := range []func(){a, b} {
-		wg.Add(1)
-		go func(f func()) {
-			defer wg.Done()
-			<-start
-			f()
-		}(f)
-	}
-	t0 := time.Now()
-	close(start)
-	wg.Wait()
-	return time.Since(t0)
-}
 
 func yield(n int) time.Duration {
 	f := func() {
