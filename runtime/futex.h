@@ -78,12 +78,16 @@ static inline void br__spin_missed(struct br__spin_budget *b, int64_t slept,
 				   int64_t base, int64_t min, int64_t max)
 {
 	unsigned m = b->misses++;
-	int64_t want = slept + slept / 2;
 
-	if (slept < max && (m < 2 || m % 16 == 0))
+	/* slept is INT64_MAX for a wait that ran out: the half-again is
+	 * only worked out for a sleep under max, where it cannot overflow. */
+	if (slept < max && (m < 2 || m % 16 == 0)) {
+		int64_t want = slept + slept / 2;
+
 		b->ns = want < base ? base : want > max ? max : want;
-	else if (b->ns / 2 >= min)
+	} else if (b->ns / 2 >= min) {
 		b->ns /= 2;
+	}
 }
 
 /* The same on a word in memory shared between processes (the process
