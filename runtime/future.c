@@ -18,8 +18,9 @@
  *   never across a call that can block or suspend.
  *
  *   The lock's CAS is the one locked instruction a future pays to
- *   complete, and for the tasks of a fork-join tree it was a sixth of
- *   their cost (perf on bench/skynet). A future nobody else can reach
+ *   complete, a large part of what a fork-join child costs (the figure
+ *   is in docs/ARCHITECTURE.md, "The scheduler tick"). A future nobody
+ *   else can reach
  *   needs none: br__future_complete_sole() publishes the final state with
  *   a plain release store, for the child br_await() runs inline while
  *   the caller holds the only reference (wait.c).

@@ -50,8 +50,8 @@
  *   same reason as below: the woken task unlinks its waiters at once, and
  *   waited in br__future_unwait() for a DONE that came only after the
  *   waker had queued it on its worker and woken that worker, a system
- *   call when the worker was parked (bench/handoff --mode promise: each
- *   run slice of 48 us was mostly that wait, with BRAID_TRACE). It copies
+ *   call when the worker was parked (docs/ARCHITECTURE.md, "Hand-offs
+ *   between threads", traced it). It copies
  *   the fiber and seq first; a wake-up that comes after the task has moved
  *   on to another suspension fails its seq check (fiber.c).
  *

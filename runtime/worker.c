@@ -58,8 +58,8 @@
  *   off every hand-off between its tasks.
  *
  * Spinning
- *   A wake-up through the kernel costs 20 us or more here, a spin that
- *   finds work nothing, so a worker out of work spins before it parks: it
+ *   A wake-up through the kernel costs far more than a spin that finds
+ *   work, so a worker out of work spins before it parks: it
  *   steals, takes from the injection queue and watches its own queues
  *   (pinned tasks, and I/O every 16 rounds). Only searchers spin (at most
  *   half the workers, idle.c), so an idle runtime never has every worker
@@ -80,17 +80,17 @@
  *   this one (down to SPIN_MIN_NS). Judging by the failed spin alone would
  *   trap two workers passing messages: once both park, each answer comes
  *   after the other's wake-up through the kernel, later than a spin of about
- *   that cost, so every spin fails and every hand-off parks (bench/handoff
- *   --mode promise, BRAID_TRACE: 32 us spins, then parks of 40 us, the
- *   wake-up latency of this VM). A spin longer than the last short park
+ *   that cost, so every spin fails and every hand-off parks (BRAID_TRACE
+ *   of bench/handoff --mode promise showed it; docs/ARCHITECTURE.md,
+ *   "Spinning", has the figures). A spin longer than the last short park
  *   outlasts the partner's wake-up, the partner then finds this worker still
  *   spinning and sends no wake-up, and both stay out of the kernel. Work
  *   that trickles in (one task per millisecond from a plain thread) shrinks
  *   the spin to SPIN_MIN_NS, so the wake-up it needs anyway is most of what
- *   it costs: a fixed 30 us spin after each such task was most of the CPU a
- *   lightly loaded runtime used. Work that comes every 40 to 130 us wastes
- *   two long spins in every 16 misses: that is the price of catching the
- *   faster cases.
+ *   it costs: a fixed spin after each such task was most of the CPU a
+ *   lightly loaded runtime used. Work that comes a little later than a
+ *   wake-up, but within SPIN_MAX_NS, wastes two long spins in every 16
+ *   misses: that is the price of catching the faster cases.
  *
  *   The scheduler runs on the worker thread's own stack. A fiber that
  *   stops running tells it why in w->after before switching out; the
@@ -238,7 +238,7 @@ void br__worker_push_lifo(struct br__worker *w, struct br__task *t)
 	/* Only this worker fills the slot, so an empty one stays empty
 	 * until it does: a plain release store then, which publishes t to
 	 * a thief's CAS. The usual hand-off so pays no locked instruction
-	 * here (a quarter of a ping-pong round trip on one worker). */
+	 * here. */
 	if (!atomic_load_explicit(&w->lifo, memory_order_relaxed)) {
 		atomic_store_explicit(&w->lifo, t, memory_order_release);
 		return;
@@ -818,7 +818,7 @@ void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
 		/* Safe before the switch: only this worker reads its yielded
 		 * list, and it is busy switching away from f. Not stamped
 		 * for BRAID_STATS's waits: a yield is asked for, and the
-		 * stamp cost br_yield() a tenth of its time. */
+		 * stamp's check would sit on every br_yield(). */
 		br__task_fifo_push(&w->yq, f->top);
 		after = BR__AFTER_NONE;
 	}
