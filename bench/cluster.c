@@ -38,7 +38,6 @@
  */
 #include <dirent.h>
 #include <stdatomic.h>
-#include <sys/resource.h>
 
 #include "braid.h"
 #include "bench.h"
@@ -132,26 +131,17 @@ static void run_jobs(br_runtime *rt, long n)
 		br_future_release(fs[t]);
 }
 
-static int64_t cpu_self_ns(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000 +
-	       ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
-}
-
 /* One br_map of n items: its wall time; rank 0's CPU time over it is
  * added to *cpu. The answers are checked afterwards, outside both. */
 static int64_t map_once(long n, int64_t *cpu)
 {
-	int64_t c0 = cpu_self_ns(), t0 = bench_now_ns(), ns;
+	int64_t c0 = bench_cpu_ns(), t0 = bench_now_ns(), ns;
 	br_future *f = br_map(pool, sum_job, items,
 			      CLUSTER_INTS * sizeof(int32_t), (size_t)n, 0);
 
 	check(br_await(f, NULL), br_future_message(f));
 	ns = bench_now_ns() - t0;
-	*cpu += cpu_self_ns() - c0;
+	*cpu += bench_cpu_ns() - c0;
 	for (long i = 0; i < n; i++) {
 		size_t len = 0;
 		const void *out = br_map_result(f, (size_t)i, &len);
@@ -384,10 +374,10 @@ int main(int argc, char **argv)
 		int64_t t0 = bench_now_ns(), ns;
 
 		threads_read(&ta);
-		cpu0 = cpu_self_ns();
+		cpu0 = bench_cpu_ns();
 		run_jobs(rt, o.n);
 		ns = bench_now_ns() - t0;
-		cpu0 = cpu_self_ns() - cpu0;
+		cpu0 = bench_cpu_ns() - cpu0;
 		threads_read(&tb);
 		bench_report("cluster", "braid", "job", "us", o.n, ranks,
 			     (double)ns / 1e3 / (double)o.n, argc, argv);

@@ -45,7 +45,6 @@
  * Output: one JSON line per figure (two for the storms).
  */
 #include <stdatomic.h>
-#include <sys/resource.h>
 
 #include "braid.h"
 #include "bench.h"
@@ -57,17 +56,6 @@ static void check(int err, const char *what)
 {
 	if (err < 0)
 		bench_die("handoff: %s: %s", what, br_strerror(err));
-}
-
-/* CPU time (user + system) of the whole process so far, in ns. */
-static int64_t cpu_ns(void)
-{
-	struct rusage ru;
-
-	if (getrusage(RUSAGE_SELF, &ru) < 0)
-		bench_die("handoff: getrusage failed");
-	return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000 +
-	       ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
 }
 
 static void sleep_until(int64_t t)
@@ -115,7 +103,7 @@ static int64_t window_open(int64_t *wall)
 {
 	sleep_until(bench_now_ns() + 200000000);
 	*wall = bench_now_ns();
-	return cpu_ns();
+	return bench_cpu_ns();
 }
 
 static double idle(long ms)
@@ -124,7 +112,7 @@ static double idle(long ms)
 
 	sleep_until(wall + ms * 1000000);
 	/* CPU ns per wall ns = CPU ms per wall s, times 1000. */
-	return (double)(cpu_ns() - cpu) * 1000.0 /
+	return (double)(bench_cpu_ns() - cpu) * 1000.0 /
 	       (double)(bench_now_ns() - wall);
 }
 
@@ -181,7 +169,7 @@ static double light(long ms, int timer)
 	end = bench_now_ns();
 	br_future_release(t);
 	free(k.ps);
-	return (double)(cpu_ns() - cpu) * 100.0 / (double)(end - wall);
+	return (double)(bench_cpu_ns() - cpu) * 100.0 / (double)(end - wall);
 }
 
 /* ---- spawn storm ---- */

@@ -37,7 +37,6 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "../bench.h"
@@ -195,16 +194,6 @@ static void *tick_taker(void *arg)
 	return NULL;
 }
 
-static int64_t cpu_ns(void)
-{
-	struct rusage ru;
-
-	if (getrusage(RUSAGE_SELF, &ru) < 0)
-		die("getrusage");
-	return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000 +
-	       ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
-}
-
 /* Run a and b from a barrier; returns the ns from the barrier to both
  * joined, and the CPU ns the process used meanwhile in *cpu. */
 static int64_t run(void *(*a)(void *), void *(*b)(void *), int64_t *cpu)
@@ -216,13 +205,13 @@ static int64_t run(void *(*a)(void *), void *(*b)(void *), int64_t *cpu)
 	if (pthread_create(&th[0], NULL, a, NULL) ||
 	    pthread_create(&th[1], NULL, b, NULL))
 		die("pthread_create");
-	c0 = cpu_ns();
+	c0 = bench_cpu_ns();
 	t0 = bench_now_ns();
 	light_t0 = t0;
 	pthread_barrier_wait(&start);
 	pthread_join(th[0], NULL);
 	pthread_join(th[1], NULL);
-	*cpu = cpu_ns() - c0;
+	*cpu = bench_cpu_ns() - c0;
 	return bench_now_ns() - t0;
 }
 
