@@ -108,6 +108,11 @@ void br__thread_slept(int64_t ns)
 			THREAD_SPIN_MAX_NS);
 }
 
+int64_t br__thread_spin_budget(void)
+{
+	return thread_spin.ns;
+}
+
 void br__futex_wait_shared(_Atomic uint32_t *word, uint32_t val)
 {
 	futex_wait(word, val, -1, 0);

@@ -47,7 +47,11 @@ void br__futex_wake(_Atomic uint32_t *word);
  */
 int br__thread_spin(_Atomic uint32_t *word, uint32_t mask, uint32_t want,
 		    int64_t deadline_ns);
+/* ns: how long the sleep after a failed spin lasted; INT64_MAX if the
+ * wait ran out, nothing having come. */
 void br__thread_slept(int64_t ns);
+/* The calling thread's next spin, in ns (for tests). */
+int64_t br__thread_spin_budget(void);
 
 /*
  * An adaptive spin budget, for a worker before it parks (worker.c's

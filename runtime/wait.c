@@ -212,7 +212,7 @@ static int thread_wait(br_future *const *fs, size_t n, struct br__waiter *ws,
 {
 	_Atomic uint32_t word = 0;
 	size_t i, linked;
-	int done = 0, r;
+	int done = 0, spun = 0, r;
 	int64_t slept = -1;
 
 	for (i = 0; i < n; i++) {
@@ -220,8 +220,10 @@ static int thread_wait(br_future *const *fs, size_t n, struct br__waiter *ws,
 		ws[i].u.futex = &word;
 	}
 	linked = link_all(fs, ws, n, &done);
-	if (!done)
+	if (!done) {
 		done = br__thread_spin(&word, ~0u, TW_DONE, deadline);
+		spun = !done;
+	}
 	while (!done) {
 		uint32_t v = TW_WAITING;
 
@@ -231,8 +233,10 @@ static int thread_wait(br_future *const *fs, size_t n, struct br__waiter *ws,
 		if (!atomic_compare_exchange_strong_explicit(
 			    &word, &v, TW_ASLEEP, memory_order_acquire,
 			    memory_order_acquire) &&
-		    v == TW_DONE)
+		    v == TW_DONE) {
+			done = 1;
 			break;
+		}
 		if (slept < 0)
 			slept = br_now_ns();
 		br__futex_wait(&word, TW_ASLEEP, deadline);
@@ -240,7 +244,12 @@ static int thread_wait(br_future *const *fs, size_t n, struct br__waiter *ws,
 		done = atomic_load_explicit(&word, memory_order_acquire) ==
 		       TW_DONE;
 	}
-	if (slept >= 0)
+	/* A failed spin is judged by what followed, as in waitq.c: the
+	 * sleep's length if a waiter fired, else nothing came (INT64_MAX),
+	 * however short the sleep before the deadline, or if there was none. */
+	if (!done && spun)
+		br__thread_slept(INT64_MAX);
+	else if (done && slept >= 0)
 		br__thread_slept(br_now_ns() - slept);
 	unlink_all(fs, ws, linked);
 	r = first_done(fs, n);

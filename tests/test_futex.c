@@ -7,10 +7,13 @@
  *
  * Single-threaded: a budget is owned by one thread.
  */
+#include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include <criterion/criterion.h>
 
+#include "braid.h"
 #include "futex.h"
 #include "helpers.h"
 
@@ -66,4 +69,34 @@ Test(futex, a_wait_that_never_ended_halves_the_spin_down_to_min)
 		br__spin_missed(&b, opaque(INT64_MAX), BASE, MIN, MAX);
 	cr_assert_geq(b.ns, MIN);
 	cr_assert_lt(b.ns, 2 * MIN);
+}
+
+/* A plain thread whose br_await() runs out at a deadline 60 us away:
+ * nothing came, so its next spin must be shorter, however short the
+ * sleep before the deadline was. */
+static void *await_past_deadline(void *arg)
+{
+	br_future *p = br_promise_new();
+	br_deadline scope;
+	int64_t before = br__thread_spin_budget(), *after = arg;
+
+	cr_assert_eq(br_deadline_enter_at(&scope, br_now_ns() + 100000), 0);
+	cr_assert_eq(br_await(p, NULL), -ETIMEDOUT);
+	br_deadline_leave(&scope);
+	br_future_release(p);
+	after[0] = before;
+	after[1] = br__thread_spin_budget();
+	return NULL;
+}
+
+Test(futex, a_thread_await_that_timed_out_shortens_the_next_spin)
+{
+	int64_t budget[2];
+	pthread_t th;
+
+	/* A new thread: its budget starts afresh. */
+	cr_assert_eq(pthread_create(&th, NULL, await_past_deadline, budget), 0);
+	pthread_join(th, NULL);
+	cr_assert_lt(budget[1], budget[0], "spin %lld ns, then %lld ns",
+		     (long long)budget[0], (long long)budget[1]);
 }
