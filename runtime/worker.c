@@ -824,12 +824,14 @@ void br__worker_leave(struct br__worker *w, struct br__fiber *f, int after,
 	}
 	/* Every GLOBAL_POLL_INTERVAL-th hand-off goes through the scheduler,
 	 * so the injection queue, the remote queue and the timers keep their
-	 * turn, and so does the deque's oldest task (OLDEST_TICK): the tick
+	 * turn, and so does the deque's oldest task (OLDEST_TICK, when there
+	 * is one: a yield among tasks that spawn nothing would otherwise
+	 * pass through the scheduler twice per interval): the tick
 	 * is advanced here only for a direct hand-off, so the scheduler's own
 	 * increment is the one that lands on those ticks. */
 	tick = (atomic_load_explicit(&w->tick, memory_order_relaxed) + 1) %
 	       GLOBAL_POLL_INTERVAL;
-	if (tick != 0 && tick != OLDEST_TICK) {
+	if (tick != 0 && (tick != OLDEST_TICK || br__deque_size(&w->dq) == 0)) {
 		next = pick_direct(w);
 		if (next)
 			tick_next(w);
