@@ -8,6 +8,8 @@
 # FAULTS=1 compiles braid's fault points in (-DBR_FAULTS, linked with
 # libfiu: runtime/internal.h) into build/$(VARIANT)-faults/, for
 # `make test-faults` (tests/faults.mk); e.g. make VARIANT=asan FAULTS=1.
+# LTO=0 builds the release variant without link-time optimisation, into
+# build/release-nolto/ (see LTOFLAGS below).
 
 CC      ?= gcc
 VARIANT ?= release
@@ -19,6 +21,7 @@ DOXYGEN ?= doxygen
 WERROR  ?= 0
 OBS     ?= 1
 FAULTS  ?= 0
+LTO     ?= 1
 
 VARIANTS := release debug asan tsan
 ifeq ($(filter $(VARIANT),$(VARIANTS)),)
@@ -32,6 +35,23 @@ endif
 ifeq ($(FAULTS),1)
 BSUFFIX := $(BSUFFIX)-faults
 override CPPFLAGS += -DBR_FAULTS
+endif
+# Release builds optimise across files: the library is compiled into fat
+# objects (intermediate code and machine code), libbraid.so is optimised
+# as a whole when it is linked, and braid's own programs (tests, benches,
+# examples) are compiled and linked with it, so br_spawn(), br_await() and
+# the rest inline into their callers, as a C++ runtime's header templates
+# or a Rust crate's generics do. A program built without -flto links the
+# same libbraid.a as ordinary code. What makes this safe with fibers that
+# change threads: runtime/worker.c, "Fiber hazards".
+ifeq ($(VARIANT),release)
+ifeq ($(LTO),1)
+LTOFLAGS := $(shell $(CC) -flto=auto -ffat-lto-objects -Werror -c -x c \
+		/dev/null -o /dev/null 2>/dev/null && \
+		echo -flto=auto -ffat-lto-objects)
+else
+BSUFFIX := $(BSUFFIX)-nolto
+endif
 endif
 B := build/$(VARIANT)$(BSUFFIX)
 
@@ -89,7 +109,8 @@ endif
 
 .PHONY: all lib release debug asan tsan clean test check test-unit test-asan \
         test-tsan test-valgrind stress bench demo deps install uninstall \
-        install-man docs format format-check lint examples compare
+        install-man docs format format-check lint tls-check examples \
+        compare
 
 all: lib
 lib: $(B)/libbraid.a $(B)/libbraid.so
@@ -100,7 +121,7 @@ release debug asan tsan:
 $(B)/runtime/%.o: runtime/%.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LIBFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LIBFLAGS) $(LTOFLAGS) -c -o $@ $<
 
 $(B)/runtime/%.o: runtime/%.S
 	@mkdir -p $(@D)
@@ -113,7 +134,7 @@ $(B)/libbraid.a: $(LIB_OBJ)
 
 $(B)/libbraid.so: $(LIB_OBJ)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) $(SOFLAGS) -Wl,-soname,libbraid.so.$(BR_MAJOR) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) $(LTOFLAGS) $(SOFLAGS) -Wl,-soname,libbraid.so.$(BR_MAJOR) -o $@ $^ $(LDLIBS)
 
 BR_MAJOR := $(shell sed -n 's/^\#define BR_VERSION_MAJOR \([0-9]*\)/\1/p' include/braid.h)
 BR_MINOR := $(shell sed -n 's/^\#define BR_VERSION_MINOR \([0-9]*\)/\1/p' include/braid.h)
@@ -127,7 +148,7 @@ $(B)/examples/trace_tour: EXAMPLE_LDFLAGS := -rdynamic
 $(B)/examples/%: examples/%.c $(wildcard examples/*.h) $(B)/libbraid.a
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(EXAMPLE_LDFLAGS) -o $@ $< \
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LTOFLAGS) $(EXAMPLE_LDFLAGS) -o $@ $< \
 		$(B)/libbraid.a $(LDLIBS)
 
 # cluster_primes needs MPI: runtime/mpi/mpi.mk builds it, when it can.
@@ -234,9 +255,14 @@ format:
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_SRC)
 
-lint:
+lint: tls-check
 	cppcheck --quiet --enable=warning,performance --std=c11 -D_GNU_SOURCE \
 	    -Iinclude -Iruntime runtime
+
+# Thread-locals read only where a fiber cannot carry a stale thread pointer
+# across a suspension (runtime/worker.c, "Fiber hazards").
+tls-check:
+	$(Q)python3 scripts/tls_check.py
 
 clean:
 	rm -rf build

@@ -118,7 +118,8 @@ $(BENCH_B)/bench/%: bench/%.c bench/bench.h bench/duel.h include/braid.h \
                     $(BENCH_B)/libbraid.a
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BENCH_B)/libbraid.a $(LDLIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LTOFLAGS) -o $@ $< \
+		$(BENCH_B)/libbraid.a $(LDLIBS)
 
 # The cluster workload: braid's side links libbraid-mpi (br_mpi_serve);
 # the peer is a plain MPI program. Both need an MPI compiler wrapper.

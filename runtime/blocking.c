@@ -208,7 +208,7 @@ struct br__blocking *br__blocking_new(unsigned max_threads, unsigned max_queue,
 	return p;
 }
 
-int br__blocking_is_own_thread(const struct br__blocking *p)
+BR__NOINLINE int br__blocking_is_own_thread(const struct br__blocking *p)
 {
 	return p && tls_pool == p;
 }

@@ -372,8 +372,9 @@ long br_chan_cap(br_chan *ch)
 
 static __thread uint32_t sel_rng;
 
-/* A random start for the poll; thread-local, read without suspending. */
-static size_t sel_start(size_t n)
+/* A random start for the poll; a worker's thread-local, so off the
+ * caller's inlining (worker.c, "Fiber hazards"). */
+static BR__NOINLINE size_t sel_start(size_t n)
 {
 	if (!sel_rng)
 		sel_rng = (uint32_t)(uintptr_t)&sel_rng ^

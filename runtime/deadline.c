@@ -66,7 +66,7 @@ _Static_assert(_Alignof(struct br__deadline) <= _Alignof(br_deadline),
 __thread struct br__dl_state br__thread_dl = { NULL, -1 };
 
 /* The calling task's scopes, or the thread's. */
-static struct br__dl_state *state(void)
+static BR__NOINLINE struct br__dl_state *state(void)
 {
 	struct br__task *t = br__task_current();
 

@@ -697,7 +697,9 @@ int br_exec_status(const br_future *f, int *code, int *signo)
 
 int br_exec_exit_code(const br_future *f)
 {
-	int code, signo, r = br_exec_status(f, &code, &signo);
+	/* Set for the compiler: br_exec_status() fills both whenever it
+	 * returns 0, which it cannot see across files. */
+	int code = -1, signo = 0, r = br_exec_status(f, &code, &signo);
 
 	if (r < 0)
 		return r;

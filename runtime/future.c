@@ -73,6 +73,7 @@
 #include <string.h>
 
 #include "future.h"
+#include "worker.h"
 
 static void promise_free(struct br_future *f);
 
@@ -270,26 +271,17 @@ int br__future_result(const struct br_future *f, void **value)
  * makes and frees one per message. */
 #define PROMISE_CACHE_MAX 256
 
-static __thread struct {
-	struct br_future *head;
-	unsigned n;
-	int on; /* br__promise_cache_enable() was called */
-} pcache;
-
-void br__promise_cache_enable(void)
-{
-	pcache.on = 1;
-}
-
 struct br_future *br__promise_alloc(uint32_t refs)
 {
-	struct br_future *f = pcache.head;
+	struct br__worker *w = br__worker_current();
+	struct br_future *f;
 
 	if (BR__FAULT("braid/future/alloc"))
 		return NULL;
-	if (f) {
-		pcache.head = (struct br_future *)f->value;
-		pcache.n--;
+	if (w && w->free_promises) {
+		f = w->free_promises;
+		w->free_promises = (struct br_future *)f->value;
+		w->nfree_promises--;
 	} else {
 		f = malloc(sizeof(*f));
 		if (!f)
@@ -315,26 +307,27 @@ static void promise_free(struct br_future *f)
 {
 	br__future_destroy(f);
 #ifndef BR__SANITIZED
-	if (pcache.n < PROMISE_CACHE_MAX && pcache.on) {
-		f->value = pcache.head; /* the link, while cached */
-		pcache.head = f;
-		pcache.n++;
+	struct br__worker *w = br__worker_current();
+
+	if (w && w->nfree_promises < PROMISE_CACHE_MAX) {
+		f->value = w->free_promises; /* the link, while cached */
+		w->free_promises = f;
+		w->nfree_promises++;
 		return;
 	}
 #endif
 	free(f);
 }
 
-void br__promise_cache_drain(void)
+void br__promise_cache_drain(struct br__worker *w)
 {
-	while (pcache.head) {
-		struct br_future *f = pcache.head;
+	while (w->free_promises) {
+		struct br_future *f = w->free_promises;
 
-		pcache.head = (struct br_future *)f->value;
+		w->free_promises = (struct br_future *)f->value;
 		free(f);
 	}
-	pcache.n = 0;
-	pcache.on = 0;
+	w->nfree_promises = 0;
 }
 
 /* ---- public API ---- */

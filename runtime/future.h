@@ -201,12 +201,11 @@ int br__await_shielded(struct br_future *f);
 struct br_future *br__promise_alloc(uint32_t refs);
 
 /*
- * Promises freed on a thread that enabled the cache are kept for reuse
- * there: br__promise_cache_enable() at a worker's start, and
- * br__promise_cache_drain() at its exit, which frees them. Context: the
- * thread itself.
+ * Promises freed on a worker's thread are kept for reuse there
+ * (w->free_promises); br__promise_cache_drain() frees them at the worker's
+ * exit. Context: w's thread.
  */
-void br__promise_cache_enable(void);
-void br__promise_cache_drain(void);
+struct br__worker;
+void br__promise_cache_drain(struct br__worker *w);
 
 #endif /* BR_FUTURE_H */

@@ -150,9 +150,8 @@ static int lock_slow(struct br__sync *m, int64_t deadline, unsigned flags)
 				return 0;
 			continue;
 		}
-		/* Read directly: nothing suspends before its use. */
 		if (!(v & M_STARVING) && spins < SPIN_THREAD &&
-		    !br__tls_worker) {
+		    !br__worker_current()) {
 			spins++;
 			br__cpu_relax();
 			continue;

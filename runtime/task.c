@@ -61,9 +61,10 @@
  *   - live counts: see br__live_add() in worker.h.
  *
  * Lifetime
- *   Records come from a per-thread cache on worker threads (malloc
- *   elsewhere, and always in sanitizer builds, so ASan sees every use
- *   after free); the last br_future_release() returns them.
+ *   Records come from the calling worker's cache (w->free_tasks; malloc
+ *   on plain threads, and always in sanitizer builds, so ASan sees every
+ *   use after free); the last br_future_release() returns them to the
+ *   cache of the worker it runs on.
  */
 #include <errno.h>
 #include <sched.h>
@@ -78,30 +79,25 @@
 #include "timer.h"
 #include "worker.h"
 
+/* Records a worker keeps (w->free_tasks, linked through link). */
 #define CACHE_MAX 256
 
-/* A stack of free records, linked through link. */
-static __thread struct {
-	struct br__snode *head;
-	unsigned n;
-} tcache;
-
-static struct br__task *task_alloc(void)
+/* A record for a task made on w's thread (NULL: a plain thread). */
+static struct br__task *task_alloc(struct br__worker *w)
 {
 	struct br__task *t;
 
 	if (BR__FAULT("braid/task/alloc"))
 		return NULL;
 #ifndef BR__SANITIZED
-	if (tcache.head) {
-		t = br__fifo_entry(tcache.head, struct br__task, link);
-		tcache.head = t->link.next;
-		tcache.n--;
+	if (w && w->free_tasks) {
+		t = br__fifo_entry(w->free_tasks, struct br__task, link);
+		w->free_tasks = t->link.next;
+		w->nfree_tasks--;
 		return t;
 	}
 #endif
-	t = malloc(sizeof(*t));
-	return t;
+	return malloc(sizeof(*t));
 }
 
 void br__task_free(struct br__task *t)
@@ -112,11 +108,12 @@ void br__task_free(struct br__task *t)
 	br__locals_free(t);
 	br__future_destroy(&t->fut);
 #ifndef BR__SANITIZED
-	/* No suspension in here: the thread-local can be read directly. */
-	if (tcache.n < CACHE_MAX && br__tls_worker) {
-		t->link.next = tcache.head;
-		tcache.head = &t->link;
-		tcache.n++;
+	struct br__worker *w = br__worker_current();
+
+	if (w && w->nfree_tasks < CACHE_MAX) {
+		t->link.next = w->free_tasks;
+		w->free_tasks = &t->link;
+		w->nfree_tasks++;
 		return;
 	}
 #endif
@@ -133,16 +130,16 @@ static void free_unstarted(struct br__task *t)
 	free(t);
 }
 
-void br__task_cache_drain(void)
+void br__task_cache_drain(struct br__worker *w)
 {
-	while (tcache.head) {
+	while (w->free_tasks) {
 		struct br__task *t =
-			br__fifo_entry(tcache.head, struct br__task, link);
+			br__fifo_entry(w->free_tasks, struct br__task, link);
 
-		tcache.head = t->link.next;
+		w->free_tasks = t->link.next;
 		free(t);
 	}
-	tcache.n = 0;
+	w->nfree_tasks = 0;
 }
 
 static void task_free_op(struct br_future *f)
@@ -178,9 +175,11 @@ BR__NOINLINE struct br__task *br__task_current(void)
 	return w ? w->current : NULL;
 }
 
-static struct br__task *task_new(struct br_runtime *rt, uint32_t flags)
+/* A new task of rt, made on w's thread (NULL: a plain thread). */
+static struct br__task *task_new(struct br__worker *w, struct br_runtime *rt,
+				 uint32_t flags)
 {
-	struct br__task *t = task_alloc();
+	struct br__task *t = task_alloc(w);
 
 	if (!t)
 		return NULL;
@@ -271,8 +270,7 @@ static void schedule_new(struct br__worker *w, struct br__task *t)
 br_future *br__spawn_task(br_runtime *rt, br_task_fn fn, void *arg,
 			  const br_spawn_opts *opts, uint32_t flags)
 {
-	/* Spawning never suspends: read the thread-local directly. */
-	struct br__worker *w = br__tls_worker;
+	struct br__worker *w = br__worker_current();
 	struct br__task *t;
 
 	if (!br__runtime_ok(rt))
@@ -297,7 +295,7 @@ br_future *br__spawn_task(br_runtime *rt, br_task_fn fn, void *arg,
 	if (atomic_load_explicit(&rt->closing, memory_order_relaxed))
 		return br__future_failed(BR_ECLOSED,
 					 "br_spawn: the runtime is closing");
-	t = task_new(rt, flags);
+	t = task_new(w, rt, flags);
 	if (!t)
 		return &br__future_enomem;
 	t->fn = fn;
@@ -473,6 +471,7 @@ void br__task_run_callback(struct br__task *t)
 static br_future *call_at(br_runtime *rt, int64_t deadline, br_callback_fn fn,
 			  void *arg)
 {
+	struct br__worker *w = br__worker_current();
 	struct br__task *t;
 
 	if (!br__runtime_ok(rt))
@@ -483,13 +482,13 @@ static br_future *call_at(br_runtime *rt, int64_t deadline, br_callback_fn fn,
 	if (atomic_load_explicit(&rt->closing, memory_order_relaxed))
 		return br__future_failed(
 			BR_ECLOSED, "br_call_soon: the runtime is closing");
-	t = task_new(rt, BR__T_CALLBACK);
+	t = task_new(w, rt, BR__T_CALLBACK);
 	if (!t)
 		return &br__future_enomem;
 	t->cb = fn;
 	t->arg = arg;
 	t->deadline = deadline;
-	schedule_new(br__worker_current(), t);
+	schedule_new(w, t);
 	return &t->fut;
 }
 

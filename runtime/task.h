@@ -37,7 +37,8 @@ struct br__task {
 	/* Set when it starts (its own) or runs inline (its parent's); read by
 	 * br_cancel. */
 	_Atomic(struct br__fiber *) fiber;
-	/* The task that spawned it, if any; only compared, never dereferenced. */
+	/* The task that spawned it, if any: only compared, and dereferenced
+	 * only by the spawner itself while it spawns (tasklocal.c). */
 	struct br__task *spawner;
 	/* The task that runs it inline; read only by code on the fiber. */
 	struct br__task *inline_parent;
@@ -100,8 +101,8 @@ static inline int br__future_is_task(const struct br_future *f)
 	return f->ops == &br__task_ops;
 }
 
-/* Drain the calling thread's cache of task records. */
-void br__task_cache_drain(void);
+/* Free the task records worker w keeps; at its exit, on its thread. */
+void br__task_cache_drain(struct br__worker *w);
 
 /* Free a task record whose last reference is gone. */
 void br__task_free(struct br__task *t);

@@ -255,7 +255,7 @@ static void thread_key_make(void)
 }
 
 /* The calling task's values, or the thread's. */
-static struct br__locals **locals_of(struct br__task *t)
+static BR__NOINLINE struct br__locals **locals_of(struct br__task *t)
 {
 	return t ? &t->locals : &thread_locals;
 }
@@ -306,13 +306,18 @@ void *br_task_local_get(br_task_local_key key)
 	return l->v[key - 1];
 }
 
+/* The calling thread's values. A worker's loop callbacks read them too, so
+ * off the caller's inlining (worker.c, "Fiber hazards"). */
+static BR__NOINLINE struct br__locals *thread_values(void)
+{
+	return thread_locals;
+}
+
 int br__locals_inherit(struct br__task *t)
 {
-	/* Spawning never suspends: the thread-local is read directly. */
-	struct br__worker *w = br__tls_worker;
-	struct br__locals *from =
-		w ? (w->current ? w->current->locals : thread_locals) :
-		    thread_locals;
+	/* The spawner, if a task, is the caller: alive through this call. */
+	struct br__locals *from = t->spawner ? t->spawner->locals :
+					       thread_values();
 	struct br__locals *l;
 	unsigned i, last = 0;
 

@@ -24,8 +24,8 @@ struct br__locals {
 /*
  * br__locals_inherit - give t, just spawned by the calling task or
  * thread, the caller's values of inheriting keys. Cheap when there are
- * none (one load). -ENOMEM leaves t without them. Context: the spawner,
- * before t is queued.
+ * none (one load). t->spawner must be set. -ENOMEM leaves t without them.
+ * Context: the spawner, before t is queued.
  */
 int br__locals_inherit(struct br__task *t);
 

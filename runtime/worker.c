@@ -100,7 +100,16 @@
  *   fiber: after any call that can suspend, the fiber may be on another
  *   thread; never keep the worker pointer, a thread-local's address or
  *   errno across such a call, and re-read br__worker_current() (noinline)
- *   after it.
+ *   after it. A compiler keeps the thread pointer in a register across
+ *   calls, and release builds optimise across files (Makefile, LTOFLAGS),
+ *   so a function that reads a thread-local inline may end up inside one
+ *   that suspends. Hence: a thread-local a fiber can reach (br__tls_worker,
+ *   select's random state, the thread's task-local values, the blocking
+ *   pool's mark of its own threads) is touched only inside BR__NOINLINE
+ *   functions, which take the thread pointer afresh at each call; those
+ *   of plain threads alone (a thread's deadline scopes, spin budget and
+ *   I/O timeout) only on paths that a task never takes. Per-worker caches
+ *   (task and promise records, stacks) live in struct br__worker.
  *
  * Invariants
  *   - Pinned tasks are never in a deque or the injection queue.
@@ -893,8 +902,8 @@ static void worker_exit(struct br__worker *w)
 	/* The ring stays open: other workers may still be waking this one.
 	 * br_runtime_free closes every ring once all workers are joined. */
 	br__stack_thread_exit(w);
-	br__task_cache_drain();
-	br__promise_cache_drain();
+	br__task_cache_drain(w);
+	br__promise_cache_drain(w);
 	br__tls_worker = NULL;
 }
 
@@ -905,7 +914,6 @@ static void worker_start(struct br__worker *w)
 	int ret;
 
 	br__tls_worker = w;
-	br__promise_cache_enable();
 	w->spin.ns = SPIN_NS;
 	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
 		pthread_attr_getstack(&attr, &w->sched_stack_lo,

@@ -75,6 +75,12 @@ struct br__worker {
 	int after_cancellable; /* PARK: a cancellation request wakes it */
 	struct br__timers timers;
 	struct br__stack_cache stacks;
+	/* Task and promise records freed on this thread, kept for the next
+	 * ones made here (task.c, future.c; empty in sanitizer builds). Kept
+	 * here rather than in thread-locals (header, "Fiber hazards"). */
+	struct br__snode *free_tasks;
+	struct br_future *free_promises;
+	unsigned nfree_tasks, nfree_promises;
 	struct br__ring ring;
 	void *sched_stack_lo; /* the thread's own stack, for ASan */
 	size_t sched_stack_size;

@@ -29,7 +29,7 @@ FAULTS_ARGS      ?=
 # The scenario is a plain program, not a Criterion one.
 $(B)/tests/faults: $(B)/tests/faults.o $(B)/libbraid.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $< $(B)/libbraid.a $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) $(LTOFLAGS) -o $@ $< $(B)/libbraid.a $(LDLIBS)
 
 # libfiu's POSIX wrappers do not run under ASan (scripts/faults.py says
 # why): their groups run the debug variant's scenario, and the tests that

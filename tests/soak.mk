@@ -24,7 +24,7 @@ SOAK_ROUND_S ?= 5
 # A plain program, not a Criterion one.
 $(B)/tests/soak: $(B)/tests/soak.o $(B)/libbraid.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $< $(B)/libbraid.a $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) $(LTOFLAGS) -o $@ $< $(B)/libbraid.a $(LDLIBS)
 
 ifeq ($(VARIANT)$(FAULTS)$(OBS),release01)
 soak: $(B)/tests/soak $(B)/examples/http_server $(B)/examples/echo_server

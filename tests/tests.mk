@@ -83,6 +83,10 @@ endef
 .PHONY: test check test-unit test-asan test-tsan test-valgrind stress \
 	test-fallbacks test-install test-suites
 
+# Release tests link with LTOFLAGS (Makefile), so they run the library as
+# libbraid.so users get it, optimised as a whole; their own code is
+# compiled as usual (the benches and examples are the programs that inline
+# braid's calls into their own).
 $(B)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
@@ -103,7 +107,7 @@ $(B)/tests/test_models: $(B)/tests/test_models.o $(TEST_HELPER) \
 			$(B)/bench/models_verdict.o $(B)/libbraid.a \
 			$(B)/bench/models
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $< $(TEST_HELPER) \
+	$(Q)$(CC) $(CFLAGS) $(LTOFLAGS) -o $@ $< $(TEST_HELPER) \
 		$(B)/bench/models_verdict.o $(B)/libbraid.a $(LDLIBS) -lcriterion
 
 # test_stack links tests/stack_frames.c twice: with the stack-clash
@@ -123,8 +127,8 @@ $(B)/tests/stack_frames_plain.o: tests/stack_frames.c
 $(B)/tests/test_stack: $(B)/tests/test_stack.o $(TEST_HELPER) $(STACK_FRAMES) \
 		       $(B)/libbraid.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) -rdynamic -o $@ $< $(TEST_HELPER) $(STACK_FRAMES) \
-		$(B)/libbraid.a $(LDLIBS) -lcriterion
+	$(Q)$(CC) $(CFLAGS) $(LTOFLAGS) -rdynamic -o $@ $< $(TEST_HELPER) \
+		$(STACK_FRAMES) $(B)/libbraid.a $(LDLIBS) -lcriterion
 
 # The stall detector names task functions with dladdr(), which sees a
 # program's own functions only when they are exported.
@@ -132,7 +136,7 @@ $(B)/tests/test_stats: TEST_LDFLAGS := -rdynamic
 
 $(B)/tests/%: $(B)/tests/%.o $(TEST_HELPER) $(B)/libbraid.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(CFLAGS) $(TEST_LDFLAGS) -o $@ $< $(TEST_HELPER) \
+	$(Q)$(CC) $(CFLAGS) $(LTOFLAGS) $(TEST_LDFLAGS) -o $@ $< $(TEST_HELPER) \
 		$(B)/libbraid.a $(LDLIBS) -lcriterion
 
 .SECONDARY: $(TEST_OBJ) $(TEST_HELPER) $(STACK_FRAMES)
@@ -143,6 +147,7 @@ FUZZ_IN_TEST ?= api http_parse
 test:
 	$(Q)scripts/deps.sh
 	$(Q)$(MAKE) --no-print-directory format-check
+	$(Q)$(MAKE) --no-print-directory tls-check
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-unit
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-fallbacks
 	$(Q)$(MAKE) --no-print-directory VARIANT=release WERROR=1 test-install
