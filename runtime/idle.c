@@ -83,13 +83,10 @@
 #include "ring.h"
 #include "worker.h"
 
-#define UNPARK_ONE (1u << 16)
-#define SEARCH_MASK 0xffffu
-
 int br__idle_init(struct br__idle *idle, unsigned nworkers)
 {
 	idle->nworkers = nworkers;
-	atomic_init(&idle->state, nworkers * UNPARK_ONE);
+	atomic_init(&idle->state, nworkers * BR__IDLE_UNPARK_ONE);
 	idle->sleepers = calloc(nworkers, sizeof(*idle->sleepers));
 	if (!idle->sleepers)
 		return -ENOMEM;
@@ -108,7 +105,7 @@ int br__idle_try_search(struct br__idle *idle)
 {
 	uint32_t s = atomic_load_explicit(&idle->state, memory_order_seq_cst);
 
-	if (2 * (s & SEARCH_MASK) >= idle->nworkers)
+	if (2 * (s & BR__IDLE_SEARCH_MASK) >= idle->nworkers)
 		return 0;
 	atomic_fetch_add_explicit(&idle->state, 1, memory_order_seq_cst);
 	return 1;
@@ -120,13 +117,13 @@ void br__idle_stop_search(struct br_runtime *rt)
 						  memory_order_seq_cst);
 
 	/* After the RMW, as a parking last searcher re-checks (header). */
-	if ((prev & SEARCH_MASK) == 1 && br__work_visible(rt))
+	if ((prev & BR__IDLE_SEARCH_MASK) == 1 && br__work_visible(rt))
 		br__idle_notify(rt, 1);
 }
 
 int br__idle_park(struct br__idle *idle, struct br__worker *w)
 {
-	uint32_t dec = UNPARK_ONE + (w->searching ? 1 : 0);
+	uint32_t dec = BR__IDLE_UNPARK_ONE + (w->searching ? 1 : 0);
 	uint32_t prev;
 
 	pthread_mutex_lock(&idle->lock);
@@ -137,7 +134,7 @@ int br__idle_park(struct br__idle *idle, struct br__worker *w)
 	if (!w->searching)
 		return 0;
 	w->searching = 0;
-	return (prev & SEARCH_MASK) == 1;
+	return (prev & BR__IDLE_SEARCH_MASK) == 1;
 }
 
 int br__idle_unpark(struct br__idle *idle, struct br__worker *w)
@@ -148,7 +145,8 @@ int br__idle_unpark(struct br__idle *idle, struct br__worker *w)
 	for (i = 0; i < idle->nsleepers; i++) {
 		if (idle->sleepers[i] == w->id) {
 			idle->sleepers[i] = idle->sleepers[--idle->nsleepers];
-			atomic_fetch_add_explicit(&idle->state, UNPARK_ONE,
+			atomic_fetch_add_explicit(&idle->state,
+						  BR__IDLE_UNPARK_ONE,
 						  memory_order_seq_cst);
 			pthread_mutex_unlock(&idle->lock);
 			return 0;
@@ -173,16 +171,16 @@ void br__idle_notify(struct br_runtime *rt, int remote)
 					      memory_order_seq_cst);
 	else
 		s = atomic_load_explicit(&idle->state, memory_order_relaxed);
-	if ((s & SEARCH_MASK) != 0 || (s >> 16) >= idle->nworkers)
+	if (!br__idle_wants_notify(idle, s))
 		return;
 	pthread_mutex_lock(&idle->lock);
 	s = atomic_load_explicit(&idle->state, memory_order_seq_cst);
-	if ((s & SEARCH_MASK) != 0 || !idle->nsleepers) {
+	if ((s & BR__IDLE_SEARCH_MASK) != 0 || !idle->nsleepers) {
 		pthread_mutex_unlock(&idle->lock);
 		return;
 	}
 	id = idle->sleepers[--idle->nsleepers];
-	atomic_fetch_add_explicit(&idle->state, UNPARK_ONE + 1,
+	atomic_fetch_add_explicit(&idle->state, BR__IDLE_UNPARK_ONE + 1,
 				  memory_order_seq_cst);
 	pthread_mutex_unlock(&idle->lock);
 	br__worker_wake(&rt->workers[id]);

@@ -48,4 +48,29 @@ int br__idle_unpark(struct br__idle *idle, struct br__worker *w);
  * a full fence (see idle.c). Context: any thread. */
 void br__idle_notify(struct br_runtime *rt, int remote);
 
+/* state's halves: the unparked count above, the searching count below. */
+#define BR__IDLE_UNPARK_ONE (1u << 16)
+#define BR__IDLE_SEARCH_MASK 0xffffu
+
+/* Whether a notification seen in state s could wake anybody: nobody
+ * searches and somebody is parked. */
+static inline int br__idle_wants_notify(const struct br__idle *idle, uint32_t s)
+{
+	return !(s & BR__IDLE_SEARCH_MASK) &&
+	       (s / BR__IDLE_UNPARK_ONE) < idle->nworkers;
+}
+
+/* br__idle_notify(rt, 0) for work pushed on the caller's own deque, with
+ * its relaxed first look inline: a spawn in a busy runtime (somebody
+ * searching, or nobody parked) costs no call. Context: a worker. */
+static inline void br__idle_notify_local(struct br_runtime *rt,
+					 struct br__idle *idle)
+{
+	/* Relaxed: as br__idle_notify()'s local path (idle.c). */
+	if (br__idle_wants_notify(idle,
+				  atomic_load_explicit(&idle->state,
+						       memory_order_relaxed)))
+		br__idle_notify(rt, 0);
+}
+
 #endif /* BR_IDLE_H */

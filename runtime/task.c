@@ -103,9 +103,12 @@ static struct br__task *task_alloc(struct br__worker *w)
 void br__task_free(struct br__task *t)
 {
 	BR_DEBUG_ASSERT(br__future_state(&t->fut) != BR_PENDING);
-	free(t->fail_msg);
-	free(t->name);
-	br__locals_free(t);
+	/* Most tasks have none of these: spare them three calls. */
+	if (br__unlikely(t->fail_msg || t->name || t->locals)) {
+		free(t->fail_msg);
+		free(t->name);
+		br__locals_free(t);
+	}
 	br__future_destroy(&t->fut);
 #ifndef BR__SANITIZED
 	struct br__worker *w = br__worker_current();
@@ -383,7 +386,8 @@ int br__task_cancel_pending(struct br__task *t)
 	return 0;
 }
 
-static void task_finish(struct br__task *t, void *value, int sole)
+static void task_finish(struct br__worker *w, struct br__task *t, void *value,
+			int sole)
 {
 	struct br_runtime *rt = t->rt; /* t may be gone after completion */
 	void *bytes = t->out_bytes;
@@ -411,17 +415,17 @@ static void task_finish(struct br__task *t, void *value, int sole)
 			 -ECANCELED, "cancelled");
 	else
 		complete(&t->fut, BR_DONE, value, bytes, t->out_len, 0, NULL);
-	br__live_add(rt, -1);
+	br__live_add_on(w, rt, -1);
 }
 
-void br__task_finish(struct br__task *t, void *value)
+void br__task_finish(struct br__worker *w, struct br__task *t, void *value)
 {
-	task_finish(t, value, 0);
+	task_finish(w, t, value, 0);
 }
 
-void br__task_finish_sole(struct br__task *t, void *value)
+void br__task_finish_sole(struct br__worker *w, struct br__task *t, void *value)
 {
-	task_finish(t, value, 1);
+	task_finish(w, t, value, 1);
 }
 
 void br__task_drop(struct br__task *t)

@@ -137,16 +137,18 @@ void br__task_suspend(int cancellable);
  * br__task_finish - complete t with the value its function returned (or
  * the failure set by br_fail, or CANCELLED), and count it ended. t may be
  * freed by the time this returns: clear every pointer to it first.
- * Context: code on the fiber that ran t.
+ * Context: code on the fiber that ran t, on worker w's thread
+ * (br__worker_current(), read after the last suspension).
  */
-void br__task_finish(struct br__task *t, void *value);
+void br__task_finish(struct br__worker *w, struct br__task *t, void *value);
 
 /*
  * br__task_finish_sole - br__task_finish() for a task no other thread can
  * reach (br__future_complete_sole()): the child br_await() ran inline
  * while its caller holds the only reference. Context: as br__task_finish.
  */
-void br__task_finish_sole(struct br__task *t, void *value);
+void br__task_finish_sole(struct br__worker *w, struct br__task *t,
+			  void *value);
 
 /*
  * br__task_set_bytes - give the calling task's future the byte buffer buf

@@ -333,11 +333,12 @@ static struct br__task *take_bottom(struct br__worker *w, struct br__task *want,
 	return NULL;
 }
 
-/* Run the unstarted task c on the calling task p's fiber; awaited: c is
- * the task p awaits (p holds a reference to it). */
-static void run_inline(struct br__task *p, struct br__task *c, int awaited)
+/* Run the unstarted task c on the calling task p's fiber, from worker
+ * w; awaited: c is the task p awaits (p holds a reference to it).
+ * Returns the worker the fiber is on afterwards: c may have moved it. */
+static struct br__worker *run_inline(struct br__worker *w, struct br__task *p,
+				     struct br__task *c, int awaited)
 {
-	struct br__worker *w = br__worker_current();
 	struct br__fiber *f = br__worker_fiber(w);
 	void *v;
 
@@ -345,7 +346,7 @@ static void run_inline(struct br__task *p, struct br__task *c, int awaited)
 		    c, atomic_load_explicit(&w->rt->closing,
 					    memory_order_relaxed))) {
 		br__task_drop(c);
-		return;
+		return w;
 	}
 	br__obs_task_count(&w->obs);
 	c->inline_parent = p;
@@ -369,9 +370,10 @@ static void run_inline(struct br__task *p, struct br__task *c, int awaited)
 	 * its holder could change the count. */
 	if (awaited &&
 	    atomic_load_explicit(&c->fut.refs, memory_order_relaxed) == 1)
-		br__task_finish_sole(c, v);
+		br__task_finish_sole(w, c, v);
 	else /* may free c: a helped sibling may be detached */
-		br__task_finish(c, v);
+		br__task_finish(w, c, v);
+	return w;
 }
 
 /*
@@ -394,10 +396,9 @@ static void help_inline(struct br__task *p, struct br__task *c)
 		b = take_bottom(w, c, p);
 		if (!b)
 			return;
-		run_inline(p, b, b == c);
+		w = run_inline(w, p, b, b == c);
 		if (b == c)
 			return;
-		w = br__worker_current();
 	}
 }
 

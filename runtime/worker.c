@@ -221,7 +221,7 @@ void br__worker_push_local(struct br__worker *w, struct br__task *t)
 		br__idle_notify(w->rt, 1);
 		return;
 	}
-	br__idle_notify(w->rt, 0);
+	br__idle_notify_local(w->rt, &w->rt->idle);
 }
 
 static int is_pinned(struct br__task *t)
@@ -653,8 +653,8 @@ static void fiber_main(void *arg)
 	 * may free the task, which holds no reference of its own. */
 	live_remove(f);
 	atomic_store_explicit(&root->fiber, NULL, memory_order_relaxed);
-	br__task_finish(root, v);
 	w = br__worker_current();
+	br__task_finish(w, root, v);
 	w->after = BR__AFTER_EXIT;
 	w->after_fiber = f;
 	br__fiber_switch_out(w, f, 1);
