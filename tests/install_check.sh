@@ -12,6 +12,8 @@
 #   3. tests/install/consumer.c built with
 #      pkg-config --define-variable=prefix=<tmp>/usr and run: it must
 #      load the staged libbraid.so and agree with it on the version.
+#      A release libbraid.a (fat LTO objects) also links into it with
+#      -flto, and the program runs.
 #   4. The same program through CMake: find_package(braid CONFIG) with
 #      CMAKE_PREFIX_PATH=<tmp>/usr, linked with braid::braid and with
 #      braid::braid_static; versions of another major version, or newer
@@ -131,6 +133,22 @@ expect_line "$tmp/pc.out" "value 144"
 expect_line "$tmp/pc.out" "version $version"
 expect_line "$tmp/pc.out" "library $prefix/lib/libbraid.so.$major"
 say "pkg-config --define-variable=prefix=$prefix: built, ran on the staged library"
+
+# 3b. A release libbraid.a holds GCC's intermediate code too: a program
+# linked with -flto must build against it and run. (grep reads it all:
+# with -q it would stop early, and pipefail would count readelf's broken
+# pipe as a failure.)
+if readelf -S "$prefix/lib/libbraid.a" 2>/dev/null | grep 'gnu\.lto_' >/dev/null; then
+	# shellcheck disable=SC2086 # the flags are words
+	$CC -std=gnu11 -O2 -flto=auto -Wall -Wextra -Werror -o "$tmp/consumer_lto" \
+		tests/install/consumer.c $cflags "$prefix/lib/libbraid.a" \
+		${static_libs//-lbraid/}
+	"$tmp/consumer_lto" >"$tmp/lto.out" ||
+		fail "the program linked with -flto against libbraid.a failed"
+	expect_line "$tmp/lto.out" "value 144"
+	expect_line "$tmp/lto.out" "version $version"
+	say "libbraid.a with -flto: built and ran"
+fi
 
 # 4. CMake.
 if ! command -v cmake >/dev/null 2>&1; then
