@@ -15,7 +15,9 @@
 struct br__task;
 
 struct br__inject {
-	BR__CACHE_ALIGNED pthread_mutex_t lock;
+	/* A spin lock (futex.h): held for a few instructions, by a spawning
+	 * thread or a worker, never across a call that can block. */
+	BR__CACHE_ALIGNED _Atomic uint32_t lock;
 	struct br__fifo q;    /* of tasks; protected by lock */
 	_Atomic uint64_t len; /* lock-free emptiness check */
 };

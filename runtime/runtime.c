@@ -193,7 +193,6 @@ static void free_runtime(struct br_runtime *rt, unsigned nworkers)
 
 		br__ring_exit(w);
 		br__deque_destroy(&w->dq);
-		pthread_mutex_destroy(&w->remote_lock);
 		pthread_mutex_destroy(&w->reg_lock);
 	}
 	free(rt->workers);
@@ -269,7 +268,7 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 		/* Its thread makes its ring; until then there is nothing for
 		 * br__ring_exit() to close (0 would be stdin). */
 		w->ring.efd = -1;
-		pthread_mutex_init(&w->remote_lock, NULL);
+		atomic_init(&w->remote_lock, 0);
 		pthread_mutex_init(&w->reg_lock, NULL);
 		br__timers_init(&w->timers);
 		if (br__deque_init(&w->dq, 8) < 0) {

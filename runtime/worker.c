@@ -272,11 +272,11 @@ void br__worker_push_pinned(struct br__worker *w, struct br__task *t)
 void br__worker_remote_push(struct br__worker *w, struct br__task *t)
 {
 	br__obs_ready(&w->rt->obs, &t->ready_ns);
-	pthread_mutex_lock(&w->remote_lock);
+	br__spin_lock(&w->remote_lock);
 	br__task_fifo_push(&w->rq, t);
 	/* seq_cst: Dekker pair with parked; see the header. */
 	atomic_fetch_add_explicit(&w->rq_len, 1, memory_order_seq_cst);
-	pthread_mutex_unlock(&w->remote_lock);
+	br__spin_unlock(&w->remote_lock);
 	br__worker_wake(w);
 }
 
@@ -299,11 +299,11 @@ static void drain_remote(struct br__worker *w)
 {
 	struct br__fifo got;
 
-	pthread_mutex_lock(&w->remote_lock);
+	br__spin_lock(&w->remote_lock);
 	got = w->rq;
 	w->rq.head = w->rq.tail = NULL;
 	atomic_store_explicit(&w->rq_len, 0, memory_order_seq_cst);
-	pthread_mutex_unlock(&w->remote_lock);
+	br__spin_unlock(&w->remote_lock);
 	br__fifo_append(&w->pq, &got);
 }
 

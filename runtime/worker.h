@@ -96,7 +96,8 @@ struct br__worker {
 	 * searchers after a grace (worker.c: "Woken tasks"). On a line of
 	 * its own, away from what remote pushers write. */
 	BR__CACHE_ALIGNED _Atomic(struct br__task *) lifo;
-	BR__CACHE_ALIGNED pthread_mutex_t remote_lock;
+	/* A spin lock (futex.h), held for a few instructions. */
+	BR__CACHE_ALIGNED _Atomic uint32_t remote_lock;
 	struct br__fifo rq;	 /* pinned tasks sent here; under remote_lock */
 	_Atomic uint32_t rq_len; /* seq_cst; see worker.c */
 	_Atomic uint32_t parked; /* BR__PARK_*, seq_cst; see worker.c */
