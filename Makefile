@@ -38,11 +38,12 @@ override CPPFLAGS += -DBR_FAULTS
 endif
 # Release builds optimise across files: the library is compiled into fat
 # objects (intermediate code and machine code), libbraid.so is optimised
-# as a whole when it is linked, and braid's own programs (tests, benches,
-# examples) are compiled and linked with it, so br_spawn(), br_await() and
-# the rest inline into their callers, as a C++ runtime's header templates
-# or a Rust crate's generics do. A program built without -flto links the
-# same libbraid.a as ordinary code. What makes this safe with fibers that
+# as a whole when it is linked, and braid's benches and examples are
+# compiled and linked with it, so br_spawn(), br_await() and the rest
+# inline into their callers, as a C++ runtime's header templates or a Rust
+# crate's generics do. Release tests are linked with it (tests/tests.mk).
+# A program built without -flto links the same libbraid.a as ordinary
+# code. What makes this safe with fibers that
 # change threads: runtime/worker.c, "Fiber hazards".
 ifeq ($(VARIANT),release)
 ifeq ($(LTO),1)

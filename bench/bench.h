@@ -66,7 +66,7 @@ static inline int64_t bench_cpu_ns(void)
 	struct rusage ru;
 
 	if (getrusage(RUSAGE_SELF, &ru) < 0)
-		return -1;
+		bench_die("getrusage: %s", strerror(errno));
 	return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000 +
 	       ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
 }

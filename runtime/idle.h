@@ -60,17 +60,4 @@ static inline int br__idle_wants_notify(const struct br__idle *idle, uint32_t s)
 	       (s / BR__IDLE_UNPARK_ONE) < idle->nworkers;
 }
 
-/* br__idle_notify(rt, 0) for work pushed on the caller's own deque, with
- * its relaxed first look inline: a spawn in a busy runtime (somebody
- * searching, or nobody parked) costs no call. Context: a worker. */
-static inline void br__idle_notify_local(struct br_runtime *rt,
-					 struct br__idle *idle)
-{
-	/* Relaxed: as br__idle_notify()'s local path (idle.c). */
-	if (br__idle_wants_notify(idle,
-				  atomic_load_explicit(&idle->state,
-						       memory_order_relaxed)))
-		br__idle_notify(rt, 0);
-}
-
 #endif /* BR_IDLE_H */

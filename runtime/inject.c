@@ -8,9 +8,9 @@
  *   read without the lock, as Tokio's scheduler/inject.rs. The lock is held
  *   for a few instructions; a pthread mutex there sent a storm's spawning
  *   thread and both workers into futex waits (docs/ARCHITECTURE.md,
- *   "Spawn storms"). Workers look at it every
- *   61st tick (worker.c) (so outside submissions never starve behind local
- *   work) and whenever their own queues are empty. It is not on any hot path
+ *   "Spawn storms"). Workers look at it every 61st tick (worker.c), so
+ *   outside submissions never starve behind local work, and whenever
+ *   their own queues are empty. It is not on any hot path
  *   of task-to-task work, which stays in the per-worker deques.
  *
  * Invariants
@@ -20,8 +20,8 @@
  *   - push: any thread; pop: workers. The FIFO q under lock.
  *
  * Memory ordering
- *   - The lock orders the links (acquire and release, futex.h). len is changed with seq_cst under the
- *     lock and read seq_cst by br__inject_nonempty(), the read a parking
+ *   - The lock orders the links (acquire and release, futex.h). len is
+ *     changed with seq_cst under the lock and read seq_cst by br__inject_nonempty(), the read a parking
  *     worker's re-check uses (see idle.c).
  */
 #include "futex.h"

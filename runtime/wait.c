@@ -212,7 +212,7 @@ static int thread_wait(br_future *const *fs, size_t n, struct br__waiter *ws,
 {
 	_Atomic uint32_t word = 0;
 	size_t i, linked;
-	int done = 0, spun = 0, r;
+	int done = 0, r;
 	int64_t slept = -1;
 
 	for (i = 0; i < n; i++) {
@@ -220,10 +220,8 @@ static int thread_wait(br_future *const *fs, size_t n, struct br__waiter *ws,
 		ws[i].u.futex = &word;
 	}
 	linked = link_all(fs, ws, n, &done);
-	if (!done) {
+	if (!done)
 		done = br__thread_spin(&word, ~0u, TW_DONE, deadline);
-		spun = !done;
-	}
 	while (!done) {
 		uint32_t v = TW_WAITING;
 
@@ -246,10 +244,12 @@ static int thread_wait(br_future *const *fs, size_t n, struct br__waiter *ws,
 	}
 	/* A failed spin is judged by what followed, as in waitq.c: the
 	 * sleep's length if a waiter fired, else nothing came (INT64_MAX),
-	 * however short the sleep before the deadline, or if there was none. */
-	if (!done && spun)
+	 * however short the sleep before the deadline, or if there was none.
+	 * Not done here means the spin ran and failed; slept set means it
+	 * failed and a sleep followed. */
+	if (!done)
 		br__thread_slept(INT64_MAX);
-	else if (done && slept >= 0)
+	else if (slept >= 0)
 		br__thread_slept(br_now_ns() - slept);
 	unlink_all(fs, ws, linked);
 	r = first_done(fs, n);

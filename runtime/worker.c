@@ -221,7 +221,13 @@ void br__worker_push_local(struct br__worker *w, struct br__task *t)
 		br__idle_notify(w->rt, 1);
 		return;
 	}
-	br__idle_notify_local(w->rt, &w->rt->idle);
+	/* br__idle_notify(rt, 0)'s relaxed first look, here: a spawn in a
+	 * busy runtime (somebody searching, or nobody parked) makes no call.
+	 * Relaxed: as that function's local path (idle.c). */
+	if (br__idle_wants_notify(&w->rt->idle,
+				  atomic_load_explicit(&w->rt->idle.state,
+						       memory_order_relaxed)))
+		br__idle_notify(w->rt, 0);
 }
 
 static int is_pinned(struct br__task *t)

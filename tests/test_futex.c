@@ -71,7 +71,7 @@ Test(futex, a_wait_that_never_ended_halves_the_spin_down_to_min)
 	cr_assert_lt(b.ns, 2 * MIN);
 }
 
-/* A plain thread whose br_await() runs out at a deadline 60 us away:
+/* A plain thread whose br_await() runs out at a deadline 100 us away:
  * nothing came, so its next spin must be shorter, however short the
  * sleep before the deadline was. */
 static void *await_past_deadline(void *arg)
