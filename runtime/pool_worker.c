@@ -201,22 +201,16 @@ static void wait_result_room(struct br__pool_wstate *ws)
 /*
  * Is efd still the pool's eventfd? A job may close its process's
  * descriptors (daemon-style code closes 3 to 1023) and open others in
- * their place: the number would then name the job's file, and a wake-up
- * written there would be lost and corrupt the file.
+ * their place, eventfds too: the number would then name the job's file,
+ * and a wake-up written there would be lost, and the pool would hang.
+ * The parent marked the doorbell's open file with its own pid as owner
+ * (F_SETOWN, pool.c); a file the job opened has another owner, 0 unless
+ * it set one. One system call per wake-up, where a path lookup in /proc
+ * cost several times as much.
  */
-static int efd_is_ours(int efd)
+static int efd_is_ours(const struct br__pool_shm *s, int efd)
 {
-	char path[32], link[32];
-	ssize_t n;
-
-	if (fcntl(efd, F_GETFD) < 0)
-		return 0;
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", efd);
-	n = readlink(path, link, sizeof(link) - 1);
-	if (n < 0)
-		return 1; /* no /proc: the write below still fails on EBADF */
-	link[n] = '\0';
-	return strcmp(link, "anon_inode:[eventfd]") == 0;
+	return fcntl(efd, F_GETOWN) == s->parent_pid;
 }
 
 static void ring_collector(struct br__pool_shm *s, int efd)
@@ -231,7 +225,7 @@ static void ring_collector(struct br__pool_shm *s, int efd)
 	/* A worker that can no longer wake the collector can no longer
 	 * report: it leaves, and the parent, seeing it die, drains what it
 	 * pushed, kicks the collector and replaces it (pool_procs.c). */
-	if (!efd_is_ours(efd) || write(efd, &one, sizeof(one)) < 0)
+	if (!efd_is_ours(s, efd) || write(efd, &one, sizeof(one)) < 0)
 		_exit(BR__POOL_EXIT_LOST);
 }
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1124,6 +1125,62 @@ Test(pool, a_job_that_closes_its_descriptors_does_not_hang_the_pool,
 		cr_assert_eq(*(const int64_t *)br_future_bytes(f, NULL), i);
 		br_future_release(f);
 	}
+	finish(p, rt);
+}
+
+#define PLANTED 128
+static int planted[PLANTED], nplanted;
+
+/* Close every descriptor and open eventfds of the job's own in their
+ * place, as a job that uses eventfds after daemon-style cleanup does:
+ * one of them lands on the number of the pool's doorbell. */
+static int plant_eventfds_job(br_job *job, const void *in, size_t len)
+{
+	for (int fd = 3; fd < 1024; fd++)
+		close(fd);
+	for (nplanted = 0; nplanted < PLANTED; nplanted++) {
+		planted[nplanted] = eventfd(0, EFD_NONBLOCK);
+		if (planted[nplanted] < 0)
+			return br_job_fail(job, -errno, "eventfd failed");
+	}
+	usleep(20 * 1000); /* so that the collector is asleep when it ends */
+	return br_job_write(job, "planted", 7);
+}
+
+/* What the eventfds planted by an earlier job in this process count. */
+static int read_planted_job(br_job *job, const void *in, size_t len)
+{
+	int64_t total = 0;
+
+	for (int i = 0; i < nplanted; i++) {
+		uint64_t v = 0;
+
+		if (read(planted[i], &v, sizeof(v)) == sizeof(v))
+			total += (int64_t)v;
+	}
+	return br_job_write(job, &total, sizeof(total));
+}
+
+/* A worker never writes its wake-up into a file of the job's, even an
+ * eventfd the job opened on the doorbell's number: it sees the doorbell
+ * is gone and leaves, and the job's eventfds count nothing. */
+Test(pool, a_job_that_reopens_the_doorbell_number_keeps_its_eventfds,
+     .timeout = 60)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
+	br_future *f = br_submit(p, plant_eventfds_job, NULL, 0);
+	int64_t counted;
+
+	cr_assert_eq(await_within(f, 10000), 0, "%s", br_future_message(f));
+	cr_assert_eq(memcmp(br_future_bytes(f, NULL), "planted", 7), 0);
+	br_future_release(f);
+	f = br_submit(p, read_planted_job, NULL, 0);
+	cr_assert_eq(await_within(f, 10000), 0, "%s", br_future_message(f));
+	memcpy(&counted, br_future_bytes(f, NULL), sizeof(counted));
+	cr_assert_eq(counted, 0, "the job's eventfds counted %lld wake-ups",
+		     (long long)counted);
+	br_future_release(f);
 	finish(p, rt);
 }
 
