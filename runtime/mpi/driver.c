@@ -52,9 +52,12 @@
 #define MAX_BATCH 256
 #define BATCH_BYTES ((size_t)1 << 20)
 #define DEAD_NS (15 * BR__MPI_BEAT_NS)
-/* Naps while jobs are out, and while none are. */
-#define NAP_BUSY_NS (500 * BR__NS_PER_US)
+/* Naps while jobs are out or were lately, and while none have been for
+ * WARM_NS. A result that arrives waits out the nap (MPI cannot ring the
+ * bell), and so does the task that waits for it: the busy nap is short. */
+#define NAP_BUSY_NS (50 * BR__NS_PER_US)
 #define NAP_IDLE_NS (50 * BR__NS_PER_MS)
+#define WARM_NS (20 * BR__NS_PER_MS)
 
 enum {
 	CMD_NEW,
@@ -572,7 +575,7 @@ static int jobs_out(void)
 static void *driver_main(void *arg)
 {
 	unsigned idle = 0;
-	int64_t last_check = 0;
+	int64_t last_check = 0, last_work = 0;
 
 	while (!atomic_load_explicit(&D.stop, memory_order_acquire)) {
 		int64_t now;
@@ -588,10 +591,13 @@ static void *driver_main(void *arg)
 		}
 		if (n) {
 			idle = 0;
+			last_work = now;
 			continue;
 		}
 		br__mpi_nap(&D.bell, &D.sleeping, &idle,
-			    jobs_out() ? NAP_BUSY_NS : NAP_IDLE_NS);
+			    jobs_out() || now - last_work < WARM_NS ?
+				    NAP_BUSY_NS :
+				    NAP_IDLE_NS);
 	}
 	return NULL;
 }

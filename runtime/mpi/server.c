@@ -40,13 +40,16 @@
 #include "remote.h"
 #include "wire.h"
 
-/* Naps while jobs run here, and while none do. MPI cannot ring the bell,
- * so a job that arrives at an idle rank waits out at most the idle nap;
- * the naps grow to it from 20 us, so only a rank idle for a while is that
- * slow to answer. The idle nap is how often an idle rank wakes, which is
- * what an idle pool costs. */
-#define NAP_BUSY_NS (500 * BR__NS_PER_US)
+/* Naps while jobs run here or ran lately, and while none have for
+ * WARM_NS. MPI cannot ring the bell, so a job that arrives waits out the
+ * nap: the busy one is short, because rank 0 ships the next jobs as soon
+ * as results come back, and a rank that naps long between them makes
+ * every job it gets wait. The naps grow to the idle one from 20 us, so
+ * only a rank idle for WARM_NS and more is that slow to answer. The idle
+ * nap is how often an idle rank wakes, which is what an idle pool costs. */
+#define NAP_BUSY_NS (50 * BR__NS_PER_US)
 #define NAP_IDLE_NS (20 * BR__NS_PER_MS)
+#define WARM_NS (20 * BR__NS_PER_MS)
 /* Results per message, at most. */
 #define MAX_RESULTS 512
 #define MSG_MAX 1024
@@ -450,7 +453,7 @@ static int receive(void)
 void br__mpi_serve_forever(void)
 {
 	struct mw_head beat = { MW_BEAT, 0, 0, 0 };
-	int64_t last_beat = 0;
+	int64_t last_beat = 0, last_work = 0;
 	unsigned idle = 0;
 
 	S.done_tail = &S.done;
@@ -471,10 +474,13 @@ void br__mpi_serve_forever(void)
 		}
 		if (n) {
 			idle = 0;
+			last_work = now;
 			continue;
 		}
 		br__mpi_nap(&S.bell, &S.sleeping, &idle,
-			    S.running || S.sends ? NAP_BUSY_NS : NAP_IDLE_NS);
+			    S.running || S.sends || now - last_work < WARM_NS ?
+				    NAP_BUSY_NS :
+				    NAP_IDLE_NS);
 	}
 	/* Rank 0 is done: what still runs is cancelled, and what comes back
 	 * from it is dropped here. Then say goodbye, and let the last
