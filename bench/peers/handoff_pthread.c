@@ -20,6 +20,15 @@
  *   back. Printed with impl "spin", metric "pingpong"; n defaults to
  *   1,000,000 for it.
  *
+ *   --mode spin-chain, spin-spread: --mode spin, but before handing the
+ *   turn over each side writes CHAIN more lines, which the other side
+ *   reads after it gets the turn: following pointers from one to the
+ *   next (chain: each read waits for the one before, as a woken task's
+ *   record, its fiber and its future do), or at addresses it knows
+ *   (spread: the reads overlap). The first costs a line's trip per line,
+ *   the second little more than spin. impl "spin-chain" or
+ *   "spin-spread", metric "pingpong".
+ *
  *   --mode light: one hand-off every millisecond for --ms ms (default
  *   5,000): one thread sleeps to the next millisecond and signals a
  *   condition variable another thread waits on. The process's CPU time
@@ -165,6 +174,82 @@ static void *spin_ponger(void *arg)
 	return NULL;
 }
 
+/* ---- spinning, with more lines to read after the turn ---- */
+
+#define CHAIN 4
+
+struct cline {
+	_Alignas(64) struct cline *_Atomic next;
+	atomic_long v;
+};
+
+/* chain[d]: written by side d, read by the other. */
+static struct cline chain[2][CHAIN];
+static int chained;
+
+static void chain_init(void)
+{
+	for (int d = 0; d < 2; d++)
+		for (int k = 0; k < CHAIN; k++)
+			atomic_init(&chain[d][k].next,
+				    k + 1 < CHAIN ? &chain[d][k + 1] : NULL);
+}
+
+static void chain_write(int d, long v)
+{
+	for (int k = 0; k < CHAIN; k++)
+		atomic_store_explicit(&chain[d][k].v, v, memory_order_relaxed);
+}
+
+/* Read what side d wrote for turn v (the turn's acquire orders it). */
+static void chain_read(int d, long v)
+{
+	long bad = 0;
+
+	if (chained) {
+		for (struct cline *c = &chain[d][0]; c;
+		     c = atomic_load_explicit(&c->next, memory_order_relaxed))
+			bad |= atomic_load_explicit(&c->v,
+						    memory_order_relaxed) ^
+			       v;
+	} else {
+		for (int k = 0; k < CHAIN; k++)
+			bad |= atomic_load_explicit(&chain[d][k].v,
+						    memory_order_relaxed) ^
+			       v;
+	}
+	if (bad)
+		die("a line came without its turn");
+}
+
+static void *chain_pinger(void *arg)
+{
+	pin(0);
+	pthread_barrier_wait(&start);
+	for (long i = 0; i < rounds; i++) {
+		chain_write(0, 2 * i + 1);
+		atomic_store_explicit(&line.turn, 2 * i + 1,
+				      memory_order_release);
+		spin_until(2 * i + 2);
+		chain_read(1, 2 * i + 2);
+	}
+	return NULL;
+}
+
+static void *chain_ponger(void *arg)
+{
+	pin(1);
+	pthread_barrier_wait(&start);
+	for (long i = 0; i < rounds; i++) {
+		spin_until(2 * i + 1);
+		chain_read(0, 2 * i + 1);
+		chain_write(1, 2 * i + 2);
+		atomic_store_explicit(&line.turn, 2 * i + 2,
+				      memory_order_release);
+	}
+	return NULL;
+}
+
 /* ---- one hand-off per millisecond ---- */
 
 static int64_t light_t0;
@@ -221,9 +306,11 @@ int main(int argc, char **argv)
 	int64_t ns, cpu;
 
 	bench_parse(&o, argc, argv,
-		    "--mode condvar|eventfd|spin|light [--n N] [--ms MS]");
+		    "--mode condvar|eventfd|spin|spin-chain|spin-spread|light "
+		    "[--n N] [--ms MS]");
 	if (!o.mode)
-		die("--mode is condvar, eventfd, spin or light");
+		die("--mode is condvar, eventfd, spin, spin-chain, "
+		    "spin-spread or light");
 	rounds = o.n ? o.n : 20000;
 	if (!strcmp(o.mode, "condvar")) {
 		ns = run(cv_pinger, cv_ponger, &cpu);
@@ -242,13 +329,22 @@ int main(int argc, char **argv)
 		ns = run(spin_pinger, spin_ponger, &cpu);
 		bench_report("handoff", "spin", "pingpong", "ns", rounds, 2,
 			     (double)ns / (double)rounds, argc, argv);
+	} else if (!strcmp(o.mode, "spin-chain") ||
+		   !strcmp(o.mode, "spin-spread")) {
+		rounds = o.n ? o.n : 1000000;
+		chained = !strcmp(o.mode, "spin-chain");
+		chain_init();
+		ns = run(chain_pinger, chain_ponger, &cpu);
+		bench_report("handoff", o.mode, "pingpong", "ns", rounds, 2,
+			     (double)ns / (double)rounds, argc, argv);
 	} else if (!strcmp(o.mode, "light")) {
 		rounds = o.ms;
 		ns = run(ticker, tick_taker, &cpu);
 		bench_report("handoff", "pthread", "light", "%", o.ms, 2,
 			     (double)cpu * 100.0 / (double)ns, argc, argv);
 	} else {
-		die("--mode is condvar, eventfd, spin or light");
+		die("--mode is condvar, eventfd, spin, spin-chain, "
+		    "spin-spread or light");
 	}
 	return 0;
 }
