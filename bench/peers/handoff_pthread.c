@@ -150,32 +150,6 @@ static void spin_until(long v)
 	}
 }
 
-static void *spin_pinger(void *arg)
-{
-	pin(0);
-	pthread_barrier_wait(&start);
-	for (long i = 0; i < rounds; i++) {
-		atomic_store_explicit(&line.turn, 2 * i + 1,
-				      memory_order_release);
-		spin_until(2 * i + 2);
-	}
-	return NULL;
-}
-
-static void *spin_ponger(void *arg)
-{
-	pin(1);
-	pthread_barrier_wait(&start);
-	for (long i = 0; i < rounds; i++) {
-		spin_until(2 * i + 1);
-		atomic_store_explicit(&line.turn, 2 * i + 2,
-				      memory_order_release);
-	}
-	return NULL;
-}
-
-/* ---- spinning, with more lines to read after the turn ---- */
-
 #define CHAIN 4
 
 struct cline {
@@ -183,9 +157,10 @@ struct cline {
 	atomic_long v;
 };
 
-/* chain[d]: written by side d, read by the other. */
+/* chain[d]: written by side d, read by the other; extra lines of it
+ * (0 for --mode spin). */
 static struct cline chain[2][CHAIN];
-static int chained;
+static int extra, chained;
 
 static void chain_init(void)
 {
@@ -197,7 +172,7 @@ static void chain_init(void)
 
 static void chain_write(int d, long v)
 {
-	for (int k = 0; k < CHAIN; k++)
+	for (int k = 0; k < extra; k++)
 		atomic_store_explicit(&chain[d][k].v, v, memory_order_relaxed);
 }
 
@@ -206,6 +181,8 @@ static void chain_read(int d, long v)
 {
 	long bad = 0;
 
+	if (!extra)
+		return;
 	if (chained) {
 		for (struct cline *c = &chain[d][0]; c;
 		     c = atomic_load_explicit(&c->next, memory_order_relaxed))
@@ -213,7 +190,7 @@ static void chain_read(int d, long v)
 						    memory_order_relaxed) ^
 			       v;
 	} else {
-		for (int k = 0; k < CHAIN; k++)
+		for (int k = 0; k < extra; k++)
 			bad |= atomic_load_explicit(&chain[d][k].v,
 						    memory_order_relaxed) ^
 			       v;
@@ -222,7 +199,7 @@ static void chain_read(int d, long v)
 		die("a line came without its turn");
 }
 
-static void *chain_pinger(void *arg)
+static void *spin_pinger(void *arg)
 {
 	pin(0);
 	pthread_barrier_wait(&start);
@@ -236,7 +213,7 @@ static void *chain_pinger(void *arg)
 	return NULL;
 }
 
-static void *chain_ponger(void *arg)
+static void *spin_ponger(void *arg)
 {
 	pin(1);
 	pthread_barrier_wait(&start);
@@ -332,9 +309,10 @@ int main(int argc, char **argv)
 	} else if (!strcmp(o.mode, "spin-chain") ||
 		   !strcmp(o.mode, "spin-spread")) {
 		rounds = o.n ? o.n : 1000000;
+		extra = CHAIN;
 		chained = !strcmp(o.mode, "spin-chain");
 		chain_init();
-		ns = run(chain_pinger, chain_ponger, &cpu);
+		ns = run(spin_pinger, spin_ponger, &cpu);
 		bench_report("handoff", o.mode, "pingpong", "ns", rounds, 2,
 			     (double)ns / (double)rounds, argc, argv);
 	} else if (!strcmp(o.mode, "light")) {
