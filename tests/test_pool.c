@@ -1184,6 +1184,45 @@ Test(pool, a_job_that_reopens_the_doorbell_number_keeps_its_eventfds,
 	finish(p, rt);
 }
 
+/* Make this process the owner of every open file it has, as code that
+ * sets up SIGIO on all its descriptors does: the doorbell's too. */
+static int own_every_file_job(br_job *job, const void *in, size_t len)
+{
+	for (int fd = 3; fd < 1024; fd++)
+		(void)fcntl(fd, F_SETOWN, getpid());
+	usleep(5 * 1000); /* the collector sleeps: the worker checks */
+	return br_job_write(job, "owned", 5);
+}
+
+/* A job that re-owns the doorbell costs its own worker only: the
+ * parent marks the doorbell again, and the next worker stays. The jobs
+ * after it nap, so that the collector sleeps before each ends and the
+ * worker rings the doorbell, and checks it, every time. */
+Test(pool, a_job_that_reowns_the_doorbell_costs_one_worker, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
+	br_future *f = br_submit(p, own_every_file_job, NULL, 0);
+	uint32_t ms = 5;
+	pid_t first = 0, ran;
+
+	cr_assert_eq(await_within(f, 10000), 0, "%s", br_future_message(f));
+	br_future_release(f);
+	for (int i = 0; i < 10; i++) {
+		f = br_submit(p, nap_job, &ms, sizeof(ms));
+		cr_assert_eq(await_within(f, 10000), 0, "job %d: %s", i,
+			     br_future_message(f));
+		memcpy(&ran, br_future_bytes(f, NULL), sizeof(ran));
+		br_future_release(f);
+		if (i == 0)
+			first = ran;
+		cr_assert_eq(ran, first,
+			     "job %d ran in worker %d, the first in %d", i,
+			     (int)ran, (int)first);
+	}
+	finish(p, rt);
+}
+
 static int kill_group_job(br_job *job, const void *in, size_t len)
 {
 	kill(0, SIGTERM);
