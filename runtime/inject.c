@@ -21,8 +21,9 @@
  *
  * Memory ordering
  *   - The lock orders the links (acquire and release, futex.h). len is
- *     changed with seq_cst under the lock and read seq_cst by br__inject_nonempty(), the read a parking
- *     worker's re-check uses (see idle.c).
+ *     changed with seq_cst under the lock and read seq_cst by
+ *     br__inject_nonempty(), the read a parking worker's re-check uses
+ *     (see idle.c).
  */
 #include "futex.h"
 #include "inject.h"

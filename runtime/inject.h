@@ -5,7 +5,6 @@
 #ifndef BR_INJECT_H
 #define BR_INJECT_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 

@@ -458,11 +458,7 @@ int br_pool_new(br_pool **out, br_runtime *rt, const br_pool_config *cfg)
 		p->efd = BR__FAULT_ERRNO("braid/pool/eventfd", EMFILE) ?
 				 -1 :
 				 eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		/* The mark by which a worker knows the doorbell from a
-		 * file a job opened on its number (pool_worker.c). No
-		 * O_ASYNC: no signal is ever sent to the owner. */
-		if (p->efd < 0 ||
-		    fcntl(p->efd, F_SETOWN, p->shm->parent_pid) < 0)
+		if (p->efd < 0 || br__pool_mark_doorbell(p->shm, p->efd) < 0)
 			r = -errno;
 	}
 	for (unsigned w = 0; p->w && w < p->nworkers; w++) {

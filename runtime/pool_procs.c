@@ -29,7 +29,6 @@
  *   br_pool_free waits for it.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -499,12 +498,12 @@ void *br__pool_watch(void *arg)
 				(int)pid);
 		else
 			describe_death(why, sizeof(why), pid, status);
-		/* A job may have re-owned the doorbell's open file itself
-		 * (F_SETOWN on every descriptor, for SIGIO): mark it again,
-		 * or every replacement would leave after its first job. */
+		/* A job may have taken the doorbell's mark away itself
+		 * (pool_shm.h): without it every replacement would leave
+		 * after its first job. */
 		if (status >= 0 && WIFEXITED(status) &&
 		    WEXITSTATUS(status) == BR__POOL_EXIT_LOST)
-			(void)fcntl(p->efd, F_SETOWN, p->shm->parent_pid);
+			(void)br__pool_mark_doorbell(p->shm, p->efd);
 		settle_dead(p, w, why);
 		if (r < 0)
 			break;

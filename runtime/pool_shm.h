@@ -47,6 +47,7 @@
 #ifndef BR_POOL_SHM_H
 #define BR_POOL_SHM_H
 
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -301,6 +302,28 @@ static inline void br__pool_sleeper_gone(struct br__pool_shm *s, unsigned w)
 	atomic_fetch_and_explicit(br__pool_sleeper_word(s, w),
 				  ~br__pool_sleeper_bit(w),
 				  memory_order_relaxed);
+}
+
+/*
+ * The doorbell's mark. A job may close its worker's descriptors and open
+ * others in their place, eventfds too: the doorbell's number would then
+ * name the job's file, a wake-up written there would be lost, and the
+ * pool would hang. So the parent marks the doorbell's open file with its
+ * own pid as owner (no O_ASYNC: no signal is ever sent), and a worker
+ * writes only to a descriptor that carries the mark: a file a job opened
+ * has another owner, 0 unless it set one. One system call, where a path
+ * lookup in /proc cost several. A job that re-owns every descriptor
+ * takes the mark away: its worker leaves, and the parent marks the
+ * doorbell again before it starts the replacement (pool_procs.c).
+ */
+static inline int br__pool_mark_doorbell(const struct br__pool_shm *s, int efd)
+{
+	return fcntl(efd, F_SETOWN, s->parent_pid);
+}
+
+static inline int br__pool_is_doorbell(const struct br__pool_shm *s, int efd)
+{
+	return fcntl(efd, F_GETOWN) == s->parent_pid;
 }
 
 /*

@@ -198,21 +198,6 @@ static void wait_result_room(struct br__pool_wstate *ws)
 	}
 }
 
-/*
- * Is efd still the pool's eventfd? A job may close its process's
- * descriptors (daemon-style code closes 3 to 1023) and open others in
- * their place, eventfds too: the number would then name the job's file,
- * and a wake-up written there would be lost, and the pool would hang.
- * The parent marked the doorbell's open file with its own pid as owner
- * (F_SETOWN, pool.c); a file the job opened has another owner, 0 unless
- * it set one. One system call per wake-up, where a path lookup in /proc
- * cost several times as much.
- */
-static int efd_is_ours(const struct br__pool_shm *s, int efd)
-{
-	return fcntl(efd, F_GETOWN) == s->parent_pid;
-}
-
 static void ring_collector(struct br__pool_shm *s, int efd)
 {
 	uint64_t one = 1;
@@ -225,7 +210,7 @@ static void ring_collector(struct br__pool_shm *s, int efd)
 	/* A worker that can no longer wake the collector can no longer
 	 * report: it leaves, and the parent, seeing it die, drains what it
 	 * pushed, kicks the collector and replaces it (pool_procs.c). */
-	if (!efd_is_ours(s, efd) || write(efd, &one, sizeof(one)) < 0)
+	if (!br__pool_is_doorbell(s, efd) || write(efd, &one, sizeof(one)) < 0)
 		_exit(BR__POOL_EXIT_LOST);
 }
 

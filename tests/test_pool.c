@@ -1191,22 +1191,26 @@ static int own_every_file_job(br_job *job, const void *in, size_t len)
 	for (int fd = 3; fd < 1024; fd++)
 		(void)fcntl(fd, F_SETOWN, getpid());
 	usleep(5 * 1000); /* the collector sleeps: the worker checks */
-	return br_job_write(job, "owned", 5);
+	return pid_job(job, in, len);
 }
 
-/* A job that re-owns the doorbell costs its own worker only: the
- * parent marks the doorbell again, and the next worker stays. The jobs
- * after it nap, so that the collector sleeps before each ends and the
- * worker rings the doorbell, and checks it, every time. */
+/* A job that re-owns the doorbell costs one worker: the parent marks
+ * the doorbell again, and the next worker stays. The jobs after it nap,
+ * so that the collector sleeps before each ends and the worker rings the
+ * doorbell, and checks it, every time. The worker that ran the job may
+ * run one more (if the collector was awake when the job ended, it did
+ * not ring), so at most one change of worker. */
 Test(pool, a_job_that_reowns_the_doorbell_costs_one_worker, .timeout = 60)
 {
 	br_runtime *rt = t_runtime(2, 0);
 	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
 	br_future *f = br_submit(p, own_every_file_job, NULL, 0);
 	uint32_t ms = 5;
-	pid_t first = 0, ran;
+	pid_t last = 0, ran;
+	int changes = 0;
 
 	cr_assert_eq(await_within(f, 10000), 0, "%s", br_future_message(f));
+	memcpy(&last, br_future_bytes(f, NULL), sizeof(last));
 	br_future_release(f);
 	for (int i = 0; i < 10; i++) {
 		f = br_submit(p, nap_job, &ms, sizeof(ms));
@@ -1214,12 +1218,11 @@ Test(pool, a_job_that_reowns_the_doorbell_costs_one_worker, .timeout = 60)
 			     br_future_message(f));
 		memcpy(&ran, br_future_bytes(f, NULL), sizeof(ran));
 		br_future_release(f);
-		if (i == 0)
-			first = ran;
-		cr_assert_eq(ran, first,
-			     "job %d ran in worker %d, the first in %d", i,
-			     (int)ran, (int)first);
+		changes += ran != last;
+		last = ran;
 	}
+	cr_assert_leq(changes, 1, "the worker changed %d times in 10 jobs",
+		      changes);
 	finish(p, rt);
 }
 
