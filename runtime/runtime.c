@@ -269,6 +269,7 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 		 * br__ring_exit() to close (0 would be stdin). */
 		w->ring.efd = -1;
 		atomic_init(&w->remote_lock, 0);
+		atomic_init(&w->mail, NULL);
 		pthread_mutex_init(&w->reg_lock, NULL);
 		br__timers_init(&w->timers);
 		if (br__deque_init(&w->dq, 8) < 0) {

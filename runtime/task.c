@@ -17,7 +17,8 @@
  *
  *   Where a runnable task goes (br__task_schedule):
  *     - pinned (or on a pinned fiber): its worker's LIFO slot when that
- *       is the calling worker, else that worker's remote queue;
+ *       is the calling worker, else that worker's mail slot or, when that
+ *       is taken, its remote queue (worker.c: "Remote wake-ups");
  *     - the calling worker belongs to the task's runtime: its LIFO slot,
  *       so a task woken by a message runs next, hot in cache (Go runnext);
  *     - otherwise the runtime's injection queue, with a notification.
@@ -237,7 +238,7 @@ void br__task_schedule(struct br__task *t)
 		if (w == target)
 			br__worker_push_lifo(w, t);
 		else
-			br__worker_remote_push(target, t);
+			br__worker_remote_wake(target, t);
 		return;
 	}
 	if (w && w->rt == rt) {

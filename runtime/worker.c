@@ -57,6 +57,18 @@
  *   plain load and store (lifo_claim()), which keeps a locked instruction
  *   off every hand-off between its tasks.
  *
+ * Remote wake-ups
+ *   A pinned task woken from another thread goes to its worker's mail
+ *   slot, a pointer on a line of its own, when that is empty (a CAS from
+ *   NULL), and to its remote queue when it is not. Between two workers
+ *   passing a task back and forth, the slot is the only line the hand-off
+ *   moves besides the task's own: the queue needs its lock and the
+ *   task's link written by the waker, then the lock taken again and the
+ *   link read by the owner, each a line crossing between CPUs while the
+ *   other side waits for it. Wake-ups have no order to keep (pinned
+ *   tasks start in creation order, which is why new ones always take
+ *   the queue), so the owner takes the queue first, then the slot.
+ *
  * Spinning
  *   A wake-up through the kernel costs far more than a spin that finds
  *   work, so a worker out of work spins before it parks: it
@@ -121,7 +133,9 @@
  *     thread, except tick and fiber, which the stall detector's watchdog
  *     reads (relaxed and acquire loads; stats.c). The deque: owner
  *     push/pop, thieves steal.
- *   - remote queue: under remote_lock, from any thread.
+ *   - remote queue: under remote_lock, from any thread. Mail slot: any
+ *     thread but the owner puts a task in with a CAS from NULL; the owner
+ *     takes it out with an exchange.
  *   - live list: under reg_lock; fibers are added by the worker that
  *     starts them and removed by the worker they end on.
  *   - Lock order: reg_lock, then remote_lock / inject lock / idle lock.
@@ -149,7 +163,8 @@
  *   - rq_len and parked form a Dekker pair: the sender increments rq_len
  *     (seq_cst, under the lock) then reads parked (seq_cst, in
  *     br__worker_wake()); the worker stores parked = ASLEEP (seq_cst) then
- *     reads rq_len (seq_cst) before it sleeps. Either the worker sees the
+ *     reads rq_len (seq_cst) before it sleeps. The mail slot pairs with
+ *     parked the same way (the sender's CAS, the worker's load). Either the worker sees the
  *     task or the sender sees it asleep and wakes it. A sender that finds
  *     WOKEN read it before the worker's exchange back to AWAKE (seq_cst),
  *     which the worker's next look at its queues follows: it sees the
@@ -301,16 +316,50 @@ void br__worker_wake(struct br__worker *w)
 	}
 }
 
+void br__worker_remote_wake(struct br__worker *w, struct br__task *t)
+{
+	struct br__task *none = NULL;
+
+	br__obs_ready(&w->rt->obs, &t->ready_ns);
+	/* seq_cst: the Dekker pair with parked, as rq_len's (header). */
+	if (atomic_compare_exchange_strong_explicit(&w->mail, &none, t,
+						    memory_order_seq_cst,
+						    memory_order_relaxed)) {
+		br__worker_wake(w);
+		return;
+	}
+	br__worker_remote_push(w, t);
+}
+
+/* Whether other threads left w work in its mail slot or remote queue.
+ * Relaxed: a first look, before drain_remote(). Context: worker w. */
+static inline int remote_waiting(struct br__worker *w)
+{
+	return atomic_load_explicit(&w->mail, memory_order_relaxed) ||
+	       atomic_load_explicit(&w->rq_len, memory_order_relaxed);
+}
+
+/* Move what other threads sent w to its pinned queue: the remote queue,
+ * then the mail slot. Context: worker w. */
 static void drain_remote(struct br__worker *w)
 {
-	struct br__fifo got;
+	struct br__task *t;
 
-	br__spin_lock(&w->remote_lock);
-	got = w->rq;
-	w->rq.head = w->rq.tail = NULL;
-	atomic_store_explicit(&w->rq_len, 0, memory_order_seq_cst);
-	br__spin_unlock(&w->remote_lock);
-	br__fifo_append(&w->pq, &got);
+	if (atomic_load_explicit(&w->rq_len, memory_order_relaxed)) {
+		struct br__fifo got;
+
+		br__spin_lock(&w->remote_lock);
+		got = w->rq;
+		w->rq.head = w->rq.tail = NULL;
+		atomic_store_explicit(&w->rq_len, 0, memory_order_seq_cst);
+		br__spin_unlock(&w->remote_lock);
+		br__fifo_append(&w->pq, &got);
+	}
+	/* Acquire: pairs with the waker's CAS, which published t. */
+	if (atomic_load_explicit(&w->mail, memory_order_relaxed) &&
+	    (t = atomic_exchange_explicit(&w->mail, NULL,
+					  memory_order_acquire)))
+		br__task_fifo_push(&w->pq, t);
 }
 
 /* ---- the tick ---- */
@@ -376,7 +425,7 @@ static struct br__task *next_local(struct br__worker *w)
 		if (t)
 			return t;
 	}
-	if (atomic_load_explicit(&w->rq_len, memory_order_relaxed))
+	if (remote_waiting(w))
 		drain_remote(w);
 	t = atomic_load_explicit(&w->lifo, memory_order_relaxed);
 	if (t && lifo_claim(w, t)) {
@@ -517,8 +566,7 @@ static struct br__task *spin(struct br__worker *w)
 			t = steal(w);
 		if (!t)
 			t = br__inject_pop(&rt->inject);
-		if (!t &&
-		    atomic_load_explicit(&w->rq_len, memory_order_relaxed))
+		if (!t && remote_waiting(w))
 			t = next_local(w);
 		if (t || atomic_load_explicit(&rt->stop, memory_order_relaxed))
 			break;
@@ -621,6 +669,7 @@ static void park(struct br__worker *w)
 	if (!(last && br__work_visible(rt)) &&
 	    !br__inject_nonempty(&rt->inject) &&
 	    !atomic_load_explicit(&w->rq_len, memory_order_seq_cst) &&
+	    !atomic_load_explicit(&w->mail, memory_order_seq_cst) &&
 	    !atomic_load_explicit(&rt->stop, memory_order_seq_cst)) {
 		int64_t t0 = br__obs_clock(&w->obs), slept = br_now_ns();
 
@@ -813,7 +862,7 @@ static struct br__task *pick_direct(struct br__worker *w)
 	 * and pinned tasks sent from elsewhere included. */
 	t = br__task_fifo_first(&w->yq);
 	if (!t || !br__fifo_empty(&w->pq) || br__deque_size(&w->dq) > 0 ||
-	    atomic_load_explicit(&w->rq_len, memory_order_relaxed) ||
+	    remote_waiting(w) ||
 	    atomic_load_explicit(&w->rt->inject.len, memory_order_relaxed) ||
 	    !atomic_load_explicit(&t->fiber, memory_order_relaxed))
 		return NULL;

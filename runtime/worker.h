@@ -96,6 +96,11 @@ struct br__worker {
 	 * searchers after a grace (worker.c: "Woken tasks"). On a line of
 	 * its own, away from what remote pushers write. */
 	BR__CACHE_ALIGNED _Atomic(struct br__task *) lifo;
+	/* A pinned task woken by another thread: put in by its waker with a
+	 * CAS from NULL (when taken, the waker uses the remote queue), taken
+	 * out by the owner with an exchange (worker.c: "Remote wake-ups").
+	 * On a line of its own: it is what a spinning owner watches. */
+	BR__CACHE_ALIGNED _Atomic(struct br__task *) mail;
 	/* A spin lock (futex.h), held for a few instructions. */
 	BR__CACHE_ALIGNED _Atomic uint32_t remote_lock;
 	struct br__fifo rq;	 /* pinned tasks sent here; under remote_lock */
@@ -150,6 +155,11 @@ void *br__worker_main(void *arg);
 
 /* Queue t on worker w's remote queue and wake w. Context: any thread. */
 void br__worker_remote_push(struct br__worker *w, struct br__task *t);
+
+/* Make t, a task pinned to worker w that was woken, runnable there: its
+ * mail slot when free, else its remote queue; wake w. Context: any thread
+ * but w's. */
+void br__worker_remote_wake(struct br__worker *w, struct br__task *t);
 
 /*
  * br__worker_wake - wake w if it is parked, with one message per park

@@ -2,12 +2,14 @@
 /*
  * stress_sched.c - the scheduler and futures under load: a spawn storm
  * with random nesting, promise ping-pong between tasks on two workers and
- * plain threads, and random cancellations racing completion.
+ * plain threads, crowds of wake-ups for tasks pinned to one worker, and
+ * random cancellations racing completion.
  *
  * Sizes scale with BRAID_STRESS_SCALE (default 1, about 200k spawns and
  * tens of thousands of round trips; 10 for `make stress`).
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -266,6 +268,131 @@ Test(stress_sched, promise_ping_pong_between_tasks_and_threads,
 	br_future_release(fb0);
 	br_future_release(fa1);
 	br_future_release(fb2);
+	br_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------------ */
+/* Wake-ups of pinned tasks from many threads at once                  */
+/* ------------------------------------------------------------------ */
+
+#define CROWD 48 /* tasks pinned to worker 1 */
+#define WAKERS 3 /* two plain threads and a task on worker 0 */
+
+struct crowd {
+	long rounds;
+	br_future **ps;		  /* ps[r * CROWD + i]: task i's round r */
+	atomic_long arrived;	  /* awaits begun, over all rounds */
+	atomic_long woken[CROWD]; /* rounds each task saw end */
+};
+
+struct crowd_task {
+	struct crowd *cw;
+	int i;
+};
+
+static void *crowd_member(void *arg)
+{
+	struct crowd_task *ct = arg;
+	struct crowd *cw = ct->cw;
+
+	for (long r = 0; r < cw->rounds; r++) {
+		br_future *p = cw->ps[r * CROWD + ct->i];
+
+		atomic_fetch_add(&cw->arrived, 1);
+		if (br_await(p, NULL) < 0)
+			return br_fail(-EPROTO, "crowd: await failed");
+		br_future_release(p);
+		atomic_fetch_add(&cw->woken[ct->i], 1);
+	}
+	return NULL;
+}
+
+/* Waker k resolves the promises of tasks k, k + WAKERS, ... of each
+ * round once every task has begun to await it, so that the wake-ups of
+ * one round arrive at worker 1 together: most find its mail slot taken
+ * and go through the remote queue. */
+static void crowd_wake(struct crowd *cw, int k, int from_task)
+{
+	for (long r = 0; r < cw->rounds; r++) {
+		while (atomic_load(&cw->arrived) < (r + 1) * CROWD) {
+			if (from_task)
+				br_yield();
+			else
+				sched_yield();
+		}
+		for (int i = k; i < CROWD; i += WAKERS) {
+			br_future *p = cw->ps[r * CROWD + i];
+
+			cr_assert_eq(br_promise_resolve(p, NULL), 0);
+			br_future_release(p);
+		}
+	}
+}
+
+struct crowd_waker {
+	struct crowd *cw;
+	int k;
+};
+
+static void *crowd_waker_thread(void *arg)
+{
+	struct crowd_waker *wk = arg;
+
+	crowd_wake(wk->cw, wk->k, 0);
+	return NULL;
+}
+
+static void *crowd_waker_task(void *arg)
+{
+	struct crowd_waker *wk = arg;
+
+	crowd_wake(wk->cw, wk->k, 1);
+	return NULL;
+}
+
+Test(stress_sched, no_wake_up_of_a_pinned_task_is_lost_in_a_crowd,
+     .timeout = 300.0)
+{
+	static struct crowd cw;
+	const long rounds = 2000L * t_stress_scale();
+	br_runtime *rt = t_runtime(2, 0);
+	struct crowd_task ct[CROWD];
+	struct crowd_waker wk[WAKERS];
+	br_future *members[CROWD], *waker;
+	pthread_t th[WAKERS - 1];
+
+	cw.rounds = rounds;
+	cw.ps = calloc((size_t)rounds * CROWD, sizeof(*cw.ps));
+	cr_assert_not_null(cw.ps);
+	atomic_store(&cw.arrived, 0);
+	for (long j = 0; j < rounds * CROWD; j++) {
+		cw.ps[j] = br_promise_new();
+		cr_assert_eq(br_future_error(cw.ps[j]), 0);
+		br_future_retain(cw.ps[j]); /* one for each side */
+	}
+	for (int i = 0; i < CROWD; i++) {
+		atomic_store(&cw.woken[i], 0);
+		ct[i] = (struct crowd_task){ .cw = &cw, .i = i };
+		members[i] = br_spawn_on(rt, 1, crowd_member, &ct[i]);
+	}
+	for (int k = 0; k < WAKERS; k++)
+		wk[k] = (struct crowd_waker){ .cw = &cw, .k = k };
+	waker = br_spawn_on(rt, 0, crowd_waker_task, &wk[0]);
+	for (int k = 1; k < WAKERS; k++)
+		t_thread_start(&th[k - 1], crowd_waker_thread, &wk[k]);
+
+	for (int i = 0; i < CROWD; i++) {
+		t_await_value(members[i]);
+		br_future_release(members[i]);
+		cr_assert_eq(atomic_load(&cw.woken[i]), rounds,
+			     "task %d saw %ld of %ld rounds end", i,
+			     atomic_load(&cw.woken[i]), rounds);
+	}
+	t_await_value(waker);
+	br_future_release(waker);
+	for (int k = 1; k < WAKERS; k++)
+		t_thread_join(th[k - 1]);
+	free(cw.ps);
 	br_runtime_free(rt);
 }
 
