@@ -130,6 +130,12 @@ _Static_assert(offsetof(struct br__ctx_frame, x30) == BR_CTX_X30, "");
 _Static_assert(offsetof(struct br__ctx_frame, fpcr) == BR_CTX_FPCR, "");
 #endif
 _Static_assert(sizeof(struct br__ctx_frame) == BR_CTX_FRAME, "");
+/* A waker's fields share the header's first line (fiber.h): the waiter's
+ * index, which only combinators read, may spill into the second. */
+_Static_assert(offsetof(struct br__fiber, waiter) +
+			       offsetof(struct br__waiter, index) <=
+		       BR__CACHE_LINE,
+	       "the waker's part of a fiber header spans two lines");
 
 /* Cached fibers per worker; past that, half go back to the pool. */
 #define CACHE_MAX 64

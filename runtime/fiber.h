@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "internal.h"
+#include "future.h"
 #include "list.h"
 
 struct br__task;
@@ -46,19 +47,23 @@ enum {
  * fails its CAS; br_cancel() relies on this (see task.c).
  */
 struct br__fiber {
-	/* headers are written on every inline
-	 * run (top): one line each, never shared
-	 * by two workers' fibers */		   /* saved stack pointer while switched out */
-	BR__CACHE_ALIGNED void *sp;
-	_Atomic uint64_t wake; /* (seq << 2) | BR__FW_*; see fiber.c */
-	/* Set by br_cancel() for a task on this fiber; read by the worker
-	 * that parks it, cleared by the next arm (fiber.c). */
-	_Atomic uint32_t cancel_hint;
-	uint64_t seq; /* written only by code running on it */
+	/* The first line is what a waker touches: the wake word, the task on
+	 * top, and the waiter of a task's wait on one future (wait.c), so a
+	 * hand-off between workers moves one line of the header, not that
+	 * and a line of the waiting fiber's stack (docs/ARCHITECTURE.md,
+	 * "Hand-offs between threads"). Headers are never shared by two
+	 * workers' fibers. */
+	BR__CACHE_ALIGNED _Atomic uint64_t wake; /* (seq << 2) | BR__FW_* */
 	/* The task running on top (inline children included); written by the
 	 * fiber's own code, read by the waker that moved wake PARKED ->
 	 * NOTIFIED. */
 	struct br__task *top;
+	struct br__waiter waiter;
+	void *sp; /* saved stack pointer while switched out */
+	/* Set by br_cancel() for a task on this fiber; read by the worker
+	 * that parks it, cleared by the next arm (fiber.c). */
+	_Atomic uint32_t cancel_hint;
+	uint64_t seq;		/* written only by code running on it */
 	struct br__task *root;	/* the task the fiber was started for */
 	struct br__fiber *next; /* stack cache or header free list */
 	/* Live list, under reg_w->reg_lock. */

@@ -259,7 +259,7 @@ static int thread_wait(br_future *const *fs, size_t n, struct br__waiter *ws,
 int br__wait_any(br_future *const *fs, size_t n, int64_t deadline,
 		 unsigned flags)
 {
-	struct br__waiter local[STACK_WAITERS], *ws = local;
+	struct br__waiter local[STACK_WAITERS], *ws = local, *heap = NULL;
 	struct br__task *t;
 	int r = first_done(fs, n);
 
@@ -280,8 +280,13 @@ int br__wait_any(br_future *const *fs, size_t n, int64_t deadline,
 	}
 	if (!t && br__worker_current())
 		return BR_EDEADLK;
-	if (n > STACK_WAITERS) {
-		ws = calloc(n, sizeof(*ws));
+	if (t && n == 1) {
+		/* A task's wait on one future uses its fiber's waiter, on the
+		 * line its waker writes anyway (fiber.h). Nothing else runs
+		 * on the fiber until the wait has unlinked it. */
+		ws = &br__worker_fiber(br__worker_current())->waiter;
+	} else if (n > STACK_WAITERS) {
+		ws = heap = calloc(n, sizeof(*ws));
 		if (!ws)
 			return -ENOMEM;
 	}
@@ -289,8 +294,7 @@ int br__wait_any(br_future *const *fs, size_t n, int64_t deadline,
 		r = task_wait(t, fs, n, ws, deadline, flags);
 	else
 		r = thread_wait(fs, n, ws, deadline);
-	if (ws != local)
-		free(ws);
+	free(heap);
 	return r;
 }
 
