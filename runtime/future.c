@@ -29,7 +29,8 @@
  *   including complete other futures. Each waiter's memory belongs to the
  *   waiting party; fire()'s last touch is a release store of DONE, and
  *   br__future_unwait() waits for that store, so the owner can reuse the
- *   memory as soon as unwait returns (a task's stack frame, for one).
+ *   memory as soon as unwait returns (a task's stack frame or its fiber's
+ *   header, for one).
  *
  * Invariants
  *   - st & BR__FST_MASK goes PENDING -> DONE | FAILED | CANCELLED once.

@@ -7,7 +7,10 @@
  *   One primitive, br__wait_any(), links a waiter into each future,
  *   suspends (or sleeps), and unlinks every waiter before returning, so no
  *   waiter ever outlives the wait and a waiter may live on the waiting
- *   task's stack. A task's waiters and its timeout timer all carry the
+ *   task's stack. A task's wait on one future uses the waiter in its
+ *   fiber's header instead, on the line its waker writes anyway (the wake
+ *   word): a hand-off between workers then moves one line less each way
+ *   (docs/ARCHITECTURE.md, "Hand-offs between threads"). A task's waiters and its timeout timer all carry the
  *   seq of one suspension (fiber.c); the first to fire wakes the fiber,
  *   the rest fail their CAS. A thread's waiters share one futex word.
  *
