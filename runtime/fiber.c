@@ -137,6 +137,9 @@ _Static_assert(offsetof(struct br__fiber, waiter) +
 		       BR__CACHE_LINE,
 	       "the waker's part of a fiber header spans two lines");
 
+/* Runs of a fiber header per TSan fiber (br__fiber_prepare()): a run
+ * leaves a few frames on the TSan fiber's shadow stack. */
+#define TSAN_RUNS 1024
 /* Cached fibers per worker; past that, half go back to the pool. */
 #define CACHE_MAX 64
 /* Fibers moved from the pool to a worker's cache at a time. */
@@ -292,11 +295,21 @@ void br__fiber_prepare(struct br__fiber *f, void (*fn)(void *), void *arg)
 	f->sp = br__ctx_init(f->lo, f->hi, fn, arg);
 	f->asan_fake = NULL;
 #ifdef BR__TSAN
-	/* One TSan fiber per header, kept for the header's life (headers
-	 * are never freed): TSan counts fibers against its thread limit and
-	 * recycles destroyed ones too slowly for spawn storms. */
-	if (!f->tsan)
+	/* One TSan fiber per header for TSAN_RUNS runs (headers are never
+	 * freed): TSan counts fibers against its thread limit and recycles
+	 * destroyed ones too slowly for spawn storms. But a run ends in a
+	 * switch that never returns, which leaves its frames on the TSan
+	 * fiber's shadow stack; that stack holds 65536 frames, and each
+	 * frame makes every later event cost more, so the TSan fiber is
+	 * replaced before it fills. Not running: f's run has ended. */
+	if (f->tsan && ++f->tsan_runs >= TSAN_RUNS) {
+		__tsan_destroy_fiber(f->tsan);
+		f->tsan = NULL;
+	}
+	if (!f->tsan) {
 		f->tsan = __tsan_create_fiber(0);
+		f->tsan_runs = 0;
+	}
 #endif
 }
 

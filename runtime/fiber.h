@@ -72,14 +72,15 @@ struct br__fiber {
 	void *lo, *hi;		  /* usable stack [lo, hi) */
 	void *map;		  /* mapping, guard page included */
 	size_t map_len;
-	size_t size;	 /* hi - lo */
-	uint8_t guard;	 /* BR__GUARD_* */
-	uint8_t pinned;	 /* root was spawned pinned */
-	unsigned pin;	 /* ... to this worker */
-	void *asan_fake; /* ASan fake-stack handle across switches */
-	void *tsan;	 /* TSan fiber */
-	unsigned vg_id;	 /* valgrind stack id */
-	uint8_t slab;	 /* the stack belongs to a slab */
+	size_t size;	    /* hi - lo */
+	uint8_t guard;	    /* BR__GUARD_* */
+	uint8_t pinned;	    /* root was spawned pinned */
+	unsigned pin;	    /* ... to this worker */
+	void *asan_fake;    /* ASan fake-stack handle across switches */
+	void *tsan;	    /* TSan fiber */
+	unsigned tsan_runs; /* runs on it so far (fiber.c) */
+	unsigned vg_id;	    /* valgrind stack id */
+	uint8_t slab;	    /* the stack belongs to a slab */
 #ifndef BR_NO_OBS
 	/* The root task's id and function, for the stall detector and the
 	 * trace: written by the worker that starts the root, read by the

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * stress_sched.c - the scheduler and futures under load: a spawn storm
- * with random nesting, promise ping-pong between tasks on two workers and
+ * with random nesting, storms from plain threads, promise ping-pong between tasks on two workers and
  * plain threads, crowds of wake-ups for tasks pinned to one worker, and
  * random cancellations racing completion.
  *
@@ -126,6 +126,98 @@ Test(stress_sched, spawn_storm_sums_every_task, .timeout = 300.0)
 	cr_assert_eq(sum, total, "sum %llu", (unsigned long long)sum);
 	cr_assert_eq((uint64_t)atomic_load(&storm_ran), total);
 	br_runtime_free(rt);
+}
+
+/*
+ * Storms from two plain threads at once: their tasks go through the
+ * injection queue, and some spawn a child, which goes to its worker's
+ * deque, where the other worker may steal it. Every task must run
+ * exactly once. (None yields: a yielder waits behind the whole storm,
+ * each on a fiber of its own, which is more fibers than TSan allows
+ * threads.)
+ */
+#define OUTSIDERS 2
+
+static atomic_uchar *outside_ran;
+static atomic_long outside_children;
+
+static void *outside_child(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add_explicit(&outside_children, 1, memory_order_relaxed);
+	return NULL;
+}
+
+static void *outside_task(void *arg)
+{
+	uintptr_t i = (uintptr_t)arg;
+	uint64_t h = mix(i);
+
+	atomic_fetch_add_explicit(&outside_ran[i], 1, memory_order_relaxed);
+	if (h % 7 == 0)
+		br_future_release(
+			br_spawn(br_current_runtime(), outside_child, NULL));
+	return NULL;
+}
+
+struct outsider {
+	br_runtime *rt;
+	long first, n;
+	br_future **fs;
+};
+
+static void *outsider_storm(void *arg)
+{
+	struct outsider *o = arg;
+
+	for (long i = 0; i < o->n; i++)
+		o->fs[i] = br_spawn(o->rt, outside_task,
+				    (void *)(uintptr_t)(o->first + i));
+	return NULL;
+}
+
+Test(stress_sched, storms_from_plain_threads_run_every_task_once,
+     .timeout = 300.0)
+{
+	const long per = 100000L * t_stress_scale();
+	br_runtime *rt = t_runtime(2, 0);
+	struct outsider o[OUTSIDERS];
+	pthread_t th[OUTSIDERS];
+	long children = 0;
+
+	outside_ran = calloc((size_t)(per * OUTSIDERS), sizeof(*outside_ran));
+	cr_assert_not_null(outside_ran);
+	atomic_store(&outside_children, 0);
+	for (int k = 0; k < OUTSIDERS; k++) {
+		o[k] = (struct outsider){ .rt = rt,
+					  .first = k * per,
+					  .n = per };
+		o[k].fs = calloc((size_t)per, sizeof(*o[k].fs));
+		cr_assert_not_null(o[k].fs);
+		t_thread_start(&th[k], outsider_storm, &o[k]);
+	}
+	for (int k = 0; k < OUTSIDERS; k++) {
+		t_thread_join(th[k]);
+		for (long i = 0; i < per; i++) {
+			cr_assert_eq(br_await(o[k].fs[i], NULL), 0);
+			br_future_release(o[k].fs[i]);
+		}
+		free(o[k].fs);
+	}
+	for (long i = 0; i < per * OUTSIDERS; i++) {
+		if (mix((uint64_t)i) % 7 == 0)
+			children++;
+		cr_assert_eq(atomic_load(&outside_ran[i]), 1,
+			     "task %ld ran %d times", i,
+			     atomic_load(&outside_ran[i]));
+	}
+	/* Nobody awaits the children: wait for their count, since
+	 * br_runtime_free() cancels tasks that have not started. */
+	while (atomic_load(&outside_children) < children)
+		sched_yield();
+	cr_assert_eq(atomic_load(&outside_children), children);
+	br_runtime_free(rt);
+	free(outside_ran);
 }
 
 /* ------------------------------------------------------------------ */

@@ -7,6 +7,7 @@
  * stack sizes.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -710,6 +711,36 @@ Test(task, spawn_ex_stack_size_gives_a_bigger_stack, .timeout = 20.0)
 	br_runtime_free(rt);
 }
 
+/*
+ * Tasks that run one after another reuse one fiber. Each run ends with a
+ * switch that never returns, and under TSan that left its frames on the
+ * fiber's shadow stack, which TSan caps at 65536 frames: a TSan build
+ * died on a CHECK after some tens of thousands of runs (fiber.c).
+ */
+static void *return_arg(void *arg)
+{
+	return arg;
+}
+
+Test(task, one_fiber_runs_a_hundred_thousand_tasks_in_turn, .timeout = 120.0)
+{
+	enum {
+		N = 100000
+	};
+	br_runtime *rt = t_runtime(1, 0);
+	br_future **fs = calloc(N, sizeof(*fs));
+
+	cr_assert_not_null(fs);
+	for (uintptr_t i = 0; i < N; i++)
+		fs[i] = br_spawn(rt, return_arg, (void *)(i + 1));
+	for (uintptr_t i = 0; i < N; i++) {
+		cr_assert_eq((uintptr_t)t_await_value(fs[i]), i + 1);
+		br_future_release(fs[i]);
+	}
+	free(fs);
+	br_runtime_free(rt);
+}
+
 /* ---- the order in which tasks spawned together start (braid.h) ---- */
 
 #define ORDER_N 40
@@ -843,6 +874,53 @@ Test(task, tasks_spawned_from_a_plain_thread_start_in_creation_order,
 	for (int i = 0; i < ORDER_N; i++)
 		cr_assert_eq(order_seen[i], i, "start %d: task %d", i,
 			     order_seen[i]);
+	br_runtime_free(rt);
+}
+
+/*
+ * Tasks that pile up in the injection queue while the only worker is
+ * busy start in creation order once it is free, over more picks than
+ * one GLOBAL_POLL_INTERVAL (worker.c), whose ticks take from other
+ * queues first.
+ */
+#define QUEUED_N 300
+
+static atomic_int queued_next, gate_open;
+static int queued_seen[QUEUED_N];
+
+static void *record_queued(void *arg)
+{
+	queued_seen[atomic_fetch_add(&queued_next, 1)] = (int)(intptr_t)arg;
+	return NULL;
+}
+
+static void *hold_the_worker(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&gate_open))
+		sched_yield();
+	return NULL;
+}
+
+Test(task, tasks_queued_behind_a_busy_worker_start_in_creation_order,
+     .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_future *gate, *fs[QUEUED_N];
+
+	atomic_store(&gate_open, 0);
+	atomic_store(&queued_next, 0);
+	gate = br_spawn(rt, hold_the_worker, NULL);
+	for (intptr_t i = 0; i < QUEUED_N; i++)
+		fs[i] = br_spawn(rt, record_queued, (void *)i);
+	atomic_store(&gate_open, 1);
+	t_assert_task_ok(gate);
+	for (int i = 0; i < QUEUED_N; i++)
+		t_assert_task_ok(fs[i]);
+	cr_assert_eq(atomic_load(&queued_next), QUEUED_N);
+	for (int i = 0; i < QUEUED_N; i++)
+		cr_assert_eq(queued_seen[i], i, "start %d: task %d", i,
+			     queued_seen[i]);
 	br_runtime_free(rt);
 }
 
