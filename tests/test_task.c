@@ -860,6 +860,14 @@ Test(task, an_older_task_starts_while_newer_ones_keep_coming, .timeout = 30.0)
 	br_runtime_free(rt);
 }
 
+/* All n tasks started (started of them did), task k as the k-th. */
+static void assert_creation_order(const int *seen, int started, int n)
+{
+	cr_assert_eq(started, n);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(seen[i], i, "start %d: task %d", i, seen[i]);
+}
+
 Test(task, tasks_spawned_from_a_plain_thread_start_in_creation_order,
      .timeout = 20.0)
 {
@@ -870,10 +878,7 @@ Test(task, tasks_spawned_from_a_plain_thread_start_in_creation_order,
 	for (int i = 0; i < ORDER_N; i++) {
 		t_assert_task_ok(order_fs[i]);
 	}
-	cr_assert_eq(atomic_load(&order_next), ORDER_N);
-	for (int i = 0; i < ORDER_N; i++)
-		cr_assert_eq(order_seen[i], i, "start %d: task %d", i,
-			     order_seen[i]);
+	assert_creation_order(order_seen, atomic_load(&order_next), ORDER_N);
 	br_runtime_free(rt);
 }
 
@@ -917,10 +922,7 @@ Test(task, tasks_queued_behind_a_busy_worker_start_in_creation_order,
 	t_assert_task_ok(gate);
 	for (int i = 0; i < QUEUED_N; i++)
 		t_assert_task_ok(fs[i]);
-	cr_assert_eq(atomic_load(&queued_next), QUEUED_N);
-	for (int i = 0; i < QUEUED_N; i++)
-		cr_assert_eq(queued_seen[i], i, "start %d: task %d", i,
-			     queued_seen[i]);
+	assert_creation_order(queued_seen, atomic_load(&queued_next), QUEUED_N);
 	br_runtime_free(rt);
 }
 
