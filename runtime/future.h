@@ -67,8 +67,9 @@ typedef void (*br__fire_fn)(struct br__waiter *w, struct br_future *f);
 
 /*
  * A waiter: someone to tell when a future completes. It lives in the
- * waiting party's memory (a task's stack, a blocked thread's stack, a
- * combinator object); the future only links it.
+ * waiting party's memory (a task's stack or its fiber's header, a
+ * blocked thread's stack, a combinator object); the future only links
+ * it.
  *
  *   st: LINKED while on the list; FIRING once completion detached it;
  *   DONE when fire() is finished with it. fire()'s last access to the

@@ -10,9 +10,10 @@
  *   task's stack. A task's wait on one future uses the waiter in its
  *   fiber's header instead, on the line its waker writes anyway (the wake
  *   word): a hand-off between workers then moves one line less each way
- *   (docs/ARCHITECTURE.md, "Hand-offs between threads"). A task's waiters and its timeout timer all carry the
- *   seq of one suspension (fiber.c); the first to fire wakes the fiber,
- *   the rest fail their CAS. A thread's waiters share one futex word.
+ *   (docs/ARCHITECTURE.md, "Hand-offs between threads"). A task's waiters
+ *   and its timeout timer all carry the seq of one suspension (fiber.c);
+ *   the first to fire wakes the fiber, the rest fail their CAS. A
+ *   thread's waiters share one futex word.
  *
  *   br_await() first looks for the fork-join case: the awaited future is a
  *   task of this runtime that no worker has started and that sits at the
@@ -422,7 +423,6 @@ int br_await(br_future *f, void **value)
 		return br__future_result(f, value);
 	t = br__task_current();
 	if (t) {
-		struct br__waiter w1;
 		int64_t dl = t->dl.deadline;
 
 		/* Inside a deadline scope the child is left to a worker of
@@ -445,7 +445,12 @@ int br_await(br_future *f, void **value)
 		if (dl >= 0 && br_now_ns() >= dl && !br__task_cancel_pending(t))
 			r = -ETIMEDOUT;
 		else
-			r = task_wait(t, &f, 1, &w1, dl, 0);
+			/* The fiber's own waiter (br__wait_any()): the
+			 * inline run above has ended. */
+			r = task_wait(
+				t, &f, 1,
+				&br__worker_fiber(br__worker_current())->waiter,
+				dl, 0);
 	} else {
 		r = br__wait_any(&f, 1, -1, 0);
 	}
