@@ -65,13 +65,15 @@
  *   moves besides the task's own: the queue needs its lock and the
  *   task's link written by the waker, then the lock taken again and the
  *   link read by the owner, each a line crossing between CPUs while the
- *   other side waits for it. Wake-ups have no order to keep (pinned
- *   tasks start in creation order, which is why new ones always take
- *   the queue), so the owner takes the queue first, then the slot. When
- *   nothing else is queued it runs the slot's task at once: queueing it
- *   would write the task's link, on the line its waker reads the next
- *   time it wakes it, and in a ping-pong between two workers that one
- *   write cost about a quarter of the round trip.
+ *   other side waits for it. Wake-ups have no order to keep among
+ *   themselves (pinned tasks start in creation order, which is why new
+ *   ones always take the queue), but the woken task goes behind what the
+ *   queue held: the owner takes the slot, then the queue
+ *   (drain_remote()). When nothing else is queued it runs the slot's
+ *   task at once: queueing it would write the task's link, on the line
+ *   its waker reads the next time it wakes it, and in a ping-pong
+ *   between two workers that one write cost about a quarter of the
+ *   round trip.
  *
  * Spinning
  *   A wake-up through the kernel costs far more than a spin that finds
@@ -168,12 +170,12 @@
  *     (seq_cst, under the lock) then reads parked (seq_cst, in
  *     br__worker_wake()); the worker stores parked = ASLEEP (seq_cst) then
  *     reads rq_len (seq_cst) before it sleeps. The mail slot pairs with
- *     parked the same way (the sender's CAS, the worker's load). Either the worker sees the
- *     task or the sender sees it asleep and wakes it. A sender that finds
- *     WOKEN read it before the worker's exchange back to AWAKE (seq_cst),
- *     which the worker's next look at its queues follows: it sees the
- *     task. idle.c's notifications pair the same way through the idle
- *     state.
+ *     parked the same way (the sender's CAS, the worker's load). Either
+ *     the worker sees the task or the sender sees it asleep and wakes it.
+ *     A sender that finds WOKEN read it before the worker's exchange back
+ *     to AWAKE (seq_cst), which the worker's next look at its queues
+ *     follows: it sees the task. idle.c's notifications pair the same way
+ *     through the idle state.
  *   - The ARMED -> PARKED CAS is release (fiber.c).
  */
 #include <errno.h>
@@ -343,11 +345,23 @@ static inline int remote_waiting(struct br__worker *w)
 	       atomic_load_explicit(&w->rq_len, memory_order_relaxed);
 }
 
-/* Move the remote queue's tasks to w's pinned queue, and return the task
- * in the mail slot, or NULL; the caller queues it behind them or runs it.
- * Context: worker w. */
+/*
+ * Take the task in w's mail slot, then move the remote queue's tasks to
+ * its pinned queue; return the mail's task, or NULL, which the caller
+ * queues behind them or runs. The slot first: its acquire makes whatever
+ * the task's waker queued here before it visible to the look at the
+ * queue that follows, so a pinned task that thread spawned earlier goes
+ * ahead of anything the woken task spawns (braid.h: pinned tasks start
+ * in creation order). Context: worker w.
+ */
 static struct br__task *drain_remote(struct br__worker *w)
 {
+	struct br__task *m = NULL;
+
+	/* Acquire: pairs with the waker's CAS, which published the task. */
+	if (atomic_load_explicit(&w->mail, memory_order_relaxed))
+		m = atomic_exchange_explicit(&w->mail, NULL,
+					     memory_order_acquire);
 	if (atomic_load_explicit(&w->rq_len, memory_order_relaxed)) {
 		struct br__fifo got;
 
@@ -358,10 +372,7 @@ static struct br__task *drain_remote(struct br__worker *w)
 		br__spin_unlock(&w->remote_lock);
 		br__fifo_append(&w->pq, &got);
 	}
-	/* Acquire: pairs with the waker's CAS, which published the task. */
-	if (!atomic_load_explicit(&w->mail, memory_order_relaxed))
-		return NULL;
-	return atomic_exchange_explicit(&w->mail, NULL, memory_order_acquire);
+	return m;
 }
 
 /* ---- the tick ---- */

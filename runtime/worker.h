@@ -45,7 +45,7 @@ struct br__worker {
 	struct br__deque dq; /* spawned tasks; thieves steal */
 	unsigned lifo_runs;  /* LIFO runs in a row, capped (worker.c) */
 	struct br__fifo yq;  /* yielded tasks */
-	struct br__fifo pq;  /* pinned tasks: remote queue's, lifo's */
+	struct br__fifo pq;  /* pinned tasks: remote queue's, mail, lifo's */
 	/* Scheduler ticks plus direct hand-offs: it moves before every switch
 	 * into a fiber, so with fiber it tells run slices apart (the stall
 	 * detector's heartbeat, stats.c); written by the owner, read by the

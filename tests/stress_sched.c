@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * stress_sched.c - the scheduler and futures under load: a spawn storm
- * with random nesting, storms from plain threads, promise ping-pong between tasks on two workers and
- * plain threads, crowds of wake-ups for tasks pinned to one worker, and
- * random cancellations racing completion.
+ * with random nesting, storms from plain threads, promise ping-pong
+ * between tasks on two workers and plain threads, crowds of wake-ups for
+ * tasks pinned to one worker, and random cancellations racing
+ * completion.
  *
  * Sizes scale with BRAID_STRESS_SCALE (default 1, about 200k spawns and
  * tens of thousands of round trips; 10 for `make stress`).

@@ -890,7 +890,7 @@ Test(task, tasks_spawned_from_a_plain_thread_start_in_creation_order,
  */
 #define QUEUED_N 300
 
-static atomic_int queued_next, gate_open;
+static atomic_int queued_next, gate_held, gate_open;
 static int queued_seen[QUEUED_N];
 
 static void *record_queued(void *arg)
@@ -902,6 +902,7 @@ static void *record_queued(void *arg)
 static void *hold_the_worker(void *arg)
 {
 	(void)arg;
+	atomic_store(&gate_held, 1);
 	while (!atomic_load(&gate_open))
 		sched_yield();
 	return NULL;
@@ -913,9 +914,12 @@ Test(task, tasks_queued_behind_a_busy_worker_start_in_creation_order,
 	br_runtime *rt = t_runtime(1, 0);
 	br_future *gate, *fs[QUEUED_N];
 
+	atomic_store(&gate_held, 0);
 	atomic_store(&gate_open, 0);
 	atomic_store(&queued_next, 0);
 	gate = br_spawn(rt, hold_the_worker, NULL);
+	while (!atomic_load(&gate_held))
+		sched_yield();
 	for (intptr_t i = 0; i < QUEUED_N; i++)
 		fs[i] = br_spawn(rt, record_queued, (void *)i);
 	atomic_store(&gate_open, 1);
