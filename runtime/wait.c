@@ -160,6 +160,14 @@ static void unlink_all(br_future *const *fs, struct br__waiter *ws, size_t n)
 		br__future_unwait(fs[i], &ws[i]);
 }
 
+/* The waiter in the running task's fiber header, for a wait on one
+ * future: on the line its waker writes anyway (fiber.h). Nothing else
+ * runs on the fiber until the wait has unlinked it. Context: task. */
+static struct br__waiter *own_waiter(void)
+{
+	return &br__worker_fiber(br__worker_current())->waiter;
+}
+
 static int task_wait(struct br__task *t, br_future *const *fs, size_t n,
 		     struct br__waiter *ws, int64_t deadline, unsigned flags)
 {
@@ -285,10 +293,7 @@ int br__wait_any(br_future *const *fs, size_t n, int64_t deadline,
 	if (!t && br__worker_current())
 		return BR_EDEADLK;
 	if (t && n == 1) {
-		/* A task's wait on one future uses its fiber's waiter, on the
-		 * line its waker writes anyway (fiber.h). Nothing else runs
-		 * on the fiber until the wait has unlinked it. */
-		ws = &br__worker_fiber(br__worker_current())->waiter;
+		ws = own_waiter();
 	} else if (n > STACK_WAITERS) {
 		ws = heap = calloc(n, sizeof(*ws));
 		if (!ws)
@@ -444,13 +449,8 @@ int br_await(br_future *f, void **value)
 		/* The message-passing path: straight to the task wait. */
 		if (dl >= 0 && br_now_ns() >= dl && !br__task_cancel_pending(t))
 			r = -ETIMEDOUT;
-		else
-			/* The fiber's own waiter (br__wait_any()): the
-			 * inline run above has ended. */
-			r = task_wait(
-				t, &f, 1,
-				&br__worker_fiber(br__worker_current())->waiter,
-				dl, 0);
+		else /* the inline run above has ended */
+			r = task_wait(t, &f, 1, own_waiter(), dl, 0);
 	} else {
 		r = br__wait_any(&f, 1, -1, 0);
 	}

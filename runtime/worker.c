@@ -71,9 +71,9 @@
  *   queue held: the owner takes the slot, then the queue
  *   (drain_remote()). When nothing else is queued it runs the slot's
  *   task at once: queueing it would write the task's link, on the line
- *   its waker reads the next time it wakes it, and in a ping-pong
- *   between two workers that one write cost about a quarter of the
- *   round trip.
+ *   its waker reads the next time it wakes it, so that line too would
+ *   cross back on every hand-off (docs/ARCHITECTURE.md, "Fewer lines
+ *   each way", has what it cost).
  *
  * Spinning
  *   A wake-up through the kernel costs far more than a spin that finds
@@ -438,19 +438,16 @@ static struct br__task *next_local(struct br__worker *w)
 		if (t)
 			return t;
 	}
-	if (remote_waiting(w)) {
-		t = drain_remote(w);
+	if (remote_waiting(w) && (t = drain_remote(w))) {
 		/* The mail is next when nothing else is: run it without
 		 * queueing it, whose write to its link would cost its waker a
 		 * cache line the next time it reads the task. */
-		if (t &&
-		    !atomic_load_explicit(&w->lifo, memory_order_relaxed) &&
+		if (!atomic_load_explicit(&w->lifo, memory_order_relaxed) &&
 		    br__fifo_empty(&w->pq)) {
 			w->lifo_runs = 0;
 			return t;
 		}
-		if (t)
-			br__task_fifo_push(&w->pq, t);
+		br__task_fifo_push(&w->pq, t);
 	}
 	t = atomic_load_explicit(&w->lifo, memory_order_relaxed);
 	if (t && lifo_claim(w, t)) {

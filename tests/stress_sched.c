@@ -402,8 +402,8 @@ static void *crowd_member(void *arg)
 
 /* Waker k resolves the promises of tasks k, k + WAKERS, ... of each
  * round once every task has begun to await it, so that the wake-ups of
- * one round arrive at worker 1 together: most find its mail slot taken
- * and go through the remote queue. */
+ * one round arrive at worker 1 together: many find its mail slot taken
+ * and go through the remote queue instead. */
 static void crowd_wake(struct crowd *cw, int k, int from_task)
 {
 	for (long r = 0; r < cw->rounds; r++) {
