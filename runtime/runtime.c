@@ -19,9 +19,12 @@
  *        request; cancellation is sticky, so that wait returns at once);
  *     3. the blocking pool's running calls are waited for and its
  *        threads joined (its queued calls were cancelled in step 1);
- *     4. stop = 1 and every worker is woken; each drops leftover
+ *     4. threads outside the runtime that made a task runnable and have
+ *        not yet woken its worker are waited for (task.c: the task may
+ *        have run and ended meanwhile; they still touch the workers);
+ *     5. stop = 1 and every worker is woken; each drops leftover
  *        callbacks, tears down its ring and exits; join;
- *     5. free.
+ *     6. free.
  *
  * Concurrency
  *   - br_runtime_new/free: a plain thread. The rest: any thread.
@@ -228,9 +231,12 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 
 	if (!out)
 		return -EINVAL;
-	rt = calloc(1, sizeof(*rt));
+	/* Aligned: its cache-aligned members keep their lines to themselves
+	 * only if the record starts on a line. */
+	rt = aligned_alloc(BR__CACHE_LINE, sizeof(*rt));
 	if (!rt)
 		return -ENOMEM;
+	memset(rt, 0, sizeof(*rt));
 	ret = configure(rt, cfg);
 	if (ret < 0) {
 		free(rt);
@@ -355,6 +361,10 @@ void br_runtime_free(br_runtime *rt)
 	}
 	br__blocking_free(rt->blocking);
 	rt->blocking = NULL;
+	/* No task is left, so no new wake can begin. Acquire: pairs with
+	 * the wakers' release decrements (task.c). */
+	while (atomic_load_explicit(&rt->outside_wakers, memory_order_acquire))
+		br__nap(&nap);
 	stop_workers(rt, rt->nworkers);
 	while ((t = br__inject_pop(&rt->inject)))
 		br__task_drop(t);

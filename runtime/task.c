@@ -219,6 +219,26 @@ static struct br__task *task_new(struct br__worker *w, struct br_runtime *rt,
 	return t;
 }
 
+/*
+ * A thread outside rt counts itself in rt->outside_wakers from before it
+ * makes a task runnable to after it has woken the task's worker: the
+ * task may run and end, and br_runtime_free() go ahead, in between, and
+ * br_runtime_free() waits for the count to drop (runtime.c). Relaxed:
+ * the task is published after the increment (a seq_cst or release
+ * store), so whoever sees the task end sees the increment too. Release:
+ * the waker's last touches of the runtime come before the acquire load
+ * that sees its decrement.
+ */
+static void outside_begin(struct br_runtime *rt)
+{
+	atomic_fetch_add_explicit(&rt->outside_wakers, 1, memory_order_relaxed);
+}
+
+static void outside_end(struct br_runtime *rt)
+{
+	atomic_fetch_sub_explicit(&rt->outside_wakers, 1, memory_order_release);
+}
+
 void br__task_schedule(struct br__task *t)
 {
 	struct br_runtime *rt = t->rt;
@@ -235,19 +255,27 @@ void br__task_schedule(struct br__task *t)
 	if (pinned) {
 		struct br__worker *target = &rt->workers[pin];
 
-		if (w == target)
+		if (w == target) {
 			br__worker_push_lifo(w, t);
-		else
+		} else if (w && w->rt == rt) {
 			br__worker_remote_wake(target, t);
+		} else {
+			outside_begin(rt);
+			br__worker_remote_wake(target, t);
+			outside_end(rt);
+		}
 		return;
 	}
 	if (w && w->rt == rt) {
 		br__worker_push_lifo(w, t);
 		return;
 	}
+	outside_begin(rt);
 	br__obs_ready(&rt->obs, &t->ready_ns);
 	br__inject_push(&rt->inject, t);
+	br__wake_late(rt);
 	br__idle_notify(rt, 1);
+	outside_end(rt);
 }
 
 /* Queue a task that has never run; w is the calling thread's worker. */
@@ -258,10 +286,15 @@ static void schedule_new(struct br__worker *w, struct br__task *t)
 	if (t->flags & BR__T_PINNED) {
 		/* Behind the worker's other pinned tasks, not in its LIFO
 		 * slot: pinned tasks start in creation order (header). */
-		if (w == &rt->workers[t->pin])
+		if (w == &rt->workers[t->pin]) {
 			br__worker_push_pinned(w, t);
-		else
+		} else if (w && w->rt == rt) {
 			br__worker_remote_push(&rt->workers[t->pin], t);
+		} else {
+			outside_begin(rt);
+			br__worker_remote_push(&rt->workers[t->pin], t);
+			outside_end(rt);
+		}
 		return;
 	}
 	if (w && w->rt == rt) {

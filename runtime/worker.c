@@ -182,6 +182,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "fiber.h"
@@ -221,6 +222,9 @@
 #define LIFO_GRACE_NS (3 * BR__NS_PER_US)
 /* At most this many tasks taken from a victim in one steal. */
 #define STEAL_MAX 32
+/* In a faults build, how long braid/sched/wake_late holds a waker up:
+ * long enough for the woken task to end and its runtime to be freed. */
+#define WAKE_LATE_MS 20
 
 __thread struct br__worker *br__tls_worker;
 
@@ -304,6 +308,7 @@ void br__worker_remote_push(struct br__worker *w, struct br__task *t)
 	/* seq_cst: Dekker pair with parked; see the header. */
 	atomic_fetch_add_explicit(&w->rq_len, 1, memory_order_seq_cst);
 	br__spin_unlock(&w->remote_lock);
+	br__wake_late(w->rt);
 	br__worker_wake(w);
 }
 
@@ -331,11 +336,22 @@ void br__worker_remote_wake(struct br__worker *w, struct br__task *t)
 	if (atomic_compare_exchange_strong_explicit(&w->mail, &none, t,
 						    memory_order_seq_cst,
 						    memory_order_relaxed)) {
+		br__wake_late(w->rt);
 		br__worker_wake(w);
 		return;
 	}
 	br__worker_remote_push(w, t);
 }
+
+#ifdef BR_FAULTS
+void br__wake_late(struct br_runtime *rt)
+{
+	struct br__worker *me = br__worker_current();
+
+	if (BR__FAULT("braid/sched/wake_late") && !(me && me->rt == rt))
+		usleep(WAKE_LATE_MS * 1000);
+}
+#endif
 
 /* Whether other threads left w work in its mail slot or remote queue.
  * Relaxed: a first look, before drain_remote(). Context: worker w. */

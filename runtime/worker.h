@@ -161,6 +161,15 @@ void br__worker_remote_push(struct br__worker *w, struct br__task *t);
  * but w's. */
 void br__worker_remote_wake(struct br__worker *w, struct br__task *t);
 
+/* In a faults build, a thread outside rt that has just made one of its
+ * tasks runnable is held up here, before it wakes the worker, as a
+ * preempted one would be (braid/sched/wake_late). Nothing elsewhere. */
+#ifdef BR_FAULTS
+void br__wake_late(struct br_runtime *rt);
+#else
+#define br__wake_late(rt) ((void)(rt))
+#endif
+
 /*
  * br__worker_wake - wake w if it is parked, with one message per park
  * however many callers find it asleep. The caller has made its work

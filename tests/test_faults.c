@@ -954,3 +954,93 @@ Test(faults, a_promoted_zygote_without_a_hello_leaves_no_child, .timeout = 60)
 	cr_assert_not_null(strstr(err, "fault point braid/zygote/hello failed"),
 			   "the promoted zygote's hello never failed: %s", err);
 }
+
+struct late_wake {
+	br_future *promise; /* what the waiting task awaits */
+	atomic_int waiting; /* the task is about to await it */
+	atomic_int stop;    /* the busy task may end */
+};
+
+static void *await_late_promise(void *arg)
+{
+	struct late_wake *lw = arg;
+
+	atomic_store(&lw->waiting, 1);
+	return (void *)(intptr_t)br_await(lw->promise, NULL);
+}
+
+/* Keeps its worker awake, yielding, so that a task made runnable there
+ * runs without the wake-up its waker has not sent yet. */
+static void *yield_until_stopped(void *arg)
+{
+	struct late_wake *lw = arg;
+
+	while (!atomic_load(&lw->stop))
+		br_yield();
+	return NULL;
+}
+
+static void *resolve_late_promise(void *arg)
+{
+	br_future *p = arg;
+	int r = br_promise_resolve(p, NULL);
+
+	br_future_release(p);
+	return (void *)(intptr_t)r;
+}
+
+/* A plain thread resolves the promise a task of rt awaits, and is held
+ * up (braid/sched/wake_late) after making the task runnable, before it
+ * wakes the worker; meanwhile the task runs on its busy worker and ends,
+ * and rt is freed. pinned: the task is pinned to worker 1 (its mail
+ * slot), else it goes through the injection queue. */
+static void wake_late_then_free(unsigned workers, int pinned)
+{
+	struct late_wake lw = { .promise = br_promise_new() };
+	br_runtime *rt = t_runtime(workers, 0);
+	unsigned w = workers - 1;
+	br_future *busy, *t;
+	pthread_t resolver;
+	void *r;
+
+	busy = br_spawn_on(rt, w, yield_until_stopped, &lw);
+	t = pinned ? br_spawn_on(rt, w, await_late_promise, &lw) :
+		     br_spawn(rt, await_late_promise, &lw);
+	cr_assert_eq(t_wait_until(&lw.waiting, 1, 10000 * T_NS_PER_MS), 0);
+	br_sleep_ms(50); /* the task waits on the promise */
+	fail_point("braid/sched/wake_late", 0);
+	t_thread_start(&resolver, resolve_late_promise,
+		       br_future_retain(lw.promise));
+	cr_assert_eq(br_wait_for(t, 10000, &r), 0);
+	cr_assert_eq((intptr_t)r, 0, "the task's await failed");
+	atomic_store(&lw.stop, 1);
+	cr_assert_eq(br_wait_for(busy, 10000, NULL), 0);
+	br_future_release(t);
+	br_future_release(busy);
+	br_future_release(lw.promise);
+	/* The resolver still sleeps in its wake-up: the runtime must not
+	 * go before it has woken the worker. */
+	br_runtime_free(rt);
+	cr_assert_eq((intptr_t)t_thread_join(resolver), 0);
+	clear_point("braid/sched/wake_late");
+}
+
+/* A plain thread that made a pinned task runnable (its worker's mail
+ * slot) read the worker's park state only afterwards, by when the task
+ * could have ended and br_runtime_free() freed the workers: a use after
+ * free when the thread was preempted in between. br_runtime_free() now
+ * waits for such wakers. */
+Test(faults, a_runtime_freed_while_a_thread_wakes_a_pinned_task_waits,
+     .timeout = 30)
+{
+	NEED_FAULTS();
+	wake_late_then_free(2, 1);
+}
+
+/* The same through the injection queue: the waker read the runtime's
+ * idle state after the task was in the queue. */
+Test(faults, a_runtime_freed_while_a_thread_wakes_a_task_waits, .timeout = 30)
+{
+	NEED_FAULTS();
+	wake_late_then_free(1, 0);
+}
