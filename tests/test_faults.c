@@ -975,8 +975,8 @@ static void *yield_until_stopped(void *arg)
 {
 	struct late_wake *lw = arg;
 
-	while (!atomic_load(&lw->stop))
-		br_yield();
+	while (!atomic_load(&lw->stop) && br_yield() == 0)
+		;
 	return NULL;
 }
 
