@@ -18,8 +18,10 @@
  *   build (make FAULTS=1, -DBR_FAULTS, linked with libfiu) each asks
  *   libfiu whether to fail; the site then fails the way the real call
  *   does (NULL or -1 with errno, or a negative errno), so the error path
- *   that runs is the one a real shortage would take. In every other
- *   build a point is the constant 0 and costs nothing. The first point
+ *   that runs is the one a real shortage would take. Two points delay
+ *   instead, holding a thread up where a preempted one would leave a
+ *   window (braid/pool/register_late, braid/sched/wake_late). In every
+ *   other build a point is the constant 0 and costs nothing. The first point
  *   to fail in a process says so on stderr, so a sweep can tell a point
  *   that failed without a trace from one that was never reached.
  *   scripts/faults.py finds the points by their names in the runtime.
