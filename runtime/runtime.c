@@ -38,6 +38,8 @@
  *     check; such a task is never started (workers drop unstarted tasks
  *     while closing) and is dropped with the queues at stop, so its
  *     future still completes.
+ *   - outside_wakers: acquire loads here, after the live count reads 0,
+ *     against the wakers' release decrements (task.c, outside_begin).
  *   - stop: release store, acquire load in the worker loop.
  */
 #include <errno.h>
@@ -361,8 +363,8 @@ void br_runtime_free(br_runtime *rt)
 	}
 	br__blocking_free(rt->blocking);
 	rt->blocking = NULL;
-	/* No task is left, so no new wake can begin. Acquire: pairs with
-	 * the wakers' release decrements (task.c). */
+	/* No task is left, so no thread can begin a new wake of one.
+	 * Acquire: pairs with the wakers' release decrements (task.c). */
 	while (atomic_load_explicit(&rt->outside_wakers, memory_order_acquire))
 		br__nap(&nap);
 	stop_workers(rt, rt->nworkers);

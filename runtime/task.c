@@ -60,6 +60,8 @@
  *     paired with br__fiber_arm()'s seq_cst exchange and
  *     br__task_cancel_pending()'s seq_cst load (fiber.c).
  *   - live counts: see br__live_add() in worker.h.
+ *   - outside_wakers: relaxed increment before a task is published,
+ *     release decrement after the wake (outside_begin()).
  *
  * Lifetime
  *   Records come from the calling worker's cache (w->free_tasks; malloc

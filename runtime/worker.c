@@ -222,8 +222,9 @@
 #define LIFO_GRACE_NS (3 * BR__NS_PER_US)
 /* At most this many tasks taken from a victim in one steal. */
 #define STEAL_MAX 32
-/* In a faults build, how long braid/sched/wake_late holds a waker up:
- * long enough for the woken task to end and its runtime to be freed. */
+/* In a faults build, how long braid/sched/wake_late holds a waker up
+ * unless the point's failinfo says otherwise: long enough for the woken
+ * task to end and its runtime to be freed. */
 #define WAKE_LATE_MS 20
 
 __thread struct br__worker *br__tls_worker;
@@ -347,9 +348,15 @@ void br__worker_remote_wake(struct br__worker *w, struct br__task *t)
 void br__wake_late(struct br_runtime *rt)
 {
 	struct br__worker *me = br__worker_current();
+	uintptr_t ms;
 
-	if (BR__FAULT("braid/sched/wake_late") && !(me && me->rt == rt))
-		usleep(WAKE_LATE_MS * 1000);
+	/* Outside rt only, so that a "once" failing is spent on such a
+	 * thread; the failinfo given with the point, if any, is the delay
+	 * in milliseconds. */
+	if ((me && me->rt == rt) || !BR__FAULT("braid/sched/wake_late"))
+		return;
+	ms = (uintptr_t)fiu_failinfo();
+	usleep((useconds_t)((ms ? ms : WAKE_LATE_MS) * 1000));
 }
 #endif
 

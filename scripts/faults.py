@@ -91,6 +91,13 @@ UNIT_BOUND = 10
 # involved.
 UNIT_JOBS = 1
 
+# Points left out of the unit test programs' runs. braid/sched/wake_late
+# holds every thread outside a runtime up for 20 ms after it makes a task
+# runnable: failing always, a test that spawns thousands of tasks from
+# its main thread runs past its timeout, a slowdown and not a fault. The
+# scenario runs it, and tests/test_faults.c tests its window.
+UNIT_SKIP = {"braid/sched/wake_late"}
+
 # Passes of the scenario in random mode (its -n): with one, most points
 # are reached a handful of times and a 1% chance almost never fires.
 RANDOM_PASSES = 10
@@ -289,7 +296,8 @@ def main():
     unit_runs = 0
     if a.full and not a.no_unit:
         units = [(p, os.path.join(a.build, "tests", t))
-                 for p in points for t in a.suite or UNIT_SUITES]
+                 for p in points if p not in UNIT_SKIP
+                 for t in a.suite or UNIT_SUITES]
         with concurrent.futures.ThreadPoolExecutor(a.unit_jobs) as ex:
             for point, name, verdict, what, dt, log in ex.map(
                     lambda u: run_unit(u[0], u[1], a.timeout, logs), units):

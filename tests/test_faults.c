@@ -54,6 +54,14 @@ static void clear_point(const char *name)
 {
 	cr_assert_eq(fiu_disable(name), 0);
 }
+/* Make the delay point name hold the next thread that reaches it up for
+ * ms milliseconds (its failinfo). */
+static void delay_point_once(const char *name, unsigned ms)
+{
+	cr_assert_eq(fiu_init(0), 0);
+	cr_assert_eq(fiu_enable(name, 1, (void *)(uintptr_t)ms, FIU_ONETIME),
+		     0);
+}
 #define NEED_FAULTS() ((void)0)
 #else
 static void clear_point(const char *name)
@@ -64,6 +72,11 @@ static void fail_point(const char *name, int once)
 {
 	(void)name;
 	(void)once;
+}
+static void delay_point_once(const char *name, unsigned ms)
+{
+	(void)name;
+	(void)ms;
 }
 #define NEED_FAULTS() cr_skip_test("needs a faults build (make FAULTS=1)")
 #endif
@@ -955,10 +968,15 @@ Test(faults, a_promoted_zygote_without_a_hello_leaves_no_child, .timeout = 60)
 			   "the promoted zygote's hello never failed: %s", err);
 }
 
+/* How long the resolver is held up: ample for the task to end and the
+ * test to reach br_runtime_free() first, even on a loaded machine. */
+#define WAKE_LATE_TEST_MS 200
+
 struct late_wake {
 	br_future *promise; /* what the waiting task awaits */
 	atomic_int waiting; /* the task is about to await it */
 	atomic_int stop;    /* the busy task may end */
+	atomic_int woke;    /* the resolver is back from its wake-up */
 };
 
 static void *await_late_promise(void *arg)
@@ -982,10 +1000,11 @@ static void *yield_until_stopped(void *arg)
 
 static void *resolve_late_promise(void *arg)
 {
-	br_future *p = arg;
-	int r = br_promise_resolve(p, NULL);
+	struct late_wake *lw = arg;
+	int r = br_promise_resolve(lw->promise, NULL);
 
-	br_future_release(p);
+	atomic_store(&lw->woke, 1);
+	br_future_release(lw->promise);
 	return (void *)(intptr_t)r;
 }
 
@@ -1008,9 +1027,9 @@ static void wake_late_then_free(unsigned workers, int pinned)
 		     br_spawn(rt, await_late_promise, &lw);
 	cr_assert_eq(t_wait_until(&lw.waiting, 1, 10000 * T_NS_PER_MS), 0);
 	br_sleep_ms(50); /* the task waits on the promise */
-	fail_point("braid/sched/wake_late", 0);
-	t_thread_start(&resolver, resolve_late_promise,
-		       br_future_retain(lw.promise));
+	delay_point_once("braid/sched/wake_late", WAKE_LATE_TEST_MS);
+	br_future_retain(lw.promise); /* the resolver's */
+	t_thread_start(&resolver, resolve_late_promise, &lw);
 	cr_assert_eq(br_wait_for(t, 10000, &r), 0);
 	cr_assert_eq((intptr_t)r, 0, "the task's await failed");
 	atomic_store(&lw.stop, 1);
@@ -1020,9 +1039,10 @@ static void wake_late_then_free(unsigned workers, int pinned)
 	br_future_release(lw.promise);
 	/* The resolver still sleeps in its wake-up: the runtime must not
 	 * go before it has woken the worker. */
+	cr_assert(!atomic_load(&lw.woke),
+		  "the resolver woke the worker before the task ended");
 	br_runtime_free(rt);
 	cr_assert_eq((intptr_t)t_thread_join(resolver), 0);
-	clear_point("braid/sched/wake_late");
 }
 
 /* A plain thread that made a pinned task runnable (its worker's mail
