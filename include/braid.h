@@ -427,9 +427,12 @@ BR_API int br_runtime_new(br_runtime **out, const br_config *cfg);
 /**
  * br_runtime_free - shut a runtime down and free it.
  *
- * New spawns fail with BR_ECLOSED from the moment it is called. Every task
- * still alive is cancelled (each sees -ECANCELED at its next suspension
- * point) and the call waits for them to return, then joins the workers.
+ * New spawns and callbacks fail with BR_ECLOSED from the moment it is
+ * called; one already under way on another thread is waited for, and
+ * then fails with BR_ECLOSED, or its task is dropped (BR_CANCELLED) or
+ * has run. Every task still alive is cancelled (each sees -ECANCELED at
+ * its next suspension point) and the call waits for them to return, then
+ * joins the workers.
  * A task that never suspends again delays shutdown until it returns.
  * Blocking calls (br_spawn_blocking) still queued are cancelled; those
  * already running cannot be interrupted, and the call waits for them to

@@ -20,7 +20,7 @@
  *   does (NULL or -1 with errno, or a negative errno), so the error path
  *   that runs is the one a real shortage would take. Two points delay
  *   instead, holding a thread up where a preempted one would leave a
- *   window (braid/pool/register_late, braid/sched/wake_late). In every
+ *   window (braid/pool/register_late, braid/sched/outside_late). In every
  *   other build a point is the constant 0 and costs nothing. The first point
  *   to fail in a process says so on stderr, so a sweep can tell a point
  *   that failed without a trace from one that was never reached.

@@ -19,9 +19,10 @@
  *        request; cancellation is sticky, so that wait returns at once);
  *     3. the blocking pool's running calls are waited for and its
  *        threads joined (its queued calls were cancelled in step 1);
- *     4. threads outside the runtime that made a task runnable and have
- *        not yet woken its worker are waited for (task.c: the task may
- *        have run and ended meanwhile; they still touch the workers);
+ *     4. calls from threads outside the runtime still under way are
+ *        waited for: wake-ups that made a task runnable and have not yet
+ *        woken its worker (the task may have run and ended meanwhile),
+ *        and spawns and callbacks that saw the runtime open (task.c);
  *     5. stop = 1 and every worker is woken; each drops leftover
  *        callbacks, tears down its ring and exits; join;
  *     6. free.
@@ -38,8 +39,9 @@
  *     check; such a task is never started (workers drop unstarted tasks
  *     while closing) and is dropped with the queues at stop, so its
  *     future still completes.
- *   - outside_wakers: acquire loads here, after the live count reads 0,
- *     against the wakers' release decrements (task.c, outside_begin).
+ *   - outside_calls: seq_cst loads here, after the live count reads 0:
+ *     with the seq_cst store of closing, the Dekker pair of task.c's
+ *     outside_open(), and acquiring the callers' release decrements.
  *   - stop: release store, acquire load in the worker loop.
  */
 #include <errno.h>
@@ -363,9 +365,12 @@ void br_runtime_free(br_runtime *rt)
 	}
 	br__blocking_free(rt->blocking);
 	rt->blocking = NULL;
-	/* No task is left, so no thread can begin a new wake of one.
-	 * Acquire: pairs with the wakers' release decrements (task.c). */
-	while (atomic_load_explicit(&rt->outside_wakers, memory_order_acquire))
+	/* No task is left to be woken, and a spawn or callback that counts
+	 * itself from now on sees closing (task.c, outside_open): wait for
+	 * the calls from outside still under way. seq_cst: the Dekker pair
+	 * with outside_open(); it also acquires the callers' release
+	 * decrements. */
+	while (atomic_load_explicit(&rt->outside_calls, memory_order_seq_cst))
 		br__nap(&nap);
 	stop_workers(rt, rt->nworkers);
 	while ((t = br__inject_pop(&rt->inject)))

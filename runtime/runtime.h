@@ -34,12 +34,12 @@ struct br_runtime {
 	/* The part of the live-task count that plain threads change; the rest
 	 * is in each worker's live (br__live_add) */
 	_Atomic int64_t live_ext;
-	/* Threads outside the runtime (plain ones, blocking threads, other
-	 * runtimes' workers) between making one of its tasks runnable and
-	 * waking its worker, which br_runtime_free() waits out: the task may
-	 * run and end, and the runtime be freed, in between. On a line of
-	 * its own: workers never touch it. */
-	BR__CACHE_ALIGNED _Atomic long outside_wakers;
+	/* Calls from threads outside the runtime (plain ones, blocking
+	 * threads, other runtimes' workers) that may still touch it after
+	 * the task they concern ended, which br_runtime_free() waits out
+	 * (task.c, outside_begin). On a line of its own: workers never
+	 * touch it. */
+	BR__CACHE_ALIGNED _Atomic long outside_calls;
 	struct br__inject inject;
 	struct br__idle idle;
 	struct br__stack_pool stacks; /* default-size stacks */

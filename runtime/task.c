@@ -60,8 +60,9 @@
  *     paired with br__fiber_arm()'s seq_cst exchange and
  *     br__task_cancel_pending()'s seq_cst load (fiber.c).
  *   - live counts: see br__live_add() in worker.h.
- *   - outside_wakers: relaxed increment before a task is published,
- *     release decrement after the wake (outside_begin()).
+ *   - outside_calls: a wake-up's relaxed increment before its task is
+ *     published; a spawn's or callback's seq_cst increment before it
+ *     reads closing (seq_cst); release decrements (outside_begin()).
  *
  * Lifetime
  *   Records come from the calling worker's cache (w->free_tasks; malloc
@@ -222,29 +223,60 @@ static struct br__task *task_new(struct br__worker *w, struct br_runtime *rt,
 }
 
 /*
- * A thread outside rt counts itself in rt->outside_wakers from before it
- * makes a task runnable to after it has woken the task's worker: the
- * task may run and end, and br_runtime_free() go ahead, in between, and
- * br_runtime_free() waits for the count to drop (runtime.c). Relaxed:
- * the task is published after the increment (a seq_cst or release
- * store), so whoever sees the task end sees the increment too. Release:
- * the waker's last touches of the runtime come before the acquire load
- * that sees its decrement.
+ * A thread outside rt (a plain thread, a blocking-pool thread, another
+ * runtime's worker) counts itself in rt->outside_calls while a call of
+ * its may still touch rt after the task it concerns has ended, and
+ * br_runtime_free() waits for the count to drop (runtime.c):
+ *   - a wake-up, from before it makes the task runnable to after it has
+ *     woken the task's worker (outside_begin, outside_end): the task is
+ *     live until then, so br_runtime_free() is still waiting for it when
+ *     the count goes up. Relaxed: the task is published after the
+ *     increment (a seq_cst or release store), so whoever sees the task
+ *     end sees the increment too;
+ *   - a spawn or a callback, from before it looks at closing to its
+ *     return (outside_open): no task holds the runtime open yet, so the
+ *     count and closing are a Dekker pair. The caller adds (seq_cst)
+ *     then reads closing (seq_cst); br_runtime_free() stores closing
+ *     (seq_cst) and later reads the count (seq_cst): either the caller
+ *     sees closing and fails, or br_runtime_free() sees the caller and
+ *     waits for its call to end.
+ * Release decrements: the caller's last touches of the runtime come
+ * before the load that sees the count drop.
  */
 static void outside_begin(struct br_runtime *rt)
 {
-	atomic_fetch_add_explicit(&rt->outside_wakers, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&rt->outside_calls, 1, memory_order_relaxed);
 }
 
 static void outside_end(struct br_runtime *rt)
 {
-	atomic_fetch_sub_explicit(&rt->outside_wakers, 1, memory_order_release);
+	atomic_fetch_sub_explicit(&rt->outside_calls, 1, memory_order_release);
 }
 
-void br__task_schedule(struct br__task *t)
+/* Count a spawn or callback from outside rt; 0 (and uncounted) if rt is
+ * closing. */
+static int outside_open(struct br_runtime *rt)
+{
+	atomic_fetch_add_explicit(&rt->outside_calls, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&rt->closing, memory_order_seq_cst)) {
+		outside_end(rt);
+		return 0;
+	}
+	/* In a faults build, held up here as a preempted caller would be. */
+	br__outside_late(rt);
+	return 1;
+}
+
+static int is_own(const struct br__worker *w, const struct br_runtime *rt)
+{
+	return w && w->rt == rt;
+}
+
+/* Make t runnable; w is the calling thread's worker. counted: the caller
+ * is outside t's runtime and already counted (outside_open). */
+static void schedule(struct br__worker *w, struct br__task *t, int counted)
 {
 	struct br_runtime *rt = t->rt;
-	struct br__worker *w = br__worker_current();
 	struct br__fiber *f =
 		atomic_load_explicit(&t->fiber, memory_order_relaxed);
 	unsigned pin = t->pin;
@@ -259,7 +291,7 @@ void br__task_schedule(struct br__task *t)
 
 		if (w == target) {
 			br__worker_push_lifo(w, t);
-		} else if (w && w->rt == rt) {
+		} else if (is_own(w, rt) || counted) {
 			br__worker_remote_wake(target, t);
 		} else {
 			outside_begin(rt);
@@ -268,19 +300,27 @@ void br__task_schedule(struct br__task *t)
 		}
 		return;
 	}
-	if (w && w->rt == rt) {
+	if (is_own(w, rt)) {
 		br__worker_push_lifo(w, t);
 		return;
 	}
-	outside_begin(rt);
+	if (!counted)
+		outside_begin(rt);
 	br__obs_ready(&rt->obs, &t->ready_ns);
 	br__inject_push(&rt->inject, t);
-	br__wake_late(rt);
+	br__outside_late(rt);
 	br__idle_notify(rt, 1);
-	outside_end(rt);
+	if (!counted)
+		outside_end(rt);
 }
 
-/* Queue a task that has never run; w is the calling thread's worker. */
+void br__task_schedule(struct br__task *t)
+{
+	schedule(br__worker_current(), t, 0);
+}
+
+/* Queue a task that has never run; w is the calling thread's worker. A
+ * caller outside the task's runtime is counted (outside_open). */
 static void schedule_new(struct br__worker *w, struct br__task *t)
 {
 	struct br_runtime *rt = t->rt;
@@ -288,52 +328,27 @@ static void schedule_new(struct br__worker *w, struct br__task *t)
 	if (t->flags & BR__T_PINNED) {
 		/* Behind the worker's other pinned tasks, not in its LIFO
 		 * slot: pinned tasks start in creation order (header). */
-		if (w == &rt->workers[t->pin]) {
+		if (w == &rt->workers[t->pin])
 			br__worker_push_pinned(w, t);
-		} else if (w && w->rt == rt) {
+		else
 			br__worker_remote_push(&rt->workers[t->pin], t);
-		} else {
-			outside_begin(rt);
-			br__worker_remote_push(&rt->workers[t->pin], t);
-			outside_end(rt);
-		}
 		return;
 	}
-	if (w && w->rt == rt) {
+	if (is_own(w, rt)) {
 		br__worker_push_local(w, t);
 		return;
 	}
-	br__task_schedule(t);
+	schedule(w, t, 1);
 }
 
-br_future *br__spawn_task(br_runtime *rt, br_task_fn fn, void *arg,
-			  const br_spawn_opts *opts, uint32_t flags)
+/* The rest of a spawn, once rt was seen open (and a caller outside it
+ * counted). */
+static br_future *spawn_open(struct br__worker *w, br_runtime *rt,
+			     br_task_fn fn, void *arg,
+			     const br_spawn_opts *opts, uint32_t flags)
 {
-	struct br__worker *w = br__worker_current();
 	struct br__task *t;
 
-	if (!br__runtime_ok(rt))
-		return br__future_failed(BR_EBADOBJ,
-					 "br_spawn: not a live runtime");
-	if (!fn)
-		return br__future_failed(-EINVAL, "br_spawn: fn is NULL");
-	if (opts) {
-		if (opts->flags & ~BR_SPAWN_PINNED)
-			return br__future_failed(-EINVAL,
-						 "br_spawn: unknown flags");
-		if ((opts->flags & BR_SPAWN_PINNED) &&
-		    opts->worker >= rt->nworkers)
-			return br__future_failed(
-				-EINVAL, "br_spawn: worker index out of range");
-		if (opts->stack_size > BR__STACK_MAX)
-			return br__future_failed(
-				-EINVAL, "br_spawn: stack size over 1 GiB");
-		if (opts->flags & BR_SPAWN_PINNED)
-			flags |= BR__T_PINNED;
-	}
-	if (atomic_load_explicit(&rt->closing, memory_order_relaxed))
-		return br__future_failed(BR_ECLOSED,
-					 "br_spawn: the runtime is closing");
 	t = task_new(w, rt, flags);
 	if (!t)
 		return &br__future_enomem;
@@ -368,6 +383,45 @@ br_future *br__spawn_task(br_runtime *rt, br_task_fn fn, void *arg,
 	}
 	schedule_new(w, t);
 	return &t->fut;
+}
+
+br_future *br__spawn_task(br_runtime *rt, br_task_fn fn, void *arg,
+			  const br_spawn_opts *opts, uint32_t flags)
+{
+	struct br__worker *w = br__worker_current();
+	br_future *f;
+
+	if (!br__runtime_ok(rt))
+		return br__future_failed(BR_EBADOBJ,
+					 "br_spawn: not a live runtime");
+	if (!fn)
+		return br__future_failed(-EINVAL, "br_spawn: fn is NULL");
+	if (opts) {
+		if (opts->flags & ~BR_SPAWN_PINNED)
+			return br__future_failed(-EINVAL,
+						 "br_spawn: unknown flags");
+		if ((opts->flags & BR_SPAWN_PINNED) &&
+		    opts->worker >= rt->nworkers)
+			return br__future_failed(
+				-EINVAL, "br_spawn: worker index out of range");
+		if (opts->stack_size > BR__STACK_MAX)
+			return br__future_failed(
+				-EINVAL, "br_spawn: stack size over 1 GiB");
+		if (opts->flags & BR_SPAWN_PINNED)
+			flags |= BR__T_PINNED;
+	}
+	if (is_own(w, rt)) {
+		if (atomic_load_explicit(&rt->closing, memory_order_relaxed))
+			return br__future_failed(
+				BR_ECLOSED, "br_spawn: the runtime is closing");
+		return spawn_open(w, rt, fn, arg, opts, flags);
+	}
+	if (!outside_open(rt))
+		return br__future_failed(BR_ECLOSED,
+					 "br_spawn: the runtime is closing");
+	f = spawn_open(w, rt, fn, arg, opts, flags);
+	outside_end(rt);
+	return f;
 }
 
 br_future *br_spawn_ex(br_runtime *rt, br_task_fn fn, void *arg,
@@ -519,17 +573,21 @@ static br_future *call_at(br_runtime *rt, int64_t deadline, br_callback_fn fn,
 					 "br_call_soon: not a live runtime");
 	if (!fn)
 		return br__future_failed(-EINVAL, "br_call_soon: fn is NULL");
-	if (atomic_load_explicit(&rt->closing, memory_order_relaxed))
+	if (is_own(w, rt) ?
+		    atomic_load_explicit(&rt->closing, memory_order_relaxed) :
+		    !outside_open(rt))
 		return br__future_failed(
 			BR_ECLOSED, "br_call_soon: the runtime is closing");
 	t = task_new(w, rt, BR__T_CALLBACK);
-	if (!t)
-		return &br__future_enomem;
-	t->cb = fn;
-	t->arg = arg;
-	t->deadline = deadline;
-	schedule_new(w, t);
-	return &t->fut;
+	if (t) {
+		t->cb = fn;
+		t->arg = arg;
+		t->deadline = deadline;
+		schedule_new(w, t);
+	}
+	if (!is_own(w, rt))
+		outside_end(rt);
+	return t ? &t->fut : &br__future_enomem;
 }
 
 br_future *br_call_soon(br_runtime *rt, br_callback_fn fn, void *arg)

@@ -222,10 +222,10 @@
 #define LIFO_GRACE_NS (3 * BR__NS_PER_US)
 /* At most this many tasks taken from a victim in one steal. */
 #define STEAL_MAX 32
-/* In a faults build, how long braid/sched/wake_late holds a waker up
- * unless the point's failinfo says otherwise: long enough for the woken
- * task to end and its runtime to be freed. */
-#define WAKE_LATE_MS 20
+/* In a faults build, how long braid/sched/outside_late holds a thread
+ * outside a runtime up unless the point's failinfo says otherwise: long
+ * enough for a task to end and the runtime to be freed meanwhile. */
+#define OUTSIDE_LATE_MS 20
 
 __thread struct br__worker *br__tls_worker;
 
@@ -309,7 +309,7 @@ void br__worker_remote_push(struct br__worker *w, struct br__task *t)
 	/* seq_cst: Dekker pair with parked; see the header. */
 	atomic_fetch_add_explicit(&w->rq_len, 1, memory_order_seq_cst);
 	br__spin_unlock(&w->remote_lock);
-	br__wake_late(w->rt);
+	br__outside_late(w->rt);
 	br__worker_wake(w);
 }
 
@@ -337,7 +337,7 @@ void br__worker_remote_wake(struct br__worker *w, struct br__task *t)
 	if (atomic_compare_exchange_strong_explicit(&w->mail, &none, t,
 						    memory_order_seq_cst,
 						    memory_order_relaxed)) {
-		br__wake_late(w->rt);
+		br__outside_late(w->rt);
 		br__worker_wake(w);
 		return;
 	}
@@ -345,7 +345,7 @@ void br__worker_remote_wake(struct br__worker *w, struct br__task *t)
 }
 
 #ifdef BR_FAULTS
-void br__wake_late(struct br_runtime *rt)
+void br__outside_late(struct br_runtime *rt)
 {
 	struct br__worker *me = br__worker_current();
 	uintptr_t ms;
@@ -353,10 +353,10 @@ void br__wake_late(struct br_runtime *rt)
 	/* Outside rt only, so that a "once" failing is spent on such a
 	 * thread; the failinfo given with the point, if any, is the delay
 	 * in milliseconds. */
-	if ((me && me->rt == rt) || !BR__FAULT("braid/sched/wake_late"))
+	if ((me && me->rt == rt) || !BR__FAULT("braid/sched/outside_late"))
 		return;
 	ms = (uintptr_t)fiu_failinfo();
-	usleep((useconds_t)((ms ? ms : WAKE_LATE_MS) * 1000));
+	usleep((useconds_t)((ms ? ms : OUTSIDE_LATE_MS) * 1000));
 }
 #endif
 

@@ -161,13 +161,14 @@ void br__worker_remote_push(struct br__worker *w, struct br__task *t);
  * but w's. */
 void br__worker_remote_wake(struct br__worker *w, struct br__task *t);
 
-/* In a faults build, a thread outside rt that has just made one of its
- * tasks runnable is held up here, before it wakes the worker, as a
- * preempted one would be (braid/sched/wake_late). Nothing elsewhere. */
+/* In a faults build, a thread outside rt is held up here, as a
+ * preempted one would be (braid/sched/outside_late): after a spawn or a
+ * callback saw rt open, and after a wake-up made its task runnable,
+ * before it wakes the worker. Nothing elsewhere. */
 #ifdef BR_FAULTS
-void br__wake_late(struct br_runtime *rt);
+void br__outside_late(struct br_runtime *rt);
 #else
-#define br__wake_late(rt) ((void)(rt))
+#define br__outside_late(rt) ((void)(rt))
 #endif
 
 /*

@@ -970,7 +970,7 @@ Test(faults, a_promoted_zygote_without_a_hello_leaves_no_child, .timeout = 60)
 
 /* How long the resolver is held up: ample for the task to end and the
  * test to reach br_runtime_free() first, even on a loaded machine. */
-#define WAKE_LATE_TEST_MS 200
+#define OUTSIDE_LATE_TEST_MS 200
 
 struct late_wake {
 	br_future *promise; /* what the waiting task awaits */
@@ -1009,11 +1009,11 @@ static void *resolve_late_promise(void *arg)
 }
 
 /* A plain thread resolves the promise a task of rt awaits, and is held
- * up (braid/sched/wake_late) after making the task runnable, before it
+ * up (braid/sched/outside_late) after making the task runnable, before it
  * wakes the worker; meanwhile the task runs on its busy worker and ends,
  * and rt is freed. pinned: the task is pinned to worker 1 (its mail
  * slot), else it goes through the injection queue. */
-static void wake_late_then_free(unsigned workers, int pinned)
+static void outside_late_then_free(unsigned workers, int pinned)
 {
 	struct late_wake lw = { .promise = br_promise_new() };
 	br_runtime *rt = t_runtime(workers, 0);
@@ -1027,7 +1027,7 @@ static void wake_late_then_free(unsigned workers, int pinned)
 		     br_spawn(rt, await_late_promise, &lw);
 	cr_assert_eq(t_wait_until(&lw.waiting, 1, 10000 * T_NS_PER_MS), 0);
 	br_sleep_ms(50); /* the task waits on the promise */
-	delay_point_once("braid/sched/wake_late", WAKE_LATE_TEST_MS);
+	delay_point_once("braid/sched/outside_late", OUTSIDE_LATE_TEST_MS);
 	br_future_retain(lw.promise); /* the resolver's */
 	t_thread_start(&resolver, resolve_late_promise, &lw);
 	cr_assert_eq(br_wait_for(t, 10000, &r), 0);
@@ -1054,7 +1054,7 @@ Test(faults, a_runtime_freed_while_a_thread_wakes_a_pinned_task_waits,
      .timeout = 30)
 {
 	NEED_FAULTS();
-	wake_late_then_free(2, 1);
+	outside_late_then_free(2, 1);
 }
 
 /* The same through the injection queue: the waker read the runtime's
@@ -1062,5 +1062,80 @@ Test(faults, a_runtime_freed_while_a_thread_wakes_a_pinned_task_waits,
 Test(faults, a_runtime_freed_while_a_thread_wakes_a_task_waits, .timeout = 30)
 {
 	NEED_FAULTS();
-	wake_late_then_free(1, 0);
+	outside_late_then_free(1, 0);
+}
+
+struct late_call {
+	br_runtime *rt;
+	int callback;	 /* br_call_soon() instead of br_spawn() */
+	br_future *f;	 /* what the call returned */
+	atomic_int back; /* the call has returned */
+};
+
+static void *noop_task(void *arg)
+{
+	return arg;
+}
+
+static void noop_callback(void *arg)
+{
+	(void)arg;
+}
+
+static void *call_late(void *arg)
+{
+	struct late_call *lc = arg;
+
+	lc->f = lc->callback ? br_call_soon(lc->rt, noop_callback, NULL) :
+			       br_spawn(lc->rt, noop_task, NULL);
+	atomic_store(&lc->back, 1);
+	return NULL;
+}
+
+/* A plain thread spawns (or queues a callback) and is held up
+ * (braid/sched/outside_late) once it has seen the runtime open; the
+ * runtime is freed meanwhile. */
+static void call_late_then_free(int callback)
+{
+	struct late_call lc = { .rt = t_runtime(1, 0), .callback = callback };
+	pthread_t caller;
+	br_state st;
+	int err;
+
+	delay_point_once("braid/sched/outside_late", OUTSIDE_LATE_TEST_MS);
+	t_thread_start(&caller, call_late, &lc);
+	br_sleep_ms(50); /* the caller is held up inside its call */
+	cr_assert(!atomic_load(&lc.back),
+		  "the call returned before the runtime was freed");
+	br_runtime_free(lc.rt);
+	t_thread_join(caller);
+	st = br_future_state(lc.f);
+	err = br_future_error(lc.f);
+	/* Refused (it saw closing), or queued and dropped (or run) at the
+	 * stop: never pending, never a touch of a freed runtime. */
+	cr_assert(st == BR_DONE || st == BR_CANCELLED ||
+			  (st == BR_FAILED && err == BR_ECLOSED),
+		  "state %d, error %s", (int)st, br_strerror(err));
+	br_future_release(lc.f);
+}
+
+/* A spawn from a plain thread that had passed its check of closing when
+ * br_runtime_free() began went on to count its task and queue it in the
+ * freed runtime: br_runtime_free() saw no live task yet. A spawn from
+ * outside now counts itself before it looks at closing, and
+ * br_runtime_free() waits for it. */
+Test(faults, a_spawn_racing_br_runtime_free_is_refused_or_dropped,
+     .timeout = 30)
+{
+	NEED_FAULTS();
+	call_late_then_free(0);
+}
+
+/* The same for br_call_soon(), whose callbacks are not in the live count
+ * at all. */
+Test(faults, a_callback_racing_br_runtime_free_is_refused_or_dropped,
+     .timeout = 30)
+{
+	NEED_FAULTS();
+	call_late_then_free(1);
 }
