@@ -613,12 +613,12 @@ static void drain(struct br__blocking *p)
 	end_all(q, BR_CANCELLED, -ECANCELED, "cancelled: the runtime closed");
 }
 
+static br_future *spawn_blocking(br_runtime *rt, br_task_fn fn, void *arg);
+
 br_future *br_spawn_blocking(br_runtime *rt, br_task_fn fn, void *arg)
 {
-	struct br__blocking *p;
-	struct call *c;
-	struct todo td;
-	int r;
+	struct br__worker *w = br__worker_current();
+	br_future *f;
 
 	if (!br__runtime_ok(rt))
 		return br__future_failed(
@@ -626,7 +626,26 @@ br_future *br_spawn_blocking(br_runtime *rt, br_task_fn fn, void *arg)
 	if (!fn)
 		return br__future_failed(-EINVAL,
 					 "br_spawn_blocking: fn is NULL");
-	p = rt->blocking;
+	if (w && w->rt == rt)
+		return spawn_blocking(rt, fn, arg);
+	/* From outside, counted, so that br_runtime_free() does not free
+	 * the pool under the call (task.c). */
+	if (!br__outside_open(rt))
+		return br__future_failed(
+			BR_ECLOSED,
+			"br_spawn_blocking: the runtime is closing");
+	f = spawn_blocking(rt, fn, arg);
+	br__outside_end(rt);
+	return f;
+}
+
+static br_future *spawn_blocking(br_runtime *rt, br_task_fn fn, void *arg)
+{
+	struct br__blocking *p = rt->blocking;
+	struct call *c;
+	struct todo td;
+	int r;
+
 	if (atomic_load_explicit(&rt->closing, memory_order_relaxed) ||
 	    atomic_load_explicit(&p->closing, memory_order_relaxed))
 		return br__future_failed(

@@ -17,12 +17,14 @@
  *        are dropped by the worker that picks them up; repeat until no
  *        task is left (a task may start a new wait after the first
  *        request; cancellation is sticky, so that wait returns at once);
- *     3. the blocking pool's running calls are waited for and its
- *        threads joined (its queued calls were cancelled in step 1);
- *     4. calls from threads outside the runtime still under way are
+ *     3. calls from threads outside the runtime still under way are
  *        waited for: wake-ups that made a task runnable and have not yet
  *        woken its worker (the task may have run and ended meanwhile),
- *        and spawns and callbacks that saw the runtime open (task.c);
+ *        and spawns, callbacks and blocking calls that saw the runtime
+ *        open (task.c); then step 2 again, for a task such a spawn
+ *        started;
+ *     4. the blocking pool's running calls are waited for and its
+ *        threads joined (its queued calls were cancelled in step 1);
  *     5. stop = 1 and every worker is woken; each drops leftover
  *        callbacks, tears down its ring and exits; join;
  *     6. free.
@@ -35,13 +37,14 @@
  *     one after another. Once closing is set no task starts, so the counts
  *     only fall, and a sum read counter by counter is at least the true
  *     count when the last one is read: a sum of 0 means no task is
- *     running. A spawn racing the store of closing may slip past its
- *     check; such a task is never started (workers drop unstarted tasks
- *     while closing) and is dropped with the queues at stop, so its
- *     future still completes.
+ *     running. A spawn from outside that counted itself before closing
+ *     was stored (task.c, br__outside_open) may count and queue its task
+ *     after the sum read 0: br_runtime_free waits for such calls and then
+ *     for the sum again, and workers drop tasks not started yet while
+ *     closing, so its future still completes.
  *   - outside_calls: seq_cst loads here, after the live count reads 0:
  *     with the seq_cst store of closing, the Dekker pair of task.c's
- *     outside_open(), and acquiring the callers' release decrements.
+ *     br__outside_open(), and acquiring the callers' release decrements.
  *   - stop: release store, acquire load in the worker loop.
  */
 #include <errno.h>
@@ -330,12 +333,27 @@ int br_runtime_new(br_runtime **out, const br_config *cfg)
 	return 0;
 }
 
+/* Cancel every live task, again every SWEEP_NS, until none is left. */
+static void wait_tasks(struct br_runtime *rt, unsigned *nap)
+{
+	int64_t next_sweep = 0;
+
+	while (br__live_sum(rt) > 0) {
+		int64_t now = br_now_ns();
+
+		if (now >= next_sweep) {
+			br__workers_cancel_all(rt);
+			next_sweep = now + SWEEP_NS;
+		}
+		br__nap(nap);
+	}
+}
+
 void br_runtime_free(br_runtime *rt)
 {
 	struct br__worker *me = br__worker_current();
 	struct br__task *t;
 	unsigned nap = 0;
-	int64_t next_sweep = 0;
 
 	if (!br__runtime_ok(rt))
 		return;
@@ -351,27 +369,23 @@ void br_runtime_free(br_runtime *rt)
 			"pool; ignored");
 		return;
 	}
-	/* seq_cst: pairs with br_spawn_ex()'s re-check of closing. */
+	/* seq_cst: pairs with task.c's br__outside_open() (and with a spawn's
+	 * re-check of closing). */
 	atomic_store_explicit(&rt->closing, 1, memory_order_seq_cst);
 	br__blocking_close(rt->blocking);
-	while (br__live_sum(rt) > 0) {
-		int64_t now = br_now_ns();
-
-		if (now >= next_sweep) {
-			br__workers_cancel_all(rt);
-			next_sweep = now + SWEEP_NS;
-		}
-		br__nap(&nap);
-	}
-	br__blocking_free(rt->blocking);
-	rt->blocking = NULL;
-	/* No task is left to be woken, and a spawn or callback that counts
-	 * itself from now on sees closing (task.c, outside_open): wait for
-	 * the calls from outside still under way. seq_cst: the Dekker pair
-	 * with outside_open(); it also acquires the callers' release
-	 * decrements. */
+	wait_tasks(rt, &nap);
+	/* No task is left to be woken, and a call from outside that counts
+	 * itself from now on sees closing (task.c, br__outside_open): wait for
+	 * those still under way, then for any task a spawn among them let
+	 * through before closing. seq_cst: the Dekker pair with
+	 * br__outside_open(); it also acquires the callers' release decrements.
+	 * Before the blocking pool goes: br_spawn_blocking() is such a
+	 * call. */
 	while (atomic_load_explicit(&rt->outside_calls, memory_order_seq_cst))
 		br__nap(&nap);
+	wait_tasks(rt, &nap);
+	br__blocking_free(rt->blocking);
+	rt->blocking = NULL;
 	stop_workers(rt, rt->nworkers);
 	while ((t = br__inject_pop(&rt->inject)))
 		br__task_drop(t);

@@ -35,10 +35,10 @@ struct br_runtime {
 	 * is in each worker's live (br__live_add) */
 	_Atomic int64_t live_ext;
 	/* Calls from threads outside the runtime (plain ones, blocking
-	 * threads, other runtimes' workers) that may still touch it after
-	 * the task they concern ended, which br_runtime_free() waits out
-	 * (task.c, outside_begin). On a line of its own: workers never
-	 * touch it. */
+	 * threads, other runtimes' workers) that may touch it while no live
+	 * task holds br_runtime_free() back, which it waits out (task.c,
+	 * br__outside_open). On a line of its own: workers never touch
+	 * it. */
 	BR__CACHE_ALIGNED _Atomic long outside_calls;
 	struct br__inject inject;
 	struct br__idle idle;

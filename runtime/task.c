@@ -225,21 +225,21 @@ static struct br__task *task_new(struct br__worker *w, struct br_runtime *rt,
 /*
  * A thread outside rt (a plain thread, a blocking-pool thread, another
  * runtime's worker) counts itself in rt->outside_calls while a call of
- * its may still touch rt after the task it concerns has ended, and
- * br_runtime_free() waits for the count to drop (runtime.c):
+ * its may still touch rt with no live task holding br_runtime_free()
+ * back, and br_runtime_free() waits for the count to drop (runtime.c):
  *   - a wake-up, from before it makes the task runnable to after it has
- *     woken the task's worker (outside_begin, outside_end): the task is
- *     live until then, so br_runtime_free() is still waiting for it when
- *     the count goes up. Relaxed: the task is published after the
- *     increment (a seq_cst or release store), so whoever sees the task
- *     end sees the increment too;
- *   - a spawn or a callback, from before it looks at closing to its
- *     return (outside_open): no task holds the runtime open yet, so the
- *     count and closing are a Dekker pair. The caller adds (seq_cst)
- *     then reads closing (seq_cst); br_runtime_free() stores closing
- *     (seq_cst) and later reads the count (seq_cst): either the caller
- *     sees closing and fails, or br_runtime_free() sees the caller and
- *     waits for its call to end.
+ *     woken the task's worker (outside_begin, br__outside_end): the task
+ *     may run and end in between, but it is live when the count goes
+ *     up. Relaxed: the task is published after the increment (a seq_cst
+ *     or release store), so whoever sees the task end sees the
+ *     increment too;
+ *   - a spawn, a callback or a blocking call (blocking.c), from before
+ *     it looks at closing to its return (br__outside_open): nothing
+ *     holds the runtime open yet, so the count and closing are a Dekker
+ *     pair. The caller adds (seq_cst) then reads closing (seq_cst);
+ *     br_runtime_free() stores closing (seq_cst) and later reads the
+ *     count (seq_cst): either the caller sees closing and fails, or
+ *     br_runtime_free() sees the caller and waits for its call to end.
  * Release decrements: the caller's last touches of the runtime come
  * before the load that sees the count drop.
  */
@@ -248,18 +248,16 @@ static void outside_begin(struct br_runtime *rt)
 	atomic_fetch_add_explicit(&rt->outside_calls, 1, memory_order_relaxed);
 }
 
-static void outside_end(struct br_runtime *rt)
+void br__outside_end(struct br_runtime *rt)
 {
 	atomic_fetch_sub_explicit(&rt->outside_calls, 1, memory_order_release);
 }
 
-/* Count a spawn or callback from outside rt; 0 (and uncounted) if rt is
- * closing. */
-static int outside_open(struct br_runtime *rt)
+int br__outside_open(struct br_runtime *rt)
 {
 	atomic_fetch_add_explicit(&rt->outside_calls, 1, memory_order_seq_cst);
 	if (atomic_load_explicit(&rt->closing, memory_order_seq_cst)) {
-		outside_end(rt);
+		br__outside_end(rt);
 		return 0;
 	}
 	/* In a faults build, held up here as a preempted caller would be. */
@@ -273,7 +271,7 @@ static int is_own(const struct br__worker *w, const struct br_runtime *rt)
 }
 
 /* Make t runnable; w is the calling thread's worker. counted: the caller
- * is outside t's runtime and already counted (outside_open). */
+ * is outside t's runtime and already counted (br__outside_open). */
 static void schedule(struct br__worker *w, struct br__task *t, int counted)
 {
 	struct br_runtime *rt = t->rt;
@@ -291,12 +289,12 @@ static void schedule(struct br__worker *w, struct br__task *t, int counted)
 
 		if (w == target) {
 			br__worker_push_lifo(w, t);
-		} else if (is_own(w, rt) || counted) {
+		} else if (is_own(w, rt)) {
 			br__worker_remote_wake(target, t);
 		} else {
 			outside_begin(rt);
 			br__worker_remote_wake(target, t);
-			outside_end(rt);
+			br__outside_end(rt);
 		}
 		return;
 	}
@@ -311,7 +309,7 @@ static void schedule(struct br__worker *w, struct br__task *t, int counted)
 	br__outside_late(rt);
 	br__idle_notify(rt, 1);
 	if (!counted)
-		outside_end(rt);
+		br__outside_end(rt);
 }
 
 void br__task_schedule(struct br__task *t)
@@ -320,7 +318,7 @@ void br__task_schedule(struct br__task *t)
 }
 
 /* Queue a task that has never run; w is the calling thread's worker. A
- * caller outside the task's runtime is counted (outside_open). */
+ * caller outside the task's runtime is counted (br__outside_open). */
 static void schedule_new(struct br__worker *w, struct br__task *t)
 {
 	struct br_runtime *rt = t->rt;
@@ -416,11 +414,11 @@ br_future *br__spawn_task(br_runtime *rt, br_task_fn fn, void *arg,
 				BR_ECLOSED, "br_spawn: the runtime is closing");
 		return spawn_open(w, rt, fn, arg, opts, flags);
 	}
-	if (!outside_open(rt))
+	if (!br__outside_open(rt))
 		return br__future_failed(BR_ECLOSED,
 					 "br_spawn: the runtime is closing");
 	f = spawn_open(w, rt, fn, arg, opts, flags);
-	outside_end(rt);
+	br__outside_end(rt);
 	return f;
 }
 
@@ -575,7 +573,7 @@ static br_future *call_at(br_runtime *rt, int64_t deadline, br_callback_fn fn,
 		return br__future_failed(-EINVAL, "br_call_soon: fn is NULL");
 	if (is_own(w, rt) ?
 		    atomic_load_explicit(&rt->closing, memory_order_relaxed) :
-		    !outside_open(rt))
+		    !br__outside_open(rt))
 		return br__future_failed(
 			BR_ECLOSED, "br_call_soon: the runtime is closing");
 	t = task_new(w, rt, BR__T_CALLBACK);
@@ -586,7 +584,7 @@ static br_future *call_at(br_runtime *rt, int64_t deadline, br_callback_fn fn,
 		schedule_new(w, t);
 	}
 	if (!is_own(w, rt))
-		outside_end(rt);
+		br__outside_end(rt);
 	return t ? &t->fut : &br__future_enomem;
 }
 

@@ -166,6 +166,15 @@ int br__task_set_bytes(void *buf, size_t len);
  */
 int br__task_set_output(void *buf, size_t len);
 
+/*
+ * br__outside_open - count a spawn or call from a thread outside rt, so
+ * that br_runtime_free() waits for it; returns 0 (and counts nothing) if
+ * rt is closing. br__outside_end() ends it. See task.c. Context: a
+ * thread that is not one of rt's workers.
+ */
+int br__outside_open(struct br_runtime *rt);
+void br__outside_end(struct br_runtime *rt);
+
 /* br_spawn_ex with BR__T_* flags of the runtime's own (flags). */
 br_future *br__spawn_task(br_runtime *rt, br_task_fn fn, void *arg,
 			  const br_spawn_opts *opts, uint32_t flags);

@@ -162,9 +162,10 @@ void br__worker_remote_push(struct br__worker *w, struct br__task *t);
 void br__worker_remote_wake(struct br__worker *w, struct br__task *t);
 
 /* In a faults build, a thread outside rt is held up here, as a
- * preempted one would be (braid/sched/outside_late): after a spawn or a
- * callback saw rt open, and after a wake-up made its task runnable,
- * before it wakes the worker. Nothing elsewhere. */
+ * preempted one would be (braid/sched/outside_late): after a spawn, a
+ * callback or a blocking call saw rt open (task.c, br__outside_open),
+ * and after a wake-up or a spawn made its task runnable, before it
+ * wakes the worker. Nothing elsewhere. */
 #ifdef BR_FAULTS
 void br__outside_late(struct br_runtime *rt);
 #else
