@@ -445,8 +445,8 @@ static void sync_tasks(br_runtime *rt)
 	 * producer on a full channel, a producer that never ran leaves the
 	 * consumer on an empty one. */
 	first_done(fs, 2);
-	all_ok &= AWAIT("consumer", cons, &v);
 	br_chan_close(c.ch);
+	all_ok &= AWAIT("consumer", cons, &v);
 	all_ok &= AWAIT("producer", prod, NULL);
 	if (all_ok && (long)(intptr_t)v != CHAN_ITEMS * (CHAN_ITEMS + 1) / 2)
 		BAD("channel sum", v);
