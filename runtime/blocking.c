@@ -617,8 +617,8 @@ static br_future *spawn_blocking(br_runtime *rt, br_task_fn fn, void *arg);
 
 br_future *br_spawn_blocking(br_runtime *rt, br_task_fn fn, void *arg)
 {
-	struct br__worker *w = br__worker_current();
 	br_future *f;
+	int in;
 
 	if (!br__runtime_ok(rt))
 		return br__future_failed(
@@ -626,16 +626,15 @@ br_future *br_spawn_blocking(br_runtime *rt, br_task_fn fn, void *arg)
 	if (!fn)
 		return br__future_failed(-EINVAL,
 					 "br_spawn_blocking: fn is NULL");
-	if (w && w->rt == rt)
-		return spawn_blocking(rt, fn, arg);
 	/* From outside, counted, so that br_runtime_free() does not free
 	 * the pool under the call (task.c). */
-	if (!br__outside_open(rt))
+	in = br__outside_enter(br__worker_current(), rt);
+	if (in < 0)
 		return br__future_failed(
 			BR_ECLOSED,
 			"br_spawn_blocking: the runtime is closing");
 	f = spawn_blocking(rt, fn, arg);
-	br__outside_end(rt);
+	br__outside_leave(rt, in);
 	return f;
 }
 

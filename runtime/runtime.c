@@ -38,13 +38,13 @@
  *     only fall, and a sum read counter by counter is at least the true
  *     count when the last one is read: a sum of 0 means no task is
  *     running. A spawn from outside that counted itself before closing
- *     was stored (task.c, br__outside_open) may count and queue its task
+ *     was stored (task.c, br__outside_enter) may count and queue its task
  *     after the sum read 0: br_runtime_free waits for such calls and then
  *     for the sum again, and workers drop tasks not started yet while
  *     closing, so its future still completes.
  *   - outside_calls: seq_cst loads here, after the live count reads 0:
  *     with the seq_cst store of closing, the Dekker pair of task.c's
- *     br__outside_open(), and acquiring the callers' release decrements.
+ *     br__outside_enter(), and acquiring the callers' release decrements.
  *   - stop: release store, acquire load in the worker loop.
  */
 #include <errno.h>
@@ -357,7 +357,7 @@ void br_runtime_free(br_runtime *rt)
 
 	if (!br__runtime_ok(rt))
 		return;
-	if (me && me->rt == rt) {
+	if (br__worker_of(me, rt)) {
 		br__log(&rt->log, BR_LOG_ERR,
 			"br_runtime_free called from one of its own "
 			"workers; ignored");
@@ -369,16 +369,16 @@ void br_runtime_free(br_runtime *rt)
 			"pool; ignored");
 		return;
 	}
-	/* seq_cst: pairs with task.c's br__outside_open() (and with a spawn's
+	/* seq_cst: pairs with task.c's br__outside_enter() (and with a spawn's
 	 * re-check of closing). */
 	atomic_store_explicit(&rt->closing, 1, memory_order_seq_cst);
 	br__blocking_close(rt->blocking);
 	wait_tasks(rt, &nap);
 	/* No task is left to be woken, and a call from outside that counts
-	 * itself from now on sees closing (task.c, br__outside_open): wait for
+	 * itself from now on sees closing (task.c, br__outside_enter): wait for
 	 * those still under way, then for any task a spawn among them let
 	 * through before closing. seq_cst: the Dekker pair with
-	 * br__outside_open(); it also acquires the callers' release decrements.
+	 * br__outside_enter(); it also acquires the callers' release decrements.
 	 * Before the blocking pool goes: br_spawn_blocking() is such a
 	 * call. */
 	while (atomic_load_explicit(&rt->outside_calls, memory_order_seq_cst))

@@ -37,7 +37,7 @@ struct br_runtime {
 	/* Calls from threads outside the runtime (plain ones, blocking
 	 * threads, other runtimes' workers) that may touch it while no live
 	 * task holds br_runtime_free() back, which it waits out (task.c,
-	 * br__outside_open). On a line of its own: workers never touch
+	 * br__outside_enter). On a line of its own: workers never touch
 	 * it. */
 	BR__CACHE_ALIGNED _Atomic long outside_calls;
 	struct br__inject inject;

@@ -160,7 +160,7 @@ void br__stats_count(struct br_runtime *rt, unsigned i)
 {
 	struct br__worker *w = br__worker_current();
 
-	if (w && w->rt == rt)
+	if (br__worker_of(w, rt))
 		br__stat_add(&w->obs, i, 1);
 	else
 		/* Relaxed: a count, read only for its value. */

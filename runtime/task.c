@@ -234,7 +234,7 @@ static struct br__task *task_new(struct br__worker *w, struct br_runtime *rt,
  *     or release store), so whoever sees the task end sees the
  *     increment too;
  *   - a spawn, a callback or a blocking call (blocking.c), from before
- *     it looks at closing to its return (br__outside_open): nothing
+ *     it looks at closing to its return (br__outside_enter): nothing
  *     holds the runtime open yet, so the count and closing are a Dekker
  *     pair. The caller adds (seq_cst) then reads closing (seq_cst);
  *     br_runtime_free() stores closing (seq_cst) and later reads the
@@ -253,25 +253,32 @@ void br__outside_end(struct br_runtime *rt)
 	atomic_fetch_sub_explicit(&rt->outside_calls, 1, memory_order_release);
 }
 
-int br__outside_open(struct br_runtime *rt)
+int br__outside_enter(struct br__worker *w, struct br_runtime *rt)
 {
+	if (br__worker_of(w, rt))
+		/* A task of rt holds br_runtime_free() back. */
+		return atomic_load_explicit(&rt->closing,
+					    memory_order_relaxed) ?
+			       -1 :
+			       0;
 	atomic_fetch_add_explicit(&rt->outside_calls, 1, memory_order_seq_cst);
 	if (atomic_load_explicit(&rt->closing, memory_order_seq_cst)) {
 		br__outside_end(rt);
-		return 0;
+		return -1;
 	}
 	/* In a faults build, held up here as a preempted caller would be. */
 	br__outside_late(rt);
 	return 1;
 }
 
-static int is_own(const struct br__worker *w, const struct br_runtime *rt)
+void br__outside_leave(struct br_runtime *rt, int entered)
 {
-	return w && w->rt == rt;
+	if (entered > 0)
+		br__outside_end(rt);
 }
 
 /* Make t runnable; w is the calling thread's worker. counted: the caller
- * is outside t's runtime and already counted (br__outside_open). */
+ * is outside t's runtime and already counted (br__outside_enter). */
 static void schedule(struct br__worker *w, struct br__task *t, int counted)
 {
 	struct br_runtime *rt = t->rt;
@@ -284,30 +291,23 @@ static void schedule(struct br__worker *w, struct br__task *t, int counted)
 		pinned = 1;
 		pin = f->pin;
 	}
-	if (pinned) {
-		struct br__worker *target = &rt->workers[pin];
-
-		if (w == target) {
+	if (br__worker_of(w, rt)) {
+		if (!pinned || w == &rt->workers[pin])
 			br__worker_push_lifo(w, t);
-		} else if (is_own(w, rt)) {
-			br__worker_remote_wake(target, t);
-		} else {
-			outside_begin(rt);
-			br__worker_remote_wake(target, t);
-			br__outside_end(rt);
-		}
-		return;
-	}
-	if (is_own(w, rt)) {
-		br__worker_push_lifo(w, t);
+		else
+			br__worker_remote_wake(&rt->workers[pin], t);
 		return;
 	}
 	if (!counted)
 		outside_begin(rt);
-	br__obs_ready(&rt->obs, &t->ready_ns);
-	br__inject_push(&rt->inject, t);
-	br__outside_late(rt);
-	br__idle_notify(rt, 1);
+	if (pinned) {
+		br__worker_remote_wake(&rt->workers[pin], t);
+	} else {
+		br__obs_ready(&rt->obs, &t->ready_ns);
+		br__inject_push(&rt->inject, t);
+		br__outside_late(rt);
+		br__idle_notify(rt, 1);
+	}
 	if (!counted)
 		br__outside_end(rt);
 }
@@ -318,7 +318,7 @@ void br__task_schedule(struct br__task *t)
 }
 
 /* Queue a task that has never run; w is the calling thread's worker. A
- * caller outside the task's runtime is counted (br__outside_open). */
+ * caller outside the task's runtime is counted (br__outside_enter). */
 static void schedule_new(struct br__worker *w, struct br__task *t)
 {
 	struct br_runtime *rt = t->rt;
@@ -332,7 +332,7 @@ static void schedule_new(struct br__worker *w, struct br__task *t)
 			br__worker_remote_push(&rt->workers[t->pin], t);
 		return;
 	}
-	if (is_own(w, rt)) {
+	if (br__worker_of(w, rt)) {
 		br__worker_push_local(w, t);
 		return;
 	}
@@ -388,6 +388,7 @@ br_future *br__spawn_task(br_runtime *rt, br_task_fn fn, void *arg,
 {
 	struct br__worker *w = br__worker_current();
 	br_future *f;
+	int in;
 
 	if (!br__runtime_ok(rt))
 		return br__future_failed(BR_EBADOBJ,
@@ -408,17 +409,12 @@ br_future *br__spawn_task(br_runtime *rt, br_task_fn fn, void *arg,
 		if (opts->flags & BR_SPAWN_PINNED)
 			flags |= BR__T_PINNED;
 	}
-	if (is_own(w, rt)) {
-		if (atomic_load_explicit(&rt->closing, memory_order_relaxed))
-			return br__future_failed(
-				BR_ECLOSED, "br_spawn: the runtime is closing");
-		return spawn_open(w, rt, fn, arg, opts, flags);
-	}
-	if (!br__outside_open(rt))
+	in = br__outside_enter(w, rt);
+	if (in < 0)
 		return br__future_failed(BR_ECLOSED,
 					 "br_spawn: the runtime is closing");
 	f = spawn_open(w, rt, fn, arg, opts, flags);
-	br__outside_end(rt);
+	br__outside_leave(rt, in);
 	return f;
 }
 
@@ -565,15 +561,15 @@ static br_future *call_at(br_runtime *rt, int64_t deadline, br_callback_fn fn,
 {
 	struct br__worker *w = br__worker_current();
 	struct br__task *t;
+	int in;
 
 	if (!br__runtime_ok(rt))
 		return br__future_failed(BR_EBADOBJ,
 					 "br_call_soon: not a live runtime");
 	if (!fn)
 		return br__future_failed(-EINVAL, "br_call_soon: fn is NULL");
-	if (is_own(w, rt) ?
-		    atomic_load_explicit(&rt->closing, memory_order_relaxed) :
-		    !br__outside_open(rt))
+	in = br__outside_enter(w, rt);
+	if (in < 0)
 		return br__future_failed(
 			BR_ECLOSED, "br_call_soon: the runtime is closing");
 	t = task_new(w, rt, BR__T_CALLBACK);
@@ -583,8 +579,7 @@ static br_future *call_at(br_runtime *rt, int64_t deadline, br_callback_fn fn,
 		t->deadline = deadline;
 		schedule_new(w, t);
 	}
-	if (!is_own(w, rt))
-		br__outside_end(rt);
+	br__outside_leave(rt, in);
 	return t ? &t->fut : &br__future_enomem;
 }
 

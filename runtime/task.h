@@ -167,12 +167,15 @@ int br__task_set_bytes(void *buf, size_t len);
 int br__task_set_output(void *buf, size_t len);
 
 /*
- * br__outside_open - count a spawn or call from a thread outside rt, so
- * that br_runtime_free() waits for it; returns 0 (and counts nothing) if
- * rt is closing. br__outside_end() ends it. See task.c. Context: a
- * thread that is not one of rt's workers.
+ * br__outside_enter - before a spawn or call on rt from w (the calling
+ * thread's worker, or NULL): -1 if rt is closing; 0 from one of rt's own
+ * workers (a task holds br_runtime_free() back); 1 from any other thread,
+ * which is then counted so that br_runtime_free() waits for the call (see
+ * task.c). br__outside_leave() ends what it returned, br__outside_end()
+ * a count.
  */
-int br__outside_open(struct br_runtime *rt);
+int br__outside_enter(struct br__worker *w, struct br_runtime *rt);
+void br__outside_leave(struct br_runtime *rt, int entered);
 void br__outside_end(struct br_runtime *rt);
 
 /* br_spawn_ex with BR__T_* flags of the runtime's own (flags). */

@@ -226,6 +226,7 @@
  * outside a runtime up unless the point's failinfo says otherwise: long
  * enough for a task to end and the runtime to be freed meanwhile. */
 #define OUTSIDE_LATE_MS 20
+#define OUTSIDE_LATE_MAX_MS 10000
 
 __thread struct br__worker *br__tls_worker;
 
@@ -347,16 +348,20 @@ void br__worker_remote_wake(struct br__worker *w, struct br__task *t)
 #ifdef BR_FAULTS
 void br__outside_late(struct br_runtime *rt)
 {
-	struct br__worker *me = br__worker_current();
 	uintptr_t ms;
 
 	/* Outside rt only, so that a "once" failing is spent on such a
 	 * thread; the failinfo given with the point, if any, is the delay
-	 * in milliseconds. */
-	if ((me && me->rt == rt) || !BR__FAULT("braid/sched/outside_late"))
+	 * in milliseconds (at most OUTSIDE_LATE_MAX_MS). */
+	if (br__worker_of(br__worker_current(), rt) ||
+	    !BR__FAULT("braid/sched/outside_late"))
 		return;
 	ms = (uintptr_t)fiu_failinfo();
-	usleep((useconds_t)((ms ? ms : OUTSIDE_LATE_MS) * 1000));
+	if (!ms)
+		ms = OUTSIDE_LATE_MS;
+	usleep((useconds_t)(ms < OUTSIDE_LATE_MAX_MS ? ms :
+						       OUTSIDE_LATE_MAX_MS) *
+	       1000);
 }
 #endif
 

@@ -163,7 +163,7 @@ void br__worker_remote_wake(struct br__worker *w, struct br__task *t);
 
 /* In a faults build, a thread outside rt is held up here, as a
  * preempted one would be (braid/sched/outside_late): after a spawn, a
- * callback or a blocking call saw rt open (task.c, br__outside_open),
+ * callback or a blocking call saw rt open (task.c, br__outside_enter),
  * and after a wake-up or a spawn made its task runnable, before it
  * wakes the worker. Nothing elsewhere. */
 #ifdef BR_FAULTS
@@ -198,6 +198,13 @@ void br__worker_push_local(struct br__worker *w, struct br__task *t);
 /* Cancel every live task of every worker (shutdown). Context: any. */
 void br__workers_cancel_all(struct br_runtime *rt);
 
+/* Whether w, the calling thread's worker (or NULL), is one of rt's. */
+static inline int br__worker_of(const struct br__worker *w,
+				const struct br_runtime *rt)
+{
+	return w && w->rt == rt;
+}
+
 /*
  * br__live_add_on - count a task spawned (+1) or ended (-1); w is the
  * calling thread's worker or NULL. On a worker of
@@ -209,7 +216,7 @@ void br__workers_cancel_all(struct br_runtime *rt);
 static inline void br__live_add_on(struct br__worker *w, struct br_runtime *rt,
 				   int64_t d)
 {
-	if (w && w->rt == rt)
+	if (br__worker_of(w, rt))
 		atomic_store_explicit(
 			&w->live,
 			atomic_load_explicit(&w->live, memory_order_relaxed) +

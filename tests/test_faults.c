@@ -55,14 +55,7 @@ static void clear_point(const char *name)
 	cr_assert_eq(fiu_disable(name), 0);
 }
 /* Make the delay point name hold the next thread that reaches it up for
- * ms milliseconds (its failinfo). */
-static void delay_point_once(const char *name, unsigned ms)
-{
-	cr_assert_eq(fiu_init(0), 0);
-	cr_assert_eq(fiu_enable(name, 1, (void *)(uintptr_t)ms, FIU_ONETIME),
-		     0);
-}
-/* The same, and the point's first hold-up sets delay_reached. */
+ * ms milliseconds (its failinfo); that hold-up sets delay_reached. */
 static atomic_int delay_reached;
 static int note_delay(const char *name, int *failnum, void **failinfo,
 		      unsigned int *flags)
@@ -74,7 +67,7 @@ static int note_delay(const char *name, int *failnum, void **failinfo,
 	atomic_store(&delay_reached, 1);
 	return 1;
 }
-static void delay_point_once_noted(const char *name, unsigned ms)
+static void delay_point_once(const char *name, unsigned ms)
 {
 	atomic_store(&delay_reached, 0);
 	cr_assert_eq(fiu_init(0), 0);
@@ -93,13 +86,8 @@ static void fail_point(const char *name, int once)
 	(void)name;
 	(void)once;
 }
-static void delay_point_once(const char *name, unsigned ms)
-{
-	(void)name;
-	(void)ms;
-}
 static atomic_int delay_reached;
-static void delay_point_once_noted(const char *name, unsigned ms)
+static void delay_point_once(const char *name, unsigned ms)
 {
 	(void)name;
 	(void)ms;
@@ -1039,10 +1027,10 @@ static void *resolve_late_promise(void *arg)
  * wakes the worker; meanwhile the task runs on its busy worker and ends,
  * and rt is freed. pinned: the task is pinned to worker 1 (its mail
  * slot), else it goes through the injection queue. */
-static void outside_late_then_free(unsigned workers, int pinned)
+static void outside_late_then_free(unsigned workers, int pinned, unsigned flags)
 {
 	struct late_wake lw = { .promise = br_promise_new() };
-	br_runtime *rt = t_runtime(workers, 0);
+	br_runtime *rt = t_runtime(workers, flags);
 	unsigned w = workers - 1;
 	br_future *busy, *t;
 	pthread_t resolver;
@@ -1080,7 +1068,8 @@ Test(faults, a_runtime_freed_while_a_thread_wakes_a_pinned_task_waits,
      .timeout = 30)
 {
 	NEED_FAULTS();
-	outside_late_then_free(2, 1);
+	FOR_EACH_MODE(flags)
+	outside_late_then_free(2, 1, flags);
 }
 
 /* The same through the injection queue: the waker read the runtime's
@@ -1088,7 +1077,8 @@ Test(faults, a_runtime_freed_while_a_thread_wakes_a_pinned_task_waits,
 Test(faults, a_runtime_freed_while_a_thread_wakes_a_task_waits, .timeout = 30)
 {
 	NEED_FAULTS();
-	outside_late_then_free(1, 0);
+	FOR_EACH_MODE(flags)
+	outside_late_then_free(1, 0, flags);
 }
 
 enum {
@@ -1130,15 +1120,14 @@ static void *call_late(void *arg)
 /* A plain thread spawns (or queues a callback, or a blocking call) and is
  * held up (braid/sched/outside_late) once it has seen the runtime open;
  * the runtime is freed meanwhile. */
-static void call_late_then_free(int kind)
+static void call_late_then_free(int kind, unsigned flags)
 {
-	struct late_call lc = { .rt = t_runtime(1, 0), .kind = kind };
+	struct late_call lc = { .rt = t_runtime(1, flags), .kind = kind };
 	pthread_t caller;
 	br_state st;
 	int err;
 
-	delay_point_once_noted("braid/sched/outside_late",
-			       OUTSIDE_LATE_TEST_MS);
+	delay_point_once("braid/sched/outside_late", OUTSIDE_LATE_TEST_MS);
 	t_thread_start(&caller, call_late, &lc);
 	cr_assert_eq(t_spin_until(&delay_reached, 1, 10000 * T_NS_PER_MS), 0,
 		     "the call was never held up");
@@ -1165,7 +1154,8 @@ Test(faults, a_spawn_racing_br_runtime_free_is_refused_or_dropped,
      .timeout = 30)
 {
 	NEED_FAULTS();
-	call_late_then_free(LATE_SPAWN);
+	FOR_EACH_MODE(flags)
+	call_late_then_free(LATE_SPAWN, flags);
 }
 
 /* The same for br_call_soon(), whose callbacks are not in the live count
@@ -1174,7 +1164,8 @@ Test(faults, a_callback_racing_br_runtime_free_is_refused_or_dropped,
      .timeout = 30)
 {
 	NEED_FAULTS();
-	call_late_then_free(LATE_CALLBACK);
+	FOR_EACH_MODE(flags)
+	call_late_then_free(LATE_CALLBACK, flags);
 }
 
 /* The same for br_spawn_blocking(), which went on to queue its call in a
@@ -1183,5 +1174,6 @@ Test(faults, a_blocking_call_racing_br_runtime_free_is_refused_or_dropped,
      .timeout = 30)
 {
 	NEED_FAULTS();
-	call_late_then_free(LATE_BLOCKING);
+	FOR_EACH_MODE(flags)
+	call_late_then_free(LATE_BLOCKING, flags);
 }
