@@ -1057,6 +1057,7 @@ static void outside_late_then_free(unsigned workers, int pinned, unsigned flags)
 		  "the resolver woke the worker before the task ended");
 	br_runtime_free(rt);
 	cr_assert_eq((intptr_t)t_thread_join(resolver), 0);
+	clear_point("braid/sched/outside_late");
 }
 
 /* A plain thread that made a pinned task runnable (its worker's mail
@@ -1135,6 +1136,7 @@ static void call_late_then_free(int kind, unsigned flags)
 		  "the call returned before the runtime was freed");
 	br_runtime_free(lc.rt);
 	t_thread_join(caller);
+	clear_point("braid/sched/outside_late");
 	st = br_future_state(lc.f);
 	err = br_future_error(lc.f);
 	/* Refused (it saw closing), or queued and then dropped or run: never
