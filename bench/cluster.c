@@ -203,7 +203,6 @@ static void threads_read(struct threads *t)
 		closedir(d);
 }
 
-/* Where rank 0's CPU went between a and b, per unit of work, on stderr. */
 /*
  * Where rank 0's CPU went between a and b, per unit of work, on stderr;
  * returns the driver thread's part in ns. The driver is the newest of

@@ -343,8 +343,7 @@ Test(pool, map_item_errors_keeps_every_other_items_result, .timeout = 60)
 			cr_assert_not_null(o, "item %u", i);
 			cr_assert_eq(err, 0);
 			cr_assert_eq(len, sizeof(v));
-			/* Not aligned: an item's bytes follow the messages
-			 * of the failed items before it. */
+			/* br_map_result() promises no alignment. */
 			memcpy(&v, o, sizeof(v));
 			cr_assert_eq(v, i);
 			cr_assert_str_eq(br_map_item_message(f, i), "");
@@ -407,6 +406,85 @@ Test(pool, map_item_errors_a_dead_chunk_fails_only_its_items, .timeout = 60)
 	cr_assert_eq(br_future_state(f), BR_CANCELLED);
 	cr_assert_null(br_map_item(f, 0, &len, &err));
 	cr_assert_eq(err, -ECANCELED);
+	br_future_release(f);
+	finish(p, rt);
+}
+
+/* 200 KiB of its item's first byte. */
+static int fill_job(br_job *job, const void *in, size_t len)
+{
+	static char buf[200 << 10];
+
+	memset(buf, *(const uint8_t *)in, sizeof(buf));
+	return br_job_write(job, buf, sizeof(buf));
+}
+
+/* As many bytes as its item says, each the size's low byte. */
+static int sized_job(br_job *job, const void *in, size_t len)
+{
+	static char buf[1 << 20];
+	uint32_t n;
+
+	memcpy(&n, in, sizeof(n));
+	memset(buf, (uint8_t)n, n);
+	return br_job_write(job, buf, n);
+}
+
+/* With a max_payload of 1 MiB a chunk's output has 1 MiB + 128 KiB
+ * (pool.c, make_shm): these two items fill it to the byte. */
+static const uint32_t sizes[4] = { 1 << 20, (128 << 10) - 16, 8, 8 };
+
+/* Items of one chunk whose outputs together pass max_payload: those that
+ * fit keep their outputs, each one after fails with -EMSGSIZE. */
+Test(pool, map_items_past_max_payload_fail_alone, .timeout = 60)
+{
+	br_runtime *rt = t_runtime(1, 0);
+	br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1,
+						    .max_payload = 1 << 20 });
+	uint8_t items[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	size_t len;
+	int err;
+	br_future *f = br_map_ex(p, fill_job, items, 1, 8, 8,
+				 BR_MAP_ITEM_ERRORS);
+
+	cr_assert_eq(await_within(f, 10000), 0, "%s", br_future_message(f));
+	for (unsigned i = 0; i < 8; i++) {
+		const uint8_t *o = br_map_item(f, i, &len, &err);
+
+		if (i < 5) {
+			cr_assert_eq(err, 0, "item %u: %d", i, err);
+			cr_assert_eq(len, 200 << 10);
+			cr_assert_eq(o[0], items[i]);
+			cr_assert_eq(o[len - 1], items[i]);
+		} else {
+			cr_assert_null(o);
+			cr_assert_eq(err, -EMSGSIZE, "item %u: %d", i, err);
+		}
+	}
+	br_future_release(f);
+	/* By default the first of them fails the map. */
+	f = br_map(p, fill_job, items, 1, 8, 8);
+	cr_assert_eq(await_within(f, 10000), -EMSGSIZE);
+	cr_assert(strstr(br_future_message(f), "item 5") != NULL, "%s",
+		  br_future_message(f));
+	br_future_release(f);
+	/* Outputs that leave no room for the next item's header: the
+	 * chunk's output ends there, and so does every item after. */
+	f = br_map_ex(p, sized_job, sizes, sizeof(sizes[0]), 4, 4,
+		      BR_MAP_ITEM_ERRORS);
+	cr_assert_eq(await_within(f, 10000), 0, "%s", br_future_message(f));
+	for (unsigned i = 0; i < 4; i++) {
+		const uint8_t *o = br_map_item(f, i, &len, &err);
+
+		if (i < 2) {
+			cr_assert_eq(err, 0, "item %u: %d", i, err);
+			cr_assert_eq(len, sizes[i]);
+			cr_assert_eq(o[len - 1], (uint8_t)sizes[i]);
+		} else {
+			cr_assert_eq(err, -EMSGSIZE, "item %u: %d", i, err);
+			cr_assert_str_neq(br_map_item_message(f, i), "");
+		}
+	}
 	br_future_release(f);
 	finish(p, rt);
 }
