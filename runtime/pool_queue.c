@@ -19,7 +19,10 @@
  *   The collector task drains every worker's result ring, completes the
  *   futures, refills the ring from the overflow list, and then sleeps in
  *   a read of the pool's eventfd through the loop, after raising
- *   collector_waiting (pool_shm.h, Doorbells).
+ *   collector_waiting (pool_shm.h, Doorbells). While there is work it
+ *   yields after every round, and once per COLLECTOR_SLICE_NS lets its
+ *   worker's timers and I/O run too (br__yield_to_loop): a big map keeps
+ *   it busy from start to end.
  *
  *   The job state machine and the invariants the functions here keep are
  *   in pool.h.
@@ -39,9 +42,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "futex.h"
 #include "pool.h"
 #include "stats.h"
+#include "task.h"
 
 void br__pool_wake_workers(struct br_pool *p, int n)
 {
@@ -569,10 +574,15 @@ void br__pool_kick_collector(struct br_pool *p)
 	(void)!write(p->efd, &one, sizeof(one));
 }
 
+/* How long the collector works on before it lets its worker's timers
+ * and I/O run. */
+#define COLLECTOR_SLICE_NS (1 * BR__NS_PER_MS)
+
 void *br__pool_collector(void *arg)
 {
 	struct br_pool *p = arg;
 	struct br__pool_shm *s;
+	int64_t slice = br_now_ns(); /* since the loop last ran its timers */
 
 	if (!br__pool_enter(p))
 		return NULL;
@@ -584,8 +594,25 @@ void *br__pool_collector(void *arg)
 		for (unsigned w = 0; w < p->nworkers; w++)
 			n += br__pool_drain(p, w);
 		n += br__pool_refill(p, 0);
-		if (n)
+		if (n) {
+			/* A map of quick items keeps this busy from its
+			 * first chunk to its last: the worker's other tasks
+			 * get a turn after every round, and its timers and
+			 * I/O once per slice however long the rounds (a
+			 * chunk's first copy can take a fault per page). */
+			int64_t now = br_now_ns();
+			int r;
+
+			if (now - slice < COLLECTOR_SLICE_NS) {
+				r = br_yield();
+			} else {
+				r = br__yield_to_loop();
+				slice = br_now_ns();
+			}
+			if (r == -ECANCELED)
+				break;
 			continue;
+		}
 		/* A worker frees a ring slot after pushing its result, so
 		 * a slot may free up after the br__pool_drain above: the check after
 		 * raising the flag covers results and free slots alike. */
@@ -599,6 +626,7 @@ void *br__pool_collector(void *arg)
 		if (br__pool_poll(p->efd, -1) < 0)
 			break; /* cancelled: the pool or the runtime closes */
 		(void)!read(p->efd, &v, sizeof(v));
+		slice = br_now_ns();
 	}
 	br__pool_leave(p);
 	return NULL;

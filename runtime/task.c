@@ -674,6 +674,13 @@ int br_yield(void)
 	return 0;
 }
 
+int br__yield_to_loop(void)
+{
+	if (br__task_current())
+		br__worker_run_due(br__worker_current());
+	return br_yield();
+}
+
 int br_sleep_until(int64_t deadline)
 {
 	struct br__task *t = br__task_current();

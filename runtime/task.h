@@ -117,6 +117,16 @@ int br__task_cancel(struct br__task *t);
 int br__task_cancel_pending(struct br__task *t);
 
 /*
+ * br__yield_to_loop - br_yield(), after firing the worker's due timers
+ * and polling its I/O, so that what they wake runs before the caller
+ * comes back. br_yield() alone lets them run only every so many turns,
+ * however long each turn: a task that keeps busy in long turns (a pool's
+ * collector through a big map) calls this once per slice of work
+ * instead. Context: a task.
+ */
+int br__yield_to_loop(void);
+
+/*
  * br__task_schedule - make t (a spawned task, or the top task of a woken
  * fiber) runnable: the LIFO slot of the calling worker when it belongs to
  * t's runtime, the pinned worker's queue for pinned tasks, else the

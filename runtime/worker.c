@@ -413,6 +413,13 @@ static void run_timers(struct br__worker *w)
 		br__timers_run(w, br_now_ns());
 }
 
+void br__worker_run_due(struct br__worker *w)
+{
+	BR__ASSERT_OWNER(w);
+	run_timers(w);
+	br__ring_poll(w);
+}
+
 /* Advance w's tick and return it. Relaxed load and store, not an RMW: only
  * the owner writes it; the watchdog reads it after w->fiber (stats.c). */
 static inline uint32_t tick_next(struct br__worker *w)

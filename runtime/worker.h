@@ -125,6 +125,11 @@ static inline struct br__fiber *br__worker_fiber(struct br__worker *w)
  * resume on another thread after any suspension (STYLE 4.3). */
 struct br__worker *br__worker_current(void);
 
+/* Fire w's due timers and poll its I/O now, as its scheduler does
+ * between tasks: what they wake queues behind the caller. Context: a task
+ * running on worker w. */
+void br__worker_run_due(struct br__worker *w);
+
 extern __thread struct br__worker *br__tls_worker;
 
 /* Debug builds: this runs on worker w's own thread (STYLE 4.3). */

@@ -444,8 +444,8 @@ Test(pool, map_items_past_max_payload_fail_alone, .timeout = 60)
 	uint8_t items[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
 	size_t len;
 	int err;
-	br_future *f = br_map_ex(p, fill_job, items, 1, 8, 8,
-				 BR_MAP_ITEM_ERRORS);
+	br_future *f =
+		br_map_ex(p, fill_job, items, 1, 8, 8, BR_MAP_ITEM_ERRORS);
 
 	cr_assert_eq(await_within(f, 10000), 0, "%s", br_future_message(f));
 	for (unsigned i = 0; i < 8; i++) {
@@ -487,6 +487,74 @@ Test(pool, map_items_past_max_payload_fail_alone, .timeout = 60)
 	}
 	br_future_release(f);
 	finish(p, rt);
+}
+
+struct ticker {
+	atomic_int stop;
+	int64_t longest_ns; /* the longest gap between two wake-ups */
+	long ticks;
+};
+
+/* Sleeps 1 ms at a time until stopped, timing the gaps. */
+static void *tick_task(void *arg)
+{
+	struct ticker *tk = arg;
+	int64_t last = br_now_ns(), now;
+
+	while (!atomic_load(&tk->stop)) {
+		br_sleep_ms(1);
+		now = br_now_ns();
+		if (now - last > tk->longest_ns)
+			tk->longest_ns = now - last;
+		last = now;
+		tk->ticks++;
+	}
+	return NULL;
+}
+
+/* The pool's collector, a task, drained results and refilled the ring
+ * for as long as there was any to move: through a long map of items as
+ * quick to run as to copy it held its worker, and a task that shared it
+ * waited for the whole map. It now lets the worker's other tasks run
+ * between rounds. */
+Test(pool, a_long_map_leaves_room_for_the_collectors_other_tasks,
+     .timeout = 120)
+{
+	enum {
+		N = 100000,
+		INTS = 100
+	};
+	int32_t *items = calloc(N, INTS * sizeof(int32_t));
+
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(1, flags);
+		br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 1 });
+		struct ticker tk = { .longest_ns = 0 };
+		br_future *t, *f;
+		int64_t t0, map_ns;
+
+		t = br_spawn(rt, tick_task, &tk);
+		br_sleep_ms(20);
+		t0 = br_now_ns();
+		for (int rep = 0; rep < 3; rep++) {
+			f = br_map(p, sum_job, items, INTS * sizeof(int32_t), N,
+				   0);
+			cr_assert_eq(await_within(f, 60000), 0, "%s",
+				     br_future_message(f));
+			br_future_release(f);
+		}
+		map_ns = br_now_ns() - t0;
+		atomic_store(&tk.stop, 1);
+		cr_assert_eq(br_wait_for(t, 10000, NULL), 0);
+		br_future_release(t);
+		cr_assert_lt(tk.longest_ns, 50 * T_NS_PER_MS + map_ns / 8,
+			     "the sleeper waited %.1f ms in maps of %.1f ms "
+			     "(%ld ticks)",
+			     tk.longest_ns / 1e6, map_ns / 1e6, tk.ticks);
+		finish(p, rt);
+	}
+	free(items);
 }
 
 static void check_imap(unsigned flags)
