@@ -19,10 +19,9 @@
  *   The collector task drains every worker's result ring, completes the
  *   futures, refills the ring from the overflow list, and then sleeps in
  *   a read of the pool's eventfd through the loop, after raising
- *   collector_waiting (pool_shm.h, Doorbells). While there is work it
- *   yields after every round, and once per COLLECTOR_SLICE_NS lets its
- *   worker's timers and I/O run too (br__yield_to_loop): a big map keeps
- *   it busy from start to end.
+ *   collector_waiting (pool_shm.h, Doorbells). A big map keeps it busy
+ *   from start to end: once per COLLECTOR_SLICE_NS of work it yields,
+ *   and lets its worker's timers and I/O run too (br__yield_to_loop).
  *
  *   The job state machine and the invariants the functions here keep are
  *   in pool.h.
@@ -596,21 +595,15 @@ void *br__pool_collector(void *arg)
 		n += br__pool_refill(p, 0);
 		if (n) {
 			/* A map of quick items keeps this busy from its
-			 * first chunk to its last: the worker's other tasks
-			 * get a turn after every round, and its timers and
-			 * I/O once per slice however long the rounds (a
-			 * chunk's first copy can take a fault per page). */
-			int64_t now = br_now_ns();
-			int r;
-
-			if (now - slice < COLLECTOR_SLICE_NS) {
-				r = br_yield();
-			} else {
-				r = br__yield_to_loop();
+			 * first chunk to its last: once per slice, however
+			 * long the rounds (a chunk's first copy can take a
+			 * fault per page), the worker's other tasks, timers
+			 * and I/O get their turn. */
+			if (br_now_ns() - slice >= COLLECTOR_SLICE_NS) {
+				if (br__yield_to_loop() == -ECANCELED)
+					break;
 				slice = br_now_ns();
 			}
-			if (r == -ECANCELED)
-				break;
 			continue;
 		}
 		/* A worker frees a ring slot after pushing its result, so
