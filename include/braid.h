@@ -2222,9 +2222,11 @@ typedef int (*br_pool_init_fn)(const void *arg, size_t len);
  *   mpi           1: the pool spans every rank of the MPI job that
  *                 br_mpi_serve() joined (libbraid-mpi): each rank runs
  *                 workers of its own (workers per rank; 0: its CPUs), and
- *                 jobs go wherever there is room. Without MPI (no
- *                 br_mpi_serve(), or a job of one rank) the pool is an
- *                 ordinary local one.
+ *                 jobs go wherever there is room. Ranks that share rank
+ *                 0's CPUs get only what rank 0's own workers leave of
+ *                 them (at least one job each at a time). Without MPI
+ *                 (no br_mpi_serve(), or a job of one rank) the pool is
+ *                 an ordinary local one.
  */
 typedef struct br_pool_config {
 	unsigned workers;

@@ -19,7 +19,11 @@
  *   million submitted jobs wait in the pool (where they are anyway) and
  *   not in MPI's buffers or a rank's memory. A rank that is slow returns
  *   results slowly and is given less; jobs go out in batches of up to
- *   BATCH_BYTES per message.
+ *   BATCH_BYTES per message. A rank on rank 0's machine that runs on
+ *   rank 0's CPUs (mpirun --oversubscribe, or ranks per node with more
+ *   workers than CPUs) adds workers but no CPU: such ranks share what
+ *   rank 0 and its own workers leave of those CPUs (set_windows), and
+ *   hold one job each when that is nothing.
  *
  *   A rank that dies under mpirun --enable-recovery never answers again,
  *   and a receive from it never returns: nothing here waits for one rank.
@@ -66,8 +70,9 @@ enum {
 };
 
 struct prank {
-	int workers;  /* > 0 once it said ready */
-	int answered; /* it said ready, or why not */
+	int workers;	 /* > 0 once it said ready */
+	int answered;	 /* it said ready, or why not */
+	unsigned window; /* jobs it may hold (set_windows) */
 	unsigned inflight;
 };
 
@@ -95,6 +100,7 @@ struct cmd {
 
 struct drank {
 	int64_t heard;
+	uint64_t cpus[MW_CPU_WORDS]; /* those it may run on */
 	char host[60];
 	uint8_t *known; /* fn ids named to it, a byte each */
 	size_t known_n;
@@ -200,11 +206,66 @@ static void name_fn(int rank, uint32_t id)
 
 /* ---- pools ---- */
 
+/* Whether rank r runs on some of the CPUs rank 0 runs on. */
+static int shares_cpus(int r)
+{
+	int any = 0;
+
+	if (strcmp(D.ranks[r].host, br__mpi_host) != 0)
+		return 0;
+	for (int k = 0; k < MW_CPU_WORDS; k++)
+		any |= (D.ranks[r].cpus[k] & br__mpi_cpus[k]) != 0;
+	return any;
+}
+
+/*
+ * Each rank's window for dp: WINDOW_PER_WORKER jobs per worker it has,
+ * but a rank that shares rank 0's CPUs adds workers, not CPUs. Such ranks
+ * share what rank 0's own workers and rank 0 itself (which copies every
+ * job in and every result out) leave free of those CPUs, by their worker
+ * counts; whatever that leaves them, each may hold one job, so that work
+ * still reaches it.
+ */
+static void set_windows(struct dpool *dp)
+{
+	uint64_t cpus[MW_CPU_WORDS];
+	unsigned ncpus = 0, mine = br__remote_local_workers(dp->p) + 1;
+	unsigned others = 0, left;
+
+	memcpy(cpus, br__mpi_cpus, sizeof(cpus));
+	for (int r = 1; r < br__mpi_size; r++) {
+		dp->r[r].window =
+			WINDOW_PER_WORKER * (unsigned)dp->r[r].workers;
+		if (dp->r[r].workers > 0 && shares_cpus(r)) {
+			others += (unsigned)dp->r[r].workers;
+			for (int k = 0; k < MW_CPU_WORDS; k++)
+				cpus[k] |= D.ranks[r].cpus[k];
+		}
+	}
+	for (int k = 0; k < MW_CPU_WORDS; k++)
+		ncpus += (unsigned)__builtin_popcountll(cpus[k]);
+	left = ncpus > mine ? ncpus - mine : 0;
+	if (others <= left)
+		return;
+	for (int r = 1; r < br__mpi_size; r++) {
+		struct prank *pr = &dp->r[r];
+
+		if (pr->workers > 0 && shares_cpus(r)) {
+			pr->window = (unsigned)((uint64_t)WINDOW_PER_WORKER *
+						(unsigned)pr->workers * left /
+						others);
+			if (pr->window == 0)
+				pr->window = 1;
+		}
+	}
+}
+
 /* Every rank has answered dp's start: tell the pool what it has. */
 static void maybe_ready(struct dpool *dp)
 {
 	if (dp->answered + 1 < (unsigned)br__mpi_size || !dp->ready)
 		return;
+	set_windows(dp);
 	br_promise_resolve(dp->ready, (void *)(intptr_t)dp->total);
 	br_future_release(dp->ready);
 	dp->ready = NULL;
@@ -311,7 +372,7 @@ static struct dpool *dpool_of(uint32_t id)
 static int fill(struct dpool *dp, int rank)
 {
 	struct prank *pr = &dp->r[rank];
-	unsigned window = WINDOW_PER_WORKER * (unsigned)pr->workers;
+	unsigned window = pr->window;
 	/* The driver thread's only: too big for its stack frame. */
 	static struct br__remote_job jobs[MAX_BATCH];
 	static uint32_t ids[MAX_BATCH];
@@ -395,6 +456,7 @@ static void on_ready(int src, const struct mw_head *h, const char *body,
 	memcpy(&m, body, sizeof(m));
 	m.host[sizeof(m.host) - 1] = '\0';
 	memcpy(D.ranks[src].host, m.host, sizeof(m.host));
+	memcpy(D.ranks[src].cpus, m.cpus, sizeof(m.cpus));
 	if (dp->r[src].answered)
 		return;
 	if (m.workers > 0) {

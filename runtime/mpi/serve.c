@@ -31,6 +31,7 @@
  */
 #include <errno.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,19 @@
 MPI_Comm br__mpi_comm = MPI_COMM_NULL;
 int br__mpi_rank, br__mpi_size;
 char br__mpi_host[60];
+uint64_t br__mpi_cpus[MW_CPU_WORDS];
+
+/* The CPUs this process may run on, into br__mpi_cpus. */
+static void note_cpus(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set) < 0)
+		return; /* none known: no rank is taken to share them */
+	for (int c = 0; c < MW_CPU_WORDS * 64 && c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &set))
+			br__mpi_cpus[c / 64] |= (uint64_t)1 << (c % 64);
+}
 
 static int launched(void)
 {
@@ -86,6 +100,7 @@ int br_mpi_serve(int *argc, char ***argv)
 	MPI_Comm_size(br__mpi_comm, &br__mpi_size);
 	if (gethostname(br__mpi_host, sizeof(br__mpi_host) - 1) < 0)
 		strcpy(br__mpi_host, "?");
+	note_cpus();
 	if (br__mpi_rank != 0)
 		br__mpi_serve_forever();
 	if (br__mpi_size > 1) {

@@ -68,9 +68,15 @@ struct mw_pool_new {
 	uint32_t init_len;
 };
 
-/* MW_POOL_READY: workers (> 0), or a negative error; the host's name. */
+/* CPUs a rank may run on, as a bit set (CPUs 0 to 1023). */
+#define MW_CPU_WORDS 16
+
+/* MW_POOL_READY: workers (> 0), or a negative error; the CPUs the rank
+ * may run on; the host's name. */
 struct mw_ready {
 	int32_t workers;
+	uint32_t pad;
+	uint64_t cpus[MW_CPU_WORDS];
 	char host[60];
 };
 
@@ -111,6 +117,7 @@ static inline size_t mw_pad8(size_t n)
 extern MPI_Comm br__mpi_comm;
 extern int br__mpi_rank, br__mpi_size;
 extern char br__mpi_host[60];
+extern uint64_t br__mpi_cpus[MW_CPU_WORDS]; /* this rank's, at the start */
 
 /*
  * br__mpi_nap - one step of waiting for MPI with nothing else to do: spin
