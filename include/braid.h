@@ -170,12 +170,12 @@ BR_API int br_sleep_until(int64_t deadline_ns);
  *
  * The task goes behind every task already runnable on its worker and may
  * resume on another worker. The worker fires its due timers and polls
- * its I/O between tasks when nothing else is runnable, and otherwise
- * once every 61 turns, so a task that runs long between yields delays
- * them by up to 61 of its turns. Returns 0, or -ECANCELED if the task has
- * been cancelled (it yields all the same, so a cancelled task that polls
- * with br_yield lets others run). From a plain thread it calls
- * sched_yield() and returns 0.
+ * its I/O when it runs out of tasks, and otherwise (a task that yields
+ * counts as one) once every 61 turns, so a task that runs long between
+ * yields delays them by up to 61 of its turns. Returns 0, or -ECANCELED
+ * if the task has been cancelled (it yields all the same, so a cancelled
+ * task that polls with br_yield lets others run). From a plain thread it
+ * calls sched_yield() and returns 0.
  * Context: any thread.
  */
 BR_API int br_yield(void);

@@ -10,7 +10,8 @@
  *   IORING_OP_LINK_TIMEOUT) on the ring of the worker it runs on, the
  *   owner, and suspends without submitting: the owner submits everything
  *   prepared during a tick with one io_uring_enter at its next poll point
- *   (worker.c: before stealing, every 61st tick, and the park itself).
+ *   (worker.c: before stealing, every 61st tick, and the park itself; and
+ *   br__yield_to_loop, from a task that keeps busy).
  *   The CQE's user_data is the br__io; the owner reaps it, stores the
  *   result, sets done and wakes the fiber for the suspension recorded in
  *   io->seq. The woken task then runs wherever the scheduler puts it.
@@ -48,7 +49,8 @@
  *   wake-up succeeds), queued or moving (its wake word is NOTIFIED for an
  *   older seq, the wake-up fails harmlessly, and it will see done when it
  *   next runs on the owner), or running on the owner (impossible while
- *   the owner reaps).
+ *   the owner reaps: it reaps between tasks, or from a task with no
+ *   operation in flight, br__yield_to_loop).
  *
  *   Without a ring the loop waits for readiness instead: the task
  *   registers (fd, events) with its worker, which ppoll()s them together

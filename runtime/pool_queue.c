@@ -581,7 +581,7 @@ void *br__pool_collector(void *arg)
 {
 	struct br_pool *p = arg;
 	struct br__pool_shm *s;
-	int64_t slice = br_now_ns(); /* since the loop last ran its timers */
+	int64_t slice = br_now_ns(); /* when it last let the loop run */
 
 	if (!br__pool_enter(p))
 		return NULL;
@@ -619,7 +619,8 @@ void *br__pool_collector(void *arg)
 		if (br__pool_poll(p->efd, -1) < 0)
 			break; /* cancelled: the pool or the runtime closes */
 		(void)!read(p->efd, &v, sizeof(v));
-		slice = br_now_ns();
+		/* The slice runs on: without a ring the poll returns at
+		 * once when the eventfd is readable, and lets nothing run. */
 	}
 	br__pool_leave(p);
 	return NULL;

@@ -25,6 +25,12 @@
  *        costs an HTTP server requests per CPU-second, as
  *        docs/ARCHITECTURE.md measures);
  *     9. park in the ring wait until the next timer.
+ *   A task that keeps its worker busy in long turns (a pool's collector
+ *   through a big map) reaches step 6 itself, on its own stack, once per
+ *   slice of work (br__worker_run_due, through br__yield_to_loop): a
+ *   yield behind nobody else comes straight back, and 1. comes only every
+ *   GLOBAL_POLL_INTERVAL turns however long they are. It has no timer or
+ *   I/O of its own in flight then, and what the step wakes is queued.
  *
  * Start order
  *   Tasks spawned from a task of this worker go to the bottom of its deque,

@@ -515,8 +515,9 @@ static void *tick_task(void *arg)
 /* The pool's collector, a task, drained results and refilled the ring
  * for as long as there was any to move: through a long map of items as
  * quick to run as to copy it held its worker, and a task that shared it
- * waited for the whole map. It now lets the worker's other tasks run
- * between rounds. */
+ * waited 105 to 112 ms (327 ms under TSan, in maps 8 times as long).
+ * Once per slice of work it now lets the worker's timers, I/O and other
+ * tasks run. */
 Test(pool, a_long_map_leaves_room_for_the_collectors_other_tasks,
      .timeout = 120)
 {
@@ -548,7 +549,7 @@ Test(pool, a_long_map_leaves_room_for_the_collectors_other_tasks,
 		atomic_store(&tk.stop, 1);
 		cr_assert_eq(br_wait_for(t, 10000, NULL), 0);
 		br_future_release(t);
-		cr_assert_lt(tk.longest_ns, 50 * T_NS_PER_MS + map_ns / 8,
+		cr_assert_lt(tk.longest_ns, 50 * T_NS_PER_MS + map_ns / 16,
 			     "the sleeper waited %.1f ms in maps of %.1f ms "
 			     "(%ld ticks)",
 			     tk.longest_ns / 1e6, map_ns / 1e6, tk.ticks);

@@ -100,8 +100,9 @@ struct cmd {
 
 struct drank {
 	int64_t heard;
+	int node;		     /* its machine's lowest rank */
 	uint64_t cpus[MW_CPU_WORDS]; /* those it may run on */
-	char host[60];
+	char host[72];
 	uint8_t *known; /* fn ids named to it, a byte each */
 	size_t known_n;
 };
@@ -211,7 +212,7 @@ static int shares_cpus(int r)
 {
 	int any = 0;
 
-	if (strcmp(D.ranks[r].host, br__mpi_host) != 0)
+	if (D.ranks[r].node != br__mpi_node)
 		return 0;
 	for (int k = 0; k < MW_CPU_WORDS; k++)
 		any |= (D.ranks[r].cpus[k] & br__mpi_cpus[k]) != 0;
@@ -220,11 +221,13 @@ static int shares_cpus(int r)
 
 /*
  * Each rank's window for dp: WINDOW_PER_WORKER jobs per worker it has,
- * but a rank that shares rank 0's CPUs adds workers, not CPUs. Such ranks
+ * but a rank that shares rank 0's CPUs adds workers, not CPUs. The CPUs
+ * they contend for are those any of them, or rank 0, may use. Such ranks
  * share what rank 0's own workers and rank 0 itself (which copies every
  * job in and every result out) leave free of those CPUs, by their worker
  * counts; whatever that leaves them, each may hold one job, so that work
- * still reaches it.
+ * still reaches it. Set once, when every rank has answered: a rank that
+ * dies later leaves the others' windows as they were.
  */
 static void set_windows(struct dpool *dp)
 {
@@ -234,8 +237,11 @@ static void set_windows(struct dpool *dp)
 
 	memcpy(cpus, br__mpi_cpus, sizeof(cpus));
 	for (int r = 1; r < br__mpi_size; r++) {
+		/* No workers (dead, or it refused): fill() skips it. */
 		dp->r[r].window =
-			WINDOW_PER_WORKER * (unsigned)dp->r[r].workers;
+			dp->r[r].workers > 0 ?
+				WINDOW_PER_WORKER * (unsigned)dp->r[r].workers :
+				0;
 		if (dp->r[r].workers > 0 && shares_cpus(r)) {
 			others += (unsigned)dp->r[r].workers;
 			for (int k = 0; k < MW_CPU_WORDS; k++)
@@ -451,12 +457,19 @@ static void on_ready(int src, const struct mw_head *h, const char *body,
 	struct dpool *dp = dpool_of(h->pool);
 	struct mw_ready m;
 
-	if (!dp || len < sizeof(m))
+	if (!dp)
 		return;
+	if (len < sizeof(m)) {
+		/* Not this library's answer (a rank running another build):
+		 * it adds no workers, and the pool does not wait for it. */
+		mark_answered(dp, src);
+		return;
+	}
 	memcpy(&m, body, sizeof(m));
 	m.host[sizeof(m.host) - 1] = '\0';
 	memcpy(D.ranks[src].host, m.host, sizeof(m.host));
 	memcpy(D.ranks[src].cpus, m.cpus, sizeof(m.cpus));
+	D.ranks[src].node = m.node;
 	if (dp->r[src].answered)
 		return;
 	if (m.workers > 0) {

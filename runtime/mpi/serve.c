@@ -47,19 +47,31 @@
 
 MPI_Comm br__mpi_comm = MPI_COMM_NULL;
 int br__mpi_rank, br__mpi_size;
-char br__mpi_host[60];
+char br__mpi_host[72];
 uint64_t br__mpi_cpus[MW_CPU_WORDS];
+int br__mpi_node;
 
-/* The CPUs this process may run on, into br__mpi_cpus. */
-static void note_cpus(void)
+/* Where this rank runs: the CPUs it may use, into br__mpi_cpus, and its
+ * machine, named by the lowest rank that shares its memory, into
+ * br__mpi_node. Collective: every rank calls it from br_mpi_serve. */
+static void note_place(void)
 {
+	MPI_Comm node;
 	cpu_set_t set;
 
-	if (sched_getaffinity(0, sizeof(set), &set) < 0)
-		return; /* none known: no rank is taken to share them */
-	for (int c = 0; c < MW_CPU_WORDS * 64 && c < CPU_SETSIZE; c++)
-		if (CPU_ISSET(c, &set))
-			br__mpi_cpus[c / 64] |= (uint64_t)1 << (c % 64);
+	/* Fails past CPU_SETSIZE (1024) CPUs: none known, and no rank is
+	 * taken to share this one's. */
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		for (int c = 0; c < MW_CPU_WORDS * 64 && c < CPU_SETSIZE; c++)
+			if (CPU_ISSET(c, &set))
+				br__mpi_cpus[c / 64] |= (uint64_t)1 << (c % 64);
+	br__mpi_node = br__mpi_rank;
+	if (MPI_Comm_split_type(br__mpi_comm, MPI_COMM_TYPE_SHARED,
+				br__mpi_rank, MPI_INFO_NULL,
+				&node) != MPI_SUCCESS)
+		return;
+	MPI_Allreduce(&br__mpi_rank, &br__mpi_node, 1, MPI_INT, MPI_MIN, node);
+	MPI_Comm_free(&node);
 }
 
 static int launched(void)
@@ -100,7 +112,7 @@ int br_mpi_serve(int *argc, char ***argv)
 	MPI_Comm_size(br__mpi_comm, &br__mpi_size);
 	if (gethostname(br__mpi_host, sizeof(br__mpi_host) - 1) < 0)
 		strcpy(br__mpi_host, "?");
-	note_cpus();
+	note_place();
 	if (br__mpi_rank != 0)
 		br__mpi_serve_forever();
 	if (br__mpi_size > 1) {

@@ -119,6 +119,7 @@ static void on_pool_new(const struct mw_head *h, const char *body, size_t len)
 
 	memcpy(ready.host, br__mpi_host, sizeof(ready.host));
 	memcpy(ready.cpus, br__mpi_cpus, sizeof(ready.cpus));
+	ready.node = br__mpi_node;
 	if (len < sizeof(m)) {
 		r = -EPROTO;
 		goto out;

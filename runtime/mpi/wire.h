@@ -11,7 +11,7 @@
  *   a function's name is always known before the first job that uses it.
  *
  *     driver -> server                    server -> driver
- *     MW_POOL_NEW  start a pool           MW_POOL_READY  its workers, host
+ *     MW_POOL_NEW  start a pool           MW_POOL_READY  its workers, CPUs, node
  *     MW_FN        name a job function    MW_RESULTS     settled jobs
  *     MW_JOBS      run these jobs         MW_BEAT        still here
  *     MW_CANCEL    cancel these jobs
@@ -71,13 +71,14 @@ struct mw_pool_new {
 /* CPUs a rank may run on, as a bit set (CPUs 0 to 1023). */
 #define MW_CPU_WORDS 16
 
-/* MW_POOL_READY: workers (> 0), or a negative error; the CPUs the rank
- * may run on; the host's name. */
+/* MW_POOL_READY: workers (> 0), or a negative error; its machine (the
+ * lowest rank there) and the CPUs the rank may run on; the host's name,
+ * for messages. */
 struct mw_ready {
 	int32_t workers;
-	uint32_t pad;
+	int32_t node;
 	uint64_t cpus[MW_CPU_WORDS];
-	char host[60];
+	char host[72]; /* HOST_NAME_MAX is 64 */
 };
 
 /* MW_FN: the head (count = the function's id), this, the name. */
@@ -116,8 +117,9 @@ static inline size_t mw_pad8(size_t n)
 /* The job's state shared by driver.c, server.c and serve.c. */
 extern MPI_Comm br__mpi_comm;
 extern int br__mpi_rank, br__mpi_size;
-extern char br__mpi_host[60];
+extern char br__mpi_host[72];
 extern uint64_t br__mpi_cpus[MW_CPU_WORDS]; /* this rank's, at the start */
+extern int br__mpi_node; /* the lowest rank on this rank's machine */
 
 /*
  * br__mpi_nap - one step of waiting for MPI with nothing else to do: spin
