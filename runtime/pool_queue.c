@@ -599,10 +599,12 @@ void *br__pool_collector(void *arg)
 			 * long the rounds (a chunk's first copy can take a
 			 * fault per page), the worker's other tasks, timers
 			 * and I/O get their turn. */
-			if (br_now_ns() - slice >= COLLECTOR_SLICE_NS) {
+			int64_t now = br_now_ns();
+
+			if (now - slice >= COLLECTOR_SLICE_NS) {
 				if (br__yield_to_loop() == -ECANCELED)
 					break;
-				slice = br_now_ns();
+				slice = now;
 			}
 			continue;
 		}

@@ -457,14 +457,8 @@ static void on_ready(int src, const struct mw_head *h, const char *body,
 	struct dpool *dp = dpool_of(h->pool);
 	struct mw_ready m;
 
-	if (!dp)
+	if (!dp || len < sizeof(m))
 		return;
-	if (len < sizeof(m)) {
-		/* Not this library's answer (a rank running another build):
-		 * it adds no workers, and the pool does not wait for it. */
-		mark_answered(dp, src);
-		return;
-	}
 	memcpy(&m, body, sizeof(m));
 	m.host[sizeof(m.host) - 1] = '\0';
 	memcpy(D.ranks[src].host, m.host, sizeof(m.host));
