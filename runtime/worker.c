@@ -464,8 +464,7 @@ static struct br__task *next_local(struct br__worker *w)
 		 * skip them for as long as the global or yield queue is never
 		 * empty here, and a loop kept busy so (one task yielding in a
 		 * loop is enough) would never submit or reap a request. */
-		run_timers(w);
-		br__ring_poll(w);
+		br__worker_run_due(w);
 		t = br__inject_pop(&rt->inject);
 		if (t)
 			return t;
