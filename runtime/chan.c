@@ -16,7 +16,8 @@
  *       element is copied straight out of its buffer (capacity 0: a
  *       rendezvous).
  *   Otherwise the caller links a waiter that points at its own element
- *   or destination and suspends (or sleeps). The partner that claims it
+ *   or destination (an element of up to 16 bytes: a copy in the waiter
+ *   itself, chan_wait) and suspends (or sleeps). The partner that claims it
  *   copies the element and completes it after dropping the lock, which
  *   wakes the waiting task into the partner worker's LIFO slot
  *   (task.c): a hand-off between two tasks of one worker touches no
@@ -238,27 +239,46 @@ static void chan_abort(struct br__wait *wt)
 	br__wq_remove(w->kind == BR_CHAN_SEND ? &ch->sendq : &ch->recvq, w);
 }
 
-/* Wait for a partner: link a waiter for op on buf. Caller holds the
- * lock, which this drops. */
+/* Elements up to this size travel in the waiter itself (chan_wait). */
+#define INLINE_ELEM 16
+
+/*
+ * Wait for a partner: link a waiter for op on buf. Caller holds the
+ * lock, which this drops. A small element goes in the waiter's own entry,
+ * next to what the partner reads and writes to claim and complete it
+ * (the entry, then the wait): the partner's copy lands on a line it has
+ * already taken from the waiter's worker, not on another one wherever
+ * buf lies, and the receiver copies it out once it is done.
+ */
 static BR__NOINLINE int chan_wait(struct br_chan *ch, unsigned op, void *buf,
 				  int64_t deadline)
 {
-	struct br__wqe w;
-	struct br__wait wt;
-	int r = br__wait_begin(&wt, 0);
+	struct {
+		struct br__wqe w;
+		unsigned char elem[INLINE_ELEM];
+		struct br__wait wt;
+	} f;
+	int small = buf && ch->esize <= INLINE_ELEM;
+	int r = br__wait_begin(&f.wt, 0);
 
 	if (r < 0) {
 		br__spin_unlock(&ch->lock);
 		return r;
 	}
-	wt.lock = &ch->lock;
-	wt.abort = chan_abort;
-	wt.obj = ch;
-	wt.ws = &w;
-	br__wqe_init(&w, &wt, (uint8_t)op, 0, buf, 0);
-	br__wq_push(op == BR_CHAN_SEND ? &ch->sendq : &ch->recvq, &w);
+	f.wt.lock = &ch->lock;
+	f.wt.abort = chan_abort;
+	f.wt.obj = ch;
+	f.wt.ws = &f.w;
+	if (small && op == BR_CHAN_SEND)
+		copy(f.elem, buf, ch->esize);
+	br__wqe_init(&f.w, &f.wt, (uint8_t)op, 0, small ? f.elem : buf, 0);
+	br__wq_push(op == BR_CHAN_SEND ? &ch->sendq : &ch->recvq, &f.w);
 	br__spin_unlock(&ch->lock);
-	return result_code(br__wait_end(&wt, deadline));
+	r = result_code(br__wait_end(&f.wt, deadline));
+	/* 0: a sender claimed this receiver and delivered (CH_OK). */
+	if (r == 0 && small && op == BR_CHAN_RECV)
+		copy(buf, f.elem, ch->esize);
+	return r;
 }
 
 /*

@@ -331,6 +331,119 @@ Test(chan, close_wakes_waiting_senders_and_receivers, .timeout = 20.0)
 	br_runtime_free(rt);
 }
 
+/* One send or receive of a whole element of size bytes, by whichever
+ * party waits for the other. */
+struct sized_op {
+	br_chan *ch;
+	unsigned char *buf;
+	atomic_int started;
+	atomic_int result;
+};
+
+static void *sized_send(void *arg)
+{
+	struct sized_op *o = arg;
+
+	atomic_store(&o->started, 1);
+	atomic_store(&o->result, br_chan_send(o->ch, o->buf));
+	return NULL;
+}
+
+static void *sized_recv(void *arg)
+{
+	struct sized_op *o = arg;
+
+	atomic_store(&o->started, 1);
+	atomic_store(&o->result, br_chan_recv(o->ch, o->buf));
+	return NULL;
+}
+
+static void fill_pattern(unsigned char *b, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = (unsigned char)(seed * 31u + i * 7u + 1u);
+}
+
+static size_t pattern_differs(const unsigned char *b, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		if (b[i] != (unsigned char)(seed * 31u + i * 7u + 1u))
+			return i + 1;
+	return 0;
+}
+
+/*
+ * Elements of every size, around the size that travels inside a waiter
+ * and up to the largest, pass whole and alone (nothing past the element
+ * is written) whichever party waits: a receiving task or thread that a
+ * sender finds waiting, and a sending task or thread that a receiver
+ * finds waiting.
+ */
+Test(chan, elements_of_every_size_pass_intact_to_and_from_a_waiting_party,
+     .timeout = 60.0)
+{
+	static const size_t sizes[] = { 1,  7,	8,  15,	  16,
+					17, 24, 64, 4096, BR_CHAN_ELEM_MAX };
+	br_runtime *rt = t_runtime(2, 0);
+	const size_t guard = 64;
+
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		size_t n = sizes[k];
+
+		for (int how = 0; how < 4; how++) {
+			int waiter_sends = how & 1, waiter_is_thread = how & 2;
+			unsigned char *mine = malloc(n + guard);
+			unsigned char *theirs = malloc(n + guard);
+			br_chan *ch = new_chan(n, 0);
+			struct sized_op o = { .ch = ch, .buf = theirs };
+			unsigned seed = (unsigned)(k * 4 + (size_t)how);
+			void *(*fn)(void *) = waiter_sends ? sized_send :
+							     sized_recv;
+			br_future *f = NULL;
+			pthread_t th;
+
+			cr_assert(mine && theirs);
+			memset(mine, 0xA5, n + guard);
+			memset(theirs, 0xA5, n + guard);
+			fill_pattern(waiter_sends ? theirs : mine, n, seed);
+			atomic_init(&o.result, 1);
+			if (waiter_is_thread)
+				t_thread_start(&th, fn, &o);
+			else
+				f = br_spawn(rt, fn, &o);
+			cr_assert_eq(t_spin_until(&o.started, 1,
+						  5000 * T_NS_PER_MS),
+				     0);
+			br_sleep_ms(5); /* let it link its waiter */
+			cr_assert_eq(waiter_sends ? br_chan_recv(ch, mine) :
+						    br_chan_send(ch, mine),
+				     0, "size %zu, case %d", n, how);
+			if (waiter_is_thread)
+				t_thread_join(th);
+			else
+				t_await_value(f);
+			cr_assert_eq(atomic_load(&o.result), 0);
+			/* Both buffers now hold the element, and nothing
+			 * past it was written. */
+			cr_assert_eq(pattern_differs(mine, n, seed), 0,
+				     "size %zu, case %d: byte %zu", n, how,
+				     pattern_differs(mine, n, seed));
+			cr_assert_eq(pattern_differs(theirs, n, seed), 0,
+				     "size %zu, case %d: byte %zu", n, how,
+				     pattern_differs(theirs, n, seed));
+			for (size_t i = n; i < n + guard; i++) {
+				cr_assert_eq(mine[i], 0xA5);
+				cr_assert_eq(theirs[i], 0xA5);
+			}
+			br_future_release(f);
+			br_chan_free(ch);
+			free(mine);
+			free(theirs);
+		}
+	}
+	br_runtime_free(rt);
+}
+
 Test(chan, a_cancelled_receiver_leaves_the_element_for_the_next,
      .timeout = 20.0)
 {
