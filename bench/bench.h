@@ -19,6 +19,7 @@
 #ifndef BENCH_H
 #define BENCH_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -26,7 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The options every benchmark understands; a program uses the ones it needs. */
 struct bench_opts {
@@ -69,6 +72,83 @@ static inline int64_t bench_cpu_ns(void)
 		bench_die("getrusage: %s", strerror(errno));
 	return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000 +
 	       ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
+}
+
+/* Parent pid of pid from /proc/PID/stat, or -1. */
+static inline pid_t bench_ppid(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+	int ppid = -1;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* the name may hold spaces and parens */
+	if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
+		return -1;
+	return (pid_t)ppid;
+}
+
+/* The CPU time of every thread of pid, in ns (schedstat), or 0. */
+static inline int64_t bench_proc_ns(pid_t pid)
+{
+	char path[80];
+	struct dirent *e;
+	int64_t ns = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		long long run = 0;
+		FILE *f;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.20s/schedstat",
+			 (int)pid, e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fscanf(f, "%lld", &run) == 1)
+			ns += run;
+		fclose(f);
+	}
+	closedir(d);
+	return ns;
+}
+
+/* The CPU time so far of root and every process under it (threads
+ * included: a pool's zygote and workers), in ns. */
+static inline int64_t bench_tree_ns(pid_t root)
+{
+	struct dirent *e;
+	int64_t ns = 0;
+	DIR *d = opendir("/proc");
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		pid_t pid = (pid_t)atoi(e->d_name), p = pid;
+		int depth;
+
+		if (pid <= 0)
+			continue;
+		for (depth = 0; depth < 16 && p > 1 && p != root; depth++)
+			p = bench_ppid(p);
+		if (p == root)
+			ns += bench_proc_ns(pid);
+	}
+	closedir(d);
+	return ns;
 }
 
 static inline long bench_parse_long(const char *opt, const char *s)

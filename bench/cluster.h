@@ -53,58 +53,6 @@ static inline int32_t *cluster_items(long n)
 	return v;
 }
 
-/* Parent pid of pid from /proc/PID/stat, or -1. */
-static inline pid_t cluster_ppid(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	FILE *f;
-	int ppid = -1;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	p = strrchr(buf, ')'); /* the name may hold spaces and parens */
-	if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
-		return -1;
-	return (pid_t)ppid;
-}
-
-/* The CPU time of every thread of pid, in ns (schedstat), or 0. */
-static inline int64_t cluster_proc_ns(pid_t pid)
-{
-	char path[80];
-	struct dirent *e;
-	int64_t ns = 0;
-	DIR *d;
-
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
-	if (!d)
-		return 0;
-	while ((e = readdir(d))) {
-		long long run = 0;
-		FILE *f;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%.20s/schedstat",
-			 (int)pid, e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fscanf(f, "%lld", &run) == 1)
-			ns += run;
-		fclose(f);
-	}
-	closedir(d);
-	return ns;
-}
-
 /* The MPI rank pid runs as, from its environment, or -1. */
 static inline int cluster_rank_of(pid_t pid)
 {
@@ -148,7 +96,7 @@ static inline int cluster_cpu(int64_t ns[CLUSTER_MAX_RANKS],
 	DIR *d = opendir("/proc");
 
 	memset(ns, 0, CLUSTER_MAX_RANKS * sizeof(ns[0]));
-	*launcher_ns = cluster_proc_ns(launcher);
+	*launcher_ns = bench_proc_ns(launcher);
 	if (!d)
 		return 0;
 	while ((e = readdir(d))) {
@@ -160,7 +108,7 @@ static inline int cluster_cpu(int64_t ns[CLUSTER_MAX_RANKS],
 		/* Walk up to the child of the launcher this process is
 		 * under, if any: that child is a rank. */
 		for (depth = 0; depth < 16; depth++) {
-			up = cluster_ppid(p);
+			up = bench_ppid(p);
 			if (up == launcher || up <= 1)
 				break;
 			p = up;
@@ -171,7 +119,7 @@ static inline int cluster_cpu(int64_t ns[CLUSTER_MAX_RANKS],
 		if (rank < 0 || rank >= CLUSTER_MAX_RANKS)
 			continue;
 		found += p == pid;
-		ns[rank] += cluster_proc_ns(pid);
+		ns[rank] += bench_proc_ns(pid);
 	}
 	closedir(d);
 	return found;

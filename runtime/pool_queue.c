@@ -23,6 +23,17 @@
  *   from start to end: once per COLLECTOR_SLICE_NS of work it yields,
  *   and lets its worker's timers and I/O run too (br__yield_to_loop).
  *
+ *   Before it sleeps, it watches the result rings for a while, yielding
+ *   between looks so that its worker's other tasks run: a result it sees
+ *   there costs the worker process no eventfd write and the collector's
+ *   worker no wake-up through the kernel, which were most of what a
+ *   quick job cost (docs/ARCHITECTURE.md, "The process pool"). How long
+ *   it watches adapts as a worker's spin does (futex.h): a watch that
+ *   saw a result keeps the next at COLLECTOR_SPIN_NS or more; one that
+ *   did not is judged by how soon the eventfd rang, so that results that
+ *   come seldom (one job now and then, an idle pool) shrink it to
+ *   COLLECTOR_SPIN_MIN_NS.
+ *
  *   The job state machine and the invariants the functions here keep are
  *   in pool.h.
  *
@@ -576,18 +587,25 @@ void br__pool_kick_collector(struct br_pool *p)
 /* How long the collector works on before it lets its worker's timers
  * and I/O run. */
 #define COLLECTOR_SLICE_NS (1 * BR__NS_PER_MS)
+/* How long it watches the result rings before it sleeps (header). */
+#define COLLECTOR_SPIN_NS (32 * BR__NS_PER_US)
+#define COLLECTOR_SPIN_MIN_NS (1 * BR__NS_PER_US)
+#define COLLECTOR_SPIN_MAX_NS (128 * BR__NS_PER_US)
 
 void *br__pool_collector(void *arg)
 {
 	struct br_pool *p = arg;
 	struct br__pool_shm *s;
 	int64_t slice = br_now_ns(); /* when it last let the loop run */
+	int64_t idle = 0; /* when the rounds last found nothing, or 0 */
+	struct br__spin_budget watch = { COLLECTOR_SPIN_NS, 0 };
 
 	if (!br__pool_enter(p))
 		return NULL;
 	s = p->shm;
 	for (;;) {
 		uint64_t v;
+		int64_t slept;
 		int n = 0;
 
 		for (unsigned w = 0; w < p->nworkers; w++)
@@ -601,11 +619,22 @@ void *br__pool_collector(void *arg)
 			 * and I/O get their turn. */
 			int64_t now = br_now_ns();
 
+			if (idle)
+				br__spin_paid(&watch, COLLECTOR_SPIN_NS);
+			idle = 0;
 			if (now - slice >= COLLECTOR_SLICE_NS) {
 				if (br__yield_to_loop() == -ECANCELED)
 					break;
 				slice = now;
 			}
+			continue;
+		}
+		slept = br_now_ns();
+		if (!idle)
+			idle = slept;
+		if (slept - idle < watch.ns) {
+			if (br_yield() == -ECANCELED)
+				break;
 			continue;
 		}
 		/* A worker frees a ring slot after pushing its result, so
@@ -618,9 +647,13 @@ void *br__pool_collector(void *arg)
 					      memory_order_relaxed);
 			continue;
 		}
+		slept = br_now_ns();
 		if (br__pool_poll(p->efd, -1) < 0)
 			break; /* cancelled: the pool or the runtime closes */
 		(void)!read(p->efd, &v, sizeof(v));
+		br__spin_missed(&watch, br_now_ns() - slept, COLLECTOR_SPIN_NS,
+				COLLECTOR_SPIN_MIN_NS, COLLECTOR_SPIN_MAX_NS);
+		idle = 0;
 		/* The slice runs on: without a ring the poll returns at
 		 * once when the eventfd is readable, and lets nothing run. */
 	}

@@ -93,6 +93,8 @@ LABELS = {
     ("pool", "map"): "{n:,} tiny jobs (sum of 100 ints) mapped, per job",
     ("pool", "submit"): "tiny jobs submitted one by one, per job",
     ("pool", "cpu"): "{n} jobs of 50 ms on 2 processes, wall over ideal",
+    ("pool", "light"):
+        "one tiny job per ms, CPU of the pool's processes and threads",
 }
 LABELS.update(bench_cluster.LABELS)
 LABELS.update(bench_net.LABELS)
@@ -195,6 +197,7 @@ PEER_NAMES = {
     "python-map": "Python multiprocessing Pool.map",
     "python-imap1": "Python Pool.imap, chunksize 1",
     "python-cf": "Python ProcessPoolExecutor.map",
+    "python-light": "Python ProcessPoolExecutor.submit",
     "fork": "C fork per job",
     ("pool", "cpu", "pthread"): "2 pthreads pulling from a counter",
 }
@@ -219,6 +222,7 @@ BRAID_NAMES = {
     ("pool", "map"): "br_map",
     ("pool", "submit"): "br_submit",
     ("pool", "cpu"): "br_submit",
+    ("pool", "light"): "br_submit",
 }
 BRAID_NAMES.update(bench_cluster.BRAID_NAMES)
 
@@ -377,6 +381,12 @@ def configs(quick):
                            "--n", 2000 if quick else 10000]))
     out.append(Config("pool", "fork", 2, peers + "/pool_fork",
                       ["--n", 1000]))
+    lms = 1000 if quick else 2000
+    out.append(Config("pool", "braid", 2, BIN + "/pool",
+                      ["--workers", 2, "--mode", "light", "--ms", lms]))
+    out.append(Config("pool", "python", 2, sys.executable,
+                      ["bench/peers/pool_py.py", "--mode", "light", "--ms",
+                       lms]))
     cpu = ["--mode", "cpu", "--n", 64, "--ms", 50, "--workers", 2]
     out.append(Config("pool", "braid", 2, BIN + "/pool", cpu))
     out.append(Config("pool", "pthread", 2, peers + "/pool_pthread",

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -556,6 +557,54 @@ Test(pool, a_long_map_leaves_room_for_the_collectors_other_tasks,
 		finish(p, rt);
 	}
 	free(items);
+}
+
+/* CPU time of this process's threads so far, in ns. */
+static int64_t self_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * The collector watches the result rings for a while after results
+ * stop coming, and then sleeps: a pool whose jobs have all come back
+ * costs its parent nothing while it is left alone, after a burst of
+ * jobs as after a single one.
+ */
+Test(pool, a_pool_left_alone_goes_quiet, .timeout = 60)
+{
+	int32_t in[100] = { 1 };
+
+	FOR_EACH_MODE(flags)
+	{
+		br_runtime *rt = t_runtime(2, flags);
+		br_pool *p = pool_of(rt, &(br_pool_config){ .workers = 2 });
+
+		for (int burst = 0; burst < 2; burst++) {
+			int n = burst ? 1 : 2000;
+			br_future **fs = calloc((size_t)n, sizeof(*fs));
+			int64_t cpu;
+
+			for (int i = 0; i < n; i++)
+				fs[i] = br_submit(p, sum_job, in, sizeof(in));
+			cr_assert_eq(br_gather(fs, (size_t)n, NULL), 0);
+			for (int i = 0; i < n; i++)
+				br_future_release(fs[i]);
+			free(fs);
+			br_sleep_ms(20); /* the watch's longest is far less */
+			cpu = self_cpu_ns();
+			br_sleep_ms(300);
+			cpu = self_cpu_ns() - cpu;
+			cr_assert_lt(cpu, 30 * T_NS_PER_MS,
+				     "%.1f ms of CPU in 300 ms alone, after "
+				     "%d jobs",
+				     cpu / 1e6, n);
+		}
+		finish(p, rt);
+	}
 }
 
 static void check_imap(unsigned flags)
