@@ -479,6 +479,13 @@ int br__pool_drain(struct br_pool *p, unsigned w)
 	uint64_t head, tail;
 	unsigned n, claimed = 0;
 
+	/* Nothing there: no lock, for the collector looks often while it
+	 * watches. A result pushed after this look is found by the next one,
+	 * or by the collector's check after it raises collector_waiting. A
+	 * worker waits for room only in a full ring, never in an empty one. */
+	if (atomic_load_explicit(&ws->res_tail, memory_order_acquire) ==
+	    atomic_load_explicit(&ws->res_head, memory_order_relaxed))
+		return 0;
 	pthread_mutex_lock(&p->drain);
 	head = atomic_load_explicit(&ws->res_head, memory_order_relaxed);
 	tail = atomic_load_explicit(&ws->res_tail, memory_order_acquire);
@@ -587,7 +594,9 @@ void br__pool_kick_collector(struct br_pool *p)
 /* How long the collector works on before it lets its worker's timers
  * and I/O run. */
 #define COLLECTOR_SLICE_NS (1 * BR__NS_PER_MS)
-/* How long it watches the result rings before it sleeps (header). */
+/* How long it watches the result rings before it sleeps (header): at
+ * least COLLECTOR_SPIN_NS after a watch that saw a result, never less
+ * than COLLECTOR_SPIN_MIN_NS or more than COLLECTOR_SPIN_MAX_NS. */
 #define COLLECTOR_SPIN_NS (32 * BR__NS_PER_US)
 #define COLLECTOR_SPIN_MIN_NS (1 * BR__NS_PER_US)
 #define COLLECTOR_SPIN_MAX_NS (128 * BR__NS_PER_US)
@@ -605,7 +614,7 @@ void *br__pool_collector(void *arg)
 	s = p->shm;
 	for (;;) {
 		uint64_t v;
-		int64_t slept;
+		int64_t now, slept;
 		int n = 0;
 
 		for (unsigned w = 0; w < p->nworkers; w++)
@@ -617,8 +626,7 @@ void *br__pool_collector(void *arg)
 			 * long the rounds (a chunk's first copy can take a
 			 * fault per page), the worker's other tasks, timers
 			 * and I/O get their turn. */
-			int64_t now = br_now_ns();
-
+			now = br_now_ns();
 			if (idle)
 				br__spin_paid(&watch, COLLECTOR_SPIN_NS);
 			idle = 0;
@@ -629,10 +637,10 @@ void *br__pool_collector(void *arg)
 			}
 			continue;
 		}
-		slept = br_now_ns();
+		now = br_now_ns();
 		if (!idle)
-			idle = slept;
-		if (slept - idle < watch.ns) {
+			idle = now;
+		if (now - idle < watch.ns) {
 			if (br_yield() == -ECANCELED)
 				break;
 			continue;
@@ -645,6 +653,11 @@ void *br__pool_collector(void *arg)
 		if (results_waiting(p) || br__pool_refill(p, 1)) {
 			atomic_store_explicit(&s->collector_waiting, 0,
 					      memory_order_relaxed);
+			/* The watch just missed it: a miss by a hair. */
+			br__spin_missed(&watch, 0, COLLECTOR_SPIN_NS,
+					COLLECTOR_SPIN_MIN_NS,
+					COLLECTOR_SPIN_MAX_NS);
+			idle = 0;
 			continue;
 		}
 		slept = br_now_ns();

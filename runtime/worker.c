@@ -9,7 +9,7 @@
  *     1. every GLOBAL_POLL_INTERVAL-th tick, the injection queue and the
  *        yielded list first,
  *        so outside submissions and yielders are never starved by local
- *        work; timers are checked then too;
+ *        work; timers and I/O are looked at then too;
  *     2. the LIFO slot (the task woken last), at most LIFO_RUNS_MAX runs
  *        in a row so
  *        two tasks waking each other cannot starve the rest;

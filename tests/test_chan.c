@@ -315,6 +315,8 @@ Test(chan, close_wakes_waiting_senders_and_receivers, .timeout = 20.0)
 	for (int i = 0; i < 2; i++) {
 		cr_assert_eq(wait_done(&s[i]), BR_ECLOSED);
 		cr_assert_eq(wait_done(&r[i]), BR_ECLOSED);
+		cr_assert_eq(r[i].value, -1, "a refused receive wrote %ld",
+			     r[i].value);
 	}
 	/* The buffered element is still there; the refused ones are not. */
 	cr_assert_eq(br_chan_recv(full, &v), 0);
@@ -377,7 +379,9 @@ static size_t pattern_differs(const unsigned char *b, size_t n, unsigned seed)
  * and up to the largest, pass whole and alone (nothing past the element
  * is written) whichever party waits: a receiving task or thread that a
  * sender finds waiting, and a sending task or thread that a receiver
- * finds waiting.
+ * finds waiting, on an unbuffered channel and on a full one of one slot
+ * (where the waiting sender's element moves into the slot the receiver
+ * frees, behind the element that was there).
  */
 Test(chan, elements_of_every_size_pass_intact_to_and_from_a_waiting_party,
      .timeout = 60.0)
@@ -390,13 +394,14 @@ Test(chan, elements_of_every_size_pass_intact_to_and_from_a_waiting_party,
 	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 		size_t n = sizes[k];
 
-		for (int how = 0; how < 4; how++) {
+		for (int how = 0; how < 8; how++) {
 			int waiter_sends = how & 1, waiter_is_thread = how & 2;
+			size_t cap = how & 4 ? 1 : 0;
 			unsigned char *mine = malloc(n + guard);
 			unsigned char *theirs = malloc(n + guard);
-			br_chan *ch = new_chan(n, 0);
+			br_chan *ch = new_chan(n, cap);
 			struct sized_op o = { .ch = ch, .buf = theirs };
-			unsigned seed = (unsigned)(k * 4 + (size_t)how);
+			unsigned seed = (unsigned)(k * 8 + (size_t)how);
 			void *(*fn)(void *) = waiter_sends ? sized_send :
 							     sized_recv;
 			br_future *f = NULL;
@@ -407,6 +412,12 @@ Test(chan, elements_of_every_size_pass_intact_to_and_from_a_waiting_party,
 			memset(theirs, 0xA5, n + guard);
 			fill_pattern(waiter_sends ? theirs : mine, n, seed);
 			atomic_init(&o.result, 1);
+			if (cap && waiter_sends) {
+				/* Fill the slot, so that the sender waits. */
+				fill_pattern(mine, n, seed + 1000);
+				cr_assert_eq(br_chan_send(ch, mine), 0);
+				memset(mine, 0xA5, n + guard);
+			}
 			if (waiter_is_thread)
 				t_thread_start(&th, fn, &o);
 			else
@@ -414,7 +425,14 @@ Test(chan, elements_of_every_size_pass_intact_to_and_from_a_waiting_party,
 			cr_assert_eq(t_spin_until(&o.started, 1,
 						  5000 * T_NS_PER_MS),
 				     0);
-			br_sleep_ms(5); /* let it link its waiter */
+			br_sleep_ms(20); /* let it link its waiter */
+			if (cap && waiter_sends) {
+				cr_assert_eq(br_chan_recv(ch, mine), 0);
+				cr_assert_eq(
+					pattern_differs(mine, n, seed + 1000),
+					0, "size %zu: the slot's element", n);
+				memset(mine, 0xA5, n + guard);
+			}
 			cr_assert_eq(waiter_sends ? br_chan_recv(ch, mine) :
 						    br_chan_send(ch, mine),
 				     0, "size %zu, case %d", n, how);
@@ -461,6 +479,7 @@ Test(chan, a_cancelled_receiver_leaves_the_element_for_the_next,
 	wait_started(&b);
 	cr_assert_eq(br_cancel(fa), 0);
 	cr_assert_eq(wait_done(&a), -ECANCELED);
+	cr_assert_eq(a.value, -1, "a cancelled receive wrote %ld", a.value);
 	cr_assert_eq(br_chan_send(ch, &v), 0);
 	cr_assert_eq(wait_done(&b), 0);
 	cr_assert_eq(b.value, 11);
@@ -468,6 +487,35 @@ Test(chan, a_cancelled_receiver_leaves_the_element_for_the_next,
 	t_await_value(fb);
 	br_future_release(fa);
 	br_future_release(fb);
+	br_chan_free(ch);
+	br_runtime_free(rt);
+}
+
+/* A receive that times out, in a task and in a thread, leaves its
+ * destination as it was. */
+Test(chan, a_receive_that_times_out_leaves_its_destination_alone,
+     .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	br_chan *ch = new_chan(sizeof(long), 0);
+	struct op r[2];
+	br_future *f;
+	pthread_t th;
+
+	for (int i = 0; i < 2; i++) {
+		op_init(&r[i], ch, 0);
+		r[i].timeout_ms = 20;
+	}
+	f = br_spawn(rt, recv_op, &r[0]);
+	t_thread_start(&th, recv_op, &r[1]);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(wait_done(&r[i]), -ETIMEDOUT);
+		cr_assert_eq(r[i].value, -1, "a timed-out receive wrote %ld",
+			     r[i].value);
+	}
+	t_thread_join(th);
+	t_await_value(f);
+	br_future_release(f);
 	br_chan_free(ch);
 	br_runtime_free(rt);
 }

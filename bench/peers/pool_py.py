@@ -10,11 +10,12 @@ chunksize of 1 (default n 10,000).
 Reported in us per job: wall time / n, from the call to the last result,
 after an untimed warm-up of 1,000 jobs that starts the workers. The pool
 has --workers processes (default 2).
---mode light: one job every millisecond through
-ProcessPoolExecutor.submit, its result awaited and then a sleep to the
-next millisecond, for --ms (default 2,000) ms after 500 ms of the same;
-reported: the CPU time of this process and its workers over that window
-(from /proc, as bench/bench.h's bench_tree_ns), in % of one CPU.
+--mode light: one job every millisecond (at each millisecond after the
+start) through ProcessPoolExecutor.submit, its result awaited, for --ms
+(default 2,000) ms after 500 ms of the same; the workers are forked, so
+that they are this process's children. Reported: the CPU time of this
+process and its children over that window (their threads' schedstat, as
+bench/bench.h's bench_tree_ns), in % of one CPU.
 
 Output: one JSON line as bench/bench.h writes them, impl "python-map",
 "python-imap1", "python-cf" or "python-light"; metric map, submit or
@@ -63,14 +64,20 @@ def tree_ns(root):
 
 
 def light(ex, item, until):
-    while time.monotonic_ns() < until:
+    due = time.monotonic_ns()
+    while due < until:
         ex.submit(job, item).result()
-        time.sleep(0.001)
+        due += 1000000
+        left = due - time.monotonic_ns()
+        if left > 0:
+            time.sleep(left / 1e9)
 
 
 def light_mode(a):
     item = list(range(100))
-    with concurrent.futures.ProcessPoolExecutor(a.workers) as ex:
+    ctx = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(a.workers,
+                                                mp_context=ctx) as ex:
         light(ex, item, time.monotonic_ns() + 500 * 1000000)
         cpu0 = tree_ns(os.getpid())
         t0 = time.monotonic_ns()
