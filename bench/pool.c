@@ -17,10 +17,9 @@
  *   --mode light: one job every millisecond (at each millisecond after
  *   the start, from a task that awaits each job and then sleeps until
  *   the next one is due), for --ms (default 2,000) ms after 500 ms of
- *   the same untimed. Reported: the CPU time of
- *   the whole process tree (this process's threads, the zygote and the
- *   worker processes) over that window, in % of one CPU: what a lightly
- *   used pool costs.
+ *   the same untimed. Reported: the CPU time of the whole process tree
+ *   (this process's threads, the zygote and the worker processes) over
+ *   that window, in % of one CPU: what a lightly used pool costs.
  *
  * How
  *   A runtime of 2 workers (so its zygote forks before any thread) and a

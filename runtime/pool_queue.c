@@ -26,8 +26,8 @@
  *   Before it sleeps, it watches the result rings for a while, yielding
  *   between looks so that its worker's other tasks run: a result it sees
  *   there costs the worker process no eventfd write and the collector's
- *   worker no wake-up through the kernel, which were most of what a
- *   quick job cost (docs/ARCHITECTURE.md, "The process pool"). How long
+ *   worker no wake-up through the kernel, which quick jobs otherwise pay
+ *   every few results (docs/ARCHITECTURE.md, "The process pool"). How long
  *   it watches adapts as a worker's spin does (futex.h): a watch that
  *   saw a result keeps the next at COLLECTOR_SPIN_NS or more; one that
  *   did not is judged by how soon the eventfd rang, so that results that

@@ -152,7 +152,10 @@ NOTES[("pool", "map", 2)] = (
     "(br_submit, Pool.imap with chunksize 1, ProcessPoolExecutor.map, a "
     "C fork per job) pass one job at a time and use smaller n where a job "
     "costs more. cpu: 64 jobs of 50 ms of arithmetic; 1.0 is the sum of "
-    "the job times / 2, with one job timed in the parent first.")
+    "the job times / 2, with one job timed in the parent first. light: "
+    "one job due at each millisecond for 2 s, awaited; the CPU of the "
+    "whole process tree (the parent's threads and its worker processes) "
+    "in % of one CPU.")
 NOTES.update(bench_cluster.NOTES)
 NOTES.update(bench_net.NOTES)
 

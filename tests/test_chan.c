@@ -360,16 +360,22 @@ static void *sized_recv(void *arg)
 	return NULL;
 }
 
+static unsigned char pattern_byte(unsigned seed, size_t i)
+{
+	return (unsigned char)(seed * 31u + i * 7u + 1u);
+}
+
 static void fill_pattern(unsigned char *b, size_t n, unsigned seed)
 {
 	for (size_t i = 0; i < n; i++)
-		b[i] = (unsigned char)(seed * 31u + i * 7u + 1u);
+		b[i] = pattern_byte(seed, i);
 }
 
+/* 0 if b holds seed's pattern, else the first wrong byte's index + 1. */
 static size_t pattern_differs(const unsigned char *b, size_t n, unsigned seed)
 {
 	for (size_t i = 0; i < n; i++)
-		if (b[i] != (unsigned char)(seed * 31u + i * 7u + 1u))
+		if (b[i] != pattern_byte(seed, i))
 			return i + 1;
 	return 0;
 }
