@@ -25,6 +25,7 @@
 #ifndef BR_LIST_H
 #define BR_LIST_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "internal.h"
@@ -109,6 +110,15 @@ static inline struct br__list_node *br__list_take_all(struct br__list *l)
 
 struct br__snode {
 	struct br__snode *next;
+};
+
+/* Records freed away from where they were made, on their way back: a
+ * stack that many threads push chains onto, taken whole by its owner or
+ * popped under lock (task.c: "Records go home"). n: about how many. */
+struct br__returns {
+	_Atomic(struct br__snode *) head;
+	_Atomic uint32_t n;
+	_Atomic uint32_t lock;
 };
 
 struct br__fifo {

@@ -202,9 +202,11 @@ static void free_runtime(struct br_runtime *rt, unsigned nworkers)
 		struct br__worker *w = &rt->workers[i];
 
 		br__ring_exit(w);
+		br__task_returns_drain(&w->returns);
 		br__deque_destroy(&w->dq);
 		pthread_mutex_destroy(&w->reg_lock);
 	}
+	br__task_returns_drain(&rt->plain_returns);
 	free(rt->workers);
 	br__blocking_free(rt->blocking);
 	br__stack_pool_term(&rt->stacks);

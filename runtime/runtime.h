@@ -52,6 +52,10 @@ struct br_runtime {
 	struct br__blocking *blocking; /* br_spawn_blocking's pool */
 	int zygote;	       /* holds a reference to the zygote (pool.c) */
 	struct br__obs_rt obs; /* stats, watchdog, trace (stats.h) */
+	/* Task records plain threads made for it, freed on its workers and
+	 * popped by the next plain thread that spawns (task.c). Last, on a
+	 * line of its own. */
+	BR__CACHE_ALIGNED struct br__returns plain_returns;
 };
 
 static inline int br__runtime_ok(const struct br_runtime *rt)

@@ -54,6 +54,9 @@
  *   - spawn, schedule, cancel: any thread.
  *   - fail_code, fail_msg, cancel_seen, inline_parent: code on the task's
  *     fiber only.
+ *   - Record caches (free_tasks, returned, the outgoing batch): their
+ *     worker only. A returns stack: pushed by any worker of the runtime;
+ *     taken by its worker, or popped by plain threads under its lock.
  *
  * Memory ordering
  *   - cancel: seq_cst store then seq_cst load of the fiber's wake word,
@@ -65,12 +68,29 @@
  *     reads closing (seq_cst); release decrements (outside_begin()).
  *
  * Lifetime
- *   Records come from the calling worker's cache (w->free_tasks; malloc
- *   on plain threads, and always in sanitizer builds, so ASan sees every
- *   use after free); the last br_future_release() returns them to the
- *   cache of the worker it runs on.
+ *   Records come from the calling worker's cache (w->free_tasks), then
+ *   from those that came home (below), then from malloc; always from
+ *   malloc in ASan builds, so that ASan sees every use after free. The
+ *   last br_future_release() returns them to the cache of the worker it
+ *   runs on, or home.
+ *
+ * Records go home
+ *   A record remembers where it was given out (t->home): a worker, or the
+ *   runtime's plain threads. When another worker of the same runtime frees
+ *   it, as happens to every task one worker spawns and another steals, or
+ *   that a plain thread spawns, it goes back there in batches of
+ *   OUT_BATCH, pushed with one CAS: a worker takes its stack whole with one
+ *   exchange when its own cache is empty, plain threads pop one record at
+ *   a time under the stack's lock (one popper and only pushers besides: no
+ *   ABA). Without it the spawner and the thief pass malloc's records
+ *   between two arenas and meet on the spawner's arena lock at each one
+ *   (the spawn storm of bench/handoff spent most of its time there). With
+ *   about RETURNS_MAX records waiting, more go to malloc. Batches and taken
+ *   stacks are freed at a worker's exit, what was pushed after by
+ *   br_runtime_free once every worker is joined.
  */
 #include <errno.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,24 +105,143 @@
 
 /* Records a worker keeps (w->free_tasks, linked through link). */
 #define CACHE_MAX 256
+/* Records that may wait in one worker's returns, about: past it, the
+ * workers that free more give them to malloc. */
+#define RETURNS_MAX 4096
+/* Records a worker gathers for another before it sends them. */
+#define OUT_BATCH 32
+/* t->home of a record made on a plain thread: it goes back to the
+ * runtime's plain_returns. */
+#define HOME_PLAIN UINT_MAX
 
-/* A record for a task made on w's thread (NULL: a plain thread). */
-static struct br__task *task_alloc(struct br__worker *w)
+/* Records are recycled but under ASan, which must see every use after
+ * free; TSan checks the recycling's ordering as it checks the rest. */
+#ifndef BR__ASAN
+#define RECYCLE 1
+#endif
+
+#ifdef RECYCLE
+/* The next record the other workers sent back to w, or NULL. Context:
+ * worker w. */
+static struct br__snode *take_returned(struct br__worker *w)
 {
+	struct br__snode *n = w->returned;
+
+	/* Relaxed: a first look, so that an empty stack costs no locked
+	 * instruction. */
+	if (!n &&
+	    atomic_load_explicit(&w->returns.head, memory_order_relaxed)) {
+		/* Acquire: pairs with send_home()'s release of the links. */
+		n = atomic_exchange_explicit(&w->returns.head, NULL,
+					     memory_order_acquire);
+		/* Relaxed: only a cap, read approximately (header). */
+		atomic_store_explicit(&w->returns.n, 0, memory_order_relaxed);
+	}
+	if (n)
+		w->returned = n->next;
+	return n;
+}
+
+/* One record the workers sent back to rt's plain threads, or NULL.
+ * Context: a plain thread. */
+static struct br__snode *pop_returned(struct br__returns *r)
+{
+	struct br__snode *n;
+
+	/* Relaxed: a first look, as above. */
+	if (!atomic_load_explicit(&r->head, memory_order_relaxed))
+		return NULL;
+	br__spin_lock(&r->lock);
+	/* Acquire: pairs with send_home()'s release of the links. One popper
+	 * at a time, and besides only pushers: a node seen at the top stays
+	 * there, with its link, until it is popped here (no ABA). */
+	n = atomic_load_explicit(&r->head, memory_order_acquire);
+	while (n && !atomic_compare_exchange_weak_explicit(
+			    &r->head, &n, n->next, memory_order_acquire,
+			    memory_order_acquire))
+		;
+	br__spin_unlock(&r->lock);
+	if (n)
+		atomic_fetch_sub_explicit(&r->n, 1, memory_order_relaxed);
+	return n;
+}
+#endif
+
+/* A record for a task of rt made on w's thread (NULL: a plain thread). */
+static struct br__task *task_alloc(struct br__worker *w, struct br_runtime *rt)
+{
+	struct br__snode *n = NULL;
 	struct br__task *t;
 
 	if (BR__FAULT("braid/task/alloc"))
 		return NULL;
-#ifndef BR__SANITIZED
-	if (w && w->free_tasks) {
-		t = br__fifo_entry(w->free_tasks, struct br__task, link);
-		w->free_tasks = t->link.next;
-		w->nfree_tasks--;
-		return t;
+#ifdef RECYCLE
+	if (w) {
+		n = w->free_tasks;
+		if (n) {
+			w->free_tasks = n->next;
+			w->nfree_tasks--;
+		} else {
+			n = take_returned(w);
+		}
+	} else {
+		n = pop_returned(&rt->plain_returns);
 	}
 #endif
-	return malloc(sizeof(*t));
+	t = n ? br__fifo_entry(n, struct br__task, link) : malloc(sizeof(*t));
+	if (t)
+		t->home = w ? w->id : HOME_PLAIN;
+	return t;
 }
+
+#ifdef RECYCLE
+/* Send w's batch where it belongs, or to malloc if plenty wait there
+ * already. Context: worker w. */
+static void send_home(struct br__worker *w)
+{
+	struct br__returns *h = w->out_home;
+	struct br__snode *head = w->out_head, *next, *old;
+
+	if (!head)
+		return;
+	/* Relaxed: the count is only a cap (header). */
+	if (atomic_load_explicit(&h->n, memory_order_relaxed) >= RETURNS_MAX) {
+		for (; head; head = next) {
+			next = head->next;
+			free(br__fifo_entry(head, struct br__task, link));
+		}
+	} else {
+		atomic_fetch_add_explicit(&h->n, w->out_n,
+					  memory_order_relaxed);
+		old = atomic_load_explicit(&h->head, memory_order_relaxed);
+		/* Release: publishes the links to the taker's acquire. */
+		do
+			w->out_tail->next = old;
+		while (!atomic_compare_exchange_weak_explicit(
+			&h->head, &old, head, memory_order_release,
+			memory_order_relaxed));
+	}
+	w->out_head = w->out_tail = NULL;
+	w->out_home = NULL;
+	w->out_n = 0;
+}
+
+/* Keep t, freed on worker w, for where it came from: h. Context: worker
+ * w. */
+static void return_home(struct br__worker *w, struct br__returns *h,
+			struct br__task *t)
+{
+	if (w->out_home != h)
+		send_home(w);
+	w->out_home = h;
+	t->link.next = w->out_head;
+	if (!w->out_head)
+		w->out_tail = &t->link;
+	w->out_head = &t->link;
+	if (++w->out_n == OUT_BATCH)
+		send_home(w);
+}
+#endif
 
 void br__task_free(struct br__task *t)
 {
@@ -114,14 +253,28 @@ void br__task_free(struct br__task *t)
 		br__locals_free(t);
 	}
 	br__future_destroy(&t->fut);
-#ifndef BR__SANITIZED
+#ifdef RECYCLE
 	struct br__worker *w = br__worker_current();
 
-	if (w && w->nfree_tasks < CACHE_MAX) {
-		t->link.next = w->free_tasks;
-		w->free_tasks = &t->link;
-		w->nfree_tasks++;
-		return;
+	if (w) {
+		struct br_runtime *rt = w->rt;
+
+		/* Made elsewhere in w's runtime: it goes back there. t->rt is
+		 * only compared: its runtime may be gone. */
+		if (t->rt == rt && t->home != w->id) {
+			return_home(w,
+				    t->home < rt->nworkers ?
+					    &rt->workers[t->home].returns :
+					    &rt->plain_returns,
+				    t);
+			return;
+		}
+		if (w->nfree_tasks < CACHE_MAX) {
+			t->link.next = w->free_tasks;
+			w->free_tasks = &t->link;
+			w->nfree_tasks++;
+			return;
+		}
 	}
 #endif
 	free(t);
@@ -137,16 +290,34 @@ static void free_unstarted(struct br__task *t)
 	free(t);
 }
 
+static void free_chain(struct br__snode *n)
+{
+	struct br__snode *next;
+
+	for (; n; n = next) {
+		next = n->next;
+		free(br__fifo_entry(n, struct br__task, link));
+	}
+}
+
 void br__task_cache_drain(struct br__worker *w)
 {
-	while (w->free_tasks) {
-		struct br__task *t =
-			br__fifo_entry(w->free_tasks, struct br__task, link);
-
-		w->free_tasks = t->link.next;
-		free(t);
-	}
+#ifdef RECYCLE
+	send_home(w);
+#endif
+	free_chain(w->free_tasks);
+	w->free_tasks = NULL;
 	w->nfree_tasks = 0;
+	free_chain(w->returned);
+	w->returned = NULL;
+}
+
+void br__task_returns_drain(struct br__returns *r)
+{
+	/* Relaxed: every worker has been joined. */
+	free_chain(
+		atomic_exchange_explicit(&r->head, NULL, memory_order_relaxed));
+	atomic_store_explicit(&r->n, 0, memory_order_relaxed);
 }
 
 static void task_free_op(struct br_future *f)
@@ -186,7 +357,7 @@ BR__NOINLINE struct br__task *br__task_current(void)
 static struct br__task *task_new(struct br__worker *w, struct br_runtime *rt,
 				 uint32_t flags)
 {
-	struct br__task *t = task_alloc(w);
+	struct br__task *t = task_alloc(w, rt);
 
 	if (!t)
 		return NULL;

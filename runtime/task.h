@@ -45,6 +45,7 @@ struct br__task {
 	_Atomic uint32_t cancel; /* cancellation requested */
 	uint32_t flags;		 /* BR__T_* */
 	unsigned pin;		 /* worker index when pinned */
+	unsigned home;		 /* the worker whose cache gave the record */
 	size_t stack_size;	 /* 0: the runtime's */
 	int cancel_seen;	 /* a suspension returned -ECANCELED */
 	int fail_code;		 /* set by br_fail() */
@@ -101,8 +102,12 @@ static inline int br__future_is_task(const struct br_future *f)
 	return f->ops == &br__task_ops;
 }
 
-/* Free the task records worker w keeps; at its exit, on its thread. */
+/* Free the task records worker w keeps and send home those it holds for
+ * others; at its exit, on its thread. */
 void br__task_cache_drain(struct br__worker *w);
+
+/* Free the records workers sent back to r; once all are joined. */
+void br__task_returns_drain(struct br__returns *r);
 
 /* Free a task record whose last reference is gone. */
 void br__task_free(struct br__task *t);

@@ -81,6 +81,14 @@ struct br__worker {
 	struct br__snode *free_tasks;
 	struct br_future *free_promises;
 	unsigned nfree_tasks, nfree_promises;
+	/* Task records made here, freed on other workers and taken back from
+	 * task_returns; and the batch of another worker's records this one
+	 * freed, sent home when full or when a record of a third worker
+	 * comes (task.c: "Records go home"). */
+	struct br__snode *returned;
+	struct br__snode *out_head, *out_tail;
+	struct br__returns *out_home;
+	unsigned out_n;
 	struct br__ring ring;
 	void *sched_stack_lo; /* the thread's own stack, for ASan */
 	size_t sched_stack_size;
@@ -101,6 +109,10 @@ struct br__worker {
 	 * out by the owner with an exchange (worker.c: "Remote wake-ups").
 	 * On a line of its own: it is what a spinning owner watches. */
 	BR__CACHE_ALIGNED _Atomic(struct br__task *) mail;
+	/* Task records made here and freed on the other workers: they push
+	 * batches with a CAS, the owner takes the whole stack with an
+	 * exchange (task.c). */
+	BR__CACHE_ALIGNED struct br__returns returns;
 	/* A spin lock (futex.h), held for a few instructions. */
 	BR__CACHE_ALIGNED _Atomic uint32_t remote_lock;
 	struct br__fifo rq;	 /* pinned tasks sent here; under remote_lock */

@@ -221,6 +221,85 @@ Test(stress_sched, storms_from_plain_threads_run_every_task_once,
 	free(outside_ran);
 }
 
+/*
+ * Storms whose futures are all dropped at once, so that each task record
+ * is freed where its task ends: on a worker other than its spawner's, or
+ * away from the plain thread that made it. It goes back there (task.c:
+ * "Records go home") while that spawner keeps taking records. Every third
+ * task spawns a child pinned to the other worker, so records cross both
+ * ways between workers too. Every task must run exactly once.
+ */
+static atomic_uchar *dropped_ran;
+static atomic_long dropped_children, dropped_done;
+
+static void *dropped_child(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add_explicit(&dropped_children, 1, memory_order_relaxed);
+	return NULL;
+}
+
+static void *dropped_task(void *arg)
+{
+	uintptr_t i = (uintptr_t)arg;
+
+	atomic_fetch_add_explicit(&dropped_ran[i], 1, memory_order_relaxed);
+	if (mix(i) % 3 == 0)
+		br_future_release(br_spawn_on(br_current_runtime(),
+					      (unsigned)br_worker_id() ^ 1u,
+					      dropped_child, NULL));
+	atomic_fetch_add_explicit(&dropped_done, 1, memory_order_release);
+	return NULL;
+}
+
+static void *dropping_storm(void *arg)
+{
+	struct outsider *o = arg;
+
+	for (long i = 0; i < o->n; i++)
+		br_future_release(br_spawn(o->rt, dropped_task,
+					   (void *)(uintptr_t)(o->first + i)));
+	return NULL;
+}
+
+Test(stress_sched, records_freed_away_from_their_spawner_go_back_safely,
+     .timeout = 300.0)
+{
+	const long per = 100000L * t_stress_scale();
+	br_runtime *rt = t_runtime(2, 0);
+	struct outsider o[OUTSIDERS];
+	pthread_t th[OUTSIDERS];
+	long children = 0;
+
+	dropped_ran = calloc((size_t)(per * OUTSIDERS), sizeof(*dropped_ran));
+	cr_assert_not_null(dropped_ran);
+	atomic_store(&dropped_children, 0);
+	atomic_store(&dropped_done, 0);
+	for (int k = 0; k < OUTSIDERS; k++) {
+		o[k] = (struct outsider){ .rt = rt,
+					  .first = k * per,
+					  .n = per };
+		t_thread_start(&th[k], dropping_storm, &o[k]);
+	}
+	for (int k = 0; k < OUTSIDERS; k++)
+		t_thread_join(th[k]);
+	for (long i = 0; i < per * OUTSIDERS; i++)
+		if (mix((uint64_t)i) % 3 == 0)
+			children++;
+	/* Nobody awaits them: wait for the counts, since br_runtime_free()
+	 * cancels tasks that have not started. */
+	while (atomic_load(&dropped_done) < per * OUTSIDERS ||
+	       atomic_load(&dropped_children) < children)
+		sched_yield();
+	for (long i = 0; i < per * OUTSIDERS; i++)
+		cr_assert_eq(atomic_load(&dropped_ran[i]), 1,
+			     "task %ld ran %d times", i,
+			     atomic_load(&dropped_ran[i]));
+	cr_assert_eq(atomic_load(&dropped_children), children);
+	br_runtime_free(rt);
+	free(dropped_ran);
+}
+
 /* ------------------------------------------------------------------ */
 /* Promise ping-pong                                                   */
 /* ------------------------------------------------------------------ */

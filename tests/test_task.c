@@ -1041,6 +1041,141 @@ Test(task, a_task_woken_by_a_running_task_is_taken_by_an_idle_worker,
 }
 
 /* ------------------------------------------------------------------ */
+/* Task records                                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A task record freed on another worker goes back to where it was made,
+ * a worker or the runtime's plain threads (task.c: "Records go home"), so
+ * that a spawner whose tasks are freed elsewhere does not take every
+ * record from malloc. Spawning again from there gives the same records
+ * back. ASan builds never recycle (every record is malloc's): there the
+ * tests only run the same calls.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define RECYCLES 0
+#else
+#define RECYCLES 1
+#endif
+
+/* Two of the batches a worker sends home; more than a spawner's own
+ * cache (task.c's CACHE_MAX) holds, spawned on top. */
+#define RECORDS 64
+#define RESPAWNS (256 + RECORDS + 16)
+
+struct records {
+	br_runtime *rt;
+	br_future *fs[RESPAWNS];
+	uintptr_t first[RECORDS]; /* the records of the first round */
+	int found;		  /* how many of them came back */
+};
+
+static void *release_records(void *arg)
+{
+	struct records *r = arg;
+
+	for (int i = 0; i < RECORDS; i++)
+		br_future_release(r->fs[i]);
+	return NULL;
+}
+
+/* Frees r's first RECORDS futures, all complete, on worker 1. */
+static void *release_on_worker_1(struct records *r)
+{
+	br_future *d = br_spawn_on(r->rt, 1, release_records, r);
+
+	T_REQUIRE(br_await(d, NULL) == 0);
+	br_future_release(d);
+	return NULL;
+}
+
+/* Counts how many of the first round's records r->fs[0..n) reuse. */
+static void count_found(struct records *r, int n)
+{
+	r->found = 0;
+	for (int i = 0; i < RECORDS; i++)
+		for (int k = 0; k < n; k++)
+			if ((uintptr_t)r->fs[k] == r->first[i]) {
+				r->found++;
+				break;
+			}
+}
+
+static void *spawn_twice_from_worker_0(void *arg)
+{
+	struct records *r = arg;
+	void *err;
+
+	for (int i = 0; i < RECORDS; i++) {
+		r->fs[i] = br_spawn_on(r->rt, 1, nothing, NULL);
+		T_REQUIRE(br_await(r->fs[i], NULL) == 0);
+		r->first[i] = (uintptr_t)r->fs[i];
+	}
+	err = release_on_worker_1(r);
+	if (err)
+		return err;
+	for (int k = 0; k < RESPAWNS; k++)
+		r->fs[k] = br_spawn_on(r->rt, 1, nothing, NULL);
+	count_found(r, RESPAWNS);
+	for (int k = 0; k < RESPAWNS; k++) {
+		T_REQUIRE(br_await(r->fs[k], NULL) == 0);
+		br_future_release(r->fs[k]);
+	}
+	return NULL;
+}
+
+Test(task, records_freed_on_another_worker_go_back_to_their_spawner,
+     .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	struct records *r = calloc(1, sizeof(*r));
+
+	cr_assert_not_null(r);
+	r->rt = rt;
+	t_assert_task_ok(br_spawn_on(rt, 0, spawn_twice_from_worker_0, r));
+	cr_assert(!RECYCLES || r->found == RECORDS,
+		  "%d of the %d records freed on worker 1 came back to "
+		  "worker 0",
+		  r->found, RECORDS);
+	free(r);
+	br_runtime_free(rt);
+}
+
+static void *release_on_worker_1_task(void *arg)
+{
+	return release_on_worker_1(arg);
+}
+
+Test(task, records_freed_on_a_worker_go_back_to_the_plain_threads,
+     .timeout = 20.0)
+{
+	br_runtime *rt = t_runtime(2, 0);
+	struct records *r = calloc(1, sizeof(*r));
+
+	cr_assert_not_null(r);
+	r->rt = rt;
+	for (int i = 0; i < RECORDS; i++) {
+		r->fs[i] = br_spawn(rt, nothing, NULL);
+		cr_assert_eq(br_await(r->fs[i], NULL), 0);
+		r->first[i] = (uintptr_t)r->fs[i];
+	}
+	t_assert_task_ok(br_spawn(rt, release_on_worker_1_task, r));
+	for (int k = 0; k < RECORDS; k++)
+		r->fs[k] = br_spawn(rt, nothing, NULL);
+	count_found(r, RECORDS);
+	for (int k = 0; k < RECORDS; k++) {
+		cr_assert_eq(br_await(r->fs[k], NULL), 0);
+		br_future_release(r->fs[k]);
+	}
+	cr_assert(!RECYCLES || r->found == RECORDS,
+		  "%d of the %d records freed on a worker came back to the "
+		  "plain thread",
+		  r->found, RECORDS);
+	free(r);
+	br_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------------ */
 /* Names                                                               */
 /* ------------------------------------------------------------------ */
 
