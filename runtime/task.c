@@ -123,7 +123,7 @@
 #ifdef RECYCLE
 /* The next record the other workers sent back to w, or NULL. Context:
  * worker w. */
-static struct br__snode *take_returned(struct br__worker *w)
+BR__NOINLINE static struct br__snode *take_returned(struct br__worker *w)
 {
 	struct br__snode *n = w->returned;
 
@@ -144,7 +144,7 @@ static struct br__snode *take_returned(struct br__worker *w)
 
 /* One record the workers sent back to rt's plain threads, or NULL.
  * Context: a plain thread. */
-static struct br__snode *pop_returned(struct br__returns *r)
+BR__NOINLINE static struct br__snode *pop_returned(struct br__returns *r)
 {
 	struct br__snode *n;
 
@@ -178,7 +178,7 @@ static struct br__task *task_alloc(struct br__worker *w, struct br_runtime *rt)
 #ifdef RECYCLE
 	if (w) {
 		n = w->free_tasks;
-		if (n) {
+		if (br__likely(n)) {
 			w->free_tasks = n->next;
 			w->nfree_tasks--;
 		} else {
@@ -197,7 +197,7 @@ static struct br__task *task_alloc(struct br__worker *w, struct br_runtime *rt)
 #ifdef RECYCLE
 /* Send w's batch where it belongs, or to malloc if plenty wait there
  * already. Context: worker w. */
-static void send_home(struct br__worker *w)
+BR__NOINLINE static void send_home(struct br__worker *w)
 {
 	struct br__returns *h = w->out_home;
 	struct br__snode *head = w->out_head, *next, *old;
@@ -228,8 +228,8 @@ static void send_home(struct br__worker *w)
 
 /* Keep t, freed on worker w, for where it came from: h. Context: worker
  * w. */
-static void return_home(struct br__worker *w, struct br__returns *h,
-			struct br__task *t)
+BR__NOINLINE static void return_home(struct br__worker *w,
+				     struct br__returns *h, struct br__task *t)
 {
 	if (w->out_home != h)
 		send_home(w);

@@ -81,20 +81,20 @@ struct br__worker {
 	struct br__snode *free_tasks;
 	struct br_future *free_promises;
 	unsigned nfree_tasks, nfree_promises;
-	/* Task records made here, freed on other workers and taken back from
-	 * task_returns; and the batch of another worker's records this one
-	 * freed, sent home when full or when a record of a third worker
-	 * comes (task.c: "Records go home"). */
-	struct br__snode *returned;
-	struct br__snode *out_head, *out_tail;
-	struct br__returns *out_home;
-	unsigned out_n;
 	struct br__ring ring;
 	void *sched_stack_lo; /* the thread's own stack, for ASan */
 	size_t sched_stack_size;
 	void *tsan_sched; /* the thread's TSan fiber */
 	void *altstack;	  /* sigaltstack for overflow reports */
 	pthread_t thread;
+	/* Task records made here that other workers sent back (taken from
+	 * returns), and the batch of records made elsewhere that this one
+	 * freed, sent back when full or when one from another place comes
+	 * (task.c: "Records go home"). */
+	struct br__snode *returned;
+	struct br__snode *out_head, *out_tail;
+	struct br__returns *out_home;
+	unsigned out_n;
 	/* Counters and trace ring (stats.h): last, so that every other field
 	 * keeps the place it has with make OBS=0. */
 	struct br__obs obs;
