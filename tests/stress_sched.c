@@ -177,6 +177,23 @@ static void *outsider_storm(void *arg)
 	return NULL;
 }
 
+/* Starts OUTSIDERS threads running storm on rt, each on per indices of
+ * its own; with keep, each gets room for its futures (o[k].fs). */
+static void start_outsiders(br_runtime *rt, struct outsider *o, pthread_t *th,
+			    long per, void *(*storm)(void *), int keep)
+{
+	for (int k = 0; k < OUTSIDERS; k++) {
+		o[k] = (struct outsider){ .rt = rt,
+					  .first = k * per,
+					  .n = per };
+		if (keep) {
+			o[k].fs = calloc((size_t)per, sizeof(*o[k].fs));
+			cr_assert_not_null(o[k].fs);
+		}
+		t_thread_start(&th[k], storm, &o[k]);
+	}
+}
+
 Test(stress_sched, storms_from_plain_threads_run_every_task_once,
      .timeout = 300.0)
 {
@@ -189,14 +206,7 @@ Test(stress_sched, storms_from_plain_threads_run_every_task_once,
 	outside_ran = calloc((size_t)(per * OUTSIDERS), sizeof(*outside_ran));
 	cr_assert_not_null(outside_ran);
 	atomic_store(&outside_children, 0);
-	for (int k = 0; k < OUTSIDERS; k++) {
-		o[k] = (struct outsider){ .rt = rt,
-					  .first = k * per,
-					  .n = per };
-		o[k].fs = calloc((size_t)per, sizeof(*o[k].fs));
-		cr_assert_not_null(o[k].fs);
-		t_thread_start(&th[k], outsider_storm, &o[k]);
-	}
+	start_outsiders(rt, o, th, per, outsider_storm, 1);
 	for (int k = 0; k < OUTSIDERS; k++) {
 		t_thread_join(th[k]);
 		for (long i = 0; i < per; i++) {
@@ -275,12 +285,7 @@ Test(stress_sched, records_freed_away_from_their_spawner_go_back_safely,
 	cr_assert_not_null(dropped_ran);
 	atomic_store(&dropped_children, 0);
 	atomic_store(&dropped_done, 0);
-	for (int k = 0; k < OUTSIDERS; k++) {
-		o[k] = (struct outsider){ .rt = rt,
-					  .first = k * per,
-					  .n = per };
-		t_thread_start(&th[k], dropping_storm, &o[k]);
-	}
+	start_outsiders(rt, o, th, per, dropping_storm, 0);
 	for (int k = 0; k < OUTSIDERS; k++)
 		t_thread_join(th[k]);
 	for (long i = 0; i < per * OUTSIDERS; i++)

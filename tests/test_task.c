@@ -1101,6 +1101,26 @@ static void count_found(struct records *r, int n)
 			}
 }
 
+static struct records *records_new(br_runtime *rt)
+{
+	struct records *r = calloc(1, sizeof(*r));
+
+	cr_assert_not_null(r);
+	r->rt = rt;
+	return r;
+}
+
+/* Asserts that every record of the first round came back, where
+ * records are recycled, and frees r and its runtime. */
+static void records_check_and_free(struct records *r, const char *where)
+{
+	cr_assert(!RECYCLES || r->found == RECORDS,
+		  "%d of the %d records freed on a worker came back to %s",
+		  r->found, RECORDS, where);
+	br_runtime_free(r->rt);
+	free(r);
+}
+
 static void *spawn_twice_from_worker_0(void *arg)
 {
 	struct records *r = arg;
@@ -1128,17 +1148,10 @@ Test(task, records_freed_on_another_worker_go_back_to_their_spawner,
      .timeout = 20.0)
 {
 	br_runtime *rt = t_runtime(2, 0);
-	struct records *r = calloc(1, sizeof(*r));
+	struct records *r = records_new(rt);
 
-	cr_assert_not_null(r);
-	r->rt = rt;
 	t_assert_task_ok(br_spawn_on(rt, 0, spawn_twice_from_worker_0, r));
-	cr_assert(!RECYCLES || r->found == RECORDS,
-		  "%d of the %d records freed on worker 1 came back to "
-		  "worker 0",
-		  r->found, RECORDS);
-	free(r);
-	br_runtime_free(rt);
+	records_check_and_free(r, "worker 0");
 }
 
 static void *release_on_worker_1_task(void *arg)
@@ -1150,10 +1163,8 @@ Test(task, records_freed_on_a_worker_go_back_to_the_plain_threads,
      .timeout = 20.0)
 {
 	br_runtime *rt = t_runtime(2, 0);
-	struct records *r = calloc(1, sizeof(*r));
+	struct records *r = records_new(rt);
 
-	cr_assert_not_null(r);
-	r->rt = rt;
 	for (int i = 0; i < RECORDS; i++) {
 		r->fs[i] = br_spawn(rt, nothing, NULL);
 		cr_assert_eq(br_await(r->fs[i], NULL), 0);
@@ -1167,12 +1178,7 @@ Test(task, records_freed_on_a_worker_go_back_to_the_plain_threads,
 		cr_assert_eq(br_await(r->fs[k], NULL), 0);
 		br_future_release(r->fs[k]);
 	}
-	cr_assert(!RECYCLES || r->found == RECORDS,
-		  "%d of the %d records freed on a worker came back to the "
-		  "plain thread",
-		  r->found, RECORDS);
-	free(r);
-	br_runtime_free(rt);
+	records_check_and_free(r, "the plain thread");
 }
 
 /* ------------------------------------------------------------------ */
