@@ -19,8 +19,9 @@
  *   where), not the list's.
  *
  * Concurrency
- *   None: every list belongs to its owner's lock or thread, as the file
- *   that embeds it says.
+ *   None for the lists: every list belongs to its owner's lock or
+ *   thread, as the file that embeds it says. struct br__returns is the
+ *   exception, a stack for many threads: task.c says how it is used.
  */
 #ifndef BR_LIST_H
 #define BR_LIST_H

@@ -66,6 +66,11 @@
  *   - outside_calls: a wake-up's relaxed increment before its task is
  *     published; a spawn's or callback's seq_cst increment before it
  *     reads closing (seq_cst); release decrements (outside_begin()).
+ *   - A returns stack: a push is a release CAS, a take an acquire
+ *     exchange, a plain thread's pop an acquire load and CAS. Every write
+ *     of the head is a read-modify-write, so a taker that reads a later
+ *     push also synchronises with every earlier one: it sees the links,
+ *     and the records as their last user left them.
  *
  * Lifetime
  *   Records come from the calling worker's cache (w->free_tasks), then
@@ -77,17 +82,21 @@
  * Records go home
  *   A record remembers where it was given out (t->home): a worker, or the
  *   runtime's plain threads. When another worker of the same runtime frees
- *   it, as happens to every task one worker spawns and another steals, or
- *   that a plain thread spawns, it goes back there in batches of
+ *   it, as happens to a task one worker spawns and another steals when
+ *   nobody awaits it there (a detached task, or one whose last reference
+ *   goes on the thief), and to a task a plain thread spawns and drops, it
+ *   goes back there in batches of
  *   OUT_BATCH, pushed with one CAS: a worker takes its stack whole with one
  *   exchange when its own cache is empty, plain threads pop one record at
  *   a time under the stack's lock (one popper and only pushers besides: no
  *   ABA). Without it the spawner and the thief pass malloc's records
  *   between two arenas and meet on the spawner's arena lock at each one
  *   (the spawn storm of bench/handoff spent most of its time there). With
- *   about RETURNS_MAX records waiting, more go to malloc. Batches and taken
- *   stacks are freed at a worker's exit, what was pushed after by
- *   br_runtime_free once every worker is joined.
+ *   about RETURNS_MAX records waiting in one place, more go to malloc. At
+ *   its exit a worker sends its batch home and frees its cache and what
+ *   it took; br_runtime_free, once every worker is joined, frees what
+ *   is left in every stack (br__task_returns_drain()). A worker's stack
+ *   is never popped, so its lock is unused.
  */
 #include <errno.h>
 #include <limits.h>
@@ -105,7 +114,7 @@
 
 /* Records a worker keeps (w->free_tasks, linked through link). */
 #define CACHE_MAX 256
-/* Records that may wait in one worker's returns, about: past it, the
+/* Records that may wait in one returns stack, about: past it, the
  * workers that free more give them to malloc. */
 #define RETURNS_MAX 4096
 /* Records a worker gathers for another before it sends them. */
@@ -353,6 +362,25 @@ BR__NOINLINE struct br__task *br__task_current(void)
 	return w ? w->current : NULL;
 }
 
+/* Task ids come in blocks of ID_BLOCK from one counter, so that a
+ * worker pays a locked instruction once a block. 0 is nobody's. */
+#define ID_BLOCK 4096
+
+static _Atomic uint64_t ids = 1;
+
+static uint64_t task_id(struct br__worker *w)
+{
+	/* Relaxed: only uniqueness is asked of it. */
+	if (!w)
+		return atomic_fetch_add_explicit(&ids, 1, memory_order_relaxed);
+	if (br__unlikely(w->next_id == w->end_id)) {
+		w->next_id = atomic_fetch_add_explicit(&ids, ID_BLOCK,
+						       memory_order_relaxed);
+		w->end_id = w->next_id + ID_BLOCK;
+	}
+	return w->next_id++;
+}
+
 /* A new task of rt, made on w's thread (NULL: a plain thread). */
 static struct br__task *task_new(struct br__worker *w, struct br_runtime *rt,
 				 uint32_t flags)
@@ -371,6 +399,8 @@ static struct br__task *task_new(struct br__worker *w, struct br_runtime *rt,
 	atomic_init(&t->fiber, NULL);
 	t->inline_parent = NULL;
 	t->spawner = NULL;
+	t->id = task_id(w);
+	t->spawner_id = 0;
 	atomic_init(&t->cancel, 0);
 	t->flags = flags;
 	t->pin = 0;
@@ -524,6 +554,8 @@ static br_future *spawn_open(struct br__worker *w, br_runtime *rt,
 	t->fn = fn;
 	t->arg = arg;
 	t->spawner = w ? w->current : NULL;
+	if (t->spawner)
+		t->spawner_id = t->spawner->id;
 	if (opts) {
 		t->pin = opts->worker;
 		if (opts->stack_size)

@@ -37,18 +37,25 @@ struct br__task {
 	/* Set when it starts (its own) or runs inline (its parent's); read by
 	 * br_cancel. */
 	_Atomic(struct br__fiber *) fiber;
-	/* The task that spawned it, if any: only compared, and dereferenced
-	 * only by the spawner itself while it spawns (tasklocal.c). */
+	/* The task that spawned it, if any: dereferenced only by the
+	 * spawner itself while it spawns (tasklocal.c). */
 	struct br__task *spawner;
+	/* Which task this is, and which task spawned it (0: none). Ids are
+	 * never given twice, while records are: a task made from a freed
+	 * record must not pass for the spawner of the old task's children
+	 * (wait.c, inlinable()). */
+	uint64_t id, spawner_id;
 	/* The task that runs it inline; read only by code on the fiber. */
 	struct br__task *inline_parent;
 	_Atomic uint32_t cancel; /* cancellation requested */
 	uint32_t flags;		 /* BR__T_* */
 	unsigned pin;		 /* worker index when pinned */
-	unsigned home;		 /* the worker whose cache gave the record */
-	size_t stack_size;	 /* 0: the runtime's */
-	int cancel_seen;	 /* a suspension returned -ECANCELED */
-	int fail_code;		 /* set by br_fail() */
+	/* Where the record was given out: a worker's index in the runtime of
+	 * the thread that made it, or the plain threads (task.c) */
+	unsigned home;
+	size_t stack_size; /* 0: the runtime's */
+	int cancel_seen;   /* a suspension returned -ECANCELED */
+	int fail_code;	   /* set by br_fail() */
 	char *fail_msg;
 	/* Callbacks: set by the runner or by br_cancel, whichever comes first. */
 	_Atomic int claimed;

@@ -310,12 +310,14 @@ int br__wait_any(br_future *const *fs, size_t n, int64_t deadline,
 /* May b, which this worker owns or the caller holds a reference to, run
  * inline for spawner? Only unstarted tasks: the deque also holds tasks
  * that have run and were woken (moved there from the LIFO slot), which
- * have a fiber and must be resumed, never started again. */
+ * have a fiber and must be resumed, never started again. Spawners are
+ * told apart by id: a record, and so a pointer, may have belonged to
+ * another task, b's true spawner, which has ended. */
 static int inlinable(struct br__task *b, struct br__task *want,
 		     struct br__task *spawner)
 {
 	return !(b->flags & (BR__T_PINNED | BR__T_CALLBACK)) &&
-	       (b == want || b->spawner == spawner) &&
+	       (b == want || b->spawner_id == spawner->id) &&
 	       !atomic_load_explicit(&b->fiber, memory_order_relaxed);
 }
 

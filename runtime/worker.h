@@ -76,8 +76,9 @@ struct br__worker {
 	struct br__timers timers;
 	struct br__stack_cache stacks;
 	/* Task and promise records freed on this thread, kept for the next
-	 * ones made here (task.c, future.c; empty in sanitizer builds). Kept
-	 * here rather than in thread-locals (header, "Fiber hazards"). */
+	 * ones made here (task.c, future.c; task records: empty in ASan
+	 * builds, promises: in sanitizer builds). Kept here rather than in
+	 * thread-locals (header, "Fiber hazards"). */
 	struct br__snode *free_tasks;
 	struct br_future *free_promises;
 	unsigned nfree_tasks, nfree_promises;
@@ -95,6 +96,8 @@ struct br__worker {
 	struct br__snode *out_head, *out_tail;
 	struct br__returns *out_home;
 	unsigned out_n;
+	/* The task ids this worker gives next, a block at a time (task.c) */
+	uint64_t next_id, end_id;
 	/* Counters and trace ring (stats.h): last, so that every other field
 	 * keeps the place it has with make OBS=0. */
 	struct br__obs obs;
