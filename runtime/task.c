@@ -270,7 +270,7 @@ void br__task_free(struct br__task *t)
 
 		/* Made elsewhere in w's runtime: it goes back there. t->rt is
 		 * only compared: its runtime may be gone. */
-		if (t->rt == rt && t->home != w->id) {
+		if (t->home != w->id && t->rt == rt) {
 			return_home(w,
 				    t->home < rt->nworkers ?
 					    &rt->workers[t->home].returns :
@@ -399,7 +399,7 @@ static struct br__task *task_new(struct br__worker *w, struct br_runtime *rt,
 	atomic_init(&t->fiber, NULL);
 	t->inline_parent = NULL;
 	t->spawner = NULL;
-	t->id = task_id(w);
+	t->id = 0; /* given at its first spawn (spawn_open()) */
 	t->spawner_id = 0;
 	atomic_init(&t->cancel, 0);
 	t->flags = flags;
@@ -554,8 +554,13 @@ static br_future *spawn_open(struct br__worker *w, br_runtime *rt,
 	t->fn = fn;
 	t->arg = arg;
 	t->spawner = w ? w->current : NULL;
-	if (t->spawner)
+	if (t->spawner) {
+		/* Most tasks never spawn: an id only for those that do. The
+		 * spawner's own code writes and reads it (wait.c). */
+		if (!t->spawner->id)
+			t->spawner->id = task_id(w);
 		t->spawner_id = t->spawner->id;
+	}
 	if (opts) {
 		t->pin = opts->worker;
 		if (opts->stack_size)

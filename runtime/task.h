@@ -40,10 +40,10 @@ struct br__task {
 	/* The task that spawned it, if any: dereferenced only by the
 	 * spawner itself while it spawns (tasklocal.c). */
 	struct br__task *spawner;
-	/* Which task this is, and which task spawned it (0: none). Ids are
-	 * never given twice, while records are: a task made from a freed
-	 * record must not pass for the spawner of the old task's children
-	 * (wait.c, inlinable()). */
+	/* Which task this is (0 until it first spawns), and which task
+	 * spawned it (0: none). Ids are never given twice, while records
+	 * are: a task made from a freed record must not pass for the
+	 * spawner of the old task's children (wait.c, inlinable()). */
 	uint64_t id, spawner_id;
 	/* The task that runs it inline; read only by code on the fiber. */
 	struct br__task *inline_parent;

@@ -317,7 +317,7 @@ static int inlinable(struct br__task *b, struct br__task *want,
 		     struct br__task *spawner)
 {
 	return !(b->flags & (BR__T_PINNED | BR__T_CALLBACK)) &&
-	       (b == want || b->spawner_id == spawner->id) &&
+	       (b == want || (spawner->id && b->spawner_id == spawner->id)) &&
 	       !atomic_load_explicit(&b->fiber, memory_order_relaxed);
 }
 
