@@ -203,22 +203,29 @@ static struct br__task *task_alloc(struct br__worker *w, struct br_runtime *rt)
 	return t;
 }
 
+static void free_chain(struct br__snode *n)
+{
+	struct br__snode *next;
+
+	for (; n; n = next) {
+		next = n->next;
+		free(br__fifo_entry(n, struct br__task, link));
+	}
+}
+
 #ifdef RECYCLE
 /* Send w's batch where it belongs, or to malloc if plenty wait there
  * already. Context: worker w. */
 BR__NOINLINE static void send_home(struct br__worker *w)
 {
 	struct br__returns *h = w->out_home;
-	struct br__snode *head = w->out_head, *next, *old;
+	struct br__snode *head = w->out_head, *old;
 
 	if (!head)
 		return;
 	/* Relaxed: the count is only a cap (header). */
 	if (atomic_load_explicit(&h->n, memory_order_relaxed) >= RETURNS_MAX) {
-		for (; head; head = next) {
-			next = head->next;
-			free(br__fifo_entry(head, struct br__task, link));
-		}
+		free_chain(head);
 	} else {
 		atomic_fetch_add_explicit(&h->n, w->out_n,
 					  memory_order_relaxed);
@@ -299,16 +306,6 @@ static void free_unstarted(struct br__task *t)
 	free(t);
 }
 
-static void free_chain(struct br__snode *n)
-{
-	struct br__snode *next;
-
-	for (; n; n = next) {
-		next = n->next;
-		free(br__fifo_entry(n, struct br__task, link));
-	}
-}
-
 void br__task_cache_drain(struct br__worker *w)
 {
 #ifdef RECYCLE
@@ -368,12 +365,11 @@ BR__NOINLINE struct br__task *br__task_current(void)
 
 static _Atomic uint64_t ids = 1;
 
+/* Context: worker w (only a task spawns, and only tasks get ids). */
 static uint64_t task_id(struct br__worker *w)
 {
-	/* Relaxed: only uniqueness is asked of it. */
-	if (!w)
-		return atomic_fetch_add_explicit(&ids, 1, memory_order_relaxed);
 	if (br__unlikely(w->next_id == w->end_id)) {
+		/* Relaxed: only uniqueness is asked of it. */
 		w->next_id = atomic_fetch_add_explicit(&ids, ID_BLOCK,
 						       memory_order_relaxed);
 		w->end_id = w->next_id + ID_BLOCK;
@@ -398,7 +394,6 @@ static struct br__task *task_new(struct br__worker *w, struct br_runtime *rt,
 	t->link.next = NULL;
 	atomic_init(&t->fiber, NULL);
 	t->inline_parent = NULL;
-	t->spawner = NULL;
 	t->id = 0; /* given at its first spawn (spawn_open()) */
 	t->spawner_id = 0;
 	atomic_init(&t->cancel, 0);
@@ -546,6 +541,7 @@ static br_future *spawn_open(struct br__worker *w, br_runtime *rt,
 			     br_task_fn fn, void *arg,
 			     const br_spawn_opts *opts, uint32_t flags)
 {
+	struct br__task *spawner = w ? w->current : NULL;
 	struct br__task *t;
 
 	t = task_new(w, rt, flags);
@@ -553,13 +549,12 @@ static br_future *spawn_open(struct br__worker *w, br_runtime *rt,
 		return &br__future_enomem;
 	t->fn = fn;
 	t->arg = arg;
-	t->spawner = w ? w->current : NULL;
-	if (t->spawner) {
+	if (spawner) {
 		/* Most tasks never spawn: an id only for those that do. The
 		 * spawner's own code writes and reads it (wait.c). */
-		if (!t->spawner->id)
-			t->spawner->id = task_id(w);
-		t->spawner_id = t->spawner->id;
+		if (!spawner->id)
+			spawner->id = task_id(w);
+		t->spawner_id = spawner->id;
 	}
 	if (opts) {
 		t->pin = opts->worker;
@@ -573,7 +568,7 @@ static br_future *spawn_open(struct br__worker *w, br_runtime *rt,
 			return &br__future_enomem;
 		}
 	}
-	if (br__locals_inherit(t) < 0) {
+	if (br__locals_inherit(t, spawner) < 0) {
 		free_unstarted(t);
 		return &br__future_enomem;
 	}

@@ -37,9 +37,6 @@ struct br__task {
 	/* Set when it starts (its own) or runs inline (its parent's); read by
 	 * br_cancel. */
 	_Atomic(struct br__fiber *) fiber;
-	/* The task that spawned it, if any: dereferenced only by the
-	 * spawner itself while it spawns (tasklocal.c). */
-	struct br__task *spawner;
 	/* Which task this is (0 until it first spawns), and which task
 	 * spawned it (0: none). Ids are never given twice, while records
 	 * are: a task made from a freed record must not pass for the

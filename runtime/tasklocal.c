@@ -313,11 +313,10 @@ static BR__NOINLINE struct br__locals *thread_values(void)
 	return thread_locals;
 }
 
-int br__locals_inherit(struct br__task *t)
+int br__locals_inherit(struct br__task *t, struct br__task *spawner)
 {
 	/* The spawner, if a task, is the caller: alive through this call. */
-	struct br__locals *from = t->spawner ? t->spawner->locals :
-					       thread_values();
+	struct br__locals *from = spawner ? spawner->locals : thread_values();
 	struct br__locals *l;
 	unsigned i, last = 0;
 

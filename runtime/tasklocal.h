@@ -24,10 +24,11 @@ struct br__locals {
 /*
  * br__locals_inherit - give t, just spawned by the calling task or
  * thread, the caller's values of inheriting keys. Cheap when there are
- * none (one load). t->spawner must be set. -ENOMEM leaves t without them.
- * Context: the spawner, before t is queued.
+ * none (one load). spawner: the calling task, or NULL on a plain thread.
+ * -ENOMEM leaves t without them. Context: the spawner, before t is
+ * queued.
  */
-int br__locals_inherit(struct br__task *t);
+int br__locals_inherit(struct br__task *t, struct br__task *spawner);
 
 /*
  * br__locals_end - run the destructors of t's values and free them.

@@ -161,6 +161,34 @@ static void *outside_task(void *arg)
 	return NULL;
 }
 
+/* Room for total tasks' marks, and no child counted yet. */
+static void outside_begin(long total)
+{
+	outside_ran = calloc((size_t)total, sizeof(*outside_ran));
+	cr_assert_not_null(outside_ran);
+	atomic_store(&outside_children, 0);
+}
+
+/* Checks that each of total tasks ran once, and waits for their children
+ * (one for each task i with mix(i) % every == 0): nobody awaits those,
+ * and br_runtime_free() would cancel the ones not started. */
+static void outside_check(long total, unsigned every)
+{
+	long children = 0;
+
+	for (long i = 0; i < total; i++) {
+		if (mix((uint64_t)i) % every == 0)
+			children++;
+		cr_assert_eq(atomic_load(&outside_ran[i]), 1,
+			     "task %ld ran %d times", i,
+			     atomic_load(&outside_ran[i]));
+	}
+	while (atomic_load(&outside_children) < children)
+		sched_yield();
+	cr_assert_eq(atomic_load(&outside_children), children);
+	free(outside_ran);
+}
+
 struct outsider {
 	br_runtime *rt;
 	long first, n;
@@ -201,11 +229,8 @@ Test(stress_sched, storms_from_plain_threads_run_every_task_once,
 	br_runtime *rt = t_runtime(2, 0);
 	struct outsider o[OUTSIDERS];
 	pthread_t th[OUTSIDERS];
-	long children = 0;
 
-	outside_ran = calloc((size_t)(per * OUTSIDERS), sizeof(*outside_ran));
-	cr_assert_not_null(outside_ran);
-	atomic_store(&outside_children, 0);
+	outside_begin(per * OUTSIDERS);
 	start_outsiders(rt, o, th, per, outsider_storm, 1);
 	for (int k = 0; k < OUTSIDERS; k++) {
 		t_thread_join(th[k]);
@@ -215,20 +240,8 @@ Test(stress_sched, storms_from_plain_threads_run_every_task_once,
 		}
 		free(o[k].fs);
 	}
-	for (long i = 0; i < per * OUTSIDERS; i++) {
-		if (mix((uint64_t)i) % 7 == 0)
-			children++;
-		cr_assert_eq(atomic_load(&outside_ran[i]), 1,
-			     "task %ld ran %d times", i,
-			     atomic_load(&outside_ran[i]));
-	}
-	/* Nobody awaits the children: wait for their count, since
-	 * br_runtime_free() cancels tasks that have not started. */
-	while (atomic_load(&outside_children) < children)
-		sched_yield();
-	cr_assert_eq(atomic_load(&outside_children), children);
+	outside_check(per * OUTSIDERS, 7);
 	br_runtime_free(rt);
-	free(outside_ran);
 }
 
 /*
@@ -239,25 +252,17 @@ Test(stress_sched, storms_from_plain_threads_run_every_task_once,
  * task spawns a child pinned to the other worker, so records cross both
  * ways between workers too. Every task must run exactly once.
  */
-static atomic_uchar *dropped_ran;
-static atomic_long dropped_children, dropped_done;
-
-static void *dropped_child(void *arg)
-{
-	(void)arg;
-	atomic_fetch_add_explicit(&dropped_children, 1, memory_order_relaxed);
-	return NULL;
-}
+static atomic_long dropped_done;
 
 static void *dropped_task(void *arg)
 {
 	uintptr_t i = (uintptr_t)arg;
 
-	atomic_fetch_add_explicit(&dropped_ran[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&outside_ran[i], 1, memory_order_relaxed);
 	if (mix(i) % 3 == 0)
 		br_future_release(br_spawn_on(br_current_runtime(),
 					      (unsigned)br_worker_id() ^ 1u,
-					      dropped_child, NULL));
+					      outside_child, NULL));
 	atomic_fetch_add_explicit(&dropped_done, 1, memory_order_release);
 	return NULL;
 }
@@ -279,30 +284,17 @@ Test(stress_sched, records_freed_away_from_their_spawner_go_back_safely,
 	br_runtime *rt = t_runtime(2, 0);
 	struct outsider o[OUTSIDERS];
 	pthread_t th[OUTSIDERS];
-	long children = 0;
 
-	dropped_ran = calloc((size_t)(per * OUTSIDERS), sizeof(*dropped_ran));
-	cr_assert_not_null(dropped_ran);
-	atomic_store(&dropped_children, 0);
+	outside_begin(per * OUTSIDERS);
 	atomic_store(&dropped_done, 0);
 	start_outsiders(rt, o, th, per, dropping_storm, 0);
 	for (int k = 0; k < OUTSIDERS; k++)
 		t_thread_join(th[k]);
-	for (long i = 0; i < per * OUTSIDERS; i++)
-		if (mix((uint64_t)i) % 3 == 0)
-			children++;
-	/* Nobody awaits them: wait for the counts, since br_runtime_free()
-	 * cancels tasks that have not started. */
-	while (atomic_load(&dropped_done) < per * OUTSIDERS ||
-	       atomic_load(&dropped_children) < children)
+	/* Nobody awaits them either. */
+	while (atomic_load(&dropped_done) < per * OUTSIDERS)
 		sched_yield();
-	for (long i = 0; i < per * OUTSIDERS; i++)
-		cr_assert_eq(atomic_load(&dropped_ran[i]), 1,
-			     "task %ld ran %d times", i,
-			     atomic_load(&dropped_ran[i]));
-	cr_assert_eq(atomic_load(&dropped_children), children);
+	outside_check(per * OUTSIDERS, 3);
 	br_runtime_free(rt);
-	free(dropped_ran);
 }
 
 /* ------------------------------------------------------------------ */
