@@ -188,7 +188,10 @@ static br_future *submit(br_pool *pool, br_job_fn fn, const void *in,
 		return &j->fut;
 	}
 	br__pool_wake_workers(pool, 1);
-	if (pool->remote)
+	/* Only when the first job waits: a kick on every submission woke
+	 * the driver for each, took rank 0's CPUs from its own workers and
+	 * could hold a run of tiny jobs at several times their cost. */
+	if (r > 0 && pool->remote)
 		br__pool_remote_kick(pool);
 	return &j->fut;
 }

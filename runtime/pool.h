@@ -150,9 +150,13 @@ struct pjob {
 	size_t arena_g; /* W_RING, big: first granule, else SIZE_MAX */
 	size_t arena_n; /* granules */
 	struct br__list_node link; /* W_OVERFLOW: on pool->overflow */
-	struct pmap *map;	   /* JOB_CHUNK of a br_map, else NULL */
-	size_t first;		   /* JOB_CHUNK: index of its first item */
-	int rank;		   /* W_REMOTE: where it went */
+	/* When it joined the overflow list on submission, if the pool
+	 * spans ranks (br__remote_take: how long it has waited); 0 for a
+	 * job that comes back to it, which may go at once. */
+	int64_t queued_ns;
+	struct pmap *map; /* JOB_CHUNK of a br_map, else NULL */
+	size_t first;	  /* JOB_CHUNK: index of its first item */
+	int rank;	  /* W_REMOTE: where it went */
 };
 _Static_assert(offsetof(struct pjob, fut) == 0,
 	       "a job is its future: future.c frees it through job_ops");
@@ -217,6 +221,7 @@ struct br_pool {
 	void *remote;
 	unsigned remote_workers;
 	unsigned ring_jobs, ring_limit; /* W_RING jobs; under lock */
+	int64_t run_ns; /* with remote: jobs' recent run time; under lock */
 	_Atomic size_t ov_n;
 	/* arena: one byte per granule, 1 = used */
 	unsigned char *amap;
@@ -272,8 +277,11 @@ const char *br__pool_refusal(const struct br_pool *p, int err);
 /*
  * br__pool_enqueue - put j in the table, then the ring, or the overflow
  * list behind the jobs already there. copy: give j a private copy of its
- * input if it has to wait in overflow. Returns 0, or BR_ECLOSED,
- * BR_EWORKERDIED (no worker can ever run it) or -ENOMEM with j untouched.
+ * input if it has to wait in overflow. Returns 0; 1 if j waits in
+ * overflow and no job did before (a transport that takes jobs from there
+ * looks again by itself while any wait: this is when to tell it); or
+ * BR_ECLOSED, BR_EWORKERDIED (no worker can ever run it) or -ENOMEM with
+ * j untouched.
  */
 int br__pool_enqueue(struct br_pool *p, struct pjob *j, int copy);
 
@@ -375,6 +383,10 @@ void br__pool_remote_kick(struct br_pool *p);
 
 /* p closes: its remote jobs have been failed; the transport lets go. */
 void br__pool_remote_stop(struct br_pool *p);
+
+/* With remote: a local worker ran a job for ns, which the ring's depth
+ * follows. Under lock. */
+void br__pool_remote_ran(struct br_pool *p, int64_t ns);
 
 /* A W_REMOTE job was cancelled: the transport tells its rank. */
 void br__pool_remote_cancel(struct br_pool *p, struct pjob *j);

@@ -294,6 +294,8 @@ static int make_chunks(struct br_pool *p, br_job_fn fn, const char *items,
 	}
 	for (size_t c = 0; r == 0 && c < nchunks; c++) {
 		r = br__pool_enqueue(p, cs[c], 0);
+		if (r > 0)
+			r = 0; /* the transport is told below */
 		if (r < 0) {
 			/* Chunks queued so far are cancelled by the caller
 			 * through the map; the rest end here. */

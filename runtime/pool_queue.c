@@ -205,6 +205,10 @@ static void ov_push(struct br_pool *p, struct pjob *j, int front)
 	BR__ASSERT_MUTEX_HELD(&p->lock);
 	BR_DEBUG_ASSERT(j->where == W_NEW || j->where == W_OVERFLOW ||
 			j->where == W_RING || j->where == W_REMOTE);
+	if (j->where == W_NEW)
+		j->queued_ns = p->remote ? br_now_ns() : 0;
+	else if (j->where != W_OVERFLOW)
+		j->queued_ns = 0;
 	j->where = W_OVERFLOW;
 	if (front)
 		br__list_push_front(&p->overflow, &j->link);
@@ -266,10 +270,11 @@ const char *br__pool_refusal(const struct br_pool *p, int err)
 }
 
 /* Queue j (ring, else overflow). copy: make a private copy of the input
- * if it has to wait in overflow. 0, or a negative error (j untouched). */
+ * if it has to wait in overflow. 0, 1 (j waits alone in overflow), or a
+ * negative error (j untouched). */
 int br__pool_enqueue(struct br_pool *p, struct pjob *j, int copy)
 {
-	int r;
+	int r, alone = 0;
 
 	pthread_mutex_lock(&p->lock);
 	if (p->closing || p->broken) {
@@ -293,6 +298,7 @@ int br__pool_enqueue(struct br_pool *p, struct pjob *j, int copy)
 			memcpy(j->own, j->in, j->len);
 			j->in = j->own;
 		}
+		alone = br__list_empty(&p->overflow);
 		ov_push(p, j, 0);
 	}
 	/* Counted before the lock publishes j: the collector may settle it
@@ -302,7 +308,7 @@ int br__pool_enqueue(struct br_pool *p, struct pjob *j, int copy)
 		note_timeout(p, j->timeout_ns);
 	}
 	pthread_mutex_unlock(&p->lock);
-	return 0;
+	return alone;
 }
 
 /* Give a job back to the queue after its worker died for another job's
@@ -500,6 +506,8 @@ int br__pool_drain(struct br_pool *p, unsigned w)
 		mine[i] = br__pool_claim_job(p, got[i]);
 		if (mine[i] && got[i]->nitems != r->nitems)
 			mine[i] = 2; /* not what we sent: treat as a death */
+		if (mine[i] == 1 && p->remote)
+			br__pool_remote_ran(p, r->end_ns - r->start_ns);
 	}
 	pthread_mutex_unlock(&p->lock);
 	for (unsigned i = 0; i < n; i++) {

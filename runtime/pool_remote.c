@@ -8,11 +8,21 @@
  *   The pool knows nothing of MPI. A transport (libbraid-mpi) registers
  *   its operations; a pool made with br_pool_config.mpi asks it to join,
  *   and learns how many workers the other ranks add. From then on the
- *   local ring holds at most ring_limit jobs (a few per local worker), so
- *   that the jobs beyond wait in the overflow list, where the local
- *   refill and the transport both take the oldest first: whoever has room
- *   takes work, and a slow rank, which returns results slowly, is given
- *   less (pull, not push, across ranks as within one).
+ *   local ring holds at most ring_limit jobs, so that the jobs beyond
+ *   wait in the overflow list, where the local refill and the transport
+ *   both take the oldest first: whoever has room takes work, and a slow
+ *   rank, which returns results slowly, is given less (pull, not push,
+ *   across ranks as within one).
+ *
+ *   How deep the local ring is follows how long jobs run (run_ns, an
+ *   average over the last few): a few per local worker, or, for short
+ *   jobs, enough to keep each busy for RING_COVER_NS, the time the
+ *   collector may take to wake and refill the ring once it sleeps. With
+ *   four per worker, a pool of tiny jobs flipped between two steady
+ *   speeds, several times apart: its workers ran dry between refills,
+ *   the collector, finding no results for a while, slept, and the next
+ *   refill waited for its wake-up. Tiny jobs are not worth shipping
+ *   anyway; long ones still wait where every rank can take them.
  *
  *   A shipped job is W_REMOTE: it stays in the job table, so its future,
  *   br_cancel, br_map's chunk accounting and br_pool_free treat it as
@@ -30,12 +40,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "clock.h"
 #include "pool.h"
 #include "remote.h"
 
 /* Jobs in the local ring per local worker when other ranks take jobs
- * too: enough that a worker finishing one finds the next at once. */
+ * too: at least enough that a worker finishing one finds the next at
+ * once, and as many as it runs in RING_COVER_NS (header). */
 #define RING_PER_WORKER 4
+#define RING_COVER_NS (200 * BR__NS_PER_US)
 
 static _Atomic(const struct br__remote_ops *) transport;
 
@@ -82,8 +95,30 @@ int br__pool_remote_start(struct br_pool *p, const br_pool_config *cfg)
 	p->remote = state;
 	p->remote_workers = (unsigned)(intptr_t)v;
 	p->ring_limit = RING_PER_WORKER * p->nworkers;
+	p->run_ns = RING_COVER_NS; /* unknown: long */
 	pthread_mutex_unlock(&p->lock);
 	return 0;
+}
+
+void br__pool_remote_ran(struct br_pool *p, int64_t ns)
+{
+	int64_t per;
+
+	BR__ASSERT_MUTEX_HELD(&p->lock);
+	/* The worker's clock readings: anything. Past RING_COVER_NS it
+	 * makes no difference, and one long job moves the average only so
+	 * far. */
+	if (ns < 0)
+		ns = 0;
+	if (ns > RING_COVER_NS)
+		ns = RING_COVER_NS;
+	p->run_ns += (ns - p->run_ns) / 8;
+	per = RING_COVER_NS / (p->run_ns + 1);
+	if (per > BR__POOL_JOBS / p->nworkers)
+		per = BR__POOL_JOBS / p->nworkers; /* the ring holds no more */
+	if (per < RING_PER_WORKER)
+		per = RING_PER_WORKER;
+	p->ring_limit = (unsigned)per * p->nworkers;
 }
 
 void br__remote_put(br_pool *p)
@@ -116,8 +151,10 @@ void br__pool_remote_cancel(struct br_pool *p, struct pjob *j)
 }
 
 size_t br__remote_take(br_pool *p, int rank, struct br__remote_job *out,
-		       size_t max, size_t max_bytes)
+		       size_t max, size_t max_bytes, int64_t min_wait_ns,
+		       int64_t *due_ns)
 {
+	int64_t since = min_wait_ns > 0 ? br_now_ns() - min_wait_ns : 0;
 	size_t n = 0, bytes = 0;
 
 	pthread_mutex_lock(&p->lock);
@@ -130,6 +167,11 @@ size_t br__remote_take(br_pool *p, int rank, struct br__remote_job *out,
 		j = br__list_entry(head, struct pjob, link);
 		if (n && bytes + j->len > max_bytes)
 			break;
+		if (min_wait_ns > 0 && j->queued_ns > since) {
+			/* Oldest first: the jobs behind it are younger. */
+			*due_ns = j->queued_ns + min_wait_ns;
+			break;
+		}
 		br__list_remove(&p->overflow, head);
 		atomic_fetch_sub_explicit(&p->ov_n, 1, memory_order_relaxed);
 		j->where = W_REMOTE;

@@ -71,10 +71,15 @@ BR__EXPORT int br__remote_register(const struct br__remote_ops *ops);
  * br__remote_take - take up to max waiting jobs of p (oldest first) for
  * rank, at most max_bytes of input in all (but always one, if any waits),
  * into out. They are W_REMOTE from now on. Returns how many.
+ *
+ * min_wait_ns > 0: only jobs that have waited that long since they were
+ * submitted; if the oldest has not, *due_ns (else untouched) gets the time
+ * (br_now_ns) when it will have.
  */
 BR__EXPORT size_t br__remote_take(br_pool *p, int rank,
 				  struct br__remote_job *out, size_t max,
-				  size_t max_bytes);
+				  size_t max_bytes, int64_t min_wait_ns,
+				  int64_t *due_ns);
 
 /* br__remote_done - settle job id of p with the encoded items that came
  * back (pool_shm.h's item format). An id that names no job is ignored. */

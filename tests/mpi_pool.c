@@ -3,7 +3,8 @@
  * mpi_pool.c - a process pool across the ranks of an MPI job: results,
  * order, mixing with local futures, crashes and time limits on remote
  * ranks, initializers' limits on every rank, cancel, br_imap, 100,000
- * jobs with every result checked, and nothing left behind. Run under mpirun -np 3 (tests.mk's test-mpi runs
+ * jobs with every result checked, tiny jobs kept off ranks that would
+ * only take CPU from rank 0, and nothing left behind. Run under mpirun -np 3 (tests.mk's test-mpi runs
  * it over shared memory and over TCP).
  *
  * Not a Criterion program: Criterion forks every test into a process of
@@ -18,12 +19,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "braid.h"
@@ -62,6 +65,26 @@ static int sum_job(br_job *job, const void *in, size_t len)
 	return br_job_write(job, out, sizeof(out));
 }
 
+/* {a, b, c, ms}: sleeps ms, then answers {a + b + c, rank}. */
+static int sum_nap_job(br_job *job, const void *in, size_t len)
+{
+	const int32_t *v = in;
+
+	usleep((useconds_t)v[3] * 1000);
+	return sum_job(job, in, 3 * sizeof(*v));
+}
+
+/* Answers {when it started (CLOCK_MONOTONIC, ns), rank}. */
+static int when_job(br_job *job, const void *in, size_t len)
+{
+	struct timespec ts;
+	int64_t out[2] = { 0, my_rank() };
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	out[0] = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return br_job_write(job, out, sizeof(out));
+}
+
 static int crash_job(br_job *job, const void *in, size_t len)
 {
 	abort();
@@ -95,20 +118,26 @@ static const int64_t *pair_of(br_future *f)
 
 enum {
 	TASKS = 16,
-	PER_TASK = 400
+	PER_TASK = 400, /* tiny jobs */
+	NAPS_PER_TASK = 8,
+	NAP_MS = 2
 };
 
 static br_pool *pool;
 static atomic_int ranks_seen[8];
+static int32_t nap_ms; /* 0: the submitters' jobs are tiny */
 
 static void *submitter(void *arg)
 {
 	intptr_t t = (intptr_t)arg;
-	int bad = 0;
+	int bad = 0, n = nap_ms ? NAPS_PER_TASK : PER_TASK;
 
-	for (int i = 0; i < PER_TASK; i++) {
-		int32_t in[3] = { (int32_t)t, i, 1 };
-		br_future *f = br_submit(pool, sum_job, in, sizeof(in));
+	for (int i = 0; i < n; i++) {
+		int32_t in[4] = { (int32_t)t, i, 1, nap_ms };
+		br_future *f =
+			nap_ms ?
+				br_submit(pool, sum_nap_job, in, sizeof(in)) :
+				br_submit(pool, sum_job, in, 3 * sizeof(in[0]));
 		const int64_t *out;
 
 		if (br_await(f, NULL) < 0 || !(out = pair_of(f)) ||
@@ -134,46 +163,118 @@ static void *blocking_call(void *arg)
 
 /* ---- the checks ---- */
 
+/* One round of TASKS submitters on pool; returns how many jobs came back
+ * wrong. */
+static int round_of_submitters(br_runtime *rt)
+{
+	br_future *fs[TASKS];
+	int bad = 0;
+
+	for (intptr_t t = 0; t < TASKS; t++)
+		fs[t] = br_spawn(rt, submitter, (void *)t);
+	for (int t = 0; t < TASKS; t++) {
+		void *v = NULL;
+
+		CHECK(br_await(fs[t], &v) == 0, "%s", br_future_message(fs[t]));
+		bad += (int)(intptr_t)v;
+		br_future_release(fs[t]);
+	}
+	return bad;
+}
+
 /*
- * Rounds of TASKS submitters on pool until every rank has run jobs (at
- * most ROUNDS_MAX): a rank joins a new pool when its server next looks,
- * which an idle server does only every 20 ms, and one round can be over
- * by then. Returns how many ranks ran jobs; *bad counts wrong results.
+ * Rounds of TASKS submitters of jobs that sleep NAP_MS, on pool, until
+ * every rank has run jobs (at most ROUNDS_MAX): sleeping jobs keep rank
+ * 0's workers from keeping up, which is when the other ranks, sharing
+ * these CPUs, get jobs (driver.c); a rank joins a new pool when its
+ * server next looks, which an idle server does only every 20 ms, and one
+ * round can be over by then. Returns how many ranks ran jobs; *bad
+ * counts wrong results.
  */
 #define ROUNDS_MAX 50
 
 static int rounds_until_every_rank(br_runtime *rt, int *bad)
 {
-	br_future *fs[TASKS];
 	int ranks = 0;
 
 	*bad = 0;
 	for (int r = 0; r < 8; r++)
 		atomic_store(&ranks_seen[r], 0);
+	nap_ms = NAP_MS;
 	for (int round = 0; round < ROUNDS_MAX && ranks < 3; round++) {
-		for (intptr_t t = 0; t < TASKS; t++)
-			fs[t] = br_spawn(rt, submitter, (void *)t);
-		for (int t = 0; t < TASKS; t++) {
-			void *v = NULL;
-
-			CHECK(br_await(fs[t], &v) == 0, "%s",
-			      br_future_message(fs[t]));
-			*bad += (int)(intptr_t)v;
-			br_future_release(fs[t]);
-		}
+		*bad += round_of_submitters(rt);
 		ranks = 0;
 		for (int r = 0; r < 8; r++)
 			ranks += atomic_load(&ranks_seen[r]) > 0;
 	}
+	nap_ms = 0;
 	return ranks;
 }
 
 static void check_tasks(br_runtime *rt)
 {
-	int bad, ranks = rounds_until_every_rank(rt, &bad);
+	int bad = round_of_submitters(rt), ranks;
 
+	CHECK(bad == 0, "%d tiny jobs came back wrong", bad);
+	ranks = rounds_until_every_rank(rt, &bad);
 	CHECK(bad == 0, "%d jobs came back wrong", bad);
 	CHECK(ranks == 3, "jobs ran on %d ranks, not 3", ranks);
+}
+
+/* The CPUs this process may run on. */
+static int my_cpus(void)
+{
+	cpu_set_t set;
+
+	return sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) :
+							      1;
+}
+
+/*
+ * Bursts of tiny jobs, more than rank 0's ring holds, which its two
+ * workers drain in well under a millisecond: when the other ranks share
+ * rank 0's CPUs and leave none free (here, 3 CPUs or fewer), a job goes
+ * to them only once it has waited SHARED_WAIT_NS (1 ms, driver.c), so
+ * every job that ran there started at least 1 ms after it was
+ * submitted. Shipped at once, they took CPU from rank 0's own workers and
+ * could hold the pool in a slower state for a whole run.
+ */
+static void check_held_back(void)
+{
+	enum {
+		BURSTS = 40,
+		BURST = 64
+	};
+	br_future *fs[BURST];
+	int64_t sent[BURST];
+	int remote = 0, early = 0, cpus = my_cpus();
+
+	if (cpus > 3) {
+		printf("mpi: held-back check not run: %d CPUs leave the other "
+		       "ranks room of their own\n",
+		       cpus);
+		return;
+	}
+	for (int b = 0; b < BURSTS; b++) {
+		for (int i = 0; i < BURST; i++) {
+			sent[i] = br_now_ns();
+			fs[i] = br_submit(pool, when_job, NULL, 0);
+		}
+		for (int i = 0; i < BURST; i++) {
+			const int64_t *out = NULL;
+
+			CHECK(br_await(fs[i], NULL) == 0 &&
+				      (out = pair_of(fs[i])),
+			      "burst job: %s", br_future_message(fs[i]));
+			if (out && out[1] != 0) {
+				remote++;
+				early += out[0] - sent[i] < 1000000;
+			}
+			br_future_release(fs[i]);
+		}
+	}
+	CHECK(early == 0, "%d of %d jobs on other ranks started within 1 ms",
+	      early, remote);
 }
 
 /* Initializers that hang on rank 1, and that take 2 s on ranks 1 and 2. */
@@ -299,6 +400,25 @@ static void check_imap(unsigned flags)
 	br_imap_free(it);
 }
 
+/*
+ * Jobs that take a while: after them rank 0's ring holds only a few per
+ * worker (after tiny ones it holds many: pool_remote.c), so that of many
+ * jobs submitted at once most wait where other ranks can take them.
+ */
+static void shallow_ring(void)
+{
+	uint32_t ms = 3;
+	br_future *fs[8];
+
+	for (int i = 0; i < 8; i++)
+		fs[i] = br_submit(pool, nap_job, &ms, sizeof(ms));
+	for (int i = 0; i < 8; i++) {
+		CHECK(br_await(fs[i], NULL) == 0, "a nap: %s",
+		      br_future_message(fs[i]));
+		br_future_release(fs[i]);
+	}
+}
+
 static void check_faults(void)
 {
 	enum {
@@ -309,6 +429,7 @@ static void check_faults(void)
 	int remote = 0, r;
 
 	/* Crashes, wherever they run, fail alone. */
+	shallow_ring();
 	for (int i = 0; i < N; i++)
 		crash[i] = br_submit(pool, crash_job, NULL, 0);
 	for (int i = 0; i < N; i++) {
@@ -466,6 +587,7 @@ int main(int argc, char **argv)
 	if (kill_rank) {
 		check_recovery(atoi(kill_rank));
 	} else {
+		check_held_back();
 		check_tasks(rt);
 		check_mixed(rt);
 		check_map();

@@ -22,8 +22,15 @@
  *   BATCH_BYTES per message. A rank on rank 0's machine that runs on
  *   rank 0's CPUs (mpirun --oversubscribe, or ranks per node with more
  *   workers than CPUs) adds workers but no CPU: such ranks share what
- *   rank 0 and its own workers leave of those CPUs (set_windows), and
- *   hold one job each when that is nothing.
+ *   rank 0 and its own workers leave of those CPUs (set_windows). When
+ *   that is nothing, each may hold one job, and only one that has waited
+ *   SHARED_WAIT_NS: a job shipped there takes CPU from rank 0's own
+ *   workers and adds two processes to wake, so it goes only when those
+ *   workers do not keep up (their jobs block, or run long), not because
+ *   a burst of tiny jobs waits a few microseconds. The driver sleeps
+ *   until the oldest held-back job is due, and is kicked only when a
+ *   job comes to wait where none did (br__pool_enqueue): a kick per
+ *   submission woke it for every tiny job.
  *
  *   A rank that dies under mpirun --enable-recovery never answers again,
  *   and a receive from it never returns: nothing here waits for one rank.
@@ -56,6 +63,7 @@
 #define MAX_BATCH 256
 #define BATCH_BYTES ((size_t)1 << 20)
 #define DEAD_NS (15 * BR__MPI_BEAT_NS)
+#define SHARED_WAIT_NS BR__NS_PER_MS
 /* Naps while jobs are out or were lately, and while none have been for
  * WARM_NS. A result that arrives waits out the nap (MPI cannot ring the
  * bell), and so does the task that waits for it: the busy nap is short. */
@@ -74,6 +82,7 @@ struct prank {
 	int answered;	 /* it said ready, or why not */
 	unsigned window; /* jobs it may hold (set_windows) */
 	unsigned inflight;
+	int64_t wait_ns; /* how long a job waits before it may go there */
 };
 
 struct dpool {
@@ -237,6 +246,7 @@ static void set_windows(struct dpool *dp)
 
 	memcpy(cpus, br__mpi_cpus, sizeof(cpus));
 	for (int r = 1; r < br__mpi_size; r++) {
+		dp->r[r].wait_ns = 0;
 		/* No workers (dead, or it refused): fill() skips it. */
 		dp->r[r].window =
 			dp->r[r].workers > 0 ?
@@ -251,17 +261,17 @@ static void set_windows(struct dpool *dp)
 	for (int k = 0; k < MW_CPU_WORDS; k++)
 		ncpus += (unsigned)__builtin_popcountll(cpus[k]);
 	left = ncpus > mine ? ncpus - mine : 0;
-	if (others <= left)
-		return;
 	for (int r = 1; r < br__mpi_size; r++) {
 		struct prank *pr = &dp->r[r];
 
-		if (pr->workers > 0 && shares_cpus(r)) {
+		if (others > left && pr->workers > 0 && shares_cpus(r)) {
 			pr->window = (unsigned)((uint64_t)WINDOW_PER_WORKER *
 						(unsigned)pr->workers * left /
 						others);
-			if (pr->window == 0)
+			if (pr->window == 0) {
 				pr->window = 1;
+				pr->wait_ns = SHARED_WAIT_NS;
+			}
 		}
 	}
 }
@@ -374,8 +384,9 @@ static struct dpool *dpool_of(uint32_t id)
 
 /* ---- filling windows ---- */
 
-/* Ship what fits in rank's window of dp. Returns how many jobs went. */
-static int fill(struct dpool *dp, int rank)
+/* Ship what fits in rank's window of dp. Returns how many jobs went; a
+ * job held back by the rank's wait_ns lowers *due to when it may go. */
+static int fill(struct dpool *dp, int rank, int64_t *due)
 {
 	struct prank *pr = &dp->r[rank];
 	unsigned window = pr->window;
@@ -384,6 +395,7 @@ static int fill(struct dpool *dp, int rank)
 	static uint32_t ids[MAX_BATCH];
 	struct mw_head h = { MW_JOBS, dp->id, 0, 0 };
 	size_t n, room, len;
+	int64_t when = INT64_MAX;
 	struct br__mpi_out *b;
 	char *at;
 
@@ -392,7 +404,10 @@ static int fill(struct dpool *dp, int rank)
 	room = window - pr->inflight;
 	if (room > MAX_BATCH)
 		room = MAX_BATCH;
-	n = br__remote_take(dp->p, rank, jobs, room, BATCH_BYTES);
+	n = br__remote_take(dp->p, rank, jobs, room, BATCH_BYTES, pr->wait_ns,
+			    &when);
+	if (when < *due)
+		*due = when;
 	if (!n)
 		return 0;
 	len = sizeof(h) + n * sizeof(struct mw_job);
@@ -429,10 +444,13 @@ static int fill(struct dpool *dp, int rank)
 	return (int)n;
 }
 
-static int fill_all(void)
+/* Fill every rank's windows; *due: when a job held back may go
+ * (INT64_MAX: none is). */
+static int fill_all(int64_t *due)
 {
 	int n = 0;
 
+	*due = INT64_MAX;
 	for (struct dpool *dp = D.pools; dp; dp = dp->next) {
 		if (dp->ready || !br__remote_waiting(dp->p))
 			continue;
@@ -442,7 +460,7 @@ static int fill_all(void)
 			int r = 1 + (int)((D.next_rank + (unsigned)k) %
 					  (unsigned)(br__mpi_size - 1));
 
-			n += fill(dp, r);
+			n += fill(dp, r, due);
 		}
 		D.next_rank++;
 	}
@@ -647,11 +665,11 @@ static void *driver_main(void *arg)
 	int64_t last_check = 0, last_work = 0;
 
 	while (!atomic_load_explicit(&D.stop, memory_order_acquire)) {
-		int64_t now;
+		int64_t now, due, nap;
 		int n = run_commands();
 
 		n += receive();
-		n += fill_all();
+		n += fill_all(&due);
 		test_sends();
 		now = br_now_ns();
 		if (now - last_check > BR__MPI_BEAT_NS / 2) {
@@ -663,10 +681,21 @@ static void *driver_main(void *arg)
 			last_work = now;
 			continue;
 		}
-		br__mpi_nap(&D.bell, &D.sleeping, &idle,
-			    jobs_out() || now - last_work < WARM_NS ?
-				    NAP_BUSY_NS :
-				    NAP_IDLE_NS);
+		nap = jobs_out() || now - last_work < WARM_NS ? NAP_BUSY_NS :
+								NAP_IDLE_NS;
+		if (due == INT64_MAX || jobs_out()) {
+			if (due - now < nap)
+				nap = due > now ? due - now : 0;
+			br__mpi_nap(&D.bell, &D.sleeping, &idle, nap);
+			continue;
+		}
+		/* Nothing is out, only jobs held back for ranks that share
+		 * rank 0's CPUs wait: nothing to spin for before the first
+		 * may go. */
+		idle = 0;
+		if (due > now)
+			br__mpi_sleep(&D.bell, &D.sleeping,
+				      due - now < nap ? due - now : nap);
 	}
 	return NULL;
 }

@@ -207,19 +207,12 @@ void br__mpi_ring(_Atomic uint32_t *bell, _Atomic uint32_t *sleeping)
 		syscall(SYS_futex, bell, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-void br__mpi_nap(_Atomic uint32_t *bell, _Atomic uint32_t *sleeping,
-		 unsigned *idle, int64_t max_ns)
+int br__mpi_sleep(_Atomic uint32_t *bell, _Atomic uint32_t *sleeping,
+		  int64_t ns)
 {
 	uint32_t seen = atomic_load_explicit(bell, memory_order_acquire);
 	struct timespec ts;
-	int64_t ns;
 
-	if (++*idle < SPIN_ROUNDS)
-		return;
-	ns = (int64_t)NAP_MIN_NS
-	     << ((*idle - SPIN_ROUNDS) < 16 ? (*idle - SPIN_ROUNDS) : 16);
-	if (ns > max_ns)
-		ns = max_ns;
 	ts.tv_sec = ns / 1000000000;
 	ts.tv_nsec = ns % 1000000000;
 	/* seq_cst: pairs with br__mpi_ring. */
@@ -228,6 +221,18 @@ void br__mpi_nap(_Atomic uint32_t *bell, _Atomic uint32_t *sleeping,
 		syscall(SYS_futex, bell, FUTEX_WAIT_PRIVATE, seen, &ts, NULL,
 			0);
 	atomic_store_explicit(sleeping, 0, memory_order_relaxed);
-	if (atomic_load_explicit(bell, memory_order_relaxed) != seen)
+	return atomic_load_explicit(bell, memory_order_relaxed) != seen;
+}
+
+void br__mpi_nap(_Atomic uint32_t *bell, _Atomic uint32_t *sleeping,
+		 unsigned *idle, int64_t max_ns)
+{
+	int64_t ns;
+
+	if (++*idle < SPIN_ROUNDS)
+		return;
+	ns = (int64_t)NAP_MIN_NS
+	     << ((*idle - SPIN_ROUNDS) < 16 ? (*idle - SPIN_ROUNDS) : 16);
+	if (br__mpi_sleep(bell, sleeping, ns < max_ns ? ns : max_ns))
 		*idle = 0; /* news: look at once, and keep looking */
 }

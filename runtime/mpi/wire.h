@@ -130,6 +130,9 @@ extern int br__mpi_node; /* the lowest rank on this rank's machine */
  */
 void br__mpi_nap(_Atomic uint32_t *bell, _Atomic uint32_t *sleeping,
 		 unsigned *idle, int64_t max_ns);
+/* Sleep on *bell for ns at most, at once; returns 1 if it was rung. */
+int br__mpi_sleep(_Atomic uint32_t *bell, _Atomic uint32_t *sleeping,
+		  int64_t ns);
 void br__mpi_ring(_Atomic uint32_t *bell, _Atomic uint32_t *sleeping);
 
 /* A server's beat: how often it tells rank 0 it lives (server.c), which
