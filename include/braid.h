@@ -2222,11 +2222,14 @@ typedef int (*br_pool_init_fn)(const void *arg, size_t len);
  *   mpi           1: the pool spans every rank of the MPI job that
  *                 br_mpi_serve() joined (libbraid-mpi): each rank runs
  *                 workers of its own (workers per rank; 0: its CPUs), and
- *                 jobs go wherever there is room. Ranks that share rank
- *                 0's CPUs get only what rank 0's own workers leave of
- *                 them (at least one job each at a time). Without MPI
- *                 (no br_mpi_serve(), or a job of one rank) the pool is
- *                 an ordinary local one.
+ *                 jobs go wherever there is room; rank 0 keeps more
+ *                 of them in its own ring the shorter they run. Ranks
+ *                 that share rank 0's CPUs get only what rank 0's own
+ *                 workers leave of them; where that is nothing, one job
+ *                 each at a time, and only a job that has waited 1 ms
+ *                 for rank 0's workers. Without MPI (no br_mpi_serve(),
+ *                 or a job of one rank) the pool is an ordinary local
+ *                 one.
  */
 typedef struct br_pool_config {
 	unsigned workers;
