@@ -842,12 +842,17 @@ void br__mpi_driver_stop(void)
 		D.started = 0;
 	}
 	MPI_Finalized(&finalized);
-	if (finalized || br__mpi_comm == MPI_COMM_NULL || !D.ranks)
+	if (finalized || br__mpi_comm == MPI_COMM_NULL ||
+	    (br__mpi_size > 1 && !D.ranks))
 		return;
-	for (int r = 1; r < br__mpi_size; r++)
-		if (!D.dead[r])
-			send_small(r, MW_BYE, &bye, sizeof(bye));
-	farewell();
+	/* A job of one rank has no driver, and nobody to say goodbye to;
+	 * it must still finalize, or its launcher takes it for a crash. */
+	if (br__mpi_size > 1) {
+		for (int r = 1; r < br__mpi_size; r++)
+			if (!D.dead[r])
+				send_small(r, MW_BYE, &bye, sizeof(bye));
+		farewell();
+	}
 	/* With a rank dead, MPI_Finalize would wait for it for ever. */
 	if (!D.any_dead)
 		MPI_Finalize();

@@ -65,7 +65,9 @@ $(B)/examples/cluster_primes: examples/cluster_primes.c $(MPI_LIBS) \
 ifeq ($(HAVE_MPI),1)
 # Each program runs over shared memory (vader) and over TCP, which
 # stands in for separate hosts, and again under --enable-recovery, where
-# it kills one rank on purpose (BRAID_MPI_KILL_RANK).
+# it kills one rank on purpose (BRAID_MPI_KILL_RANK). The example runs on
+# 3 ranks, and on one, which must end as cleanly as a program that never
+# met MPI (mpirun takes a rank that does not finalize for a crash).
 test-mpi: $(MPI_TEST_BIN) $(MPI_EXAMPLES)
 	$(Q)fail=0; for t in $(MPI_TEST_BIN); do \
 	  for btl in vader,self tcp,self; do \
@@ -93,6 +95,15 @@ test-mpi: $(MPI_TEST_BIN) $(MPI_EXAMPLES)
 	   grep -q "^3 ranks took part" $(B)/examples/cluster_primes.out; then :; else \
 	  cat $(B)/examples/cluster_primes.out; \
 	  echo "  FAILED  $(B)/examples/cluster_primes"; fail=1; fi; \
+	echo "  MPI     $(B)/examples/cluster_primes (1 rank)"; \
+	if env $(MPIRUN_ENV) timeout 300 $(MPIRUN) -np 1 $(MPIRUN_FLAGS) \
+	     $(B)/examples/cluster_primes --limit 100000 --workers 1 \
+	     > $(B)/examples/cluster_primes_1.out 2>&1 && \
+	   grep -q "^9592 primes below 100000 " \
+	     $(B)/examples/cluster_primes_1.out && \
+	   grep -q "^1 rank took part" $(B)/examples/cluster_primes_1.out; then :; else \
+	  cat $(B)/examples/cluster_primes_1.out; \
+	  echo "  FAILED  $(B)/examples/cluster_primes (1 rank)"; fail=1; fi; \
 	exit $$fail
 else
 test-mpi:
