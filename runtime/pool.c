@@ -188,9 +188,9 @@ static br_future *submit(br_pool *pool, br_job_fn fn, const void *in,
 		return &j->fut;
 	}
 	br__pool_wake_workers(pool, 1);
-	/* Only when the first job waits: a kick on every submission woke
-	 * the driver for each, took rank 0's CPUs from its own workers and
-	 * could hold a run of tiny jobs at several times their cost. */
+	/* Only when the first job waits: the driver looks again by itself
+	 * while any do, and a kick on every submission woke it, a futex
+	 * wake-up and a thread on rank 0's CPUs, once per job. */
 	if (r > 0 && pool->remote)
 		br__pool_remote_kick(pool);
 	return &j->fut;

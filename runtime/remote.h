@@ -69,8 +69,8 @@ BR__EXPORT int br__remote_register(const struct br__remote_ops *ops);
 
 /*
  * br__remote_take - take up to max waiting jobs of p (oldest first) for
- * rank, at most max_bytes of input in all (but always one, if any waits),
- * into out. They are W_REMOTE from now on. Returns how many.
+ * rank, at most max_bytes of input in all (but always one, if any may
+ * go), into out. They are W_REMOTE from now on. Returns how many.
  *
  * min_wait_ns > 0: only jobs that have waited that long since they were
  * submitted; if the oldest has not, *due_ns (else untouched) gets the time

@@ -666,7 +666,7 @@ static void *driver_main(void *arg)
 
 	while (!atomic_load_explicit(&D.stop, memory_order_acquire)) {
 		int64_t now, due, nap;
-		int n = run_commands();
+		int n = run_commands(), out;
 
 		n += receive();
 		n += fill_all(&due);
@@ -681,9 +681,10 @@ static void *driver_main(void *arg)
 			last_work = now;
 			continue;
 		}
-		nap = jobs_out() || now - last_work < WARM_NS ? NAP_BUSY_NS :
-								NAP_IDLE_NS;
-		if (due == INT64_MAX || jobs_out()) {
+		out = jobs_out();
+		nap = out || now - last_work < WARM_NS ? NAP_BUSY_NS :
+							 NAP_IDLE_NS;
+		if (due == INT64_MAX || out) {
 			if (due - now < nap)
 				nap = due > now ? due - now : 0;
 			br__mpi_nap(&D.bell, &D.sleeping, &idle, nap);
